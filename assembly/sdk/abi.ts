@@ -1,0 +1,43 @@
+// Raw host functions of ABI v1 (import module `tcpmod`), nothing more.
+// Pointers are offsets into this module's own memory. AssemblyScript only emits
+// an import for a declaration that is actually used, so a module that never
+// touches the key-value store does not import kv_*.
+
+/** Queues `len` bytes at `ptr` for connection `conn` ahead of the out region.
+ *  0 ok; negative when the send failed or `conn` is not the one being handled. */
+// @ts-ignore: decorator
+@external("tcpmod", "send")
+export declare function host_send(conn: i32, ptr: usize, len: i32): i32;
+
+/** One UTF-8 line into the host log (level 0 debug, 1 info, 2 warn, 3 error). */
+// @ts-ignore: decorator
+@external("tcpmod", "log")
+export declare function host_log(level: i32, ptr: usize, len: i32): void;
+
+/** Wall-clock milliseconds since the Unix epoch. */
+// @ts-ignore: decorator
+@external("tcpmod", "now_ms")
+export declare function host_now_ms(): f64;
+
+/** Copies the value of `key` to `out` when it fits in `out_cap`. Returns the value's
+ *  length (nothing copied when it exceeds `out_cap`), or -1 when the key is missing. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_get")
+export declare function kv_get(key: usize, key_len: i32, out: usize, out_cap: i32): i32;
+
+/** Stores a value. 0 ok, -2 when the store is full. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_set")
+export declare function kv_set(key: usize, key_len: i32, val: usize, val_len: i32): i32;
+
+/** 1 deleted, 0 missing. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_del")
+export declare function kv_del(key: usize, key_len: i32): i32;
+
+/** Atomically adds `delta` (a missing key counts as 0; stored as decimal text).
+ *  0 ok with the new value written as an i64 at `out`; -1 when the stored value
+ *  is not a decimal integer or the sum would overflow. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_incr")
+export declare function kv_incr(key: usize, key_len: i32, delta: i64, out: usize): i32;

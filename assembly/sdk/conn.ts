@@ -1,0 +1,206 @@
+// The connection being handled by the current callback, and its output path.
+//
+// A single static Conn stands for "the current call": callbacks never overlap
+// inside one instance, so per-call facts live in module globals that
+// beginCall() resets, and the Conn object itself is a zero-field unmanaged
+// value in static data (no allocation, nothing for the GC to track). Authors
+// must not keep a Conn, pointers into the regions, or state across calls: the
+// host owns everything between calls.
+
+import { host_send } from "./abi";
+import { fail } from "./fail";
+import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
+import { encodeUtf8 } from "./utf8";
+
+/** What the host does after a callback. */
+export enum Action {
+  /** Send the output, keep unconsumed input, wait for more. */
+  Continue = 0,
+  /** Send the output, then close. */
+  Close = 1,
+  /** Close at once, dropping the output. */
+  Abort = 2,
+}
+
+/** Why a connection ended (the `reason` passed to the close hook). */
+export enum CloseReason {
+  PeerClosed = 0,
+  ModuleAsked = 1,
+  SocketError = 2,
+  Overflow = 3,
+  SendTimeout = 4,
+  Shutdown = 5,
+  Fault = 6,
+}
+
+/** Bit 0 of the on_data flags: the peer will send nothing more. */
+export const FLAG_EOF: i32 = 1;
+
+let curId: i32 = 0;
+let curLen: i32 = 0;
+let curFlags: i32 = 0;
+let consumed: i32 = 0;
+let outLen: i32 = 0;
+// Output is accepted only inside on_open/on_data and until a send fails;
+// otherwise writes are dropped (on_close output is ignored by the host anyway).
+let writable: bool = false;
+let sendFailed: bool = false;
+
+/** Starts a callback: resets the per-call bookkeeping. */
+export function beginCall(id: i32, inLen: i32, flags: i32, canWrite: bool): void {
+  curId = id;
+  curLen = inLen;
+  curFlags = flags;
+  consumed = 0;
+  outLen = 0;
+  writable = canWrite;
+  sendFailed = false;
+}
+
+/** Ends an on_open/on_data callback: fills the result record and returns the
+ *  action for the host. A failed `tcpmod.send` turns any action into Abort, as
+ *  the ABI asks, because part of the output is lost. */
+export function endCall(action: Action): i32 {
+  store<u32>(RESULT, <u32>consumed, 0);
+  store<u32>(RESULT, <u32>outLen, 4);
+  writable = false;
+  return sendFailed ? Action.Abort : action;
+}
+
+function sendNow(ptr: usize, len: i32): void {
+  if (host_send(curId, ptr, len) < 0) {
+    sendFailed = true;
+    writable = false;
+  }
+}
+
+/** Hands the buffered out region to the host now (keeps output in order). */
+function flushOut(): void {
+  if (outLen > 0) {
+    const n = outLen;
+    outLen = 0;
+    sendNow(outPtr, n);
+  }
+}
+
+/** The connection being handled. Obtain it only as a callback argument. */
+@final @unmanaged
+export class Conn {
+  /** Connection id, unique for the server's lifetime (not a file descriptor). */
+  get id(): i32 { return curId; }
+  /** Address of the input bytes (unconsumed leftovers first, then new data). */
+  get input(): usize { return inPtr; }
+  /** Number of input bytes at `input`. */
+  get inputLen(): i32 { return curLen; }
+  /** Raw flags of this call (bit 0 = EOF). */
+  get flags(): i32 { return curFlags; }
+  /** True when the peer closed its sending side: no more input will follow. */
+  get eof(): bool { return (curFlags & FLAG_EOF) != 0; }
+  /** Bytes consumed so far in this call. */
+  get consumed(): i32 { return consumed; }
+  /** Address of the per-connection state slot (0 when stateSize is 0). The host
+   *  saves it after each call and restores it before the next one. */
+  get state(): usize { return statePtr; }
+  /** Size of the state slot in bytes, as passed to configure(). */
+  get stateSize(): i32 { return stateSize; }
+  /** True once a `tcpmod.send` failed in this call; the call will end with Abort. */
+  get failed(): bool { return sendFailed; }
+
+  /** Input byte `i` (0 <= i < inputLen); out of range is a module fault. */
+  @inline byte(i: i32): u8 {
+    if (<u32>i >= <u32>curLen) fail("tcpmod sdk: Conn.byte() index out of range");
+    return load<u8>(inPtr + <usize>i);
+  }
+
+  /** Index of the first input byte equal to `b` at or after `from`, or -1. */
+  indexOf(b: u8, from: i32 = 0): i32 {
+    for (let i = max(from, 0); i < curLen; i++) {
+      if (load<u8>(inPtr + <usize>i) == b) return i;
+    }
+    return -1;
+  }
+
+  /** Marks `n` more input bytes as handled. The total may not exceed inputLen.
+   *  Bytes not consumed are handed back on the next call; consuming nothing and
+   *  returning Continue means "wait for more input". */
+  consume(n: i32): void {
+    if (n < 0 || n > curLen - consumed) fail("tcpmod sdk: consume() past the end of input");
+    consumed += n;
+  }
+
+  /** Appends `len` bytes from `ptr`. Output that does not fit in the out region
+   *  is flushed through `tcpmod.send`, so any length works. */
+  write(ptr: usize, len: i32): void {
+    if (len < 0) fail("tcpmod sdk: write() with a negative length");
+    if (!writable || len == 0) return;
+    if (len <= outCap - outLen) {
+      memory.copy(outPtr + <usize>outLen, ptr, <usize>len);
+      outLen += len;
+      return;
+    }
+    flushOut();
+    if (!writable) return;
+    if (len > outCap) {
+      // Larger than the whole region: send straight from the caller's buffer.
+      sendNow(ptr, len);
+      return;
+    }
+    memory.copy(outPtr, ptr, <usize>len);
+    outLen = len;
+  }
+
+  /** Appends one byte. */
+  writeByte(b: u8): void {
+    if (!writable) return;
+    if (outLen == outCap) {
+      flushOut();
+      if (!writable) return;
+    }
+    store<u8>(outPtr + <usize>outLen, b);
+    outLen += 1;
+  }
+
+  /** Appends `s` encoded as UTF-8 (ASCII stays one byte a character). */
+  writeString(s: string): void {
+    const len = s.length;
+    let i = 0;
+    while (writable) {
+      const r = encodeUtf8(s, i, outPtr + <usize>outLen, outCap - outLen);
+      outLen += <i32>(r & 0xFFFFFFFF);
+      i = <i32>(r >>> 32);
+      if (i >= len) break;
+      flushOut();
+    }
+  }
+
+  /** Appends `n` in decimal ASCII (a leading '-' when negative). */
+  writeInt(n: i64): void {
+    if (!writable) return;
+    const neg = n < 0;
+    // Negating i64.MIN_VALUE wraps to itself, whose u64 reading is the right magnitude.
+    let u: u64 = neg ? <u64>(-n) : <u64>n;
+    let digits = 1;
+    for (let t = u; t >= 10; t /= 10) digits++;
+    const need = digits + (neg ? 1 : 0);
+    if (outCap - outLen < need) {
+      flushOut();
+      if (!writable) return;
+    }
+    let p = outPtr + <usize>outLen;
+    if (neg) store<u8>(p++, 0x2D);
+    let q = p + <usize>digits;
+    do {
+      store<u8>(--q, <u8>(0x30 + <u32>(u % 10)));
+      u /= 10;
+    } while (u != 0);
+    outLen += need;
+  }
+
+  /** Sends everything buffered so far now instead of at the end of the call. */
+  flush(): void {
+    if (writable) flushOut();
+  }
+}
+
+/** The one Conn value; 8 bytes of static data so its address is never null. */
+export const CONN = changetype<Conn>(memory.data(8, 8));

@@ -1,0 +1,44 @@
+// The ABI v1 exports. A module re-exports them with
+//   export * from "./sdk/exports";
+// (this works for an entry file in AssemblyScript 0.28: the star re-export
+// becomes wasm exports). They are always present; hooks that were not
+// registered make the matching export a no-op.
+
+import { Action, CONN, beginCall, endCall } from "./conn";
+import { DataHandler, dataHandler, openHandler, closeHandler, initHandler } from "./hooks";
+import { IO_DESC, inPtr, reserved } from "./regions";
+import { fail } from "./fail";
+
+/** Marker export: this module speaks ABI v1. Never called. */
+export function tcpmod_abi_v1(): void {}
+
+/** Address of the IoDesc. Fails loudly if the module never called configure(). */
+export function tcpmod_io_desc(): usize {
+  if (!reserved) fail("tcpmod sdk: configure() was not called at the module's top level");
+  return IO_DESC;
+}
+
+/** Config bytes are at in_ptr; without an init hook any config is accepted. */
+export function tcpmod_init(cfg_len: i32): i32 {
+  const h = initHandler;
+  return h ? h(inPtr, cfg_len) : 0;
+}
+
+export function tcpmod_on_open(conn: i32): i32 {
+  beginCall(conn, 0, 0, true);
+  const h = openHandler;
+  return endCall(h ? h(CONN) : Action.Continue);
+}
+
+export function tcpmod_on_data(conn: i32, in_len: i32, flags: i32): i32 {
+  beginCall(conn, in_len, flags, true);
+  const h = dataHandler;
+  if (!h) fail("tcpmod sdk: configure() was not called at the module's top level");
+  return endCall(changetype<DataHandler>(h)(CONN));
+}
+
+export function tcpmod_on_close(conn: i32, reason: i32): void {
+  beginCall(conn, 0, 0, false);
+  const h = closeHandler;
+  if (h) h(CONN, reason);
+}

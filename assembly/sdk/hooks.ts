@@ -1,0 +1,37 @@
+// configure() and the author's callbacks.
+//
+// Handlers are plain top-level functions passed as function references (called
+// through the table); closures are not supported by AssemblyScript, and none
+// are needed since all per-call facts come through the Conn argument.
+
+import { Action, Conn } from "./conn";
+import { reserveRegions } from "./regions";
+
+/** Handles input; see Conn for what it may do. */
+export type DataHandler = (c: Conn) => Action;
+/** Runs when a connection opens (state slot zeroed); may write output. */
+export type OpenHandler = (c: Conn) => Action;
+/** Runs when a connection is gone (`reason` is a CloseReason); output is dropped. */
+export type CloseHandler = (c: Conn, reason: i32) => void;
+/** Runs once per instance with the module's config bytes; non-zero refuses them. */
+export type InitHandler = (config: usize, len: i32) => i32;
+
+export let dataHandler: DataHandler | null = null;
+export let openHandler: OpenHandler | null = null;
+export let closeHandler: CloseHandler | null = null;
+export let initHandler: InitHandler | null = null;
+
+/** Declares the module's regions and its data handler. Call it exactly once, at
+ *  the top level of the module (it runs during `_initialize`). Sizes follow the
+ *  ABI: in/out 1 KiB to 4 MiB, state 0 to 256 bytes; anything else aborts. */
+export function configure(inCap: i32, outCap: i32, stateSize: i32, onData: DataHandler): void {
+  reserveRegions(inCap, outCap, stateSize);
+  dataHandler = onData;
+}
+
+/** Registers the open hook (optional). */
+export function setOnOpen(h: OpenHandler): void { openHandler = h; }
+/** Registers the close hook (optional). */
+export function setOnClose(h: CloseHandler): void { closeHandler = h; }
+/** Registers the config hook (optional); it sees the config bytes at `config`. */
+export function setOnInit(h: InitHandler): void { initHandler = h; }

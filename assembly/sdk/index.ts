@@ -1,0 +1,36 @@
+/**
+ * tcpmod SDK: a thin AssemblyScript layer over ABI v1 (shared/abi/tcpmod-v1.md).
+ * The ABI is the contract; this only removes the bookkeeping.
+ *
+ * A module is one top-level file in assembly/ that does three things:
+ *
+ *   import { Conn, Action, configure } from "./sdk";
+ *   export * from "./sdk/exports";            // the ABI exports, always all of them
+ *   configure(inCap, outCap, stateSize, onData);
+ *
+ * Contracts:
+ * - configure() runs once, at top level (i.e. during `_initialize`). It reserves
+ *   the input, output and state regions for the life of the instance; no SDK
+ *   call allocates afterwards, so memory stays flat however many calls run.
+ * - The data handler gets the current connection as a Conn: `input`/`inputLen`
+ *   (also `byte(i)`, `indexOf(b)`), `eof`, `id`, `state`/`stateSize`. It calls
+ *   `consume(n)` for the bytes it handled (the rest comes back next call, after
+ *   the bytes that arrive meanwhile) and returns an Action. "Need more bytes" is
+ *   consuming nothing and returning Continue.
+ * - `write`, `writeByte`, `writeString` (UTF-8), `writeInt` (decimal) append to
+ *   the out region and spill through `tcpmod.send` when it is full, so output of
+ *   any size keeps its order. A failed send makes the call end with Abort.
+ * - Conn and the regions are only valid during the callback that received them;
+ *   anything that must survive goes in the state slot or the key-value store.
+ * - Hooks are optional: setOnOpen, setOnClose, setOnInit.
+ * - Any abort()/assert failure reaches the host as `tcpmod.abort` and is a
+ *   module fault: the connection is closed and the instance replaced.
+ */
+
+export { Action, CloseReason, Conn, FLAG_EOF } from "./conn";
+export {
+  configure, setOnOpen, setOnClose, setOnInit,
+  DataHandler, OpenHandler, CloseHandler, InitHandler,
+} from "./hooks";
+export { LogLevel, log, logString, nowMs } from "./host";
+export { kv_get, kv_set, kv_del, kv_incr } from "./abi";

@@ -1,0 +1,6 @@
+export { createServer, TcpmodServer, CLOSE_REASONS } from './server.js';
+export type { AddressInfo, CloseOptions, ServerState, ServerStats } from './server.js';
+export { OptionError } from './options.js';
+export type { ServerOptions } from './options.js';
+export { ModuleConfigRefused, ModuleFault, ModuleLoadError } from './module/errors.js';
+export { SysError } from './sys.js';

@@ -1,0 +1,67 @@
+// Prometheus text at /metrics, served from the main thread. Every value is read
+// from server.stats() at scrape time (the pool's shared counters), so metrics
+// cost nothing on the hot path.
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { TcpmodServer } from './server.js';
+
+export function metricsRegistry(server: TcpmodServer): Registry {
+  const registry = new Registry();
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  // prom-client counters only go up through inc(); set the absolute total by the difference.
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({ name, help, registers: [registry], async collect() {
+      const now = read();
+      const cur = (await this.get()).values[0]?.value ?? 0;
+      if (now > cur) this.inc(now - cur);
+    } });
+  const labelled = (name: string, help: string, label: string, read: () => Record<string, number>) =>
+    new Counter({ name, help, labelNames: [label], registers: [registry], async collect() {
+      const cur = new Map((await this.get()).values.map((v) => [v.labels[label], v.value]));
+      for (const [k, v] of Object.entries(read())) {
+        const d = v - (cur.get(k) ?? 0);
+        if (d > 0 || !cur.has(k)) this.inc({ [label]: k }, Math.max(0, d));
+      }
+    } });
+  const s = () => server.stats();
+  gauge('tcpmod_workers', 'Worker threads in the pool', () => s().workers);
+  gauge('tcpmod_workers_busy', 'Workers handling an event right now', () => s().workersBusy);
+  gauge('tcpmod_connections', 'Open connections', () => s().connections);
+  gauge('tcpmod_kv_keys', 'Keys in the shared key-value store', () => s().kv.keys);
+  gauge('tcpmod_kv_bytes', 'Bytes accounted to the key-value store', () => s().kv.bytes);
+  counter('tcpmod_connections_accepted_total', 'Connections accepted', () => s().connectionsAccepted);
+  labelled('tcpmod_connections_closed_total', 'Connections closed, by reason', 'reason', () => s().connectionsClosed);
+  counter('tcpmod_events_total', 'epoll events handled', () => s().events);
+  counter('tcpmod_bytes_received_total', 'Bytes received from clients', () => s().bytesReceived);
+  counter('tcpmod_bytes_sent_total', 'Bytes sent to clients', () => s().bytesSent);
+  counter('tcpmod_send_timeouts_total', 'Connections closed because a send timed out', () => s().sendTimeouts);
+  counter('tcpmod_workers_started_total', 'Worker threads started', () => s().workersStarted);
+  counter('tcpmod_workers_stopped_total', 'Worker threads stopped', () => s().workersStopped);
+  labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
+  counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
+  return registry;
+}
+
+/** Serves /metrics on host:port; resolves with the bound port. */
+export async function serveMetrics(server: TcpmodServer, host: string, port: number): Promise<{ http: Server; port: number }> {
+  const registry = metricsRegistry(server);
+  const http = createHttpServer(async (req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    try {
+      const body = await registry.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+    } catch (e) {
+      res.writeHead(500).end(String(e));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, host, () => resolve());
+  });
+  const addr = http.address();
+  return { http, port: typeof addr === 'object' && addr ? addr.port : port };
+}

@@ -1,0 +1,57 @@
+// ABI v1 in data: the names, signatures and numbers of ../shared/abi/tcpmod-v1.md
+// that the host checks modules against. Changing anything here breaks modules
+// built elsewhere; it only ever grows with a new ABI version.
+
+export const PAGE = 65536;
+
+export const Action = { CONTINUE: 0, CLOSE: 1, ABORT: 2 } as const;
+
+export const CloseReason = {
+  PEER: 0, MODULE: 1, SOCKET_ERROR: 2, OVERFLOW: 3, SEND_TIMEOUT: 4, SHUTDOWN: 5, FAULT: 6,
+} as const;
+export const CLOSE_REASON_NAMES = ['peer', 'module', 'socket_error', 'overflow', 'send_timeout', 'shutdown', 'fault'] as const;
+
+export const FLAG_EOF = 1;
+
+/** Host functions a module may import, with their exact signatures. */
+export const TCPMOD_IMPORTS: Record<string, string> = {
+  send: '(i32, i32, i32) -> i32',
+  log: '(i32, i32, i32) -> ()',
+  now_ms: '() -> f64',
+  abort: '(i32, i32, i32, i32) -> ()',
+  kv_get: '(i32, i32, i32, i32) -> i32',
+  kv_set: '(i32, i32, i32, i32) -> i32',
+  kv_del: '(i32, i32) -> i32',
+  kv_incr: '(i32, i32, i64, i32) -> i32',
+};
+
+/** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */
+export const WASI_IMPORTS: Record<string, string> = {
+  fd_write: '(i32, i32, i32, i32) -> i32',
+  clock_time_get: '(i32, i64, i32) -> i32',
+  random_get: '(i32, i32) -> i32',
+  proc_exit: '(i32) -> ()',
+};
+
+export const REQUIRED_EXPORTS: Record<string, string> = {
+  tcpmod_abi_v1: '() -> ()',
+  tcpmod_io_desc: '() -> i32',
+  tcpmod_on_data: '(i32, i32, i32) -> i32',
+};
+
+export const OPTIONAL_EXPORTS: Record<string, string> = {
+  _initialize: '() -> ()',
+  tcpmod_init: '(i32) -> i32',
+  tcpmod_on_open: '(i32) -> i32',
+  tcpmod_on_close: '(i32, i32) -> ()',
+  __collect: '() -> ()',
+};
+
+/** IoDesc bounds. */
+export const IO_MIN = 1024;
+export const IO_MAX = 4 * 1024 * 1024;
+export const STATE_MAX = 256;
+export const RESULT_SIZE = 8;
+export const IODESC_SIZE = 32;
+
+export const DEFAULT_MEMORY_CAP = 32 * 1024 * 1024;

@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "tcpmod_native",
+      "sources": [
+        "src/addon.cc",
+        "src/args.cc",
+        "src/sockets.cc",
+        "src/poller.cc",
+        "src/conn_table.cc",
+        "src/kv_store.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "cflags_cc!": ["-fno-rtti"]
+    }
+  ]
+}

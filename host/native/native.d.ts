@@ -1,0 +1,82 @@
+// Types of every export of the native shim (host/native/src). Conventions:
+// a syscall failure is returned as a negative errno (-11 is EAGAIN); a wrong
+// argument type or a region outside its buffer throws (a programming error).
+// Regions are (buffer, offset, length) triples; a buffer is usually a module's
+// `memory.buffer`, so bytes move between sockets and WebAssembly memory with
+// no intermediate copy.
+
+export type Buf = ArrayBuffer | ArrayBufferView;
+
+export interface NativeConstants {
+  EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number; EPOLLHUP: number; EPOLLRDHUP: number;
+  EPOLLET: number; EPOLLONESHOT: number;
+  EPOLL_CTL_ADD: number; EPOLL_CTL_MOD: number; EPOLL_CTL_DEL: number;
+  SOL_SOCKET: number; SO_REUSEADDR: number; SO_KEEPALIVE: number; SO_SNDBUF: number; SO_RCVBUF: number;
+  SO_ERROR: number;
+  IPPROTO_TCP: number; TCP_NODELAY: number; TCP_KEEPIDLE: number; TCP_KEEPINTVL: number; TCP_KEEPCNT: number;
+  SHUT_RD: number; SHUT_WR: number; SHUT_RDWR: number;
+}
+
+export interface SockName { address: string; port: number; family: 'IPv4' | 'IPv6' }
+
+export interface NativeBinding {
+  readonly constants: NativeConstants;
+
+  // sockets (sockets.cc)
+  /** socket + SO_REUSEADDR + bind + listen; non-blocking, close-on-exec. `host` is a numeric address. */
+  listenTcp(host: string, port: number, backlog: number): number;
+  /** Blocking connect; for tests and tools. */
+  connectTcp(host: string, port: number): number;
+  sockName(fd: number): SockName | number;
+  /** accept4(SOCK_NONBLOCK|SOCK_CLOEXEC); -EAGAIN when nothing is pending. */
+  accept(listenFd: number): number;
+  setsockoptInt(fd: number, level: number, name: number, value: number): number;
+  /** The option's value (never negative for the options used here), or -errno. */
+  getsockoptInt(fd: number, level: number, name: number): number;
+  shutdown(fd: number, how: number): number;
+  close(fd: number): number;
+  /** Bytes received, 0 at EOF, or -errno. */
+  recv(fd: number, buf: Buf, offset: number, length: number): number;
+  /** Sends the whole region, waiting for POLLOUT on EAGAIN up to timeoutMs (restarted on progress).
+   *  Returns length, -ETIMEDOUT, or -errno. */
+  send(fd: number, buf: Buf, offset: number, length: number, timeoutMs: number): number;
+
+  // epoll and eventfd (poller.cc); an item's data is (tag << 32) | fd
+  epollCreate(): number;
+  epollCtl(epfd: number, op: number, fd: number, events: number, tag: number): number;
+  /** maxevents = 1. Returns 1 with out = [fd, tag, events], 0 on timeout, or -errno. timeoutMs < 0 waits forever. */
+  epollWait(epfd: number, timeoutMs: number, out: Int32Array): number;
+  eventfdCreate(): number;
+  eventfdWrite(fd: number): number;
+
+  // connection table (conn_table.cc): the host-owned per-connection state of ABI v1
+  /** Registers an accepted socket; returns its connection id (> 0, unique for the process) or -EEXIST. */
+  connOpen(fd: number, group: number, stateSize: number): number;
+  /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
+   *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
+   *  received[0] = bytes newly received by this call. */
+  connLoad(fd: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array): number;
+  /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
+  connSave(fd: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
+  /** Forgets the entry and closes the socket. */
+  connClose(fd: number): number;
+  /** shutdown(how) on every socket of the group, leaving the fds to their handlers; returns the count. */
+  connShutdownGroup(group: number, how: number): number;
+  /** [fd, id, fd, id, ...] of the group's connections. */
+  connList(group: number): number[];
+  readonly LOAD_EOF: number;
+
+  // key-value store (kv_store.cc): one per process
+  /** Value length (copied only if it fits outCap) or -1 when missing. */
+  kvGet(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number): number;
+  /** 0, or -2 when the byte budget would be exceeded. */
+  kvSet(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number): number;
+  /** 1 deleted, 0 missing. */
+  kvDel(key: Buf, keyOff: number, keyLen: number): number;
+  /** 0 with the new value as little-endian i64 at out; -1 not an integer or overflow; -2 store full. */
+  kvIncr(key: Buf, keyOff: number, keyLen: number, delta: bigint, out: Buf, outOff: number): number;
+  /** Sets the byte budget; returns the previous one. */
+  kvConfigure(maxBytes: number): number;
+  kvClear(): number;
+  kvStats(): { keys: number; bytes: number; maxBytes: number };
+}

@@ -1,0 +1,54 @@
+#include "args.h"
+
+namespace tcpmod {
+
+bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Int64Value();
+  return true;
+}
+
+bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len) {
+  uint8_t* base;
+  size_t size;
+  return ArgRegion(info, i, out, len, &base, &size);
+}
+
+bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len, uint8_t** base_out,
+               size_t* size_out) {
+  Napi::Env env = info.Env();
+  uint8_t* base = nullptr;
+  size_t size = 0;
+  if (i < info.Length() && info[i].IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = info[i].As<Napi::ArrayBuffer>();
+    base = static_cast<uint8_t*>(ab.Data());
+    size = ab.ByteLength();
+  } else if (i < info.Length() && info[i].IsTypedArray()) {
+    Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
+    base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    size = ta.ByteLength();
+  } else {
+    Napi::TypeError::New(env, "argument " + std::to_string(i) + " must be an ArrayBuffer or typed array")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  int64_t off, n;
+  if (!ArgInt(info, i + 1, &off) || !ArgInt(info, i + 2, &n)) return false;
+  if (off < 0 || n < 0 || static_cast<uint64_t>(off) + static_cast<uint64_t>(n) > size) {
+    Napi::RangeError::New(env, "region [" + std::to_string(off) + ", +" + std::to_string(n) +
+                                   ") is outside a buffer of " + std::to_string(size) + " bytes")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = base + off;
+  *len = static_cast<size_t>(n);
+  *base_out = base;
+  *size_out = size;
+  return true;
+}
+
+}  // namespace tcpmod

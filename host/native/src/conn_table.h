@@ -1,0 +1,6 @@
+#pragma once
+#include <napi.h>
+
+namespace tcpmod {
+void InitConnTable(Napi::Env env, Napi::Object exports);
+}

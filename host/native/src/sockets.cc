@@ -1,0 +1,220 @@
+// Socket syscalls: each export is one syscall (or the usual short sequence,
+// like socket+setsockopt+bind+listen), EINTR retried, failures as -errno.
+#include "sockets.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "args.h"
+
+namespace tcpmod {
+namespace {
+
+// Parses a numeric IPv4 or IPv6 address (no name lookup: the host layer resolves
+// names, so a blocking DNS query never runs on a worker).
+bool ParseAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t* len) {
+  std::memset(ss, 0, sizeof(*ss));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+bool ArgAddr(const Napi::CallbackInfo& info, sockaddr_storage* ss, socklen_t* len) {
+  int64_t port;
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(info.Env(), "host must be a string").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (!ArgInt(info, 1, &port)) return false;
+  if (port < 0 || port > 65535 || !ParseAddr(info[0].As<Napi::String>(), static_cast<int>(port), ss, len)) {
+    Napi::TypeError::New(info.Env(), "host must be a numeric IPv4 or IPv6 address and port 0..65535")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// listenTcp(host, port, backlog) -> fd | -errno. Non-blocking, close-on-exec, SO_REUSEADDR.
+Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
+  sockaddr_storage ss;
+  socklen_t len;
+  int64_t backlog;
+  if (!ArgAddr(info, &ss, &len) || !ArgInt(info, 2, &backlog)) return info.Env().Undefined();
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Num(info, -errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 ||
+      listen(fd, static_cast<int>(backlog)) < 0) {
+    int err = errno;
+    close(fd);
+    return Num(info, -err);
+  }
+  return Num(info, fd);
+}
+
+// connectTcp(host, port) -> fd | -errno. A blocking connect, then the socket is
+// switched to non-blocking; used by tests and tools, never on the hot path.
+Napi::Value ConnectTcp(const Napi::CallbackInfo& info) {
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!ArgAddr(info, &ss, &len)) return info.Env().Undefined();
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Num(info, -errno);
+  int rc;
+  do rc = connect(fd, reinterpret_cast<sockaddr*>(&ss), len); while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    int err = errno;
+    close(fd);
+    return Num(info, -err);
+  }
+  return Num(info, fd);
+}
+
+// sockName(fd) -> { address, port, family } | -errno
+Napi::Value SockName(const Napi::CallbackInfo& info) {
+  int64_t fd;
+  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) < 0) return Num(info, -errno);
+  char text[INET6_ADDRSTRLEN] = {0};
+  int port;
+  const char* family;
+  if (ss.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    port = ntohs(v6->sin6_port);
+    family = "IPv6";
+  } else {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    port = ntohs(v4->sin_port);
+    family = "IPv4";
+  }
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("address", text);
+  out.Set("port", port);
+  out.Set("family", family);
+  return out;
+}
+
+// accept(listenFd) -> fd | -errno (-EAGAIN when the backlog is empty).
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  int64_t fd;
+  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  int c;
+  do c = accept4(static_cast<int>(fd), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
+  return Num(info, c < 0 ? -errno : c);
+}
+
+// setsockoptInt(fd, level, name, value) -> 0 | -errno
+Napi::Value SetSockOptInt(const Napi::CallbackInfo& info) {
+  int64_t fd, level, name, value;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &level) || !ArgInt(info, 2, &name) || !ArgInt(info, 3, &value))
+    return info.Env().Undefined();
+  int v = static_cast<int>(value);
+  int rc = setsockopt(static_cast<int>(fd), static_cast<int>(level), static_cast<int>(name), &v, sizeof(v));
+  return Num(info, rc < 0 ? -errno : 0);
+}
+
+// getsockoptInt(fd, level, name) -> value | -errno
+Napi::Value GetSockOptInt(const Napi::CallbackInfo& info) {
+  int64_t fd, level, name;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &level) || !ArgInt(info, 2, &name)) return info.Env().Undefined();
+  int v = 0;
+  socklen_t len = sizeof(v);
+  int rc = getsockopt(static_cast<int>(fd), static_cast<int>(level), static_cast<int>(name), &v, &len);
+  return Num(info, rc < 0 ? -errno : v);
+}
+
+// shutdown(fd, how) -> 0 | -errno
+Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  int64_t fd, how;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &how)) return info.Env().Undefined();
+  return Num(info, shutdown(static_cast<int>(fd), static_cast<int>(how)) < 0 ? -errno : 0);
+}
+
+// close(fd) -> 0 | -errno. Not retried on EINTR: on Linux the fd is gone either way.
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int64_t fd;
+  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  return Num(info, close(static_cast<int>(fd)) < 0 ? -errno : 0);
+}
+
+// recv(fd, buffer, offset, length) -> bytes | 0 at EOF | -errno; straight into the buffer.
+Napi::Value Recv(const Napi::CallbackInfo& info) {
+  int64_t fd;
+  uint8_t* p;
+  size_t len;
+  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len)) return info.Env().Undefined();
+  ssize_t n;
+  do n = recv(static_cast<int>(fd), p, len, 0); while (n < 0 && errno == EINTR);
+  return Num(info, n < 0 ? -errno : static_cast<double>(n));
+}
+
+// send(fd, buffer, offset, length, timeoutMs) -> length | -errno; straight from the buffer.
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  int64_t fd, timeout;
+  uint8_t* p;
+  size_t len;
+  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout))
+    return info.Env().Undefined();
+  return Num(info, static_cast<double>(SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout))));
+}
+
+}  // namespace
+
+int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return -errno;
+    pollfd pfd{fd, POLLOUT, 0};
+    int rc;
+    do rc = poll(&pfd, 1, timeout_ms); while (rc < 0 && errno == EINTR);
+    if (rc < 0) return -errno;
+    if (rc == 0) return -ETIMEDOUT;
+    // POLLERR/POLLHUP: the next send reports the socket's error.
+  }
+  return static_cast<int64_t>(len);
+}
+
+void InitSockets(Napi::Env env, Napi::Object exports) {
+  exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
+  exports.Set("connectTcp", Napi::Function::New(env, ConnectTcp, "connectTcp"));
+  exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
+  exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
+  exports.Set("setsockoptInt", Napi::Function::New(env, SetSockOptInt, "setsockoptInt"));
+  exports.Set("getsockoptInt", Napi::Function::New(env, GetSockOptInt, "getsockoptInt"));
+  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
+  exports.Set("send", Napi::Function::New(env, Send, "send"));
+}
+
+}  // namespace tcpmod

@@ -1,0 +1,184 @@
+// The worker pool: spawns, grows on request, notices retirements, replaces
+// crashed or stuck workers, and sums the counters. It knows no protocol: the
+// worker script and its data are opaque to it.
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { Counters, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
+
+export interface PoolOptions {
+  min: number;
+  max: number;
+  script: URL;
+  /** workerData for the worker in `slot`; must include the counters' SharedArrayBuffer. */
+  workerData(slot: number): object;
+  /** A module callback running longer than this is stopped by terminating its worker. */
+  handlerTimeoutMs: number;
+  /** Called on the main thread after a stuck worker is gone, with the connection it held. */
+  onStuck(fd: number, conn: number): void;
+  log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
+}
+
+interface Member {
+  worker: Worker;
+  slot: number;
+  ready: boolean;
+  retired: boolean;
+  stuck: { fd: number; conn: number } | null;
+}
+
+export class Pool extends EventEmitter {
+  readonly counters = new Counters();
+  workersStarted = 0;
+  workersStopped = 0;
+  /** Totals of workers that have exited, and of events counted on the main thread. */
+  readonly retired = new Float64Array(TOTALS);
+  private readonly members = new Map<number, Member>();
+  private stopping = false;
+  private watchdog: NodeJS.Timeout | null = null;
+  private readonly seen = new Map<number, { seq: number; since: number }>();
+  private crashes: number[] = [];
+
+  constructor(private readonly opts: PoolOptions) {
+    super();
+    this.counters.set(G.MIN, opts.min);
+    this.counters.set(G.MAX, opts.max);
+  }
+
+  /** Starts min workers and resolves when all of them are serving. */
+  async start(): Promise<void> {
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < this.opts.min; i++) {
+      this.counters.add(G.WORKERS, 1);
+      ready.push(this.spawn());
+    }
+    const period = Math.max(5, Math.min(250, Math.floor(this.opts.handlerTimeoutMs / 4)));
+    this.watchdog = setInterval(() => this.checkStuck(), period);
+    this.watchdog.unref();
+    await Promise.all(ready);
+  }
+
+  /** Spawns a worker into a free slot; the WORKERS cell was already raised for it. */
+  private spawn(): Promise<void> {
+    let slot = 0;
+    while (this.members.has(slot)) slot++;
+    if (slot >= MAX_WORKERS) {
+      this.counters.add(G.WORKERS, -1);
+      return Promise.resolve();
+    }
+    this.counters.f64.fill(0, this.counters.totalsBase(slot), this.counters.totalsBase(slot) + TOTALS);
+    this.counters.set(this.counters.slotCell(slot, S.CALL_SEQ), 0);
+    const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot) });
+    const m: Member = { worker, slot, ready: false, retired: false, stuck: null };
+    this.members.set(slot, m);
+    this.workersStarted++;
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (msg: { type: string; conn?: number; reason?: number; retired?: boolean }) => {
+        if (msg.type === 'ready') {
+          m.ready = true;
+          resolve();
+        } else if (msg.type === 'grow') {
+          if (this.stopping) this.counters.add(G.WORKERS, -1);
+          else void this.spawn();
+        } else if (msg.type === 'leaving') {
+          m.retired = msg.retired === true;
+        } else if (msg.type === 'connection' || msg.type === 'close') {
+          this.emit(msg.type, msg.conn, msg.reason);
+        }
+      });
+      worker.on('error', (err) => {
+        this.opts.log.error({ worker: slot, err }, 'worker failed');
+        if (!m.ready) reject(err);
+      });
+      worker.on('exit', () => this.onExit(m));
+    });
+  }
+
+  private onExit(m: Member): void {
+    const c = this.counters;
+    this.members.delete(m.slot);
+    this.seen.delete(m.slot);
+    this.workersStopped++;
+    const base = c.totalsBase(m.slot);
+    for (let i = 0; i < TOTALS; i++) this.retired[i] += c.f64[base + i];
+    c.f64.fill(0, base, base + TOTALS);
+    c.set(c.slotCell(m.slot, S.ALIVE), 0);
+    if (!m.retired) c.add(G.WORKERS, -1); // a retiring worker lowered it itself
+    if (m.stuck) {
+      c.add(G.BUSY, -1);
+      this.opts.onStuck(m.stuck.fd, m.stuck.conn);
+    }
+    this.emit('workerExit', m.slot);
+    if (this.stopping || m.retired) return;
+    if (c.get(G.WORKERS) < this.opts.min) this.replace();
+  }
+
+  /** Keeps min workers alive after a crash or a kill, backing off when crashes repeat. */
+  private replace(): void {
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < 10_000);
+    this.crashes.push(now);
+    const delay = this.crashes.length > 3 ? Math.min(5000, 100 * 2 ** (this.crashes.length - 3)) : 0;
+    if (delay) this.opts.log.error({ crashes: this.crashes.length, delay }, 'workers keep dying; backing off');
+    this.counters.add(G.WORKERS, 1);
+    setTimeout(() => {
+      if (this.stopping) this.counters.add(G.WORKERS, -1);
+      else this.spawn().catch(() => undefined);
+    }, delay);
+  }
+
+  /** Terminates any worker whose module callback has run past the handler timeout. */
+  private checkStuck(): void {
+    const c = this.counters;
+    const now = Date.now();
+    for (const m of this.members.values()) {
+      if (m.stuck) continue;
+      const seq = Atomics.load(c.i32, c.slotCell(m.slot, S.CALL_SEQ));
+      const prev = this.seen.get(m.slot);
+      if (!(seq & 1)) {
+        this.seen.delete(m.slot);
+        continue;
+      }
+      if (!prev || prev.seq !== seq) {
+        this.seen.set(m.slot, { seq, since: now });
+        continue;
+      }
+      if (now - prev.since < this.opts.handlerTimeoutMs) continue;
+      m.stuck = {
+        fd: Atomics.load(c.i32, c.slotCell(m.slot, S.FD)),
+        conn: Atomics.load(c.i32, c.slotCell(m.slot, S.CONN)),
+      };
+      this.retired[T.FAULTS + 3]++; // kind "timeout"
+      this.opts.log.error({ worker: m.slot, conn: m.stuck.conn, ms: now - prev.since }, 'module callback exceeded the handler timeout; terminating its worker');
+      void m.worker.terminate();
+    }
+  }
+
+  /** Sums every total: exited workers, live workers, and the main thread's own. */
+  totals(): Float64Array {
+    const out = Float64Array.from(this.retired);
+    const c = this.counters;
+    for (const slot of this.members.keys()) {
+      const base = c.totalsBase(slot);
+      for (let i = 0; i < TOTALS; i++) out[i] += c.f64[base + i];
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** Tells every worker to leave (the caller wakes them) and resolves when all have exited. */
+  async stop(wake: () => void, timeoutMs = 5000): Promise<void> {
+    this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.counters.set(G.STOP, 1);
+    wake();
+    const exits = [...this.members.values()].map((m) => new Promise<void>((r) => m.worker.once('exit', () => r())));
+    const timer = setTimeout(() => {
+      for (const m of this.members.values()) void m.worker.terminate();
+    }, timeoutMs);
+    await Promise.all(exits);
+    clearTimeout(timer);
+  }
+}

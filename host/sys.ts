@@ -1,0 +1,43 @@
+// The typed face of the native shim: the only TypeScript that loads it. Hot
+// paths use `native` directly and test the sign of results; everything else
+// goes through `check`, which turns -errno into a Node-style error.
+import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import type { NativeBinding } from './native/native.js';
+
+const require = createRequire(import.meta.url);
+export const native: NativeBinding = require('../host/native/build/Release/tcpmod_native.node');
+export const C = native.constants;
+
+/** A failed syscall, shaped like Node's own system errors. */
+export class SysError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(rc: number, syscall: string, detail?: string) {
+    const code = errnoName(rc);
+    super(`${syscall} ${code}${detail ? ` ${detail}` : ''}`);
+    this.name = 'SysError';
+    this.code = code;
+    this.errno = rc;
+    this.syscall = syscall;
+  }
+}
+
+export function errnoName(rc: number): string {
+  try {
+    return getSystemErrorName(rc);
+  } catch {
+    return `E${-rc}`;
+  }
+}
+
+/** Returns rc when it is not negative; otherwise throws a SysError for the syscall. */
+export function check(rc: number, syscall: string, detail?: string): number {
+  if (rc < 0) throw new SysError(rc, syscall, detail);
+  return rc;
+}
+
+export const EAGAIN = -osConstants.errno.EAGAIN;
+export const ETIMEDOUT = -osConstants.errno.ETIMEDOUT;

@@ -1,0 +1,22 @@
+// What the pool hands each worker (structured-cloned through workerData).
+export interface WorkerConfig {
+  slot: number;
+  sab: SharedArrayBuffer;
+  epfd: number;
+  listenFd: number;
+  wakeFd: number;
+  module: WebAssembly.Module;
+  moduleBytes: Uint8Array;
+  moduleFile: string;
+  moduleConfig: Uint8Array;
+  memoryCap: number;
+  idleTimeoutMs: number;
+  sendTimeoutMs: number;
+  /** [idle s, interval s, count] or null for no keepalive. */
+  keepalive: [number, number, number] | null;
+  logLevel: string;
+}
+
+/** epoll tags that are not connection ids (ids are positive). */
+export const TAG_LISTEN = -1;
+export const TAG_WAKE = -2;
