@@ -12,14 +12,10 @@ bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
   return true;
 }
 
-bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len) {
-  uint8_t* base;
-  size_t size;
-  return ArgRegion(info, i, out, len, &base, &size);
-}
-
-bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len, uint8_t** base_out,
-               size_t* size_out) {
+// The common part: a buffer at i, an offset at i+1, and a length at i+2 unless
+// fixed_len >= 0 gives it.
+static bool ArgRegionOf(const Napi::CallbackInfo& info, size_t i, int64_t fixed_len, uint8_t** out,
+                        size_t* len = nullptr, uint8_t** base_out = nullptr, size_t* size_out = nullptr) {
   Napi::Env env = info.Env();
   uint8_t* base = nullptr;
   size_t size = 0;
@@ -36,8 +32,8 @@ bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* 
         .ThrowAsJavaScriptException();
     return false;
   }
-  int64_t off, n;
-  if (!ArgInt(info, i + 1, &off) || !ArgInt(info, i + 2, &n)) return false;
+  int64_t off, n = fixed_len;
+  if (!ArgInt(info, i + 1, &off) || (fixed_len < 0 && !ArgInt(info, i + 2, &n))) return false;
   if (off < 0 || n < 0 || static_cast<uint64_t>(off) + static_cast<uint64_t>(n) > size) {
     Napi::RangeError::New(env, "region [" + std::to_string(off) + ", +" + std::to_string(n) +
                                    ") is outside a buffer of " + std::to_string(size) + " bytes")
@@ -45,10 +41,25 @@ bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* 
     return false;
   }
   *out = base + off;
-  *len = static_cast<size_t>(n);
-  *base_out = base;
-  *size_out = size;
+  if (len) *len = static_cast<size_t>(n);
+  if (base_out) *base_out = base;
+  if (size_out) *size_out = size;
   return true;
+}
+
+bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len) {
+  uint8_t* base;
+  size_t size;
+  return ArgRegion(info, i, out, len, &base, &size);
+}
+
+bool ArgFixedRegion(const Napi::CallbackInfo& info, size_t i, size_t need, uint8_t** out) {
+  return ArgRegionOf(info, i, static_cast<int64_t>(need), out);
+}
+
+bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len, uint8_t** base_out,
+               size_t* size_out) {
+  return ArgRegionOf(info, i, -1, out, len, base_out, size_out);
 }
 
 }  // namespace tcpmod

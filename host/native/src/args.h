@@ -21,6 +21,9 @@ bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* 
 bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len, uint8_t** base,
                size_t* size);
 
+// Resolves (buffer, offset) arguments at index i to a pointer with `need` bytes available.
+bool ArgFixedRegion(const Napi::CallbackInfo& info, size_t i, size_t need, uint8_t** out);
+
 inline Napi::Value Num(const Napi::CallbackInfo& info, double v) {
   return Napi::Number::New(info.Env(), v);
 }

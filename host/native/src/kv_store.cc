@@ -119,7 +119,6 @@ Napi::Value KvDel(const Napi::CallbackInfo& info) {
 Napi::Value KvIncr(const Napi::CallbackInfo& info) {
   std::string key;
   uint8_t* out;
-  size_t out_len;
   if (!ArgKey(info, &key)) return info.Env().Undefined();
   if (info.Length() < 4 || !info[3].IsBigInt()) {
     Napi::TypeError::New(info.Env(), "delta must be a bigint").ThrowAsJavaScriptException();
@@ -127,13 +126,9 @@ Napi::Value KvIncr(const Napi::CallbackInfo& info) {
   }
   bool lossless;
   int64_t delta = info[3].As<Napi::BigInt>().Int64Value(&lossless);
-  if (info.Length() < 6) {
-    Napi::TypeError::New(info.Env(), "kvIncr needs an output buffer and offset").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  if (!ArgRegion(info, 4, &out, &out_len)) return info.Env().Undefined();
-  if (!lossless || out_len < 8) {
-    Napi::RangeError::New(info.Env(), "delta must fit in i64 and out must have 8 bytes").ThrowAsJavaScriptException();
+  if (!ArgFixedRegion(info, 4, 8, &out)) return info.Env().Undefined();
+  if (!lossless) {
+    Napi::RangeError::New(info.Env(), "delta must fit in i64").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   Shard& s = ShardFor(key);

@@ -1,0 +1,161 @@
+// The native shim against real sockets: every export, and -errno mapping.
+import { constants as os } from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { C, check, native, SysError } from '../host/sys.js';
+
+const E = os.errno;
+const opened: number[] = [];
+const track = (fd: number) => (opened.push(fd), fd);
+afterEach(() => {
+  while (opened.length) native.close(opened.pop()!);
+});
+
+function listener(host = '127.0.0.1'): { fd: number; port: number } {
+  const fd = track(check(native.listenTcp(host, 0, 16), 'listen'));
+  const name = native.sockName(fd);
+  if (typeof name === 'number') throw new Error('sockName failed');
+  return { fd, port: name.port };
+}
+
+describe('sockets', () => {
+  it('listens on IPv4 and IPv6, reports the bound address', () => {
+    const v4 = listener('127.0.0.1');
+    expect(v4.port).toBeGreaterThan(0);
+    const v6 = track(check(native.listenTcp('::1', 0, 16), 'listen'));
+    expect(native.sockName(v6)).toMatchObject({ address: '::1', family: 'IPv6' });
+  });
+
+  it('maps a used port to -EADDRINUSE and a closed port to -ECONNREFUSED', () => {
+    const { port } = listener();
+    expect(native.listenTcp('127.0.0.1', port, 16)).toBe(-E.EADDRINUSE);
+    native.close(opened.pop()!);
+    expect(native.connectTcp('127.0.0.1', port)).toBe(-E.ECONNREFUSED);
+    const err = new SysError(-E.ECONNREFUSED, 'connect');
+    expect(err).toMatchObject({ code: 'ECONNREFUSED', errno: -E.ECONNREFUSED, syscall: 'connect' });
+    expect(() => check(-E.EADDRINUSE, 'bind')).toThrow(/bind EADDRINUSE/);
+  });
+
+  it('rejects a non-numeric host as a programming error', () => {
+    expect(() => native.listenTcp('not an address', 0, 1)).toThrow(TypeError);
+  });
+
+  it('accepts non-blocking, sends and receives straight from and into buffers, sets and reads options', () => {
+    const l = listener();
+    expect(native.accept(l.fd)).toBe(-E.EAGAIN);
+    const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
+    const server = track(check(native.accept(l.fd), 'accept'));
+    const mem = new ArrayBuffer(64);
+    new Uint8Array(mem).set(Buffer.from('ping'), 10);
+    expect(native.send(client, mem, 10, 4, 1000)).toBe(4);
+    const into = new ArrayBuffer(16);
+    let n = -1;
+    for (let i = 0; i < 100 && n < 0; i++) n = native.recv(server, into, 3, 8);
+    expect(n).toBe(4);
+    expect(Buffer.from(into, 3, 4).toString()).toBe('ping');
+    expect(native.recv(server, into, 0, 8)).toBe(-E.EAGAIN);
+    expect(native.setsockoptInt(server, C.IPPROTO_TCP, C.TCP_KEEPIDLE, 77)).toBe(0);
+    expect(native.getsockoptInt(server, C.IPPROTO_TCP, C.TCP_KEEPIDLE)).toBe(77);
+    expect(native.setsockoptInt(-1, C.SOL_SOCKET, C.SO_KEEPALIVE, 1)).toBe(-E.EBADF);
+    expect(() => native.recv(server, into, 10, 100)).toThrow(RangeError);
+    expect(native.shutdown(client, C.SHUT_WR)).toBe(0);
+    for (let i = 0; i < 1000 && (n = native.recv(server, into, 0, 8)) < 0; i++);
+    expect(n).toBe(0); // EOF
+  });
+
+  it('times out a send to a peer that never reads', () => {
+    const l = listener();
+    const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
+    const server = track(check(native.accept(l.fd), 'accept'));
+    native.setsockoptInt(server, C.SOL_SOCKET, C.SO_SNDBUF, 4096);
+    native.setsockoptInt(client, C.SOL_SOCKET, C.SO_RCVBUF, 4096);
+    const big = new Uint8Array(8 << 20);
+    const t0 = Date.now();
+    expect(native.send(server, big, 0, big.length, 200)).toBe(-E.ETIMEDOUT);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+  });
+});
+
+describe('epoll and eventfd', () => {
+  it('reports one ready item with its tag, honours ONESHOT until re-armed, times out', () => {
+    const ep = track(check(native.epollCreate(), 'epoll_create1'));
+    const ev = new Int32Array(3);
+    expect(native.epollWait(ep, 10, ev)).toBe(0);
+    const wake = track(check(native.eventfdCreate(), 'eventfd'));
+    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN | C.EPOLLONESHOT, 42)).toBe(0);
+    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN, 42)).toBe(-E.EEXIST);
+    expect(native.eventfdWrite(wake)).toBe(0);
+    expect(native.epollWait(ep, 100, ev)).toBe(1);
+    expect([ev[0], ev[1], ev[2] & C.EPOLLIN]).toEqual([wake, 42, C.EPOLLIN]);
+    expect(native.epollWait(ep, 10, ev)).toBe(0); // disarmed
+    expect(native.epollCtl(ep, C.EPOLL_CTL_MOD, wake, C.EPOLLIN | C.EPOLLONESHOT, -2)).toBe(0);
+    expect(native.epollWait(ep, 100, ev)).toBe(1); // still readable: MOD re-reports it
+    expect(ev[1]).toBe(-2);
+    expect(native.epollCtl(ep, C.EPOLL_CTL_DEL, 999_999, 0, 0)).toBe(-E.EBADF);
+  });
+});
+
+describe('connection table', () => {
+  it('carries unconsumed input and the state slot between loads', () => {
+    const l = listener();
+    const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
+    const fd = check(native.accept(l.fd), 'accept');
+    const id = native.connOpen(fd, 12345, 4);
+    expect(id).toBeGreaterThan(0);
+    expect(native.connOpen(fd, 12345, 4)).toBe(-E.EEXIST);
+    const mem = new ArrayBuffer(256);
+    const u8 = new Uint8Array(mem);
+    const got = new Int32Array(1);
+    native.send(client, Buffer.from('abcdef'), 0, 6, 1000);
+    let r = 0;
+    for (let i = 0; i < 100 && r === 0; i++) r = native.connLoad(fd, mem, 100, 50, 200, got);
+    expect(r).toBe(6);
+    expect(got[0]).toBe(6);
+    expect(Buffer.from(u8.subarray(200, 204))).toEqual(Buffer.alloc(4)); // fresh state slot is zero
+    u8.set([1, 2, 3, 4], 200);
+    expect(native.connSave(fd, mem, 103, 3, 200)).toBe(0); // keep "def"
+    u8.fill(0);
+    native.send(client, Buffer.from('gh'), 0, 2, 1000);
+    r = 0;
+    for (let i = 0; i < 100 && r <= 3; i++) r = native.connLoad(fd, mem, 0, 50, 200, got);
+    expect(Buffer.from(u8.subarray(0, r)).toString()).toBe('defgh');
+    expect([...u8.subarray(200, 204)]).toEqual([1, 2, 3, 4]);
+    expect(native.connList(12345)).toEqual([fd, id]);
+    expect(native.connShutdownGroup(12345, C.SHUT_RDWR)).toBe(1);
+    expect(native.connLoad(fd, mem, 0, 50, 200) & native.LOAD_EOF).toBe(native.LOAD_EOF);
+    expect(native.connClose(fd)).toBe(0);
+    expect(native.connClose(fd)).toBe(-E.EBADF);
+    expect(native.connList(12345)).toEqual([]);
+  });
+});
+
+describe('key-value store', () => {
+  it('gets, sets, deletes, increments atomically and enforces its byte budget', () => {
+    native.kvClear();
+    const k = Buffer.from('key');
+    const out = new Uint8Array(16);
+    expect(native.kvGet(k, 0, 3, out, 0, 16)).toBe(-1);
+    expect(native.kvSet(k, 0, 3, Buffer.from('value'), 0, 5)).toBe(0);
+    expect(native.kvGet(k, 0, 3, out, 0, 16)).toBe(5);
+    expect(Buffer.from(out.subarray(0, 5)).toString()).toBe('value');
+    expect(native.kvGet(k, 0, 3, out, 0, 2)).toBe(5); // too small: length only
+    const n = new Uint8Array(8);
+    expect(native.kvIncr(Buffer.from('n'), 0, 1, 5n, n, 0)).toBe(0);
+    expect(native.kvIncr(Buffer.from('n'), 0, 1, -7n, n, 0)).toBe(0);
+    expect(new DataView(n.buffer).getBigInt64(0, true)).toBe(-2n);
+    expect(native.kvGet(Buffer.from('n'), 0, 1, out, 0, 16)).toBe(2);
+    expect(Buffer.from(out.subarray(0, 2)).toString()).toBe('-2');
+    expect(native.kvIncr(k, 0, 3, 1n, n, 0)).toBe(-1); // "value" is not an integer
+    native.kvSet(Buffer.from('max'), 0, 3, Buffer.from('9223372036854775807'), 0, 19);
+    expect(native.kvIncr(Buffer.from('max'), 0, 3, 1n, n, 0)).toBe(-1); // overflow
+    expect(native.kvDel(k, 0, 3)).toBe(1);
+    expect(native.kvDel(k, 0, 3)).toBe(0);
+    const prev = native.kvConfigure(1024);
+    try {
+      expect(native.kvSet(Buffer.from('big'), 0, 3, new Uint8Array(2048), 0, 2048)).toBe(-2);
+    } finally {
+      native.kvConfigure(prev);
+      native.kvClear();
+    }
+    expect(native.kvStats()).toMatchObject({ keys: 0, bytes: 0 });
+  });
+});

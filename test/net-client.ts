@@ -1,0 +1,62 @@
+// Small socket clients for end-to-end tests.
+import { connect, type Socket } from 'node:net';
+
+export function open(port: number, host = '127.0.0.1'): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host, noDelay: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Collects bytes from a socket until `n` have arrived (or the socket ends). */
+export function readBytes(s: Socket, n: number, timeoutMs = 20_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    const timer = setTimeout(() => finish(new Error(`timed out with ${have} of ${n} bytes`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      chunks.push(d);
+      have += d.length;
+      if (have >= n) finish();
+    };
+    const onEnd = () => finish(have >= n ? undefined : new Error(`socket ended after ${have} of ${n} bytes`));
+    function finish(err?: Error) {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('close', onEnd);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks));
+    }
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('close', onEnd);
+  });
+}
+
+/** Resolves when the peer closes the connection (end or close), with the bytes that came before. */
+export function untilClosed(s: Socket, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error('connection was not closed')), timeoutMs);
+    s.on('data', (d) => chunks.push(d));
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    s.on('error', () => undefined);
+  });
+}
+
+export function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 255;
+  }
+  return b;
+}
