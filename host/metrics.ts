@@ -9,21 +9,26 @@ export function metricsRegistry(server: TcpmodServer): Registry {
   const registry = new Registry();
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
-  // prom-client counters only go up through inc(); set the absolute total by the difference.
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({ name, help, registers: [registry], async collect() {
+  // prom-client counters only go up through inc(); raise them to the absolute
+  // totals read at scrape time by the difference from the last scrape.
+  const counter = (name: string, help: string, read: () => number) => {
+    let last = 0;
+    return new Counter({ name, help, registers: [registry], collect() {
       const now = read();
-      const cur = (await this.get()).values[0]?.value ?? 0;
-      if (now > cur) this.inc(now - cur);
+      if (now > last) this.inc(now - last);
+      last = Math.max(last, now);
     } });
-  const labelled = (name: string, help: string, label: string, read: () => Record<string, number>) =>
-    new Counter({ name, help, labelNames: [label], registers: [registry], async collect() {
-      const cur = new Map((await this.get()).values.map((v) => [v.labels[label], v.value]));
+  };
+  const labelled = (name: string, help: string, label: string, read: () => Record<string, number>) => {
+    const last = new Map<string, number>();
+    return new Counter({ name, help, labelNames: [label], registers: [registry], collect() {
       for (const [k, v] of Object.entries(read())) {
-        const d = v - (cur.get(k) ?? 0);
-        if (d > 0 || !cur.has(k)) this.inc({ [label]: k }, Math.max(0, d));
+        const prev = last.get(k) ?? 0;
+        this.inc({ [label]: k }, Math.max(0, v - prev));
+        last.set(k, Math.max(prev, v));
       }
     } });
+  };
   const s = () => server.stats();
   gauge('tcpmod_workers', 'Worker threads in the pool', () => s().workers);
   gauge('tcpmod_workers_busy', 'Workers handling an event right now', () => s().workersBusy);

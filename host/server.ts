@@ -139,11 +139,13 @@ export class TcpmodServer extends EventEmitter {
     return this.addr;
   }
 
-  /** Connections the server has open now (from its own table, not /proc). */
-  connections(): number[] {
+  /** Connections the server has open now, from its own table (not a /proc scan). */
+  connections(): { fd: number; conn: number }[] {
     if (this.epfd < 0) return [];
     const flat = native.connList(this.epfd);
-    return flat.filter((_, i) => i % 2 === 1);
+    const out = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ fd: flat[i], conn: flat[i + 1] });
+    return out;
   }
 
   stats(): ServerStats {

@@ -68,6 +68,8 @@ export class EventLoop {
   }
 
   handle(fd: number, conn: number): void {
+    // Past the drain timeout every connection the server still has is shut down.
+    if (this.ctr.get(G.FORCED)) return this.close(fd, conn, CloseReason.SHUTDOWN);
     const d = this.inst.desc;
     this.fd = fd;
     let len = native.connLoad(fd, this.inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
