@@ -32,6 +32,7 @@ export function readBytes(s: Socket, n: number, timeoutMs = 20_000): Promise<Buf
     s.on('data', onData);
     s.once('end', onEnd);
     s.once('close', onEnd);
+    s.resume(); // a socket paused on purpose does not flow again just because a listener was added
   });
 }
 
