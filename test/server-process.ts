@@ -57,18 +57,24 @@ export function serve(module: string, args: string[] = [], opts: { timeoutMs?: n
 /** Runs a command to completion; resolves with its exit code and output. */
 export function run(cmd: string, args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // stdin is only a pipe when there is input: a child that exits before reading it must not
+    // turn into an unhandled EPIPE in the test process.
+    const p = spawn(cmd, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
+    p.stdout!.on('data', (d) => (stdout += d));
+    p.stderr!.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     p.once('error', reject);
-    p.once('exit', (code) => {
+    // 'close', not 'exit': it comes after the child's stdout and stderr have been read to the end.
+    p.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    p.stdin.end(opts.input ?? '');
+    if (p.stdin) {
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(opts.input);
+    }
   });
 }
 
