@@ -1,8 +1,9 @@
 // One live instance of a protocol module: its memory, its IoDesc, the host
 // imports it calls, and typed entry points for the ABI callbacks. Every call
-// that goes wrong inside the module surfaces as a ModuleFault; the caller then
-// throws this instance away and makes a fresh one. Knows nothing of sockets:
-// output goes through the `send` hook the caller provides.
+// that goes wrong inside the module surfaces as a ModuleFault, and the instance
+// is then finished (disposed: it refuses further calls); the caller makes a
+// fresh one. Knows nothing of sockets: output goes through the `send` hook the
+// caller provides, log lines (tcpmod.log, WASI fds 1 and 2) through `log`.
 import { WASI } from '@wasmer/wasi';
 import { native } from '../sys.js';
 import {
@@ -25,24 +26,31 @@ export interface InstanceHooks {
 
 const utf8 = new TextDecoder('utf-8');
 const utf16 = new TextDecoder('utf-16le');
+/** Longest abort message or file name decoded, in bytes (UTF-16: half as many characters). */
+const ABORT_TEXT_MAX = 2048;
+/** WASI errno for a descriptor the module does not have. */
+const WASI_EBADF = 8;
 
 export class ModuleInstance {
-  readonly memory: WebAssembly.Memory;
-  readonly desc: IoDesc;
-  /** The connection being handled: the only one tcpmod.send accepts. 0 outside callbacks. */
+  readonly memory!: WebAssembly.Memory;
+  readonly desc!: IoDesc;
+  /** The connection being handled: the only one tcpmod.send accepts. 0 outside on_open/on_data. */
   conn = 0;
+  /** The connection a call is about (on_close's too), for log lines. */
+  private logConn = 0;
   /** The result record of the last on_data call. */
   consumed = 0;
   outLen = 0;
 
-  private u32: Uint32Array;
-  private readonly wasi: WASI | null;
+  private u32!: Uint32Array;
+  private wasi: WASI | null;
   private wasiWrote = false;
-  private readonly onDataFn: (c: number, n: number, f: number) => number;
-  private readonly onOpenFn: ((c: number) => number) | null;
-  private readonly onCloseFn: ((c: number, r: number) => void) | null;
-  private readonly collectFn: (() => void) | null;
-  private readonly initFn: ((n: number) => number) | null;
+  private disposed = false;
+  private readonly onDataFn!: (c: number, n: number, f: number) => number;
+  private readonly onOpenFn!: ((c: number) => number) | null;
+  private readonly onCloseFn!: ((c: number, r: number) => void) | null;
+  private readonly collectFn!: (() => void) | null;
+  private readonly initFn!: ((n: number) => number) | null;
 
   constructor(readonly compiled: CompiledModule, private readonly hooks: InstanceHooks) {
     const { verdict } = compiled;
@@ -55,29 +63,41 @@ export class ModuleInstance {
     this.wasi = null;
     if (verdict.importsWasi) {
       // No preopens, no environment, no arguments but the module's name.
-      this.wasi = new WASI({ args: [compiled.name], env: {} });
-      const all = this.wasi.getImports(compiled.module) as { wasi_snapshot_preview1: Record<string, Function> };
+      const wasi = (this.wasi = new WASI({ args: [compiled.name], env: {} }));
+      const all = wasi.getImports(compiled.module) as { wasi_snapshot_preview1: Record<string, Function> };
       const w = all.wasi_snapshot_preview1;
       imports.wasi_snapshot_preview1 = {
-        fd_write: (...a: number[]) => { this.wasiWrote = true; return w.fd_write(...a); },
+        // Only stdout and stderr exist for a module; both end up in the host log.
+        fd_write: (fd: number, iovs: number, n: number, written: number): number => {
+          if (fd !== 1 && fd !== 2) return WASI_EBADF;
+          this.wasiWrote = true;
+          return w.fd_write(fd, iovs, n, written);
+        },
         clock_time_get: w.clock_time_get,
         random_get: w.random_get,
         proc_exit: (code: number) => { throw new ModuleFault('exit', `module called proc_exit(${code})`); },
       };
     }
-    const instance = new WebAssembly.Instance(compiled.module, imports);
-    const ex = instance.exports as Record<string, any>;
-    this.memory = memory ?? (ex.memory as WebAssembly.Memory);
-    if (this.wasi) this.wasi.instantiate(instance, {});
-    this.u32 = new Uint32Array(this.memory.buffer);
-    this.onDataFn = ex.tcpmod_on_data;
-    this.onOpenFn = verdict.optional.has('tcpmod_on_open') ? ex.tcpmod_on_open : null;
-    this.onCloseFn = verdict.optional.has('tcpmod_on_close') ? ex.tcpmod_on_close : null;
-    this.collectFn = verdict.optional.has('__collect') ? ex.__collect : null;
-    this.initFn = verdict.optional.has('tcpmod_init') ? ex.tcpmod_init : null;
-    if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
-    const descPtr = this.guard(() => ex.tcpmod_io_desc()) >>> 0;
-    this.desc = readIoDesc(this.memory.buffer, descPtr);
+    try {
+      // A start function or an out-of-bounds data segment can fail right here: a start-up trap.
+      const instance = this.guard(() => new WebAssembly.Instance(compiled.module, imports));
+      const ex = instance.exports as Record<string, any>;
+      this.memory = memory ?? (ex.memory as WebAssembly.Memory);
+      // Binds WASI to this instance's exported memory (it reads iovecs from there).
+      if (this.wasi) this.wasi.instantiate(instance, {});
+      this.u32 = new Uint32Array(this.memory.buffer);
+      this.onDataFn = ex.tcpmod_on_data;
+      this.onOpenFn = verdict.optional.has('tcpmod_on_open') ? ex.tcpmod_on_open : null;
+      this.onCloseFn = verdict.optional.has('tcpmod_on_close') ? ex.tcpmod_on_close : null;
+      this.collectFn = verdict.optional.has('__collect') ? ex.__collect : null;
+      this.initFn = verdict.optional.has('tcpmod_init') ? ex.tcpmod_init : null;
+      if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
+      const descPtr = this.guard(() => ex.tcpmod_io_desc()) >>> 0;
+      this.desc = readIoDesc(this.memory.buffer, descPtr);
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
   }
 
   /** The memory's current buffer; any call into the module may have replaced it. */
@@ -96,8 +116,7 @@ export class ModuleInstance {
 
   /** tcpmod_on_data; returns the action, with `consumed` and `outLen` set. */
   onData(conn: number, inLen: number, flags: number): number {
-    this.conn = conn;
-    try {
+    return this.enter(conn, conn, () => {
       const action = this.onDataFn(conn, inLen, flags);
       if (this.collectFn) this.collectFn();
       let u32 = this.u32;
@@ -110,12 +129,7 @@ export class ModuleInstance {
         throw new ModuleFault('result', `tcpmod_on_data returned action ${action}, consumed ${this.consumed} of ${inLen}, out_len ${this.outLen} of ${this.desc.outCap}`);
       }
       return action;
-    } catch (e) {
-      throw asFault(e);
-    } finally {
-      this.conn = 0;
-      if (this.wasiWrote) this.drainWasi(conn);
-    }
+    });
   }
 
   /** tcpmod_on_open, if exported; returns the action, with `outLen` set (the out region is the reply). */
@@ -123,48 +137,78 @@ export class ModuleInstance {
     this.outLen = 0;
     const fn = this.onOpenFn;
     if (!fn) return Action.CONTINUE;
-    this.conn = conn;
-    try {
+    return this.enter(conn, conn, () => {
       const action = fn(conn);
       if (this.collectFn) this.collectFn();
       const outLen = new DataView(this.memory.buffer).getUint32(this.desc.resPtr + 4, true);
       if ((action !== Action.CONTINUE && action !== Action.CLOSE && action !== Action.ABORT) || outLen > this.desc.outCap)
-        throw new ModuleFault('result', `tcpmod_on_open returned action ${action}, out_len ${outLen}`);
+        throw new ModuleFault('result', `tcpmod_on_open returned action ${action}, out_len ${outLen} of ${this.desc.outCap}`);
       this.outLen = outLen;
       return action;
-    } catch (e) {
-      throw asFault(e);
-    } finally {
-      this.conn = 0;
-      if (this.wasiWrote) this.drainWasi(conn);
-    }
+    });
   }
 
-  /** tcpmod_on_close, if exported; output is ignored. */
+  /** tcpmod_on_close, if exported; output is ignored, and tcpmod.send refuses (no connection is being handled). */
   onClose(conn: number, reason: number): void {
     const fn = this.onCloseFn;
     if (!fn) return;
-    try {
+    this.enter(conn, 0, () => {
       fn(conn, reason);
       if (this.collectFn) this.collectFn();
-    } catch (e) {
-      throw asFault(e);
-    } finally {
-      if (this.wasiWrote) this.drainWasi(conn);
-    }
+    });
   }
 
   get hasOnOpen(): boolean {
     return this.onOpenFn !== null;
   }
 
+  /** True once the instance has faulted (or was disposed): it must not be called again. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /**
+   * Releases what the garbage collector cannot: @wasmer/wasi keeps the
+   * WebAssembly instance, and so its whole memory, reachable from its own
+   * heap until free() is called. Runs by itself when the instance faults;
+   * whoever drops a healthy instance should call it. Idempotent.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const wasi = this.wasi;
+    this.wasi = null;
+    wasi?.free();
+  }
+
+  /** Start-up calls (_initialize, tcpmod_io_desc, tcpmod_init): no connection, nothing to send. */
   private guard<T>(fn: () => T): T {
+    return this.enter(0, 0, fn);
+  }
+
+  /**
+   * Runs one call into the module for connection `logConn` (0: none), letting
+   * tcpmod.send accept `sendConn` only. Anything the module does wrong comes out
+   * as a ModuleFault, after the module's stdout/stderr are logged (its last
+   * words often explain the fault) and the instance is disposed: by ABI v1 a
+   * faulted instance is never called again.
+   */
+  private enter<T>(logConn: number, sendConn: number, fn: () => T): T {
+    if (this.disposed) throw new Error(`${this.compiled.name}: instance called after a fault (make a new one)`);
+    this.conn = sendConn;
+    this.logConn = logConn;
     try {
       return fn();
     } catch (e) {
-      throw asFault(e);
+      const fault = asFault(e);
+      if (fault instanceof ModuleFault) {
+        if (this.wasiWrote) this.drainWasi(logConn);
+        this.dispose();
+      }
+      throw fault;
     } finally {
-      if (this.wasiWrote) this.drainWasi(0);
+      this.conn = this.logConn = 0;
+      if (this.wasiWrote && !this.disposed) this.drainWasi(logConn);
     }
   }
 
@@ -176,12 +220,14 @@ export class ModuleInstance {
     for (const line of err.split('\n')) if (line) this.hooks.log(2, line, conn);
   }
 
+  /** ptr and len are wasm i32s as JS sees them (signed): read them as the unsigned addresses they are. */
   private inBounds(ptr: number, len: number): boolean {
-    return ptr >= 0 && len >= 0 && ptr + len <= this.memory.buffer.byteLength;
+    return (ptr >>> 0) + (len >>> 0) <= this.memory.buffer.byteLength;
   }
 
+  /** A host call given memory it cannot have is the module's fault, as an out-of-bounds load would be. */
   private region(what: string, ptr: number, len: number): void {
-    if (!this.inBounds(ptr, len)) throw new ModuleFault('trap', `${what}: region [${ptr}, +${len}) is outside memory`);
+    if (!this.inBounds(ptr, len)) throw new ModuleFault('trap', `${what}: region [${ptr >>> 0}, +${len >>> 0}) is outside memory (${this.memory.buffer.byteLength} bytes)`);
   }
 
   private tcpmodImports(): Record<string, Function> {
@@ -189,38 +235,39 @@ export class ModuleInstance {
       send: (conn: number, ptr: number, len: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         if (!this.inBounds(ptr, len)) return -2;
-        return this.hooks.send(conn, this.memory.buffer, ptr, len);
+        return this.hooks.send(conn, this.memory.buffer, ptr >>> 0, len >>> 0);
       },
       log: (level: number, ptr: number, len: number): void => {
         this.region('tcpmod.log', ptr, len);
-        this.hooks.log(level, utf8.decode(new Uint8Array(this.memory.buffer, ptr, len)), this.conn);
+        this.hooks.log(level, utf8.decode(new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0)), this.logConn);
       },
       now_ms: (): number => Date.now(),
       abort: (msg: number, file: number, line: number, col: number): never => {
-        const text = `${this.asString(msg) ?? 'abort'} at ${this.asString(file) ?? '?'}:${line}:${col}`;
+        const text = `${this.asString(msg) ?? 'abort'} at ${this.asString(file) ?? '?'}:${line >>> 0}:${col >>> 0}`;
         throw new ModuleFault('abort', text);
       },
       kv_get: (key: number, keyLen: number, out: number, cap: number): number => {
         this.region('kv_get key', key, keyLen);
         this.region('kv_get out', out, cap);
         const b = this.memory.buffer;
-        return native.kvGet(b, key, keyLen, b, out, cap);
+        return native.kvGet(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
       },
       kv_set: (key: number, keyLen: number, val: number, valLen: number): number => {
         this.region('kv_set key', key, keyLen);
         this.region('kv_set value', val, valLen);
         const b = this.memory.buffer;
-        return native.kvSet(b, key, keyLen, b, val, valLen);
+        return native.kvSet(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0);
       },
       kv_del: (key: number, keyLen: number): number => {
         this.region('kv_del key', key, keyLen);
-        return native.kvDel(this.memory.buffer, key, keyLen);
+        return native.kvDel(this.memory.buffer, key >>> 0, keyLen >>> 0);
       },
       kv_incr: (key: number, keyLen: number, delta: bigint, out: number): number => {
         this.region('kv_incr key', key, keyLen);
         this.region('kv_incr out', out, 8);
         const b = this.memory.buffer;
-        const rc = native.kvIncr(b, key, keyLen, delta, b, out);
+        const rc = native.kvIncr(b, key >>> 0, keyLen >>> 0, delta, b, out >>> 0);
+        // ABI v1 gives kv_incr only 0 and -1: a full store is a failed increment.
         return rc === -2 ? -1 : rc;
       },
     };
@@ -228,10 +275,13 @@ export class ModuleInstance {
 
   /** Decodes an AssemblyScript string (UTF-16LE, byte length in the u32 before it). */
   private asString(ptr: number): string | null {
-    if (!ptr || !this.inBounds(ptr - 4, 4)) return null;
+    ptr >>>= 0;
+    if (ptr < 4 || !this.inBounds(ptr - 4, 4)) return null;
     const len = new DataView(this.memory.buffer).getUint32(ptr - 4, true);
     if (!this.inBounds(ptr, len)) return null;
-    return utf16.decode(new Uint8Array(this.memory.buffer, ptr, len & ~1));
+    // One log line, not megabytes of it, whatever the module claims.
+    const text = utf16.decode(new Uint8Array(this.memory.buffer, ptr, Math.min(len, ABORT_TEXT_MAX) & ~1));
+    return len > ABORT_TEXT_MAX ? `${text}…` : text;
   }
 }
 

@@ -82,8 +82,17 @@ export async function adoptModule(file: string, bytes: Uint8Array, module: WebAs
 /** Makes an instance and runs tcpmod_init with the module's config. */
 export function instantiate(compiled: CompiledModule, hooks: InstanceHooks): ModuleInstance {
   const inst = new ModuleInstance(compiled, hooks);
-  const status = inst.init(compiled.config);
-  if (status !== 0) throw new ModuleConfigRefused(compiled.file, status);
+  let status: number;
+  try {
+    status = inst.init(compiled.config);
+  } catch (e) {
+    inst.dispose();
+    throw e;
+  }
+  if (status !== 0) {
+    inst.dispose();
+    throw new ModuleConfigRefused(compiled.file, status);
+  }
   return inst;
 }
 

@@ -51,6 +51,24 @@ class Reader {
     if (!v) throw new WasmFormatError(`unknown value type 0x${t.toString(16)}`);
     return v;
   }
+  /** Skips a constant expression (a global's initialiser) up to its `end`. */
+  skipConstExpr(): void {
+    for (;;) {
+      const op = this.byte();
+      if (op === 0x0b) return; // end
+      if (op === 0x41 || op === 0x42) this.sleb(); // i32.const, i64.const
+      else if (op === 0x43) this.pos += 4; // f32.const
+      else if (op === 0x44) this.pos += 8; // f64.const
+      else if (op === 0x23 || op === 0xd2) this.u32(); // global.get, ref.func
+      else if (op === 0xd0) this.byte(); // ref.null type
+      else if (op === 0x6a || op === 0x6b || op === 0x6c || op === 0x7c || op === 0x7d || op === 0x7e) continue; // extended-const arithmetic
+      else if (op === 0xfd) { this.u32(); this.pos += 16; } // v128.const
+      else throw new WasmFormatError(`unsupported opcode 0x${op.toString(16)} in a constant expression`);
+    }
+  }
+  sleb(): void {
+    while (this.byte() & 0x80);
+  }
   limits(): Limits {
     const flags = this.byte();
     const initial = this.u32();
@@ -122,6 +140,19 @@ export function readShape(bytes: Uint8Array): WasmShape {
       for (let n = s.u32(); n > 0; n--) funcTypes.push(s.u32());
     } else if (id === 5) {
       for (let n = s.u32(); n > 0; n--) memories.push(s.limits());
+    } else if (id === 6) {
+      // Global types only describe exports; an initialiser this reader does not
+      // know ends the listing instead of failing a module the engine may accept.
+      try {
+        for (let n = s.u32(); n > 0; n--) {
+          const t = s.valtype();
+          s.byte(); // mutability
+          s.skipConstExpr();
+          globals.push(t);
+        }
+      } catch (e) {
+        if (!(e instanceof WasmFormatError)) throw e;
+      }
     } else if (id === 7) {
       for (let n = s.u32(); n > 0; n--) rawExports.push({ name: s.name(), kind: s.byte(), index: s.u32() });
     }
