@@ -46,7 +46,9 @@ program
   .option('--config <string|@file>', "bytes to try the module's tcpmod_init with")
   .action(async (file: string, o: { moduleMemory: string; config?: string }) => {
     try {
-      const text = await inspectModule(file, { memoryCap: size('--module-memory', o.moduleMemory), config: config(o.config) });
+      const memoryCap = size('--module-memory', o.moduleMemory);
+      if (memoryCap < 65536) throw new OptionError('--module-memory', `must be at least 65536 bytes (one page), got ${JSON.stringify(o.moduleMemory)}`);
+      const text = await inspectModule(file, { memoryCap, config: config(o.config) });
       process.stdout.write(text);
     } catch (e) {
       fail(e);

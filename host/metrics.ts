@@ -44,6 +44,7 @@ export function metricsRegistry(server: TcpmodServer): Registry {
   counter('tcpmod_workers_started_total', 'Worker threads started', () => s().workersStarted);
   counter('tcpmod_workers_stopped_total', 'Worker threads stopped', () => s().workersStopped);
   labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
+  gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
   return registry;
 }

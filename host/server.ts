@@ -31,6 +31,8 @@ export interface ServerStats {
   workersStarted: number;
   workersStopped: number;
   moduleFaults: Record<string, number>;
+  /** More than 20 module faults within the last 10 s. */
+  moduleFaultStorm: boolean;
   instancesCreated: number;
   kv: { keys: number; bytes: number; maxBytes: number };
 }
@@ -71,7 +73,11 @@ export class TcpmodServer extends EventEmitter {
     const o = this.options;
     try {
       this.compiled = await compileModule(o.module, { memoryCap: o.moduleMemory, config: o.config });
-      probeModule(this.compiled, { send: () => -1, log: () => undefined });
+      // One trial instance refuses a bad module before anything binds; its log lines are the module's too.
+      probeModule(this.compiled, {
+        send: () => -1,
+        log: (level, message) => this.log[(['debug', 'info', 'warn', 'error'] as const)[level] ?? 'info']({ module: this.compiled!.name }, message),
+      }).dispose();
       native.kvConfigure(o.kvMaxBytes);
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
       this.epfd = check(native.epollCreate(), 'epoll_create1');
@@ -121,7 +127,11 @@ export class TcpmodServer extends EventEmitter {
         keepalive: o.keepalive,
         logLevel: o.logLevel,
       }),
-      onStuck: (fd, conn) => {
+      onStuck: (fd) => {
+        // Tell the client at once; the fd itself stays open until the stuck thread is gone.
+        native.shutdown(fd, C.SHUT_RDWR);
+      },
+      onStuckGone: (fd, conn) => {
         // The stuck worker is gone, its instance with it: close the connection it held.
         if (native.connClose(fd) === 0) {
           pool.counters.add(G.CONNECTIONS, -1);
@@ -169,6 +179,7 @@ export class TcpmodServer extends EventEmitter {
       workersStarted: this.pool?.workersStarted ?? 0,
       workersStopped: this.pool?.workersStopped ?? 0,
       moduleFaults: faults,
+      moduleFaultStorm: this.pool?.faultStorm ?? false,
       instancesCreated: t[T.INSTANCES],
       kv: native.kvStats(),
     };

@@ -3,7 +3,11 @@
 // worker script and its data are opaque to it.
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { Counters, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
+import { Counters, FAULT_KINDS, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
+
+/** More faults than this within FAULT_WINDOW_S seconds is a storm, reported loudly. */
+const FAULT_STORM = 20;
+const FAULT_WINDOW_S = 10;
 
 export interface PoolOptions {
   min: number;
@@ -13,8 +17,10 @@ export interface PoolOptions {
   workerData(slot: number): object;
   /** A module callback running longer than this is stopped by terminating its worker. */
   handlerTimeoutMs: number;
-  /** Called on the main thread after a stuck worker is gone, with the connection it held. */
+  /** Called on the main thread when a worker is declared stuck, with the connection it holds. */
   onStuck(fd: number, conn: number): void;
+  /** Called once that worker's thread has exited: the connection is no longer anyone's. */
+  onStuckGone(fd: number, conn: number): void;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
 }
 
@@ -37,6 +43,11 @@ export class Pool extends EventEmitter {
   private watchdog: NodeJS.Timeout | null = null;
   private readonly seen = new Map<number, { seq: number; since: number }>();
   private crashes: number[] = [];
+  /** Fault totals sampled once a second over the last window, to tell a fault storm. */
+  private faultSamples: number[] = [];
+  /** True while more than FAULT_STORM faults happened within the last FAULT_WINDOW_S seconds. */
+  faultStorm = false;
+  private stormTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: PoolOptions) {
     super();
@@ -54,6 +65,8 @@ export class Pool extends EventEmitter {
     const period = Math.max(5, Math.min(250, Math.floor(this.opts.handlerTimeoutMs / 4)));
     this.watchdog = setInterval(() => this.checkStuck(), period);
     this.watchdog.unref();
+    this.stormTimer = setInterval(() => this.checkFaultRate(), 1000);
+    this.stormTimer.unref();
     await Promise.all(ready);
   }
 
@@ -105,7 +118,7 @@ export class Pool extends EventEmitter {
     if (!m.retired) c.add(G.WORKERS, -1); // a retiring worker lowered it itself
     if (m.stuck) {
       c.add(G.BUSY, -1);
-      this.opts.onStuck(m.stuck.fd, m.stuck.conn);
+      this.opts.onStuckGone(m.stuck.fd, m.stuck.conn);
     }
     this.emit('workerExit', m.slot);
     if (this.stopping || m.retired) return;
@@ -149,8 +162,26 @@ export class Pool extends EventEmitter {
       };
       this.retired[T.FAULTS + 3]++; // kind "timeout"
       this.opts.log.error({ worker: m.slot, conn: m.stuck.conn, ms: now - prev.since }, 'module callback exceeded the handler timeout; terminating its worker');
+      this.opts.onStuck(m.stuck.fd, m.stuck.conn);
       void m.worker.terminate();
     }
+  }
+
+  /** Says loudly, once per storm, when a module keeps faulting; individual faults are logged rate-limited by workers. */
+  private checkFaultRate(): void {
+    const t = this.totals();
+    let faults = 0;
+    for (let k = 0; k < FAULT_KINDS.length; k++) faults += t[T.FAULTS + k];
+    this.faultSamples.push(faults);
+    if (this.faultSamples.length > FAULT_WINDOW_S + 1) this.faultSamples.shift();
+    const recent = faults - this.faultSamples[0];
+    const storm = recent > FAULT_STORM;
+    if (storm && !this.faultStorm) {
+      this.opts.log.error({ faults: recent, windowSeconds: FAULT_WINDOW_S }, `MODULE FAULT STORM: ${recent} faults in the last ${FAULT_WINDOW_S} s; every fault costs a connection and a new instance`);
+    } else if (!storm && this.faultStorm) {
+      this.opts.log.warn({ faults: recent, windowSeconds: FAULT_WINDOW_S }, 'module fault storm over');
+    }
+    this.faultStorm = storm;
   }
 
   /** Sums every total: exited workers, live workers, and the main thread's own. */
@@ -172,6 +203,7 @@ export class Pool extends EventEmitter {
   async stop(wake: () => void, timeoutMs = 5000): Promise<void> {
     this.stopping = true;
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.stormTimer) clearInterval(this.stormTimer);
     this.counters.set(G.STOP, 1);
     wake();
     const exits = [...this.members.values()].map((m) => new Promise<void>((r) => m.worker.once('exit', () => r())));

@@ -162,7 +162,11 @@ export class EventLoop {
 
   /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */
   fault(e: unknown, fd: number, conn: number): void {
-    if (!(e instanceof ModuleFault)) throw e;
+    if (!(e instanceof ModuleFault)) {
+      // A host bug, not the module's: still never leave the connection open and unarmed.
+      this.forget(fd, conn, CloseReason.FAULT);
+      throw e;
+    }
     this.sendFailure = 0;
     this.forget(fd, conn, CloseReason.FAULT);
     this.inst = this.hooks.renew(e, conn);
