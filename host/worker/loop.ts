@@ -53,9 +53,12 @@ export class EventLoop {
       const busy = ctr.add(G.BUSY, 1);
       if (busy >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
-      if (tag === TAG_LISTEN) this.hooks.accept();
-      else this.handle(this.ev[0], tag);
-      ctr.add(G.BUSY, -1);
+      try {
+        if (tag === TAG_LISTEN) this.hooks.accept();
+        else this.handle(this.ev[0], tag);
+      } finally {
+        ctr.add(G.BUSY, -1); // exact even when a host error ends this worker
+      }
     }
   }
 
