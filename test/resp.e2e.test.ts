@@ -1,0 +1,107 @@
+// build/resp.wasm over real sockets, driven by the real Redis clients
+// (redis-cli, redis-benchmark). A missing client fails the suite: .ci/run
+// installs them. Run `npm run build:wasm` and `npm run build:host` first.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+
+let srv: ServedProcess;
+
+beforeAll(async () => {
+  await requireTool('redis-cli');
+  await requireTool('redis-benchmark');
+  srv = await serve('build/resp.wasm', ['--threads', '2']);
+});
+
+afterAll(async () => {
+  await srv?.stop();
+});
+
+function cli(...args: string[]) {
+  return run('redis-cli', ['-h', '127.0.0.1', '-p', String(srv.port), ...args]);
+}
+
+function bench(...args: string[]) {
+  return run('redis-benchmark', ['-h', '127.0.0.1', '-p', String(srv.port), ...args], { timeoutMs: 120_000 });
+}
+
+/** redis-benchmark shows failures as "Error from server", "WARNING ..." or connection errors. */
+function expectClean(out: { code: number | null; stdout: string; stderr: string }) {
+  const all = out.stdout + out.stderr;
+  expect(out.code, all).toBe(0);
+  expect(all).not.toMatch(/error|warning|ERR|could not|failed/i);
+}
+
+describe('resp.wasm with redis-cli', () => {
+  it('SET, GET, DEL, INCR', async () => {
+    expect((await cli('SET', 'e2e:k', 'hello world')).stdout).toBe('OK\n');
+    expect((await cli('GET', 'e2e:k')).stdout).toBe('hello world\n');
+    expect((await cli('DEL', 'e2e:k', 'e2e:none')).stdout).toBe('1\n');
+    expect((await cli('GET', 'e2e:k')).stdout).toBe('\n'); // nil prints as an empty line when not on a terminal
+    expect((await cli('INCR', 'e2e:n')).stdout).toBe('1\n');
+    expect((await cli('INCRBY', 'e2e:n', '41')).stdout).toBe('42\n');
+    expect((await cli('GET', 'e2e:n')).stdout).toBe('42\n');
+  });
+
+  it('prints the error text for an unknown command and for wrong arity', async () => {
+    const r = await cli('NOSUCHCMD', 'a', 'b');
+    expect(r.stdout + r.stderr).toContain("ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' 'b'");
+    const a = await cli('GET');
+    expect(a.stdout + a.stderr).toContain("ERR wrong number of arguments for 'get' command");
+    const i = await cli('INCR', 'e2e:text-not-int');
+    expect(i.stdout).toBe('1\n');
+    await cli('SET', 'e2e:text', 'abc');
+    const bad = await cli('INCR', 'e2e:text');
+    expect(bad.stdout + bad.stderr).toContain('ERR value is not an integer or out of range');
+  });
+
+  it('stores a 300 KB value from stdin (-x) and reads it back', async () => {
+    const value = 'x'.repeat(300_000);
+    expect((await run('redis-cli', ['-h', '127.0.0.1', '-p', String(srv.port), '-x', 'SET', 'e2e:big'], { input: value })).stdout).toBe('OK\n');
+    // -x appends stdin as the last argument verbatim (no trailing newline was sent).
+    expect((await cli('STRLEN', 'e2e:big')).stdout).toBe('300000\n');
+    expect((await cli('GET', 'e2e:big')).stdout).toBe(value + '\n');
+  });
+
+  it('expires keys set with PX', async () => {
+    expect((await cli('SET', 'e2e:ttl', 'v', 'PX', '300')).stdout).toBe('OK\n');
+    expect((await cli('GET', 'e2e:ttl')).stdout).toBe('v\n');
+    await new Promise((r) => setTimeout(r, 450));
+    expect((await cli('GET', 'e2e:ttl')).stdout).toBe('\n');
+    expect((await cli('TTL', 'e2e:ttl')).stdout).toBe('-2\n');
+  });
+
+  it('answers CONFIG GET and COMMAND the way clients expect', async () => {
+    expect((await cli('CONFIG', 'GET', 'save')).stdout).toBe('save\n\n');
+    expect((await cli('CONFIG', 'GET', 'appendonly')).stdout).toBe('appendonly\nno\n');
+    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('24\n');
+    expect((await cli('PING')).stdout).toBe('PONG\n');
+  });
+
+  it('works through a pipe of many commands (redis-cli --pipe)', async () => {
+    const cmds = Array.from({ length: 1000 }, (_, i) => `SET e2e:pipe:${i} ${i}\r\nINCR e2e:pipe:count\r\n`).join('');
+    const r = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(srv.port), '--pipe'], { input: cmds });
+    expect(r.stdout + r.stderr).toMatch(/errors: 0, replies: 2000/);
+    expect((await cli('GET', 'e2e:pipe:count')).stdout).toBe('1000\n');
+    expect((await cli('MGET', 'e2e:pipe:0', 'e2e:pipe:999')).stdout).toBe('0\n999\n');
+  });
+});
+
+describe('resp.wasm with redis-benchmark', () => {
+  it('runs ping/set/get/incr without errors and counts INCR exactly', async () => {
+    await cli('DEL', 'counter:__rand_int__');
+    const out = await bench('-t', 'ping,set,get,incr', '-n', '20000', '-c', '20', '-q');
+    expectClean(out);
+    for (const t of ['PING_INLINE', 'PING_MBULK', 'SET', 'GET', 'INCR']) expect(out.stdout).toMatch(new RegExp(`${t}: [\\d.]+ requests per second`));
+    // Without -r the key is the literal "counter:__rand_int__", incremented once per request,
+    // from 20 connections spread over 2 worker threads.
+    expect((await cli('GET', 'counter:__rand_int__')).stdout).toBe('20000\n');
+  }, 120_000);
+
+  it('runs pipelined (-P 16) ping/set/get without errors', async () => {
+    const out = await bench('-P', '16', '-t', 'ping,set,get', '-n', '20000', '-q');
+    expectClean(out);
+    for (const t of ['PING_INLINE', 'PING_MBULK', 'SET', 'GET']) expect(out.stdout).toMatch(new RegExp(`${t}: [\\d.]+ requests per second`));
+    // The SET payload is 3 random bytes (-d defaults to 3).
+    expect((await cli('STRLEN', 'key:__rand_int__')).stdout).toBe('3\n');
+  }, 120_000);
+});
