@@ -11,6 +11,7 @@ import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CloseReason } from '../host/module/abi.js';
 import { native } from '../host/sys.js';
 import { loadHarness, runSplit, splitPlans, type Harness } from './harness.js';
+import { prng, randomCuts } from './random.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -290,25 +291,6 @@ function run(input: Uint8Array, cuts: number[], eof = false): { text: string; cl
   native.kvClear();
   const r = runSplit(h, input, cuts, { eof });
   return { text: masked(r.output), closed: r.closed };
-}
-
-/** Mulberry32: a small seeded PRNG so failures can be replayed from the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomCuts(rand: () => number, length: number): number[] {
-  const k = Math.floor(rand() * Math.min(12, length));
-  const cuts = new Set<number>();
-  for (let i = 0; i < k; i++) cuts.add(1 + Math.floor(rand() * Math.max(1, length - 1)));
-  return [...cuts].filter((c) => c > 0 && c < length).sort((a, b) => a - b);
 }
 
 describe('http.wasm request corpus', () => {

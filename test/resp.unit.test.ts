@@ -8,6 +8,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CloseReason } from '../host/module/abi.js';
 import { native } from '../host/sys.js';
 import { loadHarness, runSplit, splitPlans, type Harness } from './harness.js';
+import { prng, randomCuts } from './random.js';
 
 const latin1 = (s: string) => Buffer.from(s, 'latin1');
 const show = (b: Uint8Array) => JSON.stringify(Buffer.from(b).toString('latin1'));
@@ -242,25 +243,6 @@ function respReplies(b: Uint8Array): number {
   return count;
 }
 
-/** mulberry32: small, seedable, good enough to pick split points and bytes. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomCuts(r: () => number, length: number, maxPieces: number): number[] {
-  const n = Math.floor(r() * maxPieces);
-  const cuts = new Set<number>();
-  for (let i = 0; i < n && length > 1; i++) cuts.add(1 + Math.floor(r() * (length - 1)));
-  return [...cuts].sort((a, b) => a - b);
-}
-
 describe('resp.wasm under random splits and garbage', () => {
   it('gives the same replies to the whole corpus as one stream under 2000 seeded random splits', () => {
     // Cases that close the connection would end the stream early; leave them out.
@@ -272,7 +254,7 @@ describe('resp.wasm under random splits and garbage', () => {
     const base = 0x5eed0000;
     for (let i = 0; i < 2000; i++) {
       const seed = base + i;
-      const r = rng(seed);
+      const r = prng(seed);
       const cuts = randomCuts(r, stream.length, 200);
       native.kvClear();
       const { output, closed } = runSplit(h, stream, cuts);
@@ -291,7 +273,7 @@ describe('resp.wasm under random splits and garbage', () => {
     const base = 0xbad0000;
     for (let i = 0; i < 5000; i++) {
       const seed = base + i;
-      const r = rng(seed);
+      const r = prng(seed);
       let input: Uint8Array;
       const kind = i % 3;
       if (kind === 0) {
