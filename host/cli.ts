@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { inspectModule } from './inspect.js';
-import { serveMetrics } from './metrics.js';
 import { OptionError, type ServerOptions } from './options.js';
 import { createServer } from './server.js';
 import { parseSize } from './size.js';
@@ -30,7 +29,7 @@ program
   .option('--handler-timeout <duration>', `a module callback running longer is stopped ${durationHelp}`, '1s')
   .option('--drain-timeout <duration>', `on SIGINT/SIGTERM, open connections get this long ${durationHelp}`, '5s')
   .option('--keepalive <spec>', 'TCP keepalive IDLE,INTERVAL,COUNT in seconds/probes, or "off"', '1800,5,3')
-  .option('--backlog <n>', 'listen backlog', '511')
+  .option('--backlog <n>', 'listen backlog (the kernel caps it at net.core.somaxconn)', '4096')
   .option('--module-memory <size>', 'largest memory a module may have (bytes, or 16MiB, 512KiB)', '32MiB')
   .option('--config <string|@file>', "bytes given to the module's tcpmod_init (@path reads a file)")
   .option('--kv-max-bytes <size>', 'byte budget of the shared key-value store', '64MiB')
@@ -136,6 +135,8 @@ async function serve(file: string, o: Record<string, string | undefined>): Promi
   try {
     const addr = await server.listen();
     if (metrics) {
+      // prom-client takes ~80 ms to load: only when metrics are asked for.
+      const { serveMetrics } = await import('./metrics.js');
       const m = await serveMetrics(server, metrics.host, metrics.port);
       m.http.unref();
       process.stderr.write(`metrics on http://${metrics.host}:${m.port}/metrics\n`);

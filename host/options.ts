@@ -60,7 +60,7 @@ export interface ResolvedOptions {
 export const DEFAULTS = {
   host: '127.0.0.1',
   port: 7000,
-  backlog: 511,
+  backlog: 4096, // the kernel caps it at net.core.somaxconn; bursts of connects overflow 511
   workerIdleTimeout: 20_000,
   sendTimeout: 20_000,
   handlerTimeout: 1000,

@@ -4,13 +4,14 @@
 // is then finished (disposed: it refuses further calls); the caller makes a
 // fresh one. Knows nothing of sockets: output goes through the `send` hook the
 // caller provides, log lines (tcpmod.log, WASI fds 1 and 2) through `log`.
-import { WASI } from '@wasmer/wasi';
+import type { WASI } from '@wasmer/wasi';
 import { native } from '../sys.js';
 import {
   Action, IO_MAX, IO_MIN, IODESC_SIZE, PAGE, RESULT_SIZE, STATE_MAX,
 } from './abi.js';
 import { ModuleFault } from './errors.js';
 import type { CompiledModule } from './load.js';
+import { wasiClassLoaded } from './wasi.js';
 
 export interface IoDesc {
   inPtr: number; inCap: number; outPtr: number; outCap: number;
@@ -63,7 +64,7 @@ export class ModuleInstance {
     this.wasi = null;
     if (verdict.importsWasi) {
       // No preopens, no environment, no arguments but the module's name.
-      const wasi = (this.wasi = new WASI({ args: [compiled.name], env: {} }));
+      const wasi = (this.wasi = new (wasiClassLoaded())({ args: [compiled.name], env: {} }));
       const all = wasi.getImports(compiled.module) as { wasi_snapshot_preview1: Record<string, Function> };
       const w = all.wasi_snapshot_preview1;
       imports.wasi_snapshot_preview1 = {

@@ -4,11 +4,11 @@
 // server refuses to start on a bad module instead of failing per connection.
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { init as initWasi } from '@wasmer/wasi';
 import { DEFAULT_MEMORY_CAP } from './abi.js';
 import { ModuleConfigRefused, ModuleFault, ModuleLoadError } from './errors.js';
 import { ModuleInstance, type InstanceHooks } from './instance.js';
 import { checkShape, type ShapeVerdict } from './validate.js';
+import { loadWasi } from './wasi.js';
 import { isWasm, readShape, WasmFormatError, type WasmShape } from './wasm-binary.js';
 
 export interface CompiledModule {
@@ -27,13 +27,6 @@ export interface CompileOptions {
   memoryCap?: number;
   /** Bytes given to tcpmod_init. */
   config?: Uint8Array;
-}
-
-let wasiReady: Promise<void> | null = null;
-/** @wasmer/wasi must be initialised once per thread before any instance is made. */
-export function ensureWasi(): Promise<void> {
-  wasiReady ??= initWasi();
-  return wasiReady;
 }
 
 export async function compileModule(file: string, opts: CompileOptions = {}): Promise<CompiledModule> {
@@ -64,7 +57,7 @@ export async function compileBytes(file: string, bytes: Uint8Array, opts: Compil
     verdict.problems.push(`invalid WebAssembly: ${(e as Error).message}`);
   }
   if (verdict.problems.length || !module) throw new ModuleLoadError(file, verdict.problems);
-  await ensureWasi();
+  if (verdict.importsWasi) await loadWasi();
   const name = basename(file);
   return { file, name, bytes, module, shape, verdict, memoryCap, config: opts.config ?? new Uint8Array(0) };
 }
@@ -75,7 +68,7 @@ export async function adoptModule(file: string, bytes: Uint8Array, module: WebAs
   const shape = readShape(bytes);
   const verdict = checkShape(shape, memoryCap);
   if (verdict.problems.length) throw new ModuleLoadError(file, verdict.problems);
-  await ensureWasi();
+  if (verdict.importsWasi) await loadWasi();
   return { file, name: basename(file), bytes, module, shape, verdict, memoryCap, config: opts.config ?? new Uint8Array(0) };
 }
 
