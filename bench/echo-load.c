@@ -22,6 +22,16 @@ struct conn {
   size_t sent, got;
 };
 
+/* Sends what is still unsent of the message; false on a hard socket error. */
+static int send_more(struct conn* c, const char* msg, size_t size) {
+  while (c->sent < size) {
+    ssize_t w = send(c->fd, msg + c->sent, size - c->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) return errno == EAGAIN || errno == EINTR;
+    c->sent += (size_t)w;
+  }
+  return 1;
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -58,7 +68,8 @@ int main(int argc, char** argv) {
   }
   long long trips = 0, errors = 0;
   double start = now_s(), end = start + seconds;
-  for (int i = 0; i < nconn; i++) conns[i].sent = (size_t)send(conns[i].fd, msg, size, MSG_NOSIGNAL);
+  for (int i = 0; i < nconn; i++)
+    if (!send_more(&conns[i], msg, size)) errors++;
   struct epoll_event evs[256];
   while (now_s() < end) {
     int n = epoll_wait(ep, evs, 256, 100);
@@ -72,12 +83,17 @@ int main(int argc, char** argv) {
         continue;
       }
       c->got += (size_t)r;
-      if (c->sent < size) c->sent += (size_t)send(c->fd, msg + c->sent, size - c->sent, MSG_NOSIGNAL);
       if (c->got == size) {
         if (memcmp(buf, msg, size) != 0) errors++;
         trips++;
         c->got = 0;
-        c->sent = (size_t)send(c->fd, msg, size, MSG_NOSIGNAL);
+        c->sent = 0;
+      }
+      /* A partly sent message goes on as its echo comes back (the echo frees
+       * buffer space); a complete round trip starts the next message. */
+      if (!send_more(c, msg, size)) {
+        errors++;
+        epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
       }
     }
   }

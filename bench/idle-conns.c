@@ -1,0 +1,79 @@
+/* Idle-connection client for the scale benchmark: opens N TCP connections one
+ * after another (blocking connect, so the pace follows the server's accepting),
+ * prints one JSON line, then holds them all open, sending nothing, until its
+ * stdin reaches EOF; then it closes them and exits.
+ *
+ *   idle-conns HOST PORT N
+ *
+ * Raises its own RLIMIT_NOFILE as far as needed (and allowed).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void raise_nofile(rlim_t want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want) return;
+  if (rl.rlim_max < want) rl.rlim_max = want; /* works when privileged */
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s HOST PORT N\n", argv[0]);
+    return 2;
+  }
+  int port = atoi(argv[2]), n = atoi(argv[3]);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
+    fprintf(stderr, "idle-conns: bad IPv4 address %s\n", argv[1]);
+    return 2;
+  }
+  raise_nofile((rlim_t)n + 64);
+  int* fds = calloc((size_t)n, sizeof(int));
+  int opened = 0, errors = 0;
+  const char* first_error = "";
+  double start = now_s();
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      errors++;
+      first_error = strerror(errno);
+      break; /* out of descriptors: no point going on */
+    }
+    if (connect(fd, (struct sockaddr*)&sa, sizeof(sa)) < 0) {
+      if (!errors) first_error = strerror(errno);
+      errors++;
+      close(fd);
+      continue;
+    }
+    fds[opened++] = fd;
+  }
+  double elapsed = now_s() - start;
+  printf("{\"requested\":%d,\"connected\":%d,\"errors\":%d,\"connect_seconds\":%.4f,\"first_error\":\"%s\"}\n", n, opened,
+         errors, elapsed, first_error);
+  fflush(stdout);
+  char sink[256];
+  while (read(0, sink, sizeof(sink)) > 0) {
+  }
+  for (int i = 0; i < opened; i++) close(fds[i]);
+  return errors ? 1 : 0;
+}

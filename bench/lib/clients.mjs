@@ -1,0 +1,71 @@
+// The load clients and how to read their output. Each returns the figures the
+// rounds need: { requests, seconds, rps, errors, command, ... }.
+import { join } from 'node:path';
+import { runClient } from './proc.mjs';
+
+/** bench/bin/echo-load: closed-loop echo, CONNECTIONS × SIZE bytes for SECONDS. */
+export async function echoLoad(bins, { port, connections, size, seconds }) {
+  const args = ['127.0.0.1', String(port), String(connections), String(size), String(seconds)];
+  const r = await runClient(bins['echo-load'], args, { timeoutMs: (seconds + 60) * 1000, nofile: 65536 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch {
+    throw new Error(`echo-load failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  return { requests: j.roundtrips, seconds: j.seconds, rps: j.rps, errors: j.errors, command: r.command };
+}
+
+const UNIT_S = { us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+
+/** wrk on GET /, optionally with bench/pipeline.lua at DEPTH. */
+export async function wrk(benchDir, { port, connections, threads, seconds, pipeline }) {
+  const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s'];
+  if (pipeline > 1) args.push('-s', join(benchDir, 'pipeline.lua'));
+  args.push(`http://127.0.0.1:${port}/`);
+  if (pipeline > 1) args.push('--', String(pipeline));
+  const r = await runClient('wrk', args, { timeoutMs: (seconds + 60) * 1000, nofile: 65536 });
+  const m = /(\d+) requests in ([\d.]+)(us|ms|s|m|h)/.exec(r.stdout);
+  if (r.code !== 0 || !m) throw new Error(`wrk failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
+  const requests = Number(m[1]);
+  const secs = Number(m[2]) * UNIT_S[m[3]];
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(r.stdout);
+  const lat = /Latency\s+([\d.]+)(us|ms|s|m)/.exec(r.stdout);
+  const errors = (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  return {
+    requests,
+    seconds: secs,
+    rps: requests / secs,
+    errors,
+    latencyAvgMs: lat ? Number(lat[1]) * UNIT_S[lat[2]] * 1000 : null,
+    command: r.command,
+  };
+}
+
+/** redis-benchmark for one test (ping_inline, ping_mbulk, set, get): N requests from CLIENTS clients. */
+export async function redisBenchmark({ port, test, clients, pipeline, requests }) {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-c', String(clients), '-n', String(requests), '-t', test, '--csv'];
+  if (pipeline > 1) args.push('-P', String(pipeline));
+  const r = await runClient('redis-benchmark', args, { timeoutMs: 300_000 });
+  const rows = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('"') && !l.startsWith('"test"'))
+    .map((l) => l.split(',').map((c) => c.replace(/^"|"$/g, '')));
+  if (r.code !== 0 || rows.length !== 1) {
+    throw new Error(`redis-benchmark failed (exit ${r.code ?? r.signal}): ${(r.stderr.trim() || r.stdout.trim()).slice(-1500)}`);
+  }
+  const rps = Number(rows[0][1]);
+  const errorLines = (r.stdout + r.stderr).split('\n').filter((l) => /error/i.test(l) && !/CONFIG/.test(l));
+  return {
+    requests,
+    seconds: requests / rps,
+    rps,
+    errors: errorLines.length,
+    latencyAvgMs: Number(rows[0][2]),
+    latencyP99Ms: Number(rows[0][6]),
+    wallSeconds: r.seconds,
+    command: r.command,
+  };
+}

@@ -1,0 +1,219 @@
+#!/usr/bin/env node
+// `npm run bench`: tcpmod side by side with the servers users would pick
+// instead, on loopback, interleaved in one run. Writes bench/results/latest.*
+// (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
+//
+//   npm run bench -- [--only echo,http,resp,scale,startup,workers] [--rounds N]
+//                    [--duration 3s] [--threads N] [--quick]
+//
+// Progress goes to stderr. Every server and client it starts runs in a process
+// group of its own and is killed on every way out (see lib/proc.mjs).
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderChart } from './lib/chart.mjs';
+import { evaluateGoals } from './lib/goals.mjs';
+import { installCleanup, killAll } from './lib/proc.mjs';
+import { renderMarkdown, renderReadmeSection } from './lib/report.mjs';
+import { serverDefs } from './lib/servers.mjs';
+import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs';
+import * as echo from './lib/workloads/echo.mjs';
+import * as http from './lib/workloads/http.mjs';
+import * as resp from './lib/workloads/resp.mjs';
+import * as scale from './lib/workloads/scale.mjs';
+import * as startup from './lib/workloads/startup.mjs';
+import * as workers from './lib/workloads/workers.mjs';
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const root = resolve(benchDir, '..');
+const WORKLOADS = { echo, http, resp, scale, startup, workers };
+
+const USAGE = `usage: npm run bench -- [options]
+  --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
+  --rounds N        interleaved rounds per case (default 3; --quick: 1)
+  --duration D      seconds per run: 3, 3s, 1500ms (default 3s; --quick: 1s)
+  --warmup D        warm-up per case and server before the rounds (default 1s; --quick: 0)
+  --threads N       tcpmod workers, and the peers' worker processes (default: CPUs = ${os.cpus().length})
+  --quick           smoke check in under a minute; writes bench/results/quick.* (never latest.*)
+  --help`;
+
+function parseDuration(v, option) {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(String(v ?? '').trim());
+  if (!m) throw new Error(`${option} must be a duration like 3s or 500ms, got ${JSON.stringify(v)}`);
+  return m[2] === 'ms' ? Number(m[1]) / 1000 : Number(m[1]);
+}
+
+function parseArgs(argv) {
+  const o = { only: null, rounds: null, seconds: null, warmupSeconds: null, threads: os.cpus().length, quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? argv[i].split(/=(.*)/s) : [argv[i], undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--only': {
+        o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+        const bad = o.only.filter((n) => !WORKLOADS[n]);
+        if (bad.length) throw new Error(`--only: unknown workload(s) ${bad.join(', ')} (have: ${Object.keys(WORKLOADS).join(', ')})`);
+        break;
+      }
+      case '--rounds':
+        o.rounds = Number(value());
+        if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a positive integer');
+        break;
+      case '--duration':
+        o.seconds = parseDuration(value(), '--duration');
+        if (!(o.seconds > 0)) throw new Error('--duration must be > 0');
+        break;
+      case '--warmup':
+        o.warmupSeconds = parseDuration(value(), '--warmup');
+        break;
+      case '--threads':
+        o.threads = Number(value());
+        if (!Number.isInteger(o.threads) || o.threads < 1) throw new Error('--threads must be a positive integer');
+        break;
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${argv[i]}\n${USAGE}`);
+    }
+  }
+  o.rounds ??= o.quick ? 1 : 3;
+  o.seconds ??= o.quick ? 1 : 3;
+  o.warmupSeconds ??= o.quick ? 0 : 1;
+  o.only ??= Object.keys(WORKLOADS);
+  return o;
+}
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+/** Tools the selected workloads need; apt-installs what is missing. */
+function prepareTools(only) {
+  ensureCommand('gcc', 'gcc', log);
+  if (only.includes('http')) {
+    ensureCommand('wrk', 'wrk', log);
+    if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
+  }
+  if (only.includes('resp')) {
+    ensureCommand('redis-benchmark', 'redis-tools', log);
+    ensureCommand('redis-server', 'redis-server', log);
+  }
+  return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns'].map((n) => [n, buildC(benchDir, n, log)]));
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    log(`bench: ${e.message}`);
+    process.exit(2);
+  }
+  installCleanup();
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const outBase = join(benchDir, 'results', opts.quick ? 'quick' : 'latest');
+  mkdirSync(dirname(outBase), { recursive: true });
+  const bins = prepareTools(opts.only);
+  const results = {
+    schema: 'tcpmod-bench/1',
+    command,
+    startedAt: new Date().toISOString(),
+    finishedAt: null,
+    options: opts,
+    machine: machineInfo(),
+    commands: {},
+    workloads: {},
+    goals: [],
+  };
+  const ctx = {
+    root,
+    benchDir,
+    bins,
+    quick: opts.quick,
+    rounds: opts.rounds,
+    seconds: opts.seconds,
+    warmupSeconds: opts.warmupSeconds,
+    threads: opts.threads,
+    defs: serverDefs({ root, bins, threads: opts.threads }),
+    log,
+  };
+  log(`bench: ${opts.only.join(', ')}; ${opts.rounds} round(s) × ${opts.seconds} s; ${opts.threads} workers; writing ${outBase}.{json,md,svg}`);
+  let failed = 0;
+  for (const name of Object.keys(WORKLOADS)) {
+    if (!opts.only.includes(name)) continue;
+    const t0 = performance.now();
+    log(`\n== ${name} ==`);
+    let w;
+    try {
+      w = await WORKLOADS[name].run(ctx);
+    } catch (e) {
+      failed++;
+      log(`[${name}] failed: ${e.stack ?? e}`);
+      w = { status: 'error', error: String(e.message ?? e) };
+    }
+    w.elapsedSeconds = Math.round((performance.now() - t0) / 100) / 10;
+    if (w.status === 'skipped') log(`[${name}] skipped: ${w.reason}`);
+    results.workloads[name] = w;
+    // Partial results survive an interrupted run (git-ignored .tmp).
+    writeFileSync(`${outBase}.json.tmp`, JSON.stringify(results, null, 2));
+  }
+  results.commands = collectCommands(results.workloads);
+  results.goals = evaluateGoals(results.workloads);
+  results.finishedAt = new Date().toISOString();
+  writeFileSync(`${outBase}.json.tmp`, `${JSON.stringify(results, null, 2)}\n`);
+  renameSync(`${outBase}.json.tmp`, `${outBase}.json`);
+  writeFileSync(`${outBase}.md`, renderMarkdown(results));
+  writeFileSync(`${outBase}.svg`, await renderChart(results));
+  const written = [`${outBase}.json`, `${outBase}.md`, `${outBase}.svg`];
+  // Only a complete full run speaks for the README.
+  if (!opts.quick && Object.keys(WORKLOADS).every((n) => opts.only.includes(n))) {
+    const section = join(benchDir, 'results', 'README-section.md');
+    writeFileSync(section, renderReadmeSection(results));
+    written.push(section);
+  }
+  log(`\nbench: wrote ${written.join(', ')}`);
+  for (const g of results.goals) log(`  ${g.met === true ? 'met    ' : g.met === false ? 'NOT met' : 'n/a    '}  ${g.goal}: ${g.seen}`);
+  return failed;
+}
+
+/** Every server and client command line of the run, by workload. */
+function collectCommands(workloads) {
+  const out = {};
+  for (const [name, w] of Object.entries(workloads)) {
+    if (w.status !== 'ok') continue;
+    const servers = {};
+    const clients = new Set();
+    if (w.servers) for (const [id, s] of Object.entries(w.servers)) servers[id] = s.command ?? null;
+    for (const c of w.cases ?? []) for (const r of Object.values(c.results)) for (const run of r.runs) if (run.command) clients.add(run.command);
+    for (const r of Object.values(w.results ?? {})) {
+      for (const run of r.runs) {
+        if (run.serverCommand) servers[r.label] = run.serverCommand;
+        if (run.command) servers[r.label] = run.command;
+        if (run.clientCommand) clients.add(run.clientCommand);
+      }
+    }
+    out[name] = { servers, clients: [...clients] };
+  }
+  return out;
+}
+
+main().then(
+  (failed) => {
+    killAll();
+    process.exit(failed ? 1 : 0);
+  },
+  (e) => {
+    log(`bench: ${e.stack ?? e}`);
+    killAll();
+    process.exit(1);
+  },
+);
