@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // End-to-end suites start servers and real clients; on a 2-core box run files one at a time.
     fileParallelism: false,
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
