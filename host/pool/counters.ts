@@ -17,12 +17,13 @@ export const G = {
   WANT_EVENTS: 5, // 1: workers post connection/close events to the main thread
   MIN: 6,
   MAX: 7,
+  GROW: 8, // 1: a worker has asked for one more worker and the pool has not decided yet
 } as const;
 const GLOBAL_CELLS = 16;
 
-/** Int32 cells per slot. CALL_SEQ is odd while the worker is inside a module callback. */
-export const S = { ALIVE: 0, CALL_SEQ: 1, FD: 2, CONN: 3 } as const;
-const SLOT_I32 = 4;
+/** Int32 cells per slot. CALL_SEQ is odd while the worker is inside a module callback, SEND_SEQ while it is in a send. */
+export const S = { ALIVE: 0, CALL_SEQ: 1, FD: 2, CONN: 3, SEND_SEQ: 4 } as const;
+const SLOT_I32 = 5;
 
 /** Float64 totals per slot. */
 export const T = {

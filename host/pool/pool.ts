@@ -8,6 +8,8 @@ import { Counters, FAULT_KINDS, G, MAX_WORKERS, S, T, TOTALS } from './counters.
 /** More faults than this within FAULT_WINDOW_S seconds is a storm, reported loudly. */
 const FAULT_STORM = 20;
 const FAULT_WINDOW_S = 10;
+/** How long a growth request must stay true (with a worker stalled) before the pool grows. */
+const GROW_CHECK_MS = 20;
 
 export interface PoolOptions {
   min: number;
@@ -80,6 +82,7 @@ export class Pool extends EventEmitter {
     }
     this.counters.f64.fill(0, this.counters.totalsBase(slot), this.counters.totalsBase(slot) + TOTALS);
     this.counters.set(this.counters.slotCell(slot, S.CALL_SEQ), 0);
+    this.counters.set(this.counters.slotCell(slot, S.SEND_SEQ), 0);
     const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot) });
     const m: Member = { worker, slot, ready: false, retired: false, stuck: null };
     this.members.set(slot, m);
@@ -90,8 +93,7 @@ export class Pool extends EventEmitter {
           m.ready = true;
           resolve();
         } else if (msg.type === 'grow') {
-          if (this.stopping) this.counters.add(G.WORKERS, -1);
-          else void this.spawn();
+          this.considerGrowth();
         } else if (msg.type === 'leaving') {
           m.retired = msg.retired === true;
         } else if (msg.type === 'connection' || msg.type === 'close') {
@@ -104,6 +106,38 @@ export class Pool extends EventEmitter {
       });
       worker.on('exit', () => this.onExit(m));
     });
+  }
+
+  /**
+   * A worker asked for one more worker because all were busy. Granting that at
+   * once would, under CPU-bound load, fill the pool with threads that only
+   * compete for the same cores (on 2 cores, 8 workers served echo 25% slower
+   * than 2). So the pool grows by one only if every worker is still busy and at
+   * least one stayed blocked in the same send, or in the same module callback,
+   * for all of GROW_CHECK_MS: more workers are for exactly those. While all are
+   * busy but moving, it keeps looking, since a worker that blocks later in the
+   * same event will not ask again.
+   */
+  private considerGrowth(): void {
+    const c = this.counters;
+    const cells = (slot: number) => [c.slotCell(slot, S.SEND_SEQ), c.slotCell(slot, S.CALL_SEQ)];
+    const before = new Map<number, number[]>();
+    for (const slot of this.members.keys()) before.set(slot, cells(slot).map((cell) => Atomics.load(c.i32, cell)));
+    setTimeout(() => {
+      const stalled = [...this.members.keys()].some((slot) => cells(slot).some((cell, i) => {
+        const seq = Atomics.load(c.i32, cell);
+        return (seq & 1) === 1 && seq === before.get(slot)?.[i];
+      }));
+      const w = c.get(G.WORKERS);
+      const allBusy = !this.stopping && c.get(G.BUSY) >= w && w < this.opts.max;
+      if (allBusy && stalled) {
+        c.add(G.WORKERS, 1);
+        void this.spawn();
+      } else if (allBusy) {
+        return this.considerGrowth();
+      }
+      c.set(G.GROW, 0);
+    }, GROW_CHECK_MS);
   }
 
   private onExit(m: Member): void {

@@ -14,7 +14,7 @@ export interface LoopHooks {
   /** Makes a fresh instance (after a fault). */
   renew(fault: ModuleFault, conn: number): ModuleInstance;
   accept(): void;
-  /** Asks the main thread for one more worker. */
+  /** Asks the main thread for one more worker (every worker is busy). */
   grow(): void;
   /** Posts connection events when the main thread listens for them. */
   notify(type: 'connection' | 'close', conn: number, reason: number): void;
@@ -27,10 +27,12 @@ export class EventLoop {
   private readonly received = new Int32Array(1);
   private readonly t: number;
   private readonly seqCell: number;
+  private readonly sendCell: number;
 
   constructor(public inst: ModuleInstance, private readonly cfg: WorkerConfig, readonly ctr: Counters, private readonly hooks: LoopHooks) {
     this.t = ctr.totalsBase(cfg.slot);
     this.seqCell = ctr.slotCell(cfg.slot, S.CALL_SEQ);
+    this.sendCell = ctr.slotCell(cfg.slot, S.SEND_SEQ);
   }
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
@@ -112,7 +114,10 @@ export class EventLoop {
 
   /** Sends a region in full (blocking up to the send timeout); false records why it failed. */
   send(fd: number, mem: ArrayBuffer, ptr: number, len: number): boolean {
+    const i32 = this.ctr.i32;
+    i32[this.sendCell]++; // odd while sending: the pool tells a blocked sender from a busy one
     const rc = native.send(fd, mem, ptr, len, this.cfg.sendTimeoutMs);
+    i32[this.sendCell]++;
     if (rc < 0) {
       this.sendFailure = rc;
       return false;

@@ -109,9 +109,9 @@ function open(fd: number): void {
   if (native.epollCtl(cfg.epfd, C.EPOLL_CTL_ADD, fd, CONN_EVENTS, conn) < 0) loop.close(fd, conn, CloseReason.SOCKET_ERROR);
 }
 
+/** The seed's rule: a worker that takes an event while every worker is busy asks for one more. */
 function grow(): void {
-  const w = ctr.get(G.WORKERS);
-  if (w < ctr.get(G.MAX) && Atomics.compareExchange(ctr.i32, G.WORKERS, w, w + 1) === w) parentPort!.postMessage({ type: 'grow' });
+  if (ctr.get(G.WORKERS) < ctr.get(G.MAX) && Atomics.compareExchange(ctr.i32, G.GROW, 0, 1) === 0) parentPort!.postMessage({ type: 'grow' });
 }
 
 function notify(type: 'connection' | 'close', conn: number, reason: number): void {
