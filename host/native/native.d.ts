@@ -58,8 +58,9 @@ export interface NativeBinding {
   connLoad(fd: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array): number;
   /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
   connSave(fd: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
-  /** Forgets the entry and closes the socket. */
-  connClose(fd: number): number;
+  /** Forgets the entry and closes the socket. With drainBytes > 0 it first shuts down writing and
+   *  discards up to that much received input, so the close does not reset a reply still in flight. */
+  connClose(fd: number, drainBytes?: number): number;
   /** shutdown(how) on every socket of the group, leaving the fds to their handlers; returns the count. */
   connShutdownGroup(group: number, how: number): number;
   /** [fd, id, fd, id, ...] of the group's connections. */

@@ -9,6 +9,7 @@ import { C, ETIMEDOUT, native } from '../sys.js';
 import { TAG_LISTEN, TAG_WAKE, type WorkerConfig } from './config.js';
 
 export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
+const LINGER_DRAIN_BYTES = 1 << 20;
 
 export interface LoopHooks {
   /** Makes a fresh instance (after a fault). */
@@ -97,7 +98,7 @@ export class EventLoop {
       if (action === Action.ABORT) return this.close(fd, conn, CloseReason.MODULE);
       const inst = this.inst;
       if (inst.outLen > 0 && !this.send(fd, inst.buffer, d.outPtr, inst.outLen)) return this.close(fd, conn, this.failureReason());
-      if (action === Action.CLOSE) return this.close(fd, conn, CloseReason.MODULE);
+      if (action === Action.CLOSE) return this.close(fd, conn, CloseReason.MODULE, true);
       const consumed = inst.consumed;
       const rest = len - consumed;
       if (consumed > 0 && rest > 0) {
@@ -153,7 +154,8 @@ export class EventLoop {
     if (i[this.seqCell] & 1) Atomics.add(i, this.seqCell, 1);
   }
 
-  close(fd: number, conn: number, reason: number): void {
+  /** Closes a connection; `linger` (the module closed after its reply) keeps the reply from being reset. */
+  close(fd: number, conn: number, reason: number, linger = false): void {
     if (reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) {
       if (this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
     }
@@ -165,7 +167,7 @@ export class EventLoop {
       return this.fault(e, fd, conn);
     }
     this.leaveCall();
-    this.forget(fd, conn, reason);
+    this.forget(fd, conn, reason, linger);
   }
 
   /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */
@@ -180,8 +182,8 @@ export class EventLoop {
     this.inst = this.hooks.renew(e, conn);
   }
 
-  private forget(fd: number, conn: number, reason: number): void {
-    native.connClose(fd);
+  private forget(fd: number, conn: number, reason: number, linger = false): void {
+    native.connClose(fd, linger ? LINGER_DRAIN_BYTES : 0);
     this.ctr.add(G.CONNECTIONS, -1);
     this.ctr.f64[this.t + T.CLOSED + reason]++;
     if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('close', conn, reason);

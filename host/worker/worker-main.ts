@@ -104,7 +104,7 @@ function open(fd: number): void {
       loop.sendFailure = 0;
       return loop.close(fd, conn, CloseReason.SOCKET_ERROR);
     }
-    if (action === Action.CLOSE) return loop.close(fd, conn, CloseReason.MODULE);
+    if (action === Action.CLOSE) return loop.close(fd, conn, CloseReason.MODULE, true);
   }
   if (native.epollCtl(cfg.epfd, C.EPOLL_CTL_ADD, fd, CONN_EVENTS, conn) < 0) loop.close(fd, conn, CloseReason.SOCKET_ERROR);
 }

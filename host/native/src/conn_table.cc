@@ -125,10 +125,12 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
   return Num(info, 0);
 }
 
-// connClose(fd) -> 0 | -errno. Forgets the entry, then closes the socket.
+// connClose(fd, drainBytes = 0) -> 0 | -errno. Forgets the entry, then closes the
+// socket; with drainBytes, it first shuts down writing and discards up to that
+// much already-received input.
 Napi::Value ConnClose(const Napi::CallbackInfo& info) {
-  int64_t fd;
-  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  int64_t fd, drain = 0;
+  if (!ArgInt(info, 0, &fd) || (info.Length() > 1 && !ArgInt(info, 1, &drain))) return info.Env().Undefined();
   Conn* c = nullptr;
   {
     std::lock_guard<std::mutex> lock(table_mu);
@@ -140,6 +142,19 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
   }
   if (c == nullptr) return Num(info, -EBADF);
   delete c;
+  if (drain > 0) {
+    // Closing with unread input makes the kernel answer with a reset, which can
+    // destroy a reply the peer has not read yet (a 413 to a client still
+    // uploading). So: FIN after the reply, then discard what has arrived.
+    shutdown(static_cast<int>(fd), SHUT_WR);
+    uint8_t sink[16384];
+    for (int64_t left = drain; left > 0;) {
+      ssize_t n = recv(static_cast<int>(fd), sink, sizeof(sink), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      left -= n;
+    }
+  }
   return Num(info, close(static_cast<int>(fd)) < 0 ? -errno : 0);
 }
 
