@@ -132,7 +132,7 @@ export class Pool extends EventEmitter {
       const allBusy = !this.stopping && c.get(G.BUSY) >= w && w < this.opts.max;
       if (allBusy && stalled) {
         c.add(G.WORKERS, 1);
-        void this.spawn();
+        this.spawn().catch(() => undefined); // a worker failing at start is logged by its 'error' handler
       } else if (allBusy) {
         return this.considerGrowth();
       }
