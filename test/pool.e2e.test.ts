@@ -78,6 +78,30 @@ describe('dynamic pool', () => {
   });
 });
 
+describe('growth is for blocked workers', () => {
+  it('does not fill the pool with threads under load that only needs CPU', async () => {
+    // Every worker is busy most of the time here, but none is blocked: more threads would
+    // only compete for the same cores. (Before the pool checked for stalls, this reached max.)
+    const server = start({ module: 'build/echo.wasm', port: 0, minThreads: 1, maxThreads: 8 });
+    const { port } = await server.listen();
+    const clients = await Promise.all(Array.from({ length: 50 }, () => open(port)));
+    const end = Date.now() + 1500;
+    let rounds = 0;
+    await Promise.all(clients.map(async (c, i) => {
+      const msg = pattern(16, i);
+      while (Date.now() < end) {
+        const back = readBytes(c, 16);
+        c.write(msg);
+        expect((await back).equals(msg)).toBe(true);
+        rounds++;
+      }
+      c.destroy();
+    }));
+    expect(rounds).toBeGreaterThan(1000);
+    expect(server.stats().workersStarted).toBeLessThanOrEqual(2);
+  });
+});
+
 describe('blocking sender', () => {
   it('disconnects a client that never reads after the send timeout, and counts it', async () => {
     const server = start({ module: 'build/echo.wasm', port: 0, threads: 2, sendTimeout: 400 });
