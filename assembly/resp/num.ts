@@ -38,26 +38,4 @@ export function parseI64(p: usize, len: i32): bool {
   return true;
 }
 
-/** Writes `n` in decimal at `dst`; returns the number of bytes written (at most 20). */
-export function formatI64(dst: usize, n: i64): i32 {
-  const neg = n < 0;
-  // Negating i64.MIN_VALUE wraps to itself; its u64 reading is the right magnitude.
-  let u: u64 = neg ? <u64>(-n) : <u64>n;
-  let digits = 1;
-  for (let t = u; t >= 10; t /= 10) digits++;
-  let q = dst;
-  if (neg) store<u8>(q++, 0x2D);
-  let e = q + <usize>digits;
-  do {
-    store<u8>(--e, <u8>(0x30 + <u32>(u % 10)));
-    u /= 10;
-  } while (u != 0);
-  return digits + (neg ? 1 : 0);
-}
-
-/** Number of bytes formatI64(n) writes for a non-negative n. */
-export function decimalWidth(n: u64): i32 {
-  let d = 1;
-  while (n >= 10) { n /= 10; d++; }
-  return d;
-}
+export { formatI64 } from "../sdk";

@@ -11,6 +11,7 @@ import { host_send } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
+import { decimalLength, formatI64 } from "./decimal";
 
 /** What the host does after a callback. */
 export enum Action {
@@ -176,24 +177,12 @@ export class Conn {
   /** Appends `n` in decimal ASCII (a leading '-' when negative). */
   writeInt(n: i64): void {
     if (!writable) return;
-    const neg = n < 0;
-    // Negating i64.MIN_VALUE wraps to itself, whose u64 reading is the right magnitude.
-    let u: u64 = neg ? <u64>(-n) : <u64>n;
-    let digits = 1;
-    for (let t = u; t >= 10; t /= 10) digits++;
-    const need = digits + (neg ? 1 : 0);
+    const need = decimalLength(n);
     if (outCap - outLen < need) {
       flushOut();
       if (!writable) return;
     }
-    let p = outPtr + <usize>outLen;
-    if (neg) store<u8>(p++, 0x2D);
-    let q = p + <usize>digits;
-    do {
-      store<u8>(--q, <u8>(0x30 + <u32>(u % 10)));
-      u /= 10;
-    } while (u != 0);
-    outLen += need;
+    outLen += formatI64(outPtr + <usize>outLen, n);
   }
 
   /** Sends everything buffered so far now instead of at the end of the call. */

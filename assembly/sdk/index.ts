@@ -34,3 +34,4 @@ export {
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";
 export { kv_get, kv_set, kv_del, kv_incr } from "./abi";
+export { decimalLength, formatI64 } from "./decimal";
