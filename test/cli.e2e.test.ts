@@ -1,5 +1,6 @@
 // The `tcpmod` binary as users run it: help, option checks at the door, and
 // graceful shutdown on SIGTERM.
+import { createServer as createNetServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { open, pattern, readBytes, untilClosed } from './net-client.js';
 import { run, serve } from './server-process.js';
@@ -47,6 +48,19 @@ describe('options are validated at the door', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not a WebAssembly module/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('refuses a port in use with one line naming the syscall and errno', async () => {
+    const holder = createNetServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const port = (holder.address() as { port: number }).port;
+    try {
+      const r = await tcpmod('serve', 'build/echo.wasm', '--port', String(port));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`tcpmod: listen EADDRINUSE 127.0.0.1:${port}\n`);
+    } finally {
+      holder.close();
+    }
   });
 
   it('accepts durations with units', async () => {
