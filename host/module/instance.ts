@@ -115,9 +115,11 @@ export class ModuleInstance {
     return this.guard(() => fn(config.length)) | 0;
   }
 
-  /** tcpmod_on_data; returns the action, with `consumed` and `outLen` set. */
+  /** tcpmod_on_data; returns the action, with `consumed` and `outLen` set. The hot path: no closure. */
   onData(conn: number, inLen: number, flags: number): number {
-    return this.enter(conn, conn, () => {
+    if (this.disposed) throw this.calledAfterFault();
+    this.conn = this.logConn = conn;
+    try {
       const action = this.onDataFn(conn, inLen, flags);
       if (this.collectFn) this.collectFn();
       let u32 = this.u32;
@@ -130,7 +132,12 @@ export class ModuleInstance {
         throw new ModuleFault('result', `tcpmod_on_data returned action ${action}, consumed ${this.consumed} of ${inLen}, out_len ${this.outLen} of ${this.desc.outCap}`);
       }
       return action;
-    });
+    } catch (e) {
+      throw this.failed(e, conn);
+    } finally {
+      this.conn = this.logConn = 0;
+      if (this.wasiWrote && !this.disposed) this.drainWasi(conn);
+    }
   }
 
   /** tcpmod_on_open, if exported; returns the action, with `outLen` set (the out region is the reply). */
@@ -195,22 +202,31 @@ export class ModuleInstance {
    * faulted instance is never called again.
    */
   private enter<T>(logConn: number, sendConn: number, fn: () => T): T {
-    if (this.disposed) throw new Error(`${this.compiled.name}: instance called after a fault (make a new one)`);
+    if (this.disposed) throw this.calledAfterFault();
     this.conn = sendConn;
     this.logConn = logConn;
     try {
       return fn();
     } catch (e) {
-      const fault = asFault(e);
-      if (fault instanceof ModuleFault) {
-        if (this.wasiWrote) this.drainWasi(logConn);
-        this.dispose();
-      }
-      throw fault;
+      throw this.failed(e, logConn);
     } finally {
       this.conn = this.logConn = 0;
       if (this.wasiWrote && !this.disposed) this.drainWasi(logConn);
     }
+  }
+
+  /** Turns what a call threw into a ModuleFault where it is the module's doing, and then disposes the instance. */
+  private failed(e: unknown, logConn: number): unknown {
+    const fault = asFault(e);
+    if (fault instanceof ModuleFault) {
+      if (this.wasiWrote) this.drainWasi(logConn);
+      this.dispose();
+    }
+    return fault;
+  }
+
+  private calledAfterFault(): Error {
+    return new Error(`${this.compiled.name}: instance called after a fault (make a new one)`);
   }
 
   private drainWasi(conn: number): void {
