@@ -16,9 +16,12 @@
 //   one is answered with a protocol error and the connection closed.
 // - EX/PX/EXAT/PXAT/KEEPTTL work: the deadline is kept in a small header in
 //   front of the value (resp/store.ts), so plain keys cost one host call.
-// - FLUSHALL, FLUSHDB and DBSIZE are refused with an error: the store cannot
-//   enumerate or clear keys, and tracking them ourselves would put extra host
-//   calls on every write.
+// - FLUSHALL, FLUSHDB and DBSIZE work over a key index kept in the store under
+//   keys starting with the bytes 0xFF 0x00 (resp/store.ts; client keys starting
+//   with them are refused): the store cannot enumerate or clear keys, so every
+//   write first checks the key is indexed (one extra host call, four for a new
+//   key). FLUSHALL and DBSIZE are O(keys) host calls and not atomic against
+//   concurrent writers.
 // - One database (SELECT 0 only), RESP2 only (HELLO 3 gets NOPROTO).
 
 import { Conn, Action, configure } from "./sdk";

@@ -73,7 +73,7 @@ describe('resp.wasm with redis-cli', () => {
   it('answers CONFIG GET and COMMAND the way clients expect', async () => {
     expect((await cli('CONFIG', 'GET', 'save')).stdout).toBe('save\n\n');
     expect((await cli('CONFIG', 'GET', 'appendonly')).stdout).toBe('appendonly\nno\n');
-    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('24\n');
+    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('27\n');
     expect((await cli('PING')).stdout).toBe('PONG\n');
   });
 
@@ -83,6 +83,33 @@ describe('resp.wasm with redis-cli', () => {
     expect(r.stdout + r.stderr).toMatch(/errors: 0, replies: 2000/);
     expect((await cli('GET', 'e2e:pipe:count')).stdout).toBe('1000\n');
     expect((await cli('MGET', 'e2e:pipe:0', 'e2e:pipe:999')).stdout).toBe('0\n999\n');
+  });
+
+  it('counts keys with DBSIZE and empties the store with FLUSHALL / FLUSHDB', async () => {
+    // Start from a known state: earlier cases left keys behind.
+    expect((await cli('FLUSHALL')).stdout).toBe('OK\n');
+    expect((await cli('DBSIZE')).stdout).toBe('0\n');
+    expect((await cli('SET', 'e2e:a', '1')).stdout).toBe('OK\n');
+    expect((await cli('MSET', 'e2e:b', '2', 'e2e:c', '3')).stdout).toBe('OK\n');
+    expect((await cli('INCR', 'e2e:d')).stdout).toBe('1\n');
+    expect((await cli('APPEND', 'e2e:e', 'x')).stdout).toBe('1\n');
+    expect((await cli('DBSIZE')).stdout).toBe('5\n');
+    expect((await cli('DEL', 'e2e:a')).stdout).toBe('1\n');
+    expect((await cli('DBSIZE')).stdout).toBe('4\n');
+    expect((await cli('FLUSHALL')).stdout).toBe('OK\n');
+    expect((await cli('DBSIZE')).stdout).toBe('0\n');
+    expect((await cli('GET', 'e2e:b')).stdout).toBe('\n');
+    // Keys written over many connections, from both worker threads.
+    const cmds = Array.from({ length: 500 }, (_, i) => `SET e2e:many:${i} ${i}\r\n`).join('');
+    const r = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(srv.port), '--pipe'], { input: cmds });
+    expect(r.stdout + r.stderr).toMatch(/errors: 0, replies: 500/);
+    expect((await cli('SET', 'e2e:a', '1')).stdout).toBe('OK\n');
+    expect((await cli('DBSIZE')).stdout).toBe('501\n');
+    expect((await cli('FLUSHDB', 'ASYNC')).stdout).toBe('OK\n');
+    expect((await cli('DBSIZE')).stdout).toBe('0\n');
+    expect((await cli('MGET', 'e2e:many:0', 'e2e:a')).stdout).toBe('\n\n');
+    const bad = await cli('SET', 'e2e:x', 'v', 'FLUSHALL');
+    expect(bad.stdout + bad.stderr).toContain('ERR syntax error');
   });
 });
 

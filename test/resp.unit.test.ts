@@ -120,13 +120,31 @@ const corpus: Case[] = [
     output: unknown('x'.repeat(128), 'y'.repeat(100), 'z'.repeat(25)) },
   { name: 'empty command name', input: mb(''), output: unknown('') },
   { name: 'name that prefixes a command', input: 'GETX\r\nGE k\r\n', output: unknown('GETX') + unknown('GE', 'k') },
-  { name: 'keyspace commands the store cannot support', input: 'FLUSHALL\r\nflushdb\r\nDBSIZE\r\n',
-    output: ['FLUSHALL', 'FLUSHDB', 'DBSIZE'].map((n) => err(`ERR ${n} is not supported: this server's key-value store cannot enumerate or clear its keys`)).join('') },
+  // keyspace: FLUSHALL / FLUSHDB / DBSIZE over the key index kept in the store
+  { name: 'DBSIZE counts keys made by every write command, FLUSHALL empties the store',
+    input: mb('SET', 'a', '1') + mb('SET', 'b', '2') + mb('INCR', 'c') + mb('MSET', 'd', '1', 'e', '2') + mb('APPEND', 'f', 'x') + mb('DBSIZE') +
+      mb('DEL', 'a') + mb('DBSIZE') + mb('FLUSHALL') + mb('GET', 'b') + mb('EXISTS', 'c', 'd', 'e', 'f') + mb('DBSIZE') +
+      mb('SET', 'a', 'again') + mb('DBSIZE') + mb('FLUSHALL') + mb('DBSIZE'),
+    output: OK + OK + int(1) + OK + int(1) + int(6) + int(1) + int(5) + OK + NIL + int(0) + int(0) + OK + int(1) + OK + int(0) },
+  { name: 'DBSIZE: rewrites and re-created keys count once, expired keys not at all',
+    input: 'DBSIZE\r\nSET k v\r\nSET k w\r\nINCRBY n 5\r\nDECRBY n 1\r\nDECR m\r\nDEL k\r\nSET k v\r\nSET x v PXAT 1\r\nSET y v EX 100\r\nSET k2 v NX\r\nSET k2 v NX\r\nSET k3 v XX\r\nDBSIZE\r\n',
+    output: int(0) + OK + OK + int(5) + int(4) + int(-1) + int(1) + OK + OK + OK + OK + NIL + NIL + int(5) },
+  { name: 'FLUSHALL removes expired keys and keys with expiry, then the index starts over',
+    input: 'SET e v EX 100\r\nSET f 5 EX 100\r\nINCR f\r\nAPPEND f 0\r\nSET g v KEEPTTL GET\r\nFLUSHALL\r\nTTL e\r\nGET f\r\nGET g\r\nDBSIZE\r\nSET e v\r\nSET h v\r\nDBSIZE\r\nFLUSHALL\r\nFLUSHALL\r\nDBSIZE\r\nGET e\r\n',
+    output: OK + OK + int(6) + int(2) + NIL + OK + int(-2) + NIL + NIL + int(0) + OK + OK + int(2) + OK + OK + int(0) + NIL },
+  { name: 'FLUSHDB is FLUSHALL; ASYNC / SYNC accepted, anything else is a syntax error',
+    input: 'SET a 1\r\nFLUSHDB\r\nDBSIZE\r\nSET a 1\r\nflushall async\r\nDBSIZE\r\nSET a 1\r\nFLUSHDB SYNC\r\nFLUSHALL x\r\nFLUSHALL ASYNC SYNC\r\nFLUSHDB x\r\nDBSIZE x\r\ndbsize\r\n',
+    output: OK + OK + int(0) + OK + OK + int(0) + OK + OK + SYNTAX + SYNTAX + SYNTAX + arity('dbsize') + int(0) },
+  { name: 'client keys starting with 0xFF 0x00 are refused',
+    input: mb('SET', '\xff\x00tm:n', '1') + mb('GET', '\xff\x00tm:n') + mb('INCR', '\xff\x00') + mb('MSET', 'a', '1', '\xff\x00x', '2') + mb('DEL', 'a', '\xff\x00tm:s1') +
+      mb('EXISTS', '\xff\x00tm:ma') + mb('MGET', 'a', '\xff\x00') + mb('APPEND', '\xff\x00tm:f', '9') + mb('TTL', '\xff\x00a') +
+      mb('SET', '\xff', 'ok') + mb('SET', '\xff\x01', 'ok') + mb('SET', '\x00\xff', 'ok') + mb('GET', 'a') + mb('DBSIZE'),
+    output: err("ERR keys starting with the bytes 0xFF 0x00 are reserved for this server's key index").repeat(9) + OK + OK + OK + NIL + int(3) },
   { name: 'HTTP on the Redis port is dropped silently', input: 'POST / HTTP/1.1\r\nHost: x\r\n\r\n', output: '', closed: MODULE },
   { name: 'Host: header alone is dropped too', input: 'Host: x\r\n', output: '', closed: MODULE },
 
   // COMMAND / CONFIG / CLIENT
-  { name: 'COMMAND COUNT', input: 'COMMAND COUNT\r\n', output: int(24) },
+  { name: 'COMMAND COUNT', input: 'COMMAND COUNT\r\n', output: int(27) },
   { name: 'COMMAND INFO', input: 'COMMAND INFO get\r\nCOMMAND INFO nosuch\r\n', output: arr(INFO_GET) + arr(NIL) },
   { name: 'COMMAND DOCS', input: 'COMMAND DOCS get\r\nCOMMAND DOCS nosuch\r\n',
     output: arr(bulk('get'), arr(bulk('summary'), bulk('Returns the value stored at a key, or nil.'), bulk('since'), bulk('1.0.0'), bulk('group'), bulk('string'), bulk('complexity'), bulk('O(1)'))) + arr() },
@@ -268,7 +286,7 @@ describe('resp.wasm under random splits and garbage', () => {
   it('never faults on 5000 seeded garbage inputs and only ever sends well-formed replies', () => {
     const words = ['*', '$', '\r\n', '\r', '\n', '-1', '0', '1', '2', '3', '10', '65536', '9999999999', ' ', '"', "'", '\\', '\\x4', '\x00', '\xff',
       'SET', 'GET', 'PING', 'INCR', 'INCRBY', 'DECRBY', 'MSET', 'MGET', 'DEL', 'EXISTS', 'APPEND', 'STRLEN', 'TTL', 'EX', 'PX', 'NX', 'XX', 'KEEPTTL',
-      'GET', 'EXAT', 'COMMAND', 'DOCS', 'CONFIG', 'CLIENT', 'SETNAME', 'HELLO', 'ECHO', 'QUIT', 'k', 'v', '9223372036854775807', '-9223372036854775808'];
+      'GET', 'EXAT', 'FLUSHALL', 'FLUSHDB', 'DBSIZE', 'ASYNC', 'COMMAND', 'DOCS', 'CONFIG', 'CLIENT', 'SETNAME', 'HELLO', 'ECHO', 'QUIT', 'k', 'v', '9223372036854775807', '-9223372036854775808'];
     const valid = corpus.filter((c) => !c.closed).map((c) => latin1(c.input));
     const base = 0xbad0000;
     for (let i = 0; i < 5000; i++) {
@@ -388,18 +406,18 @@ describe('resp.wasm specifics', () => {
     expect(show(r.output)).toBe(show(latin1(hello + hello + int(conn.id) + bulk('me'))));
   });
 
-  it('COMMAND, COMMAND DOCS and COMMAND LIST describe the same 24 commands', () => {
+  it('COMMAND, COMMAND DOCS and COMMAND LIST describe the same 27 commands', () => {
     const { conn } = h.open();
     const all = conn.feed('COMMAND\r\n').output;
     expect(respReplies(all)).toBe(1);
-    expect(Buffer.from(all).toString('latin1').startsWith('*24\r\n*10\r\n$3\r\nget\r\n')).toBe(true);
+    expect(Buffer.from(all).toString('latin1').startsWith('*27\r\n*10\r\n$3\r\nget\r\n')).toBe(true);
     const docs = conn.feed('COMMAND DOCS\r\n').output;
-    expect(Buffer.from(docs).toString('latin1').startsWith('*48\r\n$3\r\nget\r\n')).toBe(true);
+    expect(Buffer.from(docs).toString('latin1').startsWith('*54\r\n$3\r\nget\r\n')).toBe(true);
     expect(Buffer.from(docs).toString('latin1')).toContain('$11\r\nsubcommands\r\n');
     const list = Buffer.from(conn.feed('COMMAND LIST\r\n').output).toString('latin1');
     const names = list.split('\r\n').filter((l, i) => i > 0 && i % 2 === 0);
-    expect(names).toHaveLength(24);
-    expect(names).toEqual(expect.arrayContaining(['get', 'set', 'ping', 'incr', 'config', 'client', 'command', 'quit']));
+    expect(names).toHaveLength(27);
+    expect(names).toEqual(expect.arrayContaining(['get', 'set', 'ping', 'incr', 'config', 'client', 'command', 'quit', 'dbsize', 'flushall', 'flushdb']));
     for (const help of ['COMMAND HELP', 'CONFIG HELP', 'CLIENT HELP']) {
       const out = conn.feed(`${help}\r\n`).output;
       expect(respReplies(out)).toBe(1);
@@ -409,7 +427,7 @@ describe('resp.wasm specifics', () => {
 
   it('expires keys as time passes, and deletes them when read', async () => {
     const { conn } = h.open();
-    expect(show(conn.feed('SET k v PX 40\r\nSET n 1 PX 40\r\nGET k\r\n').output)).toBe(show(latin1(OK + OK + bulk('v'))));
+    expect(show(conn.feed('SET k v PX 40\r\nSET n 1 PX 40\r\nSET x v PX 40\r\nGET k\r\nDBSIZE\r\n').output)).toBe(show(latin1(OK + OK + OK + bulk('v') + int(3))));
     const pttl = Buffer.from(conn.feed('PTTL k\r\n').output).toString('latin1');
     expect(Number(pttl.slice(1))).toBeGreaterThan(0);
     expect(Number(pttl.slice(1))).toBeLessThanOrEqual(40);
@@ -418,6 +436,10 @@ describe('resp.wasm specifics', () => {
     expect(native.kvGet(key.buffer, key.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBeGreaterThan(0); // still stored...
     expect(show(conn.feed('GET k\r\nTTL k\r\nINCR n\r\nTTL n\r\n').output)).toBe(show(latin1(NIL + int(-2) + int(1) + int(-1))));
     expect(native.kvGet(key.buffer, key.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBe(-1); // ...until read
+    // x expired untouched: DBSIZE does not count it (n was re-created by INCR).
+    expect(show(conn.feed('DBSIZE\r\n').output)).toBe(show(latin1(int(1))));
+    const x = latin1('x');
+    expect(native.kvGet(x.buffer, x.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBe(-1);
   });
 
   it('keeps memory flat over 1,000,000 commands through the harness', () => {
@@ -426,9 +448,10 @@ describe('resp.wasm specifics', () => {
       mb('SET', 'key:1', 'xxx') + mb('GET', 'key:1') + mb('INCR', 'counter') + 'PING\r\n' + mb('MGET', 'key:1', 'nope') +
       mb('SET', 'e', 'v', 'EX', '100') + mb('GET', 'e') + mb('APPEND', 'a', 'x') + mb('DEL', 'a') + 'ECHO "q\\x41"\r\n' +
       mb('nosuch', 'x') + 'GET\r\n' + mb('INCRBY', 'counter', 'abc') + mb('SET', 'k', 'v', 'NX', 'GET') + mb('CONFIG', 'GET', 'save') +
-      mb('CLIENT', 'SETNAME', 'x') + mb('EXISTS', 'key:1', 'e') + mb('STRLEN', 'key:1') + mb('TTL', 'e') + mb('DECRBY', 'counter', '2'),
+      mb('CLIENT', 'SETNAME', 'x') + mb('EXISTS', 'key:1', 'e') + mb('STRLEN', 'key:1') + mb('TTL', 'e') + mb('DECRBY', 'counter', '2') +
+      mb('MSET', 'm1', 'a', 'm2', 'b') + mb('DBSIZE') + mb('FLUSHALL'),
     );
-    const perBatch = 20;
+    const perBatch = 23;
     const first = conn.feed(batch);
     expect(respReplies(first.output)).toBe(perBatch);
     const before = h.inst.buffer.byteLength;
@@ -466,9 +489,9 @@ describe('resp.wasm specifics', () => {
     const batch = latin1(
       mb('SET', 'key:1', 'xxx') + mb('GET', 'key:1') + mb('INCR', 'counter') + 'PING\r\n' + mb('MGET', 'key:1', 'nope') +
       mb('SET', 'e', 'v', 'EX', '100', 'GET') + mb('APPEND', 'a', 'x') + mb('DEL', 'a') + 'ECHO "q\\x41"\r\n' + mb('nosuch', 'x') +
-      mb('COMMAND', 'INFO', 'get') + mb('CONFIG', 'GET', '*') + mb('HELLO') + mb('CLIENT', 'SETNAME', 'x') + mb('TTL', 'e') + 'SET k v KEEPTTL XX\r\n',
+      mb('COMMAND', 'INFO', 'get') + mb('CONFIG', 'GET', '*') + mb('HELLO') + mb('CLIENT', 'SETNAME', 'x') + mb('TTL', 'e') + 'SET k v KEEPTTL XX\r\n' + mb('DBSIZE') + mb('FLUSHDB') + mb('SET', '\xff\x00x', 'v'),
     );
-    const perBatch = 16;
+    const perBatch = 19;
     const run = () => {
       new Uint8Array(mem.buffer, desc[0], batch.length).set(batch);
       expect(ex.tcpmod_on_data(1, batch.length, 0)).toBe(0);

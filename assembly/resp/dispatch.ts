@@ -7,6 +7,7 @@
 
 import { Conn } from "../sdk";
 import { argPtr, argLen } from "./limits";
+import { isReserved } from "./store";
 import { nameKey, keyOf, bytesEqualIgnoreCase } from "./args";
 import { out, replyInt, replyArray, replyBulkStr, replyStatus, writeErrorText, R_NIL, E_SYNTAX } from "./reply";
 import {
@@ -14,7 +15,7 @@ import {
   cmdMget, cmdMset, cmdStrlen, cmdAppend, cmdTtl, cmdPttl,
 } from "./strings";
 import {
-  cmdPing, cmdEcho, cmdQuit, cmdSelect, cmdAuth, cmdHello, cmdInfo, cmdUnsupportedKeyspace,
+  cmdPing, cmdEcho, cmdQuit, cmdSelect, cmdAuth, cmdHello, cmdInfo, cmdFlushall, cmdDbsize,
   cmdConfigGet, cmdConfigSet, cmdConfigResetstat,
   cmdClientSetname, cmdClientGetname, cmdClientId, cmdClientSetinfo,
   cmdCommandHelp, cmdConfigHelp, cmdClientHelp,
@@ -167,10 +168,12 @@ const CONFIG = add("config", -2, noop, "", 0, 0, 0, "@slow", "server", "2.0.0",
 const CLIENT = add("client", -2, noop, "", 0, 0, 0, "@slow", "connection", "2.4.0",
   "Container for connection subcommands.", "Depends on subcommand.");
 
-// Recognised so they get a precise refusal instead of "unknown command".
-push(TABLE, make("flushall", "flushall", -1, cmdUnsupportedKeyspace, "write", 0, 0, 0, "", "server", "1.0.0", "", "", false), TABLE_CAP);
-push(TABLE, make("flushdb", "flushdb", -1, cmdUnsupportedKeyspace, "write", 0, 0, 0, "", "server", "1.0.0", "", "", false), TABLE_CAP);
-push(TABLE, make("dbsize", "dbsize", 1, cmdUnsupportedKeyspace, "readonly", 0, 0, 0, "", "server", "1.0.0", "", "", false), TABLE_CAP);
+add("dbsize", 1, cmdDbsize, "readonly fast", 0, 0, 0, "@keyspace @read @fast", "server", "1.0.0",
+  "Returns the number of keys (walks the key index kept in the store).", "O(N) where N is the number of keys written since the last flush");
+add("flushall", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", "server", "1.0.0",
+  "Deletes every key; ASYNC and SYNC are accepted and both flush before replying. Not atomic against concurrent writers.", "O(N) where N is the number of keys written since the last flush");
+add("flushdb", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", "server", "1.0.0",
+  "Same as FLUSHALL: only database 0 exists.", "O(N) where N is the number of keys written since the last flush");
 
 sub(COMMAND, "count", "command|count", 2, cmdCommandCount, "loading stale", "@slow @connection", "Returns the number of commands.", "O(1)");
 sub(COMMAND, "info", "command|info", -2, cmdCommandInfo, "loading stale", "@slow @connection", "Describes the named commands, or all of them.", "O(N) where N is the number of commands to look up");
@@ -234,7 +237,21 @@ export function execute(c: Conn, argc: i32): i32 {
     }
     cmd = s;
   }
+  if (cmd.firstKey > 0 && hasReservedKey(cmd, argc)) {
+    c.writeString("-ERR keys starting with the bytes 0xFF 0x00 are reserved for this server's key index\r\n");
+    return 0;
+  }
   return cmd.handler(c);
+}
+
+/** Whether any key argument (as the table's first/last/step describe them)
+ *  starts with the reserved bytes (store.ts): one 16-bit compare per key. */
+function hasReservedKey(cmd: Cmd, argc: i32): bool {
+  const last = cmd.lastKey < 0 ? argc + cmd.lastKey : cmd.lastKey;
+  for (let i = cmd.firstKey; i <= last && i < argc; i += cmd.keyStep) {
+    if (isReserved(argPtr(i), argLen(i))) return true;
+  }
+  return false;
 }
 
 @inline function arityOk(arity: i32, argc: i32): bool {

@@ -1,6 +1,7 @@
-// Connection and server commands: PING ECHO QUIT SELECT AUTH HELLO INFO, the
-// CONFIG and CLIENT subcommands, and the explicit refusals (FLUSHALL, FLUSHDB,
-// DBSIZE). Handlers return 0 to carry on or 1 to close after the reply.
+// Connection and server commands: PING ECHO QUIT SELECT AUTH HELLO INFO,
+// FLUSHALL FLUSHDB DBSIZE (over the key index kept in the store, store.ts), and
+// the CONFIG and CLIENT subcommands. Handlers return 0 to carry on or 1 to
+// close after the reply.
 
 import { Conn } from "../sdk";
 import { argPtr, argLen, MAX_NAME } from "./limits";
@@ -8,6 +9,7 @@ import { parseI64, parsed } from "./num";
 import { argIs } from "./args";
 import { globMatch } from "./glob";
 import { argCount } from "./strings";
+import { flushAll, dbSize } from "./store";
 import {
   out, replyInt, replyArray, replyBulk, replyBulkStr, replyError, replyStatus,
   R_OK, R_PONG, R_NIL, E_NOT_INT, E_SYNTAX,
@@ -143,22 +145,23 @@ export function cmdInfo(c: Conn): i32 {
   return 0;
 }
 
-/** FLUSHALL, FLUSHDB, DBSIZE: the store has no way to enumerate or clear keys
- *  (ABI v1 offers get/set/del/incr only), so these are refused explicitly. */
-export function cmdUnsupportedKeyspace(c: Conn): i32 {
-  c.writeString("-ERR ");
-  writeUpper(c, 0);
-  c.writeString(" is not supported: this server's key-value store cannot enumerate or clear its keys\r\n");
+/** FLUSHALL and FLUSHDB [ASYNC|SYNC] (only database 0 exists, so they are the
+ *  same). Both modes flush before replying; neither is atomic against
+ *  concurrent writers (see store.ts). */
+export function cmdFlushall(c: Conn): i32 {
+  if (argCount > 2 || (argCount == 2 && !argIs(1, "async") && !argIs(1, "sync"))) {
+    out(c, E_SYNTAX);
+    return 0;
+  }
+  flushAll();
+  out(c, R_OK);
   return 0;
 }
 
-function writeUpper(c: Conn, i: i32): void {
-  const p = argPtr(i);
-  const n = argLen(i);
-  for (let j = 0; j < n; j++) {
-    const b = load<u8>(p + <usize>j);
-    c.writeByte(b >= 0x61 && b <= 0x7A ? b - 0x20 : b);
-  }
+/** DBSIZE: O(keys) host calls over the key index (store.ts). */
+export function cmdDbsize(c: Conn): i32 {
+  replyInt(c, dbSize());
+  return 0;
 }
 
 // ---- CONFIG -----------------------------------------------------------------

@@ -1,10 +1,13 @@
-// String values in the shared key-value store, with optional expiry.
+// String values in the shared key-value store, with optional expiry, and the
+// key index that lets FLUSHALL and DBSIZE work on a store that cannot
+// enumerate its keys.
 //
 // Keys are stored as the client sent them, and values as their raw bytes, so
-// the common cases are one host call each and INCR/DECR stay atomic through
-// kv_incr (which only works on plain decimal text). Only two kinds of value
-// carry a header, both starting with the byte 0xFF (which never starts a
-// decimal number, so kv_incr refuses them and we take the slow path):
+// the common cases are one host call each (plus the index check below) and
+// INCR/DECR stay atomic through kv_incr (which only works on plain decimal
+// text). Only two kinds of value carry a header, both starting with the byte
+// 0xFF (which never starts a decimal number, so kv_incr refuses them and we
+// take the slow path):
 //
 //   FF 'V' <value>                    a value that itself starts with 0xFF
 //   FF 'X' <deadline: i64 LE> <value> a value with an expiry (ms since epoch)
@@ -12,15 +15,54 @@
 // Anything else (including an empty value) is the value itself.
 //
 // Expiry is lazy: a read that finds an expired value deletes it and reports
-// the key missing. The store has no way to enumerate keys, so an expired key
-// nobody touches again keeps its bytes until it is overwritten or deleted.
+// the key missing. An expired key nobody touches again keeps its bytes until
+// it is overwritten, deleted, or removed by FLUSHALL.
 // Read-modify-write sequences (APPEND, SET with NX/XX/GET/KEEPTTL, INCR on a
 // key with an expiry, the lazy delete itself) are two host calls and are not
 // atomic against a different connection writing the same key at that instant;
 // the ABI offers no compare-and-set.
+//
+// ---- The key index ----------------------------------------------------------
+//
+// ABI v1 has no way to list, count or clear keys, and a module keeps no state
+// between calls (several instances in several threads share one store), so
+// the index lives in the store itself, under keys that start with the two
+// reserved bytes 0xFF 0x00:
+//
+//   FF 00 "tm:n"            COUNT: how many slots were ever handed out (kv_incr)
+//   FF 00 "tm:f"            FLOOR: the last slot already flushed (decimal; 0 if missing)
+//   FF 00 "tm:m" <key>      MARK: present (empty) once <key> has a slot
+//   FF 00 "tm:s" <decimal>  SLOT i: its value is the client key it names
+//
+// Client keys starting with 0xFF 0x00 are therefore refused with an -ERR by
+// every command that takes a key (dispatch checks the key arguments the command
+// table describes, two byte compares per key, before any handler runs), so no
+// client can read or damage the index. Only the first two bytes are reserved
+// (not the whole "FF 00 tm:" prefix) because that check is one 16-bit load.
+//
+// Every command that can create a key calls noteKey() first: one extra host
+// call (kv_get of MARK) for a key already noted, four for a new one. DEL leaves
+// the index alone: a re-created key keeps its MARK and SLOT. So the index holds
+// every distinct key written since the last FLUSHALL (a deleted key's MARK and
+// SLOT stay until then), and DBSIZE checks each slot's key still exists.
+//
+// FLUSHALL walks slots FLOOR+1..COUNT, deleting each named key (expired or not)
+// with its MARK and SLOT, then raises FLOOR. DBSIZE walks the same slots and
+// counts keys that exist and have not expired. Both are O(keys ever noted since
+// the last FLUSHALL) host calls, which is acceptable for these admin commands
+// but bounded in practice by the host's handler timeout (FLOOR is raised as the
+// walk goes, so an interrupted FLUSHALL resumes where it stopped).
+//
+// Neither is atomic against concurrent writers (the ABI has no transactions):
+// keys noted during a FLUSHALL get slots past the COUNT it read and are kept;
+// a write racing with FLUSHALL on the same key may survive unindexed (its MARK
+// deleted after the writer checked it), and two connections creating the same
+// new key at the same instant may both give it a slot (DBSIZE then counts it
+// twice until the next FLUSHALL).
 
-import { kv_get, kv_set, kv_del, nowMs } from "../sdk";
-import { VAL, VAL_CAP, ENC, TAG_MAX } from "./limits";
+import { kv_get, kv_set, kv_del, kv_incr, nowMs } from "../sdk";
+import { VAL, VAL_CAP, ENC, TAG_MAX, IN_CAP } from "./limits";
+import { parseI64, parsed, formatI64 } from "./num";
 
 export const TAG: u8 = 0xFF;
 const KIND_ESCAPED: u8 = 0x56; // 'V'
@@ -92,4 +134,137 @@ export function write(key: usize, keyLen: i32, p: usize, len: i32, deadline: i64
   store<i64>(ENC, deadline, 2);
   memory.copy(ENC + <usize>TAG_MAX, p, <usize>len);
   return kv_set(key, keyLen, ENC, len + TAG_MAX);
+}
+
+/** Whether a value exists and has not expired (an expired one is deleted, as
+ *  read() does). Reads at most a small prefix unless the value is large. */
+const PEEK: i32 = 64;
+function live(key: usize, keyLen: i32): bool {
+  const n = kv_get(key, keyLen, VAL, PEEK);
+  if (n < 0) return false;
+  if (n > PEEK) return read(key, keyLen) != MISSING; // too big to peek at: read it whole
+  decode(n);
+  if (valDeadline != 0 && now() > valDeadline) {
+    kv_del(key, keyLen);
+    return false;
+  }
+  return true;
+}
+
+// ---- key index (see the header) ---------------------------------------------
+
+const RESERVED: u16 = 0x00FF; // bytes FF 00, as a little-endian u16
+
+/** Whether a client key starts with the reserved bytes 0xFF 0x00. */
+@inline export function isReserved(key: usize, keyLen: i32): bool {
+  return keyLen >= 2 && load<u16>(key) == RESERVED;
+}
+
+/** Length of every index key's prefix: FF 00 't' 'm' ':' <kind>. */
+const PFX: i32 = 6;
+const K_COUNT: u8 = 0x6E; // 'n'
+const K_FLOOR: u8 = 0x66; // 'f'
+const K_MARK: u8 = 0x6D; // 'm'
+const K_SLOT: u8 = 0x73; // 's'
+
+// Scratch, reserved once: MARK keys are built in KEYBUF (prefix, then the
+// client key, which can be as long as a request), small keys in SMALL, and
+// kv_incr's i64 result lands in IDX_NUM.
+const KEY_CAP: i32 = IN_CAP;
+const KEYBUF: usize = heap.alloc(<usize>(PFX + KEY_CAP));
+const SMALL: usize = memory.data(64, 8);
+const IDX_NUM: usize = memory.data(32, 8);
+const DIGITS: usize = memory.data(32, 8);
+
+function prefix(p: usize, kind: u8): void {
+  store<u8>(p, 0xFF);
+  store<u8>(p, 0x00, 1);
+  store<u8>(p, 0x74, 2); // 't'
+  store<u8>(p, 0x6D, 3); // 'm'
+  store<u8>(p, 0x3A, 4); // ':'
+  store<u8>(p, kind, 5);
+}
+
+/** Builds SLOT i in SMALL; returns its length. */
+function slotKey(i: i64): i32 {
+  prefix(SMALL, K_SLOT);
+  return PFX + formatI64(SMALL + <usize>PFX, i);
+}
+
+/** A decimal index counter (COUNT or FLOOR); 0 when missing or unreadable. */
+function readCounter(kind: u8): i64 {
+  prefix(SMALL, kind);
+  const n = kv_get(SMALL, PFX, DIGITS, 24);
+  if (n < 0 || n > 24 || !parseI64(DIGITS, n)) return 0;
+  return parsed;
+}
+
+function writeFloor(v: i64): void {
+  prefix(SMALL, K_FLOOR);
+  kv_set(SMALL, PFX, DIGITS, formatI64(DIGITS, v));
+}
+
+/** Makes sure `key` is in the index before a command creates it. Returns false
+ *  (nothing written) when the store is full. `keyLen` is at most a request's size. */
+export function noteKey(key: usize, keyLen: i32): bool {
+  prefix(KEYBUF, K_MARK);
+  memory.copy(KEYBUF + <usize>PFX, key, <usize>keyLen);
+  const markLen = PFX + keyLen;
+  if (kv_get(KEYBUF, markLen, 0, 0) >= 0) return true; // already noted
+  if (kv_set(KEYBUF, markLen, 0, 0) != 0) return false;
+  prefix(SMALL, K_COUNT);
+  if (kv_incr(SMALL, PFX, 1, IDX_NUM) != 0) {
+    kv_del(KEYBUF, markLen);
+    return false;
+  }
+  const sl = slotKey(load<i64>(IDX_NUM));
+  if (kv_set(SMALL, sl, key, keyLen) != 0) {
+    // The slot number stays unused (FLUSHALL and DBSIZE skip missing slots).
+    kv_del(KEYBUF, markLen);
+    return false;
+  }
+  return true;
+}
+
+/** Reads SLOT i's client key into KEYBUF after a MARK prefix; returns its
+ *  length, or -1 when the slot is missing. */
+function loadSlot(i: i64): i32 {
+  const sl = slotKey(i);
+  const n = kv_get(SMALL, sl, KEYBUF + <usize>PFX, KEY_CAP);
+  if (n < 0 || n > KEY_CAP) return -1;
+  prefix(KEYBUF, K_MARK);
+  return n;
+}
+
+/** How often (in slots) FLUSHALL records its progress in FLOOR. */
+const FLOOR_EVERY: i64 = 4096;
+
+/** Deletes every indexed key (expired ones too) and its index entries.
+ *  O(keys noted since the last FLUSHALL) host calls; not atomic (see the header). */
+export function flushAll(): void {
+  const n = readCounter(K_COUNT);
+  const floor = readCounter(K_FLOOR);
+  for (let i = floor + 1; i <= n; i++) {
+    const kl = loadSlot(i);
+    if (kl >= 0) {
+      // MARK first: a writer that finds it gone afterwards notes the key anew.
+      kv_del(KEYBUF, PFX + kl);
+      kv_del(KEYBUF + <usize>PFX, kl);
+      kv_del(SMALL, slotKey(i));
+    }
+    if (i % FLOOR_EVERY == 0) writeFloor(i);
+  }
+  if (n > floor) writeFloor(n);
+}
+
+/** Number of indexed keys that exist and have not expired. O(keys noted since
+ *  the last FLUSHALL) host calls: acceptable for an admin command. */
+export function dbSize(): i64 {
+  const n = readCounter(K_COUNT);
+  let count: i64 = 0;
+  for (let i = readCounter(K_FLOOR) + 1; i <= n; i++) {
+    const kl = loadSlot(i);
+    if (kl >= 0 && live(KEYBUF + <usize>PFX, kl)) count++;
+  }
+  return count;
 }

@@ -1,6 +1,9 @@
 // String commands over the shared store: GET SET DEL EXISTS INCR DECR INCRBY
 // DECRBY MGET MSET STRLEN APPEND TTL PTTL. Each handler runs with its arity
-// already checked and returns 0 (carry on) — none of them closes the connection.
+// already checked (and its key arguments checked against the reserved prefix,
+// see store.ts) and returns 0 (carry on) — none of them closes the connection.
+// Every path that can create a key calls noteKey() right before storing it, so
+// FLUSHALL and DBSIZE can find it (the key index, store.ts).
 
 import { Conn, kv_set, kv_del, kv_incr } from "../sdk";
 import { argPtr, argLen, MAX_VALUE, NUM, VAL } from "./limits";
@@ -10,7 +13,7 @@ import {
   out, replyInt, replyArray, replyBulkInPlace, replyError,
   R_OK, R_NIL, R_ZERO, E_NOT_INT, E_OVERFLOW, E_SYNTAX, E_OOM, E_TOO_LARGE_READ,
 } from "./reply";
-import { read, write, now, valPtr, valLen, valDeadline, MISSING, UNREADABLE, TAG } from "./store";
+import { read, write, now, noteKey, valPtr, valLen, valDeadline, MISSING, UNREADABLE, TAG } from "./store";
 
 /** Number of arguments of the command being executed (set by the dispatcher). */
 export let argCount: i32 = 0;
@@ -46,7 +49,8 @@ export function cmdSet(c: Conn): i32 {
   const vLen = argLen(2);
   const argc = argCount;
   if (argc == 3) {
-    // The plain form: one host call, straight from the input region.
+    // The plain form: one host call (after the index check), straight from the input region.
+    if (!noteKey(key, keyLen)) { out(c, E_OOM); return 0; }
     const rc = vLen == 0 || load<u8>(v) != TAG ? kv_set(key, keyLen, v, vLen) : write(key, keyLen, v, vLen, 0);
     out(c, rc == 0 ? R_OK : E_OOM);
     return 0;
@@ -113,7 +117,7 @@ export function cmdSet(c: Conn): i32 {
   if (deadline != 0 && deadline <= now()) {
     // Already in the past: the key ends up absent, as Redis does.
     kv_del(key, keyLen);
-  } else if (write(key, keyLen, v, vLen, deadline) != 0) {
+  } else if (!noteKey(key, keyLen) || write(key, keyLen, v, vLen, deadline) != 0) {
     out(c, E_OOM);
     return 0;
   }
@@ -154,6 +158,10 @@ function incrBy(c: Conn, delta: i64): void {
   // kv_incr refuses a value that is not plain decimal text, a sum that would
   // overflow, and (the host folds it into the same -1) a full store; a refusal
   // is examined below. A key that vanishes in between is simply retried.
+  if (!noteKey(key, keyLen)) {
+    out(c, E_OOM);
+    return;
+  }
   for (let attempt = 0; attempt < 4; attempt++) {
     if (kv_incr(key, keyLen, delta, INCR_OUT) == 0) {
       replyInt(c, load<i64>(INCR_OUT));
@@ -214,7 +222,7 @@ export function cmdMset(c: Conn): i32 {
     return 0;
   }
   for (let i = 1; i < argCount; i += 2) {
-    if (write(argPtr(i), argLen(i), argPtr(i + 1), argLen(i + 1), 0) != 0) {
+    if (!noteKey(argPtr(i), argLen(i)) || write(argPtr(i), argLen(i), argPtr(i + 1), argLen(i + 1), 0) != 0) {
       out(c, E_OOM);
       return 0;
     }
@@ -238,6 +246,11 @@ export function cmdAppend(c: Conn): i32 {
   const n = read(key, keyLen);
   if (n == UNREADABLE) {
     out(c, E_TOO_LARGE_READ);
+    return 0;
+  }
+  // noteKey reads nothing into VAL, so the old value read above stays intact.
+  if (!noteKey(key, keyLen)) {
+    out(c, E_OOM);
     return 0;
   }
   if (n == MISSING || (n == 0 && valPtr == VAL && valDeadline == 0)) {
