@@ -33,10 +33,12 @@ import {
   ERR_INLINE_BIG, ERR_QUOTES, ERR_TOO_BIG, ERR_CRLF, ERR_TOO_MANY,
 } from "./resp/parser";
 import { execute } from "./resp/dispatch";
+import { forgetNotedKeys } from "./resp/store";
 
 configure(IN_CAP, OUT_CAP, STATE_SIZE, onData);
 
 function onData(c: Conn): Action {
+  forgetNotedKeys();
   const base = c.input;
   const len = c.inputLen;
   let pos = 0;

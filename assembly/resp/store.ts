@@ -207,10 +207,18 @@ function writeFloor(v: i64): void {
 /** Makes sure `key` is in the index before a command creates it. Returns false
  *  (nothing written) when the store is full. `keyLen` is at most a request's size. */
 export function noteKey(key: usize, keyLen: i32): bool {
+  // Within one on_data call a pipelined batch often writes the same key again
+  // and again: after the first note, the MARK check is skipped. The memo is
+  // cleared at the start of every call (modules keep no state between calls)
+  // and by FLUSHALL, so it never outlives what it remembers.
+  if (keyLen == memoLen && memory.compare(MEMO, key, <usize>keyLen) == 0) return true;
   prefix(KEYBUF, K_MARK);
   memory.copy(KEYBUF + <usize>PFX, key, <usize>keyLen);
   const markLen = PFX + keyLen;
-  if (kv_get(KEYBUF, markLen, 0, 0) >= 0) return true; // already noted
+  if (kv_get(KEYBUF, markLen, 0, 0) >= 0) { // already noted
+    remember(key, keyLen);
+    return true;
+  }
   if (kv_set(KEYBUF, markLen, 0, 0) != 0) return false;
   prefix(SMALL, K_COUNT);
   if (kv_incr(SMALL, PFX, 1, IDX_NUM) != 0) {
@@ -223,7 +231,24 @@ export function noteKey(key: usize, keyLen: i32): bool {
     kv_del(KEYBUF, markLen);
     return false;
   }
+  remember(key, keyLen);
   return true;
+}
+
+/** The last key noted during this call (see noteKey); memoLen -1 when none. */
+const MEMO_CAP: i32 = 256;
+const MEMO = memory.data(MEMO_CAP);
+let memoLen: i32 = -1;
+
+function remember(key: usize, keyLen: i32): void {
+  if (keyLen > MEMO_CAP) return;
+  memory.copy(MEMO, key, <usize>keyLen);
+  memoLen = keyLen;
+}
+
+/** Forgets the noted-key memo: at the start of every on_data call, and after FLUSHALL. */
+export function forgetNotedKeys(): void {
+  memoLen = -1;
 }
 
 /** Reads SLOT i's client key into KEYBUF after a MARK prefix; returns its
@@ -242,6 +267,7 @@ const FLOOR_EVERY: i64 = 4096;
 /** Deletes every indexed key (expired ones too) and its index entries.
  *  O(keys noted since the last FLUSHALL) host calls; not atomic (see the header). */
 export function flushAll(): void {
+  forgetNotedKeys();
   const n = readCounter(K_COUNT);
   const floor = readCounter(K_FLOOR);
   for (let i = floor + 1; i <= n; i++) {
