@@ -8,8 +8,11 @@ import { OptionError, type ServerOptions } from './options.js';
 import { createServer } from './server.js';
 import { parseSize } from './size.js';
 
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command('tcpmod')
   .description('A multi-threaded TCP server whose protocol logic runs in sandboxed WebAssembly modules.')
+  .version(version)
   .exitOverride()
   .configureOutput({ outputError: (s, write) => write(s) });
 

@@ -13,6 +13,9 @@ describe('help', () => {
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/serve/);
     expect(top.stdout).toMatch(/inspect/);
+    const v = await tcpmod('--version');
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const r = await tcpmod('serve', '--help');
     expect(r.code).toBe(0);
     for (const opt of ['--host', '--port', '--threads', '--min-threads', '--max-threads', '--idle-timeout', '--send-timeout',
