@@ -3,13 +3,13 @@
 // tcpmod_init). Problems are thrown as ModuleLoadError / ModuleConfigRefused
 // for the CLI to print one line each.
 import { compileModule, probeModule, type CompileOptions } from './module/load.js';
-import { PAGE } from './module/abi.js';
+import { LOG_LEVELS, PAGE } from './module/abi.js';
 import { signature, type Desc, type Limits } from './module/wasm-binary.js';
 
 export async function inspectModule(file: string, opts: CompileOptions): Promise<string> {
   const compiled = await compileModule(file, opts);
   const logs: string[] = [];
-  const inst = probeModule(compiled, { send: () => -1, log: (level, msg) => logs.push(`[${LEVELS[level] ?? level}] ${msg}`) });
+  const inst = probeModule(compiled, { send: () => -1, log: (level, msg) => logs.push(`[${LOG_LEVELS[level] ?? level}] ${msg}`) });
   const d = inst.desc;
   const now = inst.buffer.byteLength;
   inst.dispose();
@@ -36,8 +36,6 @@ export async function inspectModule(file: string, opts: CompileOptions): Promise
   ];
   return lines.join('\n') + '\n';
 }
-
-const LEVELS = ['debug', 'info', 'warn', 'error'];
 
 function list(items: string[]): string {
   return items.length ? items.join('\n           ') : 'none';

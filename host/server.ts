@@ -5,7 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import pino from 'pino';
-import { CloseReason } from './module/abi.js';
+import { CloseReason, LOG_LEVELS } from './module/abi.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
 import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, FAULT_KINDS, G, T } from './pool/counters.js';
@@ -76,7 +76,7 @@ export class TcpmodServer extends EventEmitter {
       // One trial instance refuses a bad module before anything binds; its log lines are the module's too.
       probeModule(this.compiled, {
         send: () => -1,
-        log: (level, message) => this.log[(['debug', 'info', 'warn', 'error'] as const)[level] ?? 'info']({ module: this.compiled!.name }, message),
+        log: (level, message) => this.log[LOG_LEVELS[level] ?? 'info']({ module: this.compiled!.name }, message),
       }).dispose();
       native.kvConfigure(o.kvMaxBytes);
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;

@@ -13,6 +13,9 @@ export const CLOSE_REASON_NAMES = ['peer', 'module', 'socket_error', 'overflow',
 
 export const FLAG_EOF = 1;
 
+/** tcpmod.log levels 0..3, named as the host logger names them. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
 /** Host functions a module may import, with their exact signatures. */
 export const TCPMOD_IMPORTS: Record<string, string> = {
   send: '(i32, i32, i32) -> i32',
