@@ -94,11 +94,8 @@ export class EventLoop {
         return this.fault(e, fd, conn);
       }
       this.leaveCall();
-      if (this.sendFailure) return this.close(fd, conn, this.failureReason());
-      if (action === Action.ABORT) return this.close(fd, conn, CloseReason.MODULE);
+      if (!this.settle(fd, conn, action)) return;
       const inst = this.inst;
-      if (inst.outLen > 0 && !this.send(fd, inst.buffer, d.outPtr, inst.outLen)) return this.close(fd, conn, this.failureReason());
-      if (action === Action.CLOSE) return this.close(fd, conn, CloseReason.MODULE, true);
       const consumed = inst.consumed;
       const rest = len - consumed;
       if (consumed > 0 && rest > 0) {
@@ -111,6 +108,38 @@ export class EventLoop {
       native.connSave(fd, inst.buffer, d.inPtr + consumed, rest, d.statePtr);
       return this.rearm(fd, conn);
     }
+  }
+
+  /** Runs on_open for a newly accepted connection; returns false when the connection is gone. */
+  open(fd: number, conn: number): boolean {
+    const inst = this.inst;
+    if (!inst.hasOnOpen) return true;
+    this.fd = fd;
+    let action: number;
+    try {
+      this.enterCall(fd, conn);
+      action = inst.onOpen(conn);
+    } catch (e) {
+      this.leaveCall();
+      this.fault(e, fd, conn);
+      return false;
+    }
+    this.leaveCall();
+    return this.settle(fd, conn, action);
+  }
+
+  /**
+   * What a callback's result leads to, the same after on_open and on_data: a
+   * send that failed during the call (tcpmod.send), ABORT, the out region, CLOSE.
+   * Returns false when the connection is gone.
+   */
+  private settle(fd: number, conn: number, action: number): boolean {
+    if (this.sendFailure) return this.close(fd, conn, this.failureReason()), false;
+    if (action === Action.ABORT) return this.close(fd, conn, CloseReason.MODULE), false;
+    const inst = this.inst;
+    if (inst.outLen > 0 && !this.send(fd, inst.buffer, inst.desc.outPtr, inst.outLen)) return this.close(fd, conn, this.failureReason()), false;
+    if (action === Action.CLOSE) return this.close(fd, conn, CloseReason.MODULE, true), false;
+    return true;
   }
 
   /** Sends a region in full (blocking up to the send timeout); false records why it failed. */

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { constants as os } from 'node:os';
 import pino from 'pino';
-import { Action, CloseReason } from '../module/abi.js';
+import { CloseReason, LOG_LEVELS } from '../module/abi.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { adoptModule, instantiate, type CompiledModule } from '../module/load.js';
@@ -17,7 +17,6 @@ const cfg = workerData as WorkerConfig;
 const ctr = new Counters(cfg.sab);
 const t = ctr.totalsBase(cfg.slot);
 const log = pino({ level: cfg.logLevel, base: { worker: cfg.slot } }, pino.destination({ fd: 2, sync: true }));
-const MODULE_LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 const EMFILE = -os.errno.EMFILE;
 const ENFILE = -os.errno.ENFILE;
 const EAGAIN = -os.errno.EAGAIN;
@@ -38,7 +37,7 @@ const hooks = {
     return ok ? 0 : -1;
   },
   log(level: number, message: string, conn: number): void {
-    log[MODULE_LOG_LEVELS[level] ?? 'info']({ module: compiled.name, conn }, message);
+    log[LOG_LEVELS[level] ?? 'info']({ module: compiled.name, conn }, message);
   },
 };
 
@@ -86,26 +85,7 @@ function open(fd: number): void {
   ctr.add(G.CONNECTIONS, 1);
   ctr.f64[t + T.ACCEPTED]++;
   if (ctr.get(G.WANT_EVENTS)) notify('connection', conn, 0);
-  const inst = loop.inst;
-  if (inst.hasOnOpen) {
-    loop.fd = fd;
-    let action: number;
-    try {
-      loop.enterCall(fd, conn);
-      action = inst.onOpen(conn);
-    } catch (e) {
-      loop.leaveCall();
-      return loop.fault(e, fd, conn);
-    }
-    loop.leaveCall();
-    if (loop.sendFailure) return loop.close(fd, conn, CloseReason.SOCKET_ERROR);
-    if (action === Action.ABORT) return loop.close(fd, conn, CloseReason.MODULE);
-    if (inst.outLen > 0 && !loop.send(fd, inst.buffer, inst.desc.outPtr, inst.outLen)) {
-      loop.sendFailure = 0;
-      return loop.close(fd, conn, CloseReason.SOCKET_ERROR);
-    }
-    if (action === Action.CLOSE) return loop.close(fd, conn, CloseReason.MODULE, true);
-  }
+  if (!loop.open(fd, conn)) return;
   if (native.epollCtl(cfg.epfd, C.EPOLL_CTL_ADD, fd, CONN_EVENTS, conn) < 0) loop.close(fd, conn, CloseReason.SOCKET_ERROR);
 }
 

@@ -1,0 +1,44 @@
+// A module that speaks first (tcpmod.send from on_open): a client that never
+// reads the greeting is cut after the send timeout and counted as such, and the
+// failure does not follow the worker to the next connection.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type TcpmodServer } from '../dist/index.js';
+import { fixture } from './fixtures.js';
+import { open, readBytes } from './net-client.js';
+
+let server: TcpmodServer;
+let port: number;
+beforeAll(async () => {
+  // One worker, so the next connection is opened by the worker whose send just failed.
+  server = createServer({ module: await fixture('greeter'), port: 0, threads: 1, sendTimeout: 300, logLevel: 'warn' });
+  port = (await server.listen()).port;
+});
+afterAll(() => server?.close({ drainTimeout: 0 }));
+
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('a send that fails in on_open', () => {
+  it('closes that connection with reason send_timeout, and the next connection is served', async () => {
+    const mute = await open(port);
+    mute.pause(); // never reads the 4 MiB greeting
+    mute.on('error', () => undefined);
+    await until(() => server.stats().sendTimeouts === 1, 10_000);
+    expect(server.stats().connectionsClosed.send_timeout).toBe(1);
+    mute.destroy();
+
+    const c = await open(port);
+    const greeting = await readBytes(c, 4 << 20);
+    expect(greeting.every((b) => b === 0x67)).toBe(true);
+    const reply = readBytes(c, 3);
+    c.write('hi');
+    expect((await reply).toString()).toBe('ok\n');
+    c.destroy();
+    expect(server.stats().connectionsClosed.socket_error).toBe(0);
+  });
+});
