@@ -3,10 +3,17 @@
 // cost nothing on the hot path.
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { TcpmodServer } from './server.js';
+import type { ServerStats, TcpmodServer } from './server.js';
 
-export function metricsRegistry(server: TcpmodServer): Registry {
+/**
+ * The registry, and `scrape()` for its text. Every metric reads one stats()
+ * snapshot taken per scrape: stats() sums all workers' totals and counts the
+ * store's keys under every shard lock, which one scrape must not do 18 times.
+ */
+export function metricsRegistry(server: TcpmodServer): { registry: Registry; scrape(): Promise<string> } {
   const registry = new Registry();
+  let snapshot: ServerStats | null = null;
+  const s = () => (snapshot ??= server.stats());
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   // prom-client counters only go up through inc(); raise them to the absolute
@@ -29,7 +36,6 @@ export function metricsRegistry(server: TcpmodServer): Registry {
       }
     } });
   };
-  const s = () => server.stats();
   gauge('tcpmod_workers', 'Worker threads in the pool', () => s().workers);
   gauge('tcpmod_workers_busy', 'Workers handling an event right now', () => s().workersBusy);
   gauge('tcpmod_connections', 'Open connections', () => s().connections);
@@ -46,19 +52,25 @@ export function metricsRegistry(server: TcpmodServer): Registry {
   labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
   gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
-  return registry;
+  return {
+    registry,
+    async scrape() {
+      snapshot = null;
+      return registry.metrics();
+    },
+  };
 }
 
 /** Serves /metrics on host:port; resolves with the bound port. */
 export async function serveMetrics(server: TcpmodServer, host: string, port: number): Promise<{ http: Server; port: number }> {
-  const registry = metricsRegistry(server);
+  const { registry, scrape } = metricsRegistry(server);
   const http = createHttpServer(async (req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('not found\n');
       return;
     }
     try {
-      const body = await registry.metrics();
+      const body = await scrape();
       res.writeHead(200, { 'content-type': registry.contentType }).end(body);
     } catch (e) {
       res.writeHead(500).end(String(e));
