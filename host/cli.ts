@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { inspectModule } from './inspect.js';
-import { OptionError, type ServerOptions } from './options.js';
+import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, type Kind, type OptionSpec, type ServerOptions, type Value } from './options.js';
 import { createServer } from './server.js';
-import { parseSize } from './size.js';
+
+type OptionName = keyof typeof OPTIONS;
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -16,72 +17,89 @@ const program = new Command('tcpmod')
   .exitOverride()
   .configureOutput({ outputError: (s, write) => write(s) });
 
-const durationHelp = '(ms, or with a unit: 500ms, 2s, 1m)';
+// The kind of value an option takes, as help explains it once for all options of that kind.
+const KIND_HINTS: Partial<Record<Kind['type'], (k: Kind) => string>> = {
+  duration: (k) => `(ms, or with a unit: 500ms, 2s, 1m${k.type === 'duration' && k.off !== undefined ? `; ${JSON.stringify(k.off)} disables it` : ''})`,
+  size: () => '(bytes, or 16MiB, 512KiB)',
+};
 
-program
-  .command('serve')
-  .description('serve a protocol module (.wasm built against tcpmod ABI v1)')
-  .argument('<module>', 'path of the module, e.g. build/echo.wasm')
-  .option('--host <host>', 'address to listen on (IPv4 or IPv6)', '127.0.0.1')
-  .option('--port <port>', 'TCP port; 0 lets the kernel choose', '7000')
-  .option('--threads <n>', 'fixed number of worker threads (sets min and max)')
-  .option('--min-threads <n>', 'workers kept even when idle (default: CPUs)')
-  .option('--max-threads <n>', 'most workers the pool grows to (default: 4 x min, at most 64)')
-  .option('--idle-timeout <duration>', `an idle worker above min leaves after this ${durationHelp}`, '20s')
-  .option('--send-timeout <duration>', `a send blocked this long closes its connection ${durationHelp}`, '20s')
-  .option('--handler-timeout <duration>', `a module callback running longer is stopped ${durationHelp}`, '1s')
-  .option('--drain-timeout <duration>', `on SIGINT/SIGTERM, open connections get this long ${durationHelp}`, '5s')
-  .option('--keepalive <spec>', 'TCP keepalive IDLE,INTERVAL,COUNT in seconds/probes, or "off"', '1800,5,3')
-  .option('--backlog <n>', 'listen backlog (the kernel caps it at net.core.somaxconn)', '4096')
-  .option('--module-memory <size>', 'largest memory a module may have (bytes, or 16MiB, 512KiB)', '32MiB')
-  .option('--config <string|@file>', "bytes given to the module's tcpmod_init (@path reads a file)")
-  .option('--kv-max-bytes <size>', 'byte budget of the shared key-value store', '64MiB')
-  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-  .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'))
-  .action(serve);
+/** A table option added to a command, and the key commander keeps its value under (--idle-timeout → idleTimeout). */
+type CliOption = { name: OptionName; spec: OptionSpec; key: string };
 
-program
-  .command('inspect')
-  .description('check a module against ABI v1 and describe it; exit 1 listing every problem')
-  .argument('<module>', 'path of the module')
-  .option('--module-memory <size>', 'memory cap to check against', '32MiB')
-  .option('--config <string|@file>', "bytes to try the module's tcpmod_init with")
-  .action(async (file: string, o: { moduleMemory: string; config?: string }) => {
-    try {
-      const memoryCap = size('--module-memory', o.moduleMemory);
-      if (memoryCap < 65536) throw new OptionError('--module-memory', `must be at least 65536 bytes (one page), got ${JSON.stringify(o.moduleMemory)}`);
-      const text = await inspectModule(file, { memoryCap, config: config(o.config) });
-      process.stdout.write(text);
-    } catch (e) {
-      fail(e);
-    }
-  });
-
-function size(option: string, v: string): number {
-  const n = parseSize(v);
-  if (!Number.isFinite(n) || n < 0) throw new OptionError(option, `must be a size in bytes (e.g. 65536, 512KiB, 32MiB), got ${JSON.stringify(v)}`);
-  return n;
+/** Adds the table's option `name` to a command; `help` replaces its help line where the command uses it differently. */
+function addTableOption(cmd: Command, name: OptionName, help: string = OPTIONS[name].help): CliOption {
+  const spec: OptionSpec = OPTIONS[name];
+  const hint = KIND_HINTS[spec.kind.type]?.(spec.kind);
+  // A default the table only describes goes in the text; a fixed one goes to commander, which shows it as given.
+  const note = spec.defaultNote === undefined ? undefined : `(default: ${spec.defaultNote})`;
+  const option = new Option(spec.arg ? `${spec.flag} ${spec.arg}` : spec.flag, [help, hint, note].filter(Boolean).join(' '));
+  if (spec.kind.type === 'choice') option.choices(spec.kind.choices);
+  if (spec.default !== undefined) option.default(spec.default);
+  cmd.addOption(option);
+  return { name, spec, key: option.attributeName() };
 }
 
-function config(v: string | undefined): Uint8Array | undefined {
-  if (v === undefined) return undefined;
-  if (!v.startsWith('@')) return new TextEncoder().encode(v);
+/**
+ * The options given on the command line, as the API takes them. Values commander filled in from
+ * the help's defaults are left out, so that resolveOptions applies the table's defaults itself
+ * and tells an option the user set from one left alone.
+ */
+function given(cmd: Command, options: CliOption[]): Record<string, unknown> {
+  const values = cmd.opts();
+  const out: Record<string, unknown> = {};
+  for (const { name, spec, key } of options) {
+    if (values[key] === undefined || cmd.getOptionValueSource(key) === 'default') continue;
+    out[name] = spec.kind.type === 'bytes' ? bytes(values[key] as string) : values[key];
+  }
+  return out;
+}
+
+/** `--config @path` reads the file; anything else is the bytes themselves. */
+function bytes(v: string): string | Uint8Array {
+  if (!v.startsWith('@')) return v;
   try {
     return new Uint8Array(readFileSync(v.slice(1)));
   } catch (e) {
-    throw new OptionError('--config', `cannot read ${v.slice(1)}: ${(e as NodeJS.ErrnoException).code}`);
+    throw new OptionError('config', `cannot read ${v.slice(1)}: ${(e as NodeJS.ErrnoException).code}`);
   }
 }
 
-const CLI_NAMES: Record<string, string> = {
-  minThreads: '--min-threads', maxThreads: '--max-threads', workerIdleTimeout: '--idle-timeout', sendTimeout: '--send-timeout',
-  handlerTimeout: '--handler-timeout', drainTimeout: '--drain-timeout', keepalive: '--keepalive', moduleMemory: '--module-memory',
-  kvMaxBytes: '--kv-max-bytes', threads: '--threads', port: '--port', host: '--host', backlog: '--backlog', logLevel: '--log-level',
-};
+const serveCmd = program
+  .command('serve')
+  .description('serve a protocol module (.wasm built against tcpmod ABI v1)')
+  .argument('<module>', 'path of the module, e.g. build/echo.wasm');
+const serveOptions = (Object.keys(OPTIONS) as OptionName[]).map((name) => addTableOption(serveCmd, name));
+serveCmd.action((file: string) => serve(file));
+
+const inspectCmd = program
+  .command('inspect')
+  .description('check a module against ABI v1 and describe it; exit 1 listing every problem')
+  .argument('<module>', 'path of the module');
+const inspectOptions = [
+  addTableOption(inspectCmd, 'moduleMemory', 'memory cap to check against'),
+  addTableOption(inspectCmd, 'config', "bytes to try the module's tcpmod_init with"),
+];
+inspectCmd.action(async (file: string) => {
+  try {
+    const o = given(inspectCmd, inspectOptions);
+    // inspect keeps the bounds it has always had: no upper one, and a lower one whose error says why.
+    const memoryCap = o.moduleMemory === undefined ? DEFAULTS.moduleMemory
+      : (parseOptionValue('moduleMemory', { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, o.moduleMemory) as number);
+    if (memoryCap < 65536) throw new OptionError('moduleMemory', `must be at least 65536 bytes (one page), got ${JSON.stringify(o.moduleMemory)}`);
+    const config = o.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, o.config) as Uint8Array);
+    const text = await inspectModule(file, { memoryCap, config });
+    process.stdout.write(text);
+  } catch (e) {
+    fail(e);
+  }
+});
+
+/** On the command line an option is named by its flag; names outside the table (e.g. "options") stay as they are. */
+const flagOf = (name: string): string => (OPTIONS as Record<string, OptionSpec>)[name]?.flag ?? name;
 
 function fail(e: unknown): never {
   if (e instanceof OptionError) {
-    process.stderr.write(`tcpmod: ${CLI_NAMES[e.option] ?? e.option}${e.message.slice(e.option.length)}\n`);
+    process.stderr.write(`tcpmod: ${e.describe(flagOf)}\n`);
   } else if (e instanceof ModuleLoadError) {
     process.stderr.write(`tcpmod: ${e.file}: invalid module\n${e.problems.map((p) => `  - ${p}\n`).join('')}`);
   } else if (e instanceof ModuleConfigRefused || (e as { code?: string })?.code) {
@@ -92,34 +110,14 @@ function fail(e: unknown): never {
   process.exit(1);
 }
 
-async function serve(file: string, o: Record<string, string | undefined>): Promise<void> {
+async function serve(file: string): Promise<void> {
   let server;
-  let metrics: { host: string; port: number } | null = null;
+  let metrics: Value<typeof OPTIONS.metrics.kind> | null = null;
   try {
-    if (o.metrics !== undefined) {
-      const m = /^(.*):(\d+)$/.exec(o.metrics);
-      if (!m || Number(m[2]) > 65535) throw new OptionError('--metrics', `must be HOST:PORT, got ${JSON.stringify(o.metrics)}`);
-      metrics = { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-    }
-    const opts: ServerOptions = {
-      module: file,
-      host: o.host,
-      port: o.port as unknown as number,
-      backlog: o.backlog as unknown as number,
-      workerIdleTimeout: o.idleTimeout,
-      sendTimeout: o.sendTimeout,
-      handlerTimeout: o.handlerTimeout,
-      drainTimeout: o.drainTimeout,
-      keepalive: o.keepalive,
-      moduleMemory: size('--module-memory', o.moduleMemory!),
-      kvMaxBytes: size('--kv-max-bytes', o.kvMaxBytes!),
-      config: config(o.config),
-      logLevel: o.logLevel as ServerOptions['logLevel'],
-    };
-    if (o.threads !== undefined) opts.threads = o.threads as unknown as number;
-    if (o.minThreads !== undefined) opts.minThreads = o.minThreads as unknown as number;
-    if (o.maxThreads !== undefined) opts.maxThreads = o.maxThreads as unknown as number;
-    server = createServer(opts);
+    const { metrics: address, ...opts } = given(serveCmd, serveOptions);
+    if (address !== undefined) metrics = parseOptionValue('metrics', OPTIONS.metrics.kind, address) as Value<typeof OPTIONS.metrics.kind>;
+    // Strings as typed: createServer checks and converts each one, naming the option.
+    server = createServer({ ...opts, module: file } as ServerOptions);
   } catch (e) {
     fail(e);
   }

@@ -1,42 +1,156 @@
-// Every server option, its default, and its check. Options are validated at the
-// door: a bad one throws an OptionError whose message names the option and says
-// what it accepts, and the CLI prints that one line.
+// Every server option in one table: its API name, CLI flag, kind of value,
+// default and help line. resolveOptions checks options against it, the CLI
+// builds `serve`'s flags and help from it, and DEFAULTS is read off it, so an
+// option's default and meaning are written in one place.
+//
+// Options are validated at the door: a bad one throws an OptionError whose
+// message names the option and says what it accepts, and the CLI prints that
+// one line with the option's flag in place of its API name.
 import { availableParallelism } from 'node:os';
 import { MAX_WORKERS } from './pool/counters.js';
 import { parseDuration } from './duration.js';
+import { parseSize } from './size.js';
+
+/** Spells an option's name: the API's camelCase, or the CLI's flag. */
+export type OptionNamer = (option: string) => string;
 
 export class OptionError extends Error {
   readonly code = 'TCPMOD_INVALID_OPTION';
-  constructor(readonly option: string, message: string) {
-    super(`${option} ${message}`);
+  private readonly text: (name: OptionNamer) => string;
+  /** `message` is a function when it mentions other options, so the CLI can name them by flag too. */
+  constructor(readonly option: string, message: string | ((name: OptionNamer) => string)) {
+    const text = typeof message === 'string' ? () => message : message;
+    super(`${option} ${text((n) => n)}`);
     this.name = 'OptionError';
+    this.text = text;
+  }
+
+  /** The message with every option it mentions spelled by `name`. */
+  describe(name: OptionNamer): string {
+    return `${name(this.option)} ${this.text(name)}`;
   }
 }
 
 export type Duration = number | string;
 
-export interface ServerOptions {
-  /** Path of the protocol module (.wasm). */
-  module: string;
-  host?: string;
-  port?: number;
-  backlog?: number;
-  /** Fixed pool size; shorthand for minThreads = maxThreads = threads. */
-  threads?: number;
-  minThreads?: number;
-  maxThreads?: number;
-  workerIdleTimeout?: Duration;
-  sendTimeout?: Duration;
-  handlerTimeout?: Duration;
-  drainTimeout?: Duration;
-  /** [idle s, interval s, probes], "IDLE,INTVL,CNT", or false / "off". */
-  keepalive?: [number, number, number] | string | false;
-  /** Largest module memory in bytes. */
-  moduleMemory?: number;
-  /** Bytes (or a string) given to the module's tcpmod_init. */
-  config?: Uint8Array | string;
-  kvMaxBytes?: number;
-  logLevel?: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+/** What an option's value is, and the bounds it is checked against. */
+export type Kind =
+  | { readonly type: 'integer'; readonly min: number; readonly max: number }
+  /** `off`, when set, is the word (or `false` in the API) that disables the timer: it resolves to null. */
+  | { readonly type: 'duration'; readonly min: number; readonly off?: string }
+  /** Bytes as a number, or a string with a unit (32MiB); the bounds apply to the bytes. */
+  | { readonly type: 'size'; readonly min: number; readonly max: number }
+  /** A non-empty string; `what` completes "must be …" in its error. */
+  | { readonly type: 'string'; readonly what: string }
+  | { readonly type: 'choice'; readonly choices: readonly string[] }
+  | { readonly type: 'keepalive' }
+  | { readonly type: 'flag' }
+  /** Bytes handed on unchanged: a Uint8Array, or a string taken as UTF-8 (the CLI also reads @file). */
+  | { readonly type: 'bytes' }
+  /** TLS ALPN protocol names: "h2,http/1.1" or a string[]. */
+  | { readonly type: 'protocols' }
+  /** HOST:PORT. */
+  | { readonly type: 'address' };
+
+export interface OptionSpec {
+  readonly flag: `--${string}`;
+  /** The value's placeholder in help, e.g. "<n>"; none for flags. */
+  readonly arg?: string;
+  readonly kind: Kind;
+  /** The default as a user would write it (on the command line or to createServer). */
+  readonly default?: string | number;
+  /** A default worked out from other options or the machine, described for help. */
+  readonly defaultNote?: string;
+  readonly help: string;
+  /** The CLI has it, the API does not. */
+  readonly cliOnly?: true;
+}
+
+const TLS_ONLY = 'only applies with --tls-cert';
+
+export const OPTIONS = {
+  host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
+  port: { flag: '--port', arg: '<port>', kind: { type: 'integer', min: 0, max: 65535 }, default: 7000, help: 'TCP port; 0 lets the kernel choose' },
+  threads: { flag: '--threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, help: 'fixed number of worker threads (sets min and max)' },
+  minThreads: { flag: '--min-threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, defaultNote: 'CPUs', help: 'workers kept even when idle' },
+  maxThreads: {
+    flag: '--max-threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS },
+    defaultNote: `4 x min, at most ${MAX_WORKERS}`, help: 'most workers the pool grows to',
+  },
+  workerIdleTimeout: { flag: '--idle-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'an idle worker above min leaves after this' },
+  sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'a send blocked this long closes its connection' },
+  handlerTimeout: { flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s', help: 'a module callback running longer is stopped' },
+  drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
+  keepalive: { flag: '--keepalive', arg: '<spec>', kind: { type: 'keepalive' }, default: '1800,5,3', help: 'TCP keepalive IDLE,INTERVAL,COUNT in seconds/probes, or "off"' },
+  // The kernel caps the backlog at net.core.somaxconn; bursts of connects overflow 511.
+  backlog: { flag: '--backlog', arg: '<n>', kind: { type: 'integer', min: 1, max: 65535 }, default: 4096, help: 'listen backlog (the kernel caps it at net.core.somaxconn)' },
+  moduleMemory: { flag: '--module-memory', arg: '<size>', kind: { type: 'size', min: 65536, max: 4 * 1024 ** 3 }, default: '32MiB', help: 'largest memory a module may have' },
+  config: { flag: '--config', arg: '<string|@file>', kind: { type: 'bytes' }, help: "bytes given to the module's tcpmod_init (@path reads a file)" },
+  kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
+  tlsCert: { flag: '--tls-cert', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'serve TLS with this PEM certificate chain (needs --tls-key)' },
+  tlsKey: { flag: '--tls-key', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: "the certificate's PEM private key" },
+  tlsCa: { flag: '--tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: `PEM CA certificates that client certificates are checked against; ${TLS_ONLY}` },
+  tlsClientAuth: {
+    flag: '--tls-client-auth', arg: '<mode>', kind: { type: 'choice', choices: ['none', 'request', 'require'] }, default: 'none',
+    help: `ask clients for a certificate (request) or refuse those without a valid one (require); needs --tls-ca`,
+  },
+  tlsMinVersion: { flag: '--tls-min-version', arg: '<version>', kind: { type: 'choice', choices: ['1.2', '1.3'] }, default: '1.2', help: `oldest TLS version accepted; ${TLS_ONLY}` },
+  alpn: {
+    flag: '--alpn', arg: '<list>', kind: { type: 'protocols' }, defaultNote: 'none',
+    help: `ALPN protocols offered, most preferred first, e.g. h2,http/1.1; ${TLS_ONLY}`,
+  },
+  metrics: { flag: '--metrics', arg: '<host:port>', kind: { type: 'address' }, help: 'serve Prometheus metrics at http://HOST:PORT/metrics', cliOnly: true },
+  logLevel: { flag: '--log-level', arg: '<level>', kind: { type: 'choice', choices: ['debug', 'info', 'warn', 'error', 'silent'] }, default: 'info', help: 'log level on stderr' },
+} as const satisfies Record<string, OptionSpec>;
+
+type Table = typeof OPTIONS;
+type Name = keyof Table;
+/** Options createServer takes (all but the CLI's conveniences). */
+type ApiName = { [N in Name]: Table[N] extends { cliOnly: true } ? never : N }[Name];
+
+/** What a value of this kind is after checking. */
+export type Value<K extends Kind> =
+  K extends { type: 'integer' | 'size' } ? number :
+  K extends { type: 'duration'; off: string } ? number | null :
+  K extends { type: 'duration' } ? number :
+  K extends { type: 'string' } ? string :
+  K extends { type: 'choice'; choices: readonly (infer C)[] } ? C :
+  K extends { type: 'keepalive' } ? [number, number, number] | null :
+  K extends { type: 'flag' } ? boolean :
+  K extends { type: 'bytes' } ? Uint8Array :
+  K extends { type: 'protocols' } ? string[] :
+  K extends { type: 'address' } ? { host: string; port: number } :
+  never;
+
+/** What createServer accepts for this kind. */
+type Input<K extends Kind> =
+  K extends { type: 'integer' } ? number :
+  K extends { type: 'duration'; off: string } ? Duration | false :
+  K extends { type: 'duration' } ? Duration :
+  K extends { type: 'size' } ? number | string :
+  K extends { type: 'string' } ? string :
+  K extends { type: 'choice'; choices: readonly (infer C)[] } ? C :
+  K extends { type: 'keepalive' } ? [number, number, number] | string | false :
+  K extends { type: 'flag' } ? boolean :
+  K extends { type: 'bytes' } ? Uint8Array | string :
+  K extends { type: 'protocols' } ? string | readonly string[] :
+  K extends { type: 'address' } ? string :
+  never;
+
+/**
+ * Options of createServer: `module` (the path of the .wasm file) and any option of
+ * the table (see OPTIONS for each one's meaning and default; `threads` is shorthand
+ * for minThreads = maxThreads).
+ */
+export type ServerOptions = { module: string } & { [N in ApiName]?: Input<Table[N]['kind']> };
+
+export interface TlsOptions {
+  cert: string;
+  key: string;
+  ca: string | null;
+  clientAuth: 'none' | 'request' | 'require';
+  minVersion: '1.2' | '1.3';
+  alpn: string[];
 }
 
 export interface ResolvedOptions {
@@ -55,21 +169,9 @@ export interface ResolvedOptions {
   config: Uint8Array;
   kvMaxBytes: number;
   logLevel: string;
+  /** File paths only: the server reads (and reports on) the files when it starts. */
+  tls: TlsOptions | null;
 }
-
-export const DEFAULTS = {
-  host: '127.0.0.1',
-  port: 7000,
-  backlog: 4096, // the kernel caps it at net.core.somaxconn; bursts of connects overflow 511
-  workerIdleTimeout: 20_000,
-  sendTimeout: 20_000,
-  handlerTimeout: 1000,
-  drainTimeout: 5000,
-  keepalive: [1800, 5, 3] as [number, number, number],
-  moduleMemory: 32 * 1024 * 1024,
-  kvMaxBytes: 64 * 1024 * 1024,
-  logLevel: 'info',
-};
 
 function int(name: string, v: unknown, min: number, max: number): number {
   const n = typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v;
@@ -78,12 +180,72 @@ function int(name: string, v: unknown, min: number, max: number): number {
   return n;
 }
 
+const ALPN_NAME = /^[\x21-\x7e]{1,255}$/; // ALPN allows any bytes; we keep to visible ASCII so names survive a command line
+
+/** Checks one value against its kind; `name` is what errors call the option. */
+export function parseOptionValue(name: string, kind: Kind, v: unknown): unknown {
+  switch (kind.type) {
+    case 'integer':
+      return int(name, v, kind.min, kind.max);
+    case 'duration': {
+      if (kind.off !== undefined && (v === kind.off || v === false)) return null;
+      const ms = typeof v === 'number' || typeof v === 'string' ? parseDuration(v) : NaN;
+      const off = kind.off === undefined ? '' : ` or ${JSON.stringify(kind.off)}`;
+      if (!Number.isFinite(ms)) throw new OptionError(name, `must be a duration (milliseconds, or a number with ms, s, m or h)${off}, got ${JSON.stringify(v)}`);
+      if (ms < kind.min) throw new OptionError(name, `must be at least ${kind.min} ms${off}, got ${JSON.stringify(v)}`);
+      return Math.round(ms);
+    }
+    case 'size': {
+      // A number goes straight to the range check, so its error shows the number as given.
+      if (typeof v !== 'string') return int(name, v, kind.min, kind.max);
+      const n = parseSize(v);
+      if (!(n >= 0)) throw new OptionError(name, `must be a size in bytes (e.g. 65536, 512KiB, 32MiB), got ${JSON.stringify(v)}`);
+      return int(name, n, kind.min, kind.max);
+    }
+    case 'string':
+      if (typeof v !== 'string' || v === '') throw new OptionError(name, `must be ${kind.what}, got ${JSON.stringify(v)}`);
+      return v;
+    case 'choice':
+      if (typeof v !== 'string' || !kind.choices.includes(v))
+        throw new OptionError(name, `must be one of ${kind.choices.join(', ')}; got ${JSON.stringify(v)}`);
+      return v;
+    case 'keepalive':
+      return parseKeepalive(name, v as ServerOptions['keepalive']);
+    case 'flag':
+      if (typeof v !== 'boolean') throw new OptionError(name, `must be true or false, got ${JSON.stringify(v)}`);
+      return v;
+    case 'bytes':
+      if (typeof v === 'string') return new TextEncoder().encode(v);
+      if (v instanceof Uint8Array) return v;
+      throw new OptionError(name, 'must be a string or a Uint8Array');
+    case 'protocols': {
+      const names = typeof v === 'string' ? v.split(',').map((s) => s.trim()) : Array.isArray(v) ? v : null;
+      if (!names || !names.every((p) => typeof p === 'string' && ALPN_NAME.test(p)))
+        throw new OptionError(name, `must be protocol names separated by commas, each 1 to 255 printable ASCII characters (e.g. h2,http/1.1), got ${JSON.stringify(v)}`);
+      return [...names] as string[];
+    }
+    case 'address': {
+      const m = typeof v === 'string' ? /^(.*):(\d+)$/.exec(v) : null;
+      if (!m || Number(m[2]) > 65535) throw new OptionError(name, `must be HOST:PORT, got ${JSON.stringify(v)}`);
+      return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+    }
+  }
+}
+
+/** Checks the value of a table option, named as the API names it. */
+function check<N extends Name>(name: N, v: unknown): Value<Table[N]['kind']> {
+  return parseOptionValue(name, OPTIONS[name].kind, v) as Value<Table[N]['kind']>;
+}
+
+type Defaulted = { [N in Name]: Table[N] extends { default: string | number } ? N : never }[Name];
+
+/** Every fixed default of the table, checked and converted as a user's value would be (ms, bytes). */
+export const DEFAULTS = Object.fromEntries(
+  Object.entries(OPTIONS).flatMap(([name, spec]) => ('default' in spec ? [[name, check(name as Name, spec.default)]] : [])),
+) as { readonly [N in Defaulted]: Value<Table[N]['kind']> };
+
 export function duration(name: string, v: Duration | undefined, dflt: number, min = 0): number {
-  if (v === undefined) return dflt;
-  const ms = parseDuration(v);
-  if (!Number.isFinite(ms)) throw new OptionError(name, `must be a duration (milliseconds, or a number with ms, s, m or h), got ${JSON.stringify(v)}`);
-  if (ms < min) throw new OptionError(name, `must be at least ${min} ms, got ${JSON.stringify(v)}`);
-  return Math.round(ms);
+  return v === undefined ? dflt : (parseOptionValue(name, { type: 'duration', min }, v) as number);
 }
 
 export function parseKeepalive(name: string, v: ServerOptions['keepalive']): [number, number, number] | null {
@@ -97,45 +259,70 @@ export function parseKeepalive(name: string, v: ServerOptions['keepalive']): [nu
   return nums as [number, number, number];
 }
 
+const TLS_EXTRAS = ['tlsCa', 'tlsClientAuth', 'tlsMinVersion', 'alpn'] as const;
+
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new OptionError('options', 'must be an object');
   if (typeof o.module !== 'string' || o.module === '') throw new OptionError('module', 'must be the path of a .wasm file');
-  const host = o.host ?? DEFAULTS.host;
-  if (typeof host !== 'string' || host === '') throw new OptionError('host', `must be a host name or address, got ${JSON.stringify(o.host)}`);
-  const cpus = availableParallelism();
+  const given = o as Record<string, unknown>;
+  // Every option that is set is checked first, in table order, before any rule between options.
+  const set: { -readonly [N in ApiName]?: Value<Table[N]['kind']> } = {};
+  for (const name of Object.keys(OPTIONS) as Name[]) {
+    if ('cliOnly' in OPTIONS[name] || given[name] === undefined) continue;
+    (set as Record<string, unknown>)[name] = check(name, given[name]);
+  }
+  // `in`, not ??: a value may be null on purpose (keepalive "off").
+  const pick = <N extends Defaulted & ApiName>(n: N) => (n in set ? set[n] : DEFAULTS[n]) as Value<Table[N]['kind']>;
+
   let min: number, max: number;
-  if (o.threads !== undefined) {
-    if (o.minThreads !== undefined || o.maxThreads !== undefined)
+  if (set.threads !== undefined) {
+    if (set.minThreads !== undefined || set.maxThreads !== undefined)
       throw new OptionError('threads', 'cannot be combined with minThreads/maxThreads');
-    min = max = int('threads', o.threads, 1, MAX_WORKERS);
+    min = max = set.threads;
   } else {
-    min = o.minThreads === undefined ? Math.min(cpus, MAX_WORKERS) : int('minThreads', o.minThreads, 1, MAX_WORKERS);
-    max = o.maxThreads === undefined ? Math.min(4 * min, MAX_WORKERS) : int('maxThreads', o.maxThreads, 1, MAX_WORKERS);
+    // The defaults the table can only describe (defaultNote): they depend on the machine and on minThreads.
+    min = set.minThreads ?? Math.min(availableParallelism(), MAX_WORKERS);
+    max = set.maxThreads ?? Math.min(4 * min, MAX_WORKERS);
     if (max < min) throw new OptionError('maxThreads', `(${max}) must not be below minThreads (${min})`);
   }
-  let config: Uint8Array;
-  if (o.config === undefined) config = new Uint8Array(0);
-  else if (typeof o.config === 'string') config = new TextEncoder().encode(o.config);
-  else if (o.config instanceof Uint8Array) config = o.config;
-  else throw new OptionError('config', 'must be a string or a Uint8Array');
-  const logLevel = o.logLevel ?? DEFAULTS.logLevel;
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel))
-    throw new OptionError('logLevel', `must be one of debug, info, warn, error, silent; got ${JSON.stringify(o.logLevel)}`);
+
+  let tls: TlsOptions | null = null;
+  if (set.tlsCert !== undefined && set.tlsKey === undefined) throw new OptionError('tlsKey', (n) => `is required with ${n('tlsCert')}`);
+  if (set.tlsKey !== undefined && set.tlsCert === undefined) throw new OptionError('tlsCert', (n) => `is required with ${n('tlsKey')}`);
+  if (set.tlsCert === undefined) {
+    // Silently serving plain TCP when TLS settings were asked for would hide the mistake.
+    const stray = TLS_EXTRAS.find((n) => set[n] !== undefined);
+    if (stray) throw new OptionError(stray, (n) => `only applies with ${n('tlsCert')} and ${n('tlsKey')}`);
+  } else {
+    const clientAuth = pick('tlsClientAuth');
+    if (clientAuth !== 'none' && set.tlsCa === undefined)
+      throw new OptionError('tlsClientAuth', (n) => `${JSON.stringify(clientAuth)} needs ${n('tlsCa')} to check client certificates against`);
+    tls = {
+      cert: set.tlsCert,
+      key: set.tlsKey!,
+      ca: set.tlsCa ?? null,
+      clientAuth,
+      minVersion: pick('tlsMinVersion'),
+      alpn: set.alpn ?? [],
+    };
+  }
+
   return {
     module: o.module,
-    host,
-    port: o.port === undefined ? DEFAULTS.port : int('port', o.port, 0, 65535),
-    backlog: o.backlog === undefined ? DEFAULTS.backlog : int('backlog', o.backlog, 1, 65535),
+    host: pick('host'),
+    port: pick('port'),
+    backlog: pick('backlog'),
     minThreads: min,
     maxThreads: max,
-    workerIdleTimeoutMs: duration('workerIdleTimeout', o.workerIdleTimeout, DEFAULTS.workerIdleTimeout, 1),
-    sendTimeoutMs: duration('sendTimeout', o.sendTimeout, DEFAULTS.sendTimeout, 1),
-    handlerTimeoutMs: duration('handlerTimeout', o.handlerTimeout, DEFAULTS.handlerTimeout, 1),
-    drainTimeoutMs: duration('drainTimeout', o.drainTimeout, DEFAULTS.drainTimeout, 0),
-    keepalive: parseKeepalive('keepalive', o.keepalive),
-    moduleMemory: o.moduleMemory === undefined ? DEFAULTS.moduleMemory : int('moduleMemory', o.moduleMemory, 65536, 4 * 1024 ** 3),
-    config,
-    kvMaxBytes: o.kvMaxBytes === undefined ? DEFAULTS.kvMaxBytes : int('kvMaxBytes', o.kvMaxBytes, 0, Number.MAX_SAFE_INTEGER),
-    logLevel,
+    workerIdleTimeoutMs: pick('workerIdleTimeout'),
+    sendTimeoutMs: pick('sendTimeout'),
+    handlerTimeoutMs: pick('handlerTimeout'),
+    drainTimeoutMs: pick('drainTimeout'),
+    keepalive: pick('keepalive'),
+    moduleMemory: pick('moduleMemory'),
+    config: set.config ?? new Uint8Array(0),
+    kvMaxBytes: pick('kvMaxBytes'),
+    logLevel: pick('logLevel'),
+    tls,
   };
 }

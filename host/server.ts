@@ -5,13 +5,16 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import pino from 'pino';
-import { CloseReason, LOG_LEVELS } from './module/abi.js';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
+import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
 import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Counters, FAULT_KINDS, G, T } from './pool/counters.js';
+import { Counters, G, T } from './pool/counters.js';
 import { Pool } from './pool/pool.js';
 import { C, check, native, SysError } from './sys.js';
-import { TAG_LISTEN, TAG_WAKE, type WorkerConfig } from './worker/config.js';
+import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
+import type { WorkerConfig } from './worker/config.js';
+import { LISTEN_EVENTS } from './worker/loop.js';
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -42,7 +45,7 @@ export interface CloseOptions {
   drainTimeout?: number | string;
 }
 
-export const CLOSE_REASONS = ['peer', 'module', 'socket_error', 'overflow', 'send_timeout', 'shutdown', 'fault'] as const;
+export { CLOSE_REASONS };
 
 export class TcpmodServer extends EventEmitter {
   state: ServerState = 'created';
@@ -50,6 +53,7 @@ export class TcpmodServer extends EventEmitter {
   private pool: Pool | null = null;
   private epfd = -1;
   private listenFd = -1;
+  private listenId = -1;
   private wakeFd = -1;
   private addr: AddressInfo | null = null;
   private compiled: CompiledModule | null = null;
@@ -83,15 +87,17 @@ export class TcpmodServer extends EventEmitter {
       this.epfd = check(native.epollCreate(), 'epoll_create1');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
-      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, TAG_WAKE), 'epoll_ctl');
+      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
       this.listenFd = check(native.listenTcp(host, o.port, o.backlog), 'listen', `${o.host}:${o.port}`);
       const name = native.sockName(this.listenFd);
       if (typeof name === 'number') throw new SysError(name, 'getsockname');
       this.addr = name;
+      // The listener is an entry of the connection table, handed from worker to worker like a connection.
+      this.listenId = check(native.connOpen(this.listenFd, this.epfd, 0, 0, C.KIND_LISTEN), 'connOpen');
       this.pool = this.makePool();
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
-      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.listenFd, C.EPOLLIN | C.EPOLLONESHOT, TAG_LISTEN), 'epoll_ctl');
+      check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
     } catch (e) {
       await this.release();
       this.state = 'stopped';
@@ -127,22 +133,42 @@ export class TcpmodServer extends EventEmitter {
         keepalive: o.keepalive,
         logLevel: o.logLevel,
       }),
-      onStuck: (fd) => {
-        // Tell the client at once; the fd itself stays open until the stuck thread is gone.
-        native.shutdown(fd, C.SHUT_RDWR);
+      onStuck: (slot) => {
+        // Tell its client at once; the fd stays open until the frozen thread is gone.
+        const held = native.connHeld(this.epfd, slot + 1);
+        for (let i = 0; i < held.length; i += 3) if (held[i + 2] === C.KIND_CONN) native.connShutdown(held[i], held[i + 1], C.SHUT_RDWR);
       },
-      onStuckGone: (fd, conn) => {
-        // The stuck worker is gone, its instance with it: close the connection it held.
-        if (native.connClose(fd) === 0) {
-          pool.counters.add(G.CONNECTIONS, -1);
-          pool.retired[T.CLOSED + CloseReason.FAULT]++;
-          if (pool.counters.get(G.WANT_EVENTS)) this.emit('close', conn, CloseReason.FAULT);
-        }
-      },
+      onWorkerGone: (slot) => this.finishHeld(slot),
     });
     pool.on('connection', (conn: number) => this.emit('connection', conn));
     pool.on('close', (conn: number, reason: number) => this.emit('close', conn, reason));
     return pool;
+  }
+
+  /** How the main thread counts the connections it closes itself. */
+  private mainCloses(): CloseCount {
+    const pool = this.pool!;
+    return { totals: pool.retired, base: 0, notify: pool.counters.get(G.WANT_EVENTS) ? (conn, reason) => this.emit('close', conn, reason) : null };
+  }
+
+  /**
+   * A worker's thread has exited (stopped by the watchdog, a host error, a
+   * crash): it can no longer finish what it held, so the main thread does. The
+   * listener goes back into the epoll set; a connection is closed (reason 6,
+   * no on_close: the instance died with the thread).
+   */
+  private finishHeld(slot: number): void {
+    if (this.epfd < 0) return;
+    const held = native.connHeld(this.epfd, slot + 1);
+    for (let i = 0; i < held.length; i += 3) {
+      const [fd, id, kind] = [held[i], held[i + 1], held[i + 2]];
+      if (kind === C.KIND_LISTEN) {
+        const rc = native.connRearm(this.epfd, fd, id, LISTEN_EVENTS);
+        if (rc < 0 && this.state === 'running') this.log.error({ errno: rc }, 'could not re-arm the listener a dead worker held');
+      } else {
+        finishConnection(fd, id, CloseReason.FAULT, this.mainCloses());
+      }
+    }
   }
 
   address(): AddressInfo | null {
@@ -154,7 +180,7 @@ export class TcpmodServer extends EventEmitter {
     if (this.epfd < 0) return [];
     const flat = native.connList(this.epfd);
     const out = [];
-    for (let i = 0; i < flat.length; i += 2) out.push({ fd: flat[i], conn: flat[i + 1] });
+    for (let i = 0; i < flat.length; i += 3) out.push({ fd: flat[i], conn: moduleConnId(flat[i + 1]) });
     return out;
   }
 
@@ -169,7 +195,7 @@ export class TcpmodServer extends EventEmitter {
       state: this.state,
       workers: c.get(G.WORKERS),
       workersBusy: c.get(G.BUSY),
-      connections: c.get(G.CONNECTIONS),
+      connections: this.epfd >= 0 ? native.connCount(this.epfd) : 0,
       connectionsAccepted: t[T.ACCEPTED],
       connectionsClosed: closed,
       events: t[T.EVENTS],
@@ -208,21 +234,18 @@ export class TcpmodServer extends EventEmitter {
     // Stop accepting at once: out of the epoll set, and no longer listening.
     native.epollCtl(this.epfd, C.EPOLL_CTL_DEL, this.listenFd, 0, 0);
     native.shutdown(this.listenFd, C.SHUT_RDWR);
-    await waitFor(() => c.get(G.CONNECTIONS) === 0, drainMs);
-    if (c.get(G.CONNECTIONS) > 0) {
+    const open = () => native.connCount(this.epfd);
+    await waitFor(() => open() === 0, drainMs);
+    if (open() > 0) {
       c.set(G.FORCED, 1);
       const n = native.connShutdownGroup(this.epfd, C.SHUT_RDWR);
       this.log.info({ connections: n }, 'drain timeout: shutting down the remaining connections');
-      await waitFor(() => c.get(G.CONNECTIONS) === 0, Math.max(1000, this.options.handlerTimeoutMs * 2));
+      await waitFor(() => open() === 0, Math.max(1000, this.options.handlerTimeoutMs * 2));
     }
     await pool.stop(() => native.eventfdWrite(this.wakeFd));
     // Anything still in the table now had no worker to close it.
     const left = native.connList(this.epfd);
-    for (let i = 0; i < left.length; i += 2) {
-      native.connClose(left[i]);
-      c.add(G.CONNECTIONS, -1);
-      pool.retired[T.CLOSED + CloseReason.SHUTDOWN]++;
-    }
+    for (let i = 0; i < left.length; i += 3) finishConnection(left[i], left[i + 1], CloseReason.SHUTDOWN, this.mainCloses());
     await this.release();
     this.state = 'stopped';
     this.log.info('stopped');
@@ -239,8 +262,10 @@ export class TcpmodServer extends EventEmitter {
 
   private async release(): Promise<void> {
     if (this.pool && this.state === 'starting') await this.pool.stop(() => native.eventfdWrite(this.wakeFd)).catch(() => undefined);
-    for (const fd of [this.listenFd, this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
-    this.listenFd = this.wakeFd = this.epfd = -1;
+    if (this.listenId >= 0) native.connClose(this.listenFd, this.listenId);
+    else if (this.listenFd >= 0) native.close(this.listenFd);
+    for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
+    this.listenFd = this.wakeFd = this.epfd = this.listenId = -1;
   }
 }
 

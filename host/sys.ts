@@ -41,3 +41,5 @@ export function check(rc: number, syscall: string, detail?: string): number {
 
 export const EAGAIN = -osConstants.errno.EAGAIN;
 export const ETIMEDOUT = -osConstants.errno.ETIMEDOUT;
+export const EMFILE = -osConstants.errno.EMFILE;
+export const ENFILE = -osConstants.errno.ENFILE;

@@ -2,13 +2,30 @@
 // graceful shutdown on SIGTERM.
 import { createServer as createNetServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { createServer, OptionError } from '../host/index.js';
+import { OPTIONS, type OptionSpec, type ServerOptions } from '../host/options.js';
 import { open, pattern, readBytes, untilClosed } from './net-client.js';
 import { run, serve } from './server-process.js';
 
+// Paths only: option checks never open the files (the server does, when it starts).
+const TLS = ['--tls-cert', 'cert.pem', '--tls-key', 'key.pem'];
 const tcpmod = (...args: string[]) => run(process.execPath, ['bin/tcpmod.js', ...args], { timeoutMs: 20_000 });
 
+/** A help text's options by flag: each option's wrapped lines joined with single spaces. */
+function helpEntries(help: string): Map<string, string> {
+  const entries = new Map<string, string>();
+  let flag: string | null = null;
+  for (const line of help.split('\n')) {
+    const start = /^  (?:-\w, )?(--[\w-]+)/.exec(line);
+    if (start) flag = start[1];
+    else if (!/^ {3,}\S/.test(line)) flag = null; // only an option's continuation lines are indented deeper
+    if (flag) entries.set(flag, `${entries.get(flag) ?? ''} ${line}`.replace(/\s+/g, ' ').trim());
+  }
+  return entries;
+}
+
 describe('help', () => {
-  it('describes every serve option', async () => {
+  it('describes every serve option of the table, with its default', async () => {
     const top = await tcpmod('--help');
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/serve/);
@@ -18,9 +35,25 @@ describe('help', () => {
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const r = await tcpmod('serve', '--help');
     expect(r.code).toBe(0);
-    for (const opt of ['--host', '--port', '--threads', '--min-threads', '--max-threads', '--idle-timeout', '--send-timeout',
-      '--handler-timeout', '--drain-timeout', '--keepalive', '--module-memory', '--config', '--kv-max-bytes', '--metrics', '--log-level'])
-      expect(r.stdout, opt).toContain(opt);
+    const entries = helpEntries(r.stdout);
+    const specs: [string, OptionSpec][] = Object.entries(OPTIONS);
+    for (const [name, spec] of specs) {
+      const entry = entries.get(spec.flag);
+      expect(entry, `${name}: ${spec.flag} in serve --help`).toBeDefined();
+      if (spec.arg) expect(entry, name).toContain(`${spec.flag} ${spec.arg}`);
+      expect(entry, name).toContain(spec.help);
+      if (spec.default !== undefined) expect(entry, name).toContain(`default: ${JSON.stringify(spec.default)}`);
+      else if (spec.defaultNote !== undefined) expect(entry, name).toContain(`(default: ${spec.defaultNote})`);
+      else expect(entry, name).not.toContain('default:');
+    }
+    // and nothing but the table (and --help)
+    expect([...entries.keys()].sort()).toEqual([...specs.map(([, s]) => s.flag), '--help'].sort());
+  });
+
+  it('inspect takes its --module-memory default from the table', async () => {
+    const r = await tcpmod('inspect', '--help');
+    expect(r.code).toBe(0);
+    expect(helpEntries(r.stdout).get('--module-memory')).toContain(`default: ${JSON.stringify(OPTIONS.moduleMemory.default)}`);
   });
 });
 
@@ -35,6 +68,19 @@ describe('options are validated at the door', () => {
     [['--port', '70000'], /^tcpmod: --port must be an integer from 0 to 65535, got "70000"$/],
     [['--metrics', 'nowhere'], /^tcpmod: --metrics must be HOST:PORT/],
     [['--module-memory', 'lots'], /^tcpmod: --module-memory must be a size/],
+    [['--tls-cert', 'cert.pem'], /^tcpmod: --tls-key is required with --tls-cert$/],
+    [['--tls-key', 'key.pem'], /^tcpmod: --tls-cert is required with --tls-key$/],
+    [['--tls-cert', ''], /^tcpmod: --tls-cert must be a file path, got ""$/],
+    [['--tls-ca', 'ca.pem'], /^tcpmod: --tls-ca only applies with --tls-cert and --tls-key$/],
+    [['--alpn', 'h2'], /^tcpmod: --alpn only applies with --tls-cert and --tls-key$/],
+    [['--tls-min-version', '1.3'], /^tcpmod: --tls-min-version only applies with --tls-cert and --tls-key$/],
+    [[...TLS, '--tls-client-auth', 'require'], /^tcpmod: --tls-client-auth "require" needs --tls-ca to check client certificates against$/],
+    [[...TLS, '--tls-client-auth', 'request'], /^tcpmod: --tls-client-auth "request" needs --tls-ca to check client certificates against$/],
+    [[...TLS, '--alpn', 'h2,,http/1.1'], /^tcpmod: --alpn must be protocol names separated by commas, each 1 to 255 printable ASCII characters \(e\.g\. h2,http\/1\.1\), got "h2,,http\/1\.1"$/],
+    [[...TLS, '--alpn', `h2,${'x'.repeat(256)}`], /^tcpmod: --alpn must be protocol names separated by commas/],
+    // commander checks choices (as it does for --log-level), with its own one line
+    [['--tls-min-version', '1.1'], /^error: option '--tls-min-version <version>' argument '1\.1' is invalid\. Allowed choices are 1\.2, 1\.3\.$/],
+    [['--tls-client-auth', 'maybe'], /^error: option '--tls-client-auth <mode>' argument 'maybe' is invalid\. Allowed choices are none, request, require\.$/],
   ];
   for (const [args, message] of cases) {
     it(args.join(' '), async () => {
@@ -45,6 +91,37 @@ describe('options are validated at the door', () => {
       expect(r.stderr.trim()).toMatch(message);
     });
   }
+
+  it('createServer refuses bad TLS options in its constructor, naming the camelCase option', () => {
+    const tls = { module: 'build/echo.wasm', tlsCert: 'cert.pem', tlsKey: 'key.pem' };
+    const bad: [ServerOptions, string, string][] = [
+      [{ module: 'build/echo.wasm', tlsCert: 'cert.pem' }, 'tlsKey', 'tlsKey is required with tlsCert'],
+      [{ module: 'build/echo.wasm', tlsKey: 'key.pem' }, 'tlsCert', 'tlsCert is required with tlsKey'],
+      [{ module: 'build/echo.wasm', tlsCa: 'ca.pem' }, 'tlsCa', 'tlsCa only applies with tlsCert and tlsKey'],
+      [{ module: 'build/echo.wasm', alpn: ['h2'] }, 'alpn', 'alpn only applies with tlsCert and tlsKey'],
+      [{ ...tls, tlsCert: '' }, 'tlsCert', 'tlsCert must be a file path, got ""'],
+      [{ ...tls, tlsClientAuth: 'require' }, 'tlsClientAuth', 'tlsClientAuth "require" needs tlsCa to check client certificates against'],
+      [{ ...tls, tlsClientAuth: 'always' as 'require' }, 'tlsClientAuth', 'tlsClientAuth must be one of none, request, require; got "always"'],
+      [{ ...tls, tlsMinVersion: '1.1' as '1.2' }, 'tlsMinVersion', 'tlsMinVersion must be one of 1.2, 1.3; got "1.1"'],
+      [{ ...tls, alpn: ['h2', 'with space'] }, 'alpn',
+        'alpn must be protocol names separated by commas, each 1 to 255 printable ASCII characters (e.g. h2,http/1.1), got ["h2","with space"]'],
+    ];
+    for (const [options, option, message] of bad) {
+      let thrown: unknown;
+      try {
+        createServer(options);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, message).toBeInstanceOf(OptionError);
+      expect((thrown as OptionError).option).toBe(option);
+      expect((thrown as OptionError).message).toBe(message);
+      expect((thrown as Error).message).not.toContain('\n');
+    }
+    const s = createServer({ ...tls, tlsCa: 'ca.pem', tlsClientAuth: 'require', tlsMinVersion: '1.3', alpn: 'h2, http/1.1' });
+    expect(s.state).toBe('created');
+    expect(s.options.tls).toEqual({ cert: 'cert.pem', key: 'key.pem', ca: 'ca.pem', clientAuth: 'require', minVersion: '1.3', alpn: ['h2', 'http/1.1'] });
+  });
 
   it('refuses a file that is not a module, naming the problem', async () => {
     const r = await tcpmod('serve', 'package.json', '--port', '0');

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CloseReason } from '../host/module/abi.js';
-import { loadHarness, runSplit, splitPlans, type Harness } from './harness.js';
+import { loadHarness, runSplit, splitPlans, type Harness } from '../host/testing.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -29,6 +29,6 @@ describe('echo.wasm through the harness', () => {
   it('closes after echoing what came with EOF', () => {
     const { output, closed } = runSplit(h, new TextEncoder().encode('bye'), [1], { eof: true });
     expect(new TextDecoder().decode(output)).toBe('bye');
-    expect(closed).toBe(CloseReason.MODULE);
+    expect(closed).toBe(CloseReason.PEER);
   });
 });

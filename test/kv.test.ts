@@ -7,7 +7,7 @@ import { createConnection } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
-import { loadHarness, type Harness, type HarnessConn } from './harness.js';
+import { loadHarness, type Harness, type HarnessConn } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 const OUT = 8196; // where kv.wat has the host write values (its out region + 4)

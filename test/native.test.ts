@@ -76,21 +76,23 @@ describe('sockets', () => {
 });
 
 describe('epoll and eventfd', () => {
-  it('reports one ready item with its tag, honours ONESHOT until re-armed, times out', () => {
+  it('reports one ready item with its kind, honours ONESHOT until re-armed, times out', () => {
     const ep = track(check(native.epollCreate(), 'epoll_create1'));
-    const ev = new Int32Array(3);
-    expect(native.epollWait(ep, 10, ev)).toBe(0);
+    const ev = new Float64Array(4);
+    const cells = new Int32Array(2);
+    expect(native.epollWait(ep, 10, ev, 1, cells, 0, 1)).toBe(0);
     const wake = track(check(native.eventfdCreate(), 'eventfd'));
-    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN | C.EPOLLONESHOT, 42)).toBe(0);
-    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN, 42)).toBe(-E.EEXIST);
+    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_WAKE)).toBe(0);
+    expect(native.epollCtl(ep, C.EPOLL_CTL_ADD, wake, C.EPOLLIN, C.KIND_WAKE)).toBe(-E.EEXIST);
     expect(native.eventfdWrite(wake)).toBe(0);
-    expect(native.epollWait(ep, 100, ev)).toBe(1);
-    expect([ev[0], ev[1], ev[2] & C.EPOLLIN]).toEqual([wake, 42, C.EPOLLIN]);
-    expect(native.epollWait(ep, 10, ev)).toBe(0); // disarmed
-    expect(native.epollCtl(ep, C.EPOLL_CTL_MOD, wake, C.EPOLLIN | C.EPOLLONESHOT, -2)).toBe(0);
-    expect(native.epollWait(ep, 100, ev)).toBe(1); // still readable: MOD re-reports it
-    expect(ev[1]).toBe(-2);
+    expect(native.epollWait(ep, 100, ev, 1, cells, 0, 1)).toBe(1);
+    expect([ev[0], ev[1], ev[2] & C.EPOLLIN]).toEqual([wake, C.KIND_WAKE, C.EPOLLIN]);
+    expect([...cells]).toEqual([0, 0]); // a wake-up is not work
+    expect(native.epollWait(ep, 10, ev, 1, cells, 0, 1)).toBe(0); // disarmed
+    expect(native.epollCtl(ep, C.EPOLL_CTL_MOD, wake, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_WAKE)).toBe(0);
+    expect(native.epollWait(ep, 100, ev, 1, cells, 0, 1)).toBe(1); // still readable: MOD re-reports it
     expect(native.epollCtl(ep, C.EPOLL_CTL_DEL, 999_999, 0, 0)).toBe(-E.EBADF);
+    expect(() => native.epollWait(ep, 0, new Float64Array(4), 1, cells, 0, 5)).toThrow(TypeError);
   });
 });
 
@@ -99,32 +101,84 @@ describe('connection table', () => {
     const l = listener();
     const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
     const fd = check(native.accept(l.fd), 'accept');
-    const id = native.connOpen(fd, 12345, 4);
+    const id = native.connOpen(fd, 12345, 4, 1);
     expect(id).toBeGreaterThan(0);
-    expect(native.connOpen(fd, 12345, 4)).toBe(-E.EEXIST);
+    expect(native.connOpen(fd, 12345, 4, 1)).toBe(-E.EEXIST);
+    expect(native.connCount(12345)).toBe(1);
     const mem = new ArrayBuffer(256);
     const u8 = new Uint8Array(mem);
     const got = new Int32Array(1);
     native.send(client, Buffer.from('abcdef'), 0, 6, 1000);
     let r = 0;
-    for (let i = 0; i < 100 && r === 0; i++) r = native.connLoad(fd, mem, 100, 50, 200, got);
+    for (let i = 0; i < 100 && r === 0; i++) r = native.connLoad(fd, id, mem, 100, 50, 200, got);
     expect(r).toBe(6);
     expect(got[0]).toBe(6);
     expect(Buffer.from(u8.subarray(200, 204))).toEqual(Buffer.alloc(4)); // fresh state slot is zero
     u8.set([1, 2, 3, 4], 200);
-    expect(native.connSave(fd, mem, 103, 3, 200)).toBe(0); // keep "def"
+    expect(native.connSave(fd, id, mem, 103, 3, 200)).toBe(0); // keep "def"
+    expect(native.connSave(fd, id + 1, mem, 103, 3, 200)).toBe(-E.EBADF); // a stale id touches nothing
     u8.fill(0);
     native.send(client, Buffer.from('gh'), 0, 2, 1000);
     r = 0;
-    for (let i = 0; i < 100 && r <= 3; i++) r = native.connLoad(fd, mem, 0, 50, 200, got);
+    for (let i = 0; i < 100 && r <= 3; i++) r = native.connLoad(fd, id, mem, 0, 50, 200, got);
     expect(Buffer.from(u8.subarray(0, r)).toString()).toBe('defgh');
     expect([...u8.subarray(200, 204)]).toEqual([1, 2, 3, 4]);
-    expect(native.connList(12345)).toEqual([fd, id]);
+    expect(native.connList(12345)).toEqual([fd, id, C.KIND_CONN]);
+    expect(native.connHeld(12345, 1)).toEqual([fd, id, C.KIND_CONN]);
+    expect(native.connShutdown(fd, id + 1, C.SHUT_RDWR)).toBe(-E.EBADF);
     expect(native.connShutdownGroup(12345, C.SHUT_RDWR)).toBe(1);
-    expect(native.connLoad(fd, mem, 0, 50, 200) & native.LOAD_EOF).toBe(native.LOAD_EOF);
-    expect(native.connClose(fd)).toBe(0);
-    expect(native.connClose(fd)).toBe(-E.EBADF);
+    expect(native.connLoad(fd, id, mem, 0, 50, 200) & native.LOAD_EOF).toBe(native.LOAD_EOF);
+    expect(native.connClose(fd, id + 1)).toBe(-E.EBADF);
+    expect(native.connClose(fd, id)).toBe(0);
+    expect(native.connClose(fd, id)).toBe(-E.EBADF);
     expect(native.connList(12345)).toEqual([]);
+    expect(native.connCount(12345)).toBe(0);
+  });
+
+  it('hands an entry to one holder at a time: claimed by epollWait, given back by connRearm', () => {
+    const ep = track(check(native.epollCreate(), 'epoll_create1'));
+    const l = listener();
+    const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
+    const fd = check(native.accept(l.fd), 'accept');
+    const id = native.connOpen(fd, ep, 0, 7); // held by its opener, 7
+    const ev = new Float64Array(4);
+    const cells = new Int32Array(4);
+    // In epoll while its opener holds it: an event for it cannot be claimed by another.
+    expect(native.connAdd(ep, fd, id, C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT)).toBe(0);
+    native.send(client, Buffer.from('x'), 0, 1, 1000);
+    expect(native.epollWait(ep, 50, ev, 2, cells, 0, 1)).toBe(0); // dropped, not handed to 2
+    expect(native.connHeld(ep, 7)).toEqual([fd, id, C.KIND_CONN]);
+    // The opener re-arms: the pending input is reported again, and 2 takes it.
+    expect(native.connRearm(ep, fd, id, C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT)).toBe(0);
+    expect(native.connHeld(ep, 7)).toEqual([]);
+    expect(native.epollWait(ep, 1000, ev, 2, cells, 0, 1)).toBe(1);
+    expect([ev[0], ev[1], ev[3]]).toEqual([fd, C.KIND_CONN, id]);
+    expect(native.connHeld(ep, 2)).toEqual([fd, id, C.KIND_CONN]);
+    expect([...cells.subarray(0, 2)]).toEqual([1, 1]); // busy: one worker, this one
+    expect(native.epollWait(ep, 10, ev, 2, cells, 0, 1)).toBe(0);
+    expect([...cells.subarray(0, 2)]).toEqual([0, 0]); // the next wait ends the busy mark
+    expect(native.connClose(fd, id)).toBe(0);
+  });
+
+  it('hands modules ids that are never 0 and never repeat among open connections, across the 2^31 wrap', () => {
+    const l = listener();
+    const next = native.connSetNextId(2 ** 31 - 3);
+    expect(next).toBeGreaterThanOrEqual(2 ** 31 - 3);
+    const open: [number, number][] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
+        void client;
+        const fd = check(native.accept(l.fd), 'accept');
+        open.push([fd, native.connOpen(fd, 777, 0, 1)]);
+      }
+      const modIds = open.map(([, id]) => id % 2 ** 31);
+      expect(modIds).not.toContain(0);
+      expect(new Set(modIds).size).toBe(modIds.length);
+      expect(new Set(open.map(([, id]) => id)).size).toBe(open.length);
+    } finally {
+      for (const [fd, id] of open) native.connClose(fd, id);
+    }
   });
 });
 

@@ -191,7 +191,7 @@ describe('lifecycle', () => {
     c.end();
     await until(() => events.length === 2, 5000, 'two events');
     expect(events[0][0]).toBe('connection');
-    expect(events[1]).toEqual(['close', events[0][1], 1]); // echo closes on EOF: "the module asked"
+    expect(events[1]).toEqual(['close', events[0][1], 0]); // echo closes on EOF: the peer closed it
     const closing = server.close();
     states.push(server.state);
     await closing;

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CloseReason } from '../host/module/abi.js';
 import { native } from '../host/sys.js';
-import { loadHarness, runSplit, splitPlans, type Harness } from './harness.js';
+import { loadHarness, runSplit, splitPlans, type Harness } from '../host/testing.js';
 import { prng, randomCuts } from './random.js';
 
 const latin1 = (s: string) => Buffer.from(s, 'latin1');

@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModuleInstance } from '../host/module/instance.js';
 import { fixture } from './fixtures.js';
-import { loadHarness, type Harness } from './harness.js';
+import { loadHarness, type Harness } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 /**

@@ -6,10 +6,16 @@ export const PAGE = 65536;
 
 export const Action = { CONTINUE: 0, CLOSE: 1, ABORT: 2 } as const;
 
+/**
+ * Close reasons (tcpmod_on_close), the one list every part of the host uses: the
+ * index is the number a module sees, the name is what stats and metrics call it.
+ * 7 and 8 are compatible additions of v1.1.
+ */
+export const CLOSE_REASONS = ['peer', 'module', 'socket_error', 'overflow', 'send_timeout', 'shutdown', 'fault', 'timeout', 'tls'] as const;
+export type CloseReasonName = (typeof CLOSE_REASONS)[number];
 export const CloseReason = {
-  PEER: 0, MODULE: 1, SOCKET_ERROR: 2, OVERFLOW: 3, SEND_TIMEOUT: 4, SHUTDOWN: 5, FAULT: 6,
+  PEER: 0, MODULE: 1, SOCKET_ERROR: 2, OVERFLOW: 3, SEND_TIMEOUT: 4, SHUTDOWN: 5, FAULT: 6, TIMEOUT: 7, TLS: 8,
 } as const;
-export const CLOSE_REASON_NAMES = ['peer', 'module', 'socket_error', 'overflow', 'send_timeout', 'shutdown', 'fault'] as const;
 
 export const FLAG_EOF = 1;
 

@@ -19,7 +19,9 @@ export class ModuleConfigRefused extends Error {
   }
 }
 
-export type FaultKind = 'trap' | 'abort' | 'exit' | 'timeout' | 'result';
+/** What went wrong in a module callback; the one list of fault kinds (stats, metrics, counters). */
+export const FAULT_KINDS = ['trap', 'abort', 'exit', 'timeout', 'result'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** The module misbehaved during a callback; its instance must be discarded. */
 export class ModuleFault extends Error {

@@ -15,6 +15,8 @@ export interface NativeConstants {
   SO_ERROR: number;
   IPPROTO_TCP: number; TCP_NODELAY: number; TCP_KEEPIDLE: number; TCP_KEEPINTVL: number; TCP_KEEPCNT: number;
   SHUT_RD: number; SHUT_WR: number; SHUT_RDWR: number;
+  /** What an epoll item is (conn_table.h). */
+  KIND_CONN: number; KIND_LISTEN: number; KIND_WAKE: number;
 }
 
 export interface SockName { address: string; port: number; family: 'IPv4' | 'IPv6' }
@@ -38,33 +40,53 @@ export interface NativeBinding {
   /** Bytes received, 0 at EOF, or -errno. */
   recv(fd: number, buf: Buf, offset: number, length: number): number;
   /** Sends the whole region, waiting for POLLOUT on EAGAIN up to timeoutMs (restarted on progress).
-   *  Returns length, -ETIMEDOUT, or -errno. */
-  send(fd: number, buf: Buf, offset: number, length: number, timeoutMs: number): number;
+   *  Returns length, -ETIMEDOUT, or -errno; waited[0] = milliseconds spent waiting for writability. */
+  send(fd: number, buf: Buf, offset: number, length: number, timeoutMs: number, waited?: Int32Array): number;
 
-  // epoll and eventfd (poller.cc); an item's data is (tag << 32) | fd
+  // epoll and eventfd (poller.cc); an item's data is (kind << 32) | fd, kind one of KIND_*
   epollCreate(): number;
-  epollCtl(epfd: number, op: number, fd: number, events: number, tag: number): number;
-  /** maxevents = 1. Returns 1 with out = [fd, tag, events], 0 on timeout, or -errno. timeoutMs < 0 waits forever. */
-  epollWait(epfd: number, timeoutMs: number, out: Int32Array): number;
+  /** For items outside the connection table (the wake eventfd, with KIND_WAKE). */
+  epollCtl(epfd: number, op: number, fd: number, events: number, kind: number): number;
+  /** maxevents = 1. Returns 1 with out = [fd, kind, events, id], 0 on timeout, or -errno; timeoutMs < 0 waits
+   *  forever. A connection or listener event is claimed for `holder` in the connection table before it returns
+   *  (events that cannot be claimed are dropped). cells[busySlot] is set to 1 for the event returned and back to
+   *  0 at the next call, with cells[busyGlobal] counting the busy workers. */
+  epollWait(epfd: number, timeoutMs: number, out: Float64Array, holder: number, cells: Int32Array,
+    busyGlobal: number, busySlot: number): number;
   eventfdCreate(): number;
   eventfdWrite(fd: number): number;
 
-  // connection table (conn_table.cc): the host-owned per-connection state of ABI v1
-  /** Registers an accepted socket; returns its connection id (> 0, unique for the process) or -EEXIST. */
-  connOpen(fd: number, group: number, stateSize: number): number;
+  // connection table (conn_table.cc): the host-owned per-connection state of ABI v1, and who holds each
+  // entry. Every call names an entry by (fd, id); a stale pair finds nothing (-EBADF). Ids are below 2^53
+  // and never repeat; a module sees id mod 2^31 (never 0, never that of another open connection).
+  /** Registers a socket held by `holder` (worker slot + 1); kind KIND_CONN (default) or KIND_LISTEN.
+   *  Returns its id, or -EEXIST. */
+  connOpen(fd: number, group: number, stateSize: number, holder: number, kind?: number): number;
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */
-  connLoad(fd: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array): number;
+  connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array): number;
   /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
-  connSave(fd: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
-  /** Forgets the entry and closes the socket. With drainBytes > 0 it first shuts down writing and
-   *  discards up to that much received input, so the close does not reset a reply still in flight. */
-  connClose(fd: number, drainBytes?: number): number;
-  /** shutdown(how) on every socket of the group, leaving the fds to their handlers; returns the count. */
+  connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
+  /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
+  connAdd(epfd: number, fd: number, id: number, events: number): number;
+  /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */
+  connRearm(epfd: number, fd: number, id: number, events: number): number;
+  /** Forgets the entry and closes the socket (-EBADF when it was gone already). With drainBytes > 0 it first
+   *  shuts down writing and discards up to that much received input, so the close does not reset a reply. */
+  connClose(fd: number, id: number, drainBytes?: number): number;
+  /** shutdown(how) of the entry's socket if (fd, id) is still open; safe from any thread. */
+  connShutdown(fd: number, id: number, how: number): number;
+  /** shutdown(how) on every connection of the group, leaving the fds to their holders; returns the count. */
   connShutdownGroup(group: number, how: number): number;
-  /** [fd, id, fd, id, ...] of the group's connections. */
+  /** [fd, id, kind, ...] of the group's connections (not the listener). */
   connList(group: number): number[];
+  /** [fd, id, kind, ...] of every entry `holder` holds. */
+  connHeld(group: number, holder: number): number[];
+  /** The group's open connections (the table's size for it). */
+  connCount(group: number): number;
+  /** Test hook: ids continue from at least `id`; returns the next id. */
+  connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
 
   // key-value store (kv_store.cc): one per process

@@ -1,17 +1,19 @@
 // Counters shared by the main thread and every worker through one
-// SharedArrayBuffer. Gauges that must be exact at every moment (workers, busy,
-// connections) and control flags are Int32 cells changed with Atomics. Totals
-// are Float64 cells in a per-worker slot with a single writer (its worker), so
-// the hot path pays plain stores; the main thread sums live slots and folds a
-// slot into `retired` when its worker exits.
+// SharedArrayBuffer. Gauges that must be exact at every moment (workers, busy)
+// and control flags are Int32 cells changed with Atomics. Totals are Float64
+// cells in a per-worker slot with a single writer (its worker), so the hot path
+// pays plain stores; the main thread sums live slots and folds a slot into
+// `retired` when its worker exits. The connection gauge is not here: it is the
+// size of the native connection table, so it cannot drift.
+import { CLOSE_REASONS } from '../module/abi.js';
+import { FAULT_KINDS } from '../module/errors.js';
 
 export const MAX_WORKERS = 64;
 
 /** Int32 cells (Atomics). */
 export const G = {
   WORKERS: 0, // workers running or being started (a reservation counts)
-  BUSY: 1, // workers handling an event
-  CONNECTIONS: 2, // open connections
+  BUSY: 1, // workers handling an event (kept by the native epollWait with each slot's S.BUSY)
   STOP: 3, // 1: workers leave at the next wake-up
   FORCED: 4, // 1: drain timed out, remaining connections close with reason 5
   WANT_EVENTS: 5, // 1: workers post connection/close events to the main thread
@@ -21,22 +23,36 @@ export const G = {
 } as const;
 const GLOBAL_CELLS = 16;
 
-/** Int32 cells per slot. CALL_SEQ is odd while the worker is inside a module callback, SEND_SEQ while it is in a send. */
-export const S = { ALIVE: 0, CALL_SEQ: 1, FD: 2, CONN: 3, SEND_SEQ: 4 } as const;
-const SLOT_I32 = 5;
+/**
+ * Int32 cells per slot.
+ * - CALL_SEQ is odd while the worker is inside a module callback; the watchdog
+ *   stops a callback by swapping an odd value it saw for CALL_KILLED, and the
+ *   worker ends a callback by swapping its own odd value for the next one, so
+ *   exactly one of the two wins (pool.ts, worker/loop.ts).
+ * - CALL_START is when the callback started and CALL_EXCLUDED how long it has
+ *   waited for writability in tcpmod.send since (ms, modulo 2^32 of the pool's clock).
+ * - SEND_SEQ is odd while the worker is in a send, which started at SEND_START.
+ * - BUSY is 1 while the worker handles an event (written by the native epollWait).
+ */
+export const S = { ALIVE: 0, CALL_SEQ: 1, CALL_START: 2, CALL_EXCLUDED: 3, SEND_SEQ: 4, SEND_START: 5, BUSY: 6 } as const;
+const SLOT_I32 = 7;
+/** CALL_SEQ after the watchdog stopped the callback (even: never a live call's value). */
+export const CALL_KILLED = -2;
 
 /** Float64 totals per slot. */
 export const T = {
-  EVENTS: 0, BYTES_IN: 1, BYTES_OUT: 2, ACCEPTED: 3,
-  CLOSED: 4, // 7 cells, one per close reason 0..6
-  SEND_TIMEOUTS: 11,
-  FAULTS: 12, // 5 cells: trap, abort, exit, timeout, result
-  INSTANCES: 17,
+  EVENTS: 0, BYTES_IN: 1, BYTES_OUT: 2, ACCEPTED: 3, SEND_TIMEOUTS: 4, INSTANCES: 5,
+  CLOSED: 6, // one cell per close reason
+  FAULTS: 6 + CLOSE_REASONS.length, // one cell per fault kind
 } as const;
-export const TOTALS = 18;
-export const FAULT_KINDS = ['trap', 'abort', 'exit', 'timeout', 'result'] as const;
+export const TOTALS = T.FAULTS + FAULT_KINDS.length;
 
 const I32_BYTES = (GLOBAL_CELLS + MAX_WORKERS * SLOT_I32) * 4;
+
+/** Milliseconds on a clock every thread shares (Date.now based), truncated to int32: compare by difference. */
+export function clockMs(): number {
+  return Date.now() | 0;
+}
 
 export class Counters {
   readonly i32: Int32Array;

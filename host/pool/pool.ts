@@ -3,7 +3,8 @@
 // worker script and its data are opaque to it.
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { Counters, FAULT_KINDS, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
+import { FAULT_KINDS } from '../module/errors.js';
+import { CALL_KILLED, clockMs, Counters, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
 
 /** More faults than this within FAULT_WINDOW_S seconds is a storm, reported loudly. */
 const FAULT_STORM = 20;
@@ -17,12 +18,12 @@ export interface PoolOptions {
   script: URL;
   /** workerData for the worker in `slot`; must include the counters' SharedArrayBuffer. */
   workerData(slot: number): object;
-  /** A module callback running longer than this is stopped by terminating its worker. */
+  /** A module callback whose own time (not counting waits for writability) passes this is stopped by terminating its worker. */
   handlerTimeoutMs: number;
-  /** Called on the main thread when a worker is declared stuck, with the connection it holds. */
-  onStuck(fd: number, conn: number): void;
-  /** Called once that worker's thread has exited: the connection is no longer anyone's. */
-  onStuckGone(fd: number, conn: number): void;
+  /** A worker's callback was stopped (its thread is frozen until terminated): tell its peer at once. */
+  onStuck(slot: number): void;
+  /** A worker's thread has exited, for whatever reason: finish whatever it held. Runs before the slot is reused. */
+  onWorkerGone(slot: number): void;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
 }
 
@@ -31,7 +32,8 @@ interface Member {
   slot: number;
   ready: boolean;
   retired: boolean;
-  stuck: { fd: number; conn: number } | null;
+  /** The watchdog stopped its callback. */
+  stuck: boolean;
 }
 
 export class Pool extends EventEmitter {
@@ -43,7 +45,6 @@ export class Pool extends EventEmitter {
   private readonly members = new Map<number, Member>();
   private stopping = false;
   private watchdog: NodeJS.Timeout | null = null;
-  private readonly seen = new Map<number, { seq: number; since: number }>();
   private crashes: number[] = [];
   /** Fault totals sampled once a second over the last window, to tell a fault storm. */
   private faultSamples: number[] = [];
@@ -81,10 +82,9 @@ export class Pool extends EventEmitter {
       return Promise.resolve();
     }
     this.counters.f64.fill(0, this.counters.totalsBase(slot), this.counters.totalsBase(slot) + TOTALS);
-    this.counters.set(this.counters.slotCell(slot, S.CALL_SEQ), 0);
-    this.counters.set(this.counters.slotCell(slot, S.SEND_SEQ), 0);
+    for (const f of [S.CALL_SEQ, S.SEND_SEQ, S.BUSY]) this.counters.set(this.counters.slotCell(slot, f), 0);
     const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot) });
-    const m: Member = { worker, slot, ready: false, retired: false, stuck: null };
+    const m: Member = { worker, slot, ready: false, retired: false, stuck: false };
     this.members.set(slot, m);
     this.workersStarted++;
     return new Promise<void>((resolve, reject) => {
@@ -142,18 +142,17 @@ export class Pool extends EventEmitter {
 
   private onExit(m: Member): void {
     const c = this.counters;
+    // First what it held, while its slot cannot be taken by another worker.
+    this.opts.onWorkerGone(m.slot);
+    // A worker that died inside an event leaves its busy mark behind.
+    if (Atomics.exchange(c.i32, c.slotCell(m.slot, S.BUSY), 0) === 1) c.add(G.BUSY, -1);
     this.members.delete(m.slot);
-    this.seen.delete(m.slot);
     this.workersStopped++;
     const base = c.totalsBase(m.slot);
     for (let i = 0; i < TOTALS; i++) this.retired[i] += c.f64[base + i];
     c.f64.fill(0, base, base + TOTALS);
     c.set(c.slotCell(m.slot, S.ALIVE), 0);
     if (!m.retired) c.add(G.WORKERS, -1); // a retiring worker lowered it itself
-    if (m.stuck) {
-      c.add(G.BUSY, -1);
-      this.opts.onStuckGone(m.stuck.fd, m.stuck.conn);
-    }
     this.emit('workerExit', m.slot);
     if (this.stopping || m.retired) return;
     if (c.get(G.WORKERS) < this.opts.min) this.replace();
@@ -173,30 +172,37 @@ export class Pool extends EventEmitter {
     }, delay);
   }
 
-  /** Terminates any worker whose module callback has run past the handler timeout. */
+  /**
+   * Stops any worker whose module callback has run past the handler timeout.
+   * The callback's own time is now - start - time it waited for writability
+   * (the send timeout governs a slow reader). The snapshot is read between two
+   * reads of CALL_SEQ, and the decision is a compare-and-swap of the odd value
+   * seen: if the worker ended that callback meanwhile, its own swap won and
+   * nothing happens; if the watchdog won, the worker can never leave the
+   * callback, so what it holds stays exactly what it held.
+   */
   private checkStuck(): void {
     const c = this.counters;
-    const now = Date.now();
+    const i = c.i32;
     for (const m of this.members.values()) {
       if (m.stuck) continue;
-      const seq = Atomics.load(c.i32, c.slotCell(m.slot, S.CALL_SEQ));
-      const prev = this.seen.get(m.slot);
-      if (!(seq & 1)) {
-        this.seen.delete(m.slot);
-        continue;
-      }
-      if (!prev || prev.seq !== seq) {
-        this.seen.set(m.slot, { seq, since: now });
-        continue;
-      }
-      if (now - prev.since < this.opts.handlerTimeoutMs) continue;
-      m.stuck = {
-        fd: Atomics.load(c.i32, c.slotCell(m.slot, S.FD)),
-        conn: Atomics.load(c.i32, c.slotCell(m.slot, S.CONN)),
-      };
-      this.retired[T.FAULTS + 3]++; // kind "timeout"
-      this.opts.log.error({ worker: m.slot, conn: m.stuck.conn, ms: now - prev.since }, 'module callback exceeded the handler timeout; terminating its worker');
-      this.opts.onStuck(m.stuck.fd, m.stuck.conn);
+      const seqCell = c.slotCell(m.slot, S.CALL_SEQ);
+      const seq = Atomics.load(i, seqCell);
+      if (!(seq & 1)) continue;
+      const start = Atomics.load(i, c.slotCell(m.slot, S.CALL_START));
+      const excluded = Atomics.load(i, c.slotCell(m.slot, S.CALL_EXCLUDED));
+      const sendSeq = Atomics.load(i, c.slotCell(m.slot, S.SEND_SEQ));
+      const sendStart = Atomics.load(i, c.slotCell(m.slot, S.SEND_START));
+      if (Atomics.load(i, seqCell) !== seq) continue;
+      const now = clockMs();
+      let own = ((now - start) | 0) - excluded;
+      if (sendSeq & 1) own -= (now - sendStart) | 0;
+      if (own < this.opts.handlerTimeoutMs) continue;
+      if (Atomics.compareExchange(i, seqCell, seq, CALL_KILLED) !== seq) continue;
+      m.stuck = true;
+      this.retired[T.FAULTS + FAULT_KINDS.indexOf('timeout')]++;
+      this.opts.log.error({ worker: m.slot, ms: own }, 'module callback exceeded the handler timeout; terminating its worker');
+      this.opts.onStuck(m.slot);
       void m.worker.terminate();
     }
   }

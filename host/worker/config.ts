@@ -16,7 +16,3 @@ export interface WorkerConfig {
   keepalive: [number, number, number] | null;
   logLevel: string;
 }
-
-/** epoll tags that are not connection ids (ids are positive). */
-export const TAG_LISTEN = -1;
-export const TAG_WAKE = -2;

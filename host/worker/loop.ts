@@ -1,67 +1,95 @@
 // The hot path: wait → recv → call the module → send → re-arm. One event per
-// wait (maxevents = 1); every connection is EPOLLONESHOT, so between its wait
-// and its re-arm this worker alone owns the connection.
-import { Action, CloseReason, FLAG_EOF } from '../module/abi.js';
-import { ModuleFault } from '../module/errors.js';
-import type { ModuleInstance } from '../module/instance.js';
-import { Counters, G, S, T } from '../pool/counters.js';
-import { C, ETIMEDOUT, native } from '../sys.js';
-import { TAG_LISTEN, TAG_WAKE, type WorkerConfig } from './config.js';
+// wait (maxevents = 1); every connection is EPOLLONESHOT, and the native table
+// records which worker holds it from the moment epoll_wait hands it over until
+// the re-arm, so between the two this worker alone owns the connection — and if
+// this thread dies at any instant, the main thread knows what to finish.
+// The ABI itself (carry-over, progress loop, output order, faults) is the
+// driver's (module/driver.ts); this file only moves bytes and connections.
+import { CloseReason } from '../module/abi.js';
+import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
+import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
+import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
+import { CALL_KILLED, clockMs, Counters, G, S, T } from '../pool/counters.js';
+import { C, EAGAIN, EMFILE, ENFILE, ETIMEDOUT, native } from '../sys.js';
+import { finishConnection, moduleConnId, type CloseCount } from './close.js';
+import type { WorkerConfig } from './config.js';
 
+/** Connections wait for input, edge-triggered, one thread at a time. */
 export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
-const LINGER_DRAIN_BYTES = 1 << 20;
+/** A new connection is in epoll before on_open, but reports only errors until its first re-arm. */
+const OPENING_EVENTS = C.EPOLLET | C.EPOLLONESHOT;
+export const LISTEN_EVENTS = C.EPOLLIN | C.EPOLLONESHOT;
 
 export interface LoopHooks {
-  /** Makes a fresh instance (after a fault). */
-  renew(fault: ModuleFault, conn: number): ModuleInstance;
-  accept(): void;
+  /** Makes an instance of the module whose imports call these hooks. */
+  instantiate(hooks: InstanceHooks): ModuleInstance;
+  /** A module fault on `conn` (module-visible id); the loop has counted it. */
+  faulted(fault: ModuleFault, conn: number): void;
+  log(level: number, message: string, conn: number): void;
+  /** A warning of the host's own (accept failures). */
+  warn(message: string, detail?: object): void;
   /** Asks the main thread for one more worker (every worker is busy). */
   grow(): void;
   /** Posts connection events when the main thread listens for them. */
   notify(type: 'connection' | 'close', conn: number, reason: number): void;
 }
 
-export class EventLoop {
-  fd = -1;
-  sendFailure = 0;
-  private readonly ev = new Int32Array(3);
+export class EventLoop implements Transport {
+  private inst: ModuleInstance;
+  private readonly driver: AbiDriver;
+  private readonly cells: Int32Array;
+  private readonly ev = new Float64Array(4);
   private readonly received = new Int32Array(1);
+  private readonly waited = new Int32Array(1);
+  private readonly accepted: number[] = [];
+  private readonly holder: number;
   private readonly t: number;
-  private readonly seqCell: number;
-  private readonly sendCell: number;
+  private readonly closeCount: CloseCount;
+  /** The connection being handled, for sends from the module. */
+  private fd = -1;
+  /** The odd CALL_SEQ value of the callback running now, or 0. */
+  private callSeq = 0;
+  private readonly cell: { seq: number; start: number; excluded: number; sendSeq: number; sendStart: number; busy: number };
 
-  constructor(public inst: ModuleInstance, private readonly cfg: WorkerConfig, readonly ctr: Counters, private readonly hooks: LoopHooks) {
+  constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
+    this.cells = ctr.i32;
+    this.holder = cfg.slot + 1;
     this.t = ctr.totalsBase(cfg.slot);
-    this.seqCell = ctr.slotCell(cfg.slot, S.CALL_SEQ);
-    this.sendCell = ctr.slotCell(cfg.slot, S.SEND_SEQ);
+    const at = (f: number) => ctr.slotCell(cfg.slot, f);
+    this.cell = {
+      seq: at(S.CALL_SEQ), start: at(S.CALL_START), excluded: at(S.CALL_EXCLUDED),
+      sendSeq: at(S.SEND_SEQ), sendStart: at(S.SEND_START), busy: at(S.BUSY),
+    };
+    this.closeCount = {
+      totals: ctr.f64, base: this.t,
+      notify: (conn, reason) => ctr.get(G.WANT_EVENTS) && hooks.notify('close', conn, reason),
+    };
+    this.driver = new AbiDriver(this);
+    this.inst = this.newInstance();
   }
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
   run(): boolean {
     const { epfd, idleTimeoutMs } = this.cfg;
     const ctr = this.ctr;
+    const ev = this.ev;
     for (;;) {
-      const n = native.epollWait(epfd, idleTimeoutMs, this.ev);
+      const n = native.epollWait(epfd, idleTimeoutMs, ev, this.holder, this.cells, G.BUSY, this.cell.busy);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
         if (this.retire()) return true;
         continue;
       }
       if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
-      const tag = this.ev[1];
-      if (tag === TAG_WAKE) {
+      const kind = ev[1];
+      if (kind === C.KIND_WAKE) {
         if (ctr.get(G.STOP)) return false;
         continue;
       }
-      const busy = ctr.add(G.BUSY, 1);
-      if (busy >= ctr.get(G.WORKERS)) this.hooks.grow();
+      if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
-      try {
-        if (tag === TAG_LISTEN) this.hooks.accept();
-        else this.handle(this.ev[0], tag);
-      } finally {
-        ctr.add(G.BUSY, -1); // exact even when a host error ends this worker
-      }
+      if (kind === C.KIND_LISTEN) this.accept(ev[0], ev[3]);
+      else this.handle(ev[0], ev[3]);
     }
   }
 
@@ -73,92 +101,138 @@ export class EventLoop {
     return w > ctr.get(G.MIN) && Atomics.compareExchange(ctr.i32, G.WORKERS, w, w - 1) === w;
   }
 
-  handle(fd: number, conn: number): void {
+  /** Input (or EOF, or an error) on a connection this worker now holds. */
+  private handle(fd: number, id: number): void {
     // Past the drain timeout every connection the server still has is shut down.
-    if (this.ctr.get(G.FORCED)) return this.close(fd, conn, CloseReason.SHUTDOWN);
-    const d = this.inst.desc;
+    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    const inst = this.inst;
+    const d = inst.desc;
     this.fd = fd;
-    let len = native.connLoad(fd, this.inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
-    if (len < 0) return this.close(fd, conn, CloseReason.SOCKET_ERROR);
+    let len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
+    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
     this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
     const eof = (len & native.LOAD_EOF) !== 0;
     len &= ~native.LOAD_EOF;
-    if (len === 0 && !eof) return this.rearm(fd, conn);
-    for (;;) {
-      let action: number;
-      try {
-        this.enterCall(fd, conn);
-        action = this.inst.onData(conn, len, eof ? FLAG_EOF : 0);
-      } catch (e) {
-        this.leaveCall();
-        return this.fault(e, fd, conn);
-      }
-      this.leaveCall();
-      if (!this.settle(fd, conn, action)) return;
-      const inst = this.inst;
-      const consumed = inst.consumed;
-      const rest = len - consumed;
-      if (consumed > 0 && rest > 0) {
-        new Uint8Array(inst.buffer).copyWithin(d.inPtr, d.inPtr + consumed, d.inPtr + len);
-        len = rest;
-        continue; // progress with input left: call again before re-arming
-      }
-      if (eof) return this.close(fd, conn, CloseReason.PEER);
-      if (rest === d.inCap) return this.close(fd, conn, CloseReason.OVERFLOW);
-      native.connSave(fd, inst.buffer, d.inPtr + consumed, rest, d.statePtr);
-      return this.rearm(fd, conn);
-    }
-  }
-
-  /** Runs on_open for a newly accepted connection; returns false when the connection is gone. */
-  open(fd: number, conn: number): boolean {
-    const inst = this.inst;
-    if (!inst.hasOnOpen) return true;
-    this.fd = fd;
-    let action: number;
-    try {
-      this.enterCall(fd, conn);
-      action = inst.onOpen(conn);
-    } catch (e) {
-      this.leaveCall();
-      this.fault(e, fd, conn);
-      return false;
-    }
-    this.leaveCall();
-    return this.settle(fd, conn, action);
+    if (len === 0 && !eof) return this.rearm(fd, id);
+    this.after(fd, id, this.driver.data(inst, moduleConnId(id), len, eof));
   }
 
   /**
-   * What a callback's result leads to, the same after on_open and on_data: a
-   * send that failed during the call (tcpmod.send), ABORT, the out region, CLOSE.
-   * Returns false when the connection is gone.
+   * Accepts until EAGAIN. Every accepted socket is in the table (held by this
+   * worker) and in epoll before any on_open runs, and the listener is re-armed
+   * before them too, so a slow on_open never holds up accepting and a worker
+   * dying in one strands nothing.
    */
-  private settle(fd: number, conn: number, action: number): boolean {
-    if (this.sendFailure) return this.close(fd, conn, this.failureReason()), false;
-    if (action === Action.ABORT) return this.close(fd, conn, CloseReason.MODULE), false;
-    const inst = this.inst;
-    if (inst.outLen > 0 && !this.send(fd, inst.buffer, inst.desc.outPtr, inst.outLen)) return this.close(fd, conn, this.failureReason()), false;
-    if (action === Action.CLOSE) return this.close(fd, conn, CloseReason.MODULE, true), false;
-    return true;
-  }
-
-  /** Sends a region in full (blocking up to the send timeout); false records why it failed. */
-  send(fd: number, mem: ArrayBuffer, ptr: number, len: number): boolean {
-    const i32 = this.ctr.i32;
-    i32[this.sendCell]++; // odd while sending: the pool tells a blocked sender from a busy one
-    const rc = native.send(fd, mem, ptr, len, this.cfg.sendTimeoutMs);
-    i32[this.sendCell]++;
-    if (rc < 0) {
-      this.sendFailure = rc;
-      return false;
+  private accept(lfd: number, lid: number): void {
+    const { epfd } = this.cfg;
+    const list = this.accepted;
+    list.length = 0;
+    const stateSize = this.inst.desc.stateSize;
+    for (;;) {
+      const fd = native.accept(lfd);
+      if (fd < 0) {
+        if (fd === EMFILE || fd === ENFILE) {
+          this.hooks.warn('accept: out of file descriptors; backing off 10 ms');
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        } else if (fd !== EAGAIN && !this.ctr.get(G.STOP)) this.hooks.warn('accept failed', { errno: fd });
+        break;
+      }
+      const id = native.connOpen(fd, epfd, stateSize, this.holder);
+      if (id < 0) {
+        // The table still has an entry for this fd number: a host bug, never a reason to leak the socket.
+        this.hooks.warn('connection table refused an accepted socket; closing it', { fd, errno: id });
+        native.close(fd);
+        continue;
+      }
+      this.ctr.f64[this.t + T.ACCEPTED]++;
+      if (native.connAdd(epfd, fd, id, OPENING_EVENTS) < 0) {
+        finishConnection(fd, id, CloseReason.SOCKET_ERROR, this.closeCount);
+        continue;
+      }
+      list.push(fd, id);
     }
-    this.ctr.f64[this.t + T.BYTES_OUT] += len;
-    return true;
+    if (native.connRearm(epfd, lfd, lid, LISTEN_EVENTS) < 0 && !this.ctr.get(G.STOP)) {
+      // Only when the server has taken the listener out of the set (it is stopping).
+      this.hooks.warn('listener re-arm failed');
+    }
+    for (let i = 0; i < list.length; i += 2) this.open(list[i], list[i + 1]);
   }
 
-  private failureReason(): number {
-    const rc = this.sendFailure;
-    this.sendFailure = 0;
+  /** Socket options, then on_open with a zeroed state slot. */
+  private open(fd: number, id: number): void {
+    const ka = this.cfg.keepalive;
+    if (ka) {
+      native.setsockoptInt(fd, C.SOL_SOCKET, C.SO_KEEPALIVE, 1);
+      native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_KEEPIDLE, ka[0]);
+      native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_KEEPINTVL, ka[1]);
+      native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_KEEPCNT, ka[2]);
+    }
+    native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, 1);
+    const conn = moduleConnId(id);
+    if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', conn, 0);
+    const inst = this.inst;
+    const d = inst.desc;
+    if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
+    this.fd = fd;
+    this.after(fd, id, this.driver.open(inst, conn));
+  }
+
+  /** What the driver's result leads to: keep (save and re-arm), a fault, or a close. */
+  private after(fd: number, id: number, r: number): void {
+    if (r === KEEP) {
+      const inst = this.inst;
+      native.connSave(fd, id, inst.buffer, this.driver.restPtr, this.driver.restLen, inst.desc.statePtr);
+      return this.rearm(fd, id);
+    }
+    if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
+    this.close(fd, id, r, this.driver.linger);
+  }
+
+  private rearm(fd: number, id: number): void {
+    if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+  }
+
+  /** Runs on_close, then the one close path; `linger` (the module closed after its reply) keeps the reply from being reset. */
+  private close(fd: number, id: number, reason: number, linger = false): void {
+    if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
+    const fault = this.driver.close(this.inst, moduleConnId(id), reason);
+    if (fault) return this.faulted(fd, id, fault);
+    finishConnection(fd, id, reason, this.closeCount, linger);
+  }
+
+  /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */
+  private faulted(fd: number, id: number, fault: ModuleFault): void {
+    finishConnection(fd, id, CloseReason.FAULT, this.closeCount);
+    this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf(fault.kind)]++;
+    this.hooks.faulted(fault, moduleConnId(id));
+    this.inst = this.newInstance();
+  }
+
+  private newInstance(): ModuleInstance {
+    const inst = this.hooks.instantiate({
+      send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
+      log: (level, message, conn) => this.hooks.log(level, message, conn),
+    });
+    this.ctr.f64[this.t + T.INSTANCES]++;
+    return inst;
+  }
+
+  // ---- Transport (for the driver) ----
+
+  /** Sends in full, blocking up to the send timeout; -1, or the close reason. */
+  send(mem: ArrayBuffer, ptr: number, len: number): number {
+    const cells = this.cells;
+    const c = this.cell;
+    Atomics.store(cells, c.sendStart, clockMs());
+    Atomics.add(cells, c.sendSeq, 1); // odd while sending: the pool tells a blocked sender from a busy one
+    const rc = native.send(this.fd, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited);
+    // Time spent waiting for a slow reader is the send timeout's business, not the handler's.
+    if (this.callSeq) Atomics.add(cells, c.excluded, this.waited[0]);
+    Atomics.add(cells, c.sendSeq, 1);
+    if (rc >= 0) {
+      this.ctr.f64[this.t + T.BYTES_OUT] += len;
+      return -1;
+    }
     if (rc === ETIMEDOUT) {
       this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
       return CloseReason.SEND_TIMEOUT;
@@ -166,55 +240,23 @@ export class EventLoop {
     return this.ctr.get(G.FORCED) ? CloseReason.SHUTDOWN : CloseReason.SOCKET_ERROR;
   }
 
-  rearm(fd: number, conn: number): void {
-    if (native.epollCtl(this.cfg.epfd, C.EPOLL_CTL_MOD, fd, CONN_EVENTS, conn) < 0) this.close(fd, conn, CloseReason.SOCKET_ERROR);
+  /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */
+  enter(_conn: number): void {
+    const cells = this.cells;
+    Atomics.store(cells, this.cell.start, clockMs());
+    Atomics.store(cells, this.cell.excluded, 0);
+    this.callSeq = Atomics.add(cells, this.cell.seq, 1) + 1;
   }
 
-  /** Marks the start of a module callback for the watchdog (odd sequence number). */
-  enterCall(fd: number, conn: number): void {
-    const i = this.ctr.i32;
-    i[this.seqCell + (S.FD - S.CALL_SEQ)] = fd;
-    i[this.seqCell + (S.CONN - S.CALL_SEQ)] = conn;
-    Atomics.add(i, this.seqCell, 1);
-  }
-
-  leaveCall(): void {
-    const i = this.ctr.i32;
-    if (i[this.seqCell] & 1) Atomics.add(i, this.seqCell, 1);
-  }
-
-  /** Closes a connection; `linger` (the module closed after its reply) keeps the reply from being reset. */
-  close(fd: number, conn: number, reason: number, linger = false): void {
-    if (reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) {
-      if (this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
-    }
-    try {
-      this.enterCall(fd, conn);
-      this.inst.onClose(conn, reason);
-    } catch (e) {
-      this.leaveCall();
-      return this.fault(e, fd, conn);
-    }
-    this.leaveCall();
-    this.forget(fd, conn, reason, linger);
-  }
-
-  /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */
-  fault(e: unknown, fd: number, conn: number): void {
-    if (!(e instanceof ModuleFault)) {
-      // A host bug, not the module's: still never leave the connection open and unarmed.
-      this.forget(fd, conn, CloseReason.FAULT);
-      throw e;
-    }
-    this.sendFailure = 0;
-    this.forget(fd, conn, CloseReason.FAULT);
-    this.inst = this.hooks.renew(e, conn);
-  }
-
-  private forget(fd: number, conn: number, reason: number, linger = false): void {
-    native.connClose(fd, linger ? LINGER_DRAIN_BYTES : 0);
-    this.ctr.add(G.CONNECTIONS, -1);
-    this.ctr.f64[this.t + T.CLOSED + reason]++;
-    if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('close', conn, reason);
+  /**
+   * The callback is over, unless the watchdog stopped it first: then the main
+   * thread finishes what this worker holds, and this thread must touch nothing
+   * more — it waits to be terminated.
+   */
+  leave(): void {
+    const seq = this.callSeq;
+    this.callSeq = 0;
+    if (Atomics.compareExchange(this.cells, this.cell.seq, seq, seq + 1) === seq) return;
+    for (;;) Atomics.wait(this.cells, this.cell.seq, CALL_KILLED);
   }
 }

@@ -45,6 +45,9 @@ Napi::Object Constants(Napi::Env env) {
   Put(c, "SHUT_RD", SHUT_RD);
   Put(c, "SHUT_WR", SHUT_WR);
   Put(c, "SHUT_RDWR", SHUT_RDWR);
+  Put(c, "KIND_CONN", tcpmod::kKindConn);
+  Put(c, "KIND_LISTEN", tcpmod::kKindListen);
+  Put(c, "KIND_WAKE", tcpmod::kKindWake);
   return c;
 }
 

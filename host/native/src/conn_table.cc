@@ -1,17 +1,33 @@
-// The connection table: per accepted socket, the state the ABI says the host
-// owns (input the module has not consumed yet, and the opaque state slot), kept
-// in native memory so that whichever worker takes a connection's next event
-// finds it. EPOLLONESHOT guarantees one handler per connection at a time, so an
-// entry's contents need no lock; only the map itself is guarded.
+// The connection table: per socket, the state the ABI says the host owns
+// (input the module has not consumed yet, and the opaque state slot), kept in
+// native memory so that whichever worker takes a connection's next event finds
+// it. The listening socket has an entry too, so that it is handed over the same way.
+//
+// Ownership (why entries need no per-entry lock, and are never freed under
+// another thread):
+// - Every entry has a `holder`: 0 while it waits in epoll, else the worker
+//   (slot + 1) that has it. ClaimEvent sets it (compare-and-swap from 0) when
+//   epoll_wait hands the item over; connRearm clears it in the same native call
+//   that re-arms, so no JavaScript runs between the two and a worker killed at
+//   any instant leaves an exact record of what it held (connHeld).
+// - Only the holder reads or writes an entry's contents, re-arms it or closes
+//   (frees) it. When a holder is gone (its thread exited), the main thread
+//   becomes the holder of what it held.
+// - Other threads only look an entry up under the table lock (connShutdown,
+//   connList, connShutdownGroup) and never keep a pointer past it.
+// - Every call names the connection by (fd, id): an fd number is reused as soon
+//   as it is closed, an id never is, so a stale (fd, id) finds nothing (-EBADF).
 #include "conn_table.h"
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "args.h"
@@ -21,23 +37,60 @@ namespace {
 
 constexpr int kMaxState = 256;
 constexpr int kLoadEof = 1 << 30;  // connLoad's EOF bit; lengths stay below 4 MiB
+// Ids a module sees are i32: the id modulo 2^31 (see NextId).
+constexpr uint64_t kModuleIdSpace = 1ull << 31;
 
 struct Conn {
-  uint32_t id;
-  int group;  // the owning server's key (its epoll fd), for shutdown and counts
+  uint64_t id;
+  int group;  // the owning server's key (its epoll fd)
+  int kind;
+  std::atomic<int> holder{0};
   int state_size;
   std::vector<uint8_t> pending;
   uint8_t state[kMaxState];
 };
 
 std::mutex table_mu;
-std::unordered_map<int, Conn*> table;
-std::atomic<uint32_t> next_id{1};
+std::vector<Conn*> by_fd;                       // indexed by fd
+std::unordered_map<int, int> group_conns;       // open connections per group
+std::unordered_set<uint32_t> module_ids;        // module-visible ids of open connections
+uint64_t next_id = 1;                           // under table_mu
 
-Conn* Find(int fd) {
+// Host ids are 64-bit and never repeat. A module sees id mod 2^31, which is
+// never 0 and never equal to that of another open connection: ids whose
+// projection is 0 or taken are skipped. Caller holds table_mu.
+uint64_t NextId(bool conn) {
+  for (;;) {
+    uint64_t id = next_id++;
+    uint32_t m = static_cast<uint32_t>(id % kModuleIdSpace);
+    if (m == 0) continue;
+    if (!conn) return id;
+    if (module_ids.insert(m).second) return id;
+  }
+}
+
+Conn* FindLocked(int fd, uint64_t id) {
+  if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return nullptr;
+  Conn* c = by_fd[fd];
+  return c != nullptr && c->id == id ? c : nullptr;
+}
+
+Conn* Find(int64_t fd, int64_t id) {
   std::lock_guard<std::mutex> lock(table_mu);
-  auto it = table.find(fd);
-  return it == table.end() ? nullptr : it->second;
+  return FindLocked(static_cast<int>(fd), static_cast<uint64_t>(id));
+}
+
+// Removes the entry (fd, id) from the table; returns it, or nullptr when it is not there.
+Conn* Unlink(int fd, uint64_t id) {
+  std::lock_guard<std::mutex> lock(table_mu);
+  Conn* c = FindLocked(fd, id);
+  if (c == nullptr) return nullptr;
+  by_fd[fd] = nullptr;
+  if (c->kind == kKindConn) {
+    module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
+    if (--group_conns[c->group] == 0) group_conns.erase(c->group);
+  }
+  return c;
 }
 
 bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem_size) {
@@ -46,42 +99,55 @@ bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem
   return false;
 }
 
-// connOpen(fd, group, stateSize) -> connection id (unique for the process' lifetime) | -EEXIST
+uint64_t EpollData(const Conn* c, int fd) {
+  return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
+}
+
+// connOpen(fd, group, stateSize, holder, kind = 0) -> id | -EEXIST | -EBADF.
+// Registers a socket held by `holder` (the worker that accepted it, or the main
+// thread's 0 for the listener before any worker runs).
 Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
-  int64_t fd, group, state_size;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &group) || !ArgInt(info, 2, &state_size))
+  int64_t fd, group, state_size, holder, kind = kKindConn;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &group) || !ArgInt(info, 2, &state_size) ||
+      !ArgInt(info, 3, &holder) || (info.Length() > 4 && !ArgInt(info, 4, &kind)))
     return info.Env().Undefined();
-  if (state_size < 0 || state_size > kMaxState) {
-    Napi::RangeError::New(info.Env(), "stateSize must be 0..256").ThrowAsJavaScriptException();
+  if (state_size < 0 || state_size > kMaxState || (kind != kKindConn && kind != kKindListen)) {
+    Napi::RangeError::New(info.Env(), "stateSize must be 0..256 and kind 0 or 1").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
+  if (fd < 0 || fd > (1 << 30)) return Num(info, -EBADF);
   Conn* c = new Conn();
-  c->id = next_id.fetch_add(1);
-  if (c->id == 0 || c->id > 0x7ffffff0u) c->id = next_id.fetch_add(1) & 0x7fffffffu;
   c->group = static_cast<int>(group);
+  c->kind = static_cast<int>(kind);
+  c->holder.store(static_cast<int>(holder));
   c->state_size = static_cast<int>(state_size);
   std::memset(c->state, 0, sizeof(c->state));
   {
     std::lock_guard<std::mutex> lock(table_mu);
-    if (!table.emplace(static_cast<int>(fd), c).second) {
+    if (static_cast<size_t>(fd) >= by_fd.size()) by_fd.resize(static_cast<size_t>(fd) + 1024, nullptr);
+    if (by_fd[fd] != nullptr) {
       delete c;
       return Num(info, -EEXIST);
     }
+    c->id = NextId(kind == kKindConn);
+    by_fd[fd] = c;
+    if (kind == kKindConn) group_conns[c->group]++;
   }
-  return Num(info, c->id);
+  return Num(info, static_cast<double>(c->id));
 }
 
-// connLoad(fd, mem, inPtr, inCap, statePtr, received: Int32Array) -> inLen [| EOF bit] | -errno.
+// connLoad(fd, id, mem, inPtr, inCap, statePtr, received) -> inLen [| EOF bit] | -errno.
 // Writes the carried-over input at inPtr, then receives straight into memory
 // after it (one recv, up to inCap), and copies the state slot to statePtr.
 // received[0] is set to the number of newly received bytes.
 Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
-  int64_t fd, state_ptr;
+  int64_t fd, id, state_ptr;
   uint8_t *in, *base;
   size_t cap, mem_size;
-  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &in, &cap, &base, &mem_size) || !ArgInt(info, 4, &state_ptr))
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
+      !ArgInt(info, 5, &state_ptr))
     return info.Env().Undefined();
-  Conn* c = Find(static_cast<int>(fd));
+  Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
   if (c->state_size > 0) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
@@ -98,24 +164,25 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     else if (n == 0) eof = kLoadEof;
     else if (errno != EAGAIN) return Num(info, -errno);
   }
-  if (info.Length() > 5 && info[5].IsTypedArray()) {
-    Napi::TypedArray ta = info[5].As<Napi::TypedArray>();
+  if (info.Length() > 6 && info[6].IsTypedArray()) {
+    Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
     if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
       ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - c->pending.size());
   }
   return Num(info, static_cast<double>(have | eof));
 }
 
-// connSave(fd, mem, restPtr, restLen, statePtr) -> 0 | -EBADF.
+// connSave(fd, id, mem, restPtr, restLen, statePtr) -> 0 | -EBADF.
 // Keeps [restPtr, restPtr+restLen) as the connection's unconsumed input and
 // saves the state slot from statePtr.
 Napi::Value ConnSave(const Napi::CallbackInfo& info) {
-  int64_t fd, state_ptr;
+  int64_t fd, id, state_ptr;
   uint8_t *rest, *base;
   size_t len, mem_size;
-  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &rest, &len, &base, &mem_size) || !ArgInt(info, 4, &state_ptr))
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &rest, &len, &base, &mem_size) ||
+      !ArgInt(info, 5, &state_ptr))
     return info.Env().Undefined();
-  Conn* c = Find(static_cast<int>(fd));
+  Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
   c->pending.assign(rest, rest + len);
   if (c->state_size > 0) {
@@ -125,21 +192,49 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
   return Num(info, 0);
 }
 
-// connClose(fd, drainBytes = 0) -> 0 | -errno. Forgets the entry, then closes the
-// socket; with drainBytes, it first shuts down writing and discards up to that
-// much already-received input.
-Napi::Value ConnClose(const Napi::CallbackInfo& info) {
-  int64_t fd, drain = 0;
-  if (!ArgInt(info, 0, &fd) || (info.Length() > 1 && !ArgInt(info, 1, &drain))) return info.Env().Undefined();
-  Conn* c = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(table_mu);
-    auto it = table.find(static_cast<int>(fd));
-    if (it != table.end()) {
-      c = it->second;
-      table.erase(it);
-    }
+// connAdd(epfd, fd, id, events) -> 0 | -errno. Puts a new entry into the epoll
+// set; the caller stays its holder until connRearm.
+Napi::Value ConnAdd(const Napi::CallbackInfo& info) {
+  int64_t epfd, fd, id, events;
+  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &fd) || !ArgInt(info, 2, &id) || !ArgInt(info, 3, &events))
+    return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  epoll_event ev{};
+  ev.events = static_cast<uint32_t>(events);
+  ev.data.u64 = EpollData(c, static_cast<int>(fd));
+  return Num(info, epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_ADD, static_cast<int>(fd), &ev) < 0 ? -errno : 0);
+}
+
+// connRearm(epfd, fd, id, events) -> 0 | -errno. Gives the entry back to epoll
+// (EPOLL_CTL_MOD): clears the holder first, since another worker may take the
+// event the moment the item is re-armed. On failure the caller stays holder.
+Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
+  int64_t epfd, fd, id, events;
+  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &fd) || !ArgInt(info, 2, &id) || !ArgInt(info, 3, &events))
+    return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  epoll_event ev{};
+  ev.events = static_cast<uint32_t>(events);
+  ev.data.u64 = EpollData(c, static_cast<int>(fd));
+  int prev = c->holder.exchange(0);
+  if (epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_MOD, static_cast<int>(fd), &ev) < 0) {
+    int err = errno;
+    c->holder.store(prev);
+    return Num(info, -err);
   }
+  return Num(info, 0);
+}
+
+// connClose(fd, id, drainBytes = 0) -> 0 | -EBADF (no such entry: closed already).
+// Forgets the entry, then closes the socket; with drainBytes, it first shuts
+// down writing and discards up to that much already-received input.
+Napi::Value ConnClose(const Napi::CallbackInfo& info) {
+  int64_t fd, id, drain = 0;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || (info.Length() > 2 && !ArgInt(info, 2, &drain)))
+    return info.Env().Undefined();
+  Conn* c = Unlink(static_cast<int>(fd), static_cast<uint64_t>(id));
   if (c == nullptr) return Num(info, -EBADF);
   delete c;
   if (drain > 0) {
@@ -155,34 +250,50 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
       left -= n;
     }
   }
-  return Num(info, close(static_cast<int>(fd)) < 0 ? -errno : 0);
+  // The fd is ours alone until this close: after it the number may be reused.
+  close(static_cast<int>(fd));
+  return Num(info, 0);
 }
 
-// connShutdownGroup(group, how) -> number of sockets shut down. The fds stay
-// open (their handlers close them), so this is safe while workers run: a shut
-// down socket reports EOF or an error to whoever holds or next takes it.
+// connShutdown(fd, id, how) -> 0 | -EBADF | -errno. Safe from any thread: the
+// lookup and the shutdown happen under the table lock, and the holder closes
+// an fd only after unlinking it, so the fd cannot be another connection's.
+Napi::Value ConnShutdown(const Napi::CallbackInfo& info) {
+  int64_t fd, id, how;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &how)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  if (FindLocked(static_cast<int>(fd), static_cast<uint64_t>(id)) == nullptr) return Num(info, -EBADF);
+  return Num(info, shutdown(static_cast<int>(fd), static_cast<int>(how)) < 0 ? -errno : 0);
+}
+
+// connShutdownGroup(group, how) -> number of connections shut down. The fds
+// stay open (their holders close them), so this is safe while workers run: a
+// shut down socket reports EOF or an error to whoever holds or next takes it.
 Napi::Value ConnShutdownGroup(const Napi::CallbackInfo& info) {
   int64_t group, how;
   if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &how)) return info.Env().Undefined();
   int count = 0;
   std::lock_guard<std::mutex> lock(table_mu);
-  for (auto& kv : table) {
-    if (kv.second->group == group && shutdown(kv.first, static_cast<int>(how)) == 0) count++;
+  for (size_t fd = 0; fd < by_fd.size(); fd++) {
+    Conn* c = by_fd[fd];
+    if (c && c->group == group && c->kind == kKindConn && shutdown(static_cast<int>(fd), static_cast<int>(how)) == 0)
+      count++;
   }
   return Num(info, count);
 }
 
-// connList(group) -> [fd, id, fd, id, ...] of the group's open connections.
-Napi::Value ConnList(const Napi::CallbackInfo& info) {
-  int64_t group;
-  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
-  std::vector<uint32_t> flat;
+// Flat [fd, id, kind, ...] of the group's entries that match `pick`.
+template <typename Pick>
+Napi::Value Listing(const Napi::CallbackInfo& info, int64_t group, Pick pick) {
+  std::vector<double> flat;
   {
     std::lock_guard<std::mutex> lock(table_mu);
-    for (auto& kv : table) {
-      if (kv.second->group != group) continue;
-      flat.push_back(static_cast<uint32_t>(kv.first));
-      flat.push_back(kv.second->id);
+    for (size_t fd = 0; fd < by_fd.size(); fd++) {
+      Conn* c = by_fd[fd];
+      if (c == nullptr || c->group != group || !pick(c)) continue;
+      flat.push_back(static_cast<double>(fd));
+      flat.push_back(static_cast<double>(c->id));
+      flat.push_back(c->kind);
     }
   }
   Napi::Array out = Napi::Array::New(info.Env(), flat.size());
@@ -190,15 +301,65 @@ Napi::Value ConnList(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// connList(group) -> [fd, id, kind, ...] of the group's open connections (not the listener).
+Napi::Value ConnList(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  return Listing(info, group, [](const Conn* c) { return c->kind == kKindConn; });
+}
+
+// connHeld(group, holder) -> [fd, id, kind, ...] of every entry `holder` holds:
+// what a worker that has exited leaves for the main thread to finish.
+Napi::Value ConnHeld(const Napi::CallbackInfo& info) {
+  int64_t group, holder;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &holder)) return info.Env().Undefined();
+  return Listing(info, group, [holder](const Conn* c) { return c->holder.load() == holder; });
+}
+
+// connCount(group) -> the group's open connections: the connection gauge.
+Napi::Value ConnCount(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  auto it = group_conns.find(static_cast<int>(group));
+  return Num(info, it == group_conns.end() ? 0 : it->second);
+}
+
+// connSetNextId(id): where host ids continue from (tests start near the 2^31 wrap).
+Napi::Value ConnSetNextId(const Napi::CallbackInfo& info) {
+  int64_t id;
+  if (!ArgInt(info, 0, &id)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  if (id > 0 && static_cast<uint64_t>(id) > next_id) next_id = static_cast<uint64_t>(id);
+  return Num(info, static_cast<double>(next_id));
+}
+
 }  // namespace
+
+bool ClaimEvent(int fd, int group, int holder, double* id) {
+  std::lock_guard<std::mutex> lock(table_mu);
+  if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return false;
+  Conn* c = by_fd[fd];
+  if (c == nullptr || c->group != group) return false;
+  int free_ = 0;
+  if (!c->holder.compare_exchange_strong(free_, holder)) return false;
+  *id = static_cast<double>(c->id);
+  return true;
+}
 
 void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connOpen", Napi::Function::New(env, ConnOpen, "connOpen"));
   exports.Set("connLoad", Napi::Function::New(env, ConnLoad, "connLoad"));
   exports.Set("connSave", Napi::Function::New(env, ConnSave, "connSave"));
+  exports.Set("connAdd", Napi::Function::New(env, ConnAdd, "connAdd"));
+  exports.Set("connRearm", Napi::Function::New(env, ConnRearm, "connRearm"));
   exports.Set("connClose", Napi::Function::New(env, ConnClose, "connClose"));
+  exports.Set("connShutdown", Napi::Function::New(env, ConnShutdown, "connShutdown"));
   exports.Set("connShutdownGroup", Napi::Function::New(env, ConnShutdownGroup, "connShutdownGroup"));
   exports.Set("connList", Napi::Function::New(env, ConnList, "connList"));
+  exports.Set("connHeld", Napi::Function::New(env, ConnHeld, "connHeld"));
+  exports.Set("connCount", Napi::Function::New(env, ConnCount, "connCount"));
+  exports.Set("connSetNextId", Napi::Function::New(env, ConnSetNextId, "connSetNextId"));
   exports.Set("LOAD_EOF", Napi::Number::New(env, kLoadEof));
 }
 

@@ -1,8 +1,9 @@
-// epoll and eventfd. An epoll item's 64-bit data carries (tag << 32) | fd, so a
-// waiter learns both the socket and the connection id without a table lookup.
+// epoll and eventfd. An epoll item's 64-bit data carries (kind << 32) | fd
+// (conn_table.h); the waiter claims connections in the table before returning.
 #include "poller.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdint>
 #include <ctime>
 #include <sys/epoll.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "conn_table.h"
 
 namespace tcpmod {
 namespace {
@@ -26,7 +28,7 @@ Napi::Value EpollCreate(const Napi::CallbackInfo& info) {
   return Num(info, fd < 0 ? -errno : fd);
 }
 
-// epollCtl(epfd, op, fd, events, tag) -> 0 | -errno
+// epollCtl(epfd, op, fd, events, kind) -> 0 | -errno; for items outside the table (the wake eventfd)
 Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
   int64_t epfd, op, fd, events, tag;
   if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &op) || !ArgInt(info, 2, &fd) || !ArgInt(info, 3, &events) ||
@@ -39,35 +41,57 @@ Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
   return Num(info, rc < 0 ? -errno : 0);
 }
 
-// epollWait(epfd, timeoutMs, out: Int32Array(3)) -> 1 | 0 on timeout | -errno.
+// epollWait(epfd, timeoutMs, out: Float64Array(4), holder, cells: Int32Array, busyGlobal, busySlot)
+//   -> 1 | 0 on timeout | -errno.
 // maxevents is 1 by design: each waiter takes exactly one ready item, so with
-// EPOLLONESHOT a connection is never in two threads. out = [fd, tag, events].
-// EINTR resumes the wait with what is left of the timeout.
+// EPOLLONESHOT a connection is never in two threads. out = [fd, kind, events, id].
+// A connection or listener event is claimed for `holder` in the table before
+// this returns (ClaimEvent); an event that cannot be claimed is dropped and the
+// wait goes on. The busy bookkeeping lives here too, so that no JavaScript runs
+// between taking an event and recording it: cells[busySlot] is this worker's
+// busy flag (1 from the event it returns until its next wait) and
+// cells[busyGlobal] the number of busy workers. EINTR resumes the wait with
+// what is left of the timeout.
 Napi::Value EpollWait(const Napi::CallbackInfo& info) {
-  int64_t epfd, timeout;
-  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &timeout)) return info.Env().Undefined();
-  if (info.Length() < 3 || !info[2].IsTypedArray() ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      info[2].As<Napi::TypedArray>().ElementLength() < 3) {
-    Napi::TypeError::New(info.Env(), "out must be an Int32Array of at least 3 elements").ThrowAsJavaScriptException();
+  int64_t epfd, timeout, holder, busy_global, busy_slot;
+  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &timeout) || !ArgInt(info, 3, &holder) ||
+      !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot))
+    return info.Env().Undefined();
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[2].As<Napi::TypedArray>().ElementLength() < 4 || !info[4].IsTypedArray() ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      busy_global < 0 || busy_slot < 0 ||
+      static_cast<size_t>(std::max(busy_global, busy_slot)) >= info[4].As<Napi::TypedArray>().ElementLength()) {
+    Napi::TypeError::New(info.Env(), "out must be a Float64Array(4) and cells an Int32Array holding both busy cells")
+        .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  Napi::Int32Array out = info[2].As<Napi::Int32Array>();
+  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+  int32_t* cells = info[4].As<Napi::Int32Array>().Data();
+  int32_t* mine = cells + busy_slot;
+  if (__atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1) __atomic_fetch_sub(cells + busy_global, 1, __ATOMIC_SEQ_CST);
   int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
   epoll_event ev;
-  int n;
   for (;;) {
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
-    n = epoll_wait(static_cast<int>(epfd), &ev, 1, wait_ms);
-    if (n >= 0 || errno != EINTR) break;
+    int n = epoll_wait(static_cast<int>(epfd), &ev, 1, wait_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Num(info, -errno);
+    if (n == 0) return Num(info, 0);
+    int fd = static_cast<int>(ev.data.u64 & 0xffffffffu);
+    int kind = static_cast<int>(ev.data.u64 >> 32);
+    double id = 0;
+    if (kind != kKindWake && !ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &id)) continue;
+    if (kind != kKindWake) {
+      __atomic_store_n(mine, 1, __ATOMIC_SEQ_CST);
+      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
+    }
+    out[0] = fd;
+    out[1] = kind;
+    out[2] = ev.events;
+    out[3] = id;
+    return Num(info, 1);
   }
-  if (n < 0) return Num(info, -errno);
-  if (n == 1) {
-    out[0] = static_cast<int32_t>(ev.data.u64 & 0xffffffffu);
-    out[1] = static_cast<int32_t>(ev.data.u64 >> 32);
-    out[2] = static_cast<int32_t>(ev.events);
-  }
-  return Num(info, n);
 }
 
 // eventfdCreate() -> fd | -errno (non-blocking, close-on-exec)

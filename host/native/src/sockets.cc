@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <ctime>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -172,19 +173,27 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   return Num(info, n < 0 ? -errno : static_cast<double>(n));
 }
 
-// send(fd, buffer, offset, length, timeoutMs) -> length | -errno; straight from the buffer.
+// send(fd, buffer, offset, length, timeoutMs, waited?: Int32Array) -> length | -errno; straight
+// from the buffer. waited[0] is set to the milliseconds spent waiting for writability.
 Napi::Value Send(const Napi::CallbackInfo& info) {
   int64_t fd, timeout;
   uint8_t* p;
   size_t len;
   if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout))
     return info.Env().Undefined();
-  return Num(info, static_cast<double>(SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout))));
+  int64_t waited = 0;
+  int64_t rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
+  if (info.Length() > 5 && info[5].IsTypedArray()) {
+    Napi::TypedArray ta = info[5].As<Napi::TypedArray>();
+    if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
+      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(waited);
+  }
+  return Num(info, static_cast<double>(rc));
 }
 
 }  // namespace
 
-int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms) {
+int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms, int64_t* waited_ms) {
   size_t done = 0;
   while (done < len) {
     ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL);
@@ -196,7 +205,11 @@ int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms) {
     if (n < 0 && errno != EAGAIN) return -errno;
     pollfd pfd{fd, POLLOUT, 0};
     int rc;
+    timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     do rc = poll(&pfd, 1, timeout_ms); while (rc < 0 && errno == EINTR);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (waited_ms) *waited_ms += (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     if (rc < 0) return -errno;
     if (rc == 0) return -ETIMEDOUT;
     // POLLERR/POLLHUP: the next send reports the socket's error.

@@ -1,0 +1,183 @@
+// resolveOptions against the table of options: defaults come from the table,
+// every kind of value is checked with the option's name in the error, and the
+// rules between options (threads, TLS) hold.
+import { availableParallelism } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULTS, OPTIONS, OptionError, parseOptionValue, resolveOptions, type Kind, type OptionSpec, type ServerOptions,
+} from '../host/options.js';
+
+const module = 'build/echo.wasm';
+const specs: [string, OptionSpec][] = Object.entries(OPTIONS);
+
+/** The OptionError that `f` throws (fails when it throws something else or nothing). */
+function refusal(f: () => unknown): OptionError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(OptionError);
+    return e as OptionError;
+  }
+  throw new Error('no OptionError thrown');
+}
+
+describe('defaults', () => {
+  it('DEFAULTS holds exactly the table defaults, converted as a user value would be', () => {
+    expect(Object.keys(DEFAULTS).sort()).toEqual(specs.filter(([, s]) => s.default !== undefined).map(([n]) => n).sort());
+    expect(DEFAULTS).toMatchObject({
+      host: '127.0.0.1', port: 7000, backlog: 4096, workerIdleTimeout: 20_000, sendTimeout: 20_000, handlerTimeout: 1000,
+      drainTimeout: 5000, keepalive: [1800, 5, 3], moduleMemory: 32 * 1024 ** 2, kvMaxBytes: 64 * 1024 ** 2, logLevel: 'info',
+      tlsClientAuth: 'none', tlsMinVersion: '1.2',
+    });
+  });
+
+  it('options left out resolve to the table defaults', () => {
+    const r = resolveOptions({ module });
+    expect(r).toEqual({
+      module,
+      host: DEFAULTS.host,
+      port: DEFAULTS.port,
+      backlog: DEFAULTS.backlog,
+      minThreads: Math.min(availableParallelism(), 64),
+      maxThreads: Math.min(4 * Math.min(availableParallelism(), 64), 64),
+      workerIdleTimeoutMs: DEFAULTS.workerIdleTimeout,
+      sendTimeoutMs: DEFAULTS.sendTimeout,
+      handlerTimeoutMs: DEFAULTS.handlerTimeout,
+      drainTimeoutMs: DEFAULTS.drainTimeout,
+      keepalive: DEFAULTS.keepalive,
+      moduleMemory: DEFAULTS.moduleMemory,
+      config: new Uint8Array(0),
+      kvMaxBytes: DEFAULTS.kvMaxBytes,
+      logLevel: DEFAULTS.logLevel,
+      tls: null,
+    });
+  });
+
+  it('a value given as undefined is a value left out', () => {
+    expect(resolveOptions({ module, port: undefined, tlsCert: undefined })).toEqual(resolveOptions({ module }));
+  });
+});
+
+describe('every kind refuses a bad value, naming the option', () => {
+  // One bad value for each kind the API takes; the table must not grow a kind this list lacks.
+  const bad: Record<Kind['type'], unknown[]> = {
+    integer: ['x', 1.5, -100000, 1e9, null, true],
+    duration: ['soon', -1, '-5s', Infinity, {}],
+    size: ['lots', '-1', -1, 1.5, 2 ** 60, true],
+    string: ['', 5, null],
+    choice: ['nope', 1, ''],
+    keepalive: ['1800,5', 'a,b,c', [1, 2], [0, 5, 3], true],
+    bytes: [5, [1, 2], null],
+    protocols: ['', 'h2,', 'h2,,x', 'a b', ['x'.repeat(256)], [5], 7],
+    flag: ['yes', 1],
+    address: ['nowhere', 'host:99999', 5],
+  };
+  for (const [name, spec] of specs.filter(([, s]) => !s.cliOnly)) {
+    it(`${name} (${spec.kind.type})`, () => {
+      for (const v of bad[spec.kind.type]) {
+        const e = refusal(() => resolveOptions({ module, [name]: v } as ServerOptions));
+        expect(e.option, `${name}: ${JSON.stringify(v)}`).toBe(name);
+        expect(e.message).toMatch(new RegExp(`^${name} must `));
+        expect(e.message).not.toContain('\n');
+      }
+    });
+  }
+
+  it('the kinds only the CLI uses today (address) or none yet (flag) check too', () => {
+    for (const v of bad.address) expect(refusal(() => parseOptionValue('metrics', OPTIONS.metrics.kind, v)).message).toMatch(/^metrics must be HOST:PORT, got /);
+    expect(parseOptionValue('metrics', OPTIONS.metrics.kind, '[::1]:9100')).toEqual({ host: '::1', port: 9100 });
+    for (const v of bad.flag) expect(refusal(() => parseOptionValue('verbose', { type: 'flag' }, v)).message).toMatch(/^verbose must be true or false, got /);
+    expect(parseOptionValue('verbose', { type: 'flag' }, true)).toBe(true);
+  });
+
+  it('messages say what is accepted', () => {
+    expect(refusal(() => resolveOptions({ module, port: 70000 })).message).toBe('port must be an integer from 0 to 65535, got 70000');
+    expect(refusal(() => resolveOptions({ module, sendTimeout: '-5' })).message).toBe('sendTimeout must be at least 1 ms, got "-5"');
+    expect(refusal(() => resolveOptions({ module, moduleMemory: 'lots' })).message)
+      .toBe('moduleMemory must be a size in bytes (e.g. 65536, 512KiB, 32MiB), got "lots"');
+    expect(refusal(() => resolveOptions({ module, moduleMemory: '1KiB' })).message).toBe('moduleMemory must be an integer from 65536 to 4294967296, got 1024');
+    expect(refusal(() => resolveOptions({ module, logLevel: 'loud' as 'info' })).message)
+      .toBe('logLevel must be one of debug, info, warn, error, silent; got "loud"');
+  });
+});
+
+describe('good values', () => {
+  it('sizes as numbers or strings with a unit', () => {
+    expect(resolveOptions({ module, moduleMemory: '1MiB', kvMaxBytes: 10 })).toMatchObject({ moduleMemory: 1024 ** 2, kvMaxBytes: 10 });
+    expect(resolveOptions({ module, moduleMemory: 65536, kvMaxBytes: '0' })).toMatchObject({ moduleMemory: 65536, kvMaxBytes: 0 });
+  });
+
+  it('durations, integers as digit strings, keepalive off, config bytes', () => {
+    const r = resolveOptions({ module, sendTimeout: '1.5s', drainTimeout: 0, port: '8080' as unknown as number, keepalive: 'off', config: 'hi' });
+    expect(r).toMatchObject({ sendTimeoutMs: 1500, drainTimeoutMs: 0, port: 8080, keepalive: null, config: new TextEncoder().encode('hi') });
+    expect(resolveOptions({ module, keepalive: false }).keepalive).toBeNull();
+    expect(resolveOptions({ module, keepalive: [60, 10, 5] }).keepalive).toEqual([60, 10, 5]);
+  });
+});
+
+describe('durations with an off value', () => {
+  const kind = { type: 'duration', min: 1, off: 'off' } as const;
+  it('the off word, or false, disables: null', () => {
+    expect(parseOptionValue('idle', kind, 'off')).toBeNull();
+    expect(parseOptionValue('idle', kind, false)).toBeNull();
+  });
+  it('other values are durations as usual', () => {
+    expect(parseOptionValue('idle', kind, '2s')).toBe(2000);
+    expect(parseOptionValue('idle', kind, 250)).toBe(250);
+  });
+  it('errors mention the off word', () => {
+    expect(refusal(() => parseOptionValue('idle', kind, 'never')).message)
+      .toBe('idle must be a duration (milliseconds, or a number with ms, s, m or h) or "off", got "never"');
+    expect(refusal(() => parseOptionValue('idle', kind, 0)).message).toBe('idle must be at least 1 ms or "off", got 0');
+  });
+  it('without an off value, "off" and false are not durations', () => {
+    expect(refusal(() => parseOptionValue('idle', { type: 'duration', min: 1 }, 'off')).message).toMatch(/^idle must be a duration .*\), got "off"$/);
+    expect(refusal(() => parseOptionValue('idle', { type: 'duration', min: 1 }, false)).option).toBe('idle');
+  });
+});
+
+describe('rules between options', () => {
+  it('threads sets both bounds and excludes them', () => {
+    expect(resolveOptions({ module, threads: 3 })).toMatchObject({ minThreads: 3, maxThreads: 3 });
+    expect(refusal(() => resolveOptions({ module, threads: 2, maxThreads: 4 })).message).toBe('threads cannot be combined with minThreads/maxThreads');
+    expect(refusal(() => resolveOptions({ module, minThreads: 4, maxThreads: 2 })).message).toBe('maxThreads (2) must not be below minThreads (4)');
+    expect(resolveOptions({ module, minThreads: 20 })).toMatchObject({ minThreads: 20, maxThreads: 64 });
+  });
+
+  const tls = { module, tlsCert: 'cert.pem', tlsKey: 'key.pem' };
+  it('TLS: cert and key, the rest defaulted', () => {
+    expect(resolveOptions(tls).tls).toEqual({ cert: 'cert.pem', key: 'key.pem', ca: null, clientAuth: 'none', minVersion: '1.2', alpn: [] });
+  });
+
+  it('TLS: everything given; alpn as a list or a string', () => {
+    const all = { ...tls, tlsCa: 'ca.pem', tlsClientAuth: 'request', tlsMinVersion: '1.3' } as const;
+    expect(resolveOptions({ ...all, alpn: ['h2', 'http/1.1'] }).tls).toEqual({
+      cert: 'cert.pem', key: 'key.pem', ca: 'ca.pem', clientAuth: 'request', minVersion: '1.3', alpn: ['h2', 'http/1.1'],
+    });
+    expect(resolveOptions({ ...all, alpn: ' h2 ,http/1.1' }).tls!.alpn).toEqual(['h2', 'http/1.1']);
+    expect(resolveOptions({ ...all, alpn: [] }).tls!.alpn).toEqual([]);
+  });
+
+  it('TLS: one-line errors naming the option', () => {
+    const cases: [ServerOptions, string][] = [
+      [{ module, tlsCert: 'c' }, 'tlsKey is required with tlsCert'],
+      [{ module, tlsKey: 'k' }, 'tlsCert is required with tlsKey'],
+      [{ module, tlsCa: 'ca' }, 'tlsCa only applies with tlsCert and tlsKey'],
+      [{ module, tlsClientAuth: 'none' }, 'tlsClientAuth only applies with tlsCert and tlsKey'],
+      [{ module, tlsMinVersion: '1.3' }, 'tlsMinVersion only applies with tlsCert and tlsKey'],
+      [{ module, alpn: 'h2' }, 'alpn only applies with tlsCert and tlsKey'],
+      [{ ...tls, tlsClientAuth: 'require' }, 'tlsClientAuth "require" needs tlsCa to check client certificates against'],
+      [{ ...tls, tlsClientAuth: 'request' }, 'tlsClientAuth "request" needs tlsCa to check client certificates against'],
+    ];
+    for (const [options, message] of cases) expect(refusal(() => resolveOptions(options)).message).toBe(message);
+  });
+
+  it('errors that mention other options can name them by flag', () => {
+    const e = refusal(() => resolveOptions({ module, tlsCert: 'c' }));
+    expect(e.describe((n) => (OPTIONS as Record<string, OptionSpec>)[n]?.flag ?? n)).toBe('--tls-key is required with --tls-cert');
+  });
+
+  it('file paths are not opened here', () => {
+    expect(() => resolveOptions({ ...tls, tlsCa: '/nonexistent/ca.pem', tlsClientAuth: 'require' })).not.toThrow();
+  });
+});
