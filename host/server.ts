@@ -10,7 +10,7 @@ import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
 import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, G, T } from './pool/counters.js';
-import { Pool } from './pool/pool.js';
+import { Pool, type PoolOptions } from './pool/pool.js';
 import { C, check, native, SysError } from './sys.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
@@ -59,6 +59,8 @@ export class TcpmodServer extends EventEmitter {
   private compiled: CompiledModule | null = null;
   private closing: Promise<void> | null = null;
   private readonly log: pino.Logger;
+  /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
+  testHooks: PoolOptions['testHooks'] = undefined;
 
   constructor(options: ServerOptions, logger?: pino.Logger) {
     super();
@@ -116,6 +118,7 @@ export class TcpmodServer extends EventEmitter {
       max: o.maxThreads,
       script: new URL('./worker/worker-main.js', import.meta.url),
       handlerTimeoutMs: o.handlerTimeoutMs,
+      testHooks: this.testHooks,
       log: this.log,
       workerData: (slot): WorkerConfig => ({
         slot,

@@ -24,6 +24,8 @@ export interface PoolOptions {
   onStuck(slot: number): void;
   /** A worker's thread has exited, for whatever reason: finish whatever it held. Runs before the slot is reused. */
   onWorkerGone(slot: number): void;
+  /** Test hooks: beforeStop runs after the watchdog decided a callback is too slow, before it acts. */
+  testHooks?: { beforeStop?(slot: number): void };
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
 }
 
@@ -155,15 +157,20 @@ export class Pool extends EventEmitter {
     if (!m.retired) c.add(G.WORKERS, -1); // a retiring worker lowered it itself
     this.emit('workerExit', m.slot);
     if (this.stopping || m.retired) return;
-    if (c.get(G.WORKERS) < this.opts.min) this.replace();
+    if (c.get(G.WORKERS) < this.opts.min) this.replace(m.stuck);
   }
 
-  /** Keeps min workers alive after a crash or a kill, backing off when crashes repeat. */
-  private replace(): void {
+  /**
+   * Keeps min workers alive after a crash or a kill, backing off when crashes
+   * repeat. A worker the watchdog stopped is replaced at once: that was the
+   * host's decision, it cost the module one connection, and delaying the
+   * replacement would cost every other client their service.
+   */
+  private replace(stopped: boolean): void {
     const now = Date.now();
     this.crashes = this.crashes.filter((t) => now - t < 10_000);
-    this.crashes.push(now);
-    const delay = this.crashes.length > 3 ? Math.min(5000, 100 * 2 ** (this.crashes.length - 3)) : 0;
+    if (!stopped) this.crashes.push(now);
+    const delay = !stopped && this.crashes.length > 3 ? Math.min(5000, 100 * 2 ** (this.crashes.length - 3)) : 0;
     if (delay) this.opts.log.error({ crashes: this.crashes.length, delay }, 'workers keep dying; backing off');
     this.counters.add(G.WORKERS, 1);
     setTimeout(() => {
@@ -198,6 +205,7 @@ export class Pool extends EventEmitter {
       let own = ((now - start) | 0) - excluded;
       if (sendSeq & 1) own -= (now - sendStart) | 0;
       if (own < this.opts.handlerTimeoutMs) continue;
+      this.opts.testHooks?.beforeStop?.(m.slot);
       if (Atomics.compareExchange(i, seqCell, seq, CALL_KILLED) !== seq) continue;
       m.stuck = true;
       this.retired[T.FAULTS + FAULT_KINDS.indexOf('timeout')]++;
