@@ -133,6 +133,17 @@ async function serve(file: string): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGHUP re-reads the TLS files; a bad set is refused and the old one keeps serving.
+  process.on('SIGHUP', () => {
+    if (!server.options.tls) {
+      process.stderr.write('tcpmod: SIGHUP: nothing to reload (no --tls-cert)\n');
+      return;
+    }
+    server.reloadTls().catch((e: unknown) => {
+      const why = e instanceof OptionError ? e.describe(flagOf) : (e as Error).message;
+      process.stderr.write(`tcpmod: SIGHUP: certificate reload refused, the previous certificate keeps serving: ${why}\n`);
+    });
+  });
   try {
     const addr = await server.listen();
     if (metrics) {

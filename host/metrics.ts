@@ -52,13 +52,32 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
   gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
+  if (server.options.tls) {
+    counter('tcpmod_tls_handshakes_total', 'TLS handshakes completed', () => s().tls!.handshakes);
+    labelled('tcpmod_tls_handshake_failures_total', 'TLS handshakes that failed (the connection closed with reason tls), by cause', 'reason', () => s().tls!.handshakeFailures);
+    counter('tcpmod_tls_certificate_reloads_total', 'Certificate reloads applied', () => s().tls!.certificateReloads);
+  }
   return {
     registry,
     async scrape() {
       snapshot = null;
-      return registry.metrics();
+      const text = await registry.metrics();
+      return server.options.tls ? text + handshakeHistogram(s().tls!.handshakeSeconds) : text;
     },
   };
+}
+
+/**
+ * The handshake time histogram in exposition format. Workers count into fixed
+ * buckets on the hot path; prom-client's Histogram only takes single
+ * observations, so the pre-counted buckets are written out here.
+ */
+function handshakeHistogram(h: NonNullable<ServerStats['tls']>['handshakeSeconds']): string {
+  const name = 'tcpmod_tls_handshake_seconds';
+  const lines = [`# HELP ${name} Time from the first handshake byte to a completed TLS handshake`, `# TYPE ${name} histogram`];
+  for (const b of h.buckets) lines.push(`${name}_bucket{le="${b.le}"} ${b.count}`);
+  lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** Serves /metrics on host:port; resolves with the bound port. */

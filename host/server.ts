@@ -9,9 +9,10 @@ import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
 import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Counters, G, T } from './pool/counters.js';
+import { Counters, G, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import { C, check, native, SysError } from './sys.js';
+import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
 import { LISTEN_EVENTS } from './worker/loop.js';
@@ -38,6 +39,13 @@ export interface ServerStats {
   moduleFaultStorm: boolean;
   instancesCreated: number;
   kv: { keys: number; bytes: number; maxBytes: number };
+  /** TLS termination, null when the server speaks plain TCP. */
+  tls: null | {
+    handshakes: number;
+    handshakeFailures: Record<string, number>;
+    handshakeSeconds: { sum: number; count: number; buckets: { le: number; count: number }[] };
+    certificateReloads: number;
+  };
 }
 
 export interface CloseOptions {
@@ -54,6 +62,8 @@ export class TcpmodServer extends EventEmitter {
   private epfd = -1;
   private listenFd = -1;
   private listenId = -1;
+  private tlsContext = 0;
+  private tlsReloads = 0;
   private wakeFd = -1;
   private addr: AddressInfo | null = null;
   private compiled: CompiledModule | null = null;
@@ -85,6 +95,7 @@ export class TcpmodServer extends EventEmitter {
         log: (level, message) => this.log[LOG_LEVELS[level] ?? 'info']({ module: this.compiled!.name }, message),
       }).dispose();
       native.kvConfigure(o.kvMaxBytes);
+      if (o.tls) this.useTlsContext(this.makeTlsContext());
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
       this.epfd = check(native.epollCreate(), 'epoll_create1');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
@@ -97,6 +108,7 @@ export class TcpmodServer extends EventEmitter {
       // The listener is an entry of the connection table, handed from worker to worker like a connection.
       this.listenId = check(native.connOpen(this.listenFd, this.epfd, 0, 0, C.KIND_LISTEN), 'connOpen');
       this.pool = this.makePool();
+      this.pool.counters.set(G.TLS_CTX, this.tlsContext);
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
       check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
@@ -135,6 +147,7 @@ export class TcpmodServer extends EventEmitter {
         sendTimeoutMs: o.sendTimeoutMs,
         keepalive: o.keepalive,
         logLevel: o.logLevel,
+        tls: o.tls !== null,
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone.
@@ -174,6 +187,35 @@ export class TcpmodServer extends EventEmitter {
     }
   }
 
+  /** Reads and checks the TLS files (throws an OptionError naming the option); logs certificate warnings. */
+  private makeTlsContext(): number {
+    const { id, warnings } = createTlsContext(this.options.tls!);
+    for (const w of warnings) this.log.warn(w.detail, w.message);
+    return id;
+  }
+
+  /** New connections get context `id` from now on; open ones keep theirs (each session holds its context). */
+  private useTlsContext(id: number): void {
+    const old = this.tlsContext;
+    this.tlsContext = id;
+    this.pool?.counters.set(G.TLS_CTX, id);
+    if (old) native.tlsContextFree(old);
+  }
+
+  /**
+   * Re-reads the certificate, key and CA files from the same paths: new
+   * handshakes use them, open connections are untouched. A bad set is refused
+   * (the promise rejects with an OptionError naming the file) and the old one
+   * keeps serving.
+   */
+  async reloadTls(): Promise<void> {
+    if (!this.options.tls) throw new Error('reloadTls(): this server does not terminate TLS');
+    if (this.state !== 'running') throw new Error(`reloadTls() called in state ${this.state}`);
+    this.useTlsContext(this.makeTlsContext());
+    this.tlsReloads++;
+    this.log.info({ cert: this.options.tls.cert }, 'TLS certificate reloaded');
+  }
+
   address(): AddressInfo | null {
     return this.addr;
   }
@@ -189,7 +231,7 @@ export class TcpmodServer extends EventEmitter {
 
   stats(): ServerStats {
     const c = this.pool?.counters ?? new Counters();
-    const t = this.pool?.totals() ?? new Float64Array(32);
+    const t = this.pool?.totals() ?? new Float64Array(TOTALS);
     const closed: Record<string, number> = {};
     CLOSE_REASONS.forEach((r, i) => (closed[r] = t[T.CLOSED + i]));
     const faults: Record<string, number> = {};
@@ -211,6 +253,20 @@ export class TcpmodServer extends EventEmitter {
       moduleFaultStorm: this.pool?.faultStorm ?? false,
       instancesCreated: t[T.INSTANCES],
       kv: native.kvStats(),
+      tls: this.options.tls ? this.tlsStats(t) : null,
+    };
+  }
+
+  private tlsStats(t: Float64Array): NonNullable<ServerStats['tls']> {
+    const failures: Record<string, number> = {};
+    TLS_FAILURES.forEach((k, i) => (failures[k] = t[T.TLS_FAILURES + i]));
+    let cumulative = 0;
+    const buckets = TLS_HANDSHAKE_BUCKETS.map((le, i) => ({ le, count: (cumulative += t[T.TLS_BUCKETS + i]) }));
+    return {
+      handshakes: t[T.TLS_HANDSHAKES],
+      handshakeFailures: failures,
+      handshakeSeconds: { sum: t[T.TLS_HANDSHAKE_SECONDS], count: t[T.TLS_HANDSHAKES], buckets },
+      certificateReloads: this.tlsReloads,
     };
   }
 
@@ -268,6 +324,8 @@ export class TcpmodServer extends EventEmitter {
     if (this.listenId >= 0) native.connClose(this.listenFd, this.listenId);
     else if (this.listenFd >= 0) native.close(this.listenFd);
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
+    if (this.tlsContext) native.tlsContextFree(this.tlsContext);
+    this.tlsContext = 0;
     this.listenFd = this.wakeFd = this.epfd = this.listenId = -1;
   }
 }

@@ -43,3 +43,5 @@ export const EAGAIN = -osConstants.errno.EAGAIN;
 export const ETIMEDOUT = -osConstants.errno.ETIMEDOUT;
 export const EMFILE = -osConstants.errno.EMFILE;
 export const ENFILE = -osConstants.errno.ENFILE;
+export const EINVAL = -osConstants.errno.EINVAL;
+export const EPROTO = -osConstants.errno.EPROTO;

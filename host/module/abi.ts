@@ -32,6 +32,8 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   kv_set: '(i32, i32, i32, i32) -> i32',
   kv_del: '(i32, i32) -> i32',
   kv_incr: '(i32, i32, i64, i32) -> i32',
+  // v1.1: transport details of the connection being handled (0 TCP/TLS, 1 ALPN, 2 client certificate).
+  conn_info: '(i32, i32, i32, i32) -> i32',
 };
 
 /** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */

@@ -23,9 +23,20 @@ export interface InstanceHooks {
   send(conn: number, mem: ArrayBuffer, ptr: number, len: number): number;
   /** A log line from the module: tcpmod.log, WASI stdout/stderr, or an abort message. */
   log(level: number, message: string, conn: number): void;
+  /**
+   * tcpmod.conn_info for the connection being handled: a number, a text
+   * (written as UTF-8), or null for an unknown key. Without it: plain TCP.
+   */
+  connInfo?(key: number): number | string | null;
+}
+
+/** conn_info of a host with no transport details (the test harness): plain TCP. */
+function plainConnInfo(key: number): number | string | null {
+  return key === 0 || key === 2 ? 0 : key === 1 ? '' : null;
 }
 
 const utf8 = new TextDecoder('utf-8');
+const utf8Encoder = new TextEncoder();
 const utf16 = new TextDecoder('utf-16le');
 /** Longest abort message or file name decoded, in bytes (UTF-16: half as many characters). */
 const ABORT_TEXT_MAX = 2048;
@@ -259,6 +270,17 @@ export class ModuleInstance {
         this.hooks.log(level, utf8.decode(new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0)), this.logConn);
       },
       now_ms: (): number => Date.now(),
+      conn_info: (conn: number, key: number, out: number, cap: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        const v = (this.hooks.connInfo ?? plainConnInfo)(key);
+        if (v === null) return -3;
+        if (typeof v === 'number') return v;
+        const bytes = utf8Encoder.encode(v);
+        if (bytes.length > (cap >>> 0)) return -2;
+        this.region('tcpmod.conn_info out', out, bytes.length);
+        new Uint8Array(this.memory.buffer, out >>> 0, bytes.length).set(bytes);
+        return bytes.length;
+      },
       abort: (msg: number, file: number, line: number, col: number): never => {
         const text = `${this.asString(msg) ?? 'abort'} at ${this.asString(file) ?? '?'}:${line >>> 0}:${col >>> 0}`;
         throw new ModuleFault('abort', text);

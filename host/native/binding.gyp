@@ -8,7 +8,8 @@
         "src/sockets.cc",
         "src/poller.cc",
         "src/conn_table.cc",
-        "src/kv_store.cc"
+        "src/kv_store.cc",
+        "src/tls.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

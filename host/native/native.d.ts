@@ -19,6 +19,21 @@ export interface NativeConstants {
   KIND_CONN: number; KIND_LISTEN: number; KIND_WAKE: number;
 }
 
+export interface ConnTlsInfo {
+  tls: boolean;
+  handshaken: boolean;
+  /** The negotiated ALPN protocol, '' when none. */
+  alpn: string;
+  /** The client presented a certificate (which then verified). */
+  peerCert: boolean;
+  /** Why the session failed, a stable label ('' while nothing failed): protocol, version, certificate, alpn, timeout, socket, other. */
+  failure: string;
+  /** OpenSSL's words for the failure, for logs. */
+  detail: string;
+  /** Handshake time in microseconds (0 until done). */
+  micros: number;
+}
+
 export interface SockName { address: string; port: number; family: 'IPv4' | 'IPv6' }
 
 export interface NativeBinding {
@@ -59,9 +74,9 @@ export interface NativeBinding {
   // connection table (conn_table.cc): the host-owned per-connection state of ABI v1, and who holds each
   // entry. Every call names an entry by (fd, id); a stale pair finds nothing (-EBADF). Ids are below 2^53
   // and never repeat; a module sees id mod 2^31 (never 0, never that of another open connection).
-  /** Registers a socket held by `holder` (worker slot + 1); kind KIND_CONN (default) or KIND_LISTEN.
-   *  Returns its id, or -EEXIST. */
-  connOpen(fd: number, group: number, stateSize: number, holder: number, kind?: number): number;
+  /** Registers a socket held by `holder` (worker slot + 1); kind KIND_CONN (default) or KIND_LISTEN; with
+   *  tlsCtx (from tlsContextCreate) the connection speaks TLS. Returns its id, -EEXIST, or -EINVAL (unknown context). */
+  connOpen(fd: number, group: number, stateSize: number, holder: number, kind?: number, tlsCtx?: number): number;
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */
@@ -85,9 +100,23 @@ export interface NativeBinding {
   connHeld(group: number, holder: number): number[];
   /** The group's open connections (the table's size for it). */
   connCount(group: number): number;
+  /** TLS connections: one handshake step. 2 nothing to do (plain TCP, or handshaken before), 1 completed in this
+   *  call, 0 needs more input (re-arm), negative failed (-EPROTO a TLS failure, -ETIMEDOUT, -errno): close. */
+  connHandshake(fd: number, id: number, timeoutMs: number): number;
+  /** Sends a region in full like send(), through TLS when the connection has it; waited[0] = ms spent waiting. */
+  connSend(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number, timeoutMs: number, waited?: Int32Array): number;
+  connTlsInfo(fd: number, id: number): ConnTlsInfo | number;
   /** Test hook: ids continue from at least `id`; returns the next id. */
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
+
+  // TLS contexts (tls.cc): process-wide, shared by every worker; a session keeps its context alive.
+  /** Returns a context id (> 0) or a one-line error message. */
+  tlsContextCreate(o: { cert: string; key: string; ca?: string; clientAuth?: 'none' | 'request' | 'require';
+    minVersion?: '1.2' | '1.3'; alpn?: string[] }): number | string;
+  tlsContextFree(id: number): number;
+  /** The first certificate of a PEM text, or a one-line error message. */
+  tlsCertInfo(pem: string): { subject: string; issuer: string; notBefore: number; notAfter: number; selfSigned: boolean } | string;
 
   // key-value store (kv_store.cc): one per process
   /** Value length (copied only if it fits outCap) or -1 when missing. */

@@ -20,6 +20,7 @@ export const G = {
   MIN: 6,
   MAX: 7,
   GROW: 8, // 1: a worker has asked for one more worker and the pool has not decided yet
+  TLS_CTX: 9, // the TLS context new connections get (0: plain TCP); a certificate reload swaps it
 } as const;
 const GLOBAL_CELLS = 16;
 
@@ -39,13 +40,21 @@ const SLOT_I32 = 7;
 /** CALL_SEQ after the watchdog stopped the callback (even: never a live call's value). */
 export const CALL_KILLED = -2;
 
+/** Why a TLS handshake failed: the labels the native engine gives (tls.h), in counter order. */
+export const TLS_FAILURES = ['protocol', 'version', 'certificate', 'alpn', 'timeout', 'socket', 'other'] as const;
+/** Upper bounds (seconds) of the TLS handshake time histogram; one more cell counts the rest (+Inf). */
+export const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
+
 /** Float64 totals per slot. */
 export const T = {
   EVENTS: 0, BYTES_IN: 1, BYTES_OUT: 2, ACCEPTED: 3, SEND_TIMEOUTS: 4, INSTANCES: 5,
-  CLOSED: 6, // one cell per close reason
-  FAULTS: 6 + CLOSE_REASONS.length, // one cell per fault kind
+  TLS_HANDSHAKES: 6, TLS_HANDSHAKE_SECONDS: 7, // count and sum of completed handshakes
+  CLOSED: 8, // one cell per close reason
+  FAULTS: 8 + CLOSE_REASONS.length, // one cell per fault kind
+  TLS_FAILURES: 8 + CLOSE_REASONS.length + FAULT_KINDS.length, // one cell per TLS_FAILURES label
+  TLS_BUCKETS: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length, // one per bucket, then +Inf
 } as const;
-export const TOTALS = T.FAULTS + FAULT_KINDS.length;
+export const TOTALS = T.TLS_BUCKETS + TLS_HANDSHAKE_BUCKETS.length + 1;
 
 const I32_BYTES = (GLOBAL_CELLS + MAX_WORKERS * SLOT_I32) * 4;
 

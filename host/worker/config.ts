@@ -15,4 +15,6 @@ export interface WorkerConfig {
   /** [idle s, interval s, count] or null for no keepalive. */
   keepalive: [number, number, number] | null;
   logLevel: string;
+  /** Connections speak TLS (the context in use is the G.TLS_CTX cell). */
+  tls: boolean;
 }

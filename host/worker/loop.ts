@@ -9,8 +9,8 @@ import { CloseReason } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
-import { CALL_KILLED, clockMs, Counters, G, S, T } from '../pool/counters.js';
-import { C, EAGAIN, EMFILE, ENFILE, ETIMEDOUT, native } from '../sys.js';
+import { CALL_KILLED, clockMs, Counters, G, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
+import { C, EAGAIN, EINVAL, EMFILE, ENFILE, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
 
@@ -47,12 +47,15 @@ export class EventLoop implements Transport {
   private readonly closeCount: CloseCount;
   /** The connection being handled, for sends from the module. */
   private fd = -1;
+  private id = 0;
+  private readonly tls: boolean;
   /** The odd CALL_SEQ value of the callback running now, or 0. */
   private callSeq = 0;
   private readonly cell: { seq: number; start: number; excluded: number; sendSeq: number; sendStart: number; busy: number };
 
   constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
     this.cells = ctr.i32;
+    this.tls = cfg.tls;
     this.holder = cfg.slot + 1;
     this.t = ctr.totalsBase(cfg.slot);
     const at = (f: number) => ctr.slotCell(cfg.slot, f);
@@ -103,13 +106,18 @@ export class EventLoop implements Transport {
 
   /** Input (or EOF, or an error) on a connection this worker now holds. */
   private handle(fd: number, id: number): void {
+    if (this.tls) {
+      const rc = native.connHandshake(fd, id, this.cfg.sendTimeoutMs);
+      if (rc !== 2) return this.handshaken(fd, id, rc);
+    }
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.inst;
     const d = inst.desc;
     this.fd = fd;
+    this.id = id;
     let len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
-    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    if (len < 0) return this.close(fd, id, len === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR);
     this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
     const eof = (len & native.LOAD_EOF) !== 0;
     len &= ~native.LOAD_EOF;
@@ -137,7 +145,9 @@ export class EventLoop implements Transport {
         } else if (fd !== EAGAIN && !this.ctr.get(G.STOP)) this.hooks.warn('accept failed', { errno: fd });
         break;
       }
-      const id = native.connOpen(fd, epfd, stateSize, this.holder);
+      let id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.tls ? this.ctr.get(G.TLS_CTX) : 0);
+      // A certificate reload freed the context just read: the cell holds its successor.
+      if (id === EINVAL && this.tls) id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.ctr.get(G.TLS_CTX));
       if (id < 0) {
         // The table still has an entry for this fd number: a host bug, never a reason to leak the socket.
         this.hooks.warn('connection table refused an accepted socket; closing it', { fd, errno: id });
@@ -155,11 +165,11 @@ export class EventLoop implements Transport {
       // Only when the server has taken the listener out of the set (it is stopping).
       this.hooks.warn('listener re-arm failed');
     }
-    for (let i = 0; i < list.length; i += 2) this.open(list[i], list[i + 1]);
+    for (let i = 0; i < list.length; i += 2) this.begin(list[i], list[i + 1]);
   }
 
-  /** Socket options, then on_open with a zeroed state slot. */
-  private open(fd: number, id: number): void {
+  /** A new connection: socket options, then the TLS handshake where there is one, then on_open. */
+  private begin(fd: number, id: number): void {
     const ka = this.cfg.keepalive;
     if (ka) {
       native.setsockoptInt(fd, C.SOL_SOCKET, C.SO_KEEPALIVE, 1);
@@ -168,12 +178,49 @@ export class EventLoop implements Transport {
       native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_KEEPCNT, ka[2]);
     }
     native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, 1);
+    if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', moduleConnId(id), 0);
+    if (this.tls) this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
+    else this.open(fd, id);
+  }
+
+  /**
+   * After a handshake step (connHandshake's result): on completion the module
+   * meets the connection (on_open); while it needs input the connection waits;
+   * on failure it is closed with reason 8 without the module ever seeing it.
+   */
+  private handshaken(fd: number, id: number, rc: number): void {
+    const stopping = this.ctr.get(G.FORCED);
+    if (rc === 1 && !stopping) {
+      const info = native.connTlsInfo(fd, id);
+      const s = typeof info === 'number' ? 0 : info.micros / 1e6;
+      const f = this.ctr.f64;
+      f[this.t + T.TLS_HANDSHAKES]++;
+      f[this.t + T.TLS_HANDSHAKE_SECONDS] += s;
+      let b = 0;
+      while (b < TLS_HANDSHAKE_BUCKETS.length && s > TLS_HANDSHAKE_BUCKETS[b]) b++;
+      f[this.t + T.TLS_BUCKETS + b]++;
+      return this.open(fd, id);
+    }
+    if (rc === 0 && !stopping && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    let reason: number = CloseReason.SHUTDOWN;
+    if (!stopping) {
+      reason = CloseReason.TLS;
+      const info = native.connTlsInfo(fd, id);
+      const label = typeof info === 'number' || !info.failure ? 'other' : info.failure;
+      const k = TLS_FAILURES.indexOf(label as (typeof TLS_FAILURES)[number]);
+      this.ctr.f64[this.t + T.TLS_FAILURES + (k < 0 ? TLS_FAILURES.indexOf('other') : k)]++;
+    }
+    finishConnection(fd, id, reason, this.closeCount);
+  }
+
+  /** The module meets a connection: on_open with a zeroed state slot. */
+  private open(fd: number, id: number): void {
     const conn = moduleConnId(id);
-    if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', conn, 0);
     const inst = this.inst;
     const d = inst.desc;
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
     this.fd = fd;
+    this.id = id;
     this.after(fd, id, this.driver.open(inst, conn));
   }
 
@@ -212,6 +259,7 @@ export class EventLoop implements Transport {
     const inst = this.hooks.instantiate({
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
       log: (level, message, conn) => this.hooks.log(level, message, conn),
+      connInfo: (key) => this.connInfo(key),
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;
@@ -225,7 +273,9 @@ export class EventLoop implements Transport {
     const c = this.cell;
     Atomics.store(cells, c.sendStart, clockMs());
     Atomics.add(cells, c.sendSeq, 1); // odd while sending: the pool tells a blocked sender from a busy one
-    const rc = native.send(this.fd, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited);
+    const rc = this.tls
+      ? native.connSend(this.fd, this.id, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited)
+      : native.send(this.fd, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited);
     // Time spent waiting for a slow reader is the send timeout's business, not the handler's.
     if (this.callSeq) Atomics.add(cells, c.excluded, this.waited[0]);
     Atomics.add(cells, c.sendSeq, 1);
@@ -237,7 +287,18 @@ export class EventLoop implements Transport {
       this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
       return CloseReason.SEND_TIMEOUT;
     }
-    return this.ctr.get(G.FORCED) ? CloseReason.SHUTDOWN : CloseReason.SOCKET_ERROR;
+    if (this.ctr.get(G.FORCED)) return CloseReason.SHUTDOWN;
+    return rc === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR;
+  }
+
+  /** tcpmod.conn_info for the connection being handled: 0 transport, 1 ALPN protocol, 2 client certificate. */
+  private connInfo(key: number): number | string | null {
+    if (key === 0) return this.tls ? 1 : 0;
+    if (key !== 1 && key !== 2) return null;
+    const info = this.tls ? native.connTlsInfo(this.fd, this.id) : null;
+    const ok = info !== null && typeof info !== 'number';
+    if (key === 1) return ok ? info.alpn : '';
+    return ok && info.peerCert ? 1 : 0;
   }
 
   /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */

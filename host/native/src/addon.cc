@@ -12,6 +12,7 @@
 #include "kv_store.h"
 #include "poller.h"
 #include "sockets.h"
+#include "tls.h"
 
 namespace {
 
@@ -56,6 +57,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tcpmod::InitPoller(env, exports);
   tcpmod::InitConnTable(env, exports);
   tcpmod::InitKvStore(env, exports);
+  tcpmod::InitTls(env, exports);
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -31,6 +32,8 @@
 #include <vector>
 
 #include "args.h"
+#include "sockets.h"
+#include "tls.h"
 
 namespace tcpmod {
 namespace {
@@ -46,6 +49,10 @@ struct Conn {
   int kind;
   std::atomic<int> holder{0};
   int state_size;
+  // TLS terminated here (nullptr: plain TCP); the module sees plaintext only,
+  // and is first called once the handshake has completed.
+  TlsSession* tls = nullptr;
+  bool handshaken = false;
   std::vector<uint8_t> pending;
   uint8_t state[kMaxState];
 };
@@ -103,13 +110,15 @@ uint64_t EpollData(const Conn* c, int fd) {
   return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
 }
 
-// connOpen(fd, group, stateSize, holder, kind = 0) -> id | -EEXIST | -EBADF.
+// connOpen(fd, group, stateSize, holder, kind = 0, tlsCtx = 0) -> id | -EEXIST | -EBADF | -EINVAL.
 // Registers a socket held by `holder` (the worker that accepted it, or the main
-// thread's 0 for the listener before any worker runs).
+// thread's 0 for the listener before any worker runs). With tlsCtx (a context of
+// tlsContextCreate) the connection speaks TLS: -EINVAL when the context is unknown.
 Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
-  int64_t fd, group, state_size, holder, kind = kKindConn;
+  int64_t fd, group, state_size, holder, kind = kKindConn, tls_ctx = 0;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &group) || !ArgInt(info, 2, &state_size) ||
-      !ArgInt(info, 3, &holder) || (info.Length() > 4 && !ArgInt(info, 4, &kind)))
+      !ArgInt(info, 3, &holder) || (info.Length() > 4 && !ArgInt(info, 4, &kind)) ||
+      (info.Length() > 5 && !ArgInt(info, 5, &tls_ctx)))
     return info.Env().Undefined();
   if (state_size < 0 || state_size > kMaxState || (kind != kKindConn && kind != kKindListen)) {
     Napi::RangeError::New(info.Env(), "stateSize must be 0..256 and kind 0 or 1").ThrowAsJavaScriptException();
@@ -122,10 +131,15 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
   c->holder.store(static_cast<int>(holder));
   c->state_size = static_cast<int>(state_size);
   std::memset(c->state, 0, sizeof(c->state));
+  if (tls_ctx > 0 && (c->tls = TlsSessionNew(static_cast<int>(tls_ctx), static_cast<int>(fd))) == nullptr) {
+    delete c;
+    return Num(info, -EINVAL);
+  }
   {
     std::lock_guard<std::mutex> lock(table_mu);
     if (static_cast<size_t>(fd) >= by_fd.size()) by_fd.resize(static_cast<size_t>(fd) + 1024, nullptr);
     if (by_fd[fd] != nullptr) {
+      TlsSessionFree(c->tls);
       delete c;
       return Num(info, -EEXIST);
     }
@@ -138,7 +152,9 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
 
 // connLoad(fd, id, mem, inPtr, inCap, statePtr, received) -> inLen [| EOF bit] | -errno.
 // Writes the carried-over input at inPtr, then receives straight into memory
-// after it (one recv, up to inCap), and copies the state slot to statePtr.
+// after it (one recv, up to inCap; for TLS, decrypted records until the socket
+// is drained or the region full), and copies the state slot to statePtr.
+// -EPROTO: a TLS record failed.
 // received[0] is set to the number of newly received bytes.
 Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   int64_t fd, id, state_ptr;
@@ -157,7 +173,13 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   if (have > cap) return Num(info, -EOVERFLOW);
   if (have) std::memcpy(in, c->pending.data(), have);
   int eof = 0;
-  if (have < cap) {
+  if (have < cap && c->tls != nullptr) {
+    bool peer_done = false;
+    int64_t n = TlsRead(c->tls, in + have, cap - have, &peer_done);
+    if (n < 0) return Num(info, static_cast<double>(n));
+    have += static_cast<size_t>(n);
+    if (peer_done) eof = kLoadEof;
+  } else if (have < cap) {
     ssize_t n;
     do n = recv(static_cast<int>(fd), in + have, cap - have, 0); while (n < 0 && errno == EINTR);
     if (n > 0) have += static_cast<size_t>(n);
@@ -217,6 +239,9 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
   if (c == nullptr) return Num(info, -EBADF);
   epoll_event ev{};
   ev.events = static_cast<uint32_t>(events);
+  // Input OpenSSL holds already is invisible to epoll; asking for writability
+  // as well makes a (writable) socket report at once, so it is not stranded.
+  if (c->tls != nullptr && (events & EPOLLIN) && TlsHasPending(c->tls)) ev.events |= EPOLLOUT;
   ev.data.u64 = EpollData(c, static_cast<int>(fd));
   int prev = c->holder.exchange(0);
   if (epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_MOD, static_cast<int>(fd), &ev) < 0) {
@@ -236,6 +261,10 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   Conn* c = Unlink(static_cast<int>(fd), static_cast<uint64_t>(id));
   if (c == nullptr) return Num(info, -EBADF);
+  if (c->tls != nullptr) {
+    TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
+    TlsSessionFree(c->tls);
+  }
   delete c;
   if (drain > 0) {
     // Closing with unread input makes the kernel answer with a reset, which can
@@ -253,6 +282,67 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
   // The fd is ours alone until this close: after it the number may be reused.
   close(static_cast<int>(fd));
   return Num(info, 0);
+}
+
+// connHandshake(fd, id, timeoutMs) -> 2 nothing to do (plain TCP, or done before) |
+// 1 the TLS handshake completed in this call | 0 it needs more input (re-arm) | -errno,
+// -EPROTO or -ETIMEDOUT: it failed (close). Writes wait up to timeoutMs.
+Napi::Value ConnHandshake(const Napi::CallbackInfo& info) {
+  int64_t fd, id, timeout;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &timeout)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  if (c->tls == nullptr || c->handshaken) return Num(info, 2);
+  int rc = TlsHandshake(c->tls, static_cast<int>(timeout));
+  if (rc == 1) c->handshaken = true;
+  return Num(info, rc);
+}
+
+// connSend(fd, id, mem, ptr, len, timeoutMs, waited?) -> len | -ETIMEDOUT | -errno | -EPROTO.
+// Sends in full like send(), through TLS when the connection has it.
+Napi::Value ConnSend(const Napi::CallbackInfo& info) {
+  int64_t fd, id, timeout;
+  uint8_t* p;
+  size_t len;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &p, &len) || !ArgInt(info, 5, &timeout))
+    return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  int64_t waited = 0;
+  int64_t rc;
+  if (c->tls != nullptr) {
+    timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = TlsSendAll(c->tls, p, len, static_cast<int>(timeout));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    // Encryption is quick next to any wait for a slow reader: the whole call counts as waiting.
+    waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  } else {
+    rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
+  }
+  if (info.Length() > 6 && info[6].IsTypedArray()) {
+    Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
+    if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
+      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(waited);
+  }
+  return Num(info, static_cast<double>(rc));
+}
+
+// connTlsInfo(fd, id) -> { tls, alpn, peerCert, failure, detail, micros } | -EBADF.
+Napi::Value ConnTlsInfo(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("tls", c->tls != nullptr);
+  out.Set("handshaken", c->handshaken);
+  out.Set("alpn", c->tls && c->handshaken ? TlsAlpn(c->tls) : std::string());
+  out.Set("peerCert", c->tls != nullptr && c->handshaken && TlsPeerCertPresented(c->tls));
+  out.Set("failure", c->tls ? TlsFailure(c->tls) : "");
+  out.Set("detail", c->tls ? TlsFailureDetail(c->tls) : std::string());
+  out.Set("micros", c->tls ? TlsHandshakeMicros(c->tls) : 0.0);
+  return out;
 }
 
 // connShutdown(fd, id, how) -> 0 | -EBADF | -errno. Safe from any thread: the
@@ -355,6 +445,9 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connRearm", Napi::Function::New(env, ConnRearm, "connRearm"));
   exports.Set("connClose", Napi::Function::New(env, ConnClose, "connClose"));
   exports.Set("connShutdown", Napi::Function::New(env, ConnShutdown, "connShutdown"));
+  exports.Set("connHandshake", Napi::Function::New(env, ConnHandshake, "connHandshake"));
+  exports.Set("connSend", Napi::Function::New(env, ConnSend, "connSend"));
+  exports.Set("connTlsInfo", Napi::Function::New(env, ConnTlsInfo, "connTlsInfo"));
   exports.Set("connShutdownGroup", Napi::Function::New(env, ConnShutdownGroup, "connShutdownGroup"));
   exports.Set("connList", Napi::Function::New(env, ConnList, "connList"));
   exports.Set("connHeld", Napi::Function::New(env, ConnHeld, "connHeld"));

@@ -1,0 +1,91 @@
+// The native TLS engine: server-side TLS over an accepted non-blocking socket,
+// with the OpenSSL that Node itself ships (its headers are on node-gyp's include
+// path and the node binary exports OpenSSL's symbols, so the addon links nothing).
+//
+// Contexts (an SSL_CTX plus its settings) live in a process-wide registry shared
+// by every worker thread; a session keeps a reference to its context, so freeing
+// or replacing a context (a certificate reload) never affects open sessions.
+//
+// Return conventions, as in the rest of the shim: counts are >= 0, failures are
+// negative. A failure is one of
+//   -ETIMEDOUT  the socket stayed unwritable for timeout_ms;
+//   -errno      the socket failed (ECONNRESET, EPIPE, ...); -ECONNRESET also when
+//               the peer closed TCP before the handshake completed;
+//   -EPROTO     a TLS failure (bad record, alert, version, certificate, ...);
+//   -EINVAL     the call is not allowed in the session's state (a caller bug).
+// TlsFailure() then gives a short label of the cause for metrics. Every failure
+// except -EINVAL is final: the connection must be closed.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tcpmod {
+
+struct TlsSession;
+
+// Creates a session for an accepted non-blocking socket fd with context ctx_id
+// (see tlsContextCreate). nullptr if ctx_id is unknown (or on allocation failure).
+// The session never closes fd; its owner does, after TlsSessionFree.
+TlsSession* TlsSessionNew(int ctx_id, int fd);
+
+// Frees the session without sending anything (see TlsCloseNotify). nullptr is a no-op.
+void TlsSessionFree(TlsSession* s);
+
+// One handshake step. Returns 1 when the handshake is complete (again 1 on later
+// calls); 0 when it needs more input from the peer (re-arm EPOLLIN and call again
+// on the next event); negative when it failed (close the connection). When
+// OpenSSL wants to write, this call waits for writability with poll(POLLOUT) up
+// to timeout_ms, restarted on progress, and fails with -ETIMEDOUT past it.
+// After 1, check TlsHasPending: the client's first data may already be buffered.
+int TlsHandshake(TlsSession* s, int timeout_ms);
+bool TlsHandshakeDone(TlsSession* s);
+
+// Reads decrypted bytes into buf (up to cap), looping until buf is full or the
+// socket is drained. Returns the bytes read (>= 0); *eof is set when the peer sent
+// close_notify or closed TCP (with or without close_notify: both are EOF). Negative
+// on a fatal error. When a fatal error follows decrypted bytes, the bytes are
+// returned first and the error by the next call; TlsHasPending is true meanwhile.
+// In the rare case OpenSSL must write while reading (a TLS 1.3 KeyUpdate reply or
+// an alert), it waits for writability up to write_timeout_ms.
+// -EINVAL before the handshake completed.
+int64_t TlsRead(TlsSession* s, uint8_t* buf, size_t cap, bool* eof, int write_timeout_ms = 1000);
+
+// True when a TlsRead call would return something that no socket readiness event
+// would announce: input OpenSSL buffered already, or a failure still to report.
+bool TlsHasPending(TlsSession* s);
+
+// Encrypts and sends all of [p, p+len), waiting with poll(POLLOUT) up to
+// timeout_ms (restarted on progress) whenever the socket is full. Returns len,
+// -ETIMEDOUT, or another negative failure; after any failure part of a record may
+// have been sent, so the connection must be closed. Never raises SIGPIPE (the
+// socket BIO sends with MSG_NOSIGNAL). -EINVAL before the handshake completed.
+int64_t TlsSendAll(TlsSession* s, const uint8_t* p, size_t len, int timeout_ms);
+
+// Best effort, never blocks: sends close_notify once if the handshake completed
+// and nothing failed; if the socket is full the alert is dropped.
+void TlsCloseNotify(TlsSession* s);
+
+// After the handshake: the negotiated ALPN protocol ("" if none), and whether the
+// client presented a certificate (which then passed verification).
+std::string TlsAlpn(TlsSession* s);
+bool TlsPeerCertPresented(TlsSession* s);
+
+// Why the session failed, a short stable label for metrics: "protocol" (not TLS,
+// bad record), "version", "certificate" (client certificate missing or rejected,
+// or the client rejected ours), "alpn", "timeout", "socket", "other"; "" while
+// nothing failed.
+const char* TlsFailure(TlsSession* s);
+
+// OpenSSL's reason for the failure ("wrong version number", ...) or the errno
+// text, for logs; "" while nothing failed. Not stable: never use as a label.
+std::string TlsFailureDetail(TlsSession* s);
+
+// Microseconds from the first TlsHandshake call to completion; 0 until then.
+double TlsHandshakeMicros(TlsSession* s);
+
+void InitTls(Napi::Env env, Napi::Object exports);
+
+}  // namespace tcpmod
