@@ -41,3 +41,11 @@ export declare function kv_del(key: usize, key_len: i32): i32;
 // @ts-ignore: decorator
 @external("tcpmod", "kv_incr")
 export declare function kv_incr(key: usize, key_len: i32, delta: i64, out: usize): i32;
+
+/** v1.1: a transport detail of connection `conn` (the one being handled). key 0: 1 when the
+ *  connection is TLS, else 0; key 1: the negotiated ALPN protocol written at `out` (returns its
+ *  length, 0 when none); key 2: 1 when the client presented a verified certificate. Negative:
+ *  -1 not the connection being handled, -2 `cap` too small, -3 unknown key. */
+// @ts-ignore: decorator
+@external("tcpmod", "conn_info")
+export declare function conn_info(conn: i32, key: i32, out: usize, cap: i32): i32;

@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { host_send } from "./abi";
+import { conn_info, host_send } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -32,6 +32,10 @@ export enum CloseReason {
   SendTimeout = 4,
   Shutdown = 5,
   Fault = 6,
+  /** v1.1: the connection's read or frame timeout expired. */
+  Timeout = 7,
+  /** v1.1: a TLS record failed. */
+  Tls = 8,
 }
 
 /** Bit 0 of the on_data flags: the peer will send nothing more. */
@@ -106,6 +110,16 @@ export class Conn {
   get stateSize(): i32 { return stateSize; }
   /** True once a `tcpmod.send` failed in this call; the call will end with Abort. */
   get failed(): bool { return sendFailed; }
+
+  /** True when the host terminates TLS for this connection (the module sees plaintext either way). */
+  get tls(): bool { return conn_info(curId, 0, 0, 0) == 1; }
+
+  /** True when the client presented a certificate that verified against the server's CA (mutual TLS). */
+  get clientCertificate(): bool { return conn_info(curId, 2, 0, 0) == 1; }
+
+  /** Writes the ALPN protocol the TLS handshake chose (e.g. "http/1.1") at `out`; returns its length,
+   *  0 when none was negotiated, or -2 when `cap` is too small. */
+  alpn(out: usize, cap: i32): i32 { return conn_info(curId, 1, out, cap); }
 
   /** Input byte `i` (0 <= i < inputLen); out of range is a module fault. */
   @inline byte(i: i32): u8 {
