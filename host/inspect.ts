@@ -3,7 +3,7 @@
 // tcpmod_init). Problems are thrown as ModuleLoadError / ModuleConfigRefused
 // for the CLI to print one line each.
 import { compileModule, probeModule, type CompileOptions } from './module/load.js';
-import { LOG_LEVELS, PAGE } from './module/abi.js';
+import { LOG_LEVELS, PAGE, V1_1_IMPORTS } from './module/abi.js';
 import { signature, type Desc, type Limits } from './module/wasm-binary.js';
 
 export async function inspectModule(file: string, opts: CompileOptions): Promise<string> {
@@ -31,6 +31,7 @@ export async function inspectModule(file: string, opts: CompileOptions): Promise
     `imports:   ${list(compiled.shape.imports.map((i) => `${i.module}.${i.name} ${describe(i.desc)}`))}`,
     `exports:   ${list(compiled.shape.exports.map((e) => `${e.name} ${describe(e.desc)}`))}`,
     `callbacks: tcpmod_on_data${['tcpmod_on_open', 'tcpmod_on_close', 'tcpmod_init', '_initialize', '__collect'].filter((n) => opt.has(n)).map((n) => `, ${n}`).join('')}`,
+    `v1.1:      ${list(compiled.shape.imports.filter((i) => i.module === 'tcpmod' && (V1_1_IMPORTS as readonly string[]).includes(i.name)).map((i) => `tcpmod.${i.name}`))}`,
     `config:    ${!opt.has('tcpmod_init') ? 'not taken (no tcpmod_init)' : `${compiled.config.length} bytes, accepted by tcpmod_init`}`,
     ...logs.map((l) => `log:       ${l}`),
   ];

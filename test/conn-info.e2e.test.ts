@@ -60,6 +60,12 @@ describe('tcpmod.conn_info', () => {
     }
   });
 
+  it('is listed by tcpmod inspect as a v1.1 addition', async () => {
+    const { inspectModule } = await import('../dist/inspect.js');
+    expect(await inspectModule(await fixture('conninfo'), { memoryCap: 32 << 20 })).toMatch(/^v1\.1:\s+tcpmod\.conn_info$/m);
+    expect(await inspectModule('build/echo.wasm', { memoryCap: 32 << 20 })).toMatch(/^v1\.1:\s+none$/m);
+  });
+
   it('says plain TCP in the socket-free harness', async () => {
     const h = await loadHarness(await fixture('conninfo'));
     const { conn } = h.open();

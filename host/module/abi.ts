@@ -36,6 +36,9 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   conn_info: '(i32, i32, i32, i32) -> i32',
 };
 
+/** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
+export const V1_1_IMPORTS = ['conn_info'] as const;
+
 /** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */
 export const WASI_IMPORTS: Record<string, string> = {
   fd_write: '(i32, i32, i32, i32) -> i32',
