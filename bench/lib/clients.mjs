@@ -19,11 +19,16 @@ export async function echoLoad(bins, { port, connections, size, seconds }) {
 
 const UNIT_S = { us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 
-/** wrk on GET /, optionally with bench/pipeline.lua at DEPTH. */
-export async function wrk(benchDir, { port, connections, threads, seconds, pipeline }) {
+/**
+ * wrk on GET /, optionally with bench/pipeline.lua at DEPTH; scheme 'https'
+ * for TLS (wrk verifies no certificate); headers: extra -H lines, e.g.
+ * 'Connection: close' (wrk then reconnects after every response).
+ */
+export async function wrk(benchDir, { port, connections, threads, seconds, pipeline, scheme = 'http', headers = [] }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s'];
+  for (const h of headers) args.push('-H', h);
   if (pipeline > 1) args.push('-s', join(benchDir, 'pipeline.lua'));
-  args.push(`http://127.0.0.1:${port}/`);
+  args.push(`${scheme}://127.0.0.1:${port}/`);
   if (pipeline > 1) args.push('--', String(pipeline));
   const r = await runClient('wrk', args, { timeoutMs: (seconds + 60) * 1000, nofile: 65536 });
   const m = /(\d+) requests in ([\d.]+)(us|ms|s|m|h)/.exec(r.stdout);

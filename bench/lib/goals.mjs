@@ -41,6 +41,22 @@ export function evaluateGoals(w) {
     ratioGoal({ id: 'http-vs-node', goal: 'HTTP ≥ 3× Node `http` (one process), req/s', workload: w.http, peer: 'node-http', atLeast: 3 }),
     ratioGoal({ id: 'http-vs-nginx', goal: 'HTTP ≥ 0.8× nginx (same worker count), req/s', workload: w.http, peer: 'nginx', atLeast: 0.8 }),
     ratioGoal({
+      id: 'https-vs-nginx',
+      goal: 'HTTPS keep-alive ≥ 0.8× nginx (same worker count, same certificate), req/s',
+      workload: w.https,
+      peer: 'nginx',
+      filter: (c) => !c.params.connectionClose,
+      atLeast: 0.8,
+    }),
+    ratioGoal({
+      id: 'https-vs-node',
+      goal: 'HTTPS keep-alive ≥ 2× Node `https` (one process), req/s',
+      workload: w.https,
+      peer: 'node-https',
+      filter: (c) => !c.params.connectionClose,
+      atLeast: 2,
+    }),
+    ratioGoal({
       id: 'resp-vs-redis',
       goal: 'RESP ≥ 0.9× redis-server, req/s',
       workload: w.resp,

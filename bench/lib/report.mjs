@@ -10,6 +10,7 @@ const esc = (s) => String(s).replace(/\|/g, '\\|');
 export const WORKLOAD_TITLES = {
   echo: 'Echo (closed loop, bench/bin/echo-load)',
   http: 'HTTP (wrk, GET /)',
+  https: 'HTTPS (wrk, GET / over TLS)',
   resp: 'RESP (redis-benchmark)',
   scale: 'Scale: idle connections',
   startup: 'Start-up',
@@ -101,6 +102,7 @@ export function resultTables(results, { headingLevel = 2 } = {}) {
     else if (name === 'startup') out.push(startupTable(w));
     else out.push(compareTable(w, name === 'workers' ? null : 'tcpmod'));
     if (w.client) out.push('', `Client: \`${w.client}\`.`);
+    for (const note of w.notes ?? []) out.push('', note);
     out.push('');
   }
   return out.join('\n');

@@ -20,13 +20,17 @@ export function serverDefs({ root, bins, threads }) {
   const node = process.execPath;
   const nginxBin = hasCommand('nginx') ? 'nginx' : '/usr/sbin/nginx';
   return {
-    tcpmod: (module, { workers = threads, id = 'tcpmod', label = `tcpmod ×${workers}` } = {}) => ({
+    /** tls: { cert, key } serves TLS 1.2–1.3 with ALPN http/1.1 (OpenSSL's default ciphers, server order, tickets on). */
+    tcpmod: (module, { workers = threads, tls = null, id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}` } = {}) => ({
       id,
       label,
       module,
       start: (port) => ({
         cmd: node,
-        args: ['bin/tcpmod.js', 'serve', module, '--host', '127.0.0.1', '--port', String(port), '--threads', String(workers), '--log-level', 'warn'],
+        args: [
+          'bin/tcpmod.js', 'serve', module, '--host', '127.0.0.1', '--port', String(port), '--threads', String(workers), '--log-level', 'warn',
+          ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-min-version', '1.2', '--alpn', 'http/1.1'] : []),
+        ],
         readyLine: LISTENING,
       }),
     }),
@@ -55,13 +59,19 @@ export function serverDefs({ root, bins, threads }) {
       label: `node http cluster ×${threads}`,
       start: (port) => ({ cmd: node, args: ['bench/node-http.mjs', String(port), String(threads)], readyLine: LISTENING }),
     }),
-    nginx: () => ({
+    /** Node's `https`, one process, on tls: { cert, key } (TLS settings in bench/node-https.mjs). */
+    nodeHttps: ({ tls }) => ({
+      id: 'node-https',
+      label: 'node https',
+      start: (port) => ({ cmd: node, args: ['bench/node-https.mjs', String(port), tls.cert, tls.key], readyLine: LISTENING }),
+    }),
+    nginx: ({ tls = null } = {}) => ({
       id: 'nginx',
-      label: `nginx ×${threads}`,
+      label: `nginx ×${threads}${tls ? ' TLS' : ''}`,
       start: (port) => {
         const dir = mkdtempSync(join(os.tmpdir(), 'tcpmod-bench-nginx-'));
         const conf = join(dir, 'nginx.conf');
-        writeFileSync(conf, nginxConfig(dir, port, threads));
+        writeFileSync(conf, nginxConfig(dir, port, threads, tls));
         return {
           cmd: nginxBin,
           args: ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')],
@@ -80,8 +90,36 @@ export function serverDefs({ root, bins, threads }) {
   };
 }
 
-/** A temporary nginx configuration: `return 200 'Hello, World!'` from N workers, no logging to files outside dir. */
-export function nginxConfig(dir, port, workers) {
+/** OpenSSL's default TLS 1.3 suites in its order: what tcpmod's SSL_CTX (and bench/node-https.mjs) use. */
+export const TLS13_SUITES = 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256';
+
+/**
+ * nginx's TLS settings, made to match tcpmod's native TLS (tls.cc): TLS 1.2
+ * and 1.3; OpenSSL's DEFAULT TLS 1.2 list and default 1.3 suites, server
+ * order; default groups (ssl_ecdh_curve auto); session tickets on (nginx's,
+ * OpenSSL's and Node's default) with the ticket key made at start-up, which
+ * the forked workers share as tcpmod's threads share its one SSL_CTX's; no
+ * session cache (ssl_session_cache off): TLS 1.3 tickets are stateless and
+ * need none, and tcpmod's built-in cache only serves TLS 1.2 session ids.
+ */
+function nginxTls(tls) {
+  return `    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers DEFAULT;
+    ssl_conf_command Ciphersuites ${TLS13_SUITES};
+    ssl_prefer_server_ciphers on;
+    ssl_ecdh_curve auto;
+    ssl_session_cache off;
+    ssl_session_tickets on;
+`;
+}
+
+/**
+ * A temporary nginx configuration: `return 200 'Hello, World!'` from N workers,
+ * no logging to files outside dir; with tls ({ cert, key }) over HTTPS (see nginxTls).
+ */
+export function nginxConfig(dir, port, workers, tls = null) {
   return `daemon off;
 master_process on;
 worker_processes ${workers};
@@ -99,8 +137,8 @@ http {
   scgi_temp_path ${join(dir, 'scgi')};
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:${port};
-    location / {
+    listen 127.0.0.1:${port}${tls ? ' ssl' : ''};
+${tls ? nginxTls(tls) : ''}    location / {
       default_type text/plain;
       return 200 'Hello, World!';
     }
