@@ -121,3 +121,21 @@ export function makeTestCerts(): TestCerts {
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/**
+ * Another server certificate for localhost and 127.0.0.1, signed by the same
+ * intermediate as `certs.serverCert` but with its own key, subject CN and serial
+ * (hex, e.g. "77"): what a certificate rotation installs. Files go to certs.dir
+ * as NAME.key, NAME.crt and NAME-chain.crt (leaf, then the intermediate).
+ */
+export function issueServerCert(certs: TestCerts, name: string, cn: string, serial: string): { cert: string; chain: string; key: string } {
+  const p = (f: string) => join(certs.dir, f);
+  const openssl = (...args: string[]) =>
+    execFileSync('openssl', args, { cwd: certs.dir, timeout: 10_000, stdio: ['ignore', 'ignore', 'pipe'] });
+  openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p(`${name}.key`));
+  openssl('req', '-new', '-config', 'openssl.cnf', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`);
+  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'intermediate.crt', '-CAkey', 'intermediate.key', '-set_serial', `0x${serial}`,
+    '-days', '30', '-extfile', 'openssl.cnf', '-extensions', 'v3_server', '-out', `${name}.crt`);
+  writeFileSync(p(`${name}-chain.crt`), readFileSync(p(`${name}.crt`), 'utf8') + readFileSync(certs.intermediateCert, 'utf8'));
+  return { cert: p(`${name}.crt`), chain: p(`${name}-chain.crt`), key: p(`${name}.key`) };
+}
