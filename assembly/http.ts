@@ -31,7 +31,8 @@
 //   its size squared. The head is re-parsed on each call until it is complete;
 //   that is bounded by 8 KiB per call.
 // - Keep-alive: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
-//   `Connection: keep-alive` (then echoed). Pipelined requests are answered in
+//   `Connection: keep-alive` (then echoed). Once the server drains (a graceful
+//   stop), every answer says `Connection: close` and the connection closes. Pipelined requests are answered in
 //   order, as many per call as are complete. At EOF, complete requests are
 //   answered and the connection closes.
 // - `Expect: 100-continue` on an HTTP/1.1 request with a body acceptable by
@@ -376,7 +377,8 @@ function savedStateFits(st: usize, n: i32): bool {
 
 /** Routes a complete request (head fields from the last parseHead) and writes the answer. */
 function answer(c: Conn, p: usize, headLen: i32, end: i32, kind: i32): i32 {
-  const keep = versionMinor >= 1 ? !connClose : connKeepAlive && !connClose;
+  // A server that is stopping answers this request and closes (ABI v1.1 draining).
+  const keep = (versionMinor >= 1 ? !connClose : connKeepAlive && !connClose) && !c.draining;
   const m = methodCode(p + <usize>methodOff, methodLen);
   respHeadOnly = m == M_HEAD;
   respConn = !keep ? CONN_CLOSE : versionMinor == 0 ? CONN_KEEP_ALIVE : CONN_NONE;

@@ -52,6 +52,10 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
   gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
+  labelled('tcpmod_connections_refused_total', 'Connections accepted and closed at once: over the connection limit (limit), out of descriptors (fd)', 'reason', () => s().connectionsRefused);
+  gauge('tcpmod_max_connections', 'The connection limit in force', () => s().maxConnections);
+  gauge('tcpmod_timers_armed', 'Connections whose module timer is armed', () => s().timersArmed);
+  counter('tcpmod_timers_fired_total', 'Module timers fired (tcpmod_on_timer calls)', () => s().timersFired);
   if (server.options.tls) {
     counter('tcpmod_tls_handshakes_total', 'TLS handshakes completed', () => s().tls!.handshakes);
     labelled('tcpmod_tls_handshake_failures_total', 'TLS handshakes that failed (the connection closed with reason tls), by cause', 'reason', () => s().tls!.handshakeFailures);

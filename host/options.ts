@@ -81,6 +81,23 @@ export const OPTIONS = {
   sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'a send blocked this long closes its connection' },
   handlerTimeout: { flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s', help: 'a module callback running longer is stopped' },
   drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
+  readTimeout: {
+    flag: '--read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '5m',
+    help: 'a connection that sends nothing for this long is closed (close reason 7)',
+  },
+  frameTimeout: {
+    flag: '--frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '30s',
+    help: 'a connection whose module has left input unconsumed (an incomplete frame, or a TLS handshake) this long is closed (reason 7)',
+  },
+  maxConnections: {
+    flag: '--max-connections', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 },
+    defaultNote: 'the file-descriptor limit (raised to its hard limit) minus a reserve',
+    help: 'connections beyond this are accepted and closed at once',
+  },
+  drainIdle: {
+    flag: '--drain-idle', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '1s',
+    help: 'while draining, a connection with nothing pending that stays idle this long is closed',
+  },
   keepalive: { flag: '--keepalive', arg: '<spec>', kind: { type: 'keepalive' }, default: '1800,5,3', help: 'TCP keepalive IDLE,INTERVAL,COUNT in seconds/probes, or "off"' },
   // The kernel caps the backlog at net.core.somaxconn; bursts of connects overflow 511.
   backlog: { flag: '--backlog', arg: '<n>', kind: { type: 'integer', min: 1, max: 65535 }, default: 4096, help: 'listen backlog (the kernel caps it at net.core.somaxconn)' },
@@ -164,6 +181,12 @@ export interface ResolvedOptions {
   sendTimeoutMs: number;
   handlerTimeoutMs: number;
   drainTimeoutMs: number;
+  /** null: off. */
+  readTimeoutMs: number | null;
+  frameTimeoutMs: number | null;
+  /** null: the default, worked out at listen from the descriptor limit. */
+  maxConnections: number | null;
+  drainIdleMs: number;
   keepalive: [number, number, number] | null;
   moduleMemory: number;
   config: Uint8Array;
@@ -318,6 +341,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     sendTimeoutMs: pick('sendTimeout'),
     handlerTimeoutMs: pick('handlerTimeout'),
     drainTimeoutMs: pick('drainTimeout'),
+    readTimeoutMs: pick('readTimeout'),
+    frameTimeoutMs: pick('frameTimeout'),
+    maxConnections: set.maxConnections ?? null,
+    drainIdleMs: pick('drainIdle'),
     keepalive: pick('keepalive'),
     moduleMemory: pick('moduleMemory'),
     config: set.config ?? new Uint8Array(0),

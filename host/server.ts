@@ -9,7 +9,7 @@ import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
 import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Counters, G, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
+import { Counters, G, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import { C, check, native, SysError } from './sys.js';
 import { createTlsContext } from './tls.js';
@@ -38,6 +38,13 @@ export interface ServerStats {
   /** More than 20 module faults within the last 10 s. */
   moduleFaultStorm: boolean;
   instancesCreated: number;
+  /** Connections accepted and closed at once: over maxConnections (limit), out of descriptors (fd). */
+  connectionsRefused: Record<string, number>;
+  /** The connection limit in force (maxConnections, or its default from the descriptor limit). */
+  maxConnections: number;
+  /** Connections whose module timer is armed, and module timers fired so far. */
+  timersArmed: number;
+  timersFired: number;
   kv: { keys: number; bytes: number; maxBytes: number };
   /** TLS termination, null when the server speaks plain TCP. */
   tls: null | {
@@ -55,6 +62,9 @@ export interface CloseOptions {
 
 export { CLOSE_REASONS };
 
+/** Descriptors kept back from the default connection limit for the server's own use. */
+const FD_RESERVE = 128;
+
 export class TcpmodServer extends EventEmitter {
   state: ServerState = 'created';
   readonly options: ResolvedOptions;
@@ -62,6 +72,9 @@ export class TcpmodServer extends EventEmitter {
   private epfd = -1;
   private listenFd = -1;
   private listenId = -1;
+  private timerFd = -1;
+  private maxConnections = 0;
+  private nofile = { soft: 0, hard: 0 };
   private tlsContext = 0;
   private tlsReloads = 0;
   private wakeFd = -1;
@@ -97,7 +110,13 @@ export class TcpmodServer extends EventEmitter {
       native.kvConfigure(o.kvMaxBytes);
       if (o.tls) this.useTlsContext(this.makeTlsContext());
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
+      // Use every descriptor allowed; keep a reserve for the server's own files, workers and clients it makes.
+      this.nofile = native.raiseNofile();
+      this.maxConnections = o.maxConnections ?? Math.max(1, this.nofile.soft - FD_RESERVE);
+      native.spareInit();
       this.epfd = check(native.epollCreate(), 'epoll_create1');
+      this.timerFd = check(native.timersConfigure(this.epfd, o.readTimeoutMs ?? 0, o.frameTimeoutMs ?? 0), 'timerfd_create');
+      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -118,7 +137,10 @@ export class TcpmodServer extends EventEmitter {
       throw e;
     }
     this.state = 'running';
-    this.log.info({ module: this.compiled.name, address: this.addr, workers: this.options.minThreads }, 'listening');
+    this.log.info({
+      module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
+      maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
+    }, 'listening');
     return this.addr;
   }
 
@@ -148,6 +170,7 @@ export class TcpmodServer extends EventEmitter {
         keepalive: o.keepalive,
         logLevel: o.logLevel,
         tls: o.tls !== null,
+        maxConnections: this.maxConnections,
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone.
@@ -234,6 +257,8 @@ export class TcpmodServer extends EventEmitter {
     const t = this.pool?.totals() ?? new Float64Array(TOTALS);
     const closed: Record<string, number> = {};
     CLOSE_REASONS.forEach((r, i) => (closed[r] = t[T.CLOSED + i]));
+    const refused: Record<string, number> = {};
+    REFUSED_REASONS.forEach((r, i) => (refused[r] = t[T.REFUSED + i]));
     const faults: Record<string, number> = {};
     FAULT_KINDS.forEach((k, i) => (faults[k] = t[T.FAULTS + i]));
     return {
@@ -252,6 +277,10 @@ export class TcpmodServer extends EventEmitter {
       moduleFaults: faults,
       moduleFaultStorm: this.pool?.faultStorm ?? false,
       instancesCreated: t[T.INSTANCES],
+      connectionsRefused: refused,
+      maxConnections: this.maxConnections,
+      timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
+      timersFired: t[T.TIMERS_FIRED],
       kv: native.kvStats(),
       tls: this.options.tls ? this.tlsStats(t) : null,
     };
@@ -293,6 +322,9 @@ export class TcpmodServer extends EventEmitter {
     // Stop accepting at once: out of the epoll set, and no longer listening.
     native.epollCtl(this.epfd, C.EPOLL_CTL_DEL, this.listenFd, 0, 0);
     native.shutdown(this.listenFd, C.SHUT_RDWR);
+    // Tell modules (tcpmod.draining), and close connections that stay idle through the grace.
+    c.set(G.DRAINING, 1);
+    native.timersDrain(this.epfd, this.options.drainIdleMs);
     const open = () => native.connCount(this.epfd);
     await waitFor(() => open() === 0, drainMs);
     if (open() > 0) {
@@ -323,10 +355,11 @@ export class TcpmodServer extends EventEmitter {
     if (this.pool && this.state === 'starting') await this.pool.stop(() => native.eventfdWrite(this.wakeFd)).catch(() => undefined);
     if (this.listenId >= 0) native.connClose(this.listenFd, this.listenId);
     else if (this.listenFd >= 0) native.close(this.listenFd);
+    if (this.timerFd >= 0) native.timersForget(this.epfd);
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
     this.tlsContext = 0;
-    this.listenFd = this.wakeFd = this.epfd = this.listenId = -1;
+    this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
   }
 }
 

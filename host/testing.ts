@@ -22,6 +22,8 @@ export class HarnessConn {
   pending = new Uint8Array(0);
   state: Uint8Array;
   closed: number | null = null;
+  /** When the module's timer fires, on the harness clock (null: not armed). */
+  timerAt: number | null = null;
   private out: Uint8Array[] = [];
 
   constructor(readonly h: Harness, readonly id: number) {
@@ -62,15 +64,32 @@ export class HarnessConn {
   }
 
   private step(chunk: Uint8Array, eof: boolean): ModuleFault | null {
-    const inst = this.h.inst;
-    const d = inst.desc;
-    const len = this.pending.length + chunk.length;
-    const mem = new Uint8Array(inst.buffer);
+    const len = this.load(chunk);
+    if (len === 0 && !eof) return null;
+    return this.settle(this.h.driver.data(this.h.inst, this.id, len, eof));
+  }
+
+  /** Places the carry-over, then `chunk`, at in_ptr and the state slot at state_ptr; returns the input length. */
+  private load(chunk: Uint8Array): number {
+    const d = this.h.inst.desc;
+    const mem = new Uint8Array(this.h.inst.buffer);
     mem.set(this.pending, d.inPtr);
     mem.set(chunk, d.inPtr + this.pending.length);
     if (d.stateSize) mem.set(this.state, d.statePtr);
-    if (len === 0 && !eof) return null;
-    return this.settle(this.h.driver.data(inst, this.id, len, eof));
+    return this.pending.length + chunk.length;
+  }
+
+  /** The timer fired (Harness.clock.advance calls this): on_timer with the carry-over. */
+  fireTimer(): FeedResult {
+    this.timerAt = null;
+    this.h.handling(this);
+    let fault: ModuleFault | null;
+    try {
+      fault = this.settle(this.h.driver.timer(this.h.inst, this.id, this.load(new Uint8Array(0))));
+    } finally {
+      this.h.handling(null);
+    }
+    return { output: this.takeOutput(), closed: this.closed, fault };
   }
 
   /** What the driver's result leads to, as the worker loop does it. */
@@ -96,11 +115,34 @@ export class HarnessConn {
   }
 }
 
+/** What a timer firing produced, for the test to look at. */
+export interface TimerFiring extends FeedResult {
+  conn: HarnessConn;
+  /** The harness clock when it fired. */
+  at: number;
+}
+
 export class Harness implements Transport {
   inst: ModuleInstance;
   faults = 0;
   logs: { level: number; message: string; conn: number }[] = [];
   readonly driver = new AbiDriver(this);
+  /** What tcpmod.draining answers: set it to see how the module behaves in a graceful stop. */
+  draining = false;
+  /**
+   * The module's clock: tcpmod.now_ms reads it and module timers run on it. It
+   * is the wall clock (Date.now) plus whatever advance(ms) added: advance moves
+   * it forward, firing every timer that comes due on the way, in time order (a
+   * timer armed by on_timer fires in the same advance if it is due).
+   */
+  readonly clock = {
+    skew: 0,
+    get now(): number {
+      return Date.now() + this.skew;
+    },
+    advance: (ms: number): TimerFiring[] => this.advance(ms),
+  };
+  private readonly conns = new Set<HarnessConn>();
   private current: HarnessConn | null = null;
   private nextId = 1;
 
@@ -112,7 +154,32 @@ export class Harness implements Transport {
     return instantiate(this.compiled, {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
       log: (level, message, conn) => this.logs.push({ level, message, conn }),
+      now: () => this.clock.now,
+      setTimer: (ms) => {
+        if (!this.current || !Number.isInteger(ms) || ms < 0 || ms > 86_400_000) return -2;
+        this.current.timerAt = ms === 0 ? null : this.clock.now + ms;
+        return 0;
+      },
+      draining: () => (this.draining ? 1 : 0),
     });
+  }
+
+  private advance(ms: number): TimerFiring[] {
+    const clock = this.clock;
+    const until = clock.now + ms;
+    const fired: TimerFiring[] = [];
+    for (;;) {
+      let next: HarnessConn | null = null;
+      for (const c of this.conns) {
+        if (c.closed !== null) this.conns.delete(c);
+        else if (c.timerAt !== null && c.timerAt <= until && (next === null || c.timerAt < next.timerAt!)) next = c;
+      }
+      if (next === null) break;
+      clock.skew += Math.max(0, next.timerAt! - clock.now);
+      fired.push({ conn: next, at: clock.now, ...next.fireTimer() });
+    }
+    clock.skew += Math.max(0, until - clock.now);
+    return fired;
   }
 
   /** The connection whose callbacks run now (output goes to it). */
@@ -136,6 +203,7 @@ export class Harness implements Transport {
   /** Opens a connection: runs tcpmod_on_open with a zeroed state slot (its output is in the result). */
   open(): { conn: HarnessConn; output: Uint8Array; closed: number | null } {
     const conn = new HarnessConn(this, this.nextId++);
+    this.conns.add(conn);
     const inst = this.inst;
     const d = inst.desc;
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);

@@ -151,7 +151,8 @@ describe('options are validated at the door', () => {
 
 describe('graceful shutdown on SIGTERM', () => {
   it('finishes the reply in flight, closes idle connections at the drain timeout, and exits 0', async () => {
-    const s = await serve('build/echo.wasm', ['--threads', '2', '--drain-timeout', '1500ms']);
+    // A drain-idle grace longer than the drain timeout: idle connections are kept until the timeout.
+    const s = await serve('build/echo.wasm', ['--threads', '2', '--drain-timeout', '1500ms', '--drain-idle', '10s']);
     const idle = await open(s.port, s.host);
     const idleClosed = untilClosed(idle, 10_000);
     const busy = await open(s.port, s.host);

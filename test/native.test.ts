@@ -78,7 +78,7 @@ describe('sockets', () => {
 describe('epoll and eventfd', () => {
   it('reports one ready item with its kind, honours ONESHOT until re-armed, times out', () => {
     const ep = track(check(native.epollCreate(), 'epoll_create1'));
-    const ev = new Float64Array(4);
+    const ev = new Float64Array(5);
     const cells = new Int32Array(2);
     expect(native.epollWait(ep, 10, ev, 1, cells, 0, 1)).toBe(0);
     const wake = track(check(native.eventfdCreate(), 'eventfd'));
@@ -92,7 +92,7 @@ describe('epoll and eventfd', () => {
     expect(native.epollCtl(ep, C.EPOLL_CTL_MOD, wake, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_WAKE)).toBe(0);
     expect(native.epollWait(ep, 100, ev, 1, cells, 0, 1)).toBe(1); // still readable: MOD re-reports it
     expect(native.epollCtl(ep, C.EPOLL_CTL_DEL, 999_999, 0, 0)).toBe(-E.EBADF);
-    expect(() => native.epollWait(ep, 0, new Float64Array(4), 1, cells, 0, 5)).toThrow(TypeError);
+    expect(() => native.epollWait(ep, 0, new Float64Array(5), 1, cells, 0, 5)).toThrow(TypeError);
   });
 });
 
@@ -141,7 +141,7 @@ describe('connection table', () => {
     const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
     const fd = check(native.accept(l.fd), 'accept');
     const id = native.connOpen(fd, ep, 0, 7); // held by its opener, 7
-    const ev = new Float64Array(4);
+    const ev = new Float64Array(5);
     const cells = new Int32Array(4);
     // In epoll while its opener holds it: an event for it cannot be claimed by another.
     expect(native.connAdd(ep, fd, id, C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT)).toBe(0);

@@ -44,6 +44,10 @@ describe('defaults', () => {
       sendTimeoutMs: DEFAULTS.sendTimeout,
       handlerTimeoutMs: DEFAULTS.handlerTimeout,
       drainTimeoutMs: DEFAULTS.drainTimeout,
+      readTimeoutMs: 5 * 60_000,
+      frameTimeoutMs: 30_000,
+      maxConnections: null, // worked out at listen from the descriptor limit
+      drainIdleMs: 1000,
       keepalive: DEFAULTS.keepalive,
       moduleMemory: DEFAULTS.moduleMemory,
       config: new Uint8Array(0),
@@ -51,6 +55,15 @@ describe('defaults', () => {
       logLevel: DEFAULTS.logLevel,
       tls: null,
     });
+  });
+
+  it('read and frame timeouts take "off" (or false) and durations; maxConnections an integer', () => {
+    expect(resolveOptions({ module, readTimeout: 'off', frameTimeout: false })).toMatchObject({ readTimeoutMs: null, frameTimeoutMs: null });
+    expect(resolveOptions({ module, readTimeout: '2s', frameTimeout: 500, maxConnections: 100, drainIdle: 0 }))
+      .toMatchObject({ readTimeoutMs: 2000, frameTimeoutMs: 500, maxConnections: 100, drainIdleMs: 0 });
+    expect(() => resolveOptions({ module, readTimeout: 'never' })).toThrow(/^readTimeout must be a duration .* or "off", got "never"$/);
+    expect(() => resolveOptions({ module, frameTimeout: 0 })).toThrow(/^frameTimeout must be at least 1 ms or "off", got 0$/);
+    expect(() => resolveOptions({ module, maxConnections: 0 })).toThrow(/^maxConnections must be an integer from 1 to 16777216, got 0$/);
   });
 
   it('a value given as undefined is a value left out', () => {

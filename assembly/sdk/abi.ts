@@ -49,3 +49,15 @@ export declare function kv_incr(key: usize, key_len: i32, delta: i64, out: usize
 // @ts-ignore: decorator
 @external("tcpmod", "conn_info")
 export declare function conn_info(conn: i32, key: i32, out: usize, cap: i32): i32;
+
+/** v1.1: arms the single timer of connection `conn` (the one being handled) to fire `ms` from now,
+ *  replacing any; 0 cancels. 0 ok; negative when `conn` is not the one being handled or `ms` is
+ *  outside 0..86,400,000. The module must export tcpmod_on_timer (the SDK does). */
+// @ts-ignore: decorator
+@external("tcpmod", "set_timer")
+export declare function host_set_timer(conn: i32, ms: i32): i32;
+
+/** v1.1: 1 once the server has begun a graceful stop, else 0. */
+// @ts-ignore: decorator
+@external("tcpmod", "draining")
+export declare function host_draining(): i32;

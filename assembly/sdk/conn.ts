@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_send } from "./abi";
+import { conn_info, host_draining, host_send, host_set_timer } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -110,6 +110,16 @@ export class Conn {
   get stateSize(): i32 { return stateSize; }
   /** True once a `tcpmod.send` failed in this call; the call will end with Abort. */
   get failed(): bool { return sendFailed; }
+
+  /** Arms this connection's timer to fire in `ms` milliseconds (1..86,400,000), replacing any;
+   *  the timer handler (setOnTimer) runs then. False when the host refused. */
+  setTimer(ms: i32): bool { return host_set_timer(curId, ms) == 0; }
+
+  /** Cancels this connection's timer (a firing not yet delivered included). */
+  cancelTimer(): void { host_set_timer(curId, 0); }
+
+  /** True once the server has begun a graceful stop: finish the exchange and close. */
+  get draining(): bool { return host_draining() == 1; }
 
   /** True when the host terminates TLS for this connection (the module sees plaintext either way). */
   get tls(): bool { return conn_info(curId, 0, 0, 0) == 1; }

@@ -5,7 +5,7 @@
 // registered make the matching export a no-op.
 
 import { Action, CONN, beginCall, endCall } from "./conn";
-import { DataHandler, dataHandler, openHandler, closeHandler, initHandler } from "./hooks";
+import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler } from "./hooks";
 import { IO_DESC, inPtr, reserved } from "./regions";
 import { fail } from "./fail";
 
@@ -35,6 +35,13 @@ export function tcpmod_on_data(conn: i32, in_len: i32, flags: i32): i32 {
   const h = dataHandler;
   if (!h) fail("tcpmod sdk: configure() was not called at the module's top level");
   return endCall(changetype<DataHandler>(h)(CONN));
+}
+
+/** v1.1: the connection's timer fired; the unconsumed input is at in_ptr. */
+export function tcpmod_on_timer(conn: i32, in_len: i32): i32 {
+  beginCall(conn, in_len, 0, true);
+  const h = timerHandler;
+  return endCall(h ? h(CONN) : Action.Continue);
 }
 
 export function tcpmod_on_close(conn: i32, reason: i32): void {

@@ -13,6 +13,8 @@ export type DataHandler = (c: Conn) => Action;
 export type OpenHandler = (c: Conn) => Action;
 /** Runs when a connection is gone (`reason` is a CloseReason); output is dropped. */
 export type CloseHandler = (c: Conn, reason: i32) => void;
+/** Runs when the connection's timer fires (Conn.setTimer), with the unconsumed input; may write and consume. */
+export type TimerHandler = (c: Conn) => Action;
 /** Runs once per instance with the module's config bytes; non-zero refuses them. */
 export type InitHandler = (config: usize, len: i32) => i32;
 
@@ -20,6 +22,7 @@ export let dataHandler: DataHandler | null = null;
 export let openHandler: OpenHandler | null = null;
 export let closeHandler: CloseHandler | null = null;
 export let initHandler: InitHandler | null = null;
+export let timerHandler: TimerHandler | null = null;
 
 /** Declares the module's regions and its data handler. Call it exactly once, at
  *  the top level of the module (it runs during `_initialize`). Sizes follow the
@@ -33,5 +36,7 @@ export function configure(inCap: i32, outCap: i32, stateSize: i32, onData: DataH
 export function setOnOpen(h: OpenHandler): void { openHandler = h; }
 /** Registers the close hook (optional). */
 export function setOnClose(h: CloseHandler): void { closeHandler = h; }
+/** Registers the timer hook (optional; needed by modules that call Conn.setTimer). */
+export function setOnTimer(h: TimerHandler): void { timerHandler = h; }
 /** Registers the config hook (optional); it sees the config bytes at `config`. */
 export function setOnInit(h: InitHandler): void { initHandler = h; }

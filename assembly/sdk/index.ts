@@ -22,15 +22,16 @@
  *   any size keeps its order. A failed send makes the call end with Abort.
  * - Conn and the regions are only valid during the callback that received them;
  *   anything that must survive goes in the state slot or the key-value store.
- * - Hooks are optional: setOnOpen, setOnClose, setOnInit.
+ * - Hooks are optional: setOnOpen, setOnClose, setOnInit, setOnTimer (with
+ *   Conn.setTimer/cancelTimer: one timer per connection, ABI v1.1).
  * - Any abort()/assert failure reaches the host as `tcpmod.abort` and is a
  *   module fault: the connection is closed and the instance replaced.
  */
 
 export { Action, CloseReason, Conn, FLAG_EOF } from "./conn";
 export {
-  configure, setOnOpen, setOnClose, setOnInit,
-  DataHandler, OpenHandler, CloseHandler, InitHandler,
+  configure, setOnOpen, setOnClose, setOnInit, setOnTimer,
+  DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";
 export { kv_get, kv_set, kv_del, kv_incr } from "./abi";

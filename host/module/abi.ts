@@ -34,10 +34,14 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   kv_incr: '(i32, i32, i64, i32) -> i32',
   // v1.1: transport details of the connection being handled (0 TCP/TLS, 1 ALPN, 2 client certificate).
   conn_info: '(i32, i32, i32, i32) -> i32',
+  // v1.1: the connection's single timer (ms from now, 0 cancels); needs the export tcpmod_on_timer.
+  set_timer: '(i32, i32) -> i32',
+  // v1.1: 1 once the server has begun a graceful stop.
+  draining: '() -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
-export const V1_1_IMPORTS = ['conn_info'] as const;
+export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining'] as const;
 
 /** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */
 export const WASI_IMPORTS: Record<string, string> = {
@@ -58,6 +62,8 @@ export const OPTIONAL_EXPORTS: Record<string, string> = {
   tcpmod_init: '(i32) -> i32',
   tcpmod_on_open: '(i32) -> i32',
   tcpmod_on_close: '(i32, i32) -> ()',
+  // v1.1: the connection's timer fired; carry-over at in_ptr; result and action as for on_data.
+  tcpmod_on_timer: '(i32, i32) -> i32',
   __collect: '() -> ()',
 };
 

@@ -101,6 +101,29 @@ export class AbiDriver {
     return this.settle(inst, action, false);
   }
 
+  /**
+   * on_timer with the carry-over (`len` bytes) at in_ptr: one call, settled as
+   * on_data's. Returns KEEP (nothing new arrived, so no overflow), FAULTED or a
+   * close reason.
+   */
+  timer(inst: ModuleInstance, conn: number, len: number): number {
+    this.linger = false;
+    let action: number;
+    this.transport.enter(conn);
+    try {
+      action = inst.onTimer(conn, len);
+    } catch (e) {
+      this.transport.leave();
+      return this.faulted(e);
+    }
+    this.transport.leave();
+    const r = this.settle(inst, action, false);
+    if (r !== KEEP) return r;
+    this.restPtr = inst.desc.inPtr + inst.consumed;
+    this.restLen = len - inst.consumed;
+    return KEEP;
+  }
+
   /** on_close; returns the fault when the module faulted in it (the caller renews the instance). */
   close(inst: ModuleInstance, conn: number, reason: number): ModuleFault | null {
     this.failure = -1;

@@ -28,6 +28,12 @@ export interface InstanceHooks {
    * (written as UTF-8), or null for an unknown key. Without it: plain TCP.
    */
   connInfo?(key: number): number | string | null;
+  /** tcpmod.set_timer for the connection being handled: 0, or negative (ms out of range). Without it: -1. */
+  setTimer?(ms: number): number;
+  /** tcpmod.draining: 1 once the server is stopping. Without it: 0. */
+  draining?(): number;
+  /** tcpmod.now_ms; without it, the wall clock. */
+  now?(): number;
 }
 
 /** conn_info of a host with no transport details (the test harness): plain TCP. */
@@ -61,6 +67,7 @@ export class ModuleInstance {
   private readonly onDataFn!: (c: number, n: number, f: number) => number;
   private readonly onOpenFn!: ((c: number) => number) | null;
   private readonly onCloseFn!: ((c: number, r: number) => void) | null;
+  private readonly onTimerFn!: ((c: number, n: number) => number) | null;
   private readonly collectFn!: (() => void) | null;
   private readonly initFn!: ((n: number) => number) | null;
 
@@ -101,6 +108,7 @@ export class ModuleInstance {
       this.onDataFn = ex.tcpmod_on_data;
       this.onOpenFn = verdict.optional.has('tcpmod_on_open') ? ex.tcpmod_on_open : null;
       this.onCloseFn = verdict.optional.has('tcpmod_on_close') ? ex.tcpmod_on_close : null;
+      this.onTimerFn = verdict.optional.has('tcpmod_on_timer') ? ex.tcpmod_on_timer : null;
       this.collectFn = verdict.optional.has('__collect') ? ex.__collect : null;
       this.initFn = verdict.optional.has('tcpmod_init') ? ex.tcpmod_init : null;
       if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
@@ -128,10 +136,24 @@ export class ModuleInstance {
 
   /** tcpmod_on_data; returns the action, with `consumed` and `outLen` set. The hot path: no closure. */
   onData(conn: number, inLen: number, flags: number): number {
+    return this.invoke(this.onDataFn, 'tcpmod_on_data', conn, inLen, flags);
+  }
+
+  /** tcpmod_on_timer with the carry-over at in_ptr; result and action as for on_data. */
+  onTimer(conn: number, inLen: number): number {
+    if (!this.onTimerFn) throw new Error(`${this.compiled.name}: no tcpmod_on_timer`);
+    return this.invoke(this.onTimerFn, 'tcpmod_on_timer', conn, inLen, 0);
+  }
+
+  get hasOnTimer(): boolean {
+    return this.onTimerFn !== null;
+  }
+
+  private invoke(fn: (c: number, n: number, f: number) => number, name: string, conn: number, inLen: number, flags: number): number {
     if (this.disposed) throw this.calledAfterFault();
     this.conn = this.logConn = conn;
     try {
-      const action = this.onDataFn(conn, inLen, flags);
+      const action = fn(conn, inLen, flags);
       if (this.collectFn) this.collectFn();
       let u32 = this.u32;
       if (u32.buffer !== this.memory.buffer) u32 = this.u32 = new Uint32Array(this.memory.buffer);
@@ -140,7 +162,7 @@ export class ModuleInstance {
       this.outLen = u32[r + 1];
       if ((action !== Action.CONTINUE && action !== Action.CLOSE && action !== Action.ABORT) ||
           this.consumed > inLen || this.outLen > this.desc.outCap) {
-        throw new ModuleFault('result', `tcpmod_on_data returned action ${action}, consumed ${this.consumed} of ${inLen}, out_len ${this.outLen} of ${this.desc.outCap}`);
+        throw new ModuleFault('result', `${name} returned action ${action}, consumed ${this.consumed} of ${inLen}, out_len ${this.outLen} of ${this.desc.outCap}`);
       }
       return action;
     } catch (e) {
@@ -269,7 +291,12 @@ export class ModuleInstance {
         this.region('tcpmod.log', ptr, len);
         this.hooks.log(level, utf8.decode(new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0)), this.logConn);
       },
-      now_ms: (): number => Date.now(),
+      now_ms: this.hooks.now ?? ((): number => Date.now()),
+      set_timer: (conn: number, ms: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.setTimer ? this.hooks.setTimer(ms) : -1;
+      },
+      draining: (): number => (this.hooks.draining ? this.hooks.draining() : 0),
       conn_info: (conn: number, key: number, out: number, cap: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         const v = (this.hooks.connInfo ?? plainConnInfo)(key);

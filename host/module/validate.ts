@@ -69,6 +69,9 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
     else optional.add(name);
   }
 
+  if (shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'set_timer') && !optional.has('tcpmod_on_timer'))
+    problems.push('import tcpmod.set_timer needs the export tcpmod_on_timer (i32, i32) -> i32, which the host calls when the timer fires');
+
   if (!memory.imported) {
     if (shape.memories.length === 0 && !problems.some((p) => p.includes('memory'))) problems.push('the module has no memory');
     for (const lim of shape.memories) {

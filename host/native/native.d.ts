@@ -16,7 +16,7 @@ export interface NativeConstants {
   IPPROTO_TCP: number; TCP_NODELAY: number; TCP_KEEPIDLE: number; TCP_KEEPINTVL: number; TCP_KEEPCNT: number;
   SHUT_RD: number; SHUT_WR: number; SHUT_RDWR: number;
   /** What an epoll item is (conn_table.h). */
-  KIND_CONN: number; KIND_LISTEN: number; KIND_WAKE: number;
+  KIND_CONN: number; KIND_LISTEN: number; KIND_WAKE: number; KIND_TIMER: number;
 }
 
 export interface ConnTlsInfo {
@@ -42,6 +42,13 @@ export interface NativeBinding {
   // sockets (sockets.cc)
   /** socket + SO_REUSEADDR + bind + listen; non-blocking, close-on-exec. `host` is a numeric address. */
   listenTcp(host: string, port: number, backlog: number): number;
+  /** Raises the soft RLIMIT_NOFILE to the hard limit; returns the limits in force. */
+  raiseNofile(): { soft: number; hard: number };
+  /** Takes the process's reserve descriptor (idempotent): 0 or -errno. */
+  spareInit(): number;
+  /** At EMFILE: releases the reserve, accepts one waiting connection and closes it, retakes the reserve.
+   *  1 refused one, 0 none was waiting, -EMFILE no reserve to spend. */
+  acceptRefuse(listenFd: number): number;
   /** Blocking connect; for tests and tools. */
   connectTcp(host: string, port: number): number;
   sockName(fd: number): SockName | number;
@@ -62,9 +69,10 @@ export interface NativeBinding {
   epollCreate(): number;
   /** For items outside the connection table (the wake eventfd, with KIND_WAKE). */
   epollCtl(epfd: number, op: number, fd: number, events: number, kind: number): number;
-  /** maxevents = 1. Returns 1 with out = [fd, kind, events, id], 0 on timeout, or -errno; timeoutMs < 0 waits
-   *  forever. A connection or listener event is claimed for `holder` in the connection table before it returns
-   *  (events that cannot be claimed are dropped). cells[busySlot] is set to 1 for the event returned and back to
+  /** maxevents = 1. Returns 1 with out = [fd, kind, events, id, due], 0 on timeout, or -errno; timeoutMs < 0
+   *  waits forever. A connection or listener event is claimed for `holder` in the connection table before it
+   *  returns (events that cannot be claimed are dropped); `due` has the DUE_* bits the connection carried. The
+   *  server's timer item is handled inside (due connections are marked and made to report). cells[busySlot] is set to 1 for the event returned and back to
    *  0 at the next call, with cells[busyGlobal] counting the busy workers. */
   epollWait(epfd: number, timeoutMs: number, out: Float64Array, holder: number, cells: Int32Array,
     busyGlobal: number, busySlot: number): number;
@@ -80,7 +88,8 @@ export interface NativeBinding {
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */
-  connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array): number;
+  connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array,
+    noRecv?: number): number;
   /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
   connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
   /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
@@ -109,6 +118,24 @@ export interface NativeBinding {
   /** Test hook: ids continue from at least `id`; returns the next id. */
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
+
+  // timers (conn_table.cc): one timerfd per server in its epoll set, a heap of wake times per server.
+  /** Creates the server's timerfd (add it with KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets its timeouts (0: off). */
+  timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;
+  /** Closes the timerfd and drops the heap. */
+  timersForget(group: number): number;
+  /** Marks due connections (the worker that takes the timer event runs it inside epollWait). */
+  timersRun(group: number): number;
+  /** The connection's module timer: ms from now (0 cancels). 0, -EINVAL for ms outside 0..86,400,000, -EBADF. */
+  timerSet(fd: number, id: number, ms: number): number;
+  /** Starts the drain grace: idle connections are marked DUE_DRAIN_IDLE after graceMs. */
+  timersDrain(group: number, graceMs: number): number;
+  /** Connections with a module timer armed. */
+  timersArmed(group: number): number;
+  readonly DUE_TIMER: number;
+  readonly DUE_TIMEOUT: number;
+  readonly DUE_DRAIN_IDLE: number;
+  readonly DUE_HANDSHAKE: number;
 
   // TLS contexts (tls.cc): process-wide, shared by every worker; a session keeps its context alive.
   /** Returns a context id (> 0) or a one-line error message. */

@@ -21,6 +21,9 @@ export const G = {
   MAX: 7,
   GROW: 8, // 1: a worker has asked for one more worker and the pool has not decided yet
   TLS_CTX: 9, // the TLS context new connections get (0: plain TCP); a certificate reload swaps it
+  DRAINING: 10, // 1 once a graceful stop has begun (tcpmod.draining)
+  WARNED_LIMIT: 11, // second (Date.now()/1000) of the last 'connection limit' warning: one a second at most
+  WARNED_FD: 12, // the same for 'out of file descriptors'
 } as const;
 const GLOBAL_CELLS = 16;
 
@@ -45,6 +48,9 @@ export const TLS_FAILURES = ['protocol', 'version', 'certificate', 'alpn', 'time
 /** Upper bounds (seconds) of the TLS handshake time histogram; one more cell counts the rest (+Inf). */
 export const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
 
+/** Why a connection was refused at accept (tcpmod_connections_refused_total{reason}). */
+export const REFUSED_REASONS = ['limit', 'fd'] as const;
+
 /** Float64 totals per slot. */
 export const T = {
   EVENTS: 0, BYTES_IN: 1, BYTES_OUT: 2, ACCEPTED: 3, SEND_TIMEOUTS: 4, INSTANCES: 5,
@@ -53,8 +59,10 @@ export const T = {
   FAULTS: 8 + CLOSE_REASONS.length, // one cell per fault kind
   TLS_FAILURES: 8 + CLOSE_REASONS.length + FAULT_KINDS.length, // one cell per TLS_FAILURES label
   TLS_BUCKETS: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length, // one per bucket, then +Inf
+  TIMERS_FIRED: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1,
+  REFUSED: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1, // per REFUSED_REASONS
 } as const;
-export const TOTALS = T.TLS_BUCKETS + TLS_HANDSHAKE_BUCKETS.length + 1;
+export const TOTALS = T.REFUSED + REFUSED_REASONS.length;
 
 const I32_BYTES = (GLOBAL_CELLS + MAX_WORKERS * SLOT_I32) * 4;
 

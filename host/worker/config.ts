@@ -17,4 +17,6 @@ export interface WorkerConfig {
   logLevel: string;
   /** Connections speak TLS (the context in use is the G.TLS_CTX cell). */
   tls: boolean;
+  /** Connections beyond this are accepted and closed at once. */
+  maxConnections: number;
 }

@@ -9,7 +9,7 @@ import { CloseReason } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
-import { CALL_KILLED, clockMs, Counters, G, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
+import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
 import { C, EAGAIN, EINVAL, EMFILE, ENFILE, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
@@ -38,7 +38,7 @@ export class EventLoop implements Transport {
   private inst: ModuleInstance;
   private readonly driver: AbiDriver;
   private readonly cells: Int32Array;
-  private readonly ev = new Float64Array(4);
+  private readonly ev = new Float64Array(5);
   private readonly received = new Int32Array(1);
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
@@ -92,7 +92,7 @@ export class EventLoop implements Transport {
       if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
       if (kind === C.KIND_LISTEN) this.accept(ev[0], ev[3]);
-      else this.handle(ev[0], ev[3]);
+      else this.handle(ev[0], ev[3], ev[4]);
     }
   }
 
@@ -104,11 +104,20 @@ export class EventLoop implements Transport {
     return w > ctr.get(G.MIN) && Atomics.compareExchange(ctr.i32, G.WORKERS, w, w - 1) === w;
   }
 
-  /** Input (or EOF, or an error) on a connection this worker now holds. */
-  private handle(fd: number, id: number): void {
-    if (this.tls) {
-      const rc = native.connHandshake(fd, id, this.cfg.sendTimeoutMs);
-      if (rc !== 2) return this.handshaken(fd, id, rc);
+  /**
+   * An event of a connection this worker now holds: input, EOF or an error,
+   * or what `due` says came with it (a timeout, the drain grace, the module's
+   * timer, a TLS handshake still going on).
+   */
+  private handle(fd: number, id: number, due: number): void {
+    if (due !== 0) {
+      const unopened = (due & native.DUE_HANDSHAKE) !== 0; // the module has not met it: no on_close
+      if (due & (native.DUE_TIMEOUT | native.DUE_DRAIN_IDLE)) {
+        const reason = due & native.DUE_TIMEOUT ? CloseReason.TIMEOUT : CloseReason.SHUTDOWN;
+        return unopened ? this.drop(fd, id, reason) : this.close(fd, id, reason);
+      }
+      if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
+      if (due & native.DUE_TIMER) return this.timer(fd, id);
     }
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
@@ -125,6 +134,19 @@ export class EventLoop implements Transport {
     this.after(fd, id, this.driver.data(inst, moduleConnId(id), len, eof));
   }
 
+  /** The module's timer fired: on_timer with the carry-over (nothing is received here; the re-arm reports new input). */
+  private timer(fd: number, id: number): void {
+    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    const inst = this.inst;
+    const d = inst.desc;
+    this.fd = fd;
+    this.id = id;
+    const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
+    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    this.ctr.f64[this.t + T.TIMERS_FIRED]++;
+    this.after(fd, id, this.driver.timer(inst, moduleConnId(id), len & ~native.LOAD_EOF));
+  }
+
   /**
    * Accepts until EAGAIN. Every accepted socket is in the table (held by this
    * worker) and in epoll before any on_open runs, and the listener is re-armed
@@ -139,11 +161,15 @@ export class EventLoop implements Transport {
     for (;;) {
       const fd = native.accept(lfd);
       if (fd < 0) {
-        if (fd === EMFILE || fd === ENFILE) {
-          this.hooks.warn('accept: out of file descriptors; backing off 10 ms');
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-        } else if (fd !== EAGAIN && !this.ctr.get(G.STOP)) this.hooks.warn('accept failed', { errno: fd });
+        if ((fd === EMFILE || fd === ENFILE) && this.refuseAtFdLimit(lfd)) continue;
+        if (fd !== EAGAIN && fd !== EMFILE && fd !== ENFILE && !this.ctr.get(G.STOP)) this.hooks.warn('accept failed', { errno: fd });
         break;
+      }
+      if (native.connCount(epfd) >= this.cfg.maxConnections) {
+        // Never left in the backlog to hang: accepted and closed at once.
+        native.close(fd);
+        this.refused(0, G.WARNED_LIMIT, `connection limit (${this.cfg.maxConnections}) reached: closing new connections`);
+        continue;
       }
       let id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.tls ? this.ctr.get(G.TLS_CTX) : 0);
       // A certificate reload freed the context just read: the cell holds its successor.
@@ -166,6 +192,33 @@ export class EventLoop implements Transport {
       this.hooks.warn('listener re-arm failed');
     }
     for (let i = 0; i < list.length; i += 2) this.begin(list[i], list[i + 1]);
+  }
+
+  /**
+   * Out of descriptors: frees the reserve, accepts the waiting connection and
+   * closes it (so it is told, not left hanging), and takes the reserve back.
+   * False when there is no reserve to spend: then the listener waits 10 ms
+   * before it is re-armed, so a full table never turns into a busy loop.
+   */
+  private refuseAtFdLimit(lfd: number): boolean {
+    const rc = native.acceptRefuse(lfd);
+    if (rc === 1) {
+      this.refused(1, G.WARNED_FD, 'out of file descriptors: closing new connections');
+      return true;
+    }
+    if (rc < 0) {
+      this.refused(-1, G.WARNED_FD, 'out of file descriptors: new connections wait');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+    return false;
+  }
+
+  /** Counts a refusal (REFUSED_REASONS index; -1 counts nothing) and warns once a second at most, server-wide. */
+  private refused(reason: number, warnCell: number, message: string): void {
+    if (reason >= 0) this.ctr.f64[this.t + T.REFUSED + reason]++;
+    const now = (Date.now() / 1000) | 0;
+    const last = Atomics.load(this.cells, warnCell);
+    if (last !== now && Atomics.compareExchange(this.cells, warnCell, last, now) === last) this.hooks.warn(message, { reason: REFUSED_REASONS[reason] });
   }
 
   /** A new connection: socket options, then the TLS handshake where there is one, then on_open. */
@@ -210,6 +263,11 @@ export class EventLoop implements Transport {
       const k = TLS_FAILURES.indexOf(label as (typeof TLS_FAILURES)[number]);
       this.ctr.f64[this.t + T.TLS_FAILURES + (k < 0 ? TLS_FAILURES.indexOf('other') : k)]++;
     }
+    this.drop(fd, id, reason);
+  }
+
+  /** Closes a connection the module has not met (a TLS handshake that did not complete): no on_close. */
+  private drop(fd: number, id: number, reason: number): void {
     finishConnection(fd, id, reason, this.closeCount);
   }
 
@@ -260,6 +318,8 @@ export class EventLoop implements Transport {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
       log: (level, message, conn) => this.hooks.log(level, message, conn),
       connInfo: (key) => this.connInfo(key),
+      setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
+      draining: () => this.ctr.get(G.DRAINING),
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;

@@ -49,6 +49,7 @@ Napi::Object Constants(Napi::Env env) {
   Put(c, "KIND_CONN", tcpmod::kKindConn);
   Put(c, "KIND_LISTEN", tcpmod::kKindListen);
   Put(c, "KIND_WAKE", tcpmod::kKindWake);
+  Put(c, "KIND_TIMER", tcpmod::kKindTimer);
   return c;
 }
 

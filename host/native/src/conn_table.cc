@@ -30,6 +30,9 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+#include <queue>
+#include <functional>
+#include <sys/timerfd.h>
 
 #include "args.h"
 #include "sockets.h"
@@ -55,7 +58,39 @@ struct Conn {
   bool handshaken = false;
   std::vector<uint8_t> pending;
   uint8_t state[kMaxState];
+  // Time (CLOCK_MONOTONIC ms; under table_mu): the last input, since when the
+  // carry-over has been non-empty (0: empty), the module's timer (0: none), and
+  // the deadline of this entry's live heap item (0: none; older items are stale).
+  int64_t last_input = 0;
+  int64_t frame_since = 0;
+  int64_t timer_at = 0;
+  int64_t heap_at = 0;
+  uint32_t due = 0;  // kDue* bits, handed to the next claimer
 };
+
+// Per server (group): its timer heap, its timerfd in the epoll set, and the
+// timeouts that apply to every connection. Under table_mu.
+struct HeapItem {
+  int64_t at;
+  int fd;
+  uint64_t id;
+  bool operator>(const HeapItem& o) const { return at > o.at; }
+};
+struct Group {
+  int timerfd = -1;
+  int64_t armed_at = 0;  // what the timerfd is set to (0: disarmed)
+  int64_t read_timeout = 0, frame_timeout = 0;
+  int64_t drain_start = 0, drain_grace = 0;
+  int timers = 0;  // connections with a module timer armed
+  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap;
+};
+std::unordered_map<int, Group> groups;
+
+Group* GroupOf(int group) {
+  auto it = groups.find(group);
+  return it == groups.end() ? nullptr : &it->second;
+}
+
 
 std::mutex table_mu;
 std::vector<Conn*> by_fd;                       // indexed by fd
@@ -94,10 +129,73 @@ Conn* Unlink(int fd, uint64_t id) {
   if (c == nullptr) return nullptr;
   by_fd[fd] = nullptr;
   if (c->kind == kKindConn) {
+    if (c->timer_at)
+      if (Group* g = GroupOf(c->group)) g->timers--;
     module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
     if (--group_conns[c->group] == 0) group_conns.erase(c->group);
   }
   return c;
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+constexpr int64_t kNever = INT64_MAX;
+
+// When this connection next needs attention: its module timer, its read timeout
+// (nothing received), its frame timeout (carry-over left unconsumed), or, while
+// the server drains, its idle grace. Caller holds table_mu.
+int64_t NextWake(const Conn* c, const Group& g) {
+  if (c->kind != kKindConn) return kNever;
+  int64_t w = kNever;
+  if (c->timer_at) w = std::min(w, c->timer_at);
+  if (g.read_timeout) w = std::min(w, c->last_input + g.read_timeout);
+  if (g.frame_timeout && c->frame_since) w = std::min(w, c->frame_since + g.frame_timeout);
+  if (g.drain_start && c->pending.empty() && c->frame_since == 0)
+    w = std::min(w, std::max(c->last_input, g.drain_start) + g.drain_grace);
+  return w;
+}
+
+// What is due now (kDue* bits); a due module timer is consumed. Caller holds table_mu.
+uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
+  uint32_t due = 0;
+  if (c->timer_at && c->timer_at <= now) {
+    due |= kDueTimer;
+    c->timer_at = 0;
+  }
+  if (g.read_timeout && c->last_input + g.read_timeout <= now) due |= kDueTimeout;
+  if (g.frame_timeout && c->frame_since && c->frame_since + g.frame_timeout <= now) due |= kDueTimeout;
+  if (g.drain_start && c->pending.empty() && c->frame_since == 0 &&
+      std::max(c->last_input, g.drain_start) + g.drain_grace <= now)
+    due |= kDueDrainIdle;
+  return due;
+}
+
+void ArmTimerfd(Group& g) {
+  int64_t at = g.heap.empty() ? 0 : g.heap.top().at;
+  if (at == g.armed_at || g.timerfd < 0) return;
+  itimerspec its{};
+  if (at) {
+    its.it_value.tv_sec = at / 1000;
+    its.it_value.tv_nsec = (at % 1000) * 1000000;
+  }
+  timerfd_settime(g.timerfd, TFD_TIMER_ABSTIME, &its, nullptr);
+  g.armed_at = at;
+}
+
+// Makes sure the heap will look at c by its next wake time. Items are never
+// removed: an item whose deadline is not the entry's heap_at is stale and
+// skipped, so rescheduling costs a push only when the wake time moves earlier.
+// Caller holds table_mu.
+void Schedule(Conn* c, int fd, Group& g) {
+  int64_t w = NextWake(c, g);
+  if (w == kNever || (c->heap_at && c->heap_at <= w)) return;
+  c->heap_at = w;
+  g.heap.push({w, fd, c->id});
+  if (g.armed_at == 0 || w < g.armed_at) ArmTimerfd(g);
 }
 
 bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem_size) {
@@ -145,7 +243,12 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
     }
     c->id = NextId(kind == kKindConn);
     by_fd[fd] = c;
-    if (kind == kKindConn) group_conns[c->group]++;
+    if (kind == kKindConn) {
+      group_conns[c->group]++;
+      c->last_input = NowMs();
+      if (c->tls != nullptr) c->frame_since = c->last_input;  // a handshake is a frame in progress
+      if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
+    }
   }
   return Num(info, static_cast<double>(c->id));
 }
@@ -160,8 +263,9 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   int64_t fd, id, state_ptr;
   uint8_t *in, *base;
   size_t cap, mem_size;
+  int64_t no_recv = 0;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr))
+      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && !ArgInt(info, 7, &no_recv)))
     return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
@@ -170,6 +274,8 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     std::memcpy(base + state_ptr, c->state, c->state_size);
   }
   size_t have = c->pending.size();
+  if (no_recv) cap = have;  // the carry-over alone (a timer call)
+  const size_t before = have;
   if (have > cap) return Num(info, -EOVERFLOW);
   if (have) std::memcpy(in, c->pending.data(), have);
   int eof = 0;
@@ -186,10 +292,14 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     else if (n == 0) eof = kLoadEof;
     else if (errno != EAGAIN) return Num(info, -errno);
   }
+  if (have > before || eof) {
+    std::lock_guard<std::mutex> lock(table_mu);
+    c->last_input = NowMs();
+  }
   if (info.Length() > 6 && info[6].IsTypedArray()) {
     Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
     if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
-      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - c->pending.size());
+      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - before);
   }
   return Num(info, static_cast<double>(have | eof));
 }
@@ -207,6 +317,12 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
   c->pending.assign(rest, rest + len);
+  {
+    // The frame timeout runs from the moment the carry-over became non-empty.
+    std::lock_guard<std::mutex> lock(table_mu);
+    if (len == 0) c->frame_since = 0;
+    else if (c->frame_since == 0) c->frame_since = NowMs();
+  }
   if (c->state_size > 0) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
     std::memcpy(c->state, base + state_ptr, c->state_size);
@@ -243,6 +359,12 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
   // as well makes a (writable) socket report at once, so it is not stranded.
   if (c->tls != nullptr && (events & EPOLLIN) && TlsHasPending(c->tls)) ev.events |= EPOLLOUT;
   ev.data.u64 = EpollData(c, static_cast<int>(fd));
+  // Under the lock, so that the timer event sees either this holder or a re-armed item.
+  std::lock_guard<std::mutex> lock(table_mu);
+  if (c->kind == kKindConn) {
+    if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
+    if (c->due) ev.events |= EPOLLOUT;  // a time came while it was held: report at once
+  }
   int prev = c->holder.exchange(0);
   if (epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_MOD, static_cast<int>(fd), &ev) < 0) {
     int err = errno;
@@ -294,7 +416,12 @@ Napi::Value ConnHandshake(const Napi::CallbackInfo& info) {
   if (c == nullptr) return Num(info, -EBADF);
   if (c->tls == nullptr || c->handshaken) return Num(info, 2);
   int rc = TlsHandshake(c->tls, static_cast<int>(timeout));
-  if (rc == 1) c->handshaken = true;
+  std::lock_guard<std::mutex> lock(table_mu);
+  c->last_input = NowMs();
+  if (rc == 1) {
+    c->handshaken = true;
+    c->frame_since = 0;
+  }
   return Num(info, rc);
 }
 
@@ -424,9 +551,98 @@ Napi::Value ConnSetNextId(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(next_id));
 }
 
+// timersConfigure(group, readTimeoutMs, frameTimeoutMs) -> timerfd | -errno.
+// Creates the server's timerfd (the caller adds it to the epoll set with
+// KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets the timeouts (0: off).
+Napi::Value TimersConfigure(const Napi::CallbackInfo& info) {
+  int64_t group, read_ms, frame_ms;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &read_ms) || !ArgInt(info, 2, &frame_ms)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group& g = groups[static_cast<int>(group)];
+  if (g.timerfd < 0) {
+    g.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (g.timerfd < 0) {
+      int err = errno;
+      groups.erase(static_cast<int>(group));
+      return Num(info, -err);
+    }
+  }
+  g.read_timeout = read_ms;
+  g.frame_timeout = frame_ms;
+  return Num(info, g.timerfd);
+}
+
+// timersForget(group): closes the server's timerfd and drops its heap (at release).
+Napi::Value TimersForget(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  auto it = groups.find(static_cast<int>(group));
+  if (it == groups.end()) return Num(info, -EBADF);
+  close(it->second.timerfd);
+  groups.erase(it);
+  return Num(info, 0);
+}
+
+// timersRun(group) -> connections marked due. For the worker that took the timer event.
+Napi::Value TimersRun(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  return Num(info, RunTimers(static_cast<int>(group)));
+}
+
+// timerSet(fd, id, ms) -> 0 | -EINVAL (ms outside 0..86,400,000) | -EBADF. The
+// module's single timer: ms from now, replacing any; 0 cancels (and a firing
+// not yet delivered).
+Napi::Value TimerSet(const Napi::CallbackInfo& info) {
+  int64_t fd, id, ms;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &ms)) return info.Env().Undefined();
+  if (ms < 0 || ms > 86400000) return Num(info, -EINVAL);
+  std::lock_guard<std::mutex> lock(table_mu);
+  Conn* c = FindLocked(static_cast<int>(fd), static_cast<uint64_t>(id));
+  Group* g = c ? GroupOf(c->group) : nullptr;
+  if (c == nullptr || g == nullptr || c->kind != kKindConn) return Num(info, -EBADF);
+  if (c->timer_at) g->timers--;
+  c->due &= ~kDueTimer;
+  c->timer_at = ms ? NowMs() + ms : 0;
+  if (c->timer_at) g->timers++;
+  Schedule(c, static_cast<int>(fd), *g);
+  return Num(info, 0);
+}
+
+// timersDrain(group, graceMs) -> connections looked at. The server is stopping:
+// a connection with no unconsumed input that receives nothing for graceMs from
+// now (or from its last input) is marked kDueDrainIdle.
+Napi::Value TimersDrain(const Napi::CallbackInfo& info) {
+  int64_t group, grace;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &grace)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  g->drain_start = NowMs();
+  g->drain_grace = grace;
+  int n = 0;
+  for (size_t fd = 0; fd < by_fd.size(); fd++) {
+    Conn* c = by_fd[fd];
+    if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
+    Schedule(c, static_cast<int>(fd), *g);
+    n++;
+  }
+  return Num(info, n);
+}
+
+// timersArmed(group) -> connections with a module timer armed.
+Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  return Num(info, g ? g->timers : 0);
+}
+
 }  // namespace
 
-bool ClaimEvent(int fd, int group, int holder, double* id) {
+bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   std::lock_guard<std::mutex> lock(table_mu);
   if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return false;
   Conn* c = by_fd[fd];
@@ -434,7 +650,51 @@ bool ClaimEvent(int fd, int group, int holder, double* id) {
   int free_ = 0;
   if (!c->holder.compare_exchange_strong(free_, holder)) return false;
   *id = static_cast<double>(c->id);
+  *due = c->due | (c->tls != nullptr && !c->handshaken ? static_cast<uint32_t>(kDueHandshake) : 0u);
+  c->due = 0;
   return true;
+}
+
+int RunTimers(int group) {
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(group);
+  if (g == nullptr) return 0;
+  uint64_t expirations;
+  while (read(g->timerfd, &expirations, sizeof(expirations)) < 0 && errno == EINTR) {
+  }
+  g->armed_at = 0;
+  int64_t now = NowMs();
+  int marked = 0;
+  while (!g->heap.empty() && g->heap.top().at <= now) {
+    HeapItem item = g->heap.top();
+    g->heap.pop();
+    Conn* c = FindLocked(item.fd, item.id);
+    if (c == nullptr || c->heap_at != item.at) continue;  // closed, or rescheduled earlier
+    c->heap_at = 0;
+    uint32_t due = DueNow(c, *g, now);
+    if (due & kDueTimer) g->timers--;
+    if (due == 0) {
+      Schedule(c, item.fd, *g);
+      continue;
+    }
+    c->due |= due;
+    marked++;
+    // Armed in epoll: make the item report now (a writable socket reports
+    // EPOLLOUT at once), so a worker claims it and sees the mark. Held by a
+    // worker: its re-arm sees the mark. The claim decides ownership either way.
+    if (c->holder.load() == 0) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLONESHOT;
+      ev.data.u64 = EpollData(c, item.fd);
+      epoll_ctl(group, EPOLL_CTL_MOD, item.fd, &ev);
+    }
+  }
+  ArmTimerfd(*g);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.u64 = (static_cast<uint64_t>(kKindTimer) << 32) | static_cast<uint32_t>(g->timerfd);
+  epoll_ctl(group, EPOLL_CTL_MOD, g->timerfd, &ev);
+  return marked;
 }
 
 void InitConnTable(Napi::Env env, Napi::Object exports) {
@@ -453,6 +713,16 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connHeld", Napi::Function::New(env, ConnHeld, "connHeld"));
   exports.Set("connCount", Napi::Function::New(env, ConnCount, "connCount"));
   exports.Set("connSetNextId", Napi::Function::New(env, ConnSetNextId, "connSetNextId"));
+  exports.Set("timersConfigure", Napi::Function::New(env, TimersConfigure, "timersConfigure"));
+  exports.Set("timersForget", Napi::Function::New(env, TimersForget, "timersForget"));
+  exports.Set("timersRun", Napi::Function::New(env, TimersRun, "timersRun"));
+  exports.Set("timerSet", Napi::Function::New(env, TimerSet, "timerSet"));
+  exports.Set("timersDrain", Napi::Function::New(env, TimersDrain, "timersDrain"));
+  exports.Set("timersArmed", Napi::Function::New(env, TimersArmed, "timersArmed"));
+  exports.Set("DUE_TIMER", Napi::Number::New(env, kDueTimer));
+  exports.Set("DUE_TIMEOUT", Napi::Number::New(env, kDueTimeout));
+  exports.Set("DUE_DRAIN_IDLE", Napi::Number::New(env, kDueDrainIdle));
+  exports.Set("DUE_HANDSHAKE", Napi::Number::New(env, kDueHandshake));
   exports.Set("LOAD_EOF", Napi::Number::New(env, kLoadEof));
 }
 

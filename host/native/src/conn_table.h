@@ -6,14 +6,26 @@
 namespace tcpmod {
 
 // What an epoll item is; its 64-bit data is (kind << 32) | fd.
-enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2 };
+enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3 };
+
+// What a claimed connection event carries besides input (epollWait's out[4]).
+enum Due : uint32_t {
+  kDueTimer = 1,       // the module's timer fired: call tcpmod_on_timer
+  kDueTimeout = 2,     // the read or frame timeout expired: close with reason 7
+  kDueDrainIdle = 4,   // idle through the drain grace: close with reason 5
+  kDueHandshake = 8,   // not a due time: the TLS handshake has not completed yet
+};
 
 // Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
 // to exactly one worker by ClaimEvent, and only its holder loads, saves, re-arms
 // or closes it. Returns false when the event must be dropped: no entry for fd in
 // this group, or the entry is already held (an ERR/HUP reported for a connection
 // whose opener has not re-armed it yet; the opener's re-arm reports it again).
-bool ClaimEvent(int fd, int group, int holder, double* id);
+bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due);
+
+// The timer event of `group` (its timerfd): marks every connection whose time
+// has come and makes its epoll item report at once; re-arms the timerfd.
+int RunTimers(int group);
 
 void InitConnTable(Napi::Env env, Napi::Object exports);
 

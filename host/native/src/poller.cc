@@ -44,7 +44,9 @@ Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
 // epollWait(epfd, timeoutMs, out: Float64Array(4), holder, cells: Int32Array, busyGlobal, busySlot)
 //   -> 1 | 0 on timeout | -errno.
 // maxevents is 1 by design: each waiter takes exactly one ready item, so with
-// EPOLLONESHOT a connection is never in two threads. out = [fd, kind, events, id].
+// EPOLLONESHOT a connection is never in two threads. out = [fd, kind, events, id, due].
+// The timer item (KIND_TIMER) is handled inside: due connections are marked and
+// made to report, and the wait goes on.
 // A connection or listener event is claimed for `holder` in the table before
 // this returns (ClaimEvent); an event that cannot be claimed is dropped and the
 // wait goes on. The busy bookkeeping lives here too, so that no JavaScript runs
@@ -58,11 +60,11 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
       !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot))
     return info.Env().Undefined();
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[2].As<Napi::TypedArray>().ElementLength() < 4 || !info[4].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().ElementLength() < 5 || !info[4].IsTypedArray() ||
       info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
       busy_global < 0 || busy_slot < 0 ||
       static_cast<size_t>(std::max(busy_global, busy_slot)) >= info[4].As<Napi::TypedArray>().ElementLength()) {
-    Napi::TypeError::New(info.Env(), "out must be a Float64Array(4) and cells an Int32Array holding both busy cells")
+    Napi::TypeError::New(info.Env(), "out must be a Float64Array(5) and cells an Int32Array holding both busy cells")
         .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
@@ -81,7 +83,13 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     int fd = static_cast<int>(ev.data.u64 & 0xffffffffu);
     int kind = static_cast<int>(ev.data.u64 >> 32);
     double id = 0;
-    if (kind != kKindWake && !ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &id)) continue;
+    uint32_t due = 0;
+    if (kind == kKindTimer) {
+      // The timer event is bookkeeping, done here: mark what is due, re-arm.
+      RunTimers(static_cast<int>(epfd));
+      continue;
+    }
+    if (kind != kKindWake && !ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &id, &due)) continue;
     if (kind != kKindWake) {
       __atomic_store_n(mine, 1, __ATOMIC_SEQ_CST);
       __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
@@ -90,6 +98,7 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     out[1] = kind;
     out[2] = ev.events;
     out[3] = id;
+    out[4] = due;
     return Num(info, 1);
   }
 }

@@ -7,8 +7,11 @@
 #include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <ctime>
+#include <mutex>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -217,7 +220,60 @@ int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms, int64_t* w
   return static_cast<int64_t>(len);
 }
 
+// raiseNofile() -> { soft, hard }: raises the soft RLIMIT_NOFILE to the hard limit
+// (a server should use what it is allowed) and returns the limits now in force.
+Napi::Value RaiseNofile(const Napi::CallbackInfo& info) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("soft", static_cast<double>(rl.rlim_cur == RLIM_INFINITY ? (1 << 30) : rl.rlim_cur));
+  out.Set("hard", static_cast<double>(rl.rlim_max == RLIM_INFINITY ? (1 << 30) : rl.rlim_max));
+  return out;
+}
+
+// One descriptor per process held in reserve (/dev/null), so that when accept
+// fails with EMFILE one can be freed to accept and close the waiting connection
+// instead of leaving it hanging in the backlog. Process-wide and touched only
+// inside single native calls, so no thread can die holding it half-released.
+std::mutex spare_mu;
+int spare_fd = -1;
+
+// spareInit() -> 0 | -errno: takes the reserve descriptor (idempotent).
+Napi::Value SpareInit(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(spare_mu);
+  if (spare_fd < 0) spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return Num(info, spare_fd < 0 ? -errno : 0);
+}
+
+// acceptRefuse(listenFd) -> 1 a waiting connection was accepted and closed |
+// 0 none was waiting | -EMFILE no reserve to spend (or another thread took the
+// freed slot first). Releases the reserve, accepts, closes, retakes the reserve.
+Napi::Value AcceptRefuse(const Napi::CallbackInfo& info) {
+  int64_t lfd;
+  if (!ArgInt(info, 0, &lfd)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(spare_mu);
+  if (spare_fd < 0) spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare_fd < 0) return Num(info, -EMFILE);
+  close(spare_fd);
+  int c;
+  do c = accept4(static_cast<int>(lfd), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
+  int err = errno;
+  if (c >= 0) close(c);
+  spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (c >= 0) return Num(info, 1);
+  return Num(info, err == EAGAIN ? 0 : -err);
+}
+
 void InitSockets(Napi::Env env, Napi::Object exports) {
+  exports.Set("raiseNofile", Napi::Function::New(env, RaiseNofile, "raiseNofile"));
+  exports.Set("spareInit", Napi::Function::New(env, SpareInit, "spareInit"));
+  exports.Set("acceptRefuse", Napi::Function::New(env, AcceptRefuse, "acceptRefuse"));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
   exports.Set("connectTcp", Napi::Function::New(env, ConnectTcp, "connectTcp"));
   exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
