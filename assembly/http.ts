@@ -331,6 +331,8 @@ function handleRequest(c: Conn, p: usize, n: i32, full: bool): i32 {
   if (kind == BODY_LENGTH) {
     if (n - headLen < length) {
       saveBody(st, headLen, kind, length, 0, 0);
+      // The request's length is known: let the host collect the body without calling again.
+      c.want(headLen + length);
       return NEED_MORE;
     }
     end = headLen + length;

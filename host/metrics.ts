@@ -54,6 +54,8 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
   labelled('tcpmod_connections_refused_total', 'Connections accepted and closed at once: over the connection limit (limit), out of descriptors (fd)', 'reason', () => s().connectionsRefused);
   gauge('tcpmod_max_connections', 'The connection limit in force', () => s().maxConnections);
+  gauge('tcpmod_output_queued_bytes', 'Bytes waiting in connections\' output queues (queued send mode)', () => s().outputQueuedBytes);
+  gauge('tcpmod_input_buffered_bytes', 'Bytes of unconsumed input the server holds for its connections', () => s().inputBufferedBytes);
   gauge('tcpmod_timers_armed', 'Connections whose module timer is armed', () => s().timersArmed);
   counter('tcpmod_timers_fired_total', 'Module timers fired (tcpmod_on_timer calls)', () => s().timersFired);
   if (server.options.tls) {

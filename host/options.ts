@@ -78,7 +78,23 @@ export const OPTIONS = {
     defaultNote: `4 x min, at most ${MAX_WORKERS}`, help: 'most workers the pool grows to',
   },
   workerIdleTimeout: { flag: '--idle-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'an idle worker above min leaves after this' },
-  sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'a send blocked this long closes its connection' },
+  sendMode: {
+    flag: '--send-mode', arg: '<mode>', kind: { type: 'choice', choices: ['queued', 'blocking'] }, default: 'queued',
+    help: 'queued: output a client does not take yet waits in a per-connection queue and the worker goes on; blocking: the worker waits (the seed\'s sender)',
+  },
+  sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'output that makes no progress this long closes its connection (reason 4)' },
+  maxOutputBuffer: {
+    flag: '--max-output-buffer', arg: '<size>', kind: { type: 'size', min: 65536, max: 2 ** 40 }, default: '8MiB',
+    help: 'queued output one connection may hold; past it tcpmod.send fails (queued mode)',
+  },
+  maxOutputMemory: {
+    flag: '--max-output-memory', arg: '<size>', kind: { type: 'size', min: 1 << 20, max: 2 ** 50 }, default: '256MiB',
+    help: 'queued output of all connections; past it the connections holding most are closed (reason 3)',
+  },
+  maxInputMemory: {
+    flag: '--max-input-memory', arg: '<size>', kind: { type: 'size', min: 1 << 20, max: 2 ** 50 }, default: '512MiB',
+    help: 'unconsumed input of all connections; past it the connections holding most are closed (reason 3)',
+  },
   handlerTimeout: { flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s', help: 'a module callback running longer is stopped' },
   drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
   readTimeout: {
@@ -179,6 +195,10 @@ export interface ResolvedOptions {
   maxThreads: number;
   workerIdleTimeoutMs: number;
   sendTimeoutMs: number;
+  sendMode: 'queued' | 'blocking';
+  maxOutputBuffer: number;
+  maxOutputMemory: number;
+  maxInputMemory: number;
   handlerTimeoutMs: number;
   drainTimeoutMs: number;
   /** null: off. */
@@ -339,6 +359,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxThreads: max,
     workerIdleTimeoutMs: pick('workerIdleTimeout'),
     sendTimeoutMs: pick('sendTimeout'),
+    sendMode: pick('sendMode'),
+    maxOutputBuffer: pick('maxOutputBuffer'),
+    maxOutputMemory: pick('maxOutputMemory'),
+    maxInputMemory: pick('maxInputMemory'),
     handlerTimeoutMs: pick('handlerTimeout'),
     drainTimeoutMs: pick('drainTimeout'),
     readTimeoutMs: pick('readTimeout'),

@@ -45,6 +45,9 @@ export interface ServerStats {
   /** Connections whose module timer is armed, and module timers fired so far. */
   timersArmed: number;
   timersFired: number;
+  /** Bytes waiting in connections' output queues, and held as unconsumed input. */
+  outputQueuedBytes: number;
+  inputBufferedBytes: number;
   kv: { keys: number; bytes: number; maxBytes: number };
   /** TLS termination, null when the server speaks plain TCP. */
   tls: null | {
@@ -61,6 +64,15 @@ export interface CloseOptions {
 }
 
 export { CLOSE_REASONS };
+
+/**
+ * Queued output above this stops reading a connection's input and calling its
+ * module until the queue is down to half of it: a quarter of the per-connection
+ * bound, at most 1 MiB (enough to keep a fast reader's socket full).
+ */
+function highWater(maxOutputBuffer: number): number {
+  return Math.min(1 << 20, Math.floor(maxOutputBuffer / 4));
+}
 
 /** Descriptors kept back from the default connection limit for the server's own use. */
 const FD_RESERVE = 128;
@@ -117,6 +129,8 @@ export class TcpmodServer extends EventEmitter {
       this.epfd = check(native.epollCreate(), 'epoll_create1');
       this.timerFd = check(native.timersConfigure(this.epfd, o.readTimeoutMs ?? 0, o.frameTimeoutMs ?? 0), 'timerfd_create');
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
+      check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
+        o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -171,6 +185,8 @@ export class TcpmodServer extends EventEmitter {
         logLevel: o.logLevel,
         tls: o.tls !== null,
         maxConnections: this.maxConnections,
+        sendMode: o.sendMode,
+        highWater: highWater(o.maxOutputBuffer),
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone.
@@ -281,9 +297,15 @@ export class TcpmodServer extends EventEmitter {
       maxConnections: this.maxConnections,
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
+      ...this.memory(),
       kv: native.kvStats(),
       tls: this.options.tls ? this.tlsStats(t) : null,
     };
+  }
+
+  private memory(): { outputQueuedBytes: number; inputBufferedBytes: number } {
+    const m = this.epfd >= 0 ? native.groupMemory(this.epfd) : { output: 0, input: 0 };
+    return { outputQueuedBytes: m.output, inputBufferedBytes: m.input };
   }
 
   private tlsStats(t: Float64Array): NonNullable<ServerStats['tls']> {

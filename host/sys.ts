@@ -45,3 +45,4 @@ export const EMFILE = -osConstants.errno.EMFILE;
 export const ENFILE = -osConstants.errno.ENFILE;
 export const EINVAL = -osConstants.errno.EINVAL;
 export const EPROTO = -osConstants.errno.EPROTO;
+export const ENOBUFS = -osConstants.errno.ENOBUFS;

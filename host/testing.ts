@@ -161,6 +161,8 @@ export class Harness implements Transport {
         return 0;
       },
       draining: () => (this.draining ? 1 : 0),
+      // tcpmod.want is a hint the harness does not need: a module must give the same answers however input is cut.
+      want: () => 0,
     });
   }
 
@@ -194,6 +196,9 @@ export class Harness implements Transport {
   }
   enter(): void {}
   leave(): void {}
+  congested(): boolean {
+    return false;
+  }
 
   renew(): void {
     this.faults++;

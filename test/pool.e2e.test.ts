@@ -37,7 +37,7 @@ async function scrape(port: number): Promise<Record<string, number>> {
 
 describe('dynamic pool', () => {
   it('grows while sends are blocked, still answers another client, and shrinks back to min when idle', async () => {
-    const server = start({ module: 'build/echo.wasm', port: 0, minThreads: 1, maxThreads: 4, workerIdleTimeout: 300, sendTimeout: '30s' });
+    const server = start({ module: 'build/echo.wasm', port: 0, minThreads: 1, maxThreads: 4, workerIdleTimeout: 300, sendTimeout: '30s', sendMode: 'blocking' });
     const { port } = await server.listen();
     const metrics = await serveMetrics(server, '127.0.0.1', 0);
     try {

@@ -61,3 +61,11 @@ export declare function host_set_timer(conn: i32, ms: i32): i32;
 // @ts-ignore: decorator
 @external("tcpmod", "draining")
 export declare function host_draining(): i32;
+
+/** v1.1: a hint for connection `conn` (the one being handled): do not call on_data again before
+ *  `n` bytes of input are pending (or the input region is full, the peer finished, or a timer
+ *  fires). The host appends arriving bytes without calling, so a slowly arriving frame costs only
+ *  what it sends. The host may call earlier anyway; 0 ok, negative: not the connection being handled. */
+// @ts-ignore: decorator
+@external("tcpmod", "want")
+export declare function host_want(conn: i32, n: i32): i32;

@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_draining, host_send, host_set_timer } from "./abi";
+import { conn_info, host_draining, host_send, host_set_timer, host_want } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -114,6 +114,12 @@ export class Conn {
   /** Arms this connection's timer to fire in `ms` milliseconds (1..86,400,000), replacing any;
    *  the timer handler (setOnTimer) runs then. False when the host refused. */
   setTimer(ms: i32): bool { return host_set_timer(curId, ms) == 0; }
+
+  /** A hint: call the data handler again only once `n` bytes of input are pending (counting from
+   *  the first byte not consumed), the input region is full, or the peer finished. Use it when a
+   *  frame's length is known (a Content-Length body, a RESP bulk string): the host then collects
+   *  the bytes without calling the module. The handler must still cope with being called earlier. */
+  want(n: i32): void { host_want(curId, n); }
 
   /** Cancels this connection's timer (a firing not yet delivered included). */
   cancelTimer(): void { host_set_timer(curId, 0); }

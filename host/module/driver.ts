@@ -23,6 +23,8 @@ export interface Transport {
   /** A call into the module starts (the handler clock runs) / ends. */
   enter(conn: number): void;
   leave(): void;
+  /** True while the connection's queued output is above its high-water mark: call the module no more now. */
+  congested(): boolean;
 }
 
 export class AbiDriver {
@@ -69,11 +71,13 @@ export class AbiDriver {
       if (r !== KEEP) return r;
       const consumed = inst.consumed;
       const rest = len - consumed;
-      if (consumed > 0 && rest > 0) {
+      if (consumed > 0 && rest > 0 && !this.transport.congested()) {
         new Uint8Array(inst.buffer).copyWithin(d.inPtr, d.inPtr + consumed, d.inPtr + len);
         len = rest;
         continue; // progress with input left: call again before waiting for more
       }
+      // (A client that does not read its replies gets no more of them now: the
+      // rest waits as carry-over until its queued output drains.)
       // The peer finished and the module wants nothing more: the peer closed it.
       if (eof) return CloseReason.PEER;
       if (rest === d.inCap) return CloseReason.OVERFLOW;

@@ -34,6 +34,8 @@ export interface InstanceHooks {
   draining?(): number;
   /** tcpmod.now_ms; without it, the wall clock. */
   now?(): number;
+  /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
+  want?(n: number): number;
 }
 
 /** conn_info of a host with no transport details (the test harness): plain TCP. */
@@ -297,6 +299,10 @@ export class ModuleInstance {
         return this.hooks.setTimer ? this.hooks.setTimer(ms) : -1;
       },
       draining: (): number => (this.hooks.draining ? this.hooks.draining() : 0),
+      want: (conn: number, n: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.want ? this.hooks.want(n >>> 0) : 0;
+      },
       conn_info: (conn: number, key: number, out: number, cap: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         const v = (this.hooks.connInfo ?? plainConnInfo)(key);

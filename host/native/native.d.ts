@@ -96,7 +96,8 @@ export interface NativeBinding {
   connAdd(epfd: number, fd: number, id: number, events: number): number;
   /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */
   connRearm(epfd: number, fd: number, id: number, events: number): number;
-  /** Forgets the entry and closes the socket (-EBADF when it was gone already). With drainBytes > 0 it first
+  /** Forgets the entry and closes the socket: 0, 1 when it was lingering (its close was counted already), -EBADF when
+   *  it was gone already. With drainBytes > 0 it first
    *  shuts down writing and discards up to that much received input, so the close does not reset a reply. */
   connClose(fd: number, id: number, drainBytes?: number): number;
   /** shutdown(how) of the entry's socket if (fd, id) is still open; safe from any thread. */
@@ -132,6 +133,23 @@ export interface NativeBinding {
   timersDrain(group: number, graceMs: number): number;
   /** Connections with a module timer armed. */
   timersArmed(group: number): number;
+  // queued output and memory bounds (conn_table.cc)
+  /** Queued send mode: sends what the socket takes now, queues the rest in order; never waits (TLS: blocks up to the
+   *  send timeout). Bytes queued after it, -ENOBUFS past the per-connection bound, or -errno. */
+  connWrite(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** Do not call the module before n bytes are pending (or in_cap, or EOF); connLoad returns -EAGAIN meanwhile. */
+  connWant(fd: number, id: number, n: number): number;
+  /** The module closed with output still queued: > 0 keeps the entry until it drains (its close counts now). */
+  connLinger(fd: number, id: number): number;
+  /** Sends queued output now: bytes still queued, or -errno. */
+  connFlush(fd: number, id: number): number;
+  /** Bounds in bytes (0: none). */
+  queueConfigure(group: number, queued: number, sendTimeoutMs: number, highWater: number, maxPerConn: number,
+    maxOutputTotal: number, maxInputTotal: number): number;
+  groupMemory(group: number): { output: number; input: number };
+  readonly DUE_SEND_TIMEOUT: number;
+  readonly DUE_OVERFLOW: number;
+  readonly DUE_CLOSING: number;
   readonly DUE_TIMER: number;
   readonly DUE_TIMEOUT: number;
   readonly DUE_DRAIN_IDLE: number;

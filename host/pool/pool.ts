@@ -12,6 +12,56 @@ const FAULT_WINDOW_S = 10;
 /** How long a growth request must stay true (with a worker stalled) before the pool grows. */
 const GROW_CHECK_MS = 20;
 
+/**
+ * The Node flags a worker thread starts with. By default a Worker inherits the
+ * parent's execArgv, which breaks as soon as the embedding process was started
+ * with flags about its own entry point: `node --input-type=module -e '…'`
+ * hands `--input-type` to a worker whose entry is a file, and the worker dies
+ * at start. So workers get only flags that change how errors and warnings are
+ * reported, never what code runs:
+ * - entry-point and loader flags (-e, -p, --input-type, --import, --require,
+ *   --loader, --watch, --test, --conditions) are dropped: the worker script is
+ *   plain JavaScript in dist/ and needs no preload or hook; a preload written
+ *   for the main thread may not be safe to run again in every worker;
+ * - V8 flags (--expose-gc, --max-old-space-size, --stack-trace-limit…) are
+ *   dropped because they are process-wide: V8 already applies them to every
+ *   thread (gc() exists in workers of `node --expose-gc`), and a Worker
+ *   refuses them in execArgv (ERR_WORKER_INVALID_EXEC_ARGV);
+ * - --inspect and friends are dropped: the inspector belongs to the process,
+ *   and the main thread's session already lists each worker as a target;
+ * - NODE_OPTIONS is not affected: workers read it from their env as before.
+ */
+const WORKER_FLAGS = new Set([
+  '--enable-source-maps',
+  '--no-warnings',
+  '--no-deprecation',
+  '--trace-warnings',
+  '--trace-deprecation',
+  '--throw-deprecation',
+  '--pending-deprecation',
+  '--trace-uncaught',
+  '--trace-exit',
+  '--unhandled-rejections',
+  '--disable-warning',
+]);
+/** The flags of WORKER_FLAGS that take a value (`--flag=value` or `--flag value`). */
+const WORKER_FLAG_VALUES = new Set(['--unhandled-rejections', '--disable-warning']);
+
+/** The part of a parent's execArgv that a worker keeps (see WORKER_FLAGS), values joined as `--flag=value`. */
+export function workerExecArgv(parent: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < parent.length; i++) {
+    const arg = parent[i];
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    if (!WORKER_FLAGS.has(name)) continue;
+    if (!WORKER_FLAG_VALUES.has(name)) out.push(name);
+    else if (eq >= 0) out.push(arg);
+    else if (i + 1 < parent.length) out.push(`${name}=${parent[++i]}`);
+  }
+  return out;
+}
+
 export interface PoolOptions {
   min: number;
   max: number;
@@ -85,7 +135,7 @@ export class Pool extends EventEmitter {
     }
     this.counters.f64.fill(0, this.counters.totalsBase(slot), this.counters.totalsBase(slot) + TOTALS);
     for (const f of [S.CALL_SEQ, S.SEND_SEQ, S.BUSY]) this.counters.set(this.counters.slotCell(slot, f), 0);
-    const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot) });
+    const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot), execArgv: workerExecArgv(process.execArgv) });
     const m: Member = { worker, slot, ready: false, retired: false, stuck: false };
     this.members.set(slot, m);
     this.workersStarted++;

@@ -22,10 +22,20 @@ export interface CloseCount {
   notify: ((conn: number, reason: number) => void) | null;
 }
 
-/** Closes connection (fd, id) with `reason`; false when it was closed already (nothing counted). */
+/**
+ * Closes connection (fd, id) with `reason`; false when it was closed already
+ * (nothing counted). A connection that was finishing its queued output after
+ * the module closed it was counted then (countClose), and is not counted again.
+ */
 export function finishConnection(fd: number, id: number, reason: number, count: CloseCount, linger = false): boolean {
-  if (native.connClose(fd, id, linger ? LINGER_DRAIN_BYTES : 0) < 0) return false;
+  const rc = native.connClose(fd, id, linger ? LINGER_DRAIN_BYTES : 0);
+  if (rc < 0) return false;
+  if (rc === 0) countClose(id, reason, count);
+  return true;
+}
+
+/** Counts a close (and tells listeners): once per connection, by finishConnection or a lingering close. */
+export function countClose(id: number, reason: number, count: CloseCount): void {
   count.totals[count.base + T.CLOSED + reason]++;
   count.notify?.(moduleConnId(id), reason);
-  return true;
 }

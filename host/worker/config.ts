@@ -19,4 +19,8 @@ export interface WorkerConfig {
   tls: boolean;
   /** Connections beyond this are accepted and closed at once. */
   maxConnections: number;
+  /** queued: output waits in the connection's native queue; blocking: the worker waits (up to sendTimeoutMs). */
+  sendMode: 'queued' | 'blocking';
+  /** Queued output above this stops calling the module for that connection (and reading its input). */
+  highWater: number;
 }

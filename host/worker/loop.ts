@@ -10,8 +10,8 @@ import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
 import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
-import { C, EAGAIN, EINVAL, EMFILE, ENFILE, EPROTO, ETIMEDOUT, native } from '../sys.js';
-import { finishConnection, moduleConnId, type CloseCount } from './close.js';
+import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, EPROTO, ETIMEDOUT, native } from '../sys.js';
+import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
 
 /** Connections wait for input, edge-triggered, one thread at a time. */
@@ -49,6 +49,10 @@ export class EventLoop implements Transport {
   private fd = -1;
   private id = 0;
   private readonly tls: boolean;
+  private readonly queued: boolean;
+  /** Output queued on the connection being handled, as of its last write (queued mode). */
+  private backlog = 0;
+  private readonly highWater: number;
   /** The odd CALL_SEQ value of the callback running now, or 0. */
   private callSeq = 0;
   private readonly cell: { seq: number; start: number; excluded: number; sendSeq: number; sendStart: number; busy: number };
@@ -56,6 +60,8 @@ export class EventLoop implements Transport {
   constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
     this.cells = ctr.i32;
     this.tls = cfg.tls;
+    this.queued = cfg.sendMode === 'queued';
+    this.highWater = cfg.highWater;
     this.holder = cfg.slot + 1;
     this.t = ctr.totalsBase(cfg.slot);
     const at = (f: number) => ctr.slotCell(cfg.slot, f);
@@ -111,6 +117,16 @@ export class EventLoop implements Transport {
    */
   private handle(fd: number, id: number, due: number): void {
     if (due !== 0) {
+      if (due & native.DUE_CLOSING) return this.finishQueued(fd, id, due);
+      if (due & native.DUE_OVERFLOW) {
+        this.hooks.warn('memory bound passed: closing the connections that hold most', { bound: 'input or output memory' });
+        return due & native.DUE_HANDSHAKE ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
+      }
+      if (due & native.DUE_SEND_TIMEOUT) {
+        this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
+        this.hooks.warn('send timeout: a client stopped reading');
+        return this.close(fd, id, CloseReason.SEND_TIMEOUT);
+      }
       const unopened = (due & native.DUE_HANDSHAKE) !== 0; // the module has not met it: no on_close
       if (due & (native.DUE_TIMEOUT | native.DUE_DRAIN_IDLE)) {
         const reason = due & native.DUE_TIMEOUT ? CloseReason.TIMEOUT : CloseReason.SHUTDOWN;
@@ -125,8 +141,16 @@ export class EventLoop implements Transport {
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
+    this.backlog = 0;
     let len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
-    if (len < 0) return this.close(fd, id, len === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR);
+    if (len < 0) {
+      // EAGAIN: queued output is still above its mark, or a frame the module asked to wait for is incomplete.
+      if (len === EAGAIN) {
+        this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
+        return this.rearm(fd, id);
+      }
+      return this.close(fd, id, len === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR);
+    }
     this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
     const eof = (len & native.LOAD_EOF) !== 0;
     len &= ~native.LOAD_EOF;
@@ -297,12 +321,29 @@ export class EventLoop implements Transport {
     if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
   }
 
-  /** Runs on_close, then the one close path; `linger` (the module closed after its reply) keeps the reply from being reset. */
+  /**
+   * Runs on_close, then the one close path; `linger` (the module closed after
+   * its reply) keeps the reply from being reset. In queued mode a reply still
+   * queued goes out first: the connection is counted closed now and its socket
+   * closes once the queue drains (finishQueued).
+   */
   private close(fd: number, id: number, reason: number, linger = false): void {
     if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
     const fault = this.driver.close(this.inst, moduleConnId(id), reason);
     if (fault) return this.faulted(fd, id, fault);
+    const keep = linger && this.queued && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
+    if (keep && native.connLinger(fd, id) > 0) {
+      countClose(id, reason, this.closeCount);
+      if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    }
     finishConnection(fd, id, reason, this.closeCount, linger);
+  }
+
+  /** A closed connection whose reply was still queued: send more; close the socket once it is all out (or on error, timeout, shutdown). */
+  private finishQueued(fd: number, id: number, due: number): void {
+    const left = due & native.DUE_SEND_TIMEOUT || this.ctr.get(G.FORCED) ? -1 : native.connFlush(fd, id);
+    if (left > 0 && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    finishConnection(fd, id, CloseReason.MODULE, this.closeCount, left === 0);
   }
 
   /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */
@@ -320,6 +361,7 @@ export class EventLoop implements Transport {
       connInfo: (key) => this.connInfo(key),
       setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
       draining: () => this.ctr.get(G.DRAINING),
+      want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;
@@ -327,8 +369,22 @@ export class EventLoop implements Transport {
 
   // ---- Transport (for the driver) ----
 
-  /** Sends in full, blocking up to the send timeout; -1, or the close reason. */
+  /**
+   * Sends in order: queued mode hands the bytes to the connection's queue (the
+   * socket takes what it can now); blocking mode waits up to the send timeout.
+   * -1, or the close reason.
+   */
   send(mem: ArrayBuffer, ptr: number, len: number): number {
+    if (this.queued) {
+      const rc = native.connWrite(this.fd, this.id, mem, ptr, len);
+      if (rc >= 0) {
+        this.backlog = rc;
+        this.ctr.f64[this.t + T.BYTES_OUT] += len;
+        return -1;
+      }
+      if (rc === ENOBUFS) return CloseReason.OVERFLOW;
+      return this.failure(rc);
+    }
     const cells = this.cells;
     const c = this.cell;
     Atomics.store(cells, c.sendStart, clockMs());
@@ -343,6 +399,11 @@ export class EventLoop implements Transport {
       this.ctr.f64[this.t + T.BYTES_OUT] += len;
       return -1;
     }
+    return this.failure(rc);
+  }
+
+  /** The close reason for a failed send. */
+  private failure(rc: number): number {
     if (rc === ETIMEDOUT) {
       this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
       return CloseReason.SEND_TIMEOUT;
@@ -359,6 +420,10 @@ export class EventLoop implements Transport {
     const ok = info !== null && typeof info !== 'number';
     if (key === 1) return ok ? info.alpn : '';
     return ok && info.peerCert ? 1 : 0;
+  }
+
+  congested(): boolean {
+    return this.backlog > this.highWater;
   }
 
   /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */

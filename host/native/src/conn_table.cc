@@ -19,6 +19,7 @@
 //   as it is closed, an id never is, so a stale (fd, id) finds nothing (-EBADF).
 #include "conn_table.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -66,6 +67,20 @@ struct Conn {
   int64_t timer_at = 0;
   int64_t heap_at = 0;
   uint32_t due = 0;  // kDue* bits, handed to the next claimer
+  // Queued output (send mode "queued"): bytes the socket has not taken yet, in
+  // order, from outq_off on; send_since is the last progress while non-empty.
+  std::vector<uint8_t> outq;
+  size_t outq_off = 0;
+  int64_t send_since = 0;
+  // tcpmod.want: do not call the module before this many bytes are pending (0: any).
+  uint32_t want = 0;
+  // Backpressure: set when queued output passed the high-water mark, cleared
+  // when it drains to the low-water mark (half of it); no input is read meanwhile.
+  bool paused = false;
+  // The module closed (on_close ran, the close was counted) with output still
+  // queued: the socket stays until the queue drains or the send timeout passes.
+  bool closing = false;
+  struct Group* grp = nullptr;
 };
 
 // Per server (group): its timer heap, its timerfd in the epoll set, and the
@@ -82,6 +97,12 @@ struct Group {
   int64_t read_timeout = 0, frame_timeout = 0;
   int64_t drain_start = 0, drain_grace = 0;
   int timers = 0;  // connections with a module timer armed
+  // Output and input memory (queued mode): per-connection and server-wide bounds, totals.
+  bool queued = false;
+  int64_t send_timeout = 0;
+  int64_t out_high = 0, out_max = 0, out_total_max = 0, in_total_max = 0;
+  std::atomic<int64_t> out_bytes{0}, in_bytes{0};
+  int64_t last_trim = 0;  // when the bounds last closed connections (at most one scan per 50 ms)
   std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap;
 };
 std::unordered_map<int, Group> groups;
@@ -129,6 +150,10 @@ Conn* Unlink(int fd, uint64_t id) {
   if (c == nullptr) return nullptr;
   by_fd[fd] = nullptr;
   if (c->kind == kKindConn) {
+    if (c->grp) {
+      c->grp->in_bytes -= static_cast<int64_t>(c->pending.size());
+      c->grp->out_bytes -= static_cast<int64_t>(c->outq.size() - c->outq_off);
+    }
     if (c->timer_at)
       if (Group* g = GroupOf(c->group)) g->timers--;
     module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
@@ -154,6 +179,7 @@ int64_t NextWake(const Conn* c, const Group& g) {
   if (c->timer_at) w = std::min(w, c->timer_at);
   if (g.read_timeout) w = std::min(w, c->last_input + g.read_timeout);
   if (g.frame_timeout && c->frame_since) w = std::min(w, c->frame_since + g.frame_timeout);
+  if (g.send_timeout && c->send_since) w = std::min(w, c->send_since + g.send_timeout);
   if (g.drain_start && c->pending.empty() && c->frame_since == 0)
     w = std::min(w, std::max(c->last_input, g.drain_start) + g.drain_grace);
   return w;
@@ -168,6 +194,7 @@ uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
   }
   if (g.read_timeout && c->last_input + g.read_timeout <= now) due |= kDueTimeout;
   if (g.frame_timeout && c->frame_since && c->frame_since + g.frame_timeout <= now) due |= kDueTimeout;
+  if (g.send_timeout && c->send_since && c->send_since + g.send_timeout <= now) due |= kDueSendTimeout;
   if (g.drain_start && c->pending.empty() && c->frame_since == 0 &&
       std::max(c->last_input, g.drain_start) + g.drain_grace <= now)
     due |= kDueDrainIdle;
@@ -198,15 +225,87 @@ void Schedule(Conn* c, int fd, Group& g) {
   if (g.armed_at == 0 || w < g.armed_at) ArmTimerfd(g);
 }
 
+uint64_t EpollData(const Conn* c, int fd) {
+  return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
+}
+
+// Marks the largest holders of input (or queued output) of g, armed or not,
+// for closing (kDueOverflow) until the total would be back under `max`: the
+// server sheds the connections that cost most, never itself. At most one scan
+// per 50 ms. Caller holds table_mu.
+void Trim(Group& g, int group, bool input, int64_t max) {
+  int64_t now = NowMs();
+  if (now - g.last_trim < 50) return;
+  g.last_trim = now;
+  std::vector<std::pair<int64_t, int>> sizes;
+  int64_t total = 0;
+  for (size_t fd = 0; fd < by_fd.size(); fd++) {
+    Conn* c = by_fd[fd];
+    if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
+    int64_t n = input ? static_cast<int64_t>(c->pending.size()) : static_cast<int64_t>(c->outq.size() - c->outq_off);
+    total += n;
+    if (n > 0 && !(c->due & kDueOverflow)) sizes.push_back({n, static_cast<int>(fd)});
+  }
+  std::sort(sizes.begin(), sizes.end(), std::greater<std::pair<int64_t, int>>());
+  for (auto& [n, fd] : sizes) {
+    if (total <= max) break;
+    Conn* c = by_fd[fd];
+    c->due |= kDueOverflow;
+    total -= n;
+    if (c->holder.load() == 0) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLONESHOT;
+      ev.data.u64 = EpollData(c, fd);
+      epoll_ctl(group, EPOLL_CTL_MOD, fd, &ev);
+    }
+  }
+}
+
+// Keeps the carry-over's size in the server's input total; past the bound, sheds.
+void AccountInput(Conn* c, int64_t delta) {
+  if (c->grp == nullptr || delta == 0) return;
+  int64_t total = (c->grp->in_bytes += delta);
+  if (delta > 0 && c->grp->in_total_max && total > c->grp->in_total_max) {
+    std::lock_guard<std::mutex> lock(table_mu);
+    Trim(*c->grp, c->group, true, c->grp->in_total_max);
+  }
+}
+
+// Sends queued output until the socket is full: the bytes left, or -errno.
+int64_t Flush(Conn* c, int fd) {
+  size_t before = c->outq.size() - c->outq_off;
+  while (c->outq_off < c->outq.size()) {
+    ssize_t n = send(fd, c->outq.data() + c->outq_off, c->outq.size() - c->outq_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c->outq_off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return -errno;
+    break;
+  }
+  size_t left = c->outq.size() - c->outq_off;
+  if (c->grp) c->grp->out_bytes -= static_cast<int64_t>(before - left);
+  if (left == 0) {
+    c->outq.clear();
+    c->outq_off = 0;
+  } else if (c->outq_off > (1u << 20) && c->outq_off * 2 > c->outq.size()) {
+    c->outq.erase(c->outq.begin(), c->outq.begin() + static_cast<ptrdiff_t>(c->outq_off));
+    c->outq_off = 0;
+  }
+  if (left != before || left == 0) {
+    std::lock_guard<std::mutex> lock(table_mu);
+    c->send_since = left ? NowMs() : 0;  // the send timeout counts from the last progress
+  }
+  return static_cast<int64_t>(left);
+}
+
 bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem_size) {
   if (ptr >= 0 && static_cast<uint64_t>(ptr) + size <= mem_size) return true;
   Napi::RangeError::New(info.Env(), "state region outside memory").ThrowAsJavaScriptException();
   return false;
 }
 
-uint64_t EpollData(const Conn* c, int fd) {
-  return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
-}
 
 // connOpen(fd, group, stateSize, holder, kind = 0, tlsCtx = 0) -> id | -EEXIST | -EBADF | -EINVAL.
 // Registers a socket held by `holder` (the worker that accepted it, or the main
@@ -245,6 +344,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
     by_fd[fd] = c;
     if (kind == kKindConn) {
       group_conns[c->group]++;
+      c->grp = GroupOf(c->group);
       c->last_input = NowMs();
       if (c->tls != nullptr) c->frame_since = c->last_input;  // a handshake is a frame in progress
       if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
@@ -273,12 +373,57 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
     std::memcpy(base + state_ptr, c->state, c->state_size);
   }
+  if (!no_recv && c->outq_off < c->outq.size()) {
+    // Queued output first; while it stays above the low-water mark after
+    // passing the high-water mark, no input is read and the module is not
+    // called (the client is not reading).
+    int64_t left = Flush(c, static_cast<int>(fd));
+    if (left < 0) return Num(info, static_cast<double>(left));
+    if (c->paused && c->grp && left > c->grp->out_high / 2) return Num(info, -EAGAIN);
+    c->paused = false;
+  }
+  bool want_eof = false;
+  size_t appended = 0;  // received by the want path, before the usual one
+  if (c->want && !no_recv && c->tls == nullptr) {
+    // tcpmod.want: append arriving bytes to the carry-over, without calling the
+    // module, until `want` bytes (or in_cap) are pending: a trickle costs what it sends.
+    size_t target = std::min<size_t>(c->want, cap);
+    size_t start = c->pending.size();
+    while (c->pending.size() < target) {
+      size_t at = c->pending.size();
+      c->pending.resize(target);
+      ssize_t n;
+      do n = recv(static_cast<int>(fd), c->pending.data() + at, target - at, 0); while (n < 0 && errno == EINTR);
+      int err = errno;
+      c->pending.resize(at + static_cast<size_t>(n > 0 ? n : 0));
+      if (n == 0) want_eof = true;
+      if (n <= 0) {
+        if (n < 0 && err != EAGAIN) return Num(info, -err);
+        break;
+      }
+    }
+    size_t got = c->pending.size() - start;
+    appended = got;
+    AccountInput(c, static_cast<int64_t>(got));
+    if (got || want_eof) {
+      std::lock_guard<std::mutex> lock(table_mu);
+      c->last_input = NowMs();
+      if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input;
+    }
+    if (c->pending.size() < target && !want_eof) {
+      if (info.Length() > 6 && info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array)
+        info[6].As<Napi::Int32Array>()[0] = static_cast<int32_t>(got);
+      return Num(info, -EAGAIN);
+    }
+    c->want = 0;
+  }
   size_t have = c->pending.size();
-  if (no_recv) cap = have;  // the carry-over alone (a timer call)
+  if (no_recv || want_eof) cap = have;  // the carry-over alone (a timer call, or EOF already seen)
   const size_t before = have;
+
   if (have > cap) return Num(info, -EOVERFLOW);
   if (have) std::memcpy(in, c->pending.data(), have);
-  int eof = 0;
+  int eof = want_eof ? kLoadEof : 0;
   if (have < cap && c->tls != nullptr) {
     bool peer_done = false;
     int64_t n = TlsRead(c->tls, in + have, cap - have, &peer_done);
@@ -299,7 +444,7 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   if (info.Length() > 6 && info[6].IsTypedArray()) {
     Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
     if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
-      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - before);
+      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - before + appended);
   }
   return Num(info, static_cast<double>(have | eof));
 }
@@ -316,7 +461,9 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
+  int64_t before = static_cast<int64_t>(c->pending.size());
   c->pending.assign(rest, rest + len);
+  AccountInput(c, static_cast<int64_t>(len) - before);
   {
     // The frame timeout runs from the moment the carry-over became non-empty.
     std::lock_guard<std::mutex> lock(table_mu);
@@ -364,6 +511,13 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
   if (c->kind == kKindConn) {
     if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
     if (c->due) ev.events |= EPOLLOUT;  // a time came while it was held: report at once
+    size_t queued = c->outq.size() - c->outq_off;
+    if (queued) {
+      ev.events |= EPOLLOUT;  // report when the socket takes more
+      // Backpressure: above the high-water mark, read nothing until it drains.
+      if (c->grp && static_cast<int64_t>(queued) > c->grp->out_high) c->paused = true;
+      if (c->paused || c->closing) ev.events &= ~static_cast<uint32_t>(EPOLLIN);
+    }
   }
   int prev = c->holder.exchange(0);
   if (epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_MOD, static_cast<int>(fd), &ev) < 0) {
@@ -383,6 +537,7 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   Conn* c = Unlink(static_cast<int>(fd), static_cast<uint64_t>(id));
   if (c == nullptr) return Num(info, -EBADF);
+  const bool counted = c->closing;
   if (c->tls != nullptr) {
     TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
     TlsSessionFree(c->tls);
@@ -403,7 +558,7 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
   }
   // The fd is ours alone until this close: after it the number may be reused.
   close(static_cast<int>(fd));
-  return Num(info, 0);
+  return Num(info, counted ? 1 : 0);
 }
 
 // connHandshake(fd, id, timeoutMs) -> 2 nothing to do (plain TCP, or done before) |
@@ -631,6 +786,118 @@ Napi::Value TimersDrain(const Napi::CallbackInfo& info) {
   return Num(info, n);
 }
 
+// connWrite(fd, id, mem, ptr, len) -> bytes queued after it (>= 0) | -ENOBUFS | -errno.
+// Queued send mode: sends what the socket takes now and queues the rest, in
+// order behind anything queued before; never waits. -ENOBUFS when the rest
+// would pass the per-connection bound (nothing of it is queued). A TLS
+// connection keeps the blocking sender (waits up to the send timeout): 0.
+Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  uint8_t* p;
+  size_t len;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &p, &len)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr || c->grp == nullptr) return Num(info, -EBADF);
+  Group& g = *c->grp;
+  if (c->tls != nullptr) {
+    int64_t rc = TlsSendAll(c->tls, p, len, static_cast<int>(g.send_timeout ? g.send_timeout : 20000));
+    return Num(info, rc < 0 ? static_cast<double>(rc) : 0);
+  }
+  size_t sent = 0;
+  if (c->outq_off == c->outq.size()) {
+    while (sent < len) {
+      ssize_t n = send(static_cast<int>(fd), p + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
+      break;
+    }
+  }
+  size_t rest = len - sent;
+  size_t queued = c->outq.size() - c->outq_off;
+  if (rest == 0) return Num(info, static_cast<double>(queued));
+  if (g.out_max && static_cast<int64_t>(queued + rest) > g.out_max) return Num(info, -ENOBUFS);
+  c->outq.insert(c->outq.end(), p + sent, p + len);
+  int64_t total = (g.out_bytes += static_cast<int64_t>(rest));
+  {
+    std::lock_guard<std::mutex> lock(table_mu);
+    if (c->send_since == 0) {
+      c->send_since = NowMs();
+      Schedule(c, static_cast<int>(fd), g);
+    }
+    if (g.out_total_max && total > g.out_total_max) Trim(g, c->group, false, g.out_total_max);
+  }
+  return Num(info, static_cast<double>(queued + rest));
+}
+
+// connLinger(fd, id) -> bytes still queued (0: close now) | -EBADF. The module
+// closed the connection: if output is still queued, the entry stays (its close
+// already counted) until the queue drains or the send timeout passes; input is
+// no longer read.
+Napi::Value ConnLinger(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  size_t left = c->outq.size() - c->outq_off;
+  if (left) c->closing = true;
+  return Num(info, static_cast<double>(left));
+}
+
+// connFlush(fd, id) -> bytes still queued | -errno: sends queued output now.
+Napi::Value ConnFlush(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  return Num(info, static_cast<double>(Flush(c, static_cast<int>(fd))));
+}
+
+// connWant(fd, id, n) -> 0 | -EBADF: do not call the module again before n bytes
+// are pending (or in_cap, or EOF); 0 clears it (tcpmod.want).
+Napi::Value ConnWant(const Napi::CallbackInfo& info) {
+  int64_t fd, id, n;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &n)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  c->want = n > 0 ? static_cast<uint32_t>(std::min<int64_t>(n, UINT32_MAX)) : 0;
+  return Num(info, 0);
+}
+
+// queueConfigure(group, queued, sendTimeoutMs, highWater, maxPerConn, maxOutputTotal, maxInputTotal) -> 0 | -EBADF.
+// Bounds are bytes, 0 for none. Call after timersConfigure.
+Napi::Value QueueConfigure(const Napi::CallbackInfo& info) {
+  int64_t group, queued, send_timeout, high, per_conn, out_total, in_total;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &queued) || !ArgInt(info, 2, &send_timeout) || !ArgInt(info, 3, &high) ||
+      !ArgInt(info, 4, &per_conn) || !ArgInt(info, 5, &out_total) || !ArgInt(info, 6, &in_total))
+    return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  g->queued = queued != 0;
+  g->send_timeout = queued ? send_timeout : 0;  // blocking mode times sends itself
+  g->out_high = high;
+  g->out_max = per_conn;
+  g->out_total_max = out_total;
+  g->in_total_max = in_total;
+  return Num(info, 0);
+}
+
+// groupMemory(group) -> { output, input }: bytes queued for sending, and held as unconsumed input.
+Napi::Value GroupMemory(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("output", static_cast<double>(g ? g->out_bytes.load() : 0));
+  out.Set("input", static_cast<double>(g ? g->in_bytes.load() : 0));
+  return out;
+}
+
 // timersArmed(group) -> connections with a module timer armed.
 Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
   int64_t group;
@@ -650,7 +917,8 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   int free_ = 0;
   if (!c->holder.compare_exchange_strong(free_, holder)) return false;
   *id = static_cast<double>(c->id);
-  *due = c->due | (c->tls != nullptr && !c->handshaken ? static_cast<uint32_t>(kDueHandshake) : 0u);
+  *due = c->due | (c->tls != nullptr && !c->handshaken ? static_cast<uint32_t>(kDueHandshake) : 0u) |
+         (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u);
   c->due = 0;
   return true;
 }
@@ -719,6 +987,15 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("timerSet", Napi::Function::New(env, TimerSet, "timerSet"));
   exports.Set("timersDrain", Napi::Function::New(env, TimersDrain, "timersDrain"));
   exports.Set("timersArmed", Napi::Function::New(env, TimersArmed, "timersArmed"));
+  exports.Set("connWrite", Napi::Function::New(env, ConnWrite, "connWrite"));
+  exports.Set("connWant", Napi::Function::New(env, ConnWant, "connWant"));
+  exports.Set("connLinger", Napi::Function::New(env, ConnLinger, "connLinger"));
+  exports.Set("connFlush", Napi::Function::New(env, ConnFlush, "connFlush"));
+  exports.Set("DUE_CLOSING", Napi::Number::New(env, kDueClosing));
+  exports.Set("queueConfigure", Napi::Function::New(env, QueueConfigure, "queueConfigure"));
+  exports.Set("groupMemory", Napi::Function::New(env, GroupMemory, "groupMemory"));
+  exports.Set("DUE_SEND_TIMEOUT", Napi::Number::New(env, kDueSendTimeout));
+  exports.Set("DUE_OVERFLOW", Napi::Number::New(env, kDueOverflow));
   exports.Set("DUE_TIMER", Napi::Number::New(env, kDueTimer));
   exports.Set("DUE_TIMEOUT", Napi::Number::New(env, kDueTimeout));
   exports.Set("DUE_DRAIN_IDLE", Napi::Number::New(env, kDueDrainIdle));

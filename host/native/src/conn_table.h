@@ -14,6 +14,9 @@ enum Due : uint32_t {
   kDueTimeout = 2,     // the read or frame timeout expired: close with reason 7
   kDueDrainIdle = 4,   // idle through the drain grace: close with reason 5
   kDueHandshake = 8,   // not a due time: the TLS handshake has not completed yet
+  kDueSendTimeout = 16,  // queued output made no progress for the send timeout: reason 4
+  kDueOverflow = 32,     // among the largest holders when a memory bound was passed: reason 3
+  kDueClosing = 64,      // not a due time: closed by the module, finishing its queued output
 };
 
 // Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
