@@ -46,3 +46,4 @@ export const ENFILE = -osConstants.errno.ENFILE;
 export const EINVAL = -osConstants.errno.EINVAL;
 export const EPROTO = -osConstants.errno.EPROTO;
 export const ENOBUFS = -osConstants.errno.ENOBUFS;
+export const ENOTCONN = -osConstants.errno.ENOTCONN;

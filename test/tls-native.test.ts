@@ -332,15 +332,21 @@ describe('tls handshakes', () => {
     expect(T.tlsTestHandshake(h, 0)).toBe(-E.EPROTO); // final
   });
 
-  it('fails a client that closes before the handshake with "socket"', async () => {
+  it('tells a client that closes before its first byte (a health check) from one that closes mid-handshake ("socket")', async () => {
     const l = listener();
-    const raw = net.connect(l.port, '127.0.0.1');
-    sockets.push(raw);
-    const h = attach(context(), await acceptOne(l.fd));
-    expect(T.tlsTestHandshake(h, 0)).toBe(0);
-    raw.end();
-    expect(await handshake(h)).toBe(-E.ECONNRESET);
-    expect(info(h).failure).toBe('socket');
+    const quiet = net.connect(l.port, '127.0.0.1');
+    sockets.push(quiet);
+    const h1 = attach(context(), await acceptOne(l.fd));
+    expect(T.tlsTestHandshake(h1, 0)).toBe(0);
+    quiet.end();
+    expect(await handshake(h1)).toBe(-E.ENOTCONN);
+    expect(info(h1).failure).toBe('');
+    const partial = net.connect(l.port, '127.0.0.1');
+    sockets.push(partial);
+    const h2 = attach(context(), await acceptOne(l.fd));
+    partial.end(Buffer.from([0x16, 0x03, 0x01])); // the start of a record header, then FIN
+    expect(await handshake(h2)).toBe(-E.ECONNRESET);
+    expect(info(h2).failure).toBe('socket');
   });
 
   it('refuses reads and sends before the handshake, and unknown contexts and handles', async () => {

@@ -10,7 +10,7 @@ import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
 import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
-import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, EPROTO, ETIMEDOUT, native } from '../sys.js';
+import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
 
@@ -280,6 +280,8 @@ export class EventLoop implements Transport {
     }
     if (rc === 0 && !stopping && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
     let reason: number = CloseReason.SHUTDOWN;
+    // Closed before its first byte (a TCP health check): the peer closed, no TLS failure.
+    if (rc === ENOTCONN && !stopping) return this.drop(fd, id, CloseReason.PEER);
     if (!stopping) {
       reason = CloseReason.TLS;
       const info = native.connTlsInfo(fd, id);

@@ -432,7 +432,7 @@ struct TlsSession {
   bool reported = true;   // the failure has been returned to the caller
   const char* label = "";
   std::string detail;
-  double started_us = 0;  // 0 until the first TlsHandshake call
+  double started_us = 0;  // 0 until the client's first byte has arrived
   double micros = 0;
 };
 
@@ -526,7 +526,17 @@ void TlsSessionFree(TlsSession* s) {
 int TlsHandshake(TlsSession* s, int timeout_ms) {
   if (s->failed != 0) return Report(s);
   if (s->done) return 1;
-  if (s->started_us == 0) s->started_us = MonotonicMicros();
+  if (s->started_us == 0) {
+    // The handshake's time runs from the client's first byte, not from accept:
+    // a client that connects and waits is not a slow handshake.
+    char first;
+    ssize_t n;
+    do n = recv(s->sock.fd, &first, 1, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) return 0;
+    // Closed before sending a byte (a TCP health check, a port scan): not a TLS failure.
+    if (n == 0) return -ENOTCONN;
+    s->started_us = MonotonicMicros();
+  }
   ErrScope errs;
   for (;;) {
     ERR_clear_error();

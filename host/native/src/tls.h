@@ -35,7 +35,8 @@ TlsSession* TlsSessionNew(int ctx_id, int fd);
 void TlsSessionFree(TlsSession* s);
 
 // One handshake step. Returns 1 when the handshake is complete (again 1 on later
-// calls); 0 when it needs more input from the peer (re-arm EPOLLIN and call again
+// calls); -ENOTCONN when the peer closed without sending a byte (not a TLS
+// failure: no label); 0 when it needs more input from the peer (re-arm EPOLLIN and call again
 // on the next event); negative when it failed (close the connection). When
 // OpenSSL wants to write, this call waits for writability with poll(POLLOUT) up
 // to timeout_ms, restarted on progress, and fails with -ETIMEDOUT past it.
