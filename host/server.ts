@@ -15,7 +15,7 @@ import { C, check, native, SysError } from './sys.js';
 import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
-import { LISTEN_EVENTS } from './worker/loop.js';
+import { CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -209,8 +209,10 @@ export class TcpmodServer extends EventEmitter {
   /**
    * A worker's thread has exited (stopped by the watchdog, a host error, a
    * crash): it can no longer finish what it held, so the main thread does. The
-   * listener goes back into the epoll set; a connection is closed (reason 6,
-   * no on_close: the instance died with the thread).
+   * listener goes back into the epoll set; a connection it had accepted but not
+   * opened yet goes back too, for another worker to open; a connection the
+   * module had met is closed (reason 6, no on_close: the instance died with the
+   * thread).
    */
   private finishHeld(slot: number): void {
     if (this.epfd < 0) return;
@@ -220,6 +222,8 @@ export class TcpmodServer extends EventEmitter {
       if (kind === C.KIND_LISTEN) {
         const rc = native.connRearm(this.epfd, fd, id, LISTEN_EVENTS);
         if (rc < 0 && this.state === 'running') this.log.error({ errno: rc }, 'could not re-arm the listener a dead worker held');
+      } else if (kind === C.KIND_UNOPENED && native.connRearm(this.epfd, fd, id, CONN_EVENTS | C.EPOLLOUT) === 0) {
+        // Accepted but never opened: another worker opens it (reporting at once: writable).
       } else {
         finishConnection(fd, id, CloseReason.FAULT, this.mainCloses());
       }

@@ -157,6 +157,40 @@ describe('a worker stopped at any instant strands nothing', () => {
   });
 });
 
+describe('a worker stopped in on_open', () => {
+  it('leaves the connections it had accepted but not opened to another worker, which opens them', async () => {
+    native.kvClear();
+    const { server, port } = await start({ module: await fixture('opener'), threads: 1, handlerTimeout: 1000 });
+    const a = await open(port);
+    const greetA = new Promise((r) => a.once('data', r));
+    expect(String(await greetA)).toBe('hello\n'); // the first open
+    // Keep the only worker busy while 20 clients connect, so it accepts them in one batch.
+    let fromA = '';
+    a.on('data', (d) => (fromA += d));
+    a.write('w');
+    const burst = await Promise.all(Array.from({ length: 20 }, () => open(port)));
+    const outcome = await Promise.all(burst.map((s) => new Promise<string>((resolve) => {
+      let got = '';
+      s.on('data', (d) => {
+        got += d;
+        if (got === 'hello\n') resolve('greeted');
+      });
+      s.on('close', () => resolve(got === 'hello\n' ? 'greeted' : 'closed'));
+      s.on('error', () => undefined);
+      setTimeout(() => resolve('nothing'), 8000);
+    })));
+    // One on_open never returned (its connection closed with the worker); every other was opened.
+    expect(outcome.filter((o) => o === 'closed')).toHaveLength(1);
+    expect(outcome.filter((o) => o === 'greeted')).toHaveLength(19);
+    expect(server.stats().moduleFaults.timeout).toBe(1);
+    expect(server.stats().connectionsClosed.fault).toBe(1);
+    // The first client, armed in epoll all along, still echoes.
+    a.write('z');
+    await until(() => fromA === 'wz', 5000, `the echoes on the first connection (got ${JSON.stringify(fromA)})`);
+    for (const s of [a, ...burst]) s.destroy();
+  }, 30_000);
+});
+
 describe('connection ids', () => {
   it('near the 2^31 wrap, 10,000 connections see ids that are never 0 and never repeat among open ones', async () => {
     native.connSetNextId(2 ** 31 - 5000);

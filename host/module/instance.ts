@@ -157,11 +157,18 @@ export class ModuleInstance {
     try {
       const action = fn(conn, inLen, flags);
       if (this.collectFn) this.collectFn();
-      let u32 = this.u32;
-      if (u32.buffer !== this.memory.buffer) u32 = this.u32 = new Uint32Array(this.memory.buffer);
-      const r = this.desc.resPtr >>> 2;
-      this.consumed = u32[r];
-      this.outLen = u32[r + 1];
+      const rp = this.desc.resPtr;
+      if ((rp & 3) === 0) {
+        let u32 = this.u32;
+        if (u32.buffer !== this.memory.buffer) u32 = this.u32 = new Uint32Array(this.memory.buffer);
+        this.consumed = u32[rp >>> 2];
+        this.outLen = u32[(rp >>> 2) + 1];
+      } else {
+        // The ABI aligns the IoDesc, not the result record: read an unaligned one byte-wise.
+        const v = new DataView(this.memory.buffer);
+        this.consumed = v.getUint32(rp, true);
+        this.outLen = v.getUint32(rp + 4, true);
+      }
       if ((action !== Action.CONTINUE && action !== Action.CLOSE && action !== Action.ABORT) ||
           this.consumed > inLen || this.outLen > this.desc.outCap) {
         throw new ModuleFault('result', `${name} returned action ${action}, consumed ${this.consumed} of ${inLen}, out_len ${this.outLen} of ${this.desc.outCap}`);
@@ -274,6 +281,9 @@ export class ModuleInstance {
 
   /** ptr and len are wasm i32s as JS sees them (signed): read them as the unsigned addresses they are. */
   private inBounds(ptr: number, len: number): boolean {
+    // A start function runs inside instantiation, before the host knows the module's own memory.
+    if (this.memory === undefined)
+      throw new ModuleFault('trap', 'a host function was called from the start function, before the module\'s memory is known (use _initialize)');
     return (ptr >>> 0) + (len >>> 0) <= this.memory.buffer.byteLength;
   }
 
@@ -381,7 +391,6 @@ export function readIoDesc(buf: ArrayBuffer, ptr: number): IoDesc {
   if (d.stateSize > STATE_MAX) problems.push(`IoDesc state_size ${d.stateSize} exceeds ${STATE_MAX}`);
   if (d.stateSize === 0 && d.statePtr !== 0) problems.push('IoDesc state_ptr must be 0 when state_size is 0');
   if (d.flags !== 0) problems.push(`IoDesc flags must be 0 (reserved), got ${d.flags}`);
-  if (d.resPtr % 4 !== 0) problems.push(`IoDesc res_ptr ${d.resPtr} is not 4-byte aligned`);
   const regions: [string, number, number][] = [
     ['input', d.inPtr, d.inCap], ['output', d.outPtr, d.outCap], ['result', d.resPtr, RESULT_SIZE],
   ];

@@ -17,6 +17,8 @@ export interface NativeConstants {
   SHUT_RD: number; SHUT_WR: number; SHUT_RDWR: number;
   /** What an epoll item is (conn_table.h). */
   KIND_CONN: number; KIND_LISTEN: number; KIND_WAKE: number; KIND_TIMER: number;
+  /** In connHeld/connList listings: a connection whose on_open has not started. */
+  KIND_UNOPENED: number;
 }
 
 export interface ConnTlsInfo {
@@ -147,6 +149,9 @@ export interface NativeBinding {
   queueConfigure(group: number, queued: number, sendTimeoutMs: number, highWater: number, maxPerConn: number,
     maxOutputTotal: number, maxInputTotal: number): number;
   groupMemory(group: number): { output: number; input: number };
+  /** The module is being told of the connection (on_open starts); until then a dead acceptor's heir opens it. */
+  connOpened(fd: number, id: number): number;
+  readonly DUE_OPEN: number;
   readonly DUE_SEND_TIMEOUT: number;
   readonly DUE_OVERFLOW: number;
   readonly DUE_CLOSING: number;

@@ -120,18 +120,20 @@ export class EventLoop implements Transport {
       if (due & native.DUE_CLOSING) return this.finishQueued(fd, id, due);
       if (due & native.DUE_OVERFLOW) {
         this.hooks.warn('memory bound passed: closing the connections that hold most', { bound: 'input or output memory' });
-        return due & native.DUE_HANDSHAKE ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
+        return due & (native.DUE_HANDSHAKE | native.DUE_OPEN) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
       }
       if (due & native.DUE_SEND_TIMEOUT) {
         this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
         this.hooks.warn('send timeout: a client stopped reading');
         return this.close(fd, id, CloseReason.SEND_TIMEOUT);
       }
-      const unopened = (due & native.DUE_HANDSHAKE) !== 0; // the module has not met it: no on_close
+      const unopened = (due & (native.DUE_HANDSHAKE | native.DUE_OPEN)) !== 0; // the module has not met it: no on_close
       if (due & (native.DUE_TIMEOUT | native.DUE_DRAIN_IDLE)) {
         const reason = due & native.DUE_TIMEOUT ? CloseReason.TIMEOUT : CloseReason.SHUTDOWN;
         return unopened ? this.drop(fd, id, reason) : this.close(fd, id, reason);
       }
+      // A connection whose acceptor died before opening it: open it here.
+      if (due & native.DUE_OPEN) return this.open(fd, id);
       if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
       if (due & native.DUE_TIMER) return this.timer(fd, id);
     }
@@ -305,6 +307,7 @@ export class EventLoop implements Transport {
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
     this.fd = fd;
     this.id = id;
+    native.connOpened(fd, id);
     this.after(fd, id, this.driver.open(inst, conn));
   }
 

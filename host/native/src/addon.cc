@@ -50,6 +50,7 @@ Napi::Object Constants(Napi::Env env) {
   Put(c, "KIND_LISTEN", tcpmod::kKindListen);
   Put(c, "KIND_WAKE", tcpmod::kKindWake);
   Put(c, "KIND_TIMER", tcpmod::kKindTimer);
+  Put(c, "KIND_UNOPENED", tcpmod::kKindUnopened);
   return c;
 }
 

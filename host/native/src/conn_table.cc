@@ -80,6 +80,10 @@ struct Conn {
   // The module closed (on_close ran, the close was counted) with output still
   // queued: the socket stays until the queue drains or the send timeout passes.
   bool closing = false;
+  // The module has been told of this connection (on_open started). A worker
+  // that dies holding connections it accepted but had not opened yet leaves
+  // them to be opened by another worker instead of closed.
+  bool opened = false;
   struct Group* grp = nullptr;
 };
 
@@ -665,7 +669,7 @@ Napi::Value Listing(const Napi::CallbackInfo& info, int64_t group, Pick pick) {
       if (c == nullptr || c->group != group || !pick(c)) continue;
       flat.push_back(static_cast<double>(fd));
       flat.push_back(static_cast<double>(c->id));
-      flat.push_back(c->kind);
+      flat.push_back(c->kind == kKindConn && !c->opened ? kKindUnopened : c->kind);
     }
   }
   Napi::Array out = Napi::Array::New(info.Env(), flat.size());
@@ -856,6 +860,16 @@ Napi::Value ConnFlush(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(Flush(c, static_cast<int>(fd))));
 }
 
+// connOpened(fd, id) -> 0 | -EBADF: the module is being told of the connection (on_open).
+Napi::Value ConnOpened(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  c->opened = true;
+  return Num(info, 0);
+}
+
 // connWant(fd, id, n) -> 0 | -EBADF: do not call the module again before n bytes
 // are pending (or in_cap, or EOF); 0 clears it (tcpmod.want).
 Napi::Value ConnWant(const Napi::CallbackInfo& info) {
@@ -917,8 +931,10 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   int free_ = 0;
   if (!c->holder.compare_exchange_strong(free_, holder)) return false;
   *id = static_cast<double>(c->id);
-  *due = c->due | (c->tls != nullptr && !c->handshaken ? static_cast<uint32_t>(kDueHandshake) : 0u) |
-         (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u);
+  bool shaking = c->tls != nullptr && !c->handshaken;
+  *due = c->due | (shaking ? static_cast<uint32_t>(kDueHandshake) : 0u) |
+         (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u) |
+         (c->kind == kKindConn && !c->opened && !shaking ? static_cast<uint32_t>(kDueOpen) : 0u);
   c->due = 0;
   return true;
 }
@@ -991,6 +1007,8 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connWant", Napi::Function::New(env, ConnWant, "connWant"));
   exports.Set("connLinger", Napi::Function::New(env, ConnLinger, "connLinger"));
   exports.Set("connFlush", Napi::Function::New(env, ConnFlush, "connFlush"));
+  exports.Set("connOpened", Napi::Function::New(env, ConnOpened, "connOpened"));
+  exports.Set("DUE_OPEN", Napi::Number::New(env, kDueOpen));
   exports.Set("DUE_CLOSING", Napi::Number::New(env, kDueClosing));
   exports.Set("queueConfigure", Napi::Function::New(env, QueueConfigure, "queueConfigure"));
   exports.Set("groupMemory", Napi::Function::New(env, GroupMemory, "groupMemory"));

@@ -6,7 +6,8 @@
 namespace tcpmod {
 
 // What an epoll item is; its 64-bit data is (kind << 32) | fd.
-enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3 };
+enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3,
+                  kKindUnopened = 4 /* in listings only: a connection on_open has not started for */ };
 
 // What a claimed connection event carries besides input (epollWait's out[4]).
 enum Due : uint32_t {
@@ -17,6 +18,7 @@ enum Due : uint32_t {
   kDueSendTimeout = 16,  // queued output made no progress for the send timeout: reason 4
   kDueOverflow = 32,     // among the largest holders when a memory bound was passed: reason 3
   kDueClosing = 64,      // not a due time: closed by the module, finishing its queued output
+  kDueOpen = 128,        // not a due time: accepted, but on_open has not run (its acceptor died)
 };
 
 // Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
