@@ -1,0 +1,392 @@
+// The published package as a new user meets it: `npm pack` this repository,
+// install the tarball into a fresh project (its install script builds the
+// native shim there), then use it the ways the README says: the `tcpmod`
+// binary, the API from a `node -e` one-liner (worker threads must not inherit
+// its flags), the typings under a strict `tsc` without skipLibCheck, and the
+// socket-free harness from 'tcpmod/testing'.
+//
+// Slow (a pack, an npm install and a node-gyp build): about a minute here.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+
+interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Processes started here, by pid (each leads its own process group), killed at the end whatever happened. */
+const live = new Set<number>();
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** npm settings passed on from an `npm test` running this file: where the cache and Node's headers are. */
+const KEPT_NPM_ENV = new Set(['npm_config_cache', 'npm_config_nodedir', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_globalconfig']);
+
+/**
+ * The environment of a user's shell: without the other npm_* variables of an `npm test`
+ * that may be running this file (npm_config_local_prefix, npm_package_json... a child npm
+ * would take them for its own).
+ */
+function userEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if ((!/^npm_/i.test(k) || KEPT_NPM_ENV.has(k.toLowerCase())) && k !== 'INIT_CWD') env[k] = v;
+  }
+  return env;
+}
+
+/** Runs a command in its own process group; past timeoutMs the whole group is killed. */
+function run(cmd: string, args: string[], opts: { cwd: string; timeoutMs: number }): Promise<Ran> {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = performance.now();
+    const p = spawn(cmd, args, { cwd: opts.cwd, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d) => (stdout += d));
+    p.stderr!.on('data', (d) => (stderr += d));
+    if (p.pid) live.add(p.pid);
+    const timer = setTimeout(() => {
+      stderr += `\n[killed after ${opts.timeoutMs} ms]`;
+      if (p.pid) killGroup(p.pid, 'SIGKILL');
+    }, opts.timeoutMs);
+    p.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    p.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (p.pid) {
+        killGroup(p.pid, 'SIGKILL'); // nothing it started outlives it
+        live.delete(p.pid);
+      }
+      resolvePromise({ code, signal, stdout, stderr, ms: Math.round(performance.now() - t0) });
+    });
+  });
+}
+
+function explain(what: string, r: Ran): string {
+  return `${what}: exit ${r.code ?? r.signal} after ${r.ms} ms\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
+}
+
+/** Sends `line` over a real socket and resolves with the first line.length bytes that come back. */
+function echoOnce(port: number, line: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const s = connect({ port, host: '127.0.0.1' }, () => s.write(line));
+    let got = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`echo timed out with ${JSON.stringify(got)}`));
+    }, timeoutMs);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      got += d;
+      if (got.length >= line.length) {
+        clearTimeout(timer);
+        s.end();
+        resolvePromise(got);
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** Resolves true when nothing accepts on the port any more. */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolvePromise(false);
+    });
+    s.once('error', () => resolvePromise(true));
+  });
+}
+
+let tmp = '';
+let app = '';
+let tarball = '';
+let installed = '';
+const timings: Record<string, number> = {};
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'tcpmod-package-'));
+  const packDir = join(tmp, 'pack');
+  mkdirSync(packDir);
+
+  // Pack exactly as `npm publish` would: prepare (tsc + the wasm modules) runs first.
+  const pack = await run('npm', ['pack', '--pack-destination', packDir], { cwd: repo, timeoutMs: 120_000 });
+  timings.pack = pack.ms;
+  expect(pack.code, explain('npm pack', pack)).toBe(0);
+  const tgz = readdirSync(packDir).filter((f) => f.endsWith('.tgz'));
+  expect(tgz).toHaveLength(1);
+  tarball = join(packDir, tgz[0]);
+
+  // A fresh ES-module project. allowScripts is what `npm install-scripts approve tcpmod`
+  // writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
+  app = join(tmp, 'app');
+  mkdirSync(app);
+  const init = await run('npm', ['init', '-y'], { cwd: app, timeoutMs: 30_000 });
+  expect(init.code, explain('npm init', init)).toBe(0);
+  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, type: 'module', allowScripts: { [`file:${tarball}`]: true } }, null, 2));
+
+  // Offline first: every tarball is in the npm cache since `npm ci`. But npm 11 resolves a
+  // new dependency range from the registry's full packument, which `npm ci` (lockfile only)
+  // never fetches; on a cache without them --offline fails with ENOTCACHED, and
+  // --prefer-offline fetches just those documents (tarballs still come from the cache).
+  const args = ['install', tarball, '--no-audit', '--no-fund', '--foreground-scripts'];
+  let install = await run('npm', [...args, '--offline'], { cwd: app, timeoutMs: 180_000 });
+  timings.installOffline = install.ms;
+  if (install.code !== 0 && /ENOTCACHED/.test(install.stdout + install.stderr)) {
+    console.warn('package.e2e: npm cache lacks full packuments; installing with --prefer-offline');
+    install = await run('npm', [...args, '--prefer-offline'], { cwd: app, timeoutMs: 180_000 });
+    timings.installPreferOffline = install.ms;
+  }
+  expect(install.code, explain('npm install', install)).toBe(0);
+  installed = join(app, 'node_modules', 'tcpmod');
+}, 330_000);
+
+afterAll(() => {
+  for (const pid of live) killGroup(pid, 'SIGKILL');
+  live.clear();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  console.log(`package.e2e timings (ms): ${JSON.stringify(timings)}`);
+});
+
+describe('the npm tarball', () => {
+  it('ships the build, the addon sources, the SDK and docs, and no tests or benchmarks', async () => {
+    const list = await run('tar', ['-tzf', tarball], { cwd: tmp, timeoutMs: 30_000 });
+    expect(list.code, explain('tar', list)).toBe(0);
+    const files = list.stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
+    for (const f of [
+      'package.json',
+      'README.md',
+      'bin/tcpmod.js',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/testing.js',
+      'dist/testing.d.ts',
+      'dist/native/native.d.ts',
+      'dist/worker/worker-main.js',
+      'build/echo.wasm',
+      'build/http.wasm',
+      'build/resp.wasm',
+      'host/native/binding.gyp',
+      'host/native/src/addon.cc',
+      'scripts/build-native.mjs',
+      'assembly/sdk/index.ts',
+      'asconfig.json',
+      'docs/abi.md',
+    ]) {
+      expect(files, f).toContain(f);
+    }
+    const unwanted = files.filter((f) => /^(test|bench|\.ci)\/|^host\/native\/build\/|^assembly\/[^/]+\.ts$|^host\/.*\.ts$|\.node$/.test(f));
+    expect(unwanted).toEqual([]);
+  });
+
+  it('builds the native shim at install, with node-gyp, in the installed package', () => {
+    expect(existsSync(join(installed, 'host', 'native', 'build', 'Release', 'tcpmod_native.node'))).toBe(true);
+    expect(existsSync(join(installed, 'dist', 'index.js'))).toBe(true);
+  });
+
+  it('npx tcpmod --help works', async () => {
+    const r = await run('npx', ['tcpmod', '--help'], { cwd: app, timeoutMs: 30_000 });
+    expect(r.code, explain('npx tcpmod --help', r)).toBe(0);
+    expect(r.stdout).toMatch(/Usage: tcpmod/);
+    expect(r.stdout).toMatch(/serve/);
+    expect(r.stdout).toMatch(/inspect/);
+  });
+
+  it('npx tcpmod serve answers an echo over a socket and stops on SIGTERM', async () => {
+    const module = join(installed, 'build', 'echo.wasm');
+    const p = spawn('npx', ['tcpmod', 'serve', module, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn'], {
+      cwd: app,
+      env: userEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    live.add(p.pid!);
+    let out = '';
+    let err = '';
+    p.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      p.once('close', (code, signal) => r({ code, signal })),
+    );
+    const port = await new Promise<number>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
+      p.stdout!.on('data', (d) => {
+        out += d;
+        const m = /listening on 127\.0\.0\.1:(\d+)\n/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolvePromise(Number(m[1]));
+        }
+      });
+      p.once('close', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`serve exited with ${code} before listening: ${err}`));
+      });
+    });
+    expect(await echoOnce(port, 'hello tcpmod\n')).toBe('hello tcpmod\n');
+
+    // SIGTERM to the process group, as a terminal's Ctrl-C or a service manager does: npx
+    // runs the bin through `sh -c`, which does not pass a signal sent to npx alone on.
+    const t0 = performance.now();
+    killGroup(p.pid!, 'SIGTERM');
+    const stop = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+    expect(stop, `serve did not stop on SIGTERM: ${err}`).not.toBeNull();
+    // The group is gone (the server itself exited, not only npx), and so is the listener.
+    let groupAlive = true;
+    for (let i = 0; i < 50 && groupAlive; i++) {
+      try {
+        process.kill(-p.pid!, 0);
+        await new Promise((r) => setTimeout(r, 100));
+      } catch {
+        groupAlive = false;
+      }
+    }
+    expect(groupAlive, 'a process of `npx tcpmod serve` outlived SIGTERM').toBe(false);
+    live.delete(p.pid!);
+    expect(await refused(port)).toBe(true);
+    expect(err).not.toMatch(/"level":(50|60)/); // no error or fatal log line
+    timings.serveStop = Math.round(performance.now() - t0);
+  });
+
+  it('the installed bin exits 0 on SIGTERM', async () => {
+    const bin = join(app, 'node_modules', '.bin', 'tcpmod');
+    const p = spawn(bin, ['serve', join(installed, 'build', 'echo.wasm'), '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn'], {
+      cwd: app,
+      env: userEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    live.add(p.pid!);
+    let out = '';
+    let err = '';
+    p.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((r) => p.once('close', (code) => r(code)));
+    await new Promise<void>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
+      p.stdout!.on('data', (d) => {
+        out += d;
+        if (/listening on /.test(out)) {
+          clearTimeout(timer);
+          resolvePromise();
+        }
+      });
+    });
+    p.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
+    expect(code, err).toBe(0);
+    live.delete(p.pid!);
+  });
+
+  it('works from `node --input-type=module -e` (workers do not inherit its flags)', async () => {
+    const code = `
+      import { createServer } from 'tcpmod';
+      import { connect } from 'node:net';
+      const server = createServer({ module: 'node_modules/tcpmod/build/echo.wasm', host: '127.0.0.1', port: 0, minThreads: 2 });
+      const { port } = await server.listen();
+      const reply = await new Promise((resolve, reject) => {
+        const s = connect({ port, host: '127.0.0.1' }, () => s.write('one line\\n'));
+        let got = '';
+        s.setEncoding('utf8');
+        s.on('data', (d) => { got += d; if (got.endsWith('\\n')) { s.end(); resolve(got); } });
+        s.on('error', reject);
+      });
+      await server.close();
+      console.log('reply=' + JSON.stringify(reply));
+    `;
+    const r = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: app, timeoutMs: 30_000 });
+    expect(r.code, explain('node -e', r)).toBe(0);
+    expect(r.stdout).toContain('reply="one line\\n"');
+    expect(r.stdout + r.stderr).not.toMatch(/ERR_INPUT_TYPE_NOT_ALLOWED|worker failed/);
+  });
+
+  it('type-checks a consumer under strict tsc without skipLibCheck', async () => {
+    writeFileSync(
+      join(app, 'consumer.ts'),
+      [
+        "import { createServer, OptionError, SysError, type AddressInfo, type ServerOptions } from 'tcpmod';",
+        "import { loadHarness, type Harness } from 'tcpmod/testing';",
+        '',
+        "const options: ServerOptions = { module: 'node_modules/tcpmod/build/echo.wasm', port: 0 };",
+        'export async function main(): Promise<string> {',
+        '  const server = createServer(options);',
+        '  const address: AddressInfo = await server.listen();',
+        '  await server.close();',
+        "  const h: Harness = await loadHarness('node_modules/tcpmod/build/echo.wasm');",
+        "  const out: Uint8Array = h.open().conn.feed('hi').output;",
+        '  return `${address.port} ${out.length} ${OptionError.name} ${SysError.name}`;',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          skipLibCheck: false,
+          noEmit: true,
+          // Node's types, as any Node project has them (tcpmod's typings use node:events, Buffer...).
+          types: ['node'],
+          typeRoots: [join(repo, 'node_modules', '@types')],
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    const r = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: app, timeoutMs: 90_000 });
+    expect(r.code, explain('tsc --noEmit', r)).toBe(0);
+  });
+
+  it("drives build/echo.wasm socket-free through 'tcpmod/testing'", async () => {
+    const code = `
+      import { loadHarness } from 'tcpmod/testing';
+      const h = await loadHarness('node_modules/tcpmod/build/echo.wasm');
+      const { conn } = h.open();
+      const r = conn.feed('hi');
+      console.log('out=' + JSON.stringify(new TextDecoder().decode(r.output)) + ' closed=' + r.closed + ' fault=' + r.fault);
+    `;
+    const r = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: app, timeoutMs: 30_000 });
+    expect(r.code, explain('harness', r)).toBe(0);
+    expect(r.stdout).toContain('out="hi" closed=null fault=null');
+  });
+
+  it('exposes only its entry points', async () => {
+    const code = `
+      for (const spec of ['tcpmod/dist/sys.js', 'tcpmod/host/native/build/Release/tcpmod_native.node']) {
+        try { await import(spec); console.log(spec + ' imported'); } catch (e) { console.log(spec + ' ' + e.code); }
+      }
+      const { default: pkg } = await import('tcpmod/package.json', { with: { type: 'json' } });
+      console.log('version=' + pkg.version);
+    `;
+    const r = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: app, timeoutMs: 30_000 });
+    expect(r.code, explain('exports', r)).toBe(0);
+    expect(r.stdout).toContain('tcpmod/dist/sys.js ERR_PACKAGE_PATH_NOT_EXPORTED');
+    expect(r.stdout).toMatch(/version=\d+\.\d+\.\d+/);
+  });
+});
