@@ -436,6 +436,9 @@ function kvRoute(c: Conn, m: i32, key: usize, keyLen: i32, p: usize, headLen: i3
   }
 }
 
+/** Bytes of replies after which one call stops answering pipelined requests. */
+const YIELD_AFTER: i32 = 1 << 20;
+
 function onData(c: Conn): Action {
   refreshDate();
   const total = c.inputLen;
@@ -450,6 +453,9 @@ function onData(c: Conn): Action {
     pos += r;
     // A failed send means the rest would go unanswered: stop (the SDK turns the call into Abort).
     if (c.failed) break;
+    // Large replies (GET of big values, pipelined): answer the rest in later calls, so the
+    // host can hold them back while the client has not taken these (queued output).
+    if (c.written >= YIELD_AFTER) break;
   }
   c.consume(pos);
   // At EOF nothing more will complete a partial request; all complete ones were answered.

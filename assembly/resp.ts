@@ -56,6 +56,9 @@ function onData(c: Conn): Action {
       return Action.Close;
     }
     pos = end;
+    // Big replies (pipelined GETs of large values): answer the rest in later calls, so the host
+    // can hold them back while the client has not read these (queued output).
+    if (c.written >= 1 << 20) break;
   }
   if (pos == 0 && len >= IN_CAP) {
     // The region is full and still holds no complete command: it can never

@@ -46,6 +46,8 @@ let curLen: i32 = 0;
 let curFlags: i32 = 0;
 let consumed: i32 = 0;
 let outLen: i32 = 0;
+// Bytes handed to tcpmod.send during this call (the out region's are in outLen).
+let spilled: i32 = 0;
 // Output is accepted only inside on_open/on_data and until a send fails;
 // otherwise writes are dropped (on_close output is ignored by the host anyway).
 let writable: bool = false;
@@ -58,6 +60,7 @@ export function beginCall(id: i32, inLen: i32, flags: i32, canWrite: bool): void
   curFlags = flags;
   consumed = 0;
   outLen = 0;
+  spilled = 0;
   writable = canWrite;
   sendFailed = false;
 }
@@ -73,6 +76,7 @@ export function endCall(action: Action): i32 {
 }
 
 function sendNow(ptr: usize, len: i32): void {
+  spilled += len;
   if (host_send(curId, ptr, len) < 0) {
     sendFailed = true;
     writable = false;
@@ -110,6 +114,11 @@ export class Conn {
   get stateSize(): i32 { return stateSize; }
   /** True once a `tcpmod.send` failed in this call; the call will end with Abort. */
   get failed(): bool { return sendFailed; }
+
+  /** Bytes written in this call so far (sent through tcpmod.send and in the out region). A module
+   *  that answers many pipelined requests in one call can stop after a few MiB, leaving the rest
+   *  unconsumed: the host calls again once the client has taken the replies. */
+  get written(): i32 { return spilled + outLen; }
 
   /** Arms this connection's timer to fire in `ms` milliseconds (1..86,400,000), replacing any;
    *  the timer handler (setOnTimer) runs then. False when the host refused. */

@@ -32,7 +32,9 @@
 #include <unordered_set>
 #include <vector>
 #include <queue>
+#include <deque>
 #include <functional>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
 #include "args.h"
@@ -107,6 +109,16 @@ struct Group {
   int64_t out_high = 0, out_max = 0, out_total_max = 0, in_total_max = 0;
   std::atomic<int64_t> out_bytes{0}, in_bytes{0};
   int64_t last_trim = 0;  // when the bounds last closed connections (at most one scan per 50 ms)
+  int64_t trim_at = 0;    // a bound passed during the pause: scan again then (the timerfd wakes for it)
+  // Connections marked due, for the next waiter to take directly: a due mark
+  // cannot rely on epoll, since a client that neither reads nor sends makes
+  // its socket report nothing.
+  std::deque<std::pair<int, uint64_t>> due_list;
+  std::atomic<int> due_count{0};
+  // An eventfd in the epoll set (KIND_DUE, one-shot) that wakes one waiter
+  // while the list is not empty; each taker wakes the next, so they share it.
+  int duefd = -1;
+  int epfd = -1;
   std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap;
 };
 std::unordered_map<int, Group> groups;
@@ -207,6 +219,7 @@ uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
 
 void ArmTimerfd(Group& g) {
   int64_t at = g.heap.empty() ? 0 : g.heap.top().at;
+  if (g.trim_at && (at == 0 || g.trim_at < at)) at = g.trim_at;
   if (at == g.armed_at || g.timerfd < 0) return;
   itimerspec its{};
   if (at) {
@@ -233,35 +246,55 @@ uint64_t EpollData(const Conn* c, int fd) {
   return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
 }
 
+// Wakes one waiter for the due list.
+void PokeDue(Group& g) {
+  if (g.duefd < 0) return;
+  uint64_t one = 1;
+  ssize_t n;
+  do n = write(g.duefd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
+  epoll_ctl(g.epfd, EPOLL_CTL_MOD, g.duefd, &ev);
+}
+
+// Marks c due and queues it for the next waiter (TakeDue). Caller holds table_mu.
+void MarkDue(Group& g, Conn* c, int fd, uint32_t bits) {
+  c->due |= bits;
+  g.due_list.push_back({fd, c->id});
+  if (g.due_count++ == 0) PokeDue(g);
+}
+
 // Marks the largest holders of input (or queued output) of g, armed or not,
 // for closing (kDueOverflow) until the total would be back under `max`: the
 // server sheds the connections that cost most, never itself. At most one scan
 // per 50 ms. Caller holds table_mu.
 void Trim(Group& g, int group, bool input, int64_t max) {
   int64_t now = NowMs();
-  if (now - g.last_trim < 50) return;
+  if (now - g.last_trim < 50) {
+    // Scanned moments ago: look again when the pause is over, whatever arrives meanwhile.
+    if (g.trim_at == 0) {
+      g.trim_at = g.last_trim + 50;
+      ArmTimerfd(g);
+    }
+    return;
+  }
   g.last_trim = now;
   std::vector<std::pair<int64_t, int>> sizes;
   int64_t total = 0;
   for (size_t fd = 0; fd < by_fd.size(); fd++) {
     Conn* c = by_fd[fd];
     if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
+    if (c->due & kDueOverflow) continue;  // already on its way out
     int64_t n = input ? static_cast<int64_t>(c->pending.size()) : static_cast<int64_t>(c->outq.size() - c->outq_off);
     total += n;
-    if (n > 0 && !(c->due & kDueOverflow)) sizes.push_back({n, static_cast<int>(fd)});
+    if (n > 0) sizes.push_back({n, static_cast<int>(fd)});
   }
   std::sort(sizes.begin(), sizes.end(), std::greater<std::pair<int64_t, int>>());
   for (auto& [n, fd] : sizes) {
     if (total <= max) break;
-    Conn* c = by_fd[fd];
-    c->due |= kDueOverflow;
+    MarkDue(g, by_fd[fd], fd, kDueOverflow);
     total -= n;
-    if (c->holder.load() == 0) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLONESHOT;
-      ev.data.u64 = EpollData(c, fd);
-      epoll_ctl(group, EPOLL_CTL_MOD, fd, &ev);
-    }
   }
 }
 
@@ -514,7 +547,7 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(table_mu);
   if (c->kind == kKindConn) {
     if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
-    if (c->due) ev.events |= EPOLLOUT;  // a time came while it was held: report at once
+    if (c->due && c->grp) MarkDue(*c->grp, c, static_cast<int>(fd), 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->outq.size() - c->outq_off;
     if (queued) {
       ev.events |= EPOLLOUT;  // report when the socket takes more
@@ -719,9 +752,16 @@ Napi::Value TimersConfigure(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(table_mu);
   Group& g = groups[static_cast<int>(group)];
   if (g.timerfd < 0) {
+    g.epfd = static_cast<int>(group);
     g.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (g.timerfd < 0) {
+    g.duefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
+    if (g.timerfd < 0 || g.duefd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.duefd, &ev) < 0) {
       int err = errno;
+      if (g.timerfd >= 0) close(g.timerfd);
+      if (g.duefd >= 0) close(g.duefd);
       groups.erase(static_cast<int>(group));
       return Num(info, -err);
     }
@@ -739,6 +779,7 @@ Napi::Value TimersForget(const Napi::CallbackInfo& info) {
   auto it = groups.find(static_cast<int>(group));
   if (it == groups.end()) return Num(info, -EBADF);
   close(it->second.timerfd);
+  close(it->second.duefd);
   groups.erase(it);
   return Num(info, 0);
 }
@@ -939,6 +980,34 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   return true;
 }
 
+bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
+  Group* g = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(table_mu);
+    g = GroupOf(group);
+    if (g == nullptr || g->due_count.load() == 0) return false;
+    while (!g->due_list.empty()) {
+      auto [f, i] = g->due_list.front();
+      g->due_list.pop_front();
+      g->due_count--;
+      Conn* c = FindLocked(f, i);
+      if (c == nullptr || c->due == 0) continue;  // closed, or its mark was taken with an event
+      int free_ = 0;
+      if (!c->holder.compare_exchange_strong(free_, holder)) continue;  // its holder's re-arm queues it again
+      bool shaking = c->tls != nullptr && !c->handshaken;
+      *due = c->due | (shaking ? static_cast<uint32_t>(kDueHandshake) : 0u) |
+             (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u) |
+             (c->kind == kKindConn && !c->opened && !shaking ? static_cast<uint32_t>(kDueOpen) : 0u);
+      c->due = 0;
+      *fd = f;
+      *id = static_cast<double>(c->id);
+      if (g->due_count.load() > 0) PokeDue(*g);  // more waiting: wake another worker to share them
+      return true;
+    }
+  }
+  return false;
+}
+
 int RunTimers(int group) {
   std::lock_guard<std::mutex> lock(table_mu);
   Group* g = GroupOf(group);
@@ -961,17 +1030,16 @@ int RunTimers(int group) {
       Schedule(c, item.fd, *g);
       continue;
     }
-    c->due |= due;
+    // Taken by the next waiter (TakeDue), or by its holder's re-arm if one
+    // holds it now; the claim decides ownership either way.
+    MarkDue(*g, c, item.fd, due);
     marked++;
-    // Armed in epoll: make the item report now (a writable socket reports
-    // EPOLLOUT at once), so a worker claims it and sees the mark. Held by a
-    // worker: its re-arm sees the mark. The claim decides ownership either way.
-    if (c->holder.load() == 0) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLONESHOT;
-      ev.data.u64 = EpollData(c, item.fd);
-      epoll_ctl(group, EPOLL_CTL_MOD, item.fd, &ev);
-    }
+  }
+  if (g->trim_at && g->trim_at <= now) {
+    g->trim_at = 0;
+    g->last_trim = 0;
+    if (g->in_total_max && g->in_bytes > g->in_total_max) Trim(*g, group, true, g->in_total_max);
+    if (g->out_total_max && g->out_bytes > g->out_total_max) Trim(*g, group, false, g->out_total_max);
   }
   ArmTimerfd(*g);
   epoll_event ev{};

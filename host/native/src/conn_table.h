@@ -7,7 +7,8 @@ namespace tcpmod {
 
 // What an epoll item is; its 64-bit data is (kind << 32) | fd.
 enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3,
-                  kKindUnopened = 4 /* in listings only: a connection on_open has not started for */ };
+                  kKindUnopened = 4 /* in listings only: a connection on_open has not started for */,
+                  kKindDue = 5 /* the due list's eventfd */ };
 
 // What a claimed connection event carries besides input (epollWait's out[4]).
 enum Due : uint32_t {
@@ -27,6 +28,11 @@ enum Due : uint32_t {
 // this group, or the entry is already held (an ERR/HUP reported for a connection
 // whose opener has not re-armed it yet; the opener's re-arm reports it again).
 bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due);
+
+// A connection marked due (a timeout, a module timer, a memory bound) that no
+// one holds, claimed for `holder`: epollWait hands these out before waiting,
+// since such a socket may report nothing to epoll.
+bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due);
 
 // The timer event of `group` (its timerfd): marks every connection whose time
 // has come and makes its epoll item report at once; re-arms the timerfd.

@@ -75,6 +75,19 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
   int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
   epoll_event ev;
   for (;;) {
+    int due_fd;
+    double due_id;
+    uint32_t due_bits;
+    if (TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &due_fd, &due_id, &due_bits)) {
+      __atomic_store_n(mine, 1, __ATOMIC_SEQ_CST);
+      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
+      out[0] = due_fd;
+      out[1] = kKindConn;
+      out[2] = 0;
+      out[3] = due_id;
+      out[4] = due_bits;
+      return Num(info, 1);
+    }
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
     int n = epoll_wait(static_cast<int>(epfd), &ev, 1, wait_ms);
     if (n < 0 && errno == EINTR) continue;
@@ -84,6 +97,13 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     int kind = static_cast<int>(ev.data.u64 >> 32);
     double id = 0;
     uint32_t due = 0;
+    if (kind == kKindDue) {
+      // Woken for the due list: reset the eventfd; TakeDue at the top of the loop takes one.
+      uint64_t v;
+      while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+      }
+      continue;
+    }
     if (kind == kKindTimer) {
       // The timer event is bookkeeping, done here: mark what is due, re-arm.
       RunTimers(static_cast<int>(epfd));
