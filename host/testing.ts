@@ -137,8 +137,10 @@ export class Harness implements Transport {
    */
   readonly clock = {
     skew: 0,
+    /** The wall clock as advance() began: time stands still while it fires timers. */
+    frozen: null as number | null,
     get now(): number {
-      return Date.now() + this.skew;
+      return (this.frozen ?? Date.now()) + this.skew;
     },
     advance: (ms: number): TimerFiring[] => this.advance(ms),
   };
@@ -168,7 +170,17 @@ export class Harness implements Transport {
 
   private advance(ms: number): TimerFiring[] {
     const clock = this.clock;
-    const until = clock.now + ms;
+    clock.frozen = Date.now();
+    try {
+      return this.fireUntil(clock.now + ms);
+    } finally {
+      clock.skew += clock.frozen - Date.now(); // the wall clock goes on from where advance left it
+      clock.frozen = null;
+    }
+  }
+
+  private fireUntil(until: number): TimerFiring[] {
+    const clock = this.clock;
     const fired: TimerFiring[] = [];
     for (;;) {
       let next: HarnessConn | null = null;

@@ -123,6 +123,9 @@ describe('connection table', () => {
     for (let i = 0; i < 100 && r <= 3; i++) r = native.connLoad(fd, id, mem, 0, 50, 200, got);
     expect(Buffer.from(u8.subarray(0, r)).toString()).toBe('defgh');
     expect([...u8.subarray(200, 204)]).toEqual([1, 2, 3, 4]);
+    // Listed as not opened until the module is told of it (on_open starts).
+    expect(native.connList(12345)).toEqual([fd, id, C.KIND_UNOPENED]);
+    expect(native.connOpened(fd, id)).toBe(0);
     expect(native.connList(12345)).toEqual([fd, id, C.KIND_CONN]);
     expect(native.connHeld(12345, 1)).toEqual([fd, id, C.KIND_CONN]);
     expect(native.connShutdown(fd, id + 1, C.SHUT_RDWR)).toBe(-E.EBADF);
@@ -141,6 +144,7 @@ describe('connection table', () => {
     const client = track(check(native.connectTcp('127.0.0.1', l.port), 'connect'));
     const fd = check(native.accept(l.fd), 'accept');
     const id = native.connOpen(fd, ep, 0, 7); // held by its opener, 7
+    native.connOpened(fd, id);
     const ev = new Float64Array(5);
     const cells = new Int32Array(4);
     // In epoll while its opener holds it: an event for it cannot be claimed by another.
