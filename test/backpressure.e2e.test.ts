@@ -15,6 +15,7 @@ import { type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { open, pattern } from './net-client.js';
+import { takeResponses, type HttpResponse } from './http-responses.js';
 import { run, serve, type ServedProcess } from './server-process.js';
 
 const MODE = (process.env.BACKPRESSURE_SEND_MODE ?? 'queued') as 'queued' | 'blocking';
@@ -113,27 +114,7 @@ function tcpStates(): Map<string, string> {
   return out;
 }
 
-interface Response { status: number; headers: Map<string, string>; body: Buffer }
-
-/** Takes every complete response (framed by Content-Length) off the front of `state.buf`. */
-function takeResponses(state: { buf: Buffer }): Response[] {
-  const out: Response[] = [];
-  for (;;) {
-    const end = state.buf.indexOf('\r\n\r\n');
-    if (end < 0) return out;
-    const lines = state.buf.subarray(0, end).toString('latin1').split('\r\n');
-    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0])?.[1]);
-    const headers = new Map(lines.slice(1).map((l) => {
-      const i = l.indexOf(':');
-      return [l.slice(0, i).toLowerCase(), l.slice(i + 1).trim()] as [string, string];
-    }));
-    const length = Number(headers.get('content-length'));
-    if (!Number.isInteger(length)) throw new Error(`response without Content-Length: ${JSON.stringify(lines[0])}`);
-    if (state.buf.length < end + 4 + length) return out;
-    out.push({ status, headers, body: Buffer.from(state.buf.subarray(end + 4, end + 4 + length)) });
-    state.buf = state.buf.subarray(end + 4 + length);
-  }
-}
+type Response = HttpResponse<Buffer>;
 
 /** One request on a fresh connection; the response, or an error after timeoutMs. */
 async function request(port: number, data: string | (string | Buffer)[], timeoutMs = 5000): Promise<Response> {

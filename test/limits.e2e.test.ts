@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { open, readBytes, untilClosed } from './net-client.js';
+import { takeResponses, type HttpResponse } from './http-responses.js';
 import { requireTool, run, serve } from './server-process.js';
 
 const servers: TcpmodServer[] = [];
@@ -72,27 +73,7 @@ function watch(sock: Socket): Watched {
   return w;
 }
 
-interface Response { status: number; headers: Map<string, string>; body: string }
-
-/** Takes every complete response (framed by Content-Length) off the front of `buf`. */
-function takeResponses(state: { buf: string }): Response[] {
-  const out: Response[] = [];
-  for (;;) {
-    const end = state.buf.indexOf('\r\n\r\n');
-    if (end < 0) return out;
-    const lines = state.buf.slice(0, end).split('\r\n');
-    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0])?.[1]);
-    const headers = new Map(lines.slice(1).map((l) => {
-      const i = l.indexOf(':');
-      return [l.slice(0, i).toLowerCase(), l.slice(i + 1).trim()] as [string, string];
-    }));
-    const length = Number(headers.get('content-length'));
-    if (!Number.isInteger(length)) throw new Error(`response without Content-Length: ${JSON.stringify(state.buf.slice(0, end))}`);
-    if (state.buf.length < end + 4 + length) return out;
-    out.push({ status, headers, body: state.buf.slice(end + 4, end + 4 + length) });
-    state.buf = state.buf.slice(end + 4 + length);
-  }
-}
+type Response = HttpResponse<string>;
 
 const GET = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
 
