@@ -28,12 +28,15 @@ import { Conn, Action, configure } from "./sdk";
 export * from "./sdk/exports";
 import { IN_CAP, OUT_CAP, STATE_SIZE } from "./resp/limits";
 import {
-  parse, NEED, BAD, argc, next, errCode, errByte,
+  parse, NEED, BAD, argc, next, errCode, errByte, needAtLeast,
   ERR_MBULK_LEN, ERR_BULK_LEN, ERR_EXPECTED_DOLLAR, ERR_MBULK_LINE, ERR_BULK_LINE,
   ERR_INLINE_BIG, ERR_QUOTES, ERR_TOO_BIG, ERR_CRLF, ERR_TOO_MANY,
 } from "./resp/parser";
 import { execute } from "./resp/dispatch";
 import { forgetNotedKeys } from "./resp/store";
+
+/** Bulk strings longer than this are collected by the host (tcpmod.want) rather than re-parsed per packet. */
+const WANT_FROM: i32 = 64 * 1024;
 
 configure(IN_CAP, OUT_CAP, STATE_SIZE, onData);
 
@@ -44,7 +47,11 @@ function onData(c: Conn): Action {
   let pos = 0;
   while (pos < len && !c.failed) {
     const r = parse(base, pos, len);
-    if (r == NEED) break;
+    if (r == NEED) {
+      // A large bulk string on its way (SET of a big value): let the host collect it without calling.
+      if (needAtLeast > WANT_FROM) c.want(needAtLeast);
+      break;
+    }
     if (r == BAD) {
       protocolError(c);
       c.consume(len);

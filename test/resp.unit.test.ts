@@ -481,6 +481,7 @@ describe('resp.wasm specifics', () => {
       kv_set: (k: number, kl: number, v: number, vl: number) => native.kvSet(mem.buffer, k, kl, mem.buffer, v, vl),
       kv_del: (k: number, kl: number) => native.kvDel(mem.buffer, k, kl),
       kv_incr: (k: number, kl: number, d: bigint, o: number) => native.kvIncr(mem.buffer, k, kl, d, mem.buffer, o),
+      want: () => 0, // the v1.1 hint for large bulk strings
     };
     const ex = new WebAssembly.Instance(mod, { tcpmod }).exports as Record<string, any>;
     mem = ex.memory;

@@ -31,6 +31,8 @@ export const ERR_CRLF: i32 = 9;          // a line or bulk not ended by CRLF
 export const ERR_TOO_MANY: i32 = 10;     // more inline words than MAX_ARGS
 
 export let argc: i32 = 0;
+/** After NEED inside a bulk string's payload: how many bytes from the command's start it needs at least (else 0). */
+export let needAtLeast: i32 = 0;
 export let next: i32 = 0;
 export let errCode: i32 = 0;
 export let errByte: u8 = 0;
@@ -39,6 +41,7 @@ const CR: u8 = 0x0D;
 const LF: u8 = 0x0A;
 
 export function parse(base: usize, pos: i32, end: i32): i32 {
+  needAtLeast = 0;
   if (load<u8>(base + <usize>pos) == 0x2A) return parseMultibulk(base, pos, end);
   return parseInline(base, pos, end);
 }
@@ -89,7 +92,10 @@ function parseMultibulk(base: usize, pos: i32, end: i32): i32 {
     // fit the input region, or the host could never deliver it whole.
     if (<i64>(start - pos) + <i64>len + 2 > <i64>IN_CAP) return bad(ERR_TOO_BIG);
     const stop = start + len;
-    if (stop + 2 > end) return NEED;
+    if (stop + 2 > end) {
+      needAtLeast = stop + 2 - pos;
+      return NEED;
+    }
     if (load<u8>(base + <usize>stop) != CR || load<u8>(base + <usize>(stop + 1)) != LF) return bad(ERR_CRLF);
     setArg(i, base + <usize>start, len);
     p = stop + 2;
