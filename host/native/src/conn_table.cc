@@ -64,8 +64,13 @@ struct Conn {
   // Time (CLOCK_MONOTONIC ms; under table_mu): the last input, since when the
   // carry-over has been non-empty (0: empty), the module's timer (0: none), and
   // the deadline of this entry's live heap item (0: none; older items are stale).
-  int64_t last_input = 0;
-  int64_t frame_since = 0;
+  // Written by the holder without the table lock (atomics), read by the timer
+  // event under it.
+  std::atomic<int64_t> last_input{0};
+  std::atomic<int64_t> frame_since{0};
+  // What this connection holds toward the server's memory bounds, kept beside
+  // the buffers (which only the holder may touch) for the scan that sheds.
+  std::atomic<int64_t> in_held{0}, out_held{0};
   int64_t timer_at = 0;
   int64_t heap_at = 0;
   uint32_t due = 0;  // kDue* bits, handed to the next claimer
@@ -196,8 +201,8 @@ int64_t NextWake(const Conn* c, const Group& g) {
   if (g.read_timeout) w = std::min(w, c->last_input + g.read_timeout);
   if (g.frame_timeout && c->frame_since) w = std::min(w, c->frame_since + g.frame_timeout);
   if (g.send_timeout && c->send_since) w = std::min(w, c->send_since + g.send_timeout);
-  if (g.drain_start && c->pending.empty() && c->frame_since == 0)
-    w = std::min(w, std::max(c->last_input, g.drain_start) + g.drain_grace);
+  if (g.drain_start && c->frame_since == 0)
+    w = std::min(w, std::max(c->last_input.load(), g.drain_start) + g.drain_grace);
   return w;
 }
 
@@ -211,8 +216,8 @@ uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
   if (g.read_timeout && c->last_input + g.read_timeout <= now) due |= kDueTimeout;
   if (g.frame_timeout && c->frame_since && c->frame_since + g.frame_timeout <= now) due |= kDueTimeout;
   if (g.send_timeout && c->send_since && c->send_since + g.send_timeout <= now) due |= kDueSendTimeout;
-  if (g.drain_start && c->pending.empty() && c->frame_since == 0 &&
-      std::max(c->last_input, g.drain_start) + g.drain_grace <= now)
+  if (g.drain_start && c->frame_since == 0 &&
+      std::max(c->last_input.load(), g.drain_start) + g.drain_grace <= now)
     due |= kDueDrainIdle;
   return due;
 }
@@ -286,7 +291,7 @@ void Trim(Group& g, int group, bool input, int64_t max) {
     Conn* c = by_fd[fd];
     if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
     if (c->due & kDueOverflow) continue;  // already on its way out
-    int64_t n = input ? static_cast<int64_t>(c->pending.size()) : static_cast<int64_t>(c->outq.size() - c->outq_off);
+    int64_t n = input ? c->in_held.load() : c->out_held.load();
     total += n;
     if (n > 0) sizes.push_back({n, static_cast<int>(fd)});
   }
@@ -301,6 +306,7 @@ void Trim(Group& g, int group, bool input, int64_t max) {
 // Keeps the carry-over's size in the server's input total; past the bound, sheds.
 void AccountInput(Conn* c, int64_t delta) {
   if (c->grp == nullptr || delta == 0) return;
+  c->in_held += delta;
   int64_t total = (c->grp->in_bytes += delta);
   if (delta > 0 && c->grp->in_total_max && total > c->grp->in_total_max) {
     std::lock_guard<std::mutex> lock(table_mu);
@@ -322,6 +328,7 @@ int64_t Flush(Conn* c, int fd) {
     break;
   }
   size_t left = c->outq.size() - c->outq_off;
+  c->out_held = static_cast<int64_t>(left);
   if (c->grp) c->grp->out_bytes -= static_cast<int64_t>(before - left);
   if (left == 0) {
     c->outq.clear();
@@ -383,7 +390,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
       group_conns[c->group]++;
       c->grp = GroupOf(c->group);
       c->last_input = NowMs();
-      if (c->tls != nullptr) c->frame_since = c->last_input;  // a handshake is a frame in progress
+      if (c->tls != nullptr) c->frame_since = c->last_input.load();  // a handshake is a frame in progress
       if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
     }
   }
@@ -443,9 +450,8 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     appended = got;
     AccountInput(c, static_cast<int64_t>(got));
     if (got || want_eof) {
-      std::lock_guard<std::mutex> lock(table_mu);
       c->last_input = NowMs();
-      if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input;
+      if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input.load();
     }
     if (c->pending.size() < target && !want_eof) {
       if (info.Length() > 6 && info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array)
@@ -474,10 +480,7 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     else if (n == 0) eof = kLoadEof;
     else if (errno != EAGAIN) return Num(info, -errno);
   }
-  if (have > before || eof) {
-    std::lock_guard<std::mutex> lock(table_mu);
-    c->last_input = NowMs();
-  }
+  if (have > before || eof) c->last_input = NowMs();
   if (info.Length() > 6 && info[6].IsTypedArray()) {
     Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
     if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
@@ -501,12 +504,9 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
   int64_t before = static_cast<int64_t>(c->pending.size());
   c->pending.assign(rest, rest + len);
   AccountInput(c, static_cast<int64_t>(len) - before);
-  {
-    // The frame timeout runs from the moment the carry-over became non-empty.
-    std::lock_guard<std::mutex> lock(table_mu);
-    if (len == 0) c->frame_since = 0;
-    else if (c->frame_since == 0) c->frame_since = NowMs();
-  }
+  // The frame timeout runs from the moment the carry-over became non-empty.
+  if (len == 0) c->frame_since = 0;
+  else if (c->frame_since == 0) c->frame_since = NowMs();
   if (c->state_size > 0) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
     std::memcpy(c->state, base + state_ptr, c->state_size);
@@ -866,6 +866,7 @@ Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
   if (rest == 0) return Num(info, static_cast<double>(queued));
   if (g.out_max && static_cast<int64_t>(queued + rest) > g.out_max) return Num(info, -ENOBUFS);
   c->outq.insert(c->outq.end(), p + sent, p + len);
+  c->out_held += static_cast<int64_t>(rest);
   int64_t total = (g.out_bytes += static_cast<int64_t>(rest));
   {
     std::lock_guard<std::mutex> lock(table_mu);
