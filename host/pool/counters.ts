@@ -24,6 +24,8 @@ export const G = {
   DRAINING: 10, // 1 once a graceful stop has begun (tcpmod.draining)
   WARNED_LIMIT: 11, // second (Date.now()/1000) of the last 'connection limit' warning: one a second at most
   WARNED_FD: 12, // the same for 'out of file descriptors'
+  WARNED_BOUND: 13, // the same for 'a memory bound closed connections'
+  WARNED_SEND_TIMEOUT: 14, // the same for 'send timeout'
 } as const;
 const GLOBAL_CELLS = 16;
 

@@ -119,12 +119,12 @@ export class EventLoop implements Transport {
     if (due !== 0) {
       if (due & native.DUE_CLOSING) return this.finishQueued(fd, id, due);
       if (due & native.DUE_OVERFLOW) {
-        this.hooks.warn('memory bound passed: closing the connections that hold most', { bound: 'input or output memory' });
+        this.warnOnce(G.WARNED_BOUND, 'a memory bound was passed: closing the connections that hold most (reason overflow)');
         return due & (native.DUE_HANDSHAKE | native.DUE_OPEN) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
       }
       if (due & native.DUE_SEND_TIMEOUT) {
         this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
-        this.hooks.warn('send timeout: a client stopped reading');
+        this.warnOnce(G.WARNED_SEND_TIMEOUT, 'send timeout: closing connections whose clients stopped reading');
         return this.close(fd, id, CloseReason.SEND_TIMEOUT);
       }
       const unopened = (due & (native.DUE_HANDSHAKE | native.DUE_OPEN)) !== 0; // the module has not met it: no on_close
@@ -242,9 +242,14 @@ export class EventLoop implements Transport {
   /** Counts a refusal (REFUSED_REASONS index; -1 counts nothing) and warns once a second at most, server-wide. */
   private refused(reason: number, warnCell: number, message: string): void {
     if (reason >= 0) this.ctr.f64[this.t + T.REFUSED + reason]++;
+    this.warnOnce(warnCell, message, { reason: REFUSED_REASONS[reason] });
+  }
+
+  /** A warning logged at most once a second server-wide: `cell` holds the second of the last one. */
+  private warnOnce(cell: number, message: string, detail?: object): void {
     const now = (Date.now() / 1000) | 0;
-    const last = Atomics.load(this.cells, warnCell);
-    if (last !== now && Atomics.compareExchange(this.cells, warnCell, last, now) === last) this.hooks.warn(message, { reason: REFUSED_REASONS[reason] });
+    const last = Atomics.load(this.cells, cell);
+    if (last !== now && Atomics.compareExchange(this.cells, cell, last, now) === last) this.hooks.warn(message, detail);
   }
 
   /** A new connection: socket options, then the TLS handshake where there is one, then on_open. */
