@@ -8,11 +8,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { open, readBytes, untilClosed } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { requireTool, run, serve } from './server-process.js';
+import { makeTestCerts } from './tls-certs.js';
 
 const servers: TcpmodServer[] = [];
 function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
@@ -141,6 +143,37 @@ describe('frame timeout', () => {
     expect(answers.every((a) => a.body === 'Hello, World!')).toBe(true);
     expect(goodClosed).toBe(false);
     expect(server.stats().connectionsClosed.timeout).toBeLessThanOrEqual(20);
+  });
+});
+
+describe('frame timeout on a TLS handshake', () => {
+  it('closes a client that stalls mid-handshake (reason timeout, no TLS failure), while a full handshake is served', async () => {
+    const certs = makeTestCerts();
+    try {
+      const server = start({ module: 'build/echo.wasm', threads: 2, frameTimeout: 1000, tlsCert: certs.serverChain, tlsKey: certs.serverKey });
+      const { port } = await server.listen();
+      const stall = track(await open(port));
+      const closed = untilClosed(stall, 5000);
+      const t0 = Date.now();
+      stall.write(Buffer.from([0x16, 0x03, 0x01, 0x02])); // the start of a ClientHello record, then nothing
+      await closed;
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(950);
+      expect(took).toBeLessThan(2500);
+      const st = server.stats();
+      expect(st.connectionsClosed.timeout).toBe(1);
+      expect(st.connectionsClosed.tls).toBe(0);
+      // A client that completes its handshake is served as usual.
+      const s = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(certs.caCert) });
+      s.on('error', () => undefined);
+      await new Promise((r) => s.once('secureConnect', r));
+      s.write('hi');
+      const [echo] = await Promise.all([new Promise<Buffer>((r) => s.once('data', r))]);
+      expect(String(echo)).toBe('hi');
+      s.destroy();
+    } finally {
+      certs.remove();
+    }
   });
 });
 
