@@ -3,7 +3,14 @@
  * prints one JSON line, then holds them all open, sending nothing, until its
  * stdin reaches EOF; then it closes them and exits.
  *
- *   idle-conns HOST PORT N
+ *   idle-conns HOST PORT N [SRC[,SRC...]]
+ *
+ * SRC: IPv4 source addresses the connections are spread over, round-robin
+ * (e.g. 127.0.0.2,127.0.0.3). The kernel's ephemeral port range allows one
+ * connection per (source address, port) to a given server, about 28,000 per
+ * source address by default; more source addresses, more connections. Each
+ * socket is bound with IP_BIND_ADDRESS_NO_PORT, so the port is still chosen
+ * at connect time. Without SRC the kernel picks the source address.
  *
  * Raises its own RLIMIT_NOFILE as far as needed (and allowed).
  */
@@ -17,6 +24,12 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define MAX_SRC 64
 
 static double now_s(void) {
   struct timespec ts;
@@ -37,8 +50,8 @@ static void raise_nofile(rlim_t want) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s HOST PORT N\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s HOST PORT N [SRC[,SRC...]]\n", argv[0]);
     return 2;
   }
   int port = atoi(argv[2]), n = atoi(argv[3]);
@@ -46,6 +59,24 @@ int main(int argc, char** argv) {
   if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
     fprintf(stderr, "idle-conns: bad IPv4 address %s\n", argv[1]);
     return 2;
+  }
+  struct sockaddr_in src[MAX_SRC];
+  int nsrc = 0;
+  if (argc == 5) {
+    char* list = strdup(argv[4]);
+    for (char* tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+      if (nsrc == MAX_SRC) {
+        fprintf(stderr, "idle-conns: at most %d source addresses\n", MAX_SRC);
+        return 2;
+      }
+      src[nsrc] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = 0};
+      if (inet_pton(AF_INET, tok, &src[nsrc].sin_addr) != 1) {
+        fprintf(stderr, "idle-conns: bad IPv4 source address %s\n", tok);
+        return 2;
+      }
+      nsrc++;
+    }
+    free(list);
   }
   raise_nofile((rlim_t)n + 64);
   int* fds = calloc((size_t)n, sizeof(int));
@@ -58,6 +89,16 @@ int main(int argc, char** argv) {
       errors++;
       first_error = strerror(errno);
       break; /* out of descriptors: no point going on */
+    }
+    if (nsrc) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+      if (bind(fd, (struct sockaddr*)&src[i % nsrc], sizeof(src[0])) < 0) {
+        if (!errors) first_error = strerror(errno);
+        errors++;
+        close(fd);
+        continue;
+      }
     }
     if (connect(fd, (struct sockaddr*)&sa, sizeof(sa)) < 0) {
       if (!errors) first_error = strerror(errno);

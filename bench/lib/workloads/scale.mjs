@@ -1,16 +1,46 @@
-// Scale: N idle connections (10,000; 1,000 with --quick) opened one after
-// another by bench/bin/idle-conns and held. Per server and round, on a fresh
-// server: its RSS (VmRSS, summed over its processes) before and after, the
-// growth per connection, and the time until the server holds them all (its
-// open descriptors, polled in /proc, reach the count). tcpmod's echo module
-// next to the echo peers, for context.
+// Scale, three parts.
+//
+// 1. N idle connections (10,000; 1,000 with --quick) opened one after another
+//    by bench/bin/idle-conns and held. Per server and round, on a fresh
+//    server: its RSS (VmRSS, summed over its processes) before and after, the
+//    growth per connection, and the time until the server holds them all (its
+//    open descriptors, polled in /proc, reach the count). tcpmod's echo module
+//    next to the echo peers, for context.
+// 2. 100,000 idle connections against tcpmod alone, once (also with --quick:
+//    this is the part that shows whether the machine gets there). The server
+//    and the client run under `prlimit --nofile` raised past 100,000, the
+//    server with --max-connections to match; the client spreads its
+//    connections over the source addresses 127.0.0.2–127.0.0.5, since one
+//    source address gets only about 28,000 ephemeral ports towards one
+//    server port. Same figures as part 1; its row sits in the same table.
+//    Raising RLIMIT_NOFILE past its hard limit needs CAP_SYS_RESOURCE; without
+//    it (a container that drops it, even for root) the run holds as many as
+//    the hard limit allows instead, and says why (results .many.limitedBy).
+// 3. 10,000 connections, each with a module timer firing every second: a WAT
+//    module built here (timerModuleWat) re-arms tcpmod.set_timer(conn, 1000)
+//    in tcpmod_on_timer and sends its tcpmod.now_ms() as an f64;
+//    bench/lib/timer-client.mjs derives lateness = interval − 1000 ms from
+//    consecutive stamps. Reported: server CPU µs per fired timer (user +
+//    system over the window ÷ stamps received) and lateness p50/p99/max.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import wabtInit from 'wabt';
 import { runClient, sleep } from '../proc.mjs';
-import { groupFdCount, groupRssKiB } from '../procfs.mjs';
+import { groupCpuSeconds, groupFdCount, groupRssKiB } from '../procfs.mjs';
 import { launch, moduleExists } from '../servers.mjs';
 import { summarize } from '../stats.mjs';
 import { MODULE } from './echo.mjs';
 
 export const title = 'scale';
+
+/** Part 2: the target, and the source addresses its connections are spread over (25,000 each). */
+const MANY = 100_000;
+const SOURCES = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+/** Part 3: connections with a 1 s timer each, and the measured window (after a warm-up). */
+const TIMER_CONNECTIONS = 10_000;
+const TIMER_INTERVAL_MS = 1000;
 
 export async function run(ctx) {
   if (!moduleExists(ctx.root, MODULE)) return { status: 'skipped', reason: `module missing: ${MODULE}` };
@@ -26,16 +56,31 @@ export async function run(ctx) {
       try {
         const r = await holdConnections(ctx, def, n);
         runs.push({ round, ...r });
-        ctx.log(
-          `[scale] ${def.label}: ${r.connected} held, RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB ` +
-            `(${r.bytesPerConnection?.toFixed(0)} B/conn), all accepted after ${r.acceptSeconds?.toFixed(3)} s`,
-        );
+        logHeld(ctx, def.label, r);
       } catch (e) {
         runs.push({ round, error: e.message });
         ctx.log(`[scale] ${def.label}: error: ${e.message}`);
       }
     }
   }
+
+  // Part 2: 100,000 idle connections, tcpmod only, one run; fewer when the
+  // descriptor limit cannot be raised that far (then as many as it allows).
+  const lim = nofileFor(MANY + 4096);
+  const target = lim.raised ? MANY : Math.max(1000, Math.min(MANY, lim.nofile - 256));
+  const manyDef = manyConnectionsDef(d, ctx.threads, target, lim.nofile);
+  results[manyDef.id] = { label: manyDef.label, runs: [] };
+  if (!lim.raised) ctx.log(`[scale] ${MANY.toLocaleString('en-US')} connections are out of reach: ${lim.why}; holding ${target.toLocaleString('en-US')} instead`);
+  ctx.log(`[scale] ${target.toLocaleString('en-US')} idle connections from ${SOURCES.join(', ')} · ${manyDef.label}`);
+  try {
+    const r = await holdConnections(ctx, manyDef, target, { sources: SOURCES, clientNofile: lim.nofile, pollMs: 50, settleMs: 2000, kernelMemory: true });
+    results[manyDef.id].runs.push({ round: 1, ...r });
+    logHeld(ctx, manyDef.label, r);
+  } catch (e) {
+    results[manyDef.id].runs.push({ round: 1, error: e.message });
+    ctx.log(`[scale] ${manyDef.label}: error: ${e.message}`);
+  }
+
   for (const res of Object.values(results)) {
     const ok = res.runs.filter((r) => !r.error);
     res.bytesPerConnection = summarize(ok.map((r) => r.bytesPerConnection));
@@ -43,10 +88,105 @@ export async function run(ctx) {
     res.rssBeforeKiB = summarize(ok.map((r) => r.rssBeforeKiB));
     res.rssAfterKiB = summarize(ok.map((r) => r.rssAfterKiB));
   }
-  return { status: 'ok', module: MODULE, connections: n, rounds, client: `bench/bin/idle-conns HOST PORT ${n}`, results };
+
+  // Part 3: timers.
+  let timers;
+  const timerSeconds = ctx.quick ? 3 : 10;
+  ctx.log(`[scale] ${TIMER_CONNECTIONS.toLocaleString('en-US')} connections with a ${TIMER_INTERVAL_MS} ms module timer each · ${timerSeconds} s measured`);
+  try {
+    timers = await timerRun(ctx, TIMER_CONNECTIONS, timerSeconds);
+    ctx.log(
+      `[scale] timers: ${timers.fired.toLocaleString('en-US')} fired in ${timers.seconds.toFixed(1)} s ` +
+        `(${timers.firedPerSecond.toFixed(0)}/s), server CPU ${timers.cpuPerTimerUs?.toFixed(2)} µs per timer, lateness ` +
+        `p50 ${timers.latenessMs.p50} ms, p99 ${timers.latenessMs.p99} ms, max ${timers.latenessMs.max} ms`,
+    );
+  } catch (e) {
+    timers = { error: e.message };
+    ctx.log(`[scale] timers: error: ${e.message}`);
+  }
+
+  return {
+    status: 'ok',
+    module: MODULE,
+    connections: n,
+    rounds,
+    client: `bench/bin/idle-conns HOST PORT ${n}`,
+    results,
+    many: {
+      goal: MANY,
+      target,
+      nofile: lim.nofile,
+      limitedBy: lim.raised ? null : lim.why,
+      sources: SOURCES,
+      row: manyDef.id,
+      client: `prlimit --nofile=${lim.nofile}:${lim.nofile} bench/bin/idle-conns HOST PORT ${target} ${SOURCES.join(',')}`,
+    },
+    timers,
+  };
 }
 
-async function holdConnections(ctx, def, n) {
+function logHeld(ctx, label, r) {
+  ctx.log(
+    `[scale] ${label}: ${r.connected.toLocaleString('en-US')} held${r.connectErrors ? ` (${r.connectErrors} connect errors: ${r.firstError})` : ''}, ` +
+      `RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB (${r.bytesPerConnection?.toFixed(0)} B/conn), all accepted after ${r.acceptSeconds?.toFixed(3)} s`,
+  );
+}
+
+/**
+ * The descriptor limit part 2 can have: `want` when `prlimit` may set it
+ * (root with CAP_SYS_RESOURCE, or a hard limit already that high), else the
+ * hard limit this process has, and why.
+ */
+function nofileFor(want) {
+  if (spawnSync('prlimit', [`--nofile=${want}:${want}`, 'true'], { stdio: 'ignore' }).status === 0) return { nofile: want, raised: true };
+  const out = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout?.trim();
+  const hard = /^\d+$/.test(out ?? '') ? Number(out) : 1024;
+  const caps = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  const hasSysResource = caps ? (BigInt(`0x${caps[1]}`) >> 24n) & 1n : null; // CAP_SYS_RESOURCE is capability 24
+  return {
+    nofile: hard,
+    raised: false,
+    why:
+      `prlimit --nofile=${want}:${want} is refused: the hard RLIMIT_NOFILE is ${hard}` +
+      (hasSysResource === 0n ? ' and this process lacks CAP_SYS_RESOURCE, which raising it needs (even as root)' : '') +
+      '; one tcpmod server is one process, so it holds at most that many descriptors',
+  };
+}
+
+/**
+ * tcpmod's echo for part 2: started under prlimit with RLIMIT_NOFILE set to
+ * `nofile` (launch()'s own `ulimit -n` is switched off by nofile: null), and
+ * --max-connections set to the target.
+ */
+function manyConnectionsDef(d, threads, target, nofile) {
+  const base = d.tcpmod(MODULE, { id: 'tcpmod-100k', label: `tcpmod ×${threads}, ${target === MANY ? '100k' : 'fd-limited'}` });
+  return {
+    ...base,
+    start: (port) => {
+      const s = base.start(port);
+      return {
+        ...s,
+        cmd: 'prlimit',
+        args: [`--nofile=${nofile}:${nofile}`, s.cmd, ...s.args, '--max-connections', String(target + 64)],
+        nofile: null,
+      };
+    },
+  };
+}
+
+/** Total kernel slab memory in KiB (/proc/meminfo Slab): sockets, files, epoll items. */
+function slabKiB() {
+  const m = /^Slab:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * One fresh server holding n idle connections. opts: sources (client source
+ * addresses), clientNofile (runs the client under prlimit), pollMs (the
+ * /proc/PID/fd poll; listing 100,000 descriptors takes a while), settleMs
+ * (idle time before the second RSS reading), kernelMemory (also /proc/meminfo Slab).
+ */
+async function holdConnections(ctx, def, n, opts = {}) {
   const server = await launch(def, ctx);
   let client = null;
   let clientDone = null;
@@ -54,11 +194,16 @@ async function holdConnections(ctx, def, n) {
     await sleep(ctx.quick ? 200 : 500); // let start-up allocations settle
     const rssBeforeKiB = groupRssKiB(server.pgid);
     const fdBefore = groupFdCount(server.pgid);
+    const slabBeforeKiB = opts.kernelMemory ? slabKiB() : null;
     let line = null;
     const t0 = performance.now();
-    clientDone = runClient(ctx.bins['idle-conns'], ['127.0.0.1', String(server.port), String(n)], {
+    const clientArgs = ['127.0.0.1', String(server.port), String(n), ...(opts.sources ? [opts.sources.join(',')] : [])];
+    const [cmd, args, nofile] = opts.clientNofile
+      ? ['prlimit', [`--nofile=${opts.clientNofile}:${opts.clientNofile}`, ctx.bins['idle-conns'], ...clientArgs], undefined]
+      : [ctx.bins['idle-conns'], clientArgs, n + 1024];
+    clientDone = runClient(cmd, args, {
       stdin: true,
-      nofile: n + 1024,
+      nofile,
       timeoutMs: 300_000,
       started: (c) => (client = c),
       onStdout: (all) => {
@@ -71,6 +216,7 @@ async function holdConnections(ctx, def, n) {
     // All accepted once the server holds n more descriptors (or all the client managed to open).
     let acceptSeconds = null;
     const deadline = Date.now() + 120_000;
+    const pollMs = opts.pollMs ?? 5;
     while (Date.now() < deadline && !ended) {
       const want = line ? line.connected : n;
       if (groupFdCount(server.pgid) - fdBefore >= want) {
@@ -78,13 +224,14 @@ async function holdConnections(ctx, def, n) {
         if (line) break;
       }
       if (!server.alive()) throw new Error(`server exited: ${server.stderr().trim().slice(-500)}`);
-      await sleep(acceptSeconds === null ? 10 : 5);
+      await sleep(acceptSeconds === null ? Math.max(10, pollMs) : pollMs);
     }
     if (!line) throw new Error(`idle-conns gave no result${ended ? ` (${(await clientDone).stderr.trim()})` : ''}`);
     if (acceptSeconds === null) throw new Error(`server did not hold ${line.connected} connections within the deadline`);
-    await sleep(ctx.quick ? 300 : 1000); // held idle for a moment
+    await sleep(opts.settleMs ?? (ctx.quick ? 300 : 1000)); // held idle for a moment
     const rssAfterKiB = groupRssKiB(server.pgid);
     const fdHeld = groupFdCount(server.pgid) - fdBefore;
+    const slabAfterKiB = opts.kernelMemory ? slabKiB() : null;
     client.stdin.end();
     const c = await clientDone;
     clientDone = null;
@@ -99,6 +246,14 @@ async function holdConnections(ctx, def, n) {
       rssBeforeKiB,
       rssAfterKiB,
       bytesPerConnection: line.connected > 0 ? ((rssAfterKiB - rssBeforeKiB) * 1024) / line.connected : null,
+      ...(opts.kernelMemory && slabBeforeKiB !== null && slabAfterKiB !== null
+        ? {
+            kernelSlabBeforeKiB: slabBeforeKiB,
+            kernelSlabAfterKiB: slabAfterKiB,
+            // Both ends of every connection are on this machine: per connection, client and server sockets together.
+            kernelSlabBytesPerConnection: line.connected > 0 ? ((slabAfterKiB - slabBeforeKiB) * 1024) / line.connected : null,
+          }
+        : {}),
       serverCommand: server.command,
       clientCommand: c.command,
     };
@@ -108,5 +263,142 @@ async function holdConnections(ctx, def, n) {
       await clientDone;
     }
     await server.stop();
+  }
+}
+
+/**
+ * The timer module, in WAT: on_open arms a 1 s timer; on_timer re-arms it and
+ * answers 8 bytes, tcpmod.now_ms() as a little-endian f64; on_data discards
+ * what the client sends (and closes on EOF).
+ * Layout: IoDesc [0, 32), result record [32, 40), input [1024, +1024), output [4096, +1024).
+ */
+export function timerModuleWat(intervalMs = TIMER_INTERVAL_MS) {
+  return `(module
+  (import "tcpmod" "set_timer" (func $set_timer (param i32 i32) (result i32)))
+  (import "tcpmod" "now_ms" (func $now_ms (result f64)))
+  (memory (export "memory") 1 1)
+  (data (i32.const 0)
+    "\\00\\04\\00\\00" "\\00\\04\\00\\00"   ;; in_ptr 1024, in_cap 1024
+    "\\00\\10\\00\\00" "\\00\\04\\00\\00"   ;; out_ptr 4096, out_cap 1024
+    "\\00\\00\\00\\00" "\\00\\00\\00\\00"   ;; no state slot
+    "\\20\\00\\00\\00" "\\00\\00\\00\\00")  ;; res_ptr 32, flags 0
+  (func (export "tcpmod_abi_v1"))
+  (func (export "tcpmod_io_desc") (result i32) (i32.const 0))
+  (func (export "tcpmod_on_open") (param $conn i32) (result i32)
+    (drop (call $set_timer (local.get $conn) (i32.const ${intervalMs})))
+    (i32.store (i32.const 36) (i32.const 0))
+    (i32.const 0))
+  (func (export "tcpmod_on_data") (param $conn i32) (param $len i32) (param $flags i32) (result i32)
+    (i32.store (i32.const 32) (local.get $len))
+    (i32.store (i32.const 36) (i32.const 0))
+    ;; EOF: CLOSE (1); otherwise CONTINUE (0)
+    (i32.and (local.get $flags) (i32.const 1)))
+  (func (export "tcpmod_on_timer") (param $conn i32) (param $len i32) (result i32)
+    (drop (call $set_timer (local.get $conn) (i32.const ${intervalMs})))
+    (f64.store (i32.const 4096) (call $now_ms))
+    (i32.store (i32.const 32) (local.get $len))
+    (i32.store (i32.const 36) (i32.const 8))
+    (i32.const 0)))
+`;
+}
+
+/** WAT text → WebAssembly bytes, with the wabt package (as test/fixtures.ts does). */
+async function watToWasm(name, text) {
+  const wabt = await wabtInit();
+  const mod = wabt.parseWat(name, text);
+  try {
+    mod.resolveNames();
+    mod.validate();
+    return new Uint8Array(mod.toBinary({}).buffer);
+  } finally {
+    mod.destroy();
+  }
+}
+
+/**
+ * Part 3: n connections with a timer each. After a warm-up (every connection
+ * has fired at least once, so each stamp in the window has a predecessor),
+ * the server's CPU time and the client's stamps are taken over `seconds`.
+ */
+async function timerRun(ctx, n, seconds) {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tcpmod-bench-timer-'));
+  let server = null;
+  let client = null;
+  let clientDone = null;
+  try {
+    const wasm = join(dir, 'timer.wasm');
+    writeFileSync(wasm, await watToWasm('timer.wat', timerModuleWat()));
+    const def = ctx.defs.tcpmod(wasm, { id: 'tcpmod-timers', label: `tcpmod ×${ctx.threads} timers` });
+    server = await launch(def, ctx);
+    await sleep(300);
+    const rssBeforeKiB = groupRssKiB(server.pgid);
+    const lines = [];
+    clientDone = runClient(process.execPath, [join(ctx.benchDir, 'lib', 'timer-client.mjs'), '127.0.0.1', String(server.port), String(n)], {
+      stdin: true,
+      nofile: n + 1024,
+      timeoutMs: 300_000,
+      started: (c) => (client = c),
+      onStdout: (all) => {
+        const done = all.split('\n').slice(0, -1);
+        while (lines.length < done.length) lines.push(JSON.parse(done[lines.length]));
+      },
+    });
+    let ended = false;
+    clientDone.then(() => (ended = true));
+    const waitLine = async (k, ms, what) => {
+      const deadline = Date.now() + ms;
+      while (lines.length < k) {
+        if (ended) throw new Error(`timer-client ended before ${what}: ${(await clientDone).stderr.trim().slice(-500)}`);
+        if (!server.alive()) throw new Error(`server exited: ${server.stderr().trim().slice(-500)}`);
+        if (Date.now() > deadline) throw new Error(`timer-client: no ${what} within ${ms / 1000} s`);
+        await sleep(20);
+      }
+      return lines[k - 1];
+    };
+    const opened = await waitLine(1, 120_000, 'connections');
+    if (opened.connected === 0) throw new Error(`timer-client connected nothing: ${opened.firstError}`);
+    await sleep(2 * TIMER_INTERVAL_MS + 500); // every connection has fired at least once
+    const cpu0 = groupCpuSeconds(server.pgid);
+    const t0 = performance.now();
+    client.stdin.write('start\n');
+    await sleep(seconds * 1000);
+    client.stdin.write('stop\n');
+    const cpu1 = groupCpuSeconds(server.pgid);
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const seen = await waitLine(2, 30_000, 'result');
+    const rssAfterKiB = groupRssKiB(server.pgid);
+    client.stdin.end();
+    const c = await clientDone;
+    clientDone = null;
+    const cpuSeconds = cpu1 - cpu0;
+    return {
+      connections: opened.connected,
+      connectErrors: opened.errors,
+      firstError: opened.firstError ?? undefined,
+      connectSeconds: opened.connectSeconds,
+      intervalMs: TIMER_INTERVAL_MS,
+      seconds: seen.seconds,
+      fired: seen.fired,
+      firedPerSecond: seen.firedPerSecond,
+      expectedPerSecond: opened.connected * (1000 / TIMER_INTERVAL_MS),
+      closedEarly: seen.closedEarly,
+      serverCpuSeconds: cpuSeconds,
+      serverCpuPercent: (100 * cpuSeconds) / wallSeconds,
+      cpuPerTimerUs: seen.fired > 0 ? (cpuSeconds * 1e6) / seen.fired : null,
+      latenessMs: seen.latenessMs,
+      arrivalLatenessMs: seen.arrivalLatenessMs,
+      rssBeforeKiB,
+      rssAfterKiB,
+      module: 'timer.wat (bench/lib/workloads/scale.mjs timerModuleWat)',
+      serverCommand: server.command,
+      clientCommand: c.command,
+    };
+  } finally {
+    if (clientDone) {
+      client?.stdin?.end();
+      await clientDone;
+    }
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
