@@ -433,18 +433,20 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     // module, until `want` bytes (or in_cap) are pending: a trickle costs what it sends.
     size_t target = std::min<size_t>(c->want, cap);
     size_t start = c->pending.size();
+    // Received through a small buffer and appended: growing the vector to the
+    // target first would zero the whole gap on every read (O(frame) per byte).
+    uint8_t chunk[16384];
     while (c->pending.size() < target) {
-      size_t at = c->pending.size();
-      c->pending.resize(target);
+      size_t room = std::min(sizeof(chunk), target - c->pending.size());
       ssize_t n;
-      do n = recv(static_cast<int>(fd), c->pending.data() + at, target - at, 0); while (n < 0 && errno == EINTR);
-      int err = errno;
-      c->pending.resize(at + static_cast<size_t>(n > 0 ? n : 0));
-      if (n == 0) want_eof = true;
-      if (n <= 0) {
-        if (n < 0 && err != EAGAIN) return Num(info, -err);
-        break;
+      do n = recv(static_cast<int>(fd), chunk, room, 0); while (n < 0 && errno == EINTR);
+      if (n > 0) {
+        c->pending.insert(c->pending.end(), chunk, chunk + n);
+        continue;
       }
+      if (n == 0) want_eof = true;
+      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
+      break;
     }
     size_t got = c->pending.size() - start;
     appended = got;
