@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,scale,startup,workers] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -19,6 +19,7 @@ import { renderMarkdown, renderReadmeSection } from './lib/report.mjs';
 import { serverDefs } from './lib/servers.mjs';
 import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs';
 import * as echo from './lib/workloads/echo.mjs';
+import * as hostile from './lib/workloads/hostile.mjs';
 import * as http from './lib/workloads/http.mjs';
 import * as https from './lib/workloads/https.mjs';
 import * as resp from './lib/workloads/resp.mjs';
@@ -28,7 +29,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, scale, startup, workers };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -100,12 +101,12 @@ const log = (msg) => process.stderr.write(`${msg}\n`);
 /** Tools the selected workloads need; apt-installs what is missing. */
 function prepareTools(only) {
   ensureCommand('gcc', 'gcc', log);
-  if (only.includes('http') || only.includes('https')) {
+  if (only.includes('http') || only.includes('https') || only.includes('hostile')) {
     ensureCommand('wrk', 'wrk', log);
     if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
-  if (only.includes('resp')) {
+  if (only.includes('resp') || only.includes('hostile')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }

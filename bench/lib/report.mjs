@@ -12,6 +12,7 @@ export const WORKLOAD_TITLES = {
   http: 'HTTP (wrk, GET /)',
   https: 'HTTPS (wrk, GET / over TLS)',
   resp: 'RESP (redis-benchmark)',
+  hostile: 'Hostile clients: a fresh client beside non-readers, slowloris and trickle uploads',
   scale: 'Scale: idle connections',
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
@@ -71,6 +72,29 @@ function scaleTable(w) {
   return rows.join('\n');
 }
 
+function hostileTable(w) {
+  const lat = (f) => (f?.latencyMs?.n ? `${num(f.latencyMs.p50, 2)} / ${num(f.latencyMs.p99, 2)} / ${num(f.latencyMs.max, 1)}` : '–');
+  const fails = (f) => (f ? `${num(f.failures)} of ${num(f.requests)}` : '–');
+  const closed = (a, k) => (a?.[k] ? `${num(a[k].closedByServer)} of ${num(a[k].opened)}` : '–');
+  const rows = [
+    '| protocol | server | fresh latency, no attack: p50 / p99 / max (ms) | fresh latency under attack: p50 / p99 / max (ms) | fresh failures: no attack; attack | server CPU µs per fresh request: no attack → attack | closed by the server: non-readers | slowloris | trickle | server RSS at the end of the attack (MiB) |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const r of Object.values(w.results)) {
+    const run = r.runs.find((x) => !x.error);
+    if (!run) {
+      rows.push(`| ${esc(r.protocol)} | ${esc(r.label)} | ${esc((r.runs[0]?.error ?? 'no data').split('\n')[0].slice(0, 120))} | | | | | | | |`);
+      continue;
+    }
+    const a = run.attackers;
+    rows.push(
+      `| ${esc(r.protocol)} | ${esc(r.label)} | ${lat(run.baseline)} | ${lat(run.attack)} | ${fails(run.baseline)}; ${fails(run.attack)} | ` +
+        `${num(run.baseline.cpuPerRequestUs, 0)} → ${num(run.attack.cpuPerRequestUs, 0)} | ${closed(a, 'nonReaders')} | ${closed(a, 'slowloris')} | ${closed(a, 'trickle')} | ${num(run.rssEndOfAttackKiB / 1024, 0)} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
 function startupTable(w) {
   const rows = ['| server | launch → “listening on” (ms, median, min–max) | launch → first echo reply (ms, median, min–max) |', '|---|--:|--:|'];
   for (const r of Object.values(w.results)) {
@@ -100,6 +124,7 @@ export function resultTables(results, { headingLevel = 2 } = {}) {
     }
     if (name === 'scale') out.push(scaleTable(w));
     else if (name === 'startup') out.push(startupTable(w));
+    else if (name === 'hostile') out.push(hostileTable(w));
     else out.push(compareTable(w, name === 'workers' ? null : 'tcpmod'));
     if (w.client) out.push('', `Client: \`${w.client}\`.`);
     for (const note of w.notes ?? []) out.push('', note);
