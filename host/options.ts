@@ -71,6 +71,10 @@ const TLS_ONLY = 'only applies with --tls-cert';
 export const OPTIONS = {
   host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
   port: { flag: '--port', arg: '<port>', kind: { type: 'integer', min: 0, max: 65535 }, default: 7000, help: 'TCP port; 0 lets the kernel choose' },
+  reusePort: {
+    flag: '--reuse-port', kind: { type: 'flag' },
+    help: 'set SO_REUSEPORT: several tcpmod processes share the port and the kernel spreads connections across them',
+  },
   threads: { flag: '--threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, help: 'fixed number of worker threads (sets min and max)' },
   minThreads: { flag: '--min-threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, defaultNote: 'CPUs', help: 'workers kept even when idle' },
   maxThreads: {
@@ -190,6 +194,7 @@ export interface ResolvedOptions {
   module: string;
   host: string;
   port: number;
+  reusePort: boolean;
   backlog: number;
   minThreads: number;
   maxThreads: number;
@@ -354,6 +359,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     module: o.module,
     host: pick('host'),
     port: pick('port'),
+    reusePort: set.reusePort ?? false,
     backlog: pick('backlog'),
     minThreads: min,
     maxThreads: max,

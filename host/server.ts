@@ -134,7 +134,7 @@ export class TcpmodServer extends EventEmitter {
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
-      this.listenFd = check(native.listenTcp(host, o.port, o.backlog), 'listen', `${o.host}:${o.port}`);
+      this.listenFd = check(native.listenTcp(host, o.port, o.backlog, o.reusePort ? 1 : 0), 'listen', `${o.host}:${o.port}`);
       const name = native.sockName(this.listenFd);
       if (typeof name === 'number') throw new SysError(name, 'getsockname');
       this.addr = name;

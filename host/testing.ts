@@ -127,6 +127,8 @@ export class Harness implements Transport {
   faults = 0;
   logs: { level: number; message: string; conn: number }[] = [];
   readonly driver = new AbiDriver(this);
+  /** What tcpmod.peer_addr answers for every connection of the harness. */
+  peerAddress = '127.0.0.1:40000';
   /** What tcpmod.draining answers: set it to see how the module behaves in a graceful stop. */
   draining = false;
   /**
@@ -165,6 +167,7 @@ export class Harness implements Transport {
       draining: () => (this.draining ? 1 : 0),
       // tcpmod.want is a hint the harness does not need: a module must give the same answers however input is cut.
       want: () => 0,
+      peerAddr: () => this.peerAddress,
     });
   }
 

@@ -37,6 +37,7 @@ describe('defaults', () => {
       module,
       host: DEFAULTS.host,
       port: DEFAULTS.port,
+      reusePort: false,
       backlog: DEFAULTS.backlog,
       minThreads: Math.min(availableParallelism(), 64),
       maxThreads: Math.min(4 * Math.min(availableParallelism(), 64), 64),

@@ -69,3 +69,10 @@ export declare function host_draining(): i32;
 // @ts-ignore: decorator
 @external("tcpmod", "want")
 export declare function host_want(conn: i32, n: i32): i32;
+
+/** v1.1: writes the client's address of connection `conn` (the one being handled) at `out` as text,
+ *  `IP:PORT` or `[IPv6]:PORT`; returns its length, -1 when `conn` is not the one being handled,
+ *  -2 when `cap` is too small. */
+// @ts-ignore: decorator
+@external("tcpmod", "peer_addr")
+export declare function host_peer_addr(conn: i32, out: usize, cap: i32): i32;

@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_draining, host_send, host_set_timer, host_want } from "./abi";
+import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_want } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -135,6 +135,10 @@ export class Conn {
 
   /** True once the server has begun a graceful stop: finish the exchange and close. */
   get draining(): bool { return host_draining() == 1; }
+
+  /** Writes the client's address (`IP:PORT`, `[IPv6]:PORT`) at `out`; returns its length, or -2
+   *  when `cap` is too small. */
+  peerAddress(out: usize, cap: i32): i32 { return host_peer_addr(curId, out, cap); }
 
   /** True when the host terminates TLS for this connection (the module sees plaintext either way). */
   get tls(): bool { return conn_info(curId, 0, 0, 0) == 1; }

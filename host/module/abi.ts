@@ -40,10 +40,12 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   draining: '() -> i32',
   // v1.1: a hint: do not call on_data before n bytes are pending (or in_cap, EOF, a timer).
   want: '(i32, i32) -> i32',
+  // v1.1: the client's address as text, IP:PORT or [IPv6]:PORT.
+  peer_addr: '(i32, i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
-export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want'] as const;
+export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer_addr'] as const;
 
 /** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */
 export const WASI_IMPORTS: Record<string, string> = {

@@ -34,6 +34,8 @@ export interface InstanceHooks {
   draining?(): number;
   /** tcpmod.now_ms; without it, the wall clock. */
   now?(): number;
+  /** tcpmod.peer_addr for the connection being handled: the client's address as text. Without it: "". */
+  peerAddr?(): string;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
 }
@@ -309,6 +311,14 @@ export class ModuleInstance {
         return this.hooks.setTimer ? this.hooks.setTimer(ms) : -1;
       },
       draining: (): number => (this.hooks.draining ? this.hooks.draining() : 0),
+      peer_addr: (conn: number, out: number, cap: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        const bytes = utf8Encoder.encode(this.hooks.peerAddr ? this.hooks.peerAddr() : '');
+        if (bytes.length > (cap >>> 0)) return -2;
+        this.region('tcpmod.peer_addr out', out, bytes.length);
+        new Uint8Array(this.memory.buffer, out >>> 0, bytes.length).set(bytes);
+        return bytes.length;
+      },
       want: (conn: number, n: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         return this.hooks.want ? this.hooks.want(n >>> 0) : 0;

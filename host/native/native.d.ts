@@ -43,7 +43,7 @@ export interface NativeBinding {
 
   // sockets (sockets.cc)
   /** socket + SO_REUSEADDR + bind + listen; non-blocking, close-on-exec. `host` is a numeric address. */
-  listenTcp(host: string, port: number, backlog: number): number;
+  listenTcp(host: string, port: number, backlog: number, reusePort?: number): number;
   /** Raises the soft RLIMIT_NOFILE to the hard limit; returns the limits in force. */
   raiseNofile(): { soft: number; hard: number };
   /** Takes the process's reserve descriptor (idempotent): 0 or -errno. */
@@ -112,6 +112,8 @@ export interface NativeBinding {
   connHeld(group: number, holder: number): number[];
   /** The group's open connections (the table's size for it). */
   connCount(group: number): number;
+  /** The connection's peer as text, IP:PORT or [IPv6]:PORT, or -errno. */
+  connPeer(fd: number, id: number): string | number;
   /** TLS connections: one handshake step. 2 nothing to do (plain TCP, or handshaken before), 1 completed in this
    *  call, 0 needs more input (re-arm), negative failed (-EPROTO a TLS failure, -ETIMEDOUT, -errno): close. */
   connHandshake(fd: number, id: number, timeoutMs: number): number;

@@ -372,6 +372,10 @@ export class EventLoop implements Transport {
       setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
       draining: () => this.ctr.get(G.DRAINING),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
+      peerAddr: () => {
+        const p = native.connPeer(this.fd, this.id);
+        return typeof p === 'string' ? p : '';
+      },
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;

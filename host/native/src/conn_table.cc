@@ -26,6 +26,8 @@
 #include <ctime>
 #include <mutex>
 #include <sys/epoll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -666,6 +668,28 @@ Napi::Value ConnTlsInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// connPeer(fd, id) -> "IP:PORT" | "[IPv6]:PORT" | -errno: the client's address (getpeername).
+Napi::Value ConnPeer(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  if (Find(fd, id) == nullptr) return Num(info, -EBADF);
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) < 0) return Num(info, -errno);
+  char text[INET6_ADDRSTRLEN] = {0};
+  std::string out;
+  if (ss.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    out = std::string("[") + text + "]:" + std::to_string(ntohs(v6->sin6_port));
+  } else {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    out = std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+  }
+  return Napi::String::New(info.Env(), out);
+}
+
 // connShutdown(fd, id, how) -> 0 | -EBADF | -errno. Safe from any thread: the
 // lookup and the shutdown happen under the table lock, and the holder closes
 // an fd only after unlinking it, so the fd cannot be another connection's.
@@ -1060,6 +1084,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connRearm", Napi::Function::New(env, ConnRearm, "connRearm"));
   exports.Set("connClose", Napi::Function::New(env, ConnClose, "connClose"));
   exports.Set("connShutdown", Napi::Function::New(env, ConnShutdown, "connShutdown"));
+  exports.Set("connPeer", Napi::Function::New(env, ConnPeer, "connPeer"));
   exports.Set("connHandshake", Napi::Function::New(env, ConnHandshake, "connHandshake"));
   exports.Set("connSend", Napi::Function::New(env, ConnSend, "connSend"));
   exports.Set("connTlsInfo", Napi::Function::New(env, ConnTlsInfo, "connTlsInfo"));

@@ -56,16 +56,19 @@ bool ArgAddr(const Napi::CallbackInfo& info, sockaddr_storage* ss, socklen_t* le
   return true;
 }
 
-// listenTcp(host, port, backlog) -> fd | -errno. Non-blocking, close-on-exec, SO_REUSEADDR.
+// listenTcp(host, port, backlog, reusePort = 0) -> fd | -errno. Non-blocking,
+// close-on-exec, SO_REUSEADDR; SO_REUSEPORT when asked (processes share the port).
 Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
   sockaddr_storage ss;
   socklen_t len;
-  int64_t backlog;
-  if (!ArgAddr(info, &ss, &len) || !ArgInt(info, 2, &backlog)) return info.Env().Undefined();
+  int64_t backlog, reuse_port = 0;
+  if (!ArgAddr(info, &ss, &len) || !ArgInt(info, 2, &backlog) || (info.Length() > 3 && !ArgInt(info, 3, &reuse_port)))
+    return info.Env().Undefined();
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Num(info, -errno);
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
       bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 ||
       listen(fd, static_cast<int>(backlog)) < 0) {
     int err = errno;
