@@ -129,8 +129,6 @@ export interface NativeBinding {
   timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;
   /** Closes the timerfd and drops the heap. */
   timersForget(group: number): number;
-  /** Marks due connections (the worker that takes the timer event runs it inside epollWait). */
-  timersRun(group: number): number;
   /** The connection's module timer: ms from now (0 cancels). 0, -EINVAL for ms outside 0..86,400,000, -EBADF. */
   timerSet(fd: number, id: number, ms: number): number;
   /** Starts the drain grace: idle connections are marked DUE_DRAIN_IDLE after graceMs. */

@@ -47,6 +47,13 @@ static bool ArgRegionOf(const Napi::CallbackInfo& info, size_t i, int64_t fixed_
   return true;
 }
 
+void SetOutInt(const Napi::CallbackInfo& info, size_t i, int64_t value) {
+  if (i >= info.Length() || !info[i].IsTypedArray()) return;
+  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
+    ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(value);
+}
+
 bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len) {
   uint8_t* base;
   size_t size;

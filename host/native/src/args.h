@@ -24,6 +24,10 @@ bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* 
 // Resolves (buffer, offset) arguments at index i to a pointer with `need` bytes available.
 bool ArgFixedRegion(const Napi::CallbackInfo& info, size_t i, size_t need, uint8_t** out);
 
+// Stores `value` in element 0 of argument i when the caller passed an Int32Array
+// there (an optional out-parameter such as "bytes received"); otherwise nothing.
+void SetOutInt(const Napi::CallbackInfo& info, size_t i, int64_t value);
+
 inline Napi::Value Num(const Napi::CallbackInfo& info, double v) {
   return Napi::Number::New(info.Env(), v);
 }

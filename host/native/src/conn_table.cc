@@ -458,8 +458,7 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
       if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input.load();
     }
     if (c->pending.size() < target && !want_eof) {
-      if (info.Length() > 6 && info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array)
-        info[6].As<Napi::Int32Array>()[0] = static_cast<int32_t>(got);
+      SetOutInt(info, 6, static_cast<int64_t>(got));
       return Num(info, -EAGAIN);
     }
     c->want = 0;
@@ -485,11 +484,7 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     else if (errno != EAGAIN) return Num(info, -errno);
   }
   if (have > before || eof) c->last_input = NowMs();
-  if (info.Length() > 6 && info[6].IsTypedArray()) {
-    Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
-      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(have - before + appended);
-  }
+  SetOutInt(info, 6, static_cast<int64_t>(have - before + appended));
   return Num(info, static_cast<double>(have | eof));
 }
 
@@ -643,11 +638,7 @@ Napi::Value ConnSend(const Napi::CallbackInfo& info) {
   } else {
     rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
   }
-  if (info.Length() > 6 && info[6].IsTypedArray()) {
-    Napi::TypedArray ta = info[6].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
-      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(waited);
-  }
+  SetOutInt(info, 6, waited);
   return Num(info, static_cast<double>(rc));
 }
 
@@ -808,13 +799,6 @@ Napi::Value TimersForget(const Napi::CallbackInfo& info) {
   close(it->second.duefd);
   groups.erase(it);
   return Num(info, 0);
-}
-
-// timersRun(group) -> connections marked due. For the worker that took the timer event.
-Napi::Value TimersRun(const Napi::CallbackInfo& info) {
-  int64_t group;
-  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
-  return Num(info, RunTimers(static_cast<int>(group)));
 }
 
 // timerSet(fd, id, ms) -> 0 | -EINVAL (ms outside 0..86,400,000) | -EBADF. The
@@ -1095,7 +1079,6 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connSetNextId", Napi::Function::New(env, ConnSetNextId, "connSetNextId"));
   exports.Set("timersConfigure", Napi::Function::New(env, TimersConfigure, "timersConfigure"));
   exports.Set("timersForget", Napi::Function::New(env, TimersForget, "timersForget"));
-  exports.Set("timersRun", Napi::Function::New(env, TimersRun, "timersRun"));
   exports.Set("timerSet", Napi::Function::New(env, TimerSet, "timerSet"));
   exports.Set("timersDrain", Napi::Function::New(env, TimersDrain, "timersDrain"));
   exports.Set("timersArmed", Napi::Function::New(env, TimersArmed, "timersArmed"));

@@ -189,11 +189,7 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   int64_t waited = 0;
   int64_t rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
-  if (info.Length() > 5 && info[5].IsTypedArray()) {
-    Napi::TypedArray ta = info[5].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() == napi_int32_array && ta.ElementLength() > 0)
-      ta.As<Napi::Int32Array>()[0] = static_cast<int32_t>(waited);
-  }
+  SetOutInt(info, 5, waited);
   return Num(info, static_cast<double>(rc));
 }
 
