@@ -123,7 +123,6 @@ export class EventLoop implements Transport {
         return due & (native.DUE_HANDSHAKE | native.DUE_OPEN) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
       }
       if (due & native.DUE_SEND_TIMEOUT) {
-        this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
         this.warnOnce(G.WARNED_SEND_TIMEOUT, 'send timeout: closing connections whose clients stopped reading');
         return this.close(fd, id, CloseReason.SEND_TIMEOUT);
       }
@@ -346,7 +345,8 @@ export class EventLoop implements Transport {
       countClose(id, reason, this.closeCount);
       if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
     }
-    finishConnection(fd, id, reason, this.closeCount, linger);
+    // Counted with the close, so that a reader of the stats never sees the one without the other.
+    if (finishConnection(fd, id, reason, this.closeCount, linger) && reason === CloseReason.SEND_TIMEOUT) this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
   }
 
   /** A closed connection whose reply was still queued: send more; close the socket once it is all out (or on error, timeout, shutdown). */
@@ -418,10 +418,7 @@ export class EventLoop implements Transport {
 
   /** The close reason for a failed send. */
   private failure(rc: number): number {
-    if (rc === ETIMEDOUT) {
-      this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
-      return CloseReason.SEND_TIMEOUT;
-    }
+    if (rc === ETIMEDOUT) return CloseReason.SEND_TIMEOUT;
     if (this.ctr.get(G.FORCED)) return CloseReason.SHUTDOWN;
     return rc === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR;
   }
