@@ -1,10 +1,11 @@
-// The `tcpmod` command: `serve` runs a module, `inspect` checks one. Option
+// The `tcpmod` command: `serve` runs a module, `inspect` checks one, `new` starts a module project. Option
 // errors and module errors print one line each (no stack) and exit 1.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { inspectModule } from './inspect.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, type Kind, type OptionSpec, type ServerOptions, type Value } from './options.js';
+import { LANGUAGES, newProject, parseLanguage } from './scaffold.js';
 import { createServer } from './server.js';
 
 type OptionName = keyof typeof OPTIONS;
@@ -93,6 +94,20 @@ inspectCmd.action(async (file: string) => {
     fail(e);
   }
 });
+
+program
+  .command('new')
+  .description('write a module project to start from: a line protocol, its tests (tcpmod/testing) and build/test/start scripts')
+  .argument('<dir>', 'a new or empty directory')
+  .option('--lang <language>', `the module's language: ${LANGUAGES.join(' or ')}`, 'assemblyscript')
+  .action((dir: string, o: { lang: string }) => {
+    try {
+      const files = newProject(dir, parseLanguage(o.lang));
+      process.stdout.write(`wrote ${files.length} files in ${dir}:\n${files.map((f) => `  ${f}\n`).join('')}next:\n  cd ${dir}\n  npm install\n  npm test\n  npm start\n`);
+    } catch (e) {
+      fail(e);
+    }
+  });
 
 /** On the command line an option is named by its flag; names outside the table (e.g. "options") stay as they are. */
 const flagOf = (name: string): string => (OPTIONS as Record<string, OptionSpec>)[name]?.flag ?? name;
