@@ -167,7 +167,7 @@ static int command(const uint8_t *line, uint32_t n, int *close) {
   if (is_word(line, sp, "STATS")) {
     if (arg_len || sp < n) return put("ERR usage: STATS\n"), 0;
     put("COMMANDS ");
-    out_len += format_i64(state.commands, out_buf + out_len);
+    out_len += format_i64((int64_t)state.commands + 1, out_buf + out_len); /* this one included */
     out_buf[out_len++] = '\n';
     return 0;
   }
