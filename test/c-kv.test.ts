@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPTIONAL_EXPORTS, REQUIRED_EXPORTS, TCPMOD_IMPORTS } from '../host/module/abi.js';
+import { IMPORT_DECLARATIONS } from '../host/module/declarations.js';
 import { readShape, signature } from '../host/module/wasm-binary.js';
 import { native } from '../host/sys.js';
 import { loadHarness, runSplit, splitPlans, type Harness } from '../host/testing.js';
@@ -71,6 +72,15 @@ TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t c, int32_t n, int32
     const exports = Object.fromEntries(shape.exports.filter((e) => e.desc.kind === 'function').map((e) => [e.name, e.desc.kind === 'function' ? signature(e.desc.type) : '']));
     expect(exports).toEqual({ ...REQUIRED_EXPORTS, ...OPTIONAL_EXPORTS });
     expect(shape.memories[0].maximum).toBe(2);
+  });
+
+  it('has, word for word, the C prototype a refused import signature suggests', () => {
+    const header = readFileSync(join(ROOT, 'include', 'tcpmod.h'), 'utf8').replace(/\s+/g, ' ');
+    expect(Object.keys(IMPORT_DECLARATIONS).sort()).toEqual(Object.keys(TCPMOD_IMPORTS).sort());
+    for (const [name, d] of Object.entries(IMPORT_DECLARATIONS)) {
+      expect(header, name).toContain(` ${d.c};`);
+      expect(header, name).toContain(`TCPMOD_IMPORT(${name})`);
+    }
   });
 
   it('refuses to compile for a target other than wasm32', () => {
