@@ -101,6 +101,9 @@ describe('examples/c-kv', () => {
     expect(r.stdout).toMatch(/in\s+\[\d+, \d+\)\s+4096 bytes/);
     expect(r.stdout).toContain('tcpmod.kv_incr (i32, i32, i64, i32) -> i32');
     expect(r.stdout).not.toContain('wasi_snapshot_preview1');
+    const j = await run(process.execPath, [join(ROOT, 'bin', 'tcpmod.js'), 'inspect', '--json', KV_WASM], { timeoutMs: 30_000 });
+    expect(j.code, j.stdout).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, memory: { source: 'own', declared: { initial: 2, maximum: 2 } }, stateSize: 4, v1_1: [] });
   });
 
   describe('through the socket-free harness, every command split at every byte boundary', () => {
