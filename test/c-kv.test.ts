@@ -83,6 +83,13 @@ TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t c, int32_t n, int32
     }
   });
 
+  it('ships in the npm package', () => {
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const [pack] = JSON.parse(r.stdout) as { files: { path: string }[] }[];
+    expect(pack.files.map((f) => f.path)).toContain('include/tcpmod.h');
+  });
+
   it('refuses to compile for a target other than wasm32', () => {
     const file = join(tmp, 'native.c');
     writeFileSync(file, '#include "tcpmod.h"\n');
