@@ -73,7 +73,7 @@ const refusals: Refusal[] = [
   {
     what: 'host functions imported from env or under a name the host lacks',
     module: () => fixture('env-host-functions'),
-    says: [/import env\.send is not allowed/, /import env\.tcpmod_log is not allowed/, /import env\.helper is not allowed/, /import tcpmod\.frobnicate is not allowed/],
+    says: [/import env\.send is not allowed/, /import env\.tcpmod_log is not allowed/, /import env\.helper is not allowed/, /import tcpmod\.frobnicate is not allowed/, /import tcpmod\.constructor is not allowed/],
     fixes: [
       /^import env\.send is not allowed by ABI v1; fix: a host function declared without its import module: in C use __attribute__\(\(import_module\("tcpmod"\), import_name\("send"\)\)\)/,
       /^import env\.tcpmod_log is not allowed by ABI v1; fix: .*import_name\("log"\).*@external\("tcpmod", "log"\)/,

@@ -23,7 +23,7 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
 
 /** The one-line declarations of tcpmod import `name` in C and AssemblyScript. */
 export function declarationHint(name: string): string | null {
+  if (!Object.hasOwn(IMPORT_DECLARATIONS, name)) return null;
   const d = IMPORT_DECLARATIONS[name];
-  if (!d) return null;
   return `declare it in C as ${d.c} (include/tcpmod.h), in AssemblyScript as @external("tcpmod", "${name}") declare function ${d.as}`;
 }

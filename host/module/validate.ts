@@ -40,7 +40,7 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
       else memory.imported = { initial: lim.initial, maximum: Math.min(capPages, lim.maximum ?? capPages) };
       continue;
     }
-    if (!allowed || !(imp.name in allowed)) {
+    if (!allowed || !Object.hasOwn(allowed, imp.name)) {
       problems.push(withFix(`import ${where} is not allowed by ABI v1`, forbiddenImportFix(imp.module, imp.name)));
       continue;
     }
@@ -113,7 +113,7 @@ function forbiddenImportFix(module: string, name: string): string | null {
   if (module === 'env' && name === 'seed') return 'AssemblyScript imports it for Math.random: do not use Math.random, or take random bytes from WASI random_get';
   if (module === 'env' && name === 'trace') return 'AssemblyScript imports it for trace(): log with tcpmod.log instead';
   const bare = name.replace(/^tcpmod_/, '');
-  if (module === 'env' && bare in TCPMOD_IMPORTS)
+  if (module === 'env' && Object.hasOwn(TCPMOD_IMPORTS, bare))
     return `a host function declared without its import module: in C use __attribute__((import_module("tcpmod"), import_name("${bare}"))) (include/tcpmod.h does), in AssemblyScript @external("tcpmod", "${bare}"), in Rust #[link(wasm_import_module = "tcpmod")]`;
   if (module === 'env')
     return 'a function the module declares but never defines (C linked with --allow-undefined, a Rust extern block without #[link(wasm_import_module = ...)]): define it, or use a tcpmod import instead';
