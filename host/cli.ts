@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
-import { inspectModule } from './inspect.js';
+import { inspectModule, inspectModuleJson, type ModuleRefusal } from './inspect.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, type Kind, type OptionSpec, type ServerOptions, type Value } from './options.js';
 import { LANGUAGES, newProject, parseLanguage } from './scaffold.js';
 import { createServer } from './server.js';
@@ -80,7 +80,9 @@ const inspectOptions = [
   addTableOption(inspectCmd, 'moduleMemory', 'memory cap to check against'),
   addTableOption(inspectCmd, 'config', "bytes to try the module's tcpmod_init with"),
 ];
+inspectCmd.option('--json', 'print the description, or the refusal ({ "ok": false, "problems": [...] }), as JSON on stdout');
 inspectCmd.action(async (file: string) => {
+  const json = inspectCmd.opts().json === true;
   try {
     const o = given(inspectCmd, inspectOptions);
     // inspect keeps the bounds it has always had: no upper one, and a lower one whose error says why.
@@ -88,9 +90,9 @@ inspectCmd.action(async (file: string) => {
       : (parseOptionValue('moduleMemory', { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, o.moduleMemory) as number);
     if (memoryCap < 65536) throw new OptionError('moduleMemory', `must be at least 65536 bytes (one page), got ${JSON.stringify(o.moduleMemory)}`);
     const config = o.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, o.config) as Uint8Array);
-    const text = await inspectModule(file, { memoryCap, config });
-    process.stdout.write(text);
+    process.stdout.write(await (json ? inspectModuleJson : inspectModule)(file, { memoryCap, config }));
   } catch (e) {
+    if (json) failJson(file, e);
     fail(e);
   }
 });
@@ -108,6 +110,16 @@ program
       fail(e);
     }
   });
+/** `inspect --json`: a refusal as one JSON document on stdout (tools read one stream), exit 1. Other errors fall through to fail(). */
+function failJson(file: string, e: unknown): void {
+  let refusal: ModuleRefusal;
+  if (e instanceof ModuleLoadError) refusal = { ok: false, file, code: e.code, problems: e.problems };
+  else if (e instanceof ModuleConfigRefused) refusal = { ok: false, file, code: e.code, problems: [`tcpmod_init refused the config (returned ${e.status})`] };
+  else if (e instanceof OptionError) refusal = { ok: false, file, code: e.code, problems: [e.describe(flagOf)] };
+  else return;
+  process.stdout.write(JSON.stringify(refusal, null, 2) + '\n');
+  process.exit(1);
+}
 
 /** On the command line an option is named by its flag; names outside the table (e.g. "options") stay as they are. */
 const flagOf = (name: string): string => (OPTIONS as Record<string, OptionSpec>)[name]?.flag ?? name;

@@ -3,7 +3,8 @@
 // serve` runs the same checks and refuses to start. Every refusal has its own
 // purpose-made fixture (test/fixtures/*.wat, compiled by ./fixtures.ts), and
 // each test asserts the exit code of both commands and that the message names
-// the offending import, export or limit, without a stack trace.
+// the offending import, export or limit, without a stack trace. A refusal with
+// a usual cause says how to fix it at the end of the same line ("; fix: ...").
 import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ interface Refusal {
   says: RegExp[];
   /** False when the refusal is a single message rather than a list of problems. */
   listed?: boolean;
+  /** Each matches one whole problem line: the problem, then "; fix: " and how to fix it. */
+  fixes?: RegExp[];
 }
 
 const refusals: Refusal[] = [
@@ -47,21 +50,50 @@ const refusals: Refusal[] = [
     what: 'imports outside the allow-list (env.abort, env.seed), each named',
     module: () => fixture('bad-imports'),
     says: [/import env\.abort is not allowed/, /import env\.seed is not allowed/],
+    fixes: [
+      /^import env\.abort is not allowed by ABI v1; fix: point AssemblyScript's abort at tcpmod\.abort: .*--use abort=assembly\/sdk\/abort\/tcpmod_abort \(asconfig: "use": \["abort=assembly\/sdk\/abort\/tcpmod_abort"\]\)$/,
+      /^import env\.seed is not allowed by ABI v1; fix: AssemblyScript imports it for Math\.random: .*random_get$/,
+    ],
   },
   {
     what: 'a module that opens files through WASI (path_open, fd_read)',
     module: () => fixture('wasi-open'),
     says: [/import wasi_snapshot_preview1\.path_open is not allowed/, /import wasi_snapshot_preview1\.fd_read is not allowed/],
+    fixes: [/^import wasi_snapshot_preview1\.path_open is not allowed by ABI v1; fix: .*libc stdio and files \(printf, fopen\).*log with tcpmod\.log$/],
+  },
+  {
+    what: 'the WASI imports libc stdio pulls in (fd_seek, fd_close), with the fix',
+    module: () => fixture('wasi-stdio'),
+    says: [/import wasi_snapshot_preview1\.fd_seek is not allowed/, /import wasi_snapshot_preview1\.fd_close is not allowed/],
+    fixes: [
+      /^import wasi_snapshot_preview1\.fd_seek is not allowed by ABI v1; fix: WASI functions beyond fd_write, clock_time_get, random_get and proc_exit come from libc stdio .*clang --target=wasm32 -nostdlib.*do not use printf\/stdio, and log with tcpmod\.log$/,
+      /^import wasi_snapshot_preview1\.fd_close is not allowed by ABI v1; fix: .*do not use printf\/stdio/,
+    ],
+  },
+  {
+    what: 'host functions imported from env or under a name the host lacks',
+    module: () => fixture('env-host-functions'),
+    says: [/import env\.send is not allowed/, /import env\.tcpmod_log is not allowed/, /import env\.helper is not allowed/, /import tcpmod\.frobnicate is not allowed/, /import tcpmod\.constructor is not allowed/],
+    fixes: [
+      /^import env\.send is not allowed by ABI v1; fix: a host function declared without its import module: in C use __attribute__\(\(import_module\("tcpmod"\), import_name\("send"\)\)\)/,
+      /^import env\.tcpmod_log is not allowed by ABI v1; fix: .*import_name\("log"\).*@external\("tcpmod", "log"\)/,
+      /^import env\.helper is not allowed by ABI v1; fix: a function the module declares but never defines/,
+      /^import tcpmod\.frobnicate is not allowed by ABI v1; fix: this host's tcpmod imports are send, log, now_ms, .*peer_addr$/,
+    ],
   },
   {
     what: 'an allowed import with the wrong signature',
     module: () => fixture('import-signature'),
     says: [/import tcpmod\.kv_incr has signature \(i32, i32, i32, i32\) -> i32; ABI v1 says \(i32, i32, i64, i32\) -> i32/],
+    fixes: [
+      /^import tcpmod\.kv_incr has signature \(i32, i32, i32, i32\) -> i32; ABI v1 says \(i32, i32, i64, i32\) -> i32; fix: declare it in C as int32_t tcpmod_kv_incr\(const void \*key, int32_t key_len, int64_t delta, int64_t \*out\) \(include\/tcpmod\.h\), in AssemblyScript as @external\("tcpmod", "kv_incr"\) declare function kv_incr\(key: usize, key_len: i32, delta: i64, out: usize\): i32$/,
+    ],
   },
   {
     what: 'a missing required export',
     module: () => fixture('missing-export'),
     says: [/missing export tcpmod_on_data/],
+    fixes: [/^missing export tcpmod_on_data \(i32, i32, i32\) -> i32; fix: export it: in C define it with TCPMOD_EXPORT\(tcpmod_on_data\) .*-Wl,--export=tcpmod_on_data.*in AssemblyScript export it from the entry file$/],
   },
   {
     what: 'required exports of the wrong kind and signature',
@@ -72,22 +104,26 @@ const refusals: Refusal[] = [
     what: 'its own memory without a maximum',
     module: () => fixture('memory-no-max'),
     says: [/memory declares no maximum/],
+    fixes: [/^memory declares no maximum; a module-defined memory must declare a maximum of at most 512 pages \(33554432 bytes\); fix: declare a maximum of at most 512 pages: asc --maximumMemory 512 \(asconfig "maximumMemory"\), clang -Wl,--max-memory=33554432, Rust -C link-arg=--max-memory=33554432$/],
   },
   {
     what: 'its own memory with a maximum above the default 32 MiB cap',
     module: () => fixture('memory-over-cap'),
     says: [/memory maximum 1024 pages exceeds the host cap of 512 pages/],
+    fixes: [/^memory maximum 1024 pages exceeds the host cap of 512 pages \(33554432 bytes\); fix: declare a maximum of at most 512 pages: .*clang -Wl,--max-memory=33554432.*; or raise the host's cap with --module-memory$/],
   },
   {
     what: 'its own memory with a maximum above a lowered --module-memory',
     module: () => fixture('iodesc-caps'),
     args: ['--module-memory', '1MiB'],
     says: [/memory maximum 160 pages exceeds the host cap of 16 pages \(1048576 bytes\)/],
+    fixes: [/; fix: declare a maximum of at most 16 pages: asc --maximumMemory 16 .*clang -Wl,--max-memory=1048576, Rust -C link-arg=--max-memory=1048576; or raise/],
   },
   {
     what: 'an imported memory whose initial size is above the cap',
     module: () => fixture('memory-import-over-cap'),
     says: [/import env\.memory: initial size 600 pages exceeds the memory cap of 512 pages/],
+    fixes: [/^import env\.memory: initial size 600 pages exceeds the memory cap of 512 pages; fix: declare a smaller initial memory \(asc --initialMemory PAGES, clang -Wl,--initial-memory=BYTES\) or raise the host's --module-memory$/],
   },
   {
     what: 'IoDesc regions that overlap',
@@ -154,6 +190,8 @@ describe('refused modules: inspect and serve both exit 1 naming the problem', ()
         expect(res.stderr).toContain(file);
         for (const pattern of r.says) expect(res.stderr, cmd).toMatch(pattern);
         if (r.listed !== false) expect(problemLines(res.stderr), `${cmd}: one line per problem`).toHaveLength(r.says.length);
+        const problems = problemLines(res.stderr).map((l) => l.slice(4));
+        for (const fix of r.fixes ?? []) expect(problems.filter((p) => fix.test(p)), `${cmd}: one problem line matches ${fix}`).toHaveLength(1);
         expect(res.stderr, `${cmd}: no stack trace`).not.toMatch(/^\s+at /m);
       }
     });

@@ -1,6 +1,8 @@
 // Static checks of a module against ABI v1, before anything of it runs. Each
-// problem is one line that names the offending import, export or limit.
+// problem is one line that names the offending import, export or limit and,
+// when the problem has a usual cause, ends with how to fix it ("; fix: ...").
 import { OPTIONAL_EXPORTS, PAGE, REQUIRED_EXPORTS, TCPMOD_IMPORTS, WASI_IMPORTS } from './abi.js';
+import { declarationHint } from './declarations.js';
 import { signature, type Limits, type WasmShape } from './wasm-binary.js';
 
 export interface MemoryPlan {
@@ -33,12 +35,13 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
       const bad = memoryKindProblem(lim);
       if (bad) problems.push(`import env.memory: ${bad}`);
       else if (lim.initial > capPages)
-        problems.push(`import env.memory: initial size ${lim.initial} pages exceeds the memory cap of ${capPages} pages`);
+        problems.push(withFix(`import env.memory: initial size ${lim.initial} pages exceeds the memory cap of ${capPages} pages`,
+          `declare a smaller initial memory (asc --initialMemory PAGES, clang -Wl,--initial-memory=BYTES) or raise the host's --module-memory`));
       else memory.imported = { initial: lim.initial, maximum: Math.min(capPages, lim.maximum ?? capPages) };
       continue;
     }
-    if (!allowed || !(imp.name in allowed)) {
-      problems.push(`import ${where} is not allowed by ABI v1`);
+    if (!allowed || !Object.hasOwn(allowed, imp.name)) {
+      problems.push(withFix(`import ${where} is not allowed by ABI v1`, forbiddenImportFix(imp.module, imp.name)));
       continue;
     }
     if (imp.desc.kind !== 'function') {
@@ -46,17 +49,19 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
       continue;
     }
     const sig = signature(imp.desc.type);
-    if (sig !== allowed[imp.name]) problems.push(`import ${where} has signature ${sig}; ABI v1 says ${allowed[imp.name]}`);
+    if (sig !== allowed[imp.name])
+      problems.push(withFix(`import ${where} has signature ${sig}; ABI v1 says ${allowed[imp.name]}`,
+        imp.module === 'tcpmod' ? declarationHint(imp.name) : 'declare it as WASI preview1 defines it'));
     if (imp.module === 'wasi_snapshot_preview1') importsWasi = true;
   }
 
   const exports = new Map(shape.exports.map((e) => [e.name, e.desc]));
   const mem = exports.get('memory');
-  if (!mem) problems.push('missing export memory');
+  if (!mem) problems.push(withFix('missing export memory', 'clang exports it unless linked with --import-memory: then add -Wl,--export-memory'));
   else if (mem.kind !== 'memory') problems.push(`export memory must be a memory, not a ${mem.kind}`);
   for (const [name, want] of Object.entries(REQUIRED_EXPORTS)) {
     const d = exports.get(name);
-    if (!d) problems.push(`missing export ${name} ${want}`);
+    if (!d) problems.push(withFix(`missing export ${name} ${want}`, `export it: in C define it with TCPMOD_EXPORT(${name}) from include/tcpmod.h (or link with -Wl,--export=${name}); in AssemblyScript export it from the entry file`));
     else if (d.kind !== 'function') problems.push(`export ${name} must be a function, not a ${d.kind}`);
     else if (signature(d.type) !== want) problems.push(`export ${name} has signature ${signature(d.type)}; ABI v1 says ${want}`);
   }
@@ -78,12 +83,42 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
       const bad = memoryKindProblem(lim);
       if (bad) problems.push(`memory: ${bad}`);
       else if (lim.maximum === undefined)
-        problems.push(`memory declares no maximum; a module-defined memory must declare a maximum of at most ${capPages} pages (${memoryCapBytes} bytes)`);
+        problems.push(withFix(`memory declares no maximum; a module-defined memory must declare a maximum of at most ${capPages} pages (${memoryCapBytes} bytes)`,
+          maximumFlags(capPages)));
       else if (lim.maximum > capPages)
-        problems.push(`memory maximum ${lim.maximum} pages exceeds the host cap of ${capPages} pages (${memoryCapBytes} bytes)`);
+        problems.push(withFix(`memory maximum ${lim.maximum} pages exceeds the host cap of ${capPages} pages (${memoryCapBytes} bytes)`,
+          `${maximumFlags(capPages)}; or raise the host's cap with --module-memory`));
     }
   }
   return { problems, memory, importsWasi, optional };
+}
+
+/** A problem line with the usual fix appended (the problem alone when there is none). */
+function withFix(problem: string, fix: string | null): string {
+  return fix ? `${problem}; fix: ${fix}` : problem;
+}
+
+/** The flags that declare a memory maximum of `pages`, in each toolchain. */
+function maximumFlags(pages: number): string {
+  const bytes = pages * PAGE;
+  return `declare a maximum of at most ${pages} pages: asc --maximumMemory ${pages} (asconfig "maximumMemory"), clang -Wl,--max-memory=${bytes}, Rust -C link-arg=--max-memory=${bytes}`;
+}
+
+/** Why a module usually imports something ABI v1 does not offer, and what to do instead. */
+function forbiddenImportFix(module: string, name: string): string | null {
+  if (module === 'wasi_snapshot_preview1')
+    return 'WASI functions beyond fd_write, clock_time_get, random_get and proc_exit come from libc stdio and files (printf, fopen) or a WASI start-up: build without libc (clang --target=wasm32 -nostdlib, Rust wasm32-unknown-unknown), do not use printf/stdio, and log with tcpmod.log';
+  if (module === 'env' && name === 'abort')
+    return 'point AssemblyScript\'s abort at tcpmod.abort: add the SDK\'s assembly/sdk/abort.ts to the entries and build with --use abort=assembly/sdk/abort/tcpmod_abort (asconfig: "use": ["abort=assembly/sdk/abort/tcpmod_abort"])';
+  if (module === 'env' && name === 'seed') return 'AssemblyScript imports it for Math.random: do not use Math.random, or take random bytes from WASI random_get';
+  if (module === 'env' && name === 'trace') return 'AssemblyScript imports it for trace(): log with tcpmod.log instead';
+  const bare = name.replace(/^tcpmod_/, '');
+  if (module === 'env' && Object.hasOwn(TCPMOD_IMPORTS, bare))
+    return `a host function declared without its import module: in C use __attribute__((import_module("tcpmod"), import_name("${bare}"))) (include/tcpmod.h does), in AssemblyScript @external("tcpmod", "${bare}"), in Rust #[link(wasm_import_module = "tcpmod")]`;
+  if (module === 'env')
+    return 'a function the module declares but never defines (C linked with --allow-undefined, a Rust extern block without #[link(wasm_import_module = ...)]): define it, or use a tcpmod import instead';
+  if (module === 'tcpmod') return `this host's tcpmod imports are ${Object.keys(TCPMOD_IMPORTS).join(', ')}`;
+  return null;
 }
 
 function memoryKindProblem(lim: Limits): string | null {

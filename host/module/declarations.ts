@@ -1,0 +1,29 @@
+// How each tcpmod host function is declared in the languages modules are
+// written in, for the fix a refusal of a mismatched import signature suggests.
+// The C text is the prototype in include/tcpmod.h (test/c-kv.test.ts checks it
+// is there, word for word); the AssemblyScript text is what the SDK's
+// assembly/sdk/abi.ts declares, with the import's own name.
+
+/** Per tcpmod import: its C prototype (include/tcpmod.h) and an AssemblyScript declaration. */
+export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
+  send: { c: 'int32_t tcpmod_send(int32_t conn, const void *ptr, int32_t len)', as: 'send(conn: i32, ptr: usize, len: i32): i32' },
+  log: { c: 'void tcpmod_log(int32_t level, const void *ptr, int32_t len)', as: 'log(level: i32, ptr: usize, len: i32): void' },
+  now_ms: { c: 'double tcpmod_now_ms(void)', as: 'now_ms(): f64' },
+  abort: { c: 'void tcpmod_abort(const void *msg, const void *file, int32_t line, int32_t col)', as: 'abort(msg: usize, file: usize, line: i32, col: i32): void' },
+  kv_get: { c: 'int32_t tcpmod_kv_get(const void *key, int32_t key_len, void *out, int32_t out_cap)', as: 'kv_get(key: usize, key_len: i32, out: usize, out_cap: i32): i32' },
+  kv_set: { c: 'int32_t tcpmod_kv_set(const void *key, int32_t key_len, const void *val, int32_t val_len)', as: 'kv_set(key: usize, key_len: i32, val: usize, val_len: i32): i32' },
+  kv_del: { c: 'int32_t tcpmod_kv_del(const void *key, int32_t key_len)', as: 'kv_del(key: usize, key_len: i32): i32' },
+  kv_incr: { c: 'int32_t tcpmod_kv_incr(const void *key, int32_t key_len, int64_t delta, int64_t *out)', as: 'kv_incr(key: usize, key_len: i32, delta: i64, out: usize): i32' },
+  conn_info: { c: 'int32_t tcpmod_conn_info(int32_t conn, int32_t key, void *out, int32_t cap)', as: 'conn_info(conn: i32, key: i32, out: usize, cap: i32): i32' },
+  set_timer: { c: 'int32_t tcpmod_set_timer(int32_t conn, int32_t ms)', as: 'set_timer(conn: i32, ms: i32): i32' },
+  draining: { c: 'int32_t tcpmod_draining(void)', as: 'draining(): i32' },
+  want: { c: 'int32_t tcpmod_want(int32_t conn, int32_t n)', as: 'want(conn: i32, n: i32): i32' },
+  peer_addr: { c: 'int32_t tcpmod_peer_addr(int32_t conn, char *out, int32_t cap)', as: 'peer_addr(conn: i32, out: usize, cap: i32): i32' },
+};
+
+/** The one-line declarations of tcpmod import `name` in C and AssemblyScript. */
+export function declarationHint(name: string): string | null {
+  if (!Object.hasOwn(IMPORT_DECLARATIONS, name)) return null;
+  const d = IMPORT_DECLARATIONS[name];
+  return `declare it in C as ${d.c} (include/tcpmod.h), in AssemblyScript as @external("tcpmod", "${name}") declare function ${d.as}`;
+}

@@ -1,0 +1,253 @@
+/*
+ * tcpmod.h: ABI v1 (with the v1.1 additions) for tcpmod modules written in C.
+ *
+ * docs/abi.md is the contract; this header is that contract in C: the host
+ * functions a module may import (with the attributes that make clang emit the
+ * right import names), the exports the host calls, the IoDesc and the result
+ * record as structs whose layout is checked below, and the numbers of actions,
+ * close reasons, key-value results and log levels. It declares, it defines
+ * nothing, and needs no libc: build with
+ *
+ *   clang --target=wasm32 -nostdlib -O2 -Wl,--no-entry \
+ *         -Wl,--initial-memory=BYTES -Wl,--max-memory=BYTES  module.c -o module.wasm
+ *
+ * Declaring a memory maximum is required (the host refuses a module-defined
+ * memory without one): BYTES a multiple of 65536, at most the host cap (32 MiB
+ * unless `tcpmod serve --module-memory` says otherwise). See examples/c-kv/.
+ *
+ * Pointers are offsets into the module's own memory; wasm32 pointers are 32-bit,
+ * which is what every i32 pointer parameter of the ABI is.
+ */
+#ifndef TCPMOD_H
+#define TCPMOD_H
+
+#include <stdint.h>
+
+#if !defined(__wasm32__)
+#error "tcpmod.h is for WebAssembly modules: build with clang --target=wasm32"
+#endif
+
+_Static_assert(sizeof(void *) == 4, "tcpmod modules use 32-bit pointers (wasm32)");
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- imports */
+
+/* One host function of import module "tcpmod". clang emits an import only for
+ * a function the module actually calls, so declaring them all costs nothing. */
+#define TCPMOD_IMPORT(name) __attribute__((import_module("tcpmod"), import_name(#name)))
+
+/* tcpmod.send (i32, i32, i32) -> i32. Writes `len` bytes at `ptr` to the
+ * connection, ahead of this call's out region. Only from on_open, on_data and
+ * on_timer, for the connection being handled. The bytes are the host's when it
+ * returns: the buffer may be reused at once. Returns TCPMOD_SEND_OK,
+ * TCPMOD_SEND_FAILED (not the connection being handled, or the send failed, or
+ * an earlier send of this call failed: the connection closes when the call
+ * returns and the out region is dropped; return TCPMOD_ABORT) or
+ * TCPMOD_SEND_OUT_OF_BOUNDS (the region is not inside memory; nothing sent). */
+TCPMOD_IMPORT(send) int32_t tcpmod_send(int32_t conn, const void *ptr, int32_t len);
+
+/* tcpmod.log (i32, i32, i32) -> (). One UTF-8 line into the server's log at a
+ * TCPMOD_LOG_* level (any other value logs at info). Invalid UTF-8 is replaced.
+ * A region outside memory is a fault. Use this, not printf: stdio pulls in WASI
+ * imports the host refuses. */
+TCPMOD_IMPORT(log) void tcpmod_log(int32_t level, const void *ptr, int32_t len);
+
+/* tcpmod.now_ms () -> f64. Wall-clock milliseconds since the Unix epoch. */
+TCPMOD_IMPORT(now_ms) double tcpmod_now_ms(void);
+
+/* tcpmod.abort (i32, i32, i32, i32) -> (). Gives up: the call ends as a fault of
+ * kind "abort" and never returns. `msg` and `file` are AssemblyScript strings
+ * (UTF-16LE, byte length in the u32 at ptr - 4) or 0; from C pass 0 for both and
+ * say why with tcpmod_log first. */
+TCPMOD_IMPORT(abort) __attribute__((noreturn))
+void tcpmod_abort(const void *msg, const void *file, int32_t line, int32_t col);
+
+/* tcpmod.kv_get (i32, i32, i32, i32) -> i32. The value's length, copying the
+ * value to `out` only when it fits in `out_cap` (out_cap 0 asks for the length);
+ * TCPMOD_KV_MISSING when there is no such key. */
+TCPMOD_IMPORT(kv_get) int32_t tcpmod_kv_get(const void *key, int32_t key_len, void *out, int32_t out_cap);
+
+/* tcpmod.kv_set (i32, i32, i32, i32) -> i32. TCPMOD_KV_OK (stored, replacing any
+ * old value) or TCPMOD_KV_FULL (the store's budget would be exceeded; nothing changed). */
+TCPMOD_IMPORT(kv_set) int32_t tcpmod_kv_set(const void *key, int32_t key_len, const void *val, int32_t val_len);
+
+/* tcpmod.kv_del (i32, i32) -> i32. 1 deleted, 0 there was no such key. */
+TCPMOD_IMPORT(kv_del) int32_t tcpmod_kv_del(const void *key, int32_t key_len);
+
+/* tcpmod.kv_incr (i32, i32, i64, i32) -> i32. Adds `delta` to the decimal integer
+ * stored under `key` (a missing key counts as 0) and writes the new value at
+ * `out`: TCPMOD_KV_OK, or TCPMOD_KV_FAILED when nothing changed (the value is not
+ * a canonical decimal integer, the sum overflows int64, or the store is full). */
+TCPMOD_IMPORT(kv_incr) int32_t tcpmod_kv_incr(const void *key, int32_t key_len, int64_t delta, int64_t *out);
+
+/* Every kv_* function may also return TCPMOD_KV_UNAVAILABLE (nothing changed)
+ * once a host implements it; this host never does yet, but handle it. */
+
+/* v1.1: tcpmod.conn_info (i32, i32, i32, i32) -> i32. A transport detail of the
+ * connection being handled (TCPMOD_INFO_*), from on_open and on_data. Errors:
+ * TCPMOD_INFO_NOT_HANDLED, TCPMOD_INFO_TOO_SMALL, TCPMOD_INFO_UNKNOWN_KEY. */
+TCPMOD_IMPORT(conn_info) int32_t tcpmod_conn_info(int32_t conn, int32_t key, void *out, int32_t cap);
+
+/* v1.1: tcpmod.set_timer (i32, i32) -> i32. Arms the connection's single timer to
+ * fire `ms` (0..86400000) from now, replacing any; 0 cancels. 0 ok, negative
+ * when `conn` is not the connection being handled or `ms` is out of range.
+ * A module that imports it must export tcpmod_on_timer. */
+TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
+
+/* v1.1: tcpmod.draining () -> i32. 1 once the server has begun a graceful stop. */
+TCPMOD_IMPORT(draining) int32_t tcpmod_draining(void);
+
+/* v1.1: tcpmod.want (i32, i32) -> i32. A hint from on_data: call again only when
+ * `n` bytes are pending (or the input region is full, EOF, a timer). The host
+ * may call earlier; answers must not depend on it. 0, or -1 for another conn. */
+TCPMOD_IMPORT(want) int32_t tcpmod_want(int32_t conn, int32_t n);
+
+/* v1.1: tcpmod.peer_addr (i32, i32, i32) -> i32. Writes the client's address as
+ * text, "IP:PORT" or "[IPv6]:PORT", at `out` and returns its length; -1 not the
+ * connection being handled, -2 `cap` too small (nothing written). */
+TCPMOD_IMPORT(peer_addr) int32_t tcpmod_peer_addr(int32_t conn, char *out, int32_t cap);
+
+/* ---------------------------------------------------------------- exports */
+
+/* Put TCPMOD_EXPORT(name) on each function the host should call; the names
+ * and signatures are below. A module must define tcpmod_abi_v1 (an empty
+ * marker), tcpmod_io_desc and tcpmod_on_data; the rest are optional. Declared
+ * here with their export names, so a definition that does not match the
+ * signature fails to compile. */
+#define TCPMOD_EXPORT(name) __attribute__((export_name(#name)))
+
+/* Required. Never called: marks the module as built for ABI v1. */
+TCPMOD_EXPORT(tcpmod_abi_v1) void tcpmod_abi_v1(void);
+
+/* Required. Called once per instance: the address of the IoDesc (below). */
+struct tcpmod_iodesc;
+TCPMOD_EXPORT(tcpmod_io_desc) const struct tcpmod_iodesc *tcpmod_io_desc(void);
+
+/* Required. `in_len` bytes of input at in_ptr (the carry-over first), `flags`
+ * TCPMOD_FLAG_EOF once the client has finished. Fill the result record and
+ * return TCPMOD_CONTINUE, TCPMOD_CLOSE or TCPMOD_ABORT. */
+TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t conn, int32_t in_len, int32_t flags);
+
+/* Optional. Once per instance after tcpmod_io_desc: the --config bytes are at
+ * in_ptr (`cfg_len` may be 0). Return 0 to accept; anything else refuses. */
+TCPMOD_EXPORT(tcpmod_init) int32_t tcpmod_init(int32_t cfg_len);
+
+/* Optional. A new connection, state slot zeroed, no input. Set out_len in the
+ * result record (consumed is ignored) and return an action. */
+TCPMOD_EXPORT(tcpmod_on_open) int32_t tcpmod_on_open(int32_t conn);
+
+/* Optional. The connection is gone, for a TCPMOD_REASON_*; not after a fault.
+ * Neither input nor state is loaded; send and conn_info return -1. */
+TCPMOD_EXPORT(tcpmod_on_close) void tcpmod_on_close(int32_t conn, int32_t reason);
+
+/* Optional, required when tcpmod_set_timer is imported (v1.1). The timer fired:
+ * the carry-over (`in_len` bytes) and state are loaded as for on_data; fill the
+ * result record and return an action as on_data does. */
+TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t conn, int32_t in_len);
+
+/* Also optional: `_initialize` () -> (), called right after instantiation
+ * (without libc nothing defines it: export your own if you need set-up work),
+ * and `__collect` () -> (), called after every callback (for runtimes with a
+ * garbage collector). */
+
+/* ---------------------------------------------------------------- records */
+
+/* The IoDesc: 32 bytes, 4-byte aligned, inside memory, read once per instance,
+ * so the regions never move. in_cap and out_cap are TCPMOD_IO_MIN..TCPMOD_IO_MAX;
+ * state_size 0..TCPMOD_STATE_MAX (state_ptr 0 when it is 0); res points to the
+ * 8-byte result record; flags must be 0. No two of input, output, state and
+ * result may overlap, and each must lie inside memory. */
+struct tcpmod_iodesc {
+  uint8_t *in_ptr;      /* offset 0 */
+  uint32_t in_cap;      /* offset 4 */
+  uint8_t *out_ptr;     /* offset 8 */
+  uint32_t out_cap;     /* offset 12 */
+  void *state_ptr;      /* offset 16 */
+  uint32_t state_size;  /* offset 20 */
+  struct tcpmod_result *res_ptr; /* offset 24 */
+  uint32_t flags;       /* offset 28: reserved, 0 */
+};
+typedef struct tcpmod_iodesc tcpmod_iodesc_t;
+
+/* The result record, written by the module in every on_data and on_timer call
+ * (and out_len in every on_open call): the host never clears it, so a value
+ * left from an earlier call would be taken as this call's. */
+struct tcpmod_result {
+  uint32_t consumed;    /* offset 0: 0..in_len input bytes handled */
+  uint32_t out_len;     /* offset 4: 0..out_cap bytes of output at out_ptr */
+};
+typedef struct tcpmod_result tcpmod_result_t;
+
+_Static_assert(sizeof(struct tcpmod_iodesc) == 32, "IoDesc is 32 bytes");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, in_ptr) == 0, "in_ptr at 0");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, in_cap) == 4, "in_cap at 4");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, out_ptr) == 8, "out_ptr at 8");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, out_cap) == 12, "out_cap at 12");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, state_ptr) == 16, "state_ptr at 16");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, state_size) == 20, "state_size at 20");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, res_ptr) == 24, "res_ptr at 24");
+_Static_assert(__builtin_offsetof(struct tcpmod_iodesc, flags) == 28, "flags at 28");
+_Static_assert(sizeof(struct tcpmod_result) == 8, "result record is 8 bytes");
+_Static_assert(__builtin_offsetof(struct tcpmod_result, consumed) == 0, "consumed at 0");
+_Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len at 4");
+
+/* ---------------------------------------------------------------- numbers */
+
+/* IoDesc bounds. */
+#define TCPMOD_IO_MIN 1024
+#define TCPMOD_IO_MAX 4194304
+#define TCPMOD_STATE_MAX 256
+
+/* on_data flags. */
+#define TCPMOD_FLAG_EOF 1 /* the client shut down its sending side */
+
+/* Actions (returned by on_open, on_data, on_timer). Any other value is a fault. */
+#define TCPMOD_CONTINUE 0 /* send the out region, keep [consumed, in_len) and go on */
+#define TCPMOD_CLOSE 1    /* send the out region, then close */
+#define TCPMOD_ABORT 2    /* close at once, dropping the out region */
+
+/* Close reasons (tcpmod_on_close). */
+#define TCPMOD_REASON_PEER 0         /* the client closed (or EOF answered) */
+#define TCPMOD_REASON_MODULE 1       /* the module returned CLOSE or ABORT */
+#define TCPMOD_REASON_SOCKET_ERROR 2 /* a receive or send failed */
+#define TCPMOD_REASON_OVERFLOW 3     /* full input region with nothing consumed, or output past its limit */
+#define TCPMOD_REASON_SEND_TIMEOUT 4 /* output made no progress for --send-timeout */
+#define TCPMOD_REASON_SHUTDOWN 5     /* the server stopped */
+#define TCPMOD_REASON_FAULT 6        /* a fault (on_close is not called for it) */
+#define TCPMOD_REASON_TIMEOUT 7      /* v1.1: read or frame timeout */
+#define TCPMOD_REASON_TLS 8          /* v1.1: a TLS record failed */
+
+/* tcpmod_send results. */
+#define TCPMOD_SEND_OK 0
+#define TCPMOD_SEND_FAILED (-1)
+#define TCPMOD_SEND_OUT_OF_BOUNDS (-2)
+
+/* Key-value results. */
+#define TCPMOD_KV_OK 0
+#define TCPMOD_KV_MISSING (-1)     /* kv_get: no such key */
+#define TCPMOD_KV_FAILED (-1)      /* kv_incr: not an integer, overflow, or store full */
+#define TCPMOD_KV_FULL (-2)        /* kv_set: the budget would be exceeded */
+#define TCPMOD_KV_UNAVAILABLE (-3) /* any kv_*: the store is unavailable (named by the ABI, not returned by this host yet) */
+
+/* Log levels (tcpmod_log). */
+#define TCPMOD_LOG_DEBUG 0
+#define TCPMOD_LOG_INFO 1
+#define TCPMOD_LOG_WARN 2
+#define TCPMOD_LOG_ERROR 3
+
+/* v1.1 conn_info keys and errors. */
+#define TCPMOD_INFO_TRANSPORT 0   /* returns 0 plain TCP, 1 TLS */
+#define TCPMOD_INFO_ALPN 1        /* writes the negotiated ALPN protocol, returns its length (0 none) */
+#define TCPMOD_INFO_CLIENT_CERT 2 /* returns 1 when a client certificate verified, else 0 */
+#define TCPMOD_INFO_NOT_HANDLED (-1)
+#define TCPMOD_INFO_TOO_SMALL (-2)
+#define TCPMOD_INFO_UNKNOWN_KEY (-3)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TCPMOD_H */
