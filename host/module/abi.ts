@@ -1,4 +1,4 @@
-// ABI v1 in data: the names, signatures and numbers of ../shared/abi/tcpmod-v1.md
+// ABI v1 in data: the names, signatures and numbers of docs/abi.md (the contract)
 // that the host checks modules against. Changing anything here breaks modules
 // built elsewhere; it only ever grows with a new ABI version.
 

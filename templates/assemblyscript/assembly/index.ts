@@ -8,8 +8,8 @@
 //                    (kept in the per-connection state slot)
 //   QUIT             BYE, then the connection closes
 // A line longer than MAX_LINE gets "ERR line too long" and the connection closes.
-import { Action, Conn, configure, kv_get, kv_incr, kv_set } from "tcpmod";
-export * from "tcpmod/exports";
+import { Action, Conn, configure, kv_get, kv_incr, kv_set } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 
 const MAX_LINE = 1024;
 // Scratch for kv_get and kv_incr: a value longer than this is reported, not copied.
