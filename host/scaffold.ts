@@ -1,11 +1,13 @@
 // `tcpmod new <dir>`: writes a module project to start from — a working line
 // protocol, its tests on tcpmod/testing, and the scripts to build, test and
-// serve it — from the templates shipped in the package (templates/<lang>/).
+// serve it — from the templates shipped in the package: templates/common/ (the
+// test and README, the same for every language: both starting modules speak the
+// same protocol) and templates/<lang>/ (the module and its build).
 //
 // Contract: the directory must not exist or be empty (nothing is overwritten);
 // on success every file is written and the list is returned; on any refusal
-// nothing is written. Placeholders {{name}}, {{version}}, {{vitest}} are
-// replaced in every file; a file named `gitignore` becomes `.gitignore` (npm
+// nothing is written. Placeholders ({{name}}, {{version}}, {{vitest}} and the
+// per-language words of LANGUAGE_TEXT) are replaced in every file; a file named `gitignore` becomes `.gitignore` (npm
 // drops dot-gitignore files from tarballs, so the template cannot carry one).
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -13,6 +15,22 @@ import { fileURLToPath } from 'node:url';
 
 export const LANGUAGES = ['assemblyscript', 'c'] as const;
 export type Language = (typeof LANGUAGES)[number];
+
+/** What the shared README says of each language. */
+const LANGUAGE_TEXT: Record<Language, Record<string, string>> = {
+  assemblyscript: {
+    language: 'AssemblyScript',
+    source: 'assembly/index.ts',
+    build: 'runs `tcpmod build`: asc with the options tcpmod needs, then the\n  same checks `tcpmod serve` runs when it loads the module.',
+    reference: 'the SDK in `node_modules/tcpmod/docs/sdk.md`',
+  },
+  c: {
+    language: 'C (clang, no libc)',
+    source: 'src/module.c',
+    build: 'runs `build.sh`: clang for wasm32 (install `clang` and `lld`), then\n  `tcpmod inspect`, the checks `tcpmod serve` runs when it loads the module.',
+    reference: 'the C declarations in `node_modules/tcpmod/include/tcpmod.h`',
+  },
+};
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -57,14 +75,16 @@ export function newProject(dir: string, lang: Language): string[] {
     name: packageName(dir),
     version: pkg.version,
     vitest: pkg.devDependencies?.vitest ?? '^4.0.0',
+    ...LANGUAGE_TEXT[lang],
   };
-  const src = join(packageRoot, 'templates', lang);
-  const files = templateFiles(src);
+  const sources = ['common', lang].map((d) => join(packageRoot, 'templates', d));
   // Read and fill everything first, so a missing template writes nothing.
-  const out = files.map((f) => ({
-    path: f === 'gitignore' ? '.gitignore' : f,
-    text: readFileSync(join(src, f), 'utf8').replace(/\{\{(\w+)\}\}/g, (m, k: string) => values[k] ?? m),
-  }));
+  const out = sources.flatMap((src) =>
+    templateFiles(src).map((f) => ({
+      path: f === 'gitignore' ? '.gitignore' : f,
+      text: readFileSync(join(src, f), 'utf8').replace(/\{\{(\w+)\}\}/g, (m, k: string) => values[k] ?? m),
+    })),
+  );
   for (const { path, text } of out) {
     mkdirSync(dirname(join(target, path)), { recursive: true });
     writeFileSync(join(target, path), text, { flag: 'wx' });
