@@ -401,11 +401,11 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   t->password = Str(o, "password");
   t->timeout_ms = std::max<int64_t>(1, Int(o, "timeoutMs"));
   target = t;
-  cells.i32 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(i32.ArrayBuffer().Data()) + i32.ByteOffset());
+  cells.i32 = info[1].As<Napi::Int32Array>().Data();  // typed-array Data(): the buffer is a SharedArrayBuffer
   cells.seq = seq;
   cells.start = start;
   cells.excluded = excluded;
-  cells.errors = reinterpret_cast<double*>(static_cast<uint8_t*>(f64.ArrayBuffer().Data()) + f64.ByteOffset()) + errors;
+  cells.errors = info[5].As<Napi::Float64Array>().Data() + errors;
   return Num(info, 0);
 }
 
