@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -63,9 +64,17 @@ struct Conn {
   std::string wbuf;
   int64_t retry_at = 0;  // monotonic ms before which no connect is attempted
   int64_t backoff = 0;
+  Conn() = default;
+  ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
+  void Close() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+    rbuf.clear();
+    rpos = 0;
+  }
 };
 
-thread_local Target* target = nullptr;
+thread_local std::unique_ptr<Target> target;
 thread_local Cells cells;
 thread_local Conn conn;
 
@@ -143,10 +152,7 @@ void Count(Kind k) {
 // Drops the connection after a failure: counted, remembered for the log, and
 // no new attempt before the backoff has passed.
 int64_t Fail(Kind k, const std::string& why) {
-  if (conn.fd >= 0) close(conn.fd);
-  conn.fd = -1;
-  conn.rbuf.clear();
-  conn.rpos = 0;
+  conn.Close();
   conn.backoff = conn.backoff ? std::min(conn.backoff * 2, kBackoffMaxMs) : kBackoffMinMs;
   conn.retry_at = MonoMs() + conn.backoff;
   Count(k);
@@ -281,11 +287,7 @@ int64_t Connect(int64_t deadline) {
 // a command into it and fail the call.
 void DropIfClosed() {
   pollfd p{conn.fd, POLLIN, 0};
-  if (poll(&p, 1, 0) == 0) return;
-  close(conn.fd);
-  conn.fd = -1;
-  conn.rbuf.clear();
-  conn.rpos = 0;
+  if (poll(&p, 1, 0) != 0) conn.Close();
 }
 
 // Sends the command in conn.wbuf and reads its reply: 0, or -3 (the store is
@@ -366,10 +368,9 @@ int64_t Int(const Napi::Object& o, const char* name) {
 // timeoutMs }. The shared arrays must outlive the thread (the worker holds them).
 Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (conn.fd >= 0) close(conn.fd);
-  conn = Conn();
-  delete target;
-  target = nullptr;
+  conn.Close();
+  conn.retry_at = conn.backoff = 0;
+  target.reset();
   cells = Cells();
   if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) return Num(info, 0);
   int64_t seq, start, excluded, errors;
@@ -387,11 +388,10 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object o = info[0].As<Napi::Object>();
-  auto* t = new Target();
+  auto t = std::make_unique<Target>();
   std::string host = Str(o, "host");
   int64_t port = Int(o, "port");
-  if (port < 1 || port > 65535 || !ParseAddr(host, port, t)) {
-    delete t;
+  if (port < 1 || port > 65535 || !ParseAddr(host, port, t.get())) {
     Napi::TypeError::New(env, "kvBackend: host must be a numeric address and port 1-65535").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -400,7 +400,7 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   t->username = Str(o, "username");
   t->password = Str(o, "password");
   t->timeout_ms = std::max<int64_t>(1, Int(o, "timeoutMs"));
-  target = t;
+  target = std::move(t);
   cells.i32 = info[1].As<Napi::Int32Array>().Data();  // typed-array Data(): the buffer is a SharedArrayBuffer
   cells.seq = seq;
   cells.start = start;
