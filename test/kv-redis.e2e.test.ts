@@ -6,7 +6,10 @@
 // split point. A missing redis-server or redis-cli fails the suite (.ci/run
 // installs them).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
@@ -354,6 +357,36 @@ describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
       redis?.kill('SIGCONT');
       slow.s.destroy();
       other.s.destroy();
+    }
+  }, 60_000);
+});
+
+describe('AUTH and SELECT on connect', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpmod-kv-redis-'));
+  afterAll(async () => {
+    await redisCli('-a', 'pw', '--no-auth-warning', 'CONFIG', 'SET', 'requirepass', '');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a password file and a database number reach Redis; a wrong password is -3 and says why', async () => {
+    expect((await redisCli('CONFIG', 'SET', 'requirepass', 'pw')).stdout).toBe('OK\n');
+    const file = join(dir, 'password');
+    writeFileSync(file, 'pw\n');
+    const good = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}/3`, '--kv-password-file', file, '--threads', '1']);
+    const bad = await serve(await fixture('kv'), ['--kv', `redis://:wrong@127.0.0.1:${redisPort}`, '--threads', '1']);
+    const g = new KvConn(await open(good.port));
+    const b = new KvConn(await open(bad.port));
+    try {
+      expect(await g.set('in-db-3', 'yes')).toBe(0);
+      expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '3', 'GET', 'in-db-3')).stdout).toBe('yes\n');
+      expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '0', 'EXISTS', 'in-db-3')).stdout).toBe('0\n');
+      expect(await b.set('x', 'no')).toBe(-3);
+      await until(() => /key-value store unavailable.*AUTH: WRONGPASS/.test(bad.stderr()));
+      expect(bad.stderr()).not.toContain('wrong@'); // the password is never logged
+    } finally {
+      g.s.destroy();
+      b.s.destroy();
+      await Promise.all([good.stop(), bad.stop()]);
     }
   }, 60_000);
 });
