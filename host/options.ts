@@ -398,6 +398,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (kv.type === 'memory') {
     const stray = (['kvTimeout', 'kvPasswordFile'] as const).find((n) => set[n] !== undefined);
     if (stray) throw new OptionError(stray, (n) => `only applies with a redis:// ${n('kv')}`);
+  } else if (set.kvMaxBytes !== undefined) {
+    throw new OptionError('kvMaxBytes', (n) => `only applies with ${n('kv')} memory (Redis keeps its own limit, maxmemory)`);
   } else if (kv.password !== null && set.kvPasswordFile !== undefined) {
     throw new OptionError('kvPasswordFile', (n) => `cannot be combined with a password in the ${n('kv')} URL`);
   } else if (kv.username !== '' && kv.password === null && set.kvPasswordFile === undefined) {

@@ -164,6 +164,7 @@ export class TcpmodServer extends EventEmitter {
     this.log.info({
       module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
+      kv: this.kvTarget ? `redis ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
     }, 'listening');
     return this.addr;
   }

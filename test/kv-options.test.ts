@@ -71,6 +71,8 @@ describe('--kv-timeout and --kv-password-file', () => {
     expect(e.message).toBe('kvTimeout only applies with a redis:// kv');
     expect(e.describe(flag)).toBe('--kv-timeout only applies with a redis:// --kv');
     expect(refusal({ kv: 'memory', kvPasswordFile: '/x' }).describe(flag)).toBe('--kv-password-file only applies with a redis:// --kv');
+    // And the in-process store's budget only applies to it.
+    expect(refusal({ kv: 'redis://h', kvMaxBytes: '1MiB' }).describe(flag)).toBe('--kv-max-bytes only applies with --kv memory (Redis keeps its own limit, maxmemory)');
   });
 
   it('a password file excludes a password in the URL; a user needs a password', () => {
