@@ -125,10 +125,14 @@ export const OPTIONS = {
   config: { flag: '--config', arg: '<string|@file>', kind: { type: 'bytes' }, help: "bytes given to the module's tcpmod_init (@path reads a file)" },
   kv: {
     flag: '--kv', arg: '<memory|redis://…>', kind: { type: 'string', what: 'memory or a redis:// URL' }, default: 'memory',
-    help: 'the key-value store: in-process (memory), or a Redis/Valkey server at redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] shared by several processes',
+    help: 'the key-value store: in-process (memory), or a Redis/Valkey server at redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] shared by several processes (rediss:// for TLS)',
   },
   kvTimeout: { flag: '--kv-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '200ms', help: 'bounds each call to the Redis store (connect, send, reply); past it the call returns -3' },
   kvPasswordFile: { flag: '--kv-password-file', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'the Redis password, read from this file at start (one trailing newline stripped)' },
+  kvTlsCa: {
+    flag: '--kv-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates",
+    help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
+  },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
   tlsCert: { flag: '--tls-cert', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'serve TLS with this PEM certificate chain (needs --tls-key)' },
   tlsKey: { flag: '--tls-key', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: "the certificate's PEM private key" },
@@ -197,7 +201,7 @@ export interface TlsOptions {
 }
 
 /** A Redis (or Valkey) server holding the key-value store; host may be a name until the server resolves it. */
-export interface RedisTarget { host: string; port: number; db: number; username: string; password: string | null }
+export interface RedisTarget { host: string; port: number; db: number; username: string; password: string | null; tls: boolean }
 export type KvBackend = { type: 'memory' } | ({ type: 'redis' } & RedisTarget);
 
 export interface ResolvedOptions {
@@ -230,6 +234,8 @@ export interface ResolvedOptions {
   kvTimeoutMs: number;
   /** Read when the server starts; never together with a password in the URL. */
   kvPasswordFile: string | null;
+  /** rediss:// only: a CA file read at start; null: Node's bundled roots. */
+  kvTlsCa: string | null;
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
@@ -321,17 +327,16 @@ export function parseKeepalive(name: string, v: ServerOptions['keepalive']): [nu
   return nums as [number, number, number];
 }
 
-const KV_URL = 'redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]';
+const KV_URL = 'redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]';
 
 /** `memory`, or a redis:// URL taken apart. Errors never show a password: it is masked in the value they quote. */
 export function parseKv(name: string, v: string): KvBackend {
   if (v === 'memory') return { type: 'memory' };
   const shown = JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'));
-  if (/^rediss:\/\//i.test(v)) throw new OptionError(name, `does not support rediss:// (TLS to Redis) yet: use redis:// on a trusted network or through a TLS tunnel, got ${shown}`);
   const bad = () => new OptionError(name, `must be "memory" or ${KV_URL} (PORT 1 to 65535, default 6379; DB a number, default 0), got ${shown}`);
   let u: URL;
   try {
-    if (!/^redis:\/\//i.test(v)) throw bad();
+    if (!/^rediss?:\/\//i.test(v)) throw bad();
     u = new URL(v);
     const db = /^(?:\/(\d{1,9})?)?$/.exec(u.pathname);
     const port = u.port === '' ? 6379 : Number(u.port);
@@ -339,7 +344,7 @@ export function parseKv(name: string, v: string): KvBackend {
     const password = decodeURIComponent(u.password);
     return {
       type: 'redis', host: u.hostname.replace(/^\[|\]$/g, ''), port, db: Number(db[1] ?? 0),
-      username: decodeURIComponent(u.username), password: password === '' ? null : password,
+      username: decodeURIComponent(u.username), password: password === '' ? null : password, tls: u.protocol === 'rediss:',
     };
   } catch {
     throw bad();
@@ -396,8 +401,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
 
   const kv = parseKv('kv', pick('kv'));
   if (kv.type === 'memory') {
-    const stray = (['kvTimeout', 'kvPasswordFile'] as const).find((n) => set[n] !== undefined);
-    if (stray) throw new OptionError(stray, (n) => `only applies with a redis:// ${n('kv')}`);
+    const stray = (['kvTimeout', 'kvPasswordFile', 'kvTlsCa'] as const).find((n) => set[n] !== undefined);
+    if (stray) throw new OptionError(stray, (n) => `only applies with a redis:// or rediss:// ${n('kv')}`);
+  } else if (!kv.tls && set.kvTlsCa !== undefined) {
+    throw new OptionError('kvTlsCa', (n) => `only applies with a rediss:// ${n('kv')}`);
   } else if (set.kvMaxBytes !== undefined) {
     throw new OptionError('kvMaxBytes', (n) => `only applies with ${n('kv')} memory (Redis keeps its own limit, maxmemory)`);
   } else if (kv.password !== null && set.kvPasswordFile !== undefined) {
@@ -433,6 +440,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     kv,
     kvTimeoutMs: pick('kvTimeout'),
     kvPasswordFile: set.kvPasswordFile ?? null,
+    kvTlsCa: set.kvTlsCa ?? null,
     logLevel: pick('logLevel'),
     tls,
   };

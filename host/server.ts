@@ -5,6 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import pino from 'pino';
 import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
 import { FAULT_KINDS } from './module/errors.js';
@@ -164,7 +165,7 @@ export class TcpmodServer extends EventEmitter {
     this.log.info({
       module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
-      kv: this.kvTarget ? `redis ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
+      kv: this.kvTarget ? `${this.kvTarget.tls ? 'rediss' : 'redis'} ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
     }, 'listening');
     return this.addr;
   }
@@ -257,7 +258,28 @@ export class TcpmodServer extends EventEmitter {
       if (password === '') throw new OptionError('kvPasswordFile', `is empty: ${file}`);
     }
     const host = isIP(kv.host) ? kv.host : (await lookup(kv.host)).address;
-    return { host, port: kv.port, db: kv.db, username: kv.username, password, timeoutMs: this.options.kvTimeoutMs };
+    const target: KvTarget = { host, port: kv.port, db: kv.db, username: kv.username, password, timeoutMs: this.options.kvTimeoutMs };
+    if (kv.tls) target.tls = { ca: this.redisCa(), servername: kv.host };
+    return target;
+  }
+
+  /** The CAs a rediss:// server is verified against: --kv-tls-ca (read and checked here), or Node's bundled roots. */
+  private redisCa(): string {
+    const file = this.options.kvTlsCa;
+    if (file === null) return rootCertificates.join('\n');
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new OptionError('kvTlsCa', `could not be read: ${(e as Error).message}`);
+    }
+    try {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate found');
+      createSecureContext({ ca: pem });
+    } catch (e) {
+      throw new OptionError('kvTlsCa', `is not a PEM CA certificate file (${(e as Error).message}): ${file}`);
+    }
+    return pem;
   }
 
   /** Once a second at most: a warning when calls to the Redis store failed since the last check, with the last reason. */

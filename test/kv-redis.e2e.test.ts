@@ -15,6 +15,7 @@ import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
 import { open } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { makeTestCerts, type TestCerts } from './tls-certs.js';
 
 // ---- our own redis-server -----------------------------------------------------
 
@@ -387,6 +388,57 @@ describe('AUTH and SELECT on connect', () => {
       g.s.destroy();
       b.s.destroy();
       await Promise.all([good.stop(), bad.stop()]);
+    }
+  }, 60_000);
+});
+
+describe('rediss:// (TLS to Redis)', () => {
+  let certs: TestCerts;
+  let tlsRedis: ChildProcess | null = null;
+  let tlsPort = 0;
+  const tlsCli = (...args: string[]) =>
+    run('redis-cli', ['--tls', '--cacert', certs.caCert, '-p', String(tlsPort), ...args], { timeoutMs: 10_000 });
+
+  beforeAll(async () => {
+    certs = makeTestCerts();
+    tlsPort = await freePort(); // the same small race as for the plain server
+    // Bound to two addresses: the certificate names 127.0.0.1, not 127.0.0.2.
+    tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1 127.0.0.2',
+      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
+      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG');
+  }, 60_000);
+  afterAll(() => {
+    tlsRedis?.kill('SIGKILL');
+    certs?.remove();
+  });
+
+  it('verifies the server against --kv-tls-ca and its name, then serves the kv calls', async () => {
+    const good = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--threads', '1']);
+    // Node's bundled roots do not know the test CA; and 127.0.0.2 is not a name the certificate carries.
+    const untrusted = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--threads', '1']);
+    const misnamed = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.2:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--threads', '1']);
+    const conns = await Promise.all([good, untrusted, misnamed].map(async (p) => new KvConn(await open(p.port))));
+    try {
+      const [g, u, m] = conns;
+      expect(await g.set('over-tls', 'secret')).toBe(0);
+      expect(await g.get('over-tls')).toEqual({ rc: 6, value: 'secret' });
+      expect((await g.incr('tls-n', 5n)).rc).toBe(0);
+      expect((await tlsCli('GET', 'over-tls')).stdout).toBe('secret\n');
+      // The worker keeps its one connection across calls:
+      // between two INFO calls only the second redis-cli connects.
+      const accepted = async () => Number(/total_connections_received:(\d+)/.exec((await tlsCli('INFO', 'stats')).stdout)![1]);
+      const before = await accepted();
+      for (let i = 0; i < 5; i++) expect((await g.get('over-tls')).rc).toBe(6);
+      expect(await accepted()).toBe(before + 1);
+      expect(await u.get('over-tls')).toEqual({ rc: -3, value: null });
+      expect(await m.get('over-tls')).toEqual({ rc: -3, value: null });
+      await until(() => /TLS handshake: .*certificate/.test(untrusted.stderr()));
+      await until(() => /TLS handshake: .*mismatch/i.test(misnamed.stderr()));
+      expect(good.stderr()).not.toMatch(/unavailable/);
+    } finally {
+      for (const c of conns) c.s.destroy();
+      await Promise.all([good.stop(), untrusted.stop(), misnamed.stop()]);
     }
   }, 60_000);
 });

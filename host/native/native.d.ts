@@ -193,4 +193,8 @@ export interface NativeBinding {
 }
 
 /** A Redis server for kvBackend: host is a numeric address (the host layer resolves names). */
-export interface KvTarget { host: string; port: number; db: number; username: string; password: string; timeoutMs: number }
+export interface KvTarget {
+  host: string; port: number; db: number; username: string; password: string; timeoutMs: number;
+  /** rediss://: PEM CAs to verify the server against, and the name (or IP) its certificate must carry. */
+  tls?: { ca: string; servername: string };
+}

@@ -14,6 +14,13 @@
 // calls meanwhile return -3 without touching the network, so a dead store costs
 // a call nothing. A timed-out connection is never reused: a late reply would be
 // taken for the next command's.
+//
+// rediss:// speaks TLS through the OpenSSL inside the node binary, as tls.cc
+// does for the server side (see there for how it binds): the server's
+// certificate is verified against the CAs given (or Node's bundled roots) and
+// must name the host of the URL. Each thread has its own SSL_CTX and session.
+// The OpenSSL error queue is cleared before and after each use, as tls.cc does,
+// so Node never mistakes our errors for its own.
 #include "kv_redis.h"
 
 #include <algorithm>
@@ -25,6 +32,10 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,6 +59,11 @@ struct Target {
   int64_t db = 0;
   std::string username, password;
   int64_t timeout_ms = 200;
+  SSL_CTX* tls = nullptr;  // rediss://
+  std::string servername;  // what the certificate must name
+  ~Target() {
+    if (tls) SSL_CTX_free(tls);
+  }
 };
 
 // Where this thread's accounting goes: the pool's shared cells (counters.ts).
@@ -59,6 +75,7 @@ struct Cells {
 
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;
   std::string rbuf;
   size_t rpos = 0;   // start of unparsed bytes in rbuf
   std::string wbuf;
@@ -67,6 +84,8 @@ struct Conn {
   Conn() = default;
   ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
   void Close() {
+    if (ssl) SSL_free(ssl);  // no close_notify: the socket goes at once
+    ssl = nullptr;
     if (fd >= 0) close(fd);
     fd = -1;
     rbuf.clear();
@@ -175,20 +194,56 @@ int WaitFor(short events, int64_t deadline) {
   }
 }
 
+// The OpenSSL error queue's reason (and the verify result), emptied; for messages.
+std::string TlsReason() {
+  std::string why;
+  if (conn.ssl && SSL_get_verify_result(conn.ssl) != X509_V_OK)
+    why = X509_verify_cert_error_string(SSL_get_verify_result(conn.ssl));
+  unsigned long e = ERR_peek_last_error();
+  if (why.empty() && e) why = ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "TLS error";
+  ERR_clear_error();
+  return why.empty() ? std::string(std::strerror(errno ? errno : ECONNRESET)) : why;
+}
+
+// One transfer on the connection, plain or TLS: bytes moved (> 0), 0 the peer
+// closed, -1 it would block (*want: what to poll for), -2 failed (*why).
+ssize_t Transfer(bool out, char* p, size_t n, short* want, std::string* why) {
+  if (!conn.ssl) {
+    for (;;) {
+      ssize_t r = out ? send(conn.fd, p, n, MSG_NOSIGNAL) : recv(conn.fd, p, n, 0);
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      *want = out ? POLLOUT : POLLIN;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+      *why = std::string(out ? "send: " : "recv: ") + std::strerror(errno);
+      return -2;
+    }
+  }
+  ERR_clear_error();
+  int len = static_cast<int>(std::min<size_t>(n, 1 << 30));
+  int r = out ? SSL_write(conn.ssl, p, len) : SSL_read(conn.ssl, p, len);
+  if (r > 0) return r;
+  int e = SSL_get_error(conn.ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)) return 0;
+  *why = "TLS: " + TlsReason();
+  return -2;
+}
+
 // 0, or -3 after Fail.
 int64_t WriteAll(const std::string& data, int64_t deadline) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = send(conn.fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!WaitFor(POLLOUT, deadline)) return Fail(kTimeout, "sending timed out");
-    } else {
-      return Fail(kClosed, std::string("send: ") + std::strerror(errno));
-    }
+    short want = 0;
+    std::string why;
+    ssize_t n = Transfer(true, const_cast<char*>(data.data()) + done, data.size() - done, &want, &why);
+    if (n > 0) done += static_cast<size_t>(n);
+    else if (n == -1 && !WaitFor(want, deadline)) return Fail(kTimeout, "sending timed out");
+    else if (n == 0) return Fail(kClosed, "the server closed the connection");
+    else if (n == -2) return Fail(kClosed, why);
   }
   return 0;
 }
@@ -210,13 +265,14 @@ int64_t ReadReply(RedisReply* r, int64_t deadline) {
     }
     size_t have = conn.rbuf.size();
     conn.rbuf.resize(have + 16384);
-    ssize_t n = recv(conn.fd, &conn.rbuf[have], 16384, 0);
+    short want = 0;
+    std::string why;
+    ssize_t n = Transfer(false, &conn.rbuf[have], 16384, &want, &why);
     conn.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
     if (n > 0) continue;
     if (n == 0) return Fail(kClosed, "the server closed the connection");
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return Fail(kClosed, std::string("recv: ") + std::strerror(errno));
-    if (!WaitFor(POLLIN, deadline)) return Fail(kTimeout, "no reply within the timeout");
+    if (n == -2) return Fail(kClosed, why);
+    if (!WaitFor(want, deadline)) return Fail(kTimeout, "no reply within the timeout");
   }
 }
 
@@ -244,6 +300,34 @@ bool ReplyIs(const RedisReply& r, const char* text) {
 
 std::string ReplyText(const RedisReply& r) { return conn.rbuf.substr(r.off, std::min<size_t>(r.len, 200)); }
 
+// The TLS handshake on the connected socket, bounded by the deadline: the
+// server's certificate must verify and name the URL's host. 0, or -3 after Fail.
+int64_t Handshake(int64_t deadline) {
+  const Target& t = *target;
+  ERR_clear_error();
+  conn.ssl = SSL_new(t.tls);
+  if (!conn.ssl || SSL_set_fd(conn.ssl, conn.fd) != 1) return Fail(kConnect, "TLS: " + TlsReason());
+  unsigned char ip[16];
+  bool is_ip = inet_pton(AF_INET, t.servername.c_str(), ip) == 1 || inet_pton(AF_INET6, t.servername.c_str(), ip) == 1;
+  X509_VERIFY_PARAM* param = SSL_get0_param(conn.ssl);
+  if (is_ip) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, t.servername.c_str());
+  } else {
+    SSL_set_tlsext_host_name(conn.ssl, t.servername.c_str());
+    X509_VERIFY_PARAM_set1_host(param, t.servername.c_str(), 0);
+  }
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_connect(conn.ssl);
+    if (r == 1) break;
+    int e = SSL_get_error(conn.ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return Fail(kConnect, "TLS handshake: " + TlsReason());
+    if (!WaitFor(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return Fail(kConnect, "TLS handshake timed out");
+  }
+  ERR_clear_error();
+  return 0;
+}
+
 // Non-blocking connect bounded by the deadline, TCP_NODELAY, then AUTH and
 // SELECT (pipelined) when the target asks for them. 0, or -3 after Fail.
 int64_t Connect(int64_t deadline) {
@@ -260,6 +344,7 @@ int64_t Connect(int64_t deadline) {
     getsockopt(conn.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) return Fail(kConnect, std::string("connect: ") + std::strerror(err));
   }
+  if (t.tls && Handshake(deadline)) return kKvUnavailable;
   conn.wbuf.clear();
   int n = 0;
   if (!t.password.empty()) {
@@ -285,9 +370,18 @@ int64_t Connect(int64_t deadline) {
 // An idle connection with something to read was closed (or reset) by the
 // server, e.g. a restart: drop it quietly and connect afresh, rather than send
 // a command into it and fail the call.
+// Over TLS the readable bytes may be a record that carries no data (a TLS 1.3
+// session ticket): the connection stays if reading it yields nothing more.
 void DropIfClosed() {
   pollfd p{conn.fd, POLLIN, 0};
-  if (poll(&p, 1, 0) != 0) conn.Close();
+  if (poll(&p, 1, 0) == 0) return;
+  if (conn.ssl && !(p.revents & (POLLERR | POLLHUP))) {
+    char byte;
+    short want = 0;
+    std::string why;
+    if (Transfer(false, &byte, 1, &want, &why) == -1) return;
+  }
+  conn.Close();
 }
 
 // Sends the command in conn.wbuf and reads its reply: 0, or -3 (the store is
@@ -352,6 +446,30 @@ bool ParseAddr(const std::string& host, int64_t port, Target* t) {
   return false;
 }
 
+// A client context that verifies the server against the PEM CAs in `ca`
+// (TLS 1.2 at least). Null, with *err, when no certificate could be used.
+SSL_CTX* ClientContext(const std::string& ca, std::string* err) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  BIO* bio = ca.size() < (1u << 30) ? BIO_new_mem_buf(ca.data(), static_cast<int>(ca.size())) : nullptr;
+  int added = 0;
+  if (ctx && bio) {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      added += X509_STORE_add_cert(store, x) == 1;
+      X509_free(x);
+    }
+  }
+  if (bio) BIO_free(bio);
+  ERR_clear_error();
+  if (ctx && added > 0) return ctx;
+  if (ctx) SSL_CTX_free(ctx);
+  *err = "kvBackend: no usable PEM CA certificate for rediss://";
+  return nullptr;
+}
+
 std::string Str(const Napi::Object& o, const char* name) {
   Napi::Value v = o.Get(name);
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
@@ -400,6 +518,16 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   t->username = Str(o, "username");
   t->password = Str(o, "password");
   t->timeout_ms = std::max<int64_t>(1, Int(o, "timeoutMs"));
+  Napi::Value tls = o.Get("tls");
+  if (tls.IsObject()) {
+    std::string err;
+    t->servername = Str(tls.As<Napi::Object>(), "servername");
+    t->tls = ClientContext(Str(tls.As<Napi::Object>(), "ca"), &err);
+    if (!t->tls) {
+      Napi::Error::New(env, err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
   target = std::move(t);
   cells.i32 = info[1].As<Napi::Int32Array>().Data();  // typed-array Data(): the buffer is a SharedArrayBuffer
   cells.seq = seq;
