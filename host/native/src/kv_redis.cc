@@ -47,7 +47,6 @@ namespace {
 
 // Error kinds, in the order of KV_ERROR_KINDS (host/pool/counters.ts).
 enum Kind { kConnect = 0, kTimeout, kClosed, kProtocol, kError, kBackoff };
-const char* const kKindNames[] = {"connect", "timeout", "closed", "protocol", "error", "backoff"};
 
 constexpr int64_t kBackoffMinMs = 50;
 constexpr int64_t kBackoffMaxMs = 2000;
@@ -176,7 +175,7 @@ int64_t Fail(Kind k, const std::string& why) {
   conn.retry_at = MonoMs() + conn.backoff;
   Count(k);
   std::lock_guard<std::mutex> lock(last_mu);
-  last_error = std::string(kKindNames[k]) + ": " + why + " (" + (target ? target->where : "") + ")";
+  last_error = why + " (" + (target ? target->where : "") + ")";  // the kind is in the counts logged with it
   return kKvUnavailable;
 }
 
@@ -418,7 +417,7 @@ void Consumed() {
 int64_t Refused(const RedisReply& r) {
   Count(kError);
   std::lock_guard<std::mutex> lock(last_mu);
-  last_error = "error: the server replied " + ReplyText(r) + " (" + target->where + ")";
+  last_error = "the server replied " + ReplyText(r) + " (" + target->where + ")";
   return kKvUnavailable;
 }
 
