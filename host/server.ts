@@ -289,7 +289,7 @@ export class TcpmodServer extends EventEmitter {
     if (total <= this.kvErrorsSeen) return;
     this.kvErrorsSeen = total;
     const t = this.kvTarget!;
-    this.log.warn({ store: `${t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
+    this.log.warn({ store: `${isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
   }
 
   private kvErrors(t: Float64Array): Record<string, number> {

@@ -36,7 +36,7 @@ const GLOBAL_CELLS = 16;
  *   worker ends a callback by swapping its own odd value for the next one, so
  *   exactly one of the two wins (pool.ts, worker/loop.ts).
  * - CALL_START is when the callback started and CALL_EXCLUDED how long it has
- *   waited for writability in tcpmod.send since (ms, modulo 2^32 of the pool's clock).
+ *   waited for writability in tcpmod.send, or for the Redis-backed store, since (ms, modulo 2^32 of the pool's clock).
  * - SEND_SEQ is odd while the worker is in a send, which started at SEND_START,
  *   or waits for the Redis-backed store (kv_redis.cc marks it the same way).
  * - BUSY is 1 while the worker handles an event (written by the native epollWait).
