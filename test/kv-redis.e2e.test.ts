@@ -392,6 +392,49 @@ describe('AUTH and SELECT on connect', () => {
   }, 60_000);
 });
 
+describe('replies that arrive a byte at a time, and bytes that are no reply (a scripted server)', () => {
+  it('parses each reply across every split, and drops the connection on garbage (-3, kind protocol)', async () => {
+    // Each command the worker sends gets the next scripted reply, written one byte per write.
+    const script = ['$5\r\nhello\r\n', ':-7\r\n', '+OK\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
+    const commands: string[] = [];
+    const fake = createServer((sock) => {
+      sock.setNoDelay(true);
+      sock.on('data', async (d) => {
+        commands.push(d.toString('latin1'));
+        const reply = script.shift() ?? '-ERR script over\r\n';
+        for (const byte of Buffer.from(reply, 'latin1')) {
+          if (sock.destroyed) return;
+          sock.write(Buffer.from([byte]));
+          await sleep(2);
+        }
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as { port: number }).port;
+    const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
+    const conn = new KvConn(await open(srv.port));
+    try {
+      expect(await conn.get('k')).toEqual({ rc: 5, value: 'hello' });
+      expect(await conn.incr('n', -7n)).toEqual({ rc: 0, value: -7n });
+      expect(await conn.set('k', 'v')).toBe(0);
+      expect(await conn.del('k')).toBe(1);
+      expect(commands).toEqual([
+        '*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', '*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$2\r\n-7\r\n',
+        '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n', '*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n',
+      ]);
+      expect(await conn.get('k')).toEqual({ rc: -3, value: null }); // '%': not a RESP2 reply
+      await until(() => /"protocol":1/.test(srv.stderr()));
+      // After the backoff, a new connection, in step again.
+      await until(async () => (await conn.get('k')).rc === -1);
+    } finally {
+      conn.s.destroy();
+      await srv.stop();
+      fake.close();
+    }
+  }, 60_000);
+});
+
 describe('rediss:// (TLS to Redis)', () => {
   let certs: TestCerts;
   let tlsRedis: ChildProcess | null = null;
