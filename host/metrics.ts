@@ -39,8 +39,12 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   gauge('tcpmod_workers', 'Worker threads in the pool', () => s().workers);
   gauge('tcpmod_workers_busy', 'Workers handling an event right now', () => s().workersBusy);
   gauge('tcpmod_connections', 'Open connections', () => s().connections);
-  gauge('tcpmod_kv_keys', 'Keys in the shared key-value store', () => s().kv.keys);
-  gauge('tcpmod_kv_bytes', 'Bytes accounted to the key-value store', () => s().kv.bytes);
+  // With Redis this process cannot know the store's size (DBSIZE would count other clients' keys too): no gauges.
+  if (server.options.kv.type === 'memory') {
+    gauge('tcpmod_kv_keys', 'Keys in the shared key-value store', () => s().kv.keys!);
+    gauge('tcpmod_kv_bytes', 'Bytes accounted to the key-value store', () => s().kv.bytes!);
+  }
+  labelled('tcpmod_kv_errors_total', 'Key-value calls that returned -3 (store unavailable), by why', 'kind', () => s().kv.errors);
   counter('tcpmod_connections_accepted_total', 'Connections accepted', () => s().connectionsAccepted);
   labelled('tcpmod_connections_closed_total', 'Connections closed, by reason', 'reason', () => s().connectionsClosed);
   counter('tcpmod_events_total', 'epoll events handled', () => s().events);

@@ -123,6 +123,16 @@ export const OPTIONS = {
   backlog: { flag: '--backlog', arg: '<n>', kind: { type: 'integer', min: 1, max: 65535 }, default: 4096, help: 'listen backlog (the kernel caps it at net.core.somaxconn)' },
   moduleMemory: { flag: '--module-memory', arg: '<size>', kind: { type: 'size', min: 65536, max: 4 * 1024 ** 3 }, default: '32MiB', help: 'largest memory a module may have' },
   config: { flag: '--config', arg: '<string|@file>', kind: { type: 'bytes' }, help: "bytes given to the module's tcpmod_init (@path reads a file)" },
+  kv: {
+    flag: '--kv', arg: '<memory|redis://…>', kind: { type: 'string', what: 'memory or a redis:// URL' }, default: 'memory',
+    help: 'the key-value store: in-process (memory), or a Redis/Valkey server at redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] shared by several processes (rediss:// for TLS)',
+  },
+  kvTimeout: { flag: '--kv-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '200ms', help: 'bounds each call to the Redis store (connect, send, reply); past it the call returns -3' },
+  kvPasswordFile: { flag: '--kv-password-file', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'the Redis password, read from this file at start (one trailing newline stripped)' },
+  kvTlsCa: {
+    flag: '--kv-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates",
+    help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
+  },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
   tlsCert: { flag: '--tls-cert', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'serve TLS with this PEM certificate chain (needs --tls-key)' },
   tlsKey: { flag: '--tls-key', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: "the certificate's PEM private key" },
@@ -190,6 +200,10 @@ export interface TlsOptions {
   alpn: string[];
 }
 
+/** A Redis (or Valkey) server holding the key-value store; host may be a name until the server resolves it. */
+export interface RedisTarget { host: string; port: number; db: number; username: string; password: string | null; tls: boolean }
+export type KvBackend = { type: 'memory' } | ({ type: 'redis' } & RedisTarget);
+
 export interface ResolvedOptions {
   module: string;
   host: string;
@@ -216,6 +230,12 @@ export interface ResolvedOptions {
   moduleMemory: number;
   config: Uint8Array;
   kvMaxBytes: number;
+  kv: KvBackend;
+  kvTimeoutMs: number;
+  /** Read when the server starts; never together with a password in the URL. */
+  kvPasswordFile: string | null;
+  /** rediss:// only: a CA file read at start; null: Node's bundled roots. */
+  kvTlsCa: string | null;
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
@@ -307,6 +327,30 @@ export function parseKeepalive(name: string, v: ServerOptions['keepalive']): [nu
   return nums as [number, number, number];
 }
 
+const KV_URL = 'redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]';
+
+/** `memory`, or a redis:// URL taken apart. Errors never show a password: it is masked in the value they quote. */
+export function parseKv(name: string, v: string): KvBackend {
+  if (v === 'memory') return { type: 'memory' };
+  const shown = JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'));
+  const bad = () => new OptionError(name, `must be "memory" or ${KV_URL} (PORT 1 to 65535, default 6379; DB a number, default 0), got ${shown}`);
+  let u: URL;
+  try {
+    if (!/^rediss?:\/\//i.test(v)) throw bad();
+    u = new URL(v);
+    const db = /^(?:\/(\d{1,9})?)?$/.exec(u.pathname);
+    const port = u.port === '' ? 6379 : Number(u.port);
+    if (!u.hostname || u.search || u.hash || !db || port < 1) throw bad();
+    const password = decodeURIComponent(u.password);
+    return {
+      type: 'redis', host: u.hostname.replace(/^\[|\]$/g, ''), port, db: Number(db[1] ?? 0),
+      username: decodeURIComponent(u.username), password: password === '' ? null : password, tls: u.protocol === 'rediss:',
+    };
+  } catch {
+    throw bad();
+  }
+}
+
 const TLS_EXTRAS = ['tlsCa', 'tlsClientAuth', 'tlsMinVersion', 'alpn'] as const;
 
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
@@ -355,6 +399,20 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     };
   }
 
+  const kv = parseKv('kv', pick('kv'));
+  if (kv.type === 'memory') {
+    const stray = (['kvTimeout', 'kvPasswordFile', 'kvTlsCa'] as const).find((n) => set[n] !== undefined);
+    if (stray) throw new OptionError(stray, (n) => `only applies with a redis:// or rediss:// ${n('kv')}`);
+  } else if (!kv.tls && set.kvTlsCa !== undefined) {
+    throw new OptionError('kvTlsCa', (n) => `only applies with a rediss:// ${n('kv')}`);
+  } else if (set.kvMaxBytes !== undefined) {
+    throw new OptionError('kvMaxBytes', (n) => `only applies with ${n('kv')} memory (Redis keeps its own limit, maxmemory)`);
+  } else if (kv.password !== null && set.kvPasswordFile !== undefined) {
+    throw new OptionError('kvPasswordFile', (n) => `cannot be combined with a password in the ${n('kv')} URL`);
+  } else if (kv.username !== '' && kv.password === null && set.kvPasswordFile === undefined) {
+    throw new OptionError('kv', (n) => `names user ${JSON.stringify(kv.username)} but no password (in the URL or ${n('kvPasswordFile')})`);
+  }
+
   return {
     module: o.module,
     host: pick('host'),
@@ -379,6 +437,10 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     moduleMemory: pick('moduleMemory'),
     config: set.config ?? new Uint8Array(0),
     kvMaxBytes: pick('kvMaxBytes'),
+    kv,
+    kvTimeoutMs: pick('kvTimeout'),
+    kvPasswordFile: set.kvPasswordFile ?? null,
+    kvTlsCa: set.kvTlsCa ?? null,
     logLevel: pick('logLevel'),
     tls,
   };

@@ -3,14 +3,17 @@
 // stopping → stopped and the graceful shutdown.
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import pino from 'pino';
 import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
-import { duration, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Counters, G, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
+import { duration, OptionError, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
+import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
+import type { KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
 import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
@@ -48,7 +51,9 @@ export interface ServerStats {
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
   outputQueuedBytes: number;
   inputBufferedBytes: number;
-  kv: { keys: number; bytes: number; maxBytes: number };
+  /** The key-value store. With Redis, keys and bytes are null (this process cannot know them) and errors count
+   *  the calls that returned -3, by why (KV_ERROR_KINDS; 'backoff': refused untried while reconnecting). */
+  kv: { backend: 'memory' | 'redis'; keys: number | null; bytes: number | null; maxBytes: number; errors: Record<string, number> };
   /** TLS termination, null when the server speaks plain TCP. */
   tls: null | {
     handshakes: number;
@@ -93,6 +98,10 @@ export class TcpmodServer extends EventEmitter {
   private addr: AddressInfo | null = null;
   private compiled: CompiledModule | null = null;
   private closing: Promise<void> | null = null;
+  /** The Redis server workers use (host resolved, password read), and the once-a-second check of its errors. */
+  private kvTarget: KvTarget | null = null;
+  private kvWatch: NodeJS.Timeout | null = null;
+  private kvErrorsSeen = 0;
   private readonly log: pino.Logger;
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
@@ -120,6 +129,7 @@ export class TcpmodServer extends EventEmitter {
         log: (level, message) => this.log[LOG_LEVELS[level] ?? 'info']({ module: this.compiled!.name }, message),
       }).dispose();
       native.kvConfigure(o.kvMaxBytes);
+      this.kvTarget = await this.redisTarget();
       if (o.tls) this.useTlsContext(this.makeTlsContext());
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
       // Use every descriptor allowed; keep a reserve for the server's own files, workers and clients it makes.
@@ -144,6 +154,7 @@ export class TcpmodServer extends EventEmitter {
       this.pool.counters.set(G.TLS_CTX, this.tlsContext);
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
+      if (this.kvTarget) this.kvWatch = setInterval(() => this.warnKv(), 1000).unref();
       check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
     } catch (e) {
       await this.release();
@@ -154,6 +165,7 @@ export class TcpmodServer extends EventEmitter {
     this.log.info({
       module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
+      kv: this.kvTarget ? `${this.kvTarget.tls ? 'rediss' : 'redis'} ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
     }, 'listening');
     return this.addr;
   }
@@ -187,6 +199,7 @@ export class TcpmodServer extends EventEmitter {
         maxConnections: this.maxConnections,
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),
+        kv: this.kvTarget,
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone.
@@ -228,6 +241,61 @@ export class TcpmodServer extends EventEmitter {
         finishConnection(fd, id, CloseReason.FAULT, this.mainCloses());
       }
     }
+  }
+
+  /** The Redis server of a redis:// kv option: its host resolved once here (never on a worker), its password file read. */
+  private async redisTarget(): Promise<KvTarget | null> {
+    const kv = this.options.kv;
+    if (kv.type !== 'redis') return null;
+    let password = kv.password ?? '';
+    const file = this.options.kvPasswordFile;
+    if (file !== null) {
+      try {
+        password = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+      } catch (e) {
+        throw new OptionError('kvPasswordFile', `could not be read: ${(e as Error).message}`);
+      }
+      if (password === '') throw new OptionError('kvPasswordFile', `is empty: ${file}`);
+    }
+    const host = isIP(kv.host) ? kv.host : (await lookup(kv.host)).address;
+    const target: KvTarget = { host, port: kv.port, db: kv.db, username: kv.username, password, timeoutMs: this.options.kvTimeoutMs };
+    if (kv.tls) target.tls = { ca: this.redisCa(), servername: kv.host };
+    return target;
+  }
+
+  /** The CAs a rediss:// server is verified against: --kv-tls-ca (read and checked here), or Node's bundled roots. */
+  private redisCa(): string {
+    const file = this.options.kvTlsCa;
+    if (file === null) return rootCertificates.join('\n');
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new OptionError('kvTlsCa', `could not be read: ${(e as Error).message}`);
+    }
+    try {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate found');
+      createSecureContext({ ca: pem });
+    } catch (e) {
+      throw new OptionError('kvTlsCa', `is not a PEM CA certificate file (${(e as Error).message}): ${file}`);
+    }
+    return pem;
+  }
+
+  /** Once a second at most: a warning when calls to the Redis store failed since the last check, with the last reason. */
+  private warnKv(): void {
+    const errors = this.kvErrors(this.pool!.totals());
+    const total = Object.values(errors).reduce((a, b) => a + b, 0);
+    if (total <= this.kvErrorsSeen) return;
+    this.kvErrorsSeen = total;
+    const t = this.kvTarget!;
+    this.log.warn({ store: `${isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
+  }
+
+  private kvErrors(t: Float64Array): Record<string, number> {
+    const errors: Record<string, number> = {};
+    KV_ERROR_KINDS.forEach((k, i) => (errors[k] = t[T.KV_ERRORS + i]));
+    return errors;
   }
 
   /** Reads and checks the TLS files (throws an OptionError naming the option); logs certificate warnings. */
@@ -302,9 +370,15 @@ export class TcpmodServer extends EventEmitter {
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
       ...this.memory(),
-      kv: native.kvStats(),
+      kv: this.kvStats(t),
       tls: this.options.tls ? this.tlsStats(t) : null,
     };
+  }
+
+  private kvStats(t: Float64Array): ServerStats['kv'] {
+    const { keys, bytes, maxBytes } = native.kvStats();
+    const redis = this.options.kv.type === 'redis';
+    return { backend: this.options.kv.type, keys: redis ? null : keys, bytes: redis ? null : bytes, maxBytes, errors: this.kvErrors(t) };
   }
 
   private memory(): { outputQueuedBytes: number; inputBufferedBytes: number } {
@@ -384,6 +458,8 @@ export class TcpmodServer extends EventEmitter {
     if (this.timerFd >= 0) native.timersForget(this.epfd);
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
+    if (this.kvWatch) clearInterval(this.kvWatch);
+    this.kvWatch = null;
     this.tlsContext = 0;
     this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
   }

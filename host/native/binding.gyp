@@ -9,6 +9,7 @@
         "src/poller.cc",
         "src/conn_table.cc",
         "src/kv_store.cc",
+        "src/kv_redis.cc",
         "src/tls.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

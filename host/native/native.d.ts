@@ -181,4 +181,20 @@ export interface NativeBinding {
   kvConfigure(maxBytes: number): number;
   kvClear(): number;
   kvStats(): { keys: number; bytes: number; maxBytes: number };
+  // Redis backend (kv_redis.cc): per thread; every kv function above may then also return -3 (unavailable)
+  /** Points this thread's kv calls at Redis (null: the in-process store). The worker's SEND_SEQ/SEND_START/
+   *  CALL_EXCLUDED cells mark its waits as blocked; errors are counted in totals[errorsBase + KV_ERROR_KINDS index]. */
+  kvBackend(target: KvTarget | null, cells?: Int32Array, seqCell?: number, startCell?: number, excludedCell?: number,
+    totals?: Float64Array, errorsBase?: number): number;
+  /** The last failure any thread met ('' if none since the last call); reading it clears it. */
+  kvLastError(): string;
+  /** Parses one RESP2 reply at the region's start: used > 0 bytes, 0 needs more, -1 bad; off is relative to the region. */
+  kvParseReply(buf: Buf, off: number, len: number): { used: number; type?: string; nil?: boolean; integer?: number; off?: number; len?: number };
+}
+
+/** A Redis server for kvBackend: host is a numeric address (the host layer resolves names). */
+export interface KvTarget {
+  host: string; port: number; db: number; username: string; password: string; timeoutMs: number;
+  /** rediss://: PEM CAs to verify the server against, and the name (or IP) its certificate must carry. */
+  tls?: { ca: string; servername: string };
 }

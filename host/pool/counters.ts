@@ -36,8 +36,9 @@ const GLOBAL_CELLS = 16;
  *   worker ends a callback by swapping its own odd value for the next one, so
  *   exactly one of the two wins (pool.ts, worker/loop.ts).
  * - CALL_START is when the callback started and CALL_EXCLUDED how long it has
- *   waited for writability in tcpmod.send since (ms, modulo 2^32 of the pool's clock).
- * - SEND_SEQ is odd while the worker is in a send, which started at SEND_START.
+ *   waited for writability in tcpmod.send, or for the Redis-backed store, since (ms, modulo 2^32 of the pool's clock).
+ * - SEND_SEQ is odd while the worker is in a send, which started at SEND_START,
+ *   or waits for the Redis-backed store (kv_redis.cc marks it the same way).
  * - BUSY is 1 while the worker handles an event (written by the native epollWait).
  */
 export const S = { ALIVE: 0, CALL_SEQ: 1, CALL_START: 2, CALL_EXCLUDED: 3, SEND_SEQ: 4, SEND_START: 5, BUSY: 6 } as const;
@@ -53,6 +54,9 @@ export const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 /** Why a connection was refused at accept (tcpmod_connections_refused_total{reason}). */
 export const REFUSED_REASONS = ['limit', 'fd'] as const;
 
+/** Why a call to the Redis-backed store returned -3 (tcpmod_kv_errors_total{kind}); kv_redis.cc counts in this order. */
+export const KV_ERROR_KINDS = ['connect', 'timeout', 'closed', 'protocol', 'error', 'backoff'] as const;
+
 /** Float64 totals per slot. */
 export const T = {
   EVENTS: 0, BYTES_IN: 1, BYTES_OUT: 2, ACCEPTED: 3, SEND_TIMEOUTS: 4, INSTANCES: 5,
@@ -63,8 +67,9 @@ export const T = {
   TLS_BUCKETS: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length, // one per bucket, then +Inf
   TIMERS_FIRED: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1,
   REFUSED: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1, // per REFUSED_REASONS
+  KV_ERRORS: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1 + REFUSED_REASONS.length, // per KV_ERROR_KINDS (written by kv_redis.cc)
 } as const;
-export const TOTALS = T.REFUSED + REFUSED_REASONS.length;
+export const TOTALS = T.KV_ERRORS + KV_ERROR_KINDS.length;
 
 const I32_BYTES = (GLOBAL_CELLS + MAX_WORKERS * SLOT_I32) * 4;
 

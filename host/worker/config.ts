@@ -1,4 +1,6 @@
 // What the pool hands each worker (structured-cloned through workerData).
+import type { KvTarget } from '../native/native.js';
+
 export interface WorkerConfig {
   slot: number;
   sab: SharedArrayBuffer;
@@ -23,4 +25,6 @@ export interface WorkerConfig {
   sendMode: 'queued' | 'blocking';
   /** Queued output above this stops calling the module for that connection (and reading its input). */
   highWater: number;
+  /** The Redis server this worker's kv calls go to (its own connection); null: the in-process store. */
+  kv: KvTarget | null;
 }

@@ -5,7 +5,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import { LOG_LEVELS } from '../module/abi.js';
 import { adoptModule, instantiate, type CompiledModule } from '../module/load.js';
-import { Counters, G, S } from '../pool/counters.js';
+import { Counters, G, S, T } from '../pool/counters.js';
+import { native } from '../sys.js';
 import type { WorkerConfig } from './config.js';
 import { EventLoop } from './loop.js';
 
@@ -19,6 +20,13 @@ setInterval(() => (faultLogBudget = 10), 1000).unref();
 const compiled: CompiledModule = await adoptModule(cfg.moduleFile, cfg.moduleBytes, cfg.module, {
   memoryCap: cfg.memoryCap, config: cfg.moduleConfig,
 });
+
+// Before any instance exists (tcpmod_init may use the store). A wait on Redis marks this worker
+// blocked through its send cells, and errors are counted in its totals slot.
+if (cfg.kv) {
+  const at = (f: number) => ctr.slotCell(cfg.slot, f);
+  native.kvBackend(cfg.kv, ctr.i32, at(S.SEND_SEQ), at(S.SEND_START), at(S.CALL_EXCLUDED), ctr.f64, ctr.totalsBase(cfg.slot) + T.KV_ERRORS);
+}
 
 const loop = new EventLoop(cfg, ctr, {
   instantiate: (hooks) => instantiate(compiled, hooks),

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "conn_table.h"
+#include "kv_redis.h"
 #include "kv_store.h"
 #include "poller.h"
 #include "sockets.h"
@@ -59,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tcpmod::InitPoller(env, exports);
   tcpmod::InitConnTable(env, exports);
   tcpmod::InitKvStore(env, exports);
+  tcpmod::InitKvRedis(env, exports);
   tcpmod::InitTls(env, exports);
   exports.Set("constants", Constants(env));
   return exports;

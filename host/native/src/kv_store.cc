@@ -1,5 +1,6 @@
 // The key-value store of ABI v1: one per process, shared by every worker and
-// module instance. Sharded so that workers touching different keys rarely meet
+// module instance — unless the calling thread was pointed at a Redis server
+// (kv_redis.h, kvBackend): then each export hands its call to that client. Sharded so that workers touching different keys rarely meet
 // on a lock; bounded by a byte budget (key + value + a fixed per-entry cost).
 #include "kv_store.h"
 
@@ -11,6 +12,7 @@
 #include <unordered_map>
 
 #include "args.h"
+#include "kv_redis.h"
 
 namespace tcpmod {
 namespace {
@@ -69,13 +71,14 @@ bool ArgKey(const Napi::CallbackInfo& info, std::string* key) {
   return true;
 }
 
-// kvGet(keyBuf, keyOff, keyLen, outBuf, outOff, outCap) -> value length | -1 when missing.
+// kvGet(keyBuf, keyOff, keyLen, outBuf, outOff, outCap) -> value length | -1 when missing (| -3, Redis unavailable).
 // Nothing is copied when the value is longer than outCap.
 Napi::Value KvGet(const Napi::CallbackInfo& info) {
   std::string key;
   uint8_t* out;
   size_t cap;
   if (!ArgKey(info, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
+  if (RedisActive()) return Num(info, static_cast<double>(RedisGet(key, out, cap)));
   Shard& s = ShardFor(key);
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.map.find(key);
@@ -90,6 +93,7 @@ Napi::Value KvSet(const Napi::CallbackInfo& info) {
   uint8_t* val;
   size_t len;
   if (!ArgKey(info, &key) || !ArgRegion(info, 3, &val, &len)) return info.Env().Undefined();
+  if (RedisActive()) return Num(info, static_cast<double>(RedisSet(key, val, len)));
   Shard& s = ShardFor(key);
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.map.find(key);
@@ -104,6 +108,7 @@ Napi::Value KvSet(const Napi::CallbackInfo& info) {
 Napi::Value KvDel(const Napi::CallbackInfo& info) {
   std::string key;
   if (!ArgKey(info, &key)) return info.Env().Undefined();
+  if (RedisActive()) return Num(info, static_cast<double>(RedisDel(key)));
   Shard& s = ShardFor(key);
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.map.find(key);
@@ -130,6 +135,12 @@ Napi::Value KvIncr(const Napi::CallbackInfo& info) {
   if (!lossless) {
     Napi::RangeError::New(info.Env(), "delta must fit in i64").ThrowAsJavaScriptException();
     return info.Env().Undefined();
+  }
+  if (RedisActive()) {
+    int64_t next = 0;
+    int64_t rc = RedisIncr(key, delta, &next);
+    if (rc == 0) std::memcpy(out, &next, 8);
+    return Num(info, static_cast<double>(rc));
   }
   Shard& s = ShardFor(key);
   std::lock_guard<std::mutex> lock(s.mu);

@@ -1,0 +1,678 @@
+// A minimal blocking RESP2 client for the Redis-backed key-value store.
+//
+// Blocking fits the worker model: a worker handles one event at a time, so a
+// kv call simply waits for its reply, bounded by the target's timeout (one
+// deadline for the whole call: connect, AUTH/SELECT, send and reply). While it
+// waits, the worker's SEND_SEQ cell is odd, as in a blocking send, so the pool
+// sees a blocked worker (it may grow) and the watchdog leaves the wait out of
+// the handler timeout (the kv timeout bounds it instead).
+//
+// Each worker thread has its own connection (thread_local), opened lazily. Any
+// failure — refused or failed connect, timeout, the server closing, bytes that
+// are not a reply — drops the connection and returns -3 at once; the next
+// attempt waits for a backoff (50 ms doubling to 2 s, reset by a success), and
+// calls meanwhile return -3 without touching the network, so a dead store costs
+// a call nothing. A timed-out connection is never reused: a late reply would be
+// taken for the next command's.
+//
+// rediss:// speaks TLS through the OpenSSL inside the node binary, as tls.cc
+// does for the server side (see there for how it binds): the server's
+// certificate is verified against the CAs given (or Node's bundled roots) and
+// must name the host of the URL. Each thread has its own SSL_CTX and session.
+// The OpenSSL error queue is cleared before and after each use, as tls.cc does,
+// so Node never mistakes our errors for its own.
+#include "kv_redis.h"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "args.h"
+
+namespace tcpmod {
+namespace {
+
+// Error kinds, in the order of KV_ERROR_KINDS (host/pool/counters.ts).
+enum Kind { kConnect = 0, kTimeout, kClosed, kProtocol, kError, kBackoff };
+
+constexpr int64_t kBackoffMinMs = 50;
+constexpr int64_t kBackoffMaxMs = 2000;
+
+struct Target {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string where;  // HOST:PORT, for error messages
+  int64_t db = 0;
+  std::string username, password;
+  int64_t timeout_ms = 200;
+  SSL_CTX* tls = nullptr;  // rediss://
+  std::string servername;  // what the certificate must name
+  ~Target() {
+    if (tls) SSL_CTX_free(tls);
+  }
+};
+
+// Where this thread's accounting goes: the pool's shared cells (counters.ts).
+struct Cells {
+  int32_t* i32 = nullptr;
+  int64_t seq = 0, start = 0, excluded = 0;
+  double* errors = nullptr;  // one Float64 per Kind, in this worker's totals slot
+};
+
+struct Conn {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  std::string rbuf;
+  size_t rpos = 0;   // start of unparsed bytes in rbuf
+  std::string wbuf;
+  int64_t retry_at = 0;  // monotonic ms before which no connect is attempted
+  int64_t backoff = 0;
+  Conn() = default;
+  ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
+  void Close() {
+    if (ssl) SSL_free(ssl);  // no close_notify: the socket goes at once
+    ssl = nullptr;
+    if (fd >= 0) close(fd);
+    fd = -1;
+    rbuf.clear();
+    rpos = 0;
+  }
+};
+
+thread_local std::unique_ptr<Target> target;
+thread_local Cells cells;
+thread_local Conn conn;
+
+// The last failure of any thread, for the main thread's once-a-second warning.
+std::mutex last_mu;
+std::string last_error;
+
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// counters.ts clockMs(): Date.now() truncated to int32.
+int32_t ClockMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+  return static_cast<int32_t>(static_cast<uint32_t>(ms));
+}
+
+// ---- parsing -----------------------------------------------------------------
+
+// The line starting at p[i], up to "\r\n": its end (index of '\r'), 0 when not
+// all there yet, -1 when longer than kMaxLine or holding a bare '\r' or '\n'.
+int64_t LineEnd(const uint8_t* p, size_t n, size_t i) {
+  for (size_t j = i; j < n; j++) {
+    if (j - i > kMaxLine) return -1;
+    if (p[j] == '\n') return -1;
+    if (p[j] == '\r') {
+      if (j + 1 == n) return 0;
+      return p[j + 1] == '\n' ? static_cast<int64_t>(j) : -1;
+    }
+  }
+  return n - i > kMaxLine ? -1 : 0;
+}
+
+// A whole signed decimal as Redis writes it (no '+', no spaces, fits in i64).
+bool ParseInt(const uint8_t* p, size_t n, int64_t* out) {
+  size_t i = 0;
+  bool neg = n > 0 && p[0] == '-';
+  if (neg) i = 1;
+  if (i == n || n > 20) return false;
+  int64_t v = 0;
+  for (; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    int d = p[i] - '0';
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v)) return false;
+  }
+  *out = v;
+  return true;
+}
+
+// ---- accounting --------------------------------------------------------------
+
+// Marks this worker blocked (SEND_SEQ odd) from now until Unblock.
+void Block() {
+  if (!cells.i32) return;
+  __atomic_store_n(cells.i32 + cells.start, ClockMs(), __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(cells.i32 + cells.seq, 1, __ATOMIC_SEQ_CST);
+}
+
+// The wait is added to the callback's excluded time before SEND_SEQ turns even,
+// so the watchdog never counts it against the handler (at worst twice in its favour).
+void Unblock(int64_t started) {
+  if (!cells.i32) return;
+  __atomic_fetch_add(cells.i32 + cells.excluded, static_cast<int32_t>(MonoMs() - started), __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(cells.i32 + cells.seq, 1, __ATOMIC_SEQ_CST);
+}
+
+void Count(Kind k) {
+  if (cells.errors) cells.errors[k] += 1;  // this worker is the slot's only writer
+}
+
+// Drops the connection after a failure: counted, remembered for the log, and
+// no new attempt before the backoff has passed.
+int64_t Fail(Kind k, const std::string& why) {
+  conn.Close();
+  conn.backoff = conn.backoff ? std::min(conn.backoff * 2, kBackoffMaxMs) : kBackoffMinMs;
+  conn.retry_at = MonoMs() + conn.backoff;
+  Count(k);
+  std::lock_guard<std::mutex> lock(last_mu);
+  last_error = why + " (" + (target ? target->where : "") + ")";  // the kind is in the counts logged with it
+  return kKvUnavailable;
+}
+
+// ---- I/O, each bounded by the call's deadline -------------------------------
+
+// Waits for `events` on the connection: 1 ready, 0 deadline passed.
+int WaitFor(short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - MonoMs();
+    if (left <= 0) return 0;
+    pollfd p{conn.fd, events, 0};
+    int rc = poll(&p, 1, static_cast<int>(left));
+    if (rc > 0) return 1;
+    if (rc < 0 && errno != EINTR) return 1;  // let the syscall that follows report it
+  }
+}
+
+// The OpenSSL error queue's reason (and the verify result), emptied; for messages.
+std::string TlsReason() {
+  std::string why;
+  if (conn.ssl && SSL_get_verify_result(conn.ssl) != X509_V_OK)
+    why = X509_verify_cert_error_string(SSL_get_verify_result(conn.ssl));
+  unsigned long e = ERR_peek_last_error();
+  if (why.empty() && e) why = ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "TLS error";
+  ERR_clear_error();
+  return why.empty() ? std::string(std::strerror(errno ? errno : ECONNRESET)) : why;
+}
+
+// One transfer on the connection, plain or TLS: bytes moved (> 0), 0 the peer
+// closed, -1 it would block (*want: what to poll for), -2 failed (*why).
+ssize_t Transfer(bool out, char* p, size_t n, short* want, std::string* why) {
+  if (!conn.ssl) {
+    for (;;) {
+      ssize_t r = out ? send(conn.fd, p, n, MSG_NOSIGNAL) : recv(conn.fd, p, n, 0);
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      *want = out ? POLLOUT : POLLIN;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+      *why = std::string(out ? "send: " : "recv: ") + std::strerror(errno);
+      return -2;
+    }
+  }
+  ERR_clear_error();
+  int len = static_cast<int>(std::min<size_t>(n, 1 << 30));
+  int r = out ? SSL_write(conn.ssl, p, len) : SSL_read(conn.ssl, p, len);
+  if (r > 0) return r;
+  int e = SSL_get_error(conn.ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)) return 0;
+  *why = "TLS: " + TlsReason();
+  return -2;
+}
+
+// 0, or -3 after Fail.
+int64_t WriteAll(const std::string& data, int64_t deadline) {
+  size_t done = 0;
+  while (done < data.size()) {
+    short want = 0;
+    std::string why;
+    ssize_t n = Transfer(true, const_cast<char*>(data.data()) + done, data.size() - done, &want, &why);
+    if (n > 0) done += static_cast<size_t>(n);
+    else if (n == -1 && !WaitFor(want, deadline)) return Fail(kTimeout, "sending timed out");
+    else if (n == 0) return Fail(kClosed, "the server closed the connection");
+    else if (n == -2) return Fail(kClosed, why);
+  }
+  return 0;
+}
+
+// Reads one reply into *r (offsets into conn.rbuf). 0, or -3 after Fail.
+int64_t ReadReply(RedisReply* r, int64_t deadline) {
+  for (;;) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(conn.rbuf.data()) + conn.rpos;
+    int64_t used = ParseReply(p, conn.rbuf.size() - conn.rpos, r);
+    if (used < 0) return Fail(kProtocol, "the server sent something that is not a RESP2 reply");
+    if (used > 0) {
+      r->off += conn.rpos;
+      conn.rpos += static_cast<size_t>(used);
+      return 0;
+    }
+    if (conn.rpos > 0) {  // keep the buffer from creeping: unparsed bytes move to the front
+      conn.rbuf.erase(0, conn.rpos);
+      conn.rpos = 0;
+    }
+    size_t have = conn.rbuf.size();
+    conn.rbuf.resize(have + 16384);
+    short want = 0;
+    std::string why;
+    ssize_t n = Transfer(false, &conn.rbuf[have], 16384, &want, &why);
+    conn.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
+    if (n > 0) continue;
+    if (n == 0) return Fail(kClosed, "the server closed the connection");
+    if (n == -2) return Fail(kClosed, why);
+    if (!WaitFor(want, deadline)) return Fail(kTimeout, "no reply within the timeout");
+  }
+}
+
+// Appends a command as a RESP array of bulk strings.
+void Command(std::initializer_list<std::pair<const void*, size_t>> args) {
+  std::string& w = conn.wbuf;
+  w += '*';
+  w += std::to_string(args.size());
+  w += "\r\n";
+  for (auto& a : args) {
+    w += '$';
+    w += std::to_string(a.second);
+    w += "\r\n";
+    w.append(static_cast<const char*>(a.first), a.second);
+    w += "\r\n";
+  }
+}
+
+std::pair<const void*, size_t> Arg(const std::string& s) { return {s.data(), s.size()}; }
+
+bool ReplyIs(const RedisReply& r, const char* text) {
+  size_t n = std::strlen(text);
+  return r.len >= n && std::memcmp(conn.rbuf.data() + r.off, text, n) == 0;
+}
+
+std::string ReplyText(const RedisReply& r) { return conn.rbuf.substr(r.off, std::min<size_t>(r.len, 200)); }
+
+// The TLS handshake on the connected socket, bounded by the deadline: the
+// server's certificate must verify and name the URL's host. 0, or -3 after Fail.
+int64_t Handshake(int64_t deadline) {
+  const Target& t = *target;
+  ERR_clear_error();
+  conn.ssl = SSL_new(t.tls);
+  if (!conn.ssl || SSL_set_fd(conn.ssl, conn.fd) != 1) return Fail(kConnect, "TLS: " + TlsReason());
+  unsigned char ip[16];
+  bool is_ip = inet_pton(AF_INET, t.servername.c_str(), ip) == 1 || inet_pton(AF_INET6, t.servername.c_str(), ip) == 1;
+  X509_VERIFY_PARAM* param = SSL_get0_param(conn.ssl);
+  if (is_ip) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, t.servername.c_str());
+  } else {
+    SSL_set_tlsext_host_name(conn.ssl, t.servername.c_str());
+    X509_VERIFY_PARAM_set1_host(param, t.servername.c_str(), 0);
+  }
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_connect(conn.ssl);
+    if (r == 1) break;
+    int e = SSL_get_error(conn.ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return Fail(kConnect, "TLS handshake: " + TlsReason());
+    if (!WaitFor(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return Fail(kConnect, "TLS handshake timed out");
+  }
+  ERR_clear_error();
+  return 0;
+}
+
+// Non-blocking connect bounded by the deadline, TCP_NODELAY, then AUTH and
+// SELECT (pipelined) when the target asks for them. 0, or -3 after Fail.
+int64_t Connect(int64_t deadline) {
+  const Target& t = *target;
+  conn.fd = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (conn.fd < 0) return Fail(kConnect, std::string("socket: ") + std::strerror(errno));
+  int one = 1;
+  setsockopt(conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&t.addr), t.addr_len) < 0) {
+    if (errno != EINPROGRESS && errno != EINTR) return Fail(kConnect, std::string("connect: ") + std::strerror(errno));
+    if (!WaitFor(POLLOUT, deadline)) return Fail(kConnect, "connect timed out");
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(conn.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) return Fail(kConnect, std::string("connect: ") + std::strerror(err));
+  }
+  if (t.tls && Handshake(deadline)) return kKvUnavailable;
+  conn.wbuf.clear();
+  int n = 0;
+  if (!t.password.empty()) {
+    if (t.username.empty()) Command({{"AUTH", 4}, Arg(t.password)});
+    else Command({{"AUTH", 4}, Arg(t.username), Arg(t.password)});
+    n++;
+  }
+  std::string db = std::to_string(t.db);
+  if (t.db != 0) {
+    Command({{"SELECT", 6}, Arg(db)});
+    n++;
+  }
+  if (n == 0) return 0;
+  if (WriteAll(conn.wbuf, deadline)) return kKvUnavailable;
+  for (int i = 0; i < n; i++) {
+    RedisReply r;
+    if (ReadReply(&r, deadline)) return kKvUnavailable;
+    if (r.type == '-') return Fail(kConnect, (i == 0 && !t.password.empty() ? "AUTH: " : "SELECT: ") + ReplyText(r));
+  }
+  return 0;
+}
+
+// An idle connection with something to read was closed (or reset) by the
+// server, e.g. a restart: drop it quietly and connect afresh, rather than send
+// a command into it and fail the call.
+// Over TLS the readable bytes may be a record that carries no data (a TLS 1.3
+// session ticket): the connection stays if reading it yields nothing more.
+void DropIfClosed() {
+  pollfd p{conn.fd, POLLIN, 0};
+  if (poll(&p, 1, 0) == 0) return;
+  if (conn.ssl && !(p.revents & (POLLERR | POLLHUP))) {
+    char byte;
+    short want = 0;
+    std::string why;
+    if (Transfer(false, &byte, 1, &want, &why) == -1) return;
+  }
+  conn.Close();
+}
+
+// Sends the command in conn.wbuf and reads its reply: 0, or -3 (the store is
+// unavailable; the reason is counted). Marks the worker blocked meanwhile.
+int64_t Call(RedisReply* r) {
+  std::string cmd;
+  cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
+  if (conn.fd >= 0) DropIfClosed();
+  int64_t now = MonoMs();
+  if (conn.fd < 0 && now < conn.retry_at) {
+    Count(kBackoff);
+    return kKvUnavailable;
+  }
+  int64_t deadline = now + target->timeout_ms;
+  Block();
+  int64_t rc = conn.fd < 0 ? Connect(deadline) : 0;
+  if (rc == 0) rc = WriteAll(cmd, deadline);
+  if (rc == 0) rc = ReadReply(r, deadline);
+  Unblock(now);
+  conn.wbuf.clear();
+  if (rc == 0) conn.backoff = 0;
+  return rc;
+}
+
+// The buffer holds nothing but the reply just handled; a big one is released.
+void Consumed() {
+  conn.rbuf.erase(0, conn.rpos);
+  conn.rpos = 0;
+  if (conn.rbuf.capacity() > (1 << 20)) conn.rbuf.shrink_to_fit();
+}
+
+// An error reply the command does not expect: the store refused (NOAUTH,
+// LOADING, READONLY, WRONGTYPE...). The connection is still in step, so it is kept.
+int64_t Refused(const RedisReply& r) {
+  Count(kError);
+  std::lock_guard<std::mutex> lock(last_mu);
+  last_error = "the server replied " + ReplyText(r) + " (" + target->where + ")";
+  return kKvUnavailable;
+}
+
+// Anything but the reply types a command expects breaks the exchange.
+int64_t Unexpected() { return Fail(kProtocol, "a reply of an unexpected type"); }
+
+// ---- exports -----------------------------------------------------------------
+
+bool ParseAddr(const std::string& host, int64_t port, Target* t) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&t->addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&t->addr);
+  std::memset(&t->addr, 0, sizeof(t->addr));
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    t->addr_len = sizeof(sockaddr_in);
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    t->addr_len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+// A client context that verifies the server against the PEM CAs in `ca`
+// (TLS 1.2 at least). Null, with *err, when no certificate could be used.
+SSL_CTX* ClientContext(const std::string& ca, std::string* err) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  BIO* bio = ca.size() < (1u << 30) ? BIO_new_mem_buf(ca.data(), static_cast<int>(ca.size())) : nullptr;
+  int added = 0;
+  if (ctx && bio) {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      added += X509_STORE_add_cert(store, x) == 1;
+      X509_free(x);
+    }
+  }
+  if (bio) BIO_free(bio);
+  ERR_clear_error();
+  if (ctx && added > 0) return ctx;
+  if (ctx) SSL_CTX_free(ctx);
+  *err = "kvBackend: no usable PEM CA certificate for rediss://";
+  return nullptr;
+}
+
+std::string Str(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+int64_t Int(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : 0;
+}
+
+// kvBackend(target | null, cells: Int32Array, seqCell, startCell, excludedCell, totals: Float64Array, errorsBase)
+// Points the calling thread's kv calls at a Redis server (null: back to the
+// in-process store). target = { host (numeric), port, db, username, password,
+// timeoutMs }. The shared arrays must outlive the thread (the worker holds them).
+Napi::Value KvBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  conn.Close();
+  conn.retry_at = conn.backoff = 0;
+  target.reset();
+  cells = Cells();
+  if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) return Num(info, 0);
+  int64_t seq, start, excluded, errors;
+  if (!info[0].IsObject() || info.Length() < 7 || !info[1].IsTypedArray() || !info[5].IsTypedArray() ||
+      !ArgInt(info, 2, &seq) || !ArgInt(info, 3, &start) || !ArgInt(info, 4, &excluded) || !ArgInt(info, 6, &errors)) {
+    if (!env.IsExceptionPending()) Napi::TypeError::New(env, "kvBackend(target, cells, seq, start, excluded, totals, errorsBase)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto i32 = info[1].As<Napi::TypedArray>();
+  auto f64 = info[5].As<Napi::TypedArray>();
+  if (i32.TypedArrayType() != napi_int32_array || f64.TypedArrayType() != napi_float64_array ||
+      seq < 0 || start < 0 || excluded < 0 || static_cast<size_t>(std::max({seq, start, excluded})) >= i32.ElementLength() ||
+      errors < 0 || static_cast<size_t>(errors) + 6 > f64.ElementLength()) {
+    Napi::RangeError::New(env, "kvBackend: cells outside their arrays").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto t = std::make_unique<Target>();
+  std::string host = Str(o, "host");
+  int64_t port = Int(o, "port");
+  if (port < 1 || port > 65535 || !ParseAddr(host, port, t.get())) {
+    Napi::TypeError::New(env, "kvBackend: host must be a numeric address and port 1-65535").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  t->where = host.find(':') == std::string::npos ? host + ":" + std::to_string(port) : "[" + host + "]:" + std::to_string(port);
+  t->db = Int(o, "db");
+  t->username = Str(o, "username");
+  t->password = Str(o, "password");
+  t->timeout_ms = std::max<int64_t>(1, Int(o, "timeoutMs"));
+  Napi::Value tls = o.Get("tls");
+  if (tls.IsObject()) {
+    std::string err;
+    t->servername = Str(tls.As<Napi::Object>(), "servername");
+    t->tls = ClientContext(Str(tls.As<Napi::Object>(), "ca"), &err);
+    if (!t->tls) {
+      Napi::Error::New(env, err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  target = std::move(t);
+  cells.i32 = info[1].As<Napi::Int32Array>().Data();  // typed-array Data(): the buffer is a SharedArrayBuffer
+  cells.seq = seq;
+  cells.start = start;
+  cells.excluded = excluded;
+  cells.errors = info[5].As<Napi::Float64Array>().Data() + errors;
+  return Num(info, 0);
+}
+
+// kvLastError() -> the last failure any thread met ('' if none), then forgets it.
+Napi::Value KvLastError(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(last_mu);
+  std::string s;
+  s.swap(last_error);
+  return Napi::String::New(info.Env(), s);
+}
+
+// kvParseReply(buf, off, len) -> { used, type, nil, integer, off, len } (off relative to `off`); used 0 more, -1 bad.
+// For tests of the parser.
+Napi::Value KvParseReply(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t n;
+  if (!ArgRegion(info, 0, &p, &n)) return info.Env().Undefined();
+  RedisReply r;
+  int64_t used = ParseReply(p, n, &r);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("used", static_cast<double>(used));
+  if (used > 0) {
+    out.Set("type", std::string(1, r.type));
+    out.Set("nil", r.nil);
+    out.Set("integer", static_cast<double>(r.integer));
+    out.Set("off", static_cast<double>(r.off));
+    out.Set("len", static_cast<double>(r.len));
+  }
+  return out;
+}
+
+}  // namespace
+
+int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r) {
+  if (n == 0) return 0;
+  if (p[0] != '+' && p[0] != '-' && p[0] != ':' && p[0] != '$') return -1;
+  int64_t end = LineEnd(p, n, 1);
+  if (end <= 0) return end;
+  size_t len = static_cast<size_t>(end) - 1;
+  *r = RedisReply();
+  r->type = static_cast<char>(p[0]);
+  switch (p[0]) {
+    case '+':
+    case '-':
+      r->off = 1;
+      r->len = len;
+      return end + 2;
+    case ':':
+      return ParseInt(p + 1, len, &r->integer) ? end + 2 : -1;
+    case '$': {
+      int64_t size;
+      if (!ParseInt(p + 1, len, &size) || size < -1 || size > kMaxBulk) return -1;
+      if (size == -1) {
+        r->nil = true;
+        return end + 2;
+      }
+      size_t body = static_cast<size_t>(end) + 2;
+      size_t total = body + static_cast<size_t>(size) + 2;
+      if (n < total) return 0;
+      if (p[total - 2] != '\r' || p[total - 1] != '\n') return -1;
+      r->off = body;
+      r->len = static_cast<size_t>(size);
+      return static_cast<int64_t>(total);
+    }
+    default:
+      return -1;
+  }
+}
+
+bool RedisActive() { return target != nullptr; }
+
+int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap) {
+  Command({{"GET", 3}, Arg(key)});
+  RedisReply r;
+  if (Call(&r)) return kKvUnavailable;
+  int64_t rc;
+  if (r.type == '$' && r.nil) rc = -1;
+  else if (r.type == '$') {
+    if (r.len <= cap) std::memcpy(out, conn.rbuf.data() + r.off, r.len);
+    rc = static_cast<int64_t>(r.len);
+  } else if (r.type == '-') rc = Refused(r);
+  else return Unexpected();
+  Consumed();
+  return rc;
+}
+
+int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len) {
+  Command({{"SET", 3}, Arg(key), {val, len}});
+  RedisReply r;
+  if (Call(&r)) return kKvUnavailable;
+  int64_t rc;
+  if (r.type == '+') rc = 0;
+  else if (r.type == '-' && ReplyIs(r, "OOM")) rc = -2;  // maxmemory reached: the ABI's "store full"
+  else if (r.type == '-') rc = Refused(r);
+  else return Unexpected();
+  Consumed();
+  return rc;
+}
+
+int64_t RedisDel(const std::string& key) {
+  Command({{"DEL", 3}, Arg(key)});
+  RedisReply r;
+  if (Call(&r)) return kKvUnavailable;
+  int64_t rc;
+  if (r.type == ':') rc = r.integer > 0 ? 1 : 0;
+  else if (r.type == '-') rc = Refused(r);
+  else return Unexpected();
+  Consumed();
+  return rc;
+}
+
+int64_t RedisIncr(const std::string& key, int64_t delta, int64_t* out) {
+  std::string d = std::to_string(delta);
+  Command({{"INCRBY", 6}, Arg(key), Arg(d)});
+  RedisReply r;
+  if (Call(&r)) return kKvUnavailable;
+  int64_t rc;
+  if (r.type == ':') {
+    *out = r.integer;
+    rc = 0;
+  } else if (r.type == '-' && (ReplyIs(r, "ERR value is not an integer") || ReplyIs(r, "ERR increment or decrement would overflow") ||
+                                ReplyIs(r, "WRONGTYPE"))) {
+    // "value is not an integer or out of range", "increment or decrement would
+    // overflow", or a key of another type: the ABI's -1, nothing changed.
+    rc = -1;
+  } else if (r.type == '-' && ReplyIs(r, "OOM")) {
+    rc = -2;
+  } else if (r.type == '-') {
+    rc = Refused(r);
+  } else {
+    return Unexpected();
+  }
+  Consumed();
+  return rc;
+}
+
+void InitKvRedis(Napi::Env env, Napi::Object exports) {
+  exports.Set("kvBackend", Napi::Function::New(env, KvBackend, "kvBackend"));
+  exports.Set("kvLastError", Napi::Function::New(env, KvLastError, "kvLastError"));
+  exports.Set("kvParseReply", Napi::Function::New(env, KvParseReply, "kvParseReply"));
+}
+
+}  // namespace tcpmod

@@ -1,0 +1,45 @@
+// The Redis (or Valkey) backend of the key-value store: a minimal blocking
+// RESP2 client, one connection per worker thread. kv_store.cc's exports call
+// these when the calling thread was given a Redis target (kvBackend); results
+// follow ABI §10, plus -3 (kKvUnavailable) when the store cannot be reached.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tcpmod {
+
+constexpr int64_t kKvUnavailable = -3;
+
+// One RESP2 reply, as ParseReply found it. Bulk and simple strings, and error
+// text, are [off, off + len) of the parsed bytes; nil is a null bulk string.
+struct RedisReply {
+  char type = 0;  // '+', '-', ':' or '$'
+  bool nil = false;
+  int64_t integer = 0;
+  size_t off = 0;
+  size_t len = 0;
+};
+
+// Parses one reply at the start of p[0, n). Returns the bytes it takes (> 0),
+// 0 when more bytes are needed, or -1 when the bytes are not a reply this client
+// accepts: an unknown type (arrays included: no command sent here returns one),
+// a line longer than kMaxLine, a bulk longer than kMaxBulk, a malformed number.
+constexpr size_t kMaxLine = 4096;
+constexpr int64_t kMaxBulk = 512ll << 20;  // Redis' own proto-max-bulk-len default
+int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r);
+
+// True when this thread's kv calls go to Redis.
+bool RedisActive();
+// ABI semantics (docs/abi.md §10), -3 when the store is unavailable.
+int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap);
+int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len);
+int64_t RedisDel(const std::string& key);
+int64_t RedisIncr(const std::string& key, int64_t delta, int64_t* out);
+
+// Exports kvBackend, kvLastError and kvParseReply.
+void InitKvRedis(Napi::Env env, Napi::Object exports);
+
+}  // namespace tcpmod

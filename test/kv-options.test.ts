@@ -1,0 +1,118 @@
+// The key-value backend options: --kv (memory or a redis:// URL, taken apart
+// at the door), --kv-timeout and --kv-password-file, and the rules between
+// them. The password file is read when the server starts, so its tests start one.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULTS, OPTIONS, OptionError, parseKv, resolveOptions, type OptionSpec, type ServerOptions } from '../host/options.js';
+import { createServer } from '../host/server.js';
+import { run } from './server-process.js';
+
+const module = 'build/echo.wasm';
+const flag = (n: string) => (OPTIONS as Record<string, OptionSpec>)[n]?.flag ?? n;
+
+function refusal(o: Partial<ServerOptions>): OptionError {
+  try {
+    resolveOptions({ module, ...o });
+  } catch (e) {
+    expect(e).toBeInstanceOf(OptionError);
+    return e as OptionError;
+  }
+  throw new Error('no OptionError thrown');
+}
+
+const URL_FORM = 'must be "memory" or redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] (PORT 1 to 65535, default 6379; DB a number, default 0), got';
+
+describe('--kv', () => {
+  it('defaults to the in-process store, with a 200 ms timeout', () => {
+    expect(DEFAULTS).toMatchObject({ kv: 'memory', kvTimeout: 200 });
+    expect(resolveOptions({ module })).toMatchObject({ kv: { type: 'memory' }, kvTimeoutMs: 200, kvPasswordFile: null });
+  });
+
+  it('takes a redis:// URL apart: host, port (default 6379), database (default 0), user and password', () => {
+    const redis = (host: string, port: number, db: number, username: string, password: string | null, tls = false) =>
+      ({ type: 'redis', host, port, db, username, password, tls });
+    expect(parseKv('kv', 'redis://127.0.0.1:6380')).toEqual(redis('127.0.0.1', 6380, 0, '', null));
+    expect(parseKv('kv', 'redis://cache.internal')).toEqual(redis('cache.internal', 6379, 0, '', null));
+    expect(parseKv('kv', 'redis://cache/')).toEqual(redis('cache', 6379, 0, '', null));
+    expect(parseKv('kv', 'redis://:s3cret@cache:1/15')).toEqual(redis('cache', 1, 15, '', 's3cret'));
+    expect(parseKv('kv', 'redis://app:p%40ss%2Fw@[::1]:6379/2')).toEqual(redis('::1', 6379, 2, 'app', 'p@ss/w'));
+    expect(parseKv('kv', 'REDIS://h:7')).toEqual(redis('h', 7, 0, '', null));
+    expect(parseKv('kv', 'rediss://:pw@cache.example:6380/1')).toEqual(redis('cache.example', 6380, 1, '', 'pw', true));
+    expect(resolveOptions({ module, kv: 'redis://h:7/3', kvTimeout: '1s' })).toMatchObject({ kv: redis('h', 7, 3, '', null), kvTimeoutMs: 1000 });
+  });
+
+  it('refuses anything else with one exact line, never showing a password', () => {
+    for (const v of ['redis', 'memory ', 'http://h:1', 'redisss://h', 'rediss:/h', 'redis://', 'redis://:1', 'redis://h:0', 'redis://h:65536', 'redis://h:x',
+      'redis://h/x', 'redis://h/1/2', 'redis://h/-1', 'redis://h/1234567890', 'redis://h?db=1', 'redis://h#x', 'redis://h:1%']) {
+      expect(refusal({ kv: v }).message, v).toBe(`kv ${URL_FORM} ${JSON.stringify(v)}`);
+    }
+    const e = refusal({ kv: 'redis://user:hunter2@h:99999' });
+    expect(e.message).toBe(`kv ${URL_FORM} "redis://***@h:99999"`);
+    expect(e.message).not.toContain('hunter2');
+    expect(refusal({ kv: 5 as unknown as string }).message).toBe('kv must be memory or a redis:// URL, got 5');
+  });
+
+  it('--kv-tls-ca only with rediss://', () => {
+    expect(resolveOptions({ module, kv: 'rediss://h', kvTlsCa: '/ca.pem' })).toMatchObject({ kv: { tls: true }, kvTlsCa: '/ca.pem' });
+    expect(resolveOptions({ module, kv: 'rediss://h' })).toMatchObject({ kvTlsCa: null });
+    expect(refusal({ kv: 'redis://h', kvTlsCa: '/ca.pem' }).describe(flag)).toBe('--kv-tls-ca only applies with a rediss:// --kv');
+    expect(refusal({ kvTlsCa: '/ca.pem' }).describe(flag)).toBe('--kv-tls-ca only applies with a redis:// or rediss:// --kv');
+  });
+});
+
+describe('--kv-timeout and --kv-password-file', () => {
+  it('are checked as a duration and a path', () => {
+    expect(refusal({ kv: 'redis://h', kvTimeout: 0 }).message).toBe('kvTimeout must be at least 1 ms, got 0');
+    expect(refusal({ kv: 'redis://h', kvTimeout: 'soon' }).message).toMatch(/^kvTimeout must be a duration/);
+    expect(refusal({ kv: 'redis://h', kvPasswordFile: '' }).message).toBe('kvPasswordFile must be a file path, got ""');
+  });
+
+  it('only apply with a redis:// store', () => {
+    const e = refusal({ kvTimeout: '1s' });
+    expect(e.message).toBe('kvTimeout only applies with a redis:// or rediss:// kv');
+    expect(e.describe(flag)).toBe('--kv-timeout only applies with a redis:// or rediss:// --kv');
+    expect(refusal({ kv: 'memory', kvPasswordFile: '/x' }).describe(flag)).toBe('--kv-password-file only applies with a redis:// or rediss:// --kv');
+    // And the in-process store's budget only applies to it.
+    expect(refusal({ kv: 'redis://h', kvMaxBytes: '1MiB' }).describe(flag)).toBe('--kv-max-bytes only applies with --kv memory (Redis keeps its own limit, maxmemory)');
+  });
+
+  it('a password file excludes a password in the URL; a user needs a password', () => {
+    expect(refusal({ kv: 'redis://:pw@h', kvPasswordFile: '/x' }).describe(flag)).toBe('--kv-password-file cannot be combined with a password in the --kv URL');
+    expect(refusal({ kv: 'redis://app@h' }).describe(flag)).toBe('--kv names user "app" but no password (in the URL or --kv-password-file)');
+    expect(resolveOptions({ module, kv: 'redis://app@h', kvPasswordFile: '/x' })).toMatchObject({ kv: { username: 'app', password: null }, kvPasswordFile: '/x' });
+  });
+});
+
+describe('the password and CA files are read when the server starts', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpmod-kv-options-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a missing or empty password file stops listen() with an error naming the option', async () => {
+    const missing = createServer({ module, kv: 'redis://127.0.0.1:1', kvPasswordFile: join(dir, 'none'), threads: 1, logLevel: 'silent' });
+    await expect(missing.listen()).rejects.toThrow(/^kvPasswordFile could not be read: ENOENT/);
+    const emptyFile = join(dir, 'empty');
+    writeFileSync(emptyFile, '\n');
+    const empty = createServer({ module, kv: 'redis://127.0.0.1:1', kvPasswordFile: emptyFile, threads: 1, logLevel: 'silent' });
+    await expect(empty.listen()).rejects.toThrow(`kvPasswordFile is empty: ${emptyFile}`);
+  });
+
+  it('a CA file that is missing or holds no certificate stops listen()', async () => {
+    const missing = createServer({ module, kv: 'rediss://127.0.0.1:1', kvTlsCa: join(dir, 'none'), threads: 1, logLevel: 'silent' });
+    await expect(missing.listen()).rejects.toThrow(/^kvTlsCa could not be read: ENOENT/);
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate\n');
+    const bad = createServer({ module, kv: 'rediss://127.0.0.1:1', kvTlsCa: junk, threads: 1, logLevel: 'silent' });
+    await expect(bad.listen()).rejects.toThrow(`kvTlsCa is not a PEM CA certificate file (no PEM certificate found): ${junk}`);
+  });
+
+  it('the CLI prints the one line with the flag', async () => {
+    const r = await run(process.execPath, ['bin/tcpmod.js', 'serve', module, '--port', '0', '--kv', 'redis://127.0.0.1:1', '--kv-password-file', join(dir, 'none')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--kv-password-file could not be read: ENOENT/);
+    const bad = await run(process.execPath, ['bin/tcpmod.js', 'serve', module, '--port', '0', '--kv', 'redis://h:0']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--kv must be "memory" or redis[s]://');
+  });
+});

@@ -1,0 +1,496 @@
+// The Redis-backed key-value store (--kv redis://…) end to end: our own
+// redis-server, two `tcpmod serve` processes sharing it, real clients
+// (redis-cli, raw sockets). Then the store goes away (stopped, killed) and
+// comes back on the same port, with test/fixtures/kv.wat reporting each kv
+// call's exact result code. Also the native RESP2 reply parser, fed at every
+// split point. A missing redis-server or redis-cli fails the suite (.ci/run
+// installs them).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { native } from '../host/sys.js';
+import { fixture } from './fixtures.js';
+import { open } from './net-client.js';
+import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { makeTestCerts, type TestCerts } from './tls-certs.js';
+
+// ---- our own redis-server -----------------------------------------------------
+
+/**
+ * A port nobody uses now: bound to port 0, read, and released. Another process
+ * could take it before redis-server binds it (a small race, acceptable in a
+ * test: redis-server would then fail to start and the test says so).
+ */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+let redis: ChildProcess | null = null;
+let redisPort = 0;
+
+/** Starts redis-server on redisPort (no persistence) and waits until it answers PING. */
+async function startRedis(): Promise<void> {
+  const proc = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  redis = proc;
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`);
+    const r = await run('redis-cli', ['-p', String(redisPort), 'PING'], { timeoutMs: 5000 });
+    if (r.stdout.trim() === 'PONG') return;
+    await sleep(50);
+  }
+  throw new Error(`redis-server did not answer: ${out}`);
+}
+
+async function killRedis(): Promise<void> {
+  const p = redis;
+  redis = null;
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+function redisCli(...args: string[]) {
+  return run('redis-cli', ['-p', String(redisPort), ...args], { timeoutMs: 10_000 });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---- clients --------------------------------------------------------------------
+
+/** A RESP client on a raw socket: one command at a time, one reply line back (no bulk values). */
+class RespConn {
+  private buf = '';
+  private waiting: ((line: string) => void) | null = null;
+  constructor(readonly s: Socket) {
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      this.buf += d;
+      this.deliver();
+    });
+  }
+  private deliver(): void {
+    const at = this.buf.indexOf('\r\n');
+    if (at < 0 || !this.waiting) return;
+    const line = this.buf.slice(0, at);
+    this.buf = this.buf.slice(at + 2);
+    const w = this.waiting;
+    this.waiting = null;
+    w(line);
+  }
+  command(...args: string[]): Promise<string> {
+    const p = new Promise<string>((r) => (this.waiting = r));
+    this.s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+    this.deliver();
+    return p;
+  }
+}
+
+/** One connection to kv.wat: each request is one kv call; the reply starts with its i32 result. */
+class KvConn {
+  private buf = Buffer.alloc(0);
+  private want: { n: number; resolve: (b: Buffer) => void } | null = null;
+  private closed = false;
+  private onClose: (() => void) | null = null;
+  constructor(readonly s: Socket) {
+    s.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.deliver();
+    });
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      this.closed = true;
+      this.onClose?.();
+    });
+  }
+  private deliver(): void {
+    if (!this.want || this.buf.length < this.want.n) return;
+    const out = this.buf.subarray(0, this.want.n);
+    this.buf = this.buf.subarray(this.want.n);
+    const w = this.want;
+    this.want = null;
+    w.resolve(out);
+  }
+  /** A closed connection (the server's watchdog stopped the worker) rejects the call in progress. */
+  private call(req: Buffer, replyLen: (rc: number) => number): Promise<{ rc: number; rest: Buffer }> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new Error('connection closed'));
+      this.onClose = () => reject(new Error('the server closed the connection during a kv call'));
+      this.want = {
+        n: 4,
+        resolve: (head) => {
+          const rc = head.readInt32LE(0);
+          const more = replyLen(rc);
+          if (more === 0) return resolve({ rc, rest: Buffer.alloc(0) });
+          this.want = { n: more, resolve: (rest) => resolve({ rc, rest }) };
+          this.deliver();
+        },
+      };
+      this.s.write(req);
+      this.deliver();
+    });
+  }
+  async set(key: string, value: string): Promise<number> {
+    return (await this.call(Buffer.concat([Buffer.from([0x73, key.length]), Buffer.from(key), Buffer.from(value)]), () => 0)).rc;
+  }
+  async get(key: string, cap = 64): Promise<{ rc: number; value: string | null }> {
+    const arg = Buffer.alloc(4);
+    arg.writeUInt32LE(cap);
+    const r = await this.call(Buffer.concat([Buffer.from([0x67, key.length]), Buffer.from(key), arg]), (rc) => (rc >= 0 && rc <= cap ? rc : 0));
+    return { rc: r.rc, value: r.rc >= 0 && r.rc <= cap ? r.rest.toString('latin1') : null };
+  }
+  async incr(key: string, delta: bigint): Promise<{ rc: number; value: bigint }> {
+    const arg = Buffer.alloc(8);
+    arg.writeBigInt64LE(delta);
+    const r = await this.call(Buffer.concat([Buffer.from([0x69, key.length]), Buffer.from(key), arg]), () => 8);
+    return { rc: r.rc, value: r.rest.readBigInt64LE(0) };
+  }
+  /** A request that calls no kv function (kv.wat answers an unknown op with 0). */
+  async ping(): Promise<number> {
+    return (await this.call(Buffer.from([0x78, 0]), () => 0)).rc;
+  }
+  async del(key: string): Promise<number> {
+    return (await this.call(Buffer.concat([Buffer.from([0x64, key.length]), Buffer.from(key)]), () => 0)).rc;
+  }
+}
+
+beforeAll(async () => {
+  await requireTool('redis-server');
+  await requireTool('redis-cli');
+  redisPort = await freePort();
+  await startRedis();
+}, 60_000);
+
+afterAll(async () => {
+  await killRedis();
+});
+
+// ---- RESP2 reply parser -------------------------------------------------------------
+
+describe('the native RESP2 reply parser', () => {
+  const parse = (s: string | Buffer) => native.kvParseReply(Buffer.from(s as string, 'latin1'), 0, Buffer.byteLength(s as string, 'latin1'));
+  const complete: [string, object][] = [
+    ['+OK\r\n', { type: '+', off: 1, len: 2 }],
+    ['-ERR value is not an integer or out of range\r\n', { type: '-', off: 1, len: 43 }],
+    [':0\r\n', { type: ':', integer: 0 }],
+    [':-9223372036854775807\r\n', { type: ':', integer: -9223372036854775807 }],
+    ['$-1\r\n', { type: '$', nil: true }],
+    ['$0\r\n\r\n', { type: '$', nil: false, off: 4, len: 0 }],
+    ['$5\r\nh\r\nlo\r\n', { type: '$', off: 4, len: 5 }],
+  ];
+
+  it('needs more at every split point of a complete reply, and completes at its end only', () => {
+    for (const [text, want] of complete) {
+      for (let i = 0; i < text.length; i++) expect(parse(text.slice(0, i)).used, `${JSON.stringify(text)} cut at ${i}`).toBe(0);
+      expect(parse(text)).toMatchObject({ used: text.length, ...want });
+      // What follows a reply (the next one) is not part of it.
+      expect(parse(text + ':1\r\n').used).toBe(text.length);
+    }
+  });
+
+  it('refuses bytes that are not a reply this client accepts, as soon as they are seen', () => {
+    const bad = ['*1\r\n:1\r\n', '!3\r\nerr\r\n', ':1x\r\n', ':\r\n', ':99999999999999999999\r\n', '$-2\r\n', '$abc\r\n',
+      `$${2 ** 29 + 1}\r\n`, '$3\r\nabcXY', '+OK\rX', '+O\nK\r\n', '$5\r\nhello\n\n'];
+    for (const text of bad) expect(parse(text).used, JSON.stringify(text)).toBe(-1);
+    // A line with no end in sight is bounded.
+    expect(parse(`+${'a'.repeat(5000)}`).used).toBe(-1);
+    expect(parse(`+${'a'.repeat(4000)}`).used).toBe(0);
+  });
+});
+
+// ---- two processes, one Redis --------------------------------------------------------
+
+describe('two tcpmod processes on one redis-server', () => {
+  let a: ServedProcess;
+  let b: ServedProcess;
+  beforeAll(async () => {
+    const kv = ['--kv', `redis://127.0.0.1:${redisPort}`, '--threads', '2'];
+    [a, b] = await Promise.all([serve('build/resp.wasm', kv), serve('build/resp.wasm', kv)]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('40 connections x 25 INCR split across both processes give exactly 1,000', async () => {
+    await redisCli('DEL', 'e2e:count');
+    const conns = await Promise.all(Array.from({ length: 40 }, (_, i) => open(i % 2 ? b.port : a.port)));
+    try {
+      const clients = conns.map((s) => new RespConn(s));
+      const replies = await Promise.all(clients.map(async (c) => {
+        const seen: string[] = [];
+        for (let i = 0; i < 25; i++) seen.push(await c.command('INCR', 'e2e:count'));
+        return seen;
+      }));
+      for (const r of replies.flat()) expect(r).toMatch(/^:\d+$/);
+      // Every value from 1 to 1,000 was handed out exactly once.
+      const values = replies.flat().map((r) => Number(r.slice(1))).sort((x, y) => x - y);
+      expect(values).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+      expect((await redisCli('GET', 'e2e:count')).stdout).toBe('1000\n');
+    } finally {
+      for (const s of conns) s.destroy();
+    }
+  }, 120_000);
+
+  it('a key written through one process is read through the other, and redis-cli on Redis sees it', async () => {
+    const cliTo = (port: number, ...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);
+    expect((await cliTo(a.port, 'SET', 'e2e:shared', 'from a')).stdout).toBe('OK\n');
+    expect((await cliTo(b.port, 'GET', 'e2e:shared')).stdout).toBe('from a\n');
+    expect((await redisCli('GET', 'e2e:shared')).stdout).toBe('from a\n');
+    expect((await redisCli('SET', 'e2e:shared', 'from redis')).stdout).toBe('OK\n');
+    expect((await cliTo(a.port, 'GET', 'e2e:shared')).stdout).toBe('from redis\n');
+    expect((await cliTo(b.port, 'DEL', 'e2e:shared')).stdout).toBe('1\n');
+    expect((await redisCli('EXISTS', 'e2e:shared')).stdout).toBe('0\n');
+  }, 60_000);
+});
+
+// ---- the store goes away and comes back -------------------------------------------------
+
+describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () => {
+  let srv: ServedProcess;
+  let conn: KvConn;
+  beforeAll(async () => {
+    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}`, '--kv-timeout', '200ms', '--handler-timeout', '1s', '--threads', '2']);
+    conn = new KvConn(await open(srv.port));
+  }, 60_000);
+  afterAll(async () => {
+    conn?.s.destroy();
+    await srv?.stop();
+    if (!redis) await startRedis().catch(() => undefined); // leave no test without its store
+  });
+
+  it('the four calls as the ABI states, on Redis', async () => {
+    await redisCli('DEL', 'k', 'n', 't');
+    expect(await conn.get('k')).toEqual({ rc: -1, value: null });
+    expect(await conn.set('k', 'value')).toBe(0);
+    expect(await conn.get('k')).toEqual({ rc: 5, value: 'value' });
+    expect(await conn.get('k', 4)).toEqual({ rc: 5, value: null }); // too small: the length, nothing copied
+    expect(await conn.incr('n', 41n)).toEqual({ rc: 0, value: 41n });
+    expect(await conn.incr('n', 1n)).toEqual({ rc: 0, value: 42n });
+    expect((await redisCli('GET', 'n')).stdout).toBe('42\n');
+    expect(await conn.set('t', 'text')).toBe(0);
+    expect(await conn.incr('t', 1n)).toEqual({ rc: -1, value: 0n });
+    await redisCli('SET', 'n', '9223372036854775807');
+    expect(await conn.incr('n', 1n)).toEqual({ rc: -1, value: 0n }); // overflow: Redis' INCRBY error
+    expect(await conn.del('k')).toBe(1);
+    expect(await conn.del('k')).toBe(0);
+  });
+
+  it('a stopped (hung) Redis: -3 once the timeout passes, and the module keeps answering', async () => {
+    expect(await conn.set('k', 'before')).toBe(0);
+    redis!.kill('SIGSTOP');
+    try {
+      // The first call waits out --kv-timeout (200 ms, far below the 1 s handler timeout: no watchdog kill);
+      // the following ones wait it out too, or are refused at once during the backoff. All say -3.
+      expect((await conn.get('k')).rc).toBe(-3);
+      // Writes go to other keys: a write sent before its timeout may still be applied once Redis
+      // resumes (-3 after a timeout cannot promise that nothing changed; see the report).
+      expect(await conn.set('w', 'during')).toBe(-3);
+      expect((await conn.incr('n', 1n)).rc).toBe(-3);
+      expect(await conn.del('w')).toBe(-3);
+    } finally {
+      redis!.kill('SIGCONT');
+    }
+    // Same connection, same worker: nothing was killed.
+    await until(async () => (await conn.get('k')).rc === 6);
+    expect(await conn.get('k')).toEqual({ rc: 6, value: 'before' });
+    await until(() => /key-value store unavailable/.test(srv.stderr()));
+    expect(srv.stderr()).toMatch(/"timeout":[1-9]/);
+  }, 60_000);
+
+  it('a killed Redis: -3; restarted on the same port: calls succeed again without restarting tcpmod', async () => {
+    await killRedis();
+    expect((await conn.get('k')).rc).toBe(-3);
+    expect(await conn.set('k', 'x')).toBe(-3);
+    await until(() => /"connect":[1-9]/.test(srv.stderr()));
+    await startRedis();
+    // The backoff is at most 2 s: within it the calls still say -3, then they reach the new server.
+    await until(async () => (await conn.set('k', 'after')) === 0);
+    expect(await conn.get('k')).toEqual({ rc: 5, value: 'after' });
+    expect((await redisCli('GET', 'k')).stdout).toBe('after\n');
+  }, 60_000);
+});
+
+describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
+  let srv: ServedProcess;
+  beforeAll(async () => {
+    // The kv timeout is longer than the handler timeout: only the exclusion of kv waits keeps the watchdog away.
+    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}`, '--kv-timeout', '1500ms',
+      '--handler-timeout', '300ms', '--min-threads', '1', '--max-threads', '2']);
+  }, 60_000);
+  afterAll(async () => {
+    redis?.kill('SIGCONT');
+    await srv?.stop();
+  });
+
+  it('is left out of the handler timeout, and the pool grows to serve others meanwhile', async () => {
+    const slow = new KvConn(await open(srv.port));
+    const other = new KvConn(await open(srv.port));
+    try {
+      expect(await slow.set('blocked', 'yes')).toBe(0);
+      expect(await other.ping()).toBe(0);
+      redis!.kill('SIGSTOP');
+      const order: string[] = [];
+      const waiting = slow.get('blocked').then((r) => (order.push('kv'), r));
+      await sleep(100); // let the only worker enter the call
+      const served = other.ping().then((rc) => (order.push('other'), rc));
+      expect(await served).toBe(0);
+      // The other connection was answered while the kv call still waited: by a second worker.
+      expect(order).toEqual(['other']);
+      expect((await waiting).rc).toBe(-3);
+      redis!.kill('SIGCONT');
+      await until(async () => (await slow.get('blocked')).rc === 3);
+      expect(srv.stderr()).not.toMatch(/handler timeout/);
+    } finally {
+      redis?.kill('SIGCONT');
+      slow.s.destroy();
+      other.s.destroy();
+    }
+  }, 60_000);
+});
+
+describe('AUTH and SELECT on connect', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpmod-kv-redis-'));
+  afterAll(async () => {
+    await redisCli('-a', 'pw', '--no-auth-warning', 'CONFIG', 'SET', 'requirepass', '');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a password file and a database number reach Redis; a wrong password is -3 and says why', async () => {
+    expect((await redisCli('CONFIG', 'SET', 'requirepass', 'pw')).stdout).toBe('OK\n');
+    const file = join(dir, 'password');
+    writeFileSync(file, 'pw\n');
+    const good = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}/3`, '--kv-password-file', file, '--threads', '1']);
+    const bad = await serve(await fixture('kv'), ['--kv', `redis://:wrong@127.0.0.1:${redisPort}`, '--threads', '1']);
+    const g = new KvConn(await open(good.port));
+    const b = new KvConn(await open(bad.port));
+    try {
+      expect(await g.set('in-db-3', 'yes')).toBe(0);
+      expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '3', 'GET', 'in-db-3')).stdout).toBe('yes\n');
+      expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '0', 'EXISTS', 'in-db-3')).stdout).toBe('0\n');
+      expect(await b.set('x', 'no')).toBe(-3);
+      await until(() => /key-value store unavailable.*AUTH: WRONGPASS/.test(bad.stderr()));
+      expect(bad.stderr()).not.toContain('wrong@'); // the password is never logged
+    } finally {
+      g.s.destroy();
+      b.s.destroy();
+      await Promise.all([good.stop(), bad.stop()]);
+    }
+  }, 60_000);
+});
+
+describe('replies that arrive a byte at a time, and bytes that are no reply (a scripted server)', () => {
+  it('parses each reply across every split, and drops the connection on garbage (-3, kind protocol)', async () => {
+    // Each command the worker sends gets the next scripted reply, written one byte per write.
+    const script = ['$5\r\nhello\r\n', ':-7\r\n', '+OK\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
+    const commands: string[] = [];
+    const fake = createServer((sock) => {
+      sock.setNoDelay(true);
+      sock.on('data', async (d) => {
+        commands.push(d.toString('latin1'));
+        const reply = script.shift() ?? '-ERR script over\r\n';
+        for (const byte of Buffer.from(reply, 'latin1')) {
+          if (sock.destroyed) return;
+          sock.write(Buffer.from([byte]));
+          await sleep(2);
+        }
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as { port: number }).port;
+    const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
+    const conn = new KvConn(await open(srv.port));
+    try {
+      expect(await conn.get('k')).toEqual({ rc: 5, value: 'hello' });
+      expect(await conn.incr('n', -7n)).toEqual({ rc: 0, value: -7n });
+      expect(await conn.set('k', 'v')).toBe(0);
+      expect(await conn.del('k')).toBe(1);
+      expect(commands).toEqual([
+        '*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', '*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$2\r\n-7\r\n',
+        '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n', '*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n',
+      ]);
+      expect(await conn.get('k')).toEqual({ rc: -3, value: null }); // '%': not a RESP2 reply
+      await until(() => /"protocol":1/.test(srv.stderr()));
+      // After the backoff, a new connection, in step again.
+      await until(async () => (await conn.get('k')).rc === -1);
+    } finally {
+      conn.s.destroy();
+      await srv.stop();
+      fake.close();
+    }
+  }, 60_000);
+});
+
+describe('rediss:// (TLS to Redis)', () => {
+  let certs: TestCerts;
+  let tlsRedis: ChildProcess | null = null;
+  let tlsPort = 0;
+  const tlsCli = (...args: string[]) =>
+    run('redis-cli', ['--tls', '--cacert', certs.caCert, '-p', String(tlsPort), ...args], { timeoutMs: 10_000 });
+
+  beforeAll(async () => {
+    certs = makeTestCerts();
+    tlsPort = await freePort(); // the same small race as for the plain server
+    // Bound to two addresses: the certificate names 127.0.0.1, not 127.0.0.2.
+    tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1 127.0.0.2',
+      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
+      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG');
+  }, 60_000);
+  afterAll(() => {
+    tlsRedis?.kill('SIGKILL');
+    certs?.remove();
+  });
+
+  it('verifies the server against --kv-tls-ca and its name, then serves the kv calls', async () => {
+    const good = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--threads', '1']);
+    // Node's bundled roots do not know the test CA; and 127.0.0.2 is not a name the certificate carries.
+    const untrusted = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--threads', '1']);
+    const misnamed = await serve(await fixture('kv'), ['--kv', `rediss://127.0.0.2:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--threads', '1']);
+    const conns = await Promise.all([good, untrusted, misnamed].map(async (p) => new KvConn(await open(p.port))));
+    try {
+      const [g, u, m] = conns;
+      expect(await g.set('over-tls', 'secret')).toBe(0);
+      expect(await g.get('over-tls')).toEqual({ rc: 6, value: 'secret' });
+      expect((await g.incr('tls-n', 5n)).rc).toBe(0);
+      expect((await tlsCli('GET', 'over-tls')).stdout).toBe('secret\n');
+      // The worker keeps its one connection across calls:
+      // between two INFO calls only the second redis-cli connects.
+      const accepted = async () => Number(/total_connections_received:(\d+)/.exec((await tlsCli('INFO', 'stats')).stdout)![1]);
+      const before = await accepted();
+      for (let i = 0; i < 5; i++) expect((await g.get('over-tls')).rc).toBe(6);
+      expect(await accepted()).toBe(before + 1);
+      expect(await u.get('over-tls')).toEqual({ rc: -3, value: null });
+      expect(await m.get('over-tls')).toEqual({ rc: -3, value: null });
+      await until(() => /TLS handshake: .*certificate/.test(untrusted.stderr()));
+      await until(() => /TLS handshake: .*mismatch/i.test(misnamed.stderr()));
+      expect(good.stderr()).not.toMatch(/unavailable/);
+    } finally {
+      for (const c of conns) c.s.destroy();
+      await Promise.all([good.stop(), untrusted.stop(), misnamed.stop()]);
+    }
+  }, 60_000);
+});
+
+/** Polls `cond` every 100 ms for up to 20 s. */
+async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await cond()) return;
+    await sleep(100);
+  }
+  throw new Error('condition not met within 20 s');
+}
