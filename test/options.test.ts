@@ -57,6 +57,10 @@ describe('defaults', () => {
       moduleMemory: DEFAULTS.moduleMemory,
       config: new Uint8Array(0),
       kvMaxBytes: DEFAULTS.kvMaxBytes,
+      kv: { type: 'memory' },
+      kvTimeoutMs: 200,
+      kvPasswordFile: null,
+      kvTlsCa: null,
       logLevel: DEFAULTS.logLevel,
       tls: null,
     });
