@@ -230,7 +230,7 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_MISSING (-1)     /* kv_get: no such key */
 #define TCPMOD_KV_FAILED (-1)      /* kv_incr: not an integer, overflow, or store full */
 #define TCPMOD_KV_FULL (-2)        /* kv_set: the budget would be exceeded */
-#define TCPMOD_KV_UNAVAILABLE (-3) /* any kv_*: the store is unavailable (named by the ABI, not returned by this host yet) */
+#define TCPMOD_KV_UNAVAILABLE (-3) /* any kv_*: the store is unavailable (a Redis store: docs/abi.md §11) */
 
 /* Log levels (tcpmod_log). */
 #define TCPMOD_LOG_DEBUG 0
