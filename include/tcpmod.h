@@ -83,8 +83,8 @@ TCPMOD_IMPORT(kv_del) int32_t tcpmod_kv_del(const void *key, int32_t key_len);
  * a canonical decimal integer, the sum overflows int64, or the store is full). */
 TCPMOD_IMPORT(kv_incr) int32_t tcpmod_kv_incr(const void *key, int32_t key_len, int64_t delta, int64_t *out);
 
-/* Every kv_* function may also return TCPMOD_KV_UNAVAILABLE (nothing changed)
- * once a host implements it; this host never does yet, but handle it. */
+/* Every kv_* function may also return TCPMOD_KV_UNAVAILABLE when the server's
+ * store is a Redis server it cannot reach in time (docs/abi.md §11): handle it. */
 
 /* v1.1: tcpmod.conn_info (i32, i32, i32, i32) -> i32. A transport detail of the
  * connection being handled (TCPMOD_INFO_*), from on_open and on_data. Errors:
