@@ -50,8 +50,8 @@
 // Memory: the regions, the scratch buffer and the static response bytes are
 // reserved once during _initialize; handling a request allocates nothing.
 
-import { Conn, Action, configure, nowMs, kv_get, kv_set, kv_del } from "./sdk";
-export * from "./sdk/exports";
+import { Conn, Action, configure, nowMs, kv_get, kv_set, kv_del } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 import { DATE_LEN, formatImfDate } from "./http/date";
 import {
   MAX_HEAD, PARSE_BAD, PARSE_MORE, PARSE_TOO_LARGE,

@@ -24,8 +24,8 @@
 //   concurrent writers.
 // - One database (SELECT 0 only), RESP2 only (HELLO 3 gets NOPROTO).
 
-import { Conn, Action, configure } from "./sdk";
-export * from "./sdk/exports";
+import { Conn, Action, configure } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 import { IN_CAP, OUT_CAP, STATE_SIZE } from "./resp/limits";
 import {
   parse, NEED, BAD, argc, next, errCode, errByte, needAtLeast,

@@ -5,7 +5,7 @@
 // case-folded, into a u64 and scans the table, hottest commands first, so a
 // GET or SET is found on the first or second comparison.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen } from "./limits";
 import { isReserved } from "./store";
 import { nameKey, keyOf, bytesEqualIgnoreCase } from "./args";

@@ -2,7 +2,7 @@
 // small static buffers (or straight from the pool of literals) so that a reply
 // is usually one Conn.write call.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { NUM, lit, litPtr, litLen, VAL_BUF } from "./limits";
 import { formatI64 } from "./num";
 

@@ -3,7 +3,7 @@
 // the CONFIG and CLIENT subcommands. Handlers return 0 to carry on or 1 to
 // close after the reply.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, MAX_NAME } from "./limits";
 import { parseI64, parsed } from "./num";
 import { argIs } from "./args";

@@ -60,7 +60,7 @@
 // new key at the same instant may both give it a slot (DBSIZE then counts it
 // twice until the next FLUSHALL).
 
-import { kv_get, kv_set, kv_del, kv_incr, nowMs } from "../sdk";
+import { kv_get, kv_set, kv_del, kv_incr, nowMs } from "tcpmod/assembly/sdk";
 import { VAL, VAL_CAP, ENC, TAG_MAX, IN_CAP } from "./limits";
 import { parseI64, parsed, formatI64 } from "./num";
 

@@ -5,7 +5,7 @@
 // Every path that can create a key calls noteKey() right before storing it, so
 // FLUSHALL and DBSIZE can find it (the key index, store.ts).
 
-import { Conn, kv_set, kv_del, kv_incr } from "../sdk";
+import { Conn, kv_set, kv_del, kv_incr } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, MAX_VALUE, NUM, VAL } from "./limits";
 import { parseI64, parsed, formatI64 } from "./num";
 import { argIs } from "./args";
