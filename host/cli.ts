@@ -98,9 +98,9 @@ inspectCmd.action(async (file: string) => {
 const buildCmd = program
   .command('build')
   .description("compile an AssemblyScript module with the options ABI v1 needs (the package's asconfig.json), then run the checks `serve` runs")
-  .argument('[entry]', "the module's entry file", 'assembly/index.ts')
+  .argument('[entry]', "the module's entry file (default: assembly/index.ts)")
   .option('-o, --out <file>', 'where to write the module (default: build/<entry name>.wasm)');
-buildCmd.action(async (entry: string, opts: { out?: string }) => {
+buildCmd.action(async (entry: string | undefined, opts: { out?: string }) => {
   try {
     // asc and Binaryen take a while to load: only for this command.
     const { buildModule, describeBuilt } = await import('./build.js');
