@@ -1,6 +1,6 @@
 // Echo: every byte received is sent back; when the peer stops sending, close.
-import { Conn, Action, configure } from "./sdk";
-export * from "./sdk/exports";
+import { Conn, Action, configure } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 
 // Input may exceed the out region; the SDK then spills through tcpmod.send.
 configure(128 * 1024, 64 * 1024, 0, onData);

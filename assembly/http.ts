@@ -2,10 +2,15 @@
 //
 // Routes:
 //   GET|HEAD /            -> 200 "Hello, World!" (text/plain)
+//   GET|HEAD /whoami      -> 200 the client's address, IP:PORT or [IPv6]:PORT and a newline
+//                            (text/plain; tcpmod.peer_addr: behind a PROXY-protocol
+//                            balancer, the address its header carried)
 //   GET|HEAD /kv/<key>    -> 200 the stored bytes (application/octet-stream), or 404
 //   PUT /kv/<key>         -> 201 Created when the key was new, 200 (empty body) when it
 //                            was replaced; 507 when the store is full
 //   DELETE /kv/<key>      -> 200 (empty body), or 404 when missing
+//   any /kv/ route        -> 503 when the store is unavailable (ABI v1.1 KV_UNAVAILABLE:
+//                            a remote store down or timed out; nothing changed)
 //   other methods on those paths -> 405 with Allow; other paths -> 404
 // The key is the raw bytes of the path after "/kv/" up to any '?' (no
 // percent-decoding; '/' is allowed). Query strings are ignored.
@@ -50,8 +55,8 @@
 // Memory: the regions, the scratch buffer and the static response bytes are
 // reserved once during _initialize; handling a request allocates nothing.
 
-import { Conn, Action, configure, nowMs, kv_get, kv_set, kv_del } from "./sdk";
-export * from "./sdk/exports";
+import { Conn, Action, configure, nowMs, kv_get, kv_set, kv_del, KV_UNAVAILABLE } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 import { DATE_LEN, formatImfDate } from "./http/date";
 import {
   MAX_HEAD, PARSE_BAD, PARSE_MORE, PARSE_TOO_LARGE,
@@ -100,6 +105,7 @@ const CT_OCTET = 2;
 const ALLOW_NONE = 0;
 const ALLOW_ROOT = 1;
 const ALLOW_KV = 2;
+const ALLOW_WHOAMI = ALLOW_ROOT;
 
 const CONN_NONE = 0;
 const CONN_CLOSE = 1;
@@ -173,6 +179,7 @@ function reason(status: i32): string {
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";
   }
@@ -398,6 +405,8 @@ function answer(c: Conn, p: usize, headLen: i32, end: i32, kind: i32): i32 {
     } else {
       statusResponse(c, 405, ALLOW_ROOT);
     }
+  } else if (pathLen == 7 && memory.compare(pathPtr, WHOAMI, 7) == 0) {
+    whoami(c, m);
   } else if (pathLen > 4 && load<u32>(pathPtr) == 0x2F766B2F) { // "/kv/" little-endian
     kvRoute(c, m, pathPtr + 4, pathLen - 4, p, headLen, end, kind);
   } else {
@@ -406,10 +415,25 @@ function answer(c: Conn, p: usize, headLen: i32, end: i32, kind: i32): i32 {
   return keep ? end : CLOSE;
 }
 
+/** The path of the client-address route. */
+const WHOAMI: usize = memory.data<u8>([0x2F, 0x77, 0x68, 0x6F, 0x61, 0x6D, 0x69]); // "/whoami"
+/** Longest address peer_addr writes is an IPv6 one with a zone and a port, well under this. */
+const ADDR_CAP: i32 = 128;
+
+function whoami(c: Conn, m: i32): void {
+  if (m != M_GET && m != M_HEAD) return statusResponse(c, 405, ALLOW_WHOAMI);
+  const n = c.peerAddress(SCRATCH, ADDR_CAP);
+  if (n < 0) return statusResponse(c, 500);
+  store<u8>(SCRATCH + <usize>n, 0x0A);
+  writeHead(c, 200, CT_TEXT, n + 1, ALLOW_NONE);
+  if (m == M_GET) c.write(SCRATCH, n + 1);
+}
+
 function kvRoute(c: Conn, m: i32, key: usize, keyLen: i32, p: usize, headLen: i32, end: i32, kind: i32): void {
   if (m == M_GET || m == M_HEAD) {
     // HEAD asks for the length only (capacity 0 copies nothing).
     const n = kv_get(key, keyLen, SCRATCH, m == M_HEAD ? 0 : MAX_VALUE);
+    if (n == KV_UNAVAILABLE) return statusResponse(c, 503);
     if (n < 0) return statusResponse(c, 404);
     if (n > MAX_VALUE) return statusResponse(c, 500);
     writeHead(c, 200, CT_OCTET, n, ALLOW_NONE);
@@ -424,12 +448,18 @@ function kvRoute(c: Conn, m: i32, key: usize, keyLen: i32, p: usize, headLen: i3
     }
     // New or replaced is decided by a look-up just before the store; two
     // clients creating the same key at once may both be told 201.
-    const existed = kv_get(key, keyLen, SCRATCH, 0) >= 0;
-    if (kv_set(key, keyLen, body, bodyLen) == -2) return statusResponse(c, 507);
+    const before = kv_get(key, keyLen, SCRATCH, 0);
+    if (before == KV_UNAVAILABLE) return statusResponse(c, 503);
+    const existed = before >= 0;
+    const rc = kv_set(key, keyLen, body, bodyLen);
+    if (rc == KV_UNAVAILABLE) return statusResponse(c, 503);
+    if (rc == -2) return statusResponse(c, 507);
     if (existed) writeHead(c, 200, CT_NONE, 0, ALLOW_NONE);
     else writeHead(c, 201, CT_NONE, 0, ALLOW_NONE);
   } else if (m == M_DELETE) {
-    if (kv_del(key, keyLen) == 1) writeHead(c, 200, CT_NONE, 0, ALLOW_NONE);
+    const rc = kv_del(key, keyLen);
+    if (rc == 1) writeHead(c, 200, CT_NONE, 0, ALLOW_NONE);
+    else if (rc == KV_UNAVAILABLE) statusResponse(c, 503);
     else statusResponse(c, 404);
   } else {
     statusResponse(c, 405, ALLOW_KV);

@@ -23,9 +23,15 @@
 //   key). FLUSHALL and DBSIZE are O(keys) host calls and not atomic against
 //   concurrent writers.
 // - One database (SELECT 0 only), RESP2 only (HELLO 3 gets NOPROTO).
+// - CLIENT INFO and CLIENT LIST report the client's address (addr=IP:PORT, from
+//   tcpmod.peer_addr); a module sees only the connection it handles, so CLIENT
+//   LIST lists just the calling one.
+// - A store call that answers KV_UNAVAILABLE (ABI v1.1, a remote store down)
+//   fails the whole command with "-ERR store unavailable"; nothing after it
+//   touches the store (resp/store.ts, resp/dispatch.ts).
 
-import { Conn, Action, configure } from "./sdk";
-export * from "./sdk/exports";
+import { Conn, Action, configure } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
 import { IN_CAP, OUT_CAP, STATE_SIZE } from "./resp/limits";
 import {
   parse, NEED, BAD, argc, next, errCode, errByte, needAtLeast,

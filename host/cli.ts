@@ -1,5 +1,6 @@
-// The `tcpmod` command: `serve` runs a module, `inspect` checks one, `new` starts a module project. Option
-// errors and module errors print one line each (no stack) and exit 1.
+// The `tcpmod` command: `serve` runs a module, `inspect` checks one, `build`
+// compiles one, `new` starts a module project. Option errors and module errors
+// print one line each (no stack) and exit 1.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
@@ -110,6 +111,7 @@ program
       fail(e);
     }
   });
+
 /** `inspect --json`: a refusal as one JSON document on stdout (tools read one stream), exit 1. Other errors fall through to fail(). */
 function failJson(file: string, e: unknown): void {
   let refusal: ModuleRefusal;
@@ -120,9 +122,28 @@ function failJson(file: string, e: unknown): void {
   process.stdout.write(JSON.stringify(refusal, null, 2) + '\n');
   process.exit(1);
 }
+const buildCmd = program
+  .command('build')
+  .description("compile an AssemblyScript module with the options ABI v1 needs (the package's asconfig.json), then run the checks `serve` runs")
+  .argument('[entry]', "the module's entry file (default: assembly/index.ts)")
+  .option('-o, --out <file>', 'where to write the module (default: build/<entry name>.wasm)');
+buildCmd.action(async (entry: string | undefined, opts: { out?: string }) => {
+  try {
+    // asc and Binaryen take a while to load: only for this command.
+    const { buildModule, describeBuilt } = await import('./build.js');
+    const built = await buildModule({ entry, outFile: opts.out });
+    if (built.warnings) process.stderr.write(`${built.warnings}\n`);
+    process.stdout.write(`${describeBuilt(built)}\n`);
+  } catch (e) {
+    fail(e);
+  }
+});
 
 /** On the command line an option is named by its flag; names outside the table (e.g. "options") stay as they are. */
-const flagOf = (name: string): string => (OPTIONS as Record<string, OptionSpec>)[name]?.flag ?? name;
+const flagOf = (name: string): string => (OPTIONS as Record<string, OptionSpec>)[name]?.flag ?? BUILD_FLAGS[name] ?? name;
+
+/** The names buildModule gives its options in errors, as `tcpmod build` spells them. */
+const BUILD_FLAGS: Record<string, string> = { outFile: '--out', entry: 'the entry' };
 
 function fail(e: unknown): never {
   if (e instanceof OptionError) {

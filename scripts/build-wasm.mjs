@@ -1,22 +1,21 @@
 #!/usr/bin/env node
 // Builds every protocol module: each top-level assembly/<name>.ts becomes
-// build/<name>.wasm (assembly/sdk/ is the library, not a module). Shared compiler
-// options live in asconfig.json so a bare `npx asc assembly/x.ts` behaves the
-// same; this script is the entry point (`npm run build:wasm`). All modules are
-// compiled in this one process, and each result goes through the host's own
-// load checks (dist/module/load.js: build the host first) so a bad module fails
-// the build instead of the server's load step.
+// build/<name>.wasm (assembly/sdk/ is the library, not a module). Each one goes
+// through the host's buildModule (dist/build.js: build the host first), the
+// function behind `tcpmod build`: the same compiler preset (asconfig.json) and
+// the same load checks `tcpmod serve` runs, so a bad module fails the build
+// instead of the server's load step, and modules here build exactly as a
+// module project's do. They import the SDK by its package path
+// ("tcpmod/assembly/sdk"), which buildModule resolves to this repository.
 //
 // Usage: node scripts/build-wasm.mjs [name ...]   (default: all modules)
 
-import asc from "assemblyscript/asc";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const srcDir = join(root, "assembly");
-const outDir = "build";
 
 function listModules() {
   return readdirSync(srcDir)
@@ -25,31 +24,8 @@ function listModules() {
     .sort();
 }
 
-async function compile(name) {
-  const { error, stderr } = await asc.main(
-    [`assembly/${name}.ts`, "--baseDir", root, "--config", "asconfig.json", "--outFile", `${outDir}/${name}.wasm`],
-    {},
-  );
-  const diagnostics = stderr.toString().trim();
-  if (error) throw new Error(`${name}: compile failed\n${diagnostics || error.message}`);
-  if (diagnostics) console.warn(diagnostics);
-}
-
-// The host's own load checks (dist/, built first by `npm run build:host`): the
-// same imports allow-list, exports, memory bounds and trial instance (IoDesc)
-// that `tcpmod serve` runs, so a module the build accepts is one the server loads.
-async function check(name, file) {
-  const { compileModule, probeModule } = await import("../dist/module/load.js");
-  try {
-    const compiled = await compileModule(file);
-    probeModule(compiled, { send: () => -1, log: () => undefined }).dispose();
-    return compiled.shape.imports;
-  } catch (e) {
-    throw new Error(`${name}: violates ABI v1\n  ${(e.problems ?? [e.message]).join("\n  ")}`);
-  }
-}
-
 async function main() {
+  const { buildModule, describeBuilt } = await import("../dist/build.js");
   const all = listModules();
   const wanted = process.argv.slice(2);
   const unknown = wanted.filter((n) => !all.includes(n));
@@ -59,12 +35,13 @@ async function main() {
   const t0 = performance.now();
   // Sequential on purpose: asc.main shares compiler/Binaryen state within a process.
   for (const name of names) {
-    await compile(name);
-    const file = join(root, outDir, `${name}.wasm`);
-    const bytes = readFileSync(file);
-    const imports = await check(name, file);
-    const imp = imports.map((i) => `${i.module}.${i.name}`).join(", ");
-    console.log(`built ${outDir}/${name}.wasm (${bytes.length} bytes; imports: ${imp || "none"})`);
+    try {
+      const built = await buildModule({ entry: `assembly/${name}.ts`, outFile: `build/${name}.wasm`, baseDir: root });
+      if (built.warnings) console.warn(built.warnings);
+      console.log(describeBuilt(built, root));
+    } catch (e) {
+      throw new Error(e.problems ? `${name}: violates ABI v1\n  ${e.problems.join("\n  ")}` : e.message);
+    }
   }
   console.log(`${names.length} module(s) in ${Math.round(performance.now() - t0)} ms`);
 }

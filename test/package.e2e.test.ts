@@ -7,120 +7,13 @@
 //
 // Slow (a pack, an npm install and a node-gyp build): about a minute here.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { echoOnce, explain, installInto, killAll, killGroup, live, packRepo, refused, repo, run, serveWithNpx, userEnv } from './package-helpers.js';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
 const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
-
-interface Ran {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Processes started here, by pid (each leads its own process group), killed at the end whatever happened. */
-const live = new Set<number>();
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/** npm settings passed on from an `npm test` running this file: where the cache and Node's headers are. */
-const KEPT_NPM_ENV = new Set(['npm_config_cache', 'npm_config_nodedir', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_globalconfig']);
-
-/**
- * The environment of a user's shell: without the other npm_* variables of an `npm test`
- * that may be running this file (npm_config_local_prefix, npm_package_json... a child npm
- * would take them for its own).
- */
-function userEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if ((!/^npm_/i.test(k) || KEPT_NPM_ENV.has(k.toLowerCase())) && k !== 'INIT_CWD') env[k] = v;
-  }
-  return env;
-}
-
-/** Runs a command in its own process group; past timeoutMs the whole group is killed. */
-function run(cmd: string, args: string[], opts: { cwd: string; timeoutMs: number }): Promise<Ran> {
-  return new Promise((resolvePromise, reject) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, args, { cwd: opts.cwd, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d) => (stdout += d));
-    p.stderr!.on('data', (d) => (stderr += d));
-    if (p.pid) live.add(p.pid);
-    const timer = setTimeout(() => {
-      stderr += `\n[killed after ${opts.timeoutMs} ms]`;
-      if (p.pid) killGroup(p.pid, 'SIGKILL');
-    }, opts.timeoutMs);
-    p.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    p.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (p.pid) {
-        killGroup(p.pid, 'SIGKILL'); // nothing it started outlives it
-        live.delete(p.pid);
-      }
-      resolvePromise({ code, signal, stdout, stderr, ms: Math.round(performance.now() - t0) });
-    });
-  });
-}
-
-function explain(what: string, r: Ran): string {
-  return `${what}: exit ${r.code ?? r.signal} after ${r.ms} ms\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
-}
-
-/** Sends `line` over a real socket and resolves with the first line.length bytes that come back. */
-function echoOnce(port: number, line: string, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const s = connect({ port, host: '127.0.0.1' }, () => s.write(line));
-    let got = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`echo timed out with ${JSON.stringify(got)}`));
-    }, timeoutMs);
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      got += d;
-      if (got.length >= line.length) {
-        clearTimeout(timer);
-        s.end();
-        resolvePromise(got);
-      }
-    });
-    s.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
-
-/** Resolves true when nothing accepts on the port any more. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolvePromise(false);
-    });
-    s.once('error', () => resolvePromise(true));
-  });
-}
 
 let tmp = '';
 let app = '';
@@ -130,45 +23,14 @@ const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'tcpmod-package-'));
-  const packDir = join(tmp, 'pack');
-  mkdirSync(packDir);
-
-  // Pack exactly as `npm publish` would: prepare (tsc + the wasm modules) runs first.
-  const pack = await run('npm', ['pack', '--pack-destination', packDir], { cwd: repo, timeoutMs: 120_000 });
-  timings.pack = pack.ms;
-  expect(pack.code, explain('npm pack', pack)).toBe(0);
-  const tgz = readdirSync(packDir).filter((f) => f.endsWith('.tgz'));
-  expect(tgz).toHaveLength(1);
-  tarball = join(packDir, tgz[0]);
-
-  // A fresh ES-module project. allowScripts is what `npm install-scripts approve tcpmod`
-  // writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
+  tarball = await packRepo(join(tmp, 'pack'), timings);
   app = join(tmp, 'app');
-  mkdirSync(app);
-  const init = await run('npm', ['init', '-y'], { cwd: app, timeoutMs: 30_000 });
-  expect(init.code, explain('npm init', init)).toBe(0);
-  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, type: 'module', allowScripts: { [`file:${tarball}`]: true } }, null, 2));
-
-  // Offline first: every tarball is in the npm cache since `npm ci`. But npm 11 resolves a
-  // new dependency range from the registry's full packument, which `npm ci` (lockfile only)
-  // never fetches; on a cache without them --offline fails with ENOTCACHED, and
-  // --prefer-offline fetches just those documents (tarballs still come from the cache).
-  const args = ['install', tarball, '--no-audit', '--no-fund', '--foreground-scripts'];
-  let install = await run('npm', [...args, '--offline'], { cwd: app, timeoutMs: 180_000 });
-  timings.installOffline = install.ms;
-  if (install.code !== 0 && /ENOTCACHED/.test(install.stdout + install.stderr)) {
-    console.warn('package.e2e: npm cache lacks full packuments; installing with --prefer-offline');
-    install = await run('npm', [...args, '--prefer-offline'], { cwd: app, timeoutMs: 180_000 });
-    timings.installPreferOffline = install.ms;
-  }
-  expect(install.code, explain('npm install', install)).toBe(0);
+  await installInto(app, tarball, timings);
   installed = join(app, 'node_modules', 'tcpmod');
 }, 330_000);
 
 afterAll(() => {
-  for (const pid of live) killGroup(pid, 'SIGKILL');
-  live.clear();
+  killAll();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   console.log(`package.e2e timings (ms): ${JSON.stringify(timings)}`);
 });
@@ -218,57 +80,29 @@ describe('the npm tarball', () => {
   });
 
   it('npx tcpmod serve answers an echo over a socket and stops on SIGTERM', async () => {
-    const module = join(installed, 'build', 'echo.wasm');
-    const p = spawn('npx', ['tcpmod', 'serve', module, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn'], {
-      cwd: app,
-      env: userEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    live.add(p.pid!);
-    let out = '';
-    let err = '';
-    p.stderr!.on('data', (d) => (err += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-      p.once('close', (code, signal) => r({ code, signal })),
-    );
-    const port = await new Promise<number>((resolvePromise, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
-      p.stdout!.on('data', (d) => {
-        out += d;
-        const m = /listening on 127\.0\.0\.1:(\d+)\n/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolvePromise(Number(m[1]));
-        }
-      });
-      p.once('close', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`serve exited with ${code} before listening: ${err}`));
-      });
-    });
+    const { pid, port, exited, stderr: err } = await serveWithNpx(app, join(installed, 'build', 'echo.wasm'));
     expect(await echoOnce(port, 'hello tcpmod\n')).toBe('hello tcpmod\n');
 
     // SIGTERM to the process group, as a terminal's Ctrl-C or a service manager does: npx
     // runs the bin through `sh -c`, which does not pass a signal sent to npx alone on.
     const t0 = performance.now();
-    killGroup(p.pid!, 'SIGTERM');
+    killGroup(pid, 'SIGTERM');
     const stop = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
-    expect(stop, `serve did not stop on SIGTERM: ${err}`).not.toBeNull();
+    expect(stop, `serve did not stop on SIGTERM: ${err()}`).not.toBeNull();
     // The group is gone (the server itself exited, not only npx), and so is the listener.
     let groupAlive = true;
     for (let i = 0; i < 50 && groupAlive; i++) {
       try {
-        process.kill(-p.pid!, 0);
+        process.kill(-pid, 0);
         await new Promise((r) => setTimeout(r, 100));
       } catch {
         groupAlive = false;
       }
     }
     expect(groupAlive, 'a process of `npx tcpmod serve` outlived SIGTERM').toBe(false);
-    live.delete(p.pid!);
+    live.delete(pid);
     expect(await refused(port)).toBe(true);
-    expect(err).not.toMatch(/"level":(50|60)/); // no error or fatal log line
+    expect(err()).not.toMatch(/"level":(50|60)/); // no error or fatal log line
     timings.serveStop = Math.round(performance.now() - t0);
   });
 

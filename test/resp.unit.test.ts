@@ -482,6 +482,7 @@ describe('resp.wasm specifics', () => {
       kv_del: (k: number, kl: number) => native.kvDel(mem.buffer, k, kl),
       kv_incr: (k: number, kl: number, d: bigint, o: number) => native.kvIncr(mem.buffer, k, kl, d, mem.buffer, o),
       want: () => 0, // the v1.1 hint for large bulk strings
+      peer_addr: () => -1, // CLIENT INFO / LIST (not sent in this test)
     };
     const ex = new WebAssembly.Instance(mod, { tcpmod }).exports as Record<string, any>;
     mem = ex.memory;

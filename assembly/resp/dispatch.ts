@@ -5,11 +5,11 @@
 // case-folded, into a u64 and scans the table, hottest commands first, so a
 // GET or SET is found on the first or second comparison.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen } from "./limits";
-import { isReserved } from "./store";
+import { isReserved, beginCommand, storeUnavailable } from "./store";
 import { nameKey, keyOf, bytesEqualIgnoreCase } from "./args";
-import { out, replyInt, replyArray, replyBulkStr, replyStatus, writeErrorText, R_NIL, E_SYNTAX } from "./reply";
+import { out, replyInt, replyArray, replyBulkStr, replyStatus, writeErrorText, R_NIL, E_SYNTAX, E_UNAVAILABLE } from "./reply";
 import {
   argCount, setArgCount, cmdGet, cmdSet, cmdDel, cmdExists, cmdIncr, cmdDecr, cmdIncrBy, cmdDecrBy,
   cmdMget, cmdMset, cmdStrlen, cmdAppend, cmdTtl, cmdPttl,
@@ -17,7 +17,7 @@ import {
 import {
   cmdPing, cmdEcho, cmdQuit, cmdSelect, cmdAuth, cmdHello, cmdInfo, cmdFlushall, cmdDbsize,
   cmdConfigGet, cmdConfigSet, cmdConfigResetstat,
-  cmdClientSetname, cmdClientGetname, cmdClientId, cmdClientSetinfo,
+  cmdClientSetname, cmdClientGetname, cmdClientId, cmdClientSetinfo, cmdClientInfo, cmdClientList,
   cmdCommandHelp, cmdConfigHelp, cmdClientHelp,
 } from "./server";
 
@@ -187,6 +187,8 @@ sub(CONFIG, "help", "config|help", 2, cmdConfigHelp, "loading stale", "@slow", "
 sub(CLIENT, "setname", "client|setname", 3, cmdClientSetname, "noscript loading stale", "@slow @connection", "Names the connection.", "O(1)");
 sub(CLIENT, "getname", "client|getname", 2, cmdClientGetname, "noscript loading stale", "@slow @connection", "Returns the connection's name, or nil.", "O(1)");
 sub(CLIENT, "id", "client|id", 2, cmdClientId, "noscript loading stale", "@slow @connection", "Returns the connection's id.", "O(1)");
+sub(CLIENT, "info", "client|info", 2, cmdClientInfo, "noscript loading stale", "@slow @connection", "Describes this connection (id, addr, name) the way CLIENT LIST does.", "O(1)");
+sub(CLIENT, "list", "client|list", -2, cmdClientList, "admin noscript loading stale", "@admin @slow @dangerous @connection", "Lists the connections: only the calling one, the only one a module can see.", "O(N) where N is the number of client connections");
 sub(CLIENT, "setinfo", "client|setinfo", 4, cmdClientSetinfo, "noscript loading stale", "@slow @connection", "Accepts client library name and version.", "O(1)");
 sub(CLIENT, "help", "client|help", 2, cmdClientHelp, "loading stale", "@slow", "Shows the CLIENT subcommands.", "O(1)");
 
@@ -241,7 +243,24 @@ export function execute(c: Conn, argc: i32): i32 {
     c.writeString("-ERR keys starting with the bytes 0xFF 0x00 are reserved for this server's key index\r\n");
     return 0;
   }
-  return cmd.handler(c);
+  return run(c, cmd);
+}
+
+/**
+ * Runs a handler. When one of its store calls found the store unavailable (ABI v1.1, -3;
+ * store.ts stops the command's store calls there), its answer came from reads that failed:
+ * it is taken back and the command answered "-ERR store unavailable" instead. If part of
+ * that answer has already left (only a reply over the out region, e.g. a huge MGET), the
+ * client could not tell where the wrong reply ends, so the connection closes.
+ */
+function run(c: Conn, cmd: Cmd): i32 {
+  beginCommand();
+  const mark = c.written;
+  const r = cmd.handler(c);
+  if (!storeUnavailable()) return r;
+  if (!c.rewind(mark)) return 1;
+  out(c, E_UNAVAILABLE);
+  return r;
 }
 
 /** Whether any key argument (as the table's first/last/step describe them)

@@ -38,4 +38,4 @@ export function parseI64(p: usize, len: i32): bool {
   return true;
 }
 
-export { formatI64 } from "../sdk";
+export { formatI64 } from "tcpmod/assembly/sdk";

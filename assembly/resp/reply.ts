@@ -2,7 +2,7 @@
 // small static buffers (or straight from the pool of literals) so that a reply
 // is usually one Conn.write call.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { NUM, lit, litPtr, litLen, VAL_BUF } from "./limits";
 import { formatI64 } from "./num";
 
@@ -18,6 +18,8 @@ export const E_OVERFLOW = lit("-ERR increment or decrement would overflow\r\n");
 export const E_SYNTAX = lit("-ERR syntax error\r\n");
 export const E_OOM = lit("-OOM command not allowed when used memory > 'maxmemory'.\r\n");
 export const E_TOO_LARGE_READ = lit("-ERR stored value is larger than this server can read\r\n");
+/** ABI v1.1: a store call answered KV_UNAVAILABLE (a remote store down or timed out). */
+export const E_UNAVAILABLE = lit("-ERR store unavailable\r\n");
 
 /** Writes a literal from the pool. */
 @inline export function out(c: Conn, l: u64): void {

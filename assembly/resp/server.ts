@@ -3,9 +3,9 @@
 // the CONFIG and CLIENT subcommands. Handlers return 0 to carry on or 1 to
 // close after the reply.
 
-import { Conn } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, MAX_NAME } from "./limits";
-import { parseI64, parsed } from "./num";
+import { parseI64, parsed, formatI64 } from "./num";
 import { argIs } from "./args";
 import { globMatch } from "./glob";
 import { argCount } from "./strings";
@@ -230,6 +230,88 @@ export function cmdClientId(c: Conn): i32 {
   return 0;
 }
 
+// CLIENT INFO and CLIENT LIST describe a client as Redis does, one line of
+// space-separated key=value fields, with the fields this server knows, in
+// Redis' order: id, addr (tcpmod.peer_addr, ABI v1.1: the client's IP:PORT or
+// [IPv6]:PORT, or what a PROXY header said), name, flags, db, cmd, user, resp.
+// A module sees only the connection it is handling, so CLIENT LIST lists that
+// one. The line is composed in a static buffer (a bulk reply needs its length
+// first): 512 bytes hold the longest (a 127-byte name, a 128-byte address).
+const LINE_CAP: i32 = 512;
+const LINE: usize = memory.data(LINE_CAP);
+const ADDR_CAP: i32 = 128;
+let lineLen: i32 = 0;
+
+function put(p: usize, n: i32): void {
+  memory.copy(LINE + <usize>lineLen, p, <usize>n);
+  lineLen += n;
+}
+
+function putStr(s: string): void {
+  for (let i = 0; i < s.length; i++) store<u8>(LINE + <usize>(lineLen + i), <u8>s.charCodeAt(i));
+  lineLen += s.length;
+}
+
+/** Composes the calling connection's line (ending in "\n") in LINE; `cmd` is its cmd= field. */
+function clientLine(c: Conn, cmd: string): void {
+  lineLen = 0;
+  putStr("id=");
+  lineLen += formatI64(LINE + <usize>lineLen, c.id);
+  putStr(" addr=");
+  // Written in place; an address that does not fit (it always does) is left empty.
+  const n = c.peerAddress(LINE + <usize>lineLen, ADDR_CAP);
+  if (n > 0) lineLen += n;
+  putStr(" name=");
+  put(c.state + 1, <i32>load<u8>(c.state));
+  putStr(" flags=N db=0 cmd=");
+  putStr(cmd);
+  putStr(" user=default resp=2\n");
+}
+
+export function cmdClientInfo(c: Conn): i32 {
+  clientLine(c, "client|info");
+  replyBulk(c, LINE, lineLen);
+  return 0;
+}
+
+/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: the calling connection when
+ *  the filter takes it (it is a normal client), else an empty list. */
+export function cmdClientList(c: Conn): i32 {
+  let listed = true;
+  for (let i = 2; i < argCount; ) {
+    if (argIs(i, "type") && i + 1 < argCount) {
+      const t = i + 1;
+      if (argIs(t, "master") || argIs(t, "replica") || argIs(t, "slave") || argIs(t, "pubsub")) listed = false;
+      else if (!argIs(t, "normal")) {
+        c.writeString("-ERR Unknown client type '");
+        writeArgText(c, t);
+        c.writeString("'\r\n");
+        return 0;
+      }
+      i += 2;
+    } else if (argIs(i, "id") && i + 1 < argCount) {
+      // The ids run to the end of the command.
+      let found = false;
+      for (let j = i + 1; j < argCount; j++) {
+        if (!parseI64(argPtr(j), argLen(j)) || parsed <= 0) {
+          replyError(c, "ERR Invalid client ID");
+          return 0;
+        }
+        if (parsed == <i64>c.id) found = true;
+      }
+      if (!found) listed = false;
+      i = argCount;
+    } else {
+      out(c, E_SYNTAX);
+      return 0;
+    }
+  }
+  lineLen = 0;
+  if (listed) clientLine(c, "client|list");
+  replyBulk(c, LINE, lineLen);
+  return 0;
+}
+
 export function cmdClientSetinfo(c: Conn): i32 {
   // Library name/version are informational; accepted and not kept.
   if (argIs(2, "lib-name") || argIs(2, "lib-ver")) out(c, R_OK);
@@ -244,7 +326,7 @@ export function cmdClientSetinfo(c: Conn): i32 {
 // HELP texts, one status reply per line; single literals (static data).
 const COMMAND_HELP = "COMMAND <subcommand> [<arg> ...]. Subcommands are:\n(no subcommand)\n    Describe every command.\nCOUNT\n    Number of commands.\nINFO [<command> ...]\n    Describe the named commands (all of them without names).\nDOCS [<command> ...]\n    Document the named commands (all of them without names).\nLIST\n    Names of all commands.\nHELP\n    This text.";
 const CONFIG_HELP = "CONFIG <subcommand> [<arg> ...]. Subcommands are:\nGET <pattern> [<pattern> ...]\n    Parameters whose names match a glob pattern, with their values.\nSET <parameter> <value> ...\n    Not available: this server's parameters are fixed.\nRESETSTAT\n    Accepted; nothing to reset.\nHELP\n    This text.";
-const CLIENT_HELP = "CLIENT <subcommand> [<arg> ...]. Subcommands are:\nSETNAME <name>\n    Name this connection (up to 127 printable bytes; empty clears it).\nGETNAME\n    This connection's name, or nil.\nID\n    This connection's id.\nSETINFO <LIB-NAME|LIB-VER> <value>\n    Accepted and ignored.\nHELP\n    This text.";
+const CLIENT_HELP = "CLIENT <subcommand> [<arg> ...]. Subcommands are:\nSETNAME <name>\n    Name this connection (up to 127 printable bytes; empty clears it).\nGETNAME\n    This connection's name, or nil.\nID\n    This connection's id.\nINFO\n    This connection, as CLIENT LIST describes it.\nLIST [TYPE <NORMAL|MASTER|REPLICA|PUBSUB>] [ID <id> [<id> ...]]\n    The connections this module can see: only the calling one.\nSETINFO <LIB-NAME|LIB-VER> <value>\n    Accepted and ignored.\nHELP\n    This text.";
 
 export function cmdCommandHelp(c: Conn): i32 { replyHelp(c, COMMAND_HELP); return 0; }
 export function cmdConfigHelp(c: Conn): i32 { replyHelp(c, CONFIG_HELP); return 0; }

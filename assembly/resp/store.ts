@@ -59,8 +59,20 @@
 // deleted after the writer checked it), and two connections creating the same
 // new key at the same instant may both give it a slot (DBSIZE then counts it
 // twice until the next FLUSHALL).
+//
+// ---- A store that is unavailable ---------------------------------------------
+//
+// ABI v1.1 lets every kv function answer KV_UNAVAILABLE (-3: a remote store is
+// down or timed out; nothing changed). Every store call of this module goes
+// through kvGet/kvSet/kvDel/kvIncr below. The first -3 during a command marks
+// the command failed, and every later store call of that command returns -3
+// without reaching the host: a command never acts on a read it could not make
+// (SET NX writing after a failed look-up, INCR retrying, a FLUSHALL walk going
+// on). The handlers run to their end unaware (a failed read looks missing) and
+// dispatch replaces whatever they answered with "-ERR store unavailable"
+// (dispatch.ts), so the rule lives in one place rather than in every handler.
 
-import { kv_get, kv_set, kv_del, kv_incr, nowMs } from "../sdk";
+import { kv_get, kv_set, kv_del, kv_incr, nowMs, KV_UNAVAILABLE } from "tcpmod/assembly/sdk";
 import { VAL, VAL_CAP, ENC, TAG_MAX, IN_CAP } from "./limits";
 import { parseI64, parsed, formatI64 } from "./num";
 
@@ -75,6 +87,40 @@ export let valDeadline: i64 = 0;
 
 export const MISSING: i32 = -1;
 export const UNREADABLE: i32 = -3;
+
+let unavailable = false;
+
+/** Starts a command with the store presumed available (dispatch, before each handler). */
+export function beginCommand(): void {
+  unavailable = false;
+}
+
+/** Whether a store call of the current command answered KV_UNAVAILABLE. */
+export function storeUnavailable(): bool {
+  return unavailable;
+}
+
+/** `rc` of a store call: notes KV_UNAVAILABLE for the rest of the command. */
+@inline function noted(rc: i32): i32 {
+  if (rc == KV_UNAVAILABLE) unavailable = true;
+  return rc;
+}
+
+export function kvGet(key: usize, keyLen: i32, out: usize, cap: i32): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_get(key, keyLen, out, cap));
+}
+
+export function kvSet(key: usize, keyLen: i32, val: usize, valLen: i32): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_set(key, keyLen, val, valLen));
+}
+
+export function kvDel(key: usize, keyLen: i32): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_del(key, keyLen));
+}
+
+export function kvIncr(key: usize, keyLen: i32, delta: i64, out: usize): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_incr(key, keyLen, delta, out));
+}
 
 /** Current wall-clock time in ms, as an integer. */
 @inline export function now(): i64 {
@@ -102,9 +148,10 @@ function decode(n: i32): void {
 /** Reads a key's value into VAL. Returns its length (valPtr/valLen/valDeadline
  *  set), MISSING (absent or expired; an expired value is deleted), or
  *  UNREADABLE (larger than any value this module writes, so not ours; only
- *  valLen is set, to its length). */
+ *  valLen is set, to its length). A store that is unavailable reads as MISSING
+ *  (the command has failed by then; see storeUnavailable). */
 export function read(key: usize, keyLen: i32): i32 {
-  const n = kv_get(key, keyLen, VAL, VAL_CAP);
+  const n = kvGet(key, keyLen, VAL, VAL_CAP);
   if (n < 0) return MISSING;
   if (n > VAL_CAP) {
     valLen = n;
@@ -113,7 +160,7 @@ export function read(key: usize, keyLen: i32): i32 {
   }
   decode(n);
   if (valDeadline != 0 && now() > valDeadline) {
-    kv_del(key, keyLen);
+    kvDel(key, keyLen);
     return MISSING;
   }
   return valLen;
@@ -123,29 +170,29 @@ export function read(key: usize, keyLen: i32): i32 {
  *  0 ok, -2 the store is full. `len` must be at most MAX_VALUE. */
 export function write(key: usize, keyLen: i32, p: usize, len: i32, deadline: i64): i32 {
   if (deadline == 0) {
-    if (len == 0 || load<u8>(p) != TAG) return kv_set(key, keyLen, p, len);
+    if (len == 0 || load<u8>(p) != TAG) return kvSet(key, keyLen, p, len);
     store<u8>(ENC, TAG);
     store<u8>(ENC, KIND_ESCAPED, 1);
     memory.copy(ENC + 2, p, <usize>len);
-    return kv_set(key, keyLen, ENC, len + 2);
+    return kvSet(key, keyLen, ENC, len + 2);
   }
   store<u8>(ENC, TAG);
   store<u8>(ENC, KIND_EXPIRING, 1);
   store<i64>(ENC, deadline, 2);
   memory.copy(ENC + <usize>TAG_MAX, p, <usize>len);
-  return kv_set(key, keyLen, ENC, len + TAG_MAX);
+  return kvSet(key, keyLen, ENC, len + TAG_MAX);
 }
 
 /** Whether a value exists and has not expired (an expired one is deleted, as
  *  read() does). Reads at most a small prefix unless the value is large. */
 const PEEK: i32 = 64;
 function live(key: usize, keyLen: i32): bool {
-  const n = kv_get(key, keyLen, VAL, PEEK);
+  const n = kvGet(key, keyLen, VAL, PEEK);
   if (n < 0) return false;
   if (n > PEEK) return read(key, keyLen) != MISSING; // too big to peek at: read it whole
   decode(n);
   if (valDeadline != 0 && now() > valDeadline) {
-    kv_del(key, keyLen);
+    kvDel(key, keyLen);
     return false;
   }
   return true;
@@ -194,14 +241,14 @@ function slotKey(i: i64): i32 {
 /** A decimal index counter (COUNT or FLOOR); 0 when missing or unreadable. */
 function readCounter(kind: u8): i64 {
   prefix(SMALL, kind);
-  const n = kv_get(SMALL, PFX, DIGITS, 24);
+  const n = kvGet(SMALL, PFX, DIGITS, 24);
   if (n < 0 || n > 24 || !parseI64(DIGITS, n)) return 0;
   return parsed;
 }
 
 function writeFloor(v: i64): void {
   prefix(SMALL, K_FLOOR);
-  kv_set(SMALL, PFX, DIGITS, formatI64(DIGITS, v));
+  kvSet(SMALL, PFX, DIGITS, formatI64(DIGITS, v));
 }
 
 /** Makes sure `key` is in the index before a command creates it. Returns false
@@ -215,20 +262,20 @@ export function noteKey(key: usize, keyLen: i32): bool {
   prefix(KEYBUF, K_MARK);
   memory.copy(KEYBUF + <usize>PFX, key, <usize>keyLen);
   const markLen = PFX + keyLen;
-  if (kv_get(KEYBUF, markLen, 0, 0) >= 0) { // already noted
+  if (kvGet(KEYBUF, markLen, 0, 0) >= 0) { // already noted
     remember(key, keyLen);
     return true;
   }
-  if (kv_set(KEYBUF, markLen, 0, 0) != 0) return false;
+  if (kvSet(KEYBUF, markLen, 0, 0) != 0) return false;
   prefix(SMALL, K_COUNT);
-  if (kv_incr(SMALL, PFX, 1, IDX_NUM) != 0) {
-    kv_del(KEYBUF, markLen);
+  if (kvIncr(SMALL, PFX, 1, IDX_NUM) != 0) {
+    kvDel(KEYBUF, markLen);
     return false;
   }
   const sl = slotKey(load<i64>(IDX_NUM));
-  if (kv_set(SMALL, sl, key, keyLen) != 0) {
+  if (kvSet(SMALL, sl, key, keyLen) != 0) {
     // The slot number stays unused (FLUSHALL and DBSIZE skip missing slots).
-    kv_del(KEYBUF, markLen);
+    kvDel(KEYBUF, markLen);
     return false;
   }
   remember(key, keyLen);
@@ -255,7 +302,7 @@ export function forgetNotedKeys(): void {
  *  length, or -1 when the slot is missing. */
 function loadSlot(i: i64): i32 {
   const sl = slotKey(i);
-  const n = kv_get(SMALL, sl, KEYBUF + <usize>PFX, KEY_CAP);
+  const n = kvGet(SMALL, sl, KEYBUF + <usize>PFX, KEY_CAP);
   if (n < 0 || n > KEY_CAP) return -1;
   prefix(KEYBUF, K_MARK);
   return n;
@@ -274,9 +321,9 @@ export function flushAll(): void {
     const kl = loadSlot(i);
     if (kl >= 0) {
       // MARK first: a writer that finds it gone afterwards notes the key anew.
-      kv_del(KEYBUF, PFX + kl);
-      kv_del(KEYBUF + <usize>PFX, kl);
-      kv_del(SMALL, slotKey(i));
+      kvDel(KEYBUF, PFX + kl);
+      kvDel(KEYBUF + <usize>PFX, kl);
+      kvDel(SMALL, slotKey(i));
     }
     if (i % FLOOR_EVERY == 0) writeFloor(i);
   }

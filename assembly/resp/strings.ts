@@ -3,9 +3,11 @@
 // already checked (and its key arguments checked against the reserved prefix,
 // see store.ts) and returns 0 (carry on) — none of them closes the connection.
 // Every path that can create a key calls noteKey() right before storing it, so
-// FLUSHALL and DBSIZE can find it (the key index, store.ts).
+// FLUSHALL and DBSIZE can find it (the key index, store.ts). Store calls go
+// through store.ts (kvGet...), which notes a store that is unavailable; the
+// handlers need not check: dispatch answers such a command with an error.
 
-import { Conn, kv_set, kv_del, kv_incr } from "../sdk";
+import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, MAX_VALUE, NUM, VAL } from "./limits";
 import { parseI64, parsed, formatI64 } from "./num";
 import { argIs } from "./args";
@@ -13,7 +15,7 @@ import {
   out, replyInt, replyArray, replyBulkInPlace, replyError,
   R_OK, R_NIL, R_ZERO, E_NOT_INT, E_OVERFLOW, E_SYNTAX, E_OOM, E_TOO_LARGE_READ,
 } from "./reply";
-import { read, write, now, noteKey, valPtr, valLen, valDeadline, MISSING, UNREADABLE, TAG } from "./store";
+import { read, write, now, noteKey, kvSet, kvDel, kvIncr, valPtr, valLen, valDeadline, MISSING, UNREADABLE, TAG } from "./store";
 
 /** Number of arguments of the command being executed (set by the dispatcher). */
 export let argCount: i32 = 0;
@@ -51,7 +53,7 @@ export function cmdSet(c: Conn): i32 {
   if (argc == 3) {
     // The plain form: one host call (after the index check), straight from the input region.
     if (!noteKey(key, keyLen)) { out(c, E_OOM); return 0; }
-    const rc = vLen == 0 || load<u8>(v) != TAG ? kv_set(key, keyLen, v, vLen) : write(key, keyLen, v, vLen, 0);
+    const rc = vLen == 0 || load<u8>(v) != TAG ? kvSet(key, keyLen, v, vLen) : write(key, keyLen, v, vLen, 0);
     out(c, rc == 0 ? R_OK : E_OOM);
     return 0;
   }
@@ -116,7 +118,7 @@ export function cmdSet(c: Conn): i32 {
   if ((flags & F_KEEPTTL) && exists) deadline = valDeadline;
   if (deadline != 0 && deadline <= now()) {
     // Already in the past: the key ends up absent, as Redis does.
-    kv_del(key, keyLen);
+    kvDel(key, keyLen);
   } else if (!noteKey(key, keyLen) || write(key, keyLen, v, vLen, deadline) != 0) {
     out(c, E_OOM);
     return 0;
@@ -136,7 +138,7 @@ export function cmdDel(c: Conn): i32 {
     const p = argPtr(i);
     const l = argLen(i);
     // Read first: a key that has expired counts as missing.
-    if (read(p, l) != MISSING) n += kv_del(p, l);
+    if (read(p, l) != MISSING) n += kvDel(p, l);
   }
   replyInt(c, n);
   return 0;
@@ -163,7 +165,7 @@ function incrBy(c: Conn, delta: i64): void {
     return;
   }
   for (let attempt = 0; attempt < 4; attempt++) {
-    if (kv_incr(key, keyLen, delta, INCR_OUT) == 0) {
+    if (kvIncr(key, keyLen, delta, INCR_OUT) == 0) {
       replyInt(c, load<i64>(INCR_OUT));
       return;
     }
@@ -268,7 +270,7 @@ export function cmdAppend(c: Conn): i32 {
   // new bytes after it, so store it as it is.
   memory.copy(valPtr + <usize>valLen, add, <usize>addLen);
   const stored = <i32>(valPtr - VAL) + valLen + addLen;
-  if (kv_set(key, keyLen, VAL, stored) != 0) out(c, E_OOM);
+  if (kvSet(key, keyLen, VAL, stored) != 0) out(c, E_OOM);
   else replyInt(c, total);
   return 0;
 }

@@ -20,24 +20,35 @@ export declare function host_log(level: i32, ptr: usize, len: i32): void;
 export declare function host_now_ms(): f64;
 
 /** Copies the value of `key` to `out` when it fits in `out_cap`. Returns the value's
- *  length (nothing copied when it exceeds `out_cap`), or -1 when the key is missing. */
+ *  length (nothing copied when it exceeds `out_cap`), KV_MISSING (-1) when the key is
+ *  missing, or KV_UNAVAILABLE (-3). */
+/** kv_get: no such key. */
+export const KV_MISSING: i32 = -1;
+/** kv_set: the store's memory budget would be exceeded (nothing changed). */
+export const KV_FULL: i32 = -2;
+/** ABI v1.1, any kv_* function: the store is unavailable (a remote store that is down or timed
+ *  out); nothing changed. Modules answer it as a temporary failure (an error reply, a 503),
+ *  never as "missing" or "zero". The host's own in-memory store never returns it. */
+export const KV_UNAVAILABLE: i32 = -3;
+
 // @ts-ignore: decorator
 @external("tcpmod", "kv_get")
 export declare function kv_get(key: usize, key_len: i32, out: usize, out_cap: i32): i32;
 
-/** Stores a value. 0 ok, -2 when the store is full. */
+/** Stores a value. 0 ok, KV_FULL (-2) when the store is full, KV_UNAVAILABLE (-3); nothing
+ *  changed on a negative result. */
 // @ts-ignore: decorator
 @external("tcpmod", "kv_set")
 export declare function kv_set(key: usize, key_len: i32, val: usize, val_len: i32): i32;
 
-/** 1 deleted, 0 missing. */
+/** 1 deleted, 0 missing, KV_UNAVAILABLE (-3). */
 // @ts-ignore: decorator
 @external("tcpmod", "kv_del")
 export declare function kv_del(key: usize, key_len: i32): i32;
 
 /** Atomically adds `delta` (a missing key counts as 0; stored as decimal text).
  *  0 ok with the new value written as an i64 at `out`; -1 when the stored value
- *  is not a decimal integer or the sum would overflow. */
+ *  is not a decimal integer, the sum would overflow or the store is full; KV_UNAVAILABLE (-3). */
 // @ts-ignore: decorator
 @external("tcpmod", "kv_incr")
 export declare function kv_incr(key: usize, key_len: i32, delta: i64, out: usize): i32;

@@ -228,6 +228,19 @@ export class Conn {
     outLen += formatI64(outPtr + <usize>outLen, n);
   }
 
+  /** Takes back the output written since `written` was `mark` (a value read earlier in this call),
+   *  when none of it has been handed to the host yet: it is all still in the out region, which
+   *  holds the newest bytes. False, and nothing taken back, when some of it has already gone
+   *  through tcpmod.send (a flush, a write larger than the region). For answers that turn out
+   *  wrong after they were written, e.g. a reply composed from store reads, one of which failed. */
+  rewind(mark: i32): bool {
+    const drop = spilled + outLen - mark;
+    if (mark < 0 || drop < 0) fail("tcpmod sdk: rewind() to a mark past the output written in this call");
+    if (drop > outLen) return false;
+    outLen -= drop;
+    return true;
+  }
+
   /** Sends everything buffered so far now instead of at the end of the call. */
   flush(): void {
     if (writable) flushOut();

@@ -1,12 +1,20 @@
 /**
- * tcpmod SDK: a thin AssemblyScript layer over ABI v1 (shared/abi/tcpmod-v1.md).
- * The ABI is the contract; this only removes the bookkeeping.
+ * tcpmod SDK: a thin AssemblyScript layer over ABI v1 (docs/abi.md; every
+ * function is listed in docs/sdk.md). The ABI is the contract; this only
+ * removes the bookkeeping.
  *
- * A module is one top-level file in assembly/ that does three things:
+ * A module is one entry file that does three things:
  *
- *   import { Conn, Action, configure } from "./sdk";
- *   export * from "./sdk/exports";            // the ABI exports, always all of them
+ *   import { Conn, Action, configure } from "tcpmod/assembly/sdk";
+ *   export * from "tcpmod/assembly/sdk/exports";  // the ABI exports, always all of them
  *   configure(inCap, outCap, stateSize, onData);
+ *
+ * Import it by that package path only, in every file of a module: asc resolves
+ * it through node_modules (AssemblyScript 0.28 reads no `ascMain`; a bare
+ * "tcpmod" would need an index.ts at the package root), and the same files
+ * reached by a relative path would be a second copy of the SDK with its own
+ * globals. Build with `tcpmod build` or a config that extends the package's
+ * asconfig.json (the compiler options the ABI needs, and the abort redirection).
  *
  * Contracts:
  * - configure() runs once, at top level (i.e. during `_initialize`). It reserves
@@ -34,5 +42,5 @@ export {
   DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";
-export { kv_get, kv_set, kv_del, kv_incr } from "./abi";
+export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } from "./abi";
 export { decimalLength, formatI64 } from "./decimal";

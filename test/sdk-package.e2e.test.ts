@@ -1,0 +1,105 @@
+// The AssemblyScript SDK from the installed package, as a module author meets
+// it: `npm pack` this repository, install the tarball offline into a fresh
+// module project whose module imports the SDK by its documented path
+// ("tcpmod/assembly/sdk", and the exports helper "tcpmod/assembly/sdk/exports"),
+// build it with `npx tcpmod build` (no build script of the project's own) and
+// with plain `asc` under a config that extends the package's preset, check the
+// results with `npx tcpmod inspect`, serve one and exchange lines over a socket.
+// A module that breaks the ABI fails the build with one problem a line.
+//
+// Slow (a pack, an npm install with a node-gyp build, two compiles): a minute or two.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { echoOnce, explain, installInto, killAll, killGroup, packRepo, run, serveWithNpx } from './package-helpers.js';
+
+// A line protocol: every line comes back numbered by a counter in the key-value store.
+const MODULE = `import { Conn, Action, configure, kv_incr, KV_UNAVAILABLE } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
+
+const KEY = memory.data<u8>([0x6C, 0x69, 0x6E, 0x65, 0x73]); // "lines"
+const COUNT = memory.data(8, 8);
+
+configure(4096, 4096, 0, onData);
+
+function onData(c: Conn): Action {
+  let start = 0;
+  for (let nl = c.indexOf(0x0A); nl >= 0; nl = c.indexOf(0x0A, start)) {
+    if (kv_incr(KEY, 5, 1, COUNT) == KV_UNAVAILABLE) c.writeString("?");
+    else c.writeInt(load<i64>(COUNT));
+    c.writeByte(0x20);
+    c.write(c.input + <usize>start, nl + 1 - start);
+    start = nl + 1;
+  }
+  c.consume(start);
+  return c.eof ? Action.Close : Action.Continue;
+}
+`;
+
+// Not an ABI v1 module: no SDK exports, and a data export of the wrong signature.
+const BAD_MODULE = `export function tcpmod_on_data(): void {}
+`;
+
+let tmp = '';
+let app = '';
+const timings: Record<string, number> = {};
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'tcpmod-sdk-package-'));
+  const tarball = await packRepo(join(tmp, 'pack'), timings);
+  app = join(tmp, 'my-module');
+  await installInto(app, tarball, timings, { private: true });
+  mkdirSync(join(app, 'assembly'));
+  writeFileSync(join(app, 'assembly', 'index.ts'), MODULE);
+  writeFileSync(join(app, 'assembly', 'bad.ts'), BAD_MODULE);
+  // The preset route: plain asc picks this up.
+  writeFileSync(join(app, 'asconfig.json'), JSON.stringify({ extends: 'tcpmod/asconfig.json' }, null, 2));
+}, 330_000);
+
+afterAll(() => {
+  killAll();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  console.log(`sdk-package.e2e timings (ms): ${JSON.stringify(timings)}`);
+});
+
+describe('a module project that depends on tcpmod', () => {
+  it('builds its module with `npx tcpmod build` and with asc extending the preset, inspects and serves it', async () => {
+    const built = await run('npx', ['tcpmod', 'build'], { cwd: app, timeoutMs: 120_000 });
+    timings.tcpmodBuild = built.ms;
+    expect(built.code, explain('npx tcpmod build', built)).toBe(0);
+    expect(built.stdout).toMatch(/^built build\/index\.wasm \(\d+ bytes; imports: [^)]*tcpmod\.abort[^)]*tcpmod\.kv_incr[^)]*\)\n$/);
+    expect(built.stdout).not.toMatch(/env\.abort/);
+
+    const plain = await run('npx', ['asc', 'assembly/index.ts', '-o', 'build/plain.wasm'], { cwd: app, timeoutMs: 120_000 });
+    timings.ascWithPreset = plain.ms;
+    expect(plain.code, explain('npx asc (extends tcpmod/asconfig.json)', plain)).toBe(0);
+
+    for (const file of ['build/index.wasm', 'build/plain.wasm']) {
+      const inspect = await run('npx', ['tcpmod', 'inspect', file], { cwd: app, timeoutMs: 60_000 });
+      expect(inspect.code, explain(`npx tcpmod inspect ${file}`, inspect)).toBe(0);
+      expect(inspect.stdout).toContain(`${file}: tcpmod ABI v1 module`);
+      expect(inspect.stdout).toMatch(/defines its own: 1\.\.256 pages/);
+      expect(inspect.stdout).toMatch(/tcpmod\.abort/);
+    }
+
+    const { pid, port } = await serveWithNpx(app, 'build/index.wasm');
+    try {
+      expect(await echoOnce(port, 'hello\n', 10_000, 8)).toBe('1 hello\n');
+      expect(await echoOnce(port, 'a\nb\n', 10_000, 8)).toBe('2 a\n3 b\n');
+    } finally {
+      killGroup(pid, 'SIGKILL');
+    }
+  }, 300_000);
+
+  it('refuses a module that breaks the ABI, one problem a line', async () => {
+    const r = await run('npx', ['tcpmod', 'build', 'assembly/bad.ts', '-o', 'build/bad.wasm'], { cwd: app, timeoutMs: 120_000 });
+    expect(r.code, explain('npx tcpmod build assembly/bad.ts', r)).toBe(1);
+    const problems = r.stderr.split('\n').filter((l) => l.startsWith('  - '));
+    expect(problems).toEqual(expect.arrayContaining([
+      '  - missing export tcpmod_abi_v1 () -> ()',
+      '  - missing export tcpmod_io_desc () -> i32',
+      '  - export tcpmod_on_data has signature () -> (); ABI v1 says (i32, i32, i32) -> i32',
+    ]));
+  }, 180_000);
+});
