@@ -51,7 +51,7 @@ const refusals: Refusal[] = [
     module: () => fixture('bad-imports'),
     says: [/import env\.abort is not allowed/, /import env\.seed is not allowed/],
     fixes: [
-      /^import env\.abort is not allowed by ABI v1; fix: point AssemblyScript's abort at tcpmod\.abort: .*--use abort=assembly\/sdk\/abort\/tcpmod_abort \(asconfig: "use": \["abort=assembly\/sdk\/abort\/tcpmod_abort"\]\)$/,
+      /^import env\.abort is not allowed by ABI v1; fix: point AssemblyScript's abort at tcpmod\.abort: build with `tcpmod build`, .*"extends": "tcpmod\/asconfig\.json".*--lib node_modules\/tcpmod\/assembly\/sdk\/abort\.ts --use abort=tcpmod_abort$/,
       /^import env\.seed is not allowed by ABI v1; fix: AssemblyScript imports it for Math\.random: .*random_get$/,
     ],
   },

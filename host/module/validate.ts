@@ -109,7 +109,7 @@ function forbiddenImportFix(module: string, name: string): string | null {
   if (module === 'wasi_snapshot_preview1')
     return 'WASI functions beyond fd_write, clock_time_get, random_get and proc_exit come from libc stdio and files (printf, fopen) or a WASI start-up: build without libc (clang --target=wasm32 -nostdlib, Rust wasm32-unknown-unknown), do not use printf/stdio, and log with tcpmod.log';
   if (module === 'env' && name === 'abort')
-    return 'point AssemblyScript\'s abort at tcpmod.abort: add the SDK\'s assembly/sdk/abort.ts to the entries and build with --use abort=assembly/sdk/abort/tcpmod_abort (asconfig: "use": ["abort=assembly/sdk/abort/tcpmod_abort"])';
+    return 'point AssemblyScript\'s abort at tcpmod.abort: build with `tcpmod build`, or extend the preset (asconfig: "extends": "tcpmod/asconfig.json"), or pass --lib node_modules/tcpmod/assembly/sdk/abort.ts --use abort=tcpmod_abort';
   if (module === 'env' && name === 'seed') return 'AssemblyScript imports it for Math.random: do not use Math.random, or take random bytes from WASI random_get';
   if (module === 'env' && name === 'trace') return 'AssemblyScript imports it for trace(): log with tcpmod.log instead';
   const bare = name.replace(/^tcpmod_/, '');
