@@ -134,18 +134,24 @@ export async function packRepo(dir: string, timings: Record<string, number>): Pr
   return join(dir, tgz[0]);
 }
 
-/**
- * Makes `app` a fresh ES-module project (npm init, plus `extra` package.json fields) and
- * installs `tarball` into it offline. allowScripts is what `npm install-scripts approve
- * tcpmod` writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
- */
+/** Makes `app` a fresh ES-module project (npm init, plus `extra` package.json fields) and installs `tarball` into it offline. */
 export async function installInto(app: string, tarball: string, timings: Record<string, number>, extra: Record<string, unknown> = {}): Promise<void> {
   mkdirSync(app, { recursive: true });
   const init = await run('npm', ['init', '-y'], { cwd: app, timeoutMs: 30_000 });
   expect(init.code, explain('npm init', init)).toBe(0);
   const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, type: 'module', allowScripts: { [`file:${tarball}`]: true }, ...extra }, null, 2));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, type: 'module', ...extra }, null, 2));
+  await installTarball(app, tarball, timings);
+}
 
+/**
+ * Installs `tarball` offline into the project at `app` (its package.json exists), with the
+ * project's other dependencies. allowScripts is what `npm install-scripts approve tcpmod`
+ * writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
+ */
+export async function installTarball(app: string, tarball: string, timings: Record<string, number>): Promise<void> {
+  const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, allowScripts: { [`file:${tarball}`]: true } }, null, 2));
   // Offline first: every tarball is in the npm cache since `npm ci`. But npm 11 resolves a
   // new dependency range from the registry's full packument, which `npm ci` (lockfile only)
   // never fetches; on a cache without them --offline fails with ENOTCACHED, and
@@ -170,7 +176,12 @@ export interface Served {
 
 /** Starts `npx tcpmod serve <module> --host 127.0.0.1 --port 0` in `app`, in its own process group; resolves once it listens. */
 export function serveWithNpx(app: string, module: string, args: string[] = []): Promise<Served> {
-  const p = spawn('npx', ['tcpmod', 'serve', module, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...args], {
+  return serveCommand(app, 'npx', ['tcpmod', 'serve', module, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...args]);
+}
+
+/** Runs a command that starts a tcpmod server on 127.0.0.1 (e.g. `npm start -- --port 0`) in its own process group; resolves once it listens. */
+export function serveCommand(app: string, cmd: string, args: string[]): Promise<Served> {
+  const p = spawn(cmd, args, {
     cwd: app,
     env: userEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],

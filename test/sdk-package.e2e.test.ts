@@ -6,13 +6,16 @@
 // with plain `asc` under a config that extends the package's preset, check the
 // results with `npx tcpmod inspect`, serve one and exchange lines over a socket.
 // A module that breaks the ABI fails the build with one problem a line.
+// Then `tcpmod new` for each language, as the README says: the scaffold installs
+// the same tarball offline, and its own `npm test`, `npm run build` and
+// `npm start` work, the module answering over a real socket.
 //
 // Slow (a pack, an npm install with a node-gyp build, two compiles): a minute or two.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoOnce, explain, installInto, killAll, killGroup, packRepo, run, serveWithNpx } from './package-helpers.js';
+import { echoOnce, explain, installInto, installTarball, killAll, killGroup, packRepo, run, serveCommand, serveWithNpx } from './package-helpers.js';
 
 // A line protocol: every line comes back numbered by a counter in the key-value store.
 const MODULE = `import { Conn, Action, configure, kv_incr, KV_UNAVAILABLE } from "tcpmod/assembly/sdk";
@@ -43,11 +46,12 @@ const BAD_MODULE = `export function tcpmod_on_data(): void {}
 
 let tmp = '';
 let app = '';
+let tarball = '';
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'tcpmod-sdk-package-'));
-  const tarball = await packRepo(join(tmp, 'pack'), timings);
+  tarball = await packRepo(join(tmp, 'pack'), timings);
   app = join(tmp, 'my-module');
   await installInto(app, tarball, timings, { private: true });
   mkdirSync(join(app, 'assembly'));
@@ -102,4 +106,52 @@ describe('a module project that depends on tcpmod', () => {
       '  - export tcpmod_on_data has signature () -> (); ABI v1 says (i32, i32, i32) -> i32',
     ]));
   }, 180_000);
+});
+
+describe('tcpmod new', () => {
+  it('refuses a directory that is not empty, in one line, writing nothing', async () => {
+    const dir = join(tmp, 'occupied');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'keep.txt'), 'mine\n');
+    const r = await run('npx', ['tcpmod', 'new', dir], { cwd: app, timeoutMs: 60_000 });
+    expect(r.code, explain('npx tcpmod new <non-empty>', r)).toBe(1);
+    expect(r.stderr).toBe(`tcpmod: ${dir} is not empty: tcpmod new writes only into a new or empty directory\n`);
+    expect(readdirSync(dir)).toEqual(['keep.txt']);
+    const lang = await run('npx', ['tcpmod', 'new', join(tmp, 'rusty'), '--lang', 'rust'], { cwd: app, timeoutMs: 60_000 });
+    expect(lang.code).toBe(1);
+    expect(lang.stderr).toBe('tcpmod: --lang must be one of assemblyscript, c; got "rust"\n');
+  }, 120_000);
+
+  for (const lang of ['assemblyscript', 'c'] as const) {
+    it(`--lang ${lang}: npm install, npm test, npm run build and npm start work, and the module answers over a socket`, async () => {
+      const dir = join(tmp, `proto-${lang}`);
+      const made = await run('npx', ['tcpmod', 'new', dir, '--lang', lang], { cwd: app, timeoutMs: 60_000 });
+      expect(made.code, explain('npx tcpmod new', made)).toBe(0);
+      expect(made.stdout).toMatch(/^wrote \d+ files in /);
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+      expect(pkg.name).toBe(`proto-${lang}`);
+      expect(Object.keys(pkg.scripts).sort()).toEqual(['build', 'start', 'test']);
+
+      // `npm install`, with tcpmod from the tarball: nothing may be fetched (the scaffold's own
+      // dependency, vitest, comes from the npm cache that installed this repository).
+      await installTarball(dir, tarball, timings);
+      const test = await run('npm', ['test'], { cwd: dir, timeoutMs: 240_000 });
+      timings[`test-${lang}`] = test.ms;
+      expect(test.code, explain('npm test (scaffold)', test)).toBe(0);
+      expect(test.stdout).toMatch(/Tests\s+6 passed/);
+      const build = await run('npm', ['run', 'build'], { cwd: dir, timeoutMs: 120_000 });
+      expect(build.code, explain('npm run build (scaffold)', build)).toBe(0);
+      expect(existsSync(join(dir, 'build', 'module.wasm'))).toBe(true);
+
+      // The start script's fixed port is overridden the way a user would: the last --port wins.
+      const { pid, port } = await serveCommand(dir, 'npm', ['start', '--', '--port', '0', '--log-level', 'warn']);
+      try {
+        expect(await echoOnce(port, 'PING\n', 10_000, 5)).toBe('PONG\n');
+        expect(await echoOnce(port, 'SET who tcp\r\nGET who\nSEEN\n', 10_000, 9)).toBe('OK\ntcp\n3\n');
+        expect(await echoOnce(port, 'INCR n\nINCR n\n', 10_000, 4)).toBe('1\n2\n');
+      } finally {
+        killGroup(pid, 'SIGKILL');
+      }
+    }, 420_000);
+  }
 });
