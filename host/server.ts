@@ -38,7 +38,7 @@ export interface ServerStats {
   /** More than 20 module faults within the last 10 s. */
   moduleFaultStorm: boolean;
   instancesCreated: number;
-  /** Connections accepted and closed at once: over maxConnections (limit), out of descriptors (fd). */
+  /** Connections accepted and closed at once: over maxConnections (limit), out of descriptors (fd), no valid PROXY header (proxy). */
   connectionsRefused: Record<string, number>;
   /** The connection limit in force (maxConnections, or its default from the descriptor limit). */
   maxConnections: number;
@@ -70,6 +70,9 @@ export { CLOSE_REASONS };
  * module until the queue is down to half of it: a quarter of the per-connection
  * bound, at most 1 MiB (enough to keep a fast reader's socket full).
  */
+/** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
+const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
+
 function highWater(maxOutputBuffer: number): number {
   return Math.min(1 << 20, Math.floor(maxOutputBuffer / 4));
 }
@@ -131,6 +134,7 @@ export class TcpmodServer extends EventEmitter {
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
       check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
+      check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -184,6 +188,7 @@ export class TcpmodServer extends EventEmitter {
         keepalive: o.keepalive,
         logLevel: o.logLevel,
         tls: o.tls !== null,
+        proxy: o.proxyProtocol !== 'off',
         maxConnections: this.maxConnections,
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),
