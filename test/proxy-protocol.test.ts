@@ -3,8 +3,11 @@
 // every split point (each proper prefix must ask for more, the whole must parse
 // with the right addresses and length, whatever follows it untouched), and
 // malformed ones refused. Headers are built here byte by byte from the spec.
+// Also the option that turns it on (--proxy-protocol, API proxyProtocol).
 import { describe, expect, it } from 'vitest';
+import { resolveOptions } from '../host/options.js';
 import { native } from '../host/sys.js';
+import { run } from './server-process.js';
 
 const V1 = 1;
 const V2 = 2;
@@ -158,5 +161,21 @@ describe('proxyParse: malformed headers', () => {
   it('takes no version when none is allowed', () => {
     expect(native.proxyParse(VALID[0].bytes, 0).status).toBe('bad');
     expect(native.proxyParse(v2(0x21, 0x11, V4_BODY), 0).status).toBe('bad');
+  });
+});
+
+describe('the proxyProtocol option (--proxy-protocol)', () => {
+  it('is off by default and takes v1, v2 or any', () => {
+    expect(resolveOptions({ module: 'm.wasm' }).proxyProtocol).toBe('off');
+    for (const v of ['off', 'v1', 'v2', 'any'] as const) expect(resolveOptions({ module: 'm.wasm', proxyProtocol: v }).proxyProtocol).toBe(v);
+  });
+
+  it('refuses anything else with an exact message, in the API and on the command line', async () => {
+    expect(() => resolveOptions({ module: 'm.wasm', proxyProtocol: 'v3' as 'v1' })).toThrow(/^proxyProtocol must be one of off, v1, v2, any; got "v3"$/);
+    expect(() => resolveOptions({ module: 'm.wasm', proxyProtocol: true as unknown as 'v1' })).toThrow(/^proxyProtocol must be one of off, v1, v2, any; got true$/);
+    const r = await run(process.execPath, ['bin/tcpmod.js', 'serve', 'build/echo.wasm', '--port', '0', '--proxy-protocol', 'yes']);
+    expect(r.code).toBe(1);
+    // The command line's choices are checked by its parser, as for every choice option.
+    expect(r.stderr.trim()).toMatch(/^error: option '--proxy-protocol <version>' argument 'yes' is invalid\. Allowed choices are off, v1, v2, any\.$/);
   });
 });
