@@ -111,7 +111,7 @@ export const OPTIONS = {
   },
   frameTimeout: {
     flag: '--frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '30s',
-    help: 'a connection whose module has left input unconsumed (an incomplete frame, or a TLS handshake) this long is closed (reason 7)',
+    help: 'a connection whose module has left input unconsumed (an incomplete frame, a TLS handshake, a PROXY header) this long is closed (reason 7)',
   },
   maxConnections: {
     flag: '--max-connections', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 },

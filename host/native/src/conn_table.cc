@@ -680,7 +680,8 @@ Napi::Value ConnTlsInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// connPeer(fd, id) -> "IP:PORT" | "[IPv6]:PORT" | -errno: the client's address (getpeername).
+// connPeer(fd, id) -> "IP:PORT" | "[IPv6]:PORT" | -errno: the client's address: the one a PROXY
+// header named (--proxy-protocol), else the socket's peer (getpeername).
 Napi::Value ConnPeer(const Napi::CallbackInfo& info) {
   int64_t fd, id;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
