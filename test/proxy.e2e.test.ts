@@ -219,6 +219,8 @@ describe('--proxy-protocol: connections without a valid header', () => {
 
   it('closes a connection without a header unseen by the module, and counts it (refused, reason proxy)', async () => {
     const { server, port } = await start();
+    // The module counts are the process's: let earlier tests' connections finish closing first.
+    await until(() => servers.every((s) => s.stats().connections === 0), 10_000, 'earlier connections to close');
     const opens = moduleCount('opens');
     const closes = moduleCount('closes');
     for (const bytes of [Buffer.from('hello\n'), Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n'), Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05])]) {
