@@ -65,14 +65,14 @@ export interface CloseOptions {
 
 export { CLOSE_REASONS };
 
+/** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
+const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
+
 /**
  * Queued output above this stops reading a connection's input and calling its
  * module until the queue is down to half of it: a quarter of the per-connection
  * bound, at most 1 MiB (enough to keep a fast reader's socket full).
  */
-/** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
-const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
-
 function highWater(maxOutputBuffer: number): number {
   return Math.min(1 << 20, Math.floor(maxOutputBuffer / 4));
 }
