@@ -78,7 +78,7 @@ describe('--reuse-port: two processes, one stopped mid-traffic', () => {
             const r = await once(port, msg);
             if (r === msg) break;
             if (r !== null) wrong.push(r);
-            if (attempt >= 50) throw new Error(`request ${i} failed 50 times`);
+            if (attempt >= 50) throw new Error(`request ${i} failed 50 times; A: ${a.stderr()} B: ${b.stderr()}`);
             retries++;
             await sleep(10);
           }
@@ -93,12 +93,12 @@ describe('--reuse-port: two processes, one stopped mid-traffic', () => {
       expect(wrong).toEqual([]);
       expect(answered).toBe(total);
       // Both had taken a share before the stop (the kernel spreads by the client's port).
-      expect(acceptedAtStop[0]).toBeGreaterThan(0);
-      expect(acceptedAtStop[1]).toBeGreaterThan(0);
+      expect(acceptedAtStop[0], 'connections A had accepted').toBeGreaterThan(0);
+      expect(acceptedAtStop[1], 'connections B had accepted').toBeGreaterThan(0);
       // The stopped one drained and exited cleanly; the other took the rest, and serves on alone.
-      expect(await stopped).toBe(0);
+      expect(await stopped, `A's exit code; its stderr: ${a.stderr()}`).toBe(0);
       expect(await accepted(b)).toBeGreaterThan(acceptedAtStop[1]);
-      for (let i = 0; i < 20; i++) expect(await once(port, `after ${i}\n`)).toBe(`after ${i}\n`);
+      for (let i = 0; i < 20; i++) expect(await once(port, `after ${i}\n`), `B's stderr: ${b.stderr()}`).toBe(`after ${i}\n`);
       // Not asserted (the kernel decides): how many connections were reset in A's queue and retried.
       if (process.env.DEBUG_TESTS) console.log(`retries: ${retries}`);
     } finally {
