@@ -56,7 +56,7 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   labelled('tcpmod_module_faults_total', 'Module faults, by kind', 'kind', () => s().moduleFaults);
   gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
-  labelled('tcpmod_connections_refused_total', 'Connections accepted and closed at once: over the connection limit (limit), out of descriptors (fd)', 'reason', () => s().connectionsRefused);
+  labelled('tcpmod_connections_refused_total', 'Connections accepted and closed at once: over the connection limit (limit), out of descriptors (fd), without a valid PROXY protocol header (proxy)', 'reason', () => s().connectionsRefused);
   gauge('tcpmod_max_connections', 'The connection limit in force', () => s().maxConnections);
   gauge('tcpmod_output_queued_bytes', 'Bytes waiting in connections\' output queues (queued send mode)', () => s().outputQueuedBytes);
   gauge('tcpmod_input_buffered_bytes', 'Bytes of unconsumed input the server holds for its connections', () => s().inputBufferedBytes);

@@ -75,6 +75,10 @@ export const OPTIONS = {
     flag: '--reuse-port', kind: { type: 'flag' },
     help: 'set SO_REUSEPORT: several tcpmod processes share the port and the kernel spreads connections across them',
   },
+  proxyProtocol: {
+    flag: '--proxy-protocol', arg: '<version>', kind: { type: 'choice', choices: ['off', 'v1', 'v2', 'any'] }, default: 'off',
+    help: 'every connection starts with a PROXY protocol header (from a load balancer such as HAProxy): it is stripped, and the client it names is what tcpmod.peer_addr reports; a connection without a valid one is closed (refused, reason proxy)',
+  },
   threads: { flag: '--threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, help: 'fixed number of worker threads (sets min and max)' },
   minThreads: { flag: '--min-threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS }, defaultNote: 'CPUs', help: 'workers kept even when idle' },
   maxThreads: {
@@ -107,7 +111,7 @@ export const OPTIONS = {
   },
   frameTimeout: {
     flag: '--frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '30s',
-    help: 'a connection whose module has left input unconsumed (an incomplete frame, or a TLS handshake) this long is closed (reason 7)',
+    help: 'a connection whose module has left input unconsumed (an incomplete frame, a TLS handshake, a PROXY header) this long is closed (reason 7)',
   },
   maxConnections: {
     flag: '--max-connections', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 },
@@ -209,6 +213,8 @@ export interface ResolvedOptions {
   host: string;
   port: number;
   reusePort: boolean;
+  /** The PROXY protocol versions a connection must start with ('off': none expected). */
+  proxyProtocol: 'off' | 'v1' | 'v2' | 'any';
   backlog: number;
   minThreads: number;
   maxThreads: number;
@@ -418,6 +424,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     host: pick('host'),
     port: pick('port'),
     reusePort: set.reusePort ?? false,
+    proxyProtocol: pick('proxyProtocol'),
     backlog: pick('backlog'),
     minThreads: min,
     maxThreads: max,

@@ -41,7 +41,7 @@ export interface ServerStats {
   /** More than 20 module faults within the last 10 s. */
   moduleFaultStorm: boolean;
   instancesCreated: number;
-  /** Connections accepted and closed at once: over maxConnections (limit), out of descriptors (fd). */
+  /** Connections accepted and closed at once: over maxConnections (limit), out of descriptors (fd), no valid PROXY header (proxy). */
   connectionsRefused: Record<string, number>;
   /** The connection limit in force (maxConnections, or its default from the descriptor limit). */
   maxConnections: number;
@@ -69,6 +69,9 @@ export interface CloseOptions {
 }
 
 export { CLOSE_REASONS };
+
+/** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
+const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
 
 /**
  * Queued output above this stops reading a connection's input and calling its
@@ -141,6 +144,7 @@ export class TcpmodServer extends EventEmitter {
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
       check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
+      check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -196,6 +200,7 @@ export class TcpmodServer extends EventEmitter {
         keepalive: o.keepalive,
         logLevel: o.logLevel,
         tls: o.tls !== null,
+        proxy: o.proxyProtocol !== 'off',
         maxConnections: this.maxConnections,
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),

@@ -38,6 +38,7 @@ describe('defaults', () => {
       host: DEFAULTS.host,
       port: DEFAULTS.port,
       reusePort: false,
+      proxyProtocol: 'off',
       backlog: DEFAULTS.backlog,
       minThreads: Math.min(availableParallelism(), 64),
       maxThreads: Math.min(4 * Math.min(availableParallelism(), 64), 64),

@@ -10,7 +10,8 @@
         "src/conn_table.cc",
         "src/kv_store.cc",
         "src/kv_redis.cc",
-        "src/tls.cc"
+        "src/tls.cc",
+        "src/proxy_protocol.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -120,6 +120,14 @@ export interface NativeBinding {
   /** Sends a region in full like send(), through TLS when the connection has it; waited[0] = ms spent waiting. */
   connSend(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number, timeoutMs: number, waited?: Int32Array): number;
   connTlsInfo(fd: number, id: number): ConnTlsInfo | number;
+  /** --proxy-protocol: reads the connection's PROXY header, never past it, never waiting. 2 nothing to do (none
+   *  expected, or read before), 1 read in this call (connPeer reports the client it names from now on), 0 incomplete
+   *  (re-arm), -EPROTO not a valid header or cut short, -ENOTCONN closed before its first byte, -errno. */
+  connProxy(fd: number, id: number): number;
+  /** Connections accepted from now on must start with a PROXY header of `versions` (1 v1, 2 v2, 3 either, 0 none). */
+  proxyConfigure(group: number, versions: number): number;
+  /** The PROXY header parser alone (tests): src and dst as IP:PORT, '' when the header names no client (UNKNOWN, LOCAL). */
+  proxyParse(bytes: Uint8Array, versions?: number): { status: 'done' | 'more' | 'bad'; consumed: number; version: number; src: string; dst: string };
   /** Test hook: ids continue from at least `id`; returns the next id. */
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
@@ -159,6 +167,7 @@ export interface NativeBinding {
   readonly DUE_TIMEOUT: number;
   readonly DUE_DRAIN_IDLE: number;
   readonly DUE_HANDSHAKE: number;
+  readonly DUE_PROXY: number;
 
   // TLS contexts (tls.cc): process-wide, shared by every worker; a session keeps its context alive.
   /** Returns a context id (> 0) or a one-line error message. */

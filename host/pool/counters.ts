@@ -26,6 +26,7 @@ export const G = {
   WARNED_FD: 12, // the same for 'out of file descriptors'
   WARNED_BOUND: 13, // the same for 'a memory bound closed connections'
   WARNED_SEND_TIMEOUT: 14, // the same for 'send timeout'
+  WARNED_PROXY: 15, // the same for 'no valid PROXY protocol header'
 } as const;
 const GLOBAL_CELLS = 16;
 
@@ -51,8 +52,12 @@ export const TLS_FAILURES = ['protocol', 'version', 'certificate', 'alpn', 'time
 /** Upper bounds (seconds) of the TLS handshake time histogram; one more cell counts the rest (+Inf). */
 export const TLS_HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
 
-/** Why a connection was refused at accept (tcpmod_connections_refused_total{reason}). */
-export const REFUSED_REASONS = ['limit', 'fd'] as const;
+/**
+ * Why a connection was refused at accept (tcpmod_connections_refused_total{reason}). proxy: it did not
+ * start with a valid PROXY protocol header in time (--proxy-protocol); it is also counted closed
+ * (socket_error, timeout, or shutdown), since it was accepted and entered the table.
+ */
+export const REFUSED_REASONS = ['limit', 'fd', 'proxy'] as const;
 
 /** Why a call to the Redis-backed store returned -3 (tcpmod_kv_errors_total{kind}); kv_redis.cc counts in this order. */
 export const KV_ERROR_KINDS = ['connect', 'timeout', 'closed', 'protocol', 'error', 'backoff'] as const;

@@ -19,6 +19,8 @@ export interface WorkerConfig {
   logLevel: string;
   /** Connections speak TLS (the context in use is the G.TLS_CTX cell). */
   tls: boolean;
+  /** Every connection starts with a PROXY protocol header, read before anything else (the group knows which versions). */
+  proxy: boolean;
   /** Connections beyond this are accepted and closed at once. */
   maxConnections: number;
   /** queued: output waits in the connection's native queue; blocking: the worker waits (up to sendTimeoutMs). */

@@ -19,6 +19,7 @@ export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
 /** A new connection is in epoll before on_open, but reports only errors until its first re-arm. */
 const OPENING_EVENTS = C.EPOLLET | C.EPOLLONESHOT;
 export const LISTEN_EVENTS = C.EPOLLIN | C.EPOLLONESHOT;
+const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
 
 export interface LoopHooks {
   /** Makes an instance of the module whose imports call these hooks. */
@@ -120,17 +121,19 @@ export class EventLoop implements Transport {
       if (due & native.DUE_CLOSING) return this.finishQueued(fd, id, due);
       if (due & native.DUE_OVERFLOW) {
         this.warnOnce(G.WARNED_BOUND, 'a memory bound was passed: closing the connections that hold most (reason overflow)');
-        return due & (native.DUE_HANDSHAKE | native.DUE_OPEN) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
+        return due & (native.DUE_HANDSHAKE | native.DUE_OPEN | native.DUE_PROXY) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
       }
       if (due & native.DUE_SEND_TIMEOUT) {
         this.warnOnce(G.WARNED_SEND_TIMEOUT, 'send timeout: closing connections whose clients stopped reading');
         return this.close(fd, id, CloseReason.SEND_TIMEOUT);
       }
-      const unopened = (due & (native.DUE_HANDSHAKE | native.DUE_OPEN)) !== 0; // the module has not met it: no on_close
+      const unopened = (due & (native.DUE_HANDSHAKE | native.DUE_OPEN | native.DUE_PROXY)) !== 0; // the module has not met it: no on_close
       if (due & (native.DUE_TIMEOUT | native.DUE_DRAIN_IDLE)) {
         const reason = due & native.DUE_TIMEOUT ? CloseReason.TIMEOUT : CloseReason.SHUTDOWN;
+        if (due & native.DUE_PROXY && reason === CloseReason.TIMEOUT) this.refusedProxy();
         return unopened ? this.drop(fd, id, reason) : this.close(fd, id, reason);
       }
+      if (due & native.DUE_PROXY) return this.proxied(fd, id, native.connProxy(fd, id));
       // A connection whose acceptor died before opening it: open it here.
       if (due & native.DUE_OPEN) return this.open(fd, id);
       if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
@@ -262,8 +265,36 @@ export class EventLoop implements Transport {
     }
     native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, 1);
     if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', moduleConnId(id), 0);
+    if (this.cfg.proxy) this.proxied(fd, id, native.connProxy(fd, id));
+    else this.afterProxy(fd, id);
+  }
+
+  /** Where a connection goes once its PROXY header, if any, is read: the TLS handshake where there is one, then on_open. */
+  private afterProxy(fd: number, id: number): void {
     if (this.tls) this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
     else this.open(fd, id);
+  }
+
+  /**
+   * After a PROXY header step (connProxy's result): once it is read the
+   * connection goes on as if just accepted; while it is incomplete the
+   * connection waits (the frame timeout bounds it, no worker does); a
+   * connection that is not the balancer's (no valid header) is closed without
+   * the module ever seeing it, and counted as refused (reason proxy).
+   */
+  private proxied(fd: number, id: number, rc: number): void {
+    const stopping = this.ctr.get(G.FORCED);
+    if (rc >= 1 && !stopping) return this.afterProxy(fd, id);
+    if (rc === 0 && !stopping && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    if (stopping) return this.drop(fd, id, CloseReason.SHUTDOWN);
+    // Closed before its first byte (a TCP health check): the peer closed, nothing was refused.
+    if (rc === ENOTCONN) return this.drop(fd, id, CloseReason.PEER);
+    if (rc === EPROTO) this.refusedProxy();
+    this.drop(fd, id, CloseReason.SOCKET_ERROR);
+  }
+
+  private refusedProxy(): void {
+    this.refused(REFUSED_PROXY, G.WARNED_PROXY, 'a connection did not start with a valid PROXY protocol header in time: closing it (--proxy-protocol)');
   }
 
   /**
@@ -298,7 +329,7 @@ export class EventLoop implements Transport {
     this.drop(fd, id, reason);
   }
 
-  /** Closes a connection the module has not met (a TLS handshake that did not complete): no on_close. */
+  /** Closes a connection the module has not met (a PROXY header or TLS handshake that did not complete): no on_close. */
   private drop(fd: number, id: number, reason: number): void {
     finishConnection(fd, id, reason, this.closeCount);
   }

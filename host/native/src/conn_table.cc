@@ -40,6 +40,7 @@
 #include <sys/timerfd.h>
 
 #include "args.h"
+#include "proxy_protocol.h"
 #include "sockets.h"
 #include "tls.h"
 
@@ -93,6 +94,11 @@ struct Conn {
   // that dies holding connections it accepted but had not opened yet leaves
   // them to be opened by another worker instead of closed.
   bool opened = false;
+  // --proxy-protocol: the header has not been read yet (the module, and a TLS
+  // handshake, wait for it), and the client it named (family 0: none, the
+  // socket's own peer stands).
+  bool proxy_wait = false;
+  ProxyHeader proxied;
   struct Group* grp = nullptr;
 };
 
@@ -110,6 +116,7 @@ struct Group {
   int64_t read_timeout = 0, frame_timeout = 0;
   int64_t drain_start = 0, drain_grace = 0;
   int timers = 0;  // connections with a module timer armed
+  unsigned proxy_versions = 0;  // PROXY protocol versions every connection must start with (0: off)
   // Output and input memory (queued mode): per-connection and server-wide bounds, totals.
   bool queued = false;
   int64_t send_timeout = 0;
@@ -272,6 +279,16 @@ void MarkDue(Group& g, Conn* c, int fd, uint32_t bits) {
   if (g.due_count++ == 0) PokeDue(g);
 }
 
+// Where the connection is in its life, for its next claimer (kDue* bits that
+// are not due times). A PROXY header comes first on the wire, before any TLS
+// handshake, so while it is awaited nothing else applies.
+uint32_t PhaseBits(const Conn* c) {
+  if (c->proxy_wait) return kDueProxy;
+  bool shaking = c->tls != nullptr && !c->handshaken;
+  return (shaking ? static_cast<uint32_t>(kDueHandshake) : 0u) | (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u) |
+         (c->kind == kKindConn && !c->opened && !shaking ? static_cast<uint32_t>(kDueOpen) : 0u);
+}
+
 // Marks the largest holders of input (or queued output) of g, armed or not,
 // for closing (kDueOverflow) until the total would be back under `max`: the
 // server sheds the connections that cost most, never itself. At most one scan
@@ -393,6 +410,10 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
       c->grp = GroupOf(c->group);
       c->last_input = NowMs();
       if (c->tls != nullptr) c->frame_since = c->last_input.load();  // a handshake is a frame in progress
+      if (c->grp && c->grp->proxy_versions) {
+        c->proxy_wait = true;
+        c->frame_since = c->last_input.load();  // and so is a PROXY header
+      }
       if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
     }
   }
@@ -659,26 +680,112 @@ Napi::Value ConnTlsInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// connPeer(fd, id) -> "IP:PORT" | "[IPv6]:PORT" | -errno: the client's address (getpeername).
+// connPeer(fd, id) -> "IP:PORT" | "[IPv6]:PORT" | -errno: the client's address: the one a PROXY
+// header named (--proxy-protocol), else the socket's peer (getpeername).
 Napi::Value ConnPeer(const Napi::CallbackInfo& info) {
   int64_t fd, id;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
-  if (Find(fd, id) == nullptr) return Num(info, -EBADF);
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  // Behind a balancer speaking the PROXY protocol, the client is the one its header named.
+  const ProxyHeader& h = c->proxied;
+  if (h.family) return Napi::String::New(info.Env(), FormatAddress(h.family, h.src, h.src_port));
   sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) < 0) return Num(info, -errno);
-  char text[INET6_ADDRSTRLEN] = {0};
   std::string out;
   if (ss.ss_family == AF_INET6) {
     auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
-    out = std::string("[") + text + "]:" + std::to_string(ntohs(v6->sin6_port));
+    out = FormatAddress(AF_INET6, v6->sin6_addr.s6_addr, ntohs(v6->sin6_port));
   } else {
     auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
-    out = std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+    out = FormatAddress(AF_INET, reinterpret_cast<const uint8_t*>(&v4->sin_addr), ntohs(v4->sin_port));
   }
   return Napi::String::New(info.Env(), out);
+}
+
+// connProxy(fd, id) -> 2 nothing to do (no header expected, or read before) |
+// 1 the PROXY header was read in this call | 0 it is not complete (re-arm) |
+// -EPROTO not a valid header (or cut short by the peer's close) | -ENOTCONN the
+// peer closed before sending a byte | -errno. Never waits.
+//
+// Never reads past the header: what follows belongs to the module, or to the
+// TLS handshake, which reads the socket itself. So the socket is peeked, and
+// only the header's bytes are taken: all of what was peeked while the header
+// is incomplete (a valid prefix is all header; taking it keeps the socket from
+// reporting the same bytes again), exactly its end once complete. The bytes
+// taken so far wait in the carry-over, which is empty until the module runs.
+Napi::Value ConnProxy(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr || c->grp == nullptr) return Num(info, -EBADF);
+  if (!c->proxy_wait) return Num(info, 2);
+  uint8_t buf[kProxyMax];
+  const size_t have = c->pending.size();  // below kProxyMax: a longer prefix parses as bad
+  std::memcpy(buf, c->pending.data(), have);
+  ssize_t n;
+  do n = recv(static_cast<int>(fd), buf + have, sizeof(buf) - have, MSG_PEEK); while (n < 0 && errno == EINTR);
+  if (n < 0) return Num(info, errno == EAGAIN ? 0 : -errno);
+  if (n == 0) return Num(info, have ? -EPROTO : -ENOTCONN);
+  c->last_input = NowMs();
+  ProxyHeader h;
+  int rc = ProxyParse(buf, have + static_cast<size_t>(n), c->grp->proxy_versions, &h);
+  if (rc == kProxyBad) return Num(info, -EPROTO);
+  // Takes the header's bytes just peeked off the socket: all of them while it is incomplete, up to its end once complete.
+  size_t take = rc == kProxyMore ? static_cast<size_t>(n) : static_cast<size_t>(rc) - have;
+  ssize_t got;
+  do got = recv(static_cast<int>(fd), buf + have, take, 0); while (got < 0 && errno == EINTR);
+  if (got != static_cast<ssize_t>(take)) return Num(info, got < 0 ? -errno : -EPROTO);
+  if (rc == kProxyMore) {
+    c->pending.insert(c->pending.end(), buf + have, buf + have + take);
+    AccountInput(c, static_cast<int64_t>(take));
+    return Num(info, 0);
+  }
+  AccountInput(c, -static_cast<int64_t>(have));
+  c->pending.clear();
+  std::lock_guard<std::mutex> lock(table_mu);
+  c->proxied = h;
+  c->proxy_wait = false;
+  if (c->tls == nullptr) c->frame_since = 0;  // with TLS, the handshake's frame goes on
+  return Num(info, 1);
+}
+
+// proxyConfigure(group, versions) -> 0 | -EBADF: connections accepted from now
+// on must start with a PROXY header of one of `versions` (1 v1, 2 v2, 3 either; 0 none).
+Napi::Value ProxyConfigure(const Napi::CallbackInfo& info) {
+  int64_t group, versions;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &versions)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  g->proxy_versions = static_cast<unsigned>(versions) & kProxyAny;
+  return Num(info, 0);
+}
+
+// proxyParse(bytes, versions = 3) -> { status: 'done' | 'more' | 'bad', consumed, version, src, dst }:
+// the parser alone, for tests. src and dst are "IP:PORT" text, '' when the header names no client.
+Napi::Value ProxyParseExport(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t len;
+  int64_t versions = kProxyAny;
+  if (info.Length() < 1 || !info[0].IsTypedArray()) {
+    Napi::TypeError::New(info.Env(), "bytes must be a Uint8Array").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  auto bytes = info[0].As<Napi::Uint8Array>();
+  p = bytes.Data();
+  len = bytes.ByteLength();
+  if (info.Length() > 1 && !info[1].IsUndefined() && !ArgInt(info, 1, &versions)) return info.Env().Undefined();
+  ProxyHeader h;
+  int rc = ProxyParse(p, len, static_cast<unsigned>(versions), &h);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("status", rc > 0 ? "done" : rc == kProxyMore ? "more" : "bad");
+  out.Set("consumed", static_cast<double>(rc > 0 ? rc : 0));
+  out.Set("version", static_cast<double>(rc > 0 ? h.version : 0));
+  out.Set("src", rc > 0 && h.family ? FormatAddress(h.family, h.src, h.src_port) : std::string());
+  out.Set("dst", rc > 0 && h.family ? FormatAddress(h.family, h.dst, h.dst_port) : std::string());
+  return out;
 }
 
 // connShutdown(fd, id, how) -> 0 | -EBADF | -errno. Safe from any thread: the
@@ -983,10 +1090,7 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   int free_ = 0;
   if (!c->holder.compare_exchange_strong(free_, holder)) return false;
   *id = static_cast<double>(c->id);
-  bool shaking = c->tls != nullptr && !c->handshaken;
-  *due = c->due | (shaking ? static_cast<uint32_t>(kDueHandshake) : 0u) |
-         (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u) |
-         (c->kind == kKindConn && !c->opened && !shaking ? static_cast<uint32_t>(kDueOpen) : 0u);
+  *due = c->due | PhaseBits(c);
   c->due = 0;
   return true;
 }
@@ -1005,10 +1109,7 @@ bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
       if (c == nullptr || c->due == 0) continue;  // closed, or its mark was taken with an event
       int free_ = 0;
       if (!c->holder.compare_exchange_strong(free_, holder)) continue;  // its holder's re-arm queues it again
-      bool shaking = c->tls != nullptr && !c->handshaken;
-      *due = c->due | (shaking ? static_cast<uint32_t>(kDueHandshake) : 0u) |
-             (c->closing ? static_cast<uint32_t>(kDueClosing) : 0u) |
-             (c->kind == kKindConn && !c->opened && !shaking ? static_cast<uint32_t>(kDueOpen) : 0u);
+      *due = c->due | PhaseBits(c);
       c->due = 0;
       *fd = f;
       *id = static_cast<double>(c->id);
@@ -1070,6 +1171,10 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connShutdown", Napi::Function::New(env, ConnShutdown, "connShutdown"));
   exports.Set("connPeer", Napi::Function::New(env, ConnPeer, "connPeer"));
   exports.Set("connHandshake", Napi::Function::New(env, ConnHandshake, "connHandshake"));
+  exports.Set("connProxy", Napi::Function::New(env, ConnProxy, "connProxy"));
+  exports.Set("proxyConfigure", Napi::Function::New(env, ProxyConfigure, "proxyConfigure"));
+  exports.Set("proxyParse", Napi::Function::New(env, ProxyParseExport, "proxyParse"));
+  exports.Set("DUE_PROXY", Napi::Number::New(env, kDueProxy));
   exports.Set("connSend", Napi::Function::New(env, ConnSend, "connSend"));
   exports.Set("connTlsInfo", Napi::Function::New(env, ConnTlsInfo, "connTlsInfo"));
   exports.Set("connShutdownGroup", Napi::Function::New(env, ConnShutdownGroup, "connShutdownGroup"));
