@@ -101,8 +101,8 @@ describe('a module project that depends on tcpmod', () => {
     expect(r.code, explain('npx tcpmod build assembly/bad.ts', r)).toBe(1);
     const problems = r.stderr.split('\n').filter((l) => l.startsWith('  - '));
     expect(problems).toEqual(expect.arrayContaining([
-      '  - missing export tcpmod_abi_v1 () -> ()',
-      '  - missing export tcpmod_io_desc () -> i32',
+      expect.stringMatching(/^ {2}- missing export tcpmod_abi_v1 \(\) -> \(\); fix: /),
+      expect.stringMatching(/^ {2}- missing export tcpmod_io_desc \(\) -> i32; fix: /),
       '  - export tcpmod_on_data has signature () -> (); ABI v1 says (i32, i32, i32) -> i32',
     ]));
   }, 180_000);
