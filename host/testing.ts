@@ -11,7 +11,7 @@ import { CLOSE_REASONS } from './module/abi.js';
 import type { ModuleFault } from './module/errors.js';
 import type { ModuleInstance } from './module/instance.js';
 import type { CompileOptions } from './module/load.js';
-import { loadModule, type TestConn, type TestModule } from './testing/module.js';
+import { openModule, type TestConn, type TestModule } from './testing/module.js';
 
 export {
   loadModule, TestModule, TestConn, TestClock,
@@ -112,9 +112,9 @@ export class Harness {
   }
 }
 
-/** @deprecated Use loadModule; this one uses the process store, as the old harness did. */
+/** @deprecated Use loadModule; this one uses the process store and a clock that follows the wall clock, as the old harness did. */
 export async function loadHarness(file: string, opts: CompileOptions = {}): Promise<Harness> {
-  return new Harness(await loadModule(file, { memoryCap: opts.memoryCap, config: opts.config, store: 'process' }));
+  return new Harness(await openModule(file, { memoryCap: opts.memoryCap, config: opts.config, store: 'process' }, true));
 }
 
 /** @deprecated Use TestConn.sendInPieces. Feeds `input` to a fresh connection cut at `cuts`; returns everything it sent. */

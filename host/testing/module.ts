@@ -67,8 +67,13 @@ export interface SendOptions {
 }
 
 export interface PiecesOptions extends SendOptions {
-  /** 'every' (default): every two-piece cut, then one-byte pieces. 'random': `count` runs cut at random offsets drawn from `seed`. */
-  at?: 'every' | 'random';
+  /**
+   * 'every' (default): every two-piece cut, then one-byte pieces. 'random':
+   * `count` runs cut at random offsets drawn from `seed`. An array: the cut
+   * offsets of one split (ascending, inside the input), e.g. to replay the
+   * split an error named.
+   */
+  at?: 'every' | 'random' | readonly number[];
   /** With 'random': the seed of the cuts (default 1); an error names it, and the same seed cuts the same way. */
   seed?: number;
   /** With 'random': how many random splits to try after the whole input (default 100). */
@@ -103,6 +108,12 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 function result(output: Uint8Array, closed: number | null, fault: ModuleFault | null): SendResult {
   return { output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault };
+}
+
+/** A time the fake clock may be set to: any number (ms since the epoch). */
+function clockValue(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw new OptionError(name, `must be a number of ms since the epoch, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function unknownKeys(opts: object, known: Set<string>, what: string): void {
@@ -183,16 +194,18 @@ export class TestConn {
     const data = asBytes(input, 'input');
     unknownKeys(opts, PIECES_KEYS, 'sendInPieces');
     const at = opts.at ?? 'every';
-    if (at !== 'every' && at !== 'random') throw new OptionError('at', `must be 'every' or 'random', got ${JSON.stringify(at)}`);
+    const explicit = Array.isArray(at) ? [...(at as readonly unknown[])] : null;
+    if (explicit ? !isCutList(explicit, data.length) : at !== 'every' && at !== 'random')
+      throw new OptionError('at', `must be 'every', 'random' or ascending cut offsets from 1 to ${data.length - 1}, got ${JSON.stringify(at)}`);
     if (opts.seed !== undefined && !Number.isSafeInteger(opts.seed)) throw new OptionError('seed', `must be an integer, got ${JSON.stringify(opts.seed)}`);
     if (opts.count !== undefined && (!Number.isSafeInteger(opts.count) || opts.count < 1))
       throw new OptionError('count', `must be an integer of at least 1, got ${JSON.stringify(opts.count)}`);
-    if (at === 'every' && (opts.seed !== undefined || opts.count !== undefined))
+    if (at !== 'random' && (opts.seed !== undefined || opts.count !== undefined))
       throw new OptionError(opts.seed !== undefined ? 'seed' : 'count', "only applies with at: 'random'");
     if (this.sent || this.reason !== null)
       throw new Error(`sendInPieces needs a connection that has been sent nothing yet (connection ${this.id} has ${this.reason !== null ? 'closed' : 'been sent input'})`);
     const seed = at === 'random' ? (opts.seed ?? 1) : null;
-    const plans = seed === null ? splitPlans(data.length) : randomPlans(data.length, seed, opts.count ?? 100);
+    const plans = explicit ? [[], explicit as number[]] : seed === null ? splitPlans(data.length) : randomPlans(data.length, seed, opts.count ?? 100);
     const m = this.module;
     const restoreBefore = m.ownKv?.snapshot();
     const whole = this.send(data, { eof: opts.eof });
@@ -272,21 +285,38 @@ export class TestConn {
 
 /** The fake clock of a loaded module: tcpmod.now_ms reads it; module timers run on it. */
 export class TestClock {
-  private t: number;
+  /** What the clock adds to its source. */
+  private offset = 0;
 
-  /** @internal */
-  constructor(start: number, private readonly fire: (until: number) => TimerFiring[]) {
-    this.t = start;
+  /**
+   * @internal `start` is where a fake clock starts; null makes a clock that
+   * follows the wall clock (the deprecated Harness's), plus what advance() added.
+   */
+  constructor(start: number | null, private readonly fire: (until: number) => TimerFiring[]) {
+    this.source = start === null ? () => Date.now() : () => start;
   }
 
-  /** What tcpmod.now_ms returns now, in ms since the epoch. It moves only by advance(). */
+  private source: () => number;
+
+  /** What tcpmod.now_ms returns now, in ms since the epoch. It moves only by advance() and set(). */
   get now(): number {
-    return this.t;
+    return this.source() + this.offset;
+  }
+
+  /**
+   * Sets the clock to `ms`, forward or back, firing nothing (armed timers keep
+   * their due times). For tests of how a module takes a clock it does not
+   * expect: any number is allowed, NaN and negatives too, though a server's
+   * clock never gives them.
+   */
+  set(ms: number): void {
+    this.offset = clockValue('set(ms): ms', ms) - this.source();
   }
 
   /** @internal Moves the clock to `t` (never back). */
   moveTo(t: number): void {
-    if (t > this.t) this.t = t;
+    const now = this.now;
+    if (t > now) this.offset += t - now;
   }
 
   /**
@@ -297,7 +327,16 @@ export class TestClock {
    */
   advance(ms: number): TimerFiring[] {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new RangeError(`advance(ms): ms must be a finite number of at least 0, got ${ms}`);
-    return this.fire(this.t + ms);
+    // A wall clock stands still while timers fire, then goes on from where advance left it.
+    const live = this.source;
+    const frozen = live();
+    this.source = () => frozen;
+    try {
+      return this.fire(this.now + ms);
+    } finally {
+      this.offset += frozen - live();
+      this.source = live;
+    }
   }
 }
 
@@ -325,7 +364,7 @@ export class TestModule implements Transport {
   private nextId = 1;
 
   /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
-  constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
+  constructor(readonly compiled: CompiledModule, now: number | null, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
     this.clock = new TestClock(now, (until) => this.fireUntil(until));
     this.ownKv = kv;
     this.inst = first(this.hooks());
@@ -448,6 +487,11 @@ export class TestModule implements Transport {
   }
 }
 
+/** Cut offsets a test gave: integers, ascending, strictly inside an input of `length` bytes. */
+function isCutList(cuts: unknown[], length: number): boolean {
+  return cuts.every((c, i) => Number.isInteger(c) && (c as number) > (i ? (cuts[i - 1] as number) : 0) && (c as number) < length);
+}
+
 /** The same comparison data from a SendResult. */
 function comparable(r: SendResult): PieceRun {
   return { output: r.output, closed: r.closed, fault: r.fault && { kind: r.fault.kind, message: r.fault.message } };
@@ -469,14 +513,18 @@ function sameRun(a: PieceRun, b: PieceRun, eof: boolean): boolean {
  * messages). Options are checked as `serve` checks its own (an OptionError
  * names the option).
  */
-export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<TestModule> {
+export function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<TestModule> {
+  return openModule(pathOrBytes, opts, false);
+}
+
+/** @internal loadModule; `wallClock` makes the clock follow the wall clock (the deprecated loadHarness's). */
+export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOptions, wallClock: boolean): Promise<TestModule> {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
   unknownKeys(opts, LOAD_KEYS, 'loadModule');
   const memoryCap = opts.memoryCap === undefined ? DEFAULTS.moduleMemory : (parseOptionValue('memoryCap', OPTIONS.moduleMemory.kind, opts.memoryCap) as number);
   const config = opts.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, opts.config) as Uint8Array);
   const kvMaxBytes = opts.kvMaxBytes === undefined ? DEFAULTS.kvMaxBytes : (parseOptionValue('kvMaxBytes', OPTIONS.kvMaxBytes.kind, opts.kvMaxBytes) as number);
-  if (opts.now !== undefined && (typeof opts.now !== 'number' || !Number.isFinite(opts.now) || opts.now < 0))
-    throw new OptionError('now', `must be a finite number of ms since the epoch (at least 0), got ${JSON.stringify(opts.now)}`);
+  const now = opts.now === undefined ? (wallClock ? null : Date.now()) : clockValue('now', opts.now);
   const store = opts.store ?? 'own';
   if (store !== 'own' && store !== 'process') throw new OptionError('store', `must be 'own' or 'process', got ${JSON.stringify(store)}`);
   if (store === 'process' && opts.kvMaxBytes !== undefined) throw new OptionError('kvMaxBytes', "does not apply with store: 'process' (the server's store has its own budget)");
@@ -484,5 +532,5 @@ export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOpt
   if (typeof pathOrBytes === 'string') compiled = await compileModule(pathOrBytes, { memoryCap, config });
   else if (pathOrBytes instanceof Uint8Array) compiled = await compileBytes(BYTES_NAME, pathOrBytes.slice(), { memoryCap, config });
   else throw new TypeError(`loadModule needs a file path or the module's bytes (a Uint8Array), got ${typeof pathOrBytes}`);
-  return new TestModule(compiled, opts.now ?? Date.now(), store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
+  return new TestModule(compiled, now, store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
 }
