@@ -178,17 +178,21 @@ export class TestConn {
   }
 
   /**
-   * Sends `input` on fresh connections cut in many ways — at every byte
-   * boundary (every two-piece split, then one-byte pieces) or at random seeded
-   * cuts — and checks that every split gives what the whole input gives: the
+   * Sends `input` cut in many ways — at every byte boundary (every two-piece
+   * split, then one-byte pieces), at random seeded cuts, or at the offsets
+   * given — and checks that every split gives what the whole input gives: the
    * same output, close reason and fault. This connection takes the whole input
-   * (it must not have been sent anything yet); the result is that of the whole
-   * input, as `send` would return it. Before each split the module's store is
-   * put back as it was, and afterwards the store, logs and faults are as the
-   * whole input left them. Throws a SplitMismatchError naming the cut offsets
-   * (and the seed) and showing both results when two splits disagree. With
-   * `eof`, closing as 'peer' or 'module' counts as the same: whether the
-   * module's CLOSE comes in the call that carries EOF depends on the cuts.
+   * (it must not have been sent anything yet) and the result is what `send`
+   * would return. The comparison runs beside it: the whole input and each
+   * split go to a connection with this one's id on a second instance of the
+   * module (as on another worker of a server; each of these connections is
+   * closed before the next opens), each starting from the store as it was, at
+   * the same time on the clock. Afterwards the store, logs and
+   * faults are as the whole input on this connection left them. Throws a
+   * SplitMismatchError naming the cut offsets (and the seed) and showing both
+   * results when a split disagrees with the whole. With `eof`, closing as
+   * 'peer' or 'module' counts as the same: whether the module's CLOSE comes in
+   * the call that carries EOF depends on the cuts.
    */
   sendInPieces(input: Uint8Array | string, opts: PiecesOptions = {}): SendResult {
     const data = asBytes(input, 'input');
@@ -212,12 +216,13 @@ export class TestConn {
     const restoreAfter = m.ownKv?.snapshot();
     const logs = m.logs.length;
     const faults = m.faults.length;
-    const expected = comparable(whole);
     try {
-      for (const cuts of plans.slice(1)) {
+      let expected: PieceRun | null = null;
+      for (const cuts of plans) {
         restoreBefore?.();
-        const actual = m.runCut(data, cuts, opts.eof === true);
-        if (!sameRun(expected, actual, opts.eof === true)) throw new SplitMismatchError(cuts, expected, actual, data.length, seed);
+        const actual = m.runCut(this.id, data, cuts, opts.eof === true);
+        if (expected === null) expected = actual;
+        else if (!sameRun(expected, actual, opts.eof === true)) throw new SplitMismatchError(cuts, expected, actual, data.length, seed);
       }
     } finally {
       restoreAfter?.();
@@ -359,6 +364,8 @@ export class TestModule implements Transport {
   /** @internal Called with every log line as the module gave it (the deprecated Harness keeps numeric levels). */
   onLog: ((level: number, message: string, conn: number) => void) | null = null;
   private inst: ModuleInstance;
+  /** The instance sendInPieces compares splits on, as another worker of a server; made when first needed. */
+  private side: ModuleInstance | null = null;
   private readonly conns = new Set<TestConn>();
   private current: TestConn | null = null;
   private nextId = 1;
@@ -388,9 +395,13 @@ export class TestModule implements Transport {
 
   /** Opens a connection: runs tcpmod_on_open with a zeroed state slot; its result is `c.opened`. */
   connect(): TestConn {
+    return this.open(this.nextId++);
+  }
+
+  private open(id: number): TestConn {
     const d = this.inst.desc;
     if (d.stateSize) new Uint8Array(this.inst.buffer, d.statePtr, d.stateSize).fill(0);
-    return new TestConn(this, this.nextId++);
+    return new TestConn(this, id);
   }
 
   /** @internal Runs `fn` (callbacks of `conn`), then gathers what they sent and how the connection ended up. */
@@ -408,9 +419,23 @@ export class TestModule implements Transport {
     return result(conn.takeOutput(), conn.closedCode === before ? null : conn.closedCode, fault);
   }
 
-  /** @internal One split of sendInPieces: a fresh connection takes `data` cut at `cuts`, then goes away. */
-  runCut(data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
-    const c = this.connect();
+  /**
+   * @internal One run of sendInPieces: connection `id` on the side instance
+   * takes `data` cut at `cuts`, then closes. (The live instance still holds
+   * that connection; a second instance keeps the two apart.)
+   */
+  runCut(id: number, data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
+    const live = this.inst;
+    this.inst = this.side ??= instantiate(this.compiled, this.hooks());
+    try {
+      return this.cut(this.open(id), data, cuts, eof);
+    } finally {
+      this.side = this.inst; // a fault renewed it
+      this.inst = live;
+    }
+  }
+
+  private cut(c: TestConn, data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
     const parts: Uint8Array[] = [];
     let closed: CloseReasonName | null = c.closed;
     let fault: ModuleFault | null = c.opened.fault;

@@ -27,7 +27,7 @@ export function seededRandom(seed: number): () => number {
  * each cuts at up to `maxCuts` distinct offsets strictly inside the input,
  * ascending. Plans that repeat one already made are kept (the draw is what it is).
  */
-export function randomPlans(length: number, seed: number, count: number, maxCuts = 64): number[][] {
+export function randomPlans(length: number, seed: number, count: number, maxCuts = 256): number[][] {
   const rand = seededRandom(seed);
   const plans: number[][] = [[]];
   for (let i = 0; i < count; i++) {
