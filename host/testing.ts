@@ -11,10 +11,10 @@ import { CLOSE_REASONS } from './module/abi.js';
 import type { ModuleFault } from './module/errors.js';
 import type { ModuleInstance } from './module/instance.js';
 import type { CompileOptions } from './module/load.js';
-import { openModule, type TestConn, type TestModule } from './testing/module.js';
+import { openModule, type TestConn, type LoadedModule } from './testing/module.js';
 
 export {
-  loadModule, TestModule, TestConn, TestClock,
+  loadModule, LoadedModule, TestConn, TestClock,
   type LoadOptions, type SendOptions, type PiecesOptions, type SendResult, type TimerFiring, type LogLine, type LogLevelName, type CloseReasonName,
 } from './testing/module.js';
 export { ModuleKv, type KvBytes } from './testing/kv.js';
@@ -54,7 +54,7 @@ export class HarnessConn {
   }
 }
 
-/** @deprecated Use TestModule (loadModule). Uses the process store, as it always did. */
+/** @deprecated Use LoadedModule (loadModule). Uses the process store, as it always did. */
 export class Harness {
   /** Log lines with numeric levels, as the old harness kept them. */
   logs: { level: number; message: string; conn: number }[] = [];
@@ -64,7 +64,7 @@ export class Harness {
     advance(ms: number): { conn: HarnessConn; at: number; output: Uint8Array; closed: number | null; fault: ModuleFault | null }[];
   };
 
-  constructor(readonly m: TestModule) {
+  constructor(readonly m: LoadedModule) {
     m.onLog = (level, message, conn) => this.logs.push({ level, message, conn });
     const wrap = (c: TestConn) => this.wrap(c);
     this.clock = {

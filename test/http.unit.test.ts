@@ -8,10 +8,10 @@
 // random/mutated garbage must never fault. The module has a key-value store of
 // its own, cleared before every run that depends on it.
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadModule, splitPlans, type CloseReasonName, type TestModule } from '../host/testing.js';
+import { loadModule, splitPlans, type CloseReasonName, type LoadedModule } from '../host/testing.js';
 import { prng } from './random.js';
 
-let h: TestModule;
+let h: LoadedModule;
 beforeAll(async () => {
   h = await loadModule('build/http.wasm');
 });
@@ -287,8 +287,9 @@ const corpus: Case[] = [
 /** Sends `input` to a fresh connection with an empty store, whole and cut at `cuts` (they must agree); output masked. */
 function run(input: Uint8Array, cuts: number[] = [], eof = false): { text: string; closed: CloseReasonName | null } {
   h.kv.clear();
-  const r = h.connect().sendInPieces(input, { at: cuts, eof });
-  return { text: masked(r.output), closed: r.closed };
+  const c = h.connect();
+  const output = c.sendInPieces(input, { at: cuts, eof });
+  return { text: masked(output), closed: c.closed };
 }
 
 /** Sends `input` to a fresh connection with an empty store, cut at `cuts`; what that one run gave, output masked. */
@@ -310,8 +311,8 @@ describe('http.wasm request corpus', () => {
     it(`${c.name}: expected answer, identical at every split`, () => {
       const input = bytes(c.input);
       h.kv.clear();
-      const r = h.connect().sendInPieces(input);
-      const whole = { text: masked(r.output), closed: r.closed };
+      const conn = h.connect();
+      const whole = { text: masked(conn.sendInPieces(input)), closed: conn.closed };
       const rs = parseResponses(whole.text, c.heads);
       expect(rs.map((r) => r.status)).toEqual(c.statuses);
       expect(whole.closed).toBe(c.closed);
@@ -349,8 +350,7 @@ describe('http.wasm beyond the corpus', () => {
     const head = bytes(`PUT /kv/mib HTTP/1.1\r\n${HOST}Content-Length: ${value.length}\r\n\r\n`);
     const input = Buffer.concat([head, value, bytes(`GET /kv/mib HTTP/1.1\r\n${HOST}\r\n`)]);
     // The whole input, then 19 seeded random splits that must give the same bytes.
-    const r = h.connect().sendInPieces(input, { at: 'random', seed: 7, count: 19 });
-    const out = Buffer.from(r.output);
+    const out = Buffer.from(h.connect().sendInPieces(input, { at: 'random', seed: 7, count: 19 }));
     const text = out.toString('latin1');
     expect(text.startsWith('HTTP/1.1 201 Created\r\n')).toBe(true);
     const second = text.indexOf('HTTP/1.1 200 OK\r\n');
@@ -399,15 +399,15 @@ describe('http.wasm beyond the corpus', () => {
   it('507 when the store is full', async () => {
     const small = await loadModule('build/http.wasm', { kvMaxBytes: 256 });
     const input = bytes(`PUT /kv/full HTTP/1.1\r\n${HOST}Content-Length: 1000\r\n\r\n${'v'.repeat(1000)}GET / HTTP/1.1\r\n${HOST}\r\n`);
-    const r = small.connect().sendInPieces(input, { at: [] });
-    expect(parseResponses(masked(r.output)).map((x) => x.status)).toEqual([507, 200]);
+    const output = small.connect().sendInPieces(input, { at: [] });
+    expect(parseResponses(masked(output)).map((x) => x.status)).toEqual([507, 200]);
     expect(small.kv.size).toBe(0);
   });
 
   it('500 for a stored value larger than the 1 MiB read buffer', () => {
     h.kv.set('huge', new Uint8Array((1 << 20) + 1));
-    const r = h.connect().sendInPieces(bytes(`GET /kv/huge HTTP/1.1\r\n${HOST}\r\nHEAD /kv/huge HTTP/1.1\r\n${HOST}\r\n`), { at: [] });
-    expect(parseResponses(masked(r.output), [false, true]).map((x) => x.status)).toEqual([500, 500]);
+    const output = h.connect().sendInPieces(bytes(`GET /kv/huge HTTP/1.1\r\n${HOST}\r\nHEAD /kv/huge HTTP/1.1\r\n${HOST}\r\n`), { at: [] });
+    expect(parseResponses(masked(output), [false, true]).map((x) => x.status)).toEqual([500, 500]);
   });
 
   it('Date is right across calendar edge cases, and changes only with the second', () => {
@@ -504,7 +504,7 @@ describe('http.wasm robustness', () => {
           // The whole input, then one random split (its seed drawn from the test's): they must agree.
           // (Whether a CLOSE comes in the call that carries EOF, reason peer, or an earlier one,
           // reason module, depends on the cuts: sendInPieces counts the two alike when eof is set.)
-          whole = masked(h.connect().sendInPieces(input, { at: 'random', seed: Math.floor(rand() * 2 ** 31), count: 1, eof }).output);
+          whole = masked(h.connect().sendInPieces(input, { at: 'random', seed: Math.floor(rand() * 2 ** 31), count: 1, eof }));
         } catch (e) {
           throw new Error(`case ${i}: ${JSON.stringify(latin1(input))}: ${(e as Error).message}`);
         }

@@ -6,10 +6,10 @@
 // to end, test/fixtures/counter.wat increments one key from many connections
 // across several workers of a real server.
 import { createConnection } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
-import { loadModule, type TestConn, type TestModule } from '../host/testing.js';
+import { loadModule, type TestConn, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 const OUT = 8196; // where kv.wat has the host write values (its out region + 4)
@@ -34,7 +34,7 @@ function i64(n: bigint): Buffer {
 /** One connection of kv.wat, with a method per host function. */
 class Kv {
   conn: TestConn;
-  constructor(readonly m: TestModule) {
+  constructor(readonly m: LoadedModule) {
     this.conn = m.connect();
   }
   private call(req: Buffer): { rc: number; rest: Buffer } {
@@ -62,7 +62,7 @@ class Kv {
 /** How a test gets kv.wat on one kind of store, with a byte budget. */
 interface StoreKind {
   name: string;
-  load(maxBytes?: number): Promise<TestModule>;
+  load(maxBytes?: number): Promise<LoadedModule>;
 }
 
 const budget = native.kvStats().maxBytes;
@@ -82,7 +82,7 @@ const stores: StoreKind[] = [
 ];
 
 describe.each(stores)('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states, on $name', (store) => {
-  let h: TestModule;
+  let h: LoadedModule;
   let kv: Kv;
   beforeEach(async () => {
     h = await store.load();

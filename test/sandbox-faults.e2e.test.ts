@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModuleInstance } from '../host/module/instance.js';
 import { fixture } from './fixtures.js';
-import { loadModule, ModuleFault, type TestModule } from '../host/testing.js';
+import { loadModule, ModuleFault, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 /**
@@ -148,7 +148,7 @@ function logLines(srv: ServedProcess): Record<string, unknown>[] {
 }
 
 describe('in process: what each fault is, and what becomes of the instance', () => {
-  let m: TestModule;
+  let m: LoadedModule;
   beforeAll(async () => {
     m = await loadModule(await fixture('faulty'), { memoryCap: 1 << 20 });
   });

@@ -2,7 +2,6 @@
 // real sockets with a WAT module and an SDK module, and on the harness's clock.
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloseReason } from '../host/module/abi.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { loadModule } from '../host/testing.js';
 import { compileAs } from './asc-source.js';

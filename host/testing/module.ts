@@ -11,7 +11,7 @@ import type { ModuleInstance } from '../module/instance.js';
 import { compileBytes, compileModule, instantiate, probeModule, type CompiledModule } from '../module/load.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue } from '../options.js';
 import { ModuleKv } from './kv.js';
-import { describeCuts, randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
+import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
 
 export type { CloseReasonName };
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -135,7 +135,7 @@ export class TestConn {
   private out: Uint8Array[] = [];
 
   /** @internal `m.connect()` makes it. */
-  constructor(readonly module: TestModule, readonly id: number) {
+  constructor(readonly module: LoadedModule, readonly id: number) {
     this.state = new Uint8Array(module.instance.desc.stateSize);
     this.opened = module.run(this, () => this.settle(module.driver.open(module.instance, id)));
   }
@@ -182,8 +182,8 @@ export class TestConn {
    * split, then one-byte pieces), at random seeded cuts, or at the offsets
    * given — and checks that every split gives what the whole input gives: the
    * same output, close reason and fault. This connection takes the whole input
-   * (it must not have been sent anything yet) and the result is what `send`
-   * would return. The comparison runs beside it: the whole input and each
+   * (it must not have been sent anything yet) and the result is the output
+   * `send` would return (`c.closed` and `m.faults` tell the rest). The comparison runs beside it: the whole input and each
    * split go to a connection with this one's id on a second instance of the
    * module (as on another worker of a server; each of these connections is
    * closed before the next opens), each starting from the store as it was, at
@@ -194,7 +194,7 @@ export class TestConn {
    * 'peer' or 'module' counts as the same: whether the module's CLOSE comes in
    * the call that carries EOF depends on the cuts.
    */
-  sendInPieces(input: Uint8Array | string, opts: PiecesOptions = {}): SendResult {
+  sendInPieces(input: Uint8Array | string, opts: PiecesOptions = {}): Uint8Array {
     const data = asBytes(input, 'input');
     unknownKeys(opts, PIECES_KEYS, 'sendInPieces');
     const at = opts.at ?? 'every';
@@ -229,7 +229,7 @@ export class TestConn {
       m.logs.length = logs;
       m.faults.length = faults;
     }
-    return whole;
+    return whole.output;
   }
 
   /** The client goes away: runs tcpmod_on_close with reason 'peer' (nothing more can be sent). Does nothing once closed. */
@@ -346,7 +346,7 @@ export class TestClock {
 }
 
 /** A loaded module, as `loadModule` gives it: open connections with `connect()`. */
-export class TestModule implements Transport {
+export class LoadedModule implements Transport {
   /** Every line the module logged, in order; a test may empty it (`m.logs.length = 0`). */
   readonly logs: LogLine[] = [];
   /** Every fault, in order: each cost the module its instance (a fresh one serves what follows, as in a server). */
@@ -517,11 +517,6 @@ function isCutList(cuts: unknown[], length: number): boolean {
   return cuts.every((c, i) => Number.isInteger(c) && (c as number) > (i ? (cuts[i - 1] as number) : 0) && (c as number) < length);
 }
 
-/** The same comparison data from a SendResult. */
-function comparable(r: SendResult): PieceRun {
-  return { output: r.output, closed: r.closed, fault: r.fault && { kind: r.fault.kind, message: r.fault.message } };
-}
-
 function sameRun(a: PieceRun, b: PieceRun, eof: boolean): boolean {
   const reason = (c: string | null) => (eof && c === 'peer' ? 'module' : c);
   if (reason(a.closed) !== reason(b.closed)) return false;
@@ -538,12 +533,12 @@ function sameRun(a: PieceRun, b: PieceRun, eof: boolean): boolean {
  * messages). Options are checked as `serve` checks its own (an OptionError
  * names the option).
  */
-export function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<TestModule> {
+export function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModule> {
   return openModule(pathOrBytes, opts, false);
 }
 
 /** @internal loadModule; `wallClock` makes the clock follow the wall clock (the deprecated loadHarness's). */
-export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOptions, wallClock: boolean): Promise<TestModule> {
+export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOptions, wallClock: boolean): Promise<LoadedModule> {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
   unknownKeys(opts, LOAD_KEYS, 'loadModule');
   const memoryCap = opts.memoryCap === undefined ? DEFAULTS.moduleMemory : (parseOptionValue('memoryCap', OPTIONS.moduleMemory.kind, opts.memoryCap) as number);
@@ -557,5 +552,5 @@ export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOpt
   if (typeof pathOrBytes === 'string') compiled = await compileModule(pathOrBytes, { memoryCap, config });
   else if (pathOrBytes instanceof Uint8Array) compiled = await compileBytes(BYTES_NAME, pathOrBytes.slice(), { memoryCap, config });
   else throw new TypeError(`loadModule needs a file path or the module's bytes (a Uint8Array), got ${typeof pathOrBytes}`);
-  return new TestModule(compiled, now, store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
+  return new LoadedModule(compiled, now, store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
 }
