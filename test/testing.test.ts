@@ -304,6 +304,7 @@ describe("the module's key-value store (m.kv)", () => {
   it("is the server's process store with store: 'process' (then m.kv says so)", async () => {
     const m = await loadModule('build/resp.wasm', { store: 'process' });
     expect(() => m.kv).toThrow("resp.wasm uses the process store (store: 'process'): use the native store, not m.kv");
+    expect(() => m.connect().sendInPieces('PING\r\n')).toThrow("sendInPieces needs the module's own store: with store: 'process' it could not put the store back between runs");
   });
 });
 

@@ -192,7 +192,8 @@ export class TestConn {
    * SplitMismatchError naming the cut offsets (and the seed) and showing both
    * results when a split disagrees with the whole. With `eof`, closing as
    * 'peer' or 'module' counts as the same: whether the module's CLOSE comes in
-   * the call that carries EOF depends on the cuts.
+   * the call that carries EOF depends on the cuts. Needs the module's own
+   * store (not store: 'process').
    */
   sendInPieces(input: Uint8Array | string, opts: PiecesOptions = {}): Uint8Array {
     const data = asBytes(input, 'input');
@@ -206,6 +207,8 @@ export class TestConn {
       throw new OptionError('count', `must be an integer of at least 1, got ${JSON.stringify(opts.count)}`);
     if (at !== 'random' && (opts.seed !== undefined || opts.count !== undefined))
       throw new OptionError(opts.seed !== undefined ? 'seed' : 'count', "only applies with at: 'random'");
+    if (!this.module.ownKv)
+      throw new Error("sendInPieces needs the module's own store: with store: 'process' it could not put the store back between runs");
     if (this.sent || this.reason !== null)
       throw new Error(`sendInPieces needs a connection that has been sent nothing yet (connection ${this.id} has ${this.reason !== null ? 'closed' : 'been sent input'})`);
     const seed = at === 'random' ? (opts.seed ?? 1) : null;
