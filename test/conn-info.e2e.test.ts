@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
-import { loadHarness } from '../host/testing.js';
+import { loadModule } from '../host/testing.js';
 import { fixture } from './fixtures.js';
 import { open } from './net-client.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
@@ -67,8 +67,7 @@ describe('tcpmod.conn_info', () => {
   });
 
   it('says plain TCP in the socket-free harness', async () => {
-    const h = await loadHarness(await fixture('conninfo'));
-    const { conn } = h.open();
-    expect(Buffer.from(conn.feed('?').output).toString()).toBe('0::0:n:n:0\n');
+    const m = await loadModule(await fixture('conninfo'));
+    expect(m.connect().send('?').text).toBe('0::0:n:n:0\n');
   });
 });

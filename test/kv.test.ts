@@ -1,13 +1,15 @@
-// The shared key-value store as modules see it through ABI v1's tcpmod.kv_get,
+// The key-value store as modules see it through ABI v1's tcpmod.kv_get,
 // kv_set, kv_del and kv_incr. In-process, test/fixtures/kv.wat turns each
 // request into one host call and replies with its exact result, run through
-// the socket-free harness; end to end, test/fixtures/counter.wat increments one
-// key from many connections across several workers of a real server.
+// tcpmod/testing twice: on the server's native process store and on the store
+// of the module's own the harness gives by default, so both answer alike; end
+// to end, test/fixtures/counter.wat increments one key from many connections
+// across several workers of a real server.
 import { createConnection } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
-import { loadHarness, type Harness, type HarnessConn } from '../host/testing.js';
+import { loadModule, type TestConn, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 const OUT = 8196; // where kv.wat has the host write values (its out region + 4)
@@ -31,12 +33,12 @@ function i64(n: bigint): Buffer {
 
 /** One connection of kv.wat, with a method per host function. */
 class Kv {
-  conn: HarnessConn;
-  constructor(readonly h: Harness) {
-    this.conn = h.open().conn;
+  conn: TestConn;
+  constructor(readonly m: LoadedModule) {
+    this.conn = m.connect();
   }
   private call(req: Buffer): { rc: number; rest: Buffer } {
-    const r = this.conn.feed(req);
+    const r = this.conn.send(req);
     if (r.fault) throw r.fault;
     const out = Buffer.from(r.output);
     return { rc: out.readInt32LE(0), rest: out.subarray(4) };
@@ -57,17 +59,33 @@ class Kv {
   }
 }
 
-describe('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states', () => {
-  let h: Harness;
+/** How a test gets kv.wat on one kind of store, with a byte budget. */
+interface StoreKind {
+  name: string;
+  load(maxBytes?: number): Promise<LoadedModule>;
+}
+
+const budget = native.kvStats().maxBytes;
+const stores: StoreKind[] = [
+  {
+    name: 'the process store (serve)',
+    load: async (maxBytes) => {
+      native.kvClear();
+      native.kvConfigure(maxBytes ?? budget);
+      return loadModule(await fixture('kv'), { store: 'process' });
+    },
+  },
+  {
+    name: "a module's own store (tcpmod/testing)",
+    load: async (maxBytes) => loadModule(await fixture('kv'), maxBytes === undefined ? {} : { kvMaxBytes: maxBytes }),
+  },
+];
+
+describe.each(stores)('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states, on $name', (store) => {
+  let h: LoadedModule;
   let kv: Kv;
-  let budget: number;
-  beforeAll(async () => {
-    h = await loadHarness(await fixture('kv'));
-    budget = native.kvStats().maxBytes;
-  });
-  beforeEach(() => {
-    native.kvClear();
-    native.kvConfigure(budget);
+  beforeEach(async () => {
+    h = await store.load();
     kv = new Kv(h);
   });
   afterAll(() => {
@@ -81,9 +99,9 @@ describe('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states', () => {
     expect(kv.get('greeting', 64)).toEqual({ rc: 5, value: 'hello' });
     expect(kv.get('greeting', 5)).toEqual({ rc: 5, value: 'hello' });
     // Too small: the length comes back, and not one byte is written at out.
-    new Uint8Array(h.inst.buffer, OUT, 8).fill(0xee);
+    new Uint8Array(h.memory.buffer, OUT, 8).fill(0xee);
     expect(kv.get('greeting', 4)).toEqual({ rc: 5, value: null });
-    expect([...new Uint8Array(h.inst.buffer, OUT, 8)]).toEqual(Array(8).fill(0xee));
+    expect([...new Uint8Array(h.memory.buffer, OUT, 8)]).toEqual(Array(8).fill(0xee));
   });
 
   it('kv_set: 0, overwrites, and keeps keys and values as raw bytes', () => {
@@ -128,10 +146,10 @@ describe('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states', () => {
     expect(kv.incr('min', -1n).rc).toBe(-1);
   });
 
-  it('the byte budget: kv_set beyond it returns -2 and changes nothing; kv_incr then fails with -1', () => {
+  it('the byte budget: kv_set beyond it returns -2 and changes nothing; kv_incr then fails with -1', async () => {
     // An entry costs its key and value bytes plus a fixed overhead (under 100 bytes):
     // a budget of 1000 holds one 900-byte value and nothing of any size besides.
-    native.kvConfigure(1000);
+    kv = new Kv(await store.load(1000));
     const big = 'x'.repeat(900);
     expect(kv.set('a', big)).toBe(0);
     expect(kv.set('b', 'z'.repeat(100))).toBe(-2);
@@ -150,23 +168,52 @@ describe('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 states', () => {
   it('a pointer outside memory is a module fault, not a host crash', () => {
     kv.set('k', 'v');
     for (const op of ['o', 'O']) {
-      const r = kv.conn.feed(request(op, 'k'));
+      const r = kv.conn.send(request(op, 'k'));
       expect(r.fault?.kind, op).toBe('trap');
       expect(r.fault?.message).toMatch(/outside memory/);
-      expect(r.closed).toBe(6);
+      expect(r.closed).toBe('fault');
       kv = new Kv(h); // the harness made a fresh instance
     }
     expect(kv.incr('k', 1n).rc).toBe(-1); // "v" is not a number, and still there
     expect(kv.get('k').value).toBe('v');
   });
 
-  it('is one store per process, shared by every instance', async () => {
-    const other = new Kv(await loadHarness(await fixture('kv')));
-    expect(kv.set('shared', 'from one')).toBe(0);
-    expect(other.get('shared').value).toBe('from one');
-    expect(other.incr('count', 2n).value).toBe(2n);
-    expect(kv.incr('count', 3n).value).toBe(5n);
-  });
+  if (store.name.startsWith('the process')) {
+    it('is one store per process, shared by every instance', async () => {
+      const other = new Kv(await loadModule(await fixture('kv'), { store: 'process' }));
+      expect(kv.set('shared', 'from one')).toBe(0);
+      expect(other.get('shared').value).toBe('from one');
+      expect(other.incr('count', 2n).value).toBe(2n);
+      expect(kv.incr('count', 3n).value).toBe(5n);
+    });
+  } else {
+    it('is a store of the module\'s own: another module loaded beside it sees none of it, nor does the process store', async () => {
+      const other = new Kv(await loadModule(await fixture('kv')));
+      native.kvClear();
+      expect(kv.set('shared', 'from one')).toBe(0);
+      expect(other.get('shared')).toEqual({ rc: -1, value: null });
+      expect(other.incr('count', 2n).value).toBe(2n);
+      expect(kv.incr('count', 3n).value).toBe(3n);
+      expect(native.kvStats().keys).toBe(0);
+      expect(h.kv.get('shared')).toBe('from one');
+      expect(h.kv.get('count')).toBe('3');
+    });
+
+    it('answers -3 from every kv function while the store is unavailable (ABI v1.1), changing nothing', () => {
+      expect(kv.set('k', 'v')).toBe(0);
+      h.kv.unavailable = true;
+      expect(kv.get('k')).toEqual({ rc: -3, value: null });
+      expect(kv.set('k', 'w')).toBe(-3);
+      expect(kv.set('new', 'w')).toBe(-3);
+      expect(kv.del('k')).toBe(-3);
+      expect(kv.incr('n', 1n)).toEqual({ rc: -3, value: 0n });
+      expect(h.kv.keys()).toEqual(['k']);
+      expect(h.kv.get('k')).toBe('v');
+      h.kv.unavailable = false;
+      expect(kv.get('k')).toEqual({ rc: 1, value: 'v' });
+      expect(kv.incr('n', 1n)).toEqual({ rc: 0, value: 1n });
+    });
+  }
 });
 
 /** Sends `bursts` of 'i' on one connection, waiting each time for a reply line per 'i'; returns every value. */

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createServer } from '../dist/index.js';
-import { loadHarness } from '../host/testing.js';
+import { loadModule } from '../host/testing.js';
 import { fixture } from './fixtures.js';
 
 async function ask(port: number, host: string, localAddress?: string): Promise<{ reply: string; localPort: number }> {
@@ -35,10 +35,9 @@ describe('tcpmod.peer_addr', () => {
   });
 
   it('answers what the harness is told in the socket-free harness', async () => {
-    const h = await loadHarness(await fixture('peer'));
-    h.peerAddress = '[2001:db8::1]:4242';
-    const { conn } = h.open();
-    expect(Buffer.from(conn.feed('?').output).toString()).toBe('[2001:db8::1]:4242\nn');
+    const m = await loadModule(await fixture('peer'));
+    m.peerAddress = '[2001:db8::1]:4242';
+    expect(m.connect().send('?').text).toBe('[2001:db8::1]:4242\nn');
   });
 });
 

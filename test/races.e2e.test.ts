@@ -5,10 +5,9 @@
 import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CloseReason } from '../host/module/abi.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { check, native } from '../host/sys.js';
-import { loadHarness } from '../host/testing.js';
+import { loadModule } from '../host/testing.js';
 import { fixture } from './fixtures.js';
 import { open, untilClosed } from './net-client.js';
 
@@ -253,11 +252,10 @@ describe('the handler timeout counts a callback\'s own time', () => {
 
 describe('one ABI driver', () => {
   it('ABORT after tcpmod.send gives the same bytes in the harness and over a socket', async () => {
-    const h = await loadHarness(await fixture('races'));
-    const { conn } = h.open();
-    const r = conn.feed('A');
-    expect(Buffer.from(r.output).toString()).toBe('early\n');
-    expect(r.closed).toBe(CloseReason.MODULE);
+    const m = await loadModule(await fixture('races'));
+    const r = m.connect().send('A');
+    expect(r.text).toBe('early\n');
+    expect(r.closed).toBe('module');
     const { port } = await start({ module: await fixture('races'), threads: 1 });
     const s = await open(port);
     const closed = untilClosed(s, 5000);

@@ -1,14 +1,13 @@
-// build/resp.wasm through the socket-free harness (run `npm run build:wasm` first).
+// build/resp.wasm through tcpmod/testing (run `npm run build:wasm` first).
 // Every corpus entry is a byte stream with the exact reply Redis 7 gives (checked
 // against redis-server 7.0.15 where Redis and this server agree; deliberate
-// differences are called out), fed at every split point; then seeded random
+// differences are called out), sent at every split point; then seeded random
 // splits and garbage that must never fault; then memory over ~1M commands.
 import { readFileSync } from 'node:fs';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CloseReason } from '../host/module/abi.js';
 import { native } from '../host/sys.js';
-import { loadHarness, runSplit, splitPlans, type Harness } from '../host/testing.js';
-import { prng, randomCuts } from './random.js';
+import { loadModule, type CloseReasonName, type LoadedModule } from '../host/testing.js';
+import { prng } from './random.js';
 
 const latin1 = (s: string) => Buffer.from(s, 'latin1');
 const show = (b: Uint8Array) => JSON.stringify(Buffer.from(b).toString('latin1'));
@@ -32,10 +31,10 @@ interface Case {
   input: string;
   output: string;
   /** Expected close reason at the end (null: still open). */
-  closed?: number | null;
+  closed?: CloseReasonName | null;
 }
 
-const MODULE = CloseReason.MODULE;
+const MODULE = 'module';
 
 // Each case starts with an empty store. Inputs are latin1 strings (one char = one byte).
 const corpus: Case[] = [
@@ -195,13 +194,20 @@ const corpus: Case[] = [
   { name: 'errors do not stop the pipeline', input: 'nosuch\r\nGET\r\nINCR\r\nPING\r\n', output: unknown('nosuch') + arity('get') + arity('incr') + '+PONG\r\n' },
 ];
 
-let h: Harness;
+let h: LoadedModule;
 beforeAll(async () => {
-  h = await loadHarness('build/resp.wasm');
+  h = await loadModule('build/resp.wasm');
 });
 beforeEach(() => {
-  native.kvClear();
+  h.kv.clear();
 });
+
+/** Sends `input` to a fresh connection, whole and cut at `cuts` (the two must agree); what it gave. */
+function runSplit(input: Uint8Array, cuts: number[], opts: { eof?: boolean } = {}): { output: Uint8Array; closed: CloseReasonName | null } {
+  const c = h.connect();
+  const output = c.sendInPieces(input, { at: cuts, eof: opts.eof });
+  return { output, closed: c.closed };
+}
 
 describe('resp.wasm corpus', () => {
   it('has a varied corpus', () => {
@@ -211,14 +217,11 @@ describe('resp.wasm corpus', () => {
   for (const c of corpus) {
     it(`${c.name}: same replies at every split`, () => {
       const input = latin1(c.input);
-      for (const cuts of splitPlans(input.length)) {
-        native.kvClear();
-        const { output, closed } = runSplit(h, input, cuts);
-        const msg = `${c.name}, cuts [${cuts.length > 3 ? `${cuts.length} one-byte pieces` : cuts}]`;
-        expect(show(output), msg).toBe(show(latin1(c.output)));
-        expect(closed, msg).toBe(c.closed ?? null);
-      }
-      expect(h.faults).toBe(0);
+      // Every split starts from the store the whole input started from: empty.
+      const conn = h.connect();
+      expect(show(conn.sendInPieces(input))).toBe(show(latin1(c.output)));
+      expect(conn.closed).toBe(c.closed ?? null);
+      expect(h.faults).toEqual([]);
     });
   }
 });
@@ -265,22 +268,11 @@ describe('resp.wasm under random splits and garbage', () => {
   it('gives the same replies to the whole corpus as one stream under 2000 seeded random splits', () => {
     // Cases that close the connection would end the stream early; leave them out.
     const stream = latin1(corpus.filter((c) => !c.closed).map((c) => c.input).join(''));
-    native.kvClear();
-    const reference = runSplit(h, stream, []);
-    expect(reference.closed).toBeNull();
-    expect(respReplies(reference.output)).toBeGreaterThan(200);
-    const base = 0x5eed0000;
-    for (let i = 0; i < 2000; i++) {
-      const seed = base + i;
-      const r = prng(seed);
-      const cuts = randomCuts(r, stream.length, 200);
-      native.kvClear();
-      const { output, closed } = runSplit(h, stream, cuts);
-      if (!Buffer.from(output).equals(Buffer.from(reference.output)) || closed !== null) {
-        throw new Error(`seed ${seed}: different output (cuts ${cuts.join(',')})`);
-      }
-    }
-    expect(h.faults).toBe(0);
+    const conn = h.connect();
+    const reference = conn.sendInPieces(stream, { at: 'random', seed: 0x5eed0000, count: 2000 });
+    expect(conn.closed).toBeNull();
+    expect(respReplies(reference)).toBeGreaterThan(200);
+    expect(h.faults).toEqual([]);
   });
 
   it('never faults on 5000 seeded garbage inputs and only ever sends well-formed replies', () => {
@@ -315,26 +307,23 @@ describe('resp.wasm under random splits and garbage', () => {
         }
         input = Uint8Array.from(bytes);
       }
-      native.kvClear();
-      const { conn } = h.open();
-      const cuts = randomCuts(r, input.length, 12);
-      let prev = 0;
-      const outs: Uint8Array[] = [];
+      h.kv.clear();
       const eof = r() < 0.3;
-      for (const cut of [...cuts, input.length]) {
-        const res = conn.feed(input.subarray(prev, cut), { eof: eof && cut === input.length });
-        prev = cut;
-        outs.push(res.output);
-        if (res.fault) throw new Error(`seed ${seed}: fault ${res.fault.message} on ${show(input)}`);
-        if (res.closed !== null) break;
-      }
+      let output: Uint8Array;
       try {
-        respReplies(Buffer.concat(outs));
+        // The whole input, then one split at random cuts: they must agree.
+        output = h.connect().sendInPieces(input, { at: 'random', seed: Math.floor(r() * 2 ** 31), count: 1, eof });
       } catch (e) {
-        throw new Error(`seed ${seed}: malformed output (${(e as Error).message}) for ${show(input)}: ${show(Buffer.concat(outs))}`);
+        throw new Error(`seed ${seed}: ${(e as Error).message} on ${show(input)}`);
+      }
+      if (h.faults.length) throw new Error(`seed ${seed}: fault ${h.faults[0].message} on ${show(input)}`);
+      try {
+        respReplies(output);
+      } catch (e) {
+        throw new Error(`seed ${seed}: malformed output (${(e as Error).message}) for ${show(input)}: ${show(output)}`);
       }
     }
-    expect(h.faults).toBe(0);
+    expect(h.faults).toEqual([]);
   });
 });
 
@@ -342,8 +331,8 @@ describe('resp.wasm specifics', () => {
   it('answers a pipelined batch in one on_data call, all replies in the out region', () => {
     const n = 500;
     const batch = latin1((mb('SET', 'p', 'x') + mb('GET', 'p') + 'PING\r\n').repeat(n));
-    const { conn } = h.open();
-    const inst = h.inst;
+    const conn = h.connect();
+    const inst = h.instance;
     const sent: Uint8Array[] = [];
     const before = inst.onData; // the harness routes sends to `conn` during feed; count calls by wrapping
     let calls = 0;
@@ -352,7 +341,7 @@ describe('resp.wasm specifics', () => {
       return before.apply(inst, a);
     };
     try {
-      const r = conn.feed(batch);
+      const r = conn.send(batch);
       sent.push(r.output);
     } finally {
       inst.onData = before;
@@ -364,9 +353,9 @@ describe('resp.wasm specifics', () => {
   });
 
   it('replies larger than out_cap leave in order', () => {
-    const { conn } = h.open();
+    const conn = h.connect();
     const v = 'v'.repeat(200_000);
-    const r = conn.feed(mb('SET', 'big', v) + mb('MGET', 'big', 'big', 'nope') + mb('GET', 'big'));
+    const r = conn.send(mb('SET', 'big', v) + mb('MGET', 'big', 'big', 'nope') + mb('GET', 'big'));
     expect(show(r.output)).toBe(show(latin1(OK + arr(bulk(v), bulk(v), NIL) + bulk(v))));
   });
 
@@ -374,76 +363,75 @@ describe('resp.wasm specifics', () => {
     const v = Buffer.alloc(1024 * 1024 - 64, 0x61);
     v[0] = 0xff; // also exercises the escaped encoding at full size
     const req = Buffer.concat([latin1(`*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${v.length}\r\n`), v, latin1('\r\n'), latin1(mb('STRLEN', 'big') + mb('APPEND', 'big', 'x'.repeat(100)))]);
-    const { output, closed } = runSplit(h, req, [10, 30, 70_000, 500_000, 1_000_000]);
+    const { output, closed } = runSplit(req, [10, 30, 70_000, 500_000, 1_000_000]);
     expect(show(output)).toBe(show(latin1(OK + int(v.length) + err('ERR string exceeds maximum allowed size (proto-max-bulk-len)'))));
     expect(closed).toBeNull();
-    const got = runSplit(h, latin1(mb('GET', 'big')), [1]);
+    const got = runSplit(latin1(mb('GET', 'big')), [1]);
     expect(Buffer.from(got.output).equals(Buffer.concat([latin1(`$${v.length}\r\n`), v, latin1('\r\n')]))).toBe(true);
 
     // A multibulk of many small arguments that outgrows the region: refused when the region fills.
     const many = latin1(`*60000\r\n` + '$20\r\nabcdefghijklmnopqrst\r\n'.repeat(60000));
-    const r2 = runSplit(h, many, []);
+    const r2 = runSplit(many, []);
     expect(show(r2.output)).toBe(show(latin1(err("ERR Protocol error: request larger than the server's 1048576-byte limit"))));
     expect(r2.closed).toBe(MODULE);
     // An inline line without a newline past 64 KiB.
-    const r3 = runSplit(h, latin1('a'.repeat(70_000)), [30_000]);
+    const r3 = runSplit(latin1('a'.repeat(70_000)), [30_000]);
     expect(show(r3.output)).toBe(show(latin1(err('ERR Protocol error: too big inline request'))));
     expect(r3.closed).toBe(MODULE);
-    expect(h.faults).toBe(0);
+    expect(h.faults).toEqual([]);
   });
 
   it('answers what came with EOF, then the host closes', () => {
-    const { output, closed } = runSplit(h, latin1('PING\r\nGET'), [3], { eof: true });
+    const { output, closed } = runSplit(latin1('PING\r\nGET'), [3], { eof: true });
     expect(show(output)).toBe(show(latin1('+PONG\r\n')));
-    expect(closed).toBe(CloseReason.PEER);
+    expect(closed).toBe('peer');
   });
 
   it('HELLO and CLIENT ID report the connection id', () => {
-    const { conn } = h.open();
-    const r = conn.feed('HELLO\r\nHELLO 2 SETNAME me\r\nCLIENT ID\r\nCLIENT GETNAME\r\n');
+    const conn = h.connect();
+    const r = conn.send('HELLO\r\nHELLO 2 SETNAME me\r\nCLIENT ID\r\nCLIENT GETNAME\r\n');
     const hello = arr(bulk('server'), bulk('redis'), bulk('version'), bulk('7.0.0'), bulk('proto'), int(2), bulk('id'), int(conn.id),
       bulk('mode'), bulk('standalone'), bulk('role'), bulk('master'), bulk('modules'), arr());
     expect(show(r.output)).toBe(show(latin1(hello + hello + int(conn.id) + bulk('me'))));
   });
 
   it('COMMAND, COMMAND DOCS and COMMAND LIST describe the same 27 commands', () => {
-    const { conn } = h.open();
-    const all = conn.feed('COMMAND\r\n').output;
+    const conn = h.connect();
+    const all = conn.send('COMMAND\r\n').output;
     expect(respReplies(all)).toBe(1);
     expect(Buffer.from(all).toString('latin1').startsWith('*27\r\n*10\r\n$3\r\nget\r\n')).toBe(true);
-    const docs = conn.feed('COMMAND DOCS\r\n').output;
+    const docs = conn.send('COMMAND DOCS\r\n').output;
     expect(Buffer.from(docs).toString('latin1').startsWith('*54\r\n$3\r\nget\r\n')).toBe(true);
     expect(Buffer.from(docs).toString('latin1')).toContain('$11\r\nsubcommands\r\n');
-    const list = Buffer.from(conn.feed('COMMAND LIST\r\n').output).toString('latin1');
+    const list = Buffer.from(conn.send('COMMAND LIST\r\n').output).toString('latin1');
     const names = list.split('\r\n').filter((l, i) => i > 0 && i % 2 === 0);
     expect(names).toHaveLength(27);
     expect(names).toEqual(expect.arrayContaining(['get', 'set', 'ping', 'incr', 'config', 'client', 'command', 'quit', 'dbsize', 'flushall', 'flushdb']));
     for (const help of ['COMMAND HELP', 'CONFIG HELP', 'CLIENT HELP']) {
-      const out = conn.feed(`${help}\r\n`).output;
+      const out = conn.send(`${help}\r\n`).output;
       expect(respReplies(out)).toBe(1);
       expect(Buffer.from(out).toString('latin1')).toMatch(/^\*\d+\r\n\+[A-Z]+ <subcommand>/);
     }
   });
 
-  it('expires keys as time passes, and deletes them when read', async () => {
-    const { conn } = h.open();
-    expect(show(conn.feed('SET k v PX 40\r\nSET n 1 PX 40\r\nSET x v PX 40\r\nGET k\r\nDBSIZE\r\n').output)).toBe(show(latin1(OK + OK + OK + bulk('v') + int(3))));
-    const pttl = Buffer.from(conn.feed('PTTL k\r\n').output).toString('latin1');
-    expect(Number(pttl.slice(1))).toBeGreaterThan(0);
-    expect(Number(pttl.slice(1))).toBeLessThanOrEqual(40);
-    await new Promise((r) => setTimeout(r, 60));
-    const key = latin1('k');
-    expect(native.kvGet(key.buffer, key.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBeGreaterThan(0); // still stored...
-    expect(show(conn.feed('GET k\r\nTTL k\r\nINCR n\r\nTTL n\r\n').output)).toBe(show(latin1(NIL + int(-2) + int(1) + int(-1))));
-    expect(native.kvGet(key.buffer, key.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBe(-1); // ...until read
+  it('expires keys as time passes, and deletes them when read', () => {
+    const conn = h.connect();
+    expect(show(conn.send('SET k v PX 40\r\nSET n 1 PX 40\r\nSET x v PX 40\r\nGET k\r\nDBSIZE\r\n').output)).toBe(show(latin1(OK + OK + OK + bulk('v') + int(3))));
+    // The fake clock has not moved: all 40 ms are left.
+    expect(show(conn.send('PTTL k\r\n').output)).toBe(show(latin1(int(40))));
+    h.clock.advance(39);
+    expect(show(conn.send('PTTL k\r\n').output)).toBe(show(latin1(int(1))));
+    h.clock.advance(21);
+    expect(h.kv.get('k')).not.toBeNull(); // still stored...
+    expect(show(conn.send('GET k\r\nTTL k\r\nINCR n\r\nTTL n\r\n').output)).toBe(show(latin1(NIL + int(-2) + int(1) + int(-1))));
+    expect(h.kv.get('k')).toBeNull(); // ...until read
     // x expired untouched: DBSIZE does not count it (n was re-created by INCR).
-    expect(show(conn.feed('DBSIZE\r\n').output)).toBe(show(latin1(int(1))));
-    const x = latin1('x');
-    expect(native.kvGet(x.buffer, x.byteOffset, 1, new ArrayBuffer(64), 0, 64)).toBe(-1);
+    expect(show(conn.send('DBSIZE\r\n').output)).toBe(show(latin1(int(1))));
+    expect(h.kv.get('x')).toBeNull();
   });
 
   it('keeps memory flat over 1,000,000 commands through the harness', () => {
-    const { conn } = h.open();
+    const conn = h.connect();
     const batch = latin1(
       mb('SET', 'key:1', 'xxx') + mb('GET', 'key:1') + mb('INCR', 'counter') + 'PING\r\n' + mb('MGET', 'key:1', 'nope') +
       mb('SET', 'e', 'v', 'EX', '100') + mb('GET', 'e') + mb('APPEND', 'a', 'x') + mb('DEL', 'a') + 'ECHO "q\\x41"\r\n' +
@@ -452,16 +440,16 @@ describe('resp.wasm specifics', () => {
       mb('MSET', 'm1', 'a', 'm2', 'b') + mb('DBSIZE') + mb('FLUSHALL'),
     );
     const perBatch = 23;
-    const first = conn.feed(batch);
+    const first = conn.send(batch);
     expect(respReplies(first.output)).toBe(perBatch);
-    const before = h.inst.buffer.byteLength;
+    const before = h.memory.buffer.byteLength;
     const batches = 50_000;
     for (let i = 0; i < batches; i++) {
-      const r = conn.feed(batch);
+      const r = conn.send(batch);
       if (r.fault || r.closed !== null) throw new Error(`batch ${i}: ${r.fault?.message ?? `closed ${r.closed}`}`);
     }
-    expect(h.inst.buffer.byteLength).toBe(before);
-    expect(h.faults).toBe(0);
+    expect(h.memory.buffer.byteLength).toBe(before);
+    expect(h.faults).toEqual([]);
     expect(perBatch * (batches + 1)).toBeGreaterThanOrEqual(1_000_000);
   }, 120_000);
 

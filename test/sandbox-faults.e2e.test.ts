@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModuleInstance } from '../host/module/instance.js';
 import { fixture } from './fixtures.js';
-import { loadHarness, type Harness } from '../host/testing.js';
+import { loadModule, ModuleFault, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
 
 /**
@@ -148,9 +148,9 @@ function logLines(srv: ServedProcess): Record<string, unknown>[] {
 }
 
 describe('in process: what each fault is, and what becomes of the instance', () => {
-  let h: Harness;
+  let m: LoadedModule;
   beforeAll(async () => {
-    h = await loadHarness(await fixture('faulty'), { memoryCap: 1 << 20 });
+    m = await loadModule(await fixture('faulty'), { memoryCap: 1 << 20 });
   });
 
   const cases: [string, string, RegExp][] = [
@@ -163,42 +163,44 @@ describe('in process: what each fault is, and what becomes of the instance', () 
   ];
   for (const [command, kind, message] of cases) {
     it(`"${command}" is a fault of kind ${kind}: reason 6, and the faulted instance is released`, () => {
-      const { conn } = h.open();
-      const old: ModuleInstance = h.inst;
-      const faults = h.faults;
-      const r = conn.feed(`12${command}34`);
+      const conn = m.connect();
+      const old: ModuleInstance = m.instance;
+      const faults = m.faults.length;
+      const r = conn.send(`12${command}34`);
+      expect(r.fault).toBeInstanceOf(ModuleFault);
       expect(r.fault?.kind).toBe(kind);
       expect(r.fault?.message).toMatch(message);
-      expect(r.closed).toBe(6);
+      expect(r.closed).toBe('fault');
+      expect(conn.closed).toBe('fault');
       expect(r.output.length).toBe(0);
-      expect(h.faults).toBe(faults + 1);
+      expect(m.faults).toHaveLength(faults + 1);
+      expect(m.faults.at(-1)).toBe(r.fault);
       // A faulted instance is never called again; its WASI state is already freed.
       expect(old.isDisposed).toBe(true);
       expect(() => old.onData(1, 0, 0)).toThrow(/after a fault/);
-      expect(h.inst).not.toBe(old);
-      const next = h.open().conn;
-      expect(Buffer.from(next.feed('5678').output).toString()).toBe('5678');
+      expect(m.instance).not.toBe(old);
+      expect(m.connect().send('5678').text).toBe('5678');
     });
   }
 
   it('fd_write to fds 1 and 2 becomes log lines for the connection; other fds are EBADF', () => {
-    h.logs.length = 0;
-    const { conn } = h.open();
-    expect(Buffer.from(conn.feed('h').output).toString()).toBe('h');
-    expect(h.logs).toEqual([
-      { level: 1, message: 'hello', conn: conn.id },
-      { level: 2, message: 'oops', conn: conn.id },
+    m.logs.length = 0;
+    const conn = m.connect();
+    expect(conn.send('h').text).toBe('h');
+    expect(m.logs).toEqual([
+      { level: 'info', message: 'hello', conn: conn.id },
+      { level: 'warn', message: 'oops', conn: conn.id },
     ]);
     // WASI errno 8 (EBADF) for fd 0 and fd 5, and nothing logged.
-    expect(Buffer.from(conn.feed('w').output).toString()).toBe('88\n');
-    expect(h.logs).toHaveLength(2);
+    expect(conn.send('w').text).toBe('88\n');
+    expect(m.logs).toHaveLength(2);
   });
 
   it('on_close runs for connections that close normally', () => {
-    h.logs.length = 0;
-    const { conn } = h.open();
-    conn.feed('1', { eof: true });
-    expect(h.logs).toEqual([{ level: 1, message: 'on_close 0', conn: conn.id }]);
+    m.logs.length = 0;
+    const conn = m.connect();
+    conn.send('1', { eof: true });
+    expect(m.logs).toEqual([{ level: 'info', message: 'on_close 0', conn: conn.id }]);
   });
 });
 

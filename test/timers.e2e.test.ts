@@ -2,9 +2,8 @@
 // real sockets with a WAT module and an SDK module, and on the harness's clock.
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloseReason } from '../host/module/abi.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
-import { loadHarness } from '../host/testing.js';
+import { loadModule } from '../host/testing.js';
 import { compileAs } from './asc-source.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
 import { open } from './net-client.js';
@@ -201,28 +200,32 @@ describe('timers: the WAT module', () => {
 
 describe('timers in the socket-free harness', () => {
   it('arm and fire on the harness clock', async () => {
-    const h = await loadHarness(await fixture('ticker'));
-    const { conn } = h.open();
-    expect(Buffer.from(conn.feed('t').output).toString()).toBe('armed\n');
-    const t0 = h.clock.now; // the wall clock moves on too: allow a few ms between arming and t0
-    const first = h.clock.advance(250);
-    expect(first.map((f) => Buffer.from(f.output).toString())).toEqual(['tick\n', 'tick\n']);
-    expect(first[0].at - t0).toBeGreaterThan(90);
-    expect(first[0].at - t0).toBeLessThanOrEqual(100);
-    const rest = h.clock.advance(1000);
+    const m = await loadModule(await fixture('ticker'), { now: 1_000_000 });
+    const conn = m.connect();
+    expect(conn.send('t').text).toBe('armed\n');
+    expect(m.clock.now).toBe(1_000_000); // the fake clock moves only when the test moves it
+    const first = m.clock.advance(250);
+    expect(first.map((f) => f.text)).toEqual(['tick\n', 'tick\n']);
+    expect(first.map((f) => f.at)).toEqual([1_000_100, 1_000_200]);
+    expect(first.every((f) => f.conn === conn)).toBe(true);
+    expect(m.clock.now).toBe(1_000_250);
+    const rest = m.clock.advance(1000);
     expect([...first, ...rest].map((f, i, all) => (i ? f.at - all[i - 1].at : 100))).toEqual([100, 100, 100, 100, 100]);
-    expect(rest[2].closed).toBe(CloseReason.MODULE);
-    expect(h.clock.advance(1000)).toEqual([]);
+    expect(rest[2].closed).toBe('module');
+    expect(conn.closed).toBe('module');
+    expect(m.clock.advance(1000)).toEqual([]);
     // cancel
-    const { conn: c2 } = h.open();
-    c2.feed('t');
-    expect(Buffer.from(c2.feed('x').output).toString()).toBe('cancelled\n');
-    expect(h.clock.advance(500)).toEqual([]);
+    const c2 = m.connect();
+    c2.send('t');
+    expect(c2.send('x').text).toBe('cancelled\n');
+    expect(m.clock.advance(500)).toEqual([]);
     // a trap in on_timer is a fault of that connection
-    const { conn: c3 } = h.open();
-    c3.feed('k');
-    const [f] = h.clock.advance(100);
+    const c3 = m.connect();
+    c3.send('k');
+    const [f] = m.clock.advance(100);
+    expect(f.conn).toBe(c3);
     expect(f.fault?.kind).toBe('trap');
-    expect(c3.closed).toBe(CloseReason.FAULT);
+    expect(c3.closed).toBe('fault');
+    expect(m.faults).toEqual([f.fault]);
   });
 });

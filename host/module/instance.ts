@@ -38,6 +38,32 @@ export interface InstanceHooks {
   peerAddr?(): string;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
+  /**
+   * The key-value store behind tcpmod.kv_*. Without it: the native process
+   * store, shared by every instance (what a server uses; its hot path).
+   */
+  kv?: KvBackend;
+}
+
+/** kv result of ABI v1.1 from any kv_* function: the store is unavailable, nothing changed. */
+export const KV_UNAVAILABLE = -3;
+
+/**
+ * A key-value store for tcpmod.kv_* other than the process store (the test
+ * harness gives each loaded module its own). Keys and values are bytes the
+ * instance has copied out of module memory; the backend may keep them. Each
+ * method answers as docs/abi.md §10 states, or KV_UNAVAILABLE, which reaches
+ * the module unchanged.
+ */
+export interface KvBackend {
+  /** The value, null when the key is missing, or KV_UNAVAILABLE. */
+  get(key: Uint8Array): Uint8Array | null | typeof KV_UNAVAILABLE;
+  /** 0 stored; -2 over the budget (nothing changed); KV_UNAVAILABLE. */
+  set(key: Uint8Array, value: Uint8Array): number;
+  /** 1 deleted; 0 no such key; KV_UNAVAILABLE. */
+  del(key: Uint8Array): number;
+  /** The new value (a bigint); or -1 not an integer or overflow, -2 over the budget, KV_UNAVAILABLE (numbers). */
+  incr(key: Uint8Array, delta: bigint): bigint | number;
 }
 
 /** conn_info of a host with no transport details (the test harness): plain TCP. */
@@ -342,27 +368,50 @@ export class ModuleInstance {
         this.region('kv_get key', key, keyLen);
         this.region('kv_get out', out, cap);
         const b = this.memory.buffer;
-        return native.kvGet(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
+        const kv = this.hooks.kv;
+        if (!kv) return native.kvGet(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
+        const v = kv.get(this.bytes(key, keyLen));
+        if (v === null) return -1;
+        if (typeof v === 'number') return v;
+        if (v.length <= (cap >>> 0)) new Uint8Array(b, out >>> 0, v.length).set(v);
+        return v.length;
       },
       kv_set: (key: number, keyLen: number, val: number, valLen: number): number => {
         this.region('kv_set key', key, keyLen);
         this.region('kv_set value', val, valLen);
         const b = this.memory.buffer;
-        return native.kvSet(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0);
+        const kv = this.hooks.kv;
+        if (!kv) return native.kvSet(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0);
+        return kv.set(this.bytes(key, keyLen), this.bytes(val, valLen));
       },
       kv_del: (key: number, keyLen: number): number => {
         this.region('kv_del key', key, keyLen);
-        return native.kvDel(this.memory.buffer, key >>> 0, keyLen >>> 0);
+        const kv = this.hooks.kv;
+        if (!kv) return native.kvDel(this.memory.buffer, key >>> 0, keyLen >>> 0);
+        return kv.del(this.bytes(key, keyLen));
       },
       kv_incr: (key: number, keyLen: number, delta: bigint, out: number): number => {
         this.region('kv_incr key', key, keyLen);
         this.region('kv_incr out', out, 8);
         const b = this.memory.buffer;
-        const rc = native.kvIncr(b, key >>> 0, keyLen >>> 0, delta, b, out >>> 0);
-        // ABI v1 gives kv_incr only 0 and -1: a full store is a failed increment.
+        const kv = this.hooks.kv;
+        let rc: number;
+        if (!kv) {
+          rc = native.kvIncr(b, key >>> 0, keyLen >>> 0, delta, b, out >>> 0);
+        } else {
+          const v = kv.incr(this.bytes(key, keyLen), delta);
+          rc = typeof v === 'bigint' ? 0 : v;
+          if (typeof v === 'bigint') new DataView(b).setBigInt64(out >>> 0, v, true);
+        }
+        // ABI v1 gives kv_incr only 0 and -1: a full store is a failed increment (-3 is v1.1's, kept).
         return rc === -2 ? -1 : rc;
       },
     };
+  }
+
+  /** A copy of [ptr, ptr + len) of memory (checked by the caller), for a kv backend to keep. */
+  private bytes(ptr: number, len: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0).slice();
   }
 
   /** Decodes an AssemblyScript string (UTF-16LE, byte length in the u32 before it). */

@@ -1,0 +1,559 @@
+// A loaded module and its connections, without sockets: tcpmod/testing's core.
+// Every callback runs through the one ABI driver the worker loop uses
+// (module/driver.ts), so carry-over, the state slot, the progress loop, output
+// order (tcpmod.send bytes, then the out region), ABORT, overflow, EOF and
+// faults behave exactly as over a socket; bytes go in through send() and come
+// out as arrays. Time is a fake clock that moves only when the test moves it.
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, type CloseReasonName } from '../module/abi.js';
+import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
+import type { ModuleFault } from '../module/errors.js';
+import type { ModuleInstance } from '../module/instance.js';
+import { compileBytes, compileModule, instantiate, probeModule, type CompiledModule } from '../module/load.js';
+import { DEFAULTS, OPTIONS, OptionError, parseOptionValue } from '../options.js';
+import { ModuleKv } from './kv.js';
+import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
+
+export type { CloseReasonName };
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+/** What one send (or on_open, or a timer firing) produced. */
+export interface SendResult {
+  /** Bytes the module sent, in the order a client would read them (tcpmod.send first, then each out region). */
+  output: Uint8Array;
+  /** `output` decoded as UTF-8 (invalid bytes become U+FFFD). */
+  text: string;
+  /** The close reason (docs/abi.md §8) when the connection closed during this call; else null. */
+  closed: CloseReasonName | null;
+  /** What the module did wrong, when it faulted (the connection is then closed as 'fault'). */
+  fault: ModuleFault | null;
+}
+
+/** A timer that fired during `m.clock.advance`. */
+export interface TimerFiring extends SendResult {
+  /** The connection whose timer it was. */
+  conn: TestConn;
+  /** The fake clock when it fired. */
+  at: number;
+}
+
+/** A line the module logged: tcpmod.log, WASI stdout (info) or stderr (warn). */
+export interface LogLine {
+  level: LogLevelName;
+  message: string;
+  /** The connection it was logged for (TestConn.id); 0 outside a connection's callbacks. */
+  conn: number;
+}
+
+export interface LoadOptions {
+  /** Bytes (or UTF-8 text) given to tcpmod_init, as `serve --config`. */
+  config?: Uint8Array | string;
+  /** Largest memory the module may have, in bytes or a size such as "32MiB" (as `serve --module-memory`; default 32 MiB). */
+  memoryCap?: number | string;
+  /** Where the fake clock starts, in ms since the epoch (what tcpmod.now_ms first returns); default: Date.now() at load. */
+  now?: number;
+  /** The byte budget of the module's key-value store, as `serve --kv-max-bytes` (default 64 MiB). */
+  kvMaxBytes?: number | string;
+  /**
+   * 'own' (default): the module gets a store of its own, `m.kv`. 'process': it
+   * uses the server's native store, which every module loaded this way in the
+   * process shares (as every worker of a server does); `m.kv` is then not available.
+   */
+  store?: 'own' | 'process';
+}
+
+export interface SendOptions {
+  /** The client finishes sending after these bytes (tcpmod_on_data gets the EOF flag). */
+  eof?: boolean;
+}
+
+export interface PiecesOptions extends SendOptions {
+  /**
+   * 'every' (default): every two-piece cut, then one-byte pieces. 'random':
+   * `count` runs cut at random offsets drawn from `seed`. An array: the cut
+   * offsets of one split (ascending, inside the input), e.g. to replay the
+   * split an error named.
+   */
+  at?: 'every' | 'random' | readonly number[];
+  /** With 'random': the seed of the cuts (default 1); an error names it, and the same seed cuts the same way. */
+  seed?: number;
+  /** With 'random': how many random splits to try after the whole input (default 100). */
+  count?: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** The longest a timer may be armed for (docs/abi.md §11), in ms. */
+const TIMER_MAX = 86_400_000;
+const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store']);
+/** What messages call a module loaded from bytes (where `serve` would name its file). */
+const BYTES_NAME = '<bytes>';
+const PIECES_KEYS = new Set(['at', 'seed', 'count', 'eof']);
+
+function asBytes(input: Uint8Array | string, what: string): Uint8Array {
+  if (typeof input === 'string') return encoder.encode(input);
+  if (input instanceof Uint8Array) return input;
+  throw new TypeError(`${what} must be a string or a Uint8Array, got ${typeof input}`);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const all = new Uint8Array(parts.reduce((a, b) => a + b.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.length;
+  }
+  return all;
+}
+
+function result(output: Uint8Array, closed: number | null, fault: ModuleFault | null): SendResult {
+  return { output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault };
+}
+
+/** A time the fake clock may be set to: any number (ms since the epoch). */
+function clockValue(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw new OptionError(name, `must be a number of ms since the epoch, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function unknownKeys(opts: object, known: Set<string>, what: string): void {
+  for (const k of Object.keys(opts)) if (!known.has(k)) throw new OptionError(k, `is not an option of ${what}`);
+}
+
+/** One client connection to the module (make it with `m.connect()`). */
+export class TestConn {
+  /** What tcpmod_on_open produced (empty output when the module has no on_open). */
+  readonly opened: SendResult;
+  /** @internal */
+  pending = new Uint8Array(0);
+  /** @internal */
+  state: Uint8Array;
+  /** @internal When the timer fires on the fake clock; null when not armed. */
+  timerAt: number | null = null;
+  private reason: number | null = null;
+  private sent = false;
+  private out: Uint8Array[] = [];
+
+  /** @internal `m.connect()` makes it. */
+  constructor(readonly module: LoadedModule, readonly id: number) {
+    this.state = new Uint8Array(module.instance.desc.stateSize);
+    this.opened = module.run(this, () => this.settle(module.driver.open(module.instance, id)));
+  }
+
+  /** The close reason once the connection is closed; null while open. */
+  get closed(): CloseReasonName | null {
+    return this.reason === null ? null : CLOSE_REASONS[this.reason];
+  }
+
+  /** @internal The close reason as the module sees it (a number). */
+  get closedCode(): number | null {
+    return this.reason;
+  }
+
+  /**
+   * Delivers `input` as bytes received from the client (an empty input with
+   * `eof` is the client finishing), and returns what the module did about it.
+   * Like a socket read, the host hands the module at most in_cap bytes at a
+   * time, after whatever it left unconsumed. Throws when the connection is closed.
+   */
+  send(input: Uint8Array | string, opts: SendOptions = {}): SendResult {
+    const data = asBytes(input, 'input');
+    if (this.reason !== null) throw new Error(`connection ${this.id} is closed (${this.closed})`);
+    this.sent = true;
+    const eofAll = opts.eof === true;
+    return this.module.run(this, () => {
+      let offset = 0;
+      do {
+        const room = this.module.instance.desc.inCap - this.pending.length;
+        const chunk = data.subarray(offset, offset + room);
+        offset += chunk.length;
+        const len = this.load(chunk);
+        const eof = eofAll && offset >= data.length;
+        if (len === 0 && !eof) return null;
+        const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
+        if (fault || this.reason !== null) return fault;
+      } while (offset < data.length);
+      return null;
+    });
+  }
+
+  /**
+   * Sends `input` cut in many ways — at every byte boundary (every two-piece
+   * split, then one-byte pieces), at random seeded cuts, or at the offsets
+   * given — and checks that every split gives what the whole input gives: the
+   * same output, close reason and fault. This connection takes the whole input
+   * (it must not have been sent anything yet) and the result is the output
+   * `send` would return (`c.closed` and `m.faults` tell the rest). The comparison runs beside it: the whole input and each
+   * split go to a connection with this one's id on a second instance of the
+   * module (as on another worker of a server; each of these connections is
+   * closed before the next opens), each starting from the store as it was, at
+   * the same time on the clock. Afterwards the store, logs and
+   * faults are as the whole input on this connection left them. Throws a
+   * SplitMismatchError naming the cut offsets (and the seed) and showing both
+   * results when a split disagrees with the whole. With `eof`, closing as
+   * 'peer' or 'module' counts as the same: whether the module's CLOSE comes in
+   * the call that carries EOF depends on the cuts. Needs the module's own
+   * store (not store: 'process').
+   */
+  sendInPieces(input: Uint8Array | string, opts: PiecesOptions = {}): Uint8Array {
+    const data = asBytes(input, 'input');
+    unknownKeys(opts, PIECES_KEYS, 'sendInPieces');
+    const at = opts.at ?? 'every';
+    const explicit = Array.isArray(at) ? [...(at as readonly unknown[])] : null;
+    if (explicit ? !isCutList(explicit, data.length) : at !== 'every' && at !== 'random')
+      throw new OptionError('at', `must be 'every', 'random' or ascending cut offsets from 1 to ${data.length - 1}, got ${JSON.stringify(at)}`);
+    if (opts.seed !== undefined && !Number.isSafeInteger(opts.seed)) throw new OptionError('seed', `must be an integer, got ${JSON.stringify(opts.seed)}`);
+    if (opts.count !== undefined && (!Number.isSafeInteger(opts.count) || opts.count < 1))
+      throw new OptionError('count', `must be an integer of at least 1, got ${JSON.stringify(opts.count)}`);
+    if (at !== 'random' && (opts.seed !== undefined || opts.count !== undefined))
+      throw new OptionError(opts.seed !== undefined ? 'seed' : 'count', "only applies with at: 'random'");
+    if (!this.module.ownKv)
+      throw new Error("sendInPieces needs the module's own store: with store: 'process' it could not put the store back between runs");
+    if (this.sent || this.reason !== null)
+      throw new Error(`sendInPieces needs a connection that has been sent nothing yet (connection ${this.id} has ${this.reason !== null ? 'closed' : 'been sent input'})`);
+    const seed = at === 'random' ? (opts.seed ?? 1) : null;
+    const plans = explicit ? [[], explicit as number[]] : seed === null ? splitPlans(data.length) : randomPlans(data.length, seed, opts.count ?? 100);
+    const m = this.module;
+    const restoreBefore = m.ownKv?.snapshot();
+    const whole = this.send(data, { eof: opts.eof });
+    const restoreAfter = m.ownKv?.snapshot();
+    const logs = m.logs.length;
+    const faults = m.faults.length;
+    try {
+      let expected: PieceRun | null = null;
+      for (const cuts of plans) {
+        restoreBefore?.();
+        const actual = m.runCut(this.id, data, cuts, opts.eof === true);
+        if (expected === null) expected = actual;
+        else if (!sameRun(expected, actual, opts.eof === true)) throw new SplitMismatchError(cuts, expected, actual, data.length, seed);
+      }
+    } finally {
+      restoreAfter?.();
+      m.logs.length = logs;
+      m.faults.length = faults;
+    }
+    return whole.output;
+  }
+
+  /** The client goes away: runs tcpmod_on_close with reason 'peer' (nothing more can be sent). Does nothing once closed. */
+  close(): SendResult {
+    if (this.reason !== null) return result(new Uint8Array(0), null, null);
+    return this.module.run(this, () => this.settle(CloseReason.PEER));
+  }
+
+  /** @internal Collects output sent while this connection is handled. */
+  collect(bytes: Uint8Array): void {
+    this.out.push(bytes.slice());
+  }
+
+  /** @internal Output collected since the last call. */
+  takeOutput(): Uint8Array {
+    const all = concat(this.out.length ? this.out : [new Uint8Array(0)]);
+    this.out = [];
+    return all;
+  }
+
+  /** @internal The timer fired: on_timer with the carry-over. */
+  fireTimer(): SendResult {
+    this.timerAt = null;
+    return this.module.run(this, () => this.settle(this.module.driver.timer(this.module.instance, this.id, this.load(new Uint8Array(0)))));
+  }
+
+  /** Places the carry-over, then `chunk`, at in_ptr and the state slot at state_ptr; returns the input length. */
+  private load(chunk: Uint8Array): number {
+    const inst = this.module.instance;
+    const d = inst.desc;
+    const mem = new Uint8Array(inst.buffer);
+    mem.set(this.pending, d.inPtr);
+    mem.set(chunk, d.inPtr + this.pending.length);
+    if (d.stateSize) mem.set(this.state, d.statePtr);
+    return this.pending.length + chunk.length;
+  }
+
+  /** What the driver's result leads to, as the worker loop does it: save carry-over and state, or close. */
+  private settle(r: number): ModuleFault | null {
+    const m = this.module;
+    const inst = m.instance;
+    const d = inst.desc;
+    if (r === KEEP) {
+      const mem = new Uint8Array(inst.buffer); // memory may have grown
+      this.pending = mem.slice(m.driver.restPtr, m.driver.restPtr + m.driver.restLen);
+      if (d.stateSize) this.state = mem.slice(d.statePtr, d.statePtr + d.stateSize);
+      return null;
+    }
+    if (r === FAULTED) {
+      this.reason = CloseReason.FAULT;
+      return m.renew(m.driver.fault!);
+    }
+    const fault = m.driver.close(inst, this.id, r);
+    this.reason = fault ? CloseReason.FAULT : r;
+    return fault ? m.renew(fault) : null;
+  }
+}
+
+/** The fake clock of a loaded module: tcpmod.now_ms reads it; module timers run on it. */
+export class TestClock {
+  /** What the clock adds to its source. */
+  private offset = 0;
+
+  /**
+   * @internal `start` is where a fake clock starts; null makes a clock that
+   * follows the wall clock (the deprecated Harness's), plus what advance() added.
+   */
+  constructor(start: number | null, private readonly fire: (until: number) => TimerFiring[]) {
+    this.source = start === null ? () => Date.now() : () => start;
+  }
+
+  private source: () => number;
+
+  /** What tcpmod.now_ms returns now, in ms since the epoch. It moves only by advance() and set(). */
+  get now(): number {
+    return this.source() + this.offset;
+  }
+
+  /**
+   * Sets the clock to `ms`, forward or back, firing nothing (armed timers keep
+   * their due times). For tests of how a module takes a clock it does not
+   * expect: any number is allowed, NaN and negatives too, though a server's
+   * clock never gives them.
+   */
+  set(ms: number): void {
+    this.offset = clockValue('set(ms): ms', ms) - this.source();
+  }
+
+  /** @internal Moves the clock to `t` (never back). */
+  moveTo(t: number): void {
+    const now = this.now;
+    if (t > now) this.offset += t - now;
+  }
+
+  /**
+   * Moves the clock `ms` forward, firing every timer that comes due on the way
+   * in time order, each with the clock at its due time (a timer armed by
+   * on_timer fires in the same advance when it falls due within it). Returns
+   * the firings, with what each produced.
+   */
+  advance(ms: number): TimerFiring[] {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new RangeError(`advance(ms): ms must be a finite number of at least 0, got ${ms}`);
+    // A wall clock stands still while timers fire, then goes on from where advance left it.
+    const live = this.source;
+    const frozen = live();
+    this.source = () => frozen;
+    try {
+      return this.fire(this.now + ms);
+    } finally {
+      this.offset += frozen - live();
+      this.source = live;
+    }
+  }
+}
+
+/** A loaded module, as `loadModule` gives it: open connections with `connect()`. */
+export class LoadedModule implements Transport {
+  /** Every line the module logged, in order; a test may empty it (`m.logs.length = 0`). */
+  readonly logs: LogLine[] = [];
+  /** Every fault, in order: each cost the module its instance (a fresh one serves what follows, as in a server). */
+  readonly faults: ModuleFault[] = [];
+  /** What tcpmod.peer_addr answers for every connection. */
+  peerAddress = '127.0.0.1:40000';
+  /** What tcpmod.draining answers: set it to see how the module behaves in a graceful stop. */
+  draining = false;
+  /** The fake clock. */
+  readonly clock: TestClock;
+  /** @internal */
+  readonly driver = new AbiDriver(this);
+  /** @internal The store behind m.kv; null with store: 'process'. */
+  readonly ownKv: ModuleKv | null;
+  /** @internal Called with every log line as the module gave it (the deprecated Harness keeps numeric levels). */
+  onLog: ((level: number, message: string, conn: number) => void) | null = null;
+  private inst: ModuleInstance;
+  /** The instance sendInPieces compares splits on, as another worker of a server; made when first needed. */
+  private side: ModuleInstance | null = null;
+  private readonly conns = new Set<TestConn>();
+  private current: TestConn | null = null;
+  private nextId = 1;
+
+  /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
+  constructor(readonly compiled: CompiledModule, now: number | null, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
+    this.clock = new TestClock(now, (until) => this.fireUntil(until));
+    this.ownKv = kv;
+    this.inst = first(this.hooks());
+  }
+
+  /** The module's key-value store (docs/abi.md §10), its own unless loaded with store: 'process'. */
+  get kv(): ModuleKv {
+    if (!this.ownKv) throw new Error(`${this.compiled.name} uses the process store (store: 'process'): use the native store, not m.kv`);
+    return this.ownKv;
+  }
+
+  /** The live instance (replaced after each fault). For tests of the host itself; its shape is not part of the API. */
+  get instance(): ModuleInstance {
+    return this.inst;
+  }
+
+  /** The module's memory now (it grows; a fault replaces it). */
+  get memory(): WebAssembly.Memory {
+    return this.inst.memory;
+  }
+
+  /** Opens a connection: runs tcpmod_on_open with a zeroed state slot; its result is `c.opened`. */
+  connect(): TestConn {
+    return this.open(this.nextId++);
+  }
+
+  private open(id: number): TestConn {
+    const d = this.inst.desc;
+    if (d.stateSize) new Uint8Array(this.inst.buffer, d.statePtr, d.stateSize).fill(0);
+    return new TestConn(this, id);
+  }
+
+  /** @internal Runs `fn` (callbacks of `conn`), then gathers what they sent and how the connection ended up. */
+  run(conn: TestConn, fn: () => ModuleFault | null): SendResult {
+    this.conns.add(conn);
+    const before = conn.closedCode;
+    this.current = conn;
+    let fault: ModuleFault | null;
+    try {
+      fault = fn();
+    } finally {
+      this.current = null;
+    }
+    if (conn.closedCode !== null) this.conns.delete(conn);
+    return result(conn.takeOutput(), conn.closedCode === before ? null : conn.closedCode, fault);
+  }
+
+  /**
+   * @internal One run of sendInPieces: connection `id` on the side instance
+   * takes `data` cut at `cuts`, then closes. (The live instance still holds
+   * that connection; a second instance keeps the two apart.)
+   */
+  runCut(id: number, data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
+    const live = this.inst;
+    this.inst = this.side ??= instantiate(this.compiled, this.hooks());
+    try {
+      return this.cut(this.open(id), data, cuts, eof);
+    } finally {
+      this.side = this.inst; // a fault renewed it
+      this.inst = live;
+    }
+  }
+
+  private cut(c: TestConn, data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
+    const parts: Uint8Array[] = [];
+    let closed: CloseReasonName | null = c.closed;
+    let fault: ModuleFault | null = c.opened.fault;
+    let prev = 0;
+    for (const cut of [...cuts, data.length]) {
+      if (closed !== null) break;
+      const r = c.send(data.subarray(prev, cut), { eof: eof && cut === data.length });
+      parts.push(r.output);
+      closed = r.closed;
+      fault = r.fault;
+      prev = cut;
+    }
+    c.close();
+    return { output: concat(parts.length ? parts : [new Uint8Array(0)]), closed, fault };
+  }
+
+  /** @internal A fault: count it, and serve what follows with a fresh instance, as a worker does. */
+  renew(fault: ModuleFault): ModuleFault {
+    this.faults.push(fault);
+    this.inst = instantiate(this.compiled, this.hooks());
+    return fault;
+  }
+
+  // Transport: output goes to the connection being handled; there is no handler clock, and no congestion.
+  /** @internal */
+  send(mem: ArrayBuffer, ptr: number, len: number): number {
+    this.current?.collect(new Uint8Array(mem, ptr, len));
+    return -1;
+  }
+  /** @internal */
+  enter(): void {}
+  /** @internal */
+  leave(): void {}
+  /** @internal */
+  congested(): boolean {
+    return false;
+  }
+
+  private hooks(): Parameters<typeof instantiate>[1] {
+    return {
+      send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
+      log: (level, message, conn) => {
+        this.logs.push({ level: LOG_LEVELS[level] ?? 'info', message, conn });
+        this.onLog?.(level, message, conn);
+      },
+      now: () => this.clock.now,
+      setTimer: (ms) => {
+        if (!this.current || !Number.isInteger(ms) || ms < 0 || ms > TIMER_MAX) return -2;
+        this.current.timerAt = ms === 0 ? null : this.clock.now + ms;
+        return 0;
+      },
+      draining: () => (this.draining ? 1 : 0),
+      // tcpmod.want is a hint the harness does not need: a module must give the same answers however input is cut.
+      want: () => 0,
+      peerAddr: () => this.peerAddress,
+      kv: this.ownKv?.backend,
+    };
+  }
+
+  /** Fires every timer due by `until`, earliest first, moving the clock to each; then moves it to `until`. */
+  private fireUntil(until: number): TimerFiring[] {
+    const fired: TimerFiring[] = [];
+    for (;;) {
+      let next: TestConn | null = null;
+      for (const c of this.conns) {
+        if (c.timerAt !== null && c.timerAt <= until && (next === null || c.timerAt < next.timerAt!)) next = c;
+      }
+      if (next === null) break;
+      this.clock.moveTo(next.timerAt!);
+      fired.push({ conn: next, at: this.clock.now, ...next.fireTimer() });
+    }
+    this.clock.moveTo(until);
+    return fired;
+  }
+}
+
+/** Cut offsets a test gave: integers, ascending, strictly inside an input of `length` bytes. */
+function isCutList(cuts: unknown[], length: number): boolean {
+  return cuts.every((c, i) => Number.isInteger(c) && (c as number) > (i ? (cuts[i - 1] as number) : 0) && (c as number) < length);
+}
+
+function sameRun(a: PieceRun, b: PieceRun, eof: boolean): boolean {
+  const reason = (c: string | null) => (eof && c === 'peer' ? 'module' : c);
+  if (reason(a.closed) !== reason(b.closed)) return false;
+  if ((a.fault === null) !== (b.fault === null)) return false;
+  if (a.fault && b.fault && (a.fault.kind !== b.fault.kind || a.fault.message !== b.fault.message)) return false;
+  return Buffer.compare(a.output, b.output) === 0;
+}
+
+/**
+ * Loads a module as `serve` does — the same static checks and one trial
+ * instance (IoDesc checks, tcpmod_init with `config`) — so a bad module
+ * rejects with the same ModuleLoadError (or ModuleConfigRefused) message.
+ * `pathOrBytes` is a file path, or the module's bytes (named "<bytes>" in
+ * messages). Options are checked as `serve` checks its own (an OptionError
+ * names the option).
+ */
+export function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModule> {
+  return openModule(pathOrBytes, opts, false);
+}
+
+/** @internal loadModule; `wallClock` makes the clock follow the wall clock (the deprecated loadHarness's). */
+export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOptions, wallClock: boolean): Promise<LoadedModule> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  unknownKeys(opts, LOAD_KEYS, 'loadModule');
+  const memoryCap = opts.memoryCap === undefined ? DEFAULTS.moduleMemory : (parseOptionValue('memoryCap', OPTIONS.moduleMemory.kind, opts.memoryCap) as number);
+  const config = opts.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, opts.config) as Uint8Array);
+  const kvMaxBytes = opts.kvMaxBytes === undefined ? DEFAULTS.kvMaxBytes : (parseOptionValue('kvMaxBytes', OPTIONS.kvMaxBytes.kind, opts.kvMaxBytes) as number);
+  const now = opts.now === undefined ? (wallClock ? null : Date.now()) : clockValue('now', opts.now);
+  const store = opts.store ?? 'own';
+  if (store !== 'own' && store !== 'process') throw new OptionError('store', `must be 'own' or 'process', got ${JSON.stringify(store)}`);
+  if (store === 'process' && opts.kvMaxBytes !== undefined) throw new OptionError('kvMaxBytes', "does not apply with store: 'process' (the server's store has its own budget)");
+  let compiled: CompiledModule;
+  if (typeof pathOrBytes === 'string') compiled = await compileModule(pathOrBytes, { memoryCap, config });
+  else if (pathOrBytes instanceof Uint8Array) compiled = await compileBytes(BYTES_NAME, pathOrBytes.slice(), { memoryCap, config });
+  else throw new TypeError(`loadModule needs a file path or the module's bytes (a Uint8Array), got ${typeof pathOrBytes}`);
+  return new LoadedModule(compiled, now, store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
+}
