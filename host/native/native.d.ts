@@ -95,8 +95,10 @@ export interface NativeBinding {
    *  received[0] = bytes newly received by this call. */
   connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array,
     noRecv?: number): number;
-  /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
-  connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
+  /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr; with epfd and
+   *  events, then re-arms like connRearm in the same call (-errno when that fails: the caller stays holder). */
+  connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number,
+    epfd?: number, events?: number): number;
   /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
   connAdd(epfd: number, fd: number, id: number, events: number): number;
   /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */

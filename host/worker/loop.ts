@@ -330,9 +330,13 @@ export class EventLoop implements Transport {
   /** What the driver's result leads to: keep (save and re-arm), a fault, or a close. */
   private after(fd: number, id: number, r: number): void {
     if (r === KEEP) {
+      // Saved and re-armed in one native call.
       const inst = this.inst;
-      native.connSave(fd, id, inst.buffer, this.driver.restPtr, this.driver.restLen, inst.desc.statePtr);
-      return this.rearm(fd, id);
+      const d = this.driver;
+      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) {
+        this.close(fd, id, CloseReason.SOCKET_ERROR);
+      }
+      return;
     }
     if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
     this.close(fd, id, r, this.driver.linger);

@@ -502,15 +502,19 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(have | eof));
 }
 
-// connSave(fd, id, mem, restPtr, restLen, statePtr) -> 0 | -EBADF.
+int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
+
+// connSave(fd, id, mem, restPtr, restLen, statePtr, epfd?, events?) -> 0 | -EBADF | -errno.
 // Keeps [restPtr, restPtr+restLen) as the connection's unconsumed input and
-// saves the state slot from statePtr.
+// saves the state slot from statePtr. With epfd and events it then re-arms
+// the entry as connRearm does, in the same call (the end of every kept event):
+// -errno when that fails, and the caller stays holder.
 Napi::Value ConnSave(const Napi::CallbackInfo& info) {
-  int64_t fd, id, state_ptr;
+  int64_t fd, id, state_ptr, epfd = -1, events = 0;
   uint8_t *rest, *base;
   size_t len, mem_size;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &rest, &len, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr))
+      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && (!ArgInt(info, 6, &epfd) || !ArgInt(info, 7, &events))))
     return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
@@ -524,7 +528,9 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
     std::memcpy(c->state, base + state_ptr, c->state_size);
   }
-  return Num(info, 0);
+  if (epfd < 0) return Num(info, 0);
+  std::lock_guard<std::mutex> lock(table_mu);
+  return Num(info, RearmLocked(c, static_cast<int>(fd), static_cast<int>(epfd), static_cast<uint32_t>(events)));
 }
 
 // connAdd(epfd, fd, id, events) -> 0 | -errno. Puts a new entry into the epoll
