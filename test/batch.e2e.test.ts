@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CloseReason } from '../host/module/abi.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { BATCH_BUDGET_MS } from '../dist/worker/loop.js';
-import { DEFAULTS } from '../dist/options.js';
+import { DEFAULTS, resolveOptions } from '../dist/options.js';
 import { fixture } from './fixtures.js';
 import { open, readBytes, untilClosed } from './net-client.js';
 
@@ -40,8 +40,14 @@ const busy = (ms: number) => Buffer.from([0x64, ms]);
 const letters = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => 0x61 + ((seed + i) % 26)));
 
 describe('--batch', () => {
-  it('defaults to a batch above 1', () => {
+  it('defaults to a batch above 1, and takes 1..256', () => {
     expect(DEFAULTS.batch).toBeGreaterThan(1);
+    expect(resolveOptions({ module: 'm.wasm' }).batch).toBe(DEFAULTS.batch);
+    expect(resolveOptions({ module: 'm.wasm', batch: 1 }).batch).toBe(1);
+    expect(resolveOptions({ module: 'm.wasm', batch: 256 }).batch).toBe(256);
+    for (const bad of [0, 257, 1.5]) {
+      expect(() => resolveOptions({ module: 'm.wasm', batch: bad })).toThrow(`batch must be an integer from 1 to 256, got ${bad}`);
+    }
   });
 
   it.each([1, 8])('a callback busy for 200 ms holds up none of the connections that arrived with it (batch %i, 2 workers)', async (batch) => {
