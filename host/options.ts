@@ -85,6 +85,10 @@ export const OPTIONS = {
     flag: '--max-threads', arg: '<n>', kind: { type: 'integer', min: 1, max: MAX_WORKERS },
     defaultNote: `4 x min, at most ${MAX_WORKERS}`, help: 'most workers the pool grows to',
   },
+  batch: {
+    flag: '--batch', arg: '<n>', kind: { type: 'integer', min: 1, max: 256 }, default: 8,
+    help: 'ready connections a worker takes per wait; 1 takes one event per wait (the seed\'s loop)',
+  },
   workerIdleTimeout: { flag: '--idle-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'an idle worker above min leaves after this' },
   sendMode: {
     flag: '--send-mode', arg: '<mode>', kind: { type: 'choice', choices: ['queued', 'blocking'] }, default: 'queued',
@@ -219,6 +223,7 @@ export interface ResolvedOptions {
   minThreads: number;
   maxThreads: number;
   workerIdleTimeoutMs: number;
+  batch: number;
   sendTimeoutMs: number;
   sendMode: 'queued' | 'blocking';
   maxOutputBuffer: number;
@@ -429,6 +434,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     minThreads: min,
     maxThreads: max,
     workerIdleTimeoutMs: pick('workerIdleTimeout'),
+    batch: pick('batch'),
     sendTimeoutMs: pick('sendTimeout'),
     sendMode: pick('sendMode'),
     maxOutputBuffer: pick('maxOutputBuffer'),

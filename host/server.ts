@@ -18,7 +18,7 @@ import { C, check, native, SysError } from './sys.js';
 import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
-import { CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
+import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -145,6 +145,7 @@ export class TcpmodServer extends EventEmitter {
       check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
+      check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -196,6 +197,7 @@ export class TcpmodServer extends EventEmitter {
         moduleConfig: compiled.config,
         memoryCap: o.moduleMemory,
         idleTimeoutMs: o.workerIdleTimeoutMs,
+        batch: o.batch,
         sendTimeoutMs: o.sendTimeoutMs,
         keepalive: o.keepalive,
         logLevel: o.logLevel,
@@ -207,7 +209,9 @@ export class TcpmodServer extends EventEmitter {
         kv: this.kvTarget,
       }),
       onStuck: (slot) => {
-        // Tell its client at once; the fd stays open until the frozen thread is gone.
+        // Tell its client at once; the fd stays open until the frozen thread is gone. What it
+        // took in its batch and never touched goes back to epoll first, for the other workers.
+        native.batchRelease(this.epfd, slot + 1);
         const held = native.connHeld(this.epfd, slot + 1);
         for (let i = 0; i < held.length; i += 3) if (held[i + 2] === C.KIND_CONN) native.connShutdown(held[i], held[i + 1], C.SHUT_RDWR);
       },
@@ -227,6 +231,8 @@ export class TcpmodServer extends EventEmitter {
   /**
    * A worker's thread has exited (stopped by the watchdog, a host error, a
    * crash): it can no longer finish what it held, so the main thread does. The
+   * entries of its last batch it had not started on go back into the epoll set
+   * untouched (ready sockets report again at once); the
    * listener goes back into the epoll set; a connection it had accepted but not
    * opened yet goes back too, for another worker to open; a connection the
    * module had met is closed (reason 6, no on_close: the instance died with the
@@ -234,6 +240,7 @@ export class TcpmodServer extends EventEmitter {
    */
   private finishHeld(slot: number): void {
     if (this.epfd < 0) return;
+    native.batchRelease(this.epfd, slot + 1);
     const held = native.connHeld(this.epfd, slot + 1);
     for (let i = 0; i < held.length; i += 3) {
       const [fd, id, kind] = [held[i], held[i + 1], held[i + 2]];

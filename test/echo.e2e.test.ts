@@ -2,13 +2,14 @@
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
+import { batchOption } from './batch-variant.js';
 import { open, pattern, readBytes } from './net-client.js';
 
 let server: TcpmodServer;
 let port: number;
 
 beforeAll(async () => {
-  server = createServer({ module: 'build/echo.wasm', port: 0, threads: 2, logLevel: 'warn' });
+  server = createServer({ module: 'build/echo.wasm', port: 0, threads: 2, logLevel: 'warn', ...batchOption() });
   port = (await server.listen()).port;
 });
 afterAll(() => server?.close({ drainTimeout: 0 }));

@@ -3,12 +3,13 @@
 // that the module and the host agree on the wire, not optional extras.
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchArgs } from './batch-variant.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 
 let srv: ServedProcess;
 let base: string;
 beforeAll(async () => {
-  srv = await serve('build/http.wasm', ['--threads', '2']);
+  srv = await serve('build/http.wasm', ['--threads', '2', ...batchArgs()]);
   base = `http://${srv.host}:${srv.port}`;
 });
 afterAll(async () => {

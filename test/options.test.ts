@@ -38,6 +38,7 @@ describe('defaults', () => {
       host: DEFAULTS.host,
       port: DEFAULTS.port,
       reusePort: false,
+      batch: DEFAULTS.batch,
       proxyProtocol: 'off',
       backlog: DEFAULTS.backlog,
       minThreads: Math.min(availableParallelism(), 64),

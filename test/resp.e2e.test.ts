@@ -2,6 +2,7 @@
 // (redis-cli, redis-benchmark). A missing client fails the suite: .ci/run
 // installs them. Run `npm run build:wasm` and `npm run build:host` first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchArgs } from './batch-variant.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 
 let srv: ServedProcess;
@@ -9,7 +10,7 @@ let srv: ServedProcess;
 beforeAll(async () => {
   await requireTool('redis-cli');
   await requireTool('redis-benchmark');
-  srv = await serve('build/resp.wasm', ['--threads', '2']);
+  srv = await serve('build/resp.wasm', ['--threads', '2', ...batchArgs()]);
 });
 
 afterAll(async () => {

@@ -4,8 +4,13 @@
 // measured for throughput and for the server's CPU time (user + system of its
 // whole process group, from /proc) over the run. Per case it keeps every run,
 // the median and range per server, and the per-round ratios subject/peer.
-import { groupCpuSeconds } from './procfs.mjs';
+// Next to CPU time each run counts the server's context switches (every
+// thread, /proc/PID/task/*/status); a server whose definition says `strace`
+// also gets one more, shorter run per case under `strace -c -f` for its
+// syscalls per request (a run of its own: strace slows the server down).
+import { groupContextSwitches, groupCpuSeconds } from './procfs.mjs';
 import { launch } from './servers.mjs';
+import { syscallsPerRequest } from './strace.mjs';
 import { ratio, summarize } from './stats.mjs';
 
 const fmt = (x, d = 0) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
@@ -54,6 +59,7 @@ export async function compareServers({ ctx, workload, defs, cases, runOne, subje
             continue;
           }
           const cpu0 = groupCpuSeconds(s.pgid);
+          const cs0 = groupContextSwitches(s.pgid);
           let r;
           try {
             r = await runOne(c.params, s, ctx.seconds);
@@ -63,12 +69,28 @@ export async function compareServers({ ctx, workload, defs, cases, runOne, subje
             continue;
           }
           const cpuSeconds = groupCpuSeconds(s.pgid) - cpu0;
-          const run = { round, ...r, cpuSeconds, cpuPerRequestUs: r.requests > 0 ? (cpuSeconds / r.requests) * 1e6 : null };
+          const switches = groupContextSwitches(s.pgid) - cs0;
+          const per = (n) => (r.requests > 0 ? n / r.requests : null);
+          const run = { round, ...r, cpuSeconds, cpuPerRequestUs: per(cpuSeconds * 1e6), contextSwitches: switches, switchesPerRequest: per(switches) };
           runs.push(run);
           ctx.log(
             `[${workload}] ${c.label} · round ${round}/${ctx.rounds} · ${s.label}: ${fmt(r.rps)} req/s, ` +
-              `${fmt(run.cpuPerRequestUs, 2)} µs CPU/req${r.errors ? `, ${r.errors} errors` : ''}`,
+              `${fmt(run.cpuPerRequestUs, 2)} µs CPU/req, ${fmt(run.switchesPerRequest, 2)} ctx switches/req${r.errors ? `, ${r.errors} errors` : ''}`,
           );
+        }
+      }
+      for (const s of servers) {
+        if (!s.strace || !s.alive()) continue;
+        const seconds = Math.min(2, ctx.seconds);
+        try {
+          const sc = await syscallsPerRequest(s.pid, seconds, (secs) => runOne(c.params, s, secs));
+          if (sc) {
+            entry.results[s.id].syscalls = sc;
+            ctx.log(`[${workload}] ${c.label} · strace run · ${s.label}: ${fmt(sc.perRequest, 2)} syscalls/req (${Object.entries(sc.bySyscall).slice(0, 5).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')})`);
+          }
+        } catch (e) {
+          entry.results[s.id].syscalls = { error: e.message };
+          ctx.log(`[${workload}] ${c.label} · strace run · ${s.label}: error: ${e.message}`);
         }
       }
       for (const id of Object.keys(entry.results)) {
@@ -76,6 +98,7 @@ export async function compareServers({ ctx, workload, defs, cases, runOne, subje
         const ok = res.runs.filter((r) => !r.error);
         res.rps = summarize(ok.map((r) => r.rps));
         res.cpuPerRequestUs = summarize(ok.map((r) => r.cpuPerRequestUs));
+        res.switchesPerRequest = summarize(ok.map((r) => r.switchesPerRequest));
         res.errors = ok.reduce((a, r) => a + (r.errors ?? 0), 0);
         res.failedRuns = res.runs.length - ok.length;
       }

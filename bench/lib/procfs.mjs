@@ -87,3 +87,29 @@ export function groupFdCount(pgid) {
   }
   return n;
 }
+
+/**
+ * Context switches so far (voluntary + nonvoluntary, from
+ * /proc/PID/task/TID/status) of every thread of every process of the group: a
+ * sleep/wake per event shows here. Threads that exit mid-run take theirs along.
+ */
+export function groupContextSwitches(pgid) {
+  let n = 0;
+  for (const pid of groupPids(pgid)) {
+    let tids;
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+        for (const m of s.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) n += Number(m[1]);
+      } catch {
+        // gone
+      }
+    }
+  }
+  return n;
+}

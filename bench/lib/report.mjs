@@ -28,8 +28,8 @@ function skippedTable(w) {
 function compareTable(w, subject) {
   const hasRatios = subject !== null;
   const head = hasRatios
-    ? ['| case | server | req/s (median) | req/s min–max | server CPU µs/req (median, min–max) | tcpmod ÷ server: req/s | tcpmod ÷ server: CPU/req |', '|---|---|--:|--:|--:|--:|--:|']
-    : ['| case | server | req/s (median) | req/s min–max | server CPU µs/req (median, min–max) |', '|---|---|--:|--:|--:|'];
+    ? ['| case | server | req/s (median) | req/s min–max | server CPU µs/req (median, min–max) | context switches/req (median) | syscalls/req (strace run) | tcpmod ÷ server: req/s | tcpmod ÷ server: CPU/req |', '|---|---|--:|--:|--:|--:|--:|--:|--:|']
+    : ['| case | server | req/s (median) | req/s min–max | server CPU µs/req (median, min–max) | context switches/req (median) | syscalls/req (strace run) |', '|---|---|--:|--:|--:|--:|--:|'];
   const rows = [];
   for (const c of w.cases) {
     let first = true;
@@ -39,12 +39,13 @@ function compareTable(w, subject) {
       first = false;
       if (startErr || r.rps.n === 0) {
         const why = startErr ?? r.runs.find((x) => x.error)?.error ?? 'no data';
-        rows.push(`| ${caseCell} | ${esc(r.label)} | error: ${esc(why.split('\n')[0].slice(0, 120))} | | |${hasRatios ? ' | |' : ''}`);
+        rows.push(`| ${caseCell} | ${esc(r.label)} | error: ${esc(why.split('\n')[0].slice(0, 120))} | | | | |${hasRatios ? ' | |' : ''}`);
         continue;
       }
       const cpu = `${num(r.cpuPerRequestUs.median, 2)} (${range(r.cpuPerRequestUs, 2)})`;
       const errs = r.errors ? ` ⚠ ${num(r.errors)} client errors` : '';
-      const cells = [caseCell, esc(r.label) + errs, num(r.rps.median), range(r.rps), cpu];
+      const sys = r.syscalls?.perRequest !== undefined ? num(r.syscalls.perRequest, 2) : '–';
+      const cells = [caseCell, esc(r.label) + errs, num(r.rps.median), range(r.rps), cpu, num(r.switchesPerRequest?.median, 2), sys];
       if (hasRatios) {
         const q = c.ratios[id];
         cells.push(id === subject ? '—' : times(q?.rps), id === subject ? '—' : times(q?.cpuPerRequest));

@@ -21,15 +21,18 @@ export function serverDefs({ root, bins, threads }) {
   const nginxBin = hasCommand('nginx') ? 'nginx' : '/usr/sbin/nginx';
   return {
     /** tls: { cert, key } serves TLS 1.2–1.3 with ALPN http/1.1 (OpenSSL's default ciphers, server order, tickets on). */
-    tcpmod: (module, { workers = threads, tls = null, id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}` } = {}) => ({
+    /** batch: --batch (default: the server's). Its syscalls per request are counted in a separate strace run. */
+    tcpmod: (module, { workers = threads, tls = null, batch = null, id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}${batch ? ` --batch ${batch}` : ''}` } = {}) => ({
       id,
       label,
       module,
+      strace: true,
       start: (port) => ({
         cmd: node,
         args: [
           'bin/tcpmod.js', 'serve', module, '--host', '127.0.0.1', '--port', String(port), '--threads', String(workers), '--log-level', 'warn',
           ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-min-version', '1.2', '--alpn', 'http/1.1'] : []),
+          ...(batch ? ['--batch', String(batch)] : []),
         ],
         readyLine: LISTENING,
       }),
@@ -166,7 +169,16 @@ export async function launch(def, { root }) {
       s.cleanup?.();
     }
   };
-  return Object.assign(server, { id: def.id, label: def.label });
+  return Object.assign(server, { id: def.id, label: def.label, strace: def.strace === true });
+}
+
+/**
+ * tcpmod again with --batch 1 (one event per epoll_wait, the loop before
+ * batches), beside the default, so a full run shows what batching bought;
+ * --quick leaves it out.
+ */
+export function batchOne(ctx, module) {
+  return ctx.quick ? [] : [ctx.defs.tcpmod(module, { batch: 1, id: 'tcpmod-batch1' })];
 }
 
 /** Whether a module file exists (rows for a missing one are marked "skipped: module missing"). */

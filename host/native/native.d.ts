@@ -71,13 +71,16 @@ export interface NativeBinding {
   epollCreate(): number;
   /** For items outside the connection table (the wake eventfd, with KIND_WAKE). */
   epollCtl(epfd: number, op: number, fd: number, events: number, kind: number): number;
-  /** maxevents = 1. Returns 1 with out = [fd, kind, events, id, due], 0 on timeout, or -errno; timeoutMs < 0
+  /** One event per call. Returns 1 with out = [fd, kind, events, id, due], 0 on timeout, or -errno; timeoutMs < 0
    *  waits forever. A connection or listener event is claimed for `holder` in the connection table before it
    *  returns (events that cannot be claimed are dropped); `due` has the DUE_* bits the connection carried. The
-   *  server's timer item is handled inside (due connections are marked and made to report). cells[busySlot] is set to 1 for the event returned and back to
-   *  0 at the next call, with cells[busyGlobal] counting the busy workers. */
+   *  server's timer item is handled inside (due connections are marked and made to report). With maxEvents
+   *  (1..256, default 1) above 1, one epoll_wait claims up to that many and the next calls return the rest
+   *  (lent to `holder`; the timer gives back any left past the batch budget, see batchConfigure).
+   *  cells[busySlot] is 1 while the worker holds anything (from the event returned until a call that finds
+   *  nothing lent), with cells[busyGlobal] counting the busy workers. */
   epollWait(epfd: number, timeoutMs: number, out: Float64Array, holder: number, cells: Int32Array,
-    busyGlobal: number, busySlot: number): number;
+    busyGlobal: number, busySlot: number, maxEvents?: number): number;
   eventfdCreate(): number;
   eventfdWrite(fd: number): number;
 
@@ -92,12 +95,20 @@ export interface NativeBinding {
    *  received[0] = bytes newly received by this call. */
   connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array,
     noRecv?: number): number;
-  /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr. */
-  connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
+  /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr; with epfd and
+   *  events, then re-arms like connRearm in the same call (-errno when that fails: the caller stays holder). */
+  connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number,
+    epfd?: number, events?: number): number;
   /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
   connAdd(epfd: number, fd: number, id: number, events: number): number;
   /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */
   connRearm(epfd: number, fd: number, id: number, events: number): number;
+  /** Batches: what an entry given back is re-armed with (a connection, the listener), and how long (ms) the rest
+   *  of a batch may wait untouched before the timer gives it back. Call after timersConfigure. 0 | -EBADF. */
+  batchConfigure(group: number, connEvents: number, listenEvents: number, budgetMs: number): number;
+  /** Gives back (re-arms) every batch entry `holder` took and has not been handed yet: for a worker that is gone
+   *  or stopped. Returns how many. */
+  batchRelease(group: number, holder: number): number;
   /** Forgets the entry and closes the socket: 0, 1 when it was lingering (its close was counted already), -EBADF when
    *  it was gone already. With drainBytes > 0 it first
    *  shuts down writing and discards up to that much received input, so the close does not reset a reply. */

@@ -13,6 +13,8 @@ export interface WorkerConfig {
   moduleConfig: Uint8Array;
   memoryCap: number;
   idleTimeoutMs: number;
+  /** Ready connections taken per epoll_wait (maxevents); 1 takes one event per wait. */
+  batch: number;
   sendTimeoutMs: number;
   /** [idle s, interval s, count] or null for no keepalive. */
   keepalive: [number, number, number] | null;

@@ -1,8 +1,10 @@
-// The hot path: wait → recv → call the module → send → re-arm. One event per
-// wait (maxevents = 1); every connection is EPOLLONESHOT, and the native table
-// records which worker holds it from the moment epoll_wait hands it over until
-// the re-arm, so between the two this worker alone owns the connection — and if
-// this thread dies at any instant, the main thread knows what to finish.
+// The hot path: wait → recv → call the module → send → re-arm. A wait takes up
+// to cfg.batch ready items (maxevents) and hands them to this loop one at a
+// time; every connection is EPOLLONESHOT, and the native table records which
+// worker holds it from the moment epoll_wait hands it over until the re-arm, so
+// between the two this worker alone owns the connection — and if this thread
+// dies at any instant, the main thread knows what to finish (and gives back the
+// batch entries it had not started on).
 // The ABI itself (carry-over, progress loop, output order, faults) is the
 // driver's (module/driver.ts); this file only moves bytes and connections.
 import { CloseReason } from '../module/abi.js';
@@ -20,6 +22,16 @@ export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
 const OPENING_EVENTS = C.EPOLLET | C.EPOLLONESHOT;
 export const LISTEN_EVENTS = C.EPOLLIN | C.EPOLLONESHOT;
 const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
+/**
+ * How long the rest of a batch may wait behind the event being handled before
+ * the server's timer gives it back to epoll for another worker. Handling an
+ * event costs microseconds, so a batch of 8 is done in well under this and is
+ * never split; only a slow callback (a module doing real work, a blocking send)
+ * runs past it, and then the connections behind it wait at most this long (plus
+ * a timer tick and another worker's wake-up) — the latency a client of the
+ * seed's one-event loop could already see from scheduling alone.
+ */
+export const BATCH_BUDGET_MS = 2;
 
 export interface LoopHooks {
   /** Makes an instance of the module whose imports call these hooks. */
@@ -80,11 +92,11 @@ export class EventLoop implements Transport {
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
   run(): boolean {
-    const { epfd, idleTimeoutMs } = this.cfg;
+    const { epfd, idleTimeoutMs, batch } = this.cfg;
     const ctr = this.ctr;
     const ev = this.ev;
     for (;;) {
-      const n = native.epollWait(epfd, idleTimeoutMs, ev, this.holder, this.cells, G.BUSY, this.cell.busy);
+      const n = native.epollWait(epfd, idleTimeoutMs, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
         if (this.retire()) return true;
@@ -349,9 +361,13 @@ export class EventLoop implements Transport {
   /** What the driver's result leads to: keep (save and re-arm), a fault, or a close. */
   private after(fd: number, id: number, r: number): void {
     if (r === KEEP) {
+      // Saved and re-armed in one native call.
       const inst = this.inst;
-      native.connSave(fd, id, inst.buffer, this.driver.restPtr, this.driver.restLen, inst.desc.statePtr);
-      return this.rearm(fd, id);
+      const d = this.driver;
+      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) {
+        this.close(fd, id, CloseReason.SOCKET_ERROR);
+      }
+      return;
     }
     if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
     this.close(fd, id, r, this.driver.linger);

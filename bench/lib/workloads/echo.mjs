@@ -3,7 +3,7 @@
 // `net` (one process and a cluster) and the single-threaded C epoll ceiling.
 import { echoLoad } from '../clients.mjs';
 import { compareServers } from '../compare.mjs';
-import { moduleExists } from '../servers.mjs';
+import { batchOne, moduleExists } from '../servers.mjs';
 
 export const title = 'echo';
 export const MODULE = 'build/echo.wasm';
@@ -23,7 +23,7 @@ export async function run(ctx) {
   const res = await compareServers({
     ctx,
     workload: 'echo',
-    defs: [d.tcpmod(MODULE), d.nodeEcho(), d.nodeEchoCluster(), d.cEcho()],
+    defs: [d.tcpmod(MODULE), ...batchOne(ctx, MODULE), d.nodeEcho(), d.nodeEchoCluster(), d.cEcho()],
     cases,
     runOne: (p, server, seconds) => echoLoad(ctx.bins, { port: server.port, connections: p.connections, size: p.size, seconds }),
   });

@@ -3,7 +3,7 @@
 // process and a cluster) and nginx with as many workers as tcpmod has.
 import { wrk } from '../clients.mjs';
 import { compareServers } from '../compare.mjs';
-import { moduleExists } from '../servers.mjs';
+import { batchOne, moduleExists } from '../servers.mjs';
 
 export const title = 'http';
 export const MODULE = 'build/http.wasm';
@@ -22,7 +22,7 @@ export async function run(ctx) {
   const res = await compareServers({
     ctx,
     workload: 'http',
-    defs: [d.tcpmod(MODULE), d.nodeHttp(), d.nodeHttpCluster(), d.nginx()],
+    defs: [d.tcpmod(MODULE), ...batchOne(ctx, MODULE), d.nodeHttp(), d.nodeHttpCluster(), d.nginx()],
     cases,
     runOne: (p, server, seconds) =>
       wrk(ctx.benchDir, { port: server.port, connections: p.connections, threads: WRK_THREADS, seconds, pipeline: p.pipeline }),

@@ -6,7 +6,7 @@
 // CPU per request is per command.
 import { redisBenchmark } from '../clients.mjs';
 import { compareServers } from '../compare.mjs';
-import { moduleExists } from '../servers.mjs';
+import { batchOne, moduleExists } from '../servers.mjs';
 
 export const title = 'resp';
 export const MODULE = 'build/resp.wasm';
@@ -33,7 +33,7 @@ export async function run(ctx) {
     // Without a warm-up there would be no rate to size -n from: always have one.
     ctx: { ...ctx, warmupSeconds: Math.max(ctx.warmupSeconds, 0.3) },
     workload: 'resp',
-    defs: [d.tcpmod(MODULE), d.redis()],
+    defs: [d.tcpmod(MODULE), ...batchOne(ctx, MODULE), d.redis()],
     cases,
     runOne: async (p, server, seconds) => {
       const key = `${server.id}|${p.test}|${p.pipeline}`;

@@ -110,6 +110,11 @@ struct HeapItem {
   uint64_t id;
   bool operator>(const HeapItem& o) const { return at > o.at; }
 };
+// An event lent to a worker's next epollWait calls (LendBatch), and since when.
+struct Loan {
+  Lent event;
+  int64_t at;
+};
 struct Group {
   int timerfd = -1;
   int64_t armed_at = 0;  // what the timerfd is set to (0: disarmed)
@@ -133,6 +138,14 @@ struct Group {
   // while the list is not empty; each taker wakes the next, so they share it.
   int duefd = -1;
   int epfd = -1;
+  // Batches (batchConfigure): per holder, the events claimed and not yet handed
+  // to its JavaScript, oldest first. The timer hands back those left longer
+  // than batch_budget (steal_at: when the oldest loan passes it; 0: no loans
+  // pending), re-armed with conn_events or listen_events.
+  std::vector<std::deque<Loan>> loans;
+  int64_t steal_at = 0;
+  int64_t batch_budget = 0;
+  uint32_t conn_events = 0, listen_events = 0;
   std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap;
 };
 std::unordered_map<int, Group> groups;
@@ -234,6 +247,7 @@ uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
 void ArmTimerfd(Group& g) {
   int64_t at = g.heap.empty() ? 0 : g.heap.top().at;
   if (g.trim_at && (at == 0 || g.trim_at < at)) at = g.trim_at;
+  if (g.steal_at && (at == 0 || g.steal_at < at)) at = g.steal_at;
   if (at == g.armed_at || g.timerfd < 0) return;
   itimerspec its{};
   if (at) {
@@ -509,15 +523,19 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(have | eof));
 }
 
-// connSave(fd, id, mem, restPtr, restLen, statePtr) -> 0 | -EBADF.
+int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
+
+// connSave(fd, id, mem, restPtr, restLen, statePtr, epfd?, events?) -> 0 | -EBADF | -errno.
 // Keeps [restPtr, restPtr+restLen) as the connection's unconsumed input and
-// saves the state slot from statePtr.
+// saves the state slot from statePtr. With epfd and events it then re-arms
+// the entry as connRearm does, in the same call (the end of every kept event):
+// -errno when that fails, and the caller stays holder.
 Napi::Value ConnSave(const Napi::CallbackInfo& info) {
-  int64_t fd, id, state_ptr;
+  int64_t fd, id, state_ptr, epfd = -1, events = 0;
   uint8_t *rest, *base;
   size_t len, mem_size;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &rest, &len, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr))
+      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && (!ArgInt(info, 6, &epfd) || !ArgInt(info, 7, &events))))
     return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
@@ -531,7 +549,9 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
     if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
     std::memcpy(c->state, base + state_ptr, c->state_size);
   }
-  return Num(info, 0);
+  if (epfd < 0) return Num(info, 0);
+  std::lock_guard<std::mutex> lock(table_mu);
+  return Num(info, RearmLocked(c, static_cast<int>(fd), static_cast<int>(epfd), static_cast<uint32_t>(events)));
 }
 
 // connAdd(epfd, fd, id, events) -> 0 | -errno. Puts a new entry into the epoll
@@ -548,26 +568,21 @@ Napi::Value ConnAdd(const Napi::CallbackInfo& info) {
   return Num(info, epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_ADD, static_cast<int>(fd), &ev) < 0 ? -errno : 0);
 }
 
-// connRearm(epfd, fd, id, events) -> 0 | -errno. Gives the entry back to epoll
-// (EPOLL_CTL_MOD): clears the holder first, since another worker may take the
-// event the moment the item is re-armed. On failure the caller stays holder.
-Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
-  int64_t epfd, fd, id, events;
-  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &fd) || !ArgInt(info, 2, &id) || !ArgInt(info, 3, &events))
-    return info.Env().Undefined();
-  Conn* c = Find(fd, id);
-  if (c == nullptr) return Num(info, -EBADF);
+// Gives the entry back to epoll (EPOLL_CTL_MOD) with `events` and what its
+// state adds: clears the holder first, since another worker may take the event
+// the moment the item is re-armed. On failure the holder stays: -errno.
+// Caller holds table_mu, so that the timer event sees either this holder or a
+// re-armed item.
+int RearmLocked(Conn* c, int fd, int epfd, uint32_t events) {
   epoll_event ev{};
-  ev.events = static_cast<uint32_t>(events);
+  ev.events = events;
   // Input OpenSSL holds already is invisible to epoll; asking for writability
   // as well makes a (writable) socket report at once, so it is not stranded.
   if (c->tls != nullptr && (events & EPOLLIN) && TlsHasPending(c->tls)) ev.events |= EPOLLOUT;
-  ev.data.u64 = EpollData(c, static_cast<int>(fd));
-  // Under the lock, so that the timer event sees either this holder or a re-armed item.
-  std::lock_guard<std::mutex> lock(table_mu);
+  ev.data.u64 = EpollData(c, fd);
   if (c->kind == kKindConn) {
-    if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
-    if (c->due && c->grp) MarkDue(*c->grp, c, static_cast<int>(fd), 0);  // a time came while it was held: the next waiter takes it
+    if (Group* g = GroupOf(c->group)) Schedule(c, fd, *g);
+    if (c->due && c->grp) MarkDue(*c->grp, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->outq.size() - c->outq_off;
     if (queued) {
       ev.events |= EPOLLOUT;  // report when the socket takes more
@@ -577,12 +592,94 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
     }
   }
   int prev = c->holder.exchange(0);
-  if (epoll_ctl(static_cast<int>(epfd), EPOLL_CTL_MOD, static_cast<int>(fd), &ev) < 0) {
+  if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
     int err = errno;
     c->holder.store(prev);
-    return Num(info, -err);
+    return -err;
   }
+  return 0;
+}
+
+// connRearm(epfd, fd, id, events) -> 0 | -errno. Gives the entry back to epoll
+// (RearmLocked). On failure the caller stays holder.
+Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
+  int64_t epfd, fd, id, events;
+  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &fd) || !ArgInt(info, 2, &id) || !ArgInt(info, 3, &events))
+    return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Conn* c = FindLocked(static_cast<int>(fd), static_cast<uint64_t>(id));
+  if (c == nullptr) return Num(info, -EBADF);
+  return Num(info, RearmLocked(c, static_cast<int>(fd), static_cast<int>(epfd), static_cast<uint32_t>(events)));
+}
+
+// The due bits that are times (kept in the entry until a claim takes them), as
+// opposed to those a claim works out from the entry's state.
+constexpr uint32_t kDueTimes = kDueTimer | kDueTimeout | kDueDrainIdle | kDueSendTimeout | kDueOverflow;
+
+// Hands back (re-arms) the loans of `holder` (0: of every holder) made at or
+// before `before`: a ready socket re-armed reports again at once, and the due
+// bits the claim took go back to the entry, so whoever takes it next sees the
+// same event. Returns how many. Caller holds table_mu.
+int ReturnLoans(Group& g, int holder, int64_t before) {
+  int n = 0;
+  for (size_t h = holder ? holder : 1; h < g.loans.size() && (holder == 0 || h == static_cast<size_t>(holder)); h++) {
+    std::deque<Loan>& q = g.loans[h];
+    std::vector<Loan> failed;
+    while (!q.empty() && q.front().at <= before) {
+      Lent e = q.front().event;
+      q.pop_front();
+      if (e.kind == kKindWake) continue;  // level-triggered: the next wait reports it again
+      Conn* c = FindLocked(e.fd, static_cast<uint64_t>(e.id));
+      if (c == nullptr) continue;
+      c->due |= e.due & kDueTimes;
+      // A connection the module has not met may have nothing to report: writability makes it.
+      uint32_t events = e.kind == kKindListen ? g.listen_events : g.conn_events | (c->opened ? 0u : static_cast<uint32_t>(EPOLLOUT));
+      if (RearmLocked(c, e.fd, g.epfd, events) < 0) {
+        failed.push_back({e, 0});  // stays with its holder (the set is being torn down)
+        continue;
+      }
+      n++;
+    }
+    for (auto it = failed.rbegin(); it != failed.rend(); ++it) q.push_front(*it);
+  }
+  return n;
+}
+
+// When the oldest loan left passes the budget (0: none left). Caller holds table_mu.
+int64_t NextSteal(const Group& g) {
+  int64_t at = 0;
+  for (const std::deque<Loan>& q : g.loans)
+    if (!q.empty() && (at == 0 || q.front().at + g.batch_budget < at)) at = q.front().at + g.batch_budget;
+  return at;
+}
+
+// batchConfigure(group, connEvents, listenEvents, budgetMs) -> 0 | -EBADF. Call
+// after timersConfigure: what a loan handed back is re-armed with, and how long
+// a loan may wait untouched.
+Napi::Value BatchConfigure(const Napi::CallbackInfo& info) {
+  int64_t group, conn_events, listen_events, budget;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &conn_events) || !ArgInt(info, 2, &listen_events) ||
+      !ArgInt(info, 3, &budget))
+    return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  g->conn_events = static_cast<uint32_t>(conn_events);
+  g->listen_events = static_cast<uint32_t>(listen_events);
+  g->batch_budget = std::max<int64_t>(0, budget);
   return Num(info, 0);
+}
+
+// batchRelease(group, holder) -> entries handed back: every loan of `holder`,
+// whatever its age (a worker that exited or was stopped never took them).
+Napi::Value BatchRelease(const Napi::CallbackInfo& info) {
+  int64_t group, holder;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &holder)) return info.Env().Undefined();
+  if (holder <= 0) return Num(info, 0);
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  return Num(info, ReturnLoans(*g, static_cast<int>(holder), INT64_MAX));
 }
 
 // connClose(fd, id, drainBytes = 0) -> 0 | -EBADF (no such entry: closed already).
@@ -1095,6 +1192,38 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   return true;
 }
 
+void LendBatch(int group, int holder, const Lent* events, int n) {
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(group);
+  if (g == nullptr || holder <= 0) return;
+  if (g->loans.size() <= static_cast<size_t>(holder)) g->loans.resize(static_cast<size_t>(holder) + 1);
+  int64_t now = NowMs();
+  for (int i = 0; i < n; i++) g->loans[holder].push_back({events[i], now});
+  if (g->steal_at == 0) {
+    g->steal_at = now + g->batch_budget;
+    ArmTimerfd(*g);
+  }
+}
+
+bool PopLent(int group, int holder, Lent* out) {
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(group);
+  if (g == nullptr || holder <= 0 || static_cast<size_t>(holder) >= g->loans.size()) return false;
+  std::deque<Loan>& q = g->loans[holder];
+  while (!q.empty()) {
+    *out = q.front().event;
+    q.pop_front();
+    if (out->kind == kKindWake) return true;
+    Conn* c = FindLocked(out->fd, static_cast<uint64_t>(out->id));
+    if (c == nullptr) continue;  // not possible while held; never hand out a stale entry
+    // Times marked while it waited here: the claim is now.
+    out->due |= c->due;
+    c->due = 0;
+    return true;
+  }
+  return false;
+}
+
 bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
   Group* g = nullptr;
   {
@@ -1153,6 +1282,11 @@ int RunTimers(int group) {
     if (g->in_total_max && g->in_bytes > g->in_total_max) Trim(*g, group, true, g->in_total_max);
     if (g->out_total_max && g->out_bytes > g->out_total_max) Trim(*g, group, false, g->out_total_max);
   }
+  if (g->steal_at && g->steal_at <= now) {
+    // Loans left untouched past the budget (their worker is in a slow callback) go back to epoll.
+    ReturnLoans(*g, 0, now - g->batch_budget);
+    g->steal_at = NextSteal(*g);
+  }
   ArmTimerfd(*g);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
@@ -1167,6 +1301,8 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connSave", Napi::Function::New(env, ConnSave, "connSave"));
   exports.Set("connAdd", Napi::Function::New(env, ConnAdd, "connAdd"));
   exports.Set("connRearm", Napi::Function::New(env, ConnRearm, "connRearm"));
+  exports.Set("batchConfigure", Napi::Function::New(env, BatchConfigure, "batchConfigure"));
+  exports.Set("batchRelease", Napi::Function::New(env, BatchRelease, "batchRelease"));
   exports.Set("connClose", Napi::Function::New(env, ConnClose, "connClose"));
   exports.Set("connShutdown", Napi::Function::New(env, ConnShutdown, "connShutdown"));
   exports.Set("connPeer", Napi::Function::New(env, ConnPeer, "connPeer"));

@@ -35,6 +35,25 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due);
 // since such a socket may report nothing to epoll.
 bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due);
 
+// An event a worker has claimed (by ClaimEvent or TakeDue) and not yet handed
+// to its JavaScript: the rest of a batch (epollWait with maxevents > 1).
+struct Lent {
+  int fd;
+  int kind;
+  uint32_t events;
+  double id;
+  uint32_t due;
+};
+
+// Keeps events[0..n) claimed by `holder` for its next epollWait calls, oldest
+// first; the group's timer hands back (re-arms) any left untouched past the
+// batch budget, so a slow callback never holds them up longer than that.
+void LendBatch(int group, int holder, const Lent* events, int n);
+
+// The next event `holder` was lent (its due bits updated with any marked
+// since the claim), or false when there is none.
+bool PopLent(int group, int holder, Lent* out);
+
 // The timer event of `group` (its timerfd): marks every connection whose time
 // has come and makes its epoll item report at once; re-arms the timerfd.
 int RunTimers(int group);

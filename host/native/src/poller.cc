@@ -41,23 +41,30 @@ Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
   return Num(info, rc < 0 ? -errno : 0);
 }
 
-// epollWait(epfd, timeoutMs, out: Float64Array(4), holder, cells: Int32Array, busyGlobal, busySlot)
-//   -> 1 | 0 on timeout | -errno.
-// maxevents is 1 by design: each waiter takes exactly one ready item, so with
-// EPOLLONESHOT a connection is never in two threads. out = [fd, kind, events, id, due].
+// The most events one epoll_wait takes (--batch is checked against it in options.ts).
+constexpr int64_t kMaxBatch = 256;
+
+// epollWait(epfd, timeoutMs, out: Float64Array(5), holder, cells: Int32Array, busyGlobal, busySlot, maxEvents = 1)
+//   -> 1 | 0 on timeout | -errno. out = [fd, kind, events, id, due].
+// Returns one event at a time. With maxEvents 1 each waiter takes exactly one
+// ready item; with more, one epoll_wait takes up to maxEvents, every
+// connection or listener among them is claimed for `holder` at once (with
+// EPOLLONESHOT, none of them is in another thread), the first is returned and
+// the rest are lent (LendBatch): the next calls return them, in order, without
+// a syscall. The group's timer hands back whatever stays lent past the budget.
 // The timer item (KIND_TIMER) is handled inside: due connections are marked and
 // made to report, and the wait goes on.
-// A connection or listener event is claimed for `holder` in the table before
-// this returns (ClaimEvent); an event that cannot be claimed is dropped and the
-// wait goes on. The busy bookkeeping lives here too, so that no JavaScript runs
-// between taking an event and recording it: cells[busySlot] is this worker's
-// busy flag (1 from the event it returns until its next wait) and
+// An event that cannot be claimed (ClaimEvent) is dropped. The busy bookkeeping
+// lives here too, so that no JavaScript runs between taking an event and
+// recording it: cells[busySlot] is this worker's busy flag (1 while it holds
+// anything: from the event it returns until a call that finds nothing lent) and
 // cells[busyGlobal] the number of busy workers. EINTR resumes the wait with
 // what is left of the timeout.
 Napi::Value EpollWait(const Napi::CallbackInfo& info) {
-  int64_t epfd, timeout, holder, busy_global, busy_slot;
+  int64_t epfd, timeout, holder, busy_global, busy_slot, max_events = 1;
   if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &timeout) || !ArgInt(info, 3, &holder) ||
-      !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot))
+      !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot) ||
+      (info.Length() > 7 && !ArgInt(info, 7, &max_events)))
     return info.Env().Undefined();
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
       info[2].As<Napi::TypedArray>().ElementLength() < 5 || !info[4].IsTypedArray() ||
@@ -68,58 +75,86 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
+  if (max_events < 1 || max_events > kMaxBatch) {
+    Napi::RangeError::New(info.Env(), "maxEvents must be 1..256").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   int32_t* cells = info[4].As<Napi::Int32Array>().Data();
   int32_t* mine = cells + busy_slot;
+  auto give = [&](const Lent& e) {
+    // Busy from the event returned on; the wake alone (last of a batch) holds nothing.
+    if (e.kind != kKindWake && __atomic_exchange_n(mine, 1, __ATOMIC_SEQ_CST) == 0)
+      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
+    out[0] = e.fd;
+    out[1] = e.kind;
+    out[2] = e.events;
+    out[3] = e.id;
+    out[4] = e.due;
+    return Num(info, 1);
+  };
+  Lent e;
+  // The rest of this worker's last batch first: it holds those already.
+  if (PopLent(static_cast<int>(epfd), static_cast<int>(holder), &e)) {
+    if (e.kind == kKindWake && __atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1)
+      __atomic_fetch_sub(cells + busy_global, 1, __ATOMIC_SEQ_CST);
+    return give(e);
+  }
   if (__atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1) __atomic_fetch_sub(cells + busy_global, 1, __ATOMIC_SEQ_CST);
   int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
-  epoll_event ev;
+  epoll_event evs[kMaxBatch];
+  Lent got[kMaxBatch];
   for (;;) {
-    int due_fd;
-    double due_id;
-    uint32_t due_bits;
-    if (TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &due_fd, &due_id, &due_bits)) {
-      __atomic_store_n(mine, 1, __ATOMIC_SEQ_CST);
-      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
-      out[0] = due_fd;
-      out[1] = kKindConn;
-      out[2] = 0;
-      out[3] = due_id;
-      out[4] = due_bits;
-      return Num(info, 1);
+    if (TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &e.fd, &e.id, &e.due)) {
+      e.kind = kKindConn;
+      e.events = 0;
+      return give(e);
     }
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
-    int n = epoll_wait(static_cast<int>(epfd), &ev, 1, wait_ms);
+    int n = epoll_wait(static_cast<int>(epfd), evs, static_cast<int>(max_events), wait_ms);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Num(info, -errno);
     if (n == 0) return Num(info, 0);
-    int fd = static_cast<int>(ev.data.u64 & 0xffffffffu);
-    int kind = static_cast<int>(ev.data.u64 >> 32);
-    double id = 0;
-    uint32_t due = 0;
-    if (kind == kKindDue) {
-      // Woken for the due list: reset the eventfd; TakeDue at the top of the loop takes one.
-      uint64_t v;
-      while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+    int m = 0;
+    int wake_fd = -1;
+    bool due_woken = false;
+    for (int i = 0; i < n; i++) {
+      int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
+      int kind = static_cast<int>(evs[i].data.u64 >> 32);
+      if (kind == kKindDue) {
+        // Woken for the due list: reset the eventfd; one of the list is taken below.
+        uint64_t v;
+        while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+        }
+        due_woken = true;
+        continue;
       }
-      continue;
+      if (kind == kKindTimer) {
+        // The timer event is bookkeeping, done here: mark what is due, re-arm.
+        RunTimers(static_cast<int>(epfd));
+        continue;
+      }
+      if (kind == kKindWake) {
+        wake_fd = fd;  // handed out last, after everything this batch claims
+        continue;
+      }
+      Lent& g = got[m];
+      if (!ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &g.id, &g.due)) continue;
+      g.fd = fd;
+      g.kind = kind;
+      g.events = evs[i].events;
+      m++;
     }
-    if (kind == kKindTimer) {
-      // The timer event is bookkeeping, done here: mark what is due, re-arm.
-      RunTimers(static_cast<int>(epfd));
-      continue;
+    // The due eventfd and the wake each took a slot, so both fit.
+    if (due_woken && m > 0 && TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &got[m].fd, &got[m].id, &got[m].due)) {
+      got[m].kind = kKindConn;
+      got[m].events = 0;
+      m++;
     }
-    if (kind != kKindWake && !ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &id, &due)) continue;
-    if (kind != kKindWake) {
-      __atomic_store_n(mine, 1, __ATOMIC_SEQ_CST);
-      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
-    }
-    out[0] = fd;
-    out[1] = kind;
-    out[2] = ev.events;
-    out[3] = id;
-    out[4] = due;
-    return Num(info, 1);
+    if (wake_fd >= 0) got[m++] = Lent{wake_fd, kKindWake, EPOLLIN, 0, 0};
+    if (m == 0) continue;
+    if (m > 1) LendBatch(static_cast<int>(epfd), static_cast<int>(holder), got + 1, m - 1);
+    return give(got[0]);
   }
 }
 

@@ -1,0 +1,5 @@
+// test/http.e2e.test.ts again, with --batch 1: one event per epoll_wait, the loop before batches.
+import { useBatch } from './batch-variant.js';
+
+useBatch(1);
+await import('./http.e2e.test.js');
