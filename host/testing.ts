@@ -17,7 +17,7 @@ export {
   loadModule, LoadedModule, TestConn, TestClock,
   type LoadOptions, type SendOptions, type PiecesOptions, type SendResult, type TimerFiring, type LogLine, type LogLevelName, type CloseReasonName,
 } from './testing/module.js';
-export { ModuleKv, type KvBytes } from './testing/kv.js';
+export { ModuleKv, type KvBytes, type KvOp } from './testing/kv.js';
 export { SplitMismatchError, splitPlans, randomPlans, type PieceRun } from './testing/split.js';
 export { ModuleFault, ModuleLoadError, ModuleConfigRefused, type FaultKind } from './module/errors.js';
 export { OptionError } from './options.js';
