@@ -10,12 +10,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OPTIONAL_EXPORTS, REQUIRED_EXPORTS, TCPMOD_IMPORTS } from '../host/module/abi.js';
 import { IMPORT_DECLARATIONS } from '../host/module/declarations.js';
 import { readShape, signature } from '../host/module/wasm-binary.js';
 import { native } from '../host/sys.js';
-import { loadHarness, runSplit, splitPlans, type Harness } from '../host/testing.js';
+import { loadModule, splitPlans, type CloseReasonName, type LoadedModule } from '../host/testing.js';
 import { ROOT } from './fixtures.js';
 import { run, serve } from './server-process.js';
 
@@ -114,27 +114,46 @@ describe('examples/c-kv', () => {
   });
 
   describe('through the socket-free harness, every command split at every byte boundary', () => {
-    let h: Harness;
-    beforeAll(async () => {
-      h = await loadHarness(KV_WASM);
+    let m: LoadedModule;
+    beforeEach(async () => {
+      // A fresh module each test: its own store, connection ids from 1, no faults.
+      m = await loadModule(KV_WASM);
     });
-    afterAll(() => native.kvClear());
+
+    const where = (input: string) => `input ${JSON.stringify(input.length > 80 ? input.slice(0, 80) + '…' : input)}`;
 
     /**
-     * Feeds `input` on a fresh connection with a fresh store (seeded with `seed`) once per split
-     * plan, and checks that every split gives `reply` and the close reason `closed`.
+     * Sends `input` on a fresh connection, with the store emptied and then seeded with `seed`,
+     * at every split (sendInPieces: each split from that same store must give what the whole
+     * input gives), and checks the whole gives `reply` and closes as `closed`.
      */
-    function everySplit(input: string, reply: string, closed: number | null, opts: { eof?: boolean; seed?: Record<string, string> } = {}) {
+    function everySplit(input: string, reply: string, closed: CloseReasonName | null, opts: { eof?: boolean; seed?: Record<string, string> } = {}) {
+      m.kv.clear();
+      for (const [k, v] of Object.entries(opts.seed ?? {})) m.kv.set(k, Buffer.from(v, 'latin1'));
+      const c = m.connect();
+      expect(dec(c.sendInPieces(enc(input), { eof: opts.eof })), where(input)).toBe(reply);
+      expect(c.closed, where(input)).toBe(closed);
+      if (opts.eof) closesAsPeerAtEverySplit(input);
+      expect(m.faults).toEqual([]);
+    }
+
+    /**
+     * sendInPieces with eof counts a close as 'peer' or 'module' the same (whether CLOSE comes
+     * in the call that carries EOF depends on the cuts); c-kv never closes by itself at EOF,
+     * so every split must close as 'peer'.
+     */
+    function closesAsPeerAtEverySplit(input: string) {
       const bytes = enc(input);
       for (const cuts of splitPlans(bytes.length)) {
-        native.kvClear();
-        for (const [k, v] of Object.entries(opts.seed ?? {})) native.kvSet(Buffer.from(k), 0, k.length, Buffer.from(v, 'latin1'), 0, v.length);
-        const r = runSplit(h, bytes, cuts, { eof: opts.eof });
-        const where = `input ${JSON.stringify(input.length > 80 ? input.slice(0, 80) + '…' : input)} cut at [${cuts.length > 10 ? `${cuts.length} cuts` : cuts}]`;
-        expect(dec(r.output), where).toBe(reply);
-        expect(r.closed, where).toBe(closed);
+        const c = m.connect();
+        let prev = 0;
+        for (const cut of [...cuts, bytes.length]) {
+          if (c.closed !== null) break;
+          c.send(bytes.subarray(prev, cut), { eof: cut === bytes.length });
+          prev = cut;
+        }
+        expect(c.closed, `${where(input)} cut at [${cuts.length > 10 ? `${cuts.length} cuts` : cuts}]`).toBe('peer');
       }
-      expect(h.faults).toBe(0);
     }
 
     it('SET then GET (a value with spaces)', () => everySplit('SET greeting hello, world\nGET greeting\n', 'OK\nVALUE hello, world\n', null));
@@ -152,10 +171,10 @@ describe('examples/c-kv', () => {
     it('usage errors', () =>
       everySplit('GET\nGET a b\nSET a\nDEL\nINCR\nSTATS x\n\n',
         'ERR usage: GET key\nERR usage: GET key\nERR usage: SET key value\nERR usage: DEL key\nERR usage: INCR key\nERR usage: STATS\nERR unknown command\n', null));
-    it('QUIT answers BYE and closes, ignoring what follows', () => everySplit('SET a 1\nQUIT\nGET a\n', 'OK\nBYE\n', 1));
+    it('QUIT answers BYE and closes, ignoring what follows', () => everySplit('SET a 1\nQUIT\nGET a\n', 'OK\nBYE\n', 'module'));
     it('EOF after complete lines closes as the peer; an unfinished last line is dropped', () => {
-      everySplit('SET a 1\nGET a\n', 'OK\nVALUE 1\n', 0, { eof: true });
-      everySplit('SET a 1\nGET a', 'OK\n', 0, { eof: true });
+      everySplit('SET a 1\nGET a\n', 'OK\nVALUE 1\n', 'peer', { eof: true });
+      everySplit('SET a 1\nGET a', 'OK\n', 'peer', { eof: true });
     });
     it('replies larger than what is left of the out region wait for the next round (progress loop)', () => {
       const big = 'v'.repeat(3000);
@@ -166,27 +185,28 @@ describe('examples/c-kv', () => {
       // Every byte boundary of a 4 KiB line is 4,000 runs: cut around the region's end and at a sample of the rest.
       const bytes = enc('GET k\n' + long);
       for (const cut of [1, 5, 6, 7, 100, 4095, 4096, 4097, 4101, 4102, 4103, 4200, bytes.length - 1]) {
-        native.kvClear();
-        const r = runSplit(h, bytes, [cut]);
-        expect(dec(r.output), `cut at ${cut}`).toBe('NOT_FOUND\nERR line too long\n');
-        expect(r.closed, `cut at ${cut}`).toBe(1);
+        const c = m.connect();
+        expect(dec(c.sendInPieces(bytes, { at: [cut] })), `cut at ${cut}`).toBe('NOT_FOUND\nERR line too long\n');
+        expect(c.closed, `cut at ${cut}`).toBe('module');
       }
-      everySplit('x'.repeat(4096), 'ERR line too long\n', 1);
+      expect(m.kv.size).toBe(0);
+      everySplit('x'.repeat(4096), 'ERR line too long\n', 'module');
     });
     it('a line of exactly 4096 bytes, "\\n" included, still fits', () => {
       const value = 'y'.repeat(4096 - 'SET k \n'.length);
-      native.kvClear();
-      const r = runSplit(h, enc(`SET k ${value}\nGET k\n`), [4000]);
-      expect(dec(r.output)).toBe(`OK\nVALUE ${value}\n`);
+      const c = m.connect();
+      expect(dec(c.sendInPieces(enc(`SET k ${value}\nGET k\n`), { at: [4000] }))).toBe(`OK\nVALUE ${value}\n`);
+      expect(c.closed).toBeNull();
+      expect(m.kv.get('k')).toBe(value);
     });
     it('connections share the store but not their command counts', () => {
-      native.kvClear();
-      const a = h.open().conn;
-      const b = h.open().conn;
-      expect(dec(a.feed('SET shared 7\nSTATS\n').output)).toBe('OK\nCOMMANDS 2\n');
-      expect(dec(b.feed('GET shared\n').output)).toBe('VALUE 7\n');
-      expect(dec(b.feed('STATS\n').output)).toBe('COMMANDS 2\n');
-      expect(dec(a.feed('STATS\n').output)).toBe('COMMANDS 3\n');
+      const a = m.connect();
+      const b = m.connect();
+      expect(a.send('SET shared 7\nSTATS\n').text).toBe('OK\nCOMMANDS 2\n');
+      expect(b.send('GET shared\n').text).toBe('VALUE 7\n');
+      expect(b.send('STATS\n').text).toBe('COMMANDS 2\n');
+      expect(a.send('STATS\n').text).toBe('COMMANDS 3\n');
+      expect(m.faults).toEqual([]);
     });
   });
 

@@ -162,16 +162,18 @@ describe('the npm tarball', () => {
       join(app, 'consumer.ts'),
       [
         "import { createServer, OptionError, SysError, type AddressInfo, type ServerOptions } from 'tcpmod';",
-        "import { loadHarness, type Harness } from 'tcpmod/testing';",
+        "import { loadModule, type LoadedModule, type SendResult } from 'tcpmod/testing';",
         '',
         "const options: ServerOptions = { module: 'node_modules/tcpmod/build/echo.wasm', port: 0 };",
         'export async function main(): Promise<string> {',
         '  const server = createServer(options);',
         '  const address: AddressInfo = await server.listen();',
         '  await server.close();',
-        "  const h: Harness = await loadHarness('node_modules/tcpmod/build/echo.wasm');",
-        "  const out: Uint8Array = h.open().conn.feed('hi').output;",
-        '  return `${address.port} ${out.length} ${OptionError.name} ${SysError.name}`;',
+        "  const m: LoadedModule = await loadModule('node_modules/tcpmod/build/echo.wasm', { now: 0 });",
+        "  const r: SendResult = m.connect().send('hi', { eof: true });",
+        "  const out: Uint8Array = m.connect().sendInPieces('hi', { at: 'random', seed: 7, count: 3 });",
+        "  m.kv.unavailable = (op, key) => op === 'set' && key === 'k';",
+        '  return `${address.port} ${out.length} ${r.text} ${r.closed ?? \'open\'} ${OptionError.name} ${SysError.name}`;',
         '}',
         '',
       ].join('\n'),
@@ -199,15 +201,24 @@ describe('the npm tarball', () => {
 
   it("drives build/echo.wasm socket-free through 'tcpmod/testing'", async () => {
     const code = `
-      import { loadHarness } from 'tcpmod/testing';
-      const h = await loadHarness('node_modules/tcpmod/build/echo.wasm');
-      const { conn } = h.open();
-      const r = conn.feed('hi');
-      console.log('out=' + JSON.stringify(new TextDecoder().decode(r.output)) + ' closed=' + r.closed + ' fault=' + r.fault);
+      import { loadModule, SplitMismatchError } from 'tcpmod/testing';
+      const m = await loadModule('node_modules/tcpmod/build/echo.wasm');
+      const conn = m.connect();
+      const r = conn.send('hi');
+      console.log('out=' + JSON.stringify(r.text) + ' closed=' + r.closed + ' fault=' + r.fault);
+      const end = conn.send('', { eof: true });
+      console.log('eof closed=' + end.closed + ' conn=' + conn.closed);
+      const c = m.connect();
+      const pieces = new TextDecoder().decode(c.sendInPieces('hello, world\\n', { eof: true }));
+      console.log('pieces=' + JSON.stringify(pieces) + ' closed=' + c.closed + ' faults=' + m.faults.length);
+      console.log('mismatch=' + (typeof SplitMismatchError));
     `;
     const r = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: app, timeoutMs: 30_000 });
     expect(r.code, explain('harness', r)).toBe(0);
     expect(r.stdout).toContain('out="hi" closed=null fault=null');
+    expect(r.stdout).toContain('eof closed=peer conn=peer');
+    expect(r.stdout).toContain('pieces="hello, world\\n" closed=peer faults=0');
+    expect(r.stdout).toContain('mismatch=function');
   });
 
   it('exposes only its entry points', async () => {

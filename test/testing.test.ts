@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createServer } from '../dist/index.js';
 import {
-  loadHarness, loadModule, ModuleConfigRefused, runSplit, ModuleFault, ModuleLoadError, OptionError, SplitMismatchError, splitPlans, type LoadedModule,
+  loadModule, ModuleConfigRefused, ModuleFault, ModuleLoadError, OptionError, SplitMismatchError, splitPlans, type LoadedModule,
 } from '../host/testing.js';
 import { fixture, ROOT, scratchFile, watToWasm } from './fixtures.js';
 import { run } from './server-process.js';
@@ -301,6 +301,24 @@ describe("the module's key-value store (m.kv)", () => {
     expect(call('d', 'k')).toBe(1);
   });
 
+  it('can be made unavailable call by call: a function picks which kv_* calls get -3', async () => {
+    const m = await loadModule(await fixture('kv'));
+    const call = (op: string, key: string, arg: Uint8Array = new Uint8Array(0)) =>
+      Buffer.from(m.connect().send(Buffer.concat([Buffer.from([op.charCodeAt(0), key.length]), Buffer.from(key), arg])).output).readInt32LE(0);
+    m.kv.set('k', 'v');
+    const asked: [string, string | Uint8Array][] = [];
+    m.kv.unavailable = (op, key) => {
+      asked.push([op, key]);
+      return op === 'set' || key === 'down';
+    };
+    expect(call('g', 'k', new Uint8Array([64, 0, 0, 0]))).toBe(1);
+    expect(call('s', 'k', Buffer.from('w'))).toBe(-3);
+    expect(call('d', 'down')).toBe(-3);
+    expect(call('d', 'k')).toBe(1);
+    expect(asked).toEqual([['get', 'k'], ['set', 'k'], ['del', 'down'], ['del', 'k']]);
+    expect(m.kv.keys()).toEqual([]);
+  });
+
   it("is the server's process store with store: 'process' (then m.kv says so)", async () => {
     const m = await loadModule('build/resp.wasm', { store: 'process' });
     expect(() => m.kv).toThrow("resp.wasm uses the process store (store: 'process'): use the native store, not m.kv");
@@ -386,18 +404,6 @@ describe('on_open output and logs', () => {
       { level: 'info', message: 'hello', conn: c.id },
       { level: 'warn', message: 'oops', conn: c.id },
     ]);
-  });
-});
-
-describe('the deprecated names, kept until the last test using them moves over', () => {
-  it('loadHarness, open, feed and runSplit answer as before (numeric close reasons, the process store)', async () => {
-    const h = await loadHarness('build/echo.wasm');
-    const { conn, output, closed } = h.open();
-    expect([output.length, closed]).toEqual([0, null]);
-    expect(conn.feed('hi')).toEqual({ output: new TextEncoder().encode('hi'), closed: null, fault: null });
-    expect(conn.feed('', { eof: true }).closed).toBe(0);
-    expect(Buffer.from(runSplit(h, new TextEncoder().encode('abc'), [1, 2]).output).toString()).toBe('abc');
-    expect(h.faults).toBe(0);
   });
 });
 

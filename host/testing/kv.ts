@@ -18,6 +18,9 @@ const strict = new TextDecoder('utf-8', { fatal: true });
 /** A key or value as a test writes it: text (UTF-8) or bytes. */
 export type KvBytes = string | Uint8Array;
 
+/** The store call a module made, as `unavailable` sees it: tcpmod.kv_get, kv_set, kv_del or kv_incr. */
+export type KvOp = 'get' | 'set' | 'del' | 'incr';
+
 /** Bytes as a Map key: one character per byte. */
 function mapKey(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
@@ -46,8 +49,15 @@ function readable(b: Uint8Array): string | Uint8Array {
  * module's own kv_set.
  */
 export class ModuleKv {
-  /** While true, every tcpmod.kv_* call of the module returns -3 (ABI v1.1: the store is unavailable) and changes nothing; the test's own calls still work. */
-  unavailable = false;
+  /**
+   * While true, every tcpmod.kv_* call of the module returns -3 (ABI v1.1: the
+   * store is unavailable) and changes nothing; the test's own calls still work.
+   * A function decides call by call (a store that fails part-way through a
+   * command, or only for writes): it is asked before each of the module's kv
+   * calls, with the call and its key (as `get` gives keys), and true makes
+   * that call fail.
+   */
+  unavailable: boolean | ((op: KvOp, key: string | Uint8Array) => boolean) = false;
   private readonly map = new Map<string, { key: Uint8Array; value: Uint8Array }>();
   private used = 0;
 
@@ -123,11 +133,18 @@ export class ModuleKv {
 
   /** @internal What the module's tcpmod.kv_* calls reach (the instance copied key and value out of its memory). */
   readonly backend: KvBackend = {
-    get: (key) => (this.unavailable ? KV_UNAVAILABLE : this.map.get(mapKey(key))?.value ?? null),
-    set: (key, value) => (this.unavailable ? KV_UNAVAILABLE : this.store(key, value)),
-    del: (key) => (this.unavailable ? KV_UNAVAILABLE : this.remove(key) ? 1 : 0),
-    incr: (key, delta) => (this.unavailable ? KV_UNAVAILABLE : this.incr(key, delta)),
+    get: (key) => (this.down('get', key) ? KV_UNAVAILABLE : this.map.get(mapKey(key))?.value ?? null),
+    set: (key, value) => (this.down('set', key) ? KV_UNAVAILABLE : this.store(key, value)),
+    del: (key) => (this.down('del', key) ? KV_UNAVAILABLE : this.remove(key) ? 1 : 0),
+    incr: (key, delta) => (this.down('incr', key) ? KV_UNAVAILABLE : this.incr(key, delta)),
   };
+
+  /** Whether the module's `op` on `key` finds the store unavailable (see `unavailable`). */
+  private down(op: KvOp, key: Uint8Array): boolean {
+    const u = this.unavailable;
+    if (typeof u === 'function') return u(op, readable(key)) === true;
+    return u === true;
+  }
 
   /** kv_incr: the new value; -1 when the value is not a canonical integer or the sum leaves i64; -2 over the budget. */
   private incr(key: Uint8Array, delta: bigint): bigint | number {

@@ -293,22 +293,12 @@ export class TestConn {
 
 /** The fake clock of a loaded module: tcpmod.now_ms reads it; module timers run on it. */
 export class TestClock {
-  /** What the clock adds to its source. */
-  private offset = 0;
-
-  /**
-   * @internal `start` is where a fake clock starts; null makes a clock that
-   * follows the wall clock (the deprecated Harness's), plus what advance() added.
-   */
-  constructor(start: number | null, private readonly fire: (until: number) => TimerFiring[]) {
-    this.source = start === null ? () => Date.now() : () => start;
-  }
-
-  private source: () => number;
+  /** @internal `at` is where the clock starts (loadModule's `now`). */
+  constructor(private at: number, private readonly fire: (until: number) => TimerFiring[]) {}
 
   /** What tcpmod.now_ms returns now, in ms since the epoch. It moves only by advance() and set(). */
   get now(): number {
-    return this.source() + this.offset;
+    return this.at;
   }
 
   /**
@@ -318,13 +308,12 @@ export class TestClock {
    * clock never gives them.
    */
   set(ms: number): void {
-    this.offset = clockValue('set(ms): ms', ms) - this.source();
+    this.at = clockValue('set(ms): ms', ms);
   }
 
   /** @internal Moves the clock to `t` (never back). */
   moveTo(t: number): void {
-    const now = this.now;
-    if (t > now) this.offset += t - now;
+    if (t > this.at) this.at = t;
   }
 
   /**
@@ -335,16 +324,7 @@ export class TestClock {
    */
   advance(ms: number): TimerFiring[] {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new RangeError(`advance(ms): ms must be a finite number of at least 0, got ${ms}`);
-    // A wall clock stands still while timers fire, then goes on from where advance left it.
-    const live = this.source;
-    const frozen = live();
-    this.source = () => frozen;
-    try {
-      return this.fire(this.now + ms);
-    } finally {
-      this.offset += frozen - live();
-      this.source = live;
-    }
+    return this.fire(this.at + ms);
   }
 }
 
@@ -364,8 +344,6 @@ export class LoadedModule implements Transport {
   readonly driver = new AbiDriver(this);
   /** @internal The store behind m.kv; null with store: 'process'. */
   readonly ownKv: ModuleKv | null;
-  /** @internal Called with every log line as the module gave it (the deprecated Harness keeps numeric levels). */
-  onLog: ((level: number, message: string, conn: number) => void) | null = null;
   private inst: ModuleInstance;
   /** The instance sendInPieces compares splits on, as another worker of a server; made when first needed. */
   private side: ModuleInstance | null = null;
@@ -374,7 +352,7 @@ export class LoadedModule implements Transport {
   private nextId = 1;
 
   /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
-  constructor(readonly compiled: CompiledModule, now: number | null, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
+  constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
     this.clock = new TestClock(now, (until) => this.fireUntil(until));
     this.ownKv = kv;
     this.inst = first(this.hooks());
@@ -480,10 +458,7 @@ export class LoadedModule implements Transport {
   private hooks(): Parameters<typeof instantiate>[1] {
     return {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
-      log: (level, message, conn) => {
-        this.logs.push({ level: LOG_LEVELS[level] ?? 'info', message, conn });
-        this.onLog?.(level, message, conn);
-      },
+      log: (level, message, conn) => this.logs.push({ level: LOG_LEVELS[level] ?? 'info', message, conn }),
       now: () => this.clock.now,
       setTimer: (ms) => {
         if (!this.current || !Number.isInteger(ms) || ms < 0 || ms > TIMER_MAX) return -2;
@@ -536,18 +511,13 @@ function sameRun(a: PieceRun, b: PieceRun, eof: boolean): boolean {
  * messages). Options are checked as `serve` checks its own (an OptionError
  * names the option).
  */
-export function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModule> {
-  return openModule(pathOrBytes, opts, false);
-}
-
-/** @internal loadModule; `wallClock` makes the clock follow the wall clock (the deprecated loadHarness's). */
-export async function openModule(pathOrBytes: string | Uint8Array, opts: LoadOptions, wallClock: boolean): Promise<LoadedModule> {
+export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModule> {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
   unknownKeys(opts, LOAD_KEYS, 'loadModule');
   const memoryCap = opts.memoryCap === undefined ? DEFAULTS.moduleMemory : (parseOptionValue('memoryCap', OPTIONS.moduleMemory.kind, opts.memoryCap) as number);
   const config = opts.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, opts.config) as Uint8Array);
   const kvMaxBytes = opts.kvMaxBytes === undefined ? DEFAULTS.kvMaxBytes : (parseOptionValue('kvMaxBytes', OPTIONS.kvMaxBytes.kind, opts.kvMaxBytes) as number);
-  const now = opts.now === undefined ? (wallClock ? null : Date.now()) : clockValue('now', opts.now);
+  const now = opts.now === undefined ? Date.now() : clockValue('now', opts.now);
   const store = opts.store ?? 'own';
   if (store !== 'own' && store !== 'process') throw new OptionError('store', `must be 'own' or 'process', got ${JSON.stringify(store)}`);
   if (store === 'process' && opts.kvMaxBytes !== undefined) throw new OptionError('kvMaxBytes', "does not apply with store: 'process' (the server's store has its own budget)");
