@@ -203,7 +203,7 @@ beforeEach(() => {
 });
 
 /** Sends `input` to a fresh connection, whole and cut at `cuts` (the two must agree); what it gave. */
-function runSplit(input: Uint8Array, cuts: number[], opts: { eof?: boolean } = {}): { output: Uint8Array; closed: CloseReasonName | null } {
+function cutRun(input: Uint8Array, cuts: number[], opts: { eof?: boolean } = {}): { output: Uint8Array; closed: CloseReasonName | null } {
   const c = h.connect();
   const output = c.sendInPieces(input, { at: cuts, eof: opts.eof });
   return { output, closed: c.closed };
@@ -363,26 +363,26 @@ describe('resp.wasm specifics', () => {
     const v = Buffer.alloc(1024 * 1024 - 64, 0x61);
     v[0] = 0xff; // also exercises the escaped encoding at full size
     const req = Buffer.concat([latin1(`*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${v.length}\r\n`), v, latin1('\r\n'), latin1(mb('STRLEN', 'big') + mb('APPEND', 'big', 'x'.repeat(100)))]);
-    const { output, closed } = runSplit(req, [10, 30, 70_000, 500_000, 1_000_000]);
+    const { output, closed } = cutRun(req, [10, 30, 70_000, 500_000, 1_000_000]);
     expect(show(output)).toBe(show(latin1(OK + int(v.length) + err('ERR string exceeds maximum allowed size (proto-max-bulk-len)'))));
     expect(closed).toBeNull();
-    const got = runSplit(latin1(mb('GET', 'big')), [1]);
+    const got = cutRun(latin1(mb('GET', 'big')), [1]);
     expect(Buffer.from(got.output).equals(Buffer.concat([latin1(`$${v.length}\r\n`), v, latin1('\r\n')]))).toBe(true);
 
     // A multibulk of many small arguments that outgrows the region: refused when the region fills.
     const many = latin1(`*60000\r\n` + '$20\r\nabcdefghijklmnopqrst\r\n'.repeat(60000));
-    const r2 = runSplit(many, []);
+    const r2 = cutRun(many, []);
     expect(show(r2.output)).toBe(show(latin1(err("ERR Protocol error: request larger than the server's 1048576-byte limit"))));
     expect(r2.closed).toBe(MODULE);
     // An inline line without a newline past 64 KiB.
-    const r3 = runSplit(latin1('a'.repeat(70_000)), [30_000]);
+    const r3 = cutRun(latin1('a'.repeat(70_000)), [30_000]);
     expect(show(r3.output)).toBe(show(latin1(err('ERR Protocol error: too big inline request'))));
     expect(r3.closed).toBe(MODULE);
     expect(h.faults).toEqual([]);
   });
 
   it('answers what came with EOF, then the host closes', () => {
-    const { output, closed } = runSplit(latin1('PING\r\nGET'), [3], { eof: true });
+    const { output, closed } = cutRun(latin1('PING\r\nGET'), [3], { eof: true });
     expect(show(output)).toBe(show(latin1('+PONG\r\n')));
     expect(closed).toBe('peer');
   });
