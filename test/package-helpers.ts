@@ -149,7 +149,7 @@ export async function installInto(app: string, tarball: string, timings: Record<
  * project's other dependencies. allowScripts is what `npm install-scripts approve tcpmod`
  * writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
  */
-export async function installTarball(app: string, tarball: string, timings: Record<string, number>): Promise<void> {
+export async function installTarball(app: string, tarball: string, timings: Record<string, number>, label = ''): Promise<void> {
   const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, allowScripts: { [`file:${tarball}`]: true } }, null, 2));
   // Offline first: every tarball is in the npm cache since `npm ci`. But npm 11 resolves a
@@ -158,11 +158,11 @@ export async function installTarball(app: string, tarball: string, timings: Reco
   // --prefer-offline fetches just those documents (tarballs still come from the cache).
   const args = ['install', tarball, '--no-audit', '--no-fund', '--foreground-scripts'];
   let install = await run('npm', [...args, '--offline'], { cwd: app, timeoutMs: 180_000 });
-  timings.installOffline = install.ms;
+  timings[`installOffline${label}`] = install.ms;
   if (install.code !== 0 && /ENOTCACHED/.test(install.stdout + install.stderr)) {
     console.warn('package e2e: npm cache lacks full packuments; installing with --prefer-offline');
     install = await run('npm', [...args, '--prefer-offline'], { cwd: app, timeoutMs: 180_000 });
-    timings.installPreferOffline = install.ms;
+    timings[`installPreferOffline${label}`] = install.ms;
   }
   expect(install.code, explain('npm install', install)).toBe(0);
 }

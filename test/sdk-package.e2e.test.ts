@@ -134,13 +134,14 @@ describe('tcpmod new', () => {
 
       // `npm install`, with tcpmod from the tarball: nothing may be fetched (the scaffold's own
       // dependency, vitest, comes from the npm cache that installed this repository).
-      await installTarball(dir, tarball, timings);
+      await installTarball(dir, tarball, timings, `-${lang}`);
       const test = await run('npm', ['test'], { cwd: dir, timeoutMs: 240_000 });
       timings[`test-${lang}`] = test.ms;
       expect(test.code, explain('npm test (scaffold)', test)).toBe(0);
       // vitest colours its summary when the parent's environment asks for colour.
       expect(test.stdout.replace(/\x1b\[[0-9;]*m/g, '')).toMatch(/Tests\s+6 passed \(6\)/);
       const build = await run('npm', ['run', 'build'], { cwd: dir, timeoutMs: 120_000 });
+      timings[`build-${lang}`] = build.ms;
       expect(build.code, explain('npm run build (scaffold)', build)).toBe(0);
       expect(existsSync(join(dir, 'build', 'module.wasm'))).toBe(true);
 
