@@ -17,6 +17,7 @@ import { createServer, type TcpmodServer } from '../dist/index.js';
 import { open, pattern } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { run, serve, type ServedProcess } from './server-process.js';
+import { sleep, until } from './wait.js';
 
 const MODE = (process.env.BACKPRESSURE_SEND_MODE ?? 'queued') as 'queued' | 'blocking';
 const MiB = 1 << 20;
@@ -48,16 +49,6 @@ async function stopChild(srv: ServedProcess): Promise<void> {
 }
 
 const debug = (...a: unknown[]) => process.env.BACKPRESSURE_DEBUG && console.log(...a);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** `tcpmod serve` with --metrics 127.0.0.1:0: the child and its metrics port (from its stderr line). */
 async function serveWithMetrics(module: string, args: string[]): Promise<{ srv: ServedProcess; metricsPort: number }> {
   const srv = await serve(module, [...args, '--metrics', '127.0.0.1:0']);

@@ -11,16 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../host/duration.js';
 import { scratchFile } from './fixtures.js';
 import { run, serve } from './server-process.js';
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from './wait.js';
 
 /** The value after `flag` in an argument list. */
 function flag(args: string[], name: string): string {

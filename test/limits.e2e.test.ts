@@ -15,6 +15,7 @@ import { open, readBytes, untilClosed } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { requireTool, run, serve } from './server-process.js';
 import { makeTestCerts } from './tls-certs.js';
+import { sleep, until } from './wait.js';
 
 const servers: TcpmodServer[] = [];
 function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
@@ -35,16 +36,6 @@ afterEach(async () => {
 });
 
 const debug = (...a: unknown[]) => process.env.LIMITS_DEBUG && console.log(...a);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Opens a connection and proves it is served: one byte out, the same byte back. */
 async function openEcho(port: number, byte = 'e', timeoutMs = 2000): Promise<Socket> {
   const s = track(await open(port));

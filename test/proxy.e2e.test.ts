@@ -17,20 +17,9 @@ import { native } from '../host/sys.js';
 import { fixture, scratchFile } from './fixtures.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
+import { sleep, until } from './wait.js';
 
 type Server = ReturnType<typeof createServer>;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 // ---- headers, built from HAProxy's proxy-protocol.txt ----
 

@@ -7,18 +7,7 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { serve, type ServedProcess } from './server-process.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { sleep, until } from './wait.js';
 
 interface Tcpmod extends ServedProcess { metricsPort: number }
 

@@ -15,6 +15,7 @@ import { createServer } from '../dist/index.js';
 import { open, pattern, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 import { issueServerCert, makeTestCerts, type TestCerts } from './tls-certs.js';
+import { sleep, until } from './wait.js';
 
 let certs: TestCerts;
 /** A second, unrelated PKI: its root trusts nothing of ours, its client certificate is a stranger's. */
@@ -64,16 +65,6 @@ async function serveTlsForTest(module: string, extra: string[] = [], files?: { c
   const srv = await serveTls(module, extra, files);
   started.push(srv);
   return srv;
-}
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Scrapes /metrics into name{labels} → value. */
@@ -264,7 +255,7 @@ describe('tcpmod_tls_handshake_seconds', () => {
     // a fast bucket, not in the 2.5 s one.
     const srv = await serveTlsForTest('build/echo.wasm');
     const raw = await open(srv.port);
-    await new Promise((r) => setTimeout(r, 1200));
+    await sleep(1200);
     const t0 = Date.now();
     const s = await tlsOpen(srv.port, { socket: raw });
     const clientSide = (Date.now() - t0) / 1000;
