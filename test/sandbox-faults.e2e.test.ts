@@ -13,6 +13,7 @@ import type { ModuleInstance } from '../host/module/instance.js';
 import { fixture } from './fixtures.js';
 import { loadModule, ModuleFault, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
+import { metricsPort } from './metrics.js';
 import { sleep, until } from './wait.js';
 
 /**
@@ -95,10 +96,6 @@ async function provoke(srv: ServedProcess, command: string): Promise<{ ms: numbe
   c.sock.write(command);
   await c.done;
   return { ms: Date.now() - t0, received: c.received };
-}
-
-function metricsPort(srv: ServedProcess): Promise<number> {
-  return until(() => /metrics on http:\/\/[^:]+:(\d+)\//.exec(srv.stderr()), 20_000, 'the metrics line').then((m) => Number(m[1]));
 }
 
 /** Scrapes /metrics into name{labels} → value. */
@@ -203,7 +200,7 @@ describe('one worker: every fault costs only its own connection', () => {
     srv = await serve(await fixture('faulty'), [
       '--threads', '1', '--module-memory', '1MiB', '--log-level', 'info', '--metrics', '127.0.0.1:0',
     ]);
-    mport = await metricsPort(srv);
+    mport = await metricsPort(srv, 20_000);
   });
   afterAll(async () => {
     await srv?.stop();
@@ -314,7 +311,7 @@ describe('two workers: an endless callback is stopped from outside', () => {
     srv = await serve(await fixture('faulty'), [
       '--threads', '2', '--handler-timeout', '500ms', '--module-memory', '1MiB', '--metrics', '127.0.0.1:0',
     ]);
-    mport = await metricsPort(srv);
+    mport = await metricsPort(srv, 20_000);
   });
   afterAll(async () => {
     await srv?.stop();
