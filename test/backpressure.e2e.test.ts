@@ -17,6 +17,8 @@ import { createServer, type TcpmodServer } from '../dist/index.js';
 import { open, pattern } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { run, serve, type ServedProcess } from './server-process.js';
+import { metricsPort, scrape } from './metrics.js';
+import { sleep, until } from './wait.js';
 
 const MODE = (process.env.BACKPRESSURE_SEND_MODE ?? 'queued') as 'queued' | 'blocking';
 const MiB = 1 << 20;
@@ -48,38 +50,11 @@ async function stopChild(srv: ServedProcess): Promise<void> {
 }
 
 const debug = (...a: unknown[]) => process.env.BACKPRESSURE_DEBUG && console.log(...a);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** `tcpmod serve` with --metrics 127.0.0.1:0: the child and its metrics port (from its stderr line). */
 async function serveWithMetrics(module: string, args: string[]): Promise<{ srv: ServedProcess; metricsPort: number }> {
   const srv = await serve(module, [...args, '--metrics', '127.0.0.1:0']);
   children.push(srv);
-  let metricsPort = 0;
-  await until(() => {
-    const m = /metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics\n/.exec(srv.stderr());
-    if (m) metricsPort = Number(m[1]);
-    return metricsPort > 0;
-  }, 5000, 'the metrics line');
-  return { srv, metricsPort };
-}
-
-async function scrape(port: number, timeoutMs = 2000): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
+  return { srv, metricsPort: await metricsPort(srv, 5000) };
 }
 
 /** VmRSS of `pid`, in bytes. */
@@ -222,7 +197,7 @@ async function nonReaderAttack(srv: ServedProcess, metricsPort: number, ms: numb
     clearInterval(metricsSampler);
   }
   const latencies = await Promise.all(probes);
-  const metrics = await scrape(metricsPort).catch(() => ({} as Record<string, number>));
+  const metrics = await scrape(metricsPort, 2000).catch(() => ({} as Record<string, number>));
   // Once a non-reader reads what came, it sees the close (an end or a reset).
   const endedAfterResume = !resume ? [] : await Promise.all(attackers.map(({ sock }) => new Promise<boolean>((resolve) => {
     if (sock.destroyed) return resolve(true);
@@ -536,7 +511,7 @@ describe('a trickled body', () => {
         }))));
       }
       // All of it held by the server, and the intake's CPU spent, before measuring.
-      await until(async () => (await scrape(metricsPort)).tcpmod_input_buffered_bytes >= 100 * (n - 2000), 10_000, 'the bodies to be held');
+      await until(async () => (await scrape(metricsPort, 2000)).tcpmod_input_buffered_bytes >= 100 * (n - 2000), 10_000, 'the bodies to be held');
       await sleep(300);
 
       let trickled = 0;
@@ -555,7 +530,7 @@ describe('a trickled body', () => {
       const wall = (performance.now() - w0) / 1000;
       results.push({ n, cpu, wall, trickled });
       debug(`trickle N=${n}: ${cpu.toFixed(2)} s CPU in ${wall.toFixed(2)} s, ${trickled} bytes, ${((cpu / trickled) * 1e6).toFixed(2)} µs/byte`);
-      const m = await scrape(metricsPort);
+      const m = await scrape(metricsPort, 2000);
       expect(m.tcpmod_connections).toBe(100);
 
       // Completing one body gets its PUT answered.

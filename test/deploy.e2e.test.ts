@@ -11,16 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../host/duration.js';
 import { scratchFile } from './fixtures.js';
 import { run, serve } from './server-process.js';
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { metricsPort } from './metrics.js';
 
 /** The value after `flag` in an argument list. */
 function flag(args: string[], name: string): string {
@@ -44,8 +35,8 @@ async function runRecipe(args: string[]): Promise<void> {
   });
   const p = await serve('build/echo.wasm', local);
   try {
-    const m = await until(() => /metrics on http:\/\/[^:]+:(\d+)\//.exec(p.stderr()), 10_000, 'the metrics line');
-    const res = await fetch(`http://127.0.0.1:${m[1]}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const port = await metricsPort(p, 10_000);
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
     expect(res.status).toBe(200);
     const reply = await new Promise<string>((resolve, reject) => {
       const s = connect({ port: p.port, host: '127.0.0.1' });

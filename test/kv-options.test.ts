@@ -89,23 +89,20 @@ describe('the password and CA files are read when the server starts', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcpmod-kv-options-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('a missing or empty password file stops listen() with an error naming the option', async () => {
-    const missing = createServer({ module, kv: 'redis://127.0.0.1:1', kvPasswordFile: join(dir, 'none'), threads: 1, logLevel: 'silent' });
-    await expect(missing.listen()).rejects.toThrow(/^kvPasswordFile could not be read: ENOENT/);
-    const emptyFile = join(dir, 'empty');
-    writeFileSync(emptyFile, '\n');
-    const empty = createServer({ module, kv: 'redis://127.0.0.1:1', kvPasswordFile: emptyFile, threads: 1, logLevel: 'silent' });
-    await expect(empty.listen()).rejects.toThrow(`kvPasswordFile is empty: ${emptyFile}`);
-  });
-
-  it('a CA file that is missing or holds no certificate stops listen()', async () => {
-    const missing = createServer({ module, kv: 'rediss://127.0.0.1:1', kvTlsCa: join(dir, 'none'), threads: 1, logLevel: 'silent' });
-    await expect(missing.listen()).rejects.toThrow(/^kvTlsCa could not be read: ENOENT/);
-    const junk = join(dir, 'junk.pem');
-    writeFileSync(junk, 'not a certificate\n');
-    const bad = createServer({ module, kv: 'rediss://127.0.0.1:1', kvTlsCa: junk, threads: 1, logLevel: 'silent' });
-    await expect(bad.listen()).rejects.toThrow(`kvTlsCa is not a PEM CA certificate file (no PEM certificate found): ${junk}`);
-  });
+  // Each file option: the server it belongs to, what an unusable file holds, and what listen() then says.
+  const files = [
+    { what: 'a password file that is missing or empty', option: 'kvPasswordFile', kv: 'redis://127.0.0.1:1', holds: '\n', refused: 'is empty' },
+    { what: 'a CA file that is missing or holds no certificate', option: 'kvTlsCa', kv: 'rediss://127.0.0.1:1', holds: 'not a certificate\n', refused: 'is not a PEM CA certificate file (no PEM certificate found)' },
+  ] as const;
+  for (const f of files) {
+    it(`${f.what} stops listen() with an error naming the option`, async () => {
+      const listen = (file: string) => createServer({ module, kv: f.kv, [f.option]: file, threads: 1, logLevel: 'silent' }).listen();
+      await expect(listen(join(dir, 'none'))).rejects.toThrow(new RegExp(`^${f.option} could not be read: ENOENT`));
+      const unusable = join(dir, f.option);
+      writeFileSync(unusable, f.holds);
+      await expect(listen(unusable)).rejects.toThrow(`${f.option} ${f.refused}: ${unusable}`);
+    });
+  }
 
   it('the CLI prints the one line with the flag', async () => {
     const r = await run(process.execPath, ['bin/tcpmod.js', 'serve', module, '--port', '0', '--kv', 'redis://127.0.0.1:1', '--kv-password-file', join(dir, 'none')]);

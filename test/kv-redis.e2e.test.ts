@@ -16,6 +16,7 @@ import { fixture } from './fixtures.js';
 import { open } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
+import { sleep, until } from './wait.js';
 
 // ---- our own redis-server -----------------------------------------------------
 
@@ -64,10 +65,6 @@ async function killRedis(): Promise<void> {
 
 function redisCli(...args: string[]) {
   return run('redis-cli', ['-p', String(redisPort), ...args], { timeoutMs: 10_000 });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 // ---- clients --------------------------------------------------------------------
@@ -305,9 +302,9 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
       redis!.kill('SIGCONT');
     }
     // Same connection, same worker: nothing was killed.
-    await until(async () => (await conn.get('k')).rc === 6);
+    await until(async () => (await conn.get('k')).rc === 6, 20_000, 'GET k to answer again', 100);
     expect(await conn.get('k')).toEqual({ rc: 6, value: 'before' });
-    await until(() => /key-value store unavailable/.test(srv.stderr()));
+    await until(() => /key-value store unavailable/.test(srv.stderr()), 20_000, 'the unavailable line', 100);
     expect(srv.stderr()).toMatch(/"timeout":[1-9]/);
   }, 60_000);
 
@@ -315,10 +312,10 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
     await killRedis();
     expect((await conn.get('k')).rc).toBe(-3);
     expect(await conn.set('k', 'x')).toBe(-3);
-    await until(() => /"connect":[1-9]/.test(srv.stderr()));
+    await until(() => /"connect":[1-9]/.test(srv.stderr()), 20_000, 'a counted connect error', 100);
     await startRedis();
     // The backoff is at most 2 s: within it the calls still say -3, then they reach the new server.
-    await until(async () => (await conn.set('k', 'after')) === 0);
+    await until(async () => (await conn.set('k', 'after')) === 0, 20_000, 'SET to succeed again', 100);
     expect(await conn.get('k')).toEqual({ rc: 5, value: 'after' });
     expect((await redisCli('GET', 'k')).stdout).toBe('after\n');
   }, 60_000);
@@ -352,7 +349,7 @@ describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
       expect(order).toEqual(['other']);
       expect((await waiting).rc).toBe(-3);
       redis!.kill('SIGCONT');
-      await until(async () => (await slow.get('blocked')).rc === 3);
+      await until(async () => (await slow.get('blocked')).rc === 3, 20_000, 'the blocked GET to answer', 100);
       expect(srv.stderr()).not.toMatch(/handler timeout/);
     } finally {
       redis?.kill('SIGCONT');
@@ -382,7 +379,7 @@ describe('AUTH and SELECT on connect', () => {
       expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '3', 'GET', 'in-db-3')).stdout).toBe('yes\n');
       expect((await redisCli('-a', 'pw', '--no-auth-warning', '-n', '0', 'EXISTS', 'in-db-3')).stdout).toBe('0\n');
       expect(await b.set('x', 'no')).toBe(-3);
-      await until(() => /key-value store unavailable.*AUTH: WRONGPASS/.test(bad.stderr()));
+      await until(() => /key-value store unavailable.*AUTH: WRONGPASS/.test(bad.stderr()), 20_000, 'the WRONGPASS line', 100);
       expect(bad.stderr()).not.toContain('wrong@'); // the password is never logged
     } finally {
       g.s.destroy();
@@ -424,9 +421,9 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
         '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n', '*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n',
       ]);
       expect(await conn.get('k')).toEqual({ rc: -3, value: null }); // '%': not a RESP2 reply
-      await until(() => /"protocol":1/.test(srv.stderr()));
+      await until(() => /"protocol":1/.test(srv.stderr()), 20_000, 'a counted protocol error', 100);
       // After the backoff, a new connection, in step again.
-      await until(async () => (await conn.get('k')).rc === -1);
+      await until(async () => (await conn.get('k')).rc === -1, 20_000, 'GET k to reach Redis again (-1: no such key)', 100);
     } finally {
       conn.s.destroy();
       await srv.stop();
@@ -449,7 +446,7 @@ describe('rediss:// (TLS to Redis)', () => {
     tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1 127.0.0.2',
       '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
       '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG');
+    await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG', 20_000, 'PONG over TLS', 100);
   }, 60_000);
   afterAll(() => {
     tlsRedis?.kill('SIGKILL');
@@ -476,8 +473,8 @@ describe('rediss:// (TLS to Redis)', () => {
       expect(await accepted()).toBe(before + 1);
       expect(await u.get('over-tls')).toEqual({ rc: -3, value: null });
       expect(await m.get('over-tls')).toEqual({ rc: -3, value: null });
-      await until(() => /TLS handshake: .*certificate/.test(untrusted.stderr()));
-      await until(() => /TLS handshake: .*mismatch/i.test(misnamed.stderr()));
+      await until(() => /TLS handshake: .*certificate/.test(untrusted.stderr()), 20_000, 'the certificate failure line', 100);
+      await until(() => /TLS handshake: .*mismatch/i.test(misnamed.stderr()), 20_000, 'the name mismatch line', 100);
       expect(good.stderr()).not.toMatch(/unavailable/);
     } finally {
       for (const c of conns) c.s.destroy();
@@ -485,12 +482,3 @@ describe('rediss:// (TLS to Redis)', () => {
     }
   }, 60_000);
 });
-
-/** Polls `cond` every 100 ms for up to 20 s. */
-async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await cond()) return;
-    await sleep(100);
-  }
-  throw new Error('condition not met within 20 s');
-}

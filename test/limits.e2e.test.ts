@@ -15,6 +15,8 @@ import { open, readBytes, untilClosed } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { requireTool, run, serve } from './server-process.js';
 import { makeTestCerts } from './tls-certs.js';
+import { scrape } from './metrics.js';
+import { sleep, until } from './wait.js';
 
 const servers: TcpmodServer[] = [];
 function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
@@ -35,16 +37,6 @@ afterEach(async () => {
 });
 
 const debug = (...a: unknown[]) => process.env.LIMITS_DEBUG && console.log(...a);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Opens a connection and proves it is served: one byte out, the same byte back. */
 async function openEcho(port: number, byte = 'e', timeoutMs = 2000): Promise<Socket> {
   const s = track(await open(port));
@@ -288,17 +280,6 @@ function serveLimited(nofile: number): Promise<Limited> {
   });
 }
 
-async function scrape(port: number, timeoutMs = 2000): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
 /** utime + stime of every thread of `pid`, in seconds. */
 function cpuSeconds(pid: number, tck: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -361,7 +342,7 @@ describe('out of file descriptors', () => {
       expect(cpu, `server CPU while holding the flood: ${(cpu * 100).toFixed(1)}% of a core`).toBeLessThan(0.2);
 
       // The metrics server needs a descriptor too: it may not answer under exhaustion.
-      let metrics = await scrape(srv.metricsPort).catch(() => null);
+      let metrics = await scrape(srv.metricsPort, 2000).catch(() => null);
       debug('metrics under exhaustion:', metrics ? metrics['tcpmod_connections_refused_total{reason="fd"}'] : 'no answer');
       const floodSeconds = (Date.now() - floodStart) / 1000;
 

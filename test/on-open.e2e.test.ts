@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { fixture } from './fixtures.js';
 import { open, readBytes } from './net-client.js';
+import { until } from './wait.js';
 
 let server: TcpmodServer;
 let port: number;
@@ -15,20 +16,12 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close({ drainTimeout: 0 }));
 
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('a send that fails in on_open', () => {
   it('closes that connection with reason send_timeout, and the next connection is served', async () => {
     const mute = await open(port);
     mute.pause(); // never reads the 4 MiB greeting
     mute.on('error', () => undefined);
-    await until(() => server.stats().sendTimeouts === 1, 10_000);
+    await until(() => server.stats().sendTimeouts === 1, 10_000, 'the send timeout');
     expect(server.stats().connectionsClosed.send_timeout).toBe(1);
     mute.destroy();
 

@@ -6,6 +6,8 @@ import { createServer, type TcpmodServer } from '../dist/index.js';
 import { serveMetrics } from '../dist/metrics.js';
 import { C, native } from '../host/sys.js';
 import { open, pattern, readBytes } from './net-client.js';
+import { scrape } from './metrics.js';
+import { until } from './wait.js';
 
 const servers: TcpmodServer[] = [];
 function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
@@ -16,24 +18,6 @@ function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close({ drainTimeout: 0 })));
 });
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function scrape(port: number): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
 
 describe('dynamic pool', () => {
   it('grows while sends are blocked, still answers another client, and shrinks back to min when idle', async () => {

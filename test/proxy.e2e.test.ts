@@ -17,20 +17,10 @@ import { native } from '../host/sys.js';
 import { fixture, scratchFile } from './fixtures.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
+import { metricsPort, scrape } from './metrics.js';
+import { sleep, until } from './wait.js';
 
 type Server = ReturnType<typeof createServer>;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 // ---- headers, built from HAProxy's proxy-protocol.txt ----
 
@@ -317,20 +307,9 @@ async function freePort(): Promise<number> {
 
 interface Tcpmod extends ServedProcess { metricsPort: number }
 
-async function scrape(p: Tcpmod): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-  const out: Record<string, number> = {};
-  for (const line of (await res.text()).split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
 async function serveWithMetrics(module: string, args: string[]): Promise<Tcpmod> {
   const p = await serve(module, ['--threads', '1', '--drain-timeout', '1s', '--metrics', '127.0.0.1:0', ...args]);
-  const m = await until(() => /metrics on http:\/\/[^:]+:(\d+)\//.exec(p.stderr()), 10_000, 'the metrics line');
-  return Object.assign(p, { metricsPort: Number(m[1]) });
+  return Object.assign(p, { metricsPort: await metricsPort(p, 10_000) });
 }
 
 describe('HAProxy (deploy/haproxy.cfg) in front of two tcpmod processes on one port', () => {
@@ -379,12 +358,12 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two tcpmod processes on one p
 
   it('send-proxy-v2: the module reports the client (bound to 127.0.0.2), not HAProxy; both processes take connections', async () => {
     const front = await haproxy('send-proxy-v2');
-    const before = await Promise.all(tcpmods.map(scrape));
+    const before = await Promise.all(tcpmods.map((p) => scrape(p.metricsPort)));
     for (let i = 0; i < 40; i++) {
       const r = await talk(front, Buffer.from(`v2 ${i}\n`), 1, '127.0.0.2');
       expect(r.text).toBe(`127.0.0.2:${r.localPort} v2 ${i}\n`);
     }
-    const after = await Promise.all(tcpmods.map(scrape));
+    const after = await Promise.all(tcpmods.map((p) => scrape(p.metricsPort)));
     const took = after.map((m, i) => m.tcpmod_connections_accepted_total - before[i].tcpmod_connections_accepted_total);
     // HAProxy's own health checks count as accepted too: at least the 40 clients, spread over both.
     expect(took[0] + took[1]).toBeGreaterThanOrEqual(40);
@@ -401,7 +380,7 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two tcpmod processes on one p
   });
 
   it('a client that goes around HAProxy gets no answer, and is counted (tcpmod_connections_refused_total{reason="proxy"})', async () => {
-    const refused = async () => (await Promise.all(tcpmods.map(scrape))).reduce((n, m) => n + m['tcpmod_connections_refused_total{reason="proxy"}'], 0);
+    const refused = async () => (await Promise.all(tcpmods.map((p) => scrape(p.metricsPort)))).reduce((n, m) => n + m['tcpmod_connections_refused_total{reason="proxy"}'], 0);
     // HAProxy's health checks (a connect, no header, a close) were never counted as refusals.
     expect(await refused()).toBe(0);
     expect(await talk(backendPort, Buffer.from('direct\n'), 1, '127.0.0.2')).toMatchObject({ text: '', closed: true });

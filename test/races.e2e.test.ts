@@ -10,6 +10,7 @@ import { check, native } from '../host/sys.js';
 import { loadModule } from '../host/testing.js';
 import { fixture } from './fixtures.js';
 import { open, untilClosed } from './net-client.js';
+import { sleep, until } from './wait.js';
 
 const servers: TcpmodServer[] = [];
 afterEach(async () => {
@@ -22,14 +23,6 @@ async function start(opts: Parameters<typeof createServer>[0], hooks?: TcpmodSer
   servers.push(server);
   const { port } = await server.listen();
   return { server, port };
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
@@ -136,7 +129,7 @@ describe('a worker stopped at any instant strands nothing', () => {
     const a = await open(port);
     const closed = untilClosed(a, 5000);
     a.write(Buffer.from([0x64, 150, 0x63])); // 150 ms callback, then "bye" and CLOSE
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     firstFd = server.connections()[0].fd;
     expect((await closed).toString()).toBe('ok\nbye\n');
     await until(() => fired > 0, 5000, 'the watchdog to decide');

@@ -1,17 +1,8 @@
 // Seeded randomness for protocol tests: a failure prints its seed, and the same
 // seed replays the same splits and bytes.
 
-/** mulberry32: a small seedable generator of floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seedable generator of floats in [0, 1): the one tcpmod/testing cuts inputs with. */
+export { seededRandom as prng } from '../host/testing/split.js';
 
 /** Up to maxCuts distinct cut points strictly inside [0, length), ascending. */
 export function randomCuts(rand: () => number, length: number, maxCuts = 12): number[] {

@@ -7,25 +7,14 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { serve, type ServedProcess } from './server-process.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { metricsPort } from './metrics.js';
+import { sleep } from './wait.js';
 
 interface Tcpmod extends ServedProcess { metricsPort: number }
 
 async function serveWithMetrics(args: string[]): Promise<Tcpmod> {
   const p = await serve('build/echo.wasm', ['--threads', '2', '--reuse-port', '--drain-timeout', '5s', '--metrics', '127.0.0.1:0', ...args]);
-  const m = await until(() => /metrics on http:\/\/[^:]+:(\d+)\//.exec(p.stderr()), 10_000, 'the metrics line');
-  return Object.assign(p, { metricsPort: Number(m[1]) });
+  return Object.assign(p, { metricsPort: await metricsPort(p, 10_000) });
 }
 
 async function accepted(p: Tcpmod): Promise<number> {

@@ -13,6 +13,8 @@ import type { ModuleInstance } from '../host/module/instance.js';
 import { fixture } from './fixtures.js';
 import { loadModule, ModuleFault, type LoadedModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
+import { metricsPort } from './metrics.js';
+import { sleep, until } from './wait.js';
 
 /**
  * A client of the echo: sends a message, waits for exactly its bytes back.
@@ -82,17 +84,9 @@ function keepTalking(c: Client, id: number, stop: { now: boolean }): Promise<voi
       const msg = `${id}.${seq}/`;
       const got = await c.exchange(msg);
       if (got !== msg) throw new Error(`client ${id} sent ${msg} and got ${got}`);
-      await new Promise((r) => setTimeout(r, 2));
+      await sleep(2);
     }
   })();
-}
-
-async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Opens a connection, sends one command byte, resolves when the server has closed it. */
@@ -102,12 +96,6 @@ async function provoke(srv: ServedProcess, command: string): Promise<{ ms: numbe
   c.sock.write(command);
   await c.done;
   return { ms: Date.now() - t0, received: c.received };
-}
-
-function metricsPort(srv: ServedProcess): Promise<number> {
-  return until(() => /metrics on http:\/\/[^:]+:\d+\//.test(srv.stderr()), 'the metrics line').then(
-    () => Number(/metrics on http:\/\/[^:]+:(\d+)\//.exec(srv.stderr())![1]),
-  );
 }
 
 /** Scrapes /metrics into name{labels} → value. */
@@ -137,7 +125,7 @@ async function scrapeUntil(port: number, ready: (m: Map<string, number>) => bool
   for (;;) {
     const m = await scrape(port);
     if (ready(m) || Date.now() > end) return m;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -212,7 +200,7 @@ describe('one worker: every fault costs only its own connection', () => {
     srv = await serve(await fixture('faulty'), [
       '--threads', '1', '--module-memory', '1MiB', '--log-level', 'info', '--metrics', '127.0.0.1:0',
     ]);
-    mport = await metricsPort(srv);
+    mport = await metricsPort(srv, 20_000);
   });
   afterAll(async () => {
     await srv?.stop();
@@ -223,14 +211,14 @@ describe('one worker: every fault costs only its own connection', () => {
     const others = await Promise.all(Array.from({ length: 50 }, () => Client.open(srv)));
     const talking = others.map((c, i) => keepTalking(c, i, stop));
     try {
-      await until(() => others.every((c) => c.exchanges >= 3), 'every client to exchange');
+      await until(() => others.every((c) => c.exchanges >= 3), 20_000, 'every client to exchange');
       // t: trap, a: tcpmod.abort, x: proc_exit, r: action 7, c: consumed > in_len
       for (const command of ['t', 'a', 'x', 'r', 'c']) {
         const { received } = await provoke(srv, command);
         expect(received.length, `nothing is sent for "${command}"`).toBe(0);
       }
       const after = others.map((c) => c.exchanges);
-      await until(() => others.every((c, i) => c.exchanges >= after[i] + 3), 'every client to go on exchanging');
+      await until(() => others.every((c, i) => c.exchanges >= after[i] + 3), 20_000, 'every client to go on exchanging');
       // Not one of them lost its connection or a byte (keepTalking checks every echo).
       expect(others.filter((c) => c.closed)).toHaveLength(0);
     } finally {
@@ -253,7 +241,7 @@ describe('one worker: every fault costs only its own connection', () => {
     // The worker's first instance plus one fresh instance per fault.
     expect(m.get('tcpmod_instances_created_total')).toBe(1 + 5);
     const faultLines = () => logLines(srv).filter((l) => String(l.msg).startsWith('module fault'));
-    await until(() => faultLines().length >= 5, 'a log line per fault');
+    await until(() => faultLines().length >= 5, 20_000, 'a log line per fault');
     const faults = faultLines();
     // tcpmod.abort's AssemblyScript strings are decoded: message and file:line:column.
     expect(faults.some((l) => l.kind === 'abort' && /boom at faulty\.ts:42:7/.test(String(l.msg)))).toBe(true);
@@ -261,7 +249,7 @@ describe('one worker: every fault costs only its own connection', () => {
     expect(faults.some((l) => l.kind === 'result' && /action 7/.test(String(l.msg)))).toBe(true);
     // A faulted instance is discarded without on_close; connections closed normally get theirs.
     const onClose = () => logLines(srv).filter((l) => String(l.msg).startsWith('on_close'));
-    await until(() => onClose().length >= 60, 'on_close for the connections the clients closed');
+    await until(() => onClose().length >= 60, 20_000, 'on_close for the connections the clients closed');
     const faulted = new Set(faults.map((l) => l.conn));
     expect(faulted.size).toBe(5);
     expect(onClose().filter((l) => faulted.has(l.conn))).toEqual([]);
@@ -271,7 +259,7 @@ describe('one worker: every fault costs only its own connection', () => {
     const c = await Client.open(srv);
     expect(await c.exchange('h')).toBe('h');
     c.close();
-    await until(() => logLines(srv).some((l) => l.msg === 'oops'), 'the module\'s stderr line');
+    await until(() => logLines(srv).some((l) => l.msg === 'oops'), 20_000, 'the module\'s stderr line');
     const hello = logLines(srv).find((l) => l.msg === 'hello')!;
     const oops = logLines(srv).find((l) => l.msg === 'oops')!;
     expect(hello).toMatchObject({ level: 30, module: 'faulty.wasm', worker: 0 });
@@ -308,7 +296,7 @@ describe('one worker: every fault costs only its own connection', () => {
     const m1 = await scrapeUntil(mport, (m) => m.get(trapMetric)! - m0.get(trapMetric)! >= 40 && m.get(instances)! - m0.get(instances)! >= 40);
     expect(m1.get(trapMetric)! - m0.get(trapMetric)!).toBe(40);
     expect(m1.get(instances)! - m0.get(instances)!).toBe(40);
-    await until(() => faultLines() > logged0, 'a fault log line');
+    await until(() => faultLines() > logged0, 20_000, 'a fault log line');
     const logged = faultLines() - logged0;
     // At most 10 lines per second per worker: the budget refills once a second
     // (so a burst may straddle one refill).
@@ -323,7 +311,7 @@ describe('two workers: an endless callback is stopped from outside', () => {
     srv = await serve(await fixture('faulty'), [
       '--threads', '2', '--handler-timeout', '500ms', '--module-memory', '1MiB', '--metrics', '127.0.0.1:0',
     ]);
-    mport = await metricsPort(srv);
+    mport = await metricsPort(srv, 20_000);
   });
   afterAll(async () => {
     await srv?.stop();
@@ -334,14 +322,14 @@ describe('two workers: an endless callback is stopped from outside', () => {
     const others = await Promise.all(Array.from({ length: 20 }, () => Client.open(srv)));
     const talking = others.map((c, i) => keepTalking(c, i, stop));
     try {
-      await until(() => others.every((c) => c.exchanges >= 3), 'every client to exchange');
+      await until(() => others.every((c) => c.exchanges >= 3), 20_000, 'every client to exchange');
       const { ms, received } = await provoke(srv, 'l');
       expect(received.length).toBe(0);
       // Measured from the client's write, which is before the callback starts.
       const watchdog = srv.stderr().split('\n').find((l) => l.includes('exceeded the handler timeout'));
       expect(ms, `closed ${ms} ms after the write; the watchdog logged ${watchdog}`).toBeLessThanOrEqual(1000);
       const after = others.map((c) => c.exchanges);
-      await until(() => others.every((c, i) => c.exchanges >= after[i] + 3), 'every client to go on exchanging');
+      await until(() => others.every((c, i) => c.exchanges >= after[i] + 3), 20_000, 'every client to go on exchanging');
       expect(others.filter((c) => c.closed)).toHaveLength(0);
     } finally {
       stop.now = true;

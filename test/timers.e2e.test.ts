@@ -7,6 +7,7 @@ import { loadModule } from '../host/testing.js';
 import { compileAs } from './asc-source.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
 import { open } from './net-client.js';
+import { sleep, until } from './wait.js';
 
 const SDK_TICKER = `
 import { Conn, Action, configure, setOnTimer } from "./sdk";
@@ -73,14 +74,6 @@ function record(s: Socket): { text: () => string; times: number[]; closed: Promi
   return { text: () => text, times, closed: new Promise((r) => s.once('close', () => r(Date.now()))) };
 }
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 for (const [label, file] of [['WAT module', () => fixture('ticker')], ['SDK module', async () => sdkTicker]] as const) {
   describe(`timers: ${label}`, () => {
     it('ticks every 100 ms five times (re-armed from on_timer), then closes', async () => {
@@ -102,12 +95,12 @@ for (const [label, file] of [['WAT module', () => fixture('ticker')], ['SDK modu
       const s = await open(port);
       const r = record(s);
       s.write('t');
-      await until(() => r.text() === 'armed\ntick\n', 2000, 'one tick');
+      await until(() => r.text() === 'armed\ntick\n', 2000, 'one tick', 10);
       s.write('x');
-      await until(() => r.text().endsWith('cancelled\n'), 2000, 'the cancel');
-      await new Promise((res) => setTimeout(res, 400));
+      await until(() => r.text().endsWith('cancelled\n'), 2000, 'the cancel', 10);
+      await sleep(400);
       s.write('e');
-      await until(() => r.text().endsWith('e'), 2000, 'the echo');
+      await until(() => r.text().endsWith('e'), 2000, 'the echo', 10);
       expect(r.text()).toBe('armed\ntick\ncancelled\ne');
       expect(server.stats().timersArmed).toBe(0);
       s.destroy();
@@ -118,10 +111,10 @@ for (const [label, file] of [['WAT module', () => fixture('ticker')], ['SDK modu
       const s = await open(port);
       const r = record(s);
       s.write('t');
-      await until(() => r.text() === 'armed\n', 2000, 'armed');
+      await until(() => r.text() === 'armed\n', 2000, 'armed', 10);
       s.destroy();
-      await until(() => server.stats().connections === 0, 2000, 'the close');
-      await new Promise((res) => setTimeout(res, 400));
+      await until(() => server.stats().connections === 0, 2000, 'the close', 10);
+      await sleep(400);
       expect(server.stats().timersFired).toBe(0);
       expect(server.stats().timersArmed).toBe(0);
     });
@@ -152,7 +145,7 @@ describe('timers: the WAT module', () => {
     const s = await open(port);
     const r = record(s);
     s.write('r');
-    await until(() => r.text() === 'n\n', 2000, 'the answer');
+    await until(() => r.text() === 'n\n', 2000, 'the answer', 10);
     s.destroy();
   });
 
@@ -178,7 +171,7 @@ describe('timers: the WAT module', () => {
     for (const { s } of conns) s.write('t');
     // Traffic while the timers run: three echoes per connection, 60 ms apart.
     for (const byte of ['a', 'b', 'c']) {
-      await new Promise((res) => setTimeout(res, 60));
+      await sleep(60);
       for (const { s } of conns) if (!s.destroyed) s.write(byte);
     }
     await Promise.all(conns.map(({ r }) => r.closed));
@@ -192,7 +185,7 @@ describe('timers: the WAT module', () => {
     const probe = await open(port);
     const rp = record(probe);
     probe.write('o');
-    await until(() => rp.text().endsWith('\n'), 2000, 'the overlap count');
+    await until(() => rp.text().endsWith('\n'), 2000, 'the overlap count', 10);
     expect(rp.text()).toBe('0\n'); // no on_timer ever ran beside on_data for the same connection
     probe.destroy();
   }, 60_000);

@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { C, check, native } from '../host/sys.js';
 import { makeTestCerts } from './tls-certs.js';
+import { sleep, until } from './wait.js';
 
 const E = os.errno;
 const T = native as any; // the tls* exports are not in native.d.ts yet
@@ -55,24 +56,12 @@ function listener(): { fd: number; port: number } {
   return { fd, port: name.port };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Calls f every millisecond or so until it returns something other than null. */
-async function until<R>(f: () => R | null, what: string, ms = 5000): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = f();
-    if (r !== null) return r;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(1);
-  }
-}
-
 async function acceptOne(lfd: number): Promise<number> {
-  const fd = await until(() => {
+  // Boxed: until waits for a truthy result, and descriptor 0 is a descriptor.
+  const { fd } = await until(() => {
     const c = native.accept(lfd);
-    return c >= 0 ? c : null;
-  }, 'accept');
+    return c >= 0 ? { fd: c } : null;
+  }, 5000, 'accept', 1);
   fds.push(fd);
   return fd;
 }
@@ -89,7 +78,7 @@ const handshake = (h: number) =>
   until(() => {
     const rc = T.tlsTestHandshake(h, 20);
     return rc === 0 ? null : rc;
-  }, 'handshake');
+  }, 5000, 'handshake', 1);
 
 const info = (h: number) => T.tlsTestInfo(h);
 
@@ -106,7 +95,7 @@ async function serverRead(h: number, n: number): Promise<{ data: Buffer; eof: bo
     total += r.n;
     eof = r.eof;
     return total >= n || eof ? true : null;
-  }, `${n} bytes`);
+  }, 5000, `${n} bytes`, 1);
   return { data: Buffer.concat(chunks), eof };
 }
 
@@ -252,7 +241,7 @@ describe('tls handshakes', () => {
     client.socket.write('hello');
     expect((await serverRead(h, 5)).data.toString()).toBe('hello');
     expect(serverSend(h, 'world')).toBe(5);
-    await until(() => (client.received().length >= 5 ? true : null), 'client data');
+    await until(() => (client.received().length >= 5 ? true : null), 5000, 'client data', 1);
     expect(client.received().toString()).toBe('world');
   });
 
@@ -289,7 +278,7 @@ describe('tls handshakes', () => {
     const bare = await pair(ctx);
     expect(await handshake(bare.h)).toBe(-E.EPROTO);
     expect(info(bare.h)).toMatchObject({ failure: 'certificate', done: false });
-    await until(() => (bare.client.errors.length > 0 ? true : null), 'client error'); // TLS 1.3: after its own Finished
+    await until(() => (bare.client.errors.length > 0 ? true : null), 5000, 'client error', 1); // TLS 1.3: after its own Finished
 
     const ok = await connected(ctx, { cert: pem(certs.clientCert), key: pem(certs.clientKey) });
     expect(info(ok.h).peerCert).toBe(true);
@@ -389,7 +378,7 @@ describe('tls records', () => {
     const done = new Promise<any>((resolve, reject) => (worker.once('message', resolve), worker.once('error', reject)));
     try {
       const h = attach(context(), await acceptOne(l.fd));
-      expect(await until(() => { const rc = T.tlsTestHandshake(h, 1000); return rc === 0 ? null : rc; }, 'handshake')).toBe(1);
+      expect(await until(() => { const rc = T.tlsTestHandshake(h, 1000); return rc === 0 ? null : rc; }, 5000, 'handshake', 1)).toBe(1);
       const buf = new ArrayBuffer(256 << 10);
       const hash = createHash('sha256');
       let total = 0;
@@ -417,7 +406,7 @@ describe('tls records', () => {
     const a = await connected(context());
     T.tlsTestClose(a.h, true);
     handles.splice(handles.indexOf(a.h), 1);
-    await until(() => (a.client.ended() ? true : null), 'client end', 2000);
+    await until(() => (a.client.ended() ? true : null), 2000, 'client end', 1);
 
     const b = await connected(context());
     T.tlsTestClose(b.h, false); // frees without a word: the client must not see an end yet
@@ -452,7 +441,7 @@ describe('tls records', () => {
     const { client, h } = await connected(context());
     client.socket.write(Buffer.alloc(20000, 7)); // two records: 16384 + 3616 bytes
     const small = new ArrayBuffer(100);
-    await until(() => (T.tlsTestRead(h, small, 0, 100).n > 0 ? true : null), 'first bytes');
+    await until(() => (T.tlsTestRead(h, small, 0, 100).n > 0 ? true : null), 5000, 'first bytes', 1);
     expect(info(h).pending).toBe(true); // the rest of the 16 KiB record is decrypted already
     const rest = await serverRead(h, 19900);
     expect(rest.data.length).toBe(19900);
@@ -481,10 +470,10 @@ describe('tls records', () => {
     client.socket.write('still here');
     expect((await serverRead(h, 10)).data.toString()).toBe('still here');
     expect(serverSend(h, 'yes')).toBe(3);
-    await until(() => (client.received().length >= 3 ? true : null), 'client data');
+    await until(() => (client.received().length >= 3 ? true : null), 5000, 'client data', 1);
     T.tlsTestClose(h, true);
     handles.splice(handles.indexOf(h), 1);
-    await until(() => (client.ended() ? true : null), 'client end', 2000);
+    await until(() => (client.ended() ? true : null), 2000, 'client end', 1);
   });
 
   it('never raises SIGPIPE: a send on a socket shut down for writing fails with -EPIPE ("socket")', async () => {

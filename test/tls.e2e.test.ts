@@ -15,6 +15,8 @@ import { createServer } from '../dist/index.js';
 import { open, pattern, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 import { issueServerCert, makeTestCerts, type TestCerts } from './tls-certs.js';
+import { metricsPort, scrape } from './metrics.js';
+import { sleep, until } from './wait.js';
 
 let certs: TestCerts;
 /** A second, unrelated PKI: its root trusts nothing of ours, its client certificate is a stranger's. */
@@ -52,8 +54,7 @@ async function serveTls(module: string, extra: string[] = [], files = { cert: ''
     '--tls-cert', files.cert || certs.serverChain, '--tls-key', files.key || certs.serverKey, ...extra,
   ]);
   try {
-    const m = await until(() => /metrics on http:\/\/[^:]+:(\d+)\//.exec(srv.stderr()), 5000, 'the metrics line');
-    return Object.assign(srv, { metricsPort: Number(m[1]) });
+    return Object.assign(srv, { metricsPort: await metricsPort(srv, 5000) });
   } catch (e) {
     await srv.stop();
     throw e;
@@ -66,27 +67,6 @@ async function serveTlsForTest(module: string, extra: string[] = [], files?: { c
   return srv;
 }
 
-async function until<T>(f: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Scrapes /metrics into name{labels} → value. */
-async function scrape(srv: TlsServer): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${srv.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-  const out: Record<string, number> = {};
-  for (const line of (await res.text()).split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
 const CLOSED = (reason: string) => `tcpmod_connections_closed_total{reason="${reason}"}`;
 const FAILED = (reason: string) => `tcpmod_tls_handshake_failures_total{reason="${reason}"}`;
 const HANDSHAKES = 'tcpmod_tls_handshakes_total';
@@ -95,7 +75,7 @@ const ACCEPTED = 'tcpmod_connections_accepted_total';
 /** Waits until the scraped counter `name` has grown by at least `by` since `before`; returns the scrape. */
 function untilCounted(srv: TlsServer, before: Record<string, number>, name: string, by = 1, ms = 5000): Promise<Record<string, number>> {
   return until(async () => {
-    const m = await scrape(srv);
+    const m = await scrape(srv.metricsPort);
     return (m[name] ?? 0) - (before[name] ?? 0) >= by ? m : null;
   }, ms, `${name} to grow by ${by}`);
 }
@@ -182,12 +162,12 @@ describe('http.wasm over TLS', () => {
   });
 
   it('keep-alive: two URLs in one curl run re-use the connection; 1 handshake served 2 requests', async () => {
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const r = await curl(['-v', `${base}/`, `${base}/`]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('Hello, World!Hello, World!');
     expect(r.stderr).toMatch(/Re-using existing connection/);
-    const after = await scrape(srv);
+    const after = await scrape(srv.metricsPort);
     expect(after[ACCEPTED] - before[ACCEPTED]).toBe(1);
     expect(after[HANDSHAKES] - before[HANDSHAKES]).toBe(1);
   });
@@ -196,7 +176,7 @@ describe('http.wasm over TLS', () => {
     const key = `pipe-${process.pid}`;
     const put = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '--data-binary', 'the second answer', `${base}/kv/${key}`]);
     expect(put.stdout, put.stderr).toBe('201');
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const s = await tlsOpen(srv.port);
     const host = 'Host: localhost\r\n';
     let text = '';
@@ -210,7 +190,7 @@ describe('http.wasm over TLS', () => {
     expect(answers[3].body).toBe('Hello, World!');
     expect(s.destroyed).toBe(false); // keep-alive: still open after all four
     s.destroy();
-    const after = await scrape(srv);
+    const after = await scrape(srv.metricsPort);
     expect(after[HANDSHAKES] - before[HANDSHAKES]).toBe(1);
   });
 
@@ -228,7 +208,7 @@ describe('http.wasm over TLS', () => {
   });
 
   it('a client trusting an unrelated CA refuses the server: curl exits 60', async () => {
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const r = await run('curl', ['-sS', '--max-time', '10', '--cacert', stranger.caCert, `${base}/`], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(60);
     expect(r.stdout).toBe('');
@@ -240,7 +220,7 @@ describe('http.wasm over TLS', () => {
   });
 
   it('plain HTTP on the TLS port is closed, counted as tls / protocol, and TLS still answers after', async () => {
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const s = await open(srv.port);
     const closed = untilClosed(s, 5000);
     s.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
@@ -264,14 +244,14 @@ describe('tcpmod_tls_handshake_seconds', () => {
     // a fast bucket, not in the 2.5 s one.
     const srv = await serveTlsForTest('build/echo.wasm');
     const raw = await open(srv.port);
-    await new Promise((r) => setTimeout(r, 1200));
+    await sleep(1200);
     const t0 = Date.now();
     const s = await tlsOpen(srv.port, { socket: raw });
     const clientSide = (Date.now() - t0) / 1000;
     const back = readBytes(s, 2, 5000);
     s.write('hi'); // the server has the client's Finished once it answers
     expect((await back).toString()).toBe('hi');
-    const m = await scrape(srv);
+    const m = await scrape(srv.metricsPort);
     expect(m[HANDSHAKES]).toBe(1);
     expect(m.tcpmod_tls_handshake_seconds_count).toBe(1);
     expect(m['tcpmod_tls_handshake_seconds_bucket{le="+Inf"}']).toBe(1);
@@ -312,7 +292,7 @@ describe('resp.wasm over TLS with redis-cli and redis-benchmark', () => {
 
   it('redis-benchmark --tls -t incr -n 2000 -c 20: the counter is exactly 2000', async () => {
     expect((await cli('DEL', 'counter:__rand_int__')).stdout).toMatch(/^[01]\n$/);
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const out = await run('redis-benchmark', [...tlsArgs(), '-t', 'incr', '-n', '2000', '-c', '20', '-q'], { timeoutMs: 60_000 });
     const all = out.stdout + out.stderr;
     expect(out.code, all).toBe(0);
@@ -320,7 +300,7 @@ describe('resp.wasm over TLS with redis-cli and redis-benchmark', () => {
     expect(out.stdout).toMatch(/INCR: [\d.]+ requests per second/);
     // Without -r the key is the literal "counter:__rand_int__", incremented once per request.
     expect((await cli('GET', 'counter:__rand_int__')).stdout).toBe('2000\n');
-    const after = await scrape(srv);
+    const after = await scrape(srv.metricsPort);
     expect(after[HANDSHAKES] - before[HANDSHAKES]).toBeGreaterThanOrEqual(20);
     expect(after[CLOSED('tls')] - before[CLOSED('tls')]).toBe(0);
   }, 90_000);
@@ -351,7 +331,7 @@ describe('openssl s_client', () => {
 
   it('--tls-min-version 1.3 refuses a TLS 1.2 client (a version failure) and serves a TLS 1.3 one', async () => {
     const srv = await serveTlsForTest('build/http.wasm', ['--tls-min-version', '1.3']);
-    const before = await scrape(srv);
+    const before = await scrape(srv.metricsPort);
     const r = await sClient(srv.port, ['-tls1_2']);
     expect(r.code, r.stdout + r.stderr).not.toBe(0);
     expect(r.stdout).not.toContain('Hello, World!');
@@ -387,7 +367,7 @@ describe('openssl s_client', () => {
       ['no client certificate', []],
       ['a certificate from an unrelated CA', ['-cert', stranger.clientCert, '-key', stranger.clientKey]],
     ] as const) {
-      const before = await scrape(srv);
+      const before = await scrape(srv.metricsPort);
       const r = await sClient(srv.port, [...args]);
       expect(r.stdout, what).not.toContain('Hello, World!');
       expect(r.stdout + r.stderr, what).toMatch(/alert|error/i);
@@ -417,7 +397,7 @@ describe('echo.wasm over TLS: volume and back-pressure', () => {
     const closed = untilClosed(s, 5000);
     s.end();
     expect((await closed).length).toBe(0);
-    const m = await scrape(srv);
+    const m = await scrape(srv.metricsPort);
     expect(m.tcpmod_bytes_received_total).toBe(data.length);
     expect(m.tcpmod_bytes_sent_total).toBe(data.length);
   }, 60_000);
@@ -433,7 +413,7 @@ describe('echo.wasm over TLS: volume and back-pressure', () => {
     s.write(pattern(size, 3));
     const t0 = Date.now();
     const m = await until(async () => {
-      const x = await scrape(srv);
+      const x = await scrape(srv.metricsPort);
       return x[CLOSED('send_timeout')] >= 1 && x.tcpmod_connections === 0 ? x : null;
     }, 10_000, 'the stalled connection to be closed with send_timeout');
     const took = Date.now() - t0;
@@ -481,7 +461,7 @@ describe('certificate reload (SIGHUP)', () => {
       return p.serial === '77' ? p : null;
     }, 5000, 'a handshake with the rotated certificate');
     expect(next.cn).toBe('tcpmod rotated');
-    expect((await scrape(srv)).tcpmod_tls_certificate_reloads_total).toBe(1);
+    expect((await scrape(srv.metricsPort)).tcpmod_tls_certificate_reloads_total).toBe(1);
     expect(srv.stderr()).not.toMatch(/reload refused/);
     expect(await echo(kept, 'after reload')).toBe('after reload');
     expect(kept.getPeerCertificate().serialNumber).toBe(oldSerial);
@@ -493,7 +473,7 @@ describe('certificate reload (SIGHUP)', () => {
     expect(line).toContain('--tls-key');
     expect(srv.proc.exitCode).toBe(null);
     expect(await presented(srv.port)).toEqual({ serial: '77', cn: 'tcpmod rotated' });
-    expect((await scrape(srv)).tcpmod_tls_certificate_reloads_total).toBe(1);
+    expect((await scrape(srv.metricsPort)).tcpmod_tls_certificate_reloads_total).toBe(1);
     expect(await echo(kept, 'after refusal')).toBe('after refusal');
 
     // Fixed files reload again.
@@ -501,11 +481,11 @@ describe('certificate reload (SIGHUP)', () => {
     copyFileSync(certs.serverChain, live.cert);
     srv.proc.kill('SIGHUP');
     await until(async () => (await presented(srv.port)).serial === oldSerial, 5000, 'the first certificate back');
-    expect((await scrape(srv)).tcpmod_tls_certificate_reloads_total).toBe(2);
+    expect((await scrape(srv.metricsPort)).tcpmod_tls_certificate_reloads_total).toBe(2);
     expect(await echo(kept, 'still the same connection')).toBe('still the same connection');
     kept.destroy();
     // Every handshake above completed: no reload disturbed one.
-    const m = await scrape(srv);
+    const m = await scrape(srv.metricsPort);
     expect(m[CLOSED('tls')]).toBe(0);
     expect(m[HANDSHAKES]).toBeGreaterThanOrEqual(5);
   }, 60_000);
