@@ -1,5 +1,7 @@
 // The deployment recipes in deploy/, run as far as this machine can run them.
-// deploy/haproxy.cfg runs for real in test/proxy.e2e.test.ts. Here: the tcpmod
+// deploy/haproxy.cfg runs for real in test/proxy.e2e.test.ts, and here as the
+// whole third recipe: HAProxy (send-proxy-v2) over two tcpmod processes on one
+// port that share one redis-server through --kv redis://. Here too: the tcpmod
 // command lines of the systemd unit and of the Kubernetes Deployment start a
 // server (with local paths and free ports), it answers, its /metrics (the
 // readiness probe) answers, SIGTERM makes it exit 0; and the timings that must
@@ -7,11 +9,12 @@
 // Kubernetes themselves are not run: on paper, checked here.
 import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDuration } from '../host/duration.js';
 import { scratchFile } from './fixtures.js';
-import { run, serve } from './server-process.js';
-import { metricsPort } from './metrics.js';
+import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { metricsPort, scrape } from './metrics.js';
+import { RedisServer, runHaproxyRecipe, type Haproxy } from './services.js';
 
 /** The value after `flag` in an argument list. */
 function flag(args: string[], name: string): string {
@@ -78,9 +81,8 @@ describe('deploy/tcpmod.service', () => {
     await runRecipe(exec.slice(4));
   });
 
-  it('is a valid unit for systemd-analyze verify, where that tool is installed', async () => {
-    const has = await run('sh', ['-c', 'command -v systemd-analyze']);
-    if (has.code !== 0) return; // a lint on top of the checks above; not every CI image has systemd
+  it('is a valid unit for systemd-analyze verify', async () => {
+    await requireTool('systemd-analyze'); // .ci/run installs systemd for it
     // Verified with this machine's node in ExecStart (verify checks that the program exists).
     const copy = scratchFile('tcpmod.service', unit.replace('/usr/bin/node', process.execPath).replace('/opt/tcpmod/node_modules/tcpmod/bin/tcpmod.js', `${process.cwd()}/bin/tcpmod.js`));
     const r = await run('systemd-analyze', ['verify', copy]);
@@ -117,4 +119,103 @@ describe('deploy/kubernetes.yaml', () => {
     expect(args.slice(0, 1)).toEqual(['serve']);
     await runRecipe(args.slice(2));
   });
+});
+
+/** A RESP command as a client sends it: an array of bulk strings. */
+function command(...args: string[]): Buffer {
+  return Buffer.from(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+}
+
+/**
+ * Sends `commands` pipelined on one connection from `localAddress` and reads
+ * one reply each: simple strings and errors as `+OK`/`-ERR …`, integers as
+ * `:n`, bulk strings as their text (null as `(nil)`).
+ */
+function session(port: number, localAddress: string, commands: Buffer[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress }, () => s.write(Buffer.concat(commands)));
+    let buf = Buffer.alloc(0);
+    const replies: string[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`${replies.length} of ${commands.length} replies in 10 s: ${JSON.stringify(replies)}`));
+    }, 10_000);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const eol = buf.indexOf('\r\n');
+        if (eol < 0) break;
+        const head = buf.subarray(0, eol).toString('latin1');
+        if (head[0] !== '$') {
+          replies.push(head);
+          buf = buf.subarray(eol + 2);
+          continue;
+        }
+        const n = Number(head.slice(1));
+        if (n < 0) {
+          replies.push('(nil)');
+          buf = buf.subarray(eol + 2);
+          continue;
+        }
+        if (buf.length < eol + 2 + n + 2) break;
+        replies.push(buf.subarray(eol + 2, eol + 2 + n).toString('latin1'));
+        buf = buf.subarray(eol + 2 + n + 2);
+      }
+      if (replies.length === commands.length) {
+        clearTimeout(timer);
+        s.end();
+        resolve(replies);
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+describe('deploy/haproxy.cfg over two tcpmod processes sharing one redis-server', () => {
+  const redis = new RedisServer();
+  let tcpmods: ServedProcess[] = [];
+  let haproxy: Haproxy | null = null;
+
+  beforeAll(async () => {
+    for (const tool of ['haproxy', 'redis-server', 'redis-cli']) await requireTool(tool);
+    await redis.start();
+    const args = ['--threads', '1', '--reuse-port', '--proxy-protocol', 'v2', '--kv', `redis://127.0.0.1:${redis.port}`, '--metrics', '127.0.0.1:0'];
+    const a = await serve('build/resp.wasm', args);
+    const b = await serve('build/resp.wasm', [...args, '--port', String(a.port)]);
+    tcpmods = [a, b];
+    haproxy = await runHaproxyRecipe(a.port);
+  }, 60_000);
+
+  afterAll(async () => {
+    await haproxy?.stop();
+    await Promise.all(tcpmods.map((p) => p.stop()));
+    await redis.kill();
+  });
+
+  it('counts exactly across both processes, shows each module the real client, and Redis holds the keys', async () => {
+    const ports = await Promise.all(tcpmods.map((p) => metricsPort(p, 10_000)));
+    const before = await Promise.all(ports.map((p) => scrape(p)));
+    // 20 clients from 127.0.0.2, 10 INCRs each, through HAProxy: every value handed out once.
+    const clients = await Promise.all(Array.from({ length: 20 }, () =>
+      session(haproxy!.port, '127.0.0.2', [...Array.from({ length: 10 }, () => command('INCR', 'recipe:hits')), command('CLIENT', 'INFO')])));
+    const values = clients.flatMap((r) => r.slice(0, 10)).map((v) => Number(v.slice(1))).sort((x, y) => x - y);
+    expect(values).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    // CLIENT INFO names the client HAProxy passed on in its PROXY v2 header, not HAProxy.
+    for (const r of clients) expect(r[10]).toMatch(/(^| )addr=127\.0\.0\.2:\d+ /);
+    expect((await redis.cli('GET', 'recipe:hits')).stdout).toBe('200\n');
+    // A key set through the balancer is Redis' own, and one set in Redis is read through it.
+    expect(await session(haproxy!.port, '127.0.0.2', [command('SET', 'recipe:who', 'tcpmod')])).toEqual(['+OK']);
+    expect((await redis.cli('GET', 'recipe:who')).stdout).toBe('tcpmod\n');
+    await redis.cli('SET', 'recipe:from-redis', 'yes');
+    expect(await session(haproxy!.port, '127.0.0.2', [command('GET', 'recipe:from-redis')])).toEqual(['yes']);
+    // Both processes took some of the clients (HAProxy's health checks count as accepted too).
+    const after = await Promise.all(ports.map((p) => scrape(p)));
+    const took = after.map((m, i) => m.tcpmod_connections_accepted_total - before[i].tcpmod_connections_accepted_total);
+    expect(took[0]).toBeGreaterThan(0);
+    expect(took[1]).toBeGreaterThan(0);
+    expect(took[0] + took[1]).toBeGreaterThanOrEqual(22);
+  }, 60_000);
 });

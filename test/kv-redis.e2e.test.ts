@@ -15,57 +15,16 @@ import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
 import { open } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { freePort, RedisServer } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
 // ---- our own redis-server -----------------------------------------------------
 
-/**
- * A port nobody uses now: bound to port 0, read, and released. Another process
- * could take it before redis-server binds it (a small race, acceptable in a
- * test: redis-server would then fail to start and the test says so).
- */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-let redis: ChildProcess | null = null;
-let redisPort = 0;
-
-/** Starts redis-server on redisPort (no persistence) and waits until it answers PING. */
-async function startRedis(): Promise<void> {
-  const proc = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  redis = proc;
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  for (let i = 0; i < 200; i++) {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`);
-    const r = await run('redis-cli', ['-p', String(redisPort), 'PING'], { timeoutMs: 5000 });
-    if (r.stdout.trim() === 'PONG') return;
-    await sleep(50);
-  }
-  throw new Error(`redis-server did not answer: ${out}`);
-}
-
-async function killRedis(): Promise<void> {
-  const p = redis;
-  redis = null;
-  if (!p || p.exitCode !== null || p.signalCode !== null) return;
-  const gone = new Promise((r) => p.once('exit', r));
-  p.kill('SIGKILL');
-  await gone;
-}
-
-function redisCli(...args: string[]) {
-  return run('redis-cli', ['-p', String(redisPort), ...args], { timeoutMs: 10_000 });
-}
+const store = new RedisServer();
+const startRedis = () => store.start();
+const killRedis = () => store.kill();
+const redisCli = (...args: string[]) => store.cli(...args);
 
 // ---- clients --------------------------------------------------------------------
 
@@ -168,7 +127,6 @@ class KvConn {
 beforeAll(async () => {
   await requireTool('redis-server');
   await requireTool('redis-cli');
-  redisPort = await freePort();
   await startRedis();
 }, 60_000);
 
@@ -215,7 +173,7 @@ describe('two tcpmod processes on one redis-server', () => {
   let a: ServedProcess;
   let b: ServedProcess;
   beforeAll(async () => {
-    const kv = ['--kv', `redis://127.0.0.1:${redisPort}`, '--threads', '2'];
+    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
     [a, b] = await Promise.all([serve('build/resp.wasm', kv), serve('build/resp.wasm', kv)]);
   }, 60_000);
   afterAll(async () => {
@@ -260,13 +218,13 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
   let srv: ServedProcess;
   let conn: KvConn;
   beforeAll(async () => {
-    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}`, '--kv-timeout', '200ms', '--handler-timeout', '1s', '--threads', '2']);
+    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${store.port}`, '--kv-timeout', '200ms', '--handler-timeout', '1s', '--threads', '2']);
     conn = new KvConn(await open(srv.port));
   }, 60_000);
   afterAll(async () => {
     conn?.s.destroy();
     await srv?.stop();
-    if (!redis) await startRedis().catch(() => undefined); // leave no test without its store
+    if (!store.proc) await startRedis().catch(() => undefined); // leave no test without its store
   });
 
   it('the four calls as the ABI states, on Redis', async () => {
@@ -288,7 +246,7 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
 
   it('a stopped (hung) Redis: -3 once the timeout passes, and the module keeps answering', async () => {
     expect(await conn.set('k', 'before')).toBe(0);
-    redis!.kill('SIGSTOP');
+    store.proc!.kill('SIGSTOP');
     try {
       // The first call waits out --kv-timeout (200 ms, far below the 1 s handler timeout: no watchdog kill);
       // the following ones wait it out too, or are refused at once during the backoff. All say -3.
@@ -299,7 +257,7 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
       expect((await conn.incr('n', 1n)).rc).toBe(-3);
       expect(await conn.del('w')).toBe(-3);
     } finally {
-      redis!.kill('SIGCONT');
+      store.proc!.kill('SIGCONT');
     }
     // Same connection, same worker: nothing was killed.
     await until(async () => (await conn.get('k')).rc === 6, 20_000, 'GET k to answer again', 100);
@@ -325,11 +283,11 @@ describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
   let srv: ServedProcess;
   beforeAll(async () => {
     // The kv timeout is longer than the handler timeout: only the exclusion of kv waits keeps the watchdog away.
-    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}`, '--kv-timeout', '1500ms',
+    srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${store.port}`, '--kv-timeout', '1500ms',
       '--handler-timeout', '300ms', '--min-threads', '1', '--max-threads', '2']);
   }, 60_000);
   afterAll(async () => {
-    redis?.kill('SIGCONT');
+    store.proc?.kill('SIGCONT');
     await srv?.stop();
   });
 
@@ -339,7 +297,7 @@ describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
     try {
       expect(await slow.set('blocked', 'yes')).toBe(0);
       expect(await other.ping()).toBe(0);
-      redis!.kill('SIGSTOP');
+      store.proc!.kill('SIGSTOP');
       const order: string[] = [];
       const waiting = slow.get('blocked').then((r) => (order.push('kv'), r));
       await sleep(100); // let the only worker enter the call
@@ -348,11 +306,11 @@ describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
       // The other connection was answered while the kv call still waited: by a second worker.
       expect(order).toEqual(['other']);
       expect((await waiting).rc).toBe(-3);
-      redis!.kill('SIGCONT');
+      store.proc!.kill('SIGCONT');
       await until(async () => (await slow.get('blocked')).rc === 3, 20_000, 'the blocked GET to answer', 100);
       expect(srv.stderr()).not.toMatch(/handler timeout/);
     } finally {
-      redis?.kill('SIGCONT');
+      store.proc?.kill('SIGCONT');
       slow.s.destroy();
       other.s.destroy();
     }
@@ -370,8 +328,8 @@ describe('AUTH and SELECT on connect', () => {
     expect((await redisCli('CONFIG', 'SET', 'requirepass', 'pw')).stdout).toBe('OK\n');
     const file = join(dir, 'password');
     writeFileSync(file, 'pw\n');
-    const good = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${redisPort}/3`, '--kv-password-file', file, '--threads', '1']);
-    const bad = await serve(await fixture('kv'), ['--kv', `redis://:wrong@127.0.0.1:${redisPort}`, '--threads', '1']);
+    const good = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${store.port}/3`, '--kv-password-file', file, '--threads', '1']);
+    const bad = await serve(await fixture('kv'), ['--kv', `redis://:wrong@127.0.0.1:${store.port}`, '--threads', '1']);
     const g = new KvConn(await open(good.port));
     const b = new KvConn(await open(bad.port));
     try {

@@ -6,16 +6,16 @@
 // deploy/haproxy.cfg with its ports replaced, in front of two `tcpmod serve`
 // processes sharing one port (--reuse-port). The reuse-port drain test (one of
 // two processes stopped with SIGTERM mid-traffic) is in test/reuse-port.e2e.test.ts.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect, createServer as netServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../dist/index.js';
 import { native } from '../host/sys.js';
-import { fixture, scratchFile } from './fixtures.js';
+import { fixture } from './fixtures.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
+import { runHaproxyRecipe, type Haproxy } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { metricsPort, scrape } from './metrics.js';
 import { sleep, until } from './wait.js';
@@ -289,22 +289,6 @@ describe('--proxy-protocol with --tls-cert', () => {
 
 // ---- HAProxy in front of two tcpmod processes ----
 
-/**
- * A port that was free a moment ago. HAProxy cannot bind port 0 and report it,
- * so the test binds a socket to port 0, reads the port, closes it and hands the
- * number on; another process could take it in between (a small race, which
- * only fails the test with EADDRINUSE in HAProxy's output, never passes it wrongly).
- */
-async function freePort(): Promise<number> {
-  const s = netServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  s.close();
-  await once(s, 'close');
-  return port;
-}
-
 interface Tcpmod extends ServedProcess { metricsPort: number }
 
 async function serveWithMetrics(module: string, args: string[]): Promise<Tcpmod> {
@@ -313,34 +297,15 @@ async function serveWithMetrics(module: string, args: string[]): Promise<Tcpmod>
 }
 
 describe('HAProxy (deploy/haproxy.cfg) in front of two tcpmod processes on one port', () => {
-  const haproxies: ChildProcess[] = [];
+  const haproxies: Haproxy[] = [];
   let tcpmods: Tcpmod[] = [];
   let backendPort = 0;
 
-  /** Runs deploy/haproxy.cfg with its ports replaced (and send-proxy-v2 swapped for `send`); resolves with its port. */
+  /** deploy/haproxy.cfg in front of the two processes, sending `send`; resolves with its port. */
   async function haproxy(send: 'send-proxy-v2' | 'send-proxy'): Promise<number> {
-    const recipe = readFileSync('deploy/haproxy.cfg', 'utf8');
-    const front = await freePort();
-    const cfg = recipe
-      .replace(/^(\s*bind) :7000$/m, `$1 127.0.0.1:${front}`)
-      .replace(/^(\s*server local) 127\.0\.0\.1:7001 send-proxy-v2/m, `$1 127.0.0.1:${backendPort} ${send}`);
-    // The recipe is what runs: fail loudly if its lines moved rather than test something else.
-    expect(cfg).toContain(`bind 127.0.0.1:${front}`);
-    expect(cfg).toContain(`server local 127.0.0.1:${backendPort} ${send} check`);
-    const file = scratchFile(`haproxy-${send}.cfg`, cfg);
-    const p = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    haproxies.push(p);
-    let out = '';
-    p.stdout!.on('data', (d) => (out += d));
-    p.stderr!.on('data', (d) => (out += d));
-    await until(async () => {
-      if (p.exitCode !== null) throw new Error(`haproxy exited: ${out}`);
-      const s = connect({ port: front, host: '127.0.0.1' });
-      const up = await once(s, 'connect').then(() => true, () => false);
-      s.destroy();
-      return up;
-    }, 10_000, 'haproxy to listen');
-    return front;
+    const h = await runHaproxyRecipe(backendPort, send);
+    haproxies.push(h);
+    return h.port;
   }
 
   beforeAll(async () => {
@@ -351,8 +316,7 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two tcpmod processes on one p
     tcpmods = [a, b];
   });
   afterAll(async () => {
-    for (const p of haproxies) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    await Promise.all(haproxies.map((p) => (p.exitCode === null && p.signalCode === null ? once(p, 'exit') : null)));
+    await Promise.all(haproxies.map((h) => h.stop()));
     await Promise.all(tcpmods.map((p) => p.stop()));
   });
 

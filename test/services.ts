@@ -1,0 +1,113 @@
+// Real services the multi-process tests run beside tcpmod: a redis-server of
+// their own and HAProxy running the deploy/haproxy.cfg recipe. Each is a child
+// process the test stops in afterAll; a missing binary fails the test (.ci/run
+// installs them), it never skips.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { expect } from 'vitest';
+import { scratchFile } from './fixtures.js';
+import { run } from './server-process.js';
+import { sleep, until } from './wait.js';
+
+/**
+ * A port that was free a moment ago. redis-server and HAProxy cannot bind port
+ * 0 and report it, so the test binds a socket to port 0, reads the port, closes
+ * it and hands the number on; another process could take it in between (a small
+ * race that only fails a test with EADDRINUSE in the service's output, never
+ * passes it wrongly).
+ */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as { port: number }).port;
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+/** A redis-server of the test's own (no persistence). start() again after kill() reuses the port. */
+export class RedisServer {
+  port = 0;
+  proc: ChildProcess | null = null;
+
+  /** Starts it (on a free port the first time) and waits until it answers PING. */
+  async start(): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = proc;
+    let out = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.stderr!.on('data', (d) => (out += d));
+    for (let i = 0; i < 200; i++) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`);
+      const r = await this.cli('PING');
+      if (r.stdout.trim() === 'PONG') return;
+      await sleep(50);
+    }
+    throw new Error(`redis-server did not answer: ${out}`);
+  }
+
+  async kill(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = once(p, 'exit');
+    p.kill('SIGKILL');
+    await gone;
+  }
+
+  cli(...args: string[]) {
+    return run('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 10_000 });
+  }
+}
+
+/** HAProxy running a configuration file in the foreground. */
+export interface Haproxy {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs deploy/haproxy.cfg — the recipe itself — with its front port replaced by
+ * a free one and its backend by `backendPort`, sending `send` (send-proxy-v2 as
+ * written, or send-proxy); resolves once it accepts connections.
+ */
+export async function runHaproxyRecipe(backendPort: number, send: 'send-proxy-v2' | 'send-proxy' = 'send-proxy-v2'): Promise<Haproxy> {
+  const recipe = readFileSync('deploy/haproxy.cfg', 'utf8');
+  const front = await freePort();
+  const cfg = recipe
+    .replace(/^(\s*bind) :7000$/m, `$1 127.0.0.1:${front}`)
+    .replace(/^(\s*server local) 127\.0\.0\.1:7001 send-proxy-v2/m, `$1 127.0.0.1:${backendPort} ${send}`);
+  // The recipe is what runs: fail loudly if its lines moved rather than test something else.
+  expect(cfg).toContain(`bind 127.0.0.1:${front}`);
+  expect(cfg).toContain(`server local 127.0.0.1:${backendPort} ${send} check`);
+  const file = scratchFile(`haproxy-${send}-${front}.cfg`, cfg);
+  const p = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (out += d));
+  const stop = async () => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const gone = once(p, 'exit');
+    p.kill('SIGKILL');
+    await gone;
+  };
+  try {
+    await until(async () => {
+      if (p.exitCode !== null) throw new Error(`haproxy exited: ${out}`);
+      const s = connect({ port: front, host: '127.0.0.1' });
+      const up = await once(s, 'connect').then(() => true, () => false);
+      s.destroy();
+      return up;
+    }, 10_000, 'haproxy to listen');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { port: front, stop };
+}
