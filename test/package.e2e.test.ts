@@ -6,12 +6,11 @@
 // socket-free harness from 'tcpmod/testing'.
 //
 // Slow (a pack, an npm install and a node-gyp build): about a minute here.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoOnce, explain, installInto, killAll, killGroup, live, packRepo, refused, repo, run, serveWithNpx, userEnv } from './package-helpers.js';
+import { echoOnce, explain, installInto, killAll, killGroup, live, packRepo, refused, repo, run, serveCommand, serveWithNpx } from './package-helpers.js';
 
 const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -108,31 +107,11 @@ describe('the npm tarball', () => {
 
   it('the installed bin exits 0 on SIGTERM', async () => {
     const bin = join(app, 'node_modules', '.bin', 'tcpmod');
-    const p = spawn(bin, ['serve', join(installed, 'build', 'echo.wasm'), '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn'], {
-      cwd: app,
-      env: userEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    live.add(p.pid!);
-    let out = '';
-    let err = '';
-    p.stderr!.on('data', (d) => (err += d));
-    const exited = new Promise<number | null>((r) => p.once('close', (code) => r(code)));
-    await new Promise<void>((resolvePromise, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
-      p.stdout!.on('data', (d) => {
-        out += d;
-        if (/listening on /.test(out)) {
-          clearTimeout(timer);
-          resolvePromise();
-        }
-      });
-    });
-    p.kill('SIGTERM');
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
-    expect(code, err).toBe(0);
-    live.delete(p.pid!);
+    const p = await serveCommand(app, bin, ['serve', join(installed, 'build', 'echo.wasm'), '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn']);
+    process.kill(p.pid, 'SIGTERM'); // to the bin itself, not its group
+    const stop = await Promise.race([p.exited, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+    expect(stop, p.stderr()).toEqual({ code: 0, signal: null });
+    live.delete(p.pid);
   });
 
   it('works from `node --input-type=module -e` (workers do not inherit its flags)', async () => {
