@@ -96,6 +96,13 @@ export class WorkerGenerations {
     return k.inst;
   }
 
+  /** True while this worker has an instance of a generation other than the current one (it may be freed soon). */
+  stale(): boolean {
+    const cur = this.current;
+    for (const [gen, k] of this.known) if (k.inst && gen !== cur) return true;
+    return false;
+  }
+
   /** The module name of `gen`, for log lines. */
   name(gen: number): string {
     return this.known.get(gen)?.compiled.name ?? '';

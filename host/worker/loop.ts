@@ -34,6 +34,8 @@ const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
  * seed's one-event loop could already see from scheduling alone.
  */
 export const BATCH_BUDGET_MS = 2;
+/** How often an idle worker holding an older generation's instance reads its port (live reload). */
+const STALE_CHECK_MS = 250;
 
 export interface LoopHooks {
   /** Makes an instance of a module (a generation's) whose imports call these hooks. */
@@ -102,13 +104,22 @@ export class EventLoop implements Transport {
     const { epfd, idleTimeoutMs, batch } = this.cfg;
     const ctr = this.ctr;
     const ev = this.ev;
+    let idle = 0; // ms waited without an event, in short waits (below)
     for (;;) {
-      const n = native.epollWait(epfd, idleTimeoutMs, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
+      // While it holds an instance of an older generation, a worker looks at its port every
+      // STALE_CHECK_MS even when idle, so that the instance goes soon after its last connection.
+      const wait = this.gens.stale() ? Math.min(idleTimeoutMs, STALE_CHECK_MS) : idleTimeoutMs;
+      const n = native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
+        this.gens.sync();
+        idle += wait;
+        if (idle < idleTimeoutMs) continue;
+        idle = 0;
         if (this.retire()) return true;
         continue;
       }
+      idle = 0;
       if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
       const kind = ev[1];
       if (kind === C.KIND_WAKE) {
