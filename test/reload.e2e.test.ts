@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
+import { metricsRegistry } from '../dist/metrics.js';
 import { fixture, FIXTURES, scratchFile, watToWasm } from './fixtures.js';
 import { open } from './net-client.js';
 import { serve } from './server-process.js';
@@ -156,12 +157,39 @@ describe('server.reload()', () => {
     expect(await fresh.take(1)).toEqual(['B 1 c']);
     expect(srv.stats().generations).toEqual({ 1: 10, 3: 1 });
     expect(srv.stats().instancesLive[1]).toBeGreaterThanOrEqual(1);
+    const text = await metricsRegistry(srv).scrape();
+    for (const line of ['tcpmod_module_generation 3', 'tcpmod_generation_connections{generation="1"} 10', 'tcpmod_generation_connections{generation="3"} 1',
+      'tcpmod_reloads_total{result="applied"} 2', 'tcpmod_reloads_total{result="refused"} 0', 'tcpmod_reloads_total{result="rolled_back"} 0']) {
+      expect(text.split('\n')).toContain(line);
+    }
+    expect(text).toMatch(/^tcpmod_instances_live\{generation="1"\} [12]$/m);
     for (const c of old) c.socket.end();
     await until(() => srv.stats().generations[1] === undefined, 'the old connections to close');
     await until(() => Object.keys(srv.stats().instancesLive).join() === '3', 'only generation 3 to have instances');
     fresh.send('d\n');
     expect(await fresh.take(1)).toEqual(['B 2 d']);
     expect(srv.stats().connectionsClosed.peer).toBe(10);
+  });
+
+  it('--reload-drain closes connections pinned to an older module that outlive it (reason 5); movable and new ones stay', async () => {
+    const { port, srv } = await start(await variant({ tag: 'A', version: 1 }), { reloadDrain: '300ms' });
+    const pinned = await client(port);
+    pinned.send('a\n');
+    expect(await pinned.take(1)).toEqual(['A 1 a']);
+    await srv.reload({ module: await variant({ tag: 'B', version: 2 }) });
+    const fresh = await client(port);
+    fresh.send('b\n');
+    expect(await fresh.take(1)).toEqual(['B 1 b']);
+    await until(() => pinned.closed, 'the pinned connection to be closed');
+    expect(srv.stats().connectionsClosed.shutdown).toBe(1);
+    fresh.send('c\n');
+    expect(await fresh.take(1)).toEqual(['B 2 c']);
+    // A compatible reload is never drained: its connections move at their next event.
+    await srv.reload({ module: await variant({ tag: 'C', version: 2 }) });
+    await sleep(600);
+    fresh.send('d\n');
+    expect(await fresh.take(1)).toEqual(['C 3 d']);
+    expect(srv.stats().connectionsClosed.shutdown).toBe(1);
   });
 
   it('a refused reload (bad import, trap at start, config refused) changes nothing and rejects as listen would', async () => {
