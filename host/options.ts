@@ -131,7 +131,7 @@ export const OPTIONS = {
     help: 'after a reload, connections pinned to an older module (their state cannot move to the new one) that stay open this long are closed (reason 5)',
   },
   reloadFaultLimit: {
-    flag: '--reload-fault-limit', arg: '<n>', kind: { type: 'integer', min: 0, max: 1_000_000_000 }, default: 10,
+    flag: '--reload-fault-limit', arg: '<n>', kind: { type: 'integer', min: 0, max: 1_000_000 }, default: 10,
     help: 'a reloaded module that faults more often than this within --reload-watch is rolled back to the previous one',
   },
   reloadWatch: {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { metricsRegistry } from '../dist/metrics.js';
+import { compileAs } from './asc-source.js';
 import { fixture, FIXTURES, scratchFile, watToWasm } from './fixtures.js';
 import { open } from './net-client.js';
 import { serve } from './server-process.js';
@@ -281,6 +282,45 @@ describe('server.reload()', () => {
     // Loosely: 100 generations did not stay in memory.
     expect(process.memoryUsage().rss - rss0).toBeLessThan(300 * 1024 * 1024);
   }, 120_000);
+});
+
+describe('SDK', () => {
+  /** A line counter written with the SDK: the count in the state slot, `how` declares the state version. */
+  const counter = (tag: string, how: string) => `
+import { Action, Conn, configure, setStateVersion } from "./sdk";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  let start = 0;
+  for (let i = 0; i < c.inputLen; i++) {
+    if (load<u8>(c.input + i) != 10) continue;
+    const n = load<u32>(c.state) + 1;
+    store<u32>(c.state, n);
+    c.writeString("${tag} ");
+    c.writeInt(n);
+    c.writeByte(10);
+    start = i + 1;
+  }
+  c.consume(start);
+  return Action.Continue;
+}
+${how}
+`;
+
+  it('configure(…, version) and setStateVersion declare the state version: connections move; without one they stay', async () => {
+    const a = scratchFile('sdk-a.wasm', await compileAs('sdk_a', counter('A', 'configure(1024, 1024, 8, onData, 3);')));
+    const b = scratchFile('sdk-b.wasm', await compileAs('sdk_b', counter('B', 'configure(1024, 1024, 8, onData);\nsetStateVersion(3);')));
+    const c = scratchFile('sdk-c.wasm', await compileAs('sdk_c', counter('C', 'configure(1024, 1024, 8, onData);')));
+    const { port, srv } = await start(a);
+    const conn = await client(port);
+    conn.send('x\n');
+    expect(await conn.take(1)).toEqual(['A 1']);
+    expect(await srv.reload({ module: b })).toMatchObject({ stateVersion: 3, migrating: 1, pinned: 0 });
+    conn.send('x\n');
+    expect(await conn.take(1)).toEqual(['B 2']);
+    expect(await srv.reload({ module: c })).toMatchObject({ stateVersion: null, migrating: 0, pinned: 1 });
+    conn.send('x\n');
+    expect(await conn.take(1)).toEqual(['B 3']);
+  }, 60_000);
 });
 
 describe('tcpmod serve', () => {
