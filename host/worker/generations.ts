@@ -76,9 +76,15 @@ export class WorkerGenerations {
     }
   }
 
-  /** The generation new connections get (sync() first). */
+  /**
+   * The generation new connections get, known to this worker: the main thread
+   * bumps the epoch before it sets GENERATION, so reading GENERATION first and
+   * then the port can never yield a generation whose message is still unread.
+   */
   get current(): number {
-    return this.ctr.get(G.GENERATION);
+    const gen = this.ctr.get(G.GENERATION);
+    this.sync();
+    return gen;
   }
 
   spec(gen: number): GenerationSpec | null {
