@@ -223,6 +223,7 @@ async function reloadModule(server: TcpmodServer, rawConfig: string | undefined,
   try {
     const config = rawConfig?.startsWith('@') ? bytes(rawConfig) : undefined;
     const r = await server.reload({ config });
+    if (r.result === 'unchanged') return true;
     process.stderr.write(`tcpmod: ${why}: module reloaded: generation ${r.generation} (${r.migrating} connections move to it, ${r.pinned} stay on older modules)\n`);
     return true;
   } catch (e) {

@@ -83,9 +83,13 @@ export interface ReloadOptions {
   config?: Uint8Array | string;
 }
 
-/** What an applied reload did. A refused one rejects (ModuleLoadError, ModuleConfigRefused, OptionError). */
+/**
+ * What a reload did: applied (a new generation), or unchanged (the same module bytes and config as
+ * the current generation: nothing to do, no generation made, not counted; a SIGHUP meant for the TLS
+ * files leaves the module alone). A refused one rejects (ModuleLoadError, ModuleConfigRefused, OptionError).
+ */
 export interface ReloadReport {
-  result: 'applied';
+  result: 'applied' | 'unchanged';
   generation: number;
   previous: number;
   module: string;
@@ -488,6 +492,9 @@ export class TcpmodServer extends EventEmitter {
       throw e;
     }
     if (this.state !== 'running') throw new Error(`reload() called in state ${this.state}`);
+    if (sameBytes(compiled.bytes, cur.spec.bytes) && sameBytes(compiled.config, cur.spec.config)) {
+      return { result: 'unchanged', generation: cur.spec.gen, previous: cur.spec.gen, module: file, stateVersion: cur.spec.stateVersion, connections: 0, migrating: 0, pinned: 0 };
+    }
     const g = this.addGeneration(compiled, trial);
     const previous = this.currentGen;
     this.announce({ type: 'generation', spec: g.spec });
@@ -745,6 +752,10 @@ export class TcpmodServer extends EventEmitter {
     this.tlsContext = 0;
     this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {

@@ -214,6 +214,9 @@ describe('server.reload()', () => {
     c.send('b\n');
     expect(await c.take(1)).toEqual(['A 2 b']);
     expect(closedTotal(srv)).toBe(0);
+    // The same bytes and config as the running module: nothing to do, no generation, not counted.
+    expect(await srv.reload()).toMatchObject({ result: 'unchanged', generation: 1 });
+    expect(srv.stats().reloads).toEqual({ applied: 0, refused: 4, rolled_back: 0 });
     // Option errors name the option.
     await expect(srv.reload({ module: '' })).rejects.toThrow(/module/);
   });
