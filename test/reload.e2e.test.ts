@@ -20,6 +20,8 @@ interface Variant {
   version?: number | null;
   /** on_data traps at once. */
   trap?: boolean;
+  /** on_data traps when the input starts with "!". */
+  trapOnBang?: boolean;
 }
 
 /** test/fixtures/reloadable.wat with its markers replaced, as wasm bytes. */
@@ -34,6 +36,7 @@ async function variantBytes(v: Variant = {}): Promise<Uint8Array> {
   if (version === null) swap('(func (export "tcpmod_state_version") (result i32) (i32.const 1)) ;; VERSION', '');
   else swap('(i32.const 1)) ;; VERSION', `(i32.const ${version})) ;; VERSION`);
   if (v.trap) swap('nop ;; TRAP', 'unreachable ;; TRAP');
+  if (v.trapOnBang) swap('nop ;; TRAP', '(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 0x21)) (then unreachable)) ;; TRAP');
   return watToWasm('reloadable.wat', text);
 }
 
@@ -249,6 +252,27 @@ describe('server.reload()', () => {
     expect(fixed).toMatchObject({ generation: 3, previous: 1, migrating: 2 });
     keep.send('d\n');
     expect(await keep.take(1)).toEqual(['B 3 d']);
+  });
+
+  it('after a rollback, connections that had moved to the bad module move back where the state version allows', async () => {
+    const { port, srv } = await start(await variant({ tag: 'A', version: 1 }), { reloadFaultLimit: 2, reloadWatch: '60s' });
+    const moved = await Promise.all(Array.from({ length: 5 }, () => client(port)));
+    for (const c of moved) c.send('a\n');
+    for (const c of moved) expect(await c.take(1)).toEqual(['A 1 a']);
+    await srv.reload({ module: await variant({ tag: 'X', version: 1, trapOnBang: true }) });
+    for (const c of moved) c.send('b\n');
+    for (const c of moved) expect(await c.take(1)).toEqual(['X 2 b']);
+    for (let i = 0; i < 3; i++) {
+      const c = await client(port);
+      c.send('!\n');
+      await until(() => c.closed, 'the faulting connection to close');
+    }
+    await until(() => srv.stats().generation === 1, 'the rollback');
+    for (const c of moved) c.send('c\n');
+    for (const c of moved) expect(await c.take(1)).toEqual(['A 3 c']);
+    expect(srv.stats().generations).toEqual({ 1: 5 });
+    expect(srv.stats().reloads.rolled_back).toBe(1);
+    await until(() => Object.keys(srv.stats().instancesLive).join() === '1', 'the failed generation to be freed');
   });
 
   it('100 reloads in a row while clients exchange lines: nothing lost, duplicated or closed; instances back to one generation', async () => {
