@@ -44,6 +44,7 @@ interface Known {
 export class WorkerGenerations {
   private readonly known = new Map<number, Known>();
   private epoch = -1;
+  private single = -1;
 
   /**
    * @param make an instance of a compiled module (tcpmod_init run)
@@ -61,6 +62,7 @@ export class WorkerGenerations {
     if (this.known.has(spec.gen)) return;
     compiled ??= adoptModuleSync(spec.file, spec.bytes, spec.module, { memoryCap: this.memoryCap, config: spec.config });
     this.known.set(spec.gen, { spec, compiled, inst: null });
+    this.changed();
   }
 
   /** Reads the port when the epoch moved: call before reading GENERATION's value to use it. Cheap when nothing changed. */
@@ -102,6 +104,17 @@ export class WorkerGenerations {
     return k.inst;
   }
 
+  /** The one generation this worker knows, or -1 when it knows several (connections may be on any of them). */
+  only(): number {
+    return this.single;
+  }
+
+  /** Keeps `single` (only()) right after every change of the known set: the hot path reads it per event. */
+  private changed(): void {
+    this.single = -1;
+    if (this.known.size === 1) for (const gen of this.known.keys()) this.single = gen;
+  }
+
   /** True while this worker has an instance of a generation other than the current one (it may be freed soon). */
   stale(): boolean {
     const cur = this.current;
@@ -119,6 +132,7 @@ export class WorkerGenerations {
     const k = this.known.get(gen);
     if (!k) return;
     this.known.delete(gen);
+    this.changed();
     if (k.inst) {
       k.inst.dispose();
       this.live(gen, 0);

@@ -444,9 +444,15 @@ export class EventLoop implements Transport {
    */
   private instFor(fd: number, id: number, move: boolean): ModuleInstance {
     const gens = this.gens;
-    gens.sync();
-    let gen = native.connGeneration(fd, id);
     const cur = gens.current;
+    // With one generation known (no reload in flight: the usual case) every open connection is on it,
+    // and the event costs no extra native call.
+    const only = gens.only();
+    if (only === cur) {
+      this.instGen = cur;
+      return (this.inst = gens.instance(cur));
+    }
+    let gen = native.connGeneration(fd, id);
     const own = gens.spec(gen);
     if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
     else if (move && gen !== cur) {
