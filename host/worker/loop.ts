@@ -34,8 +34,9 @@ const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
  * seed's one-event loop could already see from scheduling alone.
  */
 export const BATCH_BUDGET_MS = 2;
-/** How often an idle worker holding an older generation's instance reads its port (live reload). */
+/** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
 const STALE_CHECK_MS = 250;
+const IDLE_CHECK_MS = 1000;
 
 export interface LoopHooks {
   /** Makes an instance of a module (a generation's) whose imports call these hooks. */
@@ -106,9 +107,10 @@ export class EventLoop implements Transport {
     const ev = this.ev;
     let idle = 0; // ms waited without an event, in short waits (below)
     for (;;) {
-      // While it holds an instance of an older generation, a worker looks at its port every
-      // STALE_CHECK_MS even when idle, so that the instance goes soon after its last connection.
-      const wait = this.gens.stale() ? Math.min(idleTimeoutMs, STALE_CHECK_MS) : idleTimeoutMs;
+      // An idle worker looks at its port at least every IDLE_CHECK_MS (a reload may happen while it
+      // waits), and every STALE_CHECK_MS while it holds an instance of an older generation, so that
+      // the instance goes soon after the generation's last connection.
+      const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
       const n = native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
