@@ -1,13 +1,14 @@
 // The `tcpmod` command: `serve` runs a module, `inspect` checks one, `build`
 // compiles one, `new` starts a module project. Option errors and module errors
 // print one line each (no stack) and exit 1.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, watch as watchFs } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { inspectModule, inspectModuleJson, type ModuleRefusal } from './inspect.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, type Kind, type OptionSpec, type ServerOptions, type Value } from './options.js';
 import { LANGUAGES, newProject, parseLanguage } from './scaffold.js';
-import { createServer } from './server.js';
+import { createServer, type TcpmodServer } from './server.js';
 
 type OptionName = keyof typeof OPTIONS;
 
@@ -159,10 +160,14 @@ function fail(e: unknown): never {
 }
 
 async function serve(file: string): Promise<void> {
-  let server;
+  let server: TcpmodServer;
   let metrics: Value<typeof OPTIONS.metrics.kind> | null = null;
+  let watch = false;
+  // --config as typed: a reload reads an @file again.
+  const rawConfig = serveCmd.getOptionValueSource('config') === 'default' ? undefined : (serveCmd.opts().config as string | undefined);
   try {
-    const { metrics: address, ...opts } = given(serveCmd, serveOptions);
+    const { metrics: address, watch: w, ...opts } = given(serveCmd, serveOptions);
+    watch = w === true;
     if (address !== undefined) metrics = parseOptionValue('metrics', OPTIONS.metrics.kind, address) as Value<typeof OPTIONS.metrics.kind>;
     // Strings as typed: createServer checks and converts each one, naming the option.
     server = createServer({ ...opts, module: file } as ServerOptions);
@@ -181,16 +186,16 @@ async function serve(file: string): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  // SIGHUP re-reads the TLS files; a bad set is refused and the old one keeps serving.
+  // SIGHUP re-reads the module and --config from the same paths, and the TLS files with --tls-cert;
+  // whatever is refused leaves the old one serving (the server logs why, one problem a line).
   process.on('SIGHUP', () => {
-    if (!server.options.tls) {
-      process.stderr.write('tcpmod: SIGHUP: nothing to reload (no --tls-cert)\n');
-      return;
+    if (server.options.tls) {
+      server.reloadTls().catch((e: unknown) => {
+        const why = e instanceof OptionError ? e.describe(flagOf) : (e as Error).message;
+        process.stderr.write(`tcpmod: SIGHUP: certificate reload refused, the previous certificate keeps serving: ${why}\n`);
+      });
     }
-    server.reloadTls().catch((e: unknown) => {
-      const why = e instanceof OptionError ? e.describe(flagOf) : (e as Error).message;
-      process.stderr.write(`tcpmod: SIGHUP: certificate reload refused, the previous certificate keeps serving: ${why}\n`);
-    });
+    void reloadModule(server!, rawConfig, 'SIGHUP');
   });
   try {
     const addr = await server.listen();
@@ -203,9 +208,74 @@ async function serve(file: string): Promise<void> {
     }
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     process.stdout.write(`listening on ${host}:${addr.port}\n`);
+    if (watch) watchModule(file, () => reloadModule(server!, rawConfig, '--watch'));
   } catch (e) {
     fail(e);
   }
+}
+
+/**
+ * Reloads the module (and an @file --config) from the same paths; true when applied. A refusal
+ * is logged by the server, one problem a line, and the running module keeps serving.
+ */
+async function reloadModule(server: TcpmodServer, rawConfig: string | undefined, why: string): Promise<boolean> {
+  if (server.state !== 'running') return false;
+  try {
+    const config = rawConfig?.startsWith('@') ? bytes(rawConfig) : undefined;
+    const r = await server.reload({ config });
+    if (r.result === 'unchanged') return true;
+    process.stderr.write(`tcpmod: ${why}: module reloaded: generation ${r.generation} (${r.migrating} connections move to it, ${r.pinned} stay on older modules)\n`);
+    return true;
+  } catch (e) {
+    const detail = e instanceof OptionError ? e.describe(flagOf) : e instanceof ModuleLoadError ? `${e.problems.length} problem(s), logged above` : (e as Error).message;
+    process.stderr.write(`tcpmod: ${why}: reload refused, the running module keeps serving: ${detail}\n`);
+    return false;
+  }
+}
+
+/** How long the module file must stay unchanged before --watch loads it, and how often a refused load is retried. */
+const WATCH_SETTLE_MS = 300;
+const WATCH_RETRY_MS = 1000;
+
+/**
+ * --watch: reloads when the module file changes. Events are debounced (the file
+ * must stay the same size and age for WATCH_SETTLE_MS), and a load that is
+ * refused (a file still being written is not a valid module) is tried again
+ * while the file keeps changing: never fatal, and a half file is never served.
+ * The directory is watched, so an editor or build tool that replaces the file
+ * (write elsewhere, rename) is seen too.
+ */
+function watchModule(file: string, reload: () => Promise<boolean>): void {
+  const name = basename(file);
+  const stamp = (): string => {
+    try {
+      const st = statSync(file);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  let loaded = stamp();
+  let timer: NodeJS.Timeout | null = null;
+  let busy = false;
+  const settle = (): void => {
+    if (timer) clearTimeout(timer);
+    const seen = stamp();
+    timer = setTimeout(() => (stamp() === seen ? void attempt(seen) : settle()), WATCH_SETTLE_MS);
+  };
+  const attempt = async (seen: string): Promise<void> => {
+    timer = null;
+    if (seen === loaded || seen === 'missing' || busy) return;
+    busy = true;
+    const ok = await reload();
+    busy = false;
+    if (ok) loaded = seen;
+    else timer = setTimeout(() => (stamp() !== seen ? settle() : undefined), WATCH_RETRY_MS);
+    if (stamp() !== seen) settle(); // it changed while loading
+  };
+  watchFs(dirname(file), (_event, changed) => {
+    if (changed === null || changed === name) settle();
+  }).unref();
 }
 
 program.parseAsync(process.argv).catch((e) => {

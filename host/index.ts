@@ -1,5 +1,5 @@
 export { createServer, TcpmodServer, CLOSE_REASONS } from './server.js';
-export type { AddressInfo, CloseOptions, ServerState, ServerStats } from './server.js';
+export type { AddressInfo, CloseOptions, ReloadOptions, ReloadReport, ReloadResult, ServerState, ServerStats } from './server.js';
 export { OptionError } from './options.js';
 export type { ServerOptions } from './options.js';
 export { ModuleConfigRefused, ModuleFault, ModuleLoadError } from './module/errors.js';

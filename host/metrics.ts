@@ -36,6 +36,12 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
       }
     } });
   };
+  // Gauges whose label values come and go (module generations): reset, then set, at every scrape.
+  const labelledGauge = (name: string, help: string, label: string, read: () => Record<string, number>) =>
+    new Gauge({ name, help, labelNames: [label], registers: [registry], collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(read())) this.set({ [label]: k }, v);
+    } });
   gauge('tcpmod_workers', 'Worker threads in the pool', () => s().workers);
   gauge('tcpmod_workers_busy', 'Workers handling an event right now', () => s().workersBusy);
   gauge('tcpmod_connections', 'Open connections', () => s().connections);
@@ -57,6 +63,11 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   gauge('tcpmod_module_fault_storm', '1 while a module faults more than 20 times in 10 s', () => (s().moduleFaultStorm ? 1 : 0));
   counter('tcpmod_instances_created_total', 'Module instances created', () => s().instancesCreated);
   labelled('tcpmod_connections_refused_total', 'Connections accepted and closed at once: over the connection limit (limit), out of descriptors (fd), without a valid PROXY protocol header (proxy)', 'reason', () => s().connectionsRefused);
+  gauge('tcpmod_module_generation', 'The module generation new connections get (1 at start, one more per applied reload; a rollback goes back)', () => s().generation);
+  // Not a label of tcpmod_connections: that family keeps its one unlabelled series, so sums over it stay right.
+  labelledGauge('tcpmod_generation_connections', 'Open connections per module generation', 'generation', () => s().generations);
+  labelledGauge('tcpmod_instances_live', 'Live module instances per generation, over all workers', 'generation', () => s().instancesLive);
+  labelled('tcpmod_reloads_total', 'Module reloads, by result: applied, refused (the running module kept serving), rolled_back (faulted past --reload-fault-limit)', 'result', () => s().reloads);
   gauge('tcpmod_max_connections', 'The connection limit in force', () => s().maxConnections);
   gauge('tcpmod_output_queued_bytes', 'Bytes waiting in connections\' output queues (queued send mode)', () => s().outputQueuedBytes);
   gauge('tcpmod_input_buffered_bytes', 'Bytes of unconsumed input the server holds for its connections', () => s().inputBufferedBytes);

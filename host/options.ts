@@ -126,6 +126,19 @@ export const OPTIONS = {
     flag: '--drain-idle', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '1s',
     help: 'while draining, a connection with nothing pending that stays idle this long is closed',
   },
+  reloadDrain: {
+    flag: '--reload-drain', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: 'off',
+    help: 'after a reload, connections pinned to an older module (their state cannot move to the new one) that stay open this long are closed (reason 5)',
+  },
+  reloadFaultLimit: {
+    flag: '--reload-fault-limit', arg: '<n>', kind: { type: 'integer', min: 0, max: 1_000_000 }, default: 10,
+    help: 'a reloaded module that faults more often than this within --reload-watch is rolled back to the previous one',
+  },
+  reloadWatch: {
+    flag: '--reload-watch', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '30s',
+    help: 'how long after a reload its faults are counted toward --reload-fault-limit',
+  },
+  watch: { flag: '--watch', kind: { type: 'flag' }, help: 'reload the module when its file changes (a file still being written is retried, never served)', cliOnly: true },
   keepalive: { flag: '--keepalive', arg: '<spec>', kind: { type: 'keepalive' }, default: '1800,5,3', help: 'TCP keepalive IDLE,INTERVAL,COUNT in seconds/probes, or "off"' },
   // The kernel caps the backlog at net.core.somaxconn; bursts of connects overflow 511.
   backlog: { flag: '--backlog', arg: '<n>', kind: { type: 'integer', min: 1, max: 65535 }, default: 4096, help: 'listen backlog (the kernel caps it at net.core.somaxconn)' },
@@ -237,6 +250,10 @@ export interface ResolvedOptions {
   /** null: the default, worked out at listen from the descriptor limit. */
   maxConnections: number | null;
   drainIdleMs: number;
+  /** Live reload: close pinned old-generation connections after this (null: off); rollback after more faults than the limit within the watch. */
+  reloadDrainMs: number | null;
+  reloadFaultLimit: number;
+  reloadWatchMs: number;
   keepalive: [number, number, number] | null;
   moduleMemory: number;
   config: Uint8Array;
@@ -446,6 +463,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     frameTimeoutMs: pick('frameTimeout'),
     maxConnections: set.maxConnections ?? null,
     drainIdleMs: pick('drainIdle'),
+    reloadDrainMs: pick('reloadDrain'),
+    reloadFaultLimit: pick('reloadFaultLimit'),
+    reloadWatchMs: pick('reloadWatch'),
     keepalive: pick('keepalive'),
     moduleMemory: pick('moduleMemory'),
     config: set.config ?? new Uint8Array(0),

@@ -5,7 +5,7 @@
 // registered make the matching export a no-op.
 
 import { Action, CONN, beginCall, endCall } from "./conn";
-import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler } from "./hooks";
+import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler, stateVersion } from "./hooks";
 import { IO_DESC, inPtr, reserved } from "./regions";
 import { fail } from "./fail";
 
@@ -42,6 +42,11 @@ export function tcpmod_on_timer(conn: i32, in_len: i32): i32 {
   beginCall(conn, in_len, 0, true);
   const h = timerHandler;
   return endCall(h ? h(CONN) : Action.Continue);
+}
+
+/** v1.2 (live reload): the state version given to configure or setStateVersion; -1: none. */
+export function tcpmod_state_version(): i32 {
+  return stateVersion;
 }
 
 export function tcpmod_on_close(conn: i32, reason: i32): void {

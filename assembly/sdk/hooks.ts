@@ -24,13 +24,26 @@ export let closeHandler: CloseHandler | null = null;
 export let initHandler: InitHandler | null = null;
 export let timerHandler: TimerHandler | null = null;
 
+/** The version of what this module keeps in the state slot (and leaves in the
+ *  carry-over); -1: it does not say. See setStateVersion. */
+export let stateVersion: i32 = -1;
+
 /** Declares the module's regions and its data handler. Call it exactly once, at
  *  the top level of the module (it runs during `_initialize`). Sizes follow the
- *  ABI: in/out 1 KiB to 4 MiB, state 0 to 256 bytes; anything else aborts. */
-export function configure(inCap: i32, outCap: i32, stateSize: i32, onData: DataHandler): void {
+ *  ABI: in/out 1 KiB to 4 MiB, state 0 to 256 bytes; anything else aborts.
+ *  `version` (optional, 0 or more) is the state version: see setStateVersion. */
+export function configure(inCap: i32, outCap: i32, stateSize: i32, onData: DataHandler, version: i32 = -1): void {
   reserveRegions(inCap, outCap, stateSize);
   dataHandler = onData;
+  if (version >= 0) setStateVersion(version);
 }
+
+/** Declares the state version (0 or more; negative: none). On a live reload,
+ *  open connections move to the new module at their next event, state slot and
+ *  unconsumed input as they are, only when both modules declare the same
+ *  version (and the same state size); otherwise they stay on the old module
+ *  until they close. Change it whenever the slot's layout or meaning changes. */
+export function setStateVersion(version: i32): void { stateVersion = version < 0 ? -1 : version; }
 
 /** Registers the open hook (optional). */
 export function setOnOpen(h: OpenHandler): void { openHandler = h; }

@@ -30,6 +30,8 @@
  *   any size keeps its order. A failed send makes the call end with Abort.
  * - Conn and the regions are only valid during the callback that received them;
  *   anything that must survive goes in the state slot or the key-value store.
+ * - setStateVersion(v) (or configure's 5th argument) lets open connections move
+ *   to a reloaded module whose state slot means the same (docs/sdk.md).
  * - Hooks are optional: setOnOpen, setOnClose, setOnInit, setOnTimer (with
  *   Conn.setTimer/cancelTimer: one timer per connection, ABI v1.1).
  * - Any abort()/assert failure reaches the host as `tcpmod.abort` and is a
@@ -38,7 +40,7 @@
 
 export { Action, CloseReason, Conn, FLAG_EOF } from "./conn";
 export {
-  configure, setOnOpen, setOnClose, setOnInit, setOnTimer,
+  configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setStateVersion,
   DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";

@@ -82,6 +82,7 @@ const WASI_EBADF = 8;
 export class ModuleInstance {
   readonly memory!: WebAssembly.Memory;
   readonly desc!: IoDesc;
+  private readonly exports!: Record<string, unknown>;
   /** The connection being handled: the only one tcpmod.send accepts. 0 outside on_open/on_data. */
   conn = 0;
   /** The connection a call is about (on_close's too), for log lines. */
@@ -131,6 +132,7 @@ export class ModuleInstance {
       // A start function or an out-of-bounds data segment can fail right here: a start-up trap.
       const instance = this.guard(() => new WebAssembly.Instance(compiled.module, imports));
       const ex = instance.exports as Record<string, any>;
+      this.exports = ex;
       this.memory = memory ?? (ex.memory as WebAssembly.Memory);
       // Binds WASI to this instance's exported memory (it reads iovecs from there).
       if (this.wasi) this.wasi.instantiate(instance, {});
@@ -238,6 +240,19 @@ export class ModuleInstance {
 
   get hasOnOpen(): boolean {
     return this.onOpenFn !== null;
+  }
+
+  /**
+   * tcpmod_state_version: the version of what the module keeps in the state
+   * slot (and the carry-over), or null when it does not say (no export, or a
+   * negative number). Connections move between generations only when both
+   * give the same version (docs/abi.md §11).
+   */
+  stateVersion(): number | null {
+    const ex = this.exports;
+    if (typeof ex.tcpmod_state_version !== 'function' || !this.compiled.verdict.optional.has('tcpmod_state_version')) return null;
+    const v = this.guard(() => (ex.tcpmod_state_version as () => number)()) | 0;
+    return v < 0 ? null : v;
   }
 
   /** True once the instance has faulted (or was disposed): it must not be called again. */

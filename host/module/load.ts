@@ -64,11 +64,21 @@ export async function compileBytes(file: string, bytes: Uint8Array, opts: Compil
 
 /** Rebuilds a CompiledModule around an already compiled module (a worker gets one from the main thread). */
 export async function adoptModule(file: string, bytes: Uint8Array, module: WebAssembly.Module, opts: CompileOptions): Promise<CompiledModule> {
+  const compiled = adoptModuleSync(file, bytes, module, opts);
+  if (compiled.verdict.importsWasi) await loadWasi();
+  return compiled;
+}
+
+/**
+ * adoptModule without loading WASI: for a worker taking a new generation in
+ * the middle of its (synchronous) loop. A module importing WASI can only be
+ * instantiated there if this thread loaded WASI before (wasiClassLoaded throws otherwise).
+ */
+export function adoptModuleSync(file: string, bytes: Uint8Array, module: WebAssembly.Module, opts: CompileOptions): CompiledModule {
   const memoryCap = opts.memoryCap ?? DEFAULT_MEMORY_CAP;
   const shape = readShape(bytes);
   const verdict = checkShape(shape, memoryCap);
   if (verdict.problems.length) throw new ModuleLoadError(file, verdict.problems);
-  if (verdict.importsWasi) await loadWasi();
   return { file, name: basename(file), bytes, module, shape, verdict, memoryCap, config: opts.config ?? new Uint8Array(0) };
 }
 

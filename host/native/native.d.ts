@@ -89,7 +89,16 @@ export interface NativeBinding {
   // and never repeat; a module sees id mod 2^31 (never 0, never that of another open connection).
   /** Registers a socket held by `holder` (worker slot + 1); kind KIND_CONN (default) or KIND_LISTEN; with
    *  tlsCtx (from tlsContextCreate) the connection speaks TLS. Returns its id, -EEXIST, or -EINVAL (unknown context). */
-  connOpen(fd: number, group: number, stateSize: number, holder: number, kind?: number, tlsCtx?: number): number;
+  connOpen(fd: number, group: number, stateSize: number, holder: number, kind?: number, tlsCtx?: number, generation?: number): number;
+  /** The module generation of the connection (holder only), or -EBADF. */
+  connGeneration(fd: number, id: number): number;
+  /** Holder only: moves the connection to another generation, carry-over and state unchanged. 0, -EBADF,
+   *  -EOVERFLOW (the carry-over is above inCap), -EINVAL (opened, and the state size differs). */
+  connMigrate(fd: number, id: number, generation: number, stateSize: number, inCap: number): number;
+  /** [generation, connections, ...] of the group's open connections. */
+  generationCounts(group: number): number[];
+  /** Marks every opened connection of that generation due for a close with reason 5; returns how many. */
+  connDrainGeneration(group: number, generation: number): number;
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */

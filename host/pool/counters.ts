@@ -27,8 +27,15 @@ export const G = {
   WARNED_BOUND: 13, // the same for 'a memory bound closed connections'
   WARNED_SEND_TIMEOUT: 14, // the same for 'send timeout'
   WARNED_PROXY: 15, // the same for 'no valid PROXY protocol header'
+  // Live reload (server.reload). The main thread posts a new generation to every worker's port, then
+  // bumps GEN_EPOCH, then sets GENERATION: a worker that sees either change reads its port (synchronously)
+  // before it uses a generation, so it always knows the one it reads.
+  GENERATION: 16, // the module generation new connections get (1, 2, …; a rollback sets an older one)
+  GEN_EPOCH: 17, // bumped with every message the workers must read before going on (a generation added or freed)
+  WATCH_GEN: 18, // the generation whose faults are counted in GEN_FAULTS (0: none), in the watch after a reload
+  GEN_FAULTS: 19, // faults of WATCH_GEN since it was set
 } as const;
-const GLOBAL_CELLS = 16;
+const GLOBAL_CELLS = 20;
 
 /**
  * Int32 cells per slot.

@@ -140,7 +140,7 @@ export class Pool extends EventEmitter {
     this.members.set(slot, m);
     this.workersStarted++;
     return new Promise<void>((resolve, reject) => {
-      worker.on('message', (msg: { type: string; conn?: number; reason?: number; retired?: boolean }) => {
+      worker.on('message', (msg: { type: string; conn?: number; reason?: number; retired?: boolean; gen?: number; n?: number }) => {
         if (msg.type === 'ready') {
           m.ready = true;
           resolve();
@@ -150,6 +150,8 @@ export class Pool extends EventEmitter {
           m.retired = msg.retired === true;
         } else if (msg.type === 'connection' || msg.type === 'close') {
           this.emit(msg.type, msg.conn, msg.reason);
+        } else if (msg.type === 'instances') {
+          this.emit('instances', slot, msg.gen, msg.n);
         }
       });
       worker.on('error', (err) => {
@@ -291,6 +293,11 @@ export class Pool extends EventEmitter {
       for (let i = 0; i < TOTALS; i++) out[i] += c.f64[base + i];
     }
     return out;
+  }
+
+  /** Posts `msg` to every worker's port (workers read it synchronously when told to through a shared cell). */
+  post(msg: unknown): void {
+    for (const m of this.members.values()) m.worker.postMessage(msg);
   }
 
   get size(): number {

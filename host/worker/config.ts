@@ -1,5 +1,6 @@
 // What the pool hands each worker (structured-cloned through workerData).
 import type { KvTarget } from '../native/native.js';
+import type { GenerationSpec } from './generations.js';
 
 export interface WorkerConfig {
   slot: number;
@@ -7,10 +8,8 @@ export interface WorkerConfig {
   epfd: number;
   listenFd: number;
   wakeFd: number;
-  module: WebAssembly.Module;
-  moduleBytes: Uint8Array;
-  moduleFile: string;
-  moduleConfig: Uint8Array;
+  /** The module generations with connections when the worker starts (the current one among them); later ones come by message. */
+  generations: GenerationSpec[];
   memoryCap: number;
   idleTimeoutMs: number;
   /** Ready connections taken per epoll_wait (maxevents); 1 takes one event per wait. */

@@ -11,10 +11,12 @@ import { CloseReason } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
+import type { CompiledModule } from '../module/load.js';
 import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
 import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
+import { movable, WorkerGenerations } from './generations.js';
 
 /** Connections wait for input, edge-triggered, one thread at a time. */
 export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
@@ -32,13 +34,18 @@ const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
  * seed's one-event loop could already see from scheduling alone.
  */
 export const BATCH_BUDGET_MS = 2;
+/** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
+const STALE_CHECK_MS = 250;
+const IDLE_CHECK_MS = 1000;
 
 export interface LoopHooks {
-  /** Makes an instance of the module whose imports call these hooks. */
-  instantiate(hooks: InstanceHooks): ModuleInstance;
-  /** A module fault on `conn` (module-visible id); the loop has counted it. */
-  faulted(fault: ModuleFault, conn: number): void;
-  log(level: number, message: string, conn: number): void;
+  /** Makes an instance of a module (a generation's) whose imports call these hooks. */
+  instantiate(compiled: CompiledModule, hooks: InstanceHooks): ModuleInstance;
+  /** A module fault on `conn` (module-visible id); the loop has counted it. `module`: the module's name. */
+  faulted(fault: ModuleFault, conn: number, module: string): void;
+  log(level: number, message: string, conn: number, module: string): void;
+  /** This worker now has `n` instances (0 or 1) of generation `gen`. */
+  instances(gen: number, n: number): void;
   /** A warning of the host's own (accept failures). */
   warn(message: string, detail?: object): void;
   /** Asks the main thread for one more worker (every worker is busy). */
@@ -48,7 +55,10 @@ export interface LoopHooks {
 }
 
 export class EventLoop implements Transport {
-  private inst: ModuleInstance;
+  /** The instance of the connection being handled (instFor), and its generation. */
+  private inst!: ModuleInstance;
+  private instGen = 0;
+  readonly gens: WorkerGenerations;
   private readonly driver: AbiDriver;
   private readonly cells: Int32Array;
   private readonly ev = new Float64Array(5);
@@ -87,7 +97,7 @@ export class EventLoop implements Transport {
       notify: (conn, reason) => ctr.get(G.WANT_EVENTS) && hooks.notify('close', conn, reason),
     };
     this.driver = new AbiDriver(this);
-    this.inst = this.newInstance();
+    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled) => this.newInstance(compiled), (gen, n) => hooks.instances(gen, n));
   }
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
@@ -95,13 +105,23 @@ export class EventLoop implements Transport {
     const { epfd, idleTimeoutMs, batch } = this.cfg;
     const ctr = this.ctr;
     const ev = this.ev;
+    let idle = 0; // ms waited without an event, in short waits (below)
     for (;;) {
-      const n = native.epollWait(epfd, idleTimeoutMs, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
+      // An idle worker looks at its port at least every IDLE_CHECK_MS (a reload may happen while it
+      // waits), and every STALE_CHECK_MS while it holds an instance of an older generation, so that
+      // the instance goes soon after the generation's last connection.
+      const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
+      const n = native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
+        this.gens.sync();
+        idle += wait;
+        if (idle < idleTimeoutMs) continue;
+        idle = 0;
         if (this.retire()) return true;
         continue;
       }
+      idle = 0;
       if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
       const kind = ev[1];
       if (kind === C.KIND_WAKE) {
@@ -153,7 +173,7 @@ export class EventLoop implements Transport {
     }
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
-    const inst = this.inst;
+    const inst = this.instFor(fd, id, true);
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
@@ -177,7 +197,7 @@ export class EventLoop implements Transport {
   /** The module's timer fired: on_timer with the carry-over (nothing is received here; the re-arm reports new input). */
   private timer(fd: number, id: number): void {
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
-    const inst = this.inst;
+    const inst = this.instFor(fd, id, true);
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
@@ -197,7 +217,9 @@ export class EventLoop implements Transport {
     const { epfd } = this.cfg;
     const list = this.accepted;
     list.length = 0;
-    const stateSize = this.inst.desc.stateSize;
+    this.gens.sync();
+    const gen = this.gens.current;
+    const stateSize = this.gens.spec(gen)?.stateSize ?? 0; // open() sets it again, for the generation current then
     for (;;) {
       const fd = native.accept(lfd);
       if (fd < 0) {
@@ -211,9 +233,9 @@ export class EventLoop implements Transport {
         this.refused(0, G.WARNED_LIMIT, `connection limit (${this.cfg.maxConnections}) reached: closing new connections`);
         continue;
       }
-      let id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.tls ? this.ctr.get(G.TLS_CTX) : 0);
+      let id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.tls ? this.ctr.get(G.TLS_CTX) : 0, gen);
       // A certificate reload freed the context just read: the cell holds its successor.
-      if (id === EINVAL && this.tls) id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.ctr.get(G.TLS_CTX));
+      if (id === EINVAL && this.tls) id = native.connOpen(fd, epfd, stateSize, this.holder, C.KIND_CONN, this.ctr.get(G.TLS_CTX), gen);
       if (id < 0) {
         // The table still has an entry for this fd number: a host bug, never a reason to leak the socket.
         this.hooks.warn('connection table refused an accepted socket; closing it', { fd, errno: id });
@@ -349,7 +371,7 @@ export class EventLoop implements Transport {
   /** The module meets a connection: on_open with a zeroed state slot. */
   private open(fd: number, id: number): void {
     const conn = moduleConnId(id);
-    const inst = this.inst;
+    const inst = this.openOn(fd, id);
     const d = inst.desc;
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
     this.fd = fd;
@@ -385,7 +407,7 @@ export class EventLoop implements Transport {
    */
   private close(fd: number, id: number, reason: number, linger = false): void {
     if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
-    const fault = this.driver.close(this.inst, moduleConnId(id), reason);
+    const fault = this.driver.close(this.instFor(fd, id, false), moduleConnId(id), reason);
     if (fault) return this.faulted(fd, id, fault);
     const keep = linger && this.queued && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
     if (keep && native.connLinger(fd, id) > 0) {
@@ -407,14 +429,60 @@ export class EventLoop implements Transport {
   private faulted(fd: number, id: number, fault: ModuleFault): void {
     finishConnection(fd, id, CloseReason.FAULT, this.closeCount);
     this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf(fault.kind)]++;
-    this.hooks.faulted(fault, moduleConnId(id));
-    this.inst = this.newInstance();
+    const gen = this.instGen;
+    if (gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
+    this.hooks.faulted(fault, moduleConnId(id), this.gens.name(gen));
+    // The faulted instance is disposed: renewed now, as a fault has always done, not on the next event.
+    if (this.gens.spec(gen)) this.gens.instance(gen);
   }
 
-  private newInstance(): ModuleInstance {
-    const inst = this.hooks.instantiate({
+  /**
+   * The instance that handles connection (fd, id): that of its generation.
+   * With `move`, a connection whose generation is not the current one moves to
+   * it first where docs/abi.md §11 allows (same state version and size, its
+   * carry-over fitting in_cap): its carry-over and state slot continue there.
+   * A rollback makes an older generation current, so the same rule moves
+   * connections back. Otherwise it stays pinned to its own generation.
+   */
+  private instFor(fd: number, id: number, move: boolean): ModuleInstance {
+    const gens = this.gens;
+    const cur = gens.current;
+    // With one generation known (no reload in flight: the usual case) every open connection is on it,
+    // and the event costs no extra native call.
+    const only = gens.only();
+    if (only === cur) {
+      this.instGen = cur;
+      return (this.inst = gens.instance(cur));
+    }
+    let gen = native.connGeneration(fd, id);
+    const own = gens.spec(gen);
+    if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
+    else if (move && gen !== cur) {
+      const to = gens.spec(cur);
+      if (to && movable(own, to) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
+    }
+    this.instGen = gen;
+    return (this.inst = gens.instance(gen));
+  }
+
+  /** A connection the module meets now starts on the current generation, whatever it was accepted on (its slot is empty). */
+  private openOn(fd: number, id: number): ModuleInstance {
+    const gens = this.gens;
+    gens.sync();
+    const cur = gens.current;
+    const to = gens.spec(cur)!;
+    if (native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) {
+      this.instGen = cur;
+      return (this.inst = gens.instance(cur));
+    }
+    return this.instFor(fd, id, false);
+  }
+
+  private newInstance(compiled: CompiledModule): ModuleInstance {
+    const name = compiled.name;
+    const inst = this.hooks.instantiate(compiled, {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
-      log: (level, message, conn) => this.hooks.log(level, message, conn),
+      log: (level, message, conn) => this.hooks.log(level, message, conn, name),
       connInfo: (key) => this.connInfo(key),
       setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
       draining: () => this.ctr.get(G.DRAINING),

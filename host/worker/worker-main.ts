@@ -5,6 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import { LOG_LEVELS } from '../module/abi.js';
 import { adoptModule, instantiate, type CompiledModule } from '../module/load.js';
+import type { GenerationSpec } from './generations.js';
 import { Counters, G, S, T } from '../pool/counters.js';
 import { native } from '../sys.js';
 import type { WorkerConfig } from './config.js';
@@ -17,9 +18,11 @@ const log = pino({ level: cfg.logLevel, base: { worker: cfg.slot } }, pino.desti
 let faultLogBudget = 10;
 setInterval(() => (faultLogBudget = 10), 1000).unref();
 
-const compiled: CompiledModule = await adoptModule(cfg.moduleFile, cfg.moduleBytes, cfg.module, {
-  memoryCap: cfg.memoryCap, config: cfg.moduleConfig,
-});
+// Every generation this worker starts with, compiled for this thread (WASI loaded if any needs it).
+const adopted: [GenerationSpec, CompiledModule][] = [];
+for (const spec of cfg.generations) {
+  adopted.push([spec, await adoptModule(spec.file, spec.bytes, spec.module, { memoryCap: cfg.memoryCap, config: spec.config })]);
+}
 
 // Before any instance exists (tcpmod_init may use the store). A wait on Redis marks this worker
 // blocked through its send cells, and errors are counted in its totals slot.
@@ -29,12 +32,15 @@ if (cfg.kv) {
 }
 
 const loop = new EventLoop(cfg, ctr, {
-  instantiate: (hooks) => instantiate(compiled, hooks),
-  faulted(fault, conn) {
-    if (faultLogBudget-- > 0) log.error({ module: compiled.name, conn, kind: fault.kind }, `module fault: ${fault.message}`);
+  instantiate: (compiled, hooks) => instantiate(compiled, hooks),
+  faulted(fault, conn, module) {
+    if (faultLogBudget-- > 0) log.error({ module, conn, kind: fault.kind }, `module fault: ${fault.message}`);
   },
-  log(level, message, conn) {
-    log[LOG_LEVELS[level] ?? 'info']({ module: compiled.name, conn }, message);
+  log(level, message, conn, module) {
+    log[LOG_LEVELS[level] ?? 'info']({ module, conn }, message);
+  },
+  instances(gen, n) {
+    parentPort!.postMessage({ type: 'instances', gen, n });
   },
   warn(message, detail) {
     log.warn(detail ?? {}, message);
@@ -47,6 +53,10 @@ const loop = new EventLoop(cfg, ctr, {
     parentPort!.postMessage({ type, conn, reason });
   },
 });
+for (const [spec, compiled] of adopted) loop.gens.add(spec, compiled);
+// The current generation's instance now, as before reloads existed: a worker is ready to serve at once.
+loop.gens.sync();
+loop.gens.instance(loop.gens.current);
 ctr.set(ctr.slotCell(cfg.slot, S.ALIVE), 1);
 parentPort!.postMessage({ type: 'ready' });
 const retired = loop.run();

@@ -100,6 +100,10 @@ struct Conn {
   bool proxy_wait = false;
   ProxyHeader proxied;
   struct Group* grp = nullptr;
+  // The module generation whose instance handles this connection (live reload).
+  // Set at connOpen; changed only by the holder (connMigrate); read by listings
+  // under table_mu, hence atomic.
+  std::atomic<int> generation{0};
 };
 
 // Per server (group): its timer heap, its timerfd in the epoll set, and the
@@ -384,15 +388,16 @@ bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem
 }
 
 
-// connOpen(fd, group, stateSize, holder, kind = 0, tlsCtx = 0) -> id | -EEXIST | -EBADF | -EINVAL.
+// connOpen(fd, group, stateSize, holder, kind = 0, tlsCtx = 0, generation = 0) -> id | -EEXIST | -EBADF | -EINVAL.
 // Registers a socket held by `holder` (the worker that accepted it, or the main
 // thread's 0 for the listener before any worker runs). With tlsCtx (a context of
 // tlsContextCreate) the connection speaks TLS: -EINVAL when the context is unknown.
+// `generation` is the module generation it starts on (connMigrate moves it).
 Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
-  int64_t fd, group, state_size, holder, kind = kKindConn, tls_ctx = 0;
+  int64_t fd, group, state_size, holder, kind = kKindConn, tls_ctx = 0, generation = 0;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &group) || !ArgInt(info, 2, &state_size) ||
       !ArgInt(info, 3, &holder) || (info.Length() > 4 && !ArgInt(info, 4, &kind)) ||
-      (info.Length() > 5 && !ArgInt(info, 5, &tls_ctx)))
+      (info.Length() > 5 && !ArgInt(info, 5, &tls_ctx)) || (info.Length() > 6 && !ArgInt(info, 6, &generation)))
     return info.Env().Undefined();
   if (state_size < 0 || state_size > kMaxState || (kind != kKindConn && kind != kKindListen)) {
     Napi::RangeError::New(info.Env(), "stateSize must be 0..256 and kind 0 or 1").ThrowAsJavaScriptException();
@@ -404,6 +409,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
   c->kind = static_cast<int>(kind);
   c->holder.store(static_cast<int>(holder));
   c->state_size = static_cast<int>(state_size);
+  c->generation.store(static_cast<int>(generation));
   std::memset(c->state, 0, sizeof(c->state));
   if (tls_ctx > 0 && (c->tls = TlsSessionNew(static_cast<int>(tls_ctx), static_cast<int>(fd))) == nullptr) {
     delete c;
@@ -1295,7 +1301,89 @@ int RunTimers(int group) {
   return marked;
 }
 
+// connGeneration(fd, id) -> the module generation of the connection | -EBADF. Holder only.
+Napi::Value ConnGeneration(const Napi::CallbackInfo& info) {
+  int64_t fd, id;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  return Num(info, c->generation.load());
+}
+
+// connMigrate(fd, id, generation, stateSize, inCap) -> 0 | -EBADF | -EOVERFLOW | -EINVAL.
+// Holder only: moves the connection to another module generation. Its
+// carry-over and state slot stay as they are (the caller has checked that both
+// generations agree on what the slot means), so -EOVERFLOW when the carry-over
+// would not fit the new in_cap, and -EINVAL when the module has met the
+// connection and the state size differs. A connection on_open has not run for
+// has no state yet: it takes the new size (zeroed).
+Napi::Value ConnMigrate(const Napi::CallbackInfo& info) {
+  int64_t fd, id, generation, state_size, in_cap;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &generation) ||
+      !ArgInt(info, 3, &state_size) || !ArgInt(info, 4, &in_cap))
+    return info.Env().Undefined();
+  if (state_size < 0 || state_size > kMaxState) {
+    Napi::RangeError::New(info.Env(), "stateSize must be 0..256").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  if (c->pending.size() > static_cast<uint64_t>(std::max<int64_t>(in_cap, 0))) return Num(info, -EOVERFLOW);
+  if (c->opened && c->state_size != state_size) return Num(info, -EINVAL);
+  if (!c->opened) {
+    c->state_size = static_cast<int>(state_size);
+    std::memset(c->state, 0, sizeof(c->state));
+  }
+  c->generation.store(static_cast<int>(generation));
+  return Num(info, 0);
+}
+
+// generationCounts(group) -> flat [generation, connections, ...]: how many of
+// the group's connections each generation has now (generations with none are absent).
+Napi::Value GenerationCounts(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::unordered_map<int, int> counts;
+  {
+    std::lock_guard<std::mutex> lock(table_mu);
+    for (Conn* c : by_fd)
+      if (c != nullptr && c->group == group && c->kind == kKindConn) counts[c->generation.load()]++;
+  }
+  Napi::Array out = Napi::Array::New(info.Env(), counts.size() * 2);
+  uint32_t i = 0;
+  for (const auto& [gen, n] : counts) {
+    out.Set(i++, Napi::Number::New(info.Env(), gen));
+    out.Set(i++, Napi::Number::New(info.Env(), n));
+  }
+  return out;
+}
+
+// connDrainGeneration(group, generation) -> connections marked. Every
+// connection of that generation the module has met is marked due as idle
+// through a drain (its next claimer closes it with reason 5, on_close first),
+// whether or not it is held now: --reload-drain.
+Napi::Value ConnDrainGeneration(const Napi::CallbackInfo& info) {
+  int64_t group, generation;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &generation)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  int n = 0;
+  for (size_t fd = 0; fd < by_fd.size(); fd++) {
+    Conn* c = by_fd[fd];
+    if (c == nullptr || c->group != group || c->kind != kKindConn || !c->opened || c->closing) continue;
+    if (c->generation.load() != generation) continue;
+    MarkDue(*g, c, static_cast<int>(fd), kDueDrainIdle);
+    n++;
+  }
+  return Num(info, n);
+}
+
 void InitConnTable(Napi::Env env, Napi::Object exports) {
+  exports.Set("connGeneration", Napi::Function::New(env, ConnGeneration, "connGeneration"));
+  exports.Set("connMigrate", Napi::Function::New(env, ConnMigrate, "connMigrate"));
+  exports.Set("generationCounts", Napi::Function::New(env, GenerationCounts, "generationCounts"));
+  exports.Set("connDrainGeneration", Napi::Function::New(env, ConnDrainGeneration, "connDrainGeneration"));
   exports.Set("connOpen", Napi::Function::New(env, ConnOpen, "connOpen"));
   exports.Set("connLoad", Napi::Function::New(env, ConnLoad, "connLoad"));
   exports.Set("connSave", Napi::Function::New(env, ConnSave, "connSave"));

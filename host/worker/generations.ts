@@ -1,0 +1,141 @@
+// Module generations as a worker sees them (live reload, server.reload). Each
+// accepted reload is a generation; every connection belongs to one (the native
+// table keeps its number). A worker knows a generation from the main thread's
+// message on its port, read synchronously when the shared epoch cell changes,
+// so an idle worker is never woken for it; it makes a generation's instance
+// only when it first handles one of its connections, and drops it when the
+// main thread says the generation has no connections left anywhere.
+import { parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { adoptModuleSync, type CompiledModule } from '../module/load.js';
+import type { ModuleInstance } from '../module/instance.js';
+import { G, type Counters } from '../pool/counters.js';
+
+/** What the main thread tells workers of a generation (structured-cloned). */
+export interface GenerationSpec {
+  gen: number;
+  file: string;
+  bytes: Uint8Array;
+  module: WebAssembly.Module;
+  config: Uint8Array;
+  /** tcpmod_state_version of the trial instance; null: the module does not say (its connections never move). */
+  stateVersion: number | null;
+  stateSize: number;
+  inCap: number;
+}
+
+export type GenerationMessage = { type: 'generation'; spec: GenerationSpec } | { type: 'free'; gen: number };
+
+/**
+ * Whether a connection of generation `from` may move to `to` (docs/abi.md §11):
+ * both state the same version of the slot, and the slot has the same size. The
+ * third condition, the carry-over fitting `to`'s in_cap, is the native table's
+ * (connMigrate), since only it knows the connection's pending input.
+ */
+export function movable(from: GenerationSpec, to: GenerationSpec): boolean {
+  return from.stateVersion !== null && from.stateVersion === to.stateVersion && from.stateSize === to.stateSize;
+}
+
+interface Known {
+  spec: GenerationSpec;
+  compiled: CompiledModule;
+  inst: ModuleInstance | null;
+}
+
+export class WorkerGenerations {
+  private readonly known = new Map<number, Known>();
+  private epoch = -1;
+  private single = -1;
+
+  /**
+   * @param make an instance of a compiled module (tcpmod_init run)
+   * @param live tells the main thread how many instances of `gen` this worker has now (0 or 1)
+   */
+  constructor(
+    private readonly ctr: Counters,
+    private readonly memoryCap: number,
+    private readonly make: (compiled: CompiledModule) => ModuleInstance,
+    private readonly live: (gen: number, n: number) => void,
+  ) {}
+
+  /** Adds a generation (the worker's start-up list, or a message); one it knows already is left alone. */
+  add(spec: GenerationSpec, compiled?: CompiledModule): void {
+    if (this.known.has(spec.gen)) return;
+    compiled ??= adoptModuleSync(spec.file, spec.bytes, spec.module, { memoryCap: this.memoryCap, config: spec.config });
+    this.known.set(spec.gen, { spec, compiled, inst: null });
+    this.changed();
+  }
+
+  /** Reads the port when the epoch moved: call before reading GENERATION's value to use it. Cheap when nothing changed. */
+  sync(): void {
+    const epoch = this.ctr.get(G.GEN_EPOCH);
+    const port = parentPort;
+    if (epoch === this.epoch || !port) return;
+    this.epoch = epoch;
+    for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
+      const msg = m.message as GenerationMessage | { type: string };
+      if (msg.type === 'generation') this.add((msg as { spec: GenerationSpec }).spec);
+      else if (msg.type === 'free') this.free((msg as { gen: number }).gen);
+    }
+  }
+
+  /**
+   * The generation new connections get, known to this worker: the main thread
+   * bumps the epoch before it sets GENERATION, so reading GENERATION first and
+   * then the port can never yield a generation whose message is still unread.
+   */
+  get current(): number {
+    const gen = this.ctr.get(G.GENERATION);
+    this.sync();
+    return gen;
+  }
+
+  spec(gen: number): GenerationSpec | null {
+    return this.known.get(gen)?.spec ?? null;
+  }
+
+  /** This worker's instance of `gen`, made now if it has none (or its last one faulted). */
+  instance(gen: number): ModuleInstance {
+    const k = this.known.get(gen);
+    if (!k) throw new Error(`module generation ${gen} is unknown to this worker`);
+    if (k.inst && !k.inst.isDisposed) return k.inst;
+    const had = k.inst !== null;
+    k.inst = this.make(k.compiled);
+    if (!had) this.live(gen, 1);
+    return k.inst;
+  }
+
+  /** The one generation this worker knows, or -1 when it knows several (connections may be on any of them). */
+  only(): number {
+    return this.single;
+  }
+
+  /** Keeps `single` (only()) right after every change of the known set: the hot path reads it per event. */
+  private changed(): void {
+    this.single = -1;
+    if (this.known.size === 1) for (const gen of this.known.keys()) this.single = gen;
+  }
+
+  /** True while this worker has an instance of a generation other than the current one (it may be freed soon). */
+  stale(): boolean {
+    const cur = this.current;
+    for (const [gen, k] of this.known) if (k.inst && gen !== cur) return true;
+    return false;
+  }
+
+  /** The module name of `gen`, for log lines. */
+  name(gen: number): string {
+    return this.known.get(gen)?.compiled.name ?? '';
+  }
+
+  /** The generation has no connections left anywhere: its instance goes, and so does the module. */
+  private free(gen: number): void {
+    const k = this.known.get(gen);
+    if (!k) return;
+    this.known.delete(gen);
+    this.changed();
+    if (k.inst) {
+      k.inst.dispose();
+      this.live(gen, 0);
+    }
+  }
+}
