@@ -148,6 +148,12 @@ TCPMOD_EXPORT(tcpmod_on_close) void tcpmod_on_close(int32_t conn, int32_t reason
  * result record and return an action as on_data does. */
 TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t conn, int32_t in_len);
 
+/* Optional (live reload, docs/abi.md §11): the version of what the state slot,
+ * and the input left unconsumed, mean. On a reload an open connection moves to
+ * the new module only when both return the same value (0 or more) and declare
+ * the same state_size; negative: no version (connections stay on the old module). */
+TCPMOD_EXPORT(tcpmod_state_version) int32_t tcpmod_state_version(void);
+
 /* Also optional: `_initialize` () -> (), called right after instantiation
  * (without libc nothing defines it: export your own if you need set-up work),
  * and `__collect` () -> (), called after every callback (for runtimes with a

@@ -48,6 +48,7 @@ TCPMOD_EXPORT(tcpmod_abi_v1) void tcpmod_abi_v1(void) {}
 TCPMOD_EXPORT(tcpmod_io_desc) const tcpmod_iodesc_t *tcpmod_io_desc(void) { return &desc; }
 TCPMOD_EXPORT(_initialize) void _initialize(void) {}
 TCPMOD_EXPORT(__collect) void __collect(void) {}
+TCPMOD_EXPORT(tcpmod_state_version) int32_t tcpmod_state_version(void) { return 1; }
 TCPMOD_EXPORT(tcpmod_init) int32_t tcpmod_init(int32_t n) { return n > 1000 ? 1 : 0; }
 TCPMOD_EXPORT(tcpmod_on_open) int32_t tcpmod_on_open(int32_t c) { return tcpmod_set_timer(c, 1) + tcpmod_want(c, 2); }
 TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t c, int32_t n) { return tcpmod_peer_addr(c, (char *)buf, n); }

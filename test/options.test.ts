@@ -55,6 +55,9 @@ describe('defaults', () => {
       frameTimeoutMs: 30_000,
       maxConnections: null, // worked out at listen from the descriptor limit
       drainIdleMs: 1000,
+      reloadDrainMs: null,
+      reloadFaultLimit: 10,
+      reloadWatchMs: 30_000,
       keepalive: DEFAULTS.keepalive,
       moduleMemory: DEFAULTS.moduleMemory,
       config: new Uint8Array(0),

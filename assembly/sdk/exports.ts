@@ -44,7 +44,7 @@ export function tcpmod_on_timer(conn: i32, in_len: i32): i32 {
   return endCall(h ? h(CONN) : Action.Continue);
 }
 
-/** v1.2 (live reload): the state version given to configure or setStateVersion; -1: none. */
+/** v1.1 (live reload): the state version given to configure or setStateVersion; -1: none. */
 export function tcpmod_state_version(): i32 {
   return stateVersion;
 }

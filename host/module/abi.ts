@@ -68,7 +68,7 @@ export const OPTIONAL_EXPORTS: Record<string, string> = {
   tcpmod_on_close: '(i32, i32) -> ()',
   // v1.1: the connection's timer fired; carry-over at in_ptr; result and action as for on_data.
   tcpmod_on_timer: '(i32, i32) -> i32',
-  // v1.2 (live reload): what the state slot means; equal versions let a connection move to a new module.
+  // v1.1 (live reload): what the state slot means; equal versions let a connection move to a new module.
   tcpmod_state_version: '() -> i32',
   __collect: '() -> ()',
 };
