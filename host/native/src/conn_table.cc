@@ -636,12 +636,15 @@ int ReturnLoans(Group& g, int holder, int64_t before) {
       q.pop_front();
       if (e.kind == kKindWake) continue;  // level-triggered: the next wait reports it again
       Conn* c = FindLocked(e.fd, static_cast<uint64_t>(e.id));
-      if (c == nullptr) continue;
+      // Gone, or no longer this worker's (the main thread finished what a dead worker held): not ours to re-arm.
+      if (c == nullptr || c->holder.load() != static_cast<int>(h)) continue;
       c->due |= e.due & kDueTimes;
       // A connection the module has not met may have nothing to report: writability makes it.
       uint32_t events = e.kind == kKindListen ? g.listen_events : g.conn_events | (c->opened ? 0u : static_cast<uint32_t>(EPOLLOUT));
       if (RearmLocked(c, e.fd, g.epfd, events) < 0) {
-        failed.push_back({e, 0});  // stays with its holder (the set is being torn down)
+        // Stays with its holder (the set is being torn down), tried again a budget from now: a
+        // loan dated in the past would make the timer fire again at once, round and round.
+        failed.push_back({e, NowMs()});
         continue;
       }
       n++;

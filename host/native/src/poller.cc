@@ -145,8 +145,9 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
       g.events = evs[i].events;
       m++;
     }
-    // The due eventfd and the wake each took a slot, so both fit.
-    if (due_woken && m > 0 && TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &got[m].fd, &got[m].id, &got[m].due)) {
+    // The due eventfd and the wake each took a slot, so both fit. Taken even when nothing else was:
+    // the eventfd was read, and the next poke comes only when the list is found empty.
+    if (due_woken && TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &got[m].fd, &got[m].id, &got[m].due)) {
       got[m].kind = kKindConn;
       got[m].events = 0;
       m++;
