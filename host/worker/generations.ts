@@ -117,6 +117,7 @@ export class WorkerGenerations {
 
   /** True while this worker has an instance of a generation other than the current one (it may be freed soon). */
   stale(): boolean {
+    if (this.single !== -1) return false; // one generation known: no other's instance to hold (the usual case, per wait)
     const cur = this.current;
     for (const [gen, k] of this.known) if (k.inst && gen !== cur) return true;
     return false;

@@ -217,8 +217,7 @@ export class EventLoop implements Transport {
     const { epfd } = this.cfg;
     const list = this.accepted;
     list.length = 0;
-    this.gens.sync();
-    const gen = this.gens.current;
+    const gen = this.gens.current; // reads the port first if a reload moved the epoch
     const stateSize = this.gens.spec(gen)?.stateSize ?? 0; // open() sets it again, for the generation current then
     for (;;) {
       const fd = native.accept(lfd);
@@ -468,8 +467,12 @@ export class EventLoop implements Transport {
   /** A connection the module meets now starts on the current generation, whatever it was accepted on (its slot is empty). */
   private openOn(fd: number, id: number): ModuleInstance {
     const gens = this.gens;
-    gens.sync();
     const cur = gens.current;
+    // One generation known: the connection is on it already (no native call, as in instFor).
+    if (gens.only() === cur) {
+      this.instGen = cur;
+      return (this.inst = gens.instance(cur));
+    }
     const to = gens.spec(cur)!;
     if (native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) {
       this.instGen = cur;
