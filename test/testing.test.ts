@@ -40,9 +40,9 @@ describe('the shipped modules give their known answers', () => {
   it('echo.wasm echoes, whole and in pieces, and closes as peer at EOF', async () => {
     const m = await loadModule('build/echo.wasm');
     const c = m.connect();
-    expect(c.opened).toEqual({ output: new Uint8Array(0), text: '', closed: null, fault: null });
+    expect(c.opened).toEqual({ output: new Uint8Array(0), text: '', closed: null, fault: null, writes: 0 });
     expect(c.send('hello').text).toBe('hello');
-    expect(c.send(new Uint8Array([0, 255, 10]))).toEqual({ output: new Uint8Array([0, 255, 10]), text: '\u0000\ufffd\n', closed: null, fault: null });
+    expect(c.send(new Uint8Array([0, 255, 10]))).toEqual({ output: new Uint8Array([0, 255, 10]), text: '\u0000\ufffd\n', closed: null, fault: null, writes: 1 });
     const d = m.connect();
     expect(Buffer.from(d.sendInPieces('one\r\ntwo\r\n')).toString()).toBe('one\r\ntwo\r\n');
     const e = m.connect();

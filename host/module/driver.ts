@@ -8,6 +8,14 @@
 // in_ptr and its state slot at state_ptr before data()/timer(), and after KEEP
 // it saves `restLen` bytes at `restPtr` and the state slot. Output goes through
 // the Transport, which a socket (the worker) or an array (the harness) backs.
+//
+// Output of one event goes out in as few writes as the order allows: when the
+// progress loop answers several pipelined requests, each call's out region is
+// staged (copied into one reused buffer) and the whole lot is written once, at
+// the end, or earlier when a tcpmod.send must follow it (order) or the staged
+// bytes pass STAGE_FLUSH (bounded memory). With `deferFinal` the last write of a
+// kept event is left to the caller, which sends it together with the save and
+// re-arm (one native call instead of two).
 import { Action, CloseReason, FLAG_EOF } from './abi.js';
 import { ModuleFault } from './errors.js';
 import type { ModuleInstance } from './instance.js';
@@ -16,6 +24,8 @@ import type { ModuleInstance } from './instance.js';
 export const KEEP = -1;
 /** data()/open() result: the module faulted (`fault`); close with reason 6 without calling on_close, and renew the instance. */
 export const FAULTED = -2;
+/** Staged output past this many bytes is written before the next call (a bound on the buffer, not a tuning knob). */
+export const STAGE_FLUSH = 64 * 1024;
 
 export interface Transport {
   /** Sends len bytes at ptr of mem, in full and in order; returns -1, or the close reason when the connection cannot take them. */
@@ -25,6 +35,12 @@ export interface Transport {
   leave(): void;
   /** True while the connection's queued output is above its high-water mark: call the module no more now. */
   congested(): boolean;
+  /**
+   * When true, data() leaves the last output of a KEEP result unsent, in
+   * (outMem, outPtr, outLen): the caller must send it before the connection's
+   * next event (the worker sends it in the same native call that saves and re-arms).
+   */
+  readonly deferFinal: boolean;
 }
 
 export class AbiDriver {
@@ -35,17 +51,79 @@ export class AbiDriver {
   linger = false;
   /** After FAULTED: what the module did. */
   fault: ModuleFault | null = null;
+  /** After KEEP with deferFinal: output the caller still has to send (outLen 0: none). */
+  outMem: ArrayBuffer = new ArrayBuffer(0);
+  outPtr = 0;
+  outLen = 0;
+  /** Writes made through the transport since the last data()/open()/timer() began (what a socket would see). */
+  writes = 0;
   /** A tcpmod.send that failed during the current call: the close reason, or -1. */
   private failure = -1;
+  /** Out regions of earlier calls of this event's progress loop, not written yet: stage[0, staged). */
+  private stage = new Uint8Array(4096);
+  private staged = 0;
 
   constructor(private readonly transport: Transport) {}
 
   /** The instance's tcpmod.send hook: queue bytes ahead of the out region (sent at once here). 0 or -1. */
   moduleSend(mem: ArrayBuffer, ptr: number, len: number): number {
     if (this.failure >= 0) return -1;
-    const r = this.transport.send(mem, ptr, len);
+    // Earlier replies of this event go first.
+    let r = this.flush();
+    if (r < 0) r = this.write(mem, ptr, len);
     if (r < 0) return 0;
     this.failure = r;
+    return -1;
+  }
+
+  /** One write through the transport: -1, or the close reason. */
+  private write(mem: ArrayBuffer, ptr: number, len: number): number {
+    this.writes++;
+    return this.transport.send(mem, ptr, len);
+  }
+
+  /** Writes the staged output: -1, or the close reason. */
+  private flush(): number {
+    const n = this.staged;
+    if (n === 0) return -1;
+    this.staged = 0;
+    return this.write(this.stage.buffer, this.stage.byteOffset, n);
+  }
+
+  /** Appends an out region to the staged output (the buffer grows; it is reused across events). */
+  private stageOut(mem: ArrayBuffer, ptr: number, len: number): void {
+    const need = this.staged + len;
+    if (need > this.stage.length) {
+      let size = this.stage.length * 2;
+      while (size < need) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.stage.subarray(0, this.staged));
+      this.stage = next;
+    }
+    this.stage.set(new Uint8Array(mem, ptr, len), this.staged);
+    this.staged = need;
+  }
+
+  /**
+   * The end of an event's output: what is staged and `len` bytes at `ptr`,
+   * in one write; with `defer` (a KEEP result whose transport defers) the
+   * write is left to the caller. -1, or the close reason.
+   */
+  private finish(mem: ArrayBuffer, ptr: number, len: number, defer: boolean): number {
+    if (this.staged > 0) {
+      if (len > 0) this.stageOut(mem, ptr, len);
+      if (!defer) return this.flush();
+      mem = this.stage.buffer;
+      ptr = this.stage.byteOffset;
+      len = this.staged;
+      this.staged = 0;
+    }
+    if (len === 0) return -1;
+    if (!defer) return this.write(mem, ptr, len);
+    this.writes++;
+    this.outMem = mem;
+    this.outPtr = ptr;
+    this.outLen = len;
     return -1;
   }
 
@@ -57,6 +135,9 @@ export class AbiDriver {
   data(inst: ModuleInstance, conn: number, len: number, eof: boolean): number {
     const d = inst.desc;
     this.linger = false;
+    this.outLen = 0;
+    this.writes = 0;
+    this.staged = 0;
     for (;;) {
       let action: number;
       this.transport.enter(conn);
@@ -64,23 +145,52 @@ export class AbiDriver {
         action = inst.onData(conn, len, eof ? FLAG_EOF : 0);
       } catch (e) {
         this.transport.leave();
+        // Replies of earlier calls of this event were given: they go out before the fault closes it.
+        this.flush();
         return this.faulted(e);
       }
       this.transport.leave();
-      const r = this.settle(inst, action, eof);
-      if (r !== KEEP) return r;
+      if (this.failure >= 0) {
+        const r = this.failure;
+        this.failure = -1;
+        this.staged = 0;
+        return r;
+      }
+      // ABORT drops this call's out region; earlier calls' replies were given and go out.
+      if (action === Action.ABORT) {
+        this.flush();
+        return CloseReason.MODULE;
+      }
+      const out = inst.outLen;
+      if (action === Action.CLOSE) {
+        const r = this.finish(inst.buffer, d.outPtr, out, false);
+        if (r >= 0) return r;
+        this.linger = true;
+        // A module that answers EOF with CLOSE did not close the connection: the peer did.
+        return eof ? CloseReason.PEER : CloseReason.MODULE;
+      }
       const consumed = inst.consumed;
       const rest = len - consumed;
       if (consumed > 0 && rest > 0 && !this.transport.congested()) {
+        // Progress with input left: call again before waiting for more, its reply staged behind this one.
+        if (out > 0) {
+          this.stageOut(inst.buffer, d.outPtr, out);
+          if (this.staged >= STAGE_FLUSH) {
+            const r = this.flush();
+            if (r >= 0) return r;
+          }
+        }
         new Uint8Array(inst.buffer).copyWithin(d.inPtr, d.inPtr + consumed, d.inPtr + len);
         len = rest;
-        continue; // progress with input left: call again before waiting for more
+        continue;
       }
       // (A client that does not read its replies gets no more of them now: the
       // rest waits as carry-over until its queued output drains.)
       // The peer finished and the module wants nothing more: the peer closed it.
-      if (eof) return CloseReason.PEER;
-      if (rest === d.inCap) return CloseReason.OVERFLOW;
+      const closing = eof ? CloseReason.PEER : rest === d.inCap ? CloseReason.OVERFLOW : KEEP;
+      const r = this.finish(inst.buffer, d.outPtr, out, closing === KEEP && this.transport.deferFinal);
+      if (r >= 0) return r;
+      if (closing !== KEEP) return closing;
       this.restPtr = d.inPtr + consumed;
       this.restLen = rest;
       return KEEP;
@@ -90,6 +200,8 @@ export class AbiDriver {
   /** on_open for a new connection (state slot zeroed by the caller). KEEP (nothing pending), FAULTED or a close reason. */
   open(inst: ModuleInstance, conn: number): number {
     this.linger = false;
+    this.outLen = 0;
+    this.writes = 0;
     this.restPtr = inst.desc.inPtr;
     this.restLen = 0;
     if (!inst.hasOnOpen) return KEEP;
@@ -112,6 +224,8 @@ export class AbiDriver {
    */
   timer(inst: ModuleInstance, conn: number, len: number): number {
     this.linger = false;
+    this.outLen = 0;
+    this.writes = 0;
     let action: number;
     this.transport.enter(conn);
     try {
@@ -155,7 +269,7 @@ export class AbiDriver {
     }
     if (action === Action.ABORT) return CloseReason.MODULE;
     if (inst.outLen > 0) {
-      const r = this.transport.send(inst.buffer, inst.desc.outPtr, inst.outLen);
+      const r = this.write(inst.buffer, inst.desc.outPtr, inst.outLen);
       if (r >= 0) return r;
     }
     if (action === Action.CLOSE) {

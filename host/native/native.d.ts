@@ -78,9 +78,14 @@ export interface NativeBinding {
    *  (1..256, default 1) above 1, one epoll_wait claims up to that many and the next calls return the rest
    *  (lent to `holder`; the timer gives back any left past the batch budget, see batchConfigure).
    *  cells[busySlot] is 1 while the worker holds anything (from the event returned until a call that finds
-   *  nothing lent), with cells[busyGlobal] counting the busy workers. */
+   *  nothing lent), with cells[busyGlobal] counting the busy workers.
+   *  With a load target (mem, inPtr, inCap, statePtr: a module memory and its regions; generation: whose instance
+   *  it is), a plain input event of a connection on that generation (no due bits) is also loaded, as connLoad would
+   *  load it, in the same call: out[5] = 1, out[6] = connLoad's result, out[7] = the bytes received; otherwise
+   *  out[5] = 0 and the caller loads it. out must then be a Float64Array(8). */
   epollWait(epfd: number, timeoutMs: number, out: Float64Array, holder: number, cells: Int32Array,
-    busyGlobal: number, busySlot: number, maxEvents?: number): number;
+    busyGlobal: number, busySlot: number, maxEvents?: number,
+    mem?: ArrayBuffer, inPtr?: number, inCap?: number, statePtr?: number, generation?: number): number;
   eventfdCreate(): number;
   eventfdWrite(fd: number): number;
 
@@ -105,9 +110,13 @@ export interface NativeBinding {
   connLoad(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, received?: Int32Array,
     noRecv?: number): number;
   /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr; with epfd and
-   *  events, then re-arms like connRearm in the same call (-errno when that fails: the caller stays holder). */
+   *  events, then re-arms like connRearm in the same call (-errno when that fails: the caller stays holder).
+   *  With an out region of the same memory, first sends it without waiting (plain TCP with nothing queued) and
+   *  returns how many of its bytes the socket did not take: 0 = all sent, then saved and re-armed; > 0 = the last
+   *  that many bytes are unsent and nothing was saved (the caller sends them its own way, then saves again without
+   *  an out region; always the whole region for TLS or when output is queued); -errno when the send failed. */
   connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number,
-    epfd?: number, events?: number): number;
+    epfd?: number, events?: number, outPtr?: number, outLen?: number): number;
   /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
   connAdd(epfd: number, fd: number, id: number, events: number): number;
   /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */

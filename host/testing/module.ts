@@ -26,6 +26,12 @@ export interface SendResult {
   closed: CloseReasonName | null;
   /** What the module did wrong, when it faulted (the connection is then closed as 'fault'). */
   fault: ModuleFault | null;
+  /**
+   * How many writes a socket would have seen for `output`: pipelined replies
+   * answered in one event go out together (one write), and a tcpmod.send is
+   * a write of its own after what was answered before it.
+   */
+  writes: number;
 }
 
 /** A timer that fired during `m.clock.advance`. */
@@ -106,8 +112,8 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return all;
 }
 
-function result(output: Uint8Array, closed: number | null, fault: ModuleFault | null): SendResult {
-  return { output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault };
+function result(output: Uint8Array, writes: number, closed: number | null, fault: ModuleFault | null): SendResult {
+  return { output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault, writes };
 }
 
 /** A time the fake clock may be set to: any number (ms since the epoch). */
@@ -237,7 +243,7 @@ export class TestConn {
 
   /** The client goes away: runs tcpmod_on_close with reason 'peer' (nothing more can be sent). Does nothing once closed. */
   close(): SendResult {
-    if (this.reason !== null) return result(new Uint8Array(0), null, null);
+    if (this.reason !== null) return result(new Uint8Array(0), 0, null, null);
     return this.module.run(this, () => this.settle(CloseReason.PEER));
   }
 
@@ -246,11 +252,12 @@ export class TestConn {
     this.out.push(bytes.slice());
   }
 
-  /** @internal Output collected since the last call. */
-  takeOutput(): Uint8Array {
-    const all = concat(this.out.length ? this.out : [new Uint8Array(0)]);
+  /** @internal Output collected since the last call, and in how many writes. */
+  takeOutput(): [Uint8Array, number] {
+    const writes = this.out.length;
+    const all = concat(writes ? this.out : [new Uint8Array(0)]);
     this.out = [];
-    return all;
+    return [all, writes];
   }
 
   /** @internal The timer fired: on_timer with the carry-over. */
@@ -397,7 +404,8 @@ export class LoadedModule implements Transport {
       this.current = null;
     }
     if (conn.closedCode !== null) this.conns.delete(conn);
-    return result(conn.takeOutput(), conn.closedCode === before ? null : conn.closedCode, fault);
+    const [output, writes] = conn.takeOutput();
+    return result(output, writes, conn.closedCode === before ? null : conn.closedCode, fault);
   }
 
   /**
@@ -441,6 +449,8 @@ export class LoadedModule implements Transport {
   }
 
   // Transport: output goes to the connection being handled; there is no handler clock, and no congestion.
+  /** @internal Every write goes through send(), so that `writes` counts them. */
+  readonly deferFinal = false;
   /** @internal */
   send(mem: ArrayBuffer, ptr: number, len: number): number {
     this.current?.collect(new Uint8Array(mem, ptr, len));

@@ -104,6 +104,12 @@ export class WorkerGenerations {
     return k.inst;
   }
 
+  /** This worker's live instance of `gen`, or null when it has none now (nothing is made). */
+  ready(gen: number): ModuleInstance | null {
+    const inst = this.known.get(gen)?.inst;
+    return inst && !inst.isDisposed ? inst : null;
+  }
+
   /** The one generation this worker knows, or -1 when it knows several (connections may be on any of them). */
   only(): number {
     return this.single;

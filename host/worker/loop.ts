@@ -61,7 +61,8 @@ export class EventLoop implements Transport {
   readonly gens: WorkerGenerations;
   private readonly driver: AbiDriver;
   private readonly cells: Int32Array;
-  private readonly ev = new Float64Array(5);
+  /** epollWait's out: [fd, kind, events, id, due, loaded, load result, received]. */
+  private readonly ev = new Float64Array(8);
   private readonly received = new Int32Array(1);
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
@@ -72,6 +73,8 @@ export class EventLoop implements Transport {
   private fd = -1;
   private id = 0;
   private readonly tls: boolean;
+  /** The last write of a kept event goes with its save and re-arm (after()); TLS output takes OpenSSL's own path. */
+  readonly deferFinal: boolean;
   private readonly queued: boolean;
   /** Output queued on the connection being handled, as of its last write (queued mode). */
   private backlog = 0;
@@ -83,6 +86,7 @@ export class EventLoop implements Transport {
   constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
     this.cells = ctr.i32;
     this.tls = cfg.tls;
+    this.deferFinal = !cfg.tls;
     this.queued = cfg.sendMode === 'queued';
     this.highWater = cfg.highWater;
     this.holder = cfg.slot + 1;
@@ -111,7 +115,14 @@ export class EventLoop implements Transport {
       // waits), and every STALE_CHECK_MS while it holds an instance of an older generation, so that
       // the instance goes soon after the generation's last connection.
       const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
-      const n = native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
+      // With one generation, current, and its instance made: the wait also loads a plain input event's
+      // bytes into that instance (one native call instead of two per event).
+      const only = this.gens.only();
+      const pre = only !== -1 && only === this.gens.current ? this.gens.ready(only) : null;
+      const n = pre
+        ? native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch,
+          pre.buffer, pre.desc.inPtr, pre.desc.inCap, pre.desc.statePtr, only)
+        : native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
         this.gens.sync();
@@ -131,6 +142,7 @@ export class EventLoop implements Transport {
       if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
       if (kind === C.KIND_LISTEN) this.accept(ev[0], ev[3]);
+      else if (pre && ev[5] === 1) this.loaded(ev[0], ev[3], pre, only, ev[6], ev[7]);
       else this.handle(ev[0], ev[3], ev[4]);
     }
   }
@@ -175,19 +187,41 @@ export class EventLoop implements Transport {
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.instFor(fd, id, true);
     const d = inst.desc;
+    const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
+    this.input(fd, id, inst, len, this.received[0]);
+  }
+
+  /**
+   * An input event whose bytes the wait already loaded into `inst` (of
+   * generation `gen`): as handle() after its connLoad. When a reload came
+   * while this worker waited, the connection may have to move first (at this
+   * event, docs/abi.md §11): the loaded input is kept as its carry-over and
+   * the event goes the long way (the EOF a read saw is seen again by the next).
+   */
+  private loaded(fd: number, id: number, inst: ModuleInstance, gen: number, len: number, received: number): void {
+    if (len >= 0 && (this.gens.current !== gen || this.gens.only() !== gen)) {
+      this.ctr.f64[this.t + T.BYTES_IN] += received;
+      const d = inst.desc;
+      if (native.connSave(fd, id, inst.buffer, d.inPtr, len & ~native.LOAD_EOF, d.statePtr) === 0) return this.handle(fd, id, 0);
+      return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    }
+    this.inst = inst;
+    this.instGen = gen;
+    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    this.input(fd, id, inst, len, received);
+  }
+
+  /** The module gets the loaded input (connLoad's result `len`), unless there is nothing to call it for. */
+  private input(fd: number, id: number, inst: ModuleInstance, len: number, received: number): void {
     this.fd = fd;
     this.id = id;
     this.backlog = 0;
-    let len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
+    this.ctr.f64[this.t + T.BYTES_IN] += received;
     if (len < 0) {
       // EAGAIN: queued output is still above its mark, or a frame the module asked to wait for is incomplete.
-      if (len === EAGAIN) {
-        this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
-        return this.rearm(fd, id);
-      }
+      if (len === EAGAIN) return this.rearm(fd, id);
       return this.close(fd, id, len === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR);
     }
-    this.ctr.f64[this.t + T.BYTES_IN] += this.received[0];
     const eof = (len & native.LOAD_EOF) !== 0;
     len &= ~native.LOAD_EOF;
     if (len === 0 && !eof) return this.rearm(fd, id);
@@ -382,10 +416,29 @@ export class EventLoop implements Transport {
   /** What the driver's result leads to: keep (save and re-arm), a fault, or a close. */
   private after(fd: number, id: number, r: number): void {
     if (r === KEEP) {
-      // Saved and re-armed in one native call.
       const inst = this.inst;
       const d = this.driver;
-      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) {
+      const { epfd } = this.cfg;
+      let out = d.outLen;
+      if (out > 0) {
+        // The event's last output (deferred by the driver), sent, saved and re-armed in one native call
+        // when the socket takes it all at once and it lies in module memory (not staged).
+        let ptr = d.outPtr;
+        const mem = d.outMem;
+        if (mem === inst.buffer) {
+          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS, ptr, out);
+          if (left < 0) return this.close(fd, id, this.failure(left));
+          this.ctr.f64[this.t + T.BYTES_OUT] += out - left;
+          if (left === 0) return;
+          ptr += out - left;
+          out = left;
+        }
+        // The rest the blocking or queued way, then saved without it.
+        const reason = this.send(mem, ptr, out);
+        if (reason >= 0) return this.close(fd, id, reason);
+      }
+      // Saved and re-armed in one native call.
+      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS) < 0) {
         this.close(fd, id, CloseReason.SOCKET_ERROR);
       }
       return;
@@ -554,6 +607,7 @@ export class EventLoop implements Transport {
   congested(): boolean {
     return this.backlog > this.highWater;
   }
+
 
   /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */
   enter(_conn: number): void {

@@ -440,33 +440,19 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(c->id));
 }
 
-// connLoad(fd, id, mem, inPtr, inCap, statePtr, received) -> inLen [| EOF bit] | -errno.
-// Writes the carried-over input at inPtr, then receives straight into memory
-// after it (one recv, up to inCap; for TLS, decrypted records until the socket
-// is drained or the region full), and copies the state slot to statePtr.
-// -EPROTO: a TLS record failed.
-// received[0] is set to the number of newly received bytes.
-Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
-  int64_t fd, id, state_ptr;
-  uint8_t *in, *base;
-  size_t cap, mem_size;
-  int64_t no_recv = 0;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && !ArgInt(info, 7, &no_recv)))
-    return info.Env().Undefined();
-  Conn* c = Find(fd, id);
-  if (c == nullptr) return Num(info, -EBADF);
-  if (c->state_size > 0) {
-    if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
-    std::memcpy(base + state_ptr, c->state, c->state_size);
-  }
+// The body of connLoad for an entry the caller holds: carry-over at `in`, then
+// one recv after it (cap bytes in all), the state slot copied to `state`
+// (state_size bytes, checked by the caller). *received: the new bytes.
+int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool no_recv, int64_t* received) {
+  *received = 0;
+  if (c->state_size > 0) std::memcpy(state, c->state, c->state_size);
   if (!no_recv && c->outq_off < c->outq.size()) {
     // Queued output first; while it stays above the low-water mark after
     // passing the high-water mark, no input is read and the module is not
     // called (the client is not reading).
-    int64_t left = Flush(c, static_cast<int>(fd));
-    if (left < 0) return Num(info, static_cast<double>(left));
-    if (c->paused && c->grp && left > c->grp->out_high / 2) return Num(info, -EAGAIN);
+    int64_t left = Flush(c, fd);
+    if (left < 0) return left;
+    if (c->paused && c->grp && left > c->grp->out_high / 2) return -EAGAIN;
     c->paused = false;
   }
   bool want_eof = false;
@@ -482,13 +468,13 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
     while (c->pending.size() < target) {
       size_t room = std::min(sizeof(chunk), target - c->pending.size());
       ssize_t n;
-      do n = recv(static_cast<int>(fd), chunk, room, 0); while (n < 0 && errno == EINTR);
+      do n = recv(fd, chunk, room, 0); while (n < 0 && errno == EINTR);
       if (n > 0) {
         c->pending.insert(c->pending.end(), chunk, chunk + n);
         continue;
       }
       if (n == 0) want_eof = true;
-      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
+      if (n < 0 && errno != EAGAIN) return -errno;
       break;
     }
     size_t got = c->pending.size() - start;
@@ -499,8 +485,8 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
       if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input.load();
     }
     if (c->pending.size() < target && !want_eof) {
-      SetOutInt(info, 6, static_cast<int64_t>(got));
-      return Num(info, -EAGAIN);
+      *received = static_cast<int64_t>(got);
+      return -EAGAIN;
     }
     c->want = 0;
   }
@@ -508,53 +494,104 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
   if (no_recv || want_eof) cap = have;  // the carry-over alone (a timer call, or EOF already seen)
   const size_t before = have;
 
-  if (have > cap) return Num(info, -EOVERFLOW);
+  if (have > cap) return -EOVERFLOW;
   if (have) std::memcpy(in, c->pending.data(), have);
   int eof = want_eof ? kLoadEof : 0;
   if (have < cap && c->tls != nullptr) {
     bool peer_done = false;
     int64_t n = TlsRead(c->tls, in + have, cap - have, &peer_done);
-    if (n < 0) return Num(info, static_cast<double>(n));
+    if (n < 0) return n;
     have += static_cast<size_t>(n);
     if (peer_done) eof = kLoadEof;
   } else if (have < cap) {
     ssize_t n;
-    do n = recv(static_cast<int>(fd), in + have, cap - have, 0); while (n < 0 && errno == EINTR);
+    do n = recv(fd, in + have, cap - have, 0); while (n < 0 && errno == EINTR);
     if (n > 0) have += static_cast<size_t>(n);
     else if (n == 0) eof = kLoadEof;
-    else if (errno != EAGAIN) return Num(info, -errno);
+    else if (errno != EAGAIN) return -errno;
   }
   if (have > before || eof) c->last_input = NowMs();
-  SetOutInt(info, 6, static_cast<int64_t>(have - before + appended));
-  return Num(info, static_cast<double>(have | eof));
+  *received = static_cast<int64_t>(have - before + appended);
+  return static_cast<int64_t>(have | eof);
+}
+
+// connLoad(fd, id, mem, inPtr, inCap, statePtr, received, noRecv = 0) -> inLen [| EOF bit] | -errno.
+// Writes the carried-over input at inPtr, then receives straight into memory
+// after it (one recv, up to inCap; for TLS, decrypted records until the socket
+// is drained or the region is full), and copies the state slot to statePtr.
+// -EPROTO: a TLS record failed; -EAGAIN: queued output is still above its mark,
+// or tcpmod.want's frame is still incomplete (what arrived is kept).
+// received[0] is set to the number of newly received bytes.
+Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
+  int64_t fd, id, state_ptr;
+  uint8_t *in, *base;
+  size_t cap, mem_size;
+  int64_t no_recv = 0;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
+      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && !ArgInt(info, 7, &no_recv)))
+    return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  if (c->state_size > 0 && !StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
+  int64_t received = 0;
+  int64_t rc = LoadHeld(c, static_cast<int>(fd), in, cap, base + state_ptr, no_recv != 0, &received);
+  SetOutInt(info, 6, received);
+  return Num(info, static_cast<double>(rc));
 }
 
 int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
 
-// connSave(fd, id, mem, restPtr, restLen, statePtr, epfd?, events?) -> 0 | -EBADF | -errno.
+// connSave(fd, id, mem, restPtr, restLen, statePtr, epfd?, events?, outPtr?, outLen?) -> left | -errno.
 // Keeps [restPtr, restPtr+restLen) as the connection's unconsumed input and
 // saves the state slot from statePtr. With epfd and events it then re-arms
 // the entry as connRearm does, in the same call (the end of every kept event):
 // -errno when that fails, and the caller stays holder.
+// With an out region [outPtr, outPtr+outLen) of the same memory, the event's
+// last output is sent first, without waiting (plain TCP, nothing queued before
+// it): the result is the number of its bytes the socket did not take. 0: all
+// sent, then saved and re-armed; > 0: the last `left` bytes are unsent and
+// nothing was saved — the caller sends them its own way (blocking or queued)
+// and saves again without an out region. -errno: the send failed.
 Napi::Value ConnSave(const Napi::CallbackInfo& info) {
-  int64_t fd, id, state_ptr, epfd = -1, events = 0;
+  int64_t fd, id, state_ptr, epfd = -1, events = 0, out_ptr = 0, out_len = 0;
   uint8_t *rest, *base;
   size_t len, mem_size;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &rest, &len, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && (!ArgInt(info, 6, &epfd) || !ArgInt(info, 7, &events))))
+      !ArgInt(info, 5, &state_ptr) || (info.Length() > 7 && (!ArgInt(info, 6, &epfd) || !ArgInt(info, 7, &events))) ||
+      (info.Length() > 9 && (!ArgInt(info, 8, &out_ptr) || !ArgInt(info, 9, &out_len))))
     return info.Env().Undefined();
+  if (out_len > 0 && (out_ptr < 0 || static_cast<uint64_t>(out_ptr) + static_cast<uint64_t>(out_len) > mem_size)) {
+    Napi::RangeError::New(info.Env(), "out region outside memory").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
+  if (c->state_size > 0 && !StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
+  if (out_len > 0) {
+    // TLS output goes through OpenSSL, and output queued before this must stay ahead of it: the caller's way.
+    if (c->tls != nullptr || c->outq_off < c->outq.size()) return Num(info, static_cast<double>(out_len));
+    const uint8_t* p = base + out_ptr;
+    size_t left = static_cast<size_t>(out_len);
+    while (left > 0) {
+      ssize_t n = send(static_cast<int>(fd), p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        p += n;
+        left -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
+      break;
+    }
+    if (left > 0) return Num(info, static_cast<double>(left));
+  }
   int64_t before = static_cast<int64_t>(c->pending.size());
   c->pending.assign(rest, rest + len);
   AccountInput(c, static_cast<int64_t>(len) - before);
   // The frame timeout runs from the moment the carry-over became non-empty.
   if (len == 0) c->frame_since = 0;
   else if (c->frame_since == 0) c->frame_since = NowMs();
-  if (c->state_size > 0) {
-    if (!StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
-    std::memcpy(c->state, base + state_ptr, c->state_size);
-  }
+  if (c->state_size > 0) std::memcpy(c->state, base + state_ptr, c->state_size);
   if (epfd < 0) return Num(info, 0);
   std::lock_guard<std::mutex> lock(table_mu);
   return Num(info, RearmLocked(c, static_cast<int>(fd), static_cast<int>(epfd), static_cast<uint32_t>(events)));
@@ -1198,6 +1235,15 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   *id = static_cast<double>(c->id);
   *due = c->due | PhaseBits(c);
   c->due = 0;
+  return true;
+}
+
+bool LoadClaimed(int fd, double id, int generation, uint8_t* in, size_t cap, uint8_t* base, size_t mem_size,
+                 int64_t state_ptr, int64_t* result, int64_t* received) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr || c->kind != kKindConn || c->generation.load() != generation) return false;
+  if (c->state_size > 0 && (state_ptr < 0 || static_cast<uint64_t>(state_ptr) + c->state_size > mem_size)) return false;
+  *result = LoadHeld(c, fd, in, cap, base + state_ptr, false, received);
   return true;
 }
 

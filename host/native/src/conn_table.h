@@ -54,6 +54,15 @@ void LendBatch(int group, int holder, const Lent* events, int n);
 // since the claim), or false when there is none.
 bool PopLent(int group, int holder, Lent* out);
 
+// The input of a connection event `holder` has just claimed (no due bits), as
+// connLoad gives it: carry-over and one recv at `in` (cap bytes in all), the
+// state slot at base + state_ptr. Only for an entry on module generation
+// `generation` whose state slot fits the memory (base, mem_size): false when it
+// is not, and nothing was done (the caller's JavaScript loads it the long way).
+// *result is connLoad's result, *received the newly received bytes.
+bool LoadClaimed(int fd, double id, int generation, uint8_t* in, size_t cap, uint8_t* base, size_t mem_size,
+                 int64_t state_ptr, int64_t* result, int64_t* received);
+
 // The timer event of `group` (its timerfd): marks every connection whose time
 // has come and makes its epoll item report at once; re-arms the timerfd.
 int RunTimers(int group);

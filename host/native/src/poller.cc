@@ -44,8 +44,15 @@ Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
 // The most events one epoll_wait takes (--batch is checked against it in options.ts).
 constexpr int64_t kMaxBatch = 256;
 
-// epollWait(epfd, timeoutMs, out: Float64Array(5), holder, cells: Int32Array, busyGlobal, busySlot, maxEvents = 1)
-//   -> 1 | 0 on timeout | -errno. out = [fd, kind, events, id, due].
+// epollWait(epfd, timeoutMs, out: Float64Array(5 or 8), holder, cells: Int32Array, busyGlobal, busySlot,
+//           maxEvents = 1, mem?, inPtr?, inCap?, statePtr?, generation?)
+//   -> 1 | 0 on timeout | -errno. out = [fd, kind, events, id, due, loaded, load result, received].
+// With a load target (module memory, its in region, state slot, and the
+// generation whose instance that memory is), a plain input event (a connection
+// on that generation, no due bits) also has its input loaded as connLoad would
+// do, in the same call: out[5] = 1, out[6] = connLoad's result, out[7] = the
+// bytes received. Otherwise out[5] = 0 and the caller loads it (out must then
+// have 8 elements).
 // Returns one event at a time. With maxEvents 1 each waiter takes exactly one
 // ready item; with more, one epoll_wait takes up to maxEvents, every
 // connection or listener among them is claimed for `holder` at once (with
@@ -62,16 +69,23 @@ constexpr int64_t kMaxBatch = 256;
 // what is left of the timeout.
 Napi::Value EpollWait(const Napi::CallbackInfo& info) {
   int64_t epfd, timeout, holder, busy_global, busy_slot, max_events = 1;
+  int64_t state_ptr = 0, generation = 0;
+  uint8_t *in = nullptr, *base = nullptr;
+  size_t cap = 0, mem_size = 0;
   if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &timeout) || !ArgInt(info, 3, &holder) ||
       !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot) ||
       (info.Length() > 7 && !ArgInt(info, 7, &max_events)))
     return info.Env().Undefined();
+  const bool load = info.Length() > 8 && !info[8].IsUndefined();
+  if (load && (!ArgRegion(info, 8, &in, &cap, &base, &mem_size) || !ArgInt(info, 11, &state_ptr) ||
+               !ArgInt(info, 12, &generation)))
+    return info.Env().Undefined();
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[2].As<Napi::TypedArray>().ElementLength() < 5 || !info[4].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().ElementLength() < (load ? 8u : 5u) || !info[4].IsTypedArray() ||
       info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
       busy_global < 0 || busy_slot < 0 ||
       static_cast<size_t>(std::max(busy_global, busy_slot)) >= info[4].As<Napi::TypedArray>().ElementLength()) {
-    Napi::TypeError::New(info.Env(), "out must be a Float64Array(5) and cells an Int32Array holding both busy cells")
+    Napi::TypeError::New(info.Env(), "out must be a Float64Array(5), or (8) with a load target, and cells an Int32Array holding both busy cells")
         .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
@@ -91,6 +105,14 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     out[2] = e.events;
     out[3] = e.id;
     out[4] = e.due;
+    if (load) {
+      int64_t result = 0, received = 0;
+      bool loaded = e.kind == kKindConn && e.due == 0 &&
+                    LoadClaimed(e.fd, e.id, static_cast<int>(generation), in, cap, base, mem_size, state_ptr, &result, &received);
+      out[5] = loaded ? 1 : 0;
+      out[6] = static_cast<double>(result);
+      out[7] = static_cast<double>(received);
+    }
     return Num(info, 1);
   };
   Lent e;
