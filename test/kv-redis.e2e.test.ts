@@ -597,3 +597,80 @@ describe('a server that stops halfway through a large value (a scripted server)'
     }
   }, 60_000);
 });
+
+describe('large values over rediss:// (kv-big.wat): TLS records read straight into the buffer or dropped', () => {
+  let certs: TestCerts;
+  let tlsRedis: ChildProcess | null = null;
+  let srv: ServedProcess | null = null;
+  let plainPort = 0;
+  const MiB = 1 << 20;
+
+  beforeAll(async () => {
+    certs = makeTestCerts();
+    // A plain port beside the TLS one, for the test's own raw-socket SET.
+    plainPort = await freePort();
+    const tlsPort = await freePort();
+    tlsRedis = spawn('redis-server', ['--port', String(plainPort), '--tls-port', String(tlsPort), '--bind', '127.0.0.1',
+      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
+      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const ping = () => run('redis-cli', ['-p', String(plainPort), 'PING'], { timeoutMs: 10_000 });
+    await until(async () => (await ping()).stdout.trim() === 'PONG', 20_000, 'PONG on the plain port', 100);
+    srv = await serve(await fixture('kv-big'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--kv-timeout', '30s', '--threads', '1']);
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.stop();
+    tlsRedis?.kill('SIGKILL');
+    certs?.remove();
+  });
+
+  it('a 1 MiB value is copied whole or dropped, an 8 MiB one dropped, and each next reply parses', async () => {
+    const value = Buffer.from(Array.from({ length: MiB }, (_, i) => (i * 13 + (i >> 9)) & 0xff));
+    await setBytes(plainPort, 'tls:1m', value);
+    await setBytes(plainPort, 'tls:small', Buffer.from('tiny'));
+    expect((await run('redis-cli', ['-p', String(plainPort), 'SETRANGE', 'tls:8m', String(8 * MiB - 1), 'x'])).stdout).toBe(`${8 * MiB}\n`);
+    const conn = new BigConn(await open(srv!.port));
+    try {
+      expect(await conn.get('tls:1m', MiB, 0x55)).toEqual({ rc: MiB, hash: bufferHash(value, MiB, 0x55) });
+      expect(await conn.get('tls:small', 8, 0)).toEqual({ rc: 4, hash: bufferHash(Buffer.from('tiny'), 8, 0) });
+      expect(await conn.get('tls:1m', 100, 0x55)).toEqual({ rc: MiB, hash: bufferHash(null, 100, 0x55) });
+      expect(await conn.get('tls:small', 8, 0)).toEqual({ rc: 4, hash: bufferHash(Buffer.from('tiny'), 8, 0) });
+      expect(await conn.get('tls:8m', 1, 0x55)).toEqual({ rc: 8 * MiB, hash: bufferHash(null, 1, 0x55) });
+      expect(await conn.get('tls:1m', MiB + 1, 0x55)).toEqual({ rc: MiB, hash: bufferHash(value, MiB + 1, 0x55) });
+      expect(srv!.stderr()).not.toMatch(/unavailable/);
+    } finally {
+      conn.s.destroy();
+    }
+  }, 60_000);
+});
+
+describe('a streamed value not followed by "\\r\\n" (a scripted server)', () => {
+  it('is a protocol error: -3, the connection dropped, the next one in step', async () => {
+    // The first connection's value runs two bytes past its length; later ones answer correctly.
+    let accepted = 0;
+    const fake = createServer((sock) => {
+      const n = ++accepted;
+      sock.on('error', () => undefined);
+      sock.on('data', () => sock.write(n === 1 ? '$5\r\nhelloXY' : '$5\r\nhello\r\n'));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as { port: number }).port;
+    const srv = await serve(await fixture('kv-big'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
+    const conn = new BigConn(await open(srv.port));
+    try {
+      // The value fits, so it was copied before the bad ending was seen: after -3 the buffer's bytes are unspecified.
+      expect((await conn.get('k', 5, 0)).rc).toBe(-3);
+      await until(() => /"protocol":1/.test(srv.stderr()), 20_000, 'a counted protocol error', 100);
+      const next = await until(async () => {
+        const r = await conn.get('k', 2, 0);
+        return r.rc === -3 ? null : r;
+      }, 20_000, 'GET k to reach the server again', 100);
+      expect(next).toEqual({ rc: 5, hash: bufferHash(null, 2, 0) });
+      expect(await conn.get('k', 5, 0)).toEqual({ rc: 5, hash: bufferHash(Buffer.from('hello'), 5, 0) });
+      expect(accepted).toBe(2);
+    } finally {
+      conn.s.destroy();
+      await srv.stop();
+      fake.close();
+    }
+  }, 60_000);
+});
