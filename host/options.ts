@@ -36,8 +36,11 @@ export type Duration = number | string;
 /** What an option's value is, and the bounds it is checked against. */
 export type Kind =
   | { readonly type: 'integer'; readonly min: number; readonly max: number }
-  /** `off`, when set, is the word (or `false` in the API) that disables the timer: it resolves to null. */
-  | { readonly type: 'duration'; readonly min: number; readonly off?: string }
+  /**
+   * `off`, when set, is the word (or `false` in the API) that disables the timer: it resolves to null.
+   * `max`, when set, bounds a duration that ends up in a native timeout (an int of ms there).
+   */
+  | { readonly type: 'duration'; readonly min: number; readonly max?: number; readonly off?: string }
   /** Bytes as a number, or a string with a unit (32MiB); the bounds apply to the bytes. */
   | { readonly type: 'size'; readonly min: number; readonly max: number }
   /** A non-empty string; `what` completes "must be …" in its error. */
@@ -148,7 +151,12 @@ export const OPTIONS = {
     flag: '--kv', arg: '<memory|redis://…>', kind: { type: 'string', what: 'memory or a redis:// URL' }, default: 'memory',
     help: 'the key-value store: in-process (memory), or a Redis/Valkey server at redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] shared by several processes (rediss:// for TLS)',
   },
-  kvTimeout: { flag: '--kv-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '200ms', help: 'bounds each call to the Redis store (connect, send, reply); past it the call returns -3' },
+  // A kv call blocks its worker for up to this long; an hour is far past any useful wait, and keeps
+  // the native poll() timeout (an int of ms, which overflows past 24.8 days) in range.
+  kvTimeout: {
+    flag: '--kv-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 3_600_000 }, default: '200ms',
+    help: 'bounds each call to the Redis store (connect, send, reply), at most 1h; past it the call returns -3',
+  },
   kvPasswordFile: { flag: '--kv-password-file', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'the Redis password, read from this file at start (one trailing newline stripped)' },
   kvTlsCa: {
     flag: '--kv-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates",
@@ -289,6 +297,7 @@ export function parseOptionValue(name: string, kind: Kind, v: unknown): unknown 
       const off = kind.off === undefined ? '' : ` or ${JSON.stringify(kind.off)}`;
       if (!Number.isFinite(ms)) throw new OptionError(name, `must be a duration (milliseconds, or a number with ms, s, m or h)${off}, got ${JSON.stringify(v)}`);
       if (ms < kind.min) throw new OptionError(name, `must be at least ${kind.min} ms${off}, got ${JSON.stringify(v)}`);
+      if (kind.max !== undefined && ms > kind.max) throw new OptionError(name, `must be at most ${kind.max} ms${off}, got ${JSON.stringify(v)}`);
       return Math.round(ms);
     }
     case 'size': {

@@ -113,3 +113,40 @@ describe('the password and CA files are read when the server starts', () => {
     expect(bad.stderr).toContain('--kv must be "memory" or redis[s]://');
   });
 });
+
+describe('--kv-timeout has an upper bound (a kv call blocks its worker; the native wait is an int of ms)', () => {
+  const AT_MOST = 'must be at most 3600000 ms, got';
+
+  it('accepts up to 1 hour and refuses anything longer with one exact line', () => {
+    expect(resolveOptions({ module, kv: 'redis://h', kvTimeout: '1h' })).toMatchObject({ kvTimeoutMs: 3_600_000 });
+    expect(resolveOptions({ module, kv: 'redis://h', kvTimeout: 3_600_000 })).toMatchObject({ kvTimeoutMs: 3_600_000 });
+    for (const v of ['3600001', '3600001ms', '61m', '2h', '600h', 3_600_001, 2 ** 31, 1e300]) {
+      const e = refusal({ kv: 'redis://h', kvTimeout: v });
+      expect(e.message, String(v)).toBe(`kvTimeout ${AT_MOST} ${JSON.stringify(v)}`);
+      expect(e.describe(flag)).toBe(`--kv-timeout ${AT_MOST} ${JSON.stringify(v)}`);
+    }
+    // Not a number at all is still the duration error, not the bound.
+    expect(refusal({ kv: 'redis://h', kvTimeout: Infinity }).message).toMatch(/^kvTimeout must be a duration/);
+  });
+
+  it('createServer refuses it before anything starts', () => {
+    let thrown: unknown = null;
+    try {
+      createServer({ module, kv: 'redis://127.0.0.1:1', kvTimeout: '2h', threads: 1, logLevel: 'silent' });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(OptionError);
+    expect((thrown as OptionError).message).toBe('kvTimeout must be at most 3600000 ms, got "2h"');
+    expect((thrown as OptionError).code).toBe('TCPMOD_INVALID_OPTION');
+  });
+
+  it('the CLI prints the one line with the flag and exits non-zero', async () => {
+    // A server that took the option would listen on: run() kills it (well within the test's timeout).
+    const args = ['bin/tcpmod.js', 'serve', module, '--port', '0', '--kv', 'redis://127.0.0.1:1', '--kv-timeout', '2h'];
+    const r = await run(process.execPath, args, { timeoutMs: 20_000 });
+    expect(r.stdout).not.toMatch(/listening/);
+    expect(r.stderr).toBe('tcpmod: --kv-timeout must be at most 3600000 ms, got "2h"\n');
+    expect(r.code).toBe(1);
+  }, 60_000);
+});

@@ -6,14 +6,14 @@
 // split point. A missing redis-server or redis-cli fails the suite (.ci/run
 // installs them).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
-import { open } from './net-client.js';
+import { open, readBytes } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 import { freePort, RedisServer } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
@@ -446,6 +446,231 @@ describe('rediss:// (TLS to Redis)', () => {
     } finally {
       for (const c of conns) c.s.destroy();
       await Promise.all([good.stop(), untrusted.stop(), misnamed.stop()]);
+    }
+  }, 60_000);
+});
+
+// ---- large values: streamed from the socket, never buffered whole ------------------------
+
+/** FNV-1a (32-bit), as test/fixtures/kv-big.wat hashes its value buffer. */
+function fnv(...parts: Buffer[]): number {
+  let h = 0x811c9dc5;
+  for (const b of parts) for (const byte of b) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return h;
+}
+
+/** One connection to kv-big.wat: GET with any out_cap up to 2.4 MiB; the reply is the result and the buffer's hash. */
+class BigConn {
+  constructor(readonly s: Socket) {
+    s.on('error', () => undefined);
+  }
+  async get(key: string, cap: number, fill: number): Promise<{ rc: number; hash: number }> {
+    const arg = Buffer.alloc(5);
+    arg.writeUInt32LE(cap);
+    arg[4] = fill;
+    const reply = readBytes(this.s, 8, 60_000);
+    this.s.write(Buffer.concat([Buffer.from([0x67, key.length]), Buffer.from(key), arg]));
+    const r = await reply;
+    return { rc: r.readInt32LE(0), hash: r.readUInt32LE(4) };
+  }
+}
+
+/** What kv-big.wat's hash is when `value` was copied into a buffer of `cap` bytes filled with `fill` (value null: nothing copied). */
+const bufferHash = (value: Buffer | null, cap: number, fill: number) =>
+  fnv(value ?? Buffer.alloc(0), Buffer.alloc(cap - (value?.length ?? 0), fill));
+
+/** SET of arbitrary bytes on a raw socket (a value too large for a command line). */
+async function setBytes(port: number, key: string, value: Buffer): Promise<void> {
+  const s = await open(port);
+  try {
+    const reply = readBytes(s, 5, 60_000);
+    s.write(Buffer.concat([Buffer.from(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n`), value, Buffer.from('\r\n')]));
+    expect((await reply).toString('latin1')).toBe('+OK\r\n');
+  } finally {
+    s.destroy();
+  }
+}
+
+/** The peak resident set of a process, in bytes (Linux). */
+function peakRss(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  return Number(m[1]) * 1024;
+}
+
+describe('large values (kv-big.wat): a GET copies straight from the socket or drops the bytes, never buffering the value', () => {
+  let srv: ServedProcess;
+  let conn: BigConn;
+  const MiB = 1 << 20;
+  const oneMiB = Buffer.from(Array.from({ length: MiB }, (_, i) => (i * 7 + (i >> 11)) & 0xff));
+  beforeAll(async () => {
+    // One worker, so every call goes over the same Redis connection; a timeout that reading 64 MiB on a busy machine fits in.
+    srv = await serve(await fixture('kv-big'), ['--kv', `redis://127.0.0.1:${store.port}`, '--kv-timeout', '30s', '--threads', '1']);
+    conn = new BigConn(await open(srv.port));
+    await setBytes(store.port, 'big:1m', oneMiB);
+    await setBytes(store.port, 'big:small', Buffer.from('small value'));
+    // 64 MiB of zero bytes ending in "x", made by Redis itself.
+    await redisCli('DEL', 'big:64m');
+    expect((await redisCli('SETRANGE', 'big:64m', String(64 * MiB - 1), 'x')).stdout).toBe(`${64 * MiB}\n`);
+  }, 60_000);
+  afterAll(async () => {
+    conn?.s.destroy();
+    await srv?.stop();
+    await redisCli('DEL', 'big:1m', 'big:small', 'big:64m');
+  });
+
+  it('a 1 MiB value that fits is copied whole across many socket reads; one byte too few copies nothing', async () => {
+    expect(await conn.get('big:1m', MiB, 0xee)).toEqual({ rc: MiB, hash: bufferHash(oneMiB, MiB, 0xee) });
+    expect(await conn.get('big:1m', MiB + 1000, 0xee)).toEqual({ rc: MiB, hash: bufferHash(oneMiB, MiB + 1000, 0xee) });
+    expect(await conn.get('big:1m', MiB - 1, 0xee)).toEqual({ rc: MiB, hash: bufferHash(null, MiB - 1, 0xee) });
+    expect(await conn.get('big:1m', 0, 0xee)).toEqual({ rc: MiB, hash: bufferHash(null, 0, 0xee) });
+    expect(await conn.get('big:small', 11, 0)).toEqual({ rc: 11, hash: bufferHash(Buffer.from('small value'), 11, 0) });
+    expect(await conn.get('big:none', 64, 0)).toEqual({ rc: -1, hash: bufferHash(null, 64, 0) });
+    expect(srv.stderr()).not.toMatch(/unavailable/);
+  }, 60_000);
+
+  it('a 64 MiB value with a small out_cap: its exact length, nothing copied, the connection still in step, no 64 MiB in memory', async () => {
+    const accepted = async () => Number(/total_connections_received:(\d+)/.exec((await redisCli('INFO', 'stats')).stdout)![1]);
+    expect(await conn.get('big:small', 64, 1)).toEqual({ rc: 11, hash: bufferHash(Buffer.from('small value'), 64, 1) });
+    const before = await accepted();
+    const peak = peakRss(srv.proc.pid!);
+    expect(await conn.get('big:64m', 16, 0xab)).toEqual({ rc: 64 * MiB, hash: bufferHash(null, 16, 0xab) });
+    // The next reply on the same Redis connection parses as its own: the 64 MiB and their "\r\n" were all read.
+    expect(await conn.get('big:small', 64, 1)).toEqual({ rc: 11, hash: bufferHash(Buffer.from('small value'), 64, 1) });
+    expect(await conn.get('big:1m', MiB, 2)).toEqual({ rc: MiB, hash: bufferHash(oneMiB, MiB, 2) });
+    expect(await conn.get('big:64m', 0, 0)).toEqual({ rc: 64 * MiB, hash: bufferHash(null, 0, 0) });
+    // No reconnect in between: only this INFO's redis-cli connected since the last one.
+    expect(await accepted()).toBe(before + 1);
+    // Buffering the value would have raised the peak by 64 MiB or more; dropping it costs a small fixed buffer.
+    const grown = peakRss(srv.proc.pid!) - peak;
+    expect(grown, `VmHWM grew by ${(grown / MiB).toFixed(1)} MiB`).toBeLessThan(32 * MiB);
+    expect(srv.stderr()).not.toMatch(/unavailable/);
+  }, 120_000);
+});
+
+describe('a server that stops halfway through a large value (a scripted server)', () => {
+  it('the call returns -3 at --kv-timeout, the connection is dropped, and the next one is in step', async () => {
+    // The first connection gets the header of a 64 MiB value and 1 MiB of it, then nothing. Later
+    // connections answer each GET with "hello", written a byte at a time.
+    let accepted = 0;
+    const commands: string[] = [];
+    const fake = createServer((sock) => {
+      const n = ++accepted;
+      sock.setNoDelay(true);
+      sock.on('error', () => undefined);
+      sock.on('data', async (d) => {
+        commands.push(d.toString('latin1'));
+        if (n === 1) {
+          sock.write(Buffer.concat([Buffer.from(`$${64 << 20}\r\n`), Buffer.alloc(1 << 20, 0x61)]));
+          return;
+        }
+        for (const byte of Buffer.from('$5\r\nhello\r\n', 'latin1')) {
+          if (sock.destroyed) return;
+          sock.write(Buffer.from([byte]));
+          await sleep(1);
+        }
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as { port: number }).port;
+    const srv = await serve(await fixture('kv-big'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '500ms', '--threads', '1']);
+    const conn = new BigConn(await open(srv.port));
+    try {
+      expect(await conn.get('k', 16, 0)).toEqual({ rc: -3, hash: bufferHash(null, 16, 0) });
+      await until(() => /"timeout":1/.test(srv.stderr()), 20_000, 'a counted timeout', 100);
+      // After the backoff, a new connection: the value is copied when it fits and dropped when it does
+      // not, a byte per read, each reply read to its end (or the next would not parse).
+      const first = await until(async () => {
+        const r = await conn.get('k', 5, 0);
+        return r.rc === -3 ? null : r;
+      }, 20_000, 'GET k to reach the server again', 100);
+      expect(first).toEqual({ rc: 5, hash: bufferHash(Buffer.from('hello'), 5, 0) });
+      expect(await conn.get('k', 4, 0x7a)).toEqual({ rc: 5, hash: bufferHash(null, 4, 0x7a) });
+      expect(await conn.get('k', 2, 0x7a)).toEqual({ rc: 5, hash: bufferHash(null, 2, 0x7a) });
+      expect(await conn.get('k', 9, 0x7a)).toEqual({ rc: 5, hash: bufferHash(Buffer.from('hello'), 9, 0x7a) });
+      expect(accepted).toBe(2);
+      expect(commands.slice(1).every((c) => c === '*2\r\n$3\r\nGET\r\n$1\r\nk\r\n')).toBe(true);
+    } finally {
+      conn.s.destroy();
+      await srv.stop();
+      fake.close();
+    }
+  }, 60_000);
+});
+
+describe('large values over rediss:// (kv-big.wat): TLS records read straight into the buffer or dropped', () => {
+  let certs: TestCerts;
+  let tlsRedis: ChildProcess | null = null;
+  let srv: ServedProcess | null = null;
+  let plainPort = 0;
+  const MiB = 1 << 20;
+
+  beforeAll(async () => {
+    certs = makeTestCerts();
+    // A plain port beside the TLS one, for the test's own raw-socket SET.
+    plainPort = await freePort();
+    const tlsPort = await freePort();
+    tlsRedis = spawn('redis-server', ['--port', String(plainPort), '--tls-port', String(tlsPort), '--bind', '127.0.0.1',
+      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
+      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const ping = () => run('redis-cli', ['-p', String(plainPort), 'PING'], { timeoutMs: 10_000 });
+    await until(async () => (await ping()).stdout.trim() === 'PONG', 20_000, 'PONG on the plain port', 100);
+    srv = await serve(await fixture('kv-big'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--kv-timeout', '30s', '--threads', '1']);
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.stop();
+    tlsRedis?.kill('SIGKILL');
+    certs?.remove();
+  });
+
+  it('a 1 MiB value is copied whole or dropped, an 8 MiB one dropped, and each next reply parses', async () => {
+    const value = Buffer.from(Array.from({ length: MiB }, (_, i) => (i * 13 + (i >> 9)) & 0xff));
+    await setBytes(plainPort, 'tls:1m', value);
+    await setBytes(plainPort, 'tls:small', Buffer.from('tiny'));
+    expect((await run('redis-cli', ['-p', String(plainPort), 'SETRANGE', 'tls:8m', String(8 * MiB - 1), 'x'])).stdout).toBe(`${8 * MiB}\n`);
+    const conn = new BigConn(await open(srv!.port));
+    try {
+      expect(await conn.get('tls:1m', MiB, 0x55)).toEqual({ rc: MiB, hash: bufferHash(value, MiB, 0x55) });
+      expect(await conn.get('tls:small', 8, 0)).toEqual({ rc: 4, hash: bufferHash(Buffer.from('tiny'), 8, 0) });
+      expect(await conn.get('tls:1m', 100, 0x55)).toEqual({ rc: MiB, hash: bufferHash(null, 100, 0x55) });
+      expect(await conn.get('tls:small', 8, 0)).toEqual({ rc: 4, hash: bufferHash(Buffer.from('tiny'), 8, 0) });
+      expect(await conn.get('tls:8m', 1, 0x55)).toEqual({ rc: 8 * MiB, hash: bufferHash(null, 1, 0x55) });
+      expect(await conn.get('tls:1m', MiB + 1, 0x55)).toEqual({ rc: MiB, hash: bufferHash(value, MiB + 1, 0x55) });
+      expect(srv!.stderr()).not.toMatch(/unavailable/);
+    } finally {
+      conn.s.destroy();
+    }
+  }, 60_000);
+});
+
+describe('a streamed value not followed by "\\r\\n" (a scripted server)', () => {
+  it('is a protocol error: -3, the connection dropped, the next one in step', async () => {
+    // The first connection's value runs two bytes past its length; later ones answer correctly.
+    let accepted = 0;
+    const fake = createServer((sock) => {
+      const n = ++accepted;
+      sock.on('error', () => undefined);
+      sock.on('data', () => sock.write(n === 1 ? '$5\r\nhelloXY' : '$5\r\nhello\r\n'));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as { port: number }).port;
+    const srv = await serve(await fixture('kv-big'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
+    const conn = new BigConn(await open(srv.port));
+    try {
+      // The value fits, so it was copied before the bad ending was seen: after -3 the buffer's bytes are unspecified.
+      expect((await conn.get('k', 5, 0)).rc).toBe(-3);
+      await until(() => /"protocol":1/.test(srv.stderr()), 20_000, 'a counted protocol error', 100);
+      const next = await until(async () => {
+        const r = await conn.get('k', 2, 0);
+        return r.rc === -3 ? null : r;
+      }, 20_000, 'GET k to reach the server again', 100);
+      expect(next).toEqual({ rc: 5, hash: bufferHash(null, 2, 0) });
+      expect(await conn.get('k', 5, 0)).toEqual({ rc: 5, hash: bufferHash(Buffer.from('hello'), 5, 0) });
+      expect(accepted).toBe(2);
+    } finally {
+      conn.s.destroy();
+      await srv.stop();
+      fake.close();
     }
   }, 60_000);
 });

@@ -15,6 +15,11 @@
 // a call nothing. A timed-out connection is never reused: a late reply would be
 // taken for the next command's.
 //
+// A GET's value is never buffered whole: once its bulk header ($N) is read, the
+// value goes straight from the socket into the module's buffer when it fits
+// there, or is read and dropped through a small fixed buffer when it does not,
+// so a call costs the same memory whatever the value's size (up to kMaxBulk).
+//
 // rediss:// speaks TLS through the OpenSSL inside the node binary, as tls.cc
 // does for the server side (see there for how it binds): the server's
 // certificate is verified against the CAs given (or Node's bundled roots) and
@@ -50,6 +55,11 @@ enum Kind { kConnect = 0, kTimeout, kClosed, kProtocol, kError, kBackoff };
 
 constexpr int64_t kBackoffMinMs = 50;
 constexpr int64_t kBackoffMaxMs = 2000;
+// The longest a call may wait: the host bounds --kv-timeout far below this; the
+// clamp only keeps the deadline arithmetic and poll()'s int timeout from overflowing.
+constexpr int64_t kMaxTimeoutMs = INT32_MAX;
+// One read from the socket into conn.rbuf, and the most a dropped value costs.
+constexpr size_t kReadChunk = 16384;
 
 struct Target {
   sockaddr_storage addr{};
@@ -75,7 +85,7 @@ struct Cells {
 struct Conn {
   int fd = -1;
   SSL* ssl = nullptr;
-  std::string rbuf;
+  std::string rbuf;  // reply heads and what one read brings: never a whole bulk value (see ReadBulk)
   size_t rpos = 0;   // start of unparsed bytes in rbuf
   std::string wbuf;
   int64_t retry_at = 0;  // monotonic ms before which no connect is attempted
@@ -187,7 +197,7 @@ int WaitFor(short events, int64_t deadline) {
     int64_t left = deadline - MonoMs();
     if (left <= 0) return 0;
     pollfd p{conn.fd, events, 0};
-    int rc = poll(&p, 1, static_cast<int>(left));
+    int rc = poll(&p, 1, static_cast<int>(std::min<int64_t>(left, INT32_MAX)));
     if (rc > 0) return 1;
     if (rc < 0 && errno != EINTR) return 1;  // let the syscall that follows report it
   }
@@ -247,32 +257,85 @@ int64_t WriteAll(const std::string& data, int64_t deadline) {
   return 0;
 }
 
-// Reads one reply into *r (offsets into conn.rbuf). 0, or -3 after Fail.
+// Reads at most n bytes into p, at least one, waiting for them within the
+// deadline: the count (> 0), or -3 after Fail. The deadline is checked before
+// every read, so a server that keeps sending (a huge value) is bounded too.
+int64_t ReadSome(char* p, size_t n, int64_t deadline) {
+  for (;;) {
+    if (MonoMs() >= deadline) return Fail(kTimeout, "no reply within the timeout");
+    short want = 0;
+    std::string why;
+    ssize_t got = Transfer(false, p, n, &want, &why);
+    if (got > 0) return got;
+    if (got == 0) return Fail(kClosed, "the server closed the connection");
+    if (got == -2) return Fail(kClosed, why);
+    if (!WaitFor(want, deadline)) return Fail(kTimeout, "no reply within the timeout");
+  }
+}
+
+// One read appended to conn.rbuf, its unparsed bytes first moved to the front
+// so the buffer never creeps. 0, or -3 after Fail.
+int64_t ReadMore(int64_t deadline) {
+  if (conn.rpos > 0) {
+    conn.rbuf.erase(0, conn.rpos);
+    conn.rpos = 0;
+  }
+  size_t have = conn.rbuf.size();
+  conn.rbuf.resize(have + kReadChunk);
+  int64_t n = ReadSome(&conn.rbuf[have], kReadChunk, deadline);
+  conn.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
+  return n > 0 ? 0 : n;
+}
+
+// Reads one reply's head into *r (offsets into conn.rbuf): a whole simple
+// string, error or integer; of a bulk string only its header, the body (r->len
+// bytes, then "\r\n") left on the connection for ReadBulk. 0, or -3 after Fail.
 int64_t ReadReply(RedisReply* r, int64_t deadline) {
   for (;;) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(conn.rbuf.data()) + conn.rpos;
-    int64_t used = ParseReply(p, conn.rbuf.size() - conn.rpos, r);
+    int64_t used = ParseHead(p, conn.rbuf.size() - conn.rpos, r);
     if (used < 0) return Fail(kProtocol, "the server sent something that is not a RESP2 reply");
     if (used > 0) {
       r->off += conn.rpos;
       conn.rpos += static_cast<size_t>(used);
       return 0;
     }
-    if (conn.rpos > 0) {  // keep the buffer from creeping: unparsed bytes move to the front
-      conn.rbuf.erase(0, conn.rpos);
-      conn.rpos = 0;
-    }
-    size_t have = conn.rbuf.size();
-    conn.rbuf.resize(have + 16384);
-    short want = 0;
-    std::string why;
-    ssize_t n = Transfer(false, &conn.rbuf[have], 16384, &want, &why);
-    conn.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
-    if (n > 0) continue;
-    if (n == 0) return Fail(kClosed, "the server closed the connection");
-    if (n == -2) return Fail(kClosed, why);
-    if (!WaitFor(want, deadline)) return Fail(kTimeout, "no reply within the timeout");
+    if (ReadMore(deadline)) return kKvUnavailable;
   }
+}
+
+// Where a bulk body goes: into out when it fits in cap (the ABI's kv_get rule),
+// otherwise nowhere.
+struct BulkSink {
+  uint8_t* out;
+  size_t cap;
+};
+
+// Reads the body of the bulk string whose header ReadReply just took, and its
+// "\r\n": what the header's read brought along comes from conn.rbuf, the rest
+// straight from the socket, into sink.out, or through a fixed scratch buffer
+// and dropped. Either way the connection ends up after the reply, in step for
+// the next one. 0, or -3 after Fail (some of the value may then be in out).
+int64_t ReadBulk(size_t len, const BulkSink& sink, int64_t deadline) {
+  uint8_t* to = len <= sink.cap ? sink.out : nullptr;
+  size_t left = len;
+  size_t buffered = std::min(left, conn.rbuf.size() - conn.rpos);
+  if (to && buffered) std::memcpy(to, conn.rbuf.data() + conn.rpos, buffered);
+  conn.rpos += buffered;
+  left -= buffered;
+  char scratch[kReadChunk];
+  while (left > 0) {
+    char* dst = to ? reinterpret_cast<char*>(to + (len - left)) : scratch;
+    int64_t n = ReadSome(dst, to ? left : std::min(left, sizeof(scratch)), deadline);
+    if (n < 0) return n;
+    left -= static_cast<size_t>(n);
+  }
+  while (conn.rbuf.size() - conn.rpos < 2)
+    if (ReadMore(deadline)) return kKvUnavailable;
+  if (conn.rbuf[conn.rpos] != '\r' || conn.rbuf[conn.rpos + 1] != '\n')
+    return Fail(kProtocol, "the server sent something that is not a RESP2 reply");
+  conn.rpos += 2;
+  return 0;
 }
 
 // Appends a command as a RESP array of bulk strings.
@@ -362,6 +425,8 @@ int64_t Connect(int64_t deadline) {
     RedisReply r;
     if (ReadReply(&r, deadline)) return kKvUnavailable;
     if (r.type == '-') return Fail(kConnect, (i == 0 && !t.password.empty() ? "AUTH: " : "SELECT: ") + ReplyText(r));
+    // Anything but +OK: a bulk body left unread would be taken for the next reply.
+    if (r.type != '+') return Fail(kProtocol, "a reply of an unexpected type");
   }
   return 0;
 }
@@ -385,7 +450,10 @@ void DropIfClosed() {
 
 // Sends the command in conn.wbuf and reads its reply: 0, or -3 (the store is
 // unavailable; the reason is counted). Marks the worker blocked meanwhile.
-int64_t Call(RedisReply* r) {
+// A bulk string's body goes to `bulk` (GET's value). The other commands never
+// expect a bulk reply: their callers drop the connection (Unexpected) with its
+// body unread.
+int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr) {
   std::string cmd;
   cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
   if (conn.fd >= 0) DropIfClosed();
@@ -399,17 +467,18 @@ int64_t Call(RedisReply* r) {
   int64_t rc = conn.fd < 0 ? Connect(deadline) : 0;
   if (rc == 0) rc = WriteAll(cmd, deadline);
   if (rc == 0) rc = ReadReply(r, deadline);
+  if (rc == 0 && bulk && r->type == '$' && !r->nil) rc = ReadBulk(r->len, *bulk, deadline);
   Unblock(now);
   conn.wbuf.clear();
   if (rc == 0) conn.backoff = 0;
   return rc;
 }
 
-// The buffer holds nothing but the reply just handled; a big one is released.
+// The buffer holds nothing but the reply just handled (a head of at most
+// kMaxLine bytes within one read, so it never grows large).
 void Consumed() {
   conn.rbuf.erase(0, conn.rpos);
   conn.rpos = 0;
-  if (conn.rbuf.capacity() > (1 << 20)) conn.rbuf.shrink_to_fit();
 }
 
 // An error reply the command does not expect: the store refused (NOAUTH,
@@ -516,7 +585,7 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   t->db = Int(o, "db");
   t->username = Str(o, "username");
   t->password = Str(o, "password");
-  t->timeout_ms = std::max<int64_t>(1, Int(o, "timeoutMs"));
+  t->timeout_ms = std::clamp<int64_t>(Int(o, "timeoutMs"), 1, kMaxTimeoutMs);
   Napi::Value tls = o.Get("tls");
   if (tls.IsObject()) {
     std::string err;
@@ -566,7 +635,7 @@ Napi::Value KvParseReply(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r) {
+int64_t ParseHead(const uint8_t* p, size_t n, RedisReply* r) {
   if (n == 0) return 0;
   if (p[0] != '+' && p[0] != '-' && p[0] != ':' && p[0] != '$') return -1;
   int64_t end = LineEnd(p, n, 1);
@@ -585,21 +654,25 @@ int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r) {
     case '$': {
       int64_t size;
       if (!ParseInt(p + 1, len, &size) || size < -1 || size > kMaxBulk) return -1;
-      if (size == -1) {
-        r->nil = true;
-        return end + 2;
+      r->nil = size == -1;
+      if (!r->nil) {
+        r->off = static_cast<size_t>(end) + 2;
+        r->len = static_cast<size_t>(size);
       }
-      size_t body = static_cast<size_t>(end) + 2;
-      size_t total = body + static_cast<size_t>(size) + 2;
-      if (n < total) return 0;
-      if (p[total - 2] != '\r' || p[total - 1] != '\n') return -1;
-      r->off = body;
-      r->len = static_cast<size_t>(size);
-      return static_cast<int64_t>(total);
+      return end + 2;
     }
     default:
       return -1;
   }
+}
+
+int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r) {
+  int64_t head = ParseHead(p, n, r);
+  if (head <= 0 || r->type != '$' || r->nil) return head;
+  size_t total = static_cast<size_t>(head) + r->len + 2;
+  if (n < total) return 0;
+  if (p[total - 2] != '\r' || p[total - 1] != '\n') return -1;
+  return static_cast<int64_t>(total);
 }
 
 bool RedisActive() { return target != nullptr; }
@@ -607,13 +680,11 @@ bool RedisActive() { return target != nullptr; }
 int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap) {
   Command({{"GET", 3}, Arg(key)});
   RedisReply r;
-  if (Call(&r)) return kKvUnavailable;
+  BulkSink value{out, cap};
+  if (Call(&r, &value)) return kKvUnavailable;  // a value that fits is in out already
   int64_t rc;
-  if (r.type == '$' && r.nil) rc = -1;
-  else if (r.type == '$') {
-    if (r.len <= cap) std::memcpy(out, conn.rbuf.data() + r.off, r.len);
-    rc = static_cast<int64_t>(r.len);
-  } else if (r.type == '-') rc = Refused(r);
+  if (r.type == '$') rc = r.nil ? -1 : static_cast<int64_t>(r.len);
+  else if (r.type == '-') rc = Refused(r);
   else return Unexpected();
   Consumed();
   return rc;

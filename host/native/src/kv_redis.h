@@ -26,10 +26,15 @@ struct RedisReply {
 // Parses one reply at the start of p[0, n). Returns the bytes it takes (> 0),
 // 0 when more bytes are needed, or -1 when the bytes are not a reply this client
 // accepts: an unknown type (arrays included: no command sent here returns one),
-// a line longer than kMaxLine, a bulk longer than kMaxBulk, a malformed number.
+// a line longer than kMaxLine, a bulk longer than kMaxBulk, a malformed number,
+// a bulk body not followed by "\r\n".
 constexpr size_t kMaxLine = 4096;
 constexpr int64_t kMaxBulk = 512ll << 20;  // Redis' own proto-max-bulk-len default
 int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r);
+// The same for a reply's first line only: a bulk string's header ($N) is taken
+// alone (r->len = N, its body would start at r->off), so a client can stream
+// the body instead of buffering it. ParseReply is this plus the body.
+int64_t ParseHead(const uint8_t* p, size_t n, RedisReply* r);
 
 // True when this thread's kv calls go to Redis.
 bool RedisActive();
