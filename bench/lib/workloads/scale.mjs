@@ -26,11 +26,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import wabtInit from 'wabt';
 import { runClient, sleep } from '../proc.mjs';
 import { groupCpuSeconds, groupFdCount, groupRssKiB } from '../procfs.mjs';
 import { launch, moduleExists } from '../servers.mjs';
 import { summarize } from '../stats.mjs';
+import { watToWasm } from '../wat.mjs';
 import { MODULE } from './echo.mjs';
 
 export const title = 'scale';
@@ -300,19 +300,6 @@ export function timerModuleWat(intervalMs = TIMER_INTERVAL_MS) {
     (i32.store (i32.const 36) (i32.const 8))
     (i32.const 0)))
 `;
-}
-
-/** WAT text → WebAssembly bytes, with the wabt package (as test/fixtures.ts does). */
-async function watToWasm(name, text) {
-  const wabt = await wabtInit();
-  const mod = wabt.parseWat(name, text);
-  try {
-    mod.resolveNames();
-    mod.validate();
-    return new Uint8Array(mod.toBinary({}).buffer);
-  } finally {
-    mod.destroy();
-  }
 }
 
 /**
