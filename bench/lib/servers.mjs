@@ -21,7 +21,8 @@ export function serverDefs({ root, bins, threads }) {
   return {
     /** tls: { cert, key } serves TLS 1.2–1.3 with ALPN http/1.1 (OpenSSL's default ciphers, server order, tickets on). */
     /** batch: --batch (default: the server's). Its syscalls per request are counted in a separate strace run. */
-    tcpmod: (module, { workers = threads, tls = null, batch = null, id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}${batch ? ` --batch ${batch}` : ''}` } = {}) => ({
+    /** args: more `serve` options, after all the others (the soak's timeouts). */
+    tcpmod: (module, { workers = threads, tls = null, batch = null, args = [], id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}${batch ? ` --batch ${batch}` : ''}` } = {}) => ({
       id,
       label,
       module,
@@ -32,6 +33,7 @@ export function serverDefs({ root, bins, threads }) {
           'bin/tcpmod.js', 'serve', module, '--host', '127.0.0.1', '--port', String(port), '--threads', String(workers), '--log-level', 'warn',
           ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-min-version', '1.2', '--alpn', 'http/1.1'] : []),
           ...(batch ? ['--batch', String(batch)] : []),
+          ...args,
         ],
         readyLine: LISTENING,
       }),
