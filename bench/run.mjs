@@ -13,8 +13,8 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderChart } from './lib/chart.mjs';
+import { log, parseDuration, parseFlags, positiveInteger, runScript } from './lib/cli.mjs';
 import { evaluateGoals } from './lib/goals.mjs';
-import { installCleanup, killAll } from './lib/proc.mjs';
 import { renderMarkdown, renderReadmeSection } from './lib/report.mjs';
 import { serverDefs } from './lib/servers.mjs';
 import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs';
@@ -40,63 +40,29 @@ const USAGE = `usage: npm run bench -- [options]
   --quick           smoke check in under a minute; writes bench/results/quick.* (never latest.*)
   --help`;
 
-function parseDuration(v, option) {
-  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(String(v ?? '').trim());
-  if (!m) throw new Error(`${option} must be a duration like 3s or 500ms, got ${JSON.stringify(v)}`);
-  return m[2] === 'ms' ? Number(m[1]) / 1000 : Number(m[1]);
-}
-
 function parseArgs(argv) {
   const o = { only: null, rounds: null, seconds: null, warmupSeconds: null, threads: os.cpus().length, quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? argv[i].split(/=(.*)/s) : [argv[i], undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--only': {
-        o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
-        const bad = o.only.filter((n) => !WORKLOADS[n]);
-        if (bad.length) throw new Error(`--only: unknown workload(s) ${bad.join(', ')} (have: ${Object.keys(WORKLOADS).join(', ')})`);
-        break;
-      }
-      case '--rounds':
-        o.rounds = Number(value());
-        if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a positive integer');
-        break;
-      case '--duration':
-        o.seconds = parseDuration(value(), '--duration');
-        if (!(o.seconds > 0)) throw new Error('--duration must be > 0');
-        break;
-      case '--warmup':
-        o.warmupSeconds = parseDuration(value(), '--warmup');
-        break;
-      case '--threads':
-        o.threads = Number(value());
-        if (!Number.isInteger(o.threads) || o.threads < 1) throw new Error('--threads must be a positive integer');
-        break;
-      case '--quick':
-        o.quick = true;
-        break;
-      case '--help':
-      case '-h':
-        process.stdout.write(`${USAGE}\n`);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${argv[i]}\n${USAGE}`);
-    }
-  }
+  parseFlags(argv, USAGE, {
+    '--only': (value) => {
+      o.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+      const bad = o.only.filter((n) => !WORKLOADS[n]);
+      if (bad.length) throw new Error(`--only: unknown workload(s) ${bad.join(', ')} (have: ${Object.keys(WORKLOADS).join(', ')})`);
+    },
+    '--rounds': (value) => (o.rounds = positiveInteger(value(), '--rounds')),
+    '--duration': (value) => {
+      o.seconds = parseDuration(value(), '--duration');
+      if (!(o.seconds > 0)) throw new Error('--duration must be > 0');
+    },
+    '--warmup': (value) => (o.warmupSeconds = parseDuration(value(), '--warmup')),
+    '--threads': (value) => (o.threads = positiveInteger(value(), '--threads')),
+    '--quick': () => (o.quick = true),
+  });
   o.rounds ??= o.quick ? 1 : 3;
   o.seconds ??= o.quick ? 1 : 3;
   o.warmupSeconds ??= o.quick ? 0 : 1;
   o.only ??= Object.keys(WORKLOADS);
   return o;
 }
-
-const log = (msg) => process.stderr.write(`${msg}\n`);
 
 /** Tools the selected workloads need; apt-installs what is missing. */
 function prepareTools(only) {
@@ -113,16 +79,8 @@ function prepareTools(only) {
   return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns'].map((n) => [n, buildC(benchDir, n, log)]));
 }
 
-async function main() {
-  let opts;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    log(`bench: ${e.message}`);
-    process.exit(2);
-  }
-  installCleanup();
-  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+/** The run; resolves the exit status: 1 when a workload failed. */
+async function main(opts, command) {
   const outBase = join(benchDir, 'results', opts.quick ? 'quick' : 'latest');
   mkdirSync(dirname(outBase), { recursive: true });
   const bins = prepareTools(opts.only);
@@ -185,7 +143,7 @@ async function main() {
   }
   log(`\nbench: wrote ${written.join(', ')}`);
   for (const g of results.goals) log(`  ${g.met === true ? 'met    ' : g.met === false ? 'NOT met' : 'n/a    '}  ${g.goal}: ${g.seen}`);
-  return failed;
+  return failed ? 1 : 0;
 }
 
 /** Every server and client command line of the run, by workload. */
@@ -209,14 +167,4 @@ function collectCommands(workloads) {
   return out;
 }
 
-main().then(
-  (failed) => {
-    killAll();
-    process.exit(failed ? 1 : 0);
-  },
-  (e) => {
-    log(`bench: ${e.stack ?? e}`);
-    killAll();
-    process.exit(1);
-  },
-);
+runScript('bench', parseArgs, main);

@@ -8,7 +8,7 @@
 //
 // What runs, all on 127.0.0.1, all bounded (fixed connection counts, fixed
 // rates or closed loops with few connections, every client run time-limited):
-//   servers   node bin/tcpmod.js serve build/{echo,http,resp}.wasm --port 0
+//   servers   node bin/tcpmod.js serve build/{echo,http,resp}.wasm --port P (a free port)
 //             --threads 2 --log-level warn --frame-timeout 5s --read-timeout 20s
 //   echo      bench/bin/echo-load, 10 connections × 64 B, closed loop, runs of 30 s back to back
 //   HTTP      wrk -t 1 -c 10 (keep-alive), runs of 30 s back to back; and a churn of
@@ -34,15 +34,16 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { echoLoad, redisBenchmark, wrk } from './lib/clients.mjs';
-import { installCleanup, killAll, sleep, spawnTracked } from './lib/proc.mjs';
+import { log, parseDuration, parseFlags, positiveInteger, runScript } from './lib/cli.mjs';
+import { sleep, spawnTracked } from './lib/proc.mjs';
 import { groupCpuSeconds, rssKiB } from './lib/procfs.mjs';
+import { launch, serverDefs } from './lib/servers.mjs';
 import { renderSoakChart } from './lib/soak-chart.mjs';
 import { median } from './lib/stats.mjs';
 import { buildC, ensureCommand, machineInfo } from './lib/tools.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const log = (msg) => process.stderr.write(`${msg}\n`);
 
 const SERVERS = [
   { id: 'echo', module: 'build/echo.wasm' },
@@ -74,42 +75,13 @@ const USAGE = `usage: npm run soak -- [options]
   --threads N    worker threads of each tcpmod server (default 2)
   --help`;
 
-function parseDuration(v, option) {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(String(v ?? '').trim());
-  if (!m) throw new Error(`${option} must be a duration like 90s, 10m or 1h, got ${JSON.stringify(v)}`);
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] ?? 's'];
-  return Number(m[1]) * unit;
-}
-
 function parseArgs(argv) {
   const o = { durationSeconds: 600, sampleSeconds: 10, threads: 2 };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? argv[i].split(/=(.*)/s) : [argv[i], undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--duration':
-        o.durationSeconds = parseDuration(value(), '--duration');
-        break;
-      case '--sample':
-        o.sampleSeconds = parseDuration(value(), '--sample');
-        break;
-      case '--threads':
-        o.threads = Number(value());
-        if (!Number.isInteger(o.threads) || o.threads < 1) throw new Error('--threads must be a positive integer');
-        break;
-      case '--help':
-      case '-h':
-        process.stdout.write(`${USAGE}\n`);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${argv[i]}\n${USAGE}`);
-    }
-  }
+  parseFlags(argv, USAGE, {
+    '--duration': (value) => (o.durationSeconds = parseDuration(value(), '--duration')),
+    '--sample': (value) => (o.sampleSeconds = parseDuration(value(), '--sample')),
+    '--threads': (value) => (o.threads = positiveInteger(value(), '--threads')),
+  });
   if (!(o.sampleSeconds >= 1)) throw new Error('--sample must be at least 1s');
   if (!(o.durationSeconds >= 3 * o.sampleSeconds)) throw new Error('--duration must be at least three samples long');
   return o;
@@ -136,41 +108,19 @@ function fdCount(pid) {
 
 // ---- processes --------------------------------------------------------------
 
-/** Starts one tcpmod server on --port 0 in its own process group; resolves once it printed its port. */
-async function startTcpmod(spec, threads) {
-  const args = [
-    'bin/tcpmod.js', 'serve', spec.module, '--host', '127.0.0.1', '--port', '0', '--threads', String(threads), '--log-level', 'warn',
-    '--frame-timeout', LOAD.frameTimeout, '--read-timeout', LOAD.readTimeout,
-  ];
-  const h = spawnTracked(`tcpmod ${spec.id}`, process.execPath, args, { cwd: root, nofile: 65536 });
-  let out = '';
-  let err = '';
-  let exitInfo = null;
-  h.child.stdout.on('data', (d) => (out = (out + d).slice(-65536)));
-  h.child.stderr.on('data', (d) => (err = (err + d).slice(-65536)));
-  h.child.once('exit', (code, signal) => (exitInfo = { code, signal, at: new Date().toISOString() }));
-  const deadline = Date.now() + 20_000;
-  let port = null;
-  while (port === null) {
-    const m = /listening on \S+:(\d+)/.exec(out);
-    if (m) port = Number(m[1]);
-    else if (exitInfo) throw new Error(`${spec.id}: exited (${exitInfo.signal ?? exitInfo.code}) before listening: ${err.trim().slice(-1000)}`);
-    else if (Date.now() > deadline) throw new Error(`${spec.id}: not listening within 20 s: ${err.trim().slice(-1000)}`);
-    else await sleep(20);
-  }
-  const listenedAt = out.length;
-  return {
-    ...spec,
-    pid: h.pid,
-    pgid: h.pgid,
-    port,
-    command: h.command,
-    alive: () => exitInfo === null,
-    exitInfo: () => exitInfo,
+/**
+ * Starts one tcpmod server with the soak's timeouts, as the bench starts its
+ * servers (servers.mjs launch: a free port, its own process group, ready once
+ * it printed "listening on" and accepts connections).
+ */
+async function startTcpmod(defs, spec) {
+  const timeouts = ['--frame-timeout', LOAD.frameTimeout, '--read-timeout', LOAD.readTimeout];
+  const s = await launch(defs.tcpmod(spec.module, { id: spec.id, label: `tcpmod ${spec.id}`, args: timeouts }), { root });
+  return Object.assign(s, {
+    module: spec.module,
     /** What it printed after its "listening on" line (warnings and errors). */
-    logTail: () => `${out.slice(listenedAt)}${err}`.trim().slice(-4000),
-    stop: h.stop,
-  };
+    logTail: () => `${s.stdout().replace(/^[\s\S]*?listening on \S+:\d+[^\n]*\n?/, '')}${s.stderr()}`.trim().slice(-4000),
+  });
 }
 
 /** The soak's own Node clients (slowloris, idle, churn); stop() ends them and resolves their last counters. */
@@ -263,16 +213,8 @@ function ruleText() {
 
 // ---- main -------------------------------------------------------------------
 
-async function main() {
-  let opts;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    log(`soak: ${e.message}`);
-    process.exit(2);
-  }
-  installCleanup();
-  const command = `npm run soak${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+/** The soak; resolves the exit status: 0 when every verdict is flat, else 1. */
+async function main(opts, command) {
   const outBase = join(benchDir, 'results', 'soak');
   mkdirSync(dirname(outBase), { recursive: true });
   ensureCommand('gcc', 'gcc', log);
@@ -293,9 +235,10 @@ async function main() {
     samples: [],
     verdicts: [],
   };
+  const defs = serverDefs({ root, bins, threads: opts.threads });
   const servers = [];
   for (const spec of SERVERS) {
-    const s = await startTcpmod(spec, opts.threads);
+    const s = await startTcpmod(defs, spec);
     servers.push(s);
     soak.servers[s.id] = { module: s.module, port: s.port, pid: s.pid, command: s.command };
     log(`soak: ${s.id} (${s.module}) listening on 127.0.0.1:${s.port}, pid ${s.pid}`);
@@ -439,14 +382,4 @@ async function main() {
   return soak.verdicts.some((v) => v.verdict !== 'flat') ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    killAll();
-    process.exit(code);
-  },
-  (e) => {
-    log(`soak: ${e.stack ?? e}`);
-    killAll();
-    process.exit(1);
-  },
-);
+runScript('soak', parseArgs, main);

@@ -7,14 +7,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
-import wabtInit from 'wabt';
+import { watToWasm } from '../bench/lib/wat.mjs';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 /** The repository root: tests run `node bin/tcpmod.js` from here. */
 export const ROOT = resolve(FIXTURES, '..', '..');
 
 let outDir: string | null = null;
-let wabt: Awaited<ReturnType<typeof wabtInit>> | null = null;
 const built = new Map<string, string>();
 
 afterAll(() => {
@@ -28,18 +27,8 @@ function dir(): string {
   return outDir;
 }
 
-/** WAT text → WebAssembly bytes. Fixtures may use any feature wabt enables by default. */
-export async function watToWasm(name: string, text: string): Promise<Uint8Array> {
-  wabt ??= await wabtInit();
-  const mod = wabt.parseWat(name, text);
-  try {
-    mod.resolveNames();
-    mod.validate();
-    return new Uint8Array(mod.toBinary({}).buffer);
-  } finally {
-    mod.destroy();
-  }
-}
+/** WAT text → WebAssembly bytes (one compiler for the tests and the bench: bench/lib/wat.mjs). */
+export { watToWasm };
 
 /** Builds test/fixtures/<name>.wat (once per test file) and returns the .wasm path. */
 export async function fixture(name: string): Promise<string> {

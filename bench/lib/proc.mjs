@@ -107,7 +107,7 @@ export async function startServer(spec) {
   let exitInfo = null;
   const exited = new Promise((resolve) =>
     child.once('exit', (code, signal) => {
-      exitInfo = { code, signal };
+      exitInfo = { code, signal, at: new Date().toISOString() };
       resolve(exitInfo);
     }),
   );

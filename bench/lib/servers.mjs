@@ -18,11 +18,11 @@ const NOFILE = 65536;
  */
 export function serverDefs({ root, bins, threads }) {
   const node = process.execPath;
-  const nginxBin = hasCommand('nginx') ? 'nginx' : '/usr/sbin/nginx';
   return {
     /** tls: { cert, key } serves TLS 1.2–1.3 with ALPN http/1.1 (OpenSSL's default ciphers, server order, tickets on). */
     /** batch: --batch (default: the server's). Its syscalls per request are counted in a separate strace run. */
-    tcpmod: (module, { workers = threads, tls = null, batch = null, id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}${batch ? ` --batch ${batch}` : ''}` } = {}) => ({
+    /** args: more `serve` options, after all the others (the soak's timeouts). */
+    tcpmod: (module, { workers = threads, tls = null, batch = null, args = [], id = 'tcpmod', label = `tcpmod ×${workers}${tls ? ' TLS' : ''}${batch ? ` --batch ${batch}` : ''}` } = {}) => ({
       id,
       label,
       module,
@@ -33,6 +33,7 @@ export function serverDefs({ root, bins, threads }) {
           'bin/tcpmod.js', 'serve', module, '--host', '127.0.0.1', '--port', String(port), '--threads', String(workers), '--log-level', 'warn',
           ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-min-version', '1.2', '--alpn', 'http/1.1'] : []),
           ...(batch ? ['--batch', String(batch)] : []),
+          ...args,
         ],
         readyLine: LISTENING,
       }),
@@ -74,9 +75,9 @@ export function serverDefs({ root, bins, threads }) {
       start: (port) => {
         const dir = mkdtempSync(join(os.tmpdir(), 'tcpmod-bench-nginx-'));
         const conf = join(dir, 'nginx.conf');
-        writeFileSync(conf, nginxConfig(dir, port, threads, tls));
+        writeFileSync(conf, nginxConfig(dir, port, threads, { tls, keepaliveRequests: 1_000_000 }));
         return {
-          cmd: nginxBin,
+          cmd: nginxBin(),
           args: ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')],
           cleanup: () => rmSync(dir, { recursive: true, force: true }),
         };
@@ -119,10 +120,26 @@ function nginxTls(tls) {
 }
 
 /**
- * A temporary nginx configuration: `return 200 'Hello, World!'` from N workers,
- * no logging to files outside dir; with tls ({ cert, key }) over HTTPS (see nginxTls).
+ * A temporary nginx configuration: `return 200 'Hello, World!'` on GET / from
+ * N workers, no logging to files outside dir. The options add directives to
+ * it; each one not given is left out of the text (nginx's default then holds):
+ *   tls                { cert, key }: HTTPS (see nginxTls)
+ *   keepaliveRequests  requests served on one keep-alive connection before
+ *                      nginx closes it (its default is 1000)
+ *   timeouts           { directive: value } for the http block, in that order,
+ *                      e.g. { send_timeout: '20s' }
+ *   maxBody            client_max_body_size, e.g. '2m'
+ *   kv                 true: dir/www is the document root, sent with sendfile;
+ *                      PUT under /kv/ stores files there (DAV module), GET
+ *                      reads them; only exactly / answers Hello, World!
  */
-export function nginxConfig(dir, port, workers, tls = null) {
+export function nginxConfig(dir, port, workers, { tls = null, keepaliveRequests = null, timeouts = {}, maxBody = null, kv = false } = {}) {
+  const http = [
+    ...(keepaliveRequests === null ? [] : [`keepalive_requests ${keepaliveRequests}`]),
+    ...(kv ? ['sendfile on'] : []),
+    ...Object.entries(timeouts).map(([k, v]) => `${k} ${v}`),
+    ...(maxBody === null ? [] : [`client_max_body_size ${maxBody}`]),
+  ];
   return `daemon off;
 master_process on;
 worker_processes ${workers};
@@ -138,16 +155,26 @@ http {
   fastcgi_temp_path ${join(dir, 'fastcgi')};
   uwsgi_temp_path ${join(dir, 'uwsgi')};
   scgi_temp_path ${join(dir, 'scgi')};
-  keepalive_requests 1000000;
-  server {
+${http.map((d) => `  ${d};\n`).join('')}  server {
     listen 127.0.0.1:${port}${tls ? ' ssl' : ''};
-${tls ? nginxTls(tls) : ''}    location / {
+${tls ? nginxTls(tls) : ''}${kv ? `    root ${join(dir, 'www')};\n` : ''}    location ${kv ? '= ' : ''}/ {
       default_type text/plain;
       return 200 'Hello, World!';
     }
-  }
+${kv ? NGINX_KV_LOCATION : ''}  }
 }
 `;
+}
+
+const NGINX_KV_LOCATION = `    location /kv/ {
+      default_type application/octet-stream;
+      dav_methods PUT;
+    }
+`;
+
+/** The nginx binary: on PATH, else where Debian's package puts it (sbin is not on every PATH). */
+export function nginxBin() {
+  return hasCommand('nginx') ? 'nginx' : '/usr/sbin/nginx';
 }
 
 /** Starts a definition on a free port; the handle's stop() also cleans up after it. */

@@ -32,8 +32,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { runClient, withTimeout } from '../proc.mjs';
 import { groupCpuSeconds, groupRssKiB } from '../procfs.mjs';
-import { launch, moduleExists } from '../servers.mjs';
-import { hasCommand } from '../tools.mjs';
+import { launch, moduleExists, nginxBin, nginxConfig } from '../servers.mjs';
 
 export const title = 'hostile';
 export const HTTP_MODULE = 'build/http.wasm';
@@ -126,7 +125,6 @@ function notes({ baselineSeconds, attackSeconds }) {
 
 /** nginx for this workload: `GET /` answers Hello, World!, /kv/big is a 1 MiB static file, PUT /kv/… is accepted (dav). */
 export function nginxDef(threads) {
-  const bin = hasCommand('nginx') ? 'nginx' : '/usr/sbin/nginx';
   return {
     id: 'nginx',
     label: `nginx ×${threads}`,
@@ -138,45 +136,10 @@ export function nginxDef(threads) {
       chmodSync(join(dir, 'www', 'kv'), 0o777);
       writeFileSync(join(dir, 'www', 'kv', 'big'), Buffer.alloc(HTTP_BIG, 'x'), { mode: 0o644 });
       const conf = join(dir, 'nginx.conf');
-      writeFileSync(conf, nginxConfig(dir, port, threads));
-      return { cmd: bin, args: ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+      writeFileSync(conf, nginxConfig(dir, port, threads, { timeouts: NGINX_TIMEOUTS, maxBody: '2m', kv: true }));
+      return { cmd: nginxBin(), args: ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], cleanup: () => rmSync(dir, { recursive: true, force: true }) };
     },
   };
-}
-
-function nginxConfig(dir, port, workers) {
-  const timeouts = Object.entries(NGINX_TIMEOUTS).map(([k, v]) => `  ${k} ${v};\n`).join('');
-  return `daemon off;
-master_process on;
-worker_processes ${workers};
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'error.log')} warn;
-events {
-  worker_connections 16384;
-}
-http {
-  access_log off;
-  client_body_temp_path ${join(dir, 'client_body')};
-  proxy_temp_path ${join(dir, 'proxy')};
-  fastcgi_temp_path ${join(dir, 'fastcgi')};
-  uwsgi_temp_path ${join(dir, 'uwsgi')};
-  scgi_temp_path ${join(dir, 'scgi')};
-  sendfile on;
-${timeouts}  client_max_body_size 2m;
-  server {
-    listen 127.0.0.1:${port};
-    root ${join(dir, 'www')};
-    location = / {
-      default_type text/plain;
-      return 200 'Hello, World!';
-    }
-    location /kv/ {
-      default_type application/octet-stream;
-      dav_methods PUT;
-    }
-  }
-}
-`;
 }
 
 // ---- one server -------------------------------------------------------------------

@@ -26,11 +26,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import wabtInit from 'wabt';
 import { runClient, sleep } from '../proc.mjs';
 import { groupCpuSeconds, groupFdCount, groupRssKiB } from '../procfs.mjs';
 import { launch, moduleExists } from '../servers.mjs';
 import { summarize } from '../stats.mjs';
+import { watToWasm } from '../wat.mjs';
 import { MODULE } from './echo.mjs';
 
 export const title = 'scale';
@@ -181,6 +181,61 @@ function slabKiB() {
 }
 
 /**
+ * A client that opens its connections to server, prints a JSON line for each
+ * result on stdout and holds the connections until its stdin ends
+ * (bench/bin/idle-conns, bench/lib/timer-client.mjs). It runs as runClient
+ * runs it (its own process group, killed after 300 s).
+ *   lines       the JSON lines printed so far, parsed
+ *   ended()     whether it has exited
+ *   send(text)  writes to its stdin
+ *   line(k, ms, what)  waits for the k-th line; throws when the client ends,
+ *               the server exits or ms pass first (`what` names the line)
+ *   finish()    ends its stdin and resolves runClient's result; again: the same
+ */
+function holdingClient(name, server, cmd, args, nofile) {
+  const lines = [];
+  let child = null;
+  let ended = false;
+  const done = runClient(cmd, args, {
+    stdin: true,
+    nofile,
+    timeoutMs: 300_000,
+    started: (c) => (child = c),
+    onStdout: (all) => {
+      const complete = all.split('\n').slice(0, -1);
+      while (lines.length < complete.length) lines.push(JSON.parse(complete[lines.length]));
+    },
+  });
+  done.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  return {
+    lines,
+    ended: () => ended,
+    send: (text) => child.stdin.write(text),
+    async line(k, ms, what) {
+      const deadline = Date.now() + ms;
+      while (lines.length < k) {
+        if (ended) throw new Error(`${name} ended before ${what}: ${(await done).stderr.trim().slice(-500)}`);
+        assertAlive(server);
+        if (Date.now() > deadline) throw new Error(`${name}: no ${what} within ${ms / 1000} s`);
+        await sleep(20);
+      }
+      return lines[k - 1];
+    },
+    finish: () => {
+      child?.stdin?.end();
+      return done;
+    },
+  };
+}
+
+function assertAlive(server) {
+  if (!server.alive()) throw new Error(`server exited: ${server.stderr().trim().slice(-500)}`);
+}
+
+/**
  * One fresh server holding n idle connections. opts: sources (client source
  * addresses), clientNofile (runs the client under prlimit), pollMs (the
  * /proc/PID/fd poll; listing 100,000 descriptors takes a while), settleMs
@@ -189,52 +244,38 @@ function slabKiB() {
 async function holdConnections(ctx, def, n, opts = {}) {
   const server = await launch(def, ctx);
   let client = null;
-  let clientDone = null;
   try {
     await sleep(ctx.quick ? 200 : 500); // let start-up allocations settle
     const rssBeforeKiB = groupRssKiB(server.pgid);
     const fdBefore = groupFdCount(server.pgid);
     const slabBeforeKiB = opts.kernelMemory ? slabKiB() : null;
-    let line = null;
     const t0 = performance.now();
     const clientArgs = ['127.0.0.1', String(server.port), String(n), ...(opts.sources ? [opts.sources.join(',')] : [])];
     const [cmd, args, nofile] = opts.clientNofile
       ? ['prlimit', [`--nofile=${opts.clientNofile}:${opts.clientNofile}`, ctx.bins['idle-conns'], ...clientArgs], undefined]
       : [ctx.bins['idle-conns'], clientArgs, n + 1024];
-    clientDone = runClient(cmd, args, {
-      stdin: true,
-      nofile,
-      timeoutMs: 300_000,
-      started: (c) => (client = c),
-      onStdout: (all) => {
-        const first = all.split('\n')[0];
-        if (all.includes('\n') && !line) line = JSON.parse(first);
-      },
-    });
-    let ended = false;
-    clientDone.then(() => (ended = true));
+    client = holdingClient('idle-conns', server, cmd, args, nofile);
     // All accepted once the server holds n more descriptors (or all the client managed to open).
     let acceptSeconds = null;
     const deadline = Date.now() + 120_000;
     const pollMs = opts.pollMs ?? 5;
-    while (Date.now() < deadline && !ended) {
-      const want = line ? line.connected : n;
+    while (Date.now() < deadline && !client.ended()) {
+      const want = client.lines.length ? client.lines[0].connected : n;
       if (groupFdCount(server.pgid) - fdBefore >= want) {
         acceptSeconds = (performance.now() - t0) / 1000;
-        if (line) break;
+        if (client.lines.length) break;
       }
-      if (!server.alive()) throw new Error(`server exited: ${server.stderr().trim().slice(-500)}`);
+      assertAlive(server);
       await sleep(acceptSeconds === null ? Math.max(10, pollMs) : pollMs);
     }
-    if (!line) throw new Error(`idle-conns gave no result${ended ? ` (${(await clientDone).stderr.trim()})` : ''}`);
+    const line = client.lines[0];
+    if (!line) throw new Error(`idle-conns gave no result${client.ended() ? ` (${(await client.finish()).stderr.trim()})` : ''}`);
     if (acceptSeconds === null) throw new Error(`server did not hold ${line.connected} connections within the deadline`);
     await sleep(opts.settleMs ?? (ctx.quick ? 300 : 1000)); // held idle for a moment
     const rssAfterKiB = groupRssKiB(server.pgid);
     const fdHeld = groupFdCount(server.pgid) - fdBefore;
     const slabAfterKiB = opts.kernelMemory ? slabKiB() : null;
-    client.stdin.end();
-    const c = await clientDone;
-    clientDone = null;
+    const c = await client.finish();
     return {
       requested: n,
       connected: line.connected,
@@ -258,10 +299,7 @@ async function holdConnections(ctx, def, n, opts = {}) {
       clientCommand: c.command,
     };
   } finally {
-    if (clientDone) {
-      client?.stdin?.end();
-      await clientDone;
-    }
+    await client?.finish();
     await server.stop();
   }
 }
@@ -302,19 +340,6 @@ export function timerModuleWat(intervalMs = TIMER_INTERVAL_MS) {
 `;
 }
 
-/** WAT text → WebAssembly bytes, with the wabt package (as test/fixtures.ts does). */
-async function watToWasm(name, text) {
-  const wabt = await wabtInit();
-  const mod = wabt.parseWat(name, text);
-  try {
-    mod.resolveNames();
-    mod.validate();
-    return new Uint8Array(mod.toBinary({}).buffer);
-  } finally {
-    mod.destroy();
-  }
-}
-
 /**
  * Part 3: n connections with a timer each. After a warm-up (every connection
  * has fired at least once, so each stamp in the window has a predecessor),
@@ -324,7 +349,6 @@ async function timerRun(ctx, n, seconds) {
   const dir = mkdtempSync(join(os.tmpdir(), 'tcpmod-bench-timer-'));
   let server = null;
   let client = null;
-  let clientDone = null;
   try {
     const wasm = join(dir, 'timer.wasm');
     writeFileSync(wasm, await watToWasm('timer.wat', timerModuleWat()));
@@ -332,44 +356,20 @@ async function timerRun(ctx, n, seconds) {
     server = await launch(def, ctx);
     await sleep(300);
     const rssBeforeKiB = groupRssKiB(server.pgid);
-    const lines = [];
-    clientDone = runClient(process.execPath, [join(ctx.benchDir, 'lib', 'timer-client.mjs'), '127.0.0.1', String(server.port), String(n)], {
-      stdin: true,
-      nofile: n + 1024,
-      timeoutMs: 300_000,
-      started: (c) => (client = c),
-      onStdout: (all) => {
-        const done = all.split('\n').slice(0, -1);
-        while (lines.length < done.length) lines.push(JSON.parse(done[lines.length]));
-      },
-    });
-    let ended = false;
-    clientDone.then(() => (ended = true));
-    const waitLine = async (k, ms, what) => {
-      const deadline = Date.now() + ms;
-      while (lines.length < k) {
-        if (ended) throw new Error(`timer-client ended before ${what}: ${(await clientDone).stderr.trim().slice(-500)}`);
-        if (!server.alive()) throw new Error(`server exited: ${server.stderr().trim().slice(-500)}`);
-        if (Date.now() > deadline) throw new Error(`timer-client: no ${what} within ${ms / 1000} s`);
-        await sleep(20);
-      }
-      return lines[k - 1];
-    };
-    const opened = await waitLine(1, 120_000, 'connections');
+    client = holdingClient('timer-client', server, process.execPath, [join(ctx.benchDir, 'lib', 'timer-client.mjs'), '127.0.0.1', String(server.port), String(n)], n + 1024);
+    const opened = await client.line(1, 120_000, 'connections');
     if (opened.connected === 0) throw new Error(`timer-client connected nothing: ${opened.firstError}`);
     await sleep(2 * TIMER_INTERVAL_MS + 500); // every connection has fired at least once
     const cpu0 = groupCpuSeconds(server.pgid);
     const t0 = performance.now();
-    client.stdin.write('start\n');
+    client.send('start\n');
     await sleep(seconds * 1000);
-    client.stdin.write('stop\n');
+    client.send('stop\n');
     const cpu1 = groupCpuSeconds(server.pgid);
     const wallSeconds = (performance.now() - t0) / 1000;
-    const seen = await waitLine(2, 30_000, 'result');
+    const seen = await client.line(2, 30_000, 'result');
     const rssAfterKiB = groupRssKiB(server.pgid);
-    client.stdin.end();
-    const c = await clientDone;
-    clientDone = null;
+    const c = await client.finish();
     const cpuSeconds = cpu1 - cpu0;
     return {
       connections: opened.connected,
@@ -394,10 +394,7 @@ async function timerRun(ctx, n, seconds) {
       clientCommand: c.command,
     };
   } finally {
-    if (clientDone) {
-      client?.stdin?.end();
-      await clientDone;
-    }
+    await client?.finish();
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
