@@ -4,7 +4,11 @@
 // on the machine falls on both alike. Prints per run and the medians: req/s,
 // server CPU µs per request, context switches per request.
 //
-//   node bench/ab-batch.mjs [echo|http] [--batch A,B] [--rounds N] [--seconds S] [--threads N] [--connections C]
+//   node bench/ab-batch.mjs [echo|http] [--batch A,B] [--rounds N] [--seconds S] [--threads N] [--connections C] [--base DIR]
+//
+// --base DIR adds, for each batch value, the same server run from another
+// built checkout (e.g. `git worktree add DIR <commit>`, then its npm run
+// build), interleaved with this one's: a before/after of a loop change.
 //
 // `npm run bench` is the full comparison with the peers; this is the quick,
 // focused one for a change to the loop (see bench/results/echo-profile.md).
@@ -22,7 +26,7 @@ const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
 
 function parse(argv) {
-  const o = { workload: 'echo', batches: [1, 8], rounds: 6, seconds: 3, threads: os.cpus().length, connections: 50 };
+  const o = { workload: 'echo', batches: [1, 8], rounds: 6, seconds: 3, threads: os.cpus().length, connections: 50, base: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -31,6 +35,7 @@ function parse(argv) {
     };
     if (a === 'echo' || a === 'http') o.workload = a;
     else if (a === '--batch') o.batches = next().split(',').map(Number);
+    else if (a === '--base') o.base = resolve(next());
     else if (a === '--rounds') o.rounds = Number(next());
     else if (a === '--seconds') o.seconds = Number(next());
     else if (a === '--threads') o.threads = Number(next());
@@ -53,8 +58,15 @@ async function main() {
       ? echoLoad(bins, { port, connections: o.connections, size: 16, seconds: o.seconds })
       : wrk(benchDir, { port, connections: o.connections, threads: 2, seconds: o.seconds, pipeline: 1 });
   const servers = [];
-  for (const b of o.batches) servers.push(await launch(defs.tcpmod(module, { batch: b, id: `batch${b}` }), { root }));
-  const runs = Object.fromEntries(o.batches.map((b) => [b, []]));
+  const names = [];
+  for (const b of o.batches) {
+    servers.push(await launch(defs.tcpmod(module, { batch: b, id: `batch${b}` }), { root }));
+    names.push(`--batch ${b}`);
+    if (!o.base) continue;
+    servers.push(await launch(defs.tcpmod(module, { batch: b, id: `base-batch${b}` }), { root: o.base }));
+    names.push(`--batch ${b} (${o.base})`);
+  }
+  const runs = Object.fromEntries(names.map((n) => [n, []]));
   try {
     for (const s of servers) await load(s.port); // warm-up
     for (let round = 1; round <= o.rounds; round++) {
@@ -67,17 +79,17 @@ async function main() {
           cpuUs: ((groupCpuSeconds(s.pgid) - cpu0) / r.requests) * 1e6,
           switches: (groupContextSwitches(s.pgid) - cs0) / r.requests,
         };
-        runs[o.batches[i]].push(run);
-        log(`round ${round} · --batch ${o.batches[i]}: ${Math.round(run.rps)} req/s, ${run.cpuUs.toFixed(2)} µs CPU/req, ${run.switches.toFixed(3)} ctx switches/req`);
+        runs[names[i]].push(run);
+        log(`round ${round} · ${names[i]}: ${Math.round(run.rps)} req/s, ${run.cpuUs.toFixed(2)} µs CPU/req, ${run.switches.toFixed(3)} ctx switches/req`);
       }
     }
   } finally {
     for (const s of servers) await s.stop();
     killAll();
   }
-  const rows = o.batches.map((b) => {
-    const m = (k) => median(runs[b].map((r) => r[k]));
-    return `| --batch ${b} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(2)} | ${m('switches').toFixed(3)} |`;
+  const rows = names.map((n) => {
+    const m = (k) => median(runs[n].map((r) => r[k]));
+    return `| ${n} | ${Math.round(m('rps'))} | ${m('cpuUs').toFixed(2)} | ${m('switches').toFixed(3)} |`;
   });
   process.stdout.write(
     `${o.workload} × ${o.connections} connections, ${o.threads} workers, ${o.rounds} interleaved rounds × ${o.seconds} s (medians)\n\n` +
