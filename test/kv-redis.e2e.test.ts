@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
+import { metricsPort, scrape } from './metrics.js';
 import { open, readBytes } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
 import { freePort, RedisServer } from './services.js';
@@ -674,3 +675,65 @@ describe('a streamed value not followed by "\\r\\n" (a scripted server)', () => 
     }
   }, 60_000);
 });
+
+describe('an instance that cannot be made while Redis is down (initkv.wat)', () => {
+  let srv: ServedProcess;
+  let metrics: number;
+  beforeAll(async () => {
+    if (!store.proc) await startRedis();
+    srv = await serve(await fixture('initkv'), ['--kv', `redis://127.0.0.1:${store.port}`, '--kv-timeout', '200ms',
+      '--threads', '1', '--metrics', '127.0.0.1:0']);
+    metrics = await metricsPort(srv, 10_000);
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.stop();
+    if (!store.proc) await startRedis().catch(() => undefined);
+  });
+
+  const exchange = async (input: string): Promise<string> => {
+    const s = await open(srv.port);
+    s.write(input);
+    return (await untilClosedOrBytes(s, input.length)).toString();
+  };
+
+  it('closes the connections that need it (reason fault), keeps its worker, and serves again once the store is back', async () => {
+    expect(await exchange('hi')).toBe('hi');
+    const before = await scrape(metrics);
+    await killRedis();
+    // A fault: the worker renews its instance at once, and tcpmod_init finds the store down.
+    expect(await exchange('!')).toBe('');
+    await until(() => /cannot make an instance of initkv.wasm: .*refused/.test(srv.stderr()), 10_000, 'the warning', 50);
+    // Every connection meanwhile is closed at its first event, without the worker going.
+    for (let i = 0; i < 5; i++) expect(await exchange('x')).toBe('');
+    const during = await scrape(metrics);
+    expect(during['tcpmod_connections_closed_total{reason="fault"}'] - (before['tcpmod_connections_closed_total{reason="fault"}'] ?? 0)).toBe(6);
+    expect(during.tcpmod_workers_started_total).toBe(before.tcpmod_workers_started_total);
+    expect(during.tcpmod_workers_stopped_total ?? 0).toBe(before.tcpmod_workers_stopped_total ?? 0);
+    expect(during['tcpmod_module_faults_total{kind="trap"}']).toBe(1); // the trap; the refusals are not faults
+    await startRedis();
+    // After the worker's Redis backoff (at most 2 s), tcpmod_init runs again and the module serves.
+    await until(async () => (await exchange('back')) === 'back', 20_000, 'the module to serve again', 200);
+    const after = await scrape(metrics);
+    expect(after.tcpmod_workers_started_total).toBe(before.tcpmod_workers_started_total);
+    expect(after['tcpmod_instances_live{generation="1"}']).toBe(1);
+  }, 60_000);
+});
+
+/** Reads until `n` bytes came or the server closed the connection; what came. */
+function untilClosedOrBytes(s: Socket, n: number, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const timer = setTimeout(() => reject(new Error(`neither ${n} bytes nor a close within ${timeoutMs} ms (got ${got.length})`)), timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(got);
+    };
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= n) done();
+    });
+    s.on('close', done);
+    s.on('error', () => undefined);
+  });
+}

@@ -104,6 +104,17 @@ export class WorkerGenerations {
     return k.inst;
   }
 
+  /**
+   * After a fault disposed the instance of `gen`: forgets it, so that the
+   * next use makes a new one (instance()) and the live count says 0 meanwhile.
+   */
+  discard(gen: number): void {
+    const k = this.known.get(gen);
+    if (!k?.inst || !k.inst.isDisposed) return;
+    k.inst = null;
+    this.live(gen, 0);
+  }
+
   /** This worker's live instance of `gen`, or null when it has none now (nothing is made). */
   ready(gen: number): ModuleInstance | null {
     const inst = this.known.get(gen)?.inst;

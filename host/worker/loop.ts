@@ -9,7 +9,7 @@
 // driver's (module/driver.ts); this file only moves bytes and connections.
 import { CloseReason } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
-import { FAULT_KINDS, type ModuleFault } from '../module/errors.js';
+import { FAULT_KINDS, ModuleConfigRefused, ModuleFault } from '../module/errors.js';
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
 import type { CompiledModule } from '../module/load.js';
 import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
@@ -79,6 +79,8 @@ export class EventLoop implements Transport {
   /** Output queued on the connection being handled, as of its last write (queued mode). */
   private backlog = 0;
   private readonly highWater: number;
+  /** When this worker last warned that an instance could not be made (ms). */
+  private instanceWarnedAt = 0;
   /** The odd CALL_SEQ value of the callback running now, or 0. */
   private callSeq = 0;
   private readonly cell: { seq: number; start: number; excluded: number; sendSeq: number; sendStart: number; busy: number };
@@ -186,6 +188,7 @@ export class EventLoop implements Transport {
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.instFor(fd, id, true);
+    if (!inst) return this.unavailable(fd, id);
     const d = inst.desc;
     const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received);
     this.input(fd, id, inst, len, this.received[0]);
@@ -232,6 +235,7 @@ export class EventLoop implements Transport {
   private timer(fd: number, id: number): void {
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.instFor(fd, id, true);
+    if (!inst) return this.unavailable(fd, id);
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
@@ -405,6 +409,7 @@ export class EventLoop implements Transport {
   private open(fd: number, id: number): void {
     const conn = moduleConnId(id);
     const inst = this.openOn(fd, id);
+    if (!inst) return this.unavailable(fd, id);
     const d = inst.desc;
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
     this.fd = fd;
@@ -459,7 +464,8 @@ export class EventLoop implements Transport {
    */
   private close(fd: number, id: number, reason: number, linger = false): void {
     if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
-    const fault = this.driver.close(this.instFor(fd, id, false), moduleConnId(id), reason);
+    const inst = this.instFor(fd, id, false);
+    const fault = inst ? this.driver.close(inst, moduleConnId(id), reason) : null;
     if (fault) return this.faulted(fd, id, fault);
     const keep = linger && this.queued && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
     if (keep && native.connLinger(fd, id) > 0) {
@@ -484,8 +490,46 @@ export class EventLoop implements Transport {
     const gen = this.instGen;
     if (gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
     this.hooks.faulted(fault, moduleConnId(id), this.gens.name(gen));
-    // The faulted instance is disposed: renewed now, as a fault has always done, not on the next event.
-    if (this.gens.spec(gen)) this.gens.instance(gen);
+    // The faulted instance is disposed. The current generation's is renewed now, as a fault has always
+    // done, so the next event does not wait for it; an older generation's only when next used (its
+    // connections are going, and the generation may be freed first).
+    if (gen === this.gens.current && this.gens.spec(gen)) this.make(gen);
+    else this.gens.discard(gen);
+  }
+
+  /**
+   * This worker's instance of `gen`, made if it has none; null when it cannot
+   * be made now (tcpmod_init refused or trapped: e.g. the store it reads at
+   * start is unavailable), warned about at most once a second per worker.
+   * The next use tries again.
+   */
+  private make(gen: number): ModuleInstance | null {
+    try {
+      return this.gens.instance(gen);
+    } catch (e) {
+      if (!(e instanceof ModuleFault || e instanceof ModuleConfigRefused || e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) throw e;
+      this.gens.discard(gen);
+      const now = Date.now();
+      if (now - this.instanceWarnedAt >= 1000) {
+        this.instanceWarnedAt = now;
+        this.hooks.warn(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
+      }
+      return null;
+    }
+  }
+
+  /**
+   * A connection whose module instance cannot be made now: closed with reason
+   * 6 (fault) without on_close (there is no instance to call), counted as a
+   * close, not as a module fault.
+   */
+  private unavailable(fd: number, id: number): void {
+    finishConnection(fd, id, CloseReason.FAULT, this.closeCount);
+  }
+
+  /** Makes the current generation's instance before the first event, if it can be made now (else at first use). */
+  prepare(): void {
+    this.make(this.gens.current);
   }
 
   /**
@@ -496,16 +540,13 @@ export class EventLoop implements Transport {
    * A rollback makes an older generation current, so the same rule moves
    * connections back. Otherwise it stays pinned to its own generation.
    */
-  private instFor(fd: number, id: number, move: boolean): ModuleInstance {
+  private instFor(fd: number, id: number, move: boolean): ModuleInstance | null {
     const gens = this.gens;
     const cur = gens.current;
     // With one generation known (no reload in flight: the usual case) every open connection is on it,
     // and the event costs no extra native call.
     const only = gens.only();
-    if (only === cur) {
-      this.instGen = cur;
-      return (this.inst = gens.instance(cur));
-    }
+    if (only === cur) return this.use(cur);
     let gen = native.connGeneration(fd, id);
     const own = gens.spec(gen);
     if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
@@ -513,24 +554,27 @@ export class EventLoop implements Transport {
       const to = gens.spec(cur);
       if (to && movable(own, to) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
     }
-    this.instGen = gen;
-    return (this.inst = gens.instance(gen));
+    return this.use(gen);
+  }
+
+  /** The instance of `gen` becomes the one in use (this.inst), or null when it cannot be made. */
+  private use(gen: number): ModuleInstance | null {
+    const inst = this.make(gen);
+    if (inst) {
+      this.instGen = gen;
+      this.inst = inst;
+    }
+    return inst;
   }
 
   /** A connection the module meets now starts on the current generation, whatever it was accepted on (its slot is empty). */
-  private openOn(fd: number, id: number): ModuleInstance {
+  private openOn(fd: number, id: number): ModuleInstance | null {
     const gens = this.gens;
     const cur = gens.current;
     // One generation known: the connection is on it already (no native call, as in instFor).
-    if (gens.only() === cur) {
-      this.instGen = cur;
-      return (this.inst = gens.instance(cur));
-    }
+    if (gens.only() === cur) return this.use(cur);
     const to = gens.spec(cur)!;
-    if (native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) {
-      this.instGen = cur;
-      return (this.inst = gens.instance(cur));
-    }
+    if (native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) return this.use(cur);
     return this.instFor(fd, id, false);
   }
 

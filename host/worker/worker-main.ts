@@ -54,9 +54,10 @@ const loop = new EventLoop(cfg, ctr, {
   },
 });
 for (const [spec, compiled] of adopted) loop.gens.add(spec, compiled);
-// The current generation's instance now, as before reloads existed: a worker is ready to serve at once.
+// The current generation's instance now, as before reloads existed: a worker is ready to serve at once
+// (unless tcpmod_init cannot run now, e.g. its store is down: then it is made at first use).
 loop.gens.sync();
-loop.gens.instance(loop.gens.current);
+loop.prepare();
 ctr.set(ctr.slotCell(cfg.slot, S.ALIVE), 1);
 parentPort!.postMessage({ type: 'ready' });
 const retired = loop.run();

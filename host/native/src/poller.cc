@@ -93,6 +93,8 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(info.Env(), "maxEvents must be 1..256").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
+  // Loans are kept per worker (holder > 0); any other caller takes one event at a time.
+  if (holder <= 0) max_events = 1;
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   int32_t* cells = info[4].As<Napi::Int32Array>().Data();
   int32_t* mine = cells + busy_slot;
