@@ -81,6 +81,7 @@ const WASI_EBADF = 8;
 
 export class ModuleInstance {
   readonly memory!: WebAssembly.Memory;
+  private buf: ArrayBuffer | null = null;
   readonly desc!: IoDesc;
   private readonly exports!: Record<string, unknown>;
   /** The connection being handled: the only one tcpmod.send accepts. 0 outside on_open/on_data. */
@@ -152,16 +153,23 @@ export class ModuleInstance {
     }
   }
 
-  /** The memory's current buffer; any call into the module may have replaced it. */
+  /**
+   * The memory's current buffer; any call into the module may have replaced it.
+   * Kept between calls: reading `memory.buffer` costs more than a host call's
+   * own work, and a grow detaches the old buffer (its byteLength becomes 0),
+   * which is how a stale one is told.
+   */
   get buffer(): ArrayBuffer {
-    return this.memory.buffer;
+    const b = this.buf;
+    if (b !== null && b.byteLength !== 0) return b;
+    return (this.buf = this.memory.buffer);
   }
 
   /** Runs tcpmod_init with the config bytes at in_ptr; returns its status (0 accepts). */
   init(config: Uint8Array): number {
     if (!this.initFn) return 0;
     if (config.length > this.desc.inCap) throw new ModuleFault('result', `config of ${config.length} bytes exceeds in_cap ${this.desc.inCap}`);
-    new Uint8Array(this.memory.buffer, this.desc.inPtr, config.length).set(config);
+    new Uint8Array(this.buffer, this.desc.inPtr, config.length).set(config);
     const fn = this.initFn;
     return this.guard(() => fn(config.length)) | 0;
   }
@@ -190,12 +198,12 @@ export class ModuleInstance {
       const rp = this.desc.resPtr;
       if ((rp & 3) === 0) {
         let u32 = this.u32;
-        if (u32.buffer !== this.memory.buffer) u32 = this.u32 = new Uint32Array(this.memory.buffer);
+        if (u32.buffer !== this.buffer) u32 = this.u32 = new Uint32Array(this.buffer);
         this.consumed = u32[rp >>> 2];
         this.outLen = u32[(rp >>> 2) + 1];
       } else {
         // The ABI aligns the IoDesc, not the result record: read an unaligned one byte-wise.
-        const v = new DataView(this.memory.buffer);
+        const v = new DataView(this.buffer);
         this.consumed = v.getUint32(rp, true);
         this.outLen = v.getUint32(rp + 4, true);
       }
@@ -220,7 +228,7 @@ export class ModuleInstance {
     return this.enter(conn, conn, () => {
       const action = fn(conn);
       if (this.collectFn) this.collectFn();
-      const outLen = new DataView(this.memory.buffer).getUint32(this.desc.resPtr + 4, true);
+      const outLen = new DataView(this.buffer).getUint32(this.desc.resPtr + 4, true);
       if ((action !== Action.CONTINUE && action !== Action.CLOSE && action !== Action.ABORT) || outLen > this.desc.outCap)
         throw new ModuleFault('result', `tcpmod_on_open returned action ${action}, out_len ${outLen} of ${this.desc.outCap}`);
       this.outLen = outLen;
@@ -327,12 +335,12 @@ export class ModuleInstance {
     // A start function runs inside instantiation, before the host knows the module's own memory.
     if (this.memory === undefined)
       throw new ModuleFault('trap', 'a host function was called from the start function, before the module\'s memory is known (use _initialize)');
-    return (ptr >>> 0) + (len >>> 0) <= this.memory.buffer.byteLength;
+    return (ptr >>> 0) + (len >>> 0) <= this.buffer.byteLength;
   }
 
   /** A host call given memory it cannot have is the module's fault, as an out-of-bounds load would be. */
   private region(what: string, ptr: number, len: number): void {
-    if (!this.inBounds(ptr, len)) throw new ModuleFault('trap', `${what}: region [${ptr >>> 0}, +${len >>> 0}) is outside memory (${this.memory.buffer.byteLength} bytes)`);
+    if (!this.inBounds(ptr, len)) throw new ModuleFault('trap', `${what}: region [${ptr >>> 0}, +${len >>> 0}) is outside memory (${this.buffer.byteLength} bytes)`);
   }
 
   private tcpmodImports(): Record<string, Function> {
@@ -340,11 +348,11 @@ export class ModuleInstance {
       send: (conn: number, ptr: number, len: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         if (!this.inBounds(ptr, len)) return -2;
-        return this.hooks.send(conn, this.memory.buffer, ptr >>> 0, len >>> 0);
+        return this.hooks.send(conn, this.buffer, ptr >>> 0, len >>> 0);
       },
       log: (level: number, ptr: number, len: number): void => {
         this.region('tcpmod.log', ptr, len);
-        this.hooks.log(level, utf8.decode(new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0)), this.logConn);
+        this.hooks.log(level, utf8.decode(new Uint8Array(this.buffer, ptr >>> 0, len >>> 0)), this.logConn);
       },
       now_ms: this.hooks.now ?? ((): number => Date.now()),
       set_timer: (conn: number, ms: number): number => {
@@ -357,7 +365,7 @@ export class ModuleInstance {
         const bytes = utf8Encoder.encode(this.hooks.peerAddr ? this.hooks.peerAddr() : '');
         if (bytes.length > (cap >>> 0)) return -2;
         this.region('tcpmod.peer_addr out', out, bytes.length);
-        new Uint8Array(this.memory.buffer, out >>> 0, bytes.length).set(bytes);
+        new Uint8Array(this.buffer, out >>> 0, bytes.length).set(bytes);
         return bytes.length;
       },
       want: (conn: number, n: number): number => {
@@ -372,7 +380,7 @@ export class ModuleInstance {
         const bytes = utf8Encoder.encode(v);
         if (bytes.length > (cap >>> 0)) return -2;
         this.region('tcpmod.conn_info out', out, bytes.length);
-        new Uint8Array(this.memory.buffer, out >>> 0, bytes.length).set(bytes);
+        new Uint8Array(this.buffer, out >>> 0, bytes.length).set(bytes);
         return bytes.length;
       },
       abort: (msg: number, file: number, line: number, col: number): never => {
@@ -382,7 +390,7 @@ export class ModuleInstance {
       kv_get: (key: number, keyLen: number, out: number, cap: number): number => {
         this.region('kv_get key', key, keyLen);
         this.region('kv_get out', out, cap);
-        const b = this.memory.buffer;
+        const b = this.buffer;
         const kv = this.hooks.kv;
         if (!kv) return native.kvGet(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
         const v = kv.get(this.bytes(key, keyLen));
@@ -394,7 +402,7 @@ export class ModuleInstance {
       kv_set: (key: number, keyLen: number, val: number, valLen: number): number => {
         this.region('kv_set key', key, keyLen);
         this.region('kv_set value', val, valLen);
-        const b = this.memory.buffer;
+        const b = this.buffer;
         const kv = this.hooks.kv;
         if (!kv) return native.kvSet(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0);
         return kv.set(this.bytes(key, keyLen), this.bytes(val, valLen));
@@ -402,13 +410,13 @@ export class ModuleInstance {
       kv_del: (key: number, keyLen: number): number => {
         this.region('kv_del key', key, keyLen);
         const kv = this.hooks.kv;
-        if (!kv) return native.kvDel(this.memory.buffer, key >>> 0, keyLen >>> 0);
+        if (!kv) return native.kvDel(this.buffer, key >>> 0, keyLen >>> 0);
         return kv.del(this.bytes(key, keyLen));
       },
       kv_incr: (key: number, keyLen: number, delta: bigint, out: number): number => {
         this.region('kv_incr key', key, keyLen);
         this.region('kv_incr out', out, 8);
-        const b = this.memory.buffer;
+        const b = this.buffer;
         const kv = this.hooks.kv;
         let rc: number;
         if (!kv) {
@@ -426,17 +434,17 @@ export class ModuleInstance {
 
   /** A copy of [ptr, ptr + len) of memory (checked by the caller), for a kv backend to keep. */
   private bytes(ptr: number, len: number): Uint8Array {
-    return new Uint8Array(this.memory.buffer, ptr >>> 0, len >>> 0).slice();
+    return new Uint8Array(this.buffer, ptr >>> 0, len >>> 0).slice();
   }
 
   /** Decodes an AssemblyScript string (UTF-16LE, byte length in the u32 before it). */
   private asString(ptr: number): string | null {
     ptr >>>= 0;
     if (ptr < 4 || !this.inBounds(ptr - 4, 4)) return null;
-    const len = new DataView(this.memory.buffer).getUint32(ptr - 4, true);
+    const len = new DataView(this.buffer).getUint32(ptr - 4, true);
     if (!this.inBounds(ptr, len)) return null;
     // One log line, not megabytes of it, whatever the module claims.
-    const text = utf16.decode(new Uint8Array(this.memory.buffer, ptr, Math.min(len, ABORT_TEXT_MAX) & ~1));
+    const text = utf16.decode(new Uint8Array(this.buffer, ptr, Math.min(len, ABORT_TEXT_MAX) & ~1));
     return len > ABORT_TEXT_MAX ? `${text}…` : text;
   }
 }
