@@ -33,8 +33,11 @@ export interface Transport {
   /** A call into the module starts (the handler clock runs) / ends. */
   enter(conn: number): void;
   leave(): void;
-  /** True while the connection's queued output is above its high-water mark: call the module no more now. */
-  congested(): boolean;
+  /**
+   * True while the connection's queued output, with `staged` bytes of replies
+   * not written yet, is above its high-water mark: call the module no more now.
+   */
+  congested(staged: number): boolean;
   /**
    * When true, data() leaves the last output of a KEEP result unsent, in
    * (outMem, outPtr, outLen): the caller must send it before the connection's
@@ -171,7 +174,7 @@ export class AbiDriver {
       }
       const consumed = inst.consumed;
       const rest = len - consumed;
-      if (consumed > 0 && rest > 0 && !this.transport.congested()) {
+      if (consumed > 0 && rest > 0 && !this.transport.congested(this.staged + out)) {
         // Progress with input left: call again before waiting for more, its reply staged behind this one.
         if (out > 0) {
           this.stageOut(inst.buffer, d.outPtr, out);

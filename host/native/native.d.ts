@@ -121,9 +121,13 @@ export interface NativeBinding {
   connAdd(epfd: number, fd: number, id: number, events: number): number;
   /** Clears the holder and re-arms (EPOLL_CTL_MOD) in one call; on failure the caller stays holder. */
   connRearm(epfd: number, fd: number, id: number, events: number): number;
-  /** Re-arms done over since the process started: a claim met an entry whose re-arm was in flight outside the
-   *  table lock and was turned away, so the holder re-armed it again under the lock (for tests). */
-  rearmRetries(): number;
+  /** Since the process started (for tests): [re-arms done over -- a claim met an entry whose re-arm was in flight
+   *  outside the table lock and was turned away, so the holder re-armed it again under the lock; claims that met a
+   *  re-arm in flight which finished before they could mark it, and so took the entry]. */
+  rearmStats(): [number, number];
+  /** Test hook: a claim that meets a re-arm in flight waits `us` µs (0: off) before it marks it, so that the
+   *  re-arming thread finishes in between (the claim must then take the entry, not lose the event). */
+  testClaimPause(us: number): number;
   /** Batches: what an entry given back is re-armed with (a connection, the listener), and how long (ms) the rest
    *  of a batch may wait untouched before the timer gives it back. Call after timersConfigure. 0 | -EBADF. */
   batchConfigure(group: number, connEvents: number, listenEvents: number, budgetMs: number): number;

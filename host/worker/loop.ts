@@ -210,7 +210,10 @@ export class EventLoop implements Transport {
     }
     this.inst = inst;
     this.instGen = gen;
-    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    if (this.ctr.get(G.FORCED)) {
+      this.ctr.f64[this.t + T.BYTES_IN] += received; // read by the wait all the same
+      return this.close(fd, id, CloseReason.SHUTDOWN);
+    }
     this.input(fd, id, inst, len, received);
   }
 
@@ -648,8 +651,8 @@ export class EventLoop implements Transport {
     return ok && info.peerCert ? 1 : 0;
   }
 
-  congested(): boolean {
-    return this.backlog > this.highWater;
+  congested(staged: number): boolean {
+    return this.backlog + staged > this.highWater;
   }
 
 

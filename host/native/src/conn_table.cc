@@ -6,7 +6,10 @@
 // Ownership (why entries need no per-entry lock, and are never freed under
 // another thread):
 // - Every entry has a `holder`: 0 while it waits in epoll, else the worker
-//   (slot + 1) that has it. ClaimEvent sets it (compare-and-swap from 0) when
+//   (slot + 1) that has it, or, for the instant its holder's re-arm syscall is
+//   in flight outside the lock, kRearming / kRearmingMissed (see RearmHeld:
+//   nobody claims it then; connHeld and ReturnLoans never meet these values,
+//   since a native call always finishes before its thread can exit). ClaimEvent sets it (compare-and-swap from 0) when
 //   epoll_wait hands the item over; connRearm clears it in the same native call
 //   that re-arms, so no JavaScript runs between the two and a worker killed at
 //   any instant leaves an exact record of what it held (connHeld).
@@ -161,9 +164,9 @@ Group* GroupOf(int group) {
 }
 
 
-// The table lock: held for short bookkeeping, but also across the epoll_ctl of a
-// re-arm; an adaptive mutex spins a little before it sleeps, which on a busy
-// server saves most futex wait/wake pairs (measured: bench/results/echo-profile.md).
+// The table lock: held for short bookkeeping (the re-arm's epoll_ctl runs outside
+// it, RearmHeld); an adaptive mutex spins a little before it sleeps, which on a
+// busy server saves futex wait/wake pairs (bench/results/echo-profile.md).
 class TableMutex {
  public:
   TableMutex() {
@@ -636,8 +639,9 @@ Napi::Value ConnAdd(const Napi::CallbackInfo& info) {
 // kRearmingMissed and is dropped, and the re-arming thread does it over.
 constexpr int kRearming = -1;
 constexpr int kRearmingMissed = -2;
-// How many re-arms were done over because a claim was turned away (rearmRetries(), for tests).
-std::atomic<uint64_t> rearm_retries{0};
+// How many re-arms were done over because a claim was turned away, and how many
+// claims took an entry whose re-arm finished while they looked (rearmStats(), for tests).
+std::atomic<uint64_t> rearm_retries{0}, claim_rescues{0};
 
 // The epoll event an entry is re-armed with: `events` and what its state adds.
 // Schedules its next wake and queues a due mark that came while it was held.
@@ -709,20 +713,47 @@ int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
   return RearmLocked(c, fd, epfd, events);
 }
 
-// rearmRetries() -> re-arms done over since the process started (a claim came while one was in flight).
-Napi::Value RearmRetries(const Napi::CallbackInfo& info) {
-  return Num(info, static_cast<double>(rearm_retries.load()));
+// Test hook (testClaimPause): µs a claim waits between seeing kRearming and
+// marking it, so that the re-arming thread's swap to 0 lands in between.
+std::atomic<int> claim_pause_us{0};
+
+// testClaimPause(us) -> 0: test hook, see claim_pause_us (0 turns it off).
+Napi::Value TestClaimPause(const Napi::CallbackInfo& info) {
+  int64_t us;
+  if (!ArgInt(info, 0, &us)) return info.Env().Undefined();
+  claim_pause_us = static_cast<int>(std::clamp<int64_t>(us, 0, 100000));
+  return Num(info, 0);
 }
 
-// A claim meeting an entry being re-armed without the lock: tells the
-// re-arming thread to do it again (RearmHeld), and takes nothing.
-void TurnedAway(Conn* c) {
-  int expect = kRearming;
-  c->holder.compare_exchange_strong(expect, kRearmingMissed);
+// rearmStats() -> [re-arms done over, claims that took an entry whose re-arm finished as they looked],
+// since the process started.
+Napi::Value RearmStats(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(rearm_retries.load())));
+  out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(claim_rescues.load())));
+  return out;
+}
+
+// Takes the entry for `holder` if no one holds it. An entry whose re-arm is in
+// flight without the lock (kRearming) is not taken: the claim marks it
+// kRearmingMissed, so the re-arming thread does it again (RearmHeld) and the
+// event comes back. The mark and the re-arming thread's own swap to 0 race: if
+// that swap wins, the entry is free and the claim takes it -- a claim is never
+// lost in between.
+bool Claim(Conn* c, int holder) {
+  for (;;) {
+    int v = 0;
+    if (c->holder.compare_exchange_strong(v, holder)) return true;
+    if (v != kRearming) return false;  // held, or already marked
+    if (int us = claim_pause_us.load(std::memory_order_relaxed)) usleep(static_cast<useconds_t>(us));
+    if (c->holder.compare_exchange_strong(v, kRearmingMissed)) return false;
+    // v changed meanwhile: freed (claim again), or marked by another claimer (nothing to do).
+    if (v == 0) claim_rescues++;
+  }
 }
 
 // connRearm(epfd, fd, id, events) -> 0 | -errno. Gives the entry back to epoll
-// (RearmLocked). On failure the caller stays holder.
+// (RearmHeld). On failure the caller stays holder.
 Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
   int64_t epfd, fd, id, events;
   if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &fd) || !ArgInt(info, 2, &id) || !ArgInt(info, 3, &events))
@@ -1315,11 +1346,7 @@ bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
   if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return false;
   Conn* c = by_fd[fd];
   if (c == nullptr || c->group != group) return false;
-  int free_ = 0;
-  if (!c->holder.compare_exchange_strong(free_, holder)) {
-    if (free_ == kRearming) TurnedAway(c);
-    return false;
-  }
+  if (!Claim(c, holder)) return false;
   *id = static_cast<double>(c->id);
   *due = c->due | PhaseBits(c);
   c->due = 0;
@@ -1337,10 +1364,11 @@ bool LoadClaimed(int fd, double id, int generation, uint8_t* in, size_t cap, uin
 
 void LendBatch(int group, int holder, const Lent* events, int n) {
   std::lock_guard<TableMutex> lock(table_mu);
-  // The events are claimed already: they must be kept, whatever the group has
-  // been configured with so far (without a timerfd no budget is enforced, and
-  // the holder's next waits still hand them out). epollWait never lends to 0.
-  Group* g = &groups[group];
+  // epollWait lends only to a worker (holder > 0) of a group configured for
+  // batches (BatchConfigured), so the group is there, unless the server has just
+  // forgotten it (timersForget, at release: every connection is being closed).
+  Group* g = GroupOf(group);
+  if (g == nullptr || holder <= 0) return;
   if (g->loans.size() <= static_cast<size_t>(holder)) g->loans.resize(static_cast<size_t>(holder) + 1);
   int64_t now = NowMs();
   for (int i = 0; i < n; i++) g->loans[holder].push_back({events[i], now});
@@ -1348,6 +1376,12 @@ void LendBatch(int group, int holder, const Lent* events, int n) {
     g->steal_at = now + g->batch_budget;
     ArmTimerfd(*g);
   }
+}
+
+bool BatchConfigured(int group) {
+  std::lock_guard<TableMutex> lock(table_mu);
+  Group* g = GroupOf(group);
+  return g != nullptr && g->timerfd >= 0 && g->conn_events != 0;
 }
 
 bool PopLent(int group, int holder, Lent* out) {
@@ -1381,11 +1415,8 @@ bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
       g->due_count--;
       Conn* c = FindLocked(f, i);
       if (c == nullptr || c->due == 0) continue;  // closed, or its mark was taken with an event
-      int free_ = 0;
-      if (!c->holder.compare_exchange_strong(free_, holder)) {
-        if (free_ == kRearming) TurnedAway(c);  // its re-arm is done again, and queues it then
-        continue;  // its holder's re-arm queues it again
-      }
+      // Held: its holder's re-arm queues it again (a re-arm in flight is done again, and queues it then).
+      if (!Claim(c, holder)) continue;
       *due = c->due | PhaseBits(c);
       c->due = 0;
       *fd = f;
@@ -1531,7 +1562,8 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connSave", Napi::Function::New(env, ConnSave, "connSave"));
   exports.Set("connAdd", Napi::Function::New(env, ConnAdd, "connAdd"));
   exports.Set("connRearm", Napi::Function::New(env, ConnRearm, "connRearm"));
-  exports.Set("rearmRetries", Napi::Function::New(env, RearmRetries, "rearmRetries"));
+  exports.Set("rearmStats", Napi::Function::New(env, RearmStats, "rearmStats"));
+  exports.Set("testClaimPause", Napi::Function::New(env, TestClaimPause, "testClaimPause"));
   exports.Set("batchConfigure", Napi::Function::New(env, BatchConfigure, "batchConfigure"));
   exports.Set("batchRelease", Napi::Function::New(env, BatchRelease, "batchRelease"));
   exports.Set("connClose", Napi::Function::New(env, ConnClose, "connClose"));

@@ -50,6 +50,10 @@ struct Lent {
 // batch budget, so a slow callback never holds them up longer than that.
 void LendBatch(int group, int holder, const Lent* events, int n);
 
+// Whether the group can lend (LendBatch): its timer exists and batchConfigure
+// told it what to re-arm a loan with. epollWait takes one event at a time otherwise.
+bool BatchConfigured(int group);
+
 // The next event `holder` was lent (its due bits updated with any marked
 // since the claim), or false when there is none.
 bool PopLent(int group, int holder, Lent* out);

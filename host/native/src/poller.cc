@@ -93,8 +93,6 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(info.Env(), "maxEvents must be 1..256").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  // Loans are kept per worker (holder > 0); any other caller takes one event at a time.
-  if (holder <= 0) max_events = 1;
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   int32_t* cells = info[4].As<Napi::Int32Array>().Data();
   int32_t* mine = cells + busy_slot;
@@ -135,6 +133,8 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
       return give(e);
     }
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+    // Loans are kept per worker (holder > 0) of a group configured for them; any other caller takes one event at a time.
+    if (max_events > 1 && (holder <= 0 || !BatchConfigured(static_cast<int>(epfd)))) max_events = 1;
     int n = epoll_wait(static_cast<int>(epfd), evs, static_cast<int>(max_events), wait_ms);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Num(info, -errno);
