@@ -153,25 +153,9 @@ export class AbiDriver {
         return this.faulted(e);
       }
       this.transport.leave();
-      if (this.failure >= 0) {
-        const r = this.failure;
-        this.failure = -1;
-        this.staged = 0;
-        return r;
-      }
-      // ABORT drops this call's out region; earlier calls' replies were given and go out.
-      if (action === Action.ABORT) {
-        this.flush();
-        return CloseReason.MODULE;
-      }
+      const settled = this.settle(inst, action, eof);
+      if (settled !== KEEP) return settled;
       const out = inst.outLen;
-      if (action === Action.CLOSE) {
-        const r = this.finish(inst.buffer, d.outPtr, out, false);
-        if (r >= 0) return r;
-        this.linger = true;
-        // A module that answers EOF with CLOSE did not close the connection: the peer did.
-        return eof ? CloseReason.PEER : CloseReason.MODULE;
-      }
       const consumed = inst.consumed;
       const rest = len - consumed;
       if (consumed > 0 && rest > 0 && !this.transport.congested(this.staged + out)) {
@@ -217,7 +201,7 @@ export class AbiDriver {
       return this.faulted(e);
     }
     this.transport.leave();
-    return this.settle(inst, action, false);
+    return this.settleAll(inst, action);
   }
 
   /**
@@ -238,7 +222,7 @@ export class AbiDriver {
       return this.faulted(e);
     }
     this.transport.leave();
-    const r = this.settle(inst, action, false);
+    const r = this.settleAll(inst, action);
     if (r !== KEEP) return r;
     this.restPtr = inst.desc.inPtr + inst.consumed;
     this.restLen = len - inst.consumed;
@@ -261,26 +245,39 @@ export class AbiDriver {
 
   /**
    * What a callback's result leads to, the same for every callback: a send that
-   * failed during the call, ABORT (the out region is dropped; bytes already
-   * given to tcpmod.send are gone out), the out region, CLOSE.
+   * failed during the call (what is staged is dropped: the connection is
+   * going), ABORT (this call's out region is dropped; what earlier calls of the
+   * event answered and bytes given to tcpmod.send go out), CLOSE (the out region
+   * after everything staged, then the close). KEEP for CONTINUE: the out region
+   * is then the caller's to write or stage.
    */
   private settle(inst: ModuleInstance, action: number, eof: boolean): number {
     if (this.failure >= 0) {
       const r = this.failure;
       this.failure = -1;
+      this.staged = 0;
       return r;
     }
-    if (action === Action.ABORT) return CloseReason.MODULE;
-    if (inst.outLen > 0) {
-      const r = this.write(inst.buffer, inst.desc.outPtr, inst.outLen);
-      if (r >= 0) return r;
+    if (action === Action.ABORT) {
+      this.flush();
+      return CloseReason.MODULE;
     }
     if (action === Action.CLOSE) {
+      const r = this.finish(inst.buffer, inst.desc.outPtr, inst.outLen, false);
+      if (r >= 0) return r;
       this.linger = true;
       // A module that answers EOF with CLOSE did not close the connection: the peer did.
       return eof ? CloseReason.PEER : CloseReason.MODULE;
     }
     return KEEP;
+  }
+
+  /** settle() for a single call (on_open, on_timer): CONTINUE writes its out region at once. */
+  private settleAll(inst: ModuleInstance, action: number): number {
+    const r = this.settle(inst, action, false);
+    if (r !== KEEP) return r;
+    const w = this.finish(inst.buffer, inst.desc.outPtr, inst.outLen, false);
+    return w >= 0 ? w : KEEP;
   }
 
   /** A ModuleFault is the module's doing; anything else is a host bug and propagates. */
