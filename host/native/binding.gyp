@@ -11,7 +11,10 @@
         "src/kv_store.cc",
         "src/kv_redis.cc",
         "src/tls.cc",
-        "src/proxy_protocol.cc"
+        "src/proxy_protocol.cc",
+        "src/output_queue.cc",
+        "src/input_buffer.cc",
+        "src/sender.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

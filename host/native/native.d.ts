@@ -192,7 +192,8 @@ export interface NativeBinding {
   /** Bounds in bytes (0: none). */
   queueConfigure(group: number, queued: number, sendTimeoutMs: number, highWater: number, maxPerConn: number,
     maxOutputTotal: number, maxInputTotal: number): number;
-  groupMemory(group: number): { output: number; input: number };
+  /** Bytes queued and held as carry-over (output, input), and the memory their buffers hold (what the bounds count). */
+  groupMemory(group: number): { output: number; input: number; outputAllocated: number; inputAllocated: number };
   /** The module is being told of the connection (on_open starts); until then a dead acceptor's heir opens it. */
   connOpened(fd: number, id: number): number;
   readonly DUE_OPEN: number;

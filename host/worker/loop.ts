@@ -602,36 +602,40 @@ export class EventLoop implements Transport {
   // ---- Transport (for the driver) ----
 
   /**
-   * Sends in order: queued mode hands the bytes to the connection's queue (the
-   * socket takes what it can now); blocking mode waits up to the send timeout.
+   * Sends in order, plain or TLS alike (the native sender, sender.h): queued
+   * mode hands the bytes to the connection's queue (the socket takes what it
+   * can now, nothing waits); blocking mode waits up to the send timeout.
    * -1, or the close reason.
    */
   send(mem: ArrayBuffer, ptr: number, len: number): number {
-    if (this.queued) {
-      const rc = native.connWrite(this.fd, this.id, mem, ptr, len);
-      if (rc >= 0) {
-        this.backlog = rc;
-        this.ctr.f64[this.t + T.BYTES_OUT] += len;
-        return -1;
-      }
-      if (rc === ENOBUFS) return CloseReason.OVERFLOW;
-      return this.failure(rc);
-    }
-    const cells = this.cells;
-    const c = this.cell;
-    Atomics.store(cells, c.sendStart, clockMs());
-    Atomics.add(cells, c.sendSeq, 1); // odd while sending: the pool tells a blocked sender from a busy one
-    const rc = this.tls
-      ? native.connSend(this.fd, this.id, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited)
-      : native.send(this.fd, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited);
-    // Time spent waiting for a slow reader is the send timeout's business, not the handler's.
-    if (this.callSeq) Atomics.add(cells, c.excluded, this.waited[0]);
-    Atomics.add(cells, c.sendSeq, 1);
+    const rc = this.queued
+      ? native.connWrite(this.fd, this.id, mem, ptr, len)
+      : this.blocking(() => native.connSend(this.fd, this.id, mem, ptr, len, this.cfg.sendTimeoutMs, this.waited));
     if (rc >= 0) {
+      if (this.queued) this.backlog = rc;
       this.ctr.f64[this.t + T.BYTES_OUT] += len;
       return -1;
     }
+    if (rc === ENOBUFS) return CloseReason.OVERFLOW;
     return this.failure(rc);
+  }
+
+  /**
+   * The one way to make a native call that may wait for a slow reader inside a
+   * module callback: the call is marked (SEND_SEQ odd, SEND_START) while it runs
+   * and the time it reports in `waited` is excluded from the callback's, so the
+   * watchdog leaves a slow reader to the send timeout (host/pool, checkStuck).
+   */
+  private blocking(call: () => number): number {
+    const cells = this.cells;
+    const c = this.cell;
+    this.waited[0] = 0;
+    Atomics.store(cells, c.sendStart, clockMs());
+    Atomics.add(cells, c.sendSeq, 1); // odd while sending: the pool tells a blocked sender from a busy one
+    const rc = call();
+    if (this.callSeq) Atomics.add(cells, c.excluded, this.waited[0]);
+    Atomics.add(cells, c.sendSeq, 1);
+    return rc;
   }
 
   /** The close reason for a failed send. */

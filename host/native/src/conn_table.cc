@@ -23,6 +23,7 @@
 #include "conn_table.h"
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -44,7 +45,10 @@
 #include <sys/timerfd.h>
 
 #include "args.h"
+#include "input_buffer.h"
+#include "output_queue.h"
 #include "proxy_protocol.h"
+#include "sender.h"
 #include "sockets.h"
 #include "tls.h"
 
@@ -66,7 +70,7 @@ struct Conn {
   // and is first called once the handshake has completed.
   TlsSession* tls = nullptr;
   bool handshaken = false;
-  std::vector<uint8_t> pending;
+  InputBuffer pending;
   uint8_t state[kMaxState];
   // Time (CLOCK_MONOTONIC ms; under table_mu): the last input, since when the
   // carry-over has been non-empty (0: empty), the module's timer (0: none), and
@@ -75,16 +79,17 @@ struct Conn {
   // event under it.
   std::atomic<int64_t> last_input{0};
   std::atomic<int64_t> frame_since{0};
-  // What this connection holds toward the server's memory bounds, kept beside
-  // the buffers (which only the holder may touch) for the scan that sheds.
+  // What this connection's buffers hold toward the server's memory bounds
+  // (allocated bytes), kept beside the buffers (which only the holder may
+  // touch) for the scan that sheds; and the bytes in use (for the gauges). See AccountBuffers.
   std::atomic<int64_t> in_held{0}, out_held{0};
+  int64_t in_used = 0, out_used = 0;
   int64_t timer_at = 0;
   int64_t heap_at = 0;
   uint32_t due = 0;  // kDue* bits, handed to the next claimer
   // Queued output (send mode "queued"): bytes the socket has not taken yet, in
-  // order, from outq_off on; send_since is the last progress while non-empty.
-  std::vector<uint8_t> outq;
-  size_t outq_off = 0;
+  // order; send_since is the last progress while non-empty.
+  OutputQueue out;
   int64_t send_since = 0;
   // tcpmod.want: do not call the module before this many bytes are pending (0: any).
   uint32_t want = 0;
@@ -130,11 +135,13 @@ struct Group {
   int64_t drain_start = 0, drain_grace = 0;
   int timers = 0;  // connections with a module timer armed
   unsigned proxy_versions = 0;  // PROXY protocol versions every connection must start with (0: off)
-  // Output and input memory (queued mode): per-connection and server-wide bounds, totals.
+  // Output and input memory (queued mode): per-connection and server-wide bounds, totals:
+  // bytes in use (the gauges) and bytes allocated (what the server-wide bounds count).
   bool queued = false;
   int64_t send_timeout = 0;
   int64_t out_high = 0, out_max = 0, out_total_max = 0, in_total_max = 0;
   std::atomic<int64_t> out_bytes{0}, in_bytes{0};
+  std::atomic<int64_t> out_alloc{0}, in_alloc{0};
   int64_t last_trim = 0;  // when the bounds last closed connections (at most one scan per 50 ms)
   int64_t trim_at = 0;    // a bound passed during the pause: scan again then (the timerfd wakes for it)
   // Connections marked due, for the next waiter to take directly: a due mark
@@ -220,8 +227,10 @@ Conn* Unlink(int fd, uint64_t id) {
   by_fd[fd] = nullptr;
   if (c->kind == kKindConn) {
     if (c->grp) {
-      c->grp->in_bytes -= static_cast<int64_t>(c->pending.size());
-      c->grp->out_bytes -= static_cast<int64_t>(c->outq.size() - c->outq_off);
+      c->grp->in_bytes -= c->in_used;
+      c->grp->out_bytes -= c->out_used;
+      c->grp->in_alloc -= c->in_held.load();
+      c->grp->out_alloc -= c->out_held.load();
     }
     if (c->timer_at)
       if (Group* g = GroupOf(c->group)) g->timers--;
@@ -362,45 +371,46 @@ void Trim(Group& g, int group, bool input, int64_t max) {
   }
 }
 
-// Keeps the carry-over's size in the server's input total; past the bound, sheds.
-void AccountInput(Conn* c, int64_t delta) {
-  if (c->grp == nullptr || delta == 0) return;
-  c->in_held += delta;
-  int64_t total = (c->grp->in_bytes += delta);
-  if (delta > 0 && c->grp->in_total_max && total > c->grp->in_total_max) {
-    std::lock_guard<TableMutex> lock(table_mu);
-    Trim(*c->grp, c->group, true, c->grp->in_total_max);
-  }
+// Brings c's part of the server's memory totals up to date with its buffers,
+// after any change to them: bytes in use (the gauges) and bytes allocated
+// (what --max-input-memory and --max-output-memory bound, since that is what
+// the process holds); past a bound, sheds. Caller is the holder, without table_mu.
+void AccountBuffers(Conn* c) {
+  Group* g = c->grp;
+  if (g == nullptr) return;
+  const int64_t in_alloc = static_cast<int64_t>(c->pending.allocated());
+  const int64_t out_alloc = static_cast<int64_t>(c->out.allocated());
+  const int64_t d_in = in_alloc - c->in_held.exchange(in_alloc);
+  const int64_t d_out = out_alloc - c->out_held.exchange(out_alloc);
+  g->in_bytes += static_cast<int64_t>(c->pending.size()) - c->in_used;
+  g->out_bytes += static_cast<int64_t>(c->out.size()) - c->out_used;
+  c->in_used = static_cast<int64_t>(c->pending.size());
+  c->out_used = static_cast<int64_t>(c->out.size());
+  const int64_t in_total = (g->in_alloc += d_in);
+  const int64_t out_total = (g->out_alloc += d_out);
+  assert(in_total >= 0 && out_total >= 0);
+  const bool over_in = d_in > 0 && g->in_total_max && in_total > g->in_total_max;
+  const bool over_out = d_out > 0 && g->out_total_max && out_total > g->out_total_max;
+  if (!over_in && !over_out) return;
+  std::lock_guard<TableMutex> lock(table_mu);
+  if (over_in) Trim(*g, c->group, true, g->in_total_max);
+  if (over_out) Trim(*g, c->group, false, g->out_total_max);
 }
+
+// Where c's bytes go (sender.h).
+Sink SinkOf(const Conn* c, int fd) { return Sink{fd, c->tls}; }
 
 // Sends queued output until the socket is full: the bytes left, or -errno.
 int64_t Flush(Conn* c, int fd) {
-  size_t before = c->outq.size() - c->outq_off;
-  while (c->outq_off < c->outq.size()) {
-    ssize_t n = send(fd, c->outq.data() + c->outq_off, c->outq.size() - c->outq_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      c->outq_off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return -errno;
-    break;
-  }
-  size_t left = c->outq.size() - c->outq_off;
-  c->out_held = static_cast<int64_t>(left);
-  if (c->grp) c->grp->out_bytes -= static_cast<int64_t>(before - left);
-  if (left == 0) {
-    c->outq.clear();
-    c->outq_off = 0;
-  } else if (c->outq_off > (1u << 20) && c->outq_off * 2 > c->outq.size()) {
-    c->outq.erase(c->outq.begin(), c->outq.begin() + static_cast<ptrdiff_t>(c->outq_off));
-    c->outq_off = 0;
-  }
-  if (left != before || left == 0) {
+  const size_t before = c->out.size();
+  const int64_t left = Drain(SinkOf(c, fd), c->out);
+  AccountBuffers(c);
+  if (left < 0) return left;
+  if (static_cast<size_t>(left) != before || left == 0) {
     std::lock_guard<TableMutex> lock(table_mu);
     c->send_since = left ? NowMs() : 0;  // the send timeout counts from the last progress
   }
-  return static_cast<int64_t>(left);
+  return left;
 }
 
 bool StateFits(const Napi::CallbackInfo& info, int64_t ptr, int size, size_t mem_size) {
@@ -468,7 +478,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
 int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool no_recv, int64_t* received) {
   *received = 0;
   if (c->state_size > 0) std::memcpy(state, c->state, c->state_size);
-  if (!no_recv && c->outq_off < c->outq.size()) {
+  if (!no_recv && !c->out.empty()) {
     // Queued output first; while it stays above the low-water mark after
     // passing the high-water mark, no input is read and the module is not
     // called (the client is not reading).
@@ -492,7 +502,7 @@ int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool 
       ssize_t n;
       do n = recv(fd, chunk, room, 0); while (n < 0 && errno == EINTR);
       if (n > 0) {
-        c->pending.insert(c->pending.end(), chunk, chunk + n);
+        if (!c->pending.Append(chunk, static_cast<size_t>(n), target)) return -ENOMEM;
         continue;
       }
       if (n == 0) want_eof = true;
@@ -501,7 +511,7 @@ int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool 
     }
     size_t got = c->pending.size() - start;
     appended = got;
-    AccountInput(c, static_cast<int64_t>(got));
+    AccountBuffers(c);
     if (got || want_eof) {
       c->last_input = NowMs();
       if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input.load();
@@ -591,26 +601,15 @@ Napi::Value ConnSave(const Napi::CallbackInfo& info) {
   if (c == nullptr) return Num(info, -EBADF);
   if (c->state_size > 0 && !StateFits(info, state_ptr, c->state_size, mem_size)) return info.Env().Undefined();
   if (out_len > 0) {
-    // TLS output goes through OpenSSL, and output queued before this must stay ahead of it: the caller's way.
-    if (c->tls != nullptr || c->outq_off < c->outq.size()) return Num(info, static_cast<double>(out_len));
-    const uint8_t* p = base + out_ptr;
-    size_t left = static_cast<size_t>(out_len);
-    while (left > 0) {
-      ssize_t n = send(static_cast<int>(fd), p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        p += n;
-        left -= static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
-      break;
-    }
-    if (left > 0) return Num(info, static_cast<double>(left));
+    // Output queued before this must stay ahead of it: the caller's way.
+    if (!c->out.empty()) return Num(info, static_cast<double>(out_len));
+    int64_t n = WriteSome(SinkOf(c, static_cast<int>(fd)), base + out_ptr, static_cast<size_t>(out_len));
+    if (n < 0) return Num(info, static_cast<double>(n));
+    if (n < out_len) return Num(info, static_cast<double>(out_len - n));
   }
-  int64_t before = static_cast<int64_t>(c->pending.size());
-  c->pending.assign(rest, rest + len);
-  AccountInput(c, static_cast<int64_t>(len) - before);
+  const bool kept = c->pending.Assign(rest, len);
+  AccountBuffers(c);
+  if (!kept) return Num(info, -ENOMEM);
   // The frame timeout runs from the moment the carry-over became non-empty.
   if (len == 0) c->frame_since = 0;
   else if (c->frame_since == 0) c->frame_since = NowMs();
@@ -656,7 +655,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   if (c->kind == kKindConn) {
     if (Group* g = GroupOf(c->group)) Schedule(c, fd, *g);
     if (c->due && c->grp) MarkDue(*c->grp, c, fd, 0);  // a time came while it was held: the next waiter takes it
-    size_t queued = c->outq.size() - c->outq_off;
+    size_t queued = c->out.size();
     if (queued) {
       ev.events |= EPOLLOUT;  // report when the socket takes more
       // Backpressure: above the high-water mark, read nothing until it drains.
@@ -899,17 +898,7 @@ Napi::Value ConnSend(const Napi::CallbackInfo& info) {
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
   int64_t waited = 0;
-  int64_t rc;
-  if (c->tls != nullptr) {
-    timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = TlsSendAll(c->tls, p, len, static_cast<int>(timeout));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    // Encryption is quick next to any wait for a slow reader: the whole call counts as waiting.
-    waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-  } else {
-    rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
-  }
+  int64_t rc = SendAll(SinkOf(c, static_cast<int>(fd)), p, len, static_cast<int>(timeout), &waited);
   SetOutInt(info, 6, waited);
   return Num(info, static_cast<double>(rc));
 }
@@ -977,7 +966,7 @@ Napi::Value ConnProxy(const Napi::CallbackInfo& info) {
   // parses as bad): checked all the same, since it is copied onto the stack.
   const size_t have = c->pending.size();
   if (have >= sizeof(buf)) return Num(info, -EPROTO);
-  std::memcpy(buf, c->pending.data(), have);
+  if (have) std::memcpy(buf, c->pending.data(), have);
   ssize_t n;
   do n = recv(static_cast<int>(fd), buf + have, sizeof(buf) - have, MSG_PEEK); while (n < 0 && errno == EINTR);
   if (n < 0) return Num(info, errno == EAGAIN ? 0 : -errno);
@@ -992,12 +981,12 @@ Napi::Value ConnProxy(const Napi::CallbackInfo& info) {
   do got = recv(static_cast<int>(fd), buf + have, take, 0); while (got < 0 && errno == EINTR);
   if (got != static_cast<ssize_t>(take)) return Num(info, got < 0 ? -errno : -EPROTO);
   if (rc == kProxyMore) {
-    c->pending.insert(c->pending.end(), buf + have, buf + have + take);
-    AccountInput(c, static_cast<int64_t>(take));
-    return Num(info, 0);
+    bool kept = c->pending.Append(buf + have, take);
+    AccountBuffers(c);
+    return Num(info, kept ? 0 : -ENOMEM);
   }
-  AccountInput(c, -static_cast<int64_t>(have));
-  c->pending.clear();
+  c->pending.Clear();
+  AccountBuffers(c);
   std::lock_guard<TableMutex> lock(table_mu);
   c->proxied = h;
   c->proxy_wait = false;
@@ -1203,10 +1192,10 @@ Napi::Value TimersDrain(const Napi::CallbackInfo& info) {
 }
 
 // connWrite(fd, id, mem, ptr, len) -> bytes queued after it (>= 0) | -ENOBUFS | -errno.
-// Queued send mode: sends what the socket takes now and queues the rest, in
-// order behind anything queued before; never waits. -ENOBUFS when the rest
-// would pass the per-connection bound (nothing of it is queued). A TLS
-// connection keeps the blocking sender (waits up to the send timeout): 0.
+// Queued send mode, plain or TLS alike: sends what the socket takes now and
+// queues the rest, in order behind anything queued before; never waits.
+// -ENOBUFS when the rest would pass the per-connection bound (nothing of it is
+// queued), -ENOMEM when memory for it cannot be had.
 Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
   int64_t fd, id;
   uint8_t* p;
@@ -1215,37 +1204,24 @@ Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
   Conn* c = Find(fd, id);
   if (c == nullptr || c->grp == nullptr) return Num(info, -EBADF);
   Group& g = *c->grp;
-  if (c->tls != nullptr) {
-    int64_t rc = TlsSendAll(c->tls, p, len, static_cast<int>(g.send_timeout ? g.send_timeout : 20000));
-    return Num(info, rc < 0 ? static_cast<double>(rc) : 0);
-  }
   size_t sent = 0;
-  if (c->outq_off == c->outq.size()) {
-    while (sent < len) {
-      ssize_t n = send(static_cast<int>(fd), p + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        sent += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN) return Num(info, -errno);
-      break;
-    }
+  if (c->out.empty()) {
+    int64_t n = WriteSome(SinkOf(c, static_cast<int>(fd)), p, len);
+    if (n < 0) return Num(info, static_cast<double>(n));
+    sent = static_cast<size_t>(n);
   }
   size_t rest = len - sent;
-  size_t queued = c->outq.size() - c->outq_off;
+  size_t queued = c->out.size();
   if (rest == 0) return Num(info, static_cast<double>(queued));
   if (g.out_max && static_cast<int64_t>(queued + rest) > g.out_max) return Num(info, -ENOBUFS);
-  c->outq.insert(c->outq.end(), p + sent, p + len);
-  c->out_held += static_cast<int64_t>(rest);
-  int64_t total = (g.out_bytes += static_cast<int64_t>(rest));
+  if (!c->out.Append(p + sent, rest)) return Num(info, -ENOMEM);
+  AccountBuffers(c);
   {
     std::lock_guard<TableMutex> lock(table_mu);
     if (c->send_since == 0) {
       c->send_since = NowMs();
       Schedule(c, static_cast<int>(fd), g);
     }
-    if (g.out_total_max && total > g.out_total_max) Trim(g, c->group, false, g.out_total_max);
   }
   return Num(info, static_cast<double>(queued + rest));
 }
@@ -1259,7 +1235,7 @@ Napi::Value ConnLinger(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
-  size_t left = c->outq.size() - c->outq_off;
+  size_t left = c->out.size();
   if (left) {
     std::lock_guard<TableMutex> lock(table_mu);  // connDrainGeneration reads it under the lock
     c->closing = true;
@@ -1318,7 +1294,8 @@ Napi::Value QueueConfigure(const Napi::CallbackInfo& info) {
   return Num(info, 0);
 }
 
-// groupMemory(group) -> { output, input }: bytes queued for sending, and held as unconsumed input.
+// groupMemory(group) -> { output, input, outputAllocated, inputAllocated }: bytes queued for
+// sending and held as unconsumed input; and the memory their buffers hold (what the bounds count).
 Napi::Value GroupMemory(const Napi::CallbackInfo& info) {
   int64_t group;
   if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
@@ -1327,6 +1304,8 @@ Napi::Value GroupMemory(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("output", static_cast<double>(g ? g->out_bytes.load() : 0));
   out.Set("input", static_cast<double>(g ? g->in_bytes.load() : 0));
+  out.Set("outputAllocated", static_cast<double>(g ? g->out_alloc.load() : 0));
+  out.Set("inputAllocated", static_cast<double>(g ? g->in_alloc.load() : 0));
   return out;
 }
 
@@ -1458,8 +1437,8 @@ int RunTimers(int group) {
   if (g->trim_at && g->trim_at <= now) {
     g->trim_at = 0;
     g->last_trim = 0;
-    if (g->in_total_max && g->in_bytes > g->in_total_max) Trim(*g, group, true, g->in_total_max);
-    if (g->out_total_max && g->out_bytes > g->out_total_max) Trim(*g, group, false, g->out_total_max);
+    if (g->in_total_max && g->in_alloc > g->in_total_max) Trim(*g, group, true, g->in_total_max);
+    if (g->out_total_max && g->out_alloc > g->out_total_max) Trim(*g, group, false, g->out_total_max);
   }
   if (g->steal_at && g->steal_at <= now) {
     // Loans left untouched past the budget (their worker is in a slow callback) go back to epoll.

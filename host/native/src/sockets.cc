@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "sender.h"
 
 namespace tcpmod {
 namespace {
@@ -188,36 +189,12 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout))
     return info.Env().Undefined();
   int64_t waited = 0;
-  int64_t rc = SendAll(static_cast<int>(fd), p, len, static_cast<int>(timeout), &waited);
+  int64_t rc = SendAll(Sink{static_cast<int>(fd), nullptr}, p, len, static_cast<int>(timeout), &waited);
   SetOutInt(info, 5, waited);
   return Num(info, static_cast<double>(rc));
 }
 
 }  // namespace
-
-int64_t SendAll(int fd, const uint8_t* p, size_t len, int timeout_ms, int64_t* waited_ms) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return -errno;
-    pollfd pfd{fd, POLLOUT, 0};
-    int rc;
-    timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do rc = poll(&pfd, 1, timeout_ms); while (rc < 0 && errno == EINTR);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (waited_ms) *waited_ms += (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    if (rc < 0) return -errno;
-    if (rc == 0) return -ETIMEDOUT;
-    // POLLERR/POLLHUP: the next send reports the socket's error.
-  }
-  return static_cast<int64_t>(len);
-}
 
 // raiseNofile() -> { soft, hard }: raises the soft RLIMIT_NOFILE to the hard limit
 // (a server should use what it is allowed) and returns the limits now in force.

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "args.h"
+#include "sender.h"
 
 static_assert(OPENSSL_VERSION_MAJOR == 3, "built against OpenSSL 3 headers (Node 20 bundles 3.0.x)");
 
@@ -139,16 +140,6 @@ void GlobalInit() {
     return;
   }
   socket_method = m;
-}
-
-// Waits until fd is writable. 0 when it is (or has an error the next write will
-// report), -ETIMEDOUT after timeout_ms, -errno if poll fails.
-int WaitWritable(int fd, int timeout_ms) {
-  pollfd pfd{fd, POLLOUT, 0};
-  int rc;
-  do rc = poll(&pfd, 1, timeout_ms); while (rc < 0 && errno == EINTR);
-  if (rc < 0) return -errno;
-  return rc == 0 ? -ETIMEDOUT : 0;
 }
 
 double MonotonicMicros() {
@@ -303,7 +294,7 @@ std::string BuildContext(const ContextOptions& o, int id, std::shared_ptr<TlsCon
   SSL_CTX* ctx = c->ctx;
   SSL_CTX_set_min_proto_version(ctx, o.min_version);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-  // Partial writes let TlsSendAll count progress record by record; releasing
+  // Partial writes let TlsWriteSome count progress record by record; releasing
   // idle buffers keeps many quiet connections cheap; read-ahead fetches several
   // records per recv (what TlsHasPending exists for).
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
@@ -610,7 +601,7 @@ bool TlsHasPending(TlsSession* s) {
   return SSL_pending(s->ssl) > 0 || (!s->drained && SSL_has_pending(s->ssl) == 1);
 }
 
-int64_t TlsSendAll(TlsSession* s, const uint8_t* p, size_t len, int timeout_ms) {
+int64_t TlsWriteSome(TlsSession* s, const uint8_t* p, size_t len) {
   if (s->failed != 0) return Report(s);
   if (!s->done) return -EINVAL;
   ErrScope errs;
@@ -625,10 +616,13 @@ int64_t TlsSendAll(TlsSession* s, const uint8_t* p, size_t len, int timeout_ms) 
     int e = SSL_get_error(s->ssl, 0);
     // WANT_READ cannot happen without renegotiation; FailSsl labels it "other".
     if (e != SSL_ERROR_WANT_WRITE) return FailSsl(s, e);
-    int w = WaitWritable(s->sock.fd, timeout_ms);
-    if (w < 0) return FailWait(s, w);
+    break;
   }
-  return static_cast<int64_t>(len);
+  return static_cast<int64_t>(done);
+}
+
+void TlsFailWait(TlsSession* s, int rc) {
+  if (s->failed == 0) FailWait(s, rc);
 }
 
 void TlsCloseNotify(TlsSession* s) {
@@ -859,7 +853,7 @@ Napi::Value TlsTestSend(const Napi::CallbackInfo& info) {
   int64_t timeout;
   if (!ok || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout)) return info.Env().Undefined();
   if (s == nullptr) return Num(info, -EBADF);
-  return Num(info, static_cast<double>(TlsSendAll(s, p, len, static_cast<int>(timeout))));
+  return Num(info, static_cast<double>(SendAll(Sink{s->sock.fd, s}, p, len, static_cast<int>(timeout))));
 }
 
 // tlsTestInfo(handle) -> {done, alpn, peerCert, failure, detail, micros, pending} | -EBADF.

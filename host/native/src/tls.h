@@ -16,11 +16,17 @@
 // TlsFailure() then gives a short label of the cause for metrics. Every failure
 // except -EINVAL is final: the connection must be closed.
 #pragma once
-#include <napi.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+// Declared, not included: the engine's own interface is plain C++ (sender.cc and
+// the native unit tests use it without Node); only InitTls names N-API types.
+namespace Napi {
+class Env;
+class Object;
+}  // namespace Napi
 
 namespace tcpmod {
 
@@ -58,12 +64,19 @@ int64_t TlsRead(TlsSession* s, uint8_t* buf, size_t cap, bool* eof, int write_ti
 // would announce: input OpenSSL buffered already, or a failure still to report.
 bool TlsHasPending(TlsSession* s);
 
-// Encrypts and sends all of [p, p+len), waiting with poll(POLLOUT) up to
-// timeout_ms (restarted on progress) whenever the socket is full. Returns len,
-// -ETIMEDOUT, or another negative failure; after any failure part of a record may
-// have been sent, so the connection must be closed. Never raises SIGPIPE (the
-// socket BIO sends with MSG_NOSIGNAL). -EINVAL before the handshake completed.
-int64_t TlsSendAll(TlsSession* s, const uint8_t* p, size_t len, int timeout_ms);
+// Encrypts and sends what the socket takes now, never waiting: the plaintext
+// bytes whose records went out whole (0..len), or a negative failure (after
+// which the connection must be closed). A record begun and not fully sent
+// stays in OpenSSL: the next call must pass the same bytes again from where
+// this count ends, at least as many (they may have moved). Never raises
+// SIGPIPE (the socket BIO sends with MSG_NOSIGNAL). -EINVAL before the
+// handshake completed. Blocking sends are built on it (sender.h's SendAll).
+int64_t TlsWriteSome(TlsSession* s, const uint8_t* p, size_t len);
+
+// A wait for writability on the session's behalf failed (-ETIMEDOUT or
+// -errno, from WaitWritable): the session is failed, labelled "timeout" or
+// "socket", as if OpenSSL's own wait had failed.
+void TlsFailWait(TlsSession* s, int rc);
 
 // Best effort, never blocks: sends close_notify once if the handshake completed
 // and nothing failed; if the socket is full the alert is dropped.

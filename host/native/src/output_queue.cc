@@ -1,0 +1,172 @@
+#include "output_queue.h"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cassert>
+#include <cstring>
+#include <mutex>
+
+namespace tcpmod {
+
+struct Chunk {
+  Chunk* next;
+  uint32_t size;   // the mapping's size, header included
+  uint32_t begin;  // first queued byte in data
+  uint32_t end;    // one past the last
+  uint8_t data[1];
+};
+
+namespace {
+
+constexpr size_t kHeader = offsetof(Chunk, data);
+static_assert(kChunkSize - kHeader >= 16 * 1024 + 64, "a chunk must hold a whole TLS record's plaintext");
+static_assert(kChunkMax < (1ull << 32), "chunk offsets are 32-bit");
+
+size_t Capacity(const Chunk* c) { return c->size - kHeader; }
+
+std::mutex pool_mu;
+Chunk* pool_head = nullptr;  // under pool_mu; chunks of kChunkSize only
+size_t pool_free = 0;        // under pool_mu
+std::atomic<size_t> mapped_bytes{0};
+
+// The size of the chunk to add to a queue holding `queued` bytes: about as
+// much again (a power of two), within [kChunkSize, kChunkMax].
+size_t NextChunkSize(size_t queued) {
+  size_t size = kChunkSize;
+  while (size < kChunkMax && size < queued) size *= 2;
+  return size;
+}
+
+}  // namespace
+
+Chunk* ChunkGet(size_t size) {
+  assert(size >= kChunkSize && size <= kChunkMax && (size & (size - 1)) == 0);
+  if (size == kChunkSize) {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    if (pool_head != nullptr) {
+      Chunk* c = pool_head;
+      pool_head = c->next;
+      pool_free--;
+      c->next = nullptr;
+      c->begin = c->end = 0;
+      return c;
+    }
+  }
+  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  mapped_bytes += size;
+  Chunk* c = static_cast<Chunk*>(m);
+  c->next = nullptr;
+  c->size = static_cast<uint32_t>(size);
+  c->begin = c->end = 0;
+  return c;
+}
+
+void ChunkPut(Chunk* c) {
+  if (c == nullptr) return;
+  if (c->size == kChunkSize) {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    if (pool_free < kChunkPoolMax) {
+      c->next = pool_head;
+      pool_head = c;
+      pool_free++;
+      return;
+    }
+  }
+  size_t size = c->size;
+  munmap(c, size);
+  mapped_bytes -= size;
+}
+
+size_t ChunkPoolFree() {
+  std::lock_guard<std::mutex> lock(pool_mu);
+  return pool_free;
+}
+
+size_t ChunkMappedBytes() { return mapped_bytes.load(); }
+
+bool OutputQueue::Append(const uint8_t* p, size_t len) {
+  // Chunks first, bytes second: a failed mapping leaves the queue as it was.
+  const size_t room = tail_ != nullptr ? Capacity(tail_) - tail_->end : 0;
+  Chunk* fresh = nullptr;
+  Chunk* fresh_tail = nullptr;
+  size_t added = 0;
+  for (size_t need = len > room ? len - room : 0, planned = size_ + room; need > 0;) {
+    Chunk* c = ChunkGet(NextChunkSize(planned));
+    if (c == nullptr) {
+      while (fresh != nullptr) {
+        Chunk* next = fresh->next;
+        ChunkPut(fresh);
+        fresh = next;
+      }
+      return false;
+    }
+    if (fresh_tail != nullptr) fresh_tail->next = c;
+    else fresh = c;
+    fresh_tail = c;
+    added += c->size;
+    size_t cap = Capacity(c);
+    planned += cap;
+    need -= need < cap ? need : cap;
+  }
+  size_t n = len < room ? len : room;
+  if (n > 0) {
+    std::memcpy(tail_->data + tail_->end, p, n);
+    tail_->end += static_cast<uint32_t>(n);
+  }
+  for (Chunk* c = fresh; c != nullptr; c = c->next) {
+    size_t take = len - n < Capacity(c) ? len - n : Capacity(c);
+    std::memcpy(c->data, p + n, take);
+    c->end = static_cast<uint32_t>(take);
+    n += take;
+  }
+  assert(n == len);
+  if (fresh != nullptr) {
+    if (tail_ != nullptr) tail_->next = fresh;
+    else head_ = fresh;
+    tail_ = fresh_tail;
+  }
+  allocated_ += added;
+  size_ += len;
+  return true;
+}
+
+const uint8_t* OutputQueue::Front(size_t* len) const {
+  if (head_ == nullptr) {
+    *len = 0;
+    return nullptr;
+  }
+  assert(head_->end > head_->begin);  // an emptied chunk never stays at the front
+  *len = head_->end - head_->begin;
+  return head_->data + head_->begin;
+}
+
+void OutputQueue::Consume(size_t n) {
+  assert(head_ != nullptr || n == 0);
+  if (n == 0) return;
+  assert(n <= static_cast<size_t>(head_->end - head_->begin));
+  head_->begin += static_cast<uint32_t>(n);
+  size_ -= n;
+  if (head_->begin == head_->end) {
+    Chunk* done = head_;
+    head_ = done->next;
+    if (head_ == nullptr) tail_ = nullptr;
+    allocated_ -= done->size;
+    ChunkPut(done);
+  }
+  assert((head_ == nullptr) == (size_ == 0) && (allocated_ == 0) == (head_ == nullptr));
+}
+
+void OutputQueue::Clear() {
+  while (head_ != nullptr) {
+    Chunk* next = head_->next;
+    ChunkPut(head_);
+    head_ = next;
+  }
+  tail_ = nullptr;
+  size_ = 0;
+  allocated_ = 0;
+}
+
+}  // namespace tcpmod
