@@ -13,7 +13,7 @@ import { type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './fixtures.js';
-import { open } from './net-client.js';
+import { open, pattern } from './net-client.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { metricsPort, scrape } from './metrics.js';
@@ -235,5 +235,40 @@ describe('TLS in queued mode (the one sender)', () => {
     expect(m.tcpmod_send_timeouts_total, summary).toBe(n);
     // What the clients did not read was queued, not sent blocking: the output went through the queue.
     expect(srv.stderr()).not.toMatch(/exceeded the handler timeout/);
+  });
+
+  // Through the queue and back: replies the socket does not take are queued (queued mode)
+  // or waited for (blocking), and a TLS record begun on one call is finished on a later one
+  // from the queue's copy. The client reads nothing for 1 s, so the queue fills, then reads it all.
+  it.each(['queued', 'blocking'])('an 8 MiB TLS echo read only after 1 s comes back whole and in order (--send-mode %s)', async (mode) => {
+    const { srv, metrics } = await serveWithMetrics('build/echo.wasm', [
+      '--tls-cert', certs.serverChain, '--tls-key', certs.serverKey, '--send-mode', mode,
+    ]);
+    const s = await tlsOpen(srv.port);
+    const data = pattern(8 * MiB, 7);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    s.on('data', (b: Buffer) => {
+      chunks.push(b);
+      got += b.length;
+    });
+    s.pause();
+    s.write(data);
+    let maxQueued = 0;
+    const sampler = setInterval(() => {
+      scrape(metrics, 500).then((m) => (maxQueued = Math.max(maxQueued, m[QUEUED] ?? 0)), () => undefined);
+    }, 100);
+    try {
+      await sleep(1000);
+      s.resume();
+      await until(() => got >= data.length || s.destroyed, 30_000, `the 8 MiB echo (have ${got})`);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(got).toBe(data.length);
+    expect(Buffer.concat(chunks).equals(data), 'the echo differs from what was sent').toBe(true);
+    if (mode === 'queued') expect(maxQueued, 'replies waited in the queue').toBeGreaterThan(0);
+    const m = await scrape(metrics);
+    expect(m[FAULTS('timeout')] ?? 0).toBe(0);
   });
 });

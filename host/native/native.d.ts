@@ -111,10 +111,10 @@ export interface NativeBinding {
     noRecv?: number): number;
   /** Keeps [restPtr, restPtr + restLen) as unconsumed input and saves the state slot from statePtr; with epfd and
    *  events, then re-arms like connRearm in the same call (-errno when that fails: the caller stays holder).
-   *  With an out region of the same memory, first sends it without waiting (plain TCP with nothing queued) and
+   *  With an out region of the same memory, first sends it without waiting (plain or TLS, nothing queued) and
    *  returns how many of its bytes the socket did not take: 0 = all sent, then saved and re-armed; > 0 = the last
    *  that many bytes are unsent and nothing was saved (the caller sends them its own way, then saves again without
-   *  an out region; always the whole region for TLS or when output is queued); -errno when the send failed. */
+   *  an out region; always the whole region when output is queued); -errno when the send failed. */
   connSave(fd: number, id: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number,
     epfd?: number, events?: number, outPtr?: number, outLen?: number): number;
   /** EPOLL_CTL_ADD for a new entry; the caller stays its holder. */
@@ -180,8 +180,8 @@ export interface NativeBinding {
   /** Connections with a module timer armed. */
   timersArmed(group: number): number;
   // queued output and memory bounds (conn_table.cc)
-  /** Queued send mode: sends what the socket takes now, queues the rest in order; never waits (TLS: blocks up to the
-   *  send timeout). Bytes queued after it, -ENOBUFS past the per-connection bound, or -errno. */
+  /** Queued send mode, plain or TLS: sends what the socket takes now, queues the rest in order; never waits.
+   *  Bytes queued after it, -ENOBUFS past the per-connection bound, -ENOMEM, or -errno. */
   connWrite(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number): number;
   /** Do not call the module before n bytes are pending (or in_cap, or EOF); connLoad returns -EAGAIN meanwhile. */
   connWant(fd: number, id: number, n: number): number;

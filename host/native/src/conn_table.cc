@@ -580,7 +580,7 @@ int RearmHeld(Conn* c, int fd, int epfd, uint32_t events);
 // the entry as connRearm does, in the same call (the end of every kept event):
 // -errno when that fails, and the caller stays holder.
 // With an out region [outPtr, outPtr+outLen) of the same memory, the event's
-// last output is sent first, without waiting (plain TCP, nothing queued before
+// last output is sent first, without waiting (plain or TLS, nothing queued before
 // it): the result is the number of its bytes the socket did not take. 0: all
 // sent, then saved and re-armed; > 0: the last `left` bytes are unsent and
 // nothing was saved — the caller sends them its own way (blocking or queued)
