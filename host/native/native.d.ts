@@ -168,7 +168,7 @@ export interface NativeBinding {
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
 
-  // timers (conn_table.cc): one timerfd per server in its epoll set, a heap of wake times per server.
+  // timers (conn_table.cc, timers.cc): one timerfd per server in its epoll set, a heap of wake times per server.
   /** Creates the server's timerfd (add it with KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets its timeouts (0: off). */
   timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;
   /** Closes the timerfd and drops the heap. */
@@ -179,6 +179,9 @@ export interface NativeBinding {
   timersDrain(group: number, graceMs: number): number;
   /** Connections with a module timer armed. */
   timersArmed(group: number): number;
+  /** Items in the server's timer heap: at most one per open connection with a deadline (read, frame, send, drain,
+   *  module timer), whatever set_timer calls its module makes; a closed connection's item leaves with it. */
+  timerHeapSize(group: number): number;
   // queued output and memory bounds (conn_table.cc)
   /** Queued send mode: sends what the socket takes now, queues the rest in order; never waits (TLS: blocks up to the
    *  send timeout). Bytes queued after it, -ENOBUFS past the per-connection bound, or -errno. */
