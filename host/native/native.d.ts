@@ -128,6 +128,9 @@ export interface NativeBinding {
   /** Test hook: a claim that meets a re-arm in flight waits `us` µs (0: off) before it marks it, so that the
    *  re-arming thread finishes in between (the claim must then take the entry, not lose the event). */
   testClaimPause(us: number): number;
+  /** Test hook: epollWait sleeps `us` µs (0: off; < 0 only reads) between epoll_wait's return and its claims, so a
+   *  test can close the connection an event was for and reuse its fd meanwhile. Returns the pauses begun so far. */
+  testWaitPause(us: number): number;
   /** Batches: what an entry given back is re-armed with (a connection, the listener), and how long (ms) the rest
    *  of a batch may wait untouched before the timer gives it back. Call after timersConfigure. 0 | -EBADF. */
   batchConfigure(group: number, connEvents: number, listenEvents: number, budgetMs: number): number;

@@ -277,7 +277,7 @@ void Schedule(Conn* c, Group& g) {
 }
 
 uint64_t EpollData(const Conn* c, int fd) {
-  return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
+  return EpollPack(c->kind, fd, c->id);
 }
 
 // Wakes one waiter for the due list.
@@ -288,7 +288,7 @@ void PokeDue(Group& g) {
   do n = write(g.duefd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
+  ev.data.u64 = EpollPack(kKindDue, g.duefd, 0);
   epoll_ctl(g.epfd, EPOLL_CTL_MOD, g.duefd, &ev);
 }
 
@@ -1117,7 +1117,7 @@ Napi::Value TimersConfigure(const Napi::CallbackInfo& info) {
     g.duefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
-    ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
+    ev.data.u64 = EpollPack(kKindDue, g.duefd, 0);
     if (err < 0 || g.duefd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.duefd, &ev) < 0) {
       if (err >= 0) err = -errno;
       g.heap.Close();
@@ -1333,11 +1333,13 @@ Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
+bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due) {
   std::lock_guard<TableMutex> lock(table_mu);
   if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return false;
   Conn* c = by_fd[fd];
   if (c == nullptr || c->group != group) return false;
+  // Reported for an earlier connection on this fd number, closed since: not this one's event.
+  if ((c->id & kEpollTagMask) != tag) return false;
   if (!Claim(c, holder)) return false;
   *id = static_cast<double>(c->id);
   *due = c->due | PhaseBits(c);
@@ -1459,7 +1461,7 @@ int RunTimers(int group) {
   ArmTimerfd(*g);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = (static_cast<uint64_t>(kKindTimer) << 32) | static_cast<uint32_t>(g->heap.fd());
+  ev.data.u64 = EpollPack(kKindTimer, g->heap.fd(), 0);
   epoll_ctl(group, EPOLL_CTL_MOD, g->heap.fd(), &ev);
   return marked;
 }
