@@ -72,6 +72,7 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   gauge('tcpmod_output_queued_bytes', 'Bytes waiting in connections\' output queues (queued send mode)', () => s().outputQueuedBytes);
   gauge('tcpmod_input_buffered_bytes', 'Bytes of unconsumed input the server holds for its connections', () => s().inputBufferedBytes);
   gauge('tcpmod_timers_armed', 'Connections whose module timer is armed', () => s().timersArmed);
+  gauge('tcpmod_timer_heap_items', 'Items in the timer heap: at most one per open connection with a deadline', () => s().timerHeapSize);
   counter('tcpmod_timers_fired_total', 'Module timers fired (tcpmod_on_timer calls)', () => s().timersFired);
   if (server.options.tls) {
     counter('tcpmod_tls_handshakes_total', 'TLS handshakes completed', () => s().tls!.handshakes);

@@ -50,6 +50,8 @@ export interface ServerStats {
   /** Connections whose module timer is armed, and module timers fired so far. */
   timersArmed: number;
   timersFired: number;
+  /** Items in the timer heap: at most one per open connection with a deadline, whatever its module does. */
+  timerHeapSize: number;
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
   outputQueuedBytes: number;
   inputBufferedBytes: number;
@@ -647,6 +649,7 @@ export class TcpmodServer extends EventEmitter {
       maxConnections: this.maxConnections,
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
+      timerHeapSize: this.epfd >= 0 ? native.timerHeapSize(this.epfd) : 0,
       ...this.memory(),
       kv: this.kvStats(t),
       tls: this.options.tls ? this.tlsStats(t) : null,

@@ -128,6 +128,9 @@ export interface NativeBinding {
   /** Test hook: a claim that meets a re-arm in flight waits `us` µs (0: off) before it marks it, so that the
    *  re-arming thread finishes in between (the claim must then take the entry, not lose the event). */
   testClaimPause(us: number): number;
+  /** Test hook: epollWait sleeps `us` µs (0: off; < 0 only reads) between epoll_wait's return and its claims, so a
+   *  test can close the connection an event was for and reuse its fd meanwhile. Returns the pauses begun so far. */
+  testWaitPause(us: number): number;
   /** Batches: what an entry given back is re-armed with (a connection, the listener), and how long (ms) the rest
    *  of a batch may wait untouched before the timer gives it back. Call after timersConfigure. 0 | -EBADF. */
   batchConfigure(group: number, connEvents: number, listenEvents: number, budgetMs: number): number;
@@ -168,7 +171,7 @@ export interface NativeBinding {
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
 
-  // timers (conn_table.cc): one timerfd per server in its epoll set, a heap of wake times per server.
+  // timers (conn_table.cc, timers.cc): one timerfd per server in its epoll set, a heap of wake times per server.
   /** Creates the server's timerfd (add it with KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets its timeouts (0: off). */
   timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;
   /** Closes the timerfd and drops the heap. */
@@ -179,6 +182,9 @@ export interface NativeBinding {
   timersDrain(group: number, graceMs: number): number;
   /** Connections with a module timer armed. */
   timersArmed(group: number): number;
+  /** Items in the server's timer heap: at most one per open connection with a deadline (read, frame, send, drain,
+   *  module timer), whatever set_timer calls its module makes; a closed connection's item leaves with it. */
+  timerHeapSize(group: number): number;
   // queued output and memory bounds (conn_table.cc)
   /** Queued send mode, plain or TLS: sends what the socket takes now, queues the rest in order; never waits.
    *  Bytes queued after it, -ENOBUFS past the per-connection bound, -ENOMEM, or -errno. */

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cassert>
 #include <atomic>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -38,11 +39,9 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-#include <queue>
 #include <deque>
 #include <functional>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
 
 #include "args.h"
 #include "input_buffer.h"
@@ -50,6 +49,7 @@
 #include "proxy_protocol.h"
 #include "sender.h"
 #include "sockets.h"
+#include "timers.h"
 #include "tls.h"
 
 namespace tcpmod {
@@ -74,7 +74,7 @@ struct Conn {
   uint8_t state[kMaxState];
   // Time (CLOCK_MONOTONIC ms; under table_mu): the last input, since when the
   // carry-over has been non-empty (0: empty), the module's timer (0: none), and
-  // the deadline of this entry's live heap item (0: none; older items are stale).
+  // the entry's single item in its server's timer heap (timers.h).
   // Written by the holder without the table lock (atomics), read by the timer
   // event under it.
   std::atomic<int64_t> last_input{0};
@@ -85,7 +85,8 @@ struct Conn {
   std::atomic<int64_t> in_held{0}, out_held{0};
   int64_t in_used = 0, out_used = 0;
   int64_t timer_at = 0;
-  int64_t heap_at = 0;
+  TimerSlot wake;
+  int fd = -1;  // the socket, fixed at connOpen (the timer heap hands back slots, not fds)
   uint32_t due = 0;  // kDue* bits, handed to the next claimer
   // Queued output (send mode "queued"): bytes the socket has not taken yet, in
   // order; send_since is the last progress while non-empty.
@@ -115,22 +116,15 @@ struct Conn {
   std::atomic<int> generation{0};
 };
 
-// Per server (group): its timer heap, its timerfd in the epoll set, and the
+// Per server (group): its timer heap and timerfd (timers.h), and the
 // timeouts that apply to every connection. Under table_mu.
-struct HeapItem {
-  int64_t at;
-  int fd;
-  uint64_t id;
-  bool operator>(const HeapItem& o) const { return at > o.at; }
-};
 // An event lent to a worker's next epollWait calls (LendBatch), and since when.
 struct Loan {
   Lent event;
   int64_t at;
 };
 struct Group {
-  int timerfd = -1;
-  int64_t armed_at = 0;  // what the timerfd is set to (0: disarmed)
+  ServerTimers heap;  // one item per connection with a deadline; its timerfd is in the epoll set
   int64_t read_timeout = 0, frame_timeout = 0;
   int64_t drain_start = 0, drain_grace = 0;
   int timers = 0;  // connections with a module timer armed
@@ -161,7 +155,6 @@ struct Group {
   int64_t steal_at = 0;
   int64_t batch_budget = 0;
   uint32_t conn_events = 0, listen_events = 0;
-  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap;
 };
 std::unordered_map<int, Group> groups;
 
@@ -232,8 +225,10 @@ Conn* Unlink(int fd, uint64_t id) {
       c->grp->in_alloc -= c->in_held.load();
       c->grp->out_alloc -= c->out_held.load();
     }
-    if (c->timer_at)
-      if (Group* g = GroupOf(c->group)) g->timers--;
+    if (Group* g = GroupOf(c->group)) {
+      if (c->timer_at) g->timers--;
+      g->heap.Remove(&c->wake);  // a closed connection leaves nothing in the heap
+    }
     module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
     if (--group_conns[c->group] == 0) group_conns.erase(c->group);
   }
@@ -245,8 +240,6 @@ int64_t NowMs() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
-
-constexpr int64_t kNever = INT64_MAX;
 
 // When this connection next needs attention: its module timer, its read timeout
 // (nothing received), its frame timeout (carry-over left unconsumed), or, while
@@ -279,34 +272,21 @@ uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
   return due;
 }
 
+// Sets the timerfd to the earliest of the heap, the memory scan's pause and the oldest loan's budget.
 void ArmTimerfd(Group& g) {
-  int64_t at = g.heap.empty() ? 0 : g.heap.top().at;
-  if (g.trim_at && (at == 0 || g.trim_at < at)) at = g.trim_at;
-  if (g.steal_at && (at == 0 || g.steal_at < at)) at = g.steal_at;
-  if (at == g.armed_at || g.timerfd < 0) return;
-  itimerspec its{};
-  if (at) {
-    its.it_value.tv_sec = at / 1000;
-    its.it_value.tv_nsec = (at % 1000) * 1000000;
-  }
-  timerfd_settime(g.timerfd, TFD_TIMER_ABSTIME, &its, nullptr);
-  g.armed_at = at;
+  int64_t also = g.trim_at;
+  if (g.steal_at && (also == 0 || g.steal_at < also)) also = g.steal_at;
+  g.heap.Arm(also);
 }
 
-// Makes sure the heap will look at c by its next wake time. Items are never
-// removed: an item whose deadline is not the entry's heap_at is stale and
-// skipped, so rescheduling costs a push only when the wake time moves earlier.
+// Moves c's single heap item to its next wake time (none: out of the heap).
 // Caller holds table_mu.
-void Schedule(Conn* c, int fd, Group& g) {
-  int64_t w = NextWake(c, g);
-  if (w == kNever || (c->heap_at && c->heap_at <= w)) return;
-  c->heap_at = w;
-  g.heap.push({w, fd, c->id});
-  if (g.armed_at == 0 || w < g.armed_at) ArmTimerfd(g);
+void Schedule(Conn* c, Group& g) {
+  if (g.heap.Schedule(&c->wake, NextWake(c, g))) ArmTimerfd(g);
 }
 
 uint64_t EpollData(const Conn* c, int fd) {
-  return (static_cast<uint64_t>(c->kind) << 32) | static_cast<uint32_t>(fd);
+  return EpollPack(c->kind, fd, c->id);
 }
 
 // Wakes one waiter for the due list.
@@ -317,7 +297,7 @@ void PokeDue(Group& g) {
   do n = write(g.duefd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
+  ev.data.u64 = EpollPack(kKindDue, g.duefd, 0);
   epoll_ctl(g.epfd, EPOLL_CTL_MOD, g.duefd, &ev);
 }
 
@@ -456,6 +436,8 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
       return Num(info, -EEXIST);
     }
     c->id = NextId(kind == kKindConn);
+    c->fd = static_cast<int>(fd);
+    c->wake.owner = c;
     by_fd[fd] = c;
     if (kind == kKindConn) {
       group_conns[c->group]++;
@@ -466,7 +448,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
         c->proxy_wait = true;
         c->frame_since = c->last_input.load();  // and so is a PROXY header
       }
-      if (Group* g = GroupOf(c->group)) Schedule(c, static_cast<int>(fd), *g);
+      if (Group* g = GroupOf(c->group)) Schedule(c, *g);
     }
   }
   return Num(info, static_cast<double>(c->id));
@@ -653,7 +635,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   if (c->tls != nullptr && (events & EPOLLIN) && TlsHasPending(c->tls)) ev.events |= EPOLLOUT;
   ev.data.u64 = EpollData(c, fd);
   if (c->kind == kKindConn) {
-    if (Group* g = GroupOf(c->group)) Schedule(c, fd, *g);
+    if (Group* g = GroupOf(c->group)) Schedule(c, *g);
     if (c->due && c->grp) MarkDue(*c->grp, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->out.size();
     if (queued) {
@@ -1118,24 +1100,24 @@ Napi::Value TimersConfigure(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &read_ms) || !ArgInt(info, 2, &frame_ms)) return info.Env().Undefined();
   std::lock_guard<TableMutex> lock(table_mu);
   Group& g = groups[static_cast<int>(group)];
-  if (g.timerfd < 0) {
+  if (g.heap.fd() < 0) {
     g.epfd = static_cast<int>(group);
-    g.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int err = g.heap.Open();
     g.duefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLONESHOT;
-    ev.data.u64 = (static_cast<uint64_t>(kKindDue) << 32) | static_cast<uint32_t>(g.duefd);
-    if (g.timerfd < 0 || g.duefd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.duefd, &ev) < 0) {
-      int err = errno;
-      if (g.timerfd >= 0) close(g.timerfd);
+    ev.data.u64 = EpollPack(kKindDue, g.duefd, 0);
+    if (err < 0 || g.duefd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.duefd, &ev) < 0) {
+      if (err >= 0) err = -errno;
+      g.heap.Close();
       if (g.duefd >= 0) close(g.duefd);
       groups.erase(static_cast<int>(group));
-      return Num(info, -err);
+      return Num(info, err);
     }
   }
   g.read_timeout = read_ms;
   g.frame_timeout = frame_ms;
-  return Num(info, g.timerfd);
+  return Num(info, g.heap.fd());
 }
 
 // timersForget(group): closes the server's timerfd and drops its heap (at release).
@@ -1145,7 +1127,7 @@ Napi::Value TimersForget(const Napi::CallbackInfo& info) {
   std::lock_guard<TableMutex> lock(table_mu);
   auto it = groups.find(static_cast<int>(group));
   if (it == groups.end()) return Num(info, -EBADF);
-  close(it->second.timerfd);
+  it->second.heap.Close();  // its connections' slots are unqueued: they may outlive it
   close(it->second.duefd);
   groups.erase(it);
   return Num(info, 0);
@@ -1166,7 +1148,7 @@ Napi::Value TimerSet(const Napi::CallbackInfo& info) {
   c->due &= ~kDueTimer;
   c->timer_at = ms ? NowMs() + ms : 0;
   if (c->timer_at) g->timers++;
-  Schedule(c, static_cast<int>(fd), *g);
+  Schedule(c, *g);
   return Num(info, 0);
 }
 
@@ -1185,7 +1167,7 @@ Napi::Value TimersDrain(const Napi::CallbackInfo& info) {
   for (size_t fd = 0; fd < by_fd.size(); fd++) {
     Conn* c = by_fd[fd];
     if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
-    Schedule(c, static_cast<int>(fd), *g);
+    Schedule(c, *g);
     n++;
   }
   return Num(info, n);
@@ -1220,7 +1202,7 @@ Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
     std::lock_guard<TableMutex> lock(table_mu);
     if (c->send_since == 0) {
       c->send_since = NowMs();
-      Schedule(c, static_cast<int>(fd), g);
+      Schedule(c, g);
     }
   }
   return Num(info, static_cast<double>(queued + rest));
@@ -1309,6 +1291,16 @@ Napi::Value GroupMemory(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// timerHeapSize(group) -> items in the group's timer heap: at most one per open
+// connection with a deadline, whatever its module does with set_timer.
+Napi::Value TimerHeapSize(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::lock_guard<TableMutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  return Num(info, g ? static_cast<double>(g->heap.size()) : 0);
+}
+
 // timersArmed(group) -> connections with a module timer armed.
 Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
   int64_t group;
@@ -1320,11 +1312,13 @@ Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due) {
+bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due) {
   std::lock_guard<TableMutex> lock(table_mu);
   if (fd < 0 || static_cast<size_t>(fd) >= by_fd.size()) return false;
   Conn* c = by_fd[fd];
   if (c == nullptr || c->group != group) return false;
+  // Reported for an earlier connection on this fd number, closed since: not this one's event.
+  if ((c->id & kEpollTagMask) != tag) return false;
   if (!Claim(c, holder)) return false;
   *id = static_cast<double>(c->id);
   *due = c->due | PhaseBits(c);
@@ -1360,7 +1354,7 @@ void LendBatch(int group, int holder, const Lent* events, int n) {
 bool BatchConfigured(int group) {
   std::lock_guard<TableMutex> lock(table_mu);
   Group* g = GroupOf(group);
-  return g != nullptr && g->timerfd >= 0 && g->conn_events != 0;
+  return g != nullptr && g->heap.fd() >= 0 && g->conn_events != 0;
 }
 
 bool PopLent(int group, int holder, Lent* out) {
@@ -1411,27 +1405,25 @@ int RunTimers(int group) {
   std::lock_guard<TableMutex> lock(table_mu);
   Group* g = GroupOf(group);
   if (g == nullptr) return 0;
-  uint64_t expirations;
-  while (read(g->timerfd, &expirations, sizeof(expirations)) < 0 && errno == EINTR) {
-  }
-  g->armed_at = 0;
+  g->heap.BeginWake();
   int64_t now = NowMs();
   int marked = 0;
-  while (!g->heap.empty() && g->heap.top().at <= now) {
-    HeapItem item = g->heap.top();
-    g->heap.pop();
-    Conn* c = FindLocked(item.fd, item.id);
-    if (c == nullptr || c->heap_at != item.at) continue;  // closed, or rescheduled earlier
-    c->heap_at = 0;
+  // At most ServerTimers::kMaxPerWake items: the rest are left for the next
+  // wake, which the timerfd (set to their past deadline below) brings at once,
+  // to whichever worker waits next, so other workers get the lock in between.
+  while (TimerSlot* s = g->heap.PopDue(now)) {
+    Conn* c = static_cast<Conn*>(s->owner);
+    assert(c->fd >= 0 && static_cast<size_t>(c->fd) < by_fd.size() && by_fd[c->fd] == c);
     uint32_t due = DueNow(c, *g, now);
     if (due & kDueTimer) g->timers--;
     if (due == 0) {
-      Schedule(c, item.fd, *g);
+      Schedule(c, *g);  // came early (a deadline moved later): back in at its real time
       continue;
     }
     // Taken by the next waiter (TakeDue), or by its holder's re-arm if one
-    // holds it now; the claim decides ownership either way.
-    MarkDue(*g, c, item.fd, due);
+    // holds it now; the claim decides ownership either way. Out of the heap
+    // until then: the re-arm after its event schedules it again.
+    MarkDue(*g, c, c->fd, due);
     marked++;
   }
   if (g->trim_at && g->trim_at <= now) {
@@ -1448,8 +1440,8 @@ int RunTimers(int group) {
   ArmTimerfd(*g);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = (static_cast<uint64_t>(kKindTimer) << 32) | static_cast<uint32_t>(g->timerfd);
-  epoll_ctl(group, EPOLL_CTL_MOD, g->timerfd, &ev);
+  ev.data.u64 = EpollPack(kKindTimer, g->heap.fd(), 0);
+  epoll_ctl(group, EPOLL_CTL_MOD, g->heap.fd(), &ev);
   return marked;
 }
 
@@ -1565,6 +1557,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("timerSet", Napi::Function::New(env, TimerSet, "timerSet"));
   exports.Set("timersDrain", Napi::Function::New(env, TimersDrain, "timersDrain"));
   exports.Set("timersArmed", Napi::Function::New(env, TimersArmed, "timersArmed"));
+  exports.Set("timerHeapSize", Napi::Function::New(env, TimerHeapSize, "timerHeapSize"));
   exports.Set("connWrite", Napi::Function::New(env, ConnWrite, "connWrite"));
   exports.Set("connWant", Napi::Function::New(env, ConnWant, "connWant"));
   exports.Set("connLinger", Napi::Function::New(env, ConnLinger, "connLinger"));

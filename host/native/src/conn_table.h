@@ -5,10 +5,24 @@
 
 namespace tcpmod {
 
-// What an epoll item is; its 64-bit data is (kind << 32) | fd.
+// What an epoll item is.
 enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3,
                   kKindUnopened = 4 /* in listings only: a connection on_open has not started for */,
                   kKindDue = 5 /* the due list's eventfd */ };
+
+// An epoll item's 64-bit data: (tag << 36) | (kind << 32) | fd. The tag is the
+// low 28 bits of the table entry's id (0 for items outside the table): an event
+// epoll reported for a connection that has since closed, its fd number reused
+// by a new one, carries the old tag, and ClaimEvent does not take it for the
+// new connection (ids never repeat; tags only after 2^28 connections).
+constexpr int kEpollTagShift = 36;
+constexpr uint64_t kEpollTagMask = (1ull << 28) - 1;
+inline uint64_t EpollPack(int kind, int fd, uint64_t id) {
+  return ((id & kEpollTagMask) << kEpollTagShift) | (static_cast<uint64_t>(kind & 0xf) << 32) | static_cast<uint32_t>(fd);
+}
+inline int EpollFd(uint64_t data) { return static_cast<int>(data & 0xffffffffu); }
+inline int EpollKind(uint64_t data) { return static_cast<int>((data >> 32) & 0xf); }
+inline uint64_t EpollTag(uint64_t data) { return data >> kEpollTagShift; }
 
 // What a claimed connection event carries besides input (epollWait's out[4]).
 enum Due : uint32_t {
@@ -27,8 +41,9 @@ enum Due : uint32_t {
 // to exactly one worker by ClaimEvent, and only its holder loads, saves, re-arms
 // or closes it. Returns false when the event must be dropped: no entry for fd in
 // this group, or the entry is already held (an ERR/HUP reported for a connection
-// whose opener has not re-armed it yet; the opener's re-arm reports it again).
-bool ClaimEvent(int fd, int group, int holder, double* id, uint32_t* due);
+// whose opener has not re-armed it yet; the opener's re-arm reports it again),
+// or it is not the entry the event was for (`tag`, EpollTag: a stale event).
+bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due);
 
 // A connection marked due (a timeout, a module timer, a memory bound) that no
 // one holds, claimed for `holder`: epollWait hands these out before waiting,

@@ -1,9 +1,11 @@
-// epoll and eventfd. An epoll item's 64-bit data carries (kind << 32) | fd
-// (conn_table.h); the waiter claims connections in the table before returning.
+// epoll and eventfd. An epoll item's 64-bit data carries its fd, kind and the
+// tag of its table entry (EpollPack, conn_table.h); the waiter claims
+// connections in the table before returning.
 #include "poller.h"
 
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <sys/epoll.h>
@@ -36,9 +38,23 @@ Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   epoll_event ev{};
   ev.events = static_cast<uint32_t>(events);
-  ev.data.u64 = (static_cast<uint64_t>(static_cast<uint32_t>(tag)) << 32) | static_cast<uint32_t>(fd);
+  ev.data.u64 = EpollPack(static_cast<int>(tag), static_cast<int>(fd), 0);
   int rc = epoll_ctl(static_cast<int>(epfd), static_cast<int>(op), static_cast<int>(fd), &ev);
   return Num(info, rc < 0 ? -errno : 0);
+}
+
+// Test hook (testWaitPause): µs epollWait sleeps between epoll_wait's return
+// and its claims, so that a test can close the connection an event was for and
+// reuse its fd number in between; and how many such pauses have begun.
+std::atomic<int> wait_pause_us{0};
+std::atomic<int> wait_pauses{0};
+
+// testWaitPause(us) -> pauses begun so far. us >= 0 sets the pause (0: off); < 0 only reads.
+Napi::Value TestWaitPause(const Napi::CallbackInfo& info) {
+  int64_t us;
+  if (!ArgInt(info, 0, &us)) return info.Env().Undefined();
+  if (us >= 0) wait_pause_us = static_cast<int>(std::min<int64_t>(us, 5000000));
+  return Num(info, wait_pauses.load());
 }
 
 // The most events one epoll_wait takes (--batch is checked against it in options.ts).
@@ -139,12 +155,16 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Num(info, -errno);
     if (n == 0) return Num(info, 0);
+    if (int us = wait_pause_us.load(std::memory_order_relaxed)) {
+      wait_pauses++;
+      usleep(static_cast<useconds_t>(us));
+    }
     int m = 0;
     int wake_fd = -1;
     bool due_woken = false;
     for (int i = 0; i < n; i++) {
-      int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
-      int kind = static_cast<int>(evs[i].data.u64 >> 32);
+      int fd = EpollFd(evs[i].data.u64);
+      int kind = EpollKind(evs[i].data.u64);
       if (kind == kKindDue) {
         // Woken for the due list: reset the eventfd; one of the list is taken below.
         uint64_t v;
@@ -163,7 +183,7 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
         continue;
       }
       Lent& g = got[m];
-      if (!ClaimEvent(fd, static_cast<int>(epfd), static_cast<int>(holder), &g.id, &g.due)) continue;
+      if (!ClaimEvent(fd, EpollTag(evs[i].data.u64), static_cast<int>(epfd), static_cast<int>(holder), &g.id, &g.due)) continue;
       g.fd = fd;
       g.kind = kind;
       g.events = evs[i].events;
@@ -208,6 +228,7 @@ void InitPoller(Napi::Env env, Napi::Object exports) {
   exports.Set("epollWait", Napi::Function::New(env, EpollWait, "epollWait"));
   exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite, "eventfdWrite"));
+  exports.Set("testWaitPause", Napi::Function::New(env, TestWaitPause, "testWaitPause"));
 }
 
 }  // namespace tcpmod
