@@ -1,10 +1,13 @@
 // The project `tcpmod new` writes, without installing it (test/sdk-package.e2e.test.ts
-// installs and runs one): the C scaffold's build.sh names what is missing, in one line.
+// installs and runs one): where the scaffold takes tcpmod from (a registry range
+// only when npm's lockfile says this copy came from a registry), and the C
+// scaffold's build.sh naming what is missing, in one line.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { resolvedFrom } from '../host/scaffold.js';
 import { ROOT } from './fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tcpmod-scaffold-'));
@@ -41,5 +44,26 @@ describe('templates/c/build.sh', () => {
     const r = buildSh('no-ld', { PATH: bin });
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(`${NEED} (not found: wasm-ld)\n`);
+  });
+});
+
+describe('resolvedFrom: where npm got a package, from its lockfiles', () => {
+  /** A project at tmp/<name> whose lockfile `file` records tcpmod (at `key`) as resolved from `resolved`. */
+  function project(name: string, file: string, key: string, resolved: string): string {
+    const dir = join(tmp, name);
+    mkdirSync(join(dir, ...key.split('/')), { recursive: true });
+    writeFileSync(join(dir, file), JSON.stringify({ lockfileVersion: 3, packages: { '': {}, [key]: { version: '0.1.0', resolved } } }));
+    return join(dir, ...key.split('/'));
+  }
+
+  it("reads npm's record in node_modules, then the project's package-lock.json, nested packages included", () => {
+    const registry = 'https://registry.npmjs.org/tcpmod/-/tcpmod-0.1.0.tgz';
+    expect(resolvedFrom(project('hidden', 'node_modules/.package-lock.json', 'node_modules/tcpmod', registry))).toBe(registry);
+    expect(resolvedFrom(project('lock', 'package-lock.json', 'node_modules/tcpmod', 'file:../pack/tcpmod-0.1.0.tgz'))).toBe('file:../pack/tcpmod-0.1.0.tgz');
+    expect(resolvedFrom(project('nested', 'package-lock.json', 'node_modules/app/node_modules/tcpmod', registry))).toBe(registry);
+  });
+
+  it('knows nothing of a checkout (no node_modules above it)', () => {
+    expect(resolvedFrom(ROOT)).toBeNull();
   });
 });
