@@ -167,7 +167,8 @@ export function newProject(dir: string, lang: Language): string[] {
     mkdirSync(target, { recursive: true });
     if (dep.tarball) packInto(target, dep.tarball);
   } catch (e) {
-    rmSync(made ? target : join(target, dep.tarball ?? ''), { recursive: true, force: true });
+    if (made) rmSync(target, { recursive: true, force: true });
+    else if (dep.tarball) rmSync(join(target, dep.tarball), { force: true });
     throw e;
   }
   for (const { path, text } of out) {
