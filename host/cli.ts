@@ -169,8 +169,9 @@ async function serve(file: string): Promise<void> {
     const { metrics: address, watch: w, ...opts } = given(serveCmd, serveOptions);
     watch = w === true;
     if (address !== undefined) metrics = parseOptionValue('metrics', OPTIONS.metrics.kind, address) as Value<typeof OPTIONS.metrics.kind>;
-    // Strings as typed: createServer checks and converts each one, naming the option.
-    server = createServer({ ...opts, module: file } as ServerOptions);
+    // Strings as typed: createServer checks and converts each one, naming the option. The CLI logs at
+    // the table's default level (info); the API's own default is quieter (host/logger.ts).
+    server = createServer({ logLevel: DEFAULTS.logLevel, ...opts, module: file } as ServerOptions);
   } catch (e) {
     fail(e);
   }

@@ -6,6 +6,7 @@
 // Options are validated at the door: a bad one throws an OptionError whose
 // message names the option and says what it accepts, and the CLI prints that
 // one line with the option's flag in place of its API name.
+import type { LoggerOption } from './logger.js';
 import { availableParallelism } from 'node:os';
 import { MAX_WORKERS } from './pool/counters.js';
 import { parseDuration } from './duration.js';
@@ -218,7 +219,11 @@ type Input<K extends Kind> =
  * the table (see OPTIONS for each one's meaning and default; `threads` is shorthand
  * for minThreads = maxThreads).
  */
-export type ServerOptions = { module: string } & { [N in ApiName]?: Input<Table[N]['kind']> };
+export type ServerOptions = {
+  module: string;
+  /** Who hears the server (host/logger.ts): a pino logger, a level of the built-in stderr logger, or false. Default: warnings and errors on stderr. */
+  logger?: LoggerOption;
+} & { [N in ApiName]?: Input<Table[N]['kind']> };
 
 export interface TlsOptions {
   cert: string;

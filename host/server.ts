@@ -6,8 +6,9 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createSecureContext, rootCertificates } from 'node:tls';
-import pino from 'pino';
-import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
+import type pino from 'pino';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, type CloseReasonName } from './module/abi.js';
+import { chooseLogger } from './logger.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
@@ -140,7 +141,17 @@ function highWater(maxOutputBuffer: number): number {
 /** Descriptors kept back from the default connection limit for the server's own use. */
 const FD_RESERVE = 128;
 
-export class TcpmodServer extends EventEmitter {
+/**
+ * The server's events, both opt-in (workers post them only while someone listens). `conn` is the
+ * connection id modules see; `reason` is the close reason's name, as in stats().connectionsClosed and
+ * the metric tcpmod_connections_closed_total{reason}.
+ */
+export interface ServerEvents {
+  connection: [conn: number];
+  close: [conn: number, reason: CloseReasonName];
+}
+
+export class TcpmodServer extends EventEmitter<ServerEvents> {
   state: ServerState = 'created';
   readonly options: ResolvedOptions;
   private pool: Pool | null = null;
@@ -178,12 +189,14 @@ export class TcpmodServer extends EventEmitter {
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
 
+  /** `logger` (a pino logger) is the same as options.logger. */
   constructor(options: ServerOptions, logger?: pino.Logger) {
     super();
-    this.options = resolveOptions(options);
-    this.log = logger ?? pino({ level: this.options.logLevel }, pino.destination({ fd: 2, sync: true }));
+    const chosen = chooseLogger(logger ? { ...options, logger } : options);
+    this.options = resolveOptions(chosen.options);
+    this.log = chosen.log;
     // 'connection' and 'close' events are opt-in: workers only post them while someone listens.
-    this.on('newListener', (name) => {
+    (this as EventEmitter).on('newListener', (name: string | symbol) => {
       if ((name === 'connection' || name === 'close') && this.pool) this.pool.counters.set(G.WANT_EVENTS, 1);
     });
   }
@@ -283,7 +296,7 @@ export class TcpmodServer extends EventEmitter {
       onWorkerGone: (slot) => this.finishHeld(slot),
     });
     pool.on('connection', (conn: number) => this.emit('connection', conn));
-    pool.on('close', (conn: number, reason: number) => this.emit('close', conn, reason));
+    pool.on('close', (conn: number, reason: number) => this.emit('close', conn, CLOSE_REASONS[reason]));
     pool.on('instances', (slot: number, gen: number, n: number) => {
       let m = this.instancesBySlot.get(slot);
       if (!m) this.instancesBySlot.set(slot, (m = new Map()));
@@ -298,7 +311,7 @@ export class TcpmodServer extends EventEmitter {
   /** How the main thread counts the connections it closes itself. */
   private mainCloses(): CloseCount {
     const pool = this.pool!;
-    return { totals: pool.retired, base: 0, notify: pool.counters.get(G.WANT_EVENTS) ? (conn, reason) => this.emit('close', conn, reason) : null };
+    return { totals: pool.retired, base: 0, notify: pool.counters.get(G.WANT_EVENTS) ? (conn, reason) => this.emit('close', conn, CLOSE_REASONS[reason]) : null };
   }
 
   /**

@@ -1,13 +1,28 @@
 // The typed face of the native shim: the only TypeScript that loads it. Hot
 // paths use `native` directly and test the sign of results; everything else
 // goes through `check`, which turns -errno into a Node-style error.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import type { NativeBinding } from './native/native.js';
 
 const require = createRequire(import.meta.url);
-export const native: NativeBinding = require('../host/native/build/Release/tcpmod_native.node');
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The addon: the one compiled here (host/native/build/Release: a checkout, or an install where the
+ * prebuilt did not fit or --build-from-source was asked for) when there is one, else the prebuilt the
+ * package ships for this platform (scripts/build-native.mjs checked at install that it loads).
+ */
+export const nativePath = [
+  join(packageRoot, 'host', 'native', 'build', 'Release', 'tcpmod_native.node'),
+  join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'tcpmod_native.node'),
+].find((p) => existsSync(p));
+if (!nativePath) throw new Error(`tcpmod: no native shim for ${process.platform}-${process.arch} in ${packageRoot}: run \`npm rebuild tcpmod\` to compile it`);
+export const native: NativeBinding = require(nativePath);
 export const C = native.constants;
 
 /** A failed syscall, shaped like Node's own system errors. */

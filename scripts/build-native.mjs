@@ -17,12 +17,27 @@
 // consumer needs no node-gyp of its own, only python3, make and a C++17
 // compiler. Outside npm, $npm_config_node_gyp or a node-gyp on PATH is used.
 //
-// Usage: node scripts/build-native.mjs [--force | --if-missing]
+// The package ships a prebuilt addon (prebuilds/<platform>-<arch>/, made by
+// `--prebuild` at pack time from the same sources). The addon uses Node-API
+// (NAPI_VERSION 8) only, so one linux-x64 binary serves every Node >= 20. At
+// install the prebuilt is used when it fits, and nothing is compiled:
+//   - its manifest names this platform and arch, the sources shipped beside it
+//     (the same hash as buildKey's), and a Node-API version this Node has;
+//   - it loads here with RTLD_NOW, so every symbol it takes from the running
+//     Node (the TLS part links Node's own OpenSSL) resolves now, not at a
+//     first call in a server (a wrong libc or a missing symbol refuses here).
+// Otherwise, or with `npm install --build-from-source` (npm_config_build_from_source)
+// or TCPMOD_BUILD_FROM_SOURCE=1, the shim is compiled as before; the line
+// printed says which was done and why. host/sys.ts loads a compiled addon
+// (host/native/build/Release) when there is one, else the prebuilt.
+//
+// Usage: node scripts/build-native.mjs [--force | --if-missing | --prebuild]
 
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { constants as osConstants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,6 +45,11 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const nativeDir = join(root, "host", "native");
 const addon = join(nativeDir, "build", "Release", "tcpmod_native.node");
 const stampFile = join(nativeDir, "build", "tcpmod-build.json");
+/** The Node-API version the addon is compiled against (binding.gyp's NAPI_VERSION). */
+const NAPI_VERSION = 8;
+const prebuiltDir = join(root, "prebuilds", `${process.platform}-${process.arch}`);
+const prebuilt = join(prebuiltDir, "tcpmod_native.node");
+const manifestFile = join(prebuiltDir, "tcpmod_native.json");
 
 /** What the built addon depends on: its sources, the Node it was built for, node-addon-api's headers. */
 function buildKey() {
@@ -77,14 +97,72 @@ function runNodeGyp() {
   return r;
 }
 
+/** "glibc", "musl" or "unknown": which C library this Node runs on. */
+function libc() {
+  if (process.platform !== "linux") return "none";
+  const header = process.report?.getReport?.().header;
+  return header?.glibcVersionRuntime ? "glibc" : "musl";
+}
+
+/** Why the shipped prebuilt cannot serve here, or null when it fits (it has just loaded). */
+function prebuiltMisfit(key) {
+  if (process.env.npm_config_build_from_source === "true" || process.env.TCPMOD_BUILD_FROM_SOURCE === "1")
+    return "building from source was asked for (--build-from-source / TCPMOD_BUILD_FROM_SOURCE=1)";
+  if (!existsSync(manifestFile) || !existsSync(prebuilt)) return `no prebuilt for ${process.platform}-${process.arch}`;
+  let m;
+  try {
+    m = JSON.parse(readFileSync(manifestFile, "utf8"));
+  } catch (e) {
+    return `its manifest is unreadable: ${e.message}`;
+  }
+  if (m.sources !== key.sources) return "it was built from other sources than the ones here";
+  if (m.libc !== libc()) return `it is for ${m.libc}, this Node runs on ${libc()}`;
+  if (Number(process.versions.napi ?? 0) < m.napi) return `it needs Node-API ${m.napi}, this Node has ${process.versions.napi}`;
+  try {
+    process.dlopen({ exports: {} }, prebuilt, osConstants.dlopen.RTLD_NOW);
+  } catch (e) {
+    return `it does not load in this Node: ${e.message.split("\n")[0]}`;
+  }
+  return null;
+}
+
+/** `--prebuild` (the package's prepack): compiles when not up to date, then copies the addon into prebuilds/ with its manifest. */
+function prebuild(key) {
+  const rc = upToDate(key) ? 0 : compile(key);
+  if (rc !== 0) return rc;
+  rmSync(prebuiltDir, { recursive: true, force: true });
+  mkdirSync(prebuiltDir, { recursive: true });
+  copyFileSync(addon, prebuilt);
+  const manifest = { napi: NAPI_VERSION, platform: process.platform, arch: process.arch, libc: libc(), sources: key.sources, nodeAddonApi: key.nodeAddonApi, builtWith: process.version };
+  writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+  console.log(`tcpmod: prebuilt native shim for ${process.platform}-${process.arch} (Node-API ${NAPI_VERSION}) in ${prebuiltDir}`);
+  return 0;
+}
+
 function main() {
-  if (process.argv.includes("--if-missing") && existsSync(addon)) return 0;
-  const force = process.argv.includes("--force") || process.env.npm_command === "rebuild";
   const key = buildKey();
+  if (process.argv.includes("--prebuild")) return prebuild(key);
+  if (process.argv.includes("--if-missing") && (existsSync(addon) || prebuiltMisfit(key) === null)) return 0;
+  const force = process.argv.includes("--force") || process.env.npm_command === "rebuild";
   if (!force && upToDate(key)) {
     console.log(`tcpmod: native shim is up to date (${addon})`);
     return 0;
   }
+  // An installed package has no compiled addon: the prebuilt serves when it fits. (A checkout that
+  // has one keeps compiling it: host/sys.ts would load it ahead of the prebuilt.)
+  if (!force && !existsSync(addon)) {
+    const misfit = prebuiltMisfit(key);
+    if (misfit === null) {
+      console.log(`tcpmod: using the prebuilt native shim (${process.platform}-${process.arch}, Node-API ${NAPI_VERSION}); nothing compiled`);
+      return 0;
+    }
+    console.log(`tcpmod: compiling the native shim: the prebuilt does not serve here (${misfit})`);
+  }
+  return compile(key);
+}
+
+/** Compiles the addon with node-gyp and stamps it with `key`. */
+function compile(key) {
   const t0 = performance.now();
   const r = runNodeGyp();
   if (r.error) {

@@ -53,11 +53,11 @@ export function userEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Runs a command in its own process group; past timeoutMs the whole group is killed. */
-export function run(cmd: string, args: string[], opts: { cwd: string; timeoutMs: number }): Promise<Ran> {
+/** Runs a command in its own process group (with `env` over the user's environment); past timeoutMs the whole group is killed. */
+export function run(cmd: string, args: string[], opts: { cwd: string; timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<Ran> {
   return new Promise((resolvePromise, reject) => {
     const t0 = performance.now();
-    const p = spawn(cmd, args, { cwd: opts.cwd, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const p = spawn(cmd, args, { cwd: opts.cwd, env: { ...userEnv(), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     p.stdout!.on('data', (d) => (stdout += d));
@@ -134,14 +134,14 @@ export async function packRepo(dir: string, timings: Record<string, number>): Pr
   return join(dir, tgz[0]);
 }
 
-/** Makes `app` a fresh ES-module project (npm init, plus `extra` package.json fields) and installs `tarball` into it offline. */
-export async function installInto(app: string, tarball: string, timings: Record<string, number>, extra: Record<string, unknown> = {}): Promise<void> {
+/** Makes `app` a fresh ES-module project (npm init, plus `extra` package.json fields) and installs `tarball` into it offline; what npm install printed. */
+export async function installInto(app: string, tarball: string, timings: Record<string, number>, extra: Record<string, unknown> = {}, label = '', env: NodeJS.ProcessEnv = {}): Promise<Ran> {
   mkdirSync(app, { recursive: true });
   const init = await run('npm', ['init', '-y'], { cwd: app, timeoutMs: 30_000 });
   expect(init.code, explain('npm init', init)).toBe(0);
   const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, type: 'module', ...extra }, null, 2));
-  await installTarball(app, tarball, timings);
+  return installTarball(app, tarball, timings, label, env);
 }
 
 /**
@@ -149,22 +149,44 @@ export async function installInto(app: string, tarball: string, timings: Record<
  * project's other dependencies. allowScripts is what `npm install-scripts approve tcpmod`
  * writes: npm 11.19 warns about (and later npms may skip) install scripts nobody approved.
  */
-export async function installTarball(app: string, tarball: string, timings: Record<string, number>, label = ''): Promise<void> {
+export async function installTarball(app: string, tarball: string, timings: Record<string, number>, label = '', env: NodeJS.ProcessEnv = {}): Promise<Ran> {
   const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ ...pkg, allowScripts: { [`file:${tarball}`]: true } }, null, 2));
-  // Offline first: every tarball is in the npm cache since `npm ci`. But npm 11 resolves a
-  // new dependency range from the registry's full packument, which `npm ci` (lockfile only)
-  // never fetches; on a cache without them --offline fails with ENOTCACHED, and
-  // --prefer-offline fetches just those documents (tarballs still come from the cache).
-  const args = ['install', tarball, '--no-audit', '--no-fund', '--foreground-scripts'];
-  let install = await run('npm', [...args, '--offline'], { cwd: app, timeoutMs: 180_000 });
+  return npmInstall(app, [tarball], timings, label, env);
+}
+
+/**
+ * `npm install [specs]` in `app`, offline: every tarball is in the npm cache since `npm ci`.
+ * npm 11 resolves a new dependency range from the registry's full packument, which `npm ci`
+ * (lockfile only) never fetches; on a cache without them --offline fails with ENOTCACHED, and
+ * --prefer-offline fetches just those documents (tarballs still come from the cache).
+ * Nothing named tcpmod is ever fetched: the specs and the project name tarballs.
+ */
+export async function npmInstall(app: string, specs: string[], timings: Record<string, number>, label = '', env: NodeJS.ProcessEnv = {}): Promise<Ran> {
+  const args = ['install', ...specs, '--no-audit', '--no-fund', '--foreground-scripts'];
+  let install = await run('npm', [...args, '--offline'], { cwd: app, timeoutMs: 180_000, env });
   timings[`installOffline${label}`] = install.ms;
   if (install.code !== 0 && /ENOTCACHED/.test(install.stdout + install.stderr)) {
     console.warn('package e2e: npm cache lacks full packuments; installing with --prefer-offline');
-    install = await run('npm', [...args, '--prefer-offline'], { cwd: app, timeoutMs: 180_000 });
+    install = await run('npm', [...args, '--prefer-offline'], { cwd: app, timeoutMs: 180_000, env });
     timings[`installPreferOffline${label}`] = install.ms;
   }
   expect(install.code, explain('npm install', install)).toBe(0);
+  return install;
+}
+
+/**
+ * A directory of stand-ins for the C/C++ toolchain (cc, c++, g++, gcc, clang, clang++, make) that
+ * record each call in `<dir>/calls` and fail: put it first on PATH, and `calls` existing afterwards
+ * means something tried to compile.
+ */
+export function compilerTrap(dir: string): { path: string; calls: string } {
+  mkdirSync(dir, { recursive: true });
+  const calls = join(dir, 'calls');
+  for (const tool of ['cc', 'c++', 'g++', 'gcc', 'clang', 'clang++', 'make']) {
+    writeFileSync(join(dir, tool), `#!/bin/sh\necho "${tool} $*" >> '${calls}'\nexit 1\n`, { mode: 0o755 });
+  }
+  return { path: `${dir}:${process.env.PATH}`, calls };
 }
 
 export interface Served {

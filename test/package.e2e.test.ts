@@ -1,16 +1,25 @@
 // The published package as a new user meets it: `npm pack` this repository,
-// install the tarball into a fresh project (its install script builds the
-// native shim there), then use it the ways the README says: the `tcpmod`
+// install the tarball into a fresh project (its install script takes the
+// prebuilt native shim: no compiler may run, which stand-ins for cc, c++ and
+// make on PATH would record), then use it the ways the README says: the `tcpmod`
 // binary, the API from a `node -e` one-liner (worker threads must not inherit
 // its flags), the typings under a strict `tsc` without skipLibCheck, and the
-// socket-free harness from 'tcpmod/testing'.
+// socket-free harness from 'tcpmod/testing'. The fallback is forced once
+// (compiled from source, and served from); a prebuilt that does not load is
+// refused; and the prebuilt serves TLS (Node's own OpenSSL) under Node 20 and
+// under the newest Node the npm registry offers (the `node` package via npx).
 //
-// Slow (a pack, an npm install and a node-gyp build): about a minute here.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// Slow (a pack, two npm installs, one node-gyp build): a few minutes here.
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoOnce, explain, installInto, killAll, killGroup, live, packRepo, refused, repo, run, serveCommand, serveWithNpx } from './package-helpers.js';
+import { compilerTrap, echoOnce, explain, installInto, killAll, killGroup, live, packRepo, refused, repo, run, serveCommand, serveWithNpx, type Ran } from './package-helpers.js';
+import { makeTestCerts, type TestCerts } from './tls-certs.js';
+
+/** The newest Node the npm registry's `node` package offers (its dist-tag latest when this was written: 26). */
+const NEWEST_NODE = 'node@26';
 
 const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -18,13 +27,16 @@ let tmp = '';
 let app = '';
 let tarball = '';
 let installed = '';
+let install: Ran;
+let trap: { path: string; calls: string };
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'tcpmod-package-'));
   tarball = await packRepo(join(tmp, 'pack'), timings);
   app = join(tmp, 'app');
-  await installInto(app, tarball, timings);
+  trap = compilerTrap(join(tmp, 'no-compilers'));
+  install = await installInto(app, tarball, timings, {}, '', { PATH: trap.path });
   installed = join(app, 'node_modules', 'tcpmod');
 }, 330_000);
 
@@ -55,19 +67,96 @@ describe('the npm tarball', () => {
       'host/native/binding.gyp',
       'host/native/src/addon.cc',
       'scripts/build-native.mjs',
+      'prebuilds/linux-x64/tcpmod_native.node',
+      'prebuilds/linux-x64/tcpmod_native.json',
       'assembly/sdk/index.ts',
       'asconfig.json',
       'docs/abi.md',
     ]) {
       expect(files, f).toContain(f);
     }
-    const unwanted = files.filter((f) => /^(test|bench|\.ci)\/|^host\/native\/build\/|^assembly\/[^/]+\.ts$|^host\/.*\.ts$|\.node$/.test(f));
+    const unwanted = files.filter((f) => /^(test|bench|\.ci)\/|^host\/native\/build\/|^assembly\/[^/]+\.ts$|^host\/.*\.ts$|^(?!prebuilds\/).*\.node$/.test(f));
     expect(unwanted).toEqual([]);
+    const manifest = JSON.parse((await run('tar', ['-xzOf', tarball, 'package/prebuilds/linux-x64/tcpmod_native.json'], { cwd: tmp, timeoutMs: 30_000 })).stdout);
+    expect(manifest).toMatchObject({ napi: 8, platform: 'linux', arch: 'x64', libc: 'glibc' });
   });
 
-  it('builds the native shim at install, with node-gyp, in the installed package', () => {
-    expect(existsSync(join(installed, 'host', 'native', 'build', 'Release', 'tcpmod_native.node'))).toBe(true);
+  it('installs with the prebuilt native shim: no compiler runs, nothing is built', () => {
+    expect(install.stdout).toContain('tcpmod: using the prebuilt native shim (linux-x64, Node-API 8); nothing compiled');
+    expect(existsSync(trap.calls), existsSync(trap.calls) ? readFileSync(trap.calls, 'utf8') : '').toBe(false);
+    expect(existsSync(join(installed, 'host', 'native', 'build'))).toBe(false);
     expect(existsSync(join(installed, 'dist', 'index.js'))).toBe(true);
+    console.log(`package.e2e: npm install of the tarball with the prebuilt took ${timings.installOffline ?? timings.installPreferOffline} ms`);
+  });
+
+  it('compiles from source when asked (the fallback), and then serves from the compiled shim', async () => {
+    const app2 = join(tmp, 'app-from-source');
+    const r = await installInto(app2, tarball, timings, {}, 'FromSource', { TCPMOD_BUILD_FROM_SOURCE: '1' });
+    expect(r.stdout).toContain('tcpmod: compiling the native shim: the prebuilt does not serve here (building from source was asked for');
+    expect(r.stdout).toMatch(/tcpmod: built the native shim in \d+ ms/);
+    const pkg2 = join(app2, 'node_modules', 'tcpmod');
+    expect(existsSync(join(pkg2, 'host', 'native', 'build', 'Release', 'tcpmod_native.node'))).toBe(true);
+    const which = await run(process.execPath, ['--input-type=module', '-e', "import('./node_modules/tcpmod/dist/sys.js').then((m) => console.log(m.nativePath))"], { cwd: app2, timeoutMs: 30_000 });
+    expect(which.stdout.trim()).toBe(join(pkg2, 'host', 'native', 'build', 'Release', 'tcpmod_native.node'));
+    const { pid, port } = await serveWithNpx(app2, join(pkg2, 'build', 'echo.wasm'));
+    try {
+      expect(await echoOnce(port, 'compiled\n')).toBe('compiled\n');
+    } finally {
+      killGroup(pid, 'SIGKILL');
+    }
+  }, 330_000);
+
+  it('refuses a prebuilt that does not load, saying why, and falls back to compiling', async () => {
+    const copy = join(tmp, 'broken-prebuilt');
+    cpSync(installed, copy, { recursive: true });
+    writeFileSync(join(copy, 'prebuilds', 'linux-x64', 'tcpmod_native.node'), 'not an ELF file');
+    const r = await run(process.execPath, ['scripts/build-native.mjs'], { cwd: copy, timeoutMs: 60_000, env: { PATH: trap.path } });
+    expect(r.stdout).toMatch(/tcpmod: compiling the native shim: the prebuilt does not serve here \(it does not load in this Node: .*tcpmod_native\.node/);
+    // The compile it falls back to meets the stand-in compilers (or no node-gyp) and fails, saying so.
+    expect(r.code).not.toBe(0);
+  });
+
+  describe('the prebuilt serves TLS with Node\'s own OpenSSL', () => {
+    let certs: TestCerts;
+    beforeAll(() => {
+      certs = makeTestCerts();
+    });
+    afterAll(() => certs?.remove());
+
+    /** Serves echo over TLS from the installed package with `node` (a command and its leading args), and echoes once. */
+    async function tlsEcho(node: string[]): Promise<string> {
+      const args = [join(installed, 'bin', 'tcpmod.js'), 'serve', join(installed, 'build', 'echo.wasm'), '--host', '127.0.0.1', '--port', '0',
+        '--tls-cert', certs.serverChain, '--tls-key', certs.serverKey, '--log-level', 'warn'];
+      const { pid, port, stderr } = await serveCommand(app, node[0], [...node.slice(1), ...args]);
+      try {
+        return await new Promise<string>((resolve, reject) => {
+          const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(certs.caCert) }, () => s.write('over tls\n'));
+          let got = '';
+          s.setEncoding('utf8');
+          s.on('data', (d: string) => {
+            got += d;
+            if (got.endsWith('\n')) {
+              s.end();
+              resolve(got);
+            }
+          });
+          s.on('error', (e) => reject(new Error(`${e.message}; server: ${stderr()}`)));
+        });
+      } finally {
+        killGroup(pid, 'SIGKILL');
+      }
+    }
+
+    it(`under this Node (${process.version})`, async () => {
+      expect(await tlsEcho([process.execPath])).toBe('over tls\n');
+    });
+
+    it(`under the newest Node from the npm registry (${NEWEST_NODE})`, async () => {
+      const version = await run('npx', ['--prefer-offline', '-y', NEWEST_NODE, '-p', 'process.version + " napi " + process.versions.napi + " openssl " + process.versions.openssl'], { cwd: app, timeoutMs: 240_000 });
+      expect(version.code, explain(`npx ${NEWEST_NODE}`, version)).toBe(0);
+      console.log(`package.e2e: prebuilt checked under ${version.stdout.trim()}`);
+      expect(await tlsEcho(['npx', '--prefer-offline', '-y', NEWEST_NODE])).toBe('over tls\n');
+    }, 300_000);
   });
 
   it('npx tcpmod --help works', async () => {

@@ -165,9 +165,9 @@ describe('lifecycle', () => {
     states.push(server.state);
     await listening;
     states.push(server.state);
-    const events: [string, number, number?][] = [];
-    server.on('connection', (conn: number) => events.push(['connection', conn]));
-    server.on('close', (conn: number, reason: number) => events.push(['close', conn, reason]));
+    const events: [string, number, string?][] = [];
+    server.on('connection', (conn) => events.push(['connection', conn]));
+    server.on('close', (conn, reason) => events.push(['close', conn, reason]));
     const c = await open(server.address()!.port);
     const back = readBytes(c, 2);
     c.write('hi');
@@ -175,7 +175,7 @@ describe('lifecycle', () => {
     c.end();
     await until(() => events.length === 2, 5000, 'two events');
     expect(events[0][0]).toBe('connection');
-    expect(events[1]).toEqual(['close', events[0][1], 0]); // echo closes on EOF: the peer closed it
+    expect(events[1]).toEqual(['close', events[0][1], 'peer']); // echo closes on EOF: the peer closed it
     const closing = server.close();
     states.push(server.state);
     await closing;

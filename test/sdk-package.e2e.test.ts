@@ -6,16 +6,18 @@
 // with plain `asc` under a config that extends the package's preset, check the
 // results with `npx tcpmod inspect`, serve one and exchange lines over a socket.
 // A module that breaks the ABI fails the build with one problem a line.
-// Then `tcpmod new` for each language, as the README says: the scaffold installs
-// the same tarball offline, and its own `npm test`, `npm run build` and
-// `npm start` work, the module answering over a real socket.
+// Then `tcpmod new` for each language, as the README says: with tcpmod installed
+// from a tarball (no registry copy of tcpmod exists), the scaffold depends on a
+// tarball `tcpmod new` wrote beside it, so a plain `npm install` (offline) then
+// its own `npm test`, `npm run build` and `npm start` work, the module answering
+// over a real socket.
 //
 // Slow (a pack, an npm install with a node-gyp build, two compiles): a minute or two.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoOnce, explain, installInto, installTarball, killAll, killGroup, packRepo, run, serveCommand, serveWithNpx } from './package-helpers.js';
+import { echoOnce, explain, installInto, killAll, killGroup, npmInstall, packRepo, run, serveCommand, serveWithNpx } from './package-helpers.js';
 
 // A line protocol: every line comes back numbered by a counter in the key-value store.
 const MODULE = `import { Conn, Action, configure, kv_incr, KV_UNAVAILABLE } from "tcpmod/assembly/sdk";
@@ -131,10 +133,20 @@ describe('tcpmod new', () => {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
       expect(pkg.name).toBe(`proto-${lang}`);
       expect(Object.keys(pkg.scripts).sort()).toEqual(['build', 'start', 'test']);
+      // tcpmod came from a tarball here, so the project carries one and depends on it by path.
+      expect(pkg.dependencies.tcpmod).toBe(`file:tcpmod-${pkg.version}.tgz`);
+      expect(existsSync(join(dir, `tcpmod-${pkg.version}.tgz`))).toBe(true);
+      expect(made.stdout).toContain(`  tcpmod-${pkg.version}.tgz\n`);
+      const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+      expect(readme).toContain('```sh\nnpm install\nnpm test ');
+      expect(readme).toContain(`\`tcpmod-${pkg.version}.tgz\` is the tcpmod this project was made with`);
+      expect(readme).not.toMatch(/npmjs\.com/);
 
-      // `npm install`, with tcpmod from the tarball: nothing may be fetched (the scaffold's own
-      // dependency, vitest, comes from the npm cache that installed this repository).
-      await installTarball(dir, tarball, timings, `-${lang}`);
+      // A plain `npm install`, as the README says: nothing named tcpmod can come from a registry
+      // (none has it), and the rest (vitest) comes from the npm cache that installed this repository.
+      const install = await npmInstall(dir, [], timings, `-${lang}`);
+      expect(install.stdout).toContain('tcpmod: using the prebuilt native shim');
+      expect(install.stdout + install.stderr).not.toMatch(/not yet covered by allowScripts/);
       const test = await run('npm', ['test'], { cwd: dir, timeoutMs: 240_000 });
       timings[`test-${lang}`] = test.ms;
       expect(test.code, explain('npm test (scaffold)', test)).toBe(0);

@@ -40,9 +40,9 @@ describe('the shipped modules give their known answers', () => {
   it('echo.wasm echoes, whole and in pieces, and closes as peer at EOF', async () => {
     const m = await loadModule('build/echo.wasm');
     const c = m.connect();
-    expect(c.opened).toEqual({ output: new Uint8Array(0), text: '', closed: null, fault: null, writes: 0 });
+    expect(c.opened).toEqual({ conn: c.id, output: new Uint8Array(0), text: '', closed: null, fault: null, writes: 0 });
     expect(c.send('hello').text).toBe('hello');
-    expect(c.send(new Uint8Array([0, 255, 10]))).toEqual({ output: new Uint8Array([0, 255, 10]), text: '\u0000\ufffd\n', closed: null, fault: null, writes: 1 });
+    expect(c.send(new Uint8Array([0, 255, 10]))).toEqual({ conn: c.id, output: new Uint8Array([0, 255, 10]), text: '\u0000\ufffd\n', closed: null, fault: null, writes: 1 });
     const d = m.connect();
     expect(Buffer.from(d.sendInPieces('one\r\ntwo\r\n')).toString()).toBe('one\r\ntwo\r\n');
     const e = m.connect();
@@ -226,8 +226,26 @@ describe('the fake clock', () => {
     const c = m.connect();
     expect(c.send('t').text).toBe('armed\n');
     const fired = m.clock.advance(350);
-    expect(fired.map((f) => [f.at, f.text, f.conn.id])).toEqual([[100, 'tick\n', c.id], [200, 'tick\n', c.id], [300, 'tick\n', c.id]]);
+    expect(fired.map((f) => [f.at, f.text, f.conn])).toEqual([[100, 'tick\n', c.id], [200, 'tick\n', c.id], [300, 'tick\n', c.id]]);
     expect(m.clock.now).toBe(350);
+  });
+
+  it('gives firings and closes as plain records naming the connection by id', async () => {
+    const m = await loadModule(await fixture('ticker'), { now: 0 });
+    const c = m.connect();
+    const other = m.connect();
+    c.send('t');
+    const [f] = m.clock.advance(100);
+    // Printable and comparable as data: no live TestConn (with its module and memory) inside.
+    expect(JSON.parse(JSON.stringify({ conn: f.conn, at: f.at, text: f.text, closed: f.closed, writes: f.writes }))).toEqual({
+      conn: c.id, at: 100, text: 'tick\n', closed: null, writes: 1,
+    });
+    expect(() => structuredClone(f)).not.toThrow();
+    expect(Object.keys(f).sort()).toEqual(['at', 'closed', 'conn', 'fault', 'output', 'text', 'writes']);
+    const closed = other.close();
+    expect(closed).toMatchObject({ conn: other.id, closed: 'peer', text: '' });
+    expect(other.close()).toMatchObject({ conn: other.id, closed: null }); // already closed: nothing happened
+    expect(c.send('x')).toMatchObject({ conn: c.id });
   });
 
   it('checks what it is given', async () => {

@@ -200,7 +200,7 @@ describe('timers in the socket-free harness', () => {
     const first = m.clock.advance(250);
     expect(first.map((f) => f.text)).toEqual(['tick\n', 'tick\n']);
     expect(first.map((f) => f.at)).toEqual([1_000_100, 1_000_200]);
-    expect(first.every((f) => f.conn === conn)).toBe(true);
+    expect(first.every((f) => f.conn === conn.id)).toBe(true);
     expect(m.clock.now).toBe(1_000_250);
     const rest = m.clock.advance(1000);
     expect([...first, ...rest].map((f, i, all) => (i ? f.at - all[i - 1].at : 100))).toEqual([100, 100, 100, 100, 100]);
@@ -216,7 +216,7 @@ describe('timers in the socket-free harness', () => {
     const c3 = m.connect();
     c3.send('k');
     const [f] = m.clock.advance(100);
-    expect(f.conn).toBe(c3);
+    expect(f.conn).toBe(c3.id);
     expect(f.fault?.kind).toBe('trap');
     expect(c3.closed).toBe('fault');
     expect(m.faults).toEqual([f.fault]);

@@ -11,7 +11,7 @@ import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, ho
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
-import { decimalLength, formatI64 } from "./decimal";
+import { decimalLengthU64, formatU64 } from "./decimal";
 
 /** What the host does after a callback. */
 export enum Action {
@@ -219,13 +219,20 @@ export class Conn {
 
   /** Appends `n` in decimal ASCII (a leading '-' when negative). */
   writeInt(n: i64): void {
+    if (n < 0) this.writeByte(0x2D);
+    // Negating i64.MIN_VALUE wraps to itself, whose u64 reading is the right magnitude.
+    this.writeU64(n < 0 ? <u64>(-n) : <u64>n);
+  }
+
+  /** Appends `u` in decimal ASCII, read as unsigned (0 to 18446744073709551615): memcached flags,
+   *  CAS values, counters. */
+  writeU64(u: u64): void {
     if (!writable) return;
-    const need = decimalLength(n);
-    if (outCap - outLen < need) {
+    if (outCap - outLen < decimalLengthU64(u)) {
       flushOut();
       if (!writable) return;
     }
-    outLen += formatI64(outPtr + <usize>outLen, n);
+    outLen += formatU64(outPtr + <usize>outLen, u);
   }
 
   /** Takes back the output written since `written` was `mark` (a value read earlier in this call),

@@ -25,7 +25,7 @@
  *   `consume(n)` for the bytes it handled (the rest comes back next call, after
  *   the bytes that arrive meanwhile) and returns an Action. "Need more bytes" is
  *   consuming nothing and returning Continue.
- * - `write`, `writeByte`, `writeString` (UTF-8), `writeInt` (decimal) append to
+ * - `write`, `writeByte`, `writeString` (UTF-8), `writeInt`/`writeU64` (decimal) append to
  *   the out region and spill through `tcpmod.send` when it is full, so output of
  *   any size keeps its order. A failed send makes the call end with Abort.
  * - Conn and the regions are only valid during the callback that received them;
@@ -45,4 +45,4 @@ export {
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";
 export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } from "./abi";
-export { decimalLength, formatI64 } from "./decimal";
+export { decimalLength, decimalLengthU64, formatI64, formatU64, parseI64, parseU64, PARSE_NONE, PARSE_OVERFLOW } from "./decimal";

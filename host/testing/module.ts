@@ -16,8 +16,13 @@ import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './sp
 export type { CloseReasonName };
 export type LogLevelName = (typeof LOG_LEVELS)[number];
 
-/** What one send (or on_open, or a timer firing) produced. */
+/**
+ * What one call produced: a send, on_open, a timer firing or a close. Plain
+ * data (ids and names, no live objects), so a test can print or compare it.
+ */
 export interface SendResult {
+  /** The connection's id (TestConn.id, the id the module saw). */
+  conn: number;
   /** Bytes the module sent, in the order a client would read them (tcpmod.send first, then each out region). */
   output: Uint8Array;
   /** `output` decoded as UTF-8 (invalid bytes become U+FFFD). */
@@ -34,11 +39,9 @@ export interface SendResult {
   writes: number;
 }
 
-/** A timer that fired during `m.clock.advance`. */
+/** A timer that fired during `m.clock.advance`: `conn` is the id of the connection whose timer it was. */
 export interface TimerFiring extends SendResult {
-  /** The connection whose timer it was. */
-  conn: TestConn;
-  /** The fake clock when it fired. */
+  /** The fake clock when it fired (ms since the epoch): the due time the module asked for. */
   at: number;
 }
 
@@ -112,8 +115,8 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return all;
 }
 
-function result(output: Uint8Array, writes: number, closed: number | null, fault: ModuleFault | null): SendResult {
-  return { output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault, writes };
+function result(conn: number, output: Uint8Array, writes: number, closed: number | null, fault: ModuleFault | null): SendResult {
+  return { conn, output, text: decoder.decode(output), closed: closed === null ? null : CLOSE_REASONS[closed], fault, writes };
 }
 
 /** A time the fake clock may be set to: any number (ms since the epoch). */
@@ -243,7 +246,7 @@ export class TestConn {
 
   /** The client goes away: runs tcpmod_on_close with reason 'peer' (nothing more can be sent). Does nothing once closed. */
   close(): SendResult {
-    if (this.reason !== null) return result(new Uint8Array(0), 0, null, null);
+    if (this.reason !== null) return result(this.id, new Uint8Array(0), 0, null, null);
     return this.module.run(this, () => this.settle(CloseReason.PEER));
   }
 
@@ -405,7 +408,7 @@ export class LoadedModule implements Transport {
     }
     if (conn.closedCode !== null) this.conns.delete(conn);
     const [output, writes] = conn.takeOutput();
-    return result(output, writes, conn.closedCode === before ? null : conn.closedCode, fault);
+    return result(conn.id, output, writes, conn.closedCode === before ? null : conn.closedCode, fault);
   }
 
   /**
@@ -493,7 +496,7 @@ export class LoadedModule implements Transport {
       }
       if (next === null) break;
       this.clock.moveTo(next.timerAt!);
-      fired.push({ conn: next, at: this.clock.now, ...next.fireTimer() });
+      fired.push({ at: this.clock.now, ...next.fireTimer() });
     }
     this.clock.moveTo(until);
     return fired;

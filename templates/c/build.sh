@@ -8,7 +8,20 @@ mkdir -p build
 # stack (placed first, so an overflow traps instead of overwriting data). The host
 # refuses a memory without a maximum, so the same size is declared as the maximum.
 bytes=$((2 * 65536))
-"${CC:-clang}" --target=wasm32 -nostdlib -ffreestanding -fno-builtin -O2 -Wall -Wextra -Werror \
+# Say in one line what is missing and how to get it, rather than sh's "clang: not found".
+cc="${CC:-clang}"
+need="build.sh needs clang (for --target=wasm32) and wasm-ld (from lld) to build build/module.wasm; Debian/Ubuntu: apt-get install clang lld"
+if ! command -v "$cc" > /dev/null 2>&1; then
+  echo "$need (not found: $cc${CC:+, from CC})" >&2
+  exit 1
+fi
+# clang runs the linker it names here (its own directory first, then PATH).
+ld="$("$cc" --target=wasm32 -print-prog-name=wasm-ld 2> /dev/null || echo wasm-ld)"
+if ! command -v "$ld" > /dev/null 2>&1; then
+  echo "$need (not found: wasm-ld)" >&2
+  exit 1
+fi
+"$cc" --target=wasm32 -nostdlib -ffreestanding -fno-builtin -O2 -Wall -Wextra -Werror \
   -I node_modules/tcpmod/include \
   -Wl,--no-entry -Wl,--stack-first -Wl,-z,stack-size=16384 \
   -Wl,--initial-memory=$bytes -Wl,--max-memory=$bytes \
