@@ -11,7 +11,7 @@ import { CLOSE_REASONS, CloseReason, LOG_LEVELS } from './module/abi.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
-import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
+import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import type { KvTarget } from './native/native.js';
@@ -50,6 +50,8 @@ export interface ServerStats {
   /** Connections whose module timer is armed, and module timers fired so far. */
   timersArmed: number;
   timersFired: number;
+  /** Bytes of module log messages dropped by the log limit. */
+  logDroppedBytes: number;
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
   outputQueuedBytes: number;
   inputBufferedBytes: number;
@@ -270,6 +272,7 @@ export class TcpmodServer extends EventEmitter {
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),
         kv: this.kvTarget,
+        storeCallCapMs: this.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone. What it
@@ -647,6 +650,7 @@ export class TcpmodServer extends EventEmitter {
       maxConnections: this.maxConnections,
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
+      logDroppedBytes: t[T.LOG_DROPPED],
       ...this.memory(),
       kv: this.kvStats(t),
       tls: this.options.tls ? this.tlsStats(t) : null,

@@ -41,7 +41,8 @@ describe('a later instance whose IoDesc differs from the trial instance', () => 
         bad.write('m');
         expect((await closed).length).toBe(0);
         // The well-behaved connection is served by whichever worker holds it, with the right bytes.
-        expect(await exchange(good, `hello-${i}`)).toBe(`hello-${i}`);
+        const got = await exchange(good, `hello-${i}`).catch((e: Error) => `${e.message}; server log:\n${srv!.stderr()}`);
+        expect(got).toBe(`hello-${i}`);
       }
       const m = await until(async () => {
         const x = await scrape(mport);

@@ -660,9 +660,27 @@ export class EventLoop implements Transport {
         const p = native.connPeer(this.fd, this.id);
         return typeof p === 'string' ? p : '';
       },
+      logDropped: (bytes) => {
+        this.ctr.f64[this.t + T.LOG_DROPPED] += bytes;
+      },
+      storeCall: this.cfg.storeCallCapMs > 0 ? () => this.storeCall() : undefined,
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;
+  }
+
+  /**
+   * Before a kv call with a Redis-backed store: the watchdog leaves out the
+   * time spent waiting on the store, so a callback looping over kv calls
+   * would never be stopped by it; past the cap on its whole time the call
+   * faults the callback instead (timeout).
+   */
+  private storeCall(): void {
+    if (this.callSeq === 0) return; // start-up (tcpmod_init): not a callback
+    const spent = (clockMs() - Atomics.load(this.cells, this.cell.start)) | 0;
+    if (spent > this.cfg.storeCallCapMs) {
+      throw new ModuleFault('timeout', `callback ran ${spent} ms, store waits included (capped at ${this.cfg.storeCallCapMs} ms, a multiple of --handler-timeout)`);
+    }
   }
 
   // ---- Transport (for the driver) ----
