@@ -25,6 +25,27 @@ export interface WasiHost {
 /** Largest total of one fd_write: the u32 nwritten must hold it (POSIX writev: EINVAL past SSIZE_MAX). */
 const WRITE_TOTAL_MAX = 0xffffffff;
 
+/**
+ * random_get's bytes come from a pool filled 4 KiB at a time: one
+ * randomFillSync costs about 10 us whatever its size, which small requests
+ * (a hash seed, an id) would otherwise pay each time. Larger ones fill directly.
+ */
+const POOL_SIZE = 4096;
+const pool = new Uint8Array(POOL_SIZE);
+let poolUsed = POOL_SIZE;
+
+function randomInto(dst: Uint8Array): void {
+  if (dst.length > POOL_SIZE) return void randomFillSync(dst);
+  if (poolUsed + dst.length > POOL_SIZE) {
+    randomFillSync(pool);
+    poolUsed = 0;
+  }
+  dst.set(pool.subarray(poolUsed, poolUsed + dst.length));
+  // Bytes given out are wiped, so that no two requests ever share them.
+  pool.fill(0, poolUsed, poolUsed + dst.length);
+  poolUsed += dst.length;
+}
+
 /** The wasi_snapshot_preview1 import object for one instance. */
 export function wasiImports(host: WasiHost): Record<string, Function> {
   return {
@@ -77,7 +98,7 @@ export function wasiImports(host: WasiHost): Record<string, Function> {
       const at = buf >>> 0;
       const n = len >>> 0;
       if (at + n > mem.byteLength) return WasiErrno.FAULT;
-      if (n) randomFillSync(new Uint8Array(mem, at, n));
+      if (n) randomInto(new Uint8Array(mem, at, n));
       return WasiErrno.SUCCESS;
     },
     proc_exit: (code: number): never => {
