@@ -40,6 +40,9 @@ describe('a later instance whose IoDesc differs from the trial instance', () => 
         const closed = untilClosed(bad);
         bad.write('m');
         expect((await closed).length).toBe(0);
+        // The faulting worker closes the connection before it renews its instance (which takes the key);
+        // until then any worker making an instance would take it, for whatever connection it serves.
+        await until(async () => (await scrape(mport))['tcpmod_module_faults_total{kind="result"}'] >= i, 10_000, `refused instance ${i}`);
         // The well-behaved connection is served by whichever worker holds it, with the right bytes.
         const got = await exchange(good, `hello-${i}`).catch((e: Error) => `${e.message}; server log:\n${srv!.stderr()}`);
         expect(got).toBe(`hello-${i}`);
