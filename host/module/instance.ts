@@ -263,6 +263,11 @@ export class ModuleInstance {
     return v < 0 ? null : v;
   }
 
+  /** Logs the log limit's summary of a past second that dropped messages, if not done yet (an idle worker calls it). */
+  flushLogSummary(): void {
+    this.logLimit.flush();
+  }
+
   /** True once the instance has faulted (or was disposed): it must not be called again. */
   get isDisposed(): boolean {
     return this.disposed;

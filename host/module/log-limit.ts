@@ -2,7 +2,8 @@
 // bytes per one-second window, per connection and per instance (a module has
 // one instance per worker thread, so a module's total is at most the threads
 // times the instance bound). What is over either bound is dropped, counted,
-// and summed up in one warning line per window that dropped something.
+// and summed up in one warning line per window that dropped something (with
+// the next message, or flush() from an idle worker).
 
 /** Log bytes one connection may have logged per second (docs/abi.md §8). */
 export const LOG_BYTES_PER_CONN = 16 * 1024;
@@ -42,6 +43,12 @@ export class LogLimit {
     this.used += bytes;
     if (conn !== 0) this.perConn.set(conn, mine + bytes);
     return true;
+  }
+
+  /** Logs the summary of a finished window that dropped something, if no message has done it yet. */
+  flush(): void {
+    const now = Date.now();
+    if (this.droppedLines && now - this.windowStart >= WINDOW_MS) this.roll(now);
   }
 
   private roll(now: number): void {

@@ -128,6 +128,8 @@ export class EventLoop implements Transport {
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
         this.gens.sync();
+        // A module that flooded the log and went quiet still gets its summary line.
+        if (this.inst && !this.inst.isDisposed) this.inst.flushLogSummary();
         idle += wait;
         if (idle < idleTimeoutMs) continue;
         idle = 0;
