@@ -74,6 +74,7 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   gauge('tcpmod_timers_armed', 'Connections whose module timer is armed', () => s().timersArmed);
   gauge('tcpmod_timer_heap_items', 'Items in the timer heap: at most one per open connection with a deadline', () => s().timerHeapSize);
   counter('tcpmod_timers_fired_total', 'Module timers fired (tcpmod_on_timer calls)', () => s().timersFired);
+  counter('tcpmod_log_dropped_bytes_total', 'Bytes of module log messages dropped by the log limit (per connection and per instance, each second)', () => s().logDroppedBytes);
   if (server.options.tls) {
     counter('tcpmod_tls_handshakes_total', 'TLS handshakes completed', () => s().tls!.handshakes);
     labelled('tcpmod_tls_handshake_failures_total', 'TLS handshakes that failed (the connection closed with reason tls), by cause', 'reason', () => s().tls!.handshakeFailures);

@@ -71,6 +71,12 @@ export interface OptionSpec {
 }
 
 const TLS_ONLY = 'only applies with --tls-cert';
+/**
+ * A callback's whole time, waits on a Redis-backed store included, is capped
+ * at this many --handler-timeouts (the store's waits alone are not the
+ * watchdog's business): a kv call made past it faults the callback (timeout).
+ */
+export const STORE_TIMEOUT_MULTIPLE = 3;
 
 export const OPTIONS = {
   host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
@@ -111,7 +117,10 @@ export const OPTIONS = {
     flag: '--max-input-memory', arg: '<size>', kind: { type: 'size', min: 1 << 20, max: 2 ** 50 }, default: '512MiB',
     help: 'unconsumed input of all connections; past it the connections holding most are closed (reason 3)',
   },
-  handlerTimeout: { flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s', help: 'a module callback running longer is stopped' },
+  handlerTimeout: {
+    flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s',
+    help: `a module callback running longer is stopped (waits on a Redis store excluded, but never more than ${STORE_TIMEOUT_MULTIPLE}x this in all)`,
+  },
   drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
   readTimeout: {
     flag: '--read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '5m',

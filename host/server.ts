@@ -12,7 +12,7 @@ import { chooseLogger } from './logger.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
 import { compileModule, probeModule, type CompiledModule } from './module/load.js';
-import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
+import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import type { KvTarget } from './native/native.js';
@@ -53,6 +53,8 @@ export interface ServerStats {
   timersFired: number;
   /** Items in the timer heap: at most one per open connection with a deadline, whatever its module does. */
   timerHeapSize: number;
+  /** Bytes of module log messages dropped by the log limit. */
+  logDroppedBytes: number;
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
   outputQueuedBytes: number;
   inputBufferedBytes: number;
@@ -285,6 +287,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),
         kv: this.kvTarget,
+        storeCallCapMs: this.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
       }),
       onStuck: (slot) => {
         // Tell its client at once; the fd stays open until the frozen thread is gone. What it
@@ -663,6 +666,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
       timerHeapSize: this.epfd >= 0 ? native.timerHeapSize(this.epfd) : 0,
+      logDroppedBytes: t[T.LOG_DROPPED],
       ...this.memory(),
       kv: this.kvStats(t),
       tls: this.options.tls ? this.tlsStats(t) : null,

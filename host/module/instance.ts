@@ -4,14 +4,14 @@
 // is then finished (disposed: it refuses further calls); the caller makes a
 // fresh one. Knows nothing of sockets: output goes through the `send` hook the
 // caller provides, log lines (tcpmod.log, WASI fds 1 and 2) through `log`.
-import type { WASI } from '@wasmer/wasi';
 import { native } from '../sys.js';
 import {
   Action, IO_MAX, IO_MIN, IODESC_SIZE, PAGE, RESULT_SIZE, STATE_MAX,
 } from './abi.js';
 import { ModuleFault } from './errors.js';
 import type { CompiledModule } from './load.js';
-import { wasiClassLoaded } from './wasi.js';
+import { LogLimit } from './log-limit.js';
+import { wasiImports } from './wasi.js';
 
 export interface IoDesc {
   inPtr: number; inCap: number; outPtr: number; outCap: number;
@@ -38,6 +38,13 @@ export interface InstanceHooks {
   peerAddr?(): string;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
+  /** Bytes of log messages dropped by the log limit (module/log-limit.ts). Without it: not counted. */
+  logDropped?(bytes: number): void;
+  /**
+   * Called before every tcpmod.kv_* call: may throw a ModuleFault to stop a
+   * callback that has spent too long (store waits included). Without it: nothing.
+   */
+  storeCall?(): void;
   /**
    * The key-value store behind tcpmod.kv_*. Without it: the native process
    * store, shared by every instance (what a server uses; its hot path).
@@ -76,8 +83,6 @@ const utf8Encoder = new TextEncoder();
 const utf16 = new TextDecoder('utf-16le');
 /** Longest abort message or file name decoded, in bytes (UTF-16: half as many characters). */
 const ABORT_TEXT_MAX = 2048;
-/** WASI errno for a descriptor the module does not have. */
-const WASI_EBADF = 8;
 
 export class ModuleInstance {
   readonly memory!: WebAssembly.Memory;
@@ -93,8 +98,11 @@ export class ModuleInstance {
   outLen = 0;
 
   private u32!: Uint32Array;
-  private wasi: WASI | null;
+  /** What the module wrote to WASI fds 1 and 2 during the call running now, logged line by line after it. */
+  private readonly wasiText = ['', ''];
+  private readonly wasiDecoders = [new TextDecoder('utf-8'), new TextDecoder('utf-8')];
   private wasiWrote = false;
+  private readonly logLimit: LogLimit;
   private disposed = false;
   private readonly onDataFn!: (c: number, n: number, f: number) => number;
   private readonly onOpenFn!: ((c: number) => number) | null;
@@ -105,29 +113,23 @@ export class ModuleInstance {
 
   constructor(readonly compiled: CompiledModule, private readonly hooks: InstanceHooks) {
     const { verdict } = compiled;
+    this.logLimit = new LogLimit((bytes) => hooks.logDropped?.(bytes), (text) => hooks.log(2, text, 0));
     let memory: WebAssembly.Memory | undefined;
     const imports: WebAssembly.Imports = { tcpmod: this.tcpmodImports() };
     if (verdict.memory.imported) {
       memory = new WebAssembly.Memory(verdict.memory.imported);
       imports.env = { memory };
     }
-    this.wasi = null;
     if (verdict.importsWasi) {
-      // No preopens, no environment, no arguments but the module's name.
-      const wasi = (this.wasi = new (wasiClassLoaded())({ args: [compiled.name], env: {} }));
-      const all = wasi.getImports(compiled.module) as { wasi_snapshot_preview1: Record<string, Function> };
-      const w = all.wasi_snapshot_preview1;
-      imports.wasi_snapshot_preview1 = {
-        // Only stdout and stderr exist for a module; both end up in the host log.
-        fd_write: (fd: number, iovs: number, n: number, written: number): number => {
-          if (fd !== 1 && fd !== 2) return WASI_EBADF;
+      // Only stdout and stderr exist for a module; both end up in the host log (under the log limit).
+      imports.wasi_snapshot_preview1 = wasiImports({
+        buffer: () => (this.inBounds(0, 0), this.buffer), // inBounds: refuses a call from the start function
+        write: (fd, mem, ptr, len) => {
+          if (!this.logLimit.take(this.logConn, len)) return;
+          this.wasiText[fd - 1] += this.wasiDecoders[fd - 1].decode(new Uint8Array(mem, ptr, len), { stream: true });
           this.wasiWrote = true;
-          return w.fd_write(fd, iovs, n, written);
         },
-        clock_time_get: w.clock_time_get,
-        random_get: w.random_get,
-        proc_exit: (code: number) => { throw new ModuleFault('exit', `module called proc_exit(${code})`); },
-      };
+      });
     }
     try {
       // A start function or an out-of-bounds data segment can fail right here: a start-up trap.
@@ -135,8 +137,6 @@ export class ModuleInstance {
       const ex = instance.exports as Record<string, any>;
       this.exports = ex;
       this.memory = memory ?? (ex.memory as WebAssembly.Memory);
-      // Binds WASI to this instance's exported memory (it reads iovecs from there).
-      if (this.wasi) this.wasi.instantiate(instance, {});
       this.u32 = new Uint32Array(this.memory.buffer);
       this.onDataFn = ex.tcpmod_on_data;
       this.onOpenFn = verdict.optional.has('tcpmod_on_open') ? ex.tcpmod_on_open : null;
@@ -263,23 +263,24 @@ export class ModuleInstance {
     return v < 0 ? null : v;
   }
 
+  /** Logs the log limit's summary of a past second that dropped messages, if not done yet (an idle worker calls it). */
+  flushLogSummary(): void {
+    this.logLimit.flush();
+  }
+
   /** True once the instance has faulted (or was disposed): it must not be called again. */
   get isDisposed(): boolean {
     return this.disposed;
   }
 
   /**
-   * Releases what the garbage collector cannot: @wasmer/wasi keeps the
-   * WebAssembly instance, and so its whole memory, reachable from its own
-   * heap until free() is called. Runs by itself when the instance faults;
-   * whoever drops a healthy instance should call it. Idempotent.
+   * Marks the instance finished: it refuses further calls. Runs by itself
+   * when the instance faults; whoever drops a healthy instance should call it
+   * (it held WASI runtime state once; it is kept as the one way to retire an
+   * instance). Idempotent.
    */
   dispose(): void {
-    if (this.disposed) return;
     this.disposed = true;
-    const wasi = this.wasi;
-    this.wasi = null;
-    wasi?.free();
   }
 
   /** Start-up calls (_initialize, tcpmod_io_desc, tcpmod_init): no connection, nothing to send. */
@@ -324,8 +325,8 @@ export class ModuleInstance {
 
   private drainWasi(conn: number): void {
     this.wasiWrote = false;
-    const out = this.wasi!.getStdoutString();
-    const err = this.wasi!.getStderrString();
+    const [out, err] = this.wasiText;
+    this.wasiText[0] = this.wasiText[1] = '';
     for (const line of out.split('\n')) if (line) this.hooks.log(1, line, conn);
     for (const line of err.split('\n')) if (line) this.hooks.log(2, line, conn);
   }
@@ -352,6 +353,7 @@ export class ModuleInstance {
       },
       log: (level: number, ptr: number, len: number): void => {
         this.region('tcpmod.log', ptr, len);
+        if (!this.logLimit.take(this.logConn, len >>> 0)) return;
         this.hooks.log(level, utf8.decode(new Uint8Array(this.buffer, ptr >>> 0, len >>> 0)), this.logConn);
       },
       now_ms: this.hooks.now ?? ((): number => Date.now()),
@@ -388,6 +390,7 @@ export class ModuleInstance {
         throw new ModuleFault('abort', text);
       },
       kv_get: (key: number, keyLen: number, out: number, cap: number): number => {
+        this.hooks.storeCall?.();
         this.region('kv_get key', key, keyLen);
         this.region('kv_get out', out, cap);
         const b = this.buffer;
@@ -400,6 +403,7 @@ export class ModuleInstance {
         return v.length;
       },
       kv_set: (key: number, keyLen: number, val: number, valLen: number): number => {
+        this.hooks.storeCall?.();
         this.region('kv_set key', key, keyLen);
         this.region('kv_set value', val, valLen);
         const b = this.buffer;
@@ -408,12 +412,14 @@ export class ModuleInstance {
         return kv.set(this.bytes(key, keyLen), this.bytes(val, valLen));
       },
       kv_del: (key: number, keyLen: number): number => {
+        this.hooks.storeCall?.();
         this.region('kv_del key', key, keyLen);
         const kv = this.hooks.kv;
         if (!kv) return native.kvDel(this.buffer, key >>> 0, keyLen >>> 0);
         return kv.del(this.bytes(key, keyLen));
       },
       kv_incr: (key: number, keyLen: number, delta: bigint, out: number): number => {
+        this.hooks.storeCall?.();
         this.region('kv_incr key', key, keyLen);
         this.region('kv_incr out', out, 8);
         const b = this.buffer;

@@ -8,7 +8,6 @@ import { DEFAULT_MEMORY_CAP } from './abi.js';
 import { ModuleConfigRefused, ModuleFault, ModuleLoadError } from './errors.js';
 import { ModuleInstance, type InstanceHooks } from './instance.js';
 import { checkShape, type ShapeVerdict } from './validate.js';
-import { loadWasi } from './wasi.js';
 import { isWasm, readShape, WasmFormatError, type WasmShape } from './wasm-binary.js';
 
 export interface CompiledModule {
@@ -57,23 +56,16 @@ export async function compileBytes(file: string, bytes: Uint8Array, opts: Compil
     verdict.problems.push(`invalid WebAssembly: ${(e as Error).message}`);
   }
   if (verdict.problems.length || !module) throw new ModuleLoadError(file, verdict.problems);
-  if (verdict.importsWasi) await loadWasi();
   const name = basename(file);
   return { file, name, bytes, module, shape, verdict, memoryCap, config: opts.config ?? new Uint8Array(0) };
 }
 
 /** Rebuilds a CompiledModule around an already compiled module (a worker gets one from the main thread). */
 export async function adoptModule(file: string, bytes: Uint8Array, module: WebAssembly.Module, opts: CompileOptions): Promise<CompiledModule> {
-  const compiled = adoptModuleSync(file, bytes, module, opts);
-  if (compiled.verdict.importsWasi) await loadWasi();
-  return compiled;
+  return adoptModuleSync(file, bytes, module, opts);
 }
 
-/**
- * adoptModule without loading WASI: for a worker taking a new generation in
- * the middle of its (synchronous) loop. A module importing WASI can only be
- * instantiated there if this thread loaded WASI before (wasiClassLoaded throws otherwise).
- */
+/** adoptModule, synchronous: for a worker taking a new generation in the middle of its loop. */
 export function adoptModuleSync(file: string, bytes: Uint8Array, module: WebAssembly.Module, opts: CompileOptions): CompiledModule {
   const memoryCap = opts.memoryCap ?? DEFAULT_MEMORY_CAP;
   const shape = readShape(bytes);

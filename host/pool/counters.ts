@@ -80,8 +80,10 @@ export const T = {
   TIMERS_FIRED: 8 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1,
   REFUSED: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1, // per REFUSED_REASONS
   KV_ERRORS: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1 + REFUSED_REASONS.length, // per KV_ERROR_KINDS (written by kv_redis.cc)
+  // bytes of module log messages dropped by the log limit (module/log-limit.ts)
+  LOG_DROPPED: 9 + CLOSE_REASONS.length + FAULT_KINDS.length + TLS_FAILURES.length + TLS_HANDSHAKE_BUCKETS.length + 1 + REFUSED_REASONS.length + KV_ERROR_KINDS.length,
 } as const;
-export const TOTALS = T.KV_ERRORS + KV_ERROR_KINDS.length;
+export const TOTALS = T.LOG_DROPPED + 1;
 
 const I32_BYTES = (GLOBAL_CELLS + MAX_WORKERS * SLOT_I32) * 4;
 

@@ -28,6 +28,8 @@ export interface WorkerConfig {
   sendMode: 'queued' | 'blocking';
   /** Queued output above this stops calling the module for that connection (and reading its input). */
   highWater: number;
+  /** A callback's total time, store waits included, past which its next kv call faults it (timeout); 0: no cap. */
+  storeCallCapMs: number;
   /** The Redis server this worker's kv calls go to (its own connection); null: the in-process store. */
   kv: KvTarget | null;
 }

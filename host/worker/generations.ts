@@ -47,13 +47,13 @@ export class WorkerGenerations {
   private single = -1;
 
   /**
-   * @param make an instance of a compiled module (tcpmod_init run)
+   * @param make an instance of a compiled module (tcpmod_init run), checked against its generation's spec
    * @param live tells the main thread how many instances of `gen` this worker has now (0 or 1)
    */
   constructor(
     private readonly ctr: Counters,
     private readonly memoryCap: number,
-    private readonly make: (compiled: CompiledModule) => ModuleInstance,
+    private readonly make: (compiled: CompiledModule, spec: GenerationSpec) => ModuleInstance,
     private readonly live: (gen: number, n: number) => void,
   ) {}
 
@@ -99,7 +99,7 @@ export class WorkerGenerations {
     if (!k) throw new Error(`module generation ${gen} is unknown to this worker`);
     if (k.inst && !k.inst.isDisposed) return k.inst;
     const had = k.inst !== null;
-    k.inst = this.make(k.compiled);
+    k.inst = this.make(k.compiled, k.spec);
     if (!had) this.live(gen, 1);
     return k.inst;
   }

@@ -16,7 +16,7 @@ import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES,
 import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
-import { movable, WorkerGenerations } from './generations.js';
+import { movable, WorkerGenerations, type GenerationSpec } from './generations.js';
 
 /** Connections wait for input, edge-triggered, one thread at a time. */
 export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
@@ -79,7 +79,7 @@ export class EventLoop implements Transport {
   /** Output queued on the connection being handled, as of its last write (queued mode). */
   private backlog = 0;
   private readonly highWater: number;
-  /** When this worker last warned that an instance could not be made (ms). */
+  /** When this worker last warned (warnThrottled: an instance that could not be made, an escaped error), in ms. */
   private instanceWarnedAt = 0;
   /** The odd CALL_SEQ value of the callback running now, or 0. */
   private callSeq = 0;
@@ -103,7 +103,7 @@ export class EventLoop implements Transport {
       notify: (conn, reason) => ctr.get(G.WANT_EVENTS) && hooks.notify('close', conn, reason),
     };
     this.driver = new AbiDriver(this);
-    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled) => this.newInstance(compiled), (gen, n) => hooks.instances(gen, n));
+    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled, spec) => this.newInstance(compiled, spec), (gen, n) => hooks.instances(gen, n));
   }
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
@@ -128,6 +128,8 @@ export class EventLoop implements Transport {
       if (n === 0) {
         if (ctr.get(G.STOP)) return false;
         this.gens.sync();
+        // A module that flooded the log and went quiet still gets its summary line.
+        if (this.inst && !this.inst.isDisposed) this.inst.flushLogSummary();
         idle += wait;
         if (idle < idleTimeoutMs) continue;
         idle = 0;
@@ -143,10 +145,49 @@ export class EventLoop implements Transport {
       }
       if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
-      if (kind === C.KIND_LISTEN) this.accept(ev[0], ev[3]);
-      else if (pre && ev[5] === 1) this.loaded(ev[0], ev[3], pre, only, ev[6], ev[7]);
-      else this.handle(ev[0], ev[3], ev[4]);
+      const fd = ev[0];
+      const id = ev[3];
+      try {
+        if (kind === C.KIND_LISTEN) this.accept(fd, id);
+        else if (pre && ev[5] === 1) this.loaded(fd, id, pre, only, ev[6], ev[7]);
+        else this.handle(fd, id, ev[4]);
+      } catch (e) {
+        if (kind === C.KIND_LISTEN) this.listenerFailed(fd, id, e);
+        else this.escaped(fd, id, e);
+      }
     }
+  }
+
+  /**
+   * Whatever a connection's handling threw (a native check refusing a region,
+   * a host bug) ends that connection, never the worker: it closes with reason
+   * 6 without on_close (the module's view of it is in doubt), and the instance
+   * that was handling it is dropped and made again at next use. Logged at most
+   * once a second per worker.
+   */
+  private escaped(fd: number, id: number, e: unknown): void {
+    if (this.callSeq) this.leave();
+    const inst = this.inst;
+    if (inst && this.gens.ready(this.instGen) === inst) {
+      inst.dispose();
+      this.gens.discard(this.instGen);
+    }
+    finishConnection(fd, id, CloseReason.FAULT, this.closeCount);
+    this.warnThrottled(`an error in the handling of connection ${moduleConnId(id)} closed it (reason fault): ${(e as Error)?.message ?? e}`);
+  }
+
+  /** As escaped(), for the listener: it stays open and is armed again so that accepting goes on. */
+  private listenerFailed(fd: number, id: number, e: unknown): void {
+    this.warnThrottled(`an error while accepting: ${(e as Error)?.message ?? e}`);
+    native.connRearm(this.cfg.epfd, fd, id, LISTEN_EVENTS);
+  }
+
+  /** A warning of this worker's, at most once a second. */
+  private warnThrottled(message: string, detail?: object): void {
+    const now = Date.now();
+    if (now - this.instanceWarnedAt < 1000) return;
+    this.instanceWarnedAt = now;
+    this.hooks.warn(message, detail);
   }
 
   /** A worker whose wait timed out leaves when nobody is busy and more than min remain. */
@@ -293,7 +334,14 @@ export class EventLoop implements Transport {
       // Only when the server has taken the listener out of the set (it is stopping).
       this.hooks.warn('listener re-arm failed');
     }
-    for (let i = 0; i < list.length; i += 2) this.begin(list[i], list[i + 1]);
+    for (let i = 0; i < list.length; i += 2) {
+      // One connection's failure must not strand the others accepted with it.
+      try {
+        this.begin(list[i], list[i + 1]);
+      } catch (e) {
+        this.escaped(list[i], list[i + 1], e);
+      }
+    }
   }
 
   /**
@@ -512,11 +560,7 @@ export class EventLoop implements Transport {
     } catch (e) {
       if (!(e instanceof ModuleFault || e instanceof ModuleConfigRefused || e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) throw e;
       this.gens.discard(gen);
-      const now = Date.now();
-      if (now - this.instanceWarnedAt >= 1000) {
-        this.instanceWarnedAt = now;
-        this.hooks.warn(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
-      }
+      this.warnThrottled(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
       return null;
     }
   }
@@ -581,7 +625,31 @@ export class EventLoop implements Transport {
     return this.instFor(fd, id, false);
   }
 
-  private newInstance(compiled: CompiledModule): ModuleInstance {
+  /**
+   * A new instance of a generation (a worker's first, or a fresh one after a
+   * fault), checked like the trial instance was: its IoDesc passed the same
+   * rules (readIoDesc), and it must describe what the connection table holds
+   * for the generation's connections — the state slot's size and in_cap. One
+   * that does not is a load fault of that instance (counted as a fault of kind
+   * result, logged); make() then closes the connection that needed it with
+   * reason 6 and the worker goes on.
+   */
+  private newInstance(compiled: CompiledModule, spec: GenerationSpec): ModuleInstance {
+    const inst = this.instantiate(compiled);
+    const d = inst.desc;
+    if (d.stateSize !== spec.stateSize || d.inCap !== spec.inCap) {
+      inst.dispose();
+      const fault = new ModuleFault('result', `tcpmod_io_desc of a new instance describes state_size ${d.stateSize} and in_cap ${d.inCap}, ` +
+        `where the module's connections have state_size ${spec.stateSize} and in_cap ${spec.inCap} (an IoDesc must not change between instances)`);
+      this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf('result')]++;
+      if (spec.gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
+      this.hooks.faulted(fault, 0, compiled.name);
+      throw fault;
+    }
+    return inst;
+  }
+
+  private instantiate(compiled: CompiledModule): ModuleInstance {
     const name = compiled.name;
     const inst = this.hooks.instantiate(compiled, {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
@@ -594,9 +662,27 @@ export class EventLoop implements Transport {
         const p = native.connPeer(this.fd, this.id);
         return typeof p === 'string' ? p : '';
       },
+      logDropped: (bytes) => {
+        this.ctr.f64[this.t + T.LOG_DROPPED] += bytes;
+      },
+      storeCall: this.cfg.storeCallCapMs > 0 ? () => this.storeCall() : undefined,
     });
     this.ctr.f64[this.t + T.INSTANCES]++;
     return inst;
+  }
+
+  /**
+   * Before a kv call with a Redis-backed store: the watchdog leaves out the
+   * time spent waiting on the store, so a callback looping over kv calls
+   * would never be stopped by it; past the cap on its whole time the call
+   * faults the callback instead (timeout).
+   */
+  private storeCall(): void {
+    if (this.callSeq === 0) return; // start-up (tcpmod_init): not a callback
+    const spent = (clockMs() - Atomics.load(this.cells, this.cell.start)) | 0;
+    if (spent > this.cfg.storeCallCapMs) {
+      throw new ModuleFault('timeout', `callback ran ${spent} ms, store waits included (capped at ${this.cfg.storeCallCapMs} ms, a multiple of --handler-timeout)`);
+    }
   }
 
   // ---- Transport (for the driver) ----
