@@ -210,6 +210,7 @@ export class TcpmodServer extends EventEmitter {
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
       check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
+      check(native.lingerConfigure(this.epfd, o.lingeringTimeMs ?? 0, o.lingeringTimeoutMs), 'lingerConfigure');
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');

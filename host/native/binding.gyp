@@ -8,6 +8,7 @@
         "src/sockets.cc",
         "src/poller.cc",
         "src/conn_table.cc",
+        "src/close_phase.cc",
         "src/kv_store.cc",
         "src/kv_redis.cc",
         "src/tls.cc",
