@@ -126,7 +126,7 @@ export const OPTIONS = {
   maxConnections: {
     flag: '--max-connections', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 },
     defaultNote: 'the file-descriptor limit (raised to its hard limit) minus a reserve',
-    help: 'connections beyond this are accepted and closed at once',
+    help: 'connections beyond this are accepted and closed at once; never more than the descriptor limit allows with a reserve for the server itself (metrics, reloads, workers)',
   },
   drainIdle: {
     flag: '--drain-idle', arg: '<duration>', kind: { type: 'duration', min: 0, max: MAX_DURATION_MS }, default: '1s',

@@ -36,6 +36,8 @@ const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
 export const BATCH_BUDGET_MS = 2;
 /** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
 const STALE_CHECK_MS = 250;
+/** Connections one listener event accepts at most (see accept()). */
+const MAX_ACCEPTS_PER_WAKE = 128;
 const SEND_TIMEOUT_WARNING = 'send timeout: closing connections whose clients stopped reading';
 const IDLE_CHECK_MS = 1000;
 
@@ -250,7 +252,11 @@ export class EventLoop implements Transport {
   }
 
   /**
-   * Accepts until EAGAIN. Every accepted socket is in the table (held by this
+   * Accepts until EAGAIN, or MAX_ACCEPTS_PER_WAKE (Redis's MAX_ACCEPTS_PER_CALL):
+   * the listener is then re-armed with connections still waiting, so it reports
+   * again at once and another worker (or this one, after these) takes the rest --
+   * a burst never keeps one worker accepting while its new connections' on_open
+   * waits and the other workers idle. Every accepted socket is in the table (held by this
    * worker) and in epoll before any on_open runs, and the listener is re-armed
    * before them too, so a slow on_open never holds up accepting and a worker
    * dying in one strands nothing.
@@ -261,7 +267,7 @@ export class EventLoop implements Transport {
     list.length = 0;
     const gen = this.gens.current; // reads the port first if a reload moved the epoch
     const stateSize = this.gens.spec(gen)?.stateSize ?? 0; // open() sets it again, for the generation current then
-    for (;;) {
+    for (let taken = 0; taken < MAX_ACCEPTS_PER_WAKE; taken++) {
       const fd = native.accept(lfd);
       if (fd < 0) {
         if ((fd === EMFILE || fd === ENFILE) && this.refuseAtFdLimit(lfd)) continue;

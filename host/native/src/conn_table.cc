@@ -1300,7 +1300,11 @@ Napi::Value ConnLinger(const Napi::CallbackInfo& info) {
     c->timer_at = 0;
     c->due &= ~static_cast<uint32_t>(kDueTimer | kDueTimeout | kDueDrainIdle);
   }
-  return Num(info, static_cast<double>(CloseStep(c, static_cast<int>(fd)) > 0 ? 1 : 0));
+  if (CloseStep(c, static_cast<int>(fd)) > 0) return Num(info, 1);
+  // Closes now, the caller's way: its close is not counted yet (connClose tells by `closing`).
+  std::lock_guard<TableMutex> lock(table_mu);
+  c->closing = false;
+  return Num(info, 0);
 }
 
 // connCloseStep(fd, id, due) -> 1 the entry stays (re-arm) | 0 close now (all
