@@ -856,6 +856,8 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
   Conn* c = Unlink(static_cast<int>(fd), static_cast<uint64_t>(id));
   if (c == nullptr) return Num(info, -EBADF);
   const bool counted = c->closing;
+  // A close phase that lingered has shut down writing and read what came already (close_phase.h).
+  if (c->phase.lingering) drain = 0;
   if (c->tls != nullptr) {
     TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
     TlsSessionFree(c->tls);
