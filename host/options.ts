@@ -39,9 +39,10 @@ export type Kind =
   | { readonly type: 'integer'; readonly min: number; readonly max: number }
   /**
    * `off`, when set, is the word (or `false` in the API) that disables the timer: it resolves to null.
-   * `max`, when set, bounds a duration that ends up in a native timeout (an int of ms there).
+   * `max` bounds every duration: each ends up in a native timeout or a timer (an int of ms there,
+   * which overflows past 24.8 days: a poll() that would then wait forever).
    */
-  | { readonly type: 'duration'; readonly min: number; readonly max?: number; readonly off?: string }
+  | { readonly type: 'duration'; readonly min: number; readonly max: number; readonly off?: string }
   /** Bytes as a number, or a string with a unit (32MiB); the bounds apply to the bytes. */
   | { readonly type: 'size'; readonly min: number; readonly max: number }
   /** A non-empty string; `what` completes "must be …" in its error. */
@@ -77,6 +78,8 @@ const TLS_ONLY = 'only applies with --tls-cert';
  * watchdog's business): a kv call made past it faults the callback (timeout).
  */
 export const STORE_TIMEOUT_MULTIPLE = 3;
+/** The longest duration an option takes (24 h): far past any useful timeout, and far inside a native int of ms. */
+export const MAX_DURATION_MS = 86_400_000;
 
 export const OPTIONS = {
   host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
@@ -99,12 +102,12 @@ export const OPTIONS = {
     flag: '--batch', arg: '<n>', kind: { type: 'integer', min: 1, max: 256 }, default: 8,
     help: 'ready connections a worker takes per wait; 1 takes one event per wait (the seed\'s loop)',
   },
-  workerIdleTimeout: { flag: '--idle-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'an idle worker above min leaves after this' },
+  workerIdleTimeout: { flag: '--idle-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS }, default: '20s', help: 'an idle worker above min leaves after this' },
   sendMode: {
     flag: '--send-mode', arg: '<mode>', kind: { type: 'choice', choices: ['queued', 'blocking'] }, default: 'queued',
     help: 'queued: output a client does not take yet waits in a per-connection queue and the worker goes on; blocking: the worker waits (the seed\'s sender)',
   },
-  sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '20s', help: 'output that makes no progress this long closes its connection (reason 4)' },
+  sendTimeout: { flag: '--send-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS }, default: '20s', help: 'output that makes no progress this long closes its connection (reason 4)' },
   maxOutputBuffer: {
     flag: '--max-output-buffer', arg: '<size>', kind: { type: 'size', min: 65536, max: 2 ** 40 }, default: '8MiB',
     help: 'queued output one connection may hold; past it tcpmod.send fails (queued mode)',
@@ -118,29 +121,40 @@ export const OPTIONS = {
     help: 'unconsumed input of all connections; past it the connections holding most are closed (reason 3)',
   },
   handlerTimeout: {
-    flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '1s',
+    flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS }, default: '1s',
     help: `a module callback running longer is stopped (waits on a Redis store excluded, but never more than ${STORE_TIMEOUT_MULTIPLE}x this in all)`,
   },
-  drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
+  drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0, max: MAX_DURATION_MS }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
   readTimeout: {
-    flag: '--read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '5m',
+    flag: '--read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '5m',
     help: 'a connection that sends nothing for this long is closed (close reason 7)',
   },
   frameTimeout: {
-    flag: '--frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: '30s',
+    flag: '--frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '30s',
     help: 'a connection whose module has left input unconsumed (an incomplete frame, a TLS handshake, a PROXY header) this long is closed (reason 7)',
   },
   maxConnections: {
     flag: '--max-connections', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 },
     defaultNote: 'the file-descriptor limit (raised to its hard limit) minus a reserve',
-    help: 'connections beyond this are accepted and closed at once',
+    help: 'connections beyond this are accepted and closed at once; never more than the descriptor limit allows with a reserve for the server itself (metrics, reloads, workers)',
   },
   drainIdle: {
-    flag: '--drain-idle', arg: '<duration>', kind: { type: 'duration', min: 0 }, default: '1s',
+    flag: '--drain-idle', arg: '<duration>', kind: { type: 'duration', min: 0, max: MAX_DURATION_MS }, default: '1s',
     help: 'while draining, a connection with nothing pending that stays idle this long is closed',
   },
+  // A closed connection's lingering (nginx's lingering_time / lingering_timeout): after the module's
+  // last reply, writing is shut down and what the client still sends is read and discarded, so that
+  // it reads the reply instead of a reset.
+  lingeringTime: {
+    flag: '--lingering-time', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: 3_600_000, off: 'off' }, default: '30s',
+    help: 'after the module closes a connection, its client\'s further input is read and discarded for at most this long (at most 1h), so it gets the reply instead of a reset',
+  },
+  lingeringTimeout: {
+    flag: '--lingering-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 3_600_000 }, default: '5s',
+    help: 'a lingering connection whose client sends nothing for this long (at most 1h) is closed',
+  },
   reloadDrain: {
-    flag: '--reload-drain', arg: '<duration|off>', kind: { type: 'duration', min: 1, off: 'off' }, default: 'off',
+    flag: '--reload-drain', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: 'off',
     help: 'after a reload, connections pinned to an older module (their state cannot move to the new one) that stay open this long are closed (reason 5)',
   },
   reloadFaultLimit: {
@@ -148,7 +162,7 @@ export const OPTIONS = {
     help: 'a reloaded module that faults more often than this within --reload-watch is rolled back to the previous one',
   },
   reloadWatch: {
-    flag: '--reload-watch', arg: '<duration>', kind: { type: 'duration', min: 1 }, default: '30s',
+    flag: '--reload-watch', arg: '<duration>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS }, default: '30s',
     help: 'how long after a reload its faults are counted toward --reload-fault-limit',
   },
   watch: { flag: '--watch', kind: { type: 'flag' }, help: 'reload the module when its file changes (a file still being written is retried, never served)', cliOnly: true },
@@ -272,6 +286,9 @@ export interface ResolvedOptions {
   /** null: the default, worked out at listen from the descriptor limit. */
   maxConnections: number | null;
   drainIdleMs: number;
+  /** Lingering after the module closes (null: off), and its wait between two reads. */
+  lingeringTimeMs: number | null;
+  lingeringTimeoutMs: number;
   /** Live reload: close pinned old-generation connections after this (null: off); rollback after more faults than the limit within the watch. */
   reloadDrainMs: number | null;
   reloadFaultLimit: number;
@@ -364,7 +381,7 @@ export const DEFAULTS = Object.fromEntries(
 ) as { readonly [N in Defaulted]: Value<Table[N]['kind']> };
 
 export function duration(name: string, v: Duration | undefined, dflt: number, min = 0): number {
-  return v === undefined ? dflt : (parseOptionValue(name, { type: 'duration', min }, v) as number);
+  return v === undefined ? dflt : (parseOptionValue(name, { type: 'duration', min, max: MAX_DURATION_MS }, v) as number);
 }
 
 export function parseKeepalive(name: string, v: ServerOptions['keepalive']): [number, number, number] | null {
@@ -486,6 +503,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     frameTimeoutMs: pick('frameTimeout'),
     maxConnections: set.maxConnections ?? null,
     drainIdleMs: pick('drainIdle'),
+    lingeringTimeMs: pick('lingeringTime'),
+    lingeringTimeoutMs: pick('lingeringTimeout'),
     reloadDrainMs: pick('reloadDrain'),
     reloadFaultLimit: pick('reloadFaultLimit'),
     reloadWatchMs: pick('reloadWatch'),

@@ -140,8 +140,27 @@ function highWater(maxOutputBuffer: number): number {
   return Math.min(1 << 20, Math.floor(maxOutputBuffer / 4));
 }
 
-/** Descriptors kept back from the default connection limit for the server's own use. */
+/**
+ * Descriptors kept back from client connections for the server's own use: the
+ * metrics endpoint and its scrapers, module and certificate files read on a
+ * reload, the key-value store's connections, Node's own (about 30), and a few
+ * per worker thread (FDS_PER_WORKER: its event loop's epoll fd, eventfds, pipes).
+ * Client connections that would eat into them are refused instead, so the
+ * operator's endpoints keep working when clients exhaust the limit.
+ */
 const FD_RESERVE = 128;
+const FDS_PER_WORKER = 4;
+
+/**
+ * The connection limit in force: the one asked for (none: all the descriptors allow), within what the
+ * descriptors allow. Under a tiny limit the reserve shrinks to a quarter of it: there the server meets
+ * EMFILE first, and refuses the connections it cannot take the classic way (acceptRefuse's spare descriptor).
+ */
+function connectionLimit(asked: number | null, nofile: number, maxThreads: number): number {
+  const reserve = Math.min(FD_RESERVE + FDS_PER_WORKER * maxThreads, Math.floor(nofile / 4));
+  const allowed = Math.max(1, nofile - reserve);
+  return Math.min(asked ?? allowed, allowed);
+}
 
 /**
  * The server's events, both opt-in (workers post them only while someone listens). `conn` is the
@@ -220,13 +239,18 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
       // Use every descriptor allowed; keep a reserve for the server's own files, workers and clients it makes.
       this.nofile = native.raiseNofile();
-      this.maxConnections = o.maxConnections ?? Math.max(1, this.nofile.soft - FD_RESERVE);
+      this.maxConnections = connectionLimit(o.maxConnections, this.nofile.soft, o.maxThreads);
+      if (o.maxConnections !== null && this.maxConnections < o.maxConnections) {
+        this.log.warn({ maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft },
+          `--max-connections ${o.maxConnections} is more than the descriptor limit (${this.nofile.soft}) allows with the server's reserve: limited to ${this.maxConnections}`);
+      }
       native.spareInit();
       this.epfd = check(native.epollCreate(), 'epoll_create1');
       this.timerFd = check(native.timersConfigure(this.epfd, o.readTimeoutMs ?? 0, o.frameTimeoutMs ?? 0), 'timerfd_create');
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
       check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
+      check(native.lingerConfigure(this.epfd, o.lingeringTimeMs ?? 0, o.lingeringTimeoutMs), 'lingerConfigure');
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');

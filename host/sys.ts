@@ -62,3 +62,4 @@ export const EINVAL = -osConstants.errno.EINVAL;
 export const EPROTO = -osConstants.errno.EPROTO;
 export const ENOBUFS = -osConstants.errno.ENOBUFS;
 export const ENOTCONN = -osConstants.errno.ENOTCONN;
+export const ECANCELED = -osConstants.errno.ECANCELED;

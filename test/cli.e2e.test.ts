@@ -62,6 +62,9 @@ describe('options are validated at the door', () => {
     [['--min-threads', '0'], /^tcpmod: --min-threads must be an integer from 1 to 64, got "0"$/],
     [['--min-threads', '4', '--max-threads', '2'], /^tcpmod: --max-threads \(2\) must not be below minThreads \(4\)$/],
     [['--send-timeout', '-5'], /^tcpmod: --send-timeout must be at least 1 ms, got "-5"$/],
+    // 1000 h would overflow the native int of ms the send timeout becomes (a poll() that waits forever).
+    [['--send-timeout', '1000h'], /^tcpmod: --send-timeout must be at most 86400000 ms, got "1000h"$/],
+    [['--lingering-time', '2h'], /^tcpmod: --lingering-time must be at most 3600000 ms or "off", got "2h"$/],
     [['--idle-timeout', 'soon'], /^tcpmod: --idle-timeout must be a duration/],
     [['--keepalive', '1800,5'], /^tcpmod: --keepalive must be "off" or IDLE,INTERVAL,COUNT/],
     [['--keepalive', 'a,b,c'], /^tcpmod: --keepalive must be "off" or IDLE,INTERVAL,COUNT/],
@@ -91,6 +94,11 @@ describe('options are validated at the door', () => {
       expect(r.stderr.trim()).toMatch(message);
     });
   }
+
+  it('createServer refuses a duration past its maximum (sendTimeout 1000h) in its constructor', () => {
+    expect(() => createServer({ module: 'build/echo.wasm', sendTimeout: '1000h' })).toThrow(OptionError);
+    expect(() => createServer({ module: 'build/echo.wasm', sendTimeout: '1000h' })).toThrow(/^sendTimeout must be at most 86400000 ms, got "1000h"$/);
+  });
 
   it('createServer refuses bad TLS options in its constructor, naming the camelCase option', () => {
     const tls = { module: 'build/echo.wasm', tlsCert: 'cert.pem', tlsKey: 'key.pem' };

@@ -55,6 +55,8 @@ describe('defaults', () => {
       frameTimeoutMs: 30_000,
       maxConnections: null, // worked out at listen from the descriptor limit
       drainIdleMs: 1000,
+      lingeringTimeMs: 30_000,
+      lingeringTimeoutMs: 5000,
       reloadDrainMs: null,
       reloadFaultLimit: 10,
       reloadWatchMs: 30_000,
@@ -80,6 +82,13 @@ describe('defaults', () => {
     expect(() => resolveOptions({ module, maxConnections: 0 })).toThrow(/^maxConnections must be an integer from 1 to 16777216, got 0$/);
   });
 
+  it('every duration has a maximum: sendTimeout 1000h is refused in one line', () => {
+    for (const [name, spec] of specs) if (spec.kind.type === 'duration') expect(spec.kind.max, name).toBeLessThanOrEqual(86_400_000);
+    const e = refusal(() => resolveOptions({ module, sendTimeout: '1000h' }));
+    expect(e.message).toBe('sendTimeout must be at most 86400000 ms, got "1000h"');
+    expect(resolveOptions({ module, sendTimeout: '24h', lingeringTime: 'off' })).toMatchObject({ sendTimeoutMs: 86_400_000, lingeringTimeMs: null });
+  });
+
   it('a value given as undefined is a value left out', () => {
     expect(resolveOptions({ module, port: undefined, tlsCert: undefined })).toEqual(resolveOptions({ module }));
   });
@@ -89,7 +98,8 @@ describe('every kind refuses a bad value, naming the option', () => {
   // One bad value for each kind the API takes; the table must not grow a kind this list lacks.
   const bad: Record<Kind['type'], unknown[]> = {
     integer: ['x', 1.5, -100000, 1e9, null, true],
-    duration: ['soon', -1, '-5s', Infinity, {}],
+    // 1000h: past every duration's maximum (a native int of ms overflows at 597 h).
+    duration: ['soon', -1, '-5s', Infinity, {}, '1000h'],
     size: ['lots', '-1', -1, 1.5, 2 ** 60, true],
     string: ['', 5, null],
     choice: ['nope', 1, ''],

@@ -191,8 +191,14 @@ export interface NativeBinding {
   connWrite(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number): number;
   /** Do not call the module before n bytes are pending (or in_cap, or EOF); connLoad returns -EAGAIN meanwhile. */
   connWant(fd: number, id: number, n: number): number;
-  /** The module closed with output still queued: > 0 keeps the entry until it drains (its close counts now). */
+  /** The module closed after its reply: the close phase begins (no deadline but send/linger, no module timer);
+   *  > 0 keeps the entry while queued output drains and then while it lingers (its close counts now), 0: close now. */
   connLinger(fd: number, id: number): number;
+  /** An event of a connection in its close phase (DUE_CLOSING) with its due bits: 1 keep it (re-arm), 0 close now,
+   *  -ETIMEDOUT its send timeout passed, -ENOBUFS a memory bound chose it, -errno. */
+  connCloseStep(fd: number, id: number, due: number): number;
+  /** Linger bounds in ms (timeMs 0: no lingering): after its reply a closed connection reads and discards its client's input. */
+  lingerConfigure(group: number, timeMs: number, timeoutMs: number): number;
   /** Sends queued output now: bytes still queued, or -errno. */
   connFlush(fd: number, id: number): number;
   /** Bounds in bytes (0: none). */

@@ -13,7 +13,7 @@ import { FAULT_KINDS, ModuleConfigRefused, ModuleFault } from '../module/errors.
 import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
 import type { CompiledModule } from '../module/load.js';
 import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
-import { C, EAGAIN, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
+import { C, EAGAIN, ECANCELED, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
 import { movable, WorkerGenerations, type GenerationSpec } from './generations.js';
@@ -36,6 +36,9 @@ const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
 export const BATCH_BUDGET_MS = 2;
 /** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
 const STALE_CHECK_MS = 250;
+/** Connections one listener event accepts at most (see accept()). */
+const MAX_ACCEPTS_PER_WAKE = 128;
+const SEND_TIMEOUT_WARNING = 'send timeout: closing connections whose clients stopped reading';
 const IDLE_CHECK_MS = 1000;
 
 export interface LoopHooks {
@@ -205,13 +208,13 @@ export class EventLoop implements Transport {
    */
   private handle(fd: number, id: number, due: number): void {
     if (due !== 0) {
-      if (due & native.DUE_CLOSING) return this.finishQueued(fd, id, due);
+      if (due & native.DUE_CLOSING) return this.closing(fd, id, due);
       if (due & native.DUE_OVERFLOW) {
         this.warnOnce(G.WARNED_BOUND, 'a memory bound was passed: closing the connections that hold most (reason overflow)');
         return due & (native.DUE_HANDSHAKE | native.DUE_OPEN | native.DUE_PROXY) ? this.drop(fd, id, CloseReason.OVERFLOW) : this.close(fd, id, CloseReason.OVERFLOW);
       }
       if (due & native.DUE_SEND_TIMEOUT) {
-        this.warnOnce(G.WARNED_SEND_TIMEOUT, 'send timeout: closing connections whose clients stopped reading');
+        this.warnOnce(G.WARNED_SEND_TIMEOUT, SEND_TIMEOUT_WARNING);
         return this.close(fd, id, CloseReason.SEND_TIMEOUT);
       }
       const unopened = (due & (native.DUE_HANDSHAKE | native.DUE_OPEN | native.DUE_PROXY)) !== 0; // the module has not met it: no on_close
@@ -290,7 +293,11 @@ export class EventLoop implements Transport {
   }
 
   /**
-   * Accepts until EAGAIN. Every accepted socket is in the table (held by this
+   * Accepts until EAGAIN, or MAX_ACCEPTS_PER_WAKE (Redis's MAX_ACCEPTS_PER_CALL):
+   * the listener is then re-armed with connections still waiting, so it reports
+   * again at once and another worker (or this one, after these) takes the rest --
+   * a burst never keeps one worker accepting while its new connections' on_open
+   * waits and the other workers idle. Every accepted socket is in the table (held by this
    * worker) and in epoll before any on_open runs, and the listener is re-armed
    * before them too, so a slow on_open never holds up accepting and a worker
    * dying in one strands nothing.
@@ -301,7 +308,7 @@ export class EventLoop implements Transport {
     list.length = 0;
     const gen = this.gens.current; // reads the port first if a reload moved the epoch
     const stateSize = this.gens.spec(gen)?.stateSize ?? 0; // open() sets it again, for the generation current then
-    for (;;) {
+    for (let taken = 0; taken < MAX_ACCEPTS_PER_WAKE; taken++) {
       const fd = native.accept(lfd);
       if (fd < 0) {
         if ((fd === EMFILE || fd === ENFILE) && this.refuseAtFdLimit(lfd)) continue;
@@ -509,16 +516,17 @@ export class EventLoop implements Transport {
 
   /**
    * Runs on_close, then the one close path; `linger` (the module closed after
-   * its reply) keeps the reply from being reset. In queued mode a reply still
-   * queued goes out first: the connection is counted closed now and its socket
-   * closes once the queue drains (finishQueued).
+   * its reply) keeps the reply from being reset: the connection is counted
+   * closed now and enters its close phase (close_phase.h) -- a reply still
+   * queued goes out first, then it lingers, discarding what the client still
+   * sends -- and its socket closes at the end of it (closing()).
    */
   private close(fd: number, id: number, reason: number, linger = false): void {
     if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
     const inst = this.instFor(fd, id, false);
     const fault = inst ? this.driver.close(inst, moduleConnId(id), reason) : null;
     if (fault) return this.faulted(fd, id, fault);
-    const keep = linger && this.queued && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
+    const keep = linger && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
     if (keep && native.connLinger(fd, id) > 0) {
       countClose(id, reason, this.closeCount);
       if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
@@ -527,11 +535,16 @@ export class EventLoop implements Transport {
     if (finishConnection(fd, id, reason, this.closeCount, linger) && reason === CloseReason.SEND_TIMEOUT) this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
   }
 
-  /** A closed connection whose reply was still queued: send more; close the socket once it is all out (or on error, timeout, shutdown). */
-  private finishQueued(fd: number, id: number, due: number): void {
-    const left = due & native.DUE_SEND_TIMEOUT || this.ctr.get(G.FORCED) ? -1 : native.connFlush(fd, id);
-    if (left > 0 && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
-    finishConnection(fd, id, CloseReason.MODULE, this.closeCount, left === 0);
+  /**
+   * An event of a connection in its close phase (counted closed already): its
+   * queued reply goes on, or its lingering; the socket closes when that is over,
+   * or on an error, its send timeout (counted as one), a memory bound, or a forced shutdown.
+   */
+  private closing(fd: number, id: number, due: number): void {
+    const rc = this.ctr.get(G.FORCED) ? ECANCELED : native.connCloseStep(fd, id, due);
+    if (rc > 0 && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    if (rc === ETIMEDOUT) this.warnOnce(G.WARNED_SEND_TIMEOUT, SEND_TIMEOUT_WARNING);
+    if (finishConnection(fd, id, CloseReason.MODULE, this.closeCount, rc === 0) && rc === ETIMEDOUT) this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
   }
 
   /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */

@@ -44,6 +44,7 @@
 #include <sys/eventfd.h>
 
 #include "args.h"
+#include "close_phase.h"
 #include "input_buffer.h"
 #include "output_queue.h"
 #include "proxy_protocol.h"
@@ -100,6 +101,7 @@ struct Conn {
   // The module closed (on_close ran, the close was counted) with output still
   // queued: the socket stays until the queue drains or the send timeout passes.
   bool closing = false;
+  ClosePhase phase;  // after the queue drained: lingering (close_phase.h)
   // The module has been told of this connection (on_open started). A worker
   // that dies holding connections it accepted but had not opened yet leaves
   // them to be opened by another worker instead of closed.
@@ -133,6 +135,7 @@ struct Group {
   // bytes in use (the gauges) and bytes allocated (what the server-wide bounds count).
   bool queued = false;
   int64_t send_timeout = 0;
+  LingerConfig linger;  // lingerConfigure
   int64_t out_high = 0, out_max = 0, out_total_max = 0, in_total_max = 0;
   std::atomic<int64_t> out_bytes{0}, in_bytes{0};
   std::atomic<int64_t> out_alloc{0}, in_alloc{0};
@@ -246,6 +249,8 @@ int64_t NowMs() {
 // the server drains, its idle grace. Caller holds table_mu.
 int64_t NextWake(const Conn* c, const Group& g) {
   if (c->kind != kKindConn) return kNever;
+  // Closed by the module: no read, frame, drain-idle or timer deadline, only its send or linger deadline.
+  if (c->closing) return ClosingDeadline(c->phase, g.linger, c->send_since, g.send_timeout, c->last_input);
   int64_t w = kNever;
   if (c->timer_at) w = std::min(w, c->timer_at);
   if (g.read_timeout) w = std::min(w, c->last_input + g.read_timeout);
@@ -259,6 +264,11 @@ int64_t NextWake(const Conn* c, const Group& g) {
 // What is due now (kDue* bits); a due module timer is consumed. Caller holds table_mu.
 uint32_t DueNow(Conn* c, const Group& g, int64_t now) {
   uint32_t due = 0;
+  if (c->closing) {  // as NextWake
+    if (g.send_timeout && c->send_since && c->send_since + g.send_timeout <= now) due |= kDueSendTimeout;
+    if (LingerExpired(c->phase, g.linger, c->last_input, now)) due |= kDueLinger;
+    return due;
+  }
   if (c->timer_at && c->timer_at <= now) {
     due |= kDueTimer;
     c->timer_at = 0;
@@ -746,7 +756,7 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
 
 // The due bits that are times (kept in the entry until a claim takes them), as
 // opposed to those a claim works out from the entry's state.
-constexpr uint32_t kDueTimes = kDueTimer | kDueTimeout | kDueDrainIdle | kDueSendTimeout | kDueOverflow;
+constexpr uint32_t kDueTimes = kDueTimer | kDueTimeout | kDueDrainIdle | kDueSendTimeout | kDueOverflow | kDueLinger;
 
 // Hands back (re-arms) the loans of `holder` (0: of every holder) made at or
 // before `before`: a ready socket re-armed reports again at once, and the due
@@ -827,6 +837,8 @@ Napi::Value ConnClose(const Napi::CallbackInfo& info) {
   Conn* c = Unlink(static_cast<int>(fd), static_cast<uint64_t>(id));
   if (c == nullptr) return Num(info, -EBADF);
   const bool counted = c->closing;
+  // A close phase that lingered has shut down writing and read what came already (close_phase.h).
+  if (c->phase.lingering) drain = 0;
   if (c->tls != nullptr) {
     TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
     TlsSessionFree(c->tls);
@@ -1208,21 +1220,81 @@ Napi::Value ConnWrite(const Napi::CallbackInfo& info) {
   return Num(info, static_cast<double>(queued + rest));
 }
 
-// connLinger(fd, id) -> bytes still queued (0: close now) | -EBADF. The module
-// closed the connection: if output is still queued, the entry stays (its close
-// already counted) until the queue drains or the send timeout passes; input is
-// no longer read.
+// The close phase's next step for its holder (close_phase.h): sends what is
+// queued; once all of it is out, begins lingering, then discards what arrives.
+// 1 the entry stays (re-arm), 0 close now. Caller does not hold table_mu.
+int64_t CloseStep(Conn* c, int fd) {
+  if (!c->out.empty()) {
+    int64_t left = Flush(c, fd);
+    if (left != 0) return left < 0 ? left : 1;
+  }
+  if (!c->phase.lingering) {
+    if (c->grp == nullptr || c->grp->linger.time <= 0) return 0;
+    if (c->tls != nullptr) TlsCloseNotify(c->tls);  // the alert goes before the FIN (once only; connClose skips it then)
+    if (!LingerBegin(c->grp->linger, fd)) return 0;
+    std::lock_guard<TableMutex> lock(table_mu);  // NextWake reads the phase under it
+    c->phase.lingering = true;
+    c->phase.since = NowMs();
+  }
+  int64_t got = 0;
+  int rc = LingerDiscard(fd, &got);
+  if (got > 0) c->last_input = NowMs();
+  return rc > 0 ? 1 : rc;
+}
+
+// connLinger(fd, id) -> 1 the entry stays | 0 close now | -EBADF. The module
+// closed the connection after its reply (its close is counted by the caller):
+// the entry enters its close phase -- no deadline but its send and linger
+// deadlines, no module timer -- and stays while its queued output goes out and
+// then while it lingers (CloseStep). 0: nothing keeps it (lingering is off, or
+// the client has closed already).
 Napi::Value ConnLinger(const Napi::CallbackInfo& info) {
   int64_t fd, id;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id)) return info.Env().Undefined();
   Conn* c = Find(fd, id);
   if (c == nullptr) return Num(info, -EBADF);
-  size_t left = c->out.size();
-  if (left) {
-    std::lock_guard<TableMutex> lock(table_mu);  // connDrainGeneration reads it under the lock
+  {
+    std::lock_guard<TableMutex> lock(table_mu);  // connDrainGeneration and the timer event read these under it
     c->closing = true;
+    if (c->timer_at && c->grp) c->grp->timers--;
+    c->timer_at = 0;
+    c->due &= ~static_cast<uint32_t>(kDueTimer | kDueTimeout | kDueDrainIdle);
   }
-  return Num(info, static_cast<double>(left));
+  if (CloseStep(c, static_cast<int>(fd)) > 0) return Num(info, 1);
+  // Closes now, the caller's way: its close is not counted yet (connClose tells by `closing`).
+  std::lock_guard<TableMutex> lock(table_mu);
+  c->closing = false;
+  return Num(info, 0);
+}
+
+// connCloseStep(fd, id, due) -> 1 the entry stays (re-arm) | 0 close now (all
+// sent, and the client closed or the linger time passed) | -ETIMEDOUT the send
+// timeout passed with output queued | -ENOBUFS a memory bound chose it |
+// -errno. An event of a connection in its close phase (kDueClosing), with the
+// due bits it came with.
+Napi::Value ConnCloseStep(const Napi::CallbackInfo& info) {
+  int64_t fd, id, due;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &due)) return info.Env().Undefined();
+  Conn* c = Find(fd, id);
+  if (c == nullptr) return Num(info, -EBADF);
+  if (due & kDueSendTimeout) return Num(info, -ETIMEDOUT);
+  if (due & kDueOverflow) return Num(info, -ENOBUFS);
+  if (due & kDueLinger) return Num(info, 0);
+  return Num(info, static_cast<double>(CloseStep(c, static_cast<int>(fd))));
+}
+
+// lingerConfigure(group, timeMs, timeoutMs) -> 0 | -EBADF: the linger bounds
+// (close_phase.h; timeMs 0: no lingering). Call after timersConfigure.
+Napi::Value LingerConfigure(const Napi::CallbackInfo& info) {
+  int64_t group, time_ms, timeout_ms;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &time_ms) || !ArgInt(info, 2, &timeout_ms))
+    return info.Env().Undefined();
+  std::lock_guard<TableMutex> lock(table_mu);
+  Group* g = GroupOf(static_cast<int>(group));
+  if (g == nullptr) return Num(info, -EBADF);
+  g->linger.time = std::max<int64_t>(0, time_ms);
+  g->linger.timeout = std::max<int64_t>(0, timeout_ms);
+  return Num(info, 0);
 }
 
 // connFlush(fd, id) -> bytes still queued | -errno: sends queued output now.
@@ -1561,6 +1633,8 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("connWrite", Napi::Function::New(env, ConnWrite, "connWrite"));
   exports.Set("connWant", Napi::Function::New(env, ConnWant, "connWant"));
   exports.Set("connLinger", Napi::Function::New(env, ConnLinger, "connLinger"));
+  exports.Set("connCloseStep", Napi::Function::New(env, ConnCloseStep, "connCloseStep"));
+  exports.Set("lingerConfigure", Napi::Function::New(env, LingerConfigure, "lingerConfigure"));
   exports.Set("connFlush", Napi::Function::New(env, ConnFlush, "connFlush"));
   exports.Set("connOpened", Napi::Function::New(env, ConnOpened, "connOpened"));
   exports.Set("DUE_OPEN", Napi::Number::New(env, kDueOpen));

@@ -35,6 +35,7 @@ enum Due : uint32_t {
   kDueClosing = 64,      // not a due time: closed by the module, finishing its queued output
   kDueOpen = 128,        // not a due time: accepted, but on_open has not run (its acceptor died)
   kDueProxy = 256,       // not a due time: the PROXY protocol header has not been read yet
+  kDueLinger = 512,      // a closed connection has lingered its time (close_phase.h): close the socket
 };
 
 // Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
