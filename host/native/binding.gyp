@@ -9,6 +9,7 @@
         "src/poller.cc",
         "src/conn_table.cc",
         "src/kv_store.cc",
+        "src/kv_core.cc",
         "src/kv_redis.cc",
         "src/tls.cc",
         "src/proxy_protocol.cc"
