@@ -3,6 +3,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cassert>
 #include <chrono>
@@ -138,6 +139,10 @@ void TtlRemove(Shard& s, Node* n) {
   s.ttl.pop_back();
   s.ttl_size.store(s.ttl.size(), std::memory_order_relaxed);
   n->ttl_idx = kNoTtl;
+  if (s.ttl.empty()) {  // give the index back: an empty store holds nothing against the budget
+    Account(-static_cast<int64_t>(s.ttl.capacity() * sizeof(Node*)));
+    std::vector<Node*>().swap(s.ttl);
+  }
 }
 void SetExpiry(Shard& s, Node* n, int64_t at) {
   if (at != 0 && n->ttl_idx == kNoTtl) TtlAdd(s, n);
@@ -172,7 +177,10 @@ void Resize(Shard& s, size_t nb) {
 // once the shard has buckets). Expired nodes are found too; callers decide.
 Node** Slot(Shard& s, uint64_t h, Slice key) {
   if (s.nb == 0) Resize(s, 8);
-  if (s.nb == 0) return nullptr;
+  if (s.nb == 0) {  // no table, and the budget cannot take one: a write needs that much room
+    g_need = 8 * sizeof(Node*);
+    return nullptr;
+  }
   Node** slot = &s.buckets[h & (s.nb - 1)];
   while (*slot != nullptr) {
     Node* n = *slot;
@@ -188,8 +196,15 @@ void Unlink(Shard& s, Node** slot) {
   if (n->ttl_idx != kNoTtl) TtlRemove(s, n);
   Account(-NodeCost(n));
   free(n);
-  s.size.fetch_sub(1, std::memory_order_relaxed);
-  if (s.nb > 8 && s.size.load(std::memory_order_relaxed) < s.nb / 8) Resize(s, s.nb / 2);
+  size_t size = s.size.fetch_sub(1, std::memory_order_relaxed) - 1;
+  if (size == 0) {  // an empty shard gives its table back (Slot makes a new one when needed)
+    Account(-static_cast<int64_t>(s.nb * sizeof(Node*)));
+    free(s.buckets);
+    s.buckets = nullptr;
+    s.nb = 0;
+  } else if (s.nb > 8 && size < s.nb / 8) {
+    Resize(s, s.nb / 2);
+  }
 }
 
 // The link to key's node (or to the end of its chain) and, in *live, that node
@@ -261,13 +276,24 @@ int64_t Install(Shard& s, Node** slot, uint64_t h, Slice key, Slice a, Slice b, 
   return 0;
 }
 
-// Deletes one key chosen as the policy says, from a sample; false when nothing can be evicted.
+// Eviction candidates kept between evictions, best last, as Redis' eviction
+// pool: each eviction samples kSamples keys into it and takes its best, so the
+// choice is the best of many samples, not of one handful.
+struct Candidate {
+  uint64_t score;
+  uint64_t hash;
+  std::string key;
+};
+constexpr size_t kPoolSize = 16;
+std::mutex pool_mu;
+std::vector<Candidate>* const pool = new std::vector<Candidate>();
+
+// Deletes one key chosen as the policy says; false when nothing can be evicted.
 bool EvictOne() {
   Policy p = policy.load();
   bool volatile_only = p == Policy::kVolatileLru;
-  std::string best;
-  uint64_t best_hash = 0, best_score = 0;
-  bool found = false;
+  std::lock_guard<std::mutex> pool_lock(pool_mu);
+  bool sampled = false;
   for (int i = 0; i < kSamples; i++) {
     size_t start = Rand() % kShards;
     for (size_t j = 0; j < kShards; j++) {
@@ -285,25 +311,35 @@ bool EvictOne() {
         for (size_t k = len ? Rand() % len : 0; k > 0; k--) n = n->next;
       }
       if (n == nullptr) continue;
-      uint64_t score = Expired(n) ? UINT64_MAX : EvictScore(n);
-      if (!found || score > best_score) {
-        found = true;
-        best_score = score;
-        best_hash = n->hash;
-        best.assign(reinterpret_cast<char*>(n->key()), n->klen);
+      sampled = true;
+      Candidate c{Expired(n) ? UINT64_MAX : EvictScore(n), n->hash, std::string(reinterpret_cast<char*>(n->key()), n->klen)};
+      bool dup = false;
+      for (auto& e : *pool) {
+        if (e.hash == c.hash && e.key == c.key) {
+          e.score = c.score;  // seen again: its score now
+          dup = true;
+        }
       }
+      if (!dup) pool->push_back(std::move(c));
       break;
     }
-    if (!found) return false;  // a whole walk found nothing to evict
+    if (!sampled) break;  // a whole walk found nothing to evict
   }
-  Shard& s = ShardOf(best_hash);
-  std::lock_guard<std::mutex> lock(s.mu);
-  Node** slot = Slot(s, best_hash, {reinterpret_cast<const uint8_t*>(best.data()), best.size()});
-  if (slot != nullptr && *slot != nullptr) {
+  std::sort(pool->begin(), pool->end(), [](const Candidate& a, const Candidate& b) { return a.score < b.score; });
+  if (pool->size() > kPoolSize) pool->erase(pool->begin(), pool->end() - kPoolSize);
+  while (!pool->empty()) {
+    Candidate best = std::move(pool->back());
+    pool->pop_back();
+    Shard& s = ShardOf(best.hash);
+    std::lock_guard<std::mutex> lock(s.mu);
+    Node** slot = s.nb ? Slot(s, best.hash, {reinterpret_cast<const uint8_t*>(best.key.data()), best.key.size()}) : nullptr;
+    if (slot == nullptr || *slot == nullptr) continue;  // gone meanwhile: the next candidate
+    if (volatile_only && (*slot)->ttl_idx == kNoTtl) continue;
     (Expired(*slot) ? expired_total : evicted_total).fetch_add(1, std::memory_order_relaxed);
     Unlink(s, slot);
+    return true;
   }
-  return true;  // deleted, or someone else removed it: either way, try again
+  return sampled;  // nothing deleted but keys exist: the caller samples again
 }
 
 // Runs a write op; when it is short of budget, evicts (as the policy allows) and retries.
@@ -314,8 +350,8 @@ int64_t Write(Op op) {
     if (rc != kNeedSpace) return rc;
     if (policy.load() == Policy::kNoEviction || g_need > max_bytes.load() || round > 1000000) return kFull;
     int64_t need = g_need;
-    while (used_bytes.load() + need > max_bytes.load()) {
-      if (!EvictOne()) return kFull;
+    for (int tries = 0; used_bytes.load() + need > max_bytes.load(); tries++) {
+      if (tries > 1000000 || !EvictOne()) return kFull;
     }
   }
 }
@@ -413,7 +449,7 @@ int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms) {
     std::lock_guard<std::mutex> lock(s.mu);
     Node* n;
     Node** slot = Lookup(s, h, key, &n);
-    if (slot == nullptr) return kFull;
+    if (slot == nullptr) return kNeedSpace;
     if (flags & kNX && n) return kExists;
     if (flags & kXX && !n) return kMissing;
     return Install(s, slot, h, key, val, kEmpty, at == -1 ? (n ? n->expire_at : 0) : at);
@@ -455,7 +491,7 @@ int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out) {
     std::lock_guard<std::mutex> lock(s.mu);
     Node* n;
     Node** slot = Lookup(s, h, key, &n);
-    if (slot == nullptr) return kFull;
+    if (slot == nullptr) return kNeedSpace;
     if (!n && flags & kXX) return kMissing;
     int64_t cur = 0, next;
     if (n && !ParseI64(n->val(), n->vlen, &cur)) return kNotInteger;
@@ -475,7 +511,7 @@ int64_t Append(Slice key, Slice val, int flags) {
     std::lock_guard<std::mutex> lock(s.mu);
     Node* n;
     Node** slot = Lookup(s, h, key, &n);
-    if (slot == nullptr) return kFull;
+    if (slot == nullptr) return kNeedSpace;
     if (!n && flags & kXX) return kMissing;
     Slice cur = n ? Slice{n->val(), n->vlen} : kEmpty;
     if (cur.n + val.n > INT32_MAX) return kFull;
