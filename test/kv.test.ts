@@ -557,6 +557,17 @@ describe.each(stores)('the v1.2 store calls exactly as docs/abi.md §14 states, 
   });
 
   if (!store.name.startsWith('the process')) {
+    it('a snapshot (what sendInPieces restores between runs) puts TTL changes back too', () => {
+      expect(kv.setEx('k', 'v', 0, 100n)).toBe(0);
+      expect(kv.setEx('j', 'v')).toBe(0);
+      const restore = h.kv.snapshot();
+      expect(kv.persist('k')).toBe(1);
+      expect(kv.expire('j', 50n)).toBe(0);
+      restore();
+      expect(h.kv.ttl('k')).toBe(100);
+      expect(h.kv.ttl('j')).toBe(null);
+    });
+
     it('answers -3 from every v1.2 call while the store is unavailable, changing nothing', () => {
       kv.setEx('k', 'v', 0, 100n);
       h.kv.unavailable = true;

@@ -188,7 +188,7 @@ export class ModuleKv {
       const e = this.live(key);
       if (!e) return KV.MISSING;
       if (ttl === 0n) this.remove(key);
-      else e.expireAt = this.now() + Number(ttl);
+      else this.retime(key, e, this.now() + Number(ttl));
       return 0;
     },
     persist: (key) => {
@@ -196,7 +196,7 @@ export class ModuleKv {
       const e = this.live(key);
       if (!e) return KV.MISSING;
       const had = e.expireAt !== 0;
-      e.expireAt = 0;
+      this.retime(key, e, 0);
       return had ? 1 : 0;
     },
     ttl: (key) => {
@@ -303,6 +303,11 @@ export class ModuleKv {
       return null;
     }
     return e;
+  }
+
+  /** Gives `key` a new expiry: a new entry object, as snapshot() needs (entries are never changed in place). */
+  private retime(key: Uint8Array, e: Entry, expireAt: number): void {
+    this.map.set(mapKey(key), { ...e, expireAt });
   }
 
   /** Deletes every expired entry. */
