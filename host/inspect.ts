@@ -4,7 +4,7 @@
 // people and inspectModuleJson prints it for tools (CI of module projects).
 // Problems are thrown as ModuleLoadError / ModuleConfigRefused for the CLI.
 import { compileModule, probeModule, type CompileOptions } from './module/load.js';
-import { LOG_LEVELS, PAGE, RESULT_SIZE, V1_1_IMPORTS } from './module/abi.js';
+import { LOG_LEVELS, PAGE, RESULT_SIZE, V1_1_IMPORTS, V1_2_IMPORTS } from './module/abi.js';
 import { signature, type Desc, type Limits } from './module/wasm-binary.js';
 
 /** One region of the IoDesc: its start in the module's memory and its size in bytes. */
@@ -44,6 +44,8 @@ export interface ModuleDescription {
   callbacks: string[];
   /** The v1.1 host functions the module imports, as "tcpmod.NAME". */
   v1_1: string[];
+  /** The v1.2 host functions (store additions, docs/abi.md §14) the module imports, as "tcpmod.NAME". */
+  v1_2: string[];
   /** Whether the module takes a config (exports tcpmod_init), and how many bytes it accepted. */
   config: { taken: boolean; bytes: number };
   /** What the module logged during start-up. */
@@ -94,12 +96,16 @@ export async function describeModule(file: string, opts: CompileOptions): Promis
     imports: compiled.shape.imports.map((i) => ({ module: i.module, name: i.name, ...item(i.desc) })),
     exports: compiled.shape.exports.map((e) => ({ name: e.name, ...item(e.desc) })),
     callbacks: ['tcpmod_on_data', ...CALLBACK_ORDER.filter((n) => opt.has(n))],
-    v1_1: compiled.shape.imports
-      .filter((i) => i.module === 'tcpmod' && (V1_1_IMPORTS as readonly string[]).includes(i.name))
-      .map((i) => `tcpmod.${i.name}`),
+    v1_1: hostImports(compiled.shape.imports, V1_1_IMPORTS),
+    v1_2: hostImports(compiled.shape.imports, V1_2_IMPORTS),
     config: { taken: opt.has('tcpmod_init'), bytes: opt.has('tcpmod_init') ? compiled.config.length : 0 },
     logs,
   };
+}
+
+/** The tcpmod imports among `names`, as "tcpmod.NAME". */
+function hostImports(imports: readonly { module: string; name: string }[], names: readonly string[]): string[] {
+  return imports.filter((i) => i.module === 'tcpmod' && names.includes(i.name)).map((i) => `tcpmod.${i.name}`);
 }
 
 /** The description as `tcpmod inspect --json` prints it: one JSON document and a newline. */
@@ -128,6 +134,7 @@ export async function inspectModule(file: string, opts: CompileOptions): Promise
     `exports:   ${list(m.exports.map((e) => `${e.name} ${describe(e)}`))}`,
     `callbacks: ${m.callbacks.join(', ')}`,
     `v1.1:      ${list(m.v1_1)}`,
+    `v1.2:      ${list(m.v1_2)}`,
     `config:    ${!m.config.taken ? 'not taken (no tcpmod_init)' : `${m.config.bytes} bytes, accepted by tcpmod_init`}`,
     ...m.logs.map((l) => `log:       [${l.level}] ${l.message}`),
   ];

@@ -48,7 +48,9 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   // With Redis this process cannot know the store's size (DBSIZE would count other clients' keys too): no gauges.
   if (server.options.kv.type === 'memory') {
     gauge('tcpmod_kv_keys', 'Keys in the shared key-value store', () => s().kv.keys!);
-    gauge('tcpmod_kv_bytes', 'Bytes accounted to the key-value store', () => s().kv.bytes!);
+    gauge('tcpmod_kv_bytes', 'Bytes the key-value store has allocated (entries, tables, TTL index), against --kv-max-bytes', () => s().kv.bytes!);
+    counter('tcpmod_kv_expired_keys_total', 'Keys the key-value store deleted because their TTL passed', () => s().kv.expired!);
+    counter('tcpmod_kv_evicted_keys_total', 'Keys the key-value store evicted to stay within --kv-max-bytes', () => s().kv.evicted!);
   }
   labelled('tcpmod_kv_errors_total', 'Key-value calls that returned -3 (store unavailable), by why', 'kind', () => s().kv.errors);
   counter('tcpmod_connections_accepted_total', 'Connections accepted', () => s().connectionsAccepted);

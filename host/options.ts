@@ -81,6 +81,10 @@ export const STORE_TIMEOUT_MULTIPLE = 3;
 /** The longest duration an option takes (24 h): far past any useful timeout, and far inside a native int of ms. */
 export const MAX_DURATION_MS = 86_400_000;
 
+/** --kv-eviction's values, spelled as Redis' maxmemory-policy spells them. */
+export const KV_EVICTION_POLICIES = ['noeviction', 'allkeys-lru', 'volatile-lru', 'allkeys-lfu'] as const;
+export type KvEviction = (typeof KV_EVICTION_POLICIES)[number];
+
 export const OPTIONS = {
   host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
   port: { flag: '--port', arg: '<port>', kind: { type: 'integer', min: 0, max: 65535 }, default: 7000, help: 'TCP port; 0 lets the kernel choose' },
@@ -187,6 +191,10 @@ export const OPTIONS = {
     help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
   },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
+  kvEviction: {
+    flag: '--kv-eviction', arg: '<policy>', kind: { type: 'choice', choices: KV_EVICTION_POLICIES }, default: 'noeviction',
+    help: 'what the in-process store does at --kv-max-bytes: refuse writes (noeviction), or evict sampled keys, least recently used of all (allkeys-lru) or of those with a TTL (volatile-lru), or least frequently used (allkeys-lfu), as Redis does',
+  },
   tlsCert: { flag: '--tls-cert', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: 'serve TLS with this PEM certificate chain (needs --tls-key)' },
   tlsKey: { flag: '--tls-key', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: "the certificate's PEM private key" },
   tlsCa: { flag: '--tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, help: `PEM CA certificates that client certificates are checked against; ${TLS_ONLY}` },
@@ -297,6 +305,7 @@ export interface ResolvedOptions {
   moduleMemory: number;
   config: Uint8Array;
   kvMaxBytes: number;
+  kvEviction: KvEviction;
   kv: KvBackend;
   kvTimeoutMs: number;
   /** Read when the server starts; never together with a password in the URL. */
@@ -473,8 +482,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     if (stray) throw new OptionError(stray, (n) => `only applies with a redis:// or rediss:// ${n('kv')}`);
   } else if (!kv.tls && set.kvTlsCa !== undefined) {
     throw new OptionError('kvTlsCa', (n) => `only applies with a rediss:// ${n('kv')}`);
-  } else if (set.kvMaxBytes !== undefined) {
-    throw new OptionError('kvMaxBytes', (n) => `only applies with ${n('kv')} memory (Redis keeps its own limit, maxmemory)`);
+  } else if (set.kvMaxBytes !== undefined || set.kvEviction !== undefined) {
+    const name = set.kvMaxBytes !== undefined ? 'kvMaxBytes' : 'kvEviction';
+    throw new OptionError(name, (n) => `only applies with ${n('kv')} memory (Redis keeps its own limit and policy, maxmemory and maxmemory-policy)`);
   } else if (kv.password !== null && set.kvPasswordFile !== undefined) {
     throw new OptionError('kvPasswordFile', (n) => `cannot be combined with a password in the ${n('kv')} URL`);
   } else if (kv.username !== '' && kv.password === null && set.kvPasswordFile === undefined) {
@@ -512,6 +522,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     moduleMemory: pick('moduleMemory'),
     config: set.config ?? new Uint8Array(0),
     kvMaxBytes: pick('kvMaxBytes'),
+    kvEviction: pick('kvEviction') as KvEviction,
     kv,
     kvTimeoutMs: pick('kvTimeout'),
     kvPasswordFile: set.kvPasswordFile ?? null,

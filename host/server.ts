@@ -60,7 +60,11 @@ export interface ServerStats {
   inputBufferedBytes: number;
   /** The key-value store. With Redis, keys and bytes are null (this process cannot know them) and errors count
    *  the calls that returned -3, by why (KV_ERROR_KINDS; 'backoff': refused untried while reconnecting). */
-  kv: { backend: 'memory' | 'redis'; keys: number | null; bytes: number | null; maxBytes: number; errors: Record<string, number> };
+  /** expired, evicted: keys the in-process store removed since start (null with Redis). */
+  kv: {
+    backend: 'memory' | 'redis'; keys: number | null; bytes: number | null; maxBytes: number; eviction: string;
+    expired: number | null; evicted: number | null; errors: Record<string, number>;
+  };
   /** TLS termination, null when the server speaks plain TCP. */
   tls: null | {
     handshakes: number;
@@ -233,7 +237,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       this.addGeneration(this.compiled, this.trial(this.compiled));
       this.currentGen = this.lastGen;
       this.workersHaveWasi = this.compiled.verdict.importsWasi;
-      native.kvConfigure(o.kvMaxBytes);
+      native.kvConfigure(o.kvMaxBytes, o.kvEviction);
       this.kvTarget = await this.redisTarget();
       if (o.tls) this.useTlsContext(this.makeTlsContext());
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
@@ -707,9 +711,12 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   }
 
   private kvStats(t: Float64Array): ServerStats['kv'] {
-    const { keys, bytes, maxBytes } = native.kvStats();
-    const redis = this.options.kv.type === 'redis';
-    return { backend: this.options.kv.type, keys: redis ? null : keys, bytes: redis ? null : bytes, maxBytes, errors: this.kvErrors(t) };
+    const { keys, bytes, maxBytes, expired, evicted } = native.kvStats();
+    const local = <T>(v: T): T | null => (this.options.kv.type === 'redis' ? null : v);
+    return {
+      backend: this.options.kv.type, keys: local(keys), bytes: local(bytes), maxBytes, eviction: this.options.kvEviction,
+      expired: local(expired), evicted: local(evicted), errors: this.kvErrors(t),
+    };
   }
 
   private memory(): { outputQueuedBytes: number; inputBufferedBytes: number } {

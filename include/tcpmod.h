@@ -1,5 +1,5 @@
 /*
- * tcpmod.h: ABI v1 (with the v1.1 additions) for tcpmod modules written in C.
+ * tcpmod.h: ABI v1 (with the v1.1 and v1.2 additions) for tcpmod modules written in C.
  *
  * docs/abi.md is the contract; this header is that contract in C: the host
  * functions a module may import (with the attributes that make clang emit the
@@ -109,6 +109,62 @@ TCPMOD_IMPORT(want) int32_t tcpmod_want(int32_t conn, int32_t n);
  * text, "IP:PORT" or "[IPv6]:PORT", at `out` and returns its length; -1 not the
  * connection being handled, -2 `cap` too small (nothing written). */
 TCPMOD_IMPORT(peer_addr) int32_t tcpmod_peer_addr(int32_t conn, char *out, int32_t cap);
+
+/* ---- v1.2 store additions (docs/abi.md §14). Results: TCPMOD_KV_* below.
+ * Versions: every value has a 64-bit version that changes on each write of the
+ * value (not on a TTL change). TTLs are in ms, 0 = none, at most TCPMOD_KV_TTL_MAX.
+ * On a Redis-backed store (--kv redis://) this host returns TCPMOD_KV_UNAVAILABLE
+ * from every v1.2 call. */
+
+/* tcpmod.kv_get_ver (i32, i32, i32, i32, i32) -> i32. As kv_get, and writes the
+ * value's version at `version` whenever the key is found. */
+TCPMOD_IMPORT(kv_get_ver) int32_t tcpmod_kv_get_ver(const void *key, int32_t key_len, void *out, int32_t out_cap, uint64_t *version);
+
+/* tcpmod.kv_getdel (i32, i32, i32, i32) -> i32. As kv_get, and deletes the key,
+ * but only when the value fitted `out_cap` (else nothing changes). */
+TCPMOD_IMPORT(kv_getdel) int32_t tcpmod_kv_getdel(const void *key, int32_t key_len, void *out, int32_t out_cap);
+
+/* tcpmod.kv_set_ex (i32, i32, i32, i32, i32, i64) -> i32. Stores with conditions
+ * (TCPMOD_KV_NX / _XX) and a TTL (0 none; with TCPMOD_KV_KEEPTTL, ttl_ms must be 0
+ * and the key's TTL stays). OK, MISSING (XX), EXISTS (NX), FULL, INVALID. */
+TCPMOD_IMPORT(kv_set_ex) int32_t tcpmod_kv_set_ex(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags, int64_t ttl_ms);
+
+/* tcpmod.kv_cas (i32, i32, i32, i32, i32, i64, i64) -> i32. Stores only when the
+ * key's version is `version`. flags: 0 or TCPMOD_KV_KEEPTTL. OK, MISSING, EXISTS
+ * (another version), FULL, INVALID. */
+TCPMOD_IMPORT(kv_cas) int32_t tcpmod_kv_cas(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags, int64_t ttl_ms, uint64_t version);
+
+/* tcpmod.kv_expire (i32, i32, i64) -> i32. Sets the TTL (0 deletes the key now).
+ * OK, MISSING, INVALID. */
+TCPMOD_IMPORT(kv_expire) int32_t tcpmod_kv_expire(const void *key, int32_t key_len, int64_t ttl_ms);
+
+/* tcpmod.kv_persist (i32, i32) -> i32. 1 removed a TTL, 0 had none, MISSING. */
+TCPMOD_IMPORT(kv_persist) int32_t tcpmod_kv_persist(const void *key, int32_t key_len);
+
+/* tcpmod.kv_ttl (i32, i32, i32) -> i32. 1 with the ms left at `ms`, 0 no TTL, MISSING. */
+TCPMOD_IMPORT(kv_ttl) int32_t tcpmod_kv_ttl(const void *key, int32_t key_len, int64_t *ms);
+
+/* tcpmod.kv_append (i32, i32, i32, i32, i32) -> i32. Appends (TCPMOD_KV_PREPEND:
+ * prepends) atomically, creating the key unless TCPMOD_KV_XX; keeps the TTL.
+ * The new length, MISSING (XX), FULL, INVALID. */
+TCPMOD_IMPORT(kv_append) int32_t tcpmod_kv_append(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags);
+
+/* tcpmod.kv_incr_ex (i32, i32, i64, i32, i32) -> i32. kv_incr with distinct
+ * results and TCPMOD_KV_XX (a missing key is MISSING, not 0); keeps the TTL.
+ * OK, MISSING, NOT_INTEGER (not a canonical integer, or overflow), FULL, INVALID. */
+TCPMOD_IMPORT(kv_incr_ex) int32_t tcpmod_kv_incr_ex(const void *key, int32_t key_len, int64_t delta, int32_t flags, int64_t *out);
+
+/* tcpmod.kv_scan (i32, i32, i64, i32, i32, i32, i32) -> i32. One bounded step of
+ * a listing of the keys starting with `prefix`: writes [u32 length][key bytes]
+ * records at `out`, returns how many, and the cursor of the next step at `next`
+ * (0: the listing is complete; start with cursor 0). A key present for the whole
+ * listing is returned at least once. INVALID (cursor < 0, count < 1), TOO_SMALL
+ * (nothing written: give more out_cap). */
+TCPMOD_IMPORT(kv_scan) int32_t tcpmod_kv_scan(const void *prefix, int32_t prefix_len, int64_t cursor, int32_t count, void *out, int32_t out_cap, int64_t *next);
+
+/* tcpmod.kv_del_prefix (i32, i32) -> i32. Deletes every key starting with
+ * `prefix` (empty: all); returns how many. Each key atomically, not all at once. */
+TCPMOD_IMPORT(kv_del_prefix) int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len);
 
 /* ---------------------------------------------------------------- exports */
 
@@ -237,6 +293,17 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_FAILED (-1)      /* kv_incr: not an integer, overflow, or store full */
 #define TCPMOD_KV_FULL (-2)        /* kv_set: the budget would be exceeded */
 #define TCPMOD_KV_UNAVAILABLE (-3) /* any kv_*: the store is unavailable (a Redis store: docs/abi.md §11) */
+#define TCPMOD_KV_INVALID (-4)     /* v1.2: an argument out of range (flags, TTL, cursor, count) */
+#define TCPMOD_KV_EXISTS (-5)      /* v1.2: NX found the key; kv_cas found another version */
+#define TCPMOD_KV_NOT_INTEGER (-6) /* v1.2: kv_incr_ex on a value that is not an integer, or overflow */
+#define TCPMOD_KV_TOO_SMALL (-7)   /* v1.2: kv_scan's out cannot hold the next keys */
+
+/* v1.2 flags: kv_set_ex (NX, XX, KEEPTTL), kv_cas (KEEPTTL), kv_append (PREPEND, XX), kv_incr_ex (XX). */
+#define TCPMOD_KV_NX 1
+#define TCPMOD_KV_XX 2
+#define TCPMOD_KV_KEEPTTL 4
+#define TCPMOD_KV_PREPEND 1
+#define TCPMOD_KV_TTL_MAX 70368744177664LL /* 2^46 ms */
 
 /* Log levels (tcpmod_log). */
 #define TCPMOD_LOG_DEBUG 0

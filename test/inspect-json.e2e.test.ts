@@ -42,6 +42,7 @@ describe('a module that passes: the description as JSON', () => {
       ioDesc: { in: { ptr: 1024, size: 1024 }, out: { ptr: 2048, size: 1024 }, state: null, result: { ptr: 64, size: 8 } },
       stateSize: 0,
       v1_1: [],
+      v1_2: [],
       config: { taken: false, bytes: 0 },
       logs: [],
     });
@@ -59,10 +60,20 @@ describe('a module that passes: the description as JSON', () => {
     expect(t.memory.source).toBe('own');
     expect(t.memory.declared.maximum).toBe(t.memory.maximumPages);
     expect(t.v1_1).toContain('tcpmod.set_timer');
+    expect(t.v1_2).toEqual([]);
     expect(t.callbacks).toContain('tcpmod_on_timer');
     const c = await inspectJson<ModuleDescription>([config, '--config', 'okay'], 0);
     expect(c.config).toEqual({ taken: true, bytes: 4 });
     expect(c.callbacks).toContain('tcpmod_init');
+  });
+
+  it('the v1.2 store imports a module uses, in JSON and in the text output', async () => {
+    const file = await fixture('kv12');
+    const m = await inspectJson<ModuleDescription>([file], 0);
+    expect(m.v1_2).toEqual(['get_ver', 'getdel', 'set_ex', 'cas', 'expire', 'persist', 'ttl', 'append', 'incr_ex', 'scan', 'del_prefix'].map((n) => `tcpmod.kv_${n}`));
+    expect(m.v1_1).toEqual([]);
+    const text = await tcpmod(['inspect', file]);
+    expect(text.stdout).toMatch(/^v1\.2: +tcpmod\.kv_get_ver\n +tcpmod\.kv_getdel\n(?: +tcpmod\.kv_\w+\n)* +tcpmod\.kv_del_prefix\nconfig:/m);
   });
 
   it('what the module logs during start-up', async () => {

@@ -75,7 +75,14 @@ describe('--kv-timeout and --kv-password-file', () => {
     expect(e.describe(flag)).toBe('--kv-timeout only applies with a redis:// or rediss:// --kv');
     expect(refusal({ kv: 'memory', kvPasswordFile: '/x' }).describe(flag)).toBe('--kv-password-file only applies with a redis:// or rediss:// --kv');
     // And the in-process store's budget only applies to it.
-    expect(refusal({ kv: 'redis://h', kvMaxBytes: '1MiB' }).describe(flag)).toBe('--kv-max-bytes only applies with --kv memory (Redis keeps its own limit, maxmemory)');
+    expect(refusal({ kv: 'redis://h', kvMaxBytes: '1MiB' }).describe(flag)).toBe('--kv-max-bytes only applies with --kv memory (Redis keeps its own limit and policy, maxmemory and maxmemory-policy)');
+    expect(refusal({ kv: 'redis://h', kvEviction: 'allkeys-lru' }).describe(flag)).toBe('--kv-eviction only applies with --kv memory (Redis keeps its own limit and policy, maxmemory and maxmemory-policy)');
+  });
+
+  it('--kv-eviction: noeviction by default; the four policies as Redis spells them; anything else refused in one line', () => {
+    expect(resolveOptions({ module }).kvEviction).toBe('noeviction');
+    for (const p of ['noeviction', 'allkeys-lru', 'volatile-lru', 'allkeys-lfu']) expect(resolveOptions({ module, kvEviction: p }).kvEviction).toBe(p);
+    expect(refusal({ kvEviction: 'lru' }).describe(flag)).toMatch(/^--kv-eviction must be one of noeviction, allkeys-lru, volatile-lru, allkeys-lfu; got "lru"$/);
   });
 
   it('a password file excludes a password in the URL; a user needs a password', () => {

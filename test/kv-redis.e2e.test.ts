@@ -289,6 +289,36 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
   }, 60_000);
 });
 
+describe('the v1.2 store calls on Redis (kv12.wat)', () => {
+  it('each returns -3 (unavailable: not yet implemented on Redis, as docs/abi.md §14 says) and changes nothing there', async () => {
+    const srv = await serve(await fixture('kv12'), ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '1']);
+    const s = await open(srv.port);
+    try {
+      await redisCli('SET', 'k', 'v');
+      const u32 = (n: number) => Buffer.from(new Uint32Array([n]).buffer);
+      const z = (n: number) => Buffer.alloc(n);
+      // [op, arguments after the key, reply length] for each v1.2 call of kv12.wat.
+      const calls: [string, Buffer, number][] = [
+        ['V', u32(64), 12], ['G', u32(64), 4], ['S', Buffer.concat([z(12), Buffer.from('w')]), 4], ['C', Buffer.concat([z(20), Buffer.from('w')]), 4],
+        ['E', z(8), 4], ['P', z(0), 4], ['T', z(0), 12], ['A', Buffer.concat([z(4), Buffer.from('w')]), 4], ['I', Buffer.concat([Buffer.from([1]), z(11)]), 12],
+        ['L', Buffer.concat([z(8), u32(10), u32(64)]), 12 + 64], ['D', z(0), 4],
+      ];
+      for (const [op, args, len] of calls) {
+        s.write(Buffer.concat([Buffer.from([op.charCodeAt(0), 1]), Buffer.from('k'), args]));
+        expect((await readBytes(s, len)).readInt32LE(0), op).toBe(-3);
+      }
+      // The v1 calls of the same module still reach Redis.
+      s.write(Buffer.concat([Buffer.from([0x67, 1]), Buffer.from('k'), u32(64)]));
+      expect((await readBytes(s, 5)).toString('latin1', 4)).toBe('v');
+      expect((await redisCli('GET', 'k')).stdout).toBe('v\n');
+      expect((await redisCli('TTL', 'k')).stdout).toBe('-1\n');
+    } finally {
+      s.destroy();
+      await srv.stop();
+    }
+  });
+});
+
 describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
   let srv: ServedProcess;
   beforeAll(async () => {

@@ -78,7 +78,7 @@ const refusals: Refusal[] = [
       /^import env\.send is not allowed by ABI v1; fix: a host function declared without its import module: in C use __attribute__\(\(import_module\("tcpmod"\), import_name\("send"\)\)\)/,
       /^import env\.tcpmod_log is not allowed by ABI v1; fix: .*import_name\("log"\).*@external\("tcpmod", "log"\)/,
       /^import env\.helper is not allowed by ABI v1; fix: a function the module declares but never defines/,
-      /^import tcpmod\.frobnicate is not allowed by ABI v1; fix: this host's tcpmod imports are send, log, now_ms, .*peer_addr$/,
+      /^import tcpmod\.frobnicate is not allowed by ABI v1; fix: this host's tcpmod imports are send, log, now_ms, .*peer_addr, kv_get_ver, .*kv_del_prefix$/,
     ],
   },
   {
@@ -87,6 +87,14 @@ const refusals: Refusal[] = [
     says: [/import tcpmod\.kv_incr has signature \(i32, i32, i32, i32\) -> i32; ABI v1 says \(i32, i32, i64, i32\) -> i32/],
     fixes: [
       /^import tcpmod\.kv_incr has signature \(i32, i32, i32, i32\) -> i32; ABI v1 says \(i32, i32, i64, i32\) -> i32; fix: declare it in C as int32_t tcpmod_kv_incr\(const void \*key, int32_t key_len, int64_t delta, int64_t \*out\) \(include\/tcpmod\.h\), in AssemblyScript as @external\("tcpmod", "kv_incr"\) declare function kv_incr\(key: usize, key_len: i32, delta: i64, out: usize\): i32$/,
+    ],
+  },
+  {
+    what: 'a v1.2 store import with the wrong signature, named as v1.2 with its declarations',
+    module: () => fixture('import-signature-v12'),
+    says: [/import tcpmod\.kv_cas has signature \(i32, i32, i32, i32, i32, i64, i32\) -> i32; ABI v1\.2 says \(i32, i32, i32, i32, i32, i64, i64\) -> i32/],
+    fixes: [
+      /; fix: declare it in C as int32_t tcpmod_kv_cas\(const void \*key, int32_t key_len, const void \*val, int32_t val_len, int32_t flags, int64_t ttl_ms, uint64_t version\) \(include\/tcpmod\.h\), in AssemblyScript as @external\("tcpmod", "kv_cas"\) declare function kv_cas\(.*version: u64\): i32$/,
     ],
   },
   {

@@ -64,6 +64,7 @@ describe('defaults', () => {
       moduleMemory: DEFAULTS.moduleMemory,
       config: new Uint8Array(0),
       kvMaxBytes: DEFAULTS.kvMaxBytes,
+      kvEviction: 'noeviction',
       kv: { type: 'memory' },
       kvTimeoutMs: 200,
       kvPasswordFile: null,

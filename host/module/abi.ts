@@ -42,10 +42,34 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   want: '(i32, i32) -> i32',
   // v1.1: the client's address as text, IP:PORT or [IPv6]:PORT.
   peer_addr: '(i32, i32, i32) -> i32',
+  // v1.2 store calls (docs/abi.md §14): versions, conditions, expiry, atomic updates, listing.
+  kv_get_ver: '(i32, i32, i32, i32, i32) -> i32',
+  kv_getdel: '(i32, i32, i32, i32) -> i32',
+  kv_set_ex: '(i32, i32, i32, i32, i32, i64) -> i32',
+  kv_cas: '(i32, i32, i32, i32, i32, i64, i64) -> i32',
+  kv_expire: '(i32, i32, i64) -> i32',
+  kv_persist: '(i32, i32) -> i32',
+  kv_ttl: '(i32, i32, i32) -> i32',
+  kv_append: '(i32, i32, i32, i32, i32) -> i32',
+  kv_incr_ex: '(i32, i32, i64, i32, i32) -> i32',
+  kv_scan: '(i32, i32, i64, i32, i32, i32, i32) -> i32',
+  kv_del_prefix: '(i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
 export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer_addr'] as const;
+
+/** Host functions of the v1.2 store additions: a module using one of them is listed as v1.2. */
+export const V1_2_IMPORTS = [
+  'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
+] as const;
+
+/** kv result codes (docs/abi.md §10, §14). */
+export const KV = { MISSING: -1, FULL: -2, UNAVAILABLE: -3, INVALID: -4, EXISTS: -5, NOT_INTEGER: -6, TOO_SMALL: -7 } as const;
+/** kv_set_ex / kv_cas / kv_append / kv_incr_ex flags. */
+export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1;
+/** The longest TTL a kv call accepts, in ms (2^46, about 2,200 years). */
+export const KV_TTL_MAX = 2 ** 46;
 
 /** The only WASI functions a module may import (fd_write for fds 1 and 2 only). */
 export const WASI_IMPORTS: Record<string, string> = {

@@ -19,6 +19,17 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
   draining: { c: 'int32_t tcpmod_draining(void)', as: 'draining(): i32' },
   want: { c: 'int32_t tcpmod_want(int32_t conn, int32_t n)', as: 'want(conn: i32, n: i32): i32' },
   peer_addr: { c: 'int32_t tcpmod_peer_addr(int32_t conn, char *out, int32_t cap)', as: 'peer_addr(conn: i32, out: usize, cap: i32): i32' },
+  kv_get_ver: { c: 'int32_t tcpmod_kv_get_ver(const void *key, int32_t key_len, void *out, int32_t out_cap, uint64_t *version)', as: 'kv_get_ver(key: usize, key_len: i32, out: usize, out_cap: i32, version: usize): i32' },
+  kv_getdel: { c: 'int32_t tcpmod_kv_getdel(const void *key, int32_t key_len, void *out, int32_t out_cap)', as: 'kv_getdel(key: usize, key_len: i32, out: usize, out_cap: i32): i32' },
+  kv_set_ex: { c: 'int32_t tcpmod_kv_set_ex(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags, int64_t ttl_ms)', as: 'kv_set_ex(key: usize, key_len: i32, val: usize, val_len: i32, flags: i32, ttl_ms: i64): i32' },
+  kv_cas: { c: 'int32_t tcpmod_kv_cas(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags, int64_t ttl_ms, uint64_t version)', as: 'kv_cas(key: usize, key_len: i32, val: usize, val_len: i32, flags: i32, ttl_ms: i64, version: u64): i32' },
+  kv_expire: { c: 'int32_t tcpmod_kv_expire(const void *key, int32_t key_len, int64_t ttl_ms)', as: 'kv_expire(key: usize, key_len: i32, ttl_ms: i64): i32' },
+  kv_persist: { c: 'int32_t tcpmod_kv_persist(const void *key, int32_t key_len)', as: 'kv_persist(key: usize, key_len: i32): i32' },
+  kv_ttl: { c: 'int32_t tcpmod_kv_ttl(const void *key, int32_t key_len, int64_t *ms)', as: 'kv_ttl(key: usize, key_len: i32, ms: usize): i32' },
+  kv_append: { c: 'int32_t tcpmod_kv_append(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t flags)', as: 'kv_append(key: usize, key_len: i32, val: usize, val_len: i32, flags: i32): i32' },
+  kv_incr_ex: { c: 'int32_t tcpmod_kv_incr_ex(const void *key, int32_t key_len, int64_t delta, int32_t flags, int64_t *out)', as: 'kv_incr_ex(key: usize, key_len: i32, delta: i64, flags: i32, out: usize): i32' },
+  kv_scan: { c: 'int32_t tcpmod_kv_scan(const void *prefix, int32_t prefix_len, int64_t cursor, int32_t count, void *out, int32_t out_cap, int64_t *next)', as: 'kv_scan(prefix: usize, prefix_len: i32, cursor: i64, count: i32, out: usize, out_cap: i32, next: usize): i32' },
+  kv_del_prefix: { c: 'int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len)', as: 'kv_del_prefix(prefix: usize, prefix_len: i32): i32' },
 };
 
 /** The one-line declarations of tcpmod import `name` in C and AssemblyScript. */

@@ -9,6 +9,7 @@ import {
   Action, IO_MAX, IO_MIN, IODESC_SIZE, PAGE, RESULT_SIZE, STATE_MAX,
 } from './abi.js';
 import { ModuleFault } from './errors.js';
+import { kvV12Imports, type KvBackendV12 } from './kv-imports.js';
 import type { CompiledModule } from './load.js';
 import { LogLimit } from './log-limit.js';
 import { wasiImports } from './wasi.js';
@@ -62,7 +63,7 @@ export const KV_UNAVAILABLE = -3;
  * method answers as docs/abi.md §10 states, or KV_UNAVAILABLE, which reaches
  * the module unchanged.
  */
-export interface KvBackend {
+export interface KvBackend extends KvBackendV12 {
   /** The value, null when the key is missing, or KV_UNAVAILABLE. */
   get(key: Uint8Array): Uint8Array | null | typeof KV_UNAVAILABLE;
   /** 0 stored; -2 over the budget (nothing changed); KV_UNAVAILABLE. */
@@ -435,6 +436,7 @@ export class ModuleInstance {
         // ABI v1 gives kv_incr only 0 and -1: a full store is a failed increment (-3 is v1.1's, kept).
         return rc === -2 ? -1 : rc;
       },
+      ...kvV12Imports({ buffer: () => this.buffer, region: (w, p, l) => this.region(w, p, l), bytes: (p, l) => this.bytes(p, l), kv: () => this.hooks.kv }),
     };
   }
 

@@ -1,7 +1,7 @@
 // Static checks of a module against ABI v1, before anything of it runs. Each
 // problem is one line that names the offending import, export or limit and,
 // when the problem has a usual cause, ends with how to fix it ("; fix: ...").
-import { OPTIONAL_EXPORTS, PAGE, REQUIRED_EXPORTS, TCPMOD_IMPORTS, WASI_IMPORTS } from './abi.js';
+import { OPTIONAL_EXPORTS, PAGE, REQUIRED_EXPORTS, TCPMOD_IMPORTS, V1_2_IMPORTS, WASI_IMPORTS } from './abi.js';
 import { declarationHint } from './declarations.js';
 import { signature, type Limits, type WasmShape } from './wasm-binary.js';
 
@@ -50,7 +50,7 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
     }
     const sig = signature(imp.desc.type);
     if (sig !== allowed[imp.name])
-      problems.push(withFix(`import ${where} has signature ${sig}; ABI v1 says ${allowed[imp.name]}`,
+      problems.push(withFix(`import ${where} has signature ${sig}; ABI ${abiOf(imp.module, imp.name)} says ${allowed[imp.name]}`,
         imp.module === 'tcpmod' ? declarationHint(imp.name) : 'declare it as WASI preview1 defines it'));
     if (imp.module === 'wasi_snapshot_preview1') importsWasi = true;
   }
@@ -91,6 +91,11 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
     }
   }
   return { problems, memory, importsWasi, optional };
+}
+
+/** The ABI version that defines an import, as a refusal names it. */
+function abiOf(module: string, name: string): string {
+  return module === 'tcpmod' && (V1_2_IMPORTS as readonly string[]).includes(name) ? 'v1.2' : 'v1';
 }
 
 /** A problem line with the usual fix appended (the problem alone when there is none). */

@@ -11,6 +11,7 @@
         "src/timers.cc",
         "src/close_phase.cc",
         "src/kv_store.cc",
+        "src/kv_core.cc",
         "src/kv_redis.cc",
         "src/tls.cc",
         "src/proxy_protocol.cc",

@@ -235,10 +235,31 @@ export interface NativeBinding {
   kvDel(key: Buf, keyOff: number, keyLen: number): number;
   /** 0 with the new value as little-endian i64 at out; -1 not an integer or overflow; -2 store full. */
   kvIncr(key: Buf, keyOff: number, keyLen: number, delta: bigint, out: Buf, outOff: number): number;
-  /** Sets the byte budget; returns the previous one. */
-  kvConfigure(maxBytes: number): number;
+  // v1.2 (docs/abi.md §14): results as the imports of the same name; -3 on a Redis-backed thread
+  /** As kvGet; the value's version (u64 LE) at ver when found. */
+  kvGetVer(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number, ver: Buf, verOff: number): number;
+  /** As kvGet, deleting the key when the value fitted. */
+  kvGetDel(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number): number;
+  kvSetEx(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number): number;
+  kvCas(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number, version: bigint): number;
+  kvExpire(key: Buf, keyOff: number, keyLen: number, ttlMs: bigint | number): number;
+  kvPersist(key: Buf, keyOff: number, keyLen: number): number;
+  /** 1 with the ms left (i64 LE) at out; 0 no TTL; -1 missing. */
+  kvTtl(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number): number;
+  kvAppend(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number): number;
+  kvIncrEx(key: Buf, keyOff: number, keyLen: number, delta: bigint, flags: number, out: Buf, outOff: number): number;
+  /** Keys as [u32 LE len][bytes] records at out; the next cursor (i64 LE) at next. */
+  kvScan(prefix: Buf, prefixOff: number, prefixLen: number, cursor: bigint | number, count: number, out: Buf, outOff: number, outCap: number, next: Buf, nextOff: number): number;
+  kvDelPrefix(prefix: Buf, prefixOff: number, prefixLen: number): number;
+  /** Sets the byte budget and the eviction policy (default noeviction); returns the previous budget. */
+  kvConfigure(maxBytes: number, policy?: 'noeviction' | 'allkeys-lru' | 'volatile-lru' | 'allkeys-lfu'): number;
   kvClear(): number;
-  kvStats(): { keys: number; bytes: number; maxBytes: number };
+  /** bytes: what the store has allocated (entries, tables, TTL index); expired, evicted: totals since start. */
+  kvStats(): { keys: number; bytes: number; maxBytes: number; expired: number; evicted: number; withTtl: number };
+  /** One run of the active expiry, for at most budgetUs; keys deleted. */
+  kvExpireCycle(budgetUs: number): number;
+  /** Test hook: fixes the store's clock at ms (>= 0), or -1 for the real one. */
+  kvClock(ms: number): void;
   // Redis backend (kv_redis.cc): per thread; every kv function above may then also return -3 (unavailable)
   /** Points this thread's kv calls at Redis (null: the in-process store). The worker's SEND_SEQ/SEND_START/
    *  CALL_EXCLUDED cells mark its waits as blocked; errors are counted in totals[errorsBase + KV_ERROR_KINDS index]. */

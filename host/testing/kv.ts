@@ -3,6 +3,7 @@
 // by the rules of docs/abi.md §10 (the native process store's rules: the same
 // budget accounting, canonical decimal integers for kv_incr), and lets a test
 // read, preload and clear it, or make it unavailable (ABI v1.1's -3).
+import { KV, KV_KEEPTTL, KV_NX, KV_PREPEND, KV_TTL_MAX, KV_XX } from '../module/abi.js';
 import { KV_UNAVAILABLE, type KvBackend } from '../module/instance.js';
 
 /** What each entry costs against the budget beyond its key and value bytes (as the process store counts). */
@@ -18,12 +19,29 @@ const strict = new TextDecoder('utf-8', { fatal: true });
 /** A key or value as a test writes it: text (UTF-8) or bytes. */
 export type KvBytes = string | Uint8Array;
 
-/** The store call a module made, as `unavailable` sees it: tcpmod.kv_get, kv_set, kv_del or kv_incr. */
-export type KvOp = 'get' | 'set' | 'del' | 'incr';
+/**
+ * The store call a module made, as `unavailable` sees it: tcpmod.kv_get, kv_set,
+ * kv_del, kv_incr, or one of v1.2's (docs/abi.md §14) by its import name without
+ * the `kv_` (`set_ex`, `cas`, `scan`, …; a scan or del_prefix passes its prefix as the key).
+ */
+export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix';
+
+/** One stored key: its bytes, value, version (changes on each write), expiry (fake-clock ms, 0 none), and listing order. */
+interface Entry {
+  key: Uint8Array;
+  value: Uint8Array;
+  version: bigint;
+  expireAt: number;
+  seq: number;
+}
 
 /** Bytes as a Map key: one character per byte. */
 function mapKey(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  return key.length >= prefix.length && prefix.every((b, i) => key[i] === b);
 }
 
 function toBytes(what: string, v: unknown): Uint8Array {
@@ -58,31 +76,38 @@ export class ModuleKv {
    * that call fail.
    */
   unavailable: boolean | ((op: KvOp, key: string | Uint8Array) => boolean) = false;
-  private readonly map = new Map<string, { key: Uint8Array; value: Uint8Array }>();
+  private readonly map = new Map<string, Entry>();
   private used = 0;
+  private lastVersion = 0n;
+  private lastSeq = 0;
 
-  /** @internal loadModule makes it; it checked `maxBytes`. */
-  constructor(readonly maxBytes: number) {}
+  /**
+   * @internal loadModule makes it; it checked `maxBytes`. `now` is the clock
+   * TTLs run on (the module's fake clock), in ms.
+   */
+  constructor(readonly maxBytes: number, private readonly now: () => number = Date.now) {}
 
   /** Bytes in use against the budget `maxBytes` (each entry: key + value + 64, as the server's `--kv-max-bytes` counts). */
   get usedBytes(): number {
+    this.purge();
     return this.used;
   }
 
-  /** How many keys the store holds. */
+  /** How many keys the store holds (expired ones are gone). */
   get size(): number {
+    this.purge();
     return this.map.size;
   }
 
   /** The value of `key` (text when it is valid UTF-8, else bytes), or null when missing. */
   get(key: KvBytes): string | Uint8Array | null {
-    const e = this.map.get(mapKey(toBytes('key', key)));
+    const e = this.live(toBytes('key', key));
     return e ? readable(e.value) : null;
   }
 
   /** The value of `key` as bytes (a copy), or null when missing. */
   getBytes(key: KvBytes): Uint8Array | null {
-    const e = this.map.get(mapKey(toBytes('key', key)));
+    const e = this.live(toBytes('key', key));
     return e ? e.value.slice() : null;
   }
 
@@ -100,7 +125,7 @@ export class ModuleKv {
       v = toBytes('value', value);
     }
     const k = toBytes('key', key);
-    if (this.store(k, v) !== 0)
+    if (this.store(k, v, 0) !== 0)
       throw new RangeError(`an entry of ${k.length + v.length + ENTRY_COST} bytes does not fit the store's budget (${this.used} of ${this.maxBytes} bytes in use)`);
   }
 
@@ -117,27 +142,135 @@ export class ModuleKv {
 
   /** Every key, in the order first stored (text when valid UTF-8, else bytes). */
   keys(): (string | Uint8Array)[] {
+    this.purge();
     return [...this.map.values()].map((e) => readable(e.key));
+  }
+
+  /** The ms left before `key` expires (on the module's clock); null when it has no TTL or is missing. */
+  ttl(key: KvBytes): number | null {
+    const e = this.live(toBytes('key', key));
+    return e && e.expireAt ? e.expireAt - this.now() : null;
   }
 
   /** @internal Saves everything stored; the function puts it back (entries are never changed in place). */
   snapshot(): () => void {
     const saved = new Map(this.map);
-    const used = this.used;
+    const { used, lastVersion, lastSeq } = this;
     return () => {
       this.map.clear();
       for (const [k, e] of saved) this.map.set(k, e);
-      this.used = used;
+      Object.assign(this, { used, lastVersion, lastSeq });
     };
   }
 
   /** @internal What the module's tcpmod.kv_* calls reach (the instance copied key and value out of its memory). */
   readonly backend: KvBackend = {
-    get: (key) => (this.down('get', key) ? KV_UNAVAILABLE : this.map.get(mapKey(key))?.value ?? null),
-    set: (key, value) => (this.down('set', key) ? KV_UNAVAILABLE : this.store(key, value)),
+    get: (key) => (this.down('get', key) ? KV_UNAVAILABLE : this.live(key)?.value ?? null),
+    set: (key, value) => (this.down('set', key) ? KV_UNAVAILABLE : this.store(key, value, 0)),
     del: (key) => (this.down('del', key) ? KV_UNAVAILABLE : this.remove(key) ? 1 : 0),
-    incr: (key, delta) => (this.down('incr', key) ? KV_UNAVAILABLE : this.incr(key, delta)),
+    incr: (key, delta) => (this.down('incr', key) ? KV_UNAVAILABLE : this.incr(key, delta, -1)),
+    getVer: (key) => {
+      if (this.down('get_ver', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      return e ? { value: e.value, version: e.version } : null;
+    },
+    getDel: (key, cap) => {
+      if (this.down('getdel', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      if (e && e.value.length <= cap) this.remove(key);
+      return e ? e.value : null;
+    },
+    setEx: (key, value, flags, ttl) => (this.down('set_ex', key) ? KV_UNAVAILABLE : this.setEx(key, value, flags, ttl, null)),
+    cas: (key, value, flags, ttl, version) => (this.down('cas', key) ? KV_UNAVAILABLE : this.setEx(key, value, flags, ttl, version)),
+    expire: (key, ttl) => {
+      if (this.down('expire', key)) return KV_UNAVAILABLE;
+      if (ttl < 0n || ttl > BigInt(KV_TTL_MAX)) return KV.INVALID;
+      const e = this.live(key);
+      if (!e) return KV.MISSING;
+      if (ttl === 0n) this.remove(key);
+      else this.retime(key, e, this.now() + Number(ttl));
+      return 0;
+    },
+    persist: (key) => {
+      if (this.down('persist', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      if (!e) return KV.MISSING;
+      const had = e.expireAt !== 0;
+      this.retime(key, e, 0);
+      return had ? 1 : 0;
+    },
+    ttl: (key) => {
+      if (this.down('ttl', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      if (!e) return KV.MISSING;
+      return e.expireAt ? BigInt(e.expireAt - this.now()) : 0;
+    },
+    append: (key, value, flags) => {
+      if (this.down('append', key)) return KV_UNAVAILABLE;
+      if (flags & ~(KV_PREPEND | KV_XX)) return KV.INVALID;
+      const e = this.live(key);
+      if (!e && flags & KV_XX) return KV.MISSING;
+      const cur = e?.value ?? new Uint8Array(0);
+      const next = new Uint8Array(cur.length + value.length);
+      next.set(flags & KV_PREPEND ? value : cur, 0);
+      next.set(flags & KV_PREPEND ? cur : value, flags & KV_PREPEND ? value.length : cur.length);
+      const rc = this.store(key, next, e?.expireAt ?? 0);
+      return rc === 0 ? next.length : rc;
+    },
+    incrEx: (key, delta, flags) => {
+      if (this.down('incr_ex', key)) return KV_UNAVAILABLE;
+      if (flags & ~KV_XX) return KV.INVALID;
+      if (flags & KV_XX && !this.live(key)) return KV.MISSING;
+      const r = this.incr(key, delta, KV.NOT_INTEGER);
+      return r;
+    },
+    scan: (prefix, cursor, count, cap) => (this.down('scan', prefix) ? KV_UNAVAILABLE : this.scan(prefix, cursor, count, cap)),
+    delPrefix: (prefix) => {
+      if (this.down('del_prefix', prefix)) return KV_UNAVAILABLE;
+      let n = 0;
+      for (const e of [...this.map.values()]) if (startsWith(e.key, prefix) && this.remove(e.key)) n++;
+      return n;
+    },
   };
+
+  /** kv_set_ex (version null) and kv_cas: docs/abi.md §14's rules. */
+  private setEx(key: Uint8Array, value: Uint8Array, flags: number, ttl: bigint, version: bigint | null): number {
+    const allowed = version === null ? KV_NX | KV_XX | KV_KEEPTTL : KV_KEEPTTL;
+    if (flags & ~allowed || (flags & KV_NX && flags & KV_XX)) return KV.INVALID;
+    if (ttl < 0n || ttl > BigInt(KV_TTL_MAX) || (flags & KV_KEEPTTL && ttl !== 0n)) return KV.INVALID;
+    const e = this.live(key);
+    if (version !== null) {
+      if (!e) return KV.MISSING;
+      if (e.version !== version) return KV.EXISTS;
+    }
+    if (flags & KV_NX && e) return KV.EXISTS;
+    if (flags & KV_XX && !e) return KV.MISSING;
+    const expireAt = flags & KV_KEEPTTL ? (e?.expireAt ?? 0) : ttl === 0n ? 0 : this.now() + Number(ttl);
+    return this.store(key, value, expireAt);
+  }
+
+  /**
+   * kv_scan: keys in the order first stored; the cursor is the listing number
+   * of the next key to look at, so a key present for the whole scan comes back
+   * exactly once, whatever is written in between.
+   */
+  private scan(prefix: Uint8Array, cursor: bigint, count: number, cap: number): { keys: Uint8Array[]; next: bigint } | number {
+    if (cursor < 0n || count < 1) return KV.INVALID;
+    this.purge();
+    const keys: Uint8Array[] = [];
+    let used = 0;
+    let visited = 0;
+    for (const e of this.map.values()) {
+      if (BigInt(e.seq) < cursor) continue;
+      if (keys.length >= count || visited >= count * 10) return { keys, next: BigInt(e.seq) };
+      visited++;
+      if (!startsWith(e.key, prefix)) continue;
+      if (used + 4 + e.key.length > cap) return keys.length ? { keys, next: BigInt(e.seq) } : KV.TOO_SMALL;
+      used += 4 + e.key.length;
+      keys.push(e.key);
+    }
+    return { keys, next: 0n };
+  }
 
   /** Whether the module's `op` on `key` finds the store unavailable (see `unavailable`). */
   private down(op: KvOp, key: Uint8Array): boolean {
@@ -146,29 +279,60 @@ export class ModuleKv {
     return u === true;
   }
 
-  /** kv_incr: the new value; -1 when the value is not a canonical integer or the sum leaves i64; -2 over the budget. */
-  private incr(key: Uint8Array, delta: bigint): bigint | number {
-    const e = this.map.get(mapKey(key));
+  /** kv_incr: the new value; `bad` when the value is not a canonical integer or the sum leaves i64 (v1: -1); -2 over the budget. Keeps the TTL. */
+  private incr(key: Uint8Array, delta: bigint, bad: number): bigint | number {
+    const e = this.live(key);
     let cur = 0n;
     if (e) {
       const text = Buffer.from(e.value.buffer, e.value.byteOffset, e.value.byteLength).toString('latin1');
-      if (!CANONICAL_INT.test(text)) return -1;
+      if (!CANONICAL_INT.test(text)) return bad;
       cur = BigInt(text);
-      if (cur < I64_MIN || cur > I64_MAX) return -1;
+      if (cur < I64_MIN || cur > I64_MAX) return bad;
     }
     const next = cur + delta;
-    if (next < I64_MIN || next > I64_MAX) return -1;
-    return this.store(key, encoder.encode(next.toString())) === 0 ? next : -2;
+    if (next < I64_MIN || next > I64_MAX) return bad;
+    return this.store(key, encoder.encode(next.toString()), e?.expireAt ?? 0) === 0 ? next : -2;
   }
 
-  /** 0 stored, or -2 when the budget would be exceeded (nothing changed). Keeps its own copies. */
-  private store(key: Uint8Array, value: Uint8Array): number {
+  /** The entry of `key` unless missing or expired (an expired one is deleted: lazy expiry, as the server's store). */
+  private live(key: Uint8Array): Entry | null {
+    const e = this.map.get(mapKey(key));
+    if (!e) return null;
+    if (e.expireAt && this.now() > e.expireAt) {
+      this.remove(key);
+      return null;
+    }
+    return e;
+  }
+
+  /** Gives `key` a new expiry: a new entry object, as snapshot() needs (entries are never changed in place). */
+  private retime(key: Uint8Array, e: Entry, expireAt: number): void {
+    this.map.set(mapKey(key), { ...e, expireAt });
+  }
+
+  /** Deletes every expired entry. */
+  private purge(): void {
+    const now = this.now();
+    for (const e of [...this.map.values()]) if (e.expireAt && now > e.expireAt) this.remove(e.key);
+  }
+
+  /**
+   * 0 stored with a new version and the given expiry (clock ms, 0 none), or -2
+   * when the budget would be exceeded even once expired keys are dropped
+   * (nothing changed). Keeps its own copies.
+   */
+  private store(key: Uint8Array, value: Uint8Array, expireAt: number): number {
     const k = mapKey(key);
-    const old = this.map.get(k);
-    const delta = value.length - (old ? old.value.length : -(key.length + ENTRY_COST));
-    if (delta > 0 && this.used + delta > this.maxBytes) return -2;
+    let old = this.map.get(k);
+    let delta = value.length - (old ? old.value.length : -(key.length + ENTRY_COST));
+    if (delta > 0 && this.used + delta > this.maxBytes) {
+      this.purge();
+      old = this.map.get(k);
+      delta = value.length - (old ? old.value.length : -(key.length + ENTRY_COST));
+      if (this.used + delta > this.maxBytes) return -2;
+    }
     this.used += delta;
-    this.map.set(k, { key: old?.key ?? key.slice(), value: value.slice() });
+    this.map.set(k, { key: old?.key ?? key.slice(), value: value.slice(), version: ++this.lastVersion, expireAt, seq: old?.seq ?? ++this.lastSeq });
     return 0;
   }
 

@@ -538,5 +538,9 @@ export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOpt
   if (typeof pathOrBytes === 'string') compiled = await compileModule(pathOrBytes, { memoryCap, config });
   else if (pathOrBytes instanceof Uint8Array) compiled = await compileBytes(BYTES_NAME, pathOrBytes.slice(), { memoryCap, config });
   else throw new TypeError(`loadModule needs a file path or the module's bytes (a Uint8Array), got ${typeof pathOrBytes}`);
-  return new LoadedModule(compiled, now, store === 'own' ? new ModuleKv(kvMaxBytes) : null, (hooks) => probeModule(compiled, hooks));
+  // TTLs of the module's own store run on its fake clock (at `now` until the module exists).
+  let loaded: LoadedModule | undefined;
+  const kv = store === 'own' ? new ModuleKv(kvMaxBytes, () => loaded?.clock.now ?? now) : null;
+  loaded = new LoadedModule(compiled, now, kv, (hooks) => probeModule(compiled, hooks));
+  return loaded;
 }

@@ -1,206 +1,268 @@
-// The key-value store of ABI v1: one per process, shared by every worker and
-// module instance — unless the calling thread was pointed at a Redis server
-// (kv_redis.h, kvBackend): then each export hands its call to that client. Sharded so that workers touching different keys rarely meet
-// on a lock; bounded by a byte budget (key + value + a fixed per-entry cost).
+// The key-value store's N-API face: one per process (kv_core.h), shared by
+// every worker and module instance — unless the calling thread was pointed at a
+// Redis server (kv_redis.h, kvBackend): then the v1 calls go to that client and
+// the v1.2 calls return -3 (unavailable; docs/abi.md §14 says so).
 #include "kv_store.h"
 
-#include <atomic>
 #include <cstring>
-#include <functional>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "args.h"
+#include "kv_core.h"
 #include "kv_redis.h"
 
 namespace tcpmod {
 namespace {
 
-constexpr size_t kShards = 64;
-constexpr int64_t kEntryCost = 64;  // rough cost of a node and two string headers
-
-struct Shard {
-  std::mutex mu;
-  std::unordered_map<std::string, std::string> map;
-};
-
-Shard shards[kShards];
-std::atomic<int64_t> used_bytes{0};
-std::atomic<int64_t> max_bytes{64ll << 20};
-
-Shard& ShardFor(const std::string& key) { return shards[std::hash<std::string>{}(key) % kShards]; }
-
-int64_t Cost(size_t key, size_t val) { return static_cast<int64_t>(key + val) + kEntryCost; }
-
-// Reserves delta bytes against the budget; false when it would exceed it.
-// Shrinking (delta <= 0) always succeeds.
-bool Reserve(int64_t delta) {
-  int64_t cur = used_bytes.load();
-  for (;;) {
-    if (delta > 0 && cur + delta > max_bytes.load()) return false;
-    if (used_bytes.compare_exchange_weak(cur, cur + delta)) return true;
-  }
-}
-
-// Parses a whole string as a signed 64-bit decimal, as Redis' INCR accepts it:
-// optional '-', digits, no spaces, no '+', no leading zeros except "0".
-bool ParseI64(const std::string& s, int64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  size_t i = 0;
-  bool neg = s[0] == '-';
-  if (neg) i = 1;
-  if (i == s.size()) return false;
-  if (s[i] == '0' && s.size() > i + 1) return false;
-  if (neg && s[i] == '0') return false;
-  int64_t v = 0;
-  for (; i < s.size(); i++) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    int d = s[i] - '0';
-    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v)) return false;
-  }
-  *out = v;
-  return true;
-}
-
-bool ArgKey(const Napi::CallbackInfo& info, std::string* key) {
+// A (buffer, offset, length) argument triple at i, as a slice of that memory.
+bool ArgSlice(const Napi::CallbackInfo& info, size_t i, kv::Slice* s) {
   uint8_t* p;
   size_t len;
-  if (!ArgRegion(info, 0, &p, &len)) return false;
-  key->assign(reinterpret_cast<char*>(p), len);
+  if (!ArgRegion(info, i, &p, &len)) return false;
+  *s = {p, len};
   return true;
 }
 
-// kvGet(keyBuf, keyOff, keyLen, outBuf, outOff, outCap) -> value length | -1 when missing (| -3, Redis unavailable).
-// Nothing is copied when the value is longer than outCap.
+// An i64 argument: a wasm i64 reaches JS as a bigint; a safe-integer number is taken too.
+bool ArgI64(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+  if (i < info.Length() && info[i].IsBigInt()) {
+    bool lossless;
+    *out = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+    if (lossless) return true;
+    Napi::RangeError::New(info.Env(), "argument " + std::to_string(i) + " must fit in i64").ThrowAsJavaScriptException();
+    return false;
+  }
+  return ArgInt(info, i, out);
+}
+
+std::string KeyString(kv::Slice k) { return std::string(reinterpret_cast<const char*>(k.p), k.n); }
+
+Napi::Value Result(const Napi::CallbackInfo& info, int64_t rc) { return Num(info, static_cast<double>(rc)); }
+
+// kvGet(key×3, out×3) -> value length | -1 missing (| -3, Redis unavailable).
 Napi::Value KvGet(const Napi::CallbackInfo& info) {
-  std::string key;
+  kv::Slice key;
   uint8_t* out;
   size_t cap;
-  if (!ArgKey(info, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
-  if (RedisActive()) return Num(info, static_cast<double>(RedisGet(key, out, cap)));
-  Shard& s = ShardFor(key);
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.map.find(key);
-  if (it == s.map.end()) return Num(info, -1);
-  if (it->second.size() <= cap) std::memcpy(out, it->second.data(), it->second.size());
-  return Num(info, static_cast<double>(it->second.size()));
+  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, RedisGet(KeyString(key), out, cap));
+  return Result(info, kv::Get(key, out, cap, nullptr));
 }
 
-// kvSet(keyBuf, keyOff, keyLen, valBuf, valOff, valLen) -> 0 | -2 when the store is full.
+// kvSet(key×3, val×3) -> 0 | -2 full. Clears any TTL (as Redis' SET).
 Napi::Value KvSet(const Napi::CallbackInfo& info) {
-  std::string key;
-  uint8_t* val;
-  size_t len;
-  if (!ArgKey(info, &key) || !ArgRegion(info, 3, &val, &len)) return info.Env().Undefined();
-  if (RedisActive()) return Num(info, static_cast<double>(RedisSet(key, val, len)));
-  Shard& s = ShardFor(key);
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.map.find(key);
-  int64_t old_cost = it == s.map.end() ? 0 : Cost(key.size(), it->second.size());
-  if (!Reserve(Cost(key.size(), len) - old_cost)) return Num(info, -2);
-  if (it == s.map.end()) s.map.emplace(std::move(key), std::string(reinterpret_cast<char*>(val), len));
-  else it->second.assign(reinterpret_cast<char*>(val), len);
-  return Num(info, 0);
+  kv::Slice key, val;
+  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n));
+  return Result(info, kv::Set(key, val, 0, 0));
 }
 
-// kvDel(keyBuf, keyOff, keyLen) -> 1 deleted | 0 missing
+// kvDel(key×3) -> 1 deleted | 0 missing
 Napi::Value KvDel(const Napi::CallbackInfo& info) {
-  std::string key;
-  if (!ArgKey(info, &key)) return info.Env().Undefined();
-  if (RedisActive()) return Num(info, static_cast<double>(RedisDel(key)));
-  Shard& s = ShardFor(key);
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.map.find(key);
-  if (it == s.map.end()) return Num(info, 0);
-  Reserve(-Cost(key.size(), it->second.size()));
-  s.map.erase(it);
-  return Num(info, 1);
+  kv::Slice key;
+  if (!ArgSlice(info, 0, &key)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, RedisDel(KeyString(key)));
+  return Result(info, kv::Del(key));
 }
 
-// kvIncr(keyBuf, keyOff, keyLen, delta: bigint, outBuf, outOff) -> 0 | -1 | -2.
-// Atomic under the shard lock; a missing key counts as 0; the new value is
-// stored as decimal text and written as a little-endian i64 at out.
+// kvIncr(key×3, delta: bigint, outBuf, outOff) -> 0 | -1 (not an integer, overflow) | -2 full.
+// The new value is written as a little-endian i64 at out.
 Napi::Value KvIncr(const Napi::CallbackInfo& info) {
-  std::string key;
+  kv::Slice key;
+  int64_t delta, next = 0;
   uint8_t* out;
-  if (!ArgKey(info, &key)) return info.Env().Undefined();
-  if (info.Length() < 4 || !info[3].IsBigInt()) {
-    Napi::TypeError::New(info.Env(), "delta must be a bigint").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  bool lossless;
-  int64_t delta = info[3].As<Napi::BigInt>().Int64Value(&lossless);
-  if (!ArgFixedRegion(info, 4, 8, &out)) return info.Env().Undefined();
-  if (!lossless) {
-    Napi::RangeError::New(info.Env(), "delta must fit in i64").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  if (RedisActive()) {
-    int64_t next = 0;
-    int64_t rc = RedisIncr(key, delta, &next);
-    if (rc == 0) std::memcpy(out, &next, 8);
-    return Num(info, static_cast<double>(rc));
-  }
-  Shard& s = ShardFor(key);
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.map.find(key);
-  int64_t cur = 0;
-  if (it != s.map.end() && !ParseI64(it->second, &cur)) return Num(info, -1);
-  int64_t next;
-  if (__builtin_add_overflow(cur, delta, &next)) return Num(info, -1);
-  std::string text = std::to_string(next);
-  int64_t old_cost = it == s.map.end() ? 0 : Cost(key.size(), it->second.size());
-  if (!Reserve(Cost(key.size(), text.size()) - old_cost)) return Num(info, -2);
-  if (it == s.map.end()) s.map.emplace(std::move(key), std::move(text));
-  else it->second = std::move(text);
-  std::memcpy(out, &next, 8);  // x86-64 and aarch64 are little-endian, as the ABI is
-  return Num(info, 0);
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgFixedRegion(info, 4, 8, &out)) return info.Env().Undefined();
+  int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, &next) : kv::Incr(key, delta, 0, &next);
+  if (rc == 0) std::memcpy(out, &next, 8);  // x86-64 and aarch64 are little-endian, as the ABI is
+  return Result(info, rc == kv::kNotInteger ? kv::kMissing : rc);
 }
 
-// kvConfigure(maxBytes) -> previous maximum
+// v1.2 (docs/abi.md §14). Each returns -3 on a Redis-backed thread.
+#define TCPMOD_KV_LOCAL_ONLY() \
+  if (RedisActive()) return Result(info, kKvUnavailable)
+
+// kvGetVer(key×3, out×3, verBuf, verOff) -> as kvGet; the version (u64 LE) at ver when found.
+Napi::Value KvGetVer(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  uint8_t *out, *ver;
+  size_t cap;
+  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap) || !ArgFixedRegion(info, 6, 8, &ver)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  uint64_t v = 0;
+  int64_t rc = kv::Get(key, out, cap, &v);
+  if (rc >= 0) std::memcpy(ver, &v, 8);
+  return Result(info, rc);
+}
+
+// kvGetDel(key×3, out×3) -> value length (deleted only when it fitted) | -1.
+Napi::Value KvGetDel(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  uint8_t* out;
+  size_t cap;
+  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::GetDel(key, out, cap));
+}
+
+// kvSetEx(key×3, val×3, flags, ttlMs) -> 0 | -1 | -2 | -4 | -5.
+Napi::Value KvSetEx(const Napi::CallbackInfo& info) {
+  kv::Slice key, val;
+  int64_t flags, ttl;
+  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::Set(key, val, static_cast<int>(flags), ttl));
+}
+
+// kvCas(key×3, val×3, flags, ttlMs, version) -> 0 | -1 | -2 | -4 | -5.
+Napi::Value KvCas(const Napi::CallbackInfo& info) {
+  kv::Slice key, val;
+  int64_t flags, ttl, version;
+  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl) ||
+      !ArgI64(info, 8, &version))
+    return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::Cas(key, val, static_cast<int>(flags), ttl, static_cast<uint64_t>(version)));
+}
+
+// kvExpire(key×3, ttlMs) -> 0 | -1 | -4.
+Napi::Value KvExpire(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t ttl;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::Expire(key, ttl));
+}
+
+// kvPersist(key×3) -> 1 | 0 | -1.
+Napi::Value KvPersist(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  if (!ArgSlice(info, 0, &key)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::Persist(key));
+}
+
+// kvTtl(key×3, outBuf, outOff) -> 1 (ms left, i64 LE at out) | 0 no TTL | -1.
+Napi::Value KvTtl(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  uint8_t* out;
+  if (!ArgSlice(info, 0, &key) || !ArgFixedRegion(info, 3, 8, &out)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  int64_t ms = 0;
+  int64_t rc = kv::Ttl(key, &ms);
+  if (rc == 1) std::memcpy(out, &ms, 8);
+  return Result(info, rc);
+}
+
+// kvAppend(key×3, val×3, flags) -> new length | -1 | -2 | -4.
+Napi::Value KvAppend(const Napi::CallbackInfo& info) {
+  kv::Slice key, val;
+  int64_t flags;
+  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::Append(key, val, static_cast<int>(flags)));
+}
+
+// kvIncrEx(key×3, delta, flags, outBuf, outOff) -> 0 | -1 | -2 | -4 | -6.
+Napi::Value KvIncrEx(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t delta, flags, next = 0;
+  uint8_t* out;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgInt(info, 4, &flags) || !ArgFixedRegion(info, 5, 8, &out))
+    return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  int64_t rc = kv::Incr(key, delta, static_cast<int>(flags), &next);
+  if (rc == 0) std::memcpy(out, &next, 8);
+  return Result(info, rc);
+}
+
+// kvScan(prefix×3, cursor, count, out×3, nextBuf, nextOff) -> keys written | -4 | -7.
+Napi::Value KvScan(const Napi::CallbackInfo& info) {
+  kv::Slice prefix;
+  int64_t cursor, count, next = 0;
+  uint8_t *out, *next_out;
+  size_t cap;
+  if (!ArgSlice(info, 0, &prefix) || !ArgI64(info, 3, &cursor) || !ArgInt(info, 4, &count) || !ArgRegion(info, 5, &out, &cap) ||
+      !ArgFixedRegion(info, 8, 8, &next_out))
+    return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  if (count > INT32_MAX) count = INT32_MAX;
+  int64_t rc = kv::Scan(prefix, cursor, static_cast<int32_t>(count), out, cap, &next);
+  if (rc >= 0) std::memcpy(next_out, &next, 8);
+  return Result(info, rc);
+}
+
+// kvDelPrefix(prefix×3) -> keys deleted.
+Napi::Value KvDelPrefix(const Napi::CallbackInfo& info) {
+  kv::Slice prefix;
+  if (!ArgSlice(info, 0, &prefix)) return info.Env().Undefined();
+  TCPMOD_KV_LOCAL_ONLY();
+  return Result(info, kv::DelPrefix(prefix));
+}
+
+// kvConfigure(maxBytes, policy?) -> previous maximum. policy: noeviction (default),
+// allkeys-lru, volatile-lru, allkeys-lfu (host/options.ts checked it).
 Napi::Value KvConfigure(const Napi::CallbackInfo& info) {
   int64_t max;
   if (!ArgInt(info, 0, &max)) return info.Env().Undefined();
-  return Num(info, static_cast<double>(max_bytes.exchange(max)));
-}
-
-// kvClear() -> number of keys removed
-Napi::Value KvClear(const Napi::CallbackInfo& info) {
-  size_t n = 0;
-  for (auto& s : shards) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    for (auto& kv : s.map) Reserve(-Cost(kv.first.size(), kv.second.size()));
-    n += s.map.size();
-    s.map.clear();
+  kv::Policy p = kv::Policy::kNoEviction;
+  if (info.Length() > 1 && info[1].IsString()) {
+    std::string name = info[1].As<Napi::String>();
+    if (name == "allkeys-lru") p = kv::Policy::kAllKeysLru;
+    else if (name == "volatile-lru") p = kv::Policy::kVolatileLru;
+    else if (name == "allkeys-lfu") p = kv::Policy::kAllKeysLfu;
+    else if (name != "noeviction") {
+      Napi::RangeError::New(info.Env(), "unknown eviction policy " + name).ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
   }
-  return Num(info, static_cast<double>(n));
+  return Result(info, kv::Configure(max, p));
 }
 
-// kvStats() -> { keys, bytes, maxBytes }
+Napi::Value KvClear(const Napi::CallbackInfo& info) { return Result(info, kv::Clear()); }
+
+// kvStats() -> { keys, bytes, maxBytes, expired, evicted, withTtl }
 Napi::Value KvStats(const Napi::CallbackInfo& info) {
-  size_t keys = 0;
-  for (auto& s : shards) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    keys += s.map.size();
-  }
+  kv::Stats st = kv::GetStats();
   Napi::Object out = Napi::Object::New(info.Env());
-  out.Set("keys", static_cast<double>(keys));
-  out.Set("bytes", static_cast<double>(used_bytes.load()));
-  out.Set("maxBytes", static_cast<double>(max_bytes.load()));
+  out.Set("keys", static_cast<double>(st.keys));
+  out.Set("bytes", static_cast<double>(st.bytes));
+  out.Set("maxBytes", static_cast<double>(st.max_bytes));
+  out.Set("expired", static_cast<double>(st.expired));
+  out.Set("evicted", static_cast<double>(st.evicted));
+  out.Set("withTtl", static_cast<double>(st.with_ttl));
   return out;
+}
+
+// kvExpireCycle(budgetUs) -> keys deleted (the background cycle runs every 100 ms anyway).
+Napi::Value KvExpireCycle(const Napi::CallbackInfo& info) {
+  int64_t us;
+  if (!ArgInt(info, 0, &us)) return info.Env().Undefined();
+  return Result(info, kv::ActiveExpireCycle(us));
+}
+
+// kvClock(ms): test hook; ms >= 0 fixes the store's clock, -1 goes back to the real one.
+Napi::Value KvClock(const Napi::CallbackInfo& info) {
+  int64_t ms;
+  if (!ArgInt(info, 0, &ms)) return info.Env().Undefined();
+  kv::SetClock(ms);
+  return info.Env().Undefined();
 }
 
 }  // namespace
 
 void InitKvStore(Napi::Env env, Napi::Object exports) {
-  exports.Set("kvGet", Napi::Function::New(env, KvGet, "kvGet"));
-  exports.Set("kvSet", Napi::Function::New(env, KvSet, "kvSet"));
-  exports.Set("kvDel", Napi::Function::New(env, KvDel, "kvDel"));
-  exports.Set("kvIncr", Napi::Function::New(env, KvIncr, "kvIncr"));
-  exports.Set("kvConfigure", Napi::Function::New(env, KvConfigure, "kvConfigure"));
-  exports.Set("kvClear", Napi::Function::New(env, KvClear, "kvClear"));
-  exports.Set("kvStats", Napi::Function::New(env, KvStats, "kvStats"));
+  struct {
+    const char* name;
+    Napi::Value (*fn)(const Napi::CallbackInfo&);
+  } const fns[] = {
+      {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
+      {"kvGetVer", KvGetVer},   {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
+      {"kvExpire", KvExpire},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
+      {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
+      {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
+      {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
+  };
+  for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }
 
 }  // namespace tcpmod

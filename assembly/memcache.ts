@@ -1,0 +1,459 @@
+// A memcached server (the text protocol) on the tcpmod SDK and the v1.2 store.
+//
+// Items live in the host's shared store under "mc:" + key, as [u32 flags][data];
+// the store's TTLs are memcached's exptimes and its versions are the CAS
+// uniques, so every command is one or two atomic store calls and correct
+// across connections and workers:
+// - set/add/replace: kv_set_ex (add NX, replace XX); cas: kv_cas on the version;
+// - append: kv_append XX (after the header); prepend, incr, decr: a
+//   get-version / compare-and-set loop (the data sits after the header);
+// - touch, gat: kv_expire (or kv_persist for exptime 0); flush_all: kv_del_prefix.
+//
+// Decisions:
+// - exptime as memcached reads it: 0 never, negative already expired, up to
+//   30 days relative seconds, beyond that an absolute Unix time.
+// - Items up to 1 MiB of data; a larger set is answered "SERVER_ERROR object
+//   too large for cache" and its data skipped (the state slot counts what is
+//   left to skip, so it may arrive in any number of calls).
+// - flush_all with a delay arms this connection's timer; the flush runs when it
+//   fires (it is lost if the connection closes first: memcached remembers it).
+// - Errors are worded as memcached words them: ERROR for an unknown command,
+//   CLIENT_ERROR for bad input, SERVER_ERROR for the store's failures.
+
+import { Conn, Action, configure, setOnTimer, nowMs } from "tcpmod/assembly/sdk";
+import {
+  kv_get_ver, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_append, kv_del_prefix,
+  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS,
+} from "tcpmod/assembly/sdk";
+import { kv_del, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
+export * from "tcpmod/assembly/sdk/exports";
+
+/** Largest item data, as memcached's default item size (1 MiB). */
+const ITEM_MAX: i32 = 1024 * 1024;
+/** Longest command line (memcached's key limit is 250 bytes; a get of many keys is longer). */
+const LINE_MAX: i32 = 64 * 1024;
+const IN_CAP: i32 = ITEM_MAX + LINE_MAX;
+const OUT_CAP: i32 = 256 * 1024;
+/** State slot: u32 bytes still to skip of a refused item's data. */
+const STATE_SIZE: i32 = 4;
+const KEY_MAX: i32 = 250;
+const MAX_TOKENS: i32 = 1024;
+const PREFIX_LEN: i32 = 3;
+const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
+
+const PREFIX = memory.data<u8>([0x6d, 0x63, 0x3a]); // "mc:"
+const KEY = heap.alloc(<usize>(PREFIX_LEN + KEY_MAX));
+const VAL = heap.alloc(<usize>(ITEM_MAX + 4));
+const VER = memory.data(8);
+const TOK_AT = heap.alloc(<usize>MAX_TOKENS * 4);
+const TOK_LEN = heap.alloc(<usize>MAX_TOKENS * 4);
+let ntok: i32 = 0;
+let line: usize = 0;
+let startedSec: i64 = 0;
+
+let parsedU64: u64 = 0;
+let parsedI64: i64 = 0;
+let parsedFlags: u64 = 0;
+let parsedExptime: i64 = 0;
+let parsedCas: u64 = 0;
+
+function tokAt(i: i32): usize { return line + <usize>load<i32>(TOK_AT + (<usize>i << 2)); }
+function tokLen(i: i32): i32 { return load<i32>(TOK_LEN + (<usize>i << 2)); }
+
+function tokIs(i: i32, s: string): bool {
+  const n = tokLen(i);
+  if (n != s.length) return false;
+  const p = tokAt(i);
+  for (let j = 0; j < n; j++) if (<i32>load<u8>(p + j) != s.charCodeAt(j)) return false;
+  return true;
+}
+
+/** Splits [line, line + len) at spaces into tokens; false when there are too many. */
+function tokenize(len: i32): bool {
+  ntok = 0;
+  let i = 0;
+  while (i < len) {
+    while (i < len && load<u8>(line + i) == 32) i++;
+    if (i >= len) break;
+    const start = i;
+    while (i < len && load<u8>(line + i) != 32) i++;
+    if (ntok == MAX_TOKENS) return false;
+    store<i32>(TOK_AT + (<usize>ntok << 2), start);
+    store<i32>(TOK_LEN + (<usize>ntok << 2), i - start);
+    ntok++;
+  }
+  return true;
+}
+
+/** Token i as an unsigned decimal (u64, wrapping is refused) into parsedU64; false when it is not one. */
+function parseU64(i: i32): bool {
+  const p = tokAt(i);
+  const n = tokLen(i);
+  if (n == 0 || n > 20) return false;
+  let v: u64 = 0;
+  for (let j = 0; j < n; j++) {
+    const d = <i32>load<u8>(p + j) - 48;
+    if (d < 0 || d > 9) return false;
+    const next = v * 10 + <u64>d;
+    if (next / 10 != v) return false;
+    v = next;
+  }
+  parsedU64 = v;
+  return true;
+}
+
+/** Token i as a signed decimal into parsedI64; false when it is not one. */
+function parseI64(i: i32): bool {
+  const p = tokAt(i);
+  const n = tokLen(i);
+  if (n == 0) return false;
+  const neg = load<u8>(p) == 45;
+  let v: i64 = 0;
+  for (let j = neg ? 1 : 0; j < n; j++) {
+    const d = <i32>load<u8>(p + j) - 48;
+    if (d < 0 || d > 9 || j > 19) return false;
+    v = v * 10 + <i64>d;
+  }
+  if (neg && n == 1) return false;
+  parsedI64 = neg ? -v : v;
+  return true;
+}
+
+/** Puts "mc:" + token i at KEY; its length, or -1 when the key is too long. */
+function keyOf(i: i32): i32 {
+  const n = tokLen(i);
+  if (n > KEY_MAX) return -1;
+  memory.copy(KEY + PREFIX_LEN, tokAt(i), <usize>n);
+  return PREFIX_LEN + n;
+}
+
+/** An exptime as a store TTL in ms: 0 none, -1 already expired. */
+function ttlOf(exptime: i64): i64 {
+  if (exptime == 0) return 0;
+  if (exptime < 0) return -1;
+  if (exptime <= THIRTY_DAYS) return exptime * 1000;
+  const ms = exptime * 1000 - <i64>nowMs();
+  return ms > 0 ? ms : -1;
+}
+
+function reply(c: Conn, s: string, noreply: bool): void {
+  if (noreply) return;
+  c.writeString(s);
+}
+
+function storeFailed(c: Conn, rc: i32, noreply: bool): void {
+  if (rc == KV_FULL) reply(c, "SERVER_ERROR out of memory storing object\r\n", noreply);
+  else reply(c, "SERVER_ERROR store unavailable\r\n", noreply);
+}
+
+const SET: i32 = 0, ADD: i32 = 1, REPLACE: i32 = 2, APPEND: i32 = 3, PREPEND: i32 = 4, CAS: i32 = 5;
+
+function storageKind(): i32 {
+  if (tokIs(0, "set")) return SET;
+  if (tokIs(0, "add")) return ADD;
+  if (tokIs(0, "replace")) return REPLACE;
+  if (tokIs(0, "append")) return APPEND;
+  if (tokIs(0, "prepend")) return PREPEND;
+  if (tokIs(0, "cas")) return CAS;
+  return -1;
+}
+
+/** A storage command whose line is tokenized; data at [data, data + bytes) (checked complete). */
+function storage(c: Conn, kind: i32, data: usize, bytes: i32, noreply: bool): void {
+  const klen = keyOf(1);
+  const flags = <u32>parsedFlags;
+  const ttl = ttlOf(parsedExptime);
+  store<u32>(VAL, flags);
+  memory.copy(VAL + 4, data, <usize>bytes);
+  const vlen = bytes + 4;
+  let rc: i32 = 0;
+  if (kind == SET || kind == ADD || kind == REPLACE) {
+    const mode = kind == ADD ? KV_NX : kind == REPLACE ? KV_XX : 0;
+    rc = kv_set_ex(KEY, klen, VAL, vlen, mode, ttl < 0 ? 0 : ttl);
+    if (rc == 0 && ttl < 0) kv_del(KEY, klen); // stored already expired: as memcached, gone at once
+    if (rc == 0) return reply(c, "STORED\r\n", noreply);
+    if (rc == KV_EXISTS || rc == KV_MISSING) return reply(c, "NOT_STORED\r\n", noreply);
+    return storeFailed(c, rc, noreply);
+  }
+  if (kind == CAS) {
+    rc = kv_cas(KEY, klen, VAL, vlen, 0, ttl < 0 ? 0 : ttl, parsedCas);
+    if (rc == 0 && ttl < 0) kv_del(KEY, klen);
+    if (rc == 0) return reply(c, "STORED\r\n", noreply);
+    if (rc == KV_EXISTS) return reply(c, "EXISTS\r\n", noreply);
+    if (rc == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
+    return storeFailed(c, rc, noreply);
+  }
+  if (kind == APPEND) {
+    rc = kv_append(KEY, klen, data, bytes, KV_XX);
+    if (rc >= 0) return reply(c, "STORED\r\n", noreply);
+    if (rc == KV_MISSING) return reply(c, "NOT_STORED\r\n", noreply);
+    return storeFailed(c, rc, noreply);
+  }
+  // prepend: the data goes after the header, so read, build, compare-and-set.
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
+    if (n == KV_MISSING) return reply(c, "NOT_STORED\r\n", noreply);
+    if (n < 0) return storeFailed(c, n, noreply);
+    if (n - 4 + bytes > ITEM_MAX) return reply(c, "SERVER_ERROR object too large for cache\r\n", noreply);
+    memory.copy(VAL + 4 + <usize>bytes, VAL + 4, <usize>(n - 4));
+    memory.copy(VAL + 4, data, <usize>bytes);
+    rc = kv_cas(KEY, klen, VAL, n + bytes, KV_KEEPTTL, 0, load<u64>(VER));
+    if (rc == 0) return reply(c, "STORED\r\n", noreply);
+    if (rc == KV_MISSING) return reply(c, "NOT_STORED\r\n", noreply);
+    if (rc != KV_EXISTS) return storeFailed(c, rc, noreply);
+  }
+  reply(c, "SERVER_ERROR too much contention\r\n", noreply);
+}
+
+/** get/gets/gat/gats: keys from token `first`; with versions for gets/gats. */
+function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): void {
+  for (let i = first; i < ntok; i++) {
+    const klen = keyOf(i);
+    if (klen < 0) {
+      c.writeString("CLIENT_ERROR bad command line format\r\n");
+      return;
+    }
+    if (touch) {
+      const t = ttl < 0 ? kv_del(KEY, klen) - 1 : ttl == 0 ? kv_persist(KEY, klen) : kv_expire(KEY, klen, ttl);
+      if (t == KV_MISSING || ttl < 0) continue;
+    }
+    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
+    if (n < 4) continue; // missing (or not an item of ours)
+    c.writeString("VALUE ");
+    c.write(tokAt(i), tokLen(i));
+    c.writeByte(32);
+    c.writeInt(<i64>load<u32>(VAL));
+    c.writeByte(32);
+    c.writeInt(<i64>(n - 4));
+    if (withCas) {
+      c.writeByte(32);
+      writeU64(c, load<u64>(VER));
+    }
+    c.writeString("\r\n");
+    c.write(VAL + 4, n - 4);
+    c.writeString("\r\n");
+  }
+  c.writeString("END\r\n");
+}
+
+function writeU64(c: Conn, v: u64): void {
+  if (v <= <u64>i64.MAX_VALUE) {
+    c.writeInt(<i64>v);
+    return;
+  }
+  c.writeInt(<i64>(v / 10));
+  c.writeByte(<u8>(48 + <i32>(v % 10)));
+}
+
+/** incr/decr by parsedU64 with memcached's rules: u64, incr wraps, decr stops at 0. */
+function arith(c: Conn, incr: bool, noreply: bool): void {
+  const klen = keyOf(1);
+  const delta = parsedU64;
+  for (let attempt = 0; attempt < 100000; attempt++) {
+    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
+    if (n == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
+    if (n < 0) return storeFailed(c, n, noreply);
+    // The data must be a decimal number (memcached ignores trailing spaces it padded with).
+    let end = n;
+    while (end > 4 && load<u8>(VAL + <usize>(end - 1)) == 32) end--;
+    let v: u64 = 0;
+    let ok = end > 4 && end - 4 <= 20;
+    for (let j = 4; ok && j < end; j++) {
+      const d = <i32>load<u8>(VAL + j) - 48;
+      if (d < 0 || d > 9) ok = false;
+      else {
+        const next = v * 10 + <u64>d;
+        if (next / 10 != v) ok = false;
+        v = next;
+      }
+    }
+    if (!ok) {
+      if (!noreply) c.writeString("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+      return;
+    }
+    v = incr ? v + delta : v < delta ? 0 : v - delta;
+    const text = v.toString();
+    const tl = text.length;
+    for (let j = 0; j < tl; j++) store<u8>(VAL + 4 + j, <u8>text.charCodeAt(j));
+    const rc = kv_cas(KEY, klen, VAL, 4 + tl, KV_KEEPTTL, 0, load<u64>(VER));
+    if (rc == 0) {
+      if (!noreply) {
+        c.writeString(text);
+        c.writeString("\r\n");
+      }
+      return;
+    }
+    if (rc == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
+    if (rc != KV_EXISTS) return storeFailed(c, rc, noreply);
+  }
+  reply(c, "SERVER_ERROR too much contention\r\n", noreply);
+}
+
+function flushAll(): void {
+  kv_del_prefix(PREFIX, PREFIX_LEN);
+}
+
+function onTimer(c: Conn): Action {
+  flushAll();
+  return Action.Continue;
+}
+
+function stats(c: Conn): void {
+  const now = <i64>(nowMs() / 1000);
+  if (startedSec == 0) startedSec = now;
+  c.writeString("STAT pid 1\r\nSTAT uptime ");
+  c.writeInt(now - startedSec);
+  c.writeString("\r\nSTAT time ");
+  c.writeInt(now);
+  c.writeString("\r\nSTAT version 1.6.21-tcpmod\r\nSTAT pointer_size 32\r\nSTAT threads 1\r\nEND\r\n");
+}
+
+/** Skips what is left of a refused item's data; true when done. */
+function skipping(c: Conn): bool {
+  const left = load<u32>(c.state);
+  if (left == 0) return true;
+  const avail = <u32>(c.inputLen - c.consumed);
+  const n = avail < left ? avail : left;
+  c.consume(<i32>n);
+  store<u32>(c.state, left - n);
+  return left == n;
+}
+
+function onData(c: Conn): Action {
+  if (startedSec == 0) startedSec = <i64>(nowMs() / 1000);
+  const base = c.input;
+  const len = c.inputLen;
+  while (!c.failed) {
+    if (!skipping(c)) return Action.Continue;
+    const pos = c.consumed;
+    if (pos >= len) break;
+    const nl = c.indexOf(10, pos);
+    if (nl < 0) {
+      if (len - pos > LINE_MAX) {
+        c.writeString("CLIENT_ERROR line too long\r\n");
+        return Action.Close;
+      }
+      break;
+    }
+    line = base + <usize>pos;
+    let llen = nl - pos;
+    if (llen > 0 && load<u8>(line + <usize>(llen - 1)) == 13) llen--;
+    if (!tokenize(llen) || ntok == 0) {
+      c.consume(nl + 1 - pos);
+      c.writeString("ERROR\r\n");
+      continue;
+    }
+    const kind = storageKind();
+    if (kind >= 0) {
+      const want = kind == CAS ? 6 : 5;
+      const noreply = ntok == want + 1 && tokIs(want, "noreply");
+      if (ntok != want && !noreply) {
+        c.consume(nl + 1 - pos);
+        c.writeString("ERROR\r\n");
+        continue;
+      }
+      const okNums = parseU64(2) && parsedU64 <= 0xFFFFFFFF && ((parsedFlags = parsedU64), true) &&
+        parseI64(3) && ((parsedExptime = parsedI64), true) && parseI64(4) && (kind != CAS || parseU64(5));
+      if (kind == CAS) parsedCas = parsedU64;
+      const bytes = parsedI64;
+      if (!okNums || bytes < 0 || tokLen(1) > KEY_MAX) {
+        c.consume(nl + 1 - pos);
+        c.writeString("CLIENT_ERROR bad command line format\r\n");
+        continue;
+      }
+      if (bytes > <i64>ITEM_MAX) {
+        c.consume(nl + 1 - pos);
+        store<u32>(c.state, <u32>(bytes + 2));
+        reply(c, "SERVER_ERROR object too large for cache\r\n", noreply);
+        continue;
+      }
+      const data = nl + 1;
+      const need = data + <i32>bytes + 2;
+      if (need > len) {
+        if (need - pos > 64 * 1024) c.want(need - pos);
+        break;
+      }
+      if (load<u8>(base + <usize>(data + <i32>bytes)) != 13 || load<u8>(base + <usize>(data + <i32>bytes + 1)) != 10) {
+        // As memcached: the line was read; the data is refused and skipped up to its end.
+        c.consume(need - pos);
+        c.writeString("CLIENT_ERROR bad data chunk\r\n");
+        continue;
+      }
+      storage(c, kind, base + <usize>data, <i32>bytes, noreply);
+      c.consume(need - pos);
+      continue;
+    }
+    c.consume(nl + 1 - pos);
+    if (command(c) == Action.Close) return Action.Close;
+  }
+  return Action.Continue;
+}
+
+/** Every command but storage ones; Close for quit. */
+function command(c: Conn): Action {
+  const last = ntok - 1;
+  const noreply = ntok > 1 && tokIs(last, "noreply");
+  const n = noreply ? ntok - 1 : ntok;
+  if (tokIs(0, "get") || tokIs(0, "gets")) {
+    if (ntok < 2) c.writeString("ERROR\r\n");
+    else retrieve(c, 1, tokIs(0, "gets"), false, 0);
+  } else if (tokIs(0, "gat") || tokIs(0, "gats")) {
+    if (ntok < 3 || !parseI64(1)) c.writeString(ntok < 3 ? "ERROR\r\n" : "CLIENT_ERROR invalid exptime argument\r\n");
+    else retrieve(c, 2, tokIs(0, "gats"), true, ttlOf(parsedI64));
+  } else if (tokIs(0, "delete")) {
+    if (n < 2 || n > 3 || (n == 3 && !tokIs(2, "0"))) {
+      c.writeString("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
+    } else {
+      const klen = keyOf(1);
+      if (klen < 0) c.writeString("CLIENT_ERROR bad command line format\r\n");
+      else {
+        const rc = kv_del(KEY, klen);
+        if (rc == 1) reply(c, "DELETED\r\n", noreply);
+        else if (rc == 0) reply(c, "NOT_FOUND\r\n", noreply);
+        else storeFailed(c, rc, noreply);
+      }
+    }
+  } else if (tokIs(0, "incr") || tokIs(0, "decr")) {
+    if (n != 3) c.writeString("ERROR\r\n");
+    else if (tokLen(1) > KEY_MAX) c.writeString("CLIENT_ERROR bad command line format\r\n");
+    else if (!parseU64(2)) c.writeString("CLIENT_ERROR invalid numeric delta argument\r\n");
+    else arith(c, tokIs(0, "incr"), noreply);
+  } else if (tokIs(0, "touch")) {
+    if (n != 3) c.writeString("ERROR\r\n");
+    else if (!parseI64(2)) c.writeString("CLIENT_ERROR invalid exptime argument\r\n");
+    else {
+      const klen = keyOf(1);
+      const ttl = ttlOf(parsedI64);
+      const rc = klen < 0 ? KV_MISSING : ttl < 0 ? kv_del(KEY, klen) - 1 : ttl == 0 ? kv_persist(KEY, klen) : kv_expire(KEY, klen, ttl);
+      if (rc >= 0) reply(c, "TOUCHED\r\n", noreply);
+      else if (rc == KV_MISSING) reply(c, "NOT_FOUND\r\n", noreply);
+      else storeFailed(c, rc, noreply);
+    }
+  } else if (tokIs(0, "flush_all")) {
+    if (n > 2 || (n == 2 && !parseI64(1))) c.writeString("CLIENT_ERROR bad command line format\r\n");
+    else {
+      const delay = n == 2 ? ttlOf(parsedI64) : 0;
+      if (delay > 0) c.setTimer(<i32>min(delay, 86_400_000));
+      else flushAll();
+      reply(c, "OK\r\n", noreply);
+    }
+  } else if (tokIs(0, "version")) {
+    c.writeString("VERSION 1.6.21-tcpmod\r\n");
+  } else if (tokIs(0, "verbosity")) {
+    // As memcached: with noreply nothing at all, whatever the arguments.
+    if (!noreply) c.writeString(ntok == 2 ? "OK\r\n" : "ERROR\r\n");
+  } else if (tokIs(0, "stats")) {
+    if (ntok == 1) stats(c);
+    else if (tokIs(1, "settings") || tokIs(1, "items") || tokIs(1, "slabs") || tokIs(1, "sizes") || tokIs(1, "conns")) c.writeString("END\r\n");
+    else c.writeString("ERROR\r\n");
+  } else if (tokIs(0, "quit")) {
+    return Action.Close;
+  } else {
+    c.writeString("ERROR\r\n");
+  }
+  return Action.Continue;
+}
+
+memory.copy(KEY, PREFIX, PREFIX_LEN);
+configure(IN_CAP, OUT_CAP, STATE_SIZE, onData);
+setOnTimer(onTimer);

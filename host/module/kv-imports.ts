@@ -1,0 +1,157 @@
+// The v1.2 store imports (docs/abi.md §14) as an instance gives them to its
+// module: each checks its regions (outside memory is a fault, as for the v1
+// kv_* calls), then calls the native process store, or the instance's own kv
+// backend when it has one (tcpmod/testing), and writes any out-values.
+import { native } from '../sys.js';
+import { KV } from './abi.js';
+
+/** A key-value store's v1.2 calls, for a backend other than the process store. Results as docs/abi.md §14. */
+export interface KvBackendV12 {
+  /** The value and its version, null when missing, or KV_UNAVAILABLE. */
+  getVer(key: Uint8Array): { value: Uint8Array; version: bigint } | null | number;
+  /** The value, null when missing, or KV_UNAVAILABLE; the key is deleted only when the value is at most `cap` bytes. */
+  getDel(key: Uint8Array, cap: number): Uint8Array | null | number;
+  setEx(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint): number;
+  cas(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint, version: bigint): number;
+  expire(key: Uint8Array, ttlMs: bigint): number;
+  persist(key: Uint8Array): number;
+  /** The ms left (a bigint) when the key has a TTL; else 0 (none), -1 (missing) or KV_UNAVAILABLE. */
+  ttl(key: Uint8Array): bigint | number;
+  append(key: Uint8Array, value: Uint8Array, flags: number): number;
+  /** The new value (a bigint), or a result code. */
+  incrEx(key: Uint8Array, delta: bigint, flags: number): bigint | number;
+  /** The keys of one bounded step (their records must fit `cap` bytes) and the next cursor, or a result code. */
+  scan(prefix: Uint8Array, cursor: bigint, count: number, cap: number): { keys: Uint8Array[]; next: bigint } | number;
+  delPrefix(prefix: Uint8Array): number;
+}
+
+/** What the imports need of their instance. */
+export interface KvAccess {
+  /** The module's memory now. */
+  buffer(): ArrayBuffer;
+  /** Faults the module when [ptr, ptr + len) is outside memory. */
+  region(what: string, ptr: number, len: number): void;
+  /** A copy of [ptr, ptr + len) (checked). */
+  bytes(ptr: number, len: number): Uint8Array;
+  /** The instance's own backend, or undefined for the process store. */
+  kv(): KvBackendV12 | undefined;
+}
+
+/** The v1.2 kv imports of one instance. */
+export function kvV12Imports(a: KvAccess): Record<string, Function> {
+  const i64At = (ptr: number, v: bigint): void => new DataView(a.buffer()).setBigInt64(ptr >>> 0, v, true);
+  const copyOut = (out: number, cap: number, v: Uint8Array): void => {
+    if (v.length <= (cap >>> 0)) new Uint8Array(a.buffer(), out >>> 0, v.length).set(v);
+  };
+  return {
+    kv_get_ver: (key: number, keyLen: number, out: number, cap: number, ver: number): number => {
+      a.region('kv_get_ver key', key, keyLen);
+      a.region('kv_get_ver out', out, cap);
+      a.region('kv_get_ver version', ver, 8);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvGetVer(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0, b, ver >>> 0);
+      const r = kv.getVer(a.bytes(key, keyLen));
+      if (r === null) return KV.MISSING;
+      if (typeof r === 'number') return r;
+      copyOut(out, cap, r.value);
+      i64At(ver, r.version);
+      return r.value.length;
+    },
+    kv_getdel: (key: number, keyLen: number, out: number, cap: number): number => {
+      a.region('kv_getdel key', key, keyLen);
+      a.region('kv_getdel out', out, cap);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvGetDel(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
+      const r = kv.getDel(a.bytes(key, keyLen), cap >>> 0);
+      if (r === null) return KV.MISSING;
+      if (typeof r === 'number') return r;
+      copyOut(out, cap, r);
+      return r.length;
+    },
+    kv_set_ex: (key: number, keyLen: number, val: number, valLen: number, flags: number, ttl: bigint): number => {
+      a.region('kv_set_ex key', key, keyLen);
+      a.region('kv_set_ex value', val, valLen);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvSetEx(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0, flags, ttl);
+      return kv.setEx(a.bytes(key, keyLen), a.bytes(val, valLen), flags, ttl);
+    },
+    kv_cas: (key: number, keyLen: number, val: number, valLen: number, flags: number, ttl: bigint, version: bigint): number => {
+      a.region('kv_cas key', key, keyLen);
+      a.region('kv_cas value', val, valLen);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvCas(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0, flags, ttl, version);
+      return kv.cas(a.bytes(key, keyLen), a.bytes(val, valLen), flags, ttl, BigInt.asUintN(64, version));
+    },
+    kv_expire: (key: number, keyLen: number, ttl: bigint): number => {
+      a.region('kv_expire key', key, keyLen);
+      const kv = a.kv();
+      if (!kv) return native.kvExpire(a.buffer(), key >>> 0, keyLen >>> 0, ttl);
+      return kv.expire(a.bytes(key, keyLen), ttl);
+    },
+    kv_persist: (key: number, keyLen: number): number => {
+      a.region('kv_persist key', key, keyLen);
+      const kv = a.kv();
+      if (!kv) return native.kvPersist(a.buffer(), key >>> 0, keyLen >>> 0);
+      return kv.persist(a.bytes(key, keyLen));
+    },
+    kv_ttl: (key: number, keyLen: number, out: number): number => {
+      a.region('kv_ttl key', key, keyLen);
+      a.region('kv_ttl out', out, 8);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvTtl(b, key >>> 0, keyLen >>> 0, b, out >>> 0);
+      const r = kv.ttl(a.bytes(key, keyLen));
+      if (typeof r === 'number') return r;
+      i64At(out, r);
+      return 1;
+    },
+    kv_append: (key: number, keyLen: number, val: number, valLen: number, flags: number): number => {
+      a.region('kv_append key', key, keyLen);
+      a.region('kv_append value', val, valLen);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvAppend(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0, flags);
+      return kv.append(a.bytes(key, keyLen), a.bytes(val, valLen), flags);
+    },
+    kv_incr_ex: (key: number, keyLen: number, delta: bigint, flags: number, out: number): number => {
+      a.region('kv_incr_ex key', key, keyLen);
+      a.region('kv_incr_ex out', out, 8);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvIncrEx(b, key >>> 0, keyLen >>> 0, delta, flags, b, out >>> 0);
+      const r = kv.incrEx(a.bytes(key, keyLen), delta, flags);
+      if (typeof r === 'number') return r;
+      i64At(out, r);
+      return 0;
+    },
+    kv_scan: (prefix: number, prefixLen: number, cursor: bigint, count: number, out: number, cap: number, next: number): number => {
+      a.region('kv_scan prefix', prefix, prefixLen);
+      a.region('kv_scan out', out, cap);
+      a.region('kv_scan next', next, 8);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvScan(b, prefix >>> 0, prefixLen >>> 0, cursor, count, b, out >>> 0, cap >>> 0, b, next >>> 0);
+      const r = kv.scan(a.bytes(prefix, prefixLen), cursor, count, cap >>> 0);
+      if (typeof r === 'number') return r;
+      const view = new DataView(b);
+      let at = out >>> 0;
+      for (const k of r.keys) {
+        view.setUint32(at, k.length, true);
+        new Uint8Array(b, at + 4, k.length).set(k);
+        at += 4 + k.length;
+      }
+      i64At(next, r.next);
+      return r.keys.length;
+    },
+    kv_del_prefix: (prefix: number, prefixLen: number): number => {
+      a.region('kv_del_prefix prefix', prefix, prefixLen);
+      const kv = a.kv();
+      if (!kv) return native.kvDelPrefix(a.buffer(), prefix >>> 0, prefixLen >>> 0);
+      return kv.delPrefix(a.bytes(prefix, prefixLen));
+    },
+  };
+}

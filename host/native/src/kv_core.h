@@ -1,0 +1,84 @@
+// The in-process key-value store (docs/abi.md §10, §14): plain C++, no N-API.
+// One store per process, 64 shards, each a chained hash table of its own
+// (power-of-two buckets, so a reverse-binary cursor walks it stably across
+// resizes, as Redis' SCAN does) behind its own mutex. Every function is atomic
+// on its key. Memory accounting counts what is allocated: each entry's
+// malloc'd block (header + key + value, as malloc_usable_size reports it),
+// the bucket arrays and the TTL index.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace tcpmod {
+namespace kv {
+
+// Result codes (docs/abi.md §14). Non-negative results are per function.
+constexpr int64_t kMissing = -1;
+constexpr int64_t kFull = -2;
+constexpr int64_t kUnavailable = -3;
+constexpr int64_t kInvalid = -4;
+constexpr int64_t kExists = -5;      // NX found the key; compare-and-set found another version
+constexpr int64_t kNotInteger = -6;  // incr on a value that is not a canonical i64, or overflow
+constexpr int64_t kTooSmall = -7;    // scan: out cannot hold the next bucket's keys
+
+// kv_set_ex / kv_cas flags.
+constexpr int kNX = 1, kXX = 2, kKeepTtl = 4;
+// kv_append flags (kXX as above: only when present).
+constexpr int kPrepend = 1;
+// kv_incr_ex flags (kXX: a missing key is -1, nothing is created).
+
+// The longest TTL accepted, in ms (about 2,200 years).
+constexpr int64_t kTtlMax = int64_t{1} << 46;
+
+enum class Policy { kNoEviction, kAllKeysLru, kVolatileLru, kAllKeysLfu };
+
+struct Slice {
+  const uint8_t* p;
+  size_t n;
+};
+
+struct Stats {
+  int64_t keys, bytes, max_bytes, expired, evicted, with_ttl;
+};
+
+// Value length (copied to out only when it fits cap); kMissing. *version (when
+// not null) gets the value's version whenever the key is found.
+int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version);
+// As Get, and deletes the key, but only when the value fitted (else nothing changes).
+int64_t GetDel(Slice key, uint8_t* out, size_t cap);
+// 0 stored; kMissing (XX, no key); kExists (NX, key present); kFull; kInvalid.
+// ttl_ms 0: no expiry (or, with kKeepTtl, the key's current one).
+int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms);
+// 0 stored; kMissing; kExists (version differs); kFull; kInvalid. flags: only kKeepTtl.
+int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version);
+// 1 deleted; 0 missing.
+int64_t Del(Slice key);
+// 0 (*out = new value); kMissing (kXX and no key); kNotInteger; kFull; kInvalid. Keeps the TTL.
+int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out);
+// New value length; kMissing (kXX and no key); kFull; kInvalid. Keeps the TTL.
+int64_t Append(Slice key, Slice val, int flags);
+// 0; kMissing; kInvalid (ttl < 0 or > kTtlMax). ttl_ms 0 deletes the key at once.
+int64_t Expire(Slice key, int64_t ttl_ms);
+// 1 removed a TTL; 0 there was none; kMissing.
+int64_t Persist(Slice key);
+// 1 (*ms = time left, >= 0); 0 no TTL; kMissing.
+int64_t Ttl(Slice key, int64_t* ms);
+// Keys starting with prefix, as [u32 LE length][bytes] records at out; returns
+// how many; *next = the cursor to pass next (0: the scan is complete).
+// kInvalid (cursor < 0, count < 1); kTooSmall (nothing written, cursor unchanged).
+int64_t Scan(Slice prefix, int64_t cursor, int32_t count, uint8_t* out, size_t cap, int64_t* next);
+// How many keys starting with prefix were deleted.
+int64_t DelPrefix(Slice prefix);
+
+// Budget and eviction policy; returns the previous budget.
+int64_t Configure(int64_t max_bytes, Policy policy);
+int64_t Clear();
+Stats GetStats();
+// One run of the active expiry: samples keys with a TTL shard by shard and
+// deletes the expired ones, for at most budget_us; returns how many it deleted.
+int64_t ActiveExpireCycle(int64_t budget_us);
+// Test hook: ms >= 0 fixes the store's clock there; < 0 goes back to the real one.
+void SetClock(int64_t ms);
+
+}  // namespace kv
+}  // namespace tcpmod

@@ -1,0 +1,139 @@
+// sources: kv_core.cc
+// The in-process store's core without Node: scan stability across resizes,
+// expiry on a fixed clock, eviction within the budget, concurrent CAS.
+#include "kv_core.h"
+
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace tcpmod::kv;
+
+static int passed = 0, failed = 0;
+#define CHECK(c)                                                 \
+  do {                                                           \
+    if (c) passed++;                                             \
+    else {                                                       \
+      failed++;                                                  \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);   \
+    }                                                            \
+  } while (0)
+
+static Slice S(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+// Every key of a scan, calling between(i) after each call.
+template <typename F>
+static std::multiset<std::string> ScanAll(const std::string& prefix, int count, F between) {
+  std::multiset<std::string> seen;
+  std::vector<uint8_t> out(1 << 16);
+  int64_t cursor = 0;
+  for (int call = 0; call < 1000000; call++) {
+    int64_t next = -1;
+    int64_t n = Scan(S(prefix), cursor, count, out.data(), out.size(), &next);
+    if (n < 0) {
+      std::printf("scan returned %lld\n", static_cast<long long>(n));
+      break;
+    }
+    size_t at = 0;
+    for (int64_t i = 0; i < n; i++) {
+      uint32_t len;
+      std::memcpy(&len, out.data() + at, 4);
+      seen.insert(std::string(reinterpret_cast<char*>(out.data()) + at + 4, len));
+      at += 4 + len;
+    }
+    between(call);
+    if (next == 0) break;
+    cursor = next;
+  }
+  return seen;
+}
+
+int main() {
+  Configure(1ll << 30, Policy::kNoEviction);
+
+  // Scan: every key present for the whole scan comes back, though the tables
+  // double (inserts) and halve (deletes) between calls.
+  Clear();
+  for (int i = 0; i < 2000; i++) Set(S("k" + std::to_string(i)), S("v"), 0, 0);
+  auto seen = ScanAll("k", 10, [](int call) {
+    if (call == 5)
+      for (int i = 0; i < 20000; i++) Set(S("g" + std::to_string(i)), S("v"), 0, 0);
+    if (call == 40) DelPrefix(S("g"));
+  });
+  std::set<std::string> unique(seen.begin(), seen.end());
+  CHECK(unique.size() == 2000);
+  bool all = true;
+  for (int i = 0; i < 2000; i++) all = all && unique.count("k" + std::to_string(i));
+  CHECK(all);
+  CHECK(GetStats().keys == 2000);
+
+  // Expiry exact on a fixed clock: alive at its expiry time, gone 1 ms later.
+  Clear();
+  SetClock(1000000);
+  CHECK(Set(S("t"), S("x"), 0, 500) == 0);
+  int64_t ms = -1;
+  CHECK(Ttl(S("t"), &ms) == 1 && ms == 500);
+  SetClock(1000500);
+  CHECK(Get(S("t"), nullptr, 0, nullptr) == 1);
+  SetClock(1000501);
+  int64_t expired_before = GetStats().expired;
+  CHECK(Get(S("t"), nullptr, 0, nullptr) == kMissing);
+  CHECK(GetStats().expired == expired_before + 1);
+  // The active cycle removes keys nobody reads again.
+  for (int i = 0; i < 1000; i++) Set(S("e" + std::to_string(i)), S("x"), 0, 10);
+  SetClock(1000600);
+  for (int i = 0; i < 100 && GetStats().keys > 0; i++) ActiveExpireCycle(100000);
+  CHECK(GetStats().keys == 0);
+  SetClock(-1);
+
+  // Eviction: the budget holds and no write is refused that eviction can make room for.
+  Clear();
+  Configure(200000, Policy::kAllKeysLru);
+  int refused = 0;
+  for (int i = 0; i < 20000; i++)
+    if (Set(S("lru" + std::to_string(i)), S(std::string(100, 'x')), 0, 0) != 0) refused++;
+  CHECK(refused == 0);
+  CHECK(GetStats().bytes <= 200000);
+  CHECK(GetStats().evicted > 0);
+  CHECK(Set(S("huge"), S(std::string(300000, 'x')), 0, 0) == kFull);
+  // volatile-lru with no key that has a TTL: nothing to evict, so -2.
+  Clear();
+  Configure(20000, Policy::kVolatileLru);
+  int64_t rc = 0;
+  for (int i = 0; i < 1000 && rc == 0; i++) rc = Set(S("p" + std::to_string(i)), S(std::string(100, 'x')), 0, 0);
+  CHECK(rc == kFull);
+  Configure(1ll << 30, Policy::kNoEviction);
+
+  // Compare-and-set from 4 threads x 2000 increments ends exact.
+  Clear();
+  Set(S("c"), S("0"), 0, 0);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([] {
+      for (int i = 0; i < 2000; i++) {
+        for (;;) {
+          uint8_t buf[32];
+          uint64_t ver;
+          int64_t n = Get(S("c"), buf, sizeof buf, &ver);
+          std::string next = std::to_string(std::stoll(std::string(reinterpret_cast<char*>(buf), n)) + 1);
+          if (Cas(S("c"), S(next), 0, 0, ver) == 0) break;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  uint8_t buf[32];
+  int64_t n = Get(S("c"), buf, sizeof buf, nullptr);
+  CHECK(std::string(reinterpret_cast<char*>(buf), n) == "8000");
+
+  // Deleting every key gives every table and TTL index back: nothing stays counted.
+  Clear();
+  for (int i = 0; i < 5000; i++) Set(S("z" + std::to_string(i)), S("v"), 0, i % 2 ? 100000 : 0);
+  CHECK(GetStats().bytes > 5000 * 48);
+  CHECK(DelPrefix(S("z")) == 5000);
+  CHECK(GetStats().bytes == 0);
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
