@@ -564,6 +564,8 @@ export class EventLoop implements Transport {
     } catch (e) {
       if (!(e instanceof ModuleFault || e instanceof ModuleConfigRefused || e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) throw e;
       this.gens.discard(gen);
+      // A watched generation whose instances cannot be made is rolled back like one that faults.
+      if (gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
       this.warnThrottled(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
       return null;
     }
@@ -656,8 +658,7 @@ export class EventLoop implements Transport {
       const fault = new ModuleFault('result', `tcpmod_io_desc of a new instance describes state_size ${d.stateSize} and in_cap ${d.inCap}, ` +
         `where the module's connections have state_size ${spec.stateSize} and in_cap ${spec.inCap} (an IoDesc must not change between instances)`);
       this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf('result')]++;
-      if (spec.gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
-      this.hooks.faulted(fault, 0, compiled.name);
+      this.hooks.faulted(fault, 0, compiled.name); // toward a reload's rollback: make() counts every instance it cannot make
       throw fault;
     }
     return inst;
