@@ -17,7 +17,7 @@ export interface TrialResult {
   pagesAfterStartup: number;
 }
 
-/** workerData of the trial thread (worker/trial-main.ts). */
+/** One trial, as the trial thread (worker/trial-main.ts) is sent it. */
 export interface TrialData {
   file: string;
   bytes: Uint8Array;
@@ -41,39 +41,80 @@ export interface TrialOptions {
   signal?: AbortSignal;
 }
 
+/** A trial thread that finished its last trial in time, kept for the next one (one at most). */
+let idle: { worker: Worker; timer: NodeJS.Timeout; gone: () => void } | null = null;
+/** How long an idle trial thread is kept. */
+const IDLE_KEEP_MS = 30_000;
+
+function takeThread(): Worker {
+  if (idle) {
+    const { worker, timer, gone } = idle;
+    idle = null;
+    clearTimeout(timer);
+    worker.off('exit', gone).ref();
+    return worker;
+  }
+  return new Worker(new URL('./worker/trial-main.js', import.meta.url), { execArgv: workerExecArgv(process.execArgv) });
+}
+
+/** A thread whose trial ended in time: kept (not holding the process open) for the next trial, or ended. */
+function giveBack(worker: Worker): void {
+  if (idle) return void worker.terminate();
+  worker.unref();
+  const timer = setTimeout(() => {
+    if (idle?.worker === worker) idle = null;
+    void worker.terminate();
+  }, IDLE_KEEP_MS);
+  timer.unref();
+  // An idle thread that dies is simply forgotten.
+  const gone = () => {
+    if (idle?.worker !== worker) return;
+    clearTimeout(idle.timer);
+    idle = null;
+  };
+  worker.once('exit', gone);
+  idle = { worker, timer, gone };
+}
+
 /**
  * Runs one trial instance of `compiled` (every start-up step, tcpmod_init with
- * its config, tcpmod_state_version) in a new thread. Rejects as listen() does
- * for a bad module (ModuleLoadError, ModuleConfigRefused), with StartupTimeout
- * when start-up runs past opts.timeoutMs (the thread is then terminated).
+ * its config, tcpmod_state_version) in a thread of its own. Rejects as listen()
+ * does for a bad module (ModuleLoadError, ModuleConfigRefused), with
+ * StartupTimeout when start-up runs past opts.timeoutMs: that thread is then
+ * terminated (one that finished in time is kept for the next trial).
  */
 export function trialInstance(compiled: CompiledModule, opts: TrialOptions): Promise<TrialResult> {
   const { file } = compiled;
   const data: TrialData = { file, bytes: compiled.bytes, module: compiled.module, memoryCap: compiled.memoryCap, config: compiled.config };
   return new Promise<TrialResult>((resolve, reject) => {
     if (opts.signal?.aborted) return reject(opts.signal.reason);
-    const worker = new Worker(new URL('./worker/trial-main.js', import.meta.url), { workerData: data, execArgv: workerExecArgv(process.execArgv) });
+    const worker = takeThread();
     let timer: NodeJS.Timeout | null = null;
     let settled = false;
-    const onAbort = () => finish(() => reject(opts.signal!.reason));
-    const finish = (settle: () => void) => {
+    const onAbort = () => finish(false, () => reject(opts.signal!.reason));
+    /** `reuse`: the trial ended in the thread's own time; otherwise the thread may be stuck in the module. */
+    const finish = (reuse: boolean, settle: () => void) => {
       if (settled) return;
       settled = true;
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      void worker.terminate();
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+      if (reuse) giveBack(worker);
+      else void worker.terminate();
       settle();
     };
     opts.signal?.addEventListener('abort', onAbort);
-    worker.on('message', (m: TrialMessage) => {
-      if (m.type === 'start') timer = setTimeout(() => finish(() => reject(new StartupTimeout(file, opts.timeoutMs))), opts.timeoutMs);
+    const onMessage = (m: TrialMessage) => {
+      if (m.type === 'start') timer = setTimeout(() => finish(false, () => reject(new StartupTimeout(file, opts.timeoutMs))), opts.timeoutMs);
       else if (m.type === 'log') opts.log(m.level, m.message);
-      else if (m.type === 'done') finish(() => resolve(m.result));
-      else if (m.load) finish(() => reject(new ModuleLoadError(file, m.load!)));
-      else if (m.status !== undefined) finish(() => reject(new ModuleConfigRefused(file, m.status!)));
-      else finish(() => reject(new Error(`trial instance of ${file} failed: ${m.message}`)));
-    });
-    worker.on('error', (e) => finish(() => reject(e)));
-    worker.on('exit', (code) => finish(() => reject(new Error(`the trial instance's thread of ${file} exited (${code}) before start-up finished`))));
+      else if (m.type === 'done') finish(true, () => resolve(m.result));
+      else if (m.load) finish(true, () => reject(new ModuleLoadError(file, m.load!)));
+      else if (m.status !== undefined) finish(true, () => reject(new ModuleConfigRefused(file, m.status!)));
+      else finish(false, () => reject(new Error(`trial instance of ${file} failed: ${m.message}`)));
+    };
+    const onError = (e: Error) => finish(false, () => reject(e));
+    const onExit = (code: number) => finish(false, () => reject(new Error(`the trial instance's thread of ${file} exited (${code}) before start-up finished`)));
+    worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+    worker.postMessage(data);
   });
 }
