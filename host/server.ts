@@ -103,7 +103,7 @@ export interface ReloadReport {
   stateVersion: number | null;
   /** Connections open on older generations when it was applied... */
   connections: number;
-  /** ...of which these move to the new generation at their next event (same state version and size)... */
+  /** ...of which these move to the new generation at their next event (the pair's verdict: worker/generations.ts compatibility())... */
   migrating: number;
   /** ...and these stay on their own generation until they close (or --reload-drain). */
   pinned: number;
@@ -475,12 +475,13 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   /**
    * Replaces the module without dropping a connection (docs/abi.md §11). The
    * new module (by default the same file, read again, with the same config)
-   * goes through every load check and one trial instance first; a refused one
-   * changes nothing and the promise rejects with the error listen() would give.
-   * An applied one is a new generation: new connections get it, open ones move
-   * to it at their next event where their state can (same tcpmod_state_version
-   * and state size), and the others stay on their own generation until they
-   * close. If it then faults more than reloadFaultLimit times within
+   * goes through every load check and one trial instance first (in a thread of
+   * its own, under the start-up timeout); a refused one changes nothing and the
+   * promise rejects with the error listen() would give. An applied one is a new
+   * generation: new connections get it, open ones move to it at their next
+   * event where the pair's verdict allows (compatibility(): same
+   * tcpmod_state_version and state size, the capabilities the old module may
+   * have used), and the others stay on their own generation until they close. If it then faults more than reloadFaultLimit times within
    * reloadWatch, the server rolls back to the previous generation.
    */
   reload(opts: ReloadOptions = {}): Promise<ReloadReport> {
