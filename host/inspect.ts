@@ -6,7 +6,7 @@
 import { compileModule, type CompileOptions } from './module/load.js';
 import { LOG_LEVELS, PAGE, RESULT_SIZE, V1_1_IMPORTS } from './module/abi.js';
 import { DEFAULTS } from './options.js';
-import { trialInstance } from './startup.js';
+import { prepareTrialThread, trialInstance } from './startup.js';
 import { signature, type Desc, type Limits } from './module/wasm-binary.js';
 
 /** One region of the IoDesc: its start in the module's memory and its size in bytes. */
@@ -70,6 +70,7 @@ export interface InspectOptions extends CompileOptions {
 const CALLBACK_ORDER = ['tcpmod_on_open', 'tcpmod_on_close', 'tcpmod_on_timer', 'tcpmod_init', '_initialize', '__collect'];
 
 export async function describeModule(file: string, opts: InspectOptions): Promise<ModuleDescription> {
+  prepareTrialThread();
   const compiled = await compileModule(file, opts);
   const logs: { level: string; message: string }[] = [];
   // The trial instance runs in a thread of its own, under the start-up timeout: a module whose start-up

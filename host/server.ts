@@ -17,7 +17,7 @@ import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, 
 import { Pool, type PoolOptions } from './pool/pool.js';
 import type { KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
-import { trialInstance } from './startup.js';
+import { prepareTrialThread, trialInstance } from './startup.js';
 import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
@@ -211,6 +211,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     if (this.state !== 'created') throw new Error(`listen() called in state ${this.state}`);
     this.state = 'starting';
     const o = this.options;
+    prepareTrialThread();
     try {
       this.compiled = await compileModule(o.module, { memoryCap: o.moduleMemory, config: o.config });
       // One trial instance refuses a bad module before anything binds; its log lines are the module's too.

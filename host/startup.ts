@@ -46,6 +46,18 @@ let idle: { worker: Worker; timer: NodeJS.Timeout; gone: () => void } | null = n
 /** How long an idle trial thread is kept. */
 const IDLE_KEEP_MS = 30_000;
 
+/**
+ * Starts a trial thread now, kept idle for the next trial, so that its start (~50-100 ms) overlaps
+ * whatever the caller does before it needs the trial (reading and compiling the module).
+ */
+export function prepareTrialThread(): void {
+  if (!idle) giveBack(newThread());
+}
+
+function newThread(): Worker {
+  return new Worker(new URL('./worker/trial-main.js', import.meta.url), { execArgv: workerExecArgv(process.execArgv) });
+}
+
 function takeThread(): Worker {
   if (idle) {
     const { worker, timer, gone } = idle;
@@ -54,7 +66,7 @@ function takeThread(): Worker {
     worker.off('exit', gone).ref();
     return worker;
   }
-  return new Worker(new URL('./worker/trial-main.js', import.meta.url), { execArgv: workerExecArgv(process.execArgv) });
+  return newThread();
 }
 
 /** A thread whose trial ended in time: kept (not holding the process open) for the next trial, or ended. */
