@@ -4,7 +4,7 @@
 import { readFileSync, statSync, watch as watchFs } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
+import { ModuleConfigRefused, ModuleLoadError, StartupTimeout } from './module/errors.js';
 import { inspectModule, inspectModuleJson, type ModuleRefusal } from './inspect.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, type Kind, type OptionSpec, type ServerOptions, type Value } from './options.js';
 import { LANGUAGES, newProject, parseLanguage } from './scaffold.js';
@@ -81,6 +81,7 @@ const inspectCmd = program
 const inspectOptions = [
   addTableOption(inspectCmd, 'moduleMemory', 'memory cap to check against'),
   addTableOption(inspectCmd, 'config', "bytes to try the module's tcpmod_init with"),
+  addTableOption(inspectCmd, 'startupTimeout', "how long the trial instance's start-up (_initialize, start function, tcpmod_io_desc, tcpmod_init) may run"),
 ];
 inspectCmd.option('--json', 'print the description, or the refusal ({ "ok": false, "problems": [...] }), as JSON on stdout');
 inspectCmd.action(async (file: string) => {
@@ -92,7 +93,8 @@ inspectCmd.action(async (file: string) => {
       : (parseOptionValue('moduleMemory', { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, o.moduleMemory) as number);
     if (memoryCap < 65536) throw new OptionError('moduleMemory', `must be at least 65536 bytes (one page), got ${JSON.stringify(o.moduleMemory)}`);
     const config = o.config === undefined ? undefined : (parseOptionValue('config', OPTIONS.config.kind, o.config) as Uint8Array);
-    process.stdout.write(await (json ? inspectModuleJson : inspectModule)(file, { memoryCap, config }));
+    const startupTimeoutMs = o.startupTimeout === undefined ? undefined : (parseOptionValue('startupTimeout', OPTIONS.startupTimeout.kind, o.startupTimeout) as number);
+    process.stdout.write(await (json ? inspectModuleJson : inspectModule)(file, { memoryCap, config, startupTimeoutMs }));
   } catch (e) {
     if (json) failJson(file, e);
     fail(e);
@@ -148,6 +150,8 @@ const BUILD_FLAGS: Record<string, string> = { outFile: '--out', entry: 'the entr
 
 function fail(e: unknown): never {
   if (e instanceof OptionError) {
+    process.stderr.write(`tcpmod: ${e.describe(flagOf)}\n`);
+  } else if (e instanceof StartupTimeout) {
     process.stderr.write(`tcpmod: ${e.describe(flagOf)}\n`);
   } else if (e instanceof ModuleLoadError) {
     process.stderr.write(`tcpmod: ${e.file}: invalid module\n${e.problems.map((p) => `  - ${p}\n`).join('')}`);
@@ -211,6 +215,8 @@ async function serve(file: string): Promise<void> {
     process.stdout.write(`listening on ${host}:${addr.port}\n`);
     if (watch) watchModule(file, () => reloadModule(server!, rawConfig, '--watch'));
   } catch (e) {
+    // A signal during start-up closed the server, which gave up on starting: onSignal exits.
+    if (signals > 0) return;
     fail(e);
   }
 }

@@ -3,8 +3,10 @@
 // describeModule gathers the description once; inspectModule words it for
 // people and inspectModuleJson prints it for tools (CI of module projects).
 // Problems are thrown as ModuleLoadError / ModuleConfigRefused for the CLI.
-import { compileModule, probeModule, type CompileOptions } from './module/load.js';
+import { compileModule, type CompileOptions } from './module/load.js';
 import { LOG_LEVELS, PAGE, RESULT_SIZE, V1_1_IMPORTS, V1_2_IMPORTS } from './module/abi.js';
+import { DEFAULTS } from './options.js';
+import { prepareTrialThread, trialInstance } from './startup.js';
 import { signature, type Desc, type Limits } from './module/wasm-binary.js';
 
 /** One region of the IoDesc: its start in the module's memory and its size in bytes. */
@@ -62,15 +64,23 @@ export interface ModuleRefusal {
   problems: string[];
 }
 
+export interface InspectOptions extends CompileOptions {
+  /** How long the trial instance's start-up may run (ms; default: --startup-timeout's). */
+  startupTimeoutMs?: number;
+}
+
 const CALLBACK_ORDER = ['tcpmod_on_open', 'tcpmod_on_close', 'tcpmod_on_timer', 'tcpmod_init', '_initialize', '__collect'];
 
-export async function describeModule(file: string, opts: CompileOptions): Promise<ModuleDescription> {
+export async function describeModule(file: string, opts: InspectOptions): Promise<ModuleDescription> {
+  prepareTrialThread();
   const compiled = await compileModule(file, opts);
   const logs: { level: string; message: string }[] = [];
-  const inst = probeModule(compiled, { send: () => -1, log: (level, message) => logs.push({ level: LOG_LEVELS[level] ?? 'info', message }) });
-  const d = inst.desc;
-  const after = inst.buffer.byteLength / PAGE;
-  inst.dispose();
+  // The trial instance runs in a thread of its own, under the start-up timeout: a module whose start-up
+  // loops is refused (StartupTimeout), and this thread stays free to take a signal meanwhile.
+  const { desc: d, pagesAfterStartup: after } = await trialInstance(compiled, {
+    timeoutMs: opts.startupTimeoutMs ?? DEFAULTS.startupTimeout,
+    log: (level, message) => logs.push({ level: LOG_LEVELS[level] ?? 'info', message }),
+  });
   const capPages = Math.floor(compiled.memoryCap / PAGE);
   const plan = compiled.verdict.memory.imported;
   const limits = plan ? importedLimits(compiled.shape.imports) : compiled.shape.memories[0];
@@ -109,12 +119,12 @@ function hostImports(imports: readonly { module: string; name: string }[], names
 }
 
 /** The description as `tcpmod inspect --json` prints it: one JSON document and a newline. */
-export async function inspectModuleJson(file: string, opts: CompileOptions): Promise<string> {
+export async function inspectModuleJson(file: string, opts: InspectOptions): Promise<string> {
   return JSON.stringify(await describeModule(file, opts), null, 2) + '\n';
 }
 
 /** The description in words, as `tcpmod inspect` prints it. */
-export async function inspectModule(file: string, opts: CompileOptions): Promise<string> {
+export async function inspectModule(file: string, opts: InspectOptions): Promise<string> {
   const m = await describeModule(file, opts);
   const mem = m.memory;
   const declared = pages(mem.declared);

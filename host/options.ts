@@ -128,6 +128,12 @@ export const OPTIONS = {
     flag: '--handler-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS }, default: '1s',
     help: `a module callback running longer is stopped (waits on a Redis store excluded, but never more than ${STORE_TIMEOUT_MULTIPLE}x this in all)`,
   },
+  // Start-up runs in a thread of its own that is terminated when it passes this; an hour keeps it far
+  // inside the int of ms a timer takes, and far past any start-up worth waiting for.
+  startupTimeout: {
+    flag: '--startup-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 3_600_000 }, default: '5s',
+    help: "a module's start-up (_initialize, its start function, tcpmod_io_desc, tcpmod_init) running longer is stopped: the module is refused at start and on reload; in a worker making a new instance it is a handler timeout",
+  },
   drainTimeout: { flag: '--drain-timeout', arg: '<duration>', kind: { type: 'duration', min: 0, max: MAX_DURATION_MS }, default: '5s', help: 'on SIGINT/SIGTERM, open connections get this long' },
   readTimeout: {
     flag: '--read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '5m',
@@ -287,6 +293,7 @@ export interface ResolvedOptions {
   maxOutputMemory: number;
   maxInputMemory: number;
   handlerTimeoutMs: number;
+  startupTimeoutMs: number;
   drainTimeoutMs: number;
   /** null: off. */
   readTimeoutMs: number | null;
@@ -508,6 +515,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxOutputMemory: pick('maxOutputMemory'),
     maxInputMemory: pick('maxInputMemory'),
     handlerTimeoutMs: pick('handlerTimeout'),
+    startupTimeoutMs: pick('startupTimeout'),
     drainTimeoutMs: pick('drainTimeout'),
     readTimeoutMs: pick('readTimeout'),
     frameTimeoutMs: pick('frameTimeout'),

@@ -11,16 +11,17 @@ import { CLOSE_REASONS, CloseReason, LOG_LEVELS, type CloseReasonName } from './
 import { chooseLogger } from './logger.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { ModuleConfigRefused, ModuleLoadError } from './module/errors.js';
-import { compileModule, probeModule, type CompiledModule } from './module/load.js';
+import { compileModule, type CompiledModule } from './module/load.js';
 import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import type { KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
+import { prepareTrialThread, trialInstance } from './startup.js';
 import { createTlsContext } from './tls.js';
 import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
-import { movable, type GenerationMessage, type GenerationSpec } from './worker/generations.js';
+import { capabilities, compatibility, type GenerationMessage, type GenerationSpec } from './worker/generations.js';
 import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -106,7 +107,7 @@ export interface ReloadReport {
   stateVersion: number | null;
   /** Connections open on older generations when it was applied... */
   connections: number;
-  /** ...of which these move to the new generation at their next event (same state version and size)... */
+  /** ...of which these move to the new generation at their next event (the pair's verdict: worker/generations.ts compatibility())... */
   migrating: number;
   /** ...and these stay on their own generation until they close (or --reload-drain). */
   pinned: number;
@@ -206,6 +207,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   /** Workers load WASI at start only if a generation they start with imports it. */
   private workersHaveWasi = false;
   private closing: Promise<void> | null = null;
+  /** Aborted by close(): a trial instance still running (listen, reload) is given up at once. */
+  private readonly trials = new AbortController();
   /** The Redis server workers use (host resolved, password read), and the once-a-second check of its errors. */
   private kvTarget: KvTarget | null = null;
   private kvWatch: NodeJS.Timeout | null = null;
@@ -231,10 +234,11 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     if (this.state !== 'created') throw new Error(`listen() called in state ${this.state}`);
     this.state = 'starting';
     const o = this.options;
+    prepareTrialThread();
     try {
       this.compiled = await compileModule(o.module, { memoryCap: o.moduleMemory, config: o.config });
       // One trial instance refuses a bad module before anything binds; its log lines are the module's too.
-      this.addGeneration(this.compiled, this.trial(this.compiled));
+      this.addGeneration(this.compiled, await this.trial(this.compiled));
       this.currentGen = this.lastGen;
       this.workersHaveWasi = this.compiled.verdict.importsWasi;
       native.kvConfigure(o.kvMaxBytes, o.kvEviction);
@@ -294,6 +298,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       max: o.maxThreads,
       script: new URL('./worker/worker-main.js', import.meta.url),
       handlerTimeoutMs: o.handlerTimeoutMs,
+      startupTimeoutMs: o.startupTimeoutMs,
       testHooks: this.testHooks,
       log: this.log,
       workerData: (slot): WorkerConfig => ({
@@ -317,7 +322,9 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         kv: this.kvTarget,
         storeCallCapMs: this.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
       }),
-      onStuck: (slot) => {
+      onStuck: (slot, gen) => {
+        // A stop counts toward a reload's rollback like any other fault of the watched generation.
+        if (Math.abs(gen) === pool.counters.get(G.WATCH_GEN)) pool.counters.add(G.GEN_FAULTS, 1);
         // Tell its client at once; the fd stays open until the frozen thread is gone. What it
         // took in its batch and never touched goes back to epoll first, for the other workers.
         native.batchRelease(this.epfd, slot + 1);
@@ -457,29 +464,21 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   }
 
   /**
-   * One trial instance of a module (every load check, a start-up trap, tcpmod_init with its config):
-   * what workers need to know of it. Throws the error listen() would (ModuleLoadError, ModuleConfigRefused).
+   * One trial instance of a module (every load check, a start-up trap, tcpmod_init with its config), in a
+   * thread of its own under --startup-timeout: what workers need to know of it. Rejects as listen() would
+   * (ModuleLoadError, StartupTimeout, ModuleConfigRefused); this thread keeps serving meanwhile.
    */
-  private trial(compiled: CompiledModule): Omit<GenerationSpec, 'gen' | 'file' | 'bytes' | 'module' | 'config'> {
-    const inst = probeModule(compiled, {
-      send: () => -1,
+  private async trial(compiled: CompiledModule): Promise<Omit<GenerationSpec, 'gen' | 'file' | 'bytes' | 'module' | 'config'>> {
+    const { stateVersion, desc } = await trialInstance(compiled, {
+      timeoutMs: this.options.startupTimeoutMs,
       log: (level, message) => this.log[LOG_LEVELS[level] ?? 'info']({ module: compiled.name }, message),
+      signal: this.trials.signal,
     });
-    try {
-      let stateVersion: number | null;
-      try {
-        stateVersion = inst.stateVersion();
-      } catch (e) {
-        throw new ModuleLoadError(compiled.file, [`tcpmod_state_version failed: ${(e as Error).message}`]);
-      }
-      return { stateVersion, stateSize: inst.desc.stateSize, inCap: inst.desc.inCap };
-    } finally {
-      inst.dispose();
-    }
+    return { stateVersion, stateSize: desc.stateSize, inCap: desc.inCap, ...capabilities(compiled) };
   }
 
   /** Numbers a checked module as the next generation; workers learn of it from announce() or their start-up list. */
-  private addGeneration(compiled: CompiledModule, trial: ReturnType<TcpmodServer['trial']>): ServerGeneration {
+  private addGeneration(compiled: CompiledModule, trial: Awaited<ReturnType<TcpmodServer['trial']>>): ServerGeneration {
     const gen = ++this.lastGen;
     const spec: GenerationSpec = { gen, file: compiled.file, bytes: compiled.bytes, module: compiled.module, config: compiled.config, ...trial };
     const g: ServerGeneration = { spec, name: compiled.name, failed: false, retiredAt: 0, drained: false };
@@ -505,12 +504,13 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   /**
    * Replaces the module without dropping a connection (docs/abi.md §11). The
    * new module (by default the same file, read again, with the same config)
-   * goes through every load check and one trial instance first; a refused one
-   * changes nothing and the promise rejects with the error listen() would give.
-   * An applied one is a new generation: new connections get it, open ones move
-   * to it at their next event where their state can (same tcpmod_state_version
-   * and state size), and the others stay on their own generation until they
-   * close. If it then faults more than reloadFaultLimit times within
+   * goes through every load check and one trial instance first (in a thread of
+   * its own, under the start-up timeout); a refused one changes nothing and the
+   * promise rejects with the error listen() would give. An applied one is a new
+   * generation: new connections get it, open ones move to it at their next
+   * event where the pair's verdict allows (compatibility(): same
+   * tcpmod_state_version and state size, the capabilities the old module may
+   * have used), and the others stay on their own generation until they close. If it then faults more than reloadFaultLimit times within
    * reloadWatch, the server rolls back to the previous generation.
    */
   reload(opts: ReloadOptions = {}): Promise<ReloadReport> {
@@ -527,12 +527,12 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     const cur = this.gens.get(this.currentGen)!;
     const file = opts.module ?? cur.spec.file;
     let compiled: CompiledModule;
-    let trial: ReturnType<TcpmodServer['trial']>;
+    let trial: Awaited<ReturnType<TcpmodServer['trial']>>;
     try {
       compiled = await compileModule(file, { memoryCap: this.options.moduleMemory, config: config ?? cur.spec.config });
       if (compiled.verdict.importsWasi && !this.workersHaveWasi)
         throw new ModuleLoadError(file, ['imports WASI, which the running workers have not loaded (the module the server started with does not import it): restart the server to serve it']);
-      trial = this.trial(compiled);
+      trial = await this.trial(compiled);
     } catch (e) {
       this.refused(file, e);
       throw e;
@@ -553,7 +553,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       const from = this.gens.get(gen);
       if (gen === g.spec.gen || !from) continue;
       connections += n;
-      if (movable(from.spec, g.spec)) migrating += n;
+      if (compatibility(from.spec, g.spec).move) migrating += n;
     }
     this.startWatch(g.spec.gen, this.gens.get(previous)!);
     const report: ReloadReport = {
@@ -605,7 +605,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         this.gens.delete(gen);
         this.announce({ type: 'free', gen });
         this.log.debug({ generation: gen }, 'module generation has no connections left: instances freed');
-      } else if (n > 0 && !g.drained && this.options.reloadDrainMs !== null && now - g.retiredAt >= this.options.reloadDrainMs && !movable(g.spec, current.spec)) {
+      } else if (n > 0 && !g.drained && this.options.reloadDrainMs !== null && now - g.retiredAt >= this.options.reloadDrainMs && !compatibility(g.spec, current.spec).move) {
         g.drained = true;
         const marked = native.connDrainGeneration(this.epfd, gen);
         this.log.info({ generation: gen, connections: marked }, 'reload drain: closing connections pinned to an older module (reason 5)');
@@ -752,7 +752,10 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       this.state = 'stopped';
       return;
     }
+    // A trial instance still running (a start-up that hangs) is given up: listen() then rejects.
+    this.trials.abort(new Error('the server was closed while a module was being tried'));
     while (this.state === 'starting') await new Promise((r) => setTimeout(r, 10));
+    if ((this.state as ServerState) === 'stopped') return;
     this.state = 'stopping';
     const drainMs = duration('drainTimeout', opts.drainTimeout, this.options.drainTimeoutMs);
     const pool = this.pool!;

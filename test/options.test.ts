@@ -50,6 +50,7 @@ describe('defaults', () => {
       maxOutputMemory: 256 << 20,
       maxInputMemory: 512 << 20,
       handlerTimeoutMs: DEFAULTS.handlerTimeout,
+      startupTimeoutMs: 5000,
       drainTimeoutMs: DEFAULTS.drainTimeout,
       readTimeoutMs: 5 * 60_000,
       frameTimeoutMs: 30_000,
@@ -136,6 +137,9 @@ describe('every kind refuses a bad value, naming the option', () => {
     expect(refusal(() => resolveOptions({ module, moduleMemory: '1KiB' })).message).toBe('moduleMemory must be an integer from 65536 to 4294967296, got 1024');
     expect(refusal(() => resolveOptions({ module, logLevel: 'loud' as 'info' })).message)
       .toBe('logLevel must be one of debug, info, warn, error, silent; got "loud"');
+    expect(refusal(() => resolveOptions({ module, startupTimeout: '2h' })).message).toBe('startupTimeout must be at most 3600000 ms, got "2h"');
+    expect(refusal(() => resolveOptions({ module, startupTimeout: 0 })).message).toBe('startupTimeout must be at least 1 ms, got 0');
+    expect(resolveOptions({ module, startupTimeout: '250ms' }).startupTimeoutMs).toBe(250);
   });
 });
 

@@ -22,6 +22,8 @@ interface Variant {
   trap?: boolean;
   /** on_data traps when the input starts with "!". */
   trapOnBang?: boolean;
+  /** on_data never returns (the watchdog's business). */
+  hang?: boolean;
 }
 
 /** test/fixtures/reloadable.wat with its markers replaced, as wasm bytes. */
@@ -36,8 +38,17 @@ async function variantBytes(v: Variant = {}): Promise<Uint8Array> {
   if (version === null) swap('(func (export "tcpmod_state_version") (result i32) (i32.const 1)) ;; VERSION', '');
   else swap('(i32.const 1)) ;; VERSION', `(i32.const ${version})) ;; VERSION`);
   if (v.trap) swap('nop ;; TRAP', 'unreachable ;; TRAP');
+  if (v.hang) swap('nop ;; TRAP', '(loop $spin (br $spin)) ;; TRAP');
   if (v.trapOnBang) swap('nop ;; TRAP', '(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 0x21)) (then unreachable)) ;; TRAP');
   return watToWasm('reloadable.wat', text);
+}
+
+/** test/fixtures/timer-reload.wat with tag `tag`; without `timers`, its TIMER lines (set_timer, tcpmod_on_timer) removed. */
+async function timerVariant(tag: string, timers: boolean): Promise<string> {
+  let text = readFileSync(join(FIXTURES, 'timer-reload.wat'), 'utf8');
+  if (!timers) text = text.split('\n').filter((l) => !l.includes(';; TIMER')).join('\n');
+  text = text.replace('(i32.const 0x41)) ;; TAG', `(i32.const ${tag.charCodeAt(0)})) ;; TAG`).replace('"Atick\\n") ;; TAG2', `"${tag}tick\\n") ;; TAG2`);
+  return scratchFile(`timer-reload-${seq++}.wasm`, await watToWasm('timer-reload.wat', text));
 }
 
 let seq = 0;
@@ -273,6 +284,54 @@ describe('server.reload()', () => {
     expect(srv.stats().generations).toEqual({ 1: 5 });
     expect(srv.stats().reloads.rolled_back).toBe(1);
     await until(() => Object.keys(srv.stats().instancesLive).join() === '1', 'the failed generation to be freed');
+  });
+
+  it('a reloaded module whose callback hangs: watchdog stops count toward the fault limit, and it is rolled back', async () => {
+    const { port, srv } = await start(await variant({ tag: 'A', version: 1 }), { reloadFaultLimit: 2, reloadWatch: '60s', handlerTimeout: '200ms' });
+    const keep = await client(port);
+    keep.send('a\n');
+    expect(await keep.take(1)).toEqual(['A 1 a']);
+    await srv.reload({ module: await variant({ tag: 'X', version: 2, hang: true }) });
+    let stopped = 0;
+    while (srv.stats().generation === 2) {
+      const c = await client(port);
+      c.send('boom\n');
+      await until(() => c.closed, 'the watchdog to stop the hanging callback');
+      stopped++;
+      if (stopped > 12) throw new Error(`no rollback after ${stopped} handler timeouts`);
+      await sleep(150);
+    }
+    expect(stopped).toBeGreaterThan(2);
+    expect(srv.stats().moduleFaults.timeout).toBeGreaterThan(2);
+    expect(srv.stats()).toMatchObject({ generation: 1, reloads: { applied: 1, rolled_back: 1 } });
+    const after = await client(port);
+    after.send('b\n');
+    expect(await after.take(1)).toEqual(['A 1 b']);
+    keep.send('c\n');
+    expect(await keep.take(1)).toEqual(['A 2 c']);
+  });
+
+  it('a timer armed under a module with on_timer, reloaded to one without: the connection stays pinned, its timer fires there, no worker is lost', async () => {
+    const { port, srv } = await start(await timerVariant('A', true));
+    const s = await open(port);
+    sockets.push(s);
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (got += d));
+    s.write('t');
+    await until(() => got.includes('Atick\n'), 'the first tick');
+    // Same state version and size, but no tcpmod_on_timer: the pair's verdict pins the connection.
+    const report = await srv.reload({ module: await timerVariant('B', false) });
+    got = '';
+    await until(() => (got.match(/Atick\n/g) ?? []).length >= 3, 'three more ticks after the reload');
+    s.write('x');
+    await until(() => got.includes('Ax'), 'the echo from the old module');
+    const fresh = await client(port);
+    fresh.send('y\n');
+    expect(await fresh.take(1)).toEqual(['By']);
+    expect(srv.stats()).toMatchObject({ workersStopped: 0, generations: { 1: 1, 2: 1 } });
+    expect(closedTotal(srv)).toBe(0);
+    expect(report).toMatchObject({ result: 'applied', generation: 2, connections: 1, migrating: 0, pinned: 1 });
   });
 
   it('100 reloads in a row while clients exchange lines: nothing lost, duplicated or closed; instances back to one generation', async () => {

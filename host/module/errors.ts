@@ -31,3 +31,20 @@ export class ModuleFault extends Error {
     this.name = 'ModuleFault';
   }
 }
+
+/**
+ * The module's start-up (_initialize, its start function, tcpmod_io_desc, tcpmod_init) ran past the
+ * start-up timeout and was stopped. A ModuleLoadError (the module is refused wherever one is), with
+ * one problem, which the CLI prints on one line.
+ */
+export class StartupTimeout extends ModuleLoadError {
+  constructor(file: string, readonly timeoutMs: number) {
+    super(file, [`start-up (_initialize, the start function, tcpmod_io_desc, tcpmod_init) did not finish within the start-up timeout (startupTimeout ${timeoutMs} ms): stopped`]);
+    this.name = 'StartupTimeout';
+  }
+
+  /** The message with the option spelled by `name` (the CLI's flag). */
+  describe(name: (option: string) => string): string {
+    return `${this.file}: start-up (_initialize, the start function, tcpmod_io_desc, tcpmod_init) did not finish within ${name('startupTimeout')} (${this.timeoutMs} ms): module refused`;
+  }
+}

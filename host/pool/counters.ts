@@ -45,12 +45,15 @@ const GLOBAL_CELLS = 20;
  *   exactly one of the two wins (pool.ts, worker/loop.ts).
  * - CALL_START is when the callback started and CALL_EXCLUDED how long it has
  *   waited for writability in tcpmod.send, or for the Redis-backed store, since (ms, modulo 2^32 of the pool's clock).
+ * - CALL_GEN is the module generation of that call, negated when the call is
+ *   an instance's start-up (_initialize, start function, tcpmod_io_desc,
+ *   tcpmod_init), which runs under the start-up timeout instead.
  * - SEND_SEQ is odd while the worker is in a send, which started at SEND_START,
  *   or waits for the Redis-backed store (kv_redis.cc marks it the same way).
  * - BUSY is 1 while the worker handles an event (written by the native epollWait).
  */
-export const S = { ALIVE: 0, CALL_SEQ: 1, CALL_START: 2, CALL_EXCLUDED: 3, SEND_SEQ: 4, SEND_START: 5, BUSY: 6 } as const;
-const SLOT_I32 = 7;
+export const S = { ALIVE: 0, CALL_SEQ: 1, CALL_START: 2, CALL_EXCLUDED: 3, SEND_SEQ: 4, SEND_START: 5, BUSY: 6, CALL_GEN: 7 } as const;
+const SLOT_I32 = 8;
 /** CALL_SEQ after the watchdog stopped the callback (even: never a live call's value). */
 export const CALL_KILLED = -2;
 

@@ -70,8 +70,13 @@ export interface PoolOptions {
   workerData(slot: number): object;
   /** A module callback whose own time (not counting waits for writability) passes this is stopped by terminating its worker. */
   handlerTimeoutMs: number;
-  /** A worker's callback was stopped (its thread is frozen until terminated): tell its peer at once. */
-  onStuck(slot: number): void;
+  /** The same for an instance's start-up in a worker (a CALL_GEN below 0). */
+  startupTimeoutMs: number;
+  /**
+   * A worker's callback was stopped (its thread is frozen until terminated): tell its peer at once.
+   * `gen` is the call's CALL_GEN (the module generation; negated: a start-up).
+   */
+  onStuck(slot: number, gen: number): void;
   /** A worker's thread has exited, for whatever reason: finish whatever it held. Runs before the slot is reused. */
   onWorkerGone(slot: number): void;
   /** Test hooks: beforeStop runs after the watchdog decided a callback is too slow, before it acts. */
@@ -84,8 +89,10 @@ interface Member {
   slot: number;
   ready: boolean;
   retired: boolean;
-  /** The watchdog stopped its callback. */
+  /** The watchdog stopped its callback... */
   stuck: boolean;
+  /** ...or an instance's start-up: replaced with the crash backoff, since a start-up that hangs may hang again at once. */
+  startupStuck: boolean;
 }
 
 export class Pool extends EventEmitter {
@@ -117,7 +124,7 @@ export class Pool extends EventEmitter {
       this.counters.add(G.WORKERS, 1);
       ready.push(this.spawn());
     }
-    const period = Math.max(5, Math.min(250, Math.floor(this.opts.handlerTimeoutMs / 4)));
+    const period = Math.max(5, Math.min(250, Math.floor(Math.min(this.opts.handlerTimeoutMs, this.opts.startupTimeoutMs) / 4)));
     this.watchdog = setInterval(() => this.checkStuck(), period);
     this.watchdog.unref();
     this.stormTimer = setInterval(() => this.checkFaultRate(), 1000);
@@ -134,9 +141,9 @@ export class Pool extends EventEmitter {
       return Promise.resolve();
     }
     this.counters.f64.fill(0, this.counters.totalsBase(slot), this.counters.totalsBase(slot) + TOTALS);
-    for (const f of [S.CALL_SEQ, S.SEND_SEQ, S.BUSY]) this.counters.set(this.counters.slotCell(slot, f), 0);
+    for (const f of [S.CALL_SEQ, S.SEND_SEQ, S.BUSY, S.CALL_GEN]) this.counters.set(this.counters.slotCell(slot, f), 0);
     const worker = new Worker(this.opts.script, { workerData: this.opts.workerData(slot), execArgv: workerExecArgv(process.execArgv) });
-    const m: Member = { worker, slot, ready: false, retired: false, stuck: false };
+    const m: Member = { worker, slot, ready: false, retired: false, stuck: false, startupStuck: false };
     this.members.set(slot, m);
     this.workersStarted++;
     return new Promise<void>((resolve, reject) => {
@@ -158,7 +165,11 @@ export class Pool extends EventEmitter {
         this.opts.log.error({ worker: slot, err }, 'worker failed');
         if (!m.ready) reject(err);
       });
-      worker.on('exit', () => this.onExit(m));
+      worker.on('exit', () => {
+        // Stopped before it was ready (its first instance's start-up hung): its replacement serves instead.
+        if (!m.ready) resolve();
+        this.onExit(m);
+      });
     });
   }
 
@@ -209,14 +220,16 @@ export class Pool extends EventEmitter {
     if (!m.retired) c.add(G.WORKERS, -1); // a retiring worker lowered it itself
     this.emit('workerExit', m.slot);
     if (this.stopping || m.retired) return;
-    if (c.get(G.WORKERS) < this.opts.min) this.replace(m.stuck);
+    if (c.get(G.WORKERS) < this.opts.min) this.replace(m.stuck && !m.startupStuck);
   }
 
   /**
    * Keeps min workers alive after a crash or a kill, backing off when crashes
    * repeat. A worker the watchdog stopped is replaced at once: that was the
    * host's decision, it cost the module one connection, and delaying the
-   * replacement would cost every other client their service.
+   * replacement would cost every other client their service. One stopped in
+   * an instance's start-up counts as a crash: its replacement makes the same
+   * instance first, which may hang again, so repeats back off.
    */
   private replace(stopped: boolean): void {
     const now = Date.now();
@@ -252,17 +265,22 @@ export class Pool extends EventEmitter {
       const excluded = Atomics.load(i, c.slotCell(m.slot, S.CALL_EXCLUDED));
       const sendSeq = Atomics.load(i, c.slotCell(m.slot, S.SEND_SEQ));
       const sendStart = Atomics.load(i, c.slotCell(m.slot, S.SEND_START));
+      const gen = Atomics.load(i, c.slotCell(m.slot, S.CALL_GEN));
       if (Atomics.load(i, seqCell) !== seq) continue;
       const now = clockMs();
       let own = ((now - start) | 0) - excluded;
       if (sendSeq & 1) own -= (now - sendStart) | 0;
-      if (own < this.opts.handlerTimeoutMs) continue;
+      const startup = gen < 0;
+      if (own < (startup ? this.opts.startupTimeoutMs : this.opts.handlerTimeoutMs)) continue;
       this.opts.testHooks?.beforeStop?.(m.slot);
       if (Atomics.compareExchange(i, seqCell, seq, CALL_KILLED) !== seq) continue;
       m.stuck = true;
+      m.startupStuck = startup;
       this.retired[T.FAULTS + FAULT_KINDS.indexOf('timeout')]++;
-      this.opts.log.error({ worker: m.slot, ms: own }, 'module callback exceeded the handler timeout; terminating its worker');
-      this.opts.onStuck(m.slot);
+      this.opts.log.error({ worker: m.slot, ms: own, generation: Math.abs(gen) },
+        startup ? 'module start-up (a new instance) exceeded the start-up timeout; terminating its worker'
+          : 'module callback exceeded the handler timeout; terminating its worker');
+      this.opts.onStuck(m.slot, gen);
       void m.worker.terminate();
     }
   }

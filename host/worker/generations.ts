@@ -21,18 +21,46 @@ export interface GenerationSpec {
   stateVersion: number | null;
   stateSize: number;
   inCap: number;
+  /** Capabilities a connection's state may depend on: the module exports tcpmod_on_timer / imports tcpmod.want. */
+  onTimer: boolean;
+  want: boolean;
 }
 
 export type GenerationMessage = { type: 'generation'; spec: GenerationSpec } | { type: 'free'; gen: number };
 
+/** Whether connections of one generation may move to another, and if not, why (for logs and docs). */
+export type Compatibility = { move: true } | { move: false; why: string };
+
+const MOVES: Compatibility = { move: true };
+
 /**
- * Whether a connection of generation `from` may move to `to` (docs/abi.md §11):
- * both state the same version of the slot, and the slot has the same size. The
- * third condition, the carry-over fitting `to`'s in_cap, is the native table's
- * (connMigrate), since only it knows the connection's pending input.
+ * The one compatibility verdict for a pair of generations (docs/abi.md §11):
+ * whether a connection of `from` may continue on `to` at its next event (a
+ * reload moves connections forward, a rollback back). Everything a connection
+ * carries from its module must mean the same to the other one: the state slot
+ * (same tcpmod_state_version, same size), and the capabilities the old module
+ * may have used for it — a timer it armed needs tcpmod_on_timer to fire into,
+ * a want threshold it set is the old framing's. Anything else pins the
+ * connection to its own generation until it closes (or --reload-drain).
+ * The one condition per connection, its carry-over fitting `to`'s in_cap, is
+ * the native table's (connMigrate), since only it knows the pending input;
+ * when to.inCap >= from.inCap it always holds.
  */
-export function movable(from: GenerationSpec, to: GenerationSpec): boolean {
-  return from.stateVersion !== null && from.stateVersion === to.stateVersion && from.stateSize === to.stateSize;
+export function compatibility(from: GenerationSpec, to: GenerationSpec): Compatibility {
+  if (from.stateVersion === null) return { move: false, why: 'the old module does not export tcpmod_state_version' };
+  if (from.stateVersion !== to.stateVersion) return { move: false, why: `state version ${from.stateVersion} -> ${to.stateVersion ?? 'none'}` };
+  if (from.stateSize !== to.stateSize) return { move: false, why: `state size ${from.stateSize} -> ${to.stateSize}` };
+  if (from.onTimer && !to.onTimer) return { move: false, why: 'the old module has timers (tcpmod_on_timer), the new one does not' };
+  if (from.want && !to.want) return { move: false, why: 'the old module sets want thresholds (tcpmod.want), the new one does not' };
+  return MOVES;
+}
+
+/** The capabilities of GenerationSpec, read off a compiled module. */
+export function capabilities(compiled: CompiledModule): Pick<GenerationSpec, 'onTimer' | 'want'> {
+  return {
+    onTimer: compiled.verdict.optional.has('tcpmod_on_timer'),
+    want: compiled.shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'want'),
+  };
 }
 
 interface Known {
@@ -43,6 +71,8 @@ interface Known {
 
 export class WorkerGenerations {
   private readonly known = new Map<number, Known>();
+  /** compatibility(from, to).move by "from>to", decided once per pair while both are known. */
+  private readonly verdicts = new Map<string, boolean>();
   private epoch = -1;
   private single = -1;
 
@@ -91,6 +121,20 @@ export class WorkerGenerations {
 
   spec(gen: number): GenerationSpec | null {
     return this.known.get(gen)?.spec ?? null;
+  }
+
+  /** Whether connections of `from` may move to `to` (compatibility(), decided once per pair). */
+  moves(from: number, to: number): boolean {
+    const key = `${from}>${to}`;
+    let v = this.verdicts.get(key);
+    if (v === undefined) {
+      const a = this.spec(from);
+      const b = this.spec(to);
+      if (a === null || b === null) return false;
+      v = compatibility(a, b).move;
+      this.verdicts.set(key, v);
+    }
+    return v;
   }
 
   /** This worker's instance of `gen`, made now if it has none (or its last one faulted). */
@@ -150,6 +194,7 @@ export class WorkerGenerations {
     const k = this.known.get(gen);
     if (!k) return;
     this.known.delete(gen);
+    for (const key of this.verdicts.keys()) if (key.startsWith(`${gen}>`) || key.endsWith(`>${gen}`)) this.verdicts.delete(key);
     this.changed();
     if (k.inst) {
       k.inst.dispose();

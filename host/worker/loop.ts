@@ -16,7 +16,7 @@ import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES,
 import { C, EAGAIN, ECANCELED, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
 import type { WorkerConfig } from './config.js';
-import { movable, WorkerGenerations, type GenerationSpec } from './generations.js';
+import { WorkerGenerations, type GenerationSpec } from './generations.js';
 
 /** Connections wait for input, edge-triggered, one thread at a time. */
 export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
@@ -84,9 +84,10 @@ export class EventLoop implements Transport {
   private readonly highWater: number;
   /** When this worker last warned (warnThrottled: an instance that could not be made, an escaped error), in ms. */
   private instanceWarnedAt = 0;
-  /** The odd CALL_SEQ value of the callback running now, or 0. */
+  /** The odd CALL_SEQ value of the callback running now, or 0; and its CALL_GEN (below 0: a start-up). */
   private callSeq = 0;
-  private readonly cell: { seq: number; start: number; excluded: number; sendSeq: number; sendStart: number; busy: number };
+  private callGen = 0;
+  private readonly cell: { seq: number; start: number; excluded: number; gen: number; sendSeq: number; sendStart: number; busy: number };
 
   constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
     this.cells = ctr.i32;
@@ -98,7 +99,7 @@ export class EventLoop implements Transport {
     this.t = ctr.totalsBase(cfg.slot);
     const at = (f: number) => ctr.slotCell(cfg.slot, f);
     this.cell = {
-      seq: at(S.CALL_SEQ), start: at(S.CALL_START), excluded: at(S.CALL_EXCLUDED),
+      seq: at(S.CALL_SEQ), start: at(S.CALL_START), excluded: at(S.CALL_EXCLUDED), gen: at(S.CALL_GEN),
       sendSeq: at(S.SEND_SEQ), sendStart: at(S.SEND_START), busy: at(S.BUSY),
     };
     this.closeCount = {
@@ -283,6 +284,9 @@ export class EventLoop implements Transport {
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.instFor(fd, id, true);
     if (!inst) return this.unavailable(fd, id);
+    // Never happens while connections move only where compatibility() allows (a module that can arm a
+    // timer has on_timer); if it did, the timer is dropped: nothing to call, the connection goes on.
+    if (!inst.hasOnTimer) return this.rearm(fd, id);
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
@@ -573,6 +577,8 @@ export class EventLoop implements Transport {
     } catch (e) {
       if (!(e instanceof ModuleFault || e instanceof ModuleConfigRefused || e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) throw e;
       this.gens.discard(gen);
+      // A watched generation whose instances cannot be made is rolled back like one that faults.
+      if (gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
       this.warnThrottled(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
       return null;
     }
@@ -595,8 +601,9 @@ export class EventLoop implements Transport {
   /**
    * The instance that handles connection (fd, id): that of its generation.
    * With `move`, a connection whose generation is not the current one moves to
-   * it first where docs/abi.md §11 allows (same state version and size, its
-   * carry-over fitting in_cap): its carry-over and state slot continue there.
+   * it first where docs/abi.md §11 allows (the pair's verdict, compatibility()
+   * in generations.ts, and its carry-over fitting in_cap): its carry-over and
+   * state slot continue there.
    * A rollback makes an older generation current, so the same rule moves
    * connections back. Otherwise it stays pinned to its own generation.
    */
@@ -612,7 +619,7 @@ export class EventLoop implements Transport {
     if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
     else if (move && gen !== cur) {
       const to = gens.spec(cur);
-      if (to && movable(own, to) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
+      if (to && gens.moves(gen, cur) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
     }
     return this.use(gen);
   }
@@ -645,18 +652,26 @@ export class EventLoop implements Transport {
    * for the generation's connections — the state slot's size and in_cap. One
    * that does not is a load fault of that instance (counted as a fault of kind
    * result, logged); make() then closes the connection that needed it with
-   * reason 6 and the worker goes on.
+   * reason 6 and the worker goes on. Its start-up (_initialize, the start
+   * function, tcpmod_io_desc, tcpmod_init) is watched like a callback, under the
+   * start-up timeout: a module that hangs there has its worker stopped and
+   * replaced, counted as a timeout fault of its generation.
    */
   private newInstance(compiled: CompiledModule, spec: GenerationSpec): ModuleInstance {
-    const inst = this.instantiate(compiled);
+    let inst: ModuleInstance;
+    this.startCall(-spec.gen);
+    try {
+      inst = this.instantiate(compiled);
+    } finally {
+      this.leave();
+    }
     const d = inst.desc;
     if (d.stateSize !== spec.stateSize || d.inCap !== spec.inCap) {
       inst.dispose();
       const fault = new ModuleFault('result', `tcpmod_io_desc of a new instance describes state_size ${d.stateSize} and in_cap ${d.inCap}, ` +
         `where the module's connections have state_size ${spec.stateSize} and in_cap ${spec.inCap} (an IoDesc must not change between instances)`);
       this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf('result')]++;
-      if (spec.gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
-      this.hooks.faulted(fault, 0, compiled.name);
+      this.hooks.faulted(fault, 0, compiled.name); // toward a reload's rollback: make() counts every instance it cannot make
       throw fault;
     }
     return inst;
@@ -691,7 +706,7 @@ export class EventLoop implements Transport {
    * faults the callback instead (timeout).
    */
   private storeCall(): void {
-    if (this.callSeq === 0) return; // start-up (tcpmod_init): not a callback
+    if (this.callSeq === 0 || this.callGen < 0) return; // start-up (tcpmod_init): not a callback (the start-up timeout bounds it)
     const spent = (clockMs() - Atomics.load(this.cells, this.cell.start)) | 0;
     if (spent > this.cfg.storeCallCapMs) {
       throw new ModuleFault('timeout', `callback ran ${spent} ms, store waits included (capped at ${this.cfg.storeCallCapMs} ms, a multiple of --handler-timeout)`);
@@ -761,7 +776,14 @@ export class EventLoop implements Transport {
 
   /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */
   enter(_conn: number): void {
+    this.startCall(this.instGen);
+  }
+
+  /** A call into the module starts: `gen` is its generation, negated for a start-up (the watchdog's limit and fault count). */
+  private startCall(gen: number): void {
     const cells = this.cells;
+    this.callGen = gen;
+    Atomics.store(cells, this.cell.gen, gen);
     Atomics.store(cells, this.cell.start, clockMs());
     Atomics.store(cells, this.cell.excluded, 0);
     this.callSeq = Atomics.add(cells, this.cell.seq, 1) + 1;
