@@ -102,5 +102,6 @@ try {
 } finally {
   rmSync(out, { recursive: true, force: true });
 }
-console.log(`${tests.length - failures} of ${tests.length} native test programs passed${label}`);
+// The last line in the plain 'N passed, M failed' form, counting programs, so a CI log that ends here says what it ran.
+console.log(`${sanitize ? `native-${sanitize}` : 'native'}: ${tests.length - failures} passed, ${failures} failed`);
 process.exit(failures ? 1 : 0);
