@@ -104,4 +104,9 @@ export const STATE_MAX = 256;
 export const RESULT_SIZE = 8;
 export const IODESC_SIZE = 32;
 
+/** The `conn` a module sees is the host id modulo this (docs/abi.md §7): an i32, never 0. */
+export const MODULE_ID_SPACE = 2 ** 31;
+/** The longest tcpmod.set_timer arms a timer for, in ms (docs/abi.md §11): 24 h. */
+export const TIMER_MAX_MS = 86_400_000;
+
 export const DEFAULT_MEMORY_CAP = 32 * 1024 * 1024;

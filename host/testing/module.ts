@@ -4,7 +4,7 @@
 // order (tcpmod.send bytes, then the out region), ABORT, overflow, EOF and
 // faults behave exactly as over a socket; bytes go in through send() and come
 // out as arrays. Time is a fake clock that moves only when the test moves it.
-import { CLOSE_REASONS, CloseReason, LOG_LEVELS, type CloseReasonName } from '../module/abi.js';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, TIMER_MAX_MS, type CloseReasonName } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
@@ -91,8 +91,6 @@ export interface PiecesOptions extends SendOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** The longest a timer may be armed for (docs/abi.md §11), in ms. */
-const TIMER_MAX = 86_400_000;
 const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store']);
 /** What messages call a module loaded from bytes (where `serve` would name its file). */
 const BYTES_NAME = '<bytes>';
@@ -474,7 +472,7 @@ export class LoadedModule implements Transport {
       log: (level, message, conn) => this.logs.push({ level: LOG_LEVELS[level] ?? 'info', message, conn }),
       now: () => this.clock.now,
       setTimer: (ms) => {
-        if (!this.current || !Number.isInteger(ms) || ms < 0 || ms > TIMER_MAX) return -2;
+        if (!this.current || !Number.isInteger(ms) || ms < 0 || ms > TIMER_MAX_MS) return -2;
         this.current.timerAt = ms === 0 ? null : this.clock.now + ms;
         return 0;
       },

@@ -3,6 +3,7 @@
 // shutdown sweep. It closes by (fd, id), so a connection closed twice, or an fd
 // number that already belongs to a newer connection, is never touched; and it
 // counts the reason only when it really closed something.
+import { MODULE_ID_SPACE } from '../module/abi.js';
 import { T } from '../pool/counters.js';
 import { native } from '../sys.js';
 
@@ -11,7 +12,7 @@ export const LINGER_DRAIN_BYTES = 1 << 20;
 
 /** The id a module sees for host id `id` (ABI v1's i32 conn): id mod 2^31, never 0. */
 export function moduleConnId(id: number): number {
-  return id % 2147483648;
+  return id % MODULE_ID_SPACE;
 }
 
 export interface CloseCount {

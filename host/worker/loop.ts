@@ -37,7 +37,7 @@ export const BATCH_BUDGET_MS = 2;
 /** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
 const STALE_CHECK_MS = 250;
 /** Connections one listener event accepts at most (see accept()). */
-const MAX_ACCEPTS_PER_WAKE = 128;
+import { MAX_ACCEPTS_PER_WAKE } from '../limits.js';
 const SEND_TIMEOUT_WARNING = 'send timeout: closing connections whose clients stopped reading';
 const IDLE_CHECK_MS = 1000;
 

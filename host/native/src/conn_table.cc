@@ -50,16 +50,17 @@
 #include "proxy_protocol.h"
 #include "sender.h"
 #include "sockets.h"
+#include "tcpmod_limits.h"
 #include "timers.h"
 #include "tls.h"
 
 namespace tcpmod {
 namespace {
 
-constexpr int kMaxState = 256;
+constexpr int kMaxState = limits::kStateMax;
 constexpr int kLoadEof = 1 << 30;  // connLoad's EOF bit; lengths stay below 4 MiB
 // Ids a module sees are i32: the id modulo 2^31 (see NextId).
-constexpr uint64_t kModuleIdSpace = 1ull << 31;
+constexpr uint64_t kModuleIdSpace = limits::kModuleIdSpace;
 
 struct Conn {
   uint64_t id;
@@ -422,7 +423,7 @@ Napi::Value ConnOpen(const Napi::CallbackInfo& info) {
       (info.Length() > 5 && !ArgInt(info, 5, &tls_ctx)) || (info.Length() > 6 && !ArgInt(info, 6, &generation)))
     return info.Env().Undefined();
   if (state_size < 0 || state_size > kMaxState || (kind != kKindConn && kind != kKindListen)) {
-    Napi::RangeError::New(info.Env(), "stateSize must be 0..256 and kind 0 or 1").ThrowAsJavaScriptException();
+    Napi::RangeError::New(info.Env(), "stateSize must be 0.." + std::to_string(kMaxState) + " and kind 0 or 1").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   if (fd < 0 || fd > (1 << 30)) return Num(info, -EBADF);
@@ -1145,13 +1146,13 @@ Napi::Value TimersForget(const Napi::CallbackInfo& info) {
   return Num(info, 0);
 }
 
-// timerSet(fd, id, ms) -> 0 | -EINVAL (ms outside 0..86,400,000) | -EBADF. The
+// timerSet(fd, id, ms) -> 0 | -EINVAL (ms outside 0..limits::kTimerMaxMs) | -EBADF. The
 // module's single timer: ms from now, replacing any; 0 cancels (and a firing
 // not yet delivered).
 Napi::Value TimerSet(const Napi::CallbackInfo& info) {
   int64_t fd, id, ms;
   if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &ms)) return info.Env().Undefined();
-  if (ms < 0 || ms > 86400000) return Num(info, -EINVAL);
+  if (ms < 0 || ms > limits::kTimerMaxMs) return Num(info, -EINVAL);
   std::lock_guard<TableMutex> lock(table_mu);
   Conn* c = FindLocked(static_cast<int>(fd), static_cast<uint64_t>(id));
   Group* g = c ? GroupOf(c->group) : nullptr;
@@ -1539,7 +1540,7 @@ Napi::Value ConnMigrate(const Napi::CallbackInfo& info) {
       !ArgInt(info, 3, &state_size) || !ArgInt(info, 4, &in_cap))
     return info.Env().Undefined();
   if (state_size < 0 || state_size > kMaxState) {
-    Napi::RangeError::New(info.Env(), "stateSize must be 0..256").ThrowAsJavaScriptException();
+    Napi::RangeError::New(info.Env(), "stateSize must be 0.." + std::to_string(kMaxState)).ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   Conn* c = Find(fd, id);

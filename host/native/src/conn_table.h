@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "tcpmod_limits.h"
+
 namespace tcpmod {
 
 // What an epoll item is.
@@ -10,13 +12,14 @@ enum Kind : int { kKindConn = 0, kKindListen = 1, kKindWake = 2, kKindTimer = 3,
                   kKindUnopened = 4 /* in listings only: a connection on_open has not started for */,
                   kKindDue = 5 /* the due list's eventfd */ };
 
-// An epoll item's 64-bit data: (tag << 36) | (kind << 32) | fd. The tag is the
-// low 28 bits of the table entry's id (0 for items outside the table): an event
-// epoll reported for a connection that has since closed, its fd number reused
-// by a new one, carries the old tag, and ClaimEvent does not take it for the
-// new connection (ids never repeat; tags only after 2^28 connections).
-constexpr int kEpollTagShift = 36;
-constexpr uint64_t kEpollTagMask = (1ull << 28) - 1;
+// An epoll item's 64-bit data: (tag << kEpollTagShift) | (kind << 32) | fd. The tag is the
+// low limits::kEpollTagBits bits of the table entry's id (0 for items outside
+// the table): an event epoll reported for a connection that has since closed, its
+// fd number reused by a new one, carries the old tag, and ClaimEvent does not take
+// it for the new connection (ids never repeat; tags only after 2^kEpollTagBits connections).
+// tcpmod_limits.h asserts that tag, kind and fd fill the 64 bits.
+constexpr int kEpollTagShift = 64 - limits::kEpollTagBits;
+constexpr uint64_t kEpollTagMask = (1ull << limits::kEpollTagBits) - 1;
 inline uint64_t EpollPack(int kind, int fd, uint64_t id) {
   return ((id & kEpollTagMask) << kEpollTagShift) | (static_cast<uint64_t>(kind & 0xf) << 32) | static_cast<uint32_t>(fd);
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <ctime>
+#include <string>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -58,7 +59,7 @@ Napi::Value TestWaitPause(const Napi::CallbackInfo& info) {
 }
 
 // The most events one epoll_wait takes (--batch is checked against it in options.ts).
-constexpr int64_t kMaxBatch = 256;
+constexpr int64_t kMaxBatch = limits::kBatchMax;
 
 // epollWait(epfd, timeoutMs, out: Float64Array(5 or 8), holder, cells: Int32Array, busyGlobal, busySlot,
 //           maxEvents = 1, mem?, inPtr?, inCap?, statePtr?, generation?)
@@ -106,7 +107,7 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   if (max_events < 1 || max_events > kMaxBatch) {
-    Napi::RangeError::New(info.Env(), "maxEvents must be 1..256").ThrowAsJavaScriptException();
+    Napi::RangeError::New(info.Env(), "maxEvents must be 1.." + std::to_string(kMaxBatch)).ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();

@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "tcpmod_limits.h"
+
 namespace tcpmod {
 
 // "No deadline": a wake time that never comes.
@@ -75,7 +77,7 @@ class ServerTimers {
   // wake, which comes at once (the timerfd is set to their past deadline), so
   // a burst of due items is handled in slices and never holds the table lock
   // for all of them in one go.
-  static constexpr int kMaxPerWake = 128;
+  static constexpr int kMaxPerWake = limits::kTimerPopsPerWake;
   // A deadline that moves later by less than this is left where it is (the
   // item fires a little early; its owner looks, finds nothing due, and
   // schedules again): a connection whose read deadline moves with every event
