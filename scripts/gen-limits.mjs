@@ -48,10 +48,22 @@ export function limitEntries({ options, abi, limits }) {
     ['kDurationMaxMs', 'int64_t', Math.max(...durationMaxes), 'options.ts: the largest max of a duration option', 'the longest duration any option passes down, ms'],
     ['kTimerPopsPerWake', 'int', limits.TIMER_POPS_PER_WAKE, 'limits.ts TIMER_POPS_PER_WAKE', 'timer items one timerfd wake takes, at most'],
     ['kEpollTagBits', 'int', limits.EPOLL_TAG_BITS, 'limits.ts EPOLL_TAG_BITS', "bits of a connection id in its epoll item's data (stale-event tag)"],
+    // The key-value store's numbers (docs/abi.md §10, §14), as kv_core.h names them.
+    ...Object.entries(abi.KV).map(([k, v]) => [`kKv${camel(k)}`, 'int64_t', v, `abi.ts KV.${k}`, 'a kv call\'s result code']),
+    ['kKvNx', 'int', abi.KV_NX, 'abi.ts KV_NX', 'kv_set_ex / kv_cas flag: only when absent'],
+    ['kKvXx', 'int', abi.KV_XX, 'abi.ts KV_XX', 'kv flag: only when present'],
+    ['kKvKeepTtl', 'int', abi.KV_KEEPTTL, 'abi.ts KV_KEEPTTL', 'kv flag: keep the key\'s TTL'],
+    ['kKvPrepend', 'int', abi.KV_PREPEND, 'abi.ts KV_PREPEND', 'kv_append flag: prepend'],
+    ['kKvTtlMax', 'int64_t', abi.KV_TTL_MAX, 'abi.ts KV_TTL_MAX', 'the longest TTL a kv call accepts, ms'],
   ].map(([name, type, value, from, doc]) => {
     if (!Number.isSafeInteger(value)) throw new Error(`gen-limits: ${from} is not an integer (${value})`);
     return { name, type, value, from, doc };
   });
+}
+
+/** NOT_INTEGER -> NotInteger. */
+function camel(upper) {
+  return upper.toLowerCase().replace(/(?:^|_)([a-z])/g, (_, c) => c.toUpperCase());
 }
 
 /** The header's text for the three tables. */
@@ -94,6 +106,9 @@ static_assert((uint64_t{1} << kEpollTagBits) <= kModuleIdSpace, "the stale-event
 // Durations reach native code as an int of ms (poll, epoll_wait, SendAll's timeout): past INT32_MAX one waits forever.
 static_assert(kDurationMaxMs <= INT32_MAX && kTimerMaxMs <= INT32_MAX, "a duration limit overflows an int of ms");
 static_assert(kBatchMax >= 1 && kTimerPopsPerWake >= 1, "a wake must take at least one item");
+// kv_set_ex's flags are bits of one word; a TTL is held as ms in an int64 (and an expiry time beside the clock).
+static_assert((kKvNx & kKvXx) == 0 && (kKvNx & kKvKeepTtl) == 0 && (kKvXx & kKvKeepTtl) == 0, "kv flags must be distinct bits");
+static_assert(kKvTtlMax > 0 && kKvTtlMax <= (int64_t{1} << 52), "a kv TTL must stay far inside an int64 of ms");
 
 }  // namespace limits
 }  // namespace tcpmod

@@ -41,7 +41,7 @@ function spellings(value: number): RegExp[] {
   const log2 = Math.log2(value);
   if (Number.isInteger(log2) && log2 >= 8) {
     // (Prose such as "mod 2^31" in a comment is not a second definition, and is not looked for.)
-    out.push(new RegExp(`\\b1(?:u|ul|ull|l|ll)?\\s*<<\\s*${log2}\\b`, 'i'));
+    out.push(new RegExp(`\\b1(?:u|ul|ull|l|ll)?\\}?\\s*<<\\s*${log2}\\b`, 'i'));
     // 4 * 1024 * 1024, 64 * 1024 and the like.
     const kib = value / 1024, mib = value / 1024 / 1024;
     if (Number.isInteger(mib) && mib >= 1) out.push(new RegExp(`\\b${mib}\\s*\\*\\s*1024\\s*\\*\\s*1024\\b`));
@@ -66,6 +66,10 @@ describe('tcpmod_limits.h', () => {
     expect(byName.kDurationMaxMs).toBe(options.MAX_DURATION_MS);
     expect(byName.kTimerPopsPerWake).toBe(limits.TIMER_POPS_PER_WAKE);
     expect(byName.kEpollTagBits).toBe(limits.EPOLL_TAG_BITS);
+    expect(byName.kKvTtlMax).toBe(abi.KV_TTL_MAX);
+    expect(byName.kKvMissing).toBe(abi.KV.MISSING);
+    expect(byName.kKvTooSmall).toBe(abi.KV.TOO_SMALL);
+    expect(byName.kKvKeepTtl).toBe(abi.KV_KEEPTTL);
   });
 
   it('no value of it is written again as a literal in host/native/src', () => {
@@ -73,6 +77,8 @@ describe('tcpmod_limits.h', () => {
     expect(files.length).toBeGreaterThan(10);
     const found: string[] = [];
     for (const e of limitEntries(tables) as Entry[]) {
+      // Result codes and flag bits (-7..4) are small numbers written everywhere for other things.
+      if (Math.abs(e.value) < 16) continue;
       // The tag width is a shift count: look for the mask and shift it makes.
       const patterns = e.name === 'kEpollTagBits'
         ? [new RegExp(`<<\\s*${e.value}\\b`), new RegExp(`(?:<<|=)\\s*${64 - e.value}\\b`)]
@@ -96,6 +102,7 @@ describe('tcpmod_limits.h', () => {
     expect(hits(86_400_000, 'if (ms < 0 || ms > 86400000) return')).toBe(true);
     expect(hits(86_400_000, '// ms outside 0..86,400,000')).toBe(true);
     expect(hits(4 * 1024 * 1024, 'constexpr size_t kMax = 4 * 1024 * 1024;')).toBe(true);
+    expect(hits(2 ** 46, 'constexpr int64_t kTtlMax = int64_t{1} << 46;')).toBe(true);
     expect(hits(256, 'constexpr int64_t kLingerReadBudget = 256 * 1024;')).toBe(false);
     expect(hits(1024, 'by_fd.resize(static_cast<size_t>(fd) + 1024, nullptr);')).toBe(false);
     expect(hits(1024, 'if (cap <= 1024 || items_.size() * 4 > cap) return;')).toBe(false);

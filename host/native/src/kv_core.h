@@ -9,26 +9,28 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tcpmod_limits.h"
+
 namespace tcpmod {
 namespace kv {
 
 // Result codes (docs/abi.md §14). Non-negative results are per function.
-constexpr int64_t kMissing = -1;
-constexpr int64_t kFull = -2;
-constexpr int64_t kUnavailable = -3;
-constexpr int64_t kInvalid = -4;
-constexpr int64_t kExists = -5;      // NX found the key; compare-and-set found another version
-constexpr int64_t kNotInteger = -6;  // incr on a value that is not a canonical i64, or overflow
-constexpr int64_t kTooSmall = -7;    // scan: out cannot hold the next bucket's keys
+constexpr int64_t kMissing = limits::kKvMissing;
+constexpr int64_t kFull = limits::kKvFull;
+constexpr int64_t kUnavailable = limits::kKvUnavailable;
+constexpr int64_t kInvalid = limits::kKvInvalid;
+constexpr int64_t kExists = limits::kKvExists;  // NX found the key; compare-and-set found another version
+constexpr int64_t kNotInteger = limits::kKvNotInteger;  // incr on a value that is not a canonical i64, or overflow
+constexpr int64_t kTooSmall = limits::kKvTooSmall;  // scan: out cannot hold the next bucket's keys
 
 // kv_set_ex / kv_cas flags.
-constexpr int kNX = 1, kXX = 2, kKeepTtl = 4;
+constexpr int kNX = limits::kKvNx, kXX = limits::kKvXx, kKeepTtl = limits::kKvKeepTtl;
 // kv_append flags (kXX as above: only when present).
-constexpr int kPrepend = 1;
+constexpr int kPrepend = limits::kKvPrepend;
 // kv_incr_ex flags (kXX: a missing key is -1, nothing is created).
 
 // The longest TTL accepted, in ms (about 2,200 years).
-constexpr int64_t kTtlMax = int64_t{1} << 46;
+constexpr int64_t kTtlMax = limits::kKvTtlMax;
 
 enum class Policy { kNoEviction, kAllKeysLru, kVolatileLru, kAllKeysLfu };
 

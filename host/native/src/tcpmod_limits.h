@@ -35,6 +35,30 @@ constexpr int64_t kDurationMaxMs = 86400000;
 constexpr int kTimerPopsPerWake = 128;
 // bits of a connection id in its epoll item's data (stale-event tag) (limits.ts EPOLL_TAG_BITS)
 constexpr int kEpollTagBits = 28;
+// a kv call's result code (abi.ts KV.MISSING)
+constexpr int64_t kKvMissing = -1;
+// a kv call's result code (abi.ts KV.FULL)
+constexpr int64_t kKvFull = -2;
+// a kv call's result code (abi.ts KV.UNAVAILABLE)
+constexpr int64_t kKvUnavailable = -3;
+// a kv call's result code (abi.ts KV.INVALID)
+constexpr int64_t kKvInvalid = -4;
+// a kv call's result code (abi.ts KV.EXISTS)
+constexpr int64_t kKvExists = -5;
+// a kv call's result code (abi.ts KV.NOT_INTEGER)
+constexpr int64_t kKvNotInteger = -6;
+// a kv call's result code (abi.ts KV.TOO_SMALL)
+constexpr int64_t kKvTooSmall = -7;
+// kv_set_ex / kv_cas flag: only when absent (abi.ts KV_NX)
+constexpr int kKvNx = 1;
+// kv flag: only when present (abi.ts KV_XX)
+constexpr int kKvXx = 2;
+// kv flag: keep the key's TTL (abi.ts KV_KEEPTTL)
+constexpr int kKvKeepTtl = 4;
+// kv_append flag: prepend (abi.ts KV_PREPEND)
+constexpr int kKvPrepend = 1;
+// the longest TTL a kv call accepts, ms (abi.ts KV_TTL_MAX)
+constexpr int64_t kKvTtlMax = 70368744177664;
 
 // Relations the native code relies on; a table change that breaks one stops the build here.
 static_assert(kStateMax > 0 && kIoMin > 0 && kIoMin <= kIoMax, "IoDesc bounds out of order");
@@ -53,6 +77,9 @@ static_assert((uint64_t{1} << kEpollTagBits) <= kModuleIdSpace, "the stale-event
 // Durations reach native code as an int of ms (poll, epoll_wait, SendAll's timeout): past INT32_MAX one waits forever.
 static_assert(kDurationMaxMs <= INT32_MAX && kTimerMaxMs <= INT32_MAX, "a duration limit overflows an int of ms");
 static_assert(kBatchMax >= 1 && kTimerPopsPerWake >= 1, "a wake must take at least one item");
+// kv_set_ex's flags are bits of one word; a TTL is held as ms in an int64 (and an expiry time beside the clock).
+static_assert((kKvNx & kKvXx) == 0 && (kKvNx & kKvKeepTtl) == 0 && (kKvXx & kKvKeepTtl) == 0, "kv flags must be distinct bits");
+static_assert(kKvTtlMax > 0 && kKvTtlMax <= (int64_t{1} << 52), "a kv TTL must stay far inside an int64 of ms");
 
 }  // namespace limits
 }  // namespace tcpmod
