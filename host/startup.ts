@@ -63,7 +63,7 @@ function takeThread(): Worker {
     const { worker, timer, gone } = idle;
     idle = null;
     clearTimeout(timer);
-    worker.off('exit', gone).ref();
+    worker.off('exit', gone).off('error', gone).ref();
     return worker;
   }
   return newThread();
@@ -78,13 +78,15 @@ function giveBack(worker: Worker): void {
     void worker.terminate();
   }, IDLE_KEEP_MS);
   timer.unref();
-  // An idle thread that dies is simply forgotten.
+  // An idle thread that dies, or fails to start (its script missing, say), is simply forgotten: the
+  // next trial starts a thread of its own and reports such a failure to its caller. Without an
+  // 'error' listener here, that failure would be an uncaught exception of the whole process.
   const gone = () => {
     if (idle?.worker !== worker) return;
     clearTimeout(idle.timer);
     idle = null;
   };
-  worker.once('exit', gone);
+  worker.once('exit', gone).on('error', gone);
   idle = { worker, timer, gone };
 }
 

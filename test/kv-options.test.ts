@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULTS, OPTIONS, OptionError, parseKv, resolveOptions, type OptionSpec, type ServerOptions } from '../host/options.js';
-import { createServer } from '../host/server.js';
+import { DEFAULTS, OPTIONS, OptionError, parseKv, resolveOptions, type OptionSpec, type ServerOptions } from '../dist/options.js';
+import { createServer } from '../dist/server.js';
 import { run } from './server-process.js';
 
 const module = 'build/echo.wasm';

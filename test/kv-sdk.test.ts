@@ -4,7 +4,7 @@
 // exact when many connections interleave on the process store.
 import { describe, expect, it } from 'vitest';
 import { V1_2_IMPORTS } from '../host/module/abi.js';
-import { describeModule } from '../host/inspect.js';
+import { describeModule } from '../dist/inspect.js';
 import { createConnection } from 'node:net';
 import { loadModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
