@@ -394,7 +394,7 @@ export class ModuleInstance {
       },
       unsubscribe: (conn: number, kind: number, ptr: number, len: number): number => {
         if (conn !== this.conn || conn === 0 || !this.hooks.unsubscribe) return -1;
-        if (kind !== -1) this.region('tcpmod.unsubscribe topic', ptr, len);
+        if (kind !== -1) this.region('tcpmod.unsubscribe topic', ptr, len); // len 0: every subscription of the kind
         return this.hooks.unsubscribe(kind, this.buffer, kind === -1 ? 0 : ptr >>> 0, kind === -1 ? 0 : len >>> 0);
       },
       publish: (topic: number, topicLen: number, msg: number, msgLen: number): number => {

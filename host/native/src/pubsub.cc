@@ -57,7 +57,7 @@ Napi::Value TopicSubscribe(const Napi::CallbackInfo& info) {
 }
 
 // topicUnsubscribe(fd, id, kind, mem, ptr, len) -> 1 | 0 not subscribed | -3; kind -1: all of
-// them, the result how many. Holder only.
+// them, len 0: all of that kind, the result how many. Holder only.
 Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
   int64_t fd, id, kind;
   uint8_t* p;
@@ -71,7 +71,9 @@ Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
     if (t == nullptr) return;
     SubKey k{static_cast<int>(fd), static_cast<uint64_t>(id)};
     TopicTable& table = GroupAt(t->group).table;
-    rc = kind == -1 ? table.UnsubscribeAll(k) : table.Unsubscribe(k, static_cast<int>(kind), text);
+    if (kind == -1) rc = table.UnsubscribeAll(k);
+    else if (text.empty() && kind >= kTopicExact && kind <= kTopicMqtt) rc = table.UnsubscribeKind(k, static_cast<int>(kind));
+    else rc = table.Unsubscribe(k, static_cast<int>(kind), text);
   });
   return Num(info, rc);
 }

@@ -164,6 +164,16 @@ int TopicTable::UnsubscribeAll(SubKey k) {
   return n;
 }
 
+int TopicTable::UnsubscribeKind(SubKey k, int kind) {
+  auto it = by_conn_.find(k);
+  if (it == by_conn_.end()) return 0;
+  const std::vector<std::pair<int, std::string>> mine = it->second;
+  int n = 0;
+  for (const auto& s : mine)
+    if (s.first == kind) n += Unsubscribe(k, s.first, s.second);
+  return n;
+}
+
 int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const {
   int n = 0;
   static const std::string kNone;

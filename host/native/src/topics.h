@@ -54,6 +54,8 @@ class TopicTable {
   int Unsubscribe(SubKey k, int kind, const std::string& text);
   // Every subscription of k (its connection closed, or unsubscribe-all): how many there were.
   int UnsubscribeAll(SubKey k);
+  // Every subscription of k of one kind (Redis UNSUBSCRIBE / PUNSUBSCRIBE without arguments): how many.
+  int UnsubscribeKind(SubKey k, int kind);
   // Calls fn(subscriber, pattern) once per subscription that matches `topic`
   // (pattern empty for an exact one); returns how many. fn must not change the table.
   int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const;

@@ -92,6 +92,12 @@ int main() {
   CHECK(t.UnsubscribeAll(a) == static_cast<int>(kMaxSubscriptions));
   CHECK(t.empty() && t.topics() == 0 && t.subscriptions() == 0);
 
+  // Per kind (UNSUBSCRIBE without arguments leaves the patterns).
+  CHECK(t.Subscribe(a, kTopicExact, "x") == 1 && t.Subscribe(a, kTopicExact, "y") == 1 && t.Subscribe(a, kTopicGlob, "x*") == 1);
+  CHECK(t.UnsubscribeKind(a, kTopicExact) == 2);
+  CHECK(t.Of(a) == 1 && t.topics() == 0 && t.patterns() == 1);
+  CHECK(t.UnsubscribeKind(a, kTopicGlob) == 1 && t.empty());
+
   // The mailbox bound.
   Mailbox box;
   Message m{"t", "", std::string(100, 'x')};
