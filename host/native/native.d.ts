@@ -226,6 +226,8 @@ export interface NativeBinding {
   connMessage(fd: number, id: number, mem: ArrayBuffer, ptr: number, cap: number, lens: Int32Array): number;
   topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
   readonly DUE_MESSAGE: number;
+  /** -3 the subscription (kind, text) is invalid; else 1 when it matches `topic` (or, without one, is valid), 0 not. */
+  topicCheck(kind: number, text: Uint8Array, topic?: Uint8Array): number;
   readonly DUE_TIMEOUT: number;
   readonly DUE_DRAIN_IDLE: number;
   readonly DUE_HANDSHAKE: number;

@@ -176,6 +176,26 @@ Napi::Value TopicsStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// topicCheck(kind, text: Uint8Array, topic?: Uint8Array) -> -3 the subscription is invalid |
+// 1 it matches the topic (or, without one, is valid) | 0 it does not. For the test harness
+// (tcpmod/testing), which keeps its own table but must match as a server does.
+Napi::Value TopicCheck(const Napi::CallbackInfo& info) {
+  int64_t kind;
+  if (!ArgInt(info, 0, &kind)) return info.Env().Undefined();
+  auto bytes = [&](size_t i) {
+    Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
+    return std::string(reinterpret_cast<const char*>(a.Data()), a.ByteLength());
+  };
+  if (info.Length() < 2 || !info[1].IsTypedArray() || (info.Length() > 2 && !info[2].IsTypedArray())) {
+    Napi::TypeError::New(info.Env(), "topicCheck: text and topic must be Uint8Arrays").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  std::string text = bytes(1);
+  if (!TopicValid(static_cast<int>(kind), text)) return Num(info, kTopicInvalid);
+  if (info.Length() < 3) return Num(info, 1);
+  return Num(info, TopicMatches(static_cast<int>(kind), text, bytes(2)) ? 1 : 0);
+}
+
 }  // namespace
 
 void TopicsForgetLocked(int fd, uint64_t id, ConnTopics* t) {
@@ -190,6 +210,7 @@ void InitPubSub(Napi::Env env, Napi::Object exports) {
   exports.Set("topicUnsubscribe", Napi::Function::New(env, TopicUnsubscribe, "topicUnsubscribe"));
   exports.Set("topicPublish", Napi::Function::New(env, TopicPublish, "topicPublish"));
   exports.Set("connMessage", Napi::Function::New(env, ConnMessage, "connMessage"));
+  exports.Set("topicCheck", Napi::Function::New(env, TopicCheck, "topicCheck"));
   exports.Set("topicsStats", Napi::Function::New(env, TopicsStats, "topicsStats"));
 }
 

@@ -103,17 +103,21 @@ bool MqttMatch(const std::string& f, const char* s, size_t sn) {
   }
 }
 
-namespace {
-bool Valid(int kind, const std::string& t) {
+bool TopicValid(int kind, const std::string& t) {
   if (t.empty() || t.size() > kMaxTopic) return false;
   if (kind == kTopicExact || kind == kTopicGlob) return true;
   if (kind == kTopicMqtt) return MqttFilterValid(t);
   return false;
 }
-}  // namespace
+
+bool TopicMatches(int kind, const std::string& text, const std::string& topic) {
+  if (kind == kTopicExact) return text == topic;
+  if (kind == kTopicGlob) return GlobMatch(text.data(), text.size(), topic.data(), topic.size());
+  return MqttMatch(text, topic.data(), topic.size());
+}
 
 int TopicTable::Subscribe(SubKey k, int kind, const std::string& text) {
-  if (!Valid(kind, text)) return kTopicInvalid;
+  if (!TopicValid(kind, text)) return kTopicInvalid;
   auto& mine = by_conn_[k];
   for (auto& s : mine)
     if (s.first == kind && s.second == text) return 0;
@@ -185,9 +189,7 @@ int TopicTable::Match(const std::string& topic, const std::function<void(SubKey,
     }
   }
   for (const Pattern& p : patterns_) {
-    bool hit = p.kind == kTopicGlob ? GlobMatch(p.text.data(), p.text.size(), topic.data(), topic.size())
-                                    : MqttMatch(p.text, topic.data(), topic.size());
-    if (!hit) continue;
+    if (!TopicMatches(p.kind, p.text, topic)) continue;
     fn(p.who, p.text);
     n++;
   }

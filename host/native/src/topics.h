@@ -46,6 +46,11 @@ bool MqttMatch(const std::string& filter, const char* s, size_t slen);
 // '#' only as the whole last level, '+' only as a whole level.
 bool MqttFilterValid(const std::string& filter);
 
+// Whether `text` is a valid subscription of `kind` (what Subscribe checks).
+bool TopicValid(int kind, const std::string& text);
+// Whether a subscription of `kind` with `text` matches `topic` (what Match applies).
+bool TopicMatches(int kind, const std::string& text, const std::string& topic);
+
 class TopicTable {
  public:
   // 1 subscribed, 0 it was already, kTopicInvalid, kTopicTooMany.
