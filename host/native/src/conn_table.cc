@@ -690,6 +690,8 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
     }
     // One message per event: the rest are due next, unless the client is not reading its
     // output (backpressure): then they wait in the mailbox, whose bound closes a subscriber that never catches up.
+    // A connection in its close phase takes no messages (the module closed it): its mailbox is dropped.
+    if (c->topics && c->closing) c->topics->mail.Clear();
     if (c->topics && !c->topics->mail.empty() && !c->paused && !(c->due & kDueMessage)) MarkConnDueLocked(fd, c->id, kDueMessage);
   }
   return ev;
