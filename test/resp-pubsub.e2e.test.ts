@@ -1,9 +1,11 @@
 // resp.wasm pub/sub (SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, PUBLISH)
 // over real sockets: redis-cli in subscribed mode in one process receiving what
 // redis-cli PUBLISH sends from another, and the RESP2 replies, pushes and
-// subscribed-mode rules byte for byte as Redis sends them.
+// subscribed-mode rules byte for byte as Redis sends them; and node-redis
+// (the npm `redis` client) in subscribed mode.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { open, readBytes } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
@@ -86,6 +88,27 @@ describe('resp.wasm pub/sub', () => {
     await exchange(b, cmd('PUBLISH', 'y', 'late'), ':0\r\n');
     await exchange(a, cmd('PING'), '+PONG\r\n');
     await exchange(a, cmd('GET', 'pubsub:none'), '$-1\r\n');
+  });
+
+  it('node-redis subscribe and pSubscribe get what another node-redis client publishes, and stop after unsubscribing', async () => {
+    const sub = createClient({ url: `redis://127.0.0.1:${srv.port}` });
+    const pub = createClient({ url: `redis://127.0.0.1:${srv.port}` });
+    try {
+      await sub.connect();
+      await pub.connect();
+      const got: string[][] = [];
+      await sub.subscribe('lib:ch', (message, channel) => got.push(['message', channel, message]));
+      await sub.pSubscribe('lib:*', (message, channel) => got.push(['pmessage', channel, message]));
+      expect(await pub.publish('lib:ch', 'hi')).toBe(2);
+      expect(await pub.publish('lib:other', 'yo')).toBe(1);
+      await until(() => got.length === 3, () => JSON.stringify(got));
+      expect(got).toEqual([['message', 'lib:ch', 'hi'], ['pmessage', 'lib:ch', 'hi'], ['pmessage', 'lib:other', 'yo']]);
+      await sub.unsubscribe('lib:ch');
+      await sub.pUnsubscribe();
+      expect(await pub.publish('lib:ch', 'late')).toBe(0);
+    } finally {
+      await Promise.allSettled([sub.quit(), pub.quit()]);
+    }
   });
 
   it('a subscriber that closes leaves no subscription behind', async () => {
