@@ -57,6 +57,9 @@ export interface LoopHooks {
   notify(type: 'connection' | 'close', conn: number, reason: number): void;
 }
 
+/** Messages one claim of a subscriber delivers at most (one on_message call each) before it re-arms. */
+export const MESSAGES_PER_EVENT = 32;
+
 /** A topic call's native result as the ABI gives it: -EBADF (no such connection) is -1. */
 function topicResult(r: number): number {
   return r < -4 ? -1 : r;
@@ -301,10 +304,13 @@ export class EventLoop implements Transport {
   }
 
   /**
-   * Its mailbox holds a message (docs/abi.md §15): on_message with the
-   * carry-over, then the topic, pattern and message after it. One message per
-   * event: the re-arm marks the connection due again while its mailbox is not
-   * empty, so a subscriber's messages interleave fairly with other work.
+   * Its mailbox holds messages (docs/abi.md §15): on_message with the
+   * carry-over, then the topic, pattern and message after it, for up to
+   * MESSAGES_PER_EVENT messages in this one claim (each call's output sent
+   * before the next call reuses the out region); the re-arm marks the
+   * connection due again while its mailbox is not empty, so a subscriber's
+   * messages interleave fairly with other work. Stops early when the client
+   * is not reading (queued output above its mark).
    */
   private message(fd: number, id: number): void {
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
@@ -313,14 +319,34 @@ export class EventLoop implements Transport {
     const d = inst.desc;
     this.fd = fd;
     this.id = id;
+    this.backlog = 0;
     const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
     if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
-    const inLen = len & ~native.LOAD_EOF;
-    const got = native.connMessage(fd, id, inst.buffer, d.inPtr + inLen, d.inCap - inLen, this.lens);
-    // None (taken with an earlier event), or one too big for the room left (dropped, counted): nothing to call.
-    if (got !== 1 || !inst.hasOnMessage) return this.rearm(fd, id);
-    const l = this.lens;
-    this.after(fd, id, this.driver.message(inst, moduleConnId(id), inLen, l[0], l[1], l[2]));
+    let inLen = len & ~native.LOAD_EOF;
+    const drv = this.driver;
+    for (let k = 0; ; k++) {
+      const got = inst.hasOnMessage ? native.connMessage(fd, id, inst.buffer, d.inPtr + inLen, d.inCap - inLen, this.lens) : 0;
+      // None left (or one too big for the room left: dropped, counted): keep the carry-over and state, re-arm.
+      if (got !== 1) {
+        if (k === 0) return this.rearm(fd, id);
+        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+        return;
+      }
+      const l = this.lens;
+      const r = drv.message(inst, moduleConnId(id), inLen, l[0], l[1], l[2]);
+      if (r !== KEEP || k + 1 >= MESSAGES_PER_EVENT) return this.after(fd, id, r);
+      if (drv.outLen > 0) {
+        const reason = this.send(drv.outMem, drv.outPtr, drv.outLen);
+        if (reason >= 0) return this.close(fd, id, reason);
+      }
+      // The carry-over the call left goes back to in_ptr for the next message.
+      if (drv.restPtr !== d.inPtr && drv.restLen > 0) new Uint8Array(inst.buffer).copyWithin(d.inPtr, drv.restPtr, drv.restPtr + drv.restLen);
+      inLen = drv.restLen;
+      if (this.congested(0)) {
+        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+        return;
+      }
+    }
   }
 
   /**
