@@ -688,7 +688,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
       if (c->grp && static_cast<int64_t>(queued) > c->grp->out_high) c->paused = true;
       if (c->paused || c->closing) ev.events &= ~static_cast<uint32_t>(EPOLLIN);
     }
-    // One message per event: the rest are due next, unless the client is not reading its
+    // Messages left after an event (it delivers a bounded number) are due next, unless the client is not reading its
     // output (backpressure): then they wait in the mailbox, whose bound closes a subscriber that never catches up.
     // A connection in its close phase takes no messages (the module closed it): its mailbox is dropped.
     if (c->topics && c->closing) c->topics->mail.Clear();
