@@ -40,11 +40,14 @@ import {
 } from "./resp/parser";
 import { execute } from "./resp/dispatch";
 import { forgetNotedKeys } from "./resp/store";
+import { onMessage } from "./resp/pubsub";
+import { setOnMessage } from "tcpmod/assembly/sdk";
 
 /** Bulk strings longer than this are collected by the host (tcpmod.want) rather than re-parsed per packet. */
 const WANT_FROM: i32 = 64 * 1024;
 
 configure(IN_CAP, OUT_CAP, STATE_SIZE, onData);
+setOnMessage(onMessage);
 
 function onData(c: Conn): Action {
   forgetNotedKeys();

@@ -120,6 +120,10 @@ export const OPTIONS = {
     flag: '--max-output-memory', arg: '<size>', kind: { type: 'size', min: 1 << 20, max: 2 ** 50 }, default: '256MiB',
     help: 'queued output of all connections; past it the connections holding most are closed (reason 3)',
   },
+  maxMailbox: {
+    flag: '--max-mailbox', arg: '<size>', kind: { type: 'size', min: 16384, max: 2 ** 40 }, default: '4MiB',
+    help: 'published messages one subscriber may have waiting (bytes, + 64 per message); past it the subscriber is closed (reason 3)',
+  },
   maxInputMemory: {
     flag: '--max-input-memory', arg: '<size>', kind: { type: 'size', min: 1 << 20, max: 2 ** 50 }, default: '512MiB',
     help: 'unconsumed input of all connections; past it the connections holding most are closed (reason 3)',
@@ -292,6 +296,7 @@ export interface ResolvedOptions {
   maxOutputBuffer: number;
   maxOutputMemory: number;
   maxInputMemory: number;
+  maxMailbox: number;
   handlerTimeoutMs: number;
   startupTimeoutMs: number;
   drainTimeoutMs: number;
@@ -514,6 +519,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxOutputBuffer: pick('maxOutputBuffer'),
     maxOutputMemory: pick('maxOutputMemory'),
     maxInputMemory: pick('maxInputMemory'),
+    maxMailbox: pick('maxMailbox'),
     handlerTimeoutMs: pick('handlerTimeout'),
     startupTimeoutMs: pick('startupTimeout'),
     drainTimeoutMs: pick('drainTimeout'),

@@ -54,6 +54,10 @@ export interface ServerStats {
   timersFired: number;
   /** Items in the timer heap: at most one per open connection with a deadline, whatever its module does. */
   timerHeapSize: number;
+  /** Pub/sub (docs/abi.md §15): distinct exact topics and pattern subscriptions in the table, all
+   *  subscriptions, publishes, messages put in mailboxes, subscribers closed over --max-mailbox, messages
+   *  dropped for not fitting a subscriber's input region. */
+  topics: { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
   /** Bytes of module log messages dropped by the log limit. */
   logDroppedBytes: number;
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
@@ -260,6 +264,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
       check(native.lingerConfigure(this.epfd, o.lingeringTimeMs ?? 0, o.lingeringTimeoutMs), 'lingerConfigure');
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
+      check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
       check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
@@ -694,6 +699,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       timersArmed: this.epfd >= 0 ? native.timersArmed(this.epfd) : 0,
       timersFired: t[T.TIMERS_FIRED],
       timerHeapSize: this.epfd >= 0 ? native.timerHeapSize(this.epfd) : 0,
+      topics: native.topicsStats(this.epfd),
       logDroppedBytes: t[T.LOG_DROPPED],
       ...this.memory(),
       kv: this.kvStats(t),

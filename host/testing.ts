@@ -7,7 +7,7 @@ import { CLOSE_REASONS } from './module/abi.js';
 
 export {
   loadModule, LoadedModule, TestConn, TestClock,
-  type LoadOptions, type SendOptions, type PiecesOptions, type SendResult, type TimerFiring, type LogLine, type LogLevelName, type CloseReasonName,
+  type LoadOptions, type SendOptions, type PiecesOptions, type SendResult, type TimerFiring, type MessageDelivery, type LogLine, type LogLevelName, type CloseReasonName,
 } from './testing/module.js';
 export { ModuleKv, type KvBytes, type KvOp } from './testing/kv.js';
 export { SplitMismatchError, splitPlans, randomPlans, type PieceRun } from './testing/split.js';

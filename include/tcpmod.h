@@ -97,6 +97,21 @@ TCPMOD_IMPORT(conn_info) int32_t tcpmod_conn_info(int32_t conn, int32_t key, voi
  * A module that imports it must export tcpmod_on_timer. */
 TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
 
+/* v1.2 topics (docs/abi.md §15). kind: TCPMOD_TOPIC_EXACT, _GLOB (Redis glob),
+ * _MQTT (MQTT filter). subscribe/unsubscribe act on the connection being
+ * handled: 1 done, 0 nothing to do, -1 not the connection being handled,
+ * -2 too many subscriptions, -3 invalid topic or pattern. unsubscribe with
+ * kind -1 ends every subscription of the connection. publish, from any
+ * callback, returns how many subscriptions it reached, or -3 (invalid topic)
+ * or -4 (message larger than any mailbox). A module that imports subscribe
+ * must export tcpmod_on_message. */
+#define TCPMOD_TOPIC_EXACT 0
+#define TCPMOD_TOPIC_GLOB 1
+#define TCPMOD_TOPIC_MQTT 2
+TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
+TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
+TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void* topic, int32_t topic_len, const void* msg, int32_t msg_len);
+
 /* v1.1: tcpmod.draining () -> i32. 1 once the server has begun a graceful stop. */
 TCPMOD_IMPORT(draining) int32_t tcpmod_draining(void);
 
@@ -203,6 +218,13 @@ TCPMOD_EXPORT(tcpmod_on_close) void tcpmod_on_close(int32_t conn, int32_t reason
  * the carry-over (`in_len` bytes) and state are loaded as for on_data; fill the
  * result record and return an action as on_data does. */
 TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t conn, int32_t in_len);
+
+/* Optional, required when tcpmod_subscribe is imported (v1.2). A message for one
+ * of the connection's subscriptions: the carry-over (in_len bytes) at in_ptr,
+ * then the topic, the matching pattern (0 bytes for an exact subscription) and
+ * the message. Result record and action as for tcpmod_on_timer. */
+TCPMOD_EXPORT(tcpmod_on_message) int32_t tcpmod_on_message(int32_t conn, int32_t in_len, int32_t topic_len,
+                                                           int32_t pattern_len, int32_t msg_len);
 
 /* Optional (live reload, docs/abi.md §11): the version of what the state slot,
  * and the input left unconsumed, mean. On a reload an open connection moves to

@@ -49,6 +49,7 @@ describe('defaults', () => {
       maxOutputBuffer: 8 << 20,
       maxOutputMemory: 256 << 20,
       maxInputMemory: 512 << 20,
+      maxMailbox: 4 << 20,
       handlerTimeoutMs: DEFAULTS.handlerTimeout,
       startupTimeoutMs: 5000,
       drainTimeoutMs: DEFAULTS.drainTimeout,

@@ -20,6 +20,7 @@ import {
   cmdClientSetname, cmdClientGetname, cmdClientId, cmdClientSetinfo, cmdClientInfo, cmdClientList,
   cmdCommandHelp, cmdConfigHelp, cmdClientHelp,
 } from "./server";
+import { cmdSubscribe, cmdUnsubscribe, cmdPsubscribe, cmdPunsubscribe, cmdPublish, subscribedMode } from "./pubsub";
 
 /** Runs a command; returns 0 to carry on, 1 to close the connection after the reply. */
 export type Handler = (c: Conn) => i32;
@@ -174,6 +175,16 @@ add("flushall", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dang
   "Deletes every key; ASYNC and SYNC are accepted and both flush before replying. Not atomic against concurrent writers.", "O(N) where N is the number of keys written since the last flush");
 add("flushdb", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", "server", "1.0.0",
   "Same as FLUSHALL: only database 0 exists.", "O(N) where N is the number of keys written since the last flush");
+add("publish", 3, cmdPublish, "pubsub loading stale fast", 0, 0, 0, "@pubsub @fast", "pubsub", "2.0.0",
+  "Posts a message to a channel; replies how many subscriptions in this server it reached.", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns");
+add("subscribe", -2, cmdSubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
+  "Listens for messages published to channels.", "O(N) where N is the number of channels to subscribe to");
+add("unsubscribe", -1, cmdUnsubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
+  "Stops listening to channels (without arguments: all of them, in one reply).", "O(N) where N is the number of channels to unsubscribe");
+add("psubscribe", -2, cmdPsubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
+  "Listens for messages published to channels that match glob patterns.", "O(N) where N is the number of patterns to subscribe to");
+add("punsubscribe", -1, cmdPunsubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
+  "Stops listening to patterns (without arguments: all of them, in one reply).", "O(N) where N is the number of patterns to unsubscribe");
 
 sub(COMMAND, "count", "command|count", 2, cmdCommandCount, "loading stale", "@slow @connection", "Returns the number of commands.", "O(1)");
 sub(COMMAND, "info", "command|info", -2, cmdCommandInfo, "loading stale", "@slow @connection", "Describes the named commands, or all of them.", "O(N) where N is the number of commands to look up");
@@ -239,6 +250,7 @@ export function execute(c: Conn, argc: i32): i32 {
     }
     cmd = s;
   }
+  if (subscribedMode(c, p0, l0)) return 0;  // RESP2 subscribed mode: PING's form, or a refusal
   if (cmd.firstKey > 0 && hasReservedKey(cmd, argc)) {
     c.writeString("-ERR keys starting with the bytes 0xFF 0x00 are reserved for this server's key index\r\n");
     return 0;

@@ -14,9 +14,10 @@ export const IN_CAP: i32 = 1024 * 1024;
  *  one send; anything larger spills through tcpmod.send, in order. */
 export const OUT_CAP: i32 = 256 * 1024;
 
-/** Per-connection state slot: byte 0 is the client name's length, the name follows. */
-export const STATE_SIZE: i32 = 128;
-export const MAX_NAME: i32 = STATE_SIZE - 1;
+/** Per-connection state slot: byte 0 is the client name's length, the name follows (up
+ *  to 127 bytes); then the pub/sub counts (resp/pubsub.ts, SUBS_AT). */
+export const STATE_SIZE: i32 = 136;
+export const MAX_NAME: i32 = 127;
 
 /** Most arguments one command may have. 65536 covers any inline line up to the
  *  64 KiB inline limit and any multibulk that fits in IN_CAP in practice. */

@@ -8,6 +8,7 @@ import { Action, CONN, beginCall, endCall } from "./conn";
 import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler, stateVersion } from "./hooks";
 import { IO_DESC, inPtr, reserved } from "./regions";
 import { fail } from "./fail";
+import { MESSAGE, beginMessage, messageHandler } from "./topics";
 
 /** Marker export: this module speaks ABI v1. Never called. */
 export function tcpmod_abi_v1(): void {}
@@ -42,6 +43,14 @@ export function tcpmod_on_timer(conn: i32, in_len: i32): i32 {
   beginCall(conn, in_len, 0, true);
   const h = timerHandler;
   return endCall(h ? h(CONN) : Action.Continue);
+}
+
+/** v1.2: a message for one of the connection's subscriptions (after the unconsumed input at in_ptr). */
+export function tcpmod_on_message(conn: i32, in_len: i32, topic_len: i32, pattern_len: i32, msg_len: i32): i32 {
+  beginCall(conn, in_len, 0, true);
+  beginMessage(in_len, topic_len, pattern_len, msg_len);
+  const h = messageHandler;
+  return endCall(h ? h(CONN, MESSAGE) : Action.Continue);
 }
 
 /** v1.1 (live reload): the state version given to configure or setStateVersion; -1: none. */

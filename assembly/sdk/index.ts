@@ -33,7 +33,8 @@
  * - setStateVersion(v) (or configure's 5th argument) lets open connections move
  *   to a reloaded module whose state slot means the same (docs/sdk.md).
  * - Hooks are optional: setOnOpen, setOnClose, setOnInit, setOnTimer (with
- *   Conn.setTimer/cancelTimer: one timer per connection, ABI v1.1).
+ *   Conn.setTimer/cancelTimer: one timer per connection, ABI v1.1), setOnMessage
+ *   (with subscribe/publish: topics between connections, ABI v1.2, topics.ts).
  * - Any abort()/assert failure reaches the host as `tcpmod.abort` and is a
  *   module fault: the connection is closed and the instance replaced.
  */
@@ -44,6 +45,10 @@ export {
   DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
 } from "./hooks";
 export { LogLevel, log, logString, nowMs } from "./host";
+export {
+  subscribe, unsubscribe, unsubscribeAll, publish, setOnMessage, Message, MessageHandler,
+  TOPIC_EXACT, TOPIC_GLOB, TOPIC_MQTT, TOPIC_NOT_HANDLED, TOPIC_TOO_MANY, TOPIC_INVALID, TOPIC_TOO_BIG,
+} from "./topics";
 export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } from "./abi";
 export { decimalLength, decimalLengthU64, formatI64, formatU64, parseI64, parseU64, PARSE_NONE, PARSE_OVERFLOW } from "./decimal";
 export {

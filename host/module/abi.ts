@@ -54,6 +54,10 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   kv_incr_ex: '(i32, i32, i64, i32, i32) -> i32',
   kv_scan: '(i32, i32, i64, i32, i32, i32, i32) -> i32',
   kv_del_prefix: '(i32, i32) -> i32',
+  // v1.2 topics (docs/abi.md §15): (conn, kind, ptr, len) for the connection being handled; publish from any callback.
+  subscribe: '(i32, i32, i32, i32) -> i32',
+  unsubscribe: '(i32, i32, i32, i32) -> i32',
+  publish: '(i32, i32, i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
@@ -62,7 +66,12 @@ export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer
 /** Host functions of the v1.2 store additions: a module using one of them is listed as v1.2. */
 export const V1_2_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
+  'subscribe', 'unsubscribe', 'publish',
 ] as const;
+
+/** Topic subscription kinds (docs/abi.md §15) and topic result codes. */
+export const TOPIC_EXACT = 0, TOPIC_GLOB = 1, TOPIC_MQTT = 2;
+export const TOPIC = { NOT_HANDLED: -1, TOO_MANY: -2, INVALID: -3, TOO_BIG: -4 } as const;
 
 /** kv result codes (docs/abi.md §10, §14). */
 export const KV = { MISSING: -1, FULL: -2, UNAVAILABLE: -3, INVALID: -4, EXISTS: -5, NOT_INTEGER: -6, TOO_SMALL: -7 } as const;
@@ -92,6 +101,8 @@ export const OPTIONAL_EXPORTS: Record<string, string> = {
   tcpmod_on_close: '(i32, i32) -> ()',
   // v1.1: the connection's timer fired; carry-over at in_ptr; result and action as for on_data.
   tcpmod_on_timer: '(i32, i32) -> i32',
+  // v1.2: a message for one of the connection's subscriptions: (conn, in_len, topic_len, pattern_len, msg_len).
+  tcpmod_on_message: '(i32, i32, i32, i32, i32) -> i32',
   // v1.1 (live reload): what the state slot means; equal versions let a connection move to a new module.
   tcpmod_state_version: '() -> i32',
   __collect: '() -> ()',

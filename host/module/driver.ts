@@ -210,13 +210,26 @@ export class AbiDriver {
    * close reason.
    */
   timer(inst: ModuleInstance, conn: number, len: number): number {
+    return this.single(inst, conn, len, () => inst.onTimer(conn, len));
+  }
+
+  /**
+   * on_message (docs/abi.md §15): the carry-over (`len` bytes) at in_ptr, the
+   * topic, pattern and message after it; settled as on_timer's.
+   */
+  message(inst: ModuleInstance, conn: number, len: number, topicLen: number, patternLen: number, msgLen: number): number {
+    return this.single(inst, conn, len, () => inst.onMessage(conn, len, topicLen, patternLen, msgLen));
+  }
+
+  /** A call that receives nothing new (on_timer, on_message) with the carry-over of `len` bytes at in_ptr. */
+  private single(inst: ModuleInstance, conn: number, len: number, call: () => number): number {
     this.linger = false;
     this.outLen = 0;
     this.writes = 0;
     let action: number;
     this.transport.enter(conn);
     try {
-      action = inst.onTimer(conn, len);
+      action = call();
     } catch (e) {
       this.transport.leave();
       return this.faulted(e);

@@ -31,6 +31,14 @@ export interface InstanceHooks {
   connInfo?(key: number): number | string | null;
   /** tcpmod.set_timer for the connection being handled: 0, or negative (ms out of range). Without it: -1. */
   setTimer?(ms: number): number;
+  /**
+   * Topics (docs/abi.md §15). subscribe/unsubscribe for the connection being
+   * handled (kind -1 to unsubscribe: all), publish from any call: the topic
+   * and message regions are in `mem`. Without them: -1 and 0 reached.
+   */
+  subscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  unsubscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  publish?(mem: ArrayBuffer, topicPtr: number, topicLen: number, msgPtr: number, msgLen: number): number;
   /** tcpmod.draining: 1 once the server is stopping. Without it: 0. */
   draining?(): number;
   /** tcpmod.now_ms; without it, the wall clock. */
@@ -109,6 +117,7 @@ export class ModuleInstance {
   private readonly onOpenFn!: ((c: number) => number) | null;
   private readonly onCloseFn!: ((c: number, r: number) => void) | null;
   private readonly onTimerFn!: ((c: number, n: number) => number) | null;
+  private readonly onMessageFn!: ((c: number, n: number, t: number, p: number, m: number) => number) | null;
   private readonly collectFn!: (() => void) | null;
   private readonly initFn!: ((n: number) => number) | null;
 
@@ -143,6 +152,7 @@ export class ModuleInstance {
       this.onOpenFn = verdict.optional.has('tcpmod_on_open') ? ex.tcpmod_on_open : null;
       this.onCloseFn = verdict.optional.has('tcpmod_on_close') ? ex.tcpmod_on_close : null;
       this.onTimerFn = verdict.optional.has('tcpmod_on_timer') ? ex.tcpmod_on_timer : null;
+      this.onMessageFn = verdict.optional.has('tcpmod_on_message') ? ex.tcpmod_on_message : null;
       this.collectFn = verdict.optional.has('__collect') ? ex.__collect : null;
       this.initFn = verdict.optional.has('tcpmod_init') ? ex.tcpmod_init : null;
       if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
@@ -184,6 +194,20 @@ export class ModuleInstance {
   onTimer(conn: number, inLen: number): number {
     if (!this.onTimerFn) throw new Error(`${this.compiled.name}: no tcpmod_on_timer`);
     return this.invoke(this.onTimerFn, 'tcpmod_on_timer', conn, inLen, 0);
+  }
+
+  /**
+   * tcpmod_on_message: the carry-over (in_len bytes) at in_ptr, then the
+   * topic, the matching pattern and the message after it; result and action as for on_timer.
+   */
+  onMessage(conn: number, inLen: number, topicLen: number, patternLen: number, msgLen: number): number {
+    const fn = this.onMessageFn;
+    if (!fn) throw new Error(`${this.compiled.name}: no tcpmod_on_message`);
+    return this.invoke((c, n) => fn(c, n, topicLen, patternLen, msgLen), 'tcpmod_on_message', conn, inLen, 0);
+  }
+
+  get hasOnMessage(): boolean {
+    return this.onMessageFn !== null;
   }
 
   get hasOnTimer(): boolean {
@@ -363,6 +387,21 @@ export class ModuleInstance {
         return this.hooks.setTimer ? this.hooks.setTimer(ms) : -1;
       },
       draining: (): number => (this.hooks.draining ? this.hooks.draining() : 0),
+      subscribe: (conn: number, kind: number, ptr: number, len: number): number => {
+        if (conn !== this.conn || conn === 0 || !this.hooks.subscribe) return -1;
+        this.region('tcpmod.subscribe topic', ptr, len);
+        return this.hooks.subscribe(kind, this.buffer, ptr >>> 0, len >>> 0);
+      },
+      unsubscribe: (conn: number, kind: number, ptr: number, len: number): number => {
+        if (conn !== this.conn || conn === 0 || !this.hooks.unsubscribe) return -1;
+        if (kind !== -1) this.region('tcpmod.unsubscribe topic', ptr, len); // len 0: every subscription of the kind
+        return this.hooks.unsubscribe(kind, this.buffer, kind === -1 ? 0 : ptr >>> 0, kind === -1 ? 0 : len >>> 0);
+      },
+      publish: (topic: number, topicLen: number, msg: number, msgLen: number): number => {
+        this.region('tcpmod.publish topic', topic, topicLen);
+        this.region('tcpmod.publish message', msg, msgLen);
+        return this.hooks.publish ? this.hooks.publish(this.buffer, topic >>> 0, topicLen >>> 0, msg >>> 0, msgLen >>> 0) : 0;
+      },
       peer_addr: (conn: number, out: number, cap: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         const bytes = utf8Encoder.encode(this.hooks.peerAddr ? this.hooks.peerAddr() : '');

@@ -76,6 +76,9 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
 
   if (shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'set_timer') && !optional.has('tcpmod_on_timer'))
     problems.push('import tcpmod.set_timer needs the export tcpmod_on_timer (i32, i32) -> i32, which the host calls when the timer fires');
+  if (shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'subscribe') && !optional.has('tcpmod_on_message'))
+    problems.push(withFix('import tcpmod.subscribe needs the export tcpmod_on_message (i32, i32, i32, i32, i32) -> i32, which the host calls with each message',
+      'export it: in C TCPMOD_EXPORT(tcpmod_on_message) from include/tcpmod.h; in AssemblyScript re-export onMessage\'s tcpmod_on_message from the SDK (assembly/sdk/topics.ts)'));
 
   if (!memory.imported) {
     if (shape.memories.length === 0 && !problems.some((p) => p.includes('memory'))) problems.push('the module has no memory');

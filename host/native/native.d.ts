@@ -213,6 +213,21 @@ export interface NativeBinding {
   readonly DUE_OVERFLOW: number;
   readonly DUE_CLOSING: number;
   readonly DUE_TIMER: number;
+  // pub/sub (pubsub.cc, topics.cc, mailbox.cc; docs/abi.md §15): one topic table per server, a mailbox per subscriber.
+  /** The per-connection mailbox bound in bytes (a message costs its bytes + 64); past it the subscriber is closed (reason 3). */
+  topicsConfigure(group: number, maxMailbox: number): number;
+  /** kind 0 exact, 1 Redis glob, 2 MQTT filter: 1 subscribed, 0 already, -2 too many, -3 invalid, -EBADF. Holder only. */
+  topicSubscribe(fd: number, id: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** 1 removed, 0 not subscribed, -3 invalid kind; kind -1: all, the result how many. Holder only. */
+  topicUnsubscribe(fd: number, id: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** Subscriptions reached, -3 invalid topic, -4 message larger than any mailbox can take. */
+  topicPublish(group: number, mem: ArrayBuffer, topicPtr: number, topicLen: number, msgMem: ArrayBuffer, msgPtr: number, msgLen: number): number;
+  /** Takes the oldest message into [ptr, ptr+cap): 1 (lens: topic, pattern, body lengths), 0 none, -EMSGSIZE dropped (too big). */
+  connMessage(fd: number, id: number, mem: ArrayBuffer, ptr: number, cap: number, lens: Int32Array): number;
+  topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
+  readonly DUE_MESSAGE: number;
+  /** -3 the subscription (kind, text) is invalid; else 1 when it matches `topic` (or, without one, is valid), 0 not. */
+  topicCheck(kind: number, text: Uint8Array, topic?: Uint8Array): number;
   readonly DUE_TIMEOUT: number;
   readonly DUE_DRAIN_IDLE: number;
   readonly DUE_HANDSHAKE: number;

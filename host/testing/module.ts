@@ -10,6 +10,7 @@ import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { compileBytes, compileModule, instantiate, probeModule, type CompiledModule } from '../module/load.js';
 import { DEFAULTS, OPTIONS, OptionError, parseOptionValue } from '../options.js';
+import { native } from '../sys.js';
 import { ModuleKv } from './kv.js';
 import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
 
@@ -37,6 +38,14 @@ export interface SendResult {
    * a write of its own after what was answered before it.
    */
   writes: number;
+}
+
+/** A message handed to a subscriber by `m.deliver()`: `conn` is the subscriber's id. */
+export interface MessageDelivery extends SendResult {
+  topic: Uint8Array;
+  /** The pattern of the subscription that matched (empty for an exact one). */
+  pattern: Uint8Array;
+  message: Uint8Array;
 }
 
 /** A timer that fired during `m.clock.advance`: `conn` is the id of the connection whose timer it was. */
@@ -91,6 +100,9 @@ export interface PiecesOptions extends SendOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Topic bounds, as a server has them (docs/abi.md §15). */
+const MAX_TOPIC = 1024;
+const MAX_SUBSCRIPTIONS = 1024;
 const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store']);
 /** What messages call a module loaded from bytes (where `serve` would name its file). */
 const BYTES_NAME = '<bytes>';
@@ -137,6 +149,8 @@ export class TestConn {
   state: Uint8Array;
   /** @internal When the timer fires on the fake clock; null when not armed. */
   timerAt: number | null = null;
+  /** @internal Its topic subscriptions (docs/abi.md §15), in subscription order. */
+  subs: { kind: number; text: Uint8Array }[] = [];
   private reason: number | null = null;
   private sent = false;
   private out: Uint8Array[] = [];
@@ -267,6 +281,20 @@ export class TestConn {
     return this.module.run(this, () => this.settle(this.module.driver.timer(this.module.instance, this.id, this.load(new Uint8Array(0)))));
   }
 
+  /**
+   * @internal A message from its mailbox: on_message with the carry-over, then
+   * topic, pattern and message; null when they do not fit the room left (dropped, as a server does).
+   */
+  deliverMessage(topic: Uint8Array, pattern: Uint8Array, message: Uint8Array): SendResult | null {
+    const d = this.module.instance.desc;
+    if (this.pending.length + topic.length + pattern.length + message.length > d.inCap) return null;
+    return this.module.run(this, () => {
+      const len = this.load(concat([topic, pattern, message]));
+      const inLen = len - topic.length - pattern.length - message.length;
+      return this.settle(this.module.driver.message(this.module.instance, this.id, inLen, topic.length, pattern.length, message.length));
+    });
+  }
+
   /** Places the carry-over, then `chunk`, at in_ptr and the state slot at state_ptr; returns the input length. */
   private load(chunk: Uint8Array): number {
     const inst = this.module.instance;
@@ -358,6 +386,8 @@ export class LoadedModule implements Transport {
   private readonly conns = new Set<TestConn>();
   private current: TestConn | null = null;
   private nextId = 1;
+  /** Published messages not yet delivered, in publish order (m.deliver()). */
+  private mail: { conn: TestConn; topic: Uint8Array; pattern: Uint8Array; message: Uint8Array }[] = [];
 
   /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
   constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
@@ -404,7 +434,12 @@ export class LoadedModule implements Transport {
     } finally {
       this.current = null;
     }
-    if (conn.closedCode !== null) this.conns.delete(conn);
+    if (conn.closedCode !== null) {
+      // Its subscriptions and mailbox end with it.
+      this.conns.delete(conn);
+      conn.subs = [];
+      this.mail = this.mail.filter((m) => m.conn !== conn);
+    }
     const [output, writes] = conn.takeOutput();
     return result(conn.id, output, writes, conn.closedCode === before ? null : conn.closedCode, fault);
   }
@@ -416,12 +451,14 @@ export class LoadedModule implements Transport {
    */
   runCut(id: number, data: Uint8Array, cuts: number[], eof: boolean): PieceRun {
     const live = this.inst;
+    const mail = this.mail.slice(); // what a cut run publishes is not the test's: put the mailboxes back
     this.inst = this.side ??= instantiate(this.compiled, this.hooks());
     try {
       return this.cut(this.open(id), data, cuts, eof);
     } finally {
       this.side = this.inst; // a fault renewed it
       this.inst = live;
+      this.mail = mail;
     }
   }
 
@@ -480,8 +517,71 @@ export class LoadedModule implements Transport {
       // tcpmod.want is a hint the harness does not need: a module must give the same answers however input is cut.
       want: () => 0,
       peerAddr: () => this.peerAddress,
+      subscribe: (kind, mem, ptr, len) => this.subscribe(kind, new Uint8Array(mem, ptr, len).slice()),
+      unsubscribe: (kind, mem, ptr, len) => this.unsubscribe(kind, new Uint8Array(mem, ptr, len).slice()),
+      publish: (mem, tp, tl, mp, ml) => this.publish(new Uint8Array(mem, tp, tl).slice(), new Uint8Array(mem, mp, ml).slice()),
       kv: this.ownKv?.backend,
     };
+  }
+
+  /**
+   * Delivers every published message waiting (docs/abi.md §15), in publish
+   * order, one tcpmod_on_message call each, including those the calls publish
+   * in turn; returns what each call did. Messages wait until this is called,
+   * so a test decides when subscribers see them. A message that does not fit
+   * the subscriber's input region is dropped (not listed). Throws past 100,000
+   * deliveries in one call (modules publishing to each other without end).
+   */
+  deliver(): MessageDelivery[] {
+    const done: MessageDelivery[] = [];
+    for (let n = 0; this.mail.length > 0; n++) {
+      if (n >= 100_000) throw new Error('deliver(): more than 100,000 messages in one call (do the modules publish to each other without end?)');
+      const m = this.mail.shift()!;
+      const r = m.conn.deliverMessage(m.topic, m.pattern, m.message);
+      if (r) done.push({ ...r, topic: m.topic, pattern: m.pattern, message: m.message });
+    }
+    return done;
+  }
+
+  /** Messages published and not yet delivered. */
+  get undelivered(): number {
+    return this.mail.length;
+  }
+
+  private subscribe(kind: number, text: Uint8Array): number {
+    const c = this.current;
+    if (!c) return -1;
+    const r = native.topicCheck(kind, text);
+    if (r < 0) return r;
+    if (c.subs.some((s) => s.kind === kind && Buffer.compare(s.text, text) === 0)) return 0;
+    if (c.subs.length >= MAX_SUBSCRIPTIONS) return -2;
+    c.subs.push({ kind, text });
+    return 1;
+  }
+
+  private unsubscribe(kind: number, text: Uint8Array): number {
+    const c = this.current;
+    if (!c) return -1;
+    if (kind !== -1 && (kind < 0 || kind > 2)) return -3;
+    const keep = c.subs.filter((s) => !(kind === -1 || (s.kind === kind && (text.length === 0 || Buffer.compare(s.text, text) === 0))));
+    const n = c.subs.length - keep.length;
+    c.subs = keep;
+    return n;
+  }
+
+  /** Every open connection's matching subscriptions, by connection (in opening order), then subscription order. */
+  private publish(topic: Uint8Array, message: Uint8Array): number {
+    if (topic.length === 0 || topic.length > MAX_TOPIC) return -3;
+    let n = 0;
+    for (const conn of this.conns) {
+      if (conn.closedCode !== null) continue;
+      for (const s of conn.subs) {
+        if (native.topicCheck(s.kind, s.text, topic) !== 1) continue;
+        this.mail.push({ conn, topic, pattern: s.kind === 0 ? new Uint8Array(0) : s.text, message });
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Fires every timer due by `until`, earliest first, moving the clock to each; then moves it to `until`. */

@@ -57,6 +57,14 @@ export interface LoopHooks {
   notify(type: 'connection' | 'close', conn: number, reason: number): void;
 }
 
+/** Messages one claim of a subscriber delivers at most (one on_message call each) before it re-arms. */
+export const MESSAGES_PER_EVENT = 32;
+
+/** A topic call's native result as the ABI gives it: -EBADF (no such connection) is -1. */
+function topicResult(r: number): number {
+  return r < -4 ? -1 : r;
+}
+
 export class EventLoop implements Transport {
   /** The instance of the connection being handled (instFor), and its generation. */
   private inst!: ModuleInstance;
@@ -67,6 +75,8 @@ export class EventLoop implements Transport {
   /** epollWait's out: [fd, kind, events, id, due, loaded, load result, received]. */
   private readonly ev = new Float64Array(8);
   private readonly received = new Int32Array(1);
+  /** connMessage's topic, pattern and message lengths. */
+  private readonly lens = new Int32Array(3);
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
   private readonly holder: number;
@@ -229,6 +239,7 @@ export class EventLoop implements Transport {
       if (due & native.DUE_OPEN) return this.open(fd, id);
       if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
       if (due & native.DUE_TIMER) return this.timer(fd, id);
+      if (due & native.DUE_MESSAGE) return this.message(fd, id);
     }
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
@@ -294,6 +305,52 @@ export class EventLoop implements Transport {
     if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
     this.ctr.f64[this.t + T.TIMERS_FIRED]++;
     this.after(fd, id, this.driver.timer(inst, moduleConnId(id), len & ~native.LOAD_EOF));
+  }
+
+  /**
+   * Its mailbox holds messages (docs/abi.md §15): on_message with the
+   * carry-over, then the topic, pattern and message after it, for up to
+   * MESSAGES_PER_EVENT messages in this one claim (each call's output sent
+   * before the next call reuses the out region); the re-arm marks the
+   * connection due again while its mailbox is not empty, so a subscriber's
+   * messages interleave fairly with other work. Stops early when the client
+   * is not reading (queued output above its mark).
+   */
+  private message(fd: number, id: number): void {
+    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    const inst = this.instFor(fd, id, true);
+    if (!inst) return this.unavailable(fd, id);
+    const d = inst.desc;
+    this.fd = fd;
+    this.id = id;
+    this.backlog = 0;
+    const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
+    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    let inLen = len & ~native.LOAD_EOF;
+    const drv = this.driver;
+    for (let k = 0; ; k++) {
+      const got = inst.hasOnMessage ? native.connMessage(fd, id, inst.buffer, d.inPtr + inLen, d.inCap - inLen, this.lens) : 0;
+      // None left (or one too big for the room left: dropped, counted): keep the carry-over and state, re-arm.
+      if (got !== 1) {
+        if (k === 0) return this.rearm(fd, id);
+        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+        return;
+      }
+      const l = this.lens;
+      const r = drv.message(inst, moduleConnId(id), inLen, l[0], l[1], l[2]);
+      if (r !== KEEP || k + 1 >= MESSAGES_PER_EVENT) return this.after(fd, id, r);
+      if (drv.outLen > 0) {
+        const reason = this.send(drv.outMem, drv.outPtr, drv.outLen);
+        if (reason >= 0) return this.close(fd, id, reason);
+      }
+      // The carry-over the call left goes back to in_ptr for the next message.
+      if (drv.restPtr !== d.inPtr && drv.restLen > 0) new Uint8Array(inst.buffer).copyWithin(d.inPtr, drv.restPtr, drv.restPtr + drv.restLen);
+      inLen = drv.restLen;
+      if (this.congested(0)) {
+        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+        return;
+      }
+    }
   }
 
   /**
@@ -526,6 +583,9 @@ export class EventLoop implements Transport {
    * sends -- and its socket closes at the end of it (closing()).
    */
   private close(fd: number, id: number, reason: number, linger = false): void {
+    // The connection on_close is about (a topic call made from it names this one).
+    this.fd = fd;
+    this.id = id;
     if ((reason === CloseReason.PEER || reason === CloseReason.SOCKET_ERROR) && this.ctr.get(G.FORCED)) reason = CloseReason.SHUTDOWN;
     const inst = this.instFor(fd, id, false);
     const fault = inst ? this.driver.close(inst, moduleConnId(id), reason) : null;
@@ -685,6 +745,10 @@ export class EventLoop implements Transport {
       connInfo: (key) => this.connInfo(key),
       setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
       draining: () => this.ctr.get(G.DRAINING),
+      // -EBADF (no such connection) is the ABI's -1, as for every call about the connection being handled.
+      subscribe: (kind, mem, ptr, len) => topicResult(native.topicSubscribe(this.fd, this.id, kind, mem, ptr, len)),
+      unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
+      publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
       peerAddr: () => {
         const p = native.connPeer(this.fd, this.id);

@@ -12,6 +12,7 @@
 #include "kv_redis.h"
 #include "kv_store.h"
 #include "poller.h"
+#include "pubsub.h"
 #include "sockets.h"
 #include "tls.h"
 
@@ -59,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tcpmod::InitSockets(env, exports);
   tcpmod::InitPoller(env, exports);
   tcpmod::InitConnTable(env, exports);
+  tcpmod::InitPubSub(env, exports);
   tcpmod::InitKvStore(env, exports);
   tcpmod::InitKvRedis(env, exports);
   tcpmod::InitTls(env, exports);

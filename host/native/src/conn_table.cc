@@ -46,6 +46,8 @@
 #include "args.h"
 #include "close_phase.h"
 #include "input_buffer.h"
+#include "mailbox.h"
+#include "pubsub.h"
 #include "output_queue.h"
 #include "proxy_protocol.h"
 #include "sender.h"
@@ -117,6 +119,8 @@ struct Conn {
   // Set at connOpen; changed only by the holder (connMigrate); read by listings
   // under table_mu, hence atomic.
   std::atomic<int> generation{0};
+  // Pub/sub (pubsub.cc): mailbox and subscriptions' server, created at the first subscribe.
+  ConnTopics* topics = nullptr;
 };
 
 // Per server (group): its timer heap and timerfd (timers.h), and the
@@ -234,6 +238,8 @@ Conn* Unlink(int fd, uint64_t id) {
       g->heap.Remove(&c->wake);  // a closed connection leaves nothing in the heap
     }
     module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
+    if (c->topics) TopicsForgetLocked(fd, c->id, c->topics);  // subscriptions end, the mailbox is freed
+    c->topics = nullptr;
     if (--group_conns[c->group] == 0) group_conns.erase(c->group);
   }
   return c;
@@ -567,6 +573,34 @@ Napi::Value ConnLoad(const Napi::CallbackInfo& info) {
 int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events);
 
+}  // namespace
+
+// Pub/sub's access to the table (conn_table.h).
+void WithTableLock(const std::function<void()>& fn) {
+  std::lock_guard<TableMutex> lock(table_mu);
+  fn();
+}
+
+ConnTopics* ConnTopicsLocked(int fd, uint64_t id, bool create) {
+  Conn* c = FindLocked(fd, id);
+  if (c == nullptr || c->kind != kKindConn) return nullptr;
+  if (!create) return c->closing ? nullptr : c->topics;
+  if (c->topics == nullptr) {
+    c->topics = new ConnTopics();
+    c->topics->group = c->group;
+  }
+  return c->topics;
+}
+
+void MarkConnDueLocked(int fd, uint64_t id, uint32_t bits) {
+  Conn* c = FindLocked(fd, id);
+  if (c == nullptr || c->grp == nullptr || (c->due & bits) == bits) return;  // marked already: queued, or its holder's re-arm queues it
+  if (bits == kDueMessage && c->paused) return;  // its output drains first: the re-arm after that marks it
+  MarkDue(*c->grp, c, fd, bits);
+}
+
+namespace {
+
 // connSave(fd, id, mem, restPtr, restLen, statePtr, epfd?, events?, outPtr?, outLen?) -> left | -errno.
 // Keeps [restPtr, restPtr+restLen) as the connection's unconsumed input and
 // saves the state slot from statePtr. With epfd and events it then re-arms
@@ -655,6 +689,11 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
       if (c->grp && static_cast<int64_t>(queued) > c->grp->out_high) c->paused = true;
       if (c->paused || c->closing) ev.events &= ~static_cast<uint32_t>(EPOLLIN);
     }
+    // Messages left after an event (it delivers a bounded number) are due next, unless the client is not reading its
+    // output (backpressure): then they wait in the mailbox, whose bound closes a subscriber that never catches up.
+    // A connection in its close phase takes no messages (the module closed it): its mailbox is dropped.
+    if (c->topics && c->closing) c->topics->mail.Clear();
+    if (c->topics && !c->topics->mail.empty() && !c->paused && !(c->due & kDueMessage)) MarkConnDueLocked(fd, c->id, kDueMessage);
   }
   return ev;
 }
@@ -688,7 +727,7 @@ int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
   int prev;
   {
     std::lock_guard<TableMutex> lock(table_mu);
-    if (c->due) return RearmLocked(c, fd, epfd, events);
+    if (c->due || (c->topics && !c->topics->mail.empty())) return RearmLocked(c, fd, epfd, events);
     ev = RearmEvent(c, fd, events);
     prev = c->holder.exchange(kRearming);
   }
@@ -757,7 +796,7 @@ Napi::Value ConnRearm(const Napi::CallbackInfo& info) {
 
 // The due bits that are times (kept in the entry until a claim takes them), as
 // opposed to those a claim works out from the entry's state.
-constexpr uint32_t kDueTimes = kDueTimer | kDueTimeout | kDueDrainIdle | kDueSendTimeout | kDueOverflow | kDueLinger;
+constexpr uint32_t kDueTimes = kDueTimer | kDueTimeout | kDueDrainIdle | kDueSendTimeout | kDueOverflow | kDueLinger | kDueMessage;
 
 // Hands back (re-arms) the loans of `holder` (0: of every holder) made at or
 // before `before`: a ready socket re-armed reports again at once, and the due
@@ -1645,6 +1684,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   exports.Set("DUE_SEND_TIMEOUT", Napi::Number::New(env, kDueSendTimeout));
   exports.Set("DUE_OVERFLOW", Napi::Number::New(env, kDueOverflow));
   exports.Set("DUE_TIMER", Napi::Number::New(env, kDueTimer));
+  exports.Set("DUE_MESSAGE", Napi::Number::New(env, kDueMessage));
   exports.Set("DUE_TIMEOUT", Napi::Number::New(env, kDueTimeout));
   exports.Set("DUE_DRAIN_IDLE", Napi::Number::New(env, kDueDrainIdle));
   exports.Set("DUE_HANDSHAKE", Napi::Number::New(env, kDueHandshake));

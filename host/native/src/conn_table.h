@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 
 #include "tcpmod_limits.h"
 
@@ -39,7 +40,19 @@ enum Due : uint32_t {
   kDueOpen = 128,        // not a due time: accepted, but on_open has not run (its acceptor died)
   kDueProxy = 256,       // not a due time: the PROXY protocol header has not been read yet
   kDueLinger = 512,      // a closed connection has lingered its time (close_phase.h): close the socket
+  kDueMessage = 1024,    // its mailbox holds a message: call tcpmod_on_message (pubsub.h)
 };
+
+// Pub/sub (pubsub.cc) reaches connections only through these.
+struct ConnTopics;
+// Runs fn holding the table lock.
+void WithTableLock(const std::function<void()>& fn);
+// Caller holds the table lock: the connection's pub/sub record, created when
+// `create`; nullptr when there is no such connection (or, without `create`,
+// it has none or is closing).
+ConnTopics* ConnTopicsLocked(int fd, uint64_t id, bool create);
+// Caller holds the table lock: marks the connection due (kDue* bits) for the next waiter.
+void MarkConnDueLocked(int fd, uint64_t id, uint32_t bits);
 
 // Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
 // to exactly one worker by ClaimEvent, and only its holder loads, saves, re-arms

@@ -1,0 +1,52 @@
+// A connection's mailbox: messages published to its subscriptions, waiting
+// for its next tcpmod_on_message call (docs/abi.md §15). Bounded in bytes: a
+// push past the bound is refused and the caller closes the subscriber (reason
+// 3, as Redis closes a pub/sub client past its output buffer limit), so a slow
+// subscriber never grows memory without bound nor slows the publisher.
+// Plain C++, no lock of its own: used under the connection table's lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+
+namespace tcpmod {
+
+struct Message {
+  std::string topic;
+  std::string pattern;  // the pattern subscription that matched (empty: an exact one)
+  std::string body;
+  // What the message counts toward the mailbox bound: its bytes and a fixed overhead.
+  size_t cost() const { return topic.size() + pattern.size() + body.size() + kOverhead; }
+  static constexpr size_t kOverhead = 64;
+};
+
+class Mailbox {
+ public:
+  // Appends m when the mailbox stays within `limit` bytes; false (and nothing
+  // kept) otherwise. An empty mailbox takes one message of any size up to the limit.
+  bool Push(Message&& m, size_t limit);
+  // Takes the oldest message; false when empty.
+  bool Pop(Message* out);
+  // The oldest message's sizes, without taking it; false when empty.
+  const Message* Front() const { return q_.empty() ? nullptr : &q_.front(); }
+  void Clear();
+  bool empty() const { return q_.empty(); }
+  size_t size() const { return q_.size(); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  std::deque<Message> q_;
+  size_t bytes_ = 0;
+};
+
+// What a connection has of pub/sub: its mailbox, and whether it is closing for
+// an overflow (then it takes no more messages). Owned by the connection entry.
+struct ConnTopics {
+  Mailbox mail;
+  bool overflowed = false;
+  int group = -1;  // the server whose topic table holds its subscriptions
+};
+
+}  // namespace tcpmod

@@ -1,0 +1,93 @@
+// Topics of one server: which connections subscribed to which exact topics and
+// patterns (docs/abi.md §15). Plain C++ with no locking of its own: every call
+// is made under the connection table's lock, which also guards the mailboxes
+// the matches are delivered to (mailbox.h).
+//
+// A subscription is keyed by its connection (fd, id) and its (kind, text):
+// subscribing twice to the same one is one subscription. Exact topics are found
+// by a hash lookup; patterns are tried one by one on every publish (a server
+// with many distinct patterns pays for each on every publish, as Redis does).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace tcpmod {
+
+// What a subscription's text means.
+enum TopicKind : int {
+  kTopicExact = 0,  // the topic itself, byte for byte
+  kTopicGlob = 1,   // a Redis-style glob: * ? [abc] [^a-z] and \ escapes (PSUBSCRIBE)
+  kTopicMqtt = 2,   // an MQTT topic filter: levels split by '/', + one level, # the rest (last level only)
+};
+
+// Result codes of the topic calls (also the ABI's, docs/abi.md §15).
+constexpr int kTopicInvalid = -3;   // empty, longer than kMaxTopic, unknown kind, or a malformed MQTT filter
+constexpr int kTopicTooMany = -2;   // the connection holds kMaxSubscriptions already
+
+constexpr size_t kMaxTopic = 1024;          // bytes of a topic or pattern
+constexpr size_t kMaxSubscriptions = 1024;  // per connection
+
+struct SubKey {
+  int fd;
+  uint64_t id;
+  bool operator==(const SubKey& o) const { return fd == o.fd && id == o.id; }
+};
+
+// Redis glob match of `s` against `pat` (no case folding).
+bool GlobMatch(const char* pat, size_t plen, const char* s, size_t slen);
+// MQTT filter match (the filter is valid, MqttFilterValid); a topic starting
+// with '$' is not matched by a filter starting with a wildcard (MQTT 3.1.1 §4.7.2).
+bool MqttMatch(const std::string& filter, const char* s, size_t slen);
+// '#' only as the whole last level, '+' only as a whole level.
+bool MqttFilterValid(const std::string& filter);
+
+// Whether `text` is a valid subscription of `kind` (what Subscribe checks).
+bool TopicValid(int kind, const std::string& text);
+// Whether a subscription of `kind` with `text` matches `topic` (what Match applies).
+bool TopicMatches(int kind, const std::string& text, const std::string& topic);
+
+class TopicTable {
+ public:
+  // 1 subscribed, 0 it was already, kTopicInvalid, kTopicTooMany.
+  int Subscribe(SubKey k, int kind, const std::string& text);
+  // 1 removed, 0 it was not subscribed, kTopicInvalid (unknown kind).
+  int Unsubscribe(SubKey k, int kind, const std::string& text);
+  // Every subscription of k (its connection closed, or unsubscribe-all): how many there were.
+  int UnsubscribeAll(SubKey k);
+  // Every subscription of k of one kind (Redis UNSUBSCRIBE / PUNSUBSCRIBE without arguments): how many.
+  int UnsubscribeKind(SubKey k, int kind);
+  // Calls fn(subscriber, pattern) once per subscription that matches `topic`
+  // (pattern empty for an exact one); returns how many. fn must not change the table.
+  int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const;
+
+  // For listings and tests: distinct exact topics, pattern subscriptions, all subscriptions.
+  size_t topics() const { return exact_.size(); }
+  size_t patterns() const { return patterns_.size(); }
+  size_t subscriptions() const { return total_; }
+  // Subscriptions of one connection (0 when it has none).
+  size_t Of(SubKey k) const;
+  bool empty() const { return total_ == 0 && exact_.empty() && patterns_.empty() && by_conn_.empty(); }
+
+ private:
+  struct Pattern {
+    int kind;
+    std::string text;
+    SubKey who;
+  };
+  struct KeyHash {
+    size_t operator()(const SubKey& k) const { return std::hash<uint64_t>()(k.id) ^ static_cast<size_t>(k.fd); }
+  };
+  // Exact topic -> its subscribers, in subscription order.
+  std::unordered_map<std::string, std::vector<SubKey>> exact_;
+  std::vector<Pattern> patterns_;
+  // Per connection: its (kind, text) subscriptions, to drop them all at close.
+  std::unordered_map<SubKey, std::vector<std::pair<int, std::string>>, KeyHash> by_conn_;
+  size_t total_ = 0;
+};
+
+}  // namespace tcpmod

@@ -1,0 +1,116 @@
+// sources: topics.cc mailbox.cc
+// The topic table and mailbox core: matching (exact, Redis glob, MQTT filters),
+// subscribe/unsubscribe bookkeeping, the table emptying as connections go, and
+// the mailbox bound.
+#include <cstdio>
+#include <string>
+
+#include "mailbox.h"
+#include "topics.h"
+
+using namespace tcpmod;
+
+static int passed = 0, failed = 0;
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (cond) passed++;                                               \
+    else {                                                            \
+      failed++;                                                       \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
+    }                                                                 \
+  } while (0)
+
+static bool G(const std::string& p, const std::string& s) { return GlobMatch(p.data(), p.size(), s.data(), s.size()); }
+static bool M(const std::string& f, const std::string& s) { return MqttMatch(f, s.data(), s.size()); }
+
+int main() {
+  // Redis glob.
+  CHECK(G("news.*", "news.art"));
+  CHECK(G("news.*", "news."));
+  CHECK(!G("news.*", "new"));
+  CHECK(G("h?llo", "hello"));
+  CHECK(!G("h?llo", "hllo"));
+  CHECK(G("h[ae]llo", "hallo"));
+  CHECK(!G("h[ae]llo", "hillo"));
+  CHECK(G("h[^e]llo", "hallo"));
+  CHECK(!G("h[^e]llo", "hello"));
+  CHECK(G("h[a-c]llo", "hbllo"));
+  CHECK(G("a\\*b", "a*b"));
+  CHECK(!G("a\\*b", "axb"));
+  CHECK(G("*", ""));
+  CHECK(G("*a*b*c*", "xxaxxbxxcxx"));
+  CHECK(!G("*a*b*c*d", "xxaxxbxxcxx"));
+  CHECK(G(std::string(40, '*') + "x", std::string(5000, 'a') + "x"));  // linear, not exponential
+
+  // MQTT filters.
+  CHECK(MqttFilterValid("a/+/c"));
+  CHECK(MqttFilterValid("#"));
+  CHECK(MqttFilterValid("a/#"));
+  CHECK(MqttFilterValid("+"));
+  CHECK(!MqttFilterValid("a/#/c"));
+  CHECK(!MqttFilterValid("a#"));
+  CHECK(!MqttFilterValid("a/b+"));
+  CHECK(M("a/+/c", "a/b/c"));
+  CHECK(!M("a/+/c", "a/b/d"));
+  CHECK(!M("a/+/c", "a/b/x/c"));
+  CHECK(M("a/#", "a"));
+  CHECK(M("a/#", "a/b/c"));
+  CHECK(M("#", "x/y"));
+  CHECK(!M("#", "$SYS/x"));
+  CHECK(!M("+/x", "$SYS/x"));
+  CHECK(M("$SYS/#", "$SYS/x"));
+  CHECK(M("+/+", "/x"));
+  CHECK(M("a/b", "a/b"));
+  CHECK(!M("a/b", "a/b/"));
+  CHECK(M("a/+", "a/"));
+
+  // The table.
+  TopicTable t;
+  SubKey a{5, 100}, b{6, 101};
+  CHECK(t.Subscribe(a, kTopicExact, "chat") == 1);
+  CHECK(t.Subscribe(a, kTopicExact, "chat") == 0);
+  CHECK(t.Subscribe(b, kTopicExact, "chat") == 1);
+  CHECK(t.Subscribe(b, kTopicGlob, "ch*") == 1);
+  CHECK(t.Subscribe(a, kTopicMqtt, "a/#/b") == kTopicInvalid);
+  CHECK(t.Subscribe(a, 7, "x") == kTopicInvalid);
+  CHECK(t.Subscribe(a, kTopicExact, "") == kTopicInvalid);
+  CHECK(t.Subscribe(a, kTopicExact, std::string(kMaxTopic + 1, 'x')) == kTopicInvalid);
+  int hits = 0, patterned = 0;
+  int n = t.Match("chat", [&](SubKey, const std::string& p) {
+    hits++;
+    if (!p.empty()) patterned++;
+  });
+  CHECK(n == 3 && hits == 3 && patterned == 1);
+  CHECK(t.Match("other", [](SubKey, const std::string&) {}) == 0);
+  CHECK(t.Unsubscribe(a, kTopicExact, "chat") == 1);
+  CHECK(t.Unsubscribe(a, kTopicExact, "chat") == 0);
+  CHECK(t.Match("chat", [](SubKey, const std::string&) {}) == 2);
+  CHECK(t.UnsubscribeAll(b) == 2);
+  CHECK(t.empty());
+  for (size_t i = 0; i < kMaxSubscriptions; i++) t.Subscribe(a, kTopicExact, "t" + std::to_string(i));
+  CHECK(t.Subscribe(a, kTopicExact, "one-more") == kTopicTooMany);
+  CHECK(t.UnsubscribeAll(a) == static_cast<int>(kMaxSubscriptions));
+  CHECK(t.empty() && t.topics() == 0 && t.subscriptions() == 0);
+
+  // Per kind (UNSUBSCRIBE without arguments leaves the patterns).
+  CHECK(t.Subscribe(a, kTopicExact, "x") == 1 && t.Subscribe(a, kTopicExact, "y") == 1 && t.Subscribe(a, kTopicGlob, "x*") == 1);
+  CHECK(t.UnsubscribeKind(a, kTopicExact) == 2);
+  CHECK(t.Of(a) == 1 && t.topics() == 0 && t.patterns() == 1);
+  CHECK(t.UnsubscribeKind(a, kTopicGlob) == 1 && t.empty());
+
+  // The mailbox bound.
+  Mailbox box;
+  Message m{"t", "", std::string(100, 'x')};
+  size_t cost = m.cost();
+  CHECK(box.Push(Message(m), cost * 2));
+  CHECK(box.Push(Message(m), cost * 2));
+  CHECK(!box.Push(Message(m), cost * 2));
+  CHECK(box.size() == 2 && box.bytes() == cost * 2);
+  Message out;
+  CHECK(box.Pop(&out) && out.body.size() == 100);
+  CHECK(box.Pop(&out) && box.empty() && box.bytes() == 0);
+  CHECK(!box.Pop(&out));
+
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
