@@ -119,5 +119,8 @@ export const IODESC_SIZE = 32;
 export const MODULE_ID_SPACE = 2 ** 31;
 /** The longest tcpmod.set_timer arms a timer for, in ms (docs/abi.md §11): 24 h. */
 export const TIMER_MAX_MS = 86_400_000;
+/** Topics (docs/abi.md §15): the longest topic or pattern in bytes, and the subscriptions one connection may hold. */
+export const TOPIC_MAX = 1024;
+export const SUBSCRIPTIONS_MAX = 1024;
 
 export const DEFAULT_MEMORY_CAP = 32 * 1024 * 1024;

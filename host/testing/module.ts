@@ -4,7 +4,7 @@
 // order (tcpmod.send bytes, then the out region), ABORT, overflow, EOF and
 // faults behave exactly as over a socket; bytes go in through send() and come
 // out as arrays. Time is a fake clock that moves only when the test moves it.
-import { CLOSE_REASONS, CloseReason, LOG_LEVELS, TIMER_MAX_MS, type CloseReasonName } from '../module/abi.js';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, SUBSCRIPTIONS_MAX, TIMER_MAX_MS, TOPIC_MAX, type CloseReasonName } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
@@ -100,9 +100,6 @@ export interface PiecesOptions extends SendOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** Topic bounds, as a server has them (docs/abi.md §15). */
-const MAX_TOPIC = 1024;
-const MAX_SUBSCRIPTIONS = 1024;
 const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store']);
 /** What messages call a module loaded from bytes (where `serve` would name its file). */
 const BYTES_NAME = '<bytes>';
@@ -554,7 +551,7 @@ export class LoadedModule implements Transport {
     const r = native.topicCheck(kind, text);
     if (r < 0) return r;
     if (c.subs.some((s) => s.kind === kind && Buffer.compare(s.text, text) === 0)) return 0;
-    if (c.subs.length >= MAX_SUBSCRIPTIONS) return -2;
+    if (c.subs.length >= SUBSCRIPTIONS_MAX) return -2;
     c.subs.push({ kind, text });
     return 1;
   }
@@ -571,7 +568,7 @@ export class LoadedModule implements Transport {
 
   /** Every open connection's matching subscriptions, by connection (in opening order), then subscription order. */
   private publish(topic: Uint8Array, message: Uint8Array): number {
-    if (topic.length === 0 || topic.length > MAX_TOPIC) return -3;
+    if (topic.length === 0 || topic.length > TOPIC_MAX) return -3;
     let n = 0;
     for (const conn of this.conns) {
       if (conn.closedCode !== null) continue;

@@ -25,6 +25,10 @@ constexpr int64_t kIoMax = 4194304;
 constexpr uint64_t kModuleIdSpace = 2147483648;
 // the longest tcpmod.set_timer, ms (abi.ts TIMER_MAX_MS)
 constexpr int64_t kTimerMaxMs = 86400000;
+// the longest topic or pattern, bytes (abi.ts TOPIC_MAX)
+constexpr size_t kTopicMax = 1024;
+// the subscriptions one connection may hold (abi.ts SUBSCRIPTIONS_MAX)
+constexpr size_t kSubscriptionsMax = 1024;
 // the most events one epoll_wait takes (--batch) (options.ts OPTIONS.batch max)
 constexpr int64_t kBatchMax = 256;
 // the largest --max-connections (options.ts OPTIONS.maxConnections max)

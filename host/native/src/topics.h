@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tcpmod_limits.h"
+
 namespace tcpmod {
 
 // What a subscription's text means.
@@ -29,8 +31,8 @@ enum TopicKind : int {
 constexpr int kTopicInvalid = -3;   // empty, longer than kMaxTopic, unknown kind, or a malformed MQTT filter
 constexpr int kTopicTooMany = -2;   // the connection holds kMaxSubscriptions already
 
-constexpr size_t kMaxTopic = 1024;          // bytes of a topic or pattern
-constexpr size_t kMaxSubscriptions = 1024;  // per connection
+constexpr size_t kMaxTopic = limits::kTopicMax;                  // bytes of a topic or pattern
+constexpr size_t kMaxSubscriptions = limits::kSubscriptionsMax;  // per connection
 
 struct SubKey {
   int fd;
