@@ -54,6 +54,10 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   kv_incr_ex: '(i32, i32, i64, i32, i32) -> i32',
   kv_scan: '(i32, i32, i64, i32, i32, i32, i32) -> i32',
   kv_del_prefix: '(i32, i32) -> i32',
+  // v1.2 upstreams (docs/abi.md, Upstreams): open a named backend for the connection, send to it, close it.
+  upstream_open: '(i32, i32, i32) -> i32',
+  upstream_send: '(i32, i32, i32, i32) -> i32',
+  upstream_close: '(i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
@@ -62,7 +66,14 @@ export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer
 /** Host functions of the v1.2 store additions: a module using one of them is listed as v1.2. */
 export const V1_2_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
+  'upstream_open', 'upstream_send', 'upstream_close',
 ] as const;
+
+/** tcpmod_on_upstream's events, and upstream_open / upstream_send results (docs/abi.md, Upstreams). */
+export const UPSTREAM = { CONNECTED: 1, DATA: 2, CLOSED: 3, FAILED: 4 } as const;
+export const UPSTREAM_UNKNOWN = -1, UPSTREAM_TOO_MANY = -2, UPSTREAM_UNAVAILABLE = -3, UPSTREAM_FULL = -2;
+/** Upstreams one connection may have open at once (upstream.h kMaxUpstreamsPerConn). */
+export const MAX_UPSTREAMS_PER_CONN = 8;
 
 /** kv result codes (docs/abi.md §10, §14). */
 export const KV = { MISSING: -1, FULL: -2, UNAVAILABLE: -3, INVALID: -4, EXISTS: -5, NOT_INTEGER: -6, TOO_SMALL: -7 } as const;
@@ -94,6 +105,8 @@ export const OPTIONAL_EXPORTS: Record<string, string> = {
   tcpmod_on_timer: '(i32, i32) -> i32',
   // v1.1 (live reload): what the state slot means; equal versions let a connection move to a new module.
   tcpmod_state_version: '() -> i32',
+  // v1.2: an upstream's event (connected, data, closed, failed); its bytes at in_ptr; result and action as for on_data.
+  tcpmod_on_upstream: '(i32, i32, i32, i32) -> i32',
   __collect: '() -> ()',
 };
 

@@ -210,13 +210,27 @@ export class AbiDriver {
    * close reason.
    */
   timer(inst: ModuleInstance, conn: number, len: number): number {
+    return this.single(inst, conn, len, () => inst.onTimer(conn, len));
+  }
+
+  /**
+   * on_upstream with the upstream's bytes (`len`) at in_ptr: one call, settled
+   * as on_timer's (its out region goes to the client). KEEP with restPtr/restLen
+   * the upstream's unconsumed bytes, FAULTED or a close reason.
+   */
+  upstream(inst: ModuleInstance, conn: number, up: number, event: number, len: number): number {
+    return this.single(inst, conn, len, () => inst.onUpstream(conn, up, event, len));
+  }
+
+  /** One call (on_timer, on_upstream) with `len` input bytes at in_ptr, settled at once; restPtr/restLen after KEEP. */
+  private single(inst: ModuleInstance, conn: number, len: number, call: () => number): number {
     this.linger = false;
     this.outLen = 0;
     this.writes = 0;
     let action: number;
     this.transport.enter(conn);
     try {
-      action = inst.onTimer(conn, len);
+      action = call();
     } catch (e) {
       this.transport.leave();
       return this.faulted(e);

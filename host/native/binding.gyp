@@ -17,7 +17,8 @@
         "src/proxy_protocol.cc",
         "src/output_queue.cc",
         "src/input_buffer.cc",
-        "src/sender.cc"
+        "src/sender.cc",
+        "src/upstream.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

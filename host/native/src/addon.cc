@@ -14,6 +14,7 @@
 #include "poller.h"
 #include "sockets.h"
 #include "tls.h"
+#include "upstream.h"
 
 namespace {
 
@@ -62,6 +63,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tcpmod::InitKvStore(env, exports);
   tcpmod::InitKvRedis(env, exports);
   tcpmod::InitTls(env, exports);
+  tcpmod::InitUpstreams(env, exports);
   exports.Set("constants", Constants(env));
   return exports;
 }
