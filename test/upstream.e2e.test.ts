@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { compileModule } from '../dist/module/load.js';
 import { native } from '../host/sys.js';
+import { compileAs } from './asc-source.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
 import { open, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run } from './server-process.js';
@@ -216,6 +217,44 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     await until(() => up.closed() >= 1000, 20_000, `the upstream saw every connection close (${up.closed()})`);
     await until(() => fds() <= baseline, 10_000, `descriptors back to ${baseline} (now ${fds()})`);
     up.server.close();
+  }, 60_000);
+});
+
+describe('the AssemblyScript SDK', () => {
+  // A proxy written against assembly/sdk: Conn.openUpstream / sendUpstream, setOnUpstream.
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  const up = load<i32>(c.state);
+  if (up <= 0) { c.writeString("-ERR no upstream\\r\\n"); return Action.Close; }
+  if (c.eof) return Action.Close;
+  if (c.sendUpstream(up, c.input, c.inputLen) != 0) return Action.Continue;
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 8, onData);
+setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("redis")); return Action.Continue; });
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_CONNECTED) return Action.Continue;
+  if (event != UPSTREAM_DATA) { c.writeString("-ERR upstream gone\\r\\n"); return Action.Close; }
+  c.write(c.input, c.inputLen);
+  c.consume(c.inputLen);
+  return Action.Continue;
+});
+`;
+  it('a proxy built on Conn.openUpstream / sendUpstream / setOnUpstream serves redis-cli', async () => {
+    const file = scratchFile('sdk-proxy.wasm', await compileAs('sdk-proxy', source));
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `redis=127.0.0.1:${redis.port}` });
+    servers.push(server);
+    const port = (await server.listen()).port;
+    const r = await run('redis-cli', ['-p', String(port)], { input: 'SET sdk yes\nGET sdk\nPING\n', timeoutMs: 10_000 });
+    expect(r.stdout).toBe('OK\nyes\nPONG\n');
+    const bad = createServer({ module: file, port: 0, threads: 1, logLevel: 'silent' });
+    servers.push(bad);
+    const c = await open((await bad.listen()).port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c)).toString()).toBe('-ERR no upstream\r\n');
   }, 60_000);
 });
 

@@ -40,9 +40,10 @@
 
 export { Action, CloseReason, Conn, FLAG_EOF } from "./conn";
 export {
-  configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setStateVersion,
-  DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
+  configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setOnUpstream, setStateVersion,
+  DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler, UpstreamHandler,
 } from "./hooks";
+export { UPSTREAM_CONNECTED, UPSTREAM_DATA, UPSTREAM_CLOSED, UPSTREAM_FAILED, UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE, UPSTREAM_FULL } from "./upstream";
 export { LogLevel, log, logString, nowMs } from "./host";
 export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } from "./abi";
 export { decimalLength, decimalLengthU64, formatI64, formatU64, parseI64, parseU64, PARSE_NONE, PARSE_OVERFLOW } from "./decimal";
