@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { createConnection, createServer as netServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
+import { metricsRegistry } from '../dist/metrics.js';
 import { compileModule } from '../dist/module/load.js';
 import { native } from '../host/sys.js';
 import { compileAs } from './asc-source.js';
@@ -137,6 +138,10 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     expect(after.refused - before.refused).toBe(1);
     expect(after.failed - before.failed).toBe(1);
     expect(faults(server)).toBe(0);
+    const text = await metricsRegistry(server).scrape();
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_connect_failures_total\\{reason="refused"\\} ${after.refused}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_failed_total ${after.failed}$`, 'm'));
+    expect(text).toMatch(/^tcpmod_upstream_open \d+$/m);
   });
 
   it('several addresses are tried in order: a dead first one, then redis', async () => {
