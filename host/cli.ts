@@ -37,6 +37,8 @@ function addTableOption(cmd: Command, name: OptionName, help: string = OPTIONS[n
   const note = spec.defaultNote === undefined ? undefined : `(default: ${spec.defaultNote})`;
   const option = new Option(spec.arg ? `${spec.flag} ${spec.arg}` : spec.flag, [help, hint, note].filter(Boolean).join(' '));
   if (spec.kind.type === 'choice') option.choices(spec.kind.choices);
+  // Repeatable: every occurrence is kept, in order.
+  if (spec.kind.type === 'upstreams') option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
   if (spec.default !== undefined) option.default(spec.default);
   cmd.addOption(option);
   return { name, spec, key: option.attributeName() };

@@ -4,6 +4,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ServerStats, TcpmodServer } from './server.js';
+import { native } from './sys.js';
 
 /**
  * The registry, and `scrape()` for its text. Every metric reads one stats()
@@ -77,6 +78,18 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
   gauge('tcpmod_timer_heap_items', 'Items in the timer heap: at most one per open connection with a deadline', () => s().timerHeapSize);
   counter('tcpmod_timers_fired_total', 'Module timers fired (tcpmod_on_timer calls)', () => s().timersFired);
   counter('tcpmod_log_dropped_bytes_total', 'Bytes of module log messages dropped by the log limit (per connection and per instance, each second)', () => s().logDroppedBytes);
+  let upstreams: ReturnType<typeof native.upstreamStats> | null = null;
+  if (server.options.upstreams.length > 0) {
+    // The native core's counters (upstream.cc): per process, which is one server for the CLI.
+    const u = () => (upstreams ??= native.upstreamStats());
+    gauge('tcpmod_upstream_open', 'Upstream connections open (connecting or connected)', () => u().open);
+    counter('tcpmod_upstream_connects_total', 'Connects started to upstream addresses', () => u().connects);
+    labelled('tcpmod_upstream_connect_failures_total', 'Upstream addresses that did not connect, by reason (refused, timeout)', 'reason', () => ({ refused: u().refused, timeout: u().timeouts }));
+    counter('tcpmod_upstream_failed_total', 'Upstreams none of whose addresses connected (FAILED events)', () => u().failed);
+    counter('tcpmod_upstream_closed_total', 'Upstreams that closed or reset (CLOSED events)', () => u().closed);
+    counter('tcpmod_upstream_bytes_received_total', 'Bytes received from upstreams', () => u().bytesIn);
+    counter('tcpmod_upstream_bytes_sent_total', 'Bytes sent to upstreams', () => u().bytesOut);
+  }
   if (server.options.tls) {
     counter('tcpmod_tls_handshakes_total', 'TLS handshakes completed', () => s().tls!.handshakes);
     labelled('tcpmod_tls_handshake_failures_total', 'TLS handshakes that failed (the connection closed with reason tls), by cause', 'reason', () => s().tls!.handshakeFailures);
@@ -86,6 +99,7 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
     registry,
     async scrape() {
       snapshot = null;
+      upstreams = null;
       const text = await registry.metrics();
       return server.options.tls ? text + handshakeHistogram(s().tls!.handshakeSeconds) : text;
     },

@@ -55,7 +55,9 @@ export type Kind =
   /** TLS ALPN protocol names: "h2,http/1.1" or a string[]. */
   | { readonly type: 'protocols' }
   /** HOST:PORT. */
-  | { readonly type: 'address' };
+  | { readonly type: 'address' }
+  /** NAME=IP:PORT[,IP:PORT…], repeatable: the upstreams a module may open (by name). */
+  | { readonly type: 'upstreams' };
 
 export interface OptionSpec {
   readonly flag: `--${string}`;
@@ -84,6 +86,44 @@ export const MAX_DURATION_MS = 86_400_000;
 /** --kv-eviction's values, spelled as Redis' maxmemory-policy spells them. */
 export const KV_EVICTION_POLICIES = ['noeviction', 'allkeys-lru', 'volatile-lru', 'allkeys-lfu'] as const;
 export type KvEviction = (typeof KV_EVICTION_POLICIES)[number];
+
+/** Bounds of --upstream: names a server may list, addresses per name. */
+export const MAX_UPSTREAM_NAMES = 64;
+export const MAX_UPSTREAM_ADDRESSES = 16;
+const UPSTREAM_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/;
+/** One named upstream: the addresses tried in order. */
+export interface Upstream { name: string; addresses: { host: string; port: number }[] }
+
+/** `ip:port` (IPv4, or [IPv6]): a numeric address, so that opening never waits on a resolver in a worker. */
+function upstreamAddress(name: string, entry: string, a: string): { host: string; port: number } {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9A-Fa-f:.]+)\]):(\d{1,5})$/.exec(a);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535 || (m[1] !== undefined && m[1].split('.').some((o) => Number(o) > 255)))
+    throw new OptionError(name, `must give addresses as IPv4:PORT or [IPv6]:PORT (PORT 1 to 65535); ${JSON.stringify(a)} in ${JSON.stringify(entry)} is not one`);
+  return { host: m[1] ?? m[2], port };
+}
+
+/** --upstream values (a string or a list of them), each NAME=ADDR[,ADDR…]; names unique. */
+export function parseUpstreams(name: string, v: unknown): Upstream[] {
+  const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : null;
+  if (!list || list.some((e) => typeof e !== 'string'))
+    throw new OptionError(name, `must be NAME=IP:PORT[,IP:PORT…] or a list of them, got ${JSON.stringify(v)}`);
+  if (list.length > MAX_UPSTREAM_NAMES) throw new OptionError(name, `must name at most ${MAX_UPSTREAM_NAMES} upstreams, got ${list.length}`);
+  const out: Upstream[] = [];
+  for (const entry of list as string[]) {
+    const eq = entry.indexOf('=');
+    const n = eq < 0 ? '' : entry.slice(0, eq);
+    if (eq < 0) throw new OptionError(name, `must be NAME=IP:PORT[,IP:PORT…], got ${JSON.stringify(entry)}`);
+    if (!UPSTREAM_NAME.test(n))
+      throw new OptionError(name, `must have a NAME of 1 to 32 of A-Z a-z 0-9 _ . - starting with a letter; ${JSON.stringify(n)} in ${JSON.stringify(entry)} is not one`);
+    if (out.some((u) => u.name === n)) throw new OptionError(name, `must name each upstream once; ${JSON.stringify(n)} is given twice`);
+    const addrs = entry.slice(eq + 1).split(',');
+    if (addrs.length > MAX_UPSTREAM_ADDRESSES)
+      throw new OptionError(name, `must give at most ${MAX_UPSTREAM_ADDRESSES} addresses per name; ${JSON.stringify(n)} has ${addrs.length}`);
+    out.push({ name: n, addresses: addrs.map((a) => upstreamAddress(name, entry, a.trim())) });
+  }
+  return out;
+}
 
 export const OPTIONS = {
   host: { flag: '--host', arg: '<host>', kind: { type: 'string', what: 'a host name or address' }, default: '127.0.0.1', help: 'address to listen on (IPv4 or IPv6)' },
@@ -218,6 +258,14 @@ export const OPTIONS = {
     help: `ALPN protocols offered, most preferred first, e.g. h2,http/1.1; ${TLS_ONLY}`,
   },
   metrics: { flag: '--metrics', arg: '<host:port>', kind: { type: 'address' }, help: 'serve Prometheus metrics at http://HOST:PORT/metrics', cliOnly: true },
+  upstream: {
+    flag: '--upstream', arg: '<name=ip:port[,ip:port…]>', kind: { type: 'upstreams' },
+    help: `a backend a module may open by NAME (repeatable); a module can reach nothing else. Several addresses are tried in order, the next on refusal or timeout; at most ${MAX_UPSTREAM_ADDRESSES} per name, ${MAX_UPSTREAM_NAMES} names`,
+  },
+  upstreamConnectTimeout: {
+    flag: '--upstream-connect-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 60_000 }, default: '2s',
+    help: 'an upstream address that has not connected after this is given up (the next one is tried, or the module gets a failed event)',
+  },
   logLevel: { flag: '--log-level', arg: '<level>', kind: { type: 'choice', choices: ['debug', 'info', 'warn', 'error', 'silent'] }, default: 'info', help: 'log level on stderr' },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -238,6 +286,7 @@ export type Value<K extends Kind> =
   K extends { type: 'bytes' } ? Uint8Array :
   K extends { type: 'protocols' } ? string[] :
   K extends { type: 'address' } ? { host: string; port: number } :
+  K extends { type: 'upstreams' } ? Upstream[] :
   never;
 
 /** What createServer accepts for this kind. */
@@ -253,6 +302,7 @@ type Input<K extends Kind> =
   K extends { type: 'bytes' } ? Uint8Array | string :
   K extends { type: 'protocols' } ? string | readonly string[] :
   K extends { type: 'address' } ? string :
+  K extends { type: 'upstreams' } ? string | readonly string[] :
   never;
 
 /**
@@ -327,6 +377,9 @@ export interface ResolvedOptions {
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
+  /** The backends modules may open, by name (--upstream), and the connect timeout of one address. */
+  upstreams: Upstream[];
+  upstreamConnectTimeoutMs: number;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -386,6 +439,8 @@ export function parseOptionValue(name: string, kind: Kind, v: unknown): unknown 
       if (!m || Number(m[2]) > 65535) throw new OptionError(name, `must be HOST:PORT, got ${JSON.stringify(v)}`);
       return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
     }
+    case 'upstreams':
+      return parseUpstreams(name, v);
   }
 }
 
@@ -543,5 +598,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     kvTlsCa: set.kvTlsCa ?? null,
     logLevel: pick('logLevel'),
     tls,
+    upstreams: set.upstream ?? [],
+    upstreamConnectTimeoutMs: pick('upstreamConnectTimeout'),
   };
 }

@@ -266,6 +266,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
       check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
+      // Named upstreams (--upstream): what modules of this server may open; queued bytes per upstream bounded as a client's.
+      check(native.upstreamsConfigure(this.epfd, o.upstreams, o.upstreamConnectTimeoutMs, o.maxOutputBuffer), 'upstreamsConfigure');
       this.wakeFd = check(native.eventfdCreate(), 'eventfd');
       // Level-triggered and never read: once written, it wakes every waiter in turn.
       check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
@@ -803,6 +805,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     if (this.listenId >= 0) native.connClose(this.listenFd, this.listenId);
     else if (this.listenFd >= 0) native.close(this.listenFd);
     if (this.timerFd >= 0) native.timersForget(this.epfd);
+    if (this.epfd >= 0) native.upstreamsForget(this.epfd);
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
     if (this.kvWatch) clearInterval(this.kvWatch);

@@ -111,6 +111,18 @@ TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
 TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
 TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
 TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void* topic, int32_t topic_len, const void* msg, int32_t msg_len);
+/* v1.2 upstreams (docs/abi.md §16): backends the operator named with --upstream.
+ * tcpmod.upstream_open (i32, i32, i32) -> i32: opens the upstream `name` for the
+ * connection being handled; a handle > 0 (the result comes later as
+ * TCPMOD_UPSTREAM_CONNECTED or _FAILED), or TCPMOD_UPSTREAM_UNKNOWN,
+ * _TOO_MANY (8 per connection), _UNAVAILABLE. A module that imports any upstream
+ * function must export tcpmod_on_upstream. */
+TCPMOD_IMPORT(upstream_open) int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len);
+/* tcpmod.upstream_send (i32, i32, i32, i32) -> i32: 0 queued in order; -1 no such
+ * upstream; TCPMOD_UPSTREAM_FULL its queue is at --max-output-buffer (nothing taken). */
+TCPMOD_IMPORT(upstream_send) int32_t tcpmod_upstream_send(int32_t conn, int32_t up, const void *data, int32_t len);
+/* tcpmod.upstream_close (i32, i32) -> i32: 0, or -1 no such upstream. No event follows. */
+TCPMOD_IMPORT(upstream_close) int32_t tcpmod_upstream_close(int32_t conn, int32_t up);
 
 /* v1.1: tcpmod.draining () -> i32. 1 once the server has begun a graceful stop. */
 TCPMOD_IMPORT(draining) int32_t tcpmod_draining(void);
@@ -225,6 +237,11 @@ TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t conn, int32_t in_
  * the message. Result record and action as for tcpmod_on_timer. */
 TCPMOD_EXPORT(tcpmod_on_message) int32_t tcpmod_on_message(int32_t conn, int32_t in_len, int32_t topic_len,
                                                            int32_t pattern_len, int32_t msg_len);
+/* Optional, required when an upstream function is imported (v1.2). An event of
+ * upstream `up` (TCPMOD_UPSTREAM_CONNECTED, _DATA, _CLOSED, _FAILED); for DATA and
+ * CLOSED its bytes (`in_len`, after its own carry-over) are at in_ptr; the state is
+ * loaded; result and action as for on_data (output goes to the client). */
+TCPMOD_EXPORT(tcpmod_on_upstream) int32_t tcpmod_on_upstream(int32_t conn, int32_t up, int32_t event, int32_t in_len);
 
 /* Optional (live reload, docs/abi.md §11): the version of what the state slot,
  * and the input left unconsumed, mean. On a reload an open connection moves to
@@ -340,6 +357,16 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_INFO_NOT_HANDLED (-1)
 #define TCPMOD_INFO_TOO_SMALL (-2)
 #define TCPMOD_INFO_UNKNOWN_KEY (-3)
+
+/* v1.2 upstream events and results. */
+#define TCPMOD_UPSTREAM_CONNECTED 1
+#define TCPMOD_UPSTREAM_DATA 2
+#define TCPMOD_UPSTREAM_CLOSED 3
+#define TCPMOD_UPSTREAM_FAILED 4
+#define TCPMOD_UPSTREAM_UNKNOWN (-1)
+#define TCPMOD_UPSTREAM_TOO_MANY (-2)
+#define TCPMOD_UPSTREAM_UNAVAILABLE (-3)
+#define TCPMOD_UPSTREAM_FULL (-2)
 
 #ifdef __cplusplus
 }

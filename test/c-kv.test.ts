@@ -52,6 +52,9 @@ TCPMOD_EXPORT(tcpmod_state_version) int32_t tcpmod_state_version(void) { return 
 TCPMOD_EXPORT(tcpmod_init) int32_t tcpmod_init(int32_t n) { return n > 1000 ? 1 : 0; }
 TCPMOD_EXPORT(tcpmod_on_open) int32_t tcpmod_on_open(int32_t c) { return tcpmod_set_timer(c, 1) + tcpmod_want(c, 2); }
 TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t c, int32_t n) { return tcpmod_peer_addr(c, (char *)buf, n); }
+TCPMOD_EXPORT(tcpmod_on_upstream) int32_t tcpmod_on_upstream(int32_t c, int32_t u, int32_t e, int32_t n) {
+  return e == TCPMOD_UPSTREAM_FAILED ? tcpmod_upstream_close(c, u) : tcpmod_upstream_send(c, u, buf, n) + tcpmod_upstream_open(c, "r", 1);
+}
 TCPMOD_EXPORT(tcpmod_on_close) void tcpmod_on_close(int32_t c, int32_t r) { if (r == TCPMOD_REASON_TLS) tcpmod_abort(0, 0, c, r); }
 TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t c, int32_t n, int32_t f) {
   int64_t v;

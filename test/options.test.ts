@@ -73,6 +73,8 @@ describe('defaults', () => {
       kvTlsCa: null,
       logLevel: DEFAULTS.logLevel,
       tls: null,
+      upstreams: [],
+      upstreamConnectTimeoutMs: 2000,
     });
   });
 
@@ -111,6 +113,8 @@ describe('every kind refuses a bad value, naming the option', () => {
     protocols: ['', 'h2,', 'h2,,x', 'a b', ['x'.repeat(256)], [5], 7],
     flag: ['yes', 1],
     address: ['nowhere', 'host:99999', 5],
+    upstreams: ['redis', 'redis=', '=127.0.0.1:1', '9x=127.0.0.1:1', 'r=localhost:6379', 'r=127.0.0.1:0', 'r=256.0.0.1:1', 'r=::1:6379',
+      'r=127.0.0.1:1,', ['a=127.0.0.1:1', 'a=127.0.0.1:2'], [5], 7, {}],
   };
   for (const [name, spec] of specs.filter(([, s]) => !s.cliOnly)) {
     it(`${name} (${spec.kind.type})`, () => {
@@ -155,6 +159,30 @@ describe('good values', () => {
     expect(r).toMatchObject({ sendTimeoutMs: 1500, drainTimeoutMs: 0, port: 8080, keepalive: null, config: new TextEncoder().encode('hi') });
     expect(resolveOptions({ module, keepalive: false }).keepalive).toBeNull();
     expect(resolveOptions({ module, keepalive: [60, 10, 5] }).keepalive).toEqual([60, 10, 5]);
+  });
+});
+
+describe('upstreams', () => {
+  it('NAME=IP:PORT[,IP:PORT…], repeatable, kept in order', () => {
+    const r = resolveOptions({ module, upstream: ['redis=127.0.0.1:6380, 127.0.0.1:6381', 'v6=[::1]:7000'], upstreamConnectTimeout: '250ms' });
+    expect(r.upstreams).toEqual([
+      { name: 'redis', addresses: [{ host: '127.0.0.1', port: 6380 }, { host: '127.0.0.1', port: 6381 }] },
+      { name: 'v6', addresses: [{ host: '::1', port: 7000 }] },
+    ]);
+    expect(r.upstreamConnectTimeoutMs).toBe(250);
+    expect(resolveOptions({ module, upstream: 'a=10.0.0.1:1' }).upstreams).toEqual([{ name: 'a', addresses: [{ host: '10.0.0.1', port: 1 }] }]);
+  });
+  it('one line naming what is wrong: bad name, bad address, duplicate name, too many', () => {
+    expect(refusal(() => resolveOptions({ module, upstream: '9x=127.0.0.1:1' })).message)
+      .toBe('upstream must have a NAME of 1 to 32 of A-Z a-z 0-9 _ . - starting with a letter; "9x" in "9x=127.0.0.1:1" is not one');
+    expect(refusal(() => resolveOptions({ module, upstream: 'r=localhost:6379' })).message)
+      .toBe('upstream must give addresses as IPv4:PORT or [IPv6]:PORT (PORT 1 to 65535); "localhost:6379" in "r=localhost:6379" is not one');
+    expect(refusal(() => resolveOptions({ module, upstream: ['a=127.0.0.1:1', 'a=127.0.0.1:2'] })).message)
+      .toBe('upstream must name each upstream once; "a" is given twice');
+    expect(refusal(() => resolveOptions({ module, upstream: 'redis' })).message).toBe('upstream must be NAME=IP:PORT[,IP:PORT…], got "redis"');
+    const many = Array.from({ length: 17 }, (_, i) => `127.0.0.1:${i + 1}`).join(',');
+    expect(refusal(() => resolveOptions({ module, upstream: `r=${many}` })).message).toBe('upstream must give at most 16 addresses per name; "r" has 17');
+    expect(refusal(() => resolveOptions({ module, upstreamConnectTimeout: '2m' })).message).toBe('upstreamConnectTimeout must be at most 60000 ms, got "2m"');
   });
 });
 

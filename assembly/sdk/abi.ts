@@ -68,6 +68,21 @@ export declare function conn_info(conn: i32, key: i32, out: usize, cap: i32): i3
 @external("tcpmod", "set_timer")
 export declare function host_set_timer(conn: i32, ms: i32): i32;
 
+/** v1.2 upstreams (docs/abi.md §16): opens the backend the operator named `name` for connection
+ *  `conn`; a handle > 0 (its result comes as an upstream event), or -1 unknown name, -2 too many
+ *  (8 per connection), -3 unavailable. The module must export tcpmod_on_upstream (the SDK does). */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_open")
+export declare function host_upstream_open(conn: i32, name: usize, nameLen: i32): i32;
+/** v1.2: queues bytes for upstream `up`, in order: 0, -1 no such upstream, -2 its queue is full (nothing taken). */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_send")
+export declare function host_upstream_send(conn: i32, up: i32, ptr: usize, len: i32): i32;
+/** v1.2: closes upstream `up` at once (queued bytes dropped, no event): 0, or -1 no such upstream. */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_close")
+export declare function host_upstream_close(conn: i32, up: i32): i32;
+
 /** v1.1: 1 once the server has begun a graceful stop, else 0. */
 // @ts-ignore: decorator
 @external("tcpmod", "draining")

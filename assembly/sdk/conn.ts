@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_want } from "./abi";
+import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_upstream_close, host_upstream_open, host_upstream_send, host_want } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -129,6 +129,19 @@ export class Conn {
    *  frame's length is known (a Content-Length body, a RESP bulk string): the host then collects
    *  the bytes without calling the module. The handler must still cope with being called earlier. */
   want(n: i32): void { host_want(curId, n); }
+
+  /** v1.2: opens the upstream the operator named `name` (--upstream NAME=…) for this connection:
+   *  a handle > 0, whose CONNECTED or FAILED comes to the upstream handler (setOnUpstream); or
+   *  UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE. */
+  openUpstream(name: string): i32 {
+    const bytes = String.UTF8.encode(name);
+    return host_upstream_open(curId, changetype<usize>(bytes), bytes.byteLength);
+  }
+  /** v1.2: queues `len` bytes at `ptr` for upstream `up`, in order: 0, -1 (no such upstream) or
+   *  UPSTREAM_FULL (nothing taken: its queue is at the bound; try again later). */
+  sendUpstream(up: i32, ptr: usize, len: i32): i32 { return host_upstream_send(curId, up, ptr, len); }
+  /** v1.2: closes upstream `up` at once; nothing more is reported for it. */
+  closeUpstream(up: i32): i32 { return host_upstream_close(curId, up); }
 
   /** Cancels this connection's timer (a firing not yet delivered included). */
   cancelTimer(): void { host_set_timer(curId, 0); }

@@ -5,7 +5,7 @@
 // registered make the matching export a no-op.
 
 import { Action, CONN, beginCall, endCall } from "./conn";
-import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler, stateVersion } from "./hooks";
+import { DataHandler, dataHandler, openHandler, closeHandler, initHandler, timerHandler, upstreamHandler, stateVersion } from "./hooks";
 import { IO_DESC, inPtr, reserved } from "./regions";
 import { fail } from "./fail";
 import { MESSAGE, beginMessage, messageHandler } from "./topics";
@@ -51,6 +51,13 @@ export function tcpmod_on_message(conn: i32, in_len: i32, topic_len: i32, patter
   beginMessage(in_len, topic_len, pattern_len, msg_len);
   const h = messageHandler;
   return endCall(h ? h(CONN, MESSAGE) : Action.Continue);
+}
+
+/** v1.2: an upstream's event; its bytes (if any) are at in_ptr. Without a handler: closes the client. */
+export function tcpmod_on_upstream(conn: i32, up: i32, event: i32, in_len: i32): i32 {
+  beginCall(conn, in_len, 0, true);
+  const h = upstreamHandler;
+  return endCall(h ? h(CONN, up, event) : Action.Close);
 }
 
 /** v1.1 (live reload): the state version given to configure or setStateVersion; -1: none. */

@@ -15,6 +15,9 @@ export type OpenHandler = (c: Conn) => Action;
 export type CloseHandler = (c: Conn, reason: i32) => void;
 /** Runs when the connection's timer fires (Conn.setTimer), with the unconsumed input; may write and consume. */
 export type TimerHandler = (c: Conn) => Action;
+/** v1.2: an event of upstream `up` (UPSTREAM_CONNECTED, _DATA, _CLOSED, _FAILED); for DATA and
+ *  CLOSED its bytes are the input (c.input, c.inputLen; consume as on_data does); output goes to the client. */
+export type UpstreamHandler = (c: Conn, up: i32, event: i32) => Action;
 /** Runs once per instance with the module's config bytes; non-zero refuses them. */
 export type InitHandler = (config: usize, len: i32) => i32;
 
@@ -23,6 +26,7 @@ export let openHandler: OpenHandler | null = null;
 export let closeHandler: CloseHandler | null = null;
 export let initHandler: InitHandler | null = null;
 export let timerHandler: TimerHandler | null = null;
+export let upstreamHandler: UpstreamHandler | null = null;
 
 /** The version of what this module keeps in the state slot (and leaves in the
  *  carry-over); -1: it does not say. See setStateVersion. */
@@ -51,5 +55,7 @@ export function setOnOpen(h: OpenHandler): void { openHandler = h; }
 export function setOnClose(h: CloseHandler): void { closeHandler = h; }
 /** Registers the timer hook (optional; needed by modules that call Conn.setTimer). */
 export function setOnTimer(h: TimerHandler): void { timerHandler = h; }
+/** Registers the upstream hook (v1.2; needed by modules that call Conn.openUpstream). */
+export function setOnUpstream(h: UpstreamHandler): void { upstreamHandler = h; }
 /** Registers the config hook (optional); it sees the config bytes at `config`. */
 export function setOnInit(h: InitHandler): void { initHandler = h; }

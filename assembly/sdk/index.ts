@@ -41,9 +41,10 @@
 
 export { Action, CloseReason, Conn, FLAG_EOF } from "./conn";
 export {
-  configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setStateVersion,
-  DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler,
+  configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setOnUpstream, setStateVersion,
+  DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler, UpstreamHandler,
 } from "./hooks";
+export { UPSTREAM_CONNECTED, UPSTREAM_DATA, UPSTREAM_CLOSED, UPSTREAM_FAILED, UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE, UPSTREAM_FULL } from "./upstream";
 export { LogLevel, log, logString, nowMs } from "./host";
 export {
   subscribe, unsubscribe, unsubscribeAll, publish, setOnMessage, Message, MessageHandler,

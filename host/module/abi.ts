@@ -58,6 +58,10 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   subscribe: '(i32, i32, i32, i32) -> i32',
   unsubscribe: '(i32, i32, i32, i32) -> i32',
   publish: '(i32, i32, i32, i32) -> i32',
+  // v1.2 upstreams (docs/abi.md, Upstreams): open a named backend for the connection, send to it, close it.
+  upstream_open: '(i32, i32, i32) -> i32',
+  upstream_send: '(i32, i32, i32, i32) -> i32',
+  upstream_close: '(i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
@@ -67,11 +71,18 @@ export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer
 export const V1_2_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
   'subscribe', 'unsubscribe', 'publish',
+'upstream_open', 'upstream_send', 'upstream_close',
 ] as const;
 
 /** Topic subscription kinds (docs/abi.md §15) and topic result codes. */
 export const TOPIC_EXACT = 0, TOPIC_GLOB = 1, TOPIC_MQTT = 2;
 export const TOPIC = { NOT_HANDLED: -1, TOO_MANY: -2, INVALID: -3, TOO_BIG: -4 } as const;
+
+/** tcpmod_on_upstream's events, and upstream_open / upstream_send results (docs/abi.md, Upstreams). */
+export const UPSTREAM = { CONNECTED: 1, DATA: 2, CLOSED: 3, FAILED: 4 } as const;
+export const UPSTREAM_UNKNOWN = -1, UPSTREAM_TOO_MANY = -2, UPSTREAM_UNAVAILABLE = -3, UPSTREAM_FULL = -2;
+/** Upstreams one connection may have open at once (upstream.h kMaxUpstreamsPerConn). */
+export const MAX_UPSTREAMS_PER_CONN = 8;
 
 /** kv result codes (docs/abi.md §10, §14). */
 export const KV = { MISSING: -1, FULL: -2, UNAVAILABLE: -3, INVALID: -4, EXISTS: -5, NOT_INTEGER: -6, TOO_SMALL: -7 } as const;
@@ -105,6 +116,8 @@ export const OPTIONAL_EXPORTS: Record<string, string> = {
   tcpmod_on_message: '(i32, i32, i32, i32, i32) -> i32',
   // v1.1 (live reload): what the state slot means; equal versions let a connection move to a new module.
   tcpmod_state_version: '() -> i32',
+  // v1.2: an upstream's event (connected, data, closed, failed); its bytes at in_ptr; result and action as for on_data.
+  tcpmod_on_upstream: '(i32, i32, i32, i32) -> i32',
   __collect: '() -> ()',
 };
 

@@ -30,6 +30,9 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
   kv_incr_ex: { c: 'int32_t tcpmod_kv_incr_ex(const void *key, int32_t key_len, int64_t delta, int32_t flags, int64_t *out)', as: 'kv_incr_ex(key: usize, key_len: i32, delta: i64, flags: i32, out: usize): i32' },
   kv_scan: { c: 'int32_t tcpmod_kv_scan(const void *prefix, int32_t prefix_len, int64_t cursor, int32_t count, void *out, int32_t out_cap, int64_t *next)', as: 'kv_scan(prefix: usize, prefix_len: i32, cursor: i64, count: i32, out: usize, out_cap: i32, next: usize): i32' },
   kv_del_prefix: { c: 'int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len)', as: 'kv_del_prefix(prefix: usize, prefix_len: i32): i32' },
+  upstream_open: { c: 'int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len)', as: 'upstream_open(conn: i32, name: usize, name_len: i32): i32' },
+  upstream_send: { c: 'int32_t tcpmod_upstream_send(int32_t conn, int32_t up, const void *data, int32_t len)', as: 'upstream_send(conn: i32, up: i32, ptr: usize, len: i32): i32' },
+  upstream_close: { c: 'int32_t tcpmod_upstream_close(int32_t conn, int32_t up)', as: 'upstream_close(conn: i32, up: i32): i32' },
 };
 
 /** The one-line declarations of tcpmod import `name` in C and AssemblyScript. */

@@ -221,7 +221,16 @@ export class AbiDriver {
     return this.single(inst, conn, len, () => inst.onMessage(conn, len, topicLen, patternLen, msgLen));
   }
 
-  /** A call that receives nothing new (on_timer, on_message) with the carry-over of `len` bytes at in_ptr. */
+  /**
+   * on_upstream with the upstream's bytes (`len`) at in_ptr: one call, settled
+   * as on_timer's (its out region goes to the client). KEEP with restPtr/restLen
+   * the upstream's unconsumed bytes, FAULTED or a close reason.
+   */
+  upstream(inst: ModuleInstance, conn: number, up: number, event: number, len: number): number {
+    return this.single(inst, conn, len, () => inst.onUpstream(conn, up, event, len));
+  }
+
+  /** One call (on_timer, on_message, on_upstream) with `len` input bytes at in_ptr, settled at once; restPtr/restLen after KEEP. */
   private single(inst: ModuleInstance, conn: number, len: number, call: () => number): number {
     this.linger = false;
     this.outLen = 0;

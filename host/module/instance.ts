@@ -45,6 +45,13 @@ export interface InstanceHooks {
   now?(): number;
   /** tcpmod.peer_addr for the connection being handled: the client's address as text. Without it: "". */
   peerAddr?(): string;
+  /**
+   * tcpmod.upstream_open / upstream_send / upstream_close for the connection
+   * being handled (docs/abi.md, Upstreams). Without them: -1 (no upstream is configured).
+   */
+  upstreamOpen?(mem: ArrayBuffer, namePtr: number, nameLen: number): number;
+  upstreamSend?(up: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  upstreamClose?(up: number): number;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
   /** Bytes of log messages dropped by the log limit (module/log-limit.ts). Without it: not counted. */
@@ -118,6 +125,7 @@ export class ModuleInstance {
   private readonly onCloseFn!: ((c: number, r: number) => void) | null;
   private readonly onTimerFn!: ((c: number, n: number) => number) | null;
   private readonly onMessageFn!: ((c: number, n: number, t: number, p: number, m: number) => number) | null;
+  private readonly onUpstreamFn!: ((c: number, u: number, e: number, n: number) => number) | null;
   private readonly collectFn!: (() => void) | null;
   private readonly initFn!: ((n: number) => number) | null;
 
@@ -153,6 +161,7 @@ export class ModuleInstance {
       this.onCloseFn = verdict.optional.has('tcpmod_on_close') ? ex.tcpmod_on_close : null;
       this.onTimerFn = verdict.optional.has('tcpmod_on_timer') ? ex.tcpmod_on_timer : null;
       this.onMessageFn = verdict.optional.has('tcpmod_on_message') ? ex.tcpmod_on_message : null;
+      this.onUpstreamFn = verdict.optional.has('tcpmod_on_upstream') ? ex.tcpmod_on_upstream : null;
       this.collectFn = verdict.optional.has('__collect') ? ex.__collect : null;
       this.initFn = verdict.optional.has('tcpmod_init') ? ex.tcpmod_init : null;
       if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
@@ -208,6 +217,13 @@ export class ModuleInstance {
 
   get hasOnMessage(): boolean {
     return this.onMessageFn !== null;
+  }
+
+  /** tcpmod_on_upstream(conn, up, event, in_len) with the upstream's bytes at in_ptr; result and action as for on_data. */
+  onUpstream(conn: number, up: number, event: number, inLen: number): number {
+    const fn = this.onUpstreamFn;
+    if (!fn) throw new Error(`${this.compiled.name}: no tcpmod_on_upstream`);
+    return this.invoke((c, n, e) => fn(c, up, e, n), 'tcpmod_on_upstream', conn, inLen, event);
   }
 
   get hasOnTimer(): boolean {
@@ -409,6 +425,20 @@ export class ModuleInstance {
         this.region('tcpmod.peer_addr out', out, bytes.length);
         new Uint8Array(this.buffer, out >>> 0, bytes.length).set(bytes);
         return bytes.length;
+      },
+      upstream_open: (conn: number, ptr: number, len: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        this.region('tcpmod.upstream_open name', ptr, len);
+        return this.hooks.upstreamOpen ? this.hooks.upstreamOpen(this.buffer, ptr >>> 0, len >>> 0) : -1;
+      },
+      upstream_send: (conn: number, up: number, ptr: number, len: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        this.region('tcpmod.upstream_send', ptr, len);
+        return this.hooks.upstreamSend ? this.hooks.upstreamSend(up, this.buffer, ptr >>> 0, len >>> 0) : -1;
+      },
+      upstream_close: (conn: number, up: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.upstreamClose ? this.hooks.upstreamClose(up) : -1;
       },
       want: (conn: number, n: number): number => {
         if (conn !== this.conn || conn === 0) return -1;

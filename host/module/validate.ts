@@ -74,6 +74,10 @@ export function checkShape(shape: WasmShape, memoryCapBytes: number): ShapeVerdi
     else optional.add(name);
   }
 
+  const upstreamImport = shape.imports.find((i) => i.module === 'tcpmod' && i.name.startsWith('upstream_'));
+  if (upstreamImport && !optional.has('tcpmod_on_upstream'))
+    problems.push(withFix(`import tcpmod.${upstreamImport.name} needs the export tcpmod_on_upstream (i32, i32, i32, i32) -> i32`,
+      'export it: the host calls it with (conn, upstream, event, in_len) when an upstream connects, sends, closes or fails'));
   if (shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'set_timer') && !optional.has('tcpmod_on_timer'))
     problems.push('import tcpmod.set_timer needs the export tcpmod_on_timer (i32, i32) -> i32, which the host calls when the timer fires');
   if (shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'subscribe') && !optional.has('tcpmod_on_message'))

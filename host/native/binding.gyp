@@ -20,7 +20,8 @@
         "src/sender.cc",
         "src/topics.cc",
         "src/mailbox.cc",
-        "src/pubsub.cc"
+        "src/pubsub.cc",
+        "src/upstream.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -171,6 +171,23 @@ export interface NativeBinding {
   connSetNextId(id: number): number;
   readonly LOAD_EOF: number;
 
+  // upstreams (upstream.cc, docs/abi.md "Upstreams (v1.2)"): named backends a module opens for the client it handles.
+  /** The server's named upstreams (numeric addresses) and limits. 0 | -EINVAL (an address that is not numeric). */
+  upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[] }[], connectTimeoutMs: number, maxQueued: number): number;
+  upstreamsForget(group: number): number;
+  /** For the held client (fd, id): a handle > 0, or -1 unknown name, -2 too many, -3 no socket. The result comes as an event. */
+  upstreamOpen(fd: number, id: number, group: number, mem: ArrayBuffer, namePtr: number, nameLen: number): number;
+  /** 0, -1 no such upstream, -2 its queue would pass the bound. */
+  upstreamSend(fd: number, id: number, handle: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  upstreamClose(fd: number, id: number, handle: number): number;
+  /** The held client's next upstream event (0: none now): out[0] handle, out[1] in_len at inPtr; state loaded at statePtr. */
+  upstreamNext(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, out: Int32Array): number;
+  /** Saves the upstream's unconsumed bytes (if it is still open) and the client's state slot. 0 | -EBADF. */
+  upstreamKeep(fd: number, id: number, handle: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
+  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number };
+  readonly DUE_UPSTREAM: number;
+  readonly KIND_UPSTREAM: number;
+
   // timers (conn_table.cc, timers.cc): one timerfd per server in its epoll set, a heap of wake times per server.
   /** Creates the server's timerfd (add it with KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets its timeouts (0: off). */
   timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;

@@ -38,6 +38,8 @@ export const BATCH_BUDGET_MS = 2;
 const STALE_CHECK_MS = 250;
 /** Connections one listener event accepts at most (see accept()). */
 import { MAX_ACCEPTS_PER_WAKE } from '../limits.js';
+/** Upstream events one claim of a connection delivers at most: a chatty upstream never keeps its connection from its client's input. */
+const UPSTREAM_EVENTS_PER_WAKE = 16;
 const SEND_TIMEOUT_WARNING = 'send timeout: closing connections whose clients stopped reading';
 const IDLE_CHECK_MS = 1000;
 
@@ -77,6 +79,8 @@ export class EventLoop implements Transport {
   private readonly received = new Int32Array(1);
   /** connMessage's topic, pattern and message lengths. */
   private readonly lens = new Int32Array(3);
+  /** upstreamNext's out: [handle, in_len]. */
+  private readonly upOut = new Int32Array(2);
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
   private readonly holder: number;
@@ -240,6 +244,7 @@ export class EventLoop implements Transport {
       if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
       if (due & native.DUE_TIMER) return this.timer(fd, id);
       if (due & native.DUE_MESSAGE) return this.message(fd, id);
+      if (due & native.DUE_UPSTREAM) return this.upstreams(fd, id); // a mark left waiting is queued again at the re-arm
     }
     // Past the drain timeout every connection the server still has is shut down.
     if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
@@ -351,6 +356,35 @@ export class EventLoop implements Transport {
         return;
       }
     }
+  }
+
+  /**
+   * Events of the connection's upstreams (docs/abi.md, Upstreams), taken under
+   * its ownership: on_upstream for each, at most UPSTREAM_EVENTS_PER_WAKE of
+   * them (what is left stays flagged and marks the connection due again at its re-arm).
+   */
+  private upstreams(fd: number, id: number): void {
+    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    const inst = this.instFor(fd, id, true);
+    if (!inst) return this.unavailable(fd, id);
+    const d = inst.desc;
+    this.fd = fd;
+    this.id = id;
+    for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
+      const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
+      if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+      if (event === 0) break;
+      const up = this.upOut[0];
+      const len = this.upOut[1];
+      const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
+      if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
+      if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
+      // As for client input: a full input region the module took nothing of is an overflow.
+      if (this.driver.restLen === d.inCap) return this.close(fd, id, CloseReason.OVERFLOW);
+      if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
+        return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    }
+    this.rearm(fd, id);
   }
 
   /**
@@ -750,6 +784,9 @@ export class EventLoop implements Transport {
       unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
       publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
+      upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
+      upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
+      upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
       peerAddr: () => {
         const p = native.connPeer(this.fd, this.id);
         return typeof p === 'string' ? p : '';

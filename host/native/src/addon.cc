@@ -15,6 +15,7 @@
 #include "pubsub.h"
 #include "sockets.h"
 #include "tls.h"
+#include "upstream.h"
 
 namespace {
 
@@ -64,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tcpmod::InitKvStore(env, exports);
   tcpmod::InitKvRedis(env, exports);
   tcpmod::InitTls(env, exports);
+  tcpmod::InitUpstreams(env, exports);
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -55,6 +55,7 @@
 #include "tcpmod_limits.h"
 #include "timers.h"
 #include "tls.h"
+#include "upstream.h"
 
 namespace tcpmod {
 namespace {
@@ -240,6 +241,7 @@ Conn* Unlink(int fd, uint64_t id) {
     module_ids.erase(static_cast<uint32_t>(c->id % kModuleIdSpace));
     if (c->topics) TopicsForgetLocked(fd, c->id, c->topics);  // subscriptions end, the mailbox is freed
     c->topics = nullptr;
+    UpstreamsDrop(c->id);  // an upstream belongs to its client: it goes with it
     if (--group_conns[c->group] == 0) group_conns.erase(c->group);
   }
   return c;
@@ -681,6 +683,8 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   ev.data.u64 = EpollData(c, fd);
   if (c->kind == kKindConn) {
     if (Group* g = GroupOf(c->group)) Schedule(c, *g);
+    // An upstream event that came while it was held, or one its holder left unreported (upstream.h).
+    if (!c->closing && UpstreamsPending(c->id)) c->due |= kDueUpstream;
     if (c->due && c->grp) MarkDue(*c->grp, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->out.size();
     if (queued) {
@@ -1423,6 +1427,21 @@ Napi::Value TimersArmed(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+void MarkConnDue(int fd, uint64_t id, uint32_t bits) {
+  std::lock_guard<TableMutex> lock(table_mu);
+  Conn* c = FindLocked(fd, id);
+  if (c == nullptr || c->kind != kKindConn || c->closing || c->grp == nullptr || (c->due & bits) == bits) return;
+  MarkDue(*c->grp, c, fd, bits);
+}
+
+bool ConnStateCopy(int fd, uint64_t id, uint8_t* slot, size_t room, bool save) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr || static_cast<size_t>(c->state_size) > room) return false;
+  if (save) std::memcpy(c->state, slot, c->state_size);
+  else std::memcpy(slot, c->state, c->state_size);
+  return true;
+}
 
 bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due) {
   std::lock_guard<TableMutex> lock(table_mu);

@@ -15,6 +15,7 @@
 
 #include "args.h"
 #include "conn_table.h"
+#include "upstream.h"
 
 namespace tcpmod {
 namespace {
@@ -177,6 +178,11 @@ Napi::Value EpollWait(const Napi::CallbackInfo& info) {
       if (kind == kKindTimer) {
         // The timer event is bookkeeping, done here: mark what is due, re-arm.
         RunTimers(static_cast<int>(epfd));
+        continue;
+      }
+      if (kind == kKindUpstream) {
+        // Bookkeeping only: the work is the client's holder's (upstream.h).
+        UpstreamWake(static_cast<int>(epfd), fd, EpollTag(evs[i].data.u64));
         continue;
       }
       if (kind == kKindWake) {

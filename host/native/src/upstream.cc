@@ -1,0 +1,502 @@
+// Upstreams: see upstream.h for the ownership and locking rules.
+//
+// Life of an upstream: upstreamOpen starts a non-blocking connect to the
+// name's first address and a timerfd for the connect timeout; the next look
+// (upstreamNext, by the client's holder) finds it connected (event CONNECTED),
+// or refused / timed out, and then the next address is tried in order; when
+// none is left the module gets FAILED and the upstream is gone. Once open,
+// each look sends what is queued for it and reads what it sent: DATA with its
+// carry-over (what the module left unconsumed last time) and the new bytes,
+// then CLOSED (with the carry-over left) when it shuts down or resets, after
+// which it is gone. The module's own upstream_close closes it at once,
+// dropping what was queued for it, and reports nothing.
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "args.h"
+#include "conn_table.h"
+#include "output_queue.h"
+#include "sender.h"
+
+namespace tcpmod {
+namespace {
+
+// Events a module's tcpmod_on_upstream gets (docs/abi.md, Upstreams).
+enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4 };
+// upstream_open's results besides a handle.
+constexpr int kOpenUnknown = -1, kOpenTooMany = -2, kOpenUnavailable = -3;
+// upstream_send's results besides 0.
+constexpr int kSendNoSuch = -1, kSendFull = -2;
+
+struct Named {
+  std::string name;
+  std::vector<sockaddr_storage> addrs;
+  std::vector<socklen_t> lens;
+};
+struct Config {
+  std::vector<Named> names;
+  int64_t connect_timeout_ms = 2000;
+  int64_t max_queued = 8 << 20;  // bytes queued for one upstream before upstream_send says -2
+};
+
+struct Upstream {
+  uint64_t uid;
+  int handle;
+  int epfd;
+  int cfd;          // the client (fd, id) it belongs to
+  uint64_t cid;
+  const Named* named;
+  int64_t timeout_ms;
+  size_t addr = 0;  // the address being tried
+  int fd = -1;
+  int tfd = -1;     // connect timeout; -1 once connected
+  bool open = false;
+  bool failed = false;  // every address refused or timed out: FAILED at the next look
+  std::atomic<bool> wake{true};
+  std::vector<uint8_t> carry;
+  OutputQueue out;
+};
+
+std::mutex up_mu;
+std::unordered_map<int, Config> configs;                      // by epfd (one server each)
+std::unordered_map<uint64_t, std::vector<Upstream*>> by_conn;  // client id -> its upstreams
+std::unordered_map<int, Upstream*> by_fd;                     // socket or timerfd -> its upstream
+std::atomic<int64_t> live{0};
+uint64_t next_uid = 1;
+int next_handle = 1;
+// Counters for metrics and tests (upstreamStats).
+std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_closed{0}, bytes_in{0}, bytes_out{0};
+
+uint64_t Tag(uint64_t uid) { return uid & kEpollTagMask; }
+
+void Watch(Upstream* u, int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = EpollPack(kKindUpstream, fd, u->uid);
+  epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+// Closes the socket and timerfd (forgotten first, so that a wake for them finds nothing). Caller holds up_mu.
+void CloseFds(Upstream* u) {
+  if (u->fd >= 0) {
+    by_fd.erase(u->fd);
+    close(u->fd);
+    u->fd = -1;
+  }
+  if (u->tfd >= 0) {
+    by_fd.erase(u->tfd);
+    close(u->tfd);
+    u->tfd = -1;
+  }
+}
+
+// Starts connecting to u->addr (or the next address that can be started). Caller holds up_mu.
+// False when no address is left: u->failed.
+bool StartConnect(Upstream* u) {
+  CloseFds(u);
+  for (; u->addr < u->named->addrs.size(); u->addr++) {
+    const sockaddr_storage& sa = u->named->addrs[u->addr];
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;  // out of descriptors: no other address does better
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    n_connects++;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&sa), u->named->lens[u->addr]) < 0 && errno != EINPROGRESS) {
+      n_refused++;
+      close(fd);
+      continue;
+    }
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (tfd < 0) {
+      close(fd);
+      break;
+    }
+    itimerspec its{};
+    its.it_value.tv_sec = u->timeout_ms / 1000;
+    its.it_value.tv_nsec = (u->timeout_ms % 1000) * 1000000;
+    timerfd_settime(tfd, 0, &its, nullptr);
+    u->fd = fd;
+    u->tfd = tfd;
+    by_fd[fd] = u;
+    by_fd[tfd] = u;
+    Watch(u, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+    Watch(u, tfd, EPOLLIN | EPOLLET);
+    return true;
+  }
+  u->failed = true;
+  u->wake = true;
+  return false;
+}
+
+// Takes the upstream out of the maps and frees it. Caller holds up_mu.
+void Remove(Upstream* u) {
+  CloseFds(u);
+  auto it = by_conn.find(u->cid);
+  if (it != by_conn.end()) {
+    auto& v = it->second;
+    for (size_t i = 0; i < v.size(); i++)
+      if (v[i] == u) {
+        v.erase(v.begin() + static_cast<long>(i));
+        break;
+      }
+    if (v.empty()) by_conn.erase(it);
+  }
+  live--;
+  delete u;
+}
+
+Upstream* FindHandle(uint64_t cid, int handle) {
+  auto it = by_conn.find(cid);
+  if (it == by_conn.end()) return nullptr;
+  for (Upstream* u : it->second)
+    if (u->handle == handle) return u;
+  return nullptr;
+}
+
+// Where a connect stands: 1 connected, 0 still going, -errno refused or timed out.
+int ConnectResult(Upstream* u) {
+  uint64_t expirations;
+  if (read(u->tfd, &expirations, sizeof(expirations)) == sizeof(expirations)) return -ETIMEDOUT;
+  pollfd p{u->fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) <= 0 || p.revents == 0) return 0;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+  return err == 0 ? 1 : -err;
+}
+
+// The holder looks at one upstream: the event to report (0: none), with *len
+// bytes placed at `in` (cap bytes there). Caller holds up_mu. Sets *gone when
+// the upstream was removed after this event.
+int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
+  *len = 0;
+  *gone = false;
+  if (u->failed) {
+    n_failed++;
+    *gone = true;
+    return kFailed;
+  }
+  if (!u->open) {
+    int r = ConnectResult(u);
+    if (r == 0) return 0;
+    if (r < 0) {
+      if (r == -ETIMEDOUT) n_timeouts++;
+      else n_refused++;
+      u->addr++;
+      StartConnect(u);
+      return u->failed ? Look(u, in, cap, len, gone) : 0;
+    }
+    by_fd.erase(u->tfd);
+    close(u->tfd);
+    u->tfd = -1;
+    u->open = true;
+    u->wake = true;  // it may have sent already, and output may be queued
+    return kConnected;
+  }
+  if (!u->out.empty()) {
+    int64_t before = static_cast<int64_t>(u->out.size());
+    int64_t left = Drain(Sink{u->fd, nullptr}, u->out);
+    if (left >= 0) bytes_out += before - left;
+    // A send error shows again on the read below (reset) or as EOF.
+  }
+  size_t have = u->carry.size();
+  if (have > cap) have = cap;  // in_cap never shrinks for a connection's generation; kept defensive
+  std::memcpy(in, u->carry.data(), have);
+  ssize_t n = 0;
+  if (have < cap) {
+    do n = recv(u->fd, in + have, cap - have, 0); while (n < 0 && errno == EINTR);
+  } else {
+    n = -1;
+    errno = EAGAIN;  // full: the module must consume first (the caller closes the client on overflow)
+  }
+  if (n > 0) {
+    bytes_in += n;
+    u->carry.clear();
+    u->wake = true;  // look again: more may be there (edge-triggered)
+    *len = have + static_cast<size_t>(n);
+    return kData;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  // EOF or a reset: the last of the carry-over goes with CLOSED.
+  u->carry.clear();
+  *len = have;
+  n_closed++;
+  *gone = true;
+  return kClosed;
+}
+
+bool ParseAddr(const std::string& host, int port, sockaddr_storage* sa, socklen_t* len) {
+  std::memset(sa, 0, sizeof(*sa));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(sa);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(sa);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+// upstreamsConfigure(epfd, [{name, addresses: [{host, port}]}], connectTimeoutMs, maxQueued) -> 0 | -EINVAL.
+Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
+  int64_t epfd, timeout, max_queued;
+  if (!ArgInt(info, 0, &epfd) || !info[1].IsArray() || !ArgInt(info, 2, &timeout) || !ArgInt(info, 3, &max_queued))
+    return info.Env().Undefined();
+  Config cfg;
+  cfg.connect_timeout_ms = timeout;
+  cfg.max_queued = max_queued;
+  Napi::Array list = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Object o = list.Get(i).As<Napi::Object>();
+    Named n;
+    n.name = o.Get("name").As<Napi::String>().Utf8Value();
+    Napi::Array addrs = o.Get("addresses").As<Napi::Array>();
+    for (uint32_t j = 0; j < addrs.Length(); j++) {
+      Napi::Object a = addrs.Get(j).As<Napi::Object>();
+      sockaddr_storage sa;
+      socklen_t len;
+      if (!ParseAddr(a.Get("host").As<Napi::String>().Utf8Value(), a.Get("port").As<Napi::Number>().Int32Value(), &sa, &len))
+        return Num(info, -EINVAL);
+      n.addrs.push_back(sa);
+      n.lens.push_back(len);
+    }
+    cfg.names.push_back(std::move(n));
+  }
+  std::lock_guard<std::mutex> lock(up_mu);
+  configs[static_cast<int>(epfd)] = std::move(cfg);
+  return Num(info, 0);
+}
+
+// upstreamsForget(epfd) -> 0. The server is gone (its connections, and so their upstreams, closed first).
+Napi::Value UpstreamsForget(const Napi::CallbackInfo& info) {
+  int64_t epfd;
+  if (!ArgInt(info, 0, &epfd)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(up_mu);
+  configs.erase(static_cast<int>(epfd));
+  return Num(info, 0);
+}
+
+// upstreamOpen(fd, id, epfd, mem, namePtr, nameLen) -> handle (> 0) | -1 unknown name | -2 too many | -3 unavailable.
+// The caller holds the client (fd, id). The result of the connect comes later (CONNECTED or FAILED).
+Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
+  int64_t fd, id, epfd;
+  uint8_t* name;
+  size_t name_len;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &epfd) || !ArgRegion(info, 3, &name, &name_len))
+    return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(up_mu);
+  auto cit = configs.find(static_cast<int>(epfd));
+  if (cit == configs.end()) return Num(info, kOpenUnknown);
+  const Named* named = nullptr;
+  for (const Named& n : cit->second.names)
+    if (n.name.size() == name_len && std::memcmp(n.name.data(), name, name_len) == 0) named = &n;
+  if (named == nullptr) return Num(info, kOpenUnknown);
+  auto& mine = by_conn[static_cast<uint64_t>(id)];
+  if (mine.size() >= static_cast<size_t>(kMaxUpstreamsPerConn)) return Num(info, kOpenTooMany);
+  auto* u = new Upstream();
+  u->uid = next_uid++;
+  if (Tag(u->uid) == 0) u->uid = next_uid++;  // tag 0 is for items outside any table
+  u->handle = next_handle;
+  next_handle = next_handle == INT32_MAX ? 1 : next_handle + 1;
+  u->epfd = static_cast<int>(epfd);
+  u->cfd = static_cast<int>(fd);
+  u->cid = static_cast<uint64_t>(id);
+  u->named = named;
+  u->timeout_ms = cit->second.connect_timeout_ms;
+  mine.push_back(u);
+  live++;
+  if (!StartConnect(u) && u->addr == 0) {
+    // Not a single socket: out of descriptors. No event follows.
+    Remove(u);
+    return Num(info, kOpenUnavailable);
+  }
+  return Num(info, u->handle);
+}
+
+// upstreamSend(fd, id, handle, mem, ptr, len) -> 0 | -1 no such upstream | -2 its queue is past the bound.
+// Sends what the socket takes now and queues the rest (in order), also while it connects.
+Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
+  int64_t fd, id, handle;
+  uint8_t* p;
+  size_t len;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle) || !ArgRegion(info, 3, &p, &len))
+    return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(up_mu);
+  Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
+  if (u == nullptr || u->failed) return Num(info, kSendNoSuch);
+  auto cit = configs.find(u->epfd);
+  int64_t max = cit == configs.end() ? 0 : cit->second.max_queued;
+  if (static_cast<int64_t>(u->out.size() + len) > max) return Num(info, kSendFull);
+  size_t sent = 0;
+  if (u->open && u->out.empty()) {
+    int64_t n = WriteSome(Sink{u->fd, nullptr}, p, len);
+    if (n > 0) {
+      sent = static_cast<size_t>(n);
+      bytes_out += n;
+    }
+    // An error shows at the next look (the read sees the reset or EOF): CLOSED.
+    if (n < 0) u->wake = true;
+  }
+  if (sent < len && !u->out.Append(p + sent, len - sent)) return Num(info, kSendFull);
+  return Num(info, 0);
+}
+
+// upstreamClose(fd, id, handle) -> 0 | -1 no such upstream. At once; what was queued for it is dropped.
+Napi::Value UpstreamClose(const Napi::CallbackInfo& info) {
+  int64_t fd, id, handle;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(up_mu);
+  Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
+  if (u == nullptr) return Num(info, kSendNoSuch);
+  Remove(u);
+  return Num(info, 0);
+}
+
+// upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now).
+// The holder of the client (fd, id) takes its upstreams' next event: out[0] the
+// handle, out[1] in_len (its bytes at inPtr); the state slot is loaded at statePtr.
+Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
+  int64_t fd, id, state_ptr;
+  uint8_t *in, *base;
+  size_t cap, mem_size;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
+      !ArgInt(info, 5, &state_ptr) || info.Length() < 7 || !info[6].IsTypedArray())
+    return info.Env().Undefined();
+  if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
+  Napi::Int32Array out = info[6].As<Napi::Int32Array>();
+  int event = 0, handle = 0;
+  size_t len = 0;
+  {
+    std::lock_guard<std::mutex> lock(up_mu);
+    auto it = by_conn.find(static_cast<uint64_t>(id));
+    if (it == by_conn.end()) return Num(info, 0);
+    // A copy: Look may remove the upstream it reports.
+    std::vector<Upstream*> ups = it->second;
+    for (Upstream* u : ups) {
+      if (!u->wake.exchange(false)) continue;
+      bool gone;
+      event = Look(u, in, cap, &len, &gone);
+      handle = u->handle;
+      if (gone) Remove(u);
+      if (event != 0) break;
+    }
+  }
+  if (event == 0) return Num(info, 0);
+  if (!ConnStateCopy(static_cast<int>(fd), static_cast<uint64_t>(id), base + state_ptr, mem_size - state_ptr, false))
+    return Num(info, -EBADF);
+  out[0] = handle;
+  out[1] = static_cast<int32_t>(len);
+  return Num(info, event);
+}
+
+// upstreamKeep(fd, id, handle, mem, restPtr, restLen, statePtr) -> 0 | -EBADF. After a
+// tcpmod_on_upstream that kept the connection: the upstream's unconsumed bytes
+// (when it is still open) and the client's state slot are saved.
+Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
+  int64_t fd, id, handle, state_ptr;
+  uint8_t *rest, *base;
+  size_t rest_len, mem_size;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle) ||
+      !ArgRegion(info, 3, &rest, &rest_len, &base, &mem_size) || !ArgInt(info, 6, &state_ptr))
+    return info.Env().Undefined();
+  if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
+  {
+    std::lock_guard<std::mutex> lock(up_mu);
+    if (Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle))) {
+      u->carry.assign(rest, rest + rest_len);
+      // What stays unconsumed is offered again only with new bytes, as a client's carry-over is.
+    }
+  }
+  bool ok = ConnStateCopy(static_cast<int>(fd), static_cast<uint64_t>(id), base + state_ptr, mem_size - state_ptr, true);
+  return Num(info, ok ? 0 : -EBADF);
+}
+
+// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut }.
+Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("open", static_cast<double>(live.load()));
+  o.Set("connects", static_cast<double>(n_connects.load()));
+  o.Set("refused", static_cast<double>(n_refused.load()));
+  o.Set("timeouts", static_cast<double>(n_timeouts.load()));
+  o.Set("failed", static_cast<double>(n_failed.load()));
+  o.Set("closed", static_cast<double>(n_closed.load()));
+  o.Set("bytesIn", static_cast<double>(bytes_in.load()));
+  o.Set("bytesOut", static_cast<double>(bytes_out.load()));
+  return o;
+}
+
+}  // namespace
+
+void UpstreamWake(int epfd, int fd, uint64_t tag) {
+  (void)epfd;
+  int cfd;
+  uint64_t cid;
+  {
+    std::lock_guard<std::mutex> lock(up_mu);
+    auto it = by_fd.find(fd);
+    if (it == by_fd.end() || Tag(it->second->uid) != tag) return;  // closed since (its fd number may be reused)
+    Upstream* u = it->second;
+    u->wake = true;
+    cfd = u->cfd;
+    cid = u->cid;
+  }
+  MarkConnDue(cfd, cid, kDueUpstream);
+}
+
+bool UpstreamsPending(uint64_t conn_id) {
+  if (live.load() == 0) return false;
+  std::lock_guard<std::mutex> lock(up_mu);
+  auto it = by_conn.find(conn_id);
+  if (it == by_conn.end()) return false;
+  for (Upstream* u : it->second)
+    if (u->wake.load()) return true;
+  return false;
+}
+
+void UpstreamsDrop(uint64_t conn_id) {
+  if (live.load() == 0) return;
+  std::lock_guard<std::mutex> lock(up_mu);
+  auto it = by_conn.find(conn_id);
+  if (it == by_conn.end()) return;
+  std::vector<Upstream*> ups = it->second;
+  for (Upstream* u : ups) Remove(u);
+}
+
+void InitUpstreams(Napi::Env env, Napi::Object exports) {
+  exports.Set("upstreamsConfigure", Napi::Function::New(env, UpstreamsConfigure, "upstreamsConfigure"));
+  exports.Set("upstreamsForget", Napi::Function::New(env, UpstreamsForget, "upstreamsForget"));
+  exports.Set("upstreamOpen", Napi::Function::New(env, UpstreamOpen, "upstreamOpen"));
+  exports.Set("upstreamSend", Napi::Function::New(env, UpstreamSend, "upstreamSend"));
+  exports.Set("upstreamClose", Napi::Function::New(env, UpstreamClose, "upstreamClose"));
+  exports.Set("upstreamNext", Napi::Function::New(env, UpstreamNext, "upstreamNext"));
+  exports.Set("upstreamKeep", Napi::Function::New(env, UpstreamKeep, "upstreamKeep"));
+  exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));
+  exports.Set("DUE_UPSTREAM", Napi::Number::New(env, kDueUpstream));
+  exports.Set("KIND_UPSTREAM", Napi::Number::New(env, kKindUpstream));
+}
+
+}  // namespace tcpmod

@@ -1,0 +1,276 @@
+// Upstreams (ABI v1.2): test/fixtures/upstream-proxy.wat, a byte proxy, in front
+// of a real redis-server and of small scripted upstreams, over real sockets.
+// redis-cli and redis-benchmark through it; refused and timed-out connects,
+// addresses tried in order; an upstream that closes mid-stream; a client that
+// closes (its upstream goes, no descriptor leaks over 1,000 cycles); ownership
+// under load (the fixture traps when two callbacks of one connection overlap).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { createConnection, createServer as netServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type TcpmodServer } from '../dist/index.js';
+import { metricsRegistry } from '../dist/metrics.js';
+import { compileModule } from '../dist/module/load.js';
+import { native } from '../host/sys.js';
+import { compileAs } from './asc-source.js';
+import { fixture, scratchFile, watToWasm } from './fixtures.js';
+import { open, readBytes, untilClosed } from './net-client.js';
+import { requireTool, run } from './server-process.js';
+import { freePort, RedisServer } from './services.js';
+import { sleep, until } from './wait.js';
+
+const redis = new RedisServer();
+const servers: TcpmodServer[] = [];
+let proxyPath: string;
+
+beforeAll(async () => {
+  await requireTool('redis-server');
+  await requireTool('redis-benchmark');
+  await redis.start();
+  proxyPath = await fixture('upstream-proxy');
+}, 30_000);
+afterAll(async () => {
+  for (const s of servers) await s.close({ drainTimeout: 0 }).catch(() => undefined);
+  await redis.kill();
+});
+
+async function proxy(upstream: string | string[], extra: Record<string, unknown> = {}): Promise<{ server: TcpmodServer; port: number }> {
+  const server = createServer({ module: proxyPath, port: 0, threads: 2, logLevel: 'silent', upstream, ...extra });
+  servers.push(server);
+  return { server, port: (await server.listen()).port };
+}
+
+const faults = (s: TcpmodServer) => Object.values(s.stats().moduleFaults).reduce((a, b) => a + b, 0);
+const fds = () => readdirSync('/proc/self/fd').length;
+
+/** A scripted upstream: `onConn` gets each accepted socket. */
+async function scripted(onConn: (s: Socket) => void): Promise<{ port: number; server: Server; closed: () => number }> {
+  let closed = 0;
+  const server = netServer((s) => {
+    s.on('error', () => undefined);
+    s.on('close', () => closed++);
+    s.resume(); // reads (and so sees the proxy's FIN) even when the script does not listen for data
+    onConn(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as { port: number }).port, server, closed: () => closed };
+}
+
+describe('a proxy module in front of redis-server', () => {
+  it('redis-cli gets the same answers through it as directly', async () => {
+    const { port } = await proxy(`redis=127.0.0.1:${redis.port}`);
+    const script = 'SET k1 hello\nGET k1\nINCR n\nINCRBY n 41\nRPUSH l a b c\nLRANGE l 0 -1\nGET missing\nDEL k1 n l\nPING\n';
+    const direct = await (async () => {
+      await redis.cli('FLUSHALL');
+      return run('redis-cli', ['-p', String(redis.port)], { input: script, timeoutMs: 10_000 });
+    })();
+    await redis.cli('FLUSHALL');
+    const through = await run('redis-cli', ['-p', String(port)], { input: script, timeoutMs: 10_000 });
+    expect(through.code).toBe(0);
+    expect(through.stdout).toBe(direct.stdout);
+    expect(through.stdout).toContain('hello');
+    // A value larger than the module's regions (16 KiB) comes back whole, in many upstream events.
+    const big = 'x'.repeat(300_000);
+    expect((await run('redis-cli', ['-p', String(port), '-x', 'SET', 'big'], { input: big, timeoutMs: 10_000 })).stdout.trim()).toBe('OK');
+    expect((await run('redis-cli', ['-p', String(port), 'STRLEN', 'big'], { timeoutMs: 10_000 })).stdout.trim()).toBe(String(big.length));
+    const got = await run('redis-cli', ['-p', String(port), 'GET', 'big'], { timeoutMs: 10_000 });
+    expect(got.stdout.trim()).toBe(big);
+  }, 30_000);
+
+  it('every request of redis-benchmark (-c 50, and -P 16) reaches redis exactly once, with --threads 2 --batch 1 and no overlap', async () => {
+    const { server, port } = await proxy(`redis=127.0.0.1:${redis.port}`, { batch: 1 });
+    await redis.cli('FLUSHALL');
+    const bench = (extra: string[]) => run('redis-benchmark', ['-p', String(port), '-q', '-n', '5000', '-c', '50', '-t', 'set,get,incr', ...extra], { timeoutMs: 120_000 });
+    let r = await bench([]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/INCR: [\d.]+ requests per second/);
+    // redis-benchmark's INCR uses one key: 5,000 increments, each passed on exactly once.
+    expect((await redis.cli('GET', 'counter:__rand_int__')).stdout.trim()).toBe('5000');
+    r = await bench(['-P', '16']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/INCR: [\d.]+ requests per second/);
+    // With -P, redis-benchmark finishes each client's last pipeline, so a few more than -n may go (it counts replies).
+    const n = Number((await redis.cli('GET', 'counter:__rand_int__')).stdout.trim());
+    expect(n).toBeGreaterThanOrEqual(10_000);
+    expect(n).toBeLessThan(10_000 + 50 * 16);
+    // The fixture traps (a fault) when a callback of a connection starts while another of it runs.
+    expect(faults(server)).toBe(0);
+    await until(() => native.upstreamStats().open === 0, 10_000, 'every upstream closed with its client');
+  }, 180_000);
+
+  it('input split at every byte reaches redis whole; a reply split at every byte reaches the client whole', async () => {
+    const { port } = await proxy(`redis=127.0.0.1:${redis.port}`);
+    const c = await open(port);
+    const req = Buffer.from('*3\r\n$3\r\nSET\r\n$5\r\nsplit\r\n$3\r\nabc\r\n*2\r\n$3\r\nGET\r\n$5\r\nsplit\r\n');
+    const reply = readBytes(c, 14);
+    for (const b of req) {
+      c.write(Buffer.from([b]));
+      await sleep(1);
+    }
+    expect((await reply).toString()).toBe('+OK\r\n$3\r\nabc\r\n');
+    c.destroy();
+
+    const text = Buffer.from('a reply sent one byte at a time\n');
+    const up = await scripted(async (s) => {
+      for (const b of text) {
+        s.write(Buffer.from([b]));
+        await sleep(2);
+      }
+    });
+    const p = await proxy(`redis=127.0.0.1:${up.port}`);
+    const c2 = await open(p.port);
+    c2.write('go');
+    expect((await readBytes(c2, text.length)).equals(text)).toBe(true);
+    c2.destroy();
+    up.server.close();
+  }, 30_000);
+});
+
+describe('upstream faults are the module\'s events, never the worker\'s', () => {
+  it('a refused upstream: FAILED, and the module answers with an error', async () => {
+    const dead = await freePort();
+    const before = native.upstreamStats();
+    const { server, port } = await proxy(`redis=127.0.0.1:${dead}`);
+    const c = await open(port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c)).toString()).toBe('-ERR upstream failed\r\n');
+    const after = native.upstreamStats();
+    expect(after.refused - before.refused).toBe(1);
+    expect(after.failed - before.failed).toBe(1);
+    expect(faults(server)).toBe(0);
+    const text = await metricsRegistry(server).scrape();
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_connect_failures_total\\{reason="refused"\\} ${after.refused}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_failed_total ${after.failed}$`, 'm'));
+    expect(text).toMatch(/^tcpmod_upstream_open \d+$/m);
+  });
+
+  it('several addresses are tried in order: a dead first one, then redis', async () => {
+    const dead = await freePort();
+    const before = native.upstreamStats();
+    const { port } = await proxy(`redis=127.0.0.1:${dead},127.0.0.1:${redis.port}`);
+    for (let i = 0; i < 3; i++) {
+      const r = await run('redis-cli', ['-p', String(port), 'PING'], { timeoutMs: 10_000 });
+      expect(r.stdout.trim()).toBe('PONG');
+    }
+    // In order, not round-robin: every connection tried the dead address first.
+    expect(native.upstreamStats().refused - before.refused).toBe(3);
+  });
+
+  it('a connect that never completes: FAILED after the connect timeout', async () => {
+    // A listener with a full accept queue that never accepts: further SYNs are dropped, the connect hangs.
+    const py = spawn('python3', ['-c', [
+      'import socket,sys,time',
+      's=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)',
+      'print(s.getsockname()[1]); sys.stdout.flush()',
+      'time.sleep(60)',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const port = Number(await new Promise<string>((r) => py.stdout!.once('data', (d) => r(String(d).trim()))));
+      // Fill the queue (a backlog of 0 holds one or two): these connect and stay unaccepted.
+      const fillers: Socket[] = [];
+      for (let i = 0; i < 4; i++) {
+        const f = createConnection({ port, host: '127.0.0.1' });
+        f.on('error', () => undefined);
+        fillers.push(f);
+      }
+      await sleep(200);
+      const before = native.upstreamStats();
+      const p = await proxy(`redis=127.0.0.1:${port}`, { upstreamConnectTimeout: 300 });
+      const c = await open(p.port);
+      c.write('PING\r\n');
+      const t0 = Date.now();
+      expect((await untilClosed(c)).toString()).toBe('-ERR upstream failed\r\n');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(200); // not refused: it waited for the timeout
+      expect(native.upstreamStats().timeouts - before.timeouts).toBe(1);
+      for (const f of fillers) f.destroy();
+    } finally {
+      (py as ChildProcess).kill('SIGKILL');
+    }
+  }, 20_000);
+
+  it('an upstream that closes mid-stream: its last bytes, then CLOSED, and the module closes the client', async () => {
+    const up = await scripted((s) => s.once('data', () => s.end('partial repl')));
+    const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`);
+    const c = await open(port);
+    c.write('GET x\r\n');
+    expect((await untilClosed(c)).toString()).toBe('partial repl');
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  });
+
+  it('a name the operator did not list: upstream_open says -1 and the module answers its error', async () => {
+    const { port } = await proxy(`other=127.0.0.1:${redis.port}`);
+    const c = await open(port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c)).toString()).toBe('-ERR no upstream\r\n');
+  });
+
+  it('a client that closes closes its upstream: 1,000 cycles leave no descriptor behind', async () => {
+    const up = await scripted(() => undefined);
+    const { port } = await proxy(`redis=127.0.0.1:${up.port}`);
+    // Warm up (workers, instances, pools), then count.
+    for (let i = 0; i < 20; i++) (await open(port)).destroy();
+    await until(() => native.upstreamStats().open === 0, 10_000, 'warm-up upstreams closed');
+    const baseline = fds();
+    for (let i = 0; i < 1000; i++) {
+      const c = await open(port);
+      c.write('x');
+      if (i % 2) await sleep(0);
+      c.destroy();
+    }
+    await until(() => native.upstreamStats().open === 0, 20_000, `every upstream closed (${JSON.stringify(native.upstreamStats())})`);
+    await until(() => up.closed() >= 1000, 20_000, `the upstream saw every connection close (${up.closed()})`);
+    await until(() => fds() <= baseline, 10_000, `descriptors back to ${baseline} (now ${fds()})`);
+    up.server.close();
+  }, 60_000);
+});
+
+describe('the AssemblyScript SDK', () => {
+  // A proxy written against assembly/sdk: Conn.openUpstream / sendUpstream, setOnUpstream.
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  const up = load<i32>(c.state);
+  if (up <= 0) { c.writeString("-ERR no upstream\\r\\n"); return Action.Close; }
+  if (c.eof) return Action.Close;
+  if (c.sendUpstream(up, c.input, c.inputLen) != 0) return Action.Continue;
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 8, onData);
+setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("redis")); return Action.Continue; });
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_CONNECTED) return Action.Continue;
+  if (event != UPSTREAM_DATA) { c.writeString("-ERR upstream gone\\r\\n"); return Action.Close; }
+  c.write(c.input, c.inputLen);
+  c.consume(c.inputLen);
+  return Action.Continue;
+});
+`;
+  it('a proxy built on Conn.openUpstream / sendUpstream / setOnUpstream serves redis-cli', async () => {
+    const file = scratchFile('sdk-proxy.wasm', await compileAs('sdk-proxy', source));
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `redis=127.0.0.1:${redis.port}` });
+    servers.push(server);
+    const port = (await server.listen()).port;
+    const r = await run('redis-cli', ['-p', String(port)], { input: 'SET sdk yes\nGET sdk\nPING\n', timeoutMs: 10_000 });
+    expect(r.stdout).toBe('OK\nyes\nPONG\n');
+    const bad = createServer({ module: file, port: 0, threads: 1, logLevel: 'silent' });
+    servers.push(bad);
+    const c = await open((await bad.listen()).port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c)).toString()).toBe('-ERR no upstream\r\n');
+  }, 60_000);
+});
+
+describe('loading', () => {
+  it('a module that imports upstream_open without exporting tcpmod_on_upstream is refused, with the fix', async () => {
+    const wat = `(module (import "tcpmod" "upstream_open" (func (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1 1) (func (export "tcpmod_abi_v1"))
+      (func (export "tcpmod_io_desc") (result i32) (i32.const 0))
+      (func (export "tcpmod_on_data") (param i32 i32 i32) (result i32) (i32.const 0)))`;
+    const file = scratchFile('no-on-upstream.wasm', await watToWasm('no-on-upstream.wat', wat));
+    const e = await compileModule(file).then(() => null, (err: { problems?: string[] }) => err);
+    expect(e?.problems?.join('\n')).toMatch(/import tcpmod\.upstream_open needs the export tcpmod_on_upstream \(i32, i32, i32, i32\) -> i32; fix: export it/);
+  });
+});
