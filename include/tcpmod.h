@@ -108,9 +108,9 @@ TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
 #define TCPMOD_TOPIC_EXACT 0
 #define TCPMOD_TOPIC_GLOB 1
 #define TCPMOD_TOPIC_MQTT 2
-TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
-TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void* text, int32_t len);
-TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void* topic, int32_t topic_len, const void* msg, int32_t msg_len);
+TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
+TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
+TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len);
 /* v1.2 upstreams (docs/abi.md §16): backends the operator named with --upstream.
  * tcpmod.upstream_open (i32, i32, i32) -> i32: opens the upstream `name` for the
  * connection being handled; a handle > 0 (the result comes later as
