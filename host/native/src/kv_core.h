@@ -30,6 +30,11 @@ constexpr int kPrepend = 1;
 // The longest TTL accepted, in ms (about 2,200 years).
 constexpr int64_t kTtlMax = int64_t{1} << 46;
 
+// The argument checks of Set and Cas (flags and TTL), for a backend other than
+// this store (kv_redis.cc) to refuse exactly what this store refuses.
+bool ValidSetArgs(int flags, int64_t ttl_ms);
+bool ValidCasArgs(int flags, int64_t ttl_ms);
+
 enum class Policy { kNoEviction, kAllKeysLru, kVolatileLru, kAllKeysLfu };
 
 struct Slice {
