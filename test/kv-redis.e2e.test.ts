@@ -14,6 +14,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
 import { loadModule } from '../host/testing.js';
+import { newCommandsWithCli } from './resp-commands.js';
 import { Kv12, kv12Table, KV_PREPEND, KV_XX, type StoreKind } from './kv-calls.js';
 import { metricsPort, scrape } from './metrics.js';
 import { open, readBytes } from './net-client.js';
@@ -202,6 +203,21 @@ describe('two tcpmod processes on one redis-server', () => {
       for (const s of conns) s.destroy();
     }
   }, 120_000);
+
+  it('resp.wasm\'s v1.2 commands with redis-cli on --kv redis://, as on the process store; Redis itself sees the TTLs, and FLUSHALL clears it', async () => {
+    const cliTo = (port: number) => (...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);
+    await redisCli('FLUSHALL');
+    await newCommandsWithCli(cliTo(a.port), 'v12');
+    // A key written to Redis by another client is listed and counted, and a TTL set through tcpmod is Redis' own.
+    await redisCli('SET', 'outside', 'x');
+    expect((await cliTo(b.port)('KEYS', 'out*')).stdout).toBe('outside\n');
+    expect((await cliTo(b.port)('EXPIRE', 'outside', '100')).stdout).toBe('1\n');
+    expect(Number((await redisCli('TTL', 'outside')).stdout)).toSatisfy((t: number) => t > 95 && t <= 100);
+    // Redis counts one key more: the version counter (SET ... GET read a version), which tcpmod never lists nor flushes.
+    expect(Number((await cliTo(b.port)('DBSIZE')).stdout)).toBe(Number((await redisCli('DBSIZE')).stdout) - 1);
+    expect((await cliTo(b.port)('FLUSHALL')).stdout).toBe('OK\n');
+    expect((await redisCli('--no-raw', 'KEYS', '*')).stdout).toBe('1) "\\xfftcpmod:seq"\n');
+  }, 60_000);
 
   it('a key written through one process is read through the other, and redis-cli on Redis sees it', async () => {
     const cliTo = (port: number, ...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchArgs } from './batch-variant.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { newCommandsWithCli } from './resp-commands.js';
 
 let srv: ServedProcess;
 
@@ -33,6 +34,10 @@ function expectClean(out: { code: number | null; stdout: string; stderr: string 
 }
 
 describe('resp.wasm with redis-cli', () => {
+  it('SET with NX/XX/GET/EX/PX/KEEPTTL, SETNX, GETSET, GETDEL, APPEND, EXPIRE/PEXPIRE/TTL/PTTL/PERSIST, SCAN, KEYS, DBSIZE', async () => {
+    await newCommandsWithCli(cli, 'e2e-v12');
+  }, 60_000);
+
   it('SET, GET, DEL, INCR', async () => {
     expect((await cli('SET', 'e2e:k', 'hello world')).stdout).toBe('OK\n');
     expect((await cli('GET', 'e2e:k')).stdout).toBe('hello world\n');
@@ -74,7 +79,7 @@ describe('resp.wasm with redis-cli', () => {
   it('answers CONFIG GET and COMMAND the way clients expect', async () => {
     expect((await cli('CONFIG', 'GET', 'save')).stdout).toBe('save\n\n');
     expect((await cli('CONFIG', 'GET', 'appendonly')).stdout).toBe('appendonly\nno\n');
-    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('27\n');
+    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('35\n');
     expect((await cli('PING')).stdout).toBe('PONG\n');
   });
 
