@@ -14,14 +14,15 @@
 // Decisions:
 // - A request must fit in the 1 MiB input region (resp/limits.ts); a larger
 //   one is answered with a protocol error and the connection closed.
-// - EX/PX/EXAT/PXAT/KEEPTTL work: the deadline is kept in a small header in
-//   front of the value (resp/store.ts), so plain keys cost one host call.
-// - FLUSHALL, FLUSHDB and DBSIZE work over a key index kept in the store under
-//   keys starting with the bytes 0xFF 0x00 (resp/store.ts; client keys starting
-//   with them are refused): the store cannot enumerate or clear keys, so every
-//   write first checks the key is indexed (one extra host call, four for a new
-//   key). FLUSHALL and DBSIZE are O(keys) host calls and not atomic against
-//   concurrent writers.
+// - Values are the client's bytes under the client's key, with the store's own
+//   TTLs (ABI v1.2): EX/PX/EXAT/PXAT/KEEPTTL, NX/XX, EXPIRE, APPEND and INCR
+//   are one atomic store call each; SET ... GET is a read of the value and its
+//   version, then a compare-and-set on it (retried if another writer came
+//   between), so the old value it replies is exactly the one it replaced.
+// - SCAN, KEYS, DBSIZE, FLUSHALL and FLUSHDB list and clear the store itself
+//   (kv_scan, kv_del_prefix): every key, whoever wrote it, and no extra store
+//   call on any write. DBSIZE, KEYS and FLUSHALL are O(keys), in bounded steps,
+//   and not atomic against concurrent writers (each key is, on its own).
 // - One database (SELECT 0 only), RESP2 only (HELLO 3 gets NOPROTO).
 // - CLIENT INFO and CLIENT LIST report the client's address (addr=IP:PORT, from
 //   tcpmod.peer_addr); a module sees only the connection it handles, so CLIENT
@@ -39,7 +40,6 @@ import {
   ERR_INLINE_BIG, ERR_QUOTES, ERR_TOO_BIG, ERR_CRLF, ERR_TOO_MANY,
 } from "./resp/parser";
 import { execute } from "./resp/dispatch";
-import { forgetNotedKeys } from "./resp/store";
 import { onMessage } from "./resp/pubsub";
 import { setOnMessage } from "tcpmod/assembly/sdk";
 
@@ -50,7 +50,6 @@ configure(IN_CAP, OUT_CAP, STATE_SIZE, onData);
 setOnMessage(onMessage);
 
 function onData(c: Conn): Action {
-  forgetNotedKeys();
   const base = c.input;
   const len = c.inputLen;
   let pos = 0;

@@ -10,9 +10,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
+import { loadModule } from '../host/testing.js';
+import { newCommandsWithCli } from './resp-commands.js';
+import { Kv12, kv12Table, KV_PREPEND, KV_XX, type StoreKind } from './kv-calls.js';
 import { metricsPort, scrape } from './metrics.js';
 import { open, readBytes } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
@@ -201,6 +204,21 @@ describe('two tcpmod processes on one redis-server', () => {
     }
   }, 120_000);
 
+  it('resp.wasm\'s v1.2 commands with redis-cli on --kv redis://, as on the process store; Redis itself sees the TTLs, and FLUSHALL clears it', async () => {
+    const cliTo = (port: number) => (...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);
+    await redisCli('FLUSHALL');
+    await newCommandsWithCli(cliTo(a.port), 'v12');
+    // A key written to Redis by another client is listed and counted, and a TTL set through tcpmod is Redis' own.
+    await redisCli('SET', 'outside', 'x');
+    expect((await cliTo(b.port)('KEYS', 'out*')).stdout).toBe('outside\n');
+    expect((await cliTo(b.port)('EXPIRE', 'outside', '100')).stdout).toBe('1\n');
+    expect(Number((await redisCli('TTL', 'outside')).stdout)).toSatisfy((t: number) => t > 95 && t <= 100);
+    // Redis counts one key more: the version counter (SET ... GET read a version), which tcpmod never lists nor flushes.
+    expect(Number((await cliTo(b.port)('DBSIZE')).stdout)).toBe(Number((await redisCli('DBSIZE')).stdout) - 1);
+    expect((await cliTo(b.port)('FLUSHALL')).stdout).toBe('OK\n');
+    expect((await redisCli('--no-raw', 'KEYS', '*')).stdout).toBe('1) "\\xfftcpmod:seq"\n');
+  }, 60_000);
+
   it('a key written through one process is read through the other, and redis-cli on Redis sees it', async () => {
     const cliTo = (port: number, ...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);
     expect((await cliTo(a.port, 'SET', 'e2e:shared', 'from a')).stdout).toBe('OK\n');
@@ -289,35 +307,171 @@ describe('kv calls while Redis is stopped, killed and restarted (kv.wat)', () =>
   }, 60_000);
 });
 
-describe('the v1.2 store calls on Redis (kv12.wat)', () => {
-  it('each returns -3 (unavailable: not yet implemented on Redis, as docs/abi.md §14 says) and changes nothing there', async () => {
-    const srv = await serve(await fixture('kv12'), ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '1']);
-    const s = await open(srv.port);
+// ---- the v1.2 calls on Redis ----------------------------------------------------------
+
+// This test thread's kv calls go to our redis-server, as a worker's do under --kv redis://.
+const redisCells = { i32: new Int32Array(new SharedArrayBuffer(16)), f64: new Float64Array(new SharedArrayBuffer(64)) };
+const pointAtRedis = () =>
+  native.kvBackend({ host: '127.0.0.1', port: store.port, db: 0, username: '', password: '', timeoutMs: 5000 }, redisCells.i32, 0, 1, 2, redisCells.f64, 0);
+/** Redis' clock is the real one: "advancing" it is sleeping (blocking this thread, as the calls are synchronous). */
+const sleepSync = (ms: number) => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const onRedis: StoreKind = {
+  name: 'Redis',
+  load: async (_maxBytes, name = 'kv') => {
+    await redisCli('FLUSHALL');
+    return loadModule(await fixture(name), { store: 'process' });
+  },
+  advance: (_m, ms) => sleepSync(ms + 1),
+  exact: false,
+  budget: false,
+};
+
+describe('the v1.2 store calls on Redis: the assertion table of test/kv.test.ts (kv12.wat through tcpmod/testing)', () => {
+  beforeAll(pointAtRedis);
+  afterAll(() => void native.kvBackend(null));
+  kv12Table(onRedis);
+});
+
+describe('the v1.2 store calls on Redis: what only Redis has', () => {
+  let kv: Kv12;
+  beforeAll(pointAtRedis);
+  afterAll(async () => {
+    native.kvBackend(null);
+    await redisCli('CONFIG', 'SET', 'maxmemory', '0');
+  });
+  beforeEach(async () => {
+    await redisCli('FLUSHALL');
+    kv = new Kv12(await loadModule(await fixture('kv12'), { store: 'process' }));
+  });
+
+  it('at maxmemory every call that writes is -2 and changes nothing; reads still answer', async () => {
+    expect(kv.setEx('a', 'old')).toBe(0);
+    expect(kv.setEx('n', '5')).toBe(0);
+    const ver = kv.version('a');
+    await redisCli('CONFIG', 'SET', 'maxmemory', '1');
     try {
-      await redisCli('SET', 'k', 'v');
-      const u32 = (n: number) => Buffer.from(new Uint32Array([n]).buffer);
-      const z = (n: number) => Buffer.alloc(n);
-      // [op, arguments after the key, reply length] for each v1.2 call of kv12.wat.
-      const calls: [string, Buffer, number][] = [
-        ['V', u32(64), 12], ['G', u32(64), 4], ['S', Buffer.concat([z(12), Buffer.from('w')]), 4], ['C', Buffer.concat([z(20), Buffer.from('w')]), 4],
-        ['E', z(8), 4], ['P', z(0), 4], ['T', z(0), 12], ['A', Buffer.concat([z(4), Buffer.from('w')]), 4], ['I', Buffer.concat([Buffer.from([1]), z(11)]), 12],
-        ['L', Buffer.concat([z(8), u32(10), u32(64)]), 12 + 64], ['D', z(0), 4],
-      ];
-      for (const [op, args, len] of calls) {
-        s.write(Buffer.concat([Buffer.from([op.charCodeAt(0), 1]), Buffer.from('k'), args]));
-        expect((await readBytes(s, len)).readInt32LE(0), op).toBe(-3);
-      }
-      // The v1 calls of the same module still reach Redis.
-      s.write(Buffer.concat([Buffer.from([0x67, 1]), Buffer.from('k'), u32(64)]));
-      expect((await readBytes(s, 5)).toString('latin1', 4)).toBe('v');
-      expect((await redisCli('GET', 'k')).stdout).toBe('v\n');
-      expect((await redisCli('TTL', 'k')).stdout).toBe('-1\n');
+      expect(kv.set('a', 'new')).toBe(-2);
+      expect(kv.setEx('a', 'new', KV_XX)).toBe(-2);
+      expect(kv.cas('a', 'new', ver)).toBe(-2);
+      expect(kv.append('a', 'new')).toBe(-2);
+      expect(kv.append('a', 'new', KV_PREPEND)).toBe(-2);
+      expect(kv.incrEx('n', 1n).rc).toBe(-2);
+      expect(kv.getVer('a')).toEqual({ rc: 3, version: ver, value: 'old' });
+      expect(kv.ttl('a').rc).toBe(0);
     } finally {
-      s.destroy();
-      await srv.stop();
+      await redisCli('CONFIG', 'SET', 'maxmemory', '0');
     }
+    expect((await redisCli('MGET', 'a', 'n')).stdout).toBe('old\n5\n');
+  });
+
+  it('other Redis clients see the value as a plain string; the version is a reserved companion key kv_scan never lists', async () => {
+    expect(kv.setEx('user:1', 'v', 0, 60_000n)).toBe(0);
+    const ver = kv.version('user:1');
+    expect((await redisCli('GET', 'user:1')).stdout).toBe('v\n');
+    expect((await redisCli('TYPE', 'user:1')).stdout).toBe('string\n');
+    // The companion (and the version counter) sit under "\xfftcpmod:", with the key's TTL.
+    const keys = (await redisCli('--no-raw', 'KEYS', '*')).stdout;
+    expect(keys).toContain('"\\xfftcpmod:ver:user:1"');
+    expect(keys).toContain('"\\xfftcpmod:seq"');
+    // (redis-cli's arguments would reach Redis as UTF-8: Lua spells the byte 0xff.)
+    const companionTtl = await redisCli('EVAL', "return redis.call('PTTL', '\\255tcpmod:ver:user:1')", '0');
+    expect(Number(companionTtl.stdout)).toBeGreaterThan(59_000);
+    expect(kv.scanAll('', 10)).toEqual(['user:1']);
+    // A write through another client does not change the version: documented (docs/abi.md §14).
+    await redisCli('SET', 'user:1', 'w');
+    expect(kv.getVer('user:1').version).toBe(ver);
+    // A key whose name needs escaping in SCAN's MATCH pattern is still a plain prefix.
+    for (const k of ['a*b', 'a*c', 'a?b', 'a[b]', 'a\\b', 'ab']) kv.set(k, 'v');
+    expect(kv.scanAll('a*', 5).sort()).toEqual(['a*b', 'a*c']);
+    expect(kv.scanAll('a[', 5)).toEqual(['a[b]']);
+    expect(kv.scanAll('a\\', 5)).toEqual(['a\\b']);
+    expect(kv.delPrefix('a?')).toBe(1);
+    // kv_del_prefix('') deletes every key and its version, never the counter: versions are never handed out twice.
+    expect(kv.delPrefix('')).toBe(6);
+    expect((await redisCli('--no-raw', 'KEYS', '*')).stdout).toBe('1) "\\xfftcpmod:seq"\n');
+    kv.set('user:1', 'v');
+    expect(kv.version('user:1')).toBeGreaterThan(ver);
+  });
+
+  it('a script flushed from the server (SCRIPT FLUSH, a restart) is loaded again: NOSCRIPT is not an error', async () => {
+    expect(kv.setEx('k', 'v')).toBe(0);
+    await redisCli('SCRIPT', 'FLUSH');
+    expect(kv.setEx('k', 'w', KV_XX)).toBe(0);
+    expect(kv.getVer('k').value).toBe('w');
   });
 });
+
+describe('compare-and-set from many connections of two tcpmod processes on one Redis (memcache.wasm incr and cas)', () => {
+  let a: ServedProcess;
+  let b: ServedProcess;
+  beforeAll(async () => {
+    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
+    [a, b] = await Promise.all([serve('build/memcache.wasm', kv), serve('build/memcache.wasm', kv)]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('20 connections x 25 incr (a get-version / cas loop in the module) and x 10 gets/cas loops end exact', async () => {
+    const conns = await Promise.all(Array.from({ length: 20 }, (_, i) => open(i % 2 ? b.port : a.port)));
+    const lines = conns.map((s) => new LineConn(s));
+    try {
+      expect(await lines[0].ask('set n 0 0 1\r\n0\r\n')).toBe('STORED');
+      expect(await lines[0].ask('set c 0 0 1\r\n0\r\n')).toBe('STORED');
+      const seen = await Promise.all(lines.map(async (c) => {
+        const got: number[] = [];
+        for (let i = 0; i < 25; i++) got.push(Number(await c.ask('incr n 1\r\n')));
+        for (let i = 0; i < 10; i++) {
+          for (let tries = 0; ; tries++) {
+            expect(tries).toBeLessThan(1000);
+            const item = await c.ask('gets c\r\n', 3);
+            const [, , , , unique] = item[0].split(' ');
+            const next = String(Number(item[1]) + 1);
+            const rc = await c.ask(`cas c 0 0 ${next.length} ${unique}\r\n${next}\r\n`);
+            if (rc === 'STORED') break;
+            expect(rc).toBe('EXISTS');
+          }
+        }
+        return got;
+      }));
+      // Every incr result from 1 to 500 handed out exactly once; the cas counter at exactly 200.
+      expect(seen.flat().sort((x, y) => x - y)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+      expect(await lines[0].ask('get n c\r\n', 5)).toEqual(['VALUE n 0 3', '500', 'VALUE c 0 3', '200', 'END']);
+    } finally {
+      for (const s of conns) s.destroy();
+    }
+  }, 120_000);
+});
+
+/** A text-protocol connection: ask() sends a request and waits for `n` reply lines. */
+class LineConn {
+  private buf = '';
+  private waiting: { n: number; resolve: (lines: string[]) => void } | null = null;
+  constructor(readonly s: Socket) {
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      this.buf += d;
+      this.deliver();
+    });
+  }
+  private deliver(): void {
+    if (!this.waiting) return;
+    const lines = this.buf.split('\r\n');
+    if (lines.length - 1 < this.waiting.n) return;
+    const w = this.waiting;
+    this.waiting = null;
+    this.buf = lines.slice(w.n).join('\r\n');
+    w.resolve(lines.slice(0, w.n));
+  }
+  ask(req: string): Promise<string>;
+  ask(req: string, n: number): Promise<string[]>;
+  ask(req: string, n?: number): Promise<string | string[]> {
+    const p = new Promise<string[]>((resolve) => (this.waiting = { n: n ?? 1, resolve }));
+    this.s.write(req);
+    this.deliver();
+    return p.then((lines) => (n === undefined ? lines[0] : lines));
+  }
+}
 
 describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
   let srv: ServedProcess;
@@ -390,7 +544,9 @@ describe('AUTH and SELECT on connect', () => {
 describe('replies that arrive a byte at a time, and bytes that are no reply (a scripted server)', () => {
   it('parses each reply across every split, and drops the connection on garbage (-3, kind protocol)', async () => {
     // Each command the worker sends gets the next scripted reply, written one byte per write.
-    const script = ['$5\r\nhello\r\n', ':-7\r\n', '+OK\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
+    // Writes go through the store script: SCRIPT LOAD once (its SHA1 back), then EVALSHA; incr answers an array.
+    const sha = '0123456789abcdef0123456789abcdef01234567';
+    const script = ['$5\r\nhello\r\n', `$40\r\n${sha}\r\n`, '*2\r\n:0\r\n:-7\r\n', ':0\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
     const commands: string[] = [];
     const fake = createServer((sock) => {
       sock.setNoDelay(true);
@@ -414,10 +570,11 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
       expect(await conn.incr('n', -7n)).toEqual({ rc: 0, value: -7n });
       expect(await conn.set('k', 'v')).toBe(0);
       expect(await conn.del('k')).toBe(1);
-      expect(commands).toEqual([
-        '*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', '*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$2\r\n-7\r\n',
-        '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n', '*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n',
-      ]);
+      const evalsha = (...args: string[]) => `*${args.length + 3}\r\n$7\r\nEVALSHA\r\n$40\r\n${sha}\r\n$1\r\n1\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join('')}`;
+      expect(commands.length).toBe(5);
+      expect(commands[0]).toBe('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n');
+      expect(commands[1]).toMatch(/^\*3\r\n\$6\r\nSCRIPT\r\n\$4\r\nLOAD\r\n\$\d+\r\n/);
+      expect(commands.slice(2)).toEqual([evalsha('n', 'incr', '-7', '0'), evalsha('k', 'set', 'v', '0', '0'), evalsha('k', 'del')]);
       expect(await conn.get('k')).toEqual({ rc: -3, value: null }); // '%': not a RESP2 reply
       await until(() => /"protocol":1/.test(srv.stderr()), 20_000, 'a counted protocol error', 100);
       // After the backoff, a new connection, in step again.

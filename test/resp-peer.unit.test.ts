@@ -108,16 +108,16 @@ describe('resp.wasm with a store that is unavailable (kv -3)', () => {
   });
 
   it('fails a command whose store goes down part-way, and does not act on the read it could not make', () => {
-    // SET NX on a missing key: the look-up works, the write finds the store down.
-    outage(['set']);
+    // SET NX on a missing key: one conditional write (kv_set_ex), which finds the store down.
+    outage(['set_ex']);
     everySplit(mb('SET', 'k', 'v', 'NX') + mb('PING'), () => UNAVAILABLE + PONG);
     m.kv.unavailable = false;
     const conn = m.connect();
     expect(text(conn.send(mb('EXISTS', 'k')).output)).toBe(int(0));
 
-    // SET NX on an existing key whose look-up fails: nothing is written (a missing-looking read is not acted on).
+    // SET NX GET on an existing key whose look-up fails: nothing is written (a missing-looking read is not acted on).
     expect(text(conn.send(mb('SET', 'k', 'old')).output)).toBe(OK);
-    outage(['get']);
+    outage(['get_ver']);
     expect(text(conn.send(mb('SET', 'k', 'new', 'NX', 'GET')).output)).toBe(UNAVAILABLE);
     m.kv.unavailable = false;
     expect(text(conn.send(mb('GET', 'k')).output)).toBe(bulk('old'));

@@ -1,9 +1,11 @@
 // build/resp.wasm over real sockets, driven by the real Redis clients
 // (redis-cli, redis-benchmark). A missing client fails the suite: .ci/run
 // installs them. Run `npm run build:wasm` and `npm run build:host` first.
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchArgs } from './batch-variant.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { newCommandsWithCli } from './resp-commands.js';
 
 let srv: ServedProcess;
 
@@ -32,7 +34,42 @@ function expectClean(out: { code: number | null; stdout: string; stderr: string 
   expect(all).not.toMatch(/error|warning|ERR|could not|failed/i);
 }
 
+describe('resp.wasm with a Node client library (ioredis, from npm)', () => {
+  it('SET EX / NX / GET, GETSET, GETDEL, APPEND, EXPIRE, TTL, PERSIST, scanStream with MATCH, KEYS, DBSIZE', async () => {
+    const r = new Redis({ host: '127.0.0.1', port: srv.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await r.connect();
+      expect(await r.set('io:a', '1', 'EX', 100)).toBe('OK');
+      expect(await r.ttl('io:a')).toBeGreaterThan(95);
+      expect(await r.set('io:a', '2', 'NX')).toBe(null);
+      expect(await r.persist('io:a')).toBe(1);
+      expect(await r.ttl('io:a')).toBe(-1);
+      expect(await r.persist('io:a')).toBe(0);
+      expect(await r.set('io:a', '3', 'XX', 'GET')).toBe('1');
+      expect(await r.getset('io:a', '4')).toBe('3');
+      expect(await r.append('io:a', '5')).toBe(2);
+      expect(await r.getdel('io:a')).toBe('45');
+      expect(await r.exists('io:a')).toBe(0);
+      expect(await r.setnx('io:b', 'x')).toBe(1);
+      expect(await r.pexpire('io:b', 100_000)).toBe(1);
+      expect(await r.pttl('io:b')).toBeGreaterThan(95_000);
+      for (let i = 0; i < 25; i++) await r.set(`io:list:${i}`, 'v');
+      const seen: string[] = [];
+      for await (const keys of r.scanStream({ match: 'io:list:*', count: 4 })) seen.push(...(keys as string[]));
+      expect(new Set(seen).size).toBe(25);
+      expect((await r.keys('io:list:2?')).sort()).toEqual(['io:list:20', 'io:list:21', 'io:list:22', 'io:list:23', 'io:list:24']);
+      expect(await r.dbsize()).toBeGreaterThanOrEqual(26);
+    } finally {
+      r.disconnect();
+    }
+  }, 60_000);
+});
+
 describe('resp.wasm with redis-cli', () => {
+  it('SET with NX/XX/GET/EX/PX/KEEPTTL, SETNX, GETSET, GETDEL, APPEND, EXPIRE/PEXPIRE/TTL/PTTL/PERSIST, SCAN, KEYS, DBSIZE', async () => {
+    await newCommandsWithCli(cli, 'e2e-v12');
+  }, 60_000);
+
   it('SET, GET, DEL, INCR', async () => {
     expect((await cli('SET', 'e2e:k', 'hello world')).stdout).toBe('OK\n');
     expect((await cli('GET', 'e2e:k')).stdout).toBe('hello world\n');
@@ -74,7 +111,7 @@ describe('resp.wasm with redis-cli', () => {
   it('answers CONFIG GET and COMMAND the way clients expect', async () => {
     expect((await cli('CONFIG', 'GET', 'save')).stdout).toBe('save\n\n');
     expect((await cli('CONFIG', 'GET', 'appendonly')).stdout).toBe('appendonly\nno\n');
-    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('32\n');
+    expect((await cli('COMMAND', 'COUNT')).stdout).toBe('40\n');
     expect((await cli('PING')).stdout).toBe('PONG\n');
   });
 

@@ -7,13 +7,15 @@
 
 import { Conn } from "tcpmod/assembly/sdk";
 import { argPtr, argLen } from "./limits";
-import { isReserved, beginCommand, storeUnavailable } from "./store";
+import { beginCommand, storeUnavailable } from "./store";
 import { nameKey, keyOf, bytesEqualIgnoreCase } from "./args";
 import { out, replyInt, replyArray, replyBulkStr, replyStatus, writeErrorText, R_NIL, E_SYNTAX, E_UNAVAILABLE } from "./reply";
 import {
   argCount, setArgCount, cmdGet, cmdSet, cmdDel, cmdExists, cmdIncr, cmdDecr, cmdIncrBy, cmdDecrBy,
   cmdMget, cmdMset, cmdStrlen, cmdAppend, cmdTtl, cmdPttl,
+  cmdSetnx, cmdGetset, cmdGetdel, cmdExpire, cmdPexpire, cmdPersist,
 } from "./strings";
+import { cmdScan, cmdKeys } from "./keys";
 import {
   cmdPing, cmdEcho, cmdQuit, cmdSelect, cmdAuth, cmdHello, cmdInfo, cmdFlushall, cmdDbsize,
   cmdConfigGet, cmdConfigSet, cmdConfigResetstat,
@@ -169,12 +171,28 @@ const CONFIG = add("config", -2, noop, "", 0, 0, 0, "@slow", "server", "2.0.0",
 const CLIENT = add("client", -2, noop, "", 0, 0, 0, "@slow", "connection", "2.4.0",
   "Container for connection subcommands.", "Depends on subcommand.");
 
+add("setnx", 3, cmdSetnx, "write denyoom fast", 1, 1, 1, "@write @string @fast", "string", "1.0.0",
+  "Stores a value at a key only if it is absent: 1 stored, 0 not.", "O(1)");
+add("getset", 3, cmdGetset, "write denyoom fast", 1, 1, 1, "@write @string @fast", "string", "1.0.0",
+  "Stores a value at a key and returns the value it replaced, or nil.", "O(1)");
+add("getdel", 2, cmdGetdel, "write fast", 1, 1, 1, "@write @string @fast", "string", "6.2.0",
+  "Returns the value at a key and deletes the key, or nil.", "O(1)");
+add("expire", -3, cmdExpire, "write fast", 1, 1, 1, "@keyspace @write @fast", "generic", "1.0.0",
+  "Sets a key's time to live in seconds (<= 0 deletes it): 1 set, 0 absent.", "O(1)");
+add("pexpire", -3, cmdPexpire, "write fast", 1, 1, 1, "@keyspace @write @fast", "generic", "2.6.0",
+  "Sets a key's time to live in milliseconds (<= 0 deletes it): 1 set, 0 absent.", "O(1)");
+add("persist", 2, cmdPersist, "write fast", 1, 1, 1, "@keyspace @write @fast", "generic", "2.2.0",
+  "Removes a key's time to live: 1 removed, 0 none or absent.", "O(1)");
+add("scan", -2, cmdScan, "readonly", 0, 0, 0, "@keyspace @read @slow", "generic", "2.8.0",
+  "One step of listing the keys (MATCH pattern, COUNT hint, TYPE string): the next cursor and the keys.", "O(1) for every call. O(N) for a complete iteration.");
+add("keys", 2, cmdKeys, "readonly", 0, 0, 0, "@keyspace @read @slow @dangerous", "generic", "1.0.0",
+  "Returns every key matching the pattern.", "O(N) with N being the number of keys in the store");
 add("dbsize", 1, cmdDbsize, "readonly fast", 0, 0, 0, "@keyspace @read @fast", "server", "1.0.0",
-  "Returns the number of keys (walks the key index kept in the store).", "O(N) where N is the number of keys written since the last flush");
+  "Returns the number of keys in the store (lists them in steps).", "O(N) where N is the number of keys in the store");
 add("flushall", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", "server", "1.0.0",
-  "Deletes every key; ASYNC and SYNC are accepted and both flush before replying. Not atomic against concurrent writers.", "O(N) where N is the number of keys written since the last flush");
+  "Deletes every key in the store; ASYNC and SYNC are accepted and both flush before replying. Each key atomically, not all at once.", "O(N) where N is the number of keys in the store");
 add("flushdb", -1, cmdFlushall, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", "server", "1.0.0",
-  "Same as FLUSHALL: only database 0 exists.", "O(N) where N is the number of keys written since the last flush");
+  "Same as FLUSHALL: only database 0 exists.", "O(N) where N is the number of keys in the store");
 add("publish", 3, cmdPublish, "pubsub loading stale fast", 0, 0, 0, "@pubsub @fast", "pubsub", "2.0.0",
   "Posts a message to a channel; replies how many subscriptions in this server it reached.", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns");
 add("subscribe", -2, cmdSubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
@@ -251,10 +269,6 @@ export function execute(c: Conn, argc: i32): i32 {
     cmd = s;
   }
   if (subscribedMode(c, p0, l0)) return 0;  // RESP2 subscribed mode: PING's form, or a refusal
-  if (cmd.firstKey > 0 && hasReservedKey(cmd, argc)) {
-    c.writeString("-ERR keys starting with the bytes 0xFF 0x00 are reserved for this server's key index\r\n");
-    return 0;
-  }
   return run(c, cmd);
 }
 
@@ -273,16 +287,6 @@ function run(c: Conn, cmd: Cmd): i32 {
   if (!c.rewind(mark)) return 1;
   out(c, E_UNAVAILABLE);
   return r;
-}
-
-/** Whether any key argument (as the table's first/last/step describe them)
- *  starts with the reserved bytes (store.ts): one 16-bit compare per key. */
-function hasReservedKey(cmd: Cmd, argc: i32): bool {
-  const last = cmd.lastKey < 0 ? argc + cmd.lastKey : cmd.lastKey;
-  for (let i = cmd.firstKey; i <= last && i < argc; i += cmd.keyStep) {
-    if (isReserved(argPtr(i), argLen(i))) return true;
-  }
-  return false;
 }
 
 @inline function arityOk(arity: i32, argc: i32): bool {

@@ -1,5 +1,5 @@
 // Connection and server commands: PING ECHO QUIT SELECT AUTH HELLO INFO,
-// FLUSHALL FLUSHDB DBSIZE (over the key index kept in the store, store.ts), and
+// FLUSHALL FLUSHDB DBSIZE (over the store's own listing, store.ts), and
 // the CONFIG and CLIENT subcommands. Handlers return 0 to carry on or 1 to
 // close after the reply.
 
@@ -158,7 +158,7 @@ export function cmdFlushall(c: Conn): i32 {
   return 0;
 }
 
-/** DBSIZE: O(keys) host calls over the key index (store.ts). */
+/** DBSIZE: the store's keys, counted in bounded listing steps (store.ts). */
 export function cmdDbsize(c: Conn): i32 {
   replyInt(c, dbSize());
   return 0;

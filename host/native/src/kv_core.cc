@@ -440,9 +440,17 @@ int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
   return len;
 }
 
+bool ValidTtl(int flags, int64_t ttl_ms) { return ttl_ms >= 0 && ttl_ms <= kTtlMax && !(flags & kKeepTtl && ttl_ms != 0); }
+
+bool ValidSetArgs(int flags, int64_t ttl_ms) {
+  return !(flags & ~(kNX | kXX | kKeepTtl)) && !(flags & kNX && flags & kXX) && ValidTtl(flags, ttl_ms);
+}
+
+bool ValidCasArgs(int flags, int64_t ttl_ms) { return !(flags & ~kKeepTtl) && ValidTtl(flags, ttl_ms); }
+
 int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms) {
   int64_t at;
-  if ((flags & ~(kNX | kXX | kKeepTtl)) || (flags & kNX && flags & kXX) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
+  if (!ValidSetArgs(flags, ttl_ms) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
   uint64_t h = Hash(key);
   Shard& s = ShardOf(h);
   return Write([&]() -> int64_t {
@@ -458,7 +466,7 @@ int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms) {
 
 int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version) {
   int64_t at;
-  if ((flags & ~kKeepTtl) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
+  if (!ValidCasArgs(flags, ttl_ms) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
   uint64_t h = Hash(key);
   Shard& s = ShardOf(h);
   return Write([&]() -> int64_t {

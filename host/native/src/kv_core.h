@@ -32,6 +32,11 @@ constexpr int kPrepend = limits::kKvPrepend;
 // The longest TTL accepted, in ms (about 2,200 years).
 constexpr int64_t kTtlMax = limits::kKvTtlMax;
 
+// The argument checks of Set and Cas (flags and TTL), for a backend other than
+// this store (kv_redis.cc) to refuse exactly what this store refuses.
+bool ValidSetArgs(int flags, int64_t ttl_ms);
+bool ValidCasArgs(int flags, int64_t ttl_ms);
+
 enum class Policy { kNoEviction, kAllKeysLru, kVolatileLru, kAllKeysLfu };
 
 struct Slice {

@@ -45,7 +45,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "args.h"
+#include "kv_core.h"
 
 namespace tcpmod {
 namespace {
@@ -90,6 +93,7 @@ struct Conn {
   std::string wbuf;
   int64_t retry_at = 0;  // monotonic ms before which no connect is attempted
   int64_t backoff = 0;
+  std::string sha;  // the store script's SHA1 on this connection's server, once loaded (ScriptCall)
   Conn() = default;
   ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
   void Close() {
@@ -99,6 +103,7 @@ struct Conn {
     fd = -1;
     rbuf.clear();
     rpos = 0;
+    sha.clear();
   }
 };
 
@@ -287,13 +292,28 @@ int64_t ReadMore(int64_t deadline) {
   return n > 0 ? 0 : n;
 }
 
+// An array's header (*N, only ever read by ReadReply: the v1.2 calls' scripts
+// and SCAN answer with arrays): r->type '*', r->integer the element count,
+// r->nil for *-1. As ParseHead: the bytes taken, 0 more needed, -1 bad.
+constexpr int64_t kMaxArray = 1 << 20;
+int64_t ParseArrayHead(const uint8_t* p, size_t n, RedisReply* r) {
+  int64_t end = LineEnd(p, n, 1);
+  if (end <= 0) return end;
+  *r = RedisReply();
+  r->type = '*';
+  if (!ParseInt(p + 1, static_cast<size_t>(end) - 1, &r->integer) || r->integer < -1 || r->integer > kMaxArray) return -1;
+  r->nil = r->integer == -1;
+  return end + 2;
+}
+
 // Reads one reply's head into *r (offsets into conn.rbuf): a whole simple
 // string, error or integer; of a bulk string only its header, the body (r->len
 // bytes, then "\r\n") left on the connection for ReadBulk. 0, or -3 after Fail.
 int64_t ReadReply(RedisReply* r, int64_t deadline) {
   for (;;) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(conn.rbuf.data()) + conn.rpos;
-    int64_t used = ParseHead(p, conn.rbuf.size() - conn.rpos, r);
+    size_t n = conn.rbuf.size() - conn.rpos;
+    int64_t used = n > 0 && p[0] == '*' ? ParseArrayHead(p, n, r) : ParseHead(p, n, r);
     if (used < 0) return Fail(kProtocol, "the server sent something that is not a RESP2 reply");
     if (used > 0) {
       r->off += conn.rpos;
@@ -338,8 +358,11 @@ int64_t ReadBulk(size_t len, const BulkSink& sink, int64_t deadline) {
   return 0;
 }
 
+using Piece = std::pair<const void*, size_t>;
+
 // Appends a command as a RESP array of bulk strings.
-void Command(std::initializer_list<std::pair<const void*, size_t>> args) {
+template <typename Pieces>
+void CommandOf(const Pieces& args) {
   std::string& w = conn.wbuf;
   w += '*';
   w += std::to_string(args.size());
@@ -352,6 +375,8 @@ void Command(std::initializer_list<std::pair<const void*, size_t>> args) {
     w += "\r\n";
   }
 }
+
+void Command(std::initializer_list<Piece> args) { CommandOf(args); }
 
 std::pair<const void*, size_t> Arg(const std::string& s) { return {s.data(), s.size()}; }
 
@@ -452,8 +477,50 @@ void DropIfClosed() {
 // unavailable; the reason is counted). Marks the worker blocked meanwhile.
 // A bulk string's body goes to `bulk` (GET's value). The other commands never
 // expect a bulk reply: their callers drop the connection (Unexpected) with its
-// body unread.
-int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr) {
+// body unread. An array's elements go to `elems` (read whole, within the same
+// deadline); a caller that passes none does not expect an array.
+// One element of an array reply (ReadElems): an integer, a bulk string (its
+// bytes in str, or, when a sink was given, its length in integer and its bytes
+// in the sink), nil, an error's text, or '*' opening a nested array of
+// `integer` elements that follow it.
+struct Elem {
+  char type = 0;
+  bool nil = false;
+  int64_t integer = 0;
+  std::string str;
+};
+
+// Reads the `count` elements of an array whose header ReadReply took, one
+// level of nesting flattened into *out. A bulk element goes to `bulk` when
+// given (the value of kv_get_ver: streamed as GET's is), else into its str.
+int64_t ReadElems(int64_t count, std::vector<Elem>* out, const BulkSink* bulk, int64_t deadline, int depth = 0) {
+  for (int64_t i = 0; i < count; i++) {
+    RedisReply r;
+    if (ReadReply(&r, deadline)) return kKvUnavailable;
+    Elem e;
+    e.type = r.type;
+    e.nil = r.nil;
+    e.integer = r.integer;
+    if (r.type == '+' || r.type == '-') e.str = conn.rbuf.substr(r.off, r.len);
+    out->push_back(std::move(e));
+    if (r.type == '*' && !r.nil) {
+      if (depth > 0) return Fail(kProtocol, "a reply nested deeper than expected");
+      if (ReadElems(r.integer, out, bulk, deadline, depth + 1)) return kKvUnavailable;
+    } else if (r.type == '$' && !r.nil) {
+      Elem& b = out->back();
+      if (bulk) {
+        b.integer = static_cast<int64_t>(r.len);
+        if (ReadBulk(r.len, *bulk, deadline)) return kKvUnavailable;
+      } else {
+        b.str.resize(r.len);
+        if (ReadBulk(r.len, {reinterpret_cast<uint8_t*>(&b.str[0]), r.len}, deadline)) return kKvUnavailable;
+      }
+    }
+  }
+  return 0;
+}
+
+int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* elems = nullptr) {
   std::string cmd;
   cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
   if (conn.fd >= 0) DropIfClosed();
@@ -468,6 +535,7 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr) {
   if (rc == 0) rc = WriteAll(cmd, deadline);
   if (rc == 0) rc = ReadReply(r, deadline);
   if (rc == 0 && bulk && r->type == '$' && !r->nil) rc = ReadBulk(r->len, *bulk, deadline);
+  if (rc == 0 && elems && r->type == '*' && !r->nil) rc = ReadElems(r->integer, elems, bulk, deadline);
   Unblock(now);
   conn.wbuf.clear();
   if (rc == 0) conn.backoff = 0;
@@ -492,6 +560,198 @@ int64_t Refused(const RedisReply& r) {
 
 // Anything but the reply types a command expects breaks the exchange.
 int64_t Unexpected() { return Fail(kProtocol, "a reply of an unexpected type"); }
+
+// ---- the store script (docs/abi.md §14, "On Redis") ---------------------------
+//
+// Every call that writes, and every v1.2 call that reads more than one thing,
+// is one run of this Lua script (EVALSHA), so it is atomic on the server.
+// Versions: a key's version lives in a companion string key, kVerPrefix + key,
+// created lazily by kv_get_ver from one counter (kSeqKey, INCR: never reused,
+// so a deleted and re-created key never gets an old version back) with the
+// key's TTL, and deleted by every write through this store: the next
+// kv_get_ver hands out a new one. kv_cas compares with it (a missing companion
+// matches no version). The value itself stays a plain string, so GET and other
+// clients see it unchanged. Names starting with kReserved are never listed nor
+// counted by kv_scan / kv_del_prefix.
+constexpr char kReserved[] = "\xfftcpmod:";
+constexpr char kVerPrefix[] = "\xfftcpmod:ver:";
+
+const char kScript[] = R"lua(
+local op, k = ARGV[1], KEYS[1]
+local c = '\255tcpmod:ver:' .. k
+local function write(val, flags, ttl)
+  local a = {'SET', k, val}
+  if ttl ~= '0' then a[#a + 1] = 'PX'; a[#a + 1] = ttl end
+  if bit.band(flags, 1) ~= 0 then a[#a + 1] = 'NX' end
+  if bit.band(flags, 2) ~= 0 then a[#a + 1] = 'XX' end
+  if bit.band(flags, 4) ~= 0 then a[#a + 1] = 'KEEPTTL' end
+  return redis.call(unpack(a))
+end
+if op == 'set' then
+  local flags = tonumber(ARGV[3])
+  if not write(ARGV[2], flags, ARGV[4]) then
+    if bit.band(flags, 1) ~= 0 then return -5 end
+    return -1
+  end
+  redis.call('DEL', c)
+  return 0
+elseif op == 'cas' then
+  if redis.call('EXISTS', k) == 0 then return -1 end
+  if redis.call('GET', c) ~= ARGV[5] then return -5 end
+  write(ARGV[2], tonumber(ARGV[3]), ARGV[4])
+  redis.call('DEL', c)
+  return 0
+elseif op == 'getver' then
+  local v = redis.call('GET', k)
+  if not v then return false end
+  local ver = redis.call('GET', c)
+  if not ver then
+    ver = redis.call('INCR', '\255tcpmod:seq')
+    local t = redis.call('PTTL', k)
+    if t > 0 then redis.call('SET', c, ver, 'PX', t) else redis.call('SET', c, ver) end
+  end
+  return {tonumber(ver), v}
+elseif op == 'getdel' then
+  local v = redis.call('GET', k)
+  if v and #v <= tonumber(ARGV[2]) then redis.call('DEL', k, c) end
+  return v
+elseif op == 'del' then
+  local n = redis.call('DEL', k)
+  redis.call('DEL', c)
+  return n
+elseif op == 'expire' then
+  if redis.call('EXISTS', k) == 0 then return -1 end
+  if ARGV[2] == '0' then
+    redis.call('DEL', k, c)
+  else
+    redis.call('PEXPIRE', k, ARGV[2])
+    redis.call('PEXPIRE', c, ARGV[2])
+  end
+  return 0
+elseif op == 'persist' then
+  if redis.call('EXISTS', k) == 0 then return -1 end
+  redis.call('PERSIST', c)
+  return redis.call('PERSIST', k)
+elseif op == 'append' then
+  local flags = tonumber(ARGV[3])
+  if bit.band(flags, 2) ~= 0 and redis.call('EXISTS', k) == 0 then return -1 end
+  local n
+  if bit.band(flags, 1) ~= 0 then
+    local v = redis.call('GET', k) or ''
+    redis.call('SET', k, ARGV[2] .. v, 'KEEPTTL')
+    n = #ARGV[2] + #v
+  else
+    n = redis.call('APPEND', k, ARGV[2])
+  end
+  redis.call('DEL', c)
+  return n
+elseif op == 'incr' then
+  if ARGV[3] == '2' and redis.call('EXISTS', k) == 0 then return -1 end
+  local r = redis.pcall('INCRBY', k, ARGV[2])
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'not an integer', 1, true) or string.find(r.err, 'overflow', 1, true) or string.find(r.err, 'WRONGTYPE', 1, true) then
+      return -6
+    end
+    return r
+  end
+  redis.call('DEL', c)
+  return {0, r}
+elseif op == 'delmany' then
+  local n = 0
+  for i = 2, #ARGV do
+    n = n + redis.call('DEL', ARGV[i])
+    redis.call('DEL', '\255tcpmod:ver:' .. ARGV[i])
+  end
+  return n
+end
+return redis.error_reply('ERR tcpmod store script: unknown op')
+)lua";
+
+// Runs the store script: EVALSHA with key `key` (the script's KEYS[1]) and
+// ARGV = args. A connection loads the script (SCRIPT LOAD, which answers its
+// SHA1) before its first run; NOSCRIPT (the server restarted or ran SCRIPT
+// FLUSH) loads it again and runs once more. As Call: 0 and the reply in *r
+// (and elems/bulk), or -3.
+int64_t ScriptCall(Piece key, const std::vector<Piece>& args, RedisReply* r, const BulkSink* bulk = nullptr,
+                   std::vector<Elem>* elems = nullptr) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (conn.sha.empty() || conn.fd < 0) {
+      Command({{"SCRIPT", 6}, {"LOAD", 4}, {kScript, sizeof(kScript) - 1}});
+      char sha[64];
+      BulkSink sink{reinterpret_cast<uint8_t*>(sha), sizeof(sha)};
+      if (Call(r, &sink)) return kKvUnavailable;
+      if (r->type == '-') {
+        int64_t rc = Refused(*r);
+        Consumed();
+        return rc;
+      }
+      if (r->type != '$' || r->nil || r->len > sizeof(sha)) return Fail(kProtocol, "SCRIPT LOAD answered no SHA1");
+      conn.sha.assign(sha, r->len);
+      Consumed();
+    }
+    std::vector<Piece> cmd{{"EVALSHA", 7}, Arg(conn.sha), {"1", 1}, key};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    CommandOf(cmd);
+    if (elems) elems->clear();
+    if (Call(r, bulk, elems)) return kKvUnavailable;
+    if (r->type != '-' || !ReplyIs(*r, "NOSCRIPT")) return 0;
+    Consumed();
+    conn.sha.clear();
+  }
+  return Refused(*r);
+}
+
+// The result of a script run that answers one integer, or an error: OOM is the
+// ABI's -2 (maxmemory reached), any other error -3 (Refused).
+int64_t IntResult(const RedisReply& r) {
+  int64_t rc;
+  if (r.type == ':') rc = r.integer;
+  else if (r.type == '-' && ReplyIs(r, "OOM")) rc = -2;
+  else if (r.type == '-') rc = Refused(r);
+  else return Unexpected();
+  Consumed();
+  return rc;
+}
+
+bool IsReserved(const std::string& k) { return k.compare(0, sizeof(kReserved) - 1, kReserved) == 0; }
+
+// SCAN's MATCH pattern for the keys that start with prefix: the prefix with
+// the glob's special characters escaped, then '*'.
+std::string PrefixPattern(const std::string& prefix) {
+  std::string p;
+  for (char ch : prefix) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') p += '\\';
+    p += ch;
+  }
+  return p + '*';
+}
+
+// One SCAN step: the keys (reserved ones left out) into *keys, the next cursor
+// into *next. 0, or -3.
+int64_t ScanStep(const std::string& pattern, uint64_t cursor, int64_t count, std::vector<std::string>* keys, uint64_t* next) {
+  std::string cur = std::to_string(cursor), n = std::to_string(count);
+  Command({{"SCAN", 4}, Arg(cur), {"MATCH", 5}, Arg(pattern), {"COUNT", 5}, Arg(n)});
+  RedisReply r;
+  std::vector<Elem> elems;
+  if (Call(&r, nullptr, &elems)) return kKvUnavailable;
+  if (r.type == '-') {
+    int64_t rc = Refused(r);
+    Consumed();
+    return rc;
+  }
+  if (r.type != '*' || elems.size() < 2 || elems[0].type != '$' || elems[1].type != '*') return Unexpected();
+  Consumed();
+  int64_t c;
+  if (!ParseInt(reinterpret_cast<const uint8_t*>(elems[0].str.data()), elems[0].str.size(), &c)) {
+    // Redis' cursors are unsigned 64-bit: one above INT64_MAX does not fit the ABI's i64.
+    return Fail(kProtocol, "SCAN answered a cursor this client cannot pass on");
+  }
+  *next = static_cast<uint64_t>(c);
+  keys->clear();
+  for (size_t i = 2; i < elems.size(); i++)
+    if (elems[i].type == '$' && !elems[i].nil && !IsReserved(elems[i].str)) keys->push_back(std::move(elems[i].str));
+  return 0;
+}
 
 // ---- exports -----------------------------------------------------------------
 
@@ -677,11 +937,11 @@ int64_t ParseReply(const uint8_t* p, size_t n, RedisReply* r) {
 
 bool RedisActive() { return target != nullptr; }
 
-int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap) {
-  Command({{"GET", 3}, Arg(key)});
-  RedisReply r;
-  BulkSink value{out, cap};
-  if (Call(&r, &value)) return kKvUnavailable;  // a value that fits is in out already
+namespace {
+
+// A reply that is a value or nil (GET, kv_getdel's script): its length, the
+// bytes already in the sink when they fitted; -1 nil.
+int64_t ValueResult(const RedisReply& r) {
   int64_t rc;
   if (r.type == '$') rc = r.nil ? -1 : static_cast<int64_t>(r.len);
   else if (r.type == '-') rc = Refused(r);
@@ -690,54 +950,148 @@ int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap) {
   return rc;
 }
 
-int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len) {
-  Command({{"SET", 3}, Arg(key), {val, len}});
+Piece Bytes(const uint8_t* p, size_t n) { return {p, n}; }
+
+}  // namespace
+
+int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap) {
+  Command({{"GET", 3}, Arg(key)});
   RedisReply r;
-  if (Call(&r)) return kKvUnavailable;
-  int64_t rc;
-  if (r.type == '+') rc = 0;
-  else if (r.type == '-' && ReplyIs(r, "OOM")) rc = -2;  // maxmemory reached: the ABI's "store full"
-  else if (r.type == '-') rc = Refused(r);
-  else return Unexpected();
-  Consumed();
-  return rc;
+  BulkSink value{out, cap};
+  if (Call(&r, &value)) return kKvUnavailable;  // a value that fits is in out already
+  return ValueResult(r);
+}
+
+int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len, int flags, int64_t ttl_ms) {
+  if (!kv::ValidSetArgs(flags, ttl_ms)) return kv::kInvalid;
+  std::string f = std::to_string(flags), t = std::to_string(ttl_ms);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"set", 3}, Bytes(val, len), Arg(f), Arg(t)}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisCas(const std::string& key, const uint8_t* val, size_t len, int flags, int64_t ttl_ms, uint64_t version) {
+  if (!kv::ValidCasArgs(flags, ttl_ms)) return kv::kInvalid;
+  std::string f = std::to_string(flags), t = std::to_string(ttl_ms), v = std::to_string(version);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"cas", 3}, Bytes(val, len), Arg(f), Arg(t), Arg(v)}, &r)) return kKvUnavailable;
+  return IntResult(r);
 }
 
 int64_t RedisDel(const std::string& key) {
-  Command({{"DEL", 3}, Arg(key)});
   RedisReply r;
-  if (Call(&r)) return kKvUnavailable;
-  int64_t rc;
-  if (r.type == ':') rc = r.integer > 0 ? 1 : 0;
-  else if (r.type == '-') rc = Refused(r);
-  else return Unexpected();
-  Consumed();
-  return rc;
+  if (ScriptCall(Arg(key), {{"del", 3}}, &r)) return kKvUnavailable;
+  int64_t rc = IntResult(r);
+  return rc > 0 ? 1 : rc;
 }
 
-int64_t RedisIncr(const std::string& key, int64_t delta, int64_t* out) {
-  std::string d = std::to_string(delta);
-  Command({{"INCRBY", 6}, Arg(key), Arg(d)});
+int64_t RedisGetVer(const std::string& key, uint8_t* out, size_t cap, uint64_t* version) {
+  RedisReply r;
+  BulkSink value{out, cap};
+  std::vector<Elem> elems;
+  if (ScriptCall(Arg(key), {{"getver", 6}}, &r, &value, &elems)) return kKvUnavailable;
+  if (r.type != '*') return ValueResult(r);  // nil: missing
+  if (elems.size() != 2 || elems[0].type != ':' || elems[1].type != '$' || elems[1].nil) return Unexpected();
+  Consumed();
+  *version = static_cast<uint64_t>(elems[0].integer);
+  return elems[1].integer;
+}
+
+int64_t RedisGetDel(const std::string& key, uint8_t* out, size_t cap) {
+  std::string c = std::to_string(cap);
+  RedisReply r;
+  BulkSink value{out, cap};
+  if (ScriptCall(Arg(key), {{"getdel", 6}, Arg(c)}, &r, &value)) return kKvUnavailable;
+  return ValueResult(r);
+}
+
+int64_t RedisExpire(const std::string& key, int64_t ttl_ms) {
+  if (ttl_ms < 0 || ttl_ms > kv::kTtlMax) return kv::kInvalid;
+  std::string t = std::to_string(ttl_ms);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"expire", 6}, Arg(t)}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisPersist(const std::string& key) {
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"persist", 7}}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisTtl(const std::string& key, int64_t* ms) {
+  Command({{"PTTL", 4}, Arg(key)});
   RedisReply r;
   if (Call(&r)) return kKvUnavailable;
-  int64_t rc;
-  if (r.type == ':') {
-    *out = r.integer;
-    rc = 0;
-  } else if (r.type == '-' && (ReplyIs(r, "ERR value is not an integer") || ReplyIs(r, "ERR increment or decrement would overflow") ||
-                                ReplyIs(r, "WRONGTYPE"))) {
-    // "value is not an integer or out of range", "increment or decrement would
-    // overflow", or a key of another type: the ABI's -1, nothing changed.
-    rc = -1;
-  } else if (r.type == '-' && ReplyIs(r, "OOM")) {
-    rc = -2;
-  } else if (r.type == '-') {
-    rc = Refused(r);
-  } else {
-    return Unexpected();
-  }
+  int64_t left = IntResult(r);
+  if (left == kKvUnavailable || r.type != ':') return left;
+  if (left == -2) return kv::kMissing;
+  if (left == -1) return 0;
+  *ms = left;
+  return 1;
+}
+
+int64_t RedisAppend(const std::string& key, const uint8_t* val, size_t len, int flags) {
+  if (flags & ~(kv::kPrepend | kv::kXX)) return kv::kInvalid;
+  std::string f = std::to_string(flags);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"append", 6}, Bytes(val, len), Arg(f)}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisIncr(const std::string& key, int64_t delta, int flags, int64_t* out) {
+  if (flags & ~kv::kXX) return kv::kInvalid;
+  std::string d = std::to_string(delta), f = std::to_string(flags);
+  RedisReply r;
+  std::vector<Elem> elems;
+  if (ScriptCall(Arg(key), {{"incr", 4}, Arg(d), Arg(f)}, &r, nullptr, &elems)) return kKvUnavailable;
+  if (r.type != '*') return IntResult(r);  // -1 (XX), -6, or an error
+  if (elems.size() != 2 || elems[1].type != ':') return Unexpected();
   Consumed();
-  return rc;
+  *out = elems[1].integer;
+  return 0;
+}
+
+int64_t RedisScan(const std::string& prefix, int64_t cursor, int32_t count, uint8_t* out, size_t cap, int64_t* next) {
+  if (cursor < 0 || count < 1) return kv::kInvalid;
+  std::vector<std::string> keys;
+  uint64_t after;
+  int64_t rc = ScanStep(PrefixPattern(prefix), static_cast<uint64_t>(cursor), count, &keys, &after);
+  if (rc) return rc;
+  size_t need = 0;
+  for (const auto& k : keys) need += 4 + k.size();
+  if (need > cap) return kv::kTooSmall;
+  for (const auto& k : keys) {
+    uint32_t n = static_cast<uint32_t>(k.size());
+    std::memcpy(out, &n, 4);  // little-endian, as the ABI is
+    std::memcpy(out + 4, k.data(), k.size());
+    out += 4 + k.size();
+  }
+  *next = static_cast<int64_t>(after);
+  return static_cast<int64_t>(keys.size());
+}
+
+int64_t RedisDelPrefix(const std::string& prefix) {
+  // SCAN in steps of kStep keys and delete each step's keys (with their
+  // versions) in one script run: each key atomically, not all at once.
+  constexpr int64_t kStep = 1000;
+  std::string pattern = PrefixPattern(prefix);
+  std::vector<std::string> keys;
+  uint64_t cursor = 0;
+  int64_t total = 0;
+  do {
+    int64_t rc = ScanStep(pattern, cursor, kStep, &keys, &cursor);
+    if (rc) return rc;
+    if (keys.empty()) continue;
+    std::vector<Piece> args{{"delmany", 7}};
+    for (const auto& k : keys) args.push_back(Arg(k));
+    RedisReply r;
+    if (ScriptCall({"", 0}, args, &r)) return kKvUnavailable;
+    rc = IntResult(r);
+    if (rc < 0) return rc;
+    total += rc;
+  } while (cursor != 0);
+  return total;
 }
 
 void InitKvRedis(Napi::Env env, Napi::Object exports) {

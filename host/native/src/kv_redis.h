@@ -38,11 +38,22 @@ int64_t ParseHead(const uint8_t* p, size_t n, RedisReply* r);
 
 // True when this thread's kv calls go to Redis.
 bool RedisActive();
-// ABI semantics (docs/abi.md §10), -3 when the store is unavailable.
+// ABI semantics (docs/abi.md §10, §14), -3 when the store is unavailable.
+// Every write and every v1.2 call but kv_ttl is one run of a Lua script on the
+// server (atomic there); versions live beside the value (kv_redis.cc).
 int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap);
-int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len);
+int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len, int flags, int64_t ttl_ms);
 int64_t RedisDel(const std::string& key);
-int64_t RedisIncr(const std::string& key, int64_t delta, int64_t* out);
+int64_t RedisIncr(const std::string& key, int64_t delta, int flags, int64_t* out);
+int64_t RedisGetVer(const std::string& key, uint8_t* out, size_t cap, uint64_t* version);
+int64_t RedisGetDel(const std::string& key, uint8_t* out, size_t cap);
+int64_t RedisCas(const std::string& key, const uint8_t* val, size_t len, int flags, int64_t ttl_ms, uint64_t version);
+int64_t RedisExpire(const std::string& key, int64_t ttl_ms);
+int64_t RedisPersist(const std::string& key);
+int64_t RedisTtl(const std::string& key, int64_t* ms);
+int64_t RedisAppend(const std::string& key, const uint8_t* val, size_t len, int flags);
+int64_t RedisScan(const std::string& prefix, int64_t cursor, int32_t count, uint8_t* out, size_t cap, int64_t* next);
+int64_t RedisDelPrefix(const std::string& prefix);
 
 // Exports kvBackend, kvLastError and kvParseReply.
 void InitKvRedis(Napi::Env env, Napi::Object exports);

@@ -53,7 +53,7 @@ Napi::Value KvGet(const Napi::CallbackInfo& info) {
 Napi::Value KvSet(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val)) return info.Env().Undefined();
-  if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n));
+  if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n, 0, 0));
   return Result(info, kv::Set(key, val, 0, 0));
 }
 
@@ -72,14 +72,12 @@ Napi::Value KvIncr(const Napi::CallbackInfo& info) {
   int64_t delta, next = 0;
   uint8_t* out;
   if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgFixedRegion(info, 4, 8, &out)) return info.Env().Undefined();
-  int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, &next) : kv::Incr(key, delta, 0, &next);
+  int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, 0, &next) : kv::Incr(key, delta, 0, &next);
   if (rc == 0) std::memcpy(out, &next, 8);  // x86-64 and aarch64 are little-endian, as the ABI is
   return Result(info, rc == kv::kNotInteger ? kv::kMissing : rc);
 }
 
-// v1.2 (docs/abi.md §14). Each returns -3 on a Redis-backed thread.
-#define TCPMOD_KV_LOCAL_ONLY() \
-  if (RedisActive()) return Result(info, kKvUnavailable)
+// v1.2 (docs/abi.md §14). On a Redis-backed thread each goes to kv_redis.h's twin.
 
 // kvGetVer(key×3, out×3, verBuf, verOff) -> as kvGet; the version (u64 LE) at ver when found.
 Napi::Value KvGetVer(const Napi::CallbackInfo& info) {
@@ -87,9 +85,8 @@ Napi::Value KvGetVer(const Napi::CallbackInfo& info) {
   uint8_t *out, *ver;
   size_t cap;
   if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap) || !ArgFixedRegion(info, 6, 8, &ver)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
   uint64_t v = 0;
-  int64_t rc = kv::Get(key, out, cap, &v);
+  int64_t rc = RedisActive() ? RedisGetVer(KeyString(key), out, cap, &v) : kv::Get(key, out, cap, &v);
   if (rc >= 0) std::memcpy(ver, &v, 8);
   return Result(info, rc);
 }
@@ -100,7 +97,7 @@ Napi::Value KvGetDel(const Napi::CallbackInfo& info) {
   uint8_t* out;
   size_t cap;
   if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisGetDel(KeyString(key), out, cap));
   return Result(info, kv::GetDel(key, out, cap));
 }
 
@@ -109,7 +106,7 @@ Napi::Value KvSetEx(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   int64_t flags, ttl;
   if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n, static_cast<int>(flags), ttl));
   return Result(info, kv::Set(key, val, static_cast<int>(flags), ttl));
 }
 
@@ -120,7 +117,8 @@ Napi::Value KvCas(const Napi::CallbackInfo& info) {
   if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl) ||
       !ArgI64(info, 8, &version))
     return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive())
+    return Result(info, RedisCas(KeyString(key), val.p, val.n, static_cast<int>(flags), ttl, static_cast<uint64_t>(version)));
   return Result(info, kv::Cas(key, val, static_cast<int>(flags), ttl, static_cast<uint64_t>(version)));
 }
 
@@ -129,7 +127,7 @@ Napi::Value KvExpire(const Napi::CallbackInfo& info) {
   kv::Slice key;
   int64_t ttl;
   if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisExpire(KeyString(key), ttl));
   return Result(info, kv::Expire(key, ttl));
 }
 
@@ -137,7 +135,7 @@ Napi::Value KvExpire(const Napi::CallbackInfo& info) {
 Napi::Value KvPersist(const Napi::CallbackInfo& info) {
   kv::Slice key;
   if (!ArgSlice(info, 0, &key)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisPersist(KeyString(key)));
   return Result(info, kv::Persist(key));
 }
 
@@ -146,9 +144,8 @@ Napi::Value KvTtl(const Napi::CallbackInfo& info) {
   kv::Slice key;
   uint8_t* out;
   if (!ArgSlice(info, 0, &key) || !ArgFixedRegion(info, 3, 8, &out)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
   int64_t ms = 0;
-  int64_t rc = kv::Ttl(key, &ms);
+  int64_t rc = RedisActive() ? RedisTtl(KeyString(key), &ms) : kv::Ttl(key, &ms);
   if (rc == 1) std::memcpy(out, &ms, 8);
   return Result(info, rc);
 }
@@ -158,7 +155,7 @@ Napi::Value KvAppend(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   int64_t flags;
   if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisAppend(KeyString(key), val.p, val.n, static_cast<int>(flags)));
   return Result(info, kv::Append(key, val, static_cast<int>(flags)));
 }
 
@@ -169,8 +166,7 @@ Napi::Value KvIncrEx(const Napi::CallbackInfo& info) {
   uint8_t* out;
   if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgInt(info, 4, &flags) || !ArgFixedRegion(info, 5, 8, &out))
     return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
-  int64_t rc = kv::Incr(key, delta, static_cast<int>(flags), &next);
+  int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, static_cast<int>(flags), &next) : kv::Incr(key, delta, static_cast<int>(flags), &next);
   if (rc == 0) std::memcpy(out, &next, 8);
   return Result(info, rc);
 }
@@ -184,9 +180,9 @@ Napi::Value KvScan(const Napi::CallbackInfo& info) {
   if (!ArgSlice(info, 0, &prefix) || !ArgI64(info, 3, &cursor) || !ArgInt(info, 4, &count) || !ArgRegion(info, 5, &out, &cap) ||
       !ArgFixedRegion(info, 8, 8, &next_out))
     return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
   if (count > INT32_MAX) count = INT32_MAX;
-  int64_t rc = kv::Scan(prefix, cursor, static_cast<int32_t>(count), out, cap, &next);
+  int64_t rc = RedisActive() ? RedisScan(KeyString(prefix), cursor, static_cast<int32_t>(count), out, cap, &next)
+                             : kv::Scan(prefix, cursor, static_cast<int32_t>(count), out, cap, &next);
   if (rc >= 0) std::memcpy(next_out, &next, 8);
   return Result(info, rc);
 }
@@ -195,7 +191,7 @@ Napi::Value KvScan(const Napi::CallbackInfo& info) {
 Napi::Value KvDelPrefix(const Napi::CallbackInfo& info) {
   kv::Slice prefix;
   if (!ArgSlice(info, 0, &prefix)) return info.Env().Undefined();
-  TCPMOD_KV_LOCAL_ONLY();
+  if (RedisActive()) return Result(info, RedisDelPrefix(KeyString(prefix)));
   return Result(info, kv::DelPrefix(prefix));
 }
 
