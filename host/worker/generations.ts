@@ -21,9 +21,15 @@ export interface GenerationSpec {
   stateVersion: number | null;
   stateSize: number;
   inCap: number;
-  /** Capabilities a connection's state may depend on: the module exports tcpmod_on_timer / imports tcpmod.want. */
+  /**
+   * Capabilities a connection's state may depend on: the module exports tcpmod_on_timer / imports
+   * tcpmod.want / exports tcpmod_on_message (its connections may hold subscriptions and a mailbox) /
+   * exports tcpmod_on_upstream (its connections may hold open upstreams).
+   */
   onTimer: boolean;
   want: boolean;
+  onMessage: boolean;
+  onUpstream: boolean;
 }
 
 export type GenerationMessage = { type: 'generation'; spec: GenerationSpec } | { type: 'free'; gen: number };
@@ -40,7 +46,8 @@ const MOVES: Compatibility = { move: true };
  * carries from its module must mean the same to the other one: the state slot
  * (same tcpmod_state_version, same size), and the capabilities the old module
  * may have used for it — a timer it armed needs tcpmod_on_timer to fire into,
- * a want threshold it set is the old framing's. Anything else pins the
+ * a want threshold it set is the old framing's, a subscription's messages need
+ * tcpmod_on_message, an open upstream's events tcpmod_on_upstream. Anything else pins the
  * connection to its own generation until it closes (or --reload-drain).
  * The one condition per connection, its carry-over fitting `to`'s in_cap, is
  * the native table's (connMigrate), since only it knows the pending input;
@@ -52,13 +59,17 @@ export function compatibility(from: GenerationSpec, to: GenerationSpec): Compati
   if (from.stateSize !== to.stateSize) return { move: false, why: `state size ${from.stateSize} -> ${to.stateSize}` };
   if (from.onTimer && !to.onTimer) return { move: false, why: 'the old module has timers (tcpmod_on_timer), the new one does not' };
   if (from.want && !to.want) return { move: false, why: 'the old module sets want thresholds (tcpmod.want), the new one does not' };
+  if (from.onMessage && !to.onMessage) return { move: false, why: 'the old module has subscriptions (tcpmod_on_message), the new one does not' };
+  if (from.onUpstream && !to.onUpstream) return { move: false, why: 'the old module has upstreams (tcpmod_on_upstream), the new one does not' };
   return MOVES;
 }
 
 /** The capabilities of GenerationSpec, read off a compiled module. */
-export function capabilities(compiled: CompiledModule): Pick<GenerationSpec, 'onTimer' | 'want'> {
+export function capabilities(compiled: CompiledModule): Pick<GenerationSpec, 'onTimer' | 'want' | 'onMessage' | 'onUpstream'> {
   return {
     onTimer: compiled.verdict.optional.has('tcpmod_on_timer'),
+    onMessage: compiled.verdict.optional.has('tcpmod_on_message'),
+    onUpstream: compiled.verdict.optional.has('tcpmod_on_upstream'),
     want: compiled.shape.imports.some((i) => i.module === 'tcpmod' && i.name === 'want'),
   };
 }
