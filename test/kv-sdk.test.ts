@@ -3,7 +3,7 @@
 // module as v1.2, and a compare-and-set increment loop written with them ends
 // exact when many connections interleave on the process store.
 import { describe, expect, it } from 'vitest';
-import { V1_2_IMPORTS } from '../host/module/abi.js';
+import { V1_2_STORE_IMPORTS } from '../host/module/abi.js';
 import { describeModule } from '../dist/inspect.js';
 import { createConnection } from 'node:net';
 import { loadModule } from '../host/testing.js';
@@ -73,7 +73,7 @@ describe('the SDK v1.2 store functions', () => {
   it('compile to exactly the imports the host checks, and inspect lists them under v1.2', async () => {
     const file = scratchFile('sdk-kv12.wasm', await compileAs('sdk_kv12', SOURCE));
     const d = await describeModule(file, { memoryCap: 32 << 20 });
-    expect(d.v1_2.sort()).toEqual(V1_2_IMPORTS.map((n) => `tcpmod.${n}`).sort());
+    expect(d.v1_2.sort()).toEqual(V1_2_STORE_IMPORTS.map((n) => `tcpmod.${n}`).sort());
     expect(d.v1_1).toEqual([]);
     const m = await loadModule(file);
     expect(m.connect().send('x').text).toMatch(/^-?\d+\n$/);

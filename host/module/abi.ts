@@ -67,12 +67,14 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
 export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer_addr'] as const;
 
-/** Host functions of the v1.2 store additions: a module using one of them is listed as v1.2. */
-export const V1_2_IMPORTS = [
+/** Host functions of the v1.2 additions, by part (docs/abi.md §14 store, §15 topics, §16 upstreams). */
+export const V1_2_STORE_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
-  'subscribe', 'unsubscribe', 'publish',
-'upstream_open', 'upstream_send', 'upstream_close',
 ] as const;
+export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish'] as const;
+export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close'] as const;
+/** Every v1.2 host function: a module using one of them is listed as v1.2. */
+export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS] as const;
 
 /** Topic subscription kinds (docs/abi.md §15) and topic result codes. */
 export const TOPIC_EXACT = 0, TOPIC_GLOB = 1, TOPIC_MQTT = 2;
