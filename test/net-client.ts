@@ -1,6 +1,29 @@
 // Small socket clients for end-to-end tests.
 import { connect, type Socket } from 'node:net';
 
+/**
+ * The sockets a test file opens, destroyed together after each test. track()
+ * also swallows their errors: a reset or a cut is what many tests provoke, and
+ * an unhandled 'error' would fail the file instead of the test's own checks.
+ */
+export function socketSet(): { track<S extends Socket>(s: S): S; untrack(s: Socket): void; destroyAll(): void } {
+  const sockets = new Set<Socket>();
+  return {
+    track<S extends Socket>(s: S): S {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      return s;
+    },
+    untrack(s: Socket): void {
+      sockets.delete(s);
+    },
+    destroyAll(): void {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+  };
+}
+
 export function open(port: number, host = '127.0.0.1'): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = connect({ port, host, noDelay: true });
