@@ -173,16 +173,26 @@ describe('the native RESP2 reply parser', () => {
 
 // ---- two processes, one Redis --------------------------------------------------------
 
+/**
+ * Starts two `tcpmod serve` processes of `module` on the one redis-server before
+ * the enclosing describe's tests (handing them to `set`), and stops them after.
+ */
+function twoProcesses(module: string, set: (a: ServedProcess, b: ServedProcess) => void): void {
+  let procs: ServedProcess[] = [];
+  beforeAll(async () => {
+    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
+    procs = await Promise.all([serve(module, kv), serve(module, kv)]);
+    set(procs[0], procs[1]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+  });
+}
+
 describe('two tcpmod processes on one redis-server', () => {
   let a: ServedProcess;
   let b: ServedProcess;
-  beforeAll(async () => {
-    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
-    [a, b] = await Promise.all([serve('build/resp.wasm', kv), serve('build/resp.wasm', kv)]);
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-  });
+  twoProcesses('build/resp.wasm', (x, y) => ([a, b] = [x, y]));
 
   it('40 connections x 25 INCR split across both processes give exactly 1,000', async () => {
     await redisCli('DEL', 'e2e:count');
@@ -404,13 +414,7 @@ describe('the v1.2 store calls on Redis: what only Redis has', () => {
 describe('compare-and-set from many connections of two tcpmod processes on one Redis (memcache.wasm incr and cas)', () => {
   let a: ServedProcess;
   let b: ServedProcess;
-  beforeAll(async () => {
-    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
-    [a, b] = await Promise.all([serve('build/memcache.wasm', kv), serve('build/memcache.wasm', kv)]);
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-  });
+  twoProcesses('build/memcache.wasm', (x, y) => ([a, b] = [x, y]));
 
   it('20 connections x 25 incr (a get-version / cas loop in the module) and x 10 gets/cas loops end exact', async () => {
     const conns = await Promise.all(Array.from({ length: 20 }, (_, i) => open(i % 2 ? b.port : a.port)));
