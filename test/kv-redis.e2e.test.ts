@@ -32,10 +32,10 @@ const redisCli = (...args: string[]) => store.cli(...args);
 
 // ---- clients --------------------------------------------------------------------
 
-/** A RESP client on a raw socket: one command at a time, one reply line back (no bulk values). */
-class RespConn {
+/** A text-protocol connection: ask() sends a request and waits for `n` reply lines. */
+class LineConn {
   private buf = '';
-  private waiting: ((line: string) => void) | null = null;
+  private waiting: { n: number; resolve: (lines: string[]) => void } | null = null;
   constructor(readonly s: Socket) {
     s.setEncoding('latin1');
     s.on('data', (d: string) => {
@@ -44,19 +44,28 @@ class RespConn {
     });
   }
   private deliver(): void {
-    const at = this.buf.indexOf('\r\n');
-    if (at < 0 || !this.waiting) return;
-    const line = this.buf.slice(0, at);
-    this.buf = this.buf.slice(at + 2);
+    if (!this.waiting) return;
+    const lines = this.buf.split('\r\n');
+    if (lines.length - 1 < this.waiting.n) return;
     const w = this.waiting;
     this.waiting = null;
-    w(line);
+    this.buf = lines.slice(w.n).join('\r\n');
+    w.resolve(lines.slice(0, w.n));
   }
-  command(...args: string[]): Promise<string> {
-    const p = new Promise<string>((r) => (this.waiting = r));
-    this.s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+  ask(req: string): Promise<string>;
+  ask(req: string, n: number): Promise<string[]>;
+  ask(req: string, n?: number): Promise<string | string[]> {
+    const p = new Promise<string[]>((resolve) => (this.waiting = { n: n ?? 1, resolve }));
+    this.s.write(req);
     this.deliver();
-    return p;
+    return p.then((lines) => (n === undefined ? lines[0] : lines));
+  }
+}
+
+/** A RESP client on a raw socket: one command at a time, one reply line back (no bulk values). */
+class RespConn extends LineConn {
+  command(...args: string[]): Promise<string> {
+    return this.ask(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
   }
 }
 
@@ -447,35 +456,6 @@ describe('compare-and-set from many connections of two tcpmod processes on one R
   }, 120_000);
 });
 
-/** A text-protocol connection: ask() sends a request and waits for `n` reply lines. */
-class LineConn {
-  private buf = '';
-  private waiting: { n: number; resolve: (lines: string[]) => void } | null = null;
-  constructor(readonly s: Socket) {
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      this.buf += d;
-      this.deliver();
-    });
-  }
-  private deliver(): void {
-    if (!this.waiting) return;
-    const lines = this.buf.split('\r\n');
-    if (lines.length - 1 < this.waiting.n) return;
-    const w = this.waiting;
-    this.waiting = null;
-    this.buf = lines.slice(w.n).join('\r\n');
-    w.resolve(lines.slice(0, w.n));
-  }
-  ask(req: string): Promise<string>;
-  ask(req: string, n: number): Promise<string[]>;
-  ask(req: string, n?: number): Promise<string | string[]> {
-    const p = new Promise<string[]>((resolve) => (this.waiting = { n: n ?? 1, resolve }));
-    this.s.write(req);
-    this.deliver();
-    return p.then((lines) => (n === undefined ? lines[0] : lines));
-  }
-}
 
 describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
   let srv: ServedProcess;
