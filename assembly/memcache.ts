@@ -26,6 +26,7 @@ import {
   KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS,
 } from "tcpmod/assembly/sdk";
 import { kv_del, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
+import { parseU64 as decimalU64, formatU64 } from "tcpmod/assembly/sdk";
 export * from "tcpmod/assembly/sdk/exports";
 
 /** Largest item data, as memcached's default item size (1 MiB). */
@@ -45,6 +46,8 @@ const PREFIX = memory.data<u8>([0x6d, 0x63, 0x3a]); // "mc:"
 const KEY = heap.alloc(<usize>(PREFIX_LEN + KEY_MAX));
 const VAL = heap.alloc(<usize>(ITEM_MAX + 4));
 const VER = memory.data(8);
+/** Where decimalU64 stores what it read. */
+const NUM = memory.data(8, 8);
 const TOK_AT = heap.alloc(<usize>MAX_TOKENS * 4);
 const TOK_LEN = heap.alloc(<usize>MAX_TOKENS * 4);
 let ntok: i32 = 0;
@@ -87,22 +90,25 @@ function tokenize(len: i32): bool {
 
 /** Token i as an unsigned decimal (u64, wrapping is refused) into parsedU64; false when it is not one. */
 function parseU64(i: i32): bool {
-  const p = tokAt(i);
-  const n = tokLen(i);
-  if (n == 0 || n > 20) return false;
-  let v: u64 = 0;
-  for (let j = 0; j < n; j++) {
-    const d = <i32>load<u8>(p + j) - 48;
-    if (d < 0 || d > 9) return false;
-    const next = v * 10 + <u64>d;
-    if (next / 10 != v) return false;
-    v = next;
-  }
-  parsedU64 = v;
+  if (!wholeU64(tokAt(i), tokLen(i))) return false;
+  parsedU64 = load<u64>(NUM);
   return true;
 }
 
-/** Token i as a signed decimal into parsedI64; false when it is not one. */
+/**
+ * Whether the n bytes at p are all digits, at most 20 of them, naming a u64 (the SDK's
+ * parseU64 refuses what does not fit); the value is then at NUM. The 20 stays as
+ * before: the SDK alone would take a longer run of leading zeros.
+ */
+function wholeU64(p: usize, n: i32): bool {
+  return n > 0 && n <= 20 && decimalU64(p, n, NUM) == n;
+}
+
+/**
+ * Token i as a signed decimal into parsedI64; false when it is not one. Not the
+ * SDK's parseI64: this one takes up to 20 characters and wraps past the i64 range
+ * where the SDK's refuses, so using it would change which requests are accepted.
+ */
 function parseI64(i: i32): bool {
   const p = tokAt(i);
   const n = tokLen(i);
@@ -227,22 +233,13 @@ function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): vo
     c.writeInt(<i64>(n - 4));
     if (withCas) {
       c.writeByte(32);
-      writeU64(c, load<u64>(VER));
+      c.writeU64(load<u64>(VER));
     }
     c.writeString("\r\n");
     c.write(VAL + 4, n - 4);
     c.writeString("\r\n");
   }
   c.writeString("END\r\n");
-}
-
-function writeU64(c: Conn, v: u64): void {
-  if (v <= <u64>i64.MAX_VALUE) {
-    c.writeInt(<i64>v);
-    return;
-  }
-  c.writeInt(<i64>(v / 10));
-  c.writeByte(<u8>(48 + <i32>(v % 10)));
 }
 
 /** incr/decr by parsedU64 with memcached's rules: u64, incr wraps, decr stops at 0. */
@@ -256,29 +253,17 @@ function arith(c: Conn, incr: bool, noreply: bool): void {
     // The data must be a decimal number (memcached ignores trailing spaces it padded with).
     let end = n;
     while (end > 4 && load<u8>(VAL + <usize>(end - 1)) == 32) end--;
-    let v: u64 = 0;
-    let ok = end > 4 && end - 4 <= 20;
-    for (let j = 4; ok && j < end; j++) {
-      const d = <i32>load<u8>(VAL + j) - 48;
-      if (d < 0 || d > 9) ok = false;
-      else {
-        const next = v * 10 + <u64>d;
-        if (next / 10 != v) ok = false;
-        v = next;
-      }
-    }
-    if (!ok) {
+    if (!wholeU64(VAL + 4, end - 4)) {
       if (!noreply) c.writeString("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
       return;
     }
+    let v = load<u64>(NUM);
     v = incr ? v + delta : v < delta ? 0 : v - delta;
-    const text = v.toString();
-    const tl = text.length;
-    for (let j = 0; j < tl; j++) store<u8>(VAL + 4 + j, <u8>text.charCodeAt(j));
+    const tl = formatU64(VAL + 4, v);
     const rc = kv_cas(KEY, klen, VAL, 4 + tl, KV_KEEPTTL, 0, load<u64>(VER));
     if (rc == 0) {
       if (!noreply) {
-        c.writeString(text);
+        c.write(VAL + 4, tl);
         c.writeString("\r\n");
       }
       return;

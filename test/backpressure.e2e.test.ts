@@ -14,9 +14,9 @@ import { readFileSync } from 'node:fs';
 import { type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
-import { open, pattern } from './net-client.js';
+import { open, pattern, socketSet } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
-import { run, serve, type ServedProcess } from './server-process.js';
+import { run, serve, stopChild, type ServedProcess } from './server-process.js';
 import { metricsPort, scrape } from './metrics.js';
 import { sleep, until } from './wait.js';
 
@@ -30,24 +30,12 @@ function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
   return s;
 }
 const children: ServedProcess[] = [];
-const sockets = new Set<Socket>();
-function track(s: Socket): Socket {
-  sockets.add(s);
-  s.on('error', () => undefined);
-  return s;
-}
+const { track, untrack, destroyAll } = socketSet();
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
+  destroyAll();
   await Promise.all(servers.splice(0).map((s) => s.close({ drainTimeout: 0 })));
-  await Promise.all(children.splice(0).map(stopChild));
+  await Promise.all(children.splice(0).map((srv) => stopChild(srv)));
 });
-
-/** SIGTERM, and SIGKILL when the child has not exited 5 s later. */
-async function stopChild(srv: ServedProcess): Promise<void> {
-  const exited = await Promise.race([srv.stop('SIGTERM').then(() => true), sleep(5000).then(() => false)]);
-  if (!exited) await srv.stop('SIGKILL');
-}
 
 const debug = (...a: unknown[]) => process.env.BACKPRESSURE_DEBUG && console.log(...a);
 /** `tcpmod serve` with --metrics 127.0.0.1:0: the child and its metrics port (from its stderr line). */
@@ -114,7 +102,7 @@ async function request(port: number, data: string | (string | Buffer)[], timeout
     });
   } finally {
     s.destroy();
-    sockets.delete(s);
+    untrack(s);
   }
 }
 

@@ -13,8 +13,8 @@ import { type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './fixtures.js';
-import { open, pattern } from './net-client.js';
-import { requireTool, serve, type ServedProcess } from './server-process.js';
+import { open, pattern, socketSet } from './net-client.js';
+import { requireTool, serve, stopChild, type ServedProcess } from './server-process.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { metricsPort, scrape } from './metrics.js';
 import { sleep, until } from './wait.js';
@@ -28,19 +28,10 @@ const FAULTS = (kind: string) => `tcpmod_module_faults_total{kind="${kind}"}`;
 const debug = (...a: unknown[]) => process.env.BUFFERS_DEBUG && console.log(...a);
 
 const children: ServedProcess[] = [];
-const sockets = new Set<Socket>();
-function track<S extends Socket>(s: S): S {
-  sockets.add(s);
-  s.on('error', () => undefined);
-  return s;
-}
+const { track, destroyAll } = socketSet();
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
-  await Promise.all(children.splice(0).map(async (srv) => {
-    const exited = await Promise.race([srv.stop('SIGTERM').then(() => true), sleep(5000).then(() => false)]);
-    if (!exited) await srv.stop('SIGKILL');
-  }));
+  destroyAll();
+  await Promise.all(children.splice(0).map((srv) => stopChild(srv)));
 });
 
 async function serveWithMetrics(module: string, args: string[]): Promise<{ srv: ServedProcess; metrics: number; pid: number }> {

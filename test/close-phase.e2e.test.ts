@@ -7,29 +7,20 @@
 // waits (issue 20, defect 2); and a send timeout in that phase counts as one
 // (defect 8).
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixture } from './fixtures.js';
-import { open, pattern } from './net-client.js';
+import { open, pattern, socketSet } from './net-client.js';
 import { metricsPort, scrape } from './metrics.js';
-import { serve, type ServedProcess } from './server-process.js';
+import { serve, stopChild, type ServedProcess } from './server-process.js';
 import { sleep, until } from './wait.js';
 
 const MiB = 1 << 20;
 const children: ServedProcess[] = [];
-const sockets = new Set<Socket>();
-function track(s: Socket): Socket {
-  sockets.add(s);
-  s.on('error', () => undefined);
-  return s;
-}
+const { track, untrack, destroyAll } = socketSet();
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
-  await Promise.all(children.splice(0).map(async (srv) => {
-    const exited = await Promise.race([srv.stop('SIGTERM').then(() => true), sleep(8000).then(() => false)]);
-    if (!exited) await srv.stop('SIGKILL');
-  }));
+  destroyAll();
+  await Promise.all(children.splice(0).map((srv) => stopChild(srv, 8000)));
 });
 
 async function start(args: string[], module = 'build/http.wasm'): Promise<{ srv: ServedProcess; metrics: number }> {
@@ -55,7 +46,7 @@ const TICKS_PER_S = 100;
 function uploadThenRead(port: number, bodyBytes: number, body: Buffer): Promise<{ received: string; reset: boolean }> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
-    sockets.add(s);
+    track(s); // its own 'error' listener below records the reset
     const chunks: Buffer[] = [];
     let reset = false;
     const timer = setTimeout(() => s.destroy(new Error('timed out')), 20_000);
@@ -64,7 +55,7 @@ function uploadThenRead(port: number, bodyBytes: number, body: Buffer): Promise<
     s.on('error', () => (reset = true));
     s.on('close', () => {
       clearTimeout(timer);
-      sockets.delete(s);
+      untrack(s);
       resolve({ received: Buffer.concat(chunks).toString('latin1'), reset });
     });
     s.on('connect', () => {

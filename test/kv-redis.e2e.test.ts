@@ -32,10 +32,10 @@ const redisCli = (...args: string[]) => store.cli(...args);
 
 // ---- clients --------------------------------------------------------------------
 
-/** A RESP client on a raw socket: one command at a time, one reply line back (no bulk values). */
-class RespConn {
+/** A text-protocol connection: ask() sends a request and waits for `n` reply lines. */
+class LineConn {
   private buf = '';
-  private waiting: ((line: string) => void) | null = null;
+  private waiting: { n: number; resolve: (lines: string[]) => void } | null = null;
   constructor(readonly s: Socket) {
     s.setEncoding('latin1');
     s.on('data', (d: string) => {
@@ -44,19 +44,28 @@ class RespConn {
     });
   }
   private deliver(): void {
-    const at = this.buf.indexOf('\r\n');
-    if (at < 0 || !this.waiting) return;
-    const line = this.buf.slice(0, at);
-    this.buf = this.buf.slice(at + 2);
+    if (!this.waiting) return;
+    const lines = this.buf.split('\r\n');
+    if (lines.length - 1 < this.waiting.n) return;
     const w = this.waiting;
     this.waiting = null;
-    w(line);
+    this.buf = lines.slice(w.n).join('\r\n');
+    w.resolve(lines.slice(0, w.n));
   }
-  command(...args: string[]): Promise<string> {
-    const p = new Promise<string>((r) => (this.waiting = r));
-    this.s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+  ask(req: string): Promise<string>;
+  ask(req: string, n: number): Promise<string[]>;
+  ask(req: string, n?: number): Promise<string | string[]> {
+    const p = new Promise<string[]>((resolve) => (this.waiting = { n: n ?? 1, resolve }));
+    this.s.write(req);
     this.deliver();
-    return p;
+    return p.then((lines) => (n === undefined ? lines[0] : lines));
+  }
+}
+
+/** A RESP client on a raw socket: one command at a time, one reply line back (no bulk values). */
+class RespConn extends LineConn {
+  command(...args: string[]): Promise<string> {
+    return this.ask(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
   }
 }
 
@@ -173,16 +182,26 @@ describe('the native RESP2 reply parser', () => {
 
 // ---- two processes, one Redis --------------------------------------------------------
 
+/**
+ * Starts two `tcpmod serve` processes of `module` on the one redis-server before
+ * the enclosing describe's tests (handing them to `set`), and stops them after.
+ */
+function twoProcesses(module: string, set: (a: ServedProcess, b: ServedProcess) => void): void {
+  let procs: ServedProcess[] = [];
+  beforeAll(async () => {
+    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
+    procs = await Promise.all([serve(module, kv), serve(module, kv)]);
+    set(procs[0], procs[1]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+  });
+}
+
 describe('two tcpmod processes on one redis-server', () => {
   let a: ServedProcess;
   let b: ServedProcess;
-  beforeAll(async () => {
-    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
-    [a, b] = await Promise.all([serve('build/resp.wasm', kv), serve('build/resp.wasm', kv)]);
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-  });
+  twoProcesses('build/resp.wasm', (x, y) => ([a, b] = [x, y]));
 
   it('40 connections x 25 INCR split across both processes give exactly 1,000', async () => {
     await redisCli('DEL', 'e2e:count');
@@ -404,13 +423,7 @@ describe('the v1.2 store calls on Redis: what only Redis has', () => {
 describe('compare-and-set from many connections of two tcpmod processes on one Redis (memcache.wasm incr and cas)', () => {
   let a: ServedProcess;
   let b: ServedProcess;
-  beforeAll(async () => {
-    const kv = ['--kv', `redis://127.0.0.1:${store.port}`, '--threads', '2'];
-    [a, b] = await Promise.all([serve('build/memcache.wasm', kv), serve('build/memcache.wasm', kv)]);
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-  });
+  twoProcesses('build/memcache.wasm', (x, y) => ([a, b] = [x, y]));
 
   it('20 connections x 25 incr (a get-version / cas loop in the module) and x 10 gets/cas loops end exact', async () => {
     const conns = await Promise.all(Array.from({ length: 20 }, (_, i) => open(i % 2 ? b.port : a.port)));
@@ -443,35 +456,6 @@ describe('compare-and-set from many connections of two tcpmod processes on one R
   }, 120_000);
 });
 
-/** A text-protocol connection: ask() sends a request and waits for `n` reply lines. */
-class LineConn {
-  private buf = '';
-  private waiting: { n: number; resolve: (lines: string[]) => void } | null = null;
-  constructor(readonly s: Socket) {
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      this.buf += d;
-      this.deliver();
-    });
-  }
-  private deliver(): void {
-    if (!this.waiting) return;
-    const lines = this.buf.split('\r\n');
-    if (lines.length - 1 < this.waiting.n) return;
-    const w = this.waiting;
-    this.waiting = null;
-    this.buf = lines.slice(w.n).join('\r\n');
-    w.resolve(lines.slice(0, w.n));
-  }
-  ask(req: string): Promise<string>;
-  ask(req: string, n: number): Promise<string[]>;
-  ask(req: string, n?: number): Promise<string | string[]> {
-    const p = new Promise<string[]>((resolve) => (this.waiting = { n: n ?? 1, resolve }));
-    this.s.write(req);
-    this.deliver();
-    return p.then((lines) => (n === undefined ? lines[0] : lines));
-  }
-}
 
 describe('a kv call waiting on Redis counts as blocked (kv.wat)', () => {
   let srv: ServedProcess;

@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { V1_2_STORE_IMPORTS } from '../host/module/abi.js';
 import { describeModule } from '../dist/inspect.js';
-import { createConnection } from 'node:net';
 import { loadModule } from '../host/testing.js';
 import { serve, type ServedProcess } from './server-process.js';
+import { textConn } from './net-client.js';
 import { compileAs } from './asc-source.js';
 import { scratchFile } from './fixtures.js';
 
@@ -97,34 +97,18 @@ describe('the SDK v1.2 store functions', () => {
 
 /** Writes each chunk once the replies to the previous ones are in; returns the `want` reply lines. */
 async function lines(srv: ServedProcess, chunks: string[], want: number): Promise<string[]> {
-  const s = createConnection(srv.port, srv.host);
-  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-  let text = '';
-  let wake: (() => void) | null = null;
-  s.on('data', (d) => {
-    text += d;
-    wake?.();
-  });
-  s.on('close', () => wake?.());
+  const s = await textConn(srv.port, srv.host);
   let sent = 0;
   try {
     for (const chunk of chunks) {
       sent += chunk.length;
       s.write(chunk);
-      const deadline = Date.now() + 10_000;
-      while ((text.match(/\n/g) ?? []).length < sent) {
-        if (s.destroyed || Date.now() > deadline) throw new Error(`got ${text.split('\n').length - 1} of ${sent} replies`);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, 200);
-        });
-        wake = null;
-      }
+      await s.until((text) => (text.match(/\n/g) ?? []).length >= sent);
     }
   } finally {
     s.destroy();
   }
-  const out = text.trim().split('\n');
+  const out = s.text.trim().split('\n');
   expect(out).toHaveLength(want);
   return out;
 }

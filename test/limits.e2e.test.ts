@@ -11,7 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
-import { open, readBytes, untilClosed } from './net-client.js';
+import { open, readBytes, socketSet, untilClosed } from './net-client.js';
 import { takeResponses, type HttpResponse } from './http-responses.js';
 import { requireTool, run, serve } from './server-process.js';
 import { makeTestCerts } from './tls-certs.js';
@@ -24,15 +24,9 @@ function start(opts: Parameters<typeof createServer>[0]): TcpmodServer {
   servers.push(s);
   return s;
 }
-const sockets = new Set<Socket>();
-function track(s: Socket): Socket {
-  sockets.add(s);
-  s.on('error', () => undefined);
-  return s;
-}
+const { track, destroyAll } = socketSet();
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
+  destroyAll();
   await Promise.all(servers.splice(0).map((s) => s.close({ drainTimeout: 0 })));
 });
 

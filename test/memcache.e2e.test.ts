@@ -2,13 +2,13 @@
 // clients: memccapable -a (the ASCII tests of memcached's capability checker),
 // the libmemcached command-line tools, and raw sockets: N clients x M incr on
 // several workers end exact. .ci/run installs libmemcached-tools.
-import { createConnection } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './fixtures.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { textConn } from './net-client.js';
 
 let srv: ServedProcess;
 let servers: string;
@@ -80,26 +80,12 @@ describe('memcache.wasm against memcached\'s clients', () => {
 
 /** Sends `input` on a new connection and returns the first `want` reply lines. */
 async function lines(input: string, want: number): Promise<string[]> {
-  const s = createConnection(srv.port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-  let text = '';
-  let wake: (() => void) | null = null;
-  s.on('data', (d) => {
-    text += d;
-    wake?.();
-  });
+  const s = await textConn(srv.port);
   try {
     s.write(input);
-    const deadline = Date.now() + 10_000;
-    while ((text.match(/\r\n/g) ?? []).length < want) {
-      if (Date.now() > deadline) throw new Error(`got ${JSON.stringify(text)}`);
-      await new Promise<void>((r) => {
-        wake = r;
-        setTimeout(r, 100);
-      });
-    }
+    await s.until((text) => (text.match(/\r\n/g) ?? []).length >= want);
   } finally {
     s.destroy();
   }
-  return text.split('\r\n').slice(0, want);
+  return s.text.split('\r\n').slice(0, want);
 }

@@ -1,6 +1,29 @@
 // Small socket clients for end-to-end tests.
 import { connect, type Socket } from 'node:net';
 
+/**
+ * The sockets a test file opens, destroyed together after each test. track()
+ * also swallows their errors: a reset or a cut is what many tests provoke, and
+ * an unhandled 'error' would fail the file instead of the test's own checks.
+ */
+export function socketSet(): { track<S extends Socket>(s: S): S; untrack(s: Socket): void; destroyAll(): void } {
+  const sockets = new Set<Socket>();
+  return {
+    track<S extends Socket>(s: S): S {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      return s;
+    },
+    untrack(s: Socket): void {
+      sockets.delete(s);
+    },
+    destroyAll(): void {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+  };
+}
+
 export function open(port: number, host = '127.0.0.1'): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = connect({ port, host, noDelay: true });
@@ -60,4 +83,44 @@ export function pattern(n: number, seed: number): Buffer {
     b[i] = x & 255;
   }
   return b;
+}
+
+/** A connection whose replies are collected as text; see textConn(). */
+export interface TextConn {
+  /** Everything received so far. */
+  readonly text: string;
+  write(data: string): void;
+  /** Resolves once done(text) holds; throws (with the text so far) when the connection closes first or after timeoutMs. */
+  until(done: (text: string) => boolean, timeoutMs?: number): Promise<void>;
+  destroy(): void;
+}
+
+/** Opens a connection to a line protocol's server and collects its replies as text. */
+export async function textConn(port: number, host = '127.0.0.1'): Promise<TextConn> {
+  const s = await open(port, host);
+  let text = '';
+  let wake: (() => void) | null = null;
+  s.on('data', (d) => {
+    text += d;
+    wake?.();
+  });
+  s.on('close', () => wake?.());
+  return {
+    get text() {
+      return text;
+    },
+    write: (data) => void s.write(data),
+    async until(done, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!done(text)) {
+        if (s.destroyed || Date.now() > deadline) throw new Error(`got ${JSON.stringify(text)}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 100);
+        });
+        wake = null;
+      }
+    },
+    destroy: () => void s.destroy(),
+  };
 }

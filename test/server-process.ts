@@ -3,6 +3,7 @@
 // exit code; every started process is killed at the end of the test file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll } from 'vitest';
+import { sleep } from './wait.js';
 
 export interface ServedProcess {
   proc: ChildProcess;
@@ -52,6 +53,12 @@ export function serve(module: string, args: string[] = [], opts: { timeoutMs?: n
       reject(new Error(`server exited with ${code} before listening: ${err}`));
     });
   });
+}
+
+/** SIGTERM, and SIGKILL when the child has not exited `graceMs` later. */
+export async function stopChild(srv: ServedProcess, graceMs = 5000): Promise<void> {
+  const exited = await Promise.race([srv.stop('SIGTERM').then(() => true), sleep(graceMs).then(() => false)]);
+  if (!exited) await srv.stop('SIGKILL');
 }
 
 /** Runs a command to completion; resolves with its exit code and output. */

@@ -295,17 +295,36 @@ export class EventLoop implements Transport {
     this.after(fd, id, this.driver.data(inst, moduleConnId(id), len, eof));
   }
 
+  /**
+   * The start of an event that is not client input (timer, messages, upstream
+   * events): a forced shutdown closes the connection, a connection whose
+   * instance cannot be had is finished; otherwise the connection becomes the
+   * current one (the imports act on this.fd/this.id) and its instance is
+   * returned. Null means the connection was dealt with: nothing more to do.
+   */
+  private claim(fd: number, id: number): ModuleInstance | null {
+    if (this.ctr.get(G.FORCED)) {
+      this.close(fd, id, CloseReason.SHUTDOWN);
+      return null;
+    }
+    const inst = this.instFor(fd, id, true);
+    if (!inst) {
+      this.unavailable(fd, id);
+      return null;
+    }
+    this.fd = fd;
+    this.id = id;
+    return inst;
+  }
+
   /** The module's timer fired: on_timer with the carry-over (nothing is received here; the re-arm reports new input). */
   private timer(fd: number, id: number): void {
-    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
-    const inst = this.instFor(fd, id, true);
-    if (!inst) return this.unavailable(fd, id);
+    const inst = this.claim(fd, id);
+    if (!inst) return;
     // Never happens while connections move only where compatibility() allows (a module that can arm a
     // timer has on_timer); if it did, the timer is dropped: nothing to call, the connection goes on.
     if (!inst.hasOnTimer) return this.rearm(fd, id);
     const d = inst.desc;
-    this.fd = fd;
-    this.id = id;
     const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
     if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
     this.ctr.f64[this.t + T.TIMERS_FIRED]++;
@@ -322,12 +341,9 @@ export class EventLoop implements Transport {
    * is not reading (queued output above its mark).
    */
   private message(fd: number, id: number): void {
-    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
-    const inst = this.instFor(fd, id, true);
-    if (!inst) return this.unavailable(fd, id);
+    const inst = this.claim(fd, id);
+    if (!inst) return;
     const d = inst.desc;
-    this.fd = fd;
-    this.id = id;
     this.backlog = 0;
     const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
     if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
@@ -364,12 +380,9 @@ export class EventLoop implements Transport {
    * them (what is left stays flagged and marks the connection due again at its re-arm).
    */
   private upstreams(fd: number, id: number): void {
-    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
-    const inst = this.instFor(fd, id, true);
-    if (!inst) return this.unavailable(fd, id);
+    const inst = this.claim(fd, id);
+    if (!inst) return;
     const d = inst.desc;
-    this.fd = fd;
-    this.id = id;
     for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
       const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
       if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
