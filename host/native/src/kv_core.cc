@@ -370,6 +370,20 @@ int64_t WriteKey(Slice key, Op op) {
   });
 }
 
+// op(s, slot, n) under the key's shard lock when the key exists, else `missing`
+// (a shard without a table is not looked into: Lookup would allocate one).
+template <typename Op>
+int64_t WithKey(Slice key, int64_t missing, Op op) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.nb == 0) return missing;
+  Node* n;
+  Node** slot = Lookup(s, h, key, &n);
+  if (n == nullptr) return missing;
+  return op(s, slot, n);
+}
+
 void EnsureCycleThread() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -429,18 +443,13 @@ int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version) {
 }
 
 int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return kMissing;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (n == nullptr) return kMissing;
-  int64_t len = n->vlen;
-  if (n->vlen > cap) return len;
-  if (n->vlen) std::memcpy(out, n->val(), n->vlen);
-  Unlink(s, slot);
-  return len;
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    int64_t len = n->vlen;
+    if (n->vlen > cap) return len;
+    if (n->vlen) std::memcpy(out, n->val(), n->vlen);
+    Unlink(s, slot);
+    return len;
+  });
 }
 
 bool ParseDecimal(const uint8_t* p, size_t n, int64_t* out) {
@@ -488,15 +497,10 @@ int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version) {
 }
 
 int64_t Del(Slice key) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return 0;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (!n) return 0;
-  Unlink(s, slot);
-  return 1;
+  return WithKey(key, 0, [](Shard& s, Node** slot, Node*) -> int64_t {
+    Unlink(s, slot);
+    return 1;
+  });
 }
 
 int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out) {
@@ -529,20 +533,15 @@ int64_t Append(Slice key, Slice val, int flags) {
 
 int64_t Expire(Slice key, int64_t ttl_ms) {
   if (ttl_ms < 0 || ttl_ms > kTtlMax) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return kMissing;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (!n) return kMissing;
-  if (ttl_ms == 0) {
-    Unlink(s, slot);
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    if (ttl_ms == 0) {
+      Unlink(s, slot);
+      return 0;
+    }
+    EnsureCycleThread();
+    SetExpiry(s, n, Now() + ttl_ms);
     return 0;
-  }
-  EnsureCycleThread();
-  SetExpiry(s, n, Now() + ttl_ms);
-  return 0;
+  });
 }
 
 int64_t Persist(Slice key) {
