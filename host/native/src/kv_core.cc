@@ -384,6 +384,20 @@ int64_t WithKey(Slice key, int64_t missing, Op op) {
   return op(s, slot, n);
 }
 
+// Persist and Ttl: kMissing when the key does not exist, 0 when it has no TTL,
+// else op(s, n) under the key's shard lock and 1.
+template <typename Op>
+int64_t WithTtl(Slice key, Op op) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  Node* n = Find(s, h, key);
+  if (!n) return kMissing;
+  if (n->expire_at == 0) return 0;
+  op(s, n);
+  return 1;
+}
+
 void EnsureCycleThread() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -545,25 +559,11 @@ int64_t Expire(Slice key, int64_t ttl_ms) {
 }
 
 int64_t Persist(Slice key) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  Node* n = Find(s, h, key);
-  if (!n) return kMissing;
-  if (n->expire_at == 0) return 0;
-  SetExpiry(s, n, 0);
-  return 1;
+  return WithTtl(key, [](Shard& s, Node* n) { SetExpiry(s, n, 0); });
 }
 
 int64_t Ttl(Slice key, int64_t* ms) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  Node* n = Find(s, h, key);
-  if (!n) return kMissing;
-  if (n->expire_at == 0) return 0;
-  *ms = n->expire_at - Now();
-  return 1;
+  return WithTtl(key, [&](Shard&, Node* n) { *ms = n->expire_at - Now(); });
 }
 
 int64_t Scan(Slice prefix, int64_t cursor, int32_t count, uint8_t* out, size_t cap, int64_t* next) {
