@@ -356,6 +356,48 @@ int64_t Write(Op op) {
   }
 }
 
+// Write for one key: op(s, h, slot, n) runs under the key's shard lock with the
+// key's slot looked up (slot null: no room for a new key; n null: no such key).
+template <typename Op>
+int64_t WriteKey(Slice key, Op op) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  return Write([&]() -> int64_t {
+    std::lock_guard<std::mutex> lock(s.mu);
+    Node* n;
+    Node** slot = Lookup(s, h, key, &n);
+    return op(s, h, slot, n);
+  });
+}
+
+// op(s, slot, n) under the key's shard lock when the key exists, else `missing`
+// (a shard without a table is not looked into: Lookup would allocate one).
+template <typename Op>
+int64_t WithKey(Slice key, int64_t missing, Op op) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.nb == 0) return missing;
+  Node* n;
+  Node** slot = Lookup(s, h, key, &n);
+  if (n == nullptr) return missing;
+  return op(s, slot, n);
+}
+
+// Persist and Ttl: kMissing when the key does not exist, 0 when it has no TTL,
+// else op(s, n) under the key's shard lock and 1.
+template <typename Op>
+int64_t WithTtl(Slice key, Op op) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  Node* n = Find(s, h, key);
+  if (!n) return kMissing;
+  if (n->expire_at == 0) return 0;
+  op(s, n);
+  return 1;
+}
+
 void EnsureCycleThread() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -381,23 +423,12 @@ bool ExpiryFor(int flags, int64_t ttl_ms, int64_t* at) {
   return true;
 }
 
-// Canonical i64 decimal, as Redis' INCR accepts it.
+// Canonical i64 decimal, as Redis' INCR accepts it: a decimal without a
+// leading zero and not "-0".
 bool ParseI64(const uint8_t* p, size_t n, int64_t* out) {
-  if (n == 0 || n > 20) return false;
-  size_t i = 0;
-  bool neg = p[0] == '-';
-  if (neg) i = 1;
-  if (i == n) return false;
-  if (p[i] == '0' && n > i + 1) return false;
-  if (neg && p[i] == '0') return false;
-  int64_t v = 0;
-  for (; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return false;
-    int d = p[i] - '0';
-    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v)) return false;
-  }
-  *out = v;
-  return true;
+  size_t i = n > 0 && p[0] == '-' ? 1 : 0;
+  if (i < n && p[i] == '0' && (n > i + 1 || i == 1)) return false;
+  return ParseDecimal(p, n, out);
 }
 
 uint64_t Reverse(uint64_t v) {
@@ -426,18 +457,28 @@ int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version) {
 }
 
 int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return kMissing;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (n == nullptr) return kMissing;
-  int64_t len = n->vlen;
-  if (n->vlen > cap) return len;
-  if (n->vlen) std::memcpy(out, n->val(), n->vlen);
-  Unlink(s, slot);
-  return len;
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    int64_t len = n->vlen;
+    if (n->vlen > cap) return len;
+    if (n->vlen) std::memcpy(out, n->val(), n->vlen);
+    Unlink(s, slot);
+    return len;
+  });
+}
+
+bool ParseDecimal(const uint8_t* p, size_t n, int64_t* out) {
+  size_t i = 0;
+  bool neg = n > 0 && p[0] == '-';
+  if (neg) i = 1;
+  if (i == n || n > 20) return false;
+  int64_t v = 0;
+  for (; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    int d = p[i] - '0';
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v)) return false;
+  }
+  *out = v;
+  return true;
 }
 
 bool ValidTtl(int flags, int64_t ttl_ms) { return ttl_ms >= 0 && ttl_ms <= kTtlMax && !(flags & kKeepTtl && ttl_ms != 0); }
@@ -451,12 +492,7 @@ bool ValidCasArgs(int flags, int64_t ttl_ms) { return !(flags & ~kKeepTtl) && Va
 int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms) {
   int64_t at;
   if (!ValidSetArgs(flags, ttl_ms) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  return Write([&]() -> int64_t {
-    std::lock_guard<std::mutex> lock(s.mu);
-    Node* n;
-    Node** slot = Lookup(s, h, key, &n);
+  return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {
     if (slot == nullptr) return kNeedSpace;
     if (flags & kNX && n) return kExists;
     if (flags & kXX && !n) return kMissing;
@@ -467,12 +503,7 @@ int64_t Set(Slice key, Slice val, int flags, int64_t ttl_ms) {
 int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version) {
   int64_t at;
   if (!ValidCasArgs(flags, ttl_ms) || !ExpiryFor(flags, ttl_ms, &at)) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  return Write([&]() -> int64_t {
-    std::lock_guard<std::mutex> lock(s.mu);
-    Node* n;
-    Node** slot = Lookup(s, h, key, &n);
+  return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {
     if (!n) return kMissing;
     if (n->version != version) return kExists;
     return Install(s, slot, h, key, val, kEmpty, at == -1 ? n->expire_at : at);
@@ -480,25 +511,15 @@ int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version) {
 }
 
 int64_t Del(Slice key) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return 0;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (!n) return 0;
-  Unlink(s, slot);
-  return 1;
+  return WithKey(key, 0, [](Shard& s, Node** slot, Node*) -> int64_t {
+    Unlink(s, slot);
+    return 1;
+  });
 }
 
 int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out) {
   if (flags & ~kXX) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  return Write([&]() -> int64_t {
-    std::lock_guard<std::mutex> lock(s.mu);
-    Node* n;
-    Node** slot = Lookup(s, h, key, &n);
+  return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {
     if (slot == nullptr) return kNeedSpace;
     if (!n && flags & kXX) return kMissing;
     int64_t cur = 0, next;
@@ -513,12 +534,7 @@ int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out) {
 
 int64_t Append(Slice key, Slice val, int flags) {
   if (flags & ~(kPrepend | kXX)) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  return Write([&]() -> int64_t {
-    std::lock_guard<std::mutex> lock(s.mu);
-    Node* n;
-    Node** slot = Lookup(s, h, key, &n);
+  return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {
     if (slot == nullptr) return kNeedSpace;
     if (!n && flags & kXX) return kMissing;
     Slice cur = n ? Slice{n->val(), n->vlen} : kEmpty;
@@ -531,42 +547,23 @@ int64_t Append(Slice key, Slice val, int flags) {
 
 int64_t Expire(Slice key, int64_t ttl_ms) {
   if (ttl_ms < 0 || ttl_ms > kTtlMax) return kInvalid;
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.nb == 0) return kMissing;
-  Node* n;
-  Node** slot = Lookup(s, h, key, &n);
-  if (!n) return kMissing;
-  if (ttl_ms == 0) {
-    Unlink(s, slot);
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    if (ttl_ms == 0) {
+      Unlink(s, slot);
+      return 0;
+    }
+    EnsureCycleThread();
+    SetExpiry(s, n, Now() + ttl_ms);
     return 0;
-  }
-  EnsureCycleThread();
-  SetExpiry(s, n, Now() + ttl_ms);
-  return 0;
+  });
 }
 
 int64_t Persist(Slice key) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  Node* n = Find(s, h, key);
-  if (!n) return kMissing;
-  if (n->expire_at == 0) return 0;
-  SetExpiry(s, n, 0);
-  return 1;
+  return WithTtl(key, [](Shard& s, Node* n) { SetExpiry(s, n, 0); });
 }
 
 int64_t Ttl(Slice key, int64_t* ms) {
-  uint64_t h = Hash(key);
-  Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> lock(s.mu);
-  Node* n = Find(s, h, key);
-  if (!n) return kMissing;
-  if (n->expire_at == 0) return 0;
-  *ms = n->expire_at - Now();
-  return 1;
+  return WithTtl(key, [&](Shard&, Node* n) { *ms = n->expire_at - Now(); });
 }
 
 int64_t Scan(Slice prefix, int64_t cursor, int32_t count, uint8_t* out, size_t cap, int64_t* next) {

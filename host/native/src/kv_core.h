@@ -37,6 +37,10 @@ constexpr int64_t kTtlMax = limits::kKvTtlMax;
 bool ValidSetArgs(int flags, int64_t ttl_ms);
 bool ValidCasArgs(int flags, int64_t ttl_ms);
 
+// A signed decimal as Redis writes it (optional '-', digits only, fits in i64;
+// leading zeros allowed). Shared with kv_redis.cc's reply parser.
+bool ParseDecimal(const uint8_t* p, size_t n, int64_t* out);
+
 enum class Policy { kNoEviction, kAllKeysLru, kVolatileLru, kAllKeysLfu };
 
 struct Slice {

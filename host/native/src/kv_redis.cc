@@ -145,22 +145,6 @@ int64_t LineEnd(const uint8_t* p, size_t n, size_t i) {
   return n - i > kMaxLine ? -1 : 0;
 }
 
-// A whole signed decimal as Redis writes it (no '+', no spaces, fits in i64).
-bool ParseInt(const uint8_t* p, size_t n, int64_t* out) {
-  size_t i = 0;
-  bool neg = n > 0 && p[0] == '-';
-  if (neg) i = 1;
-  if (i == n || n > 20) return false;
-  int64_t v = 0;
-  for (; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return false;
-    int d = p[i] - '0';
-    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v)) return false;
-  }
-  *out = v;
-  return true;
-}
-
 // ---- accounting --------------------------------------------------------------
 
 // Marks this worker blocked (SEND_SEQ odd) from now until Unblock.
@@ -301,7 +285,7 @@ int64_t ParseArrayHead(const uint8_t* p, size_t n, RedisReply* r) {
   if (end <= 0) return end;
   *r = RedisReply();
   r->type = '*';
-  if (!ParseInt(p + 1, static_cast<size_t>(end) - 1, &r->integer) || r->integer < -1 || r->integer > kMaxArray) return -1;
+  if (!kv::ParseDecimal(p + 1, static_cast<size_t>(end) - 1, &r->integer) || r->integer < -1 || r->integer > kMaxArray) return -1;
   r->nil = r->integer == -1;
   return end + 2;
 }
@@ -742,7 +726,7 @@ int64_t ScanStep(const std::string& pattern, uint64_t cursor, int64_t count, std
   if (r.type != '*' || elems.size() < 2 || elems[0].type != '$' || elems[1].type != '*') return Unexpected();
   Consumed();
   int64_t c;
-  if (!ParseInt(reinterpret_cast<const uint8_t*>(elems[0].str.data()), elems[0].str.size(), &c)) {
+  if (!kv::ParseDecimal(reinterpret_cast<const uint8_t*>(elems[0].str.data()), elems[0].str.size(), &c)) {
     // Redis' cursors are unsigned 64-bit: one above INT64_MAX does not fit the ABI's i64.
     return Fail(kProtocol, "SCAN answered a cursor this client cannot pass on");
   }
@@ -910,10 +894,10 @@ int64_t ParseHead(const uint8_t* p, size_t n, RedisReply* r) {
       r->len = len;
       return end + 2;
     case ':':
-      return ParseInt(p + 1, len, &r->integer) ? end + 2 : -1;
+      return kv::ParseDecimal(p + 1, len, &r->integer) ? end + 2 : -1;
     case '$': {
       int64_t size;
-      if (!ParseInt(p + 1, len, &size) || size < -1 || size > kMaxBulk) return -1;
+      if (!kv::ParseDecimal(p + 1, len, &size) || size < -1 || size > kMaxBulk) return -1;
       r->nil = size == -1;
       if (!r->nil) {
         r->off = static_cast<size_t>(end) + 2;

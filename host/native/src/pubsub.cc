@@ -25,6 +25,27 @@ GroupTopics& GroupAt(int group) { return groups[group]; }
 
 std::string Text(uint8_t* p, size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
 
+// The (fd, id, kind, mem, ptr, len) arguments of topicSubscribe and topicUnsubscribe.
+struct TopicArgs {
+  int fd;
+  uint64_t id;
+  int64_t kind;
+  std::string text;
+};
+
+// False (a JS exception pending) when an argument is not what it must be.
+bool ReadTopicArgs(const Napi::CallbackInfo& info, TopicArgs* a) {
+  int64_t fd, id;
+  uint8_t* p;
+  size_t n;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &a->kind) || !ArgRegion(info, 3, &p, &n))
+    return false;
+  a->fd = static_cast<int>(fd);
+  a->id = static_cast<uint64_t>(id);
+  a->text = Text(p, n);
+  return true;
+}
+
 // topicsConfigure(group, maxMailbox) -> 0. The mailbox bound, bytes (a message costs its bytes + 64).
 Napi::Value TopicsConfigure(const Napi::CallbackInfo& info) {
   int64_t group, max;
@@ -41,17 +62,13 @@ Napi::Value TopicsConfigure(const Napi::CallbackInfo& info) {
 // topicSubscribe(fd, id, kind, mem, ptr, len) -> 1 | 0 already | -2 too many | -3 invalid | -EBADF.
 // Holder only (the connection being handled).
 Napi::Value TopicSubscribe(const Napi::CallbackInfo& info) {
-  int64_t fd, id, kind;
-  uint8_t* p;
-  size_t n;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &kind) || !ArgRegion(info, 3, &p, &n))
-    return info.Env().Undefined();
-  std::string text = Text(p, n);
+  TopicArgs a;
+  if (!ReadTopicArgs(info, &a)) return info.Env().Undefined();
   int rc = -EBADF;
   WithTableLock([&] {
-    ConnTopics* t = ConnTopicsLocked(static_cast<int>(fd), static_cast<uint64_t>(id), true);
+    ConnTopics* t = ConnTopicsLocked(a.fd, a.id, true);
     if (t == nullptr) return;
-    rc = GroupAt(t->group).table.Subscribe({static_cast<int>(fd), static_cast<uint64_t>(id)}, static_cast<int>(kind), text);
+    rc = GroupAt(t->group).table.Subscribe({a.fd, a.id}, static_cast<int>(a.kind), a.text);
   });
   return Num(info, rc);
 }
@@ -59,21 +76,17 @@ Napi::Value TopicSubscribe(const Napi::CallbackInfo& info) {
 // topicUnsubscribe(fd, id, kind, mem, ptr, len) -> 1 | 0 not subscribed | -3; kind -1: all of
 // them, len 0: all of that kind, the result how many. Holder only.
 Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
-  int64_t fd, id, kind;
-  uint8_t* p;
-  size_t n;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &kind) || !ArgRegion(info, 3, &p, &n))
-    return info.Env().Undefined();
-  std::string text = Text(p, n);
+  TopicArgs a;
+  if (!ReadTopicArgs(info, &a)) return info.Env().Undefined();
   int rc = 0;
   WithTableLock([&] {
-    ConnTopics* t = ConnTopicsLocked(static_cast<int>(fd), static_cast<uint64_t>(id), false);
+    ConnTopics* t = ConnTopicsLocked(a.fd, a.id, false);
     if (t == nullptr) return;
-    SubKey k{static_cast<int>(fd), static_cast<uint64_t>(id)};
+    SubKey k{a.fd, a.id};
     TopicTable& table = GroupAt(t->group).table;
-    if (kind == -1) rc = table.UnsubscribeAll(k);
-    else if (text.empty() && kind >= kTopicExact && kind <= kTopicMqtt) rc = table.UnsubscribeKind(k, static_cast<int>(kind));
-    else rc = table.Unsubscribe(k, static_cast<int>(kind), text);
+    if (a.kind == -1) rc = table.UnsubscribeAll(k);
+    else if (a.text.empty() && a.kind >= kTopicExact && a.kind <= kTopicMqtt) rc = table.UnsubscribeKind(k, static_cast<int>(a.kind));
+    else rc = table.Unsubscribe(k, static_cast<int>(a.kind), a.text);
   });
   return Num(info, rc);
 }

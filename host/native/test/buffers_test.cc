@@ -12,19 +12,9 @@
 
 #include "input_buffer.h"
 #include "output_queue.h"
+#include "check.h"
 
 using namespace tcpmod;
-
-static int passed = 0, failed = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (cond) {                                                       \
-      passed++;                                                       \
-    } else {                                                          \
-      failed++;                                                       \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
-    }                                                                 \
-  } while (0)
 
 // Byte i of a test stream: not periodic in any chunk size.
 static uint8_t At(size_t i) { return static_cast<uint8_t>((i * 131 + i / 977) & 0xff); }
@@ -226,6 +216,5 @@ int main() {
   TestRelease();
   TestThreads();
   TestInput();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tcpmod_test::Summary();
 }

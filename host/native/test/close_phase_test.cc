@@ -4,6 +4,8 @@
 // half-close, and LingerDiscard's results and read budget.
 #include "close_phase.h"
 
+#include "check.h"
+
 #include <cerrno>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -17,22 +19,6 @@
 #include <vector>
 
 using namespace tcpmod;
-
-static int passed = 0, failed = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (cond) {                                                       \
-      passed++;                                                       \
-    } else {                                                          \
-      failed++;                                                       \
-      std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-    }                                                                 \
-  } while (0)
-
-static void Pair(int sv[2]) {
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) std::perror("socketpair");
-  fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-}
 
 static void Deadlines() {
   LingerConfig cfg{30000, 5000};
@@ -57,7 +43,7 @@ static void Deadlines() {
 
 static void BeginAndDiscard() {
   int sv[2];
-  Pair(sv);
+  tcpmod_test::NonBlockingPair(sv);
   CHECK(!LingerBegin(LingerConfig{0, 5000}, sv[0]));  // off: the caller closes now
   char b[8];
   CHECK(recv(sv[1], b, sizeof(b), MSG_DONTWAIT) < 0);  // nothing was shut down
@@ -75,7 +61,7 @@ static void BeginAndDiscard() {
 
 static void Budget() {
   int sv[2];
-  Pair(sv);
+  tcpmod_test::NonBlockingPair(sv);
   int big = 4 << 20;
   setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
   setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
@@ -135,6 +121,5 @@ int main() {
   BeginAndDiscard();
   Budget();
   Failure();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tcpmod_test::Summary();
 }

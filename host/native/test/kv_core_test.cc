@@ -3,6 +3,8 @@
 // expiry on a fixed clock, eviction within the budget, concurrent CAS.
 #include "kv_core.h"
 
+#include "check.h"
+
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -11,16 +13,6 @@
 #include <vector>
 
 using namespace tcpmod::kv;
-
-static int passed = 0, failed = 0;
-#define CHECK(c)                                                 \
-  do {                                                           \
-    if (c) passed++;                                             \
-    else {                                                       \
-      failed++;                                                  \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);   \
-    }                                                            \
-  } while (0)
 
 static Slice S(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
@@ -134,6 +126,5 @@ int main() {
   CHECK(GetStats().bytes > 5000 * 48);
   CHECK(DelPrefix(S("z")) == 5000);
   CHECK(GetStats().bytes == 0);
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tcpmod_test::Summary();
 }

@@ -20,6 +20,7 @@
 
 #include "output_queue.h"
 #include "sender.h"
+#include "check.h"
 
 namespace tcpmod {
 // The plain paths never reach TLS; these stand in for tls.cc (OpenSSL, N-API).
@@ -29,27 +30,12 @@ void TlsFailWait(TlsSession*, int) {}
 
 using namespace tcpmod;
 
-static int passed = 0, failed = 0;
-#define CHECK(cond)                                               \
-  do {                                                            \
-    if (cond) {                                                   \
-      passed++;                                                   \
-    } else {                                                      \
-      failed++;                                                   \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                             \
-  } while (0)
-
 static uint8_t At(size_t i) { return static_cast<uint8_t>((i * 131 + i / 977) & 0xff); }
 
 // A connected pair, the sending end non-blocking (as the server's sockets are).
 static void Pair(int* tx, int* rx) {
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
-    std::perror("socketpair");
-    std::exit(2);
-  }
-  fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+  tcpmod_test::NonBlockingPair(sv);
   int small = 64 * 1024;
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
   *tx = sv[0];
@@ -132,6 +118,5 @@ static void TestSendAll() {
 int main() {
   TestWriteSomeAndDrain();
   TestSendAll();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tcpmod_test::Summary();
 }

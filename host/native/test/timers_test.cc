@@ -6,6 +6,8 @@
 // under one lock as the connection table does (for ThreadSanitizer).
 #include "timers.h"
 
+#include "check.h"
+
 #include <poll.h>
 #include <time.h>
 
@@ -24,18 +26,6 @@ using tcpmod::TimerHeap;
 using tcpmod::TimerSlot;
 
 namespace {
-
-int passed = 0, failed = 0;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                      \
-  } while (0)
 
 // Checks done thousands of times count once, so the totals stay readable.
 #define EXPECT_ALL(cond, what)                                                            \
@@ -290,6 +280,5 @@ int main() {
   TestBoundedWake();
   TestMemoryGivenBack();
   TestThreads();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tcpmod_test::Summary();
 }

@@ -7,18 +7,9 @@
 
 #include "mailbox.h"
 #include "topics.h"
+#include "check.h"
 
 using namespace tcpmod;
-
-static int passed = 0, failed = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (cond) passed++;                                               \
-    else {                                                            \
-      failed++;                                                       \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
-    }                                                                 \
-  } while (0)
 
 static bool G(const std::string& p, const std::string& s) { return GlobMatch(p.data(), p.size(), s.data(), s.size()); }
 static bool M(const std::string& f, const std::string& s) { return MqttMatch(f, s.data(), s.size()); }
@@ -111,6 +102,5 @@ int main() {
   CHECK(box.Pop(&out) && box.empty() && box.bytes() == 0);
   CHECK(!box.Pop(&out));
 
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tcpmod_test::Summary();
 }
