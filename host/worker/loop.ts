@@ -423,6 +423,9 @@ export class EventLoop implements Transport {
         if (fd !== EAGAIN && fd !== EMFILE && fd !== ENFILE && !this.ctr.get(G.STOP)) this.hooks.warn('accept failed', { errno: fd });
         break;
       }
+      // Socket options before the connection is in the table, so that no one (connections(), another
+      // worker) ever sees it without them.
+      this.socketOptions(fd);
       if (native.connCount(epfd) >= this.cfg.maxConnections) {
         // Never left in the backlog to hang: accepted and closed at once.
         native.close(fd);
@@ -491,8 +494,8 @@ export class EventLoop implements Transport {
     if (last !== now && Atomics.compareExchange(this.cells, cell, last, now) === last) this.hooks.warn(message, detail);
   }
 
-  /** A new connection: socket options, then the TLS handshake where there is one, then on_open. */
-  private begin(fd: number, id: number): void {
+  /** --keepalive's SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, and TCP_NODELAY, on an accepted socket. */
+  private socketOptions(fd: number): void {
     const ka = this.cfg.keepalive;
     if (ka) {
       native.setsockoptInt(fd, C.SOL_SOCKET, C.SO_KEEPALIVE, 1);
@@ -501,6 +504,10 @@ export class EventLoop implements Transport {
       native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_KEEPCNT, ka[2]);
     }
     native.setsockoptInt(fd, C.IPPROTO_TCP, C.TCP_NODELAY, 1);
+  }
+
+  /** A new connection (its socket options set at accept): the PROXY header and the TLS handshake where there are ones, then on_open. */
+  private begin(fd: number, id: number): void {
     if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', moduleConnId(id), 0);
     if (this.cfg.proxy) this.proxied(fd, id, native.connProxy(fd, id));
     else this.afterProxy(fd, id);
