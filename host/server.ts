@@ -63,6 +63,9 @@ export interface ServerStats {
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
   outputQueuedBytes: number;
   inputBufferedBytes: number;
+  /** Memory those buffers hold, what --max-output-memory and --max-input-memory bound (at least the bytes in use). */
+  outputAllocatedBytes: number;
+  inputAllocatedBytes: number;
   /** The key-value store. With Redis, keys and bytes are null (this process cannot know them) and errors count
    *  the calls that returned -3, by why (KV_ERROR_KINDS; 'backoff': refused untried while reconnecting). */
   /** expired, evicted: keys the in-process store removed since start (null with Redis). */
@@ -727,9 +730,9 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     };
   }
 
-  private memory(): { outputQueuedBytes: number; inputBufferedBytes: number } {
-    const m = this.epfd >= 0 ? native.groupMemory(this.epfd) : { output: 0, input: 0 };
-    return { outputQueuedBytes: m.output, inputBufferedBytes: m.input };
+  private memory(): { outputQueuedBytes: number; inputBufferedBytes: number; outputAllocatedBytes: number; inputAllocatedBytes: number } {
+    const m = this.epfd >= 0 ? native.groupMemory(this.epfd) : { output: 0, input: 0, outputAllocated: 0, inputAllocated: 0 };
+    return { outputQueuedBytes: m.output, inputBufferedBytes: m.input, outputAllocatedBytes: m.outputAllocated, inputAllocatedBytes: m.inputAllocated };
   }
 
   private tlsStats(t: Float64Array): NonNullable<ServerStats['tls']> {
