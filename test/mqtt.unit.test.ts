@@ -178,6 +178,20 @@ describe('mqtt.wasm: sessions, wills, keep-alive, takeover', () => {
     expect([a.closed, b.closed]).toEqual(['module', null]);
   });
 
+  it('a connection that announced itself before another took the id, but subscribed after that announcement, closes', () => {
+    // The interleaving a server's threads can make: A writes the owner and announces; B writes the owner
+    // and announces (A is not listening yet); A subscribes. A's read-back of the owner must catch it.
+    let gets = 0;
+    m.kv.unavailable = (op, key) => {
+      if (op === 'get' && key === 'mqtt:o:late' && ++gets === 2) m.kv.set('mqtt:o:late', Buffer.from([0xe7, 3, 0, 0])); // "B" = 999
+      return false;
+    };
+    const a = m.connect();
+    const r = a.send(connect({ clientId: 'late' }));
+    expect([hex(r.output), r.closed]).toEqual(['', 'module']);
+    expect(hex(m.kv.getBytes('mqtt:o:late')!)).toBe('e7030000'); // B's ownership survives A's close
+  });
+
   it('a persistent session keeps its subscriptions and sends unacknowledged QoS 1 messages again with DUP', () => {
     const c1 = client({ clientId: 'p', clean: false });
     expect(hex(c1.send(subscribe(1, ['a/+', 1], ['b', 0])).output)).toBe(hex(suback(1, 1, 0)));
