@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -21,6 +21,7 @@ import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs'
 import * as echo from './lib/workloads/echo.mjs';
 import * as hostile from './lib/workloads/hostile.mjs';
 import * as http from './lib/workloads/http.mjs';
+import * as mqtt from './lib/workloads/mqtt.mjs';
 import * as https from './lib/workloads/https.mjs';
 import * as resp from './lib/workloads/resp.mjs';
 import * as scale from './lib/workloads/scale.mjs';
@@ -29,7 +30,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -72,6 +73,7 @@ function prepareTools(only) {
     if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
+  if (only.includes('mqtt')) ensureCommand('mosquitto', 'mosquitto', log);
   if (only.includes('resp') || only.includes('hostile')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);

@@ -4,7 +4,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 
-const THROUGHPUT_WORKLOADS = ['echo', 'http', 'https', 'resp', 'workers'];
+const THROUGHPUT_WORKLOADS = ['echo', 'http', 'https', 'resp', 'workers', 'mqtt'];
 
 /** One row per (case, server) with a median. */
 export function chartRows(results) {

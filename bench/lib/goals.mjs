@@ -72,6 +72,8 @@ export function evaluateGoals(w) {
       filter: (c) => c.params.pipeline > 1,
       atLeast: 0.5,
     }),
+    ratioGoal({ id: 'mqtt-vs-mosquitto', goal: 'MQTT fan-out ≥ 1.0× mosquitto, delivered msgs/s', workload: w.mqtt, peer: 'mosquitto', atLeast: 1 }),
+    ratioGoal({ id: 'mqtt-vs-aedes', goal: 'MQTT fan-out ≥ 3× aedes, delivered msgs/s', workload: w.mqtt, peer: 'aedes', atLeast: 3 }),
   ];
 
   const scale = w.scale;

@@ -16,6 +16,7 @@ export const WORKLOAD_TITLES = {
   scale: 'Scale: idle connections',
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
+  mqtt: 'MQTT fan-out (bench/lib/mqtt-fanout.mjs on the npm mqtt client; delivered messages/s)',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */
