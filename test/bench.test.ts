@@ -105,7 +105,7 @@ describe('npm run bench -- --quick --only echo', () => {
       }
     }
     expect(r.goals.map((g: { id: string }) => g.id)).toEqual([
-      'echo-vs-node', 'echo-vs-c', 'echo-cpu-vs-c', 'http-vs-node', 'http-vs-nginx', 'https-vs-nginx', 'https-vs-node', 'resp-vs-redis', 'resp-p16-vs-redis', 'idle-memory', 'ready',
+      'echo-vs-node', 'echo-vs-c', 'echo-cpu-vs-c', 'http-vs-node', 'http-vs-nginx', 'https-vs-nginx', 'https-vs-node', 'resp-vs-redis', 'resp-p16-vs-redis', 'mqtt-vs-mosquitto', 'mqtt-vs-aedes', 'idle-memory', 'ready',
     ]);
     for (const g of r.goals) expect(g).toMatchObject({ goal: expect.any(String), seen: expect.any(String) });
     expect(r.goals.slice(0, 3).every((g: { met: unknown }) => typeof g.met === 'boolean')).toBe(true);
