@@ -297,3 +297,31 @@ describe('mqtt.wasm: malformed packets close the connection at every split', () 
     expect(publishes(deliver().get(s.id)!)).toEqual([['w', 'broke', 0, false, false]]);
   });
 });
+
+describe('mqtt.wasm: robustness', () => {
+  it('random bytes after a CONNECT never fault the module, however they are cut', () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 255;
+    for (let i = 0; i < 40; i++) {
+      const junk = Buffer.from(Array.from({ length: 1 + (rnd() % 64) }, rnd));
+      const c = m.connect();
+      c.sendInPieces(Buffer.concat([connect({ clientId: `junk${i}` }), junk]), { at: 'random', seed: i + 1, count: 20 });
+      expect(m.faults).toEqual([]);
+    }
+  });
+
+  it('memory stays flat over 20,000 publish and delivery cycles', () => {
+    const s = client({ clientId: 's' });
+    s.send(subscribe(1, ['flat/+', 1]));
+    const p = client({ clientId: 'p' });
+    const before = m.memory.buffer.byteLength;
+    for (let i = 0; i < 20_000; i++) {
+      p.send(publish(`flat/${i % 7}`, `message ${i}`, { qos: 1, pid: (i % 65535) + 1, retain: i % 100 === 0 }));
+      const [d] = m.deliver();
+      if (i % 5000 === 0) expect(publishes(d.output)).toEqual([[`flat/${i % 7}`, `message ${i}`, 1, false, false]]);
+      s.send(puback((i % 65535) + 1));
+    }
+    expect(m.memory.buffer.byteLength).toBe(before);
+    expect(m.faults).toEqual([]);
+  });
+});
