@@ -129,6 +129,7 @@ int TopicTable::Subscribe(SubKey k, int kind, const std::string& text) {
   if (kind == kTopicExact) exact_[text].push_back(k);
   else patterns_.push_back({kind, text, k});
   total_++;
+  if (observer_) observer_(kind, text, 1);
   return 1;
 }
 
@@ -154,6 +155,7 @@ int TopicTable::Unsubscribe(SubKey k, int kind, const std::string& text) {
     patterns_.erase(p);
   }
   total_--;
+  if (observer_) observer_(kind, text, -1);
   return 1;
 }
 
@@ -179,17 +181,21 @@ int TopicTable::UnsubscribeKind(SubKey k, int kind) {
 }
 
 int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const {
+  return Match(topic, fn, nullptr);
+}
+
+int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn, const Filter& only) const {
   int n = 0;
   static const std::string kNone;
   auto e = exact_.find(topic);
-  if (e != exact_.end()) {
+  if (e != exact_.end() && (!only || only(kTopicExact, topic))) {
     for (const SubKey& k : e->second) {
       fn(k, kNone);
       n++;
     }
   }
   for (const Pattern& p : patterns_) {
-    if (!TopicMatches(p.kind, p.text, topic)) continue;
+    if (!TopicMatches(p.kind, p.text, topic) || (only && !only(p.kind, p.text))) continue;
     fn(p.who, p.text);
     n++;
   }
