@@ -243,6 +243,11 @@ export interface NativeBinding {
   connMessage(fd: number, id: number, mem: ArrayBuffer, ptr: number, cap: number, lens: Int32Array): number;
   topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
   readonly DUE_MESSAGE: number;
+  /** PUBSUB NUMSUB / NUMPAT: subscriptions of (kind, text); with len 0 the distinct texts of that kind subscribed; -3 invalid. */
+  topicCount(group: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** PUBSUB CHANNELS: exact topics with a subscriber matching the glob (len 0: all), byte order, from `skip` on, as many as fit at out
+   *  (4-byte LE length + bytes each): how many; -2 not even the next fits; -3 invalid. */
+  topicsList(group: number, mem: ArrayBuffer, globPtr: number, globLen: number, skip: number, outMem: ArrayBuffer, outPtr: number, outCap: number): number;
   /** --bus (bus.cc): starts the server's bus thread (two Redis connections); its Redis subscriptions follow the topic table. */
   busStart(group: number, target: BusTarget): number;
   /** Stops the bus thread (waits for it) and closes its connections. */

@@ -803,6 +803,8 @@ export class EventLoop implements Transport {
       subscribe: (kind, mem, ptr, len) => topicResult(native.topicSubscribe(this.fd, this.id, kind, mem, ptr, len)),
       unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
       publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
+      topicCount: (kind, mem, ptr, len) => native.topicCount(this.cfg.epfd, kind, mem, ptr, len),
+      topicsList: (mem, gp, gl, skip, op, cap) => native.topicsList(this.cfg.epfd, mem, gp, gl, skip, mem, op, cap),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
       upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),

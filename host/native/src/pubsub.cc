@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "bus.h"
@@ -149,6 +150,46 @@ Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
     if (g.bus) g.bus->Publish(topic, mp, mn);
   });
   return Num(info, too_big ? -4 : reached);
+}
+
+// topicCount(group, kind, mem, ptr, len) -> subscriptions of (kind, text), or with len 0 the
+// distinct texts of that kind that have one (PUBSUB NUMSUB / NUMPAT) | -3 unknown kind or too long.
+Napi::Value TopicCount(const Napi::CallbackInfo& info) {
+  int64_t group, kind;
+  uint8_t* p;
+  size_t n;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &kind) || !ArgRegion(info, 2, &p, &n)) return info.Env().Undefined();
+  if (kind < kTopicExact || kind > kTopicMqtt || n > kMaxTopic) return Num(info, kTopicInvalid);
+  size_t count = 0;
+  WithTableLock([&] { count = GroupAt(static_cast<int>(group)).table.Count(static_cast<int>(kind), Text(p, n)); });
+  return Num(info, static_cast<double>(count));
+}
+
+// topicsList(group, mem, globPtr, globLen, skip, mem, outPtr, outCap) -> how many topics were written
+// at out (each a 4-byte little-endian length, then its bytes), from the `skip`-th on in byte order,
+// as many as fit (PUBSUB CHANNELS) | -2 not even the next one fits | -3 the glob is too long.
+Napi::Value TopicsList(const Napi::CallbackInfo& info) {
+  int64_t group, skip;
+  uint8_t *gp, *out;
+  size_t gn, cap;
+  if (!ArgInt(info, 0, &group) || !ArgRegion(info, 1, &gp, &gn) || !ArgInt(info, 4, &skip) || !ArgRegion(info, 5, &out, &cap))
+    return info.Env().Undefined();
+  if (gn > kMaxTopic || skip < 0) return Num(info, kTopicInvalid);
+  std::vector<std::string> topics;
+  WithTableLock([&] { topics = GroupAt(static_cast<int>(group)).table.Topics(Text(gp, gn)); });
+  size_t used = 0;
+  int written = 0;
+  for (size_t i = static_cast<size_t>(skip); i < topics.size(); i++) {
+    const std::string& t = topics[i];
+    if (used + 4 + t.size() > cap) break;
+    uint32_t len = static_cast<uint32_t>(t.size());
+    for (int b = 0; b < 4; b++) out[used + b] = static_cast<uint8_t>(len >> (8 * b));
+    std::memcpy(out + used + 4, t.data(), t.size());
+    used += 4 + t.size();
+    written++;
+  }
+  if (written == 0 && static_cast<size_t>(skip) < topics.size()) return Num(info, -2);
+  return Num(info, written);
 }
 
 // busStart(group, { host (numeric), port, username, password, connectTimeoutMs }) -> 0. Starts the
@@ -356,6 +397,8 @@ void InitPubSub(Napi::Env env, Napi::Object exports) {
   exports.Set("connMessage", Napi::Function::New(env, ConnMessage, "connMessage"));
   exports.Set("topicCheck", Napi::Function::New(env, TopicCheck, "topicCheck"));
   exports.Set("topicsStats", Napi::Function::New(env, TopicsStats, "topicsStats"));
+  exports.Set("topicCount", Napi::Function::New(env, TopicCount, "topicCount"));
+  exports.Set("topicsList", Napi::Function::New(env, TopicsList, "topicsList"));
   exports.Set("busStart", Napi::Function::New(env, BusStart, "busStart"));
   exports.Set("busStop", Napi::Function::New(env, BusStop, "busStop"));
   exports.Set("busStats", Napi::Function::New(env, BusStatsOf, "busStats"));

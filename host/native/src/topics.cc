@@ -202,6 +202,30 @@ int TopicTable::Match(const std::string& topic, const std::function<void(SubKey,
   return n;
 }
 
+size_t TopicTable::Count(int kind, const std::string& text) const {
+  if (kind == kTopicExact) {
+    if (text.empty()) return exact_.size();
+    auto e = exact_.find(text);
+    return e == exact_.end() ? 0 : e->second.size();
+  }
+  size_t n = 0;
+  std::set<std::string> distinct;
+  for (const Pattern& p : patterns_) {
+    if (p.kind != kind) continue;
+    if (text.empty()) distinct.insert(p.text);
+    else n += p.text == text;
+  }
+  return text.empty() ? distinct.size() : n;
+}
+
+std::vector<std::string> TopicTable::Topics(const std::string& glob) const {
+  std::vector<std::string> out;
+  for (const auto& e : exact_)
+    if (glob.empty() || GlobMatch(glob.data(), glob.size(), e.first.data(), e.first.size())) out.push_back(e.first);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 size_t TopicTable::Of(SubKey k) const {
   auto it = by_conn_.find(k);
   return it == by_conn_.end() ? 0 : it->second.size();

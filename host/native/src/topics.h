@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -80,6 +81,12 @@ class TopicTable {
   size_t topics() const { return exact_.size(); }
   size_t patterns() const { return patterns_.size(); }
   size_t subscriptions() const { return total_; }
+  // For PUBSUB NUMSUB / NUMPAT (the topic_count call): with `text`, the subscriptions of (kind, text);
+  // with text empty, how many distinct texts of that kind have a subscription.
+  size_t Count(int kind, const std::string& text) const;
+  // For PUBSUB CHANNELS (topics_list): the exact topics with a subscriber whose name the Redis glob
+  // accepts (an empty glob: all of them), in byte order.
+  std::vector<std::string> Topics(const std::string& glob) const;
   // Subscriptions of one connection (0 when it has none).
   size_t Of(SubKey k) const;
   bool empty() const { return total_ == 0 && exact_.empty() && patterns_.empty() && by_conn_.empty(); }
