@@ -222,8 +222,10 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private kvTarget: KvTarget | null = null;
   private kvWatch: NodeJS.Timeout | null = null;
   private kvErrorsSeen = 0;
-  /** The bus thread runs (--bus): stopped in release(). */
+  /** The bus thread runs (--bus): stopped in release(); its failures are logged once a second when they grow. */
   private busOn = false;
+  private busWatch: NodeJS.Timeout | null = null;
+  private busFailuresSeen = 0;
   private readonly log: pino.Logger;
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
@@ -292,6 +294,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
       if (this.kvTarget) this.kvWatch = setInterval(() => this.warnKv(), 1000).unref();
+      if (this.busOn) this.busWatch = setInterval(() => this.warnBus(), 1000).unref();
       check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
     } catch (e) {
       await this.release();
@@ -451,6 +454,15 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     this.kvErrorsSeen = total;
     const t = this.kvTarget!;
     this.log.warn({ store: `${isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
+  }
+
+  private warnBus(): void {
+    const b = native.busStats(this.epfd);
+    if (!b || b.failures <= this.busFailuresSeen) return;
+    this.busFailuresSeen = b.failures;
+    const { failures, dropped, unconfirmed } = b;
+    this.log.warn({ bus: `${this.options.bus!.host}:${this.options.bus!.port}`, failures, dropped, unconfirmed },
+      `bus to Redis unavailable (publishes to other processes are lost and counted): ${b.lastError}`);
   }
 
   private kvErrors(t: Float64Array): Record<string, number> {
@@ -831,6 +843,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
     if (this.kvWatch) clearInterval(this.kvWatch);
     this.kvWatch = null;
+    if (this.busWatch) clearInterval(this.busWatch);
+    this.busWatch = null;
     if (this.genTimer) clearInterval(this.genTimer);
     this.genTimer = null;
     this.tlsContext = 0;

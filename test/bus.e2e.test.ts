@@ -130,6 +130,7 @@ describe('--bus: two tcpmod processes on one redis-server', () => {
     } finally {
       store.proc!.kill('SIGCONT');
     }
+    await until(() => /bus to Redis unavailable/.test(a.stderr()), 10_000, 'the warning line');
     const resumedAt = sent;
     await until(() => got.some((v) => v > resumedAt), 30_000, 'messages after SIGCONT');
     await store.kill();
