@@ -21,8 +21,6 @@
 namespace tcpmod {
 namespace {
 
-// The first four bytes of a tagged frame; then the origin, 8 bytes little-endian.
-constexpr char kTag[4] = {'\xfe', 'T', 'M', 'B'};
 constexpr int64_t kBackoffMinMs = 50;
 constexpr int64_t kBackoffMaxMs = 2000;
 constexpr size_t kReadChunk = 65536;
@@ -87,46 +85,7 @@ int64_t ParseMessage(const uint8_t* p, size_t n, char* top, std::vector<Elem>* o
   return static_cast<int64_t>(pos);
 }
 
-// The glob characters Redis gives a meaning to, escaped.
-std::string GlobLiteral(const std::string& s) {
-  std::string g;
-  for (char ch : s) {
-    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') g += '\\';
-    g += ch;
-  }
-  return g;
-}
-
 }  // namespace
-
-std::string BusRedisName(int kind, const std::string& text, bool* pattern) {
-  *pattern = kind != 0;
-  if (kind != 2) return text;  // exact: the channel; Redis glob: the pattern as it is
-  // An MQTT filter: '+' and a last '#' level become '*', which matches at least what they
-  // do ("a/#" also matches "a": "a*"); the exact MQTT match is made locally.
-  std::string g;
-  size_t start = 0;
-  for (;;) {
-    size_t end = text.find('/', start);
-    std::string level = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (level == "#") {
-      if (!g.empty()) g.pop_back();  // the '/' before it
-      return g + "*";
-    }
-    g += level == "+" ? "*" : GlobLiteral(level);
-    if (end == std::string::npos) return g;
-    g += '/';
-    start = end + 1;
-  }
-}
-
-bool BusUntag(const std::string& frame, uint64_t* origin) {
-  if (frame.size() < kBusTagSize || std::memcmp(frame.data(), kTag, sizeof(kTag)) != 0) return false;
-  uint64_t o = 0;
-  for (int i = 7; i >= 0; i--) o = o << 8 | static_cast<uint8_t>(frame[4 + i]);
-  *origin = o;
-  return true;
-}
 
 struct Bus::Link {
   int fd = -1;
@@ -179,8 +138,7 @@ void Bus::Publish(const std::string& topic, const uint8_t* msg, size_t len) {
   queued_ += '$';
   queued_ += std::to_string(len + kBusTagSize);
   queued_ += "\r\n";
-  queued_.append(kTag, sizeof(kTag));
-  for (int i = 0; i < 8; i++) queued_ += static_cast<char>(origin_ >> (8 * i));
+  BusTag(origin_, &queued_);
   queued_.append(reinterpret_cast<const char*>(msg), len);
   queued_ += "\r\n";
   queued_count_++;

@@ -69,6 +69,8 @@ struct BusStats {
 std::string BusRedisName(int kind, const std::string& text, bool* pattern);
 // Whether a 12-byte tagged frame; its origin in *origin.
 bool BusUntag(const std::string& frame, uint64_t* origin);
+// Appends the 12-byte tag of `origin` (what BusUntag reads).
+void BusTag(uint64_t origin, std::string* out);
 constexpr size_t kBusTagSize = 12;
 
 class Bus {
