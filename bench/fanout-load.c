@@ -8,7 +8,10 @@
  * JSON line: delivered (messages received, all subscribers), published,
  * seconds, rps (delivered per second), p50Us, p99Us (delivery latency), errors.
  *
- *   fanout-load HOST PORT SUBSCRIBERS SECONDS WINDOW
+ *   fanout-load HOST PORT SUBSCRIBERS SECONDS WINDOW [PUBLISH_PORT]
+ *
+ * With PUBLISH_PORT the publisher connects there (another process: the
+ * messages then cross between two servers, e.g. through tcpmod's --bus).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -74,8 +77,8 @@ static int cmp_ll(const void* a, const void* b) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: fanout-load HOST PORT SUBSCRIBERS SECONDS WINDOW\n");
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: fanout-load HOST PORT SUBSCRIBERS SECONDS WINDOW [PUBLISH_PORT]\n");
     return 2;
   }
   const char* host = argv[1];
@@ -105,7 +108,7 @@ int main(int argc, char** argv) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     epoll_ctl(ep, EPOLL_CTL_ADD, subs[i].fd, &ev);
   }
-  int pub = dial(host, port);
+  int pub = dial(host, argc == 7 ? atoi(argv[6]) : port);
   struct epoll_event pev = {.events = EPOLLIN, .data.u32 = (uint32_t)n};
   epoll_ctl(ep, EPOLL_CTL_ADD, pub, &pev);
 
