@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -19,6 +19,7 @@ import { renderMarkdown, renderReadmeSection } from './lib/report.mjs';
 import { serverDefs } from './lib/servers.mjs';
 import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs';
 import * as echo from './lib/workloads/echo.mjs';
+import * as fanout from './lib/workloads/fanout.mjs';
 import * as hostile from './lib/workloads/hostile.mjs';
 import * as http from './lib/workloads/http.mjs';
 import * as mqtt from './lib/workloads/mqtt.mjs';
@@ -30,7 +31,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -74,11 +75,11 @@ function prepareTools(only) {
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
   if (only.includes('mqtt')) ensureCommand('mosquitto', 'mosquitto', log);
-  if (only.includes('resp') || only.includes('hostile')) {
+  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }
-  return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns'].map((n) => [n, buildC(benchDir, n, log)]));
+  return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns', 'fanout-load'].map((n) => [n, buildC(benchDir, n, log)]));
 }
 
 /** The run; resolves the exit status: 1 when a workload failed. */

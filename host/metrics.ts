@@ -53,6 +53,14 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
     counter('tcpmod_kv_expired_keys_total', 'Keys the key-value store deleted because their TTL passed', () => s().kv.expired!);
     counter('tcpmod_kv_evicted_keys_total', 'Keys the key-value store evicted to stay within --kv-max-bytes', () => s().kv.evicted!);
   }
+  if (server.options.bus) {
+    gauge('tcpmod_bus_connected', '1 while both connections of the bus to Redis (--bus) are up', () => (s().bus?.connected ? 1 : 0));
+    counter('tcpmod_bus_published_total', 'Publishes Redis acknowledged (--bus)', () => s().bus?.published ?? 0);
+    counter('tcpmod_bus_received_total', 'Messages from other processes delivered here through Redis (--bus)', () => s().bus?.received ?? 0);
+    labelled('tcpmod_bus_lost_total', 'Publishes lost on the way to Redis (--bus): never sent (Redis down or 16 MiB waiting), or sent and unacknowledged when the connection failed', 'why',
+      () => ({ dropped: s().bus?.dropped ?? 0, unconfirmed: s().bus?.unconfirmed ?? 0 }));
+    counter('tcpmod_bus_failures_total', 'Bus connections to Redis lost or refused (--bus)', () => s().bus?.failures ?? 0);
+  }
   labelled('tcpmod_kv_errors_total', 'Key-value calls that returned -3 (store unavailable), by why', 'kind', () => s().kv.errors);
   counter('tcpmod_connections_accepted_total', 'Connections accepted', () => s().connectionsAccepted);
   labelled('tcpmod_connections_closed_total', 'Connections closed, by reason', 'reason', () => s().connectionsClosed);

@@ -240,6 +240,10 @@ export const OPTIONS = {
     flag: '--kv-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates",
     help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
   },
+  bus: {
+    flag: '--bus', arg: '<redis://…|off>', kind: { type: 'string', what: 'off or a redis:// URL' }, defaultNote: 'the --kv Redis when it is a redis:// one, else off',
+    help: 'topics across processes: publishes also go through this Redis/Valkey server (PUBLISH/SUBSCRIBE, one subscriber connection per process), at most once; redis://[[USER]:PASSWORD@]HOST[:PORT] (rediss:// not yet)',
+  },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
   kvEviction: {
     flag: '--kv-eviction', arg: '<policy>', kind: { type: 'choice', choices: KV_EVICTION_POLICIES }, default: 'noeviction',
@@ -374,6 +378,8 @@ export interface ResolvedOptions {
   kvPasswordFile: string | null;
   /** rediss:// only: a CA file read at start; null: Node's bundled roots. */
   kvTlsCa: string | null;
+  /** The Redis topics also travel through (--bus); null: off. fromKv: the --kv default (its password file applies). */
+  bus: (RedisTarget & { fromKv: boolean }) | null;
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
@@ -495,6 +501,23 @@ export function parseKv(name: string, v: string): KvBackend {
   }
 }
 
+/** --bus: off, a redis:// URL, or (not given) the --kv Redis when it is a plain redis:// one. */
+function parseBus(v: string | undefined, kv: KvBackend): ResolvedOptions['bus'] {
+  if (v === 'off') return null;
+  if (v === undefined) return kv.type === 'redis' && !kv.tls ? { ...kv, fromKv: true } : null;
+  const bad = () => new OptionError('bus', `must be "off" or redis://[[USER]:PASSWORD@]HOST[:PORT] (PORT 1 to 65535, default 6379), got ${JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'))}`);
+  let bus: KvBackend;
+  try {
+    bus = parseKv('bus', v);
+  } catch {
+    throw bad();
+  }
+  if (bus.type !== 'redis') throw bad();
+  if (bus.tls) throw new OptionError('bus', 'does not speak TLS yet: rediss:// is refused (use redis:// on a trusted network)');
+  if (bus.username !== '' && bus.password === null) throw new OptionError('bus', `names user ${JSON.stringify(bus.username)} but no password`);
+  return { ...bus, fromKv: false };
+}
+
 const TLS_EXTRAS = ['tlsCa', 'tlsClientAuth', 'tlsMinVersion', 'alpn'] as const;
 
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
@@ -596,6 +619,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     kvTimeoutMs: pick('kvTimeout'),
     kvPasswordFile: set.kvPasswordFile ?? null,
     kvTlsCa: set.kvTlsCa ?? null,
+    bus: parseBus(set.bus, kv),
     logLevel: pick('logLevel'),
     tls,
     upstreams: set.upstream ?? [],

@@ -15,7 +15,7 @@ import { compileModule, type CompiledModule } from './module/load.js';
 import { duration, OptionError, OPTIONS, parseOptionValue, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
-import type { KvTarget } from './native/native.js';
+import type { BusStats, BusTarget, KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
 import { prepareTrialThread, trialInstance } from './startup.js';
 import { createTlsContext } from './tls.js';
@@ -58,6 +58,8 @@ export interface ServerStats {
    *  subscriptions, publishes, messages put in mailboxes, subscribers closed over --max-mailbox, messages
    *  dropped for not fitting a subscriber's input region. */
   topics: { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
+  /** --bus (docs/abi.md §15): null when off; else what went through Redis and what was lost (BusStats). */
+  bus: BusStats | null;
   /** Bytes of module log messages dropped by the log limit. */
   logDroppedBytes: number;
   /** Bytes waiting in connections' output queues, and held as unconsumed input. */
@@ -220,6 +222,10 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private kvTarget: KvTarget | null = null;
   private kvWatch: NodeJS.Timeout | null = null;
   private kvErrorsSeen = 0;
+  /** The bus thread runs (--bus): stopped in release(); its failures are logged once a second when they grow. */
+  private busOn = false;
+  private busWatch: NodeJS.Timeout | null = null;
+  private busFailuresSeen = 0;
   private readonly log: pino.Logger;
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
@@ -268,6 +274,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       check(native.lingerConfigure(this.epfd, o.lingeringTimeMs ?? 0, o.lingeringTimeoutMs), 'lingerConfigure');
       check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
       check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
+      const bus = await this.busTarget();
+      if (bus) this.busOn = check(native.busStart(this.epfd, bus), 'busStart') === 0;
       check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
       // Named upstreams (--upstream): what modules of this server may open; queued bytes per upstream bounded as a client's.
       check(native.upstreamsConfigure(this.epfd, o.upstreams, o.upstreamConnectTimeoutMs, o.maxOutputBuffer), 'upstreamsConfigure');
@@ -286,6 +294,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
       if (this.kvTarget) this.kvWatch = setInterval(() => this.warnKv(), 1000).unref();
+      if (this.busOn) this.busWatch = setInterval(() => this.warnBus(), 1000).unref();
       check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
     } catch (e) {
       await this.release();
@@ -297,6 +306,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
       kv: this.kvTarget ? `${this.kvTarget.tls ? 'rediss' : 'redis'} ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
+      bus: o.bus ? `redis ${o.bus.host}:${o.bus.port}` : 'off',
     }, 'listening');
     return this.addr;
   }
@@ -409,6 +419,14 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     return target;
   }
 
+  /** The Redis of --bus: the store's own target when it defaults to --kv, else its URL's host resolved here. */
+  private async busTarget(): Promise<BusTarget | null> {
+    const b = this.options.bus;
+    if (!b) return null;
+    if (b.fromKv && this.kvTarget) return { host: this.kvTarget.host, port: b.port, username: b.username, password: this.kvTarget.password };
+    return { host: isIP(b.host) ? b.host : (await lookup(b.host)).address, port: b.port, username: b.username, password: b.password ?? '' };
+  }
+
   /** The CAs a rediss:// server is verified against: --kv-tls-ca (read and checked here), or Node's bundled roots. */
   private redisCa(): string {
     const file = this.options.kvTlsCa;
@@ -436,6 +454,15 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     this.kvErrorsSeen = total;
     const t = this.kvTarget!;
     this.log.warn({ store: `${isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
+  }
+
+  private warnBus(): void {
+    const b = native.busStats(this.epfd);
+    if (!b || b.failures <= this.busFailuresSeen) return;
+    this.busFailuresSeen = b.failures;
+    const { failures, dropped, unconfirmed } = b;
+    this.log.warn({ bus: `${this.options.bus!.host}:${this.options.bus!.port}`, failures, dropped, unconfirmed },
+      `bus to Redis unavailable (publishes to other processes are lost and counted): ${b.lastError}`);
   }
 
   private kvErrors(t: Float64Array): Record<string, number> {
@@ -705,6 +732,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       timersFired: t[T.TIMERS_FIRED],
       timerHeapSize: this.epfd >= 0 ? native.timerHeapSize(this.epfd) : 0,
       topics: native.topicsStats(this.epfd),
+      bus: this.busOn ? native.busStats(this.epfd) : null,
       logDroppedBytes: t[T.LOG_DROPPED],
       ...this.memory(),
       kv: this.kvStats(t),
@@ -809,10 +837,14 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     else if (this.listenFd >= 0) native.close(this.listenFd);
     if (this.timerFd >= 0) native.timersForget(this.epfd);
     if (this.epfd >= 0) native.upstreamsForget(this.epfd);
+    if (this.busOn) native.busStop(this.epfd);
+    this.busOn = false;
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
     if (this.kvWatch) clearInterval(this.kvWatch);
     this.kvWatch = null;
+    if (this.busWatch) clearInterval(this.busWatch);
+    this.busWatch = null;
     if (this.genTimer) clearInterval(this.genTimer);
     this.genTimer = null;
     this.tlsContext = 0;

@@ -111,6 +111,15 @@ TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
 TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
 TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
 TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len);
+/* This server's subscriptions (PUBSUB), from any callback. topic_count: with
+ * len > 0 how many subscriptions of (kind, text) there are; with len 0 how
+ * many distinct texts of that kind have one; -3 unknown kind or too long.
+ * topics_list: the exact topics with a subscriber that the Redis glob accepts
+ * (glob_len 0: all), in byte order, from the skip-th on, written to out as
+ * many as fit, each a 4-byte little-endian length and its bytes: how many
+ * (0: none left), -2 not even the next one fits, -3 glob too long. */
+TCPMOD_IMPORT(topic_count) int32_t tcpmod_topic_count(int32_t kind, const void *text, int32_t len);
+TCPMOD_IMPORT(topics_list) int32_t tcpmod_topics_list(const void *glob, int32_t glob_len, int32_t skip, void *out, int32_t out_cap);
 /* v1.2 upstreams (docs/abi.md §16): backends the operator named with --upstream.
  * tcpmod.upstream_open (i32, i32, i32) -> i32: opens the upstream `name` for the
  * connection being handled; a handle > 0 (the result comes later as

@@ -71,6 +71,7 @@ describe('defaults', () => {
       kvTimeoutMs: 200,
       kvPasswordFile: null,
       kvTlsCa: null,
+      bus: null,
       logLevel: DEFAULTS.logLevel,
       tls: null,
       upstreams: [],

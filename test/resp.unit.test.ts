@@ -158,7 +158,7 @@ const corpus: Case[] = [
   { name: 'Host: header alone is dropped too', input: 'Host: x\r\n', output: '', closed: MODULE },
 
   // COMMAND / CONFIG / CLIENT
-  { name: 'COMMAND COUNT', input: 'COMMAND COUNT\r\n', output: int(40) },
+  { name: 'COMMAND COUNT', input: 'COMMAND COUNT\r\n', output: int(41) },
   { name: 'COMMAND INFO', input: 'COMMAND INFO get\r\nCOMMAND INFO nosuch\r\n', output: arr(INFO_GET) + arr(NIL) },
   { name: 'COMMAND DOCS', input: 'COMMAND DOCS get\r\nCOMMAND DOCS nosuch\r\n',
     output: arr(bulk('get'), arr(bulk('summary'), bulk('Returns the value stored at a key, or nil.'), bulk('since'), bulk('1.0.0'), bulk('group'), bulk('string'), bulk('complexity'), bulk('O(1)'))) + arr() },
@@ -410,19 +410,19 @@ describe('resp.wasm specifics', () => {
     expect(show(r.output)).toBe(show(latin1(hello + hello + int(conn.id) + bulk('me'))));
   });
 
-  it('COMMAND, COMMAND DOCS and COMMAND LIST describe the same 40 commands', () => {
+  it('COMMAND, COMMAND DOCS and COMMAND LIST describe the same 41 commands', () => {
     const conn = h.connect();
     const all = conn.send('COMMAND\r\n').output;
     expect(respReplies(all)).toBe(1);
-    expect(Buffer.from(all).toString('latin1').startsWith('*40\r\n*10\r\n$3\r\nget\r\n')).toBe(true);
+    expect(Buffer.from(all).toString('latin1').startsWith('*41\r\n*10\r\n$3\r\nget\r\n')).toBe(true);
     const docs = conn.send('COMMAND DOCS\r\n').output;
-    expect(Buffer.from(docs).toString('latin1').startsWith('*80\r\n$3\r\nget\r\n')).toBe(true);
+    expect(Buffer.from(docs).toString('latin1').startsWith('*82\r\n$3\r\nget\r\n')).toBe(true);
     expect(Buffer.from(docs).toString('latin1')).toContain('$11\r\nsubcommands\r\n');
     const list = Buffer.from(conn.send('COMMAND LIST\r\n').output).toString('latin1');
     const names = list.split('\r\n').filter((l, i) => i > 0 && i % 2 === 0);
-    expect(names).toHaveLength(40);
-    expect(names).toEqual(expect.arrayContaining(['get', 'set', 'ping', 'incr', 'config', 'client', 'command', 'quit', 'dbsize', 'flushall', 'flushdb', 'subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'publish']));
-    for (const help of ['COMMAND HELP', 'CONFIG HELP', 'CLIENT HELP']) {
+    expect(names).toHaveLength(41);
+    expect(names).toEqual(expect.arrayContaining(['get', 'set', 'ping', 'incr', 'config', 'client', 'command', 'quit', 'dbsize', 'flushall', 'flushdb', 'subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'publish', 'pubsub']));
+    for (const help of ['COMMAND HELP', 'CONFIG HELP', 'CLIENT HELP', 'PUBSUB HELP']) {
       const out = conn.send(`${help}\r\n`).output;
       expect(respReplies(out)).toBe(1);
       expect(Buffer.from(out).toString('latin1')).toMatch(/^\*\d+\r\n\+[A-Z]+ <subcommand>/);
@@ -502,6 +502,8 @@ describe('resp.wasm specifics', () => {
       subscribe: () => -1, // pub/sub (not sent in this test)
       unsubscribe: () => -1,
       publish: () => 0,
+      topic_count: () => 0, // PUBSUB (not sent in this test)
+      topics_list: () => 0,
     };
     const ex = new WebAssembly.Instance(mod, { tcpmod }).exports as Record<string, any>;
     mem = ex.memory;

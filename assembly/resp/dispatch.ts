@@ -22,7 +22,10 @@ import {
   cmdClientSetname, cmdClientGetname, cmdClientId, cmdClientSetinfo, cmdClientInfo, cmdClientList,
   cmdCommandHelp, cmdConfigHelp, cmdClientHelp,
 } from "./server";
-import { cmdSubscribe, cmdUnsubscribe, cmdPsubscribe, cmdPunsubscribe, cmdPublish, subscribedMode } from "./pubsub";
+import {
+  cmdSubscribe, cmdUnsubscribe, cmdPsubscribe, cmdPunsubscribe, cmdPublish, subscribedMode,
+  cmdPubsubChannels, cmdPubsubNumsub, cmdPubsubNumpat, cmdPubsubHelp,
+} from "./pubsub";
 
 /** Runs a command; returns 0 to carry on, 1 to close the connection after the reply. */
 export type Handler = (c: Conn) => i32;
@@ -201,6 +204,8 @@ add("unsubscribe", -1, cmdUnsubscribe, "pubsub noscript loading stale", 0, 0, 0,
   "Stops listening to channels (without arguments: all of them, in one reply).", "O(N) where N is the number of channels to unsubscribe");
 add("psubscribe", -2, cmdPsubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
   "Listens for messages published to channels that match glob patterns.", "O(N) where N is the number of patterns to subscribe to");
+const PUBSUB = add("pubsub", -2, noop, "", 0, 0, 0, "@slow", "pubsub", "2.8.0",
+  "Container for pub/sub introspection subcommands (this server's subscriptions).", "Depends on subcommand.");
 add("punsubscribe", -1, cmdPunsubscribe, "pubsub noscript loading stale", 0, 0, 0, "@pubsub @slow", "pubsub", "2.0.0",
   "Stops listening to patterns (without arguments: all of them, in one reply).", "O(N) where N is the number of patterns to unsubscribe");
 
@@ -213,6 +218,10 @@ sub(CONFIG, "get", "config|get", -3, cmdConfigGet, "admin noscript loading stale
 sub(CONFIG, "set", "config|set", -4, cmdConfigSet, "admin noscript loading stale", "@admin @slow @dangerous", "Refused: parameters cannot be changed here.", "O(N) when N is the number of configuration parameters provided");
 sub(CONFIG, "resetstat", "config|resetstat", 2, cmdConfigResetstat, "admin noscript loading stale", "@admin @slow @dangerous", "Accepted; there are no statistics to reset.", "O(1)");
 sub(CONFIG, "help", "config|help", 2, cmdConfigHelp, "loading stale", "@slow", "Shows the CONFIG subcommands.", "O(1)");
+sub(PUBSUB, "channels", "pubsub|channels", -2, cmdPubsubChannels, "pubsub loading stale", "@pubsub @slow", "Returns the channels with a subscriber in this server, matching the pattern.", "O(N) where N is the number of active channels, and assuming constant time pattern matching (relatively short channels and patterns)");
+sub(PUBSUB, "numsub", "pubsub|numsub", -2, cmdPubsubNumsub, "pubsub loading stale", "@pubsub @slow", "Returns the subscribers of each channel in this server (pattern subscriptions not counted).", "O(N) for the NUMSUB subcommand, where N is the number of requested channels");
+sub(PUBSUB, "numpat", "pubsub|numpat", 2, cmdPubsubNumpat, "pubsub loading stale", "@pubsub @slow", "Returns the number of distinct patterns subscribed to in this server.", "O(1)");
+sub(PUBSUB, "help", "pubsub|help", 2, cmdPubsubHelp, "loading stale", "@slow", "Shows the PUBSUB subcommands.", "O(1)");
 sub(CLIENT, "setname", "client|setname", 3, cmdClientSetname, "noscript loading stale", "@slow @connection", "Names the connection.", "O(1)");
 sub(CLIENT, "getname", "client|getname", 2, cmdClientGetname, "noscript loading stale", "@slow @connection", "Returns the connection's name, or nil.", "O(1)");
 sub(CLIENT, "id", "client|id", 2, cmdClientId, "noscript loading stale", "@slow @connection", "Returns the connection's id.", "O(1)");
@@ -268,7 +277,7 @@ export function execute(c: Conn, argc: i32): i32 {
     }
     cmd = s;
   }
-  if (subscribedMode(c, p0, l0)) return 0;  // RESP2 subscribed mode: PING's form, or a refusal
+  if (subscribedMode(c, p0, l0, cmd.full)) return 0;  // RESP2 subscribed mode: PING's form, or a refusal
   return run(c, cmd);
 }
 

@@ -8,17 +8,23 @@
 // is non-zero the connection is in subscribed mode, where only (P)(UN)SUBSCRIBE,
 // PING, QUIT and RESET run (subscribedMode).
 //
+// PUBSUB CHANNELS / NUMSUB / NUMPAT answer from the host's topic table
+// (topic_count, topics_list): this server's subscriptions, as Redis Cluster's
+// PUBSUB answers for one node.
+//
 // Not as Redis: UNSUBSCRIBE / PUNSUBSCRIBE without arguments end every channel
 // (pattern) in one step and reply once, with a nil name and the count left —
-// the host keeps the names, and a module cannot list them; PUBLISH counts the
-// subscriptions it reached in this server (one process, no --bus yet); RESP3
-// (HELLO 3) is not offered.
+// the host keeps the names, and a module cannot list one connection's; PUBLISH
+// counts the subscriptions it reached in this server (with --bus the message
+// also goes to the other processes, which are not counted); RESP3 (HELLO 3) is
+// not offered, so there are no RESP3 push frames.
 
-import { Action, Conn, Message, subscribe, unsubscribe, publish, TOPIC_EXACT, TOPIC_GLOB, TOPIC_TOO_MANY } from "tcpmod/assembly/sdk";
+import { Action, Conn, Message, subscribe, unsubscribe, publish, topicCount, topicsList, TOPIC_EXACT, TOPIC_GLOB, TOPIC_TOO_MANY } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, STATE_SIZE } from "./limits";
 import { argCount } from "./strings";
-import { replyArray, replyBulk, replyBulkStr, replyInt, replyError, out, R_NIL } from "./reply";
+import { replyArray, replyBulk, replyBulkStr, replyInt, replyError, writeErrorText, out, R_NIL } from "./reply";
 import { bytesEqualIgnoreCase } from "./args";
+import { replyHelp } from "./server";
 
 /** Where the counts live in the state slot: channels (u32), then patterns (u32). */
 const SUBS_AT: i32 = STATE_SIZE - 8;
@@ -34,18 +40,16 @@ function setCounts(c: Conn, ch: i32, pa: i32): void {
 export function subscribed(c: Conn): bool { return channels(c) + patterns(c) > 0; }
 
 /** In subscribed mode, PING answers as there, and a command other than the allowed ones is
- *  refused as Redis refuses it: true when it replied (the command is not run). */
-export function subscribedMode(c: Conn, name: usize, len: i32): bool {
+ *  refused as Redis refuses it, by its full name (a subcommand's as "pubsub|numpat"): true when
+ *  it replied (the command is not run). */
+export function subscribedMode(c: Conn, name: usize, len: i32, full: string): bool {
   if (!subscribed(c)) return false;
   if (bytesEqualIgnoreCase(name, len, "ping")) return subscribedPing(c);
   if (bytesEqualIgnoreCase(name, len, "subscribe") || bytesEqualIgnoreCase(name, len, "unsubscribe") ||
       bytesEqualIgnoreCase(name, len, "psubscribe") || bytesEqualIgnoreCase(name, len, "punsubscribe") ||
       bytesEqualIgnoreCase(name, len, "ping") || bytesEqualIgnoreCase(name, len, "quit") || bytesEqualIgnoreCase(name, len, "reset")) return false;
   c.writeString("-ERR Can't execute '");
-  for (let j = 0; j < len && j < 64; j++) {
-    const b = load<u8>(name + <usize>j);
-    c.writeByte(b >= 0x41 && b <= 0x5A ? b + 0x20 : b);
-  }
+  c.writeString(full);
   c.writeString("': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n");
   return true;
 }
@@ -138,3 +142,69 @@ export function onMessage(c: Conn, m: Message): Action {
   replyBulk(c, m.body, m.bodyLen);
   return Action.Continue;
 }
+
+/** PUBSUB CHANNELS [pattern]: the channels with a subscriber in this server (matching the glob). */
+export function cmdPubsubChannels(c: Conn): i32 {
+  if (argCount > 3) {
+    // Redis 7's wording for this one (its arity is checked inside the command there).
+    c.writeString("-ERR unknown subcommand or wrong number of arguments for '");
+    writeErrorText(c, argPtr(1), argLen(1), 128);
+    c.writeString("'. Try PUBSUB HELP.\r\n");
+    return 0;
+  }
+  const gp: usize = argCount == 3 ? argPtr(2) : 0;
+  const gl: i32 = argCount == 3 ? argLen(2) : 0;
+  // An empty pattern matches only an empty channel name, which no subscription has (topics_list
+  // would take length 0 as "all").
+  if (argCount == 3 && gl == 0) {
+    replyArray(c, 0);
+    return 0;
+  }
+  // The names are gathered first (the reply starts with their count), in a buffer that grows
+  // until the next one fits; a channel added or dropped between two pages may be missed or listed
+  // once more, as with SCAN.
+  let cap: i32 = 4096;
+  let buf = heap.alloc(<usize>cap);
+  let used: i32 = 0, count: i32 = 0;
+  for (;;) {
+    const n = topicsList(gp, gl, count, buf + <usize>used, cap - used);
+    if (n == -2) {
+      cap *= 2;
+      buf = heap.realloc(buf, <usize>cap);
+      continue;
+    }
+    if (n <= 0) break;  // 0: none left; -3: a pattern longer than any channel can be matched by
+    for (let i = 0; i < n; i++) used += 4 + load<i32>(buf + <usize>used);
+    count += n;
+  }
+  replyArray(c, count);
+  let at: i32 = 0;
+  for (let i = 0; i < count; i++) {
+    const len = load<i32>(buf + <usize>at);
+    replyBulk(c, buf + <usize>(at + 4), len);
+    at += 4 + len;
+  }
+  heap.free(buf);
+  return 0;
+}
+
+/** PUBSUB NUMSUB [channel ...]: each channel and its subscribers in this server (patterns not counted). */
+export function cmdPubsubNumsub(c: Conn): i32 {
+  replyArray(c, 2 * (argCount - 2));
+  for (let i = 2; i < argCount; i++) {
+    replyBulk(c, argPtr(i), argLen(i));
+    const n = argLen(i) > 0 ? topicCount(TOPIC_EXACT, argPtr(i), argLen(i)) : 0;
+    replyInt(c, n > 0 ? n : 0);
+  }
+  return 0;
+}
+
+/** PUBSUB NUMPAT: the distinct patterns subscribed to in this server (Redis 7 counts them so). */
+export function cmdPubsubNumpat(c: Conn): i32 {
+  const n = topicCount(TOPIC_GLOB, 0, 0);
+  replyInt(c, n > 0 ? n : 0);
+  return 0;
+}
+
+const PUBSUB_HELP = "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\nCHANNELS [<pattern>]\n    Return the currently active channels matching a <pattern> (default: '*').\nNUMPAT\n    Return number of subscriptions to patterns.\nNUMSUB [<channel> ...]\n    Return the number of subscribers for the specified channels, excluding\n    pattern subscriptions(default: no channels).\nHELP\n    Prints this help.";
+export function cmdPubsubHelp(c: Conn): i32 { replyHelp(c, PUBSUB_HELP); return 0; }

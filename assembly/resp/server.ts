@@ -333,7 +333,7 @@ export function cmdConfigHelp(c: Conn): i32 { replyHelp(c, CONFIG_HELP); return 
 export function cmdClientHelp(c: Conn): i32 { replyHelp(c, CLIENT_HELP); return 0; }
 
 /** HELP output: an array with one status reply per line of `text`. */
-function replyHelp(c: Conn, text: string): void {
+export function replyHelp(c: Conn, text: string): void {
   let lines = 1;
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) == 0x0A) lines++;
   replyArray(c, lines);

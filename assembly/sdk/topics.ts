@@ -14,6 +14,10 @@ declare function host_subscribe(conn: i32, kind: i32, ptr: usize, len: i32): i32
 declare function host_unsubscribe(conn: i32, kind: i32, ptr: usize, len: i32): i32;
 @external("tcpmod", "publish")
 declare function host_publish(topic: usize, topicLen: i32, msg: usize, msgLen: i32): i32;
+@external("tcpmod", "topic_count")
+declare function host_topic_count(kind: i32, ptr: usize, len: i32): i32;
+@external("tcpmod", "topics_list")
+declare function host_topics_list(glob: usize, globLen: i32, skip: i32, out: usize, outCap: i32): i32;
 
 /** What a subscription's text means: the topic itself, a Redis glob (PSUBSCRIBE), an MQTT filter (+, #). */
 export const TOPIC_EXACT: i32 = 0;
@@ -33,6 +37,14 @@ export function unsubscribe(c: Conn, kind: i32, ptr: usize, len: i32): i32 { ret
 export function unsubscribeAll(c: Conn): i32 { return host_unsubscribe(c.id, -1, 0, 0); }
 /** Publishes `msgLen` bytes at `msg` to the topic: the number of subscriptions reached, or negative. */
 export function publish(topic: usize, topicLen: i32, msg: usize, msgLen: i32): i32 { return host_publish(topic, topicLen, msg, msgLen); }
+
+/** This server's subscriptions of (kind, `len` bytes at `ptr`); with len 0, the distinct texts of that kind
+ *  that have one (Redis PUBSUB NUMSUB, NUMPAT). Negative: TOPIC_INVALID. */
+export function topicCount(kind: i32, ptr: usize, len: i32): i32 { return host_topic_count(kind, ptr, len); }
+/** The exact topics with a subscriber that the Redis glob accepts (globLen 0: all), in byte order, from the
+ *  skip-th on, written at out as many as fit (a 4-byte little-endian length, then the bytes, each): how many;
+ *  0 none left; -2 not even the next fits; TOPIC_INVALID (glob too long). Redis PUBSUB CHANNELS. */
+export function topicsList(glob: usize, globLen: i32, skip: i32, out: usize, outCap: i32): i32 { return host_topics_list(glob, globLen, skip, out, outCap); }
 
 /** The message of the running message hook; valid only during that call (it lies in the input region). */
 export class Message {

@@ -17,6 +17,24 @@ export async function echoLoad(bins, { port, connections, size, seconds }) {
   return { requests: j.roundtrips, seconds: j.seconds, rps: j.rps, errors: j.errors, command: r.command };
 }
 
+/**
+ * bench/fanout-load.c: `subscribers` SUBSCRIBE one channel, one connection PUBLISHes with at most
+ * `window` messages not yet received by every subscriber. requests = messages delivered (all
+ * subscribers together), so CPU per request is CPU per delivered message.
+ */
+export async function fanoutLoad(bins, { port, subscribers, seconds, window }) {
+  const args = ['127.0.0.1', String(port), String(subscribers), String(seconds), String(window)];
+  const r = await runClient(bins['fanout-load'], args, { timeoutMs: (seconds + 60) * 1000, nofile: 65536 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch {
+    throw new Error(`fanout-load failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  return { requests: j.delivered, published: j.published, seconds: j.seconds, rps: j.rps, p50Us: j.p50Us, p99Us: j.p99Us, errors: j.errors, command: r.command };
+}
+
 const UNIT_S = { us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 
 /**

@@ -58,6 +58,9 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   subscribe: '(i32, i32, i32, i32) -> i32',
   unsubscribe: '(i32, i32, i32, i32) -> i32',
   publish: '(i32, i32, i32, i32) -> i32',
+  // PUBSUB NUMSUB / NUMPAT and CHANNELS of this server (docs/abi.md §15): counts and the exact topics subscribed.
+  topic_count: '(i32, i32, i32) -> i32',
+  topics_list: '(i32, i32, i32, i32, i32) -> i32',
   // v1.2 upstreams (docs/abi.md, Upstreams): open a named backend for the connection, send to it, close it.
   upstream_open: '(i32, i32, i32) -> i32',
   upstream_send: '(i32, i32, i32, i32) -> i32',
@@ -71,7 +74,7 @@ export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer
 export const V1_2_STORE_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
 ] as const;
-export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish'] as const;
+export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list'] as const;
 export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close'] as const;
 /** Every v1.2 host function: a module using one of them is listed as v1.2. */
 export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS] as const;

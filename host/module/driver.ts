@@ -66,7 +66,21 @@ export class AbiDriver {
   private stage = new Uint8Array(4096);
   private staged = 0;
 
+  /**
+   * Set by the worker around one claim's series of on_message calls: a call that CONTINUEs has its
+   * out region staged instead of written, so the messages of one claim leave in one write (a
+   * subscriber then costs one send per claim, not one per message). release() writes what is
+   * staged and ends it; a tcpmod.send, a CLOSE or an ABORT writes it first, as in data().
+   */
+  holding = false;
+
   constructor(private readonly transport: Transport) {}
+
+  /** Ends holding: writes what it staged. -1, or the close reason. */
+  release(): number {
+    this.holding = false;
+    return this.flush();
+  }
 
   /** The instance's tcpmod.send hook: queue bytes ahead of the out region (sent at once here). 0 or -1. */
   moduleSend(mem: ArrayBuffer, ptr: number, len: number): number {
@@ -298,6 +312,11 @@ export class AbiDriver {
   private settleAll(inst: ModuleInstance, action: number): number {
     const r = this.settle(inst, action, false);
     if (r !== KEEP) return r;
+    if (this.holding) {
+      if (inst.outLen > 0) this.stageOut(inst.buffer, inst.desc.outPtr, inst.outLen);
+      const w = this.staged > STAGE_FLUSH ? this.flush() : -1;
+      return w >= 0 ? w : KEEP;
+    }
     const w = this.finish(inst.buffer, inst.desc.outPtr, inst.outLen, false);
     return w >= 0 ? w : KEEP;
   }

@@ -39,6 +39,9 @@ export interface InstanceHooks {
   subscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   unsubscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   publish?(mem: ArrayBuffer, topicPtr: number, topicLen: number, msgPtr: number, msgLen: number): number;
+  /** topic_count and topics_list (PUBSUB): this server's subscriptions, from any call. */
+  topicCount?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  topicsList?(mem: ArrayBuffer, globPtr: number, globLen: number, skip: number, outPtr: number, outCap: number): number;
   /** tcpmod.draining: 1 once the server is stopping. Without it: 0. */
   draining?(): number;
   /** tcpmod.now_ms; without it, the wall clock. */
@@ -417,6 +420,16 @@ export class ModuleInstance {
         this.region('tcpmod.publish topic', topic, topicLen);
         this.region('tcpmod.publish message', msg, msgLen);
         return this.hooks.publish ? this.hooks.publish(this.buffer, topic >>> 0, topicLen >>> 0, msg >>> 0, msgLen >>> 0) : 0;
+      },
+      topic_count: (kind: number, ptr: number, len: number): number => {
+        this.region('tcpmod.topic_count text', ptr, len);
+        return this.hooks.topicCount ? this.hooks.topicCount(kind, this.buffer, ptr >>> 0, len >>> 0) : 0;
+      },
+      topics_list: (glob: number, globLen: number, skip: number, out: number, cap: number): number => {
+        this.region('tcpmod.topics_list glob', glob, globLen);
+        this.region('tcpmod.topics_list out', out, cap);
+        if (skip < 0) return -3;
+        return this.hooks.topicsList ? this.hooks.topicsList(this.buffer, glob >>> 0, globLen >>> 0, skip, out >>> 0, cap >>> 0) : 0;
       },
       peer_addr: (conn: number, out: number, cap: number): number => {
         if (conn !== this.conn || conn === 0) return -1;

@@ -21,6 +21,8 @@
         "src/topics.cc",
         "src/mailbox.cc",
         "src/pubsub.cc",
+        "src/bus.cc",
+        "src/bus_names.cc",
         "src/upstream.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

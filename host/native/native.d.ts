@@ -243,6 +243,16 @@ export interface NativeBinding {
   connMessage(fd: number, id: number, mem: ArrayBuffer, ptr: number, cap: number, lens: Int32Array): number;
   topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
   readonly DUE_MESSAGE: number;
+  /** PUBSUB NUMSUB / NUMPAT: subscriptions of (kind, text); with len 0 the distinct texts of that kind subscribed; -3 invalid. */
+  topicCount(group: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** PUBSUB CHANNELS: exact topics with a subscriber matching the glob (len 0: all), byte order, from `skip` on, as many as fit at out
+   *  (4-byte LE length + bytes each): how many; -2 not even the next fits; -3 invalid. */
+  topicsList(group: number, mem: ArrayBuffer, globPtr: number, globLen: number, skip: number, outMem: ArrayBuffer, outPtr: number, outCap: number): number;
+  /** --bus (bus.cc): starts the server's bus thread (two Redis connections); its Redis subscriptions follow the topic table. */
+  busStart(group: number, target: BusTarget): number;
+  /** Stops the bus thread (waits for it) and closes its connections. */
+  busStop(group: number): number;
+  busStats(group: number): BusStats | null;
   /** -3 the subscription (kind, text) is invalid; else 1 when it matches `topic` (or, without one, is valid), 0 not. */
   topicCheck(kind: number, text: Uint8Array, topic?: Uint8Array): number;
   readonly DUE_TIMEOUT: number;
@@ -301,6 +311,16 @@ export interface NativeBinding {
   kvLastError(): string;
   /** Parses one RESP2 reply at the region's start: used > 0 bytes, 0 needs more, -1 bad; off is relative to the region. */
   kvParseReply(buf: Buf, off: number, len: number): { used: number; type?: string; nil?: boolean; integer?: number; off?: number; len?: number };
+}
+
+/** The Redis server of busStart: host is a numeric address. */
+export interface BusTarget { host: string; port: number; username: string; password: string; connectTimeoutMs?: number }
+/** What the bus did (bus.h BusStats): publishes acknowledged by Redis, messages received from other processes,
+ *  own echoes dropped, publishes never sent (Redis down or 16 MiB waiting), sent but unacknowledged when the
+ *  connection was lost, connections lost or refused, Redis subscriptions held. */
+export interface BusStats {
+  connected: boolean; published: number; received: number; echoes: number; dropped: number; unconfirmed: number;
+  failures: number; channels: number; patterns: number; lastError: string;
 }
 
 /** A Redis server for kvBackend: host is a numeric address (the host layer resolves names). */

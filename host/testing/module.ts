@@ -517,6 +517,8 @@ export class LoadedModule implements Transport {
       subscribe: (kind, mem, ptr, len) => this.subscribe(kind, new Uint8Array(mem, ptr, len).slice()),
       unsubscribe: (kind, mem, ptr, len) => this.unsubscribe(kind, new Uint8Array(mem, ptr, len).slice()),
       publish: (mem, tp, tl, mp, ml) => this.publish(new Uint8Array(mem, tp, tl).slice(), new Uint8Array(mem, mp, ml).slice()),
+      topicCount: (kind, mem, ptr, len) => this.topicCount(kind, new Uint8Array(mem, ptr, len).slice()),
+      topicsList: (mem, gp, gl, skip, op, cap) => this.topicsList(new Uint8Array(mem, gp, gl).slice(), skip, new Uint8Array(mem, op, cap)),
       kv: this.ownKv?.backend,
     };
   }
@@ -579,6 +581,38 @@ export class LoadedModule implements Transport {
       }
     }
     return n;
+  }
+
+  /** The open connections' subscriptions, as the server's topic table holds them. */
+  private subscriptions(): { kind: number; text: Uint8Array }[] {
+    return [...this.conns].filter((c) => c.closedCode === null).flatMap((c) => c.subs);
+  }
+
+  /** topic_count (docs/abi.md §15): subscriptions of (kind, text), or with text empty the distinct texts of the kind. */
+  private topicCount(kind: number, text: Uint8Array): number {
+    if (kind < 0 || kind > 2 || text.length > TOPIC_MAX) return -3;
+    const subs = this.subscriptions().filter((s) => s.kind === kind);
+    if (text.length > 0) return subs.filter((s) => Buffer.compare(s.text, text) === 0).length;
+    return new Set(subs.map((s) => Buffer.from(s.text).toString('latin1'))).size;
+  }
+
+  /** topics_list (docs/abi.md §15): the exact topics subscribed that the glob accepts, in byte order, from `skip` on, into out. */
+  private topicsList(glob: Uint8Array, skip: number, out: Uint8Array): number {
+    if (glob.length > TOPIC_MAX) return -3;
+    const names = [...new Set(this.subscriptions().filter((s) => s.kind === 0).map((s) => Buffer.from(s.text).toString('latin1')))]
+      .map((n) => Buffer.from(n, 'latin1'))
+      .filter((n) => glob.length === 0 || native.topicCheck(1, glob, n) === 1)
+      .sort(Buffer.compare);
+    let used = 0;
+    let written = 0;
+    for (const n of names.slice(skip)) {
+      if (used + 4 + n.length > out.length) break;
+      new DataView(out.buffer, out.byteOffset + used).setUint32(0, n.length, true);
+      out.set(n, used + 4);
+      used += 4 + n.length;
+      written++;
+    }
+    return written === 0 && skip < names.length ? -2 : written;
   }
 
   /** Fires every timer due by `until`, earliest first, moving the clock to each; then moves it to `until`. */

@@ -349,28 +349,33 @@ export class EventLoop implements Transport {
     if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
     let inLen = len & ~native.LOAD_EOF;
     const drv = this.driver;
+    // The claim's outputs are staged and leave in one write, before the save (or the close).
+    drv.holding = true;
+    const save = (): void => {
+      const w = drv.release();
+      if (w >= 0) return this.close(fd, id, w);
+      if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
+    };
     for (let k = 0; ; k++) {
       const got = inst.hasOnMessage ? native.connMessage(fd, id, inst.buffer, d.inPtr + inLen, d.inCap - inLen, this.lens) : 0;
       // None left (or one too big for the room left: dropped, counted): keep the carry-over and state, re-arm.
       if (got !== 1) {
-        if (k === 0) return this.rearm(fd, id);
-        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
-        return;
+        if (k === 0) {
+          drv.holding = false;
+          return this.rearm(fd, id);
+        }
+        return save();
       }
       const l = this.lens;
       const r = drv.message(inst, moduleConnId(id), inLen, l[0], l[1], l[2]);
-      if (r !== KEEP || k + 1 >= MESSAGES_PER_EVENT) return this.after(fd, id, r);
-      if (drv.outLen > 0) {
-        const reason = this.send(drv.outMem, drv.outPtr, drv.outLen);
-        if (reason >= 0) return this.close(fd, id, reason);
+      if (r !== KEEP || k + 1 >= MESSAGES_PER_EVENT) {
+        const w = drv.release();
+        return this.after(fd, id, r === KEEP && w >= 0 ? w : r);
       }
       // The carry-over the call left goes back to in_ptr for the next message.
       if (drv.restPtr !== d.inPtr && drv.restLen > 0) new Uint8Array(inst.buffer).copyWithin(d.inPtr, drv.restPtr, drv.restPtr + drv.restLen);
       inLen = drv.restLen;
-      if (this.congested(0)) {
-        if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
-        return;
-      }
+      if (this.congested(0)) return save();
     }
   }
 
@@ -803,6 +808,8 @@ export class EventLoop implements Transport {
       subscribe: (kind, mem, ptr, len) => topicResult(native.topicSubscribe(this.fd, this.id, kind, mem, ptr, len)),
       unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
       publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
+      topicCount: (kind, mem, ptr, len) => native.topicCount(this.cfg.epfd, kind, mem, ptr, len),
+      topicsList: (mem, gp, gl, skip, op, cap) => native.topicsList(this.cfg.epfd, mem, gp, gl, skip, mem, op, cap),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
       upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),

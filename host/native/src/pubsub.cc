@@ -1,11 +1,17 @@
 #include "pubsub.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "args.h"
+#include "bus.h"
 #include "conn_table.h"
 #include "mailbox.h"
 #include "topics.h"
@@ -18,8 +24,10 @@ struct GroupTopics {
   TopicTable table;
   size_t max_mailbox = 1 << 20;
   double published = 0, delivered = 0, overflows = 0, too_big = 0;
+  std::unique_ptr<Bus> bus;  // --bus: publishes also go through Redis (bus.h)
 };
-std::map<int, GroupTopics> groups;
+// Never destroyed: a bus thread may still deliver while the process exits.
+std::map<int, GroupTopics>& groups = *new std::map<int, GroupTopics>();
 
 GroupTopics& GroupAt(int group) { return groups[group]; }
 
@@ -91,8 +99,35 @@ Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
   return Num(info, rc);
 }
 
+// Puts the message in the mailbox of every subscription matching `topic` (that `only` accepts,
+// when given), marking each subscriber due; how many it reached. Under the table lock.
+int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only) {
+  int reached = 0;
+  g.table.Match(topic, [&](SubKey k, const std::string& pattern) {
+    ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
+    if (t == nullptr || t->overflowed) return;  // closing: it takes no more
+    bool was_empty = t->mail.empty();
+    if (!t->mail.Push(Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)}, g.max_mailbox)) {
+      // A subscriber that does not keep up is closed (reason 3), not waited for.
+      t->overflowed = true;
+      t->mail.Clear();
+      g.overflows++;
+      MarkConnDueLocked(k.fd, k.id, kDueOverflow);
+      return;
+    }
+    reached++;
+    g.delivered++;
+    if (was_empty) MarkConnDueLocked(k.fd, k.id, kDueMessage);
+  }, only);
+  return reached;
+}
+
+// Whether a message of mn bytes to a topic of tn bytes can fit any mailbox of g.
+bool FitsMailbox(const GroupTopics& g, size_t tn, size_t mn) { return mn + tn + kMaxTopic + Message::kOverhead <= g.max_mailbox; }
+
 // topicPublish(group, mem, topicPtr, topicLen, mem, msgPtr, msgLen) -> subscriptions reached | -3
 // invalid topic | -4 message larger than the mailbox bound (no subscriber could take it).
+// With a bus the message also goes to Redis; the result stays this server's count.
 Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
   int64_t group;
   uint8_t *tp, *mp;
@@ -105,29 +140,166 @@ Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
   bool too_big = false;
   WithTableLock([&] {
     GroupTopics& g = GroupAt(static_cast<int>(group));
-    if (mn + tn + kMaxTopic + Message::kOverhead > g.max_mailbox) {
+    if (!FitsMailbox(g, tn, mn)) {
       too_big = true;
       return;
     }
     g.published++;
-    g.table.Match(topic, [&](SubKey k, const std::string& pattern) {
-      ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
-      if (t == nullptr || t->overflowed) return;  // closing: it takes no more
-      bool was_empty = t->mail.empty();
-      if (!t->mail.Push(Message{topic, pattern, Text(mp, mn)}, g.max_mailbox)) {
-        // A subscriber that does not keep up is closed (reason 3), not waited for.
-        t->overflowed = true;
-        t->mail.Clear();
-        g.overflows++;
-        MarkConnDueLocked(k.fd, k.id, kDueOverflow);
-        return;
-      }
-      reached++;
-      g.delivered++;
-      if (was_empty) MarkConnDueLocked(k.fd, k.id, kDueMessage);
-    });
+    reached = DeliverLocked(g, topic, mp, mn, nullptr);
+    // Under the table lock, so the bus sends publishes in the order they were made here.
+    if (g.bus) g.bus->Publish(topic, mp, mn);
   });
   return Num(info, too_big ? -4 : reached);
+}
+
+// topicCount(group, kind, mem, ptr, len) -> subscriptions of (kind, text), or with len 0 the
+// distinct texts of that kind that have one (PUBSUB NUMSUB / NUMPAT) | -3 unknown kind or too long.
+Napi::Value TopicCount(const Napi::CallbackInfo& info) {
+  int64_t group, kind;
+  uint8_t* p;
+  size_t n;
+  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &kind) || !ArgRegion(info, 2, &p, &n)) return info.Env().Undefined();
+  if (kind < kTopicExact || kind > kTopicMqtt || n > kMaxTopic) return Num(info, kTopicInvalid);
+  size_t count = 0;
+  WithTableLock([&] { count = GroupAt(static_cast<int>(group)).table.Count(static_cast<int>(kind), Text(p, n)); });
+  return Num(info, static_cast<double>(count));
+}
+
+// topicsList(group, mem, globPtr, globLen, skip, mem, outPtr, outCap) -> how many topics were written
+// at out (each a 4-byte little-endian length, then its bytes), from the `skip`-th on in byte order,
+// as many as fit (PUBSUB CHANNELS) | -2 not even the next one fits | -3 the glob is too long.
+Napi::Value TopicsList(const Napi::CallbackInfo& info) {
+  int64_t group, skip;
+  uint8_t *gp, *out;
+  size_t gn, cap;
+  if (!ArgInt(info, 0, &group) || !ArgRegion(info, 1, &gp, &gn) || !ArgInt(info, 4, &skip) || !ArgRegion(info, 5, &out, &cap))
+    return info.Env().Undefined();
+  if (gn > kMaxTopic || skip < 0) return Num(info, kTopicInvalid);
+  std::vector<std::string> topics;
+  WithTableLock([&] { topics = GroupAt(static_cast<int>(group)).table.Topics(Text(gp, gn)); });
+  size_t used = 0;
+  int written = 0;
+  for (size_t i = static_cast<size_t>(skip); i < topics.size(); i++) {
+    const std::string& t = topics[i];
+    if (used + 4 + t.size() > cap) break;
+    uint32_t len = static_cast<uint32_t>(t.size());
+    for (int b = 0; b < 4; b++) out[used + b] = static_cast<uint8_t>(len >> (8 * b));
+    std::memcpy(out + used + 4, t.data(), t.size());
+    used += 4 + t.size();
+    written++;
+  }
+  if (written == 0 && static_cast<size_t>(skip) < topics.size()) return Num(info, -2);
+  return Num(info, written);
+}
+
+// busStart(group, { host (numeric), port, username, password, connectTimeoutMs }) -> 0. Starts the
+// server's bus thread; its Redis subscriptions follow the topic table from now on.
+Napi::Value BusStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsObject()) {
+    Napi::TypeError::New(env, "busStart(group, target)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = info[1].As<Napi::Object>();
+  auto str = [&](const char* k) { Napi::Value v = o.Get(k); return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); };
+  auto num = [&](const char* k) { Napi::Value v = o.Get(k); return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : 0; };
+  BusTarget t;
+  std::string host = str("host");
+  int64_t port = num("port");
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&t.addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&t.addr);
+  if (port >= 1 && port <= 65535 && inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    t.addr_len = sizeof(sockaddr_in);
+  } else if (port >= 1 && port <= 65535 && inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    t.addr_len = sizeof(sockaddr_in6);
+  } else {
+    Napi::TypeError::New(env, "busStart: host must be a numeric address and port 1-65535").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  t.where = host + ":" + std::to_string(port);
+  t.username = str("username");
+  t.password = str("password");
+  if (num("connectTimeoutMs") > 0) t.connect_timeout_ms = num("connectTimeoutMs");
+  int g_id = static_cast<int>(group);
+  // A message from Redis reaches the local subscriptions of the channel or pattern it came
+  // through only: each gets it once, however many of its Redis subscriptions matched.
+  auto deliver = [g_id](const std::string& topic, const std::string* pattern, const std::string& body) {
+    TopicTable::Filter only = [pattern](int kind, const std::string& text) {
+      bool is_pattern;
+      std::string name = BusRedisName(kind, text, &is_pattern);
+      return pattern ? is_pattern && name == *pattern : !is_pattern;
+    };
+    WithTableLock([&] {
+      auto it = groups.find(g_id);
+      if (it == groups.end() || !it->second.bus) return;  // stopping
+      if (topic.empty() || topic.size() > kMaxTopic || !FitsMailbox(it->second, topic.size(), body.size())) {
+        it->second.too_big++;
+        return;
+      }
+      DeliverLocked(it->second, topic, reinterpret_cast<const uint8_t*>(body.data()), body.size(), only);
+    });
+  };
+  auto bus = std::make_unique<Bus>(std::move(t), deliver);
+  Bus* b = bus.get();
+  WithTableLock([&] {
+    GroupTopics& g = GroupAt(g_id);
+    g.bus = std::move(bus);
+    g.table.Observe([b](int kind, const std::string& text, int delta) {
+      bool is_pattern;
+      std::string name = BusRedisName(kind, text, &is_pattern);
+      b->Want(is_pattern, name, delta);
+    });
+  });
+  return Num(info, 0);
+}
+
+// busStop(group) -> 0. Stops the bus thread (waits for it) and closes its connections.
+Napi::Value BusStop(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  std::unique_ptr<Bus> bus;
+  WithTableLock([&] {
+    auto it = groups.find(static_cast<int>(group));
+    if (it == groups.end()) return;
+    it->second.table.Observe(nullptr);
+    bus = std::move(it->second.bus);
+  });
+  bus.reset();  // outside the lock: the thread may be waiting for it to deliver
+  return Num(info, 0);
+}
+
+// busStats(group) -> null without a bus | { connected, published, received, echoes, dropped,
+// unconfirmed, failures, channels, patterns, lastError }.
+Napi::Value BusStatsOf(const Napi::CallbackInfo& info) {
+  int64_t group;
+  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  BusStats s;
+  bool any = false;
+  WithTableLock([&] {
+    auto it = groups.find(static_cast<int>(group));
+    if (it == groups.end() || !it->second.bus) return;
+    any = true;
+    s = it->second.bus->Stats();
+  });
+  if (!any) return info.Env().Null();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("connected", s.connected);
+  o.Set("published", s.published);
+  o.Set("received", s.received);
+  o.Set("echoes", s.echoes);
+  o.Set("dropped", s.dropped);
+  o.Set("unconfirmed", s.unconfirmed);
+  o.Set("failures", s.failures);
+  o.Set("channels", static_cast<double>(s.channels));
+  o.Set("patterns", static_cast<double>(s.patterns));
+  o.Set("lastError", s.last_error);
+  return o;
 }
 
 // connMessage(fd, id, mem, ptr, cap, lens) -> 1 a message was taken: topic, pattern and
@@ -225,6 +397,11 @@ void InitPubSub(Napi::Env env, Napi::Object exports) {
   exports.Set("connMessage", Napi::Function::New(env, ConnMessage, "connMessage"));
   exports.Set("topicCheck", Napi::Function::New(env, TopicCheck, "topicCheck"));
   exports.Set("topicsStats", Napi::Function::New(env, TopicsStats, "topicsStats"));
+  exports.Set("topicCount", Napi::Function::New(env, TopicCount, "topicCount"));
+  exports.Set("topicsList", Napi::Function::New(env, TopicsList, "topicsList"));
+  exports.Set("busStart", Napi::Function::New(env, BusStart, "busStart"));
+  exports.Set("busStop", Napi::Function::New(env, BusStop, "busStop"));
+  exports.Set("busStats", Napi::Function::New(env, BusStatsOf, "busStats"));
 }
 
 }  // namespace tcpmod

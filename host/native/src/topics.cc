@@ -129,6 +129,7 @@ int TopicTable::Subscribe(SubKey k, int kind, const std::string& text) {
   if (kind == kTopicExact) exact_[text].push_back(k);
   else patterns_.push_back({kind, text, k});
   total_++;
+  if (observer_) observer_(kind, text, 1);
   return 1;
 }
 
@@ -154,6 +155,7 @@ int TopicTable::Unsubscribe(SubKey k, int kind, const std::string& text) {
     patterns_.erase(p);
   }
   total_--;
+  if (observer_) observer_(kind, text, -1);
   return 1;
 }
 
@@ -179,21 +181,49 @@ int TopicTable::UnsubscribeKind(SubKey k, int kind) {
 }
 
 int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const {
+  return Match(topic, fn, nullptr);
+}
+
+int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn, const Filter& only) const {
   int n = 0;
   static const std::string kNone;
   auto e = exact_.find(topic);
-  if (e != exact_.end()) {
+  if (e != exact_.end() && (!only || only(kTopicExact, topic))) {
     for (const SubKey& k : e->second) {
       fn(k, kNone);
       n++;
     }
   }
   for (const Pattern& p : patterns_) {
-    if (!TopicMatches(p.kind, p.text, topic)) continue;
+    if (!TopicMatches(p.kind, p.text, topic) || (only && !only(p.kind, p.text))) continue;
     fn(p.who, p.text);
     n++;
   }
   return n;
+}
+
+size_t TopicTable::Count(int kind, const std::string& text) const {
+  if (kind == kTopicExact) {
+    if (text.empty()) return exact_.size();
+    auto e = exact_.find(text);
+    return e == exact_.end() ? 0 : e->second.size();
+  }
+  size_t n = 0;
+  std::set<std::string> distinct;
+  for (const Pattern& p : patterns_) {
+    if (p.kind != kind) continue;
+    if (text.empty()) distinct.insert(p.text);
+    else n += p.text == text;
+  }
+  return text.empty() ? distinct.size() : n;
+}
+
+std::vector<std::string> TopicTable::Topics(const std::string& glob) const {
+  std::vector<std::string> out;
+  for (const auto& e : exact_)
+    if (glob.empty() || GlobMatch(glob.data(), glob.size(), e.first.data(), e.first.size())) out.push_back(e.first);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 size_t TopicTable::Of(SubKey k) const {

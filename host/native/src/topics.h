@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -66,11 +67,26 @@ class TopicTable {
   // Calls fn(subscriber, pattern) once per subscription that matches `topic`
   // (pattern empty for an exact one); returns how many. fn must not change the table.
   int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const;
+  // The same for the subscriptions `only(kind, text)` accepts (a message from the bus, which
+  // reaches the subscriptions of one Redis channel or pattern: bus.h).
+  using Filter = std::function<bool(int kind, const std::string& text)>;
+  int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn, const Filter& only) const;
+
+  // Told of every subscription added (+1) or removed (-1), whichever call did it (the bus keeps
+  // its Redis subscriptions to what the table holds). Called inside the table's calls.
+  using Observer = std::function<void(int kind, const std::string& text, int delta)>;
+  void Observe(Observer o) { observer_ = std::move(o); }
 
   // For listings and tests: distinct exact topics, pattern subscriptions, all subscriptions.
   size_t topics() const { return exact_.size(); }
   size_t patterns() const { return patterns_.size(); }
   size_t subscriptions() const { return total_; }
+  // For PUBSUB NUMSUB / NUMPAT (the topic_count call): with `text`, the subscriptions of (kind, text);
+  // with text empty, how many distinct texts of that kind have a subscription.
+  size_t Count(int kind, const std::string& text) const;
+  // For PUBSUB CHANNELS (topics_list): the exact topics with a subscriber whose name the Redis glob
+  // accepts (an empty glob: all of them), in byte order.
+  std::vector<std::string> Topics(const std::string& glob) const;
   // Subscriptions of one connection (0 when it has none).
   size_t Of(SubKey k) const;
   bool empty() const { return total_ == 0 && exact_.empty() && patterns_.empty() && by_conn_.empty(); }
@@ -90,6 +106,7 @@ class TopicTable {
   // Per connection: its (kind, text) subscriptions, to drop them all at close.
   std::unordered_map<SubKey, std::vector<std::pair<int, std::string>>, KeyHash> by_conn_;
   size_t total_ = 0;
+  Observer observer_;
 };
 
 }  // namespace tcpmod
