@@ -16,6 +16,7 @@ export const WORKLOAD_TITLES = {
   scale: 'Scale: idle connections',
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
+  percore: 'One core each: server CPU per request (server on CPU 0, client on CPU 1)',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */
