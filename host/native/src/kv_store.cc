@@ -4,6 +4,7 @@
 // the v1.2 calls return -3 (unavailable; docs/abi.md §14 says so).
 #include "kv_store.h"
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -244,6 +245,38 @@ Napi::Value KvClock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Measurement only (bench/kv-call.mjs, issue 25 item 4): the store calls with the
+// module's memory bound once per thread instead of passed on every call.
+// kvBindMemory(buffer, 0, byteLength) remembers the memory's base and size for the calling
+// thread; the caller re-binds whenever memory.buffer is a new object (a grow).
+// kvGetBound(key, keyLen, out, cap) -> as kvGet, -EFAULT when a region is outside.
+thread_local uint8_t* bound_base = nullptr;
+thread_local size_t bound_size = 0;
+
+Napi::Value KvBindMemory(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t len;
+  if (!ArgRegion(info, 0, &p, &len)) return info.Env().Undefined();
+  bound_base = p;
+  bound_size = len;
+  return info.Env().Undefined();
+}
+
+bool BoundSlice(uint32_t at, uint32_t len, uint8_t** p) {
+  if (bound_base == nullptr || static_cast<uint64_t>(at) + len > bound_size) return false;
+  *p = bound_base + at;
+  return true;
+}
+
+Napi::Value KvGetBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  for (size_t i = 0; i < 4; i++) a[i] = info[i].As<Napi::Number>().Uint32Value();
+  uint8_t *key, *out;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(a[2], a[3], &out)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisGet(KeyString({key, a[1]}), out, a[3]));
+  return Result(info, kv::Get({key, a[1]}, out, a[3], nullptr));
+}
+
 }  // namespace
 
 void InitKvStore(Napi::Env env, Napi::Object exports) {
@@ -257,6 +290,7 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
       {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
+      {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }
