@@ -5,6 +5,7 @@
 #include "kv_store.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -245,11 +246,14 @@ Napi::Value KvClock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Measurement only (bench/kv-call.mjs, issue 25 item 4): the store calls with the
-// module's memory bound once per thread instead of passed on every call.
-// kvBindMemory(buffer, 0, byteLength) remembers the memory's base and size for the calling
-// thread; the caller re-binds whenever memory.buffer is a new object (a grow).
-// kvGetBound(key, keyLen, out, cap) -> as kvGet, -EFAULT when a region is outside.
+// The v1 store calls with the module's memory bound once per thread instead of
+// passed as two ArrayBuffer arguments per call (issue 25 item 4: those were
+// ~55 of the ~130 ns a kv_get took from WebAssembly, bench/kv-call.mjs).
+// kvBindMemory(buffer, 0, byteLength) remembers the memory's base and size for
+// the calling thread; the caller (host/module/instance.ts) binds again whenever
+// the memory it calls with is not the one bound (another instance, or a grow,
+// which makes memory.buffer a new object). The bound calls check every region
+// against the bound size: -EFAULT (never expected: the caller checked) outside.
 thread_local uint8_t* bound_base = nullptr;
 thread_local size_t bound_size = 0;
 
@@ -268,13 +272,39 @@ bool BoundSlice(uint32_t at, uint32_t len, uint8_t** p) {
   return true;
 }
 
+// Four numbers at info[0..3] as u32s (what wasm i32 addresses and lengths are).
+void ArgsU32(const Napi::CallbackInfo& info, uint32_t (&a)[4], size_t n) {
+  for (size_t i = 0; i < n; i++) a[i] = info[i].IsNumber() ? info[i].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+}
+
+// kvGetBound(key, keyLen, out, cap) -> as kvGet | -EFAULT.
 Napi::Value KvGetBound(const Napi::CallbackInfo& info) {
   uint32_t a[4];
-  for (size_t i = 0; i < 4; i++) a[i] = info[i].As<Napi::Number>().Uint32Value();
+  ArgsU32(info, a, 4);
   uint8_t *key, *out;
   if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(a[2], a[3], &out)) return Num(info, -EFAULT);
   if (RedisActive()) return Result(info, RedisGet(KeyString({key, a[1]}), out, a[3]));
   return Result(info, kv::Get({key, a[1]}, out, a[3], nullptr));
+}
+
+// kvSetBound(key, keyLen, val, valLen) -> as kvSet | -EFAULT.
+Napi::Value KvSetBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 4);
+  uint8_t *key, *val;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(a[2], a[3], &val)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisSet(KeyString({key, a[1]}), val, a[3], 0, 0));
+  return Result(info, kv::Set({key, a[1]}, {val, a[3]}, 0, 0));
+}
+
+// kvDelBound(key, keyLen) -> as kvDel | -EFAULT.
+Napi::Value KvDelBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 2);
+  uint8_t* key;
+  if (!BoundSlice(a[0], a[1], &key)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisDel(KeyString({key, a[1]})));
+  return Result(info, kv::Del({key, a[1]}));
 }
 
 }  // namespace
@@ -290,7 +320,8 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
       {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
-      {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound},
+      {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound}, {"kvSetBound", KvSetBound},
+      {"kvDelBound", KvDelBound},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }
