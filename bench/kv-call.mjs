@@ -8,13 +8,13 @@
 //   node bench/kv-call.mjs [--calls N] [--rounds R]
 //
 // Variants:
-//   current  what host/module/instance.ts does: a JS function that runs the
-//            store-call hook, checks both regions, reads the cached buffer and
-//            calls native.kvGet(buf, key, keyLen, buf, out, cap): 6 arguments,
-//            two of them the memory's ArrayBuffer;
-//   bound    the memory bound once (native.kvBindMemory, again only when
-//            memory.buffer is a new object), the same JS checks, then
-//            native.kvGetBound(key, keyLen, out, cap): 4 numbers;
+//   buffers  what host/module/instance.ts did before issue 25: a JS function
+//            that runs the store-call hook, checks both regions, reads the
+//            cached buffer and calls native.kvGet(buf, key, keyLen, buf, out,
+//            cap): 6 arguments, two of them the memory's ArrayBuffer;
+//   bound    what it does now: the memory bound once (native.kvBindMemory,
+//            again only when memory.buffer is a new object), the same JS
+//            checks, then native.kvGetBound(key, keyLen, out, cap): 4 numbers;
 //   direct   native.kvGetBound itself as the wasm import: no JS in between
 //            (the native side checks the regions against the bound size);
 //   js-floor an empty JS import (what any JS hop costs at least).
@@ -66,7 +66,7 @@ async function instantiate(makeImport) {
 
 /** Each variant: a make(holder) giving the import; holder.memory is set after instantiation. */
 const VARIANTS = {
-  current: (h) => {
+  buffers: (h) => {
     let buf = null;
     const buffer = () => (buf !== null && buf.byteLength !== 0 ? buf : (buf = h.memory.buffer));
     const hooks = { storeCall: undefined };
