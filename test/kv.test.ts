@@ -193,6 +193,8 @@ describe.each(stores)('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 stat
         expect(other.get('x1', 1024, 'G')).toEqual({ rc: 3, value: 'one' }); // grows, then gets
         expect(kv.set(`k${i}`, `v${i}`)).toBe(0);
         expect(other.get(`k${i}`)).toEqual({ rc: 2, value: `v${i}` });
+        expect(other.incr('n', 5n)).toEqual({ rc: 0, value: BigInt(6 * i + 5) }); // written into other's memory
+        expect(kv.incr('n', 1n)).toEqual({ rc: 0, value: BigInt(6 * i + 6) });
       }
     });
   } else {

@@ -101,7 +101,7 @@ const utf16 = new TextDecoder('utf-16le');
 const ABORT_TEXT_MAX = 2048;
 
 /**
- * The memory the process store's kv_get/kv_set/kv_del read and write, bound in
+ * The memory the process store's kv_get/kv_set/kv_del/kv_incr read and write, bound in
  * native code once per thread (native.kvBindMemory) rather than passed as two
  * ArrayBuffer arguments per call, which cost about as much as the rest of the
  * call (bench/kv-call.mjs). One binding per thread, so it follows the calling
@@ -511,7 +511,8 @@ export class ModuleInstance {
         const kv = this.hooks.kv;
         let rc: number;
         if (!kv) {
-          rc = native.kvIncr(b, key >>> 0, keyLen >>> 0, delta, b, out >>> 0);
+          bindStoreMemory(b);
+          rc = native.kvIncrBound(key >>> 0, keyLen >>> 0, delta, out >>> 0);
         } else {
           const v = kv.incr(this.bytes(key, keyLen), delta);
           rc = typeof v === 'bigint' ? 0 : v;

@@ -267,6 +267,7 @@ export interface NativeBinding {
   kvGetBound(key: number, keyLen: number, out: number, outCap: number): number;
   kvSetBound(key: number, keyLen: number, val: number, valLen: number): number;
   kvDelBound(key: number, keyLen: number): number;
+  kvIncrBound(key: number, keyLen: number, delta: bigint, out: number): number;
   /** 0, or -2 when the byte budget would be exceeded. */
   kvSet(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number): number;
   /** 1 deleted, 0 missing. */

@@ -246,7 +246,7 @@ Napi::Value KvClock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The v1 store calls with the module's memory bound once per thread instead of
+// The v1 store calls (kv_get, kv_set, kv_del, kv_incr) with the module's memory bound once per thread instead of
 // passed as two ArrayBuffer arguments per call (issue 25 item 4: those were
 // ~55 of the ~130 ns a kv_get took from WebAssembly, bench/kv-call.mjs).
 // kvBindMemory(buffer, 0, byteLength) remembers the memory's base and size for
@@ -307,6 +307,21 @@ Napi::Value KvDelBound(const Napi::CallbackInfo& info) {
   return Result(info, kv::Del({key, a[1]}));
 }
 
+// kvIncrBound(key, keyLen, delta: bigint, out) -> as kvIncr | -EFAULT.
+Napi::Value KvIncrBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 2);
+  const uint32_t out_at = info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+  int64_t delta, next = 0;
+  if (!ArgI64(info, 2, &delta)) return info.Env().Undefined();
+  uint8_t *key, *out;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(out_at, 8, &out)) return Num(info, -EFAULT);
+  const kv::Slice k{key, a[1]};
+  int64_t rc = RedisActive() ? RedisIncr(KeyString(k), delta, 0, &next) : kv::Incr(k, delta, 0, &next);
+  if (rc == 0) std::memcpy(out, &next, 8);  // little-endian, as in KvIncr
+  return Result(info, rc == kv::kNotInteger ? kv::kMissing : rc);
+}
+
 }  // namespace
 
 void InitKvStore(Napi::Env env, Napi::Object exports) {
@@ -321,7 +336,7 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
       {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound}, {"kvSetBound", KvSetBound},
-      {"kvDelBound", KvDelBound},
+      {"kvDelBound", KvDelBound},     {"kvIncrBound", KvIncrBound},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }
