@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout,percore] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -24,6 +24,7 @@ import * as hostile from './lib/workloads/hostile.mjs';
 import * as http from './lib/workloads/http.mjs';
 import * as mqtt from './lib/workloads/mqtt.mjs';
 import * as https from './lib/workloads/https.mjs';
+import * as percore from './lib/workloads/percore.mjs';
 import * as resp from './lib/workloads/resp.mjs';
 import * as scale from './lib/workloads/scale.mjs';
 import * as startup from './lib/workloads/startup.mjs';
@@ -31,7 +32,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -69,13 +70,13 @@ function parseArgs(argv) {
 /** Tools the selected workloads need; apt-installs what is missing. */
 function prepareTools(only) {
   ensureCommand('gcc', 'gcc', log);
-  if (only.includes('http') || only.includes('https') || only.includes('hostile')) {
+  if (only.includes('http') || only.includes('https') || only.includes('hostile') || only.includes('percore')) {
     ensureCommand('wrk', 'wrk', log);
     if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
   if (only.includes('mqtt')) ensureCommand('mosquitto', 'mosquitto', log);
-  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout')) {
+  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout') || only.includes('percore')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }

@@ -30,8 +30,8 @@ class Kv {
   set(key: string | Buffer, value: string | Buffer): number {
     return this.call(request('s', key, Buffer.from(value))).rc;
   }
-  get(key: string | Buffer, cap = 1024): { rc: number; value: string | null } {
-    const { rc, rest } = this.call(request('g', key, u32(cap)));
+  get(key: string | Buffer, cap = 1024, op: 'g' | 'G' = 'g'): { rc: number; value: string | null } {
+    const { rc, rest } = this.call(request(op, key, u32(cap)));
     return { rc, value: rc >= 0 && rc <= cap ? rest.toString('latin1') : null };
   }
   del(key: string | Buffer): number {
@@ -175,6 +175,27 @@ describe.each(stores)('kv_get / kv_set / kv_del / kv_incr exactly as ABI v1 stat
       expect(other.get('shared').value).toBe('from one');
       expect(other.incr('count', 2n).value).toBe(2n);
       expect(kv.incr('count', 3n).value).toBe(5n);
+    });
+
+    // The process store's calls use the memory bound per thread (issue 25): each call must
+    // read and write the calling instance's memory, also right after another instance's call
+    // and after its own memory grew (a new ArrayBuffer). A stale binding would read the other
+    // instance's last key ('y2') and write the value there.
+    it('each call uses the calling instance\'s memory: alternating instances, and after memory.grow', async () => {
+      const other = new Kv(await loadModule(await fixture('kv'), { store: 'process' }));
+      expect(kv.set('x1', 'one')).toBe(0);
+      expect(kv.set('y2', 'two')).toBe(0); // kv's memory now holds key 'y2'
+      expect(other.get('x1')).toEqual({ rc: 3, value: 'one' });
+      expect(kv.get('y2')).toEqual({ rc: 3, value: 'two' });
+      expect(other.del('y2')).toBe(1);
+      expect(kv.get('y2')).toEqual({ rc: -1, value: null });
+      for (let i = 0; i < 3; i++) {
+        expect(other.get('x1', 1024, 'G')).toEqual({ rc: 3, value: 'one' }); // grows, then gets
+        expect(kv.set(`k${i}`, `v${i}`)).toBe(0);
+        expect(other.get(`k${i}`)).toEqual({ rc: 2, value: `v${i}` });
+        expect(other.incr('n', 5n)).toEqual({ rc: 0, value: BigInt(6 * i + 5) }); // written into other's memory
+        expect(kv.incr('n', 1n)).toEqual({ rc: 0, value: BigInt(6 * i + 6) });
+      }
     });
   } else {
     it('is a store of the module\'s own: another module loaded beside it sees none of it, nor does the process store', async () => {

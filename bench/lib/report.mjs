@@ -17,6 +17,7 @@ export const WORKLOAD_TITLES = {
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
   mqtt: 'MQTT fan-out (bench/lib/mqtt-fanout.mjs on the npm mqtt client; delivered messages/s)',
+  percore: 'One core each: server CPU per request (server on CPU 0, client on CPU 1)',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */

@@ -103,6 +103,22 @@ const utf16 = new TextDecoder('utf-16le');
 /** Longest abort message or file name decoded, in bytes (UTF-16: half as many characters). */
 const ABORT_TEXT_MAX = 2048;
 
+/**
+ * The memory the process store's kv_get/kv_set/kv_del/kv_incr read and write, bound in
+ * native code once per thread (native.kvBindMemory) rather than passed as two
+ * ArrayBuffer arguments per call, which cost about as much as the rest of the
+ * call (bench/kv-call.mjs). One binding per thread, so it follows the calling
+ * instance: bound again whenever the buffer differs from the one bound (another
+ * instance, or a grow: memory.buffer is then a new object). Held here, the
+ * bound buffer keeps its memory alive while native code may use it.
+ */
+let storeMemory: ArrayBuffer | null = null;
+function bindStoreMemory(b: ArrayBuffer): void {
+  if (b === storeMemory) return;
+  native.kvBindMemory(b, 0, b.byteLength);
+  storeMemory = b;
+}
+
 export class ModuleInstance {
   readonly memory!: WebAssembly.Memory;
   private buf: ArrayBuffer | null = null;
@@ -476,9 +492,9 @@ export class ModuleInstance {
         this.hooks.storeCall?.();
         this.region('kv_get key', key, keyLen);
         this.region('kv_get out', out, cap);
-        const b = this.buffer;
         const kv = this.hooks.kv;
-        if (!kv) return native.kvGet(b, key >>> 0, keyLen >>> 0, b, out >>> 0, cap >>> 0);
+        if (!kv) return (bindStoreMemory(this.buffer), native.kvGetBound(key >>> 0, keyLen >>> 0, out >>> 0, cap >>> 0));
+        const b = this.buffer;
         const v = kv.get(this.bytes(key, keyLen));
         if (v === null) return -1;
         if (typeof v === 'number') return v;
@@ -489,16 +505,15 @@ export class ModuleInstance {
         this.hooks.storeCall?.();
         this.region('kv_set key', key, keyLen);
         this.region('kv_set value', val, valLen);
-        const b = this.buffer;
         const kv = this.hooks.kv;
-        if (!kv) return native.kvSet(b, key >>> 0, keyLen >>> 0, b, val >>> 0, valLen >>> 0);
+        if (!kv) return (bindStoreMemory(this.buffer), native.kvSetBound(key >>> 0, keyLen >>> 0, val >>> 0, valLen >>> 0));
         return kv.set(this.bytes(key, keyLen), this.bytes(val, valLen));
       },
       kv_del: (key: number, keyLen: number): number => {
         this.hooks.storeCall?.();
         this.region('kv_del key', key, keyLen);
         const kv = this.hooks.kv;
-        if (!kv) return native.kvDel(this.buffer, key >>> 0, keyLen >>> 0);
+        if (!kv) return (bindStoreMemory(this.buffer), native.kvDelBound(key >>> 0, keyLen >>> 0));
         return kv.del(this.bytes(key, keyLen));
       },
       kv_incr: (key: number, keyLen: number, delta: bigint, out: number): number => {
@@ -509,7 +524,8 @@ export class ModuleInstance {
         const kv = this.hooks.kv;
         let rc: number;
         if (!kv) {
-          rc = native.kvIncr(b, key >>> 0, keyLen >>> 0, delta, b, out >>> 0);
+          bindStoreMemory(b);
+          rc = native.kvIncrBound(key >>> 0, keyLen >>> 0, delta, out >>> 0);
         } else {
           const v = kv.incr(this.bytes(key, keyLen), delta);
           rc = typeof v === 'bigint' ? 0 : v;

@@ -271,6 +271,13 @@ export interface NativeBinding {
   // key-value store (kv_store.cc): one per process
   /** Value length (copied only if it fits outCap) or -1 when missing. */
   kvGet(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number): number;
+  /** Binds [buf+off, +len) as the calling thread's memory for kvGetBound/kvSetBound/kvDelBound. */
+  kvBindMemory(buf: Buf, off: number, len: number): void;
+  /** kvGet, kvSet, kvDel on the bound memory (addresses within it); -EFAULT for a region outside it. */
+  kvGetBound(key: number, keyLen: number, out: number, outCap: number): number;
+  kvSetBound(key: number, keyLen: number, val: number, valLen: number): number;
+  kvDelBound(key: number, keyLen: number): number;
+  kvIncrBound(key: number, keyLen: number, delta: bigint, out: number): number;
   /** 0, or -2 when the byte budget would be exceeded. */
   kvSet(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number): number;
   /** 1 deleted, 0 missing. */

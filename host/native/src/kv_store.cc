@@ -4,6 +4,8 @@
 // the v1.2 calls return -3 (unavailable; docs/abi.md §14 says so).
 #include "kv_store.h"
 
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -244,6 +246,82 @@ Napi::Value KvClock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The v1 store calls (kv_get, kv_set, kv_del, kv_incr) with the module's memory bound once per thread instead of
+// passed as two ArrayBuffer arguments per call (issue 25 item 4: those were
+// ~55 of the ~130 ns a kv_get took from WebAssembly, bench/kv-call.mjs).
+// kvBindMemory(buffer, 0, byteLength) remembers the memory's base and size for
+// the calling thread; the caller (host/module/instance.ts) binds again whenever
+// the memory it calls with is not the one bound (another instance, or a grow,
+// which makes memory.buffer a new object). The bound calls check every region
+// against the bound size: -EFAULT (never expected: the caller checked) outside.
+thread_local uint8_t* bound_base = nullptr;
+thread_local size_t bound_size = 0;
+
+Napi::Value KvBindMemory(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t len;
+  if (!ArgRegion(info, 0, &p, &len)) return info.Env().Undefined();
+  bound_base = p;
+  bound_size = len;
+  return info.Env().Undefined();
+}
+
+bool BoundSlice(uint32_t at, uint32_t len, uint8_t** p) {
+  if (bound_base == nullptr || static_cast<uint64_t>(at) + len > bound_size) return false;
+  *p = bound_base + at;
+  return true;
+}
+
+// Four numbers at info[0..3] as u32s (what wasm i32 addresses and lengths are).
+void ArgsU32(const Napi::CallbackInfo& info, uint32_t (&a)[4], size_t n) {
+  for (size_t i = 0; i < n; i++) a[i] = info[i].IsNumber() ? info[i].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+}
+
+// kvGetBound(key, keyLen, out, cap) -> as kvGet | -EFAULT.
+Napi::Value KvGetBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 4);
+  uint8_t *key, *out;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(a[2], a[3], &out)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisGet(KeyString({key, a[1]}), out, a[3]));
+  return Result(info, kv::Get({key, a[1]}, out, a[3], nullptr));
+}
+
+// kvSetBound(key, keyLen, val, valLen) -> as kvSet | -EFAULT.
+Napi::Value KvSetBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 4);
+  uint8_t *key, *val;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(a[2], a[3], &val)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisSet(KeyString({key, a[1]}), val, a[3], 0, 0));
+  return Result(info, kv::Set({key, a[1]}, {val, a[3]}, 0, 0));
+}
+
+// kvDelBound(key, keyLen) -> as kvDel | -EFAULT.
+Napi::Value KvDelBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 2);
+  uint8_t* key;
+  if (!BoundSlice(a[0], a[1], &key)) return Num(info, -EFAULT);
+  if (RedisActive()) return Result(info, RedisDel(KeyString({key, a[1]})));
+  return Result(info, kv::Del({key, a[1]}));
+}
+
+// kvIncrBound(key, keyLen, delta: bigint, out) -> as kvIncr | -EFAULT.
+Napi::Value KvIncrBound(const Napi::CallbackInfo& info) {
+  uint32_t a[4];
+  ArgsU32(info, a, 2);
+  const uint32_t out_at = info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+  int64_t delta, next = 0;
+  if (!ArgI64(info, 2, &delta)) return info.Env().Undefined();
+  uint8_t *key, *out;
+  if (!BoundSlice(a[0], a[1], &key) || !BoundSlice(out_at, 8, &out)) return Num(info, -EFAULT);
+  const kv::Slice k{key, a[1]};
+  int64_t rc = RedisActive() ? RedisIncr(KeyString(k), delta, 0, &next) : kv::Incr(k, delta, 0, &next);
+  if (rc == 0) std::memcpy(out, &next, 8);  // little-endian, as in KvIncr
+  return Result(info, rc == kv::kNotInteger ? kv::kMissing : rc);
+}
+
 }  // namespace
 
 void InitKvStore(Napi::Env env, Napi::Object exports) {
@@ -257,6 +335,8 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
       {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
+      {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound}, {"kvSetBound", KvSetBound},
+      {"kvDelBound", KvDelBound},     {"kvIncrBound", KvIncrBound},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }

@@ -50,9 +50,15 @@ void TlsSessionFree(TlsSession* s);
 int TlsHandshake(TlsSession* s, int timeout_ms);
 bool TlsHandshakeDone(TlsSession* s);
 
-// Reads decrypted bytes into buf (up to cap), looping until buf is full or the
-// socket is drained. Returns the bytes read (>= 0); *eof is set when the peer sent
-// close_notify or closed TCP (with or without close_notify: both are EOF). Negative
+// Reads decrypted bytes into buf (up to cap), looping until buf is full or
+// neither OpenSSL nor the socket holds more: it stops when OpenSSL's buffers are
+// empty and a recv came back short (the socket had no more), so a request costs
+// one recv, not a second one that ends in EAGAIN; nothing is ever left in
+// OpenSSL's buffers unreported (TlsHasPending), and what reaches the socket
+// later is announced by the caller's re-arm (EPOLL_CTL_MOD re-checks readiness).
+// Returns the bytes read (>= 0); *eof is set when the peer sent close_notify or
+// closed TCP (with or without close_notify: both are EOF; a FIN behind data
+// may be seen by the next call, as with a plain recv). Negative
 // on a fatal error. When a fatal error follows decrypted bytes, the bytes are
 // returned first and the error by the next call; TlsHasPending is true meanwhile.
 // In the rare case OpenSSL must write while reading (a TLS 1.3 KeyUpdate reply or
@@ -99,6 +105,10 @@ std::string TlsFailureDetail(TlsSession* s);
 
 // Microseconds from the first TlsHandshake call to completion; 0 until then.
 double TlsHandshakeMicros(TlsSession* s);
+
+// The recv calls the session has made on its socket, and in *empty (when
+// given) how many of them found nothing (EAGAIN): for tests and profiles.
+uint64_t TlsRecvCalls(TlsSession* s, uint64_t* empty);
 
 void InitTls(Napi::Env env, Napi::Object exports);
 
