@@ -52,6 +52,8 @@ export interface InstanceHooks {
   upstreamOpen?(mem: ArrayBuffer, namePtr: number, nameLen: number): number;
   upstreamSend?(up: number, mem: ArrayBuffer, ptr: number, len: number): number;
   upstreamClose?(up: number): number;
+  /** tcpmod.upstream_resume: up > 0 an upstream's held bytes, 0 the client's held input, offered again (docs/abi.md §16). */
+  upstreamResume?(up: number): number;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
   /** Bytes of log messages dropped by the log limit (module/log-limit.ts). Without it: not counted. */
@@ -439,6 +441,10 @@ export class ModuleInstance {
       upstream_close: (conn: number, up: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         return this.hooks.upstreamClose ? this.hooks.upstreamClose(up) : -1;
+      },
+      upstream_resume: (conn: number, up: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.upstreamResume ? this.hooks.upstreamResume(up) : -1;
       },
       want: (conn: number, n: number): number => {
         if (conn !== this.conn || conn === 0) return -1;

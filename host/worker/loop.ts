@@ -81,6 +81,8 @@ export class EventLoop implements Transport {
   private readonly lens = new Int32Array(3);
   /** upstreamNext's out: [handle, in_len]. */
   private readonly upOut = new Int32Array(2);
+  /** upstream_resume(conn, 0): -1 outside on_upstream calls (refused), 0 not asked, 1 asked in this claim. */
+  private clientResume = -1;
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
   private readonly holder: number;
@@ -383,21 +385,33 @@ export class EventLoop implements Transport {
     const inst = this.claim(fd, id);
     if (!inst) return;
     const d = inst.desc;
-    for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
-      const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
-      if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
-      if (event === 0) break;
-      const up = this.upOut[0];
-      const len = this.upOut[1];
-      const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
-      if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
-      if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
-      // As for client input: a full input region the module took nothing of is an overflow.
-      if (this.driver.restLen === d.inCap) return this.close(fd, id, CloseReason.OVERFLOW);
-      if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
-        return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    let resumed = false;
+    this.clientResume = 0;
+    try {
+      for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
+        const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
+        if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+        if (event === 0) break;
+        const up = this.upOut[0];
+        const len = this.upOut[1];
+        const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
+        if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
+        if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
+        // As for client input: a full input region the module took nothing of is an overflow.
+        if (this.driver.restLen === d.inCap) return this.close(fd, id, CloseReason.OVERFLOW);
+        if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
+          return this.close(fd, id, CloseReason.SOCKET_ERROR);
+      }
+      resumed = this.clientResume === 1;
+    } finally {
+      this.clientResume = -1;
     }
-    this.rearm(fd, id);
+    if (!resumed) return this.rearm(fd, id);
+    // upstream_resume(conn, 0): the client's held input again, in on_data, nothing new received (as on_timer gets it).
+    const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
+    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    this.backlog = 0;
+    this.after(fd, id, this.driver.data(inst, moduleConnId(id), len & ~native.LOAD_EOF, false));
   }
 
   /**
@@ -807,6 +821,12 @@ export class EventLoop implements Transport {
       upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
       upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
+      upstreamResume: (up) => {
+        if (up !== 0) return native.upstreamResume(this.fd, this.id, up);
+        if (this.clientResume < 0) return -1;
+        this.clientResume = 1;
+        return 0;
+      },
       peerAddr: () => {
         const p = native.connPeer(this.fd, this.id);
         return typeof p === 'string' ? p : '';
