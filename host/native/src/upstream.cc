@@ -412,6 +412,10 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
   Napi::Int32Array out = info[6].As<Napi::Int32Array>();
+  // A client that is not reading its output: its upstreams are left unread (their kernel buffers
+  // fill, TCP stops the sender); the wake marks stay, and the re-arm after the client drains
+  // (conn_table.cc RearmEvent) makes it due again.
+  if (ConnOutputOver(static_cast<int>(fd), static_cast<uint64_t>(id))) return Num(info, 0);
   int event = 0, handle = 0;
   size_t len = 0;
   {
