@@ -410,8 +410,28 @@ function route(s: i32, h: i32, e: i32): void {
   push(e);
 }
 
+// Consecutive requests for one shard go to it in one upstream_send (one host call and one
+// syscall for a pipelined batch, not one per request): [pendStart, pendEnd) of the input, for
+// upstream pendH, whose pendN entries are the ring's last. Sent before anything else is queued or
+// sent; when the shard's queue is full (-2) the entries are taken back and the requests wait.
+let pendH: i32 = 0, pendStart: i32 = 0, pendEnd: i32 = 0, pendN: i32 = 0;
+let undoneAt: i32 = -1;
+
+/** Sends the pending run; false when the shard's queue was full: its entries are undone and undoneAt is where its requests start. */
+function flush(c: Conn, base: usize): bool {
+  const h = pendH;
+  if (h == 0) return true;
+  pendH = 0;
+  if (c.sendUpstream(h, base + <usize>pendStart, pendEnd - pendStart) != -2) return true;
+  store<u16>(st + O_COUNT, <u16>(count() - pendN));
+  store<i32>(st + O_QMODE, 0); // the last request's rest, if any, is read again with it
+  undoneAt = pendStart;
+  return false;
+}
+
 function onData(c: Conn): Action {
   st = c.state;
+  pendH = 0;
   quitting = false;
   const base = c.input;
   const len = c.inputLen;
@@ -426,6 +446,7 @@ function onData(c: Conn): Action {
       sb = load<i32>(st + O_QBULK);
       const np = skip(base, pos, len);
       if (bad) { c.writeString("-ERR proxy: protocol error\r\n"); action = Action.Close; pos = len; break; }
+      if (!flush(c, base)) { pos = undoneAt; held = true; break; }
       if (qm != DISCARD && np > pos) {
         const h = handle(qm - 1);
         if (h > 0 && c.sendUpstream(h, base + <usize>pos, np - pos) == -2) { held = true; break; }
@@ -447,6 +468,7 @@ function onData(c: Conn): Action {
         if (len - pos >= IN_CAP) { c.writeString("-ERR proxy: protocol error\r\n"); action = Action.Close; pos = len; }
         break;
       }
+      if (!flush(c, base)) { pos = undoneAt; held = true; break; }
       push((LOCAL << 3) | L_INLINE);
       pos = lf + 1;
       continue;
@@ -461,7 +483,18 @@ function onData(c: Conn): Action {
     if (cls == SINGLE && argc >= 2) {
       const s = serverOf(base + <usize>argPtr[1], argLen[1]);
       const h = ensureOpen(c, s);
-      if (h > 0 && c.sendUpstream(h, base + <usize>pos, reqEnd - pos) == -2) { held = true; break; }
+      if (h > 0 && pendH == h && pendEnd == pos) {
+        pendEnd = reqEnd;
+        pendN++;
+      } else {
+        if (!flush(c, base)) { pos = undoneAt; held = true; break; }
+        if (h > 0) {
+          pendH = h;
+          pendStart = pos;
+          pendEnd = reqEnd;
+          pendN = 1;
+        }
+      }
       route(s, h, (FWD << 3) | s);
       pos = reqEnd;
       if (argc > 2) {
@@ -471,6 +504,7 @@ function onData(c: Conn): Action {
       }
       continue;
     }
+    if (!flush(c, base)) { pos = undoneAt; held = true; break; }
     if (cls == MGET || cls == SUM || cls == MSET) {
       r = parse(base, pos, len, MAX_ARGS);
       if (r == BAD) { c.writeString("-ERR Protocol error: invalid request\r\n"); action = Action.Close; pos = len; break; }
@@ -502,6 +536,7 @@ function onData(c: Conn): Action {
       store<i32>(st + O_QBULK, 0);
     }
   }
+  if (!flush(c, base)) { pos = undoneAt; held = true; }
   if (held) setFlags(flags() | HELD);
   c.consume(pos);
   answer(c, -1, 0, 0, 0, false);

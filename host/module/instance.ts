@@ -228,6 +228,16 @@ export class ModuleInstance {
     return this.invoke((c, n, e) => fn(c, up, e, n), 'tcpmod_on_upstream', conn, inLen, event);
   }
 
+  /**
+   * The module imports tcpmod.upstream_resume: input it leaves unconsumed is held ("not yet") and
+   * offered again when it asks, so a full input region it took nothing of is not an overflow
+   * (docs/abi.md §16, Held input); the host stops reading that socket meanwhile.
+   */
+  get holdsInput(): boolean {
+    return (this.holdsInputMemo ??= WebAssembly.Module.imports(this.compiled.module).some((i) => i.module === 'tcpmod' && i.name === 'upstream_resume'));
+  }
+  private holdsInputMemo: boolean | undefined;
+
   get hasOnTimer(): boolean {
     return this.onTimerFn !== null;
   }

@@ -398,7 +398,8 @@ export class EventLoop implements Transport {
         if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
         if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
         // As for client input: a full input region the module took nothing of is an overflow.
-        if (this.driver.restLen === d.inCap) return this.close(fd, id, CloseReason.OVERFLOW);
+        // (A module that can resume held input holds it: the host reads no more of that upstream until it is resumed.)
+        if (this.driver.restLen === d.inCap && !inst.holdsInput) return this.close(fd, id, CloseReason.OVERFLOW);
         if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
           return this.close(fd, id, CloseReason.SOCKET_ERROR);
       }
@@ -611,6 +612,8 @@ export class EventLoop implements Transport {
       const inst = this.inst;
       const d = this.driver;
       const { epfd } = this.cfg;
+      // A full region held (upstream_resume, docs/abi.md §16): no input is read until the module resumes it or an upstream event comes.
+      const events = d.restLen === inst.desc.inCap && inst.holdsInput ? CONN_EVENTS & ~C.EPOLLIN : CONN_EVENTS;
       let out = d.outLen;
       if (out > 0) {
         // The event's last output (deferred by the driver), sent, saved and re-armed in one native call
@@ -618,7 +621,7 @@ export class EventLoop implements Transport {
         let ptr = d.outPtr;
         const mem = d.outMem;
         if (mem === inst.buffer) {
-          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS, ptr, out);
+          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events, ptr, out);
           if (left < 0) return this.close(fd, id, this.failure(left));
           this.ctr.f64[this.t + T.BYTES_OUT] += out - left;
           if (left === 0) return;
@@ -630,7 +633,7 @@ export class EventLoop implements Transport {
         if (reason >= 0) return this.close(fd, id, reason);
       }
       // Saved and re-armed in one native call.
-      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS) < 0) {
+      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events) < 0) {
         this.close(fd, id, CloseReason.SOCKET_ERROR);
       }
       return;
