@@ -414,6 +414,9 @@ function route(s: i32, h: i32, e: i32): void {
 // syscall for a pipelined batch, not one per request): [pendStart, pendEnd) of the input, for
 // upstream pendH, whose pendN entries are the ring's last. Sent before anything else is queued or
 // sent; when the shard's queue is full (-2) the entries are taken back and the requests wait.
+// At most CHUNK bytes per upstream_send: a send larger than what the shard's queue may hold
+// (--max-output-buffer, at least 64 KiB) would be refused however long the module waits.
+const CHUNK: i32 = 32 * 1024;
 let pendH: i32 = 0, pendStart: i32 = 0, pendEnd: i32 = 0, pendN: i32 = 0;
 let undoneAt: i32 = -1;
 
@@ -444,17 +447,23 @@ function onData(c: Conn): Action {
       // The rest of a request: passed on to its shard as it comes (or dropped).
       sp = load<i32>(st + O_QPEND);
       sb = load<i32>(st + O_QBULK);
-      const np = skip(base, pos, len);
+      const lim = min(len, pos + CHUNK);
+      let np = skip(base, pos, lim);
+      if (np == pos && lim < len && !bad) np = skip(base, pos, len); // a header line across the cut: taken whole
       if (bad) { c.writeString("-ERR proxy: protocol error\r\n"); action = Action.Close; pos = len; break; }
       if (!flush(c, base)) { pos = undoneAt; held = true; break; }
       if (qm != DISCARD && np > pos) {
         const h = handle(qm - 1);
         if (h > 0 && c.sendUpstream(h, base + <usize>pos, np - pos) == -2) { held = true; break; }
       }
+      const progressed = np > pos;
       pos = np;
       store<i32>(st + O_QPEND, sp);
       store<i32>(st + O_QBULK, sb);
-      if (!done) break;
+      if (!done) {
+        if (np < len && progressed) continue; // cut at CHUNK: the next piece
+        break;
+      }
       store<i32>(st + O_QMODE, 0);
       continue;
     }
@@ -483,23 +492,32 @@ function onData(c: Conn): Action {
     if (cls == SINGLE && argc >= 2) {
       const s = serverOf(base + <usize>argPtr[1], argLen[1]);
       const h = ensureOpen(c, s);
-      if (h > 0 && pendH == h && pendEnd == pos) {
-        pendEnd = reqEnd;
+      // The arguments after the key: when they are all here the request joins the run whole; else they stream after it.
+      let end = reqEnd;
+      let rest = argc - 2;
+      if (rest > 0) {
+        sp = rest;
+        sb = 0;
+        const np = skip(base, reqEnd, len);
+        if (done && !bad && np - pos <= CHUNK) { end = np; rest = 0; }
+      }
+      if (h > 0 && pendH == h && pendEnd == pos && end - pendStart <= CHUNK) {
+        pendEnd = end;
         pendN++;
       } else {
         if (!flush(c, base)) { pos = undoneAt; held = true; break; }
         if (h > 0) {
           pendH = h;
           pendStart = pos;
-          pendEnd = reqEnd;
+          pendEnd = end;
           pendN = 1;
         }
       }
       route(s, h, (FWD << 3) | s);
-      pos = reqEnd;
-      if (argc > 2) {
+      pos = end;
+      if (rest > 0) {
         store<i32>(st + O_QMODE, h > 0 ? s + 1 : DISCARD);
-        store<i32>(st + O_QPEND, argc - 2);
+        store<i32>(st + O_QPEND, rest);
         store<i32>(st + O_QBULK, 0);
       }
       continue;
