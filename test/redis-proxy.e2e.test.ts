@@ -36,9 +36,9 @@ afterAll(async () => {
 });
 
 /** The proxy over `ports` as upstreams s0, s1, … listed in that order in --config. */
-async function proxy(ports: number[], config = ''): Promise<{ server: TcpmodServer; port: number }> {
+async function proxy(ports: number[], config = '', weights: number[] = []): Promise<{ server: TcpmodServer; port: number }> {
   const upstream = ports.map((p, i) => `s${i}=127.0.0.1:${p}`);
-  const names = ports.map((_, i) => `s${i}`).join(',');
+  const names = ports.map((_, i) => `s${i}${weights[i] ? `:${weights[i]}` : ''}`).join(',');
   const server = createServer({
     module: WASM, port: 0, threads: 2, logLevel: 'silent', upstream,
     config: Buffer.from(`servers=${names} ${config}`.trim()),
@@ -113,7 +113,7 @@ describe('redis-proxy.wasm over three redis-server shards', () => {
     expect((await run('redis-cli', ['-p', String(port), 'GET', 'big'], { timeoutMs: 10_000 })).stdout.trim()).toBe(big);
   }, 60_000);
 
-  it('puts every key on the shard nutcracker puts it (ketama and modula, fnv1a_64, hash_tag)', async () => {
+  it('puts every key on the shard nutcracker puts it (ketama and modula, fnv1a_64, hash_tag, weights)', async () => {
     await requireTool('nutcracker');
     // Keys of every kind: text, binary (bytes >= 0x80 hash as signed chars), hash tags.
     let seed = 7;
@@ -132,19 +132,19 @@ describe('redis-proxy.wasm over three redis-server shards', () => {
       c.destroy();
       return placement(unique);
     };
-    for (const [distribution, tag] of [['ketama', ''], ['modula', ''], ['ketama', '{}']]) {
+    for (const [distribution, tag, weights] of [['ketama', '', [1, 1, 1]], ['modula', '', [1, 1, 1]], ['ketama', '{}', [1, 1, 1]], ['ketama', '', [1, 3, 2]], ['modula', '', [2, 1, 3]]] as const) {
       const ncPort = await freePort();
-      const conf = join(scratch, `nc-${distribution}${tag ? '-tag' : ''}.yml`);
+      const conf = join(scratch, `nc-${distribution}${tag ? '-tag' : ''}-${weights.join('')}.yml`);
       writeFileSync(conf, [
         'pool:', `  listen: 127.0.0.1:${ncPort}`, '  hash: fnv1a_64', `  distribution: ${distribution}`,
         ...(tag ? [`  hash_tag: "${tag}"`] : []), '  redis: true', '  auto_eject_hosts: false', '  servers:',
-        ...shards.map((s, i) => `   - 127.0.0.1:${s.port}:1 s${i}`), '',
+        ...shards.map((s, i) => `   - 127.0.0.1:${s.port}:${weights[i]} s${i}`), '',
       ].join('\n'));
       const nc: ChildProcess = spawn('nutcracker', ['-c', conf, '-s', String(await freePort())], { stdio: 'ignore' });
       try {
         await until(async () => (await run('redis-cli', ['-p', String(ncPort), 'GET', 'x'], { timeoutMs: 2_000 })).code === 0, 10_000, 'nutcracker listening');
         const byNutcracker = await setAll(ncPort);
-        const { port } = await proxy(shards.map((s) => s.port), `distribution=${distribution}${tag ? ` hash_tag=${tag}` : ''}`);
+        const { port } = await proxy(shards.map((s) => s.port), `distribution=${distribution}${tag ? ` hash_tag=${tag}` : ''}`, [...weights]);
         const byProxy = await setAll(port);
         expect(byNutcracker.every((w) => w >= 0)).toBe(true);
         expect(new Set(byNutcracker).size).toBe(3);
