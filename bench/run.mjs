@@ -26,13 +26,14 @@ import * as mqtt from './lib/workloads/mqtt.mjs';
 import * as https from './lib/workloads/https.mjs';
 import * as percore from './lib/workloads/percore.mjs';
 import * as resp from './lib/workloads/resp.mjs';
+import * as redisProxy from './lib/workloads/redis-proxy.mjs';
 import * as scale from './lib/workloads/scale.mjs';
 import * as startup from './lib/workloads/startup.mjs';
 import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore, 'redis-proxy': redisProxy };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)

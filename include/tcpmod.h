@@ -132,6 +132,11 @@ TCPMOD_IMPORT(upstream_open) int32_t tcpmod_upstream_open(int32_t conn, const vo
 TCPMOD_IMPORT(upstream_send) int32_t tcpmod_upstream_send(int32_t conn, int32_t up, const void *data, int32_t len);
 /* tcpmod.upstream_close (i32, i32) -> i32: 0, or -1 no such upstream. No event follows. */
 TCPMOD_IMPORT(upstream_close) int32_t tcpmod_upstream_close(int32_t conn, int32_t up);
+/* tcpmod.upstream_resume (i32, i32) -> i32: the module waits no more for what it left
+ * unconsumed: `up` > 0, that upstream's held bytes come again as a DATA event; `up` 0
+ * (from tcpmod_on_upstream only), the client's held input comes again in on_data;
+ * both even when nothing new arrives. 0, or -1 no such upstream / not allowed here. */
+TCPMOD_IMPORT(upstream_resume) int32_t tcpmod_upstream_resume(int32_t conn, int32_t up);
 
 /* v1.1: tcpmod.draining () -> i32. 1 once the server has begun a graceful stop. */
 TCPMOD_IMPORT(draining) int32_t tcpmod_draining(void);

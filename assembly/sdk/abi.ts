@@ -82,6 +82,11 @@ export declare function host_upstream_send(conn: i32, up: i32, ptr: usize, len: 
 // @ts-ignore: decorator
 @external("tcpmod", "upstream_close")
 export declare function host_upstream_close(conn: i32, up: i32): i32;
+/** v1.2: offers again what the module left unconsumed: upstream `up`'s bytes (a DATA event), or with
+ *  up = 0 (from an upstream event only) the client's input (on_data), even with nothing new: 0, or -1. */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_resume")
+export declare function host_upstream_resume(conn: i32, up: i32): i32;
 
 /** v1.1: 1 once the server has begun a graceful stop, else 0. */
 // @ts-ignore: decorator

@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_upstream_close, host_upstream_open, host_upstream_send, host_want } from "./abi";
+import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_upstream_close, host_upstream_open, host_upstream_resume, host_upstream_send, host_want } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -142,6 +142,11 @@ export class Conn {
   sendUpstream(up: i32, ptr: usize, len: i32): i32 { return host_upstream_send(curId, up, ptr, len); }
   /** v1.2: closes upstream `up` at once; nothing more is reported for it. */
   closeUpstream(up: i32): i32 { return host_upstream_close(curId, up); }
+  /** v1.2: the module waits no more for what it left unconsumed of upstream `up`: those bytes come
+   *  again (UPSTREAM_DATA) after this call, even if nothing new arrives (e.g. a reply held until an
+   *  earlier one was answered). With up = 0, from the upstream handler only: the client's unconsumed
+   *  input comes again to the data handler. True when accepted. */
+  resumeUpstream(up: i32): bool { return host_upstream_resume(curId, up) == 0; }
 
   /** Cancels this connection's timer (a firing not yet delivered included). */
   cancelTimer(): void { host_set_timer(curId, 0); }

@@ -65,6 +65,8 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   upstream_open: '(i32, i32, i32) -> i32',
   upstream_send: '(i32, i32, i32, i32) -> i32',
   upstream_close: '(i32, i32) -> i32',
+  // v1.2 (§16): offer the bytes held for an upstream (up > 0) or the client's held input (up = 0) again, with nothing new.
+  upstream_resume: '(i32, i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
@@ -75,7 +77,7 @@ export const V1_2_STORE_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
 ] as const;
 export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list'] as const;
-export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close'] as const;
+export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume'] as const;
 /** Every v1.2 host function: a module using one of them is listed as v1.2. */
 export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS] as const;
 

@@ -188,7 +188,8 @@ export class AbiDriver {
       // (A client that does not read its replies gets no more of them now: the
       // rest waits as carry-over until its queued output drains.)
       // The peer finished and the module wants nothing more: the peer closed it.
-      const closing = eof ? CloseReason.PEER : rest === d.inCap ? CloseReason.OVERFLOW : KEEP;
+      // A module that can resume held input (upstream_resume, docs/abi.md §16) may hold a full region: not an overflow.
+      const closing = eof ? CloseReason.PEER : rest === d.inCap && !inst.holdsInput ? CloseReason.OVERFLOW : KEEP;
       const r = this.finish(inst.buffer, d.outPtr, out, closing === KEEP && this.transport.deferFinal);
       if (r >= 0) return r;
       if (closing !== KEEP) return closing;

@@ -55,6 +55,8 @@ export interface InstanceHooks {
   upstreamOpen?(mem: ArrayBuffer, namePtr: number, nameLen: number): number;
   upstreamSend?(up: number, mem: ArrayBuffer, ptr: number, len: number): number;
   upstreamClose?(up: number): number;
+  /** tcpmod.upstream_resume: up > 0 an upstream's held bytes, 0 the client's held input, offered again (docs/abi.md §16). */
+  upstreamResume?(up: number): number;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
   /** Bytes of log messages dropped by the log limit (module/log-limit.ts). Without it: not counted. */
@@ -244,6 +246,16 @@ export class ModuleInstance {
     if (!fn) throw new Error(`${this.compiled.name}: no tcpmod_on_upstream`);
     return this.invoke((c, n, e) => fn(c, up, e, n), 'tcpmod_on_upstream', conn, inLen, event);
   }
+
+  /**
+   * The module imports tcpmod.upstream_resume: input it leaves unconsumed is held ("not yet") and
+   * offered again when it asks, so a full input region it took nothing of is not an overflow
+   * (docs/abi.md §16, Held input); the host stops reading that socket meanwhile.
+   */
+  get holdsInput(): boolean {
+    return (this.holdsInputMemo ??= WebAssembly.Module.imports(this.compiled.module).some((i) => i.module === 'tcpmod' && i.name === 'upstream_resume'));
+  }
+  private holdsInputMemo: boolean | undefined;
 
   get hasOnTimer(): boolean {
     return this.onTimerFn !== null;
@@ -468,6 +480,10 @@ export class ModuleInstance {
       upstream_close: (conn: number, up: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         return this.hooks.upstreamClose ? this.hooks.upstreamClose(up) : -1;
+      },
+      upstream_resume: (conn: number, up: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.upstreamResume ? this.hooks.upstreamResume(up) : -1;
       },
       want: (conn: number, n: number): number => {
         if (conn !== this.conn || conn === 0) return -1;

@@ -180,6 +180,8 @@ export interface NativeBinding {
   /** 0, -1 no such upstream, -2 its queue would pass the bound. */
   upstreamSend(fd: number, id: number, handle: number, mem: ArrayBuffer, ptr: number, len: number): number;
   upstreamClose(fd: number, id: number, handle: number): number;
+  /** The upstream's unconsumed bytes are offered again (DATA) at the client's next look, even with nothing new. 0 | -1 no such upstream. */
+  upstreamResume(fd: number, id: number, handle: number): number;
   /** The held client's next upstream event (0: none now): out[0] handle, out[1] in_len at inPtr; state loaded at statePtr. */
   upstreamNext(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, out: Int32Array): number;
   /** Saves the upstream's unconsumed bytes (if it is still open) and the client's state slot. 0 | -EBADF. */

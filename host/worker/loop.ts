@@ -81,6 +81,8 @@ export class EventLoop implements Transport {
   private readonly lens = new Int32Array(3);
   /** upstreamNext's out: [handle, in_len]. */
   private readonly upOut = new Int32Array(2);
+  /** upstream_resume(conn, 0): -1 outside on_upstream calls (refused), 0 not asked, 1 asked in this claim. */
+  private clientResume = -1;
   private readonly waited = new Int32Array(1);
   private readonly accepted: number[] = [];
   private readonly holder: number;
@@ -388,21 +390,34 @@ export class EventLoop implements Transport {
     const inst = this.claim(fd, id);
     if (!inst) return;
     const d = inst.desc;
-    for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
-      const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
-      if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
-      if (event === 0) break;
-      const up = this.upOut[0];
-      const len = this.upOut[1];
-      const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
-      if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
-      if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
-      // As for client input: a full input region the module took nothing of is an overflow.
-      if (this.driver.restLen === d.inCap) return this.close(fd, id, CloseReason.OVERFLOW);
-      if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
-        return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    let resumed = false;
+    this.clientResume = 0;
+    try {
+      for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
+        const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
+        if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+        if (event === 0) break;
+        const up = this.upOut[0];
+        const len = this.upOut[1];
+        const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
+        if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);
+        if (r !== KEEP) return this.close(fd, id, r, this.driver.linger);
+        // As for client input: a full input region the module took nothing of is an overflow.
+        // (A module that can resume held input holds it: the host reads no more of that upstream until it is resumed.)
+        if (this.driver.restLen === d.inCap && !inst.holdsInput) return this.close(fd, id, CloseReason.OVERFLOW);
+        if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
+          return this.close(fd, id, CloseReason.SOCKET_ERROR);
+      }
+      resumed = this.clientResume === 1;
+    } finally {
+      this.clientResume = -1;
     }
-    this.rearm(fd, id);
+    if (!resumed) return this.rearm(fd, id);
+    // upstream_resume(conn, 0): the client's held input again, in on_data, nothing new received (as on_timer gets it).
+    const len = native.connLoad(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.received, 1);
+    if (len < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+    this.backlog = 0;
+    this.after(fd, id, this.driver.data(inst, moduleConnId(id), len & ~native.LOAD_EOF, false));
   }
 
   /**
@@ -602,6 +617,8 @@ export class EventLoop implements Transport {
       const inst = this.inst;
       const d = this.driver;
       const { epfd } = this.cfg;
+      // A full region held (upstream_resume, docs/abi.md §16): no input is read until the module resumes it or an upstream event comes.
+      const events = d.restLen === inst.desc.inCap && inst.holdsInput ? CONN_EVENTS & ~C.EPOLLIN : CONN_EVENTS;
       let out = d.outLen;
       if (out > 0) {
         // The event's last output (deferred by the driver), sent, saved and re-armed in one native call
@@ -609,7 +626,7 @@ export class EventLoop implements Transport {
         let ptr = d.outPtr;
         const mem = d.outMem;
         if (mem === inst.buffer) {
-          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS, ptr, out);
+          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events, ptr, out);
           if (left < 0) return this.close(fd, id, this.failure(left));
           this.ctr.f64[this.t + T.BYTES_OUT] += out - left;
           if (left === 0) return;
@@ -621,7 +638,7 @@ export class EventLoop implements Transport {
         if (reason >= 0) return this.close(fd, id, reason);
       }
       // Saved and re-armed in one native call.
-      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, CONN_EVENTS) < 0) {
+      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events) < 0) {
         this.close(fd, id, CloseReason.SOCKET_ERROR);
       }
       return;
@@ -814,6 +831,12 @@ export class EventLoop implements Transport {
       upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
       upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
+      upstreamResume: (up) => {
+        if (up !== 0) return native.upstreamResume(this.fd, this.id, up);
+        if (this.clientResume < 0) return -1;
+        this.clientResume = 1;
+        return 0;
+      },
       peerAddr: () => {
         const p = native.connPeer(this.fd, this.id);
         return typeof p === 'string' ? p : '';

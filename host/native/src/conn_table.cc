@@ -674,6 +674,12 @@ std::atomic<uint64_t> rearm_retries{0}, claim_rescues{0};
 // The epoll event an entry is re-armed with: `events` and what its state adds.
 // Schedules its next wake and queues a due mark that came while it was held.
 // Caller holds table_mu.
+// Backpressure toward upstreams: the client's queued output is above its high-water mark (or not yet
+// drained to half of it since it was): its upstreams are not read, their wake marks wait (upstream.cc).
+bool ConnOutputOver(const Conn* c) {
+  return c->paused || (c->grp && static_cast<int64_t>(c->out.size()) > c->grp->out_high);
+}
+
 epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   epoll_event ev{};
   ev.events = events;
@@ -684,7 +690,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   if (c->kind == kKindConn) {
     if (Group* g = GroupOf(c->group)) Schedule(c, *g);
     // An upstream event that came while it was held, or one its holder left unreported (upstream.h).
-    if (!c->closing && UpstreamsPending(c->id)) c->due |= kDueUpstream;
+    if (!c->closing && !ConnOutputOver(c) && UpstreamsPending(c->id)) c->due |= kDueUpstream;
     if (c->due && c->grp) MarkDue(*c->grp, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->out.size();
     if (queued) {
@@ -1433,6 +1439,11 @@ void MarkConnDue(int fd, uint64_t id, uint32_t bits) {
   Conn* c = FindLocked(fd, id);
   if (c == nullptr || c->kind != kKindConn || c->closing || c->grp == nullptr || (c->due & bits) == bits) return;
   MarkDue(*c->grp, c, fd, bits);
+}
+
+bool ConnOutputOver(int fd, uint64_t id) {
+  const Conn* c = Find(fd, static_cast<int64_t>(id));
+  return c != nullptr && ConnOutputOver(c);
 }
 
 bool ConnStateCopy(int fd, uint64_t id, uint8_t* slot, size_t room, bool save) {

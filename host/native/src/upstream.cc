@@ -69,6 +69,7 @@ struct Upstream {
   int tfd = -1;     // connect timeout; -1 once connected
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
+  bool reoffer = false; // upstream_resume: DATA with the carry-over at the next look, even with no new byte
   std::atomic<bool> wake{true};
   std::vector<uint8_t> carry;
   OutputQueue out;
@@ -188,6 +189,8 @@ int ConnectResult(Upstream* u) {
 int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   *len = 0;
   *gone = false;
+  bool reoffer = u->reoffer;
+  u->reoffer = false;
   if (u->failed) {
     n_failed++;
     *gone = true;
@@ -233,7 +236,13 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     *len = have + static_cast<size_t>(n);
     return kData;
   }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    // Nothing new: the held bytes go again only when the module asked (upstream_resume).
+    if (!reoffer || have == 0) return 0;
+    u->carry.clear();
+    *len = have;
+    return kData;
+  }
   // EOF or a reset: the last of the carry-over goes with CLOSED.
   u->carry.clear();
   *len = have;
@@ -376,6 +385,21 @@ Napi::Value UpstreamClose(const Napi::CallbackInfo& info) {
   return Num(info, 0);
 }
 
+// upstreamResume(fd, id, handle) -> 0 | -1 no such upstream. The module is waiting no
+// more: the bytes it left unconsumed of this upstream are offered again (DATA) at
+// the client's next claim, or later in this one, even when nothing new arrives.
+// The wake mark makes the client's re-arm (UpstreamsPending) queue it due.
+Napi::Value UpstreamResume(const Napi::CallbackInfo& info) {
+  int64_t fd, id, handle;
+  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle)) return info.Env().Undefined();
+  std::lock_guard<std::mutex> lock(up_mu);
+  Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
+  if (u == nullptr) return Num(info, kSendNoSuch);
+  u->reoffer = true;
+  u->wake = true;
+  return Num(info, 0);
+}
+
 // upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now).
 // The holder of the client (fd, id) takes its upstreams' next event: out[0] the
 // handle, out[1] in_len (its bytes at inPtr); the state slot is loaded at statePtr.
@@ -388,6 +412,10 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
   Napi::Int32Array out = info[6].As<Napi::Int32Array>();
+  // A client that is not reading its output: its upstreams are left unread (their kernel buffers
+  // fill, TCP stops the sender); the wake marks stay, and the re-arm after the client drains
+  // (conn_table.cc RearmEvent) makes it due again.
+  if (ConnOutputOver(static_cast<int>(fd), static_cast<uint64_t>(id))) return Num(info, 0);
   int event = 0, handle = 0;
   size_t len = 0;
   {
@@ -428,7 +456,8 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(up_mu);
     if (Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle))) {
       u->carry.assign(rest, rest + rest_len);
-      // What stays unconsumed is offered again only with new bytes, as a client's carry-over is.
+      // What stays unconsumed is offered again with new bytes, as a client's carry-over is, or
+      // at once when the module calls upstream_resume (UpstreamResume).
     }
   }
   bool ok = ConnStateCopy(static_cast<int>(fd), static_cast<uint64_t>(id), base + state_ptr, mem_size - state_ptr, true);
@@ -492,6 +521,7 @@ void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamOpen", Napi::Function::New(env, UpstreamOpen, "upstreamOpen"));
   exports.Set("upstreamSend", Napi::Function::New(env, UpstreamSend, "upstreamSend"));
   exports.Set("upstreamClose", Napi::Function::New(env, UpstreamClose, "upstreamClose"));
+  exports.Set("upstreamResume", Napi::Function::New(env, UpstreamResume, "upstreamResume"));
   exports.Set("upstreamNext", Napi::Function::New(env, UpstreamNext, "upstreamNext"));
   exports.Set("upstreamKeep", Napi::Function::New(env, UpstreamKeep, "upstreamKeep"));
   exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));

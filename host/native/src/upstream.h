@@ -42,6 +42,8 @@ void UpstreamsDrop(uint64_t conn_id);
 // What conn_table.cc provides for this file.
 // Marks the client (fd, id) due with `bits` unless it is closing or already marked.
 void MarkConnDue(int fd, uint64_t id, uint32_t bits);
+// The holder's client has queued output above its high-water mark: its upstreams wait (backpressure).
+bool ConnOutputOver(int fd, uint64_t id);
 // Copies the holder's state slot to `slot` (save false) or from it (save true); false when (fd, id) is gone.
 bool ConnStateCopy(int fd, uint64_t id, uint8_t* slot, size_t room, bool save);
 
