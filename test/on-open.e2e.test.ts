@@ -28,8 +28,10 @@ beforeAll(async () => {
   new DataView(config.buffer).setUint32(0, GREETING_CHUNKS, true); // greeter.wat: the number of 64 KiB chunks
   // One worker, so the next connection is opened by the worker whose send just failed. The whole greeting
   // must be accepted into the connection's output queue (a refused send would end on_open as a fault).
+  // The send timeout also applies to the client that does read the greeting (tens of MiB here): 2 s
+  // without progress, not 300 ms, so that a loaded test process pausing between reads is not cut.
   server = createServer({
-    module: await fixture('greeter'), config, port: 0, threads: 1, sendTimeout: 300, logLevel: 'warn',
+    module: await fixture('greeter'), config, port: 0, threads: 1, sendTimeout: 2000, logLevel: 'warn',
     maxOutputBuffer: GREETING + (1 << 20),
   });
   port = (await server.listen()).port;
@@ -42,7 +44,7 @@ describe('a send that fails in on_open', () => {
     const mute = await open(port);
     mute.pause(); // never reads the greeting
     mute.on('error', () => undefined);
-    await until(() => server.stats().sendTimeouts > before, 10_000, 'the send timeout');
+    await until(() => server.stats().sendTimeouts > before, 15_000, 'the send timeout');
     expect(server.stats().connectionsClosed.send_timeout).toBeGreaterThanOrEqual(1);
     mute.destroy();
 
