@@ -29,10 +29,14 @@ export function stderrLogger(level: string): pino.Logger {
 
 /**
  * Takes `logger` out of the options and returns the logger the server uses,
- * and the options with `logLevel` set to the level worker threads log at
- * (they log on stderr themselves: a logger object cannot cross threads).
+ * and the options with `logLevel` set to the level worker threads log at.
+ * A logger object cannot cross threads: with the application's own logger
+ * (`forward`), worker threads post each record (filtered at that level, after
+ * their rate limits) to the main thread, which logs it through the logger
+ * (forwardedRecord); otherwise they write the same JSON lines on stderr
+ * themselves, as the built-in logger does.
  */
-export function chooseLogger(o: ServerOptions): { options: ServerOptions; log: pino.Logger } {
+export function chooseLogger(o: ServerOptions): { options: ServerOptions; log: pino.Logger; forward?: boolean } {
   if (o === null || typeof o !== 'object') return { options: o, log: stderrLogger(API_LOG_LEVEL) }; // resolveOptions refuses it
   const { logger, ...rest } = o;
   if (logger === undefined) {
@@ -48,5 +52,33 @@ export function chooseLogger(o: ServerOptions): { options: ServerOptions; log: p
   if (!isLogger(logger)) throw new OptionError('logger', `must be a pino logger, a level (${OPTIONS.logLevel.kind.choices.join(', ')}) or false`);
   const choices: readonly string[] = OPTIONS.logLevel.kind.choices;
   const level = NEAREST[logger.level] ?? (choices.includes(logger.level) ? (logger.level as LogLevel) : 'info');
-  return { options: { ...rest, logLevel: level }, log: logger };
+  return { options: { ...rest, logLevel: level }, log: logger, forward: true };
+}
+
+/** What a worker thread posts for one log record (type 'log'): pino's JSON line of it. */
+export interface ForwardedLog {
+  type: 'log';
+  line: string;
+}
+
+/** A pino destination in a worker thread that posts each record to the main thread (`post`: parentPort.postMessage). */
+export function forwardingDestination(post: (m: ForwardedLog) => void): { write(line: string): void } {
+  return { write: (line) => post({ type: 'log', line }) };
+}
+
+/**
+ * Logs a worker thread's record through the main thread's logger: at its level, with its fields
+ * (worker, module, conn, kind...) and message; pino's own time, level and msg are the logger's again.
+ */
+export function forwardedRecord(log: pino.BaseLogger, line: string): void {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    log.warn({ line: line.slice(0, 200) }, 'a worker thread posted a log record that is not JSON');
+    return;
+  }
+  const { level, time: _time, msg, ...fields } = rec;
+  const label = pino.levels.labels[Number(level)] as pino.Level | undefined;
+  (log[label ?? 'info'] as pino.LogFn)(fields, typeof msg === 'string' ? msg : '');
 }

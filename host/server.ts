@@ -227,6 +227,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private busWatch: NodeJS.Timeout | null = null;
   private busFailuresSeen = 0;
   private readonly log: pino.Logger;
+  /** Worker threads post their log records here, to the application's logger (host/logger.ts). */
+  private readonly forwardLogs: boolean;
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
 
@@ -236,6 +238,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     const chosen = chooseLogger(logger ? { ...options, logger } : options);
     this.options = resolveOptions(chosen.options);
     this.log = chosen.log;
+    this.forwardLogs = chosen.forward === true;
     // 'connection' and 'close' events are opt-in: workers only post them while someone listens.
     (this as EventEmitter).on('newListener', (name: string | symbol) => {
       if ((name === 'connection' || name === 'close') && this.pool) this.pool.counters.set(G.WANT_EVENTS, 1);
@@ -334,6 +337,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         sendTimeoutMs: o.sendTimeoutMs,
         keepalive: o.keepalive,
         logLevel: o.logLevel,
+        forwardLogs: this.forwardLogs,
         tls: o.tls !== null,
         proxy: o.proxyProtocol !== 'off',
         maxConnections: this.maxConnections,

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from './fixtures.js';
 import { open, readBytes } from './net-client.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
-import { sleep, until } from './wait.js';
+import { until } from './wait.js';
 
 const lines = (n: number) => Array.from({ length: n }, (_, i) => `line ${i}\n`).join('');
 
@@ -27,32 +27,49 @@ describe.each([1, 8])('sendto calls for pipelined replies (--batch %i)', (batch)
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Runs `fn` with strace counting the server's sendto calls; returns how many there were. */
+  /**
+   * Runs `fn` with strace counting the server's sendto calls; returns how many there were. Each count
+   * is bounded by two markers: a probe line echoed on a fresh connection before and after `fn`. strace
+   * writes a sendto's line when the call enters, before its bytes can reach a client, so once the
+   * closing marker's line is in the file every sendto of `fn` (whose replies the client has read) is
+   * before it, however late strace's output comes on a loaded machine.
+   */
+  let markers = 0;
   async function sendtos(fn: () => Promise<void>): Promise<number> {
     const file = join(dir, `trace-${Date.now()}`);
     const st = spawn('strace', ['-f', '-qq', '-e', 'trace=sendto', '-o', file, '-p', String(srv.proc.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     st.stderr!.on('data', (d) => (err += d));
+    /** Echoes a new marker line; resolves with its text once strace has written its sendto, or null. */
+    const marker = async (waitMs: number): Promise<string | null> => {
+      const text = `mark-${++markers}`;
+      const s = await open(srv.port);
+      s.write(`${text}\n`);
+      await readBytes(s, text.length + 1);
+      s.destroy();
+      try {
+        await until(() => readFileSync(file, 'utf8').includes(`"${text}\\n"`), waitMs, `strace's line for ${text}`, 20);
+        return text;
+      } catch {
+        return null;
+      }
+    };
     try {
-      // strace attaches to every thread before it traces: a probe connection's reply shows it is on.
-      await until(async () => {
-        const s = await open(srv.port);
-        s.write('probe\n');
-        await readBytes(s, 6);
-        s.destroy();
-        await sleep(50);
-        return /sendto\(/.test(readFileSync(file, 'utf8'));
-      }, 20_000, `strace to attach (${err})`, 100);
-      const before = count(file);
+      // strace attaches to every thread before it traces: a marker's sendto in the file shows it is on.
+      let first: string | null = null;
+      await until(async () => (first = await marker(200)), 20_000, `strace to attach (${err})`, 0);
       await fn();
-      await sleep(100);
-      return count(file) - before;
+      const last = await marker(20_000);
+      if (!last) throw new Error(`strace never wrote the closing marker's sendto (${err})`);
+      const lines = readFileSync(file, 'utf8').split('\n');
+      const from = lines.findIndex((l) => l.includes(`"${first}\\n"`));
+      const to = lines.findIndex((l) => l.includes(`"${last}\\n"`));
+      return lines.slice(from + 1, to).filter((l) => /sendto\(/.test(l)).length;
     } finally {
       st.kill('SIGINT');
       await new Promise((r) => st.once('exit', r));
     }
   }
-  const count = (file: string) => (readFileSync(file, 'utf8').match(/sendto\(/g) ?? []).length;
 
   it('16 lines in one write, one line per module call: one sendto; a tcpmod.send between replies: three', async () => {
     const s = await open(srv.port);

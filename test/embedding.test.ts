@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createServer, OptionError } from '../dist/index.js';
-import { ROOT } from './fixtures.js';
+import { fixture, ROOT } from './fixtures.js';
 import { open, readBytes } from './net-client.js';
 import { serve } from './server-process.js';
 
@@ -112,6 +112,50 @@ describe('logging', () => {
     expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['listening', 'stopped']));
     const trace = createServer({ module: 'build/echo.wasm', logger: pino({ level: 'trace' }, sink) });
     expect(trace.options.logLevel).toBe('debug'); // pino's trace is finer than any worker level: the nearest
+  });
+
+  it("worker threads' records (module logs, module faults) reach the application's logger, not stderr, rate limits kept", async () => {
+    // In a child, so that anything a worker thread writes on stderr itself is seen. 30 connections each
+    // make the module log through WASI stdio ("hello", "oops"), then trap: 30 faults within a few seconds.
+    const r = await node(`
+      import { Writable } from 'node:stream';
+      import { connect } from 'node:net';
+      import pino from 'pino';
+      import { createServer } from './dist/index.js';
+      const records = [];
+      const sink = new Writable({ write(chunk, _enc, done) { records.push(JSON.parse(String(chunk))); done(); } });
+      const server = createServer({ module: ${JSON.stringify(await fixture('faulty'))}, host: '127.0.0.1', port: 0, threads: 1,
+        logger: pino({ level: 'info' }, sink) });
+      const { port } = await server.listen();
+      const t0 = Date.now();
+      for (let i = 0; i < 30; i++) {
+        await new Promise((resolve) => {
+          const s = connect({ port, host: '127.0.0.1' }, () => s.write('ht'));
+          s.on('data', () => undefined);
+          s.on('error', () => undefined);
+          s.on('close', resolve);
+        });
+      }
+      const deadline = Date.now() + 10_000;
+      while (server.stats().moduleFaults.trap < 30 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const seconds = (Date.now() - t0) / 1000;
+      await server.close();
+      console.log(JSON.stringify({ seconds, faults: server.stats().moduleFaults.trap, records }));
+    `);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(''); // no worker thread wrote its own lines
+    const out = JSON.parse(r.stdout) as { seconds: number; faults: number; records: Record<string, unknown>[] };
+    expect(out.faults).toBe(30);
+    const faults = out.records.filter((l) => String(l.msg).startsWith('module fault'));
+    expect(faults.length).toBeGreaterThan(0);
+    expect(faults[0]).toMatchObject({ level: 50, worker: 0, kind: 'trap', module: expect.stringContaining('faulty') });
+    expect(typeof faults[0].conn).toBe('number');
+    // The worker's limit (10 fault lines a second) still holds on the way through.
+    expect(faults.length).toBeLessThanOrEqual(10 * (Math.ceil(out.seconds) + 1));
+    const hello = out.records.filter((l) => l.msg === 'hello');
+    expect(hello.length).toBeGreaterThan(0);
+    expect(hello[0]).toMatchObject({ level: 30, worker: 0, module: expect.stringContaining('faulty') });
+    expect(out.records.map((l) => l.msg)).toEqual(expect.arrayContaining(['listening', 'oops', 'stopped']));
   });
 
   it('refuses a logger it cannot use, naming the option', () => {

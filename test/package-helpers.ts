@@ -3,8 +3,10 @@
 // offline into a fresh project, run commands there in their own process
 // groups, and talk to a served module over a socket. Every process started
 // here is killed by killAll() (call it in afterAll), whatever happened.
-import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,14 +125,85 @@ export function refused(port: number): Promise<boolean> {
   });
 }
 
-/** `npm pack`s this repository into `dir` exactly as `npm publish` would (prepare runs first); the tarball's path. */
+/**
+ * What the tarball is made from: every file of the repository git knows of (tracked, or new and not
+ * ignored) outside test/, and the compiled addon prepack ships as the prebuilt; a hash of their paths
+ * and contents. Two packs of the same inputs give the same package.
+ */
+function packInputsKey(): string {
+  const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: repo, encoding: 'utf8' });
+  const files = [...new Set(listed.split('\0').filter((f) => f && !f.startsWith('test/')))].sort();
+  files.push('host/native/build/Release/tcpmod_native.node');
+  const h = createHash('sha256');
+  for (const f of files) {
+    h.update(`${f}\0`);
+    h.update(existsSync(join(repo, f)) ? readFileSync(join(repo, f)) : '(missing)');
+    h.update('\0');
+  }
+  return h.digest('hex').slice(0, 20);
+}
+
+/** One pack per content, shared by the test files that install the package (package.e2e, sdk-package.e2e). */
+const PACK_CACHE_PREFIX = 'tcpmod-pack-';
+const PACK_CACHE_MAX_AGE_MS = 3_600_000;
+
+/**
+ * `npm pack`s this repository exactly as `npm publish` would (prepare runs first) and puts the tarball
+ * in `dir`; its path. The pack is cached by the hash of its inputs (packInputsKey) in the system's temp
+ * directory, so the files that need the package share one `npm pack` (which builds the host and the
+ * modules: most of a pack's time) in a run and across runs while nothing it is made from changed.
+ * Concurrent callers wait for the one that packs (a lock directory). timings.pack is the pack's time,
+ * or the time it took to find it in the cache (timings.packCached set).
+ */
 export async function packRepo(dir: string, timings: Record<string, number>): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  const pack = await run('npm', ['pack', '--pack-destination', dir], { cwd: repo, timeoutMs: 120_000 });
-  timings.pack = pack.ms;
-  expect(pack.code, explain('npm pack', pack)).toBe(0);
-  const tgz = readdirSync(dir).filter((f) => f.endsWith('.tgz'));
+  const t0 = performance.now();
+  const cache = join(tmpdir(), `${PACK_CACHE_PREFIX}${packInputsKey()}`);
+  const lock = `${cache}.lock`;
+  const cached = () => (existsSync(cache) ? readdirSync(cache).filter((f) => f.endsWith('.tgz')) : []);
+  const deadline = Date.now() + 240_000;
+  while (cached().length === 0) {
+    try {
+      mkdirSync(lock);
+    } catch {
+      // Another file is packing these inputs: wait for its tarball (or for its lock to go, if it failed;
+      // a lock older than any pack may take was left by a process that died: take it over).
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 300_000) rmSync(lock, { recursive: true, force: true });
+      } catch {
+        // gone meanwhile
+      }
+      if (Date.now() > deadline) throw new Error(`waited 240 s for another pack of the same inputs (${lock})`);
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    try {
+      if (cached().length) break;
+      const staging = `${cache}.${process.pid}`;
+      rmSync(staging, { recursive: true, force: true });
+      mkdirSync(staging);
+      const pack = await run('npm', ['pack', '--pack-destination', staging], { cwd: repo, timeoutMs: 120_000 });
+      timings.pack = pack.ms;
+      expect(pack.code, explain('npm pack', pack)).toBe(0);
+      expect(readdirSync(staging).filter((f) => f.endsWith('.tgz'))).toHaveLength(1);
+      renameSync(staging, cache); // whole or not at all
+      // Packs of older inputs (a content key no one has used for an hour) go.
+      for (const old of readdirSync(tmpdir()).filter((f) => f.startsWith(PACK_CACHE_PREFIX) && !f.endsWith('.lock'))) {
+        const path = join(tmpdir(), old);
+        if (path !== cache && Date.now() - statSync(path).mtimeMs > PACK_CACHE_MAX_AGE_MS) rmSync(path, { recursive: true, force: true });
+      }
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
+  }
+  const tgz = cached();
   expect(tgz).toHaveLength(1);
+  if (timings.pack === undefined) {
+    timings.pack = Math.round(performance.now() - t0);
+    timings.packCached = 1;
+  }
+  utimesSync(cache, new Date(), new Date()); // in use: not an old pack
+  copyFileSync(join(cache, tgz[0]), join(dir, tgz[0]));
   return join(dir, tgz[0]);
 }
 

@@ -4,10 +4,10 @@
 // SDK. The instance is driven exactly as the ABI describes: input at in_ptr, call,
 // then the result record, queued `tcpmod.send` bytes and the out region.
 import { describe, it, expect, beforeAll } from "vitest";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import asc from "assemblyscript/asc";
+import { compileAs } from "./asc-source.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -240,37 +240,11 @@ function onData(c: Conn): Action {
 }
 `;
 
-async function compileFixture(): Promise<Uint8Array<ArrayBuffer>> {
-  const entry = "assembly/__sdk_fixture.ts";
-  let binary: Uint8Array<ArrayBuffer> | undefined;
-  const { error, stderr } = await asc.main(["--baseDir", root, "--config", "asconfig.json", entry, "--outFile", "fixture.wasm"], {
-    readFile: (name: string, baseDir: string) => {
-      if (name.replace(/\\/g, "/").endsWith("__sdk_fixture.ts")) return FIXTURE;
-      try {
-        return readFileSync(resolve(baseDir, name), "utf8");
-      } catch {
-        return null;
-      }
-    },
-    writeFile: (name: string, contents: Uint8Array | string) => {
-      if (name.endsWith(".wasm") && typeof contents !== "string") binary = new Uint8Array(contents);
-    },
-    listFiles: (dir: string, baseDir: string) => {
-      try {
-        return readdirSync(resolve(baseDir, dir)).filter((f) => f.endsWith(".ts"));
-      } catch {
-        return null;
-      }
-    },
-  });
-  if (error || !binary) throw new Error(`fixture did not compile: ${stderr.toString()}`);
-  return binary;
-}
 
 describe("SDK API (fixture module)", () => {
   let mod: WebAssembly.Module;
   beforeAll(async () => {
-    mod = new WebAssembly.Module(await compileFixture());
+    mod = new WebAssembly.Module(await compileAs("__sdk_fixture", FIXTURE));
   }, 60_000);
 
   it("declares the configured state slot and refuses config via the init hook", () => {

@@ -168,11 +168,19 @@ describe('timers: the WAT module', () => {
       const batch = await Promise.all(Array.from({ length: 100 }, () => open(port)));
       for (const s of batch) conns.push({ s, r: record(s) });
     }
-    for (const { s } of conns) s.write('t');
-    // Traffic while the timers run: three echoes per connection, 60 ms apart.
-    for (const byte of ['a', 'b', 'c']) {
-      await sleep(60);
-      for (const { s } of conns) if (!s.destroyed) s.write(byte);
+    // Traffic while the timers run: three echoes per connection, each sent as that connection's
+    // "armed", first and second tick arrive, so every byte is on its way at least two ticks (200 ms
+    // of the server's timer) before the fifth tick closes the connection, however late this process
+    // runs (fixed sleeps for all 1,000 at once let a loaded machine send a byte after the close).
+    for (const { s } of conns) {
+      let seen = '';
+      let next = 0;
+      s.on('data', (d) => {
+        seen += d;
+        const marks = (seen.match(/armed\n|tick\n/g) ?? []).length;
+        for (; next < Math.min(marks, 3); next++) s.write('abc'[next]);
+      });
+      s.write('t');
     }
     await Promise.all(conns.map(({ r }) => r.closed));
     for (const { r } of conns) {
@@ -181,11 +189,13 @@ describe('timers: the WAT module', () => {
       expect(text.match(/armed\n/g)?.length ?? 0, text).toBe(1);
       expect(text.replace(/armed\n|tick\n/g, '').split('').sort().join(''), text).toBe('abc');
     }
+    // The client sees a close before the worker's counters reach the main thread: wait for the count.
+    await until(() => server.stats().timersFired >= 5000, 10_000, '5,000 timer firings counted');
     expect(server.stats().timersFired).toBe(5000);
     const probe = await open(port);
     const rp = record(probe);
     probe.write('o');
-    await until(() => rp.text().endsWith('\n'), 2000, 'the overlap count', 10);
+    await until(() => rp.text().endsWith('\n'), 10_000, 'the overlap count', 10);
     expect(rp.text()).toBe('0\n'); // no on_timer ever ran beside on_data for the same connection
     probe.destroy();
   }, 60_000);

@@ -3,6 +3,8 @@
 // worker script and its data are opaque to it.
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import type pino from 'pino';
+import { forwardedRecord } from '../logger.js';
 import { FAULT_KINDS } from '../module/errors.js';
 import { CALL_KILLED, clockMs, Counters, G, MAX_WORKERS, S, T, TOTALS } from './counters.js';
 
@@ -81,7 +83,8 @@ export interface PoolOptions {
   onWorkerGone(slot: number): void;
   /** Test hooks: beforeStop runs after the watchdog decided a callback is too slow, before it acts. */
   testHooks?: { beforeStop?(slot: number): void };
-  log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
+  /** The server's logger; worker threads' forwarded records are logged through it too. */
+  log: pino.BaseLogger;
 }
 
 interface Member {
@@ -147,7 +150,7 @@ export class Pool extends EventEmitter {
     this.members.set(slot, m);
     this.workersStarted++;
     return new Promise<void>((resolve, reject) => {
-      worker.on('message', (msg: { type: string; conn?: number; reason?: number; retired?: boolean; gen?: number; n?: number }) => {
+      worker.on('message', (msg: { type: string; conn?: number; reason?: number; retired?: boolean; gen?: number; n?: number; line?: string }) => {
         if (msg.type === 'ready') {
           m.ready = true;
           resolve();
@@ -159,6 +162,8 @@ export class Pool extends EventEmitter {
           this.emit(msg.type, msg.conn, msg.reason);
         } else if (msg.type === 'instances') {
           this.emit('instances', slot, msg.gen, msg.n);
+        } else if (msg.type === 'log') {
+          forwardedRecord(this.opts.log, msg.line!);
         }
       });
       worker.on('error', (err) => {

@@ -18,6 +18,8 @@ export interface WorkerConfig {
   /** [idle s, interval s, count] or null for no keepalive. */
   keepalive: [number, number, number] | null;
   logLevel: string;
+  /** Post log records to the main thread (the application's logger) instead of writing them on stderr. */
+  forwardLogs: boolean;
   /** Connections speak TLS (the context in use is the G.TLS_CTX cell). */
   tls: boolean;
   /** Every connection starts with a PROXY protocol header, read before anything else (the group knows which versions). */

@@ -3,6 +3,7 @@
 // events and connections is the loop's (loop.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
+import { forwardingDestination } from '../logger.js';
 import { LOG_LEVELS } from '../module/abi.js';
 import { adoptModule, instantiate, type CompiledModule } from '../module/load.js';
 import type { GenerationSpec } from './generations.js';
@@ -13,7 +14,8 @@ import { EventLoop } from './loop.js';
 
 const cfg = workerData as WorkerConfig;
 const ctr = new Counters(cfg.sab);
-const log = pino({ level: cfg.logLevel, base: { worker: cfg.slot } }, pino.destination({ fd: 2, sync: true }));
+const log = pino({ level: cfg.logLevel, base: { worker: cfg.slot } },
+  cfg.forwardLogs ? forwardingDestination((m) => parentPort!.postMessage(m)) : pino.destination({ fd: 2, sync: true }));
 
 let faultLogBudget = 10;
 setInterval(() => (faultLogBudget = 10), 1000).unref();

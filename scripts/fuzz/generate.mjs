@@ -51,10 +51,13 @@ function connArg(r) {
 const ptr = (r) => (r() < 0.15 ? i32(4096 + r.int(4096)) : i32(r.pick(PTRS)));
 const len = (r) => (r() < 0.15 ? i32(r.int(256)) : i32(r.pick(LENS)));
 
-/** One statement calling one import with edge arguments (its result dropped). */
-function call(r) {
-  const k = r.int(19);
-  switch (k) {
+/** Kinds of statement `call` makes (the cases of its switch). */
+const CALL_KINDS = 19;
+
+/** One statement calling one import with edge arguments (its result dropped); `kind` picks its kind. */
+function call(r, kind) {
+  const k = r.int(CALL_KINDS);
+  switch (kind ?? k) {
     case 0: return `(drop (call $send ${connArg(r)} ${ptr(r)} ${len(r)}))`;
     case 1: return `(call $log ${i32(r.pick([0, 1, 2, 3, -1, 99]))} ${ptr(r)} ${len(r)})`;
     case 2: return '(drop (call $now_ms))';
@@ -91,8 +94,12 @@ function storm(r, body) {
  * (on_data) then gives (consumed > in_len, action 7, out_len > out_cap).
  */
 function genCase(r, k, loops) {
-  const calls = Array.from({ length: 1 + r.int(6) }, () => call(r));
-  let terminal = r() < 0.45 ? 'none' : r.pick(TERMINALS.slice(1, loops ? TERMINALS.length : TERMINALS.length - 1));
+  // Every module holds every kind: case k's first call is of kind k % CALL_KINDS, and the first
+  // cases end in each terminal in turn (CASES >= both counts), so a short round can run them all.
+  const calls = Array.from({ length: 1 + r.int(6) }, (_, j) => call(r, j === 0 ? k % CALL_KINDS : undefined));
+  const allowed = TERMINALS.slice(0, loops ? TERMINALS.length : TERMINALS.length - 1);
+  let terminal = r() < 0.45 ? 'none' : r.pick(allowed.slice(1));
+  if (k < allowed.length) terminal = allowed[k];
   const end = {
     none: '(i32.const 0)', consumed: '(i32.const 1)', action: '(i32.const 2)', outlen: '(i32.const 3)',
     trap: 'unreachable', abort: `(call $abort ${ptr(r)} ${ptr(r)} ${i32(r.int(100))} ${i32(r.int(100))}) (i32.const 0)`,
