@@ -25,7 +25,7 @@ import {
   kv_get_ver, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_append, kv_del_prefix,
   KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS,
 } from "tcpmod/assembly/sdk";
-import { kv_del, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
+import { kv_del, kv_get_range, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
 import { parseU64 as decimalU64, formatU64 } from "tcpmod/assembly/sdk";
 export * from "tcpmod/assembly/sdk/exports";
 
@@ -211,9 +211,55 @@ function storage(c: Conn, kind: i32, data: usize, bytes: i32, noreply: bool): vo
   reply(c, "SERVER_ERROR too much contention\r\n", noreply);
 }
 
+/**
+ * Values up to this many bytes are copied into this memory and written with the
+ * reply (one store call); larger ones go from the store straight to the
+ * connection (kv_send), which saves copying them through here twice.
+ */
+const SEND_DIRECT_OVER: i32 = 16 * 1024;
+/** "VALUE <key> <flags> <bytes> <cas>\r\n" of a value sent with kv_send. */
+const HEAD = heap.alloc(<usize>(KEY_MAX + 64));
+
+/** Writes s at p; its length. */
+function putString(p: usize, s: string): i32 {
+  for (let j = 0; j < s.length; j++) store<u8>(p + j, <u8>s.charCodeAt(j));
+  return s.length;
+}
+
+/**
+ * Sends item i (its key at KEY, klen bytes) straight from the store: its header
+ * from a read of the 4 flag bytes, then the data, both of one version (a write
+ * in between makes kv_send refuse and the item is read again). False when it is
+ * gone (or no item of ours) by then.
+ */
+function sendItem(c: Conn, i: i32, klen: i32, withCas: bool): bool {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const n = kv_get_range(KEY, klen, 0, VAL, 4, VER);
+    if (n < 4) return false;
+    let h = putString(HEAD, "VALUE ");
+    memory.copy(HEAD + <usize>h, tokAt(i), <usize>tokLen(i));
+    h += tokLen(i);
+    h += putString(HEAD + <usize>h, " ");
+    h += formatU64(HEAD + <usize>h, <u64>load<u32>(VAL));
+    h += putString(HEAD + <usize>h, " ");
+    h += formatU64(HEAD + <usize>h, <u64>(n - 4));
+    if (withCas) {
+      h += putString(HEAD + <usize>h, " ");
+      h += formatU64(HEAD + <usize>h, load<u64>(VER));
+    }
+    h += putString(HEAD + <usize>h, "\r\n");
+    const rc = c.sendStored(KEY, klen, 4, n - 4, load<u64>(VER), HEAD, h);
+    if (rc == KV_EXISTS) continue;
+    if (rc < 0) return false;
+    c.writeString("\r\n");
+    return true;
+  }
+  return false;
+}
+
 /** get/gets/gat/gats: keys from token `first`; with versions for gets/gats. */
 function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): void {
-  for (let i = first; i < ntok; i++) {
+  for (let i = first; i < ntok && !c.failed; i++) {
     const klen = keyOf(i);
     if (klen < 0) {
       c.writeString("CLIENT_ERROR bad command line format\r\n");
@@ -223,8 +269,12 @@ function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): vo
       const t = ttl < 0 ? kv_del(KEY, klen) - 1 : ttl == 0 ? kv_persist(KEY, klen) : kv_expire(KEY, klen, ttl);
       if (t == KV_MISSING || ttl < 0) continue;
     }
-    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
+    const n = kv_get_ver(KEY, klen, VAL, SEND_DIRECT_OVER + 4, VER);
     if (n < 4) continue; // missing (or not an item of ours)
+    if (n > SEND_DIRECT_OVER + 4) {
+      sendItem(c, i, klen, withCas);
+      continue;
+    }
     c.writeString("VALUE ");
     c.write(tokAt(i), tokLen(i));
     c.writeByte(32);

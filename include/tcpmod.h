@@ -193,6 +193,20 @@ TCPMOD_IMPORT(kv_scan) int32_t tcpmod_kv_scan(const void *prefix, int32_t prefix
  * `prefix` (empty: all); returns how many. Each key atomically, not all at once. */
 TCPMOD_IMPORT(kv_del_prefix) int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len);
 
+/* v1.2, stored values to the output (docs/abi.md §17).
+ * tcpmod.kv_get_range (i32, i32, i32, i32, i32, i32) -> i32. The value's
+ * length; copies bytes [offset, offset + out_cap) of it (as many as there are)
+ * to out and its version to *version. -1 missing; -4 offset < 0. */
+TCPMOD_IMPORT(kv_get_range) int32_t tcpmod_kv_get_range(const void *key, int32_t key_len, int32_t offset, void *out, int32_t out_cap, uint64_t *version);
+
+/* tcpmod.kv_send (i32, i32, i32, i32, i32, i64, i32, i32) -> i32. Sends
+ * head_len bytes at head, then bytes [offset, offset + len) of the value (as
+ * many as there are), to the connection being handled, in output order as
+ * tcpmod_send; the value never passes through module memory. version 0: any;
+ * else only that version (-5, nothing sent). The value bytes sent; -1 missing;
+ * -3; -4 offset or len < 0; -8 not the connection being handled, or the send failed. */
+TCPMOD_IMPORT(kv_send) int32_t tcpmod_kv_send(int32_t conn, const void *key, int32_t key_len, int32_t offset, int32_t len, uint64_t version, const void *head, int32_t head_len);
+
 /* ---------------------------------------------------------------- exports */
 
 /* Put TCPMOD_EXPORT(name) on each function the host should call; the names
@@ -336,6 +350,7 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_EXISTS (-5)      /* v1.2: NX found the key; kv_cas found another version */
 #define TCPMOD_KV_NOT_INTEGER (-6) /* v1.2: kv_incr_ex on a value that is not an integer, or overflow */
 #define TCPMOD_KV_TOO_SMALL (-7)   /* v1.2: kv_scan's out cannot hold the next keys */
+#define TCPMOD_KV_NOT_SENT (-8)    /* v1.2: kv_send for another connection, or the send failed */
 
 /* v1.2 flags: kv_set_ex (NX, XX, KEEPTTL), kv_cas (KEEPTTL), kv_append (PREPEND, XX), kv_incr_ex (XX). */
 #define TCPMOD_KV_NX 1

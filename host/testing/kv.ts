@@ -24,7 +24,7 @@ export type KvBytes = string | Uint8Array;
  * kv_del, kv_incr, or one of v1.2's (docs/abi.md §14) by its import name without
  * the `kv_` (`set_ex`, `cas`, `scan`, …; a scan or del_prefix passes its prefix as the key).
  */
-export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix';
+export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix' | 'get_range';
 
 /** One stored key: its bytes, value, version (changes on each write), expiry (fake-clock ms, 0 none), and listing order. */
 interface Entry {
@@ -173,6 +173,12 @@ export class ModuleKv {
       if (this.down('get_ver', key)) return KV_UNAVAILABLE;
       const e = this.live(key);
       return e ? { value: e.value, version: e.version } : null;
+    },
+    getRange: (key, offset, cap) => {
+      if (this.down('get_range', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      if (!e) return null;
+      return { length: e.value.length, part: e.value.subarray(Math.min(offset, e.value.length), offset + cap), version: e.version };
     },
     getDel: (key, cap) => {
       if (this.down('getdel', key)) return KV_UNAVAILABLE;

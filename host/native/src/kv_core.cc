@@ -456,6 +456,22 @@ int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version) {
   return n->vlen;
 }
 
+int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version) {
+  if (offset < 0) return kInvalid;
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  Node* n = Find(s, h, key);
+  if (n == nullptr) return kMissing;
+  Touch(n);
+  if (static_cast<uint64_t>(offset) < n->vlen) {
+    size_t take = std::min<size_t>(cap, n->vlen - static_cast<size_t>(offset));
+    if (take) std::memcpy(out, n->val() + offset, take);
+  }
+  if (version) *version = n->version;
+  return n->vlen;
+}
+
 int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
   return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
     int64_t len = n->vlen;

@@ -55,6 +55,10 @@ struct Stats {
 // Value length (copied to out only when it fits cap); kMissing. *version (when
 // not null) gets the value's version whenever the key is found.
 int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version);
+// The value's length; copies bytes [offset, offset + cap) of it (as many as
+// there are past offset: none when offset >= length) to out, and its version
+// to *version (when not null). kMissing; kInvalid (offset < 0).
+int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version);
 // As Get, and deletes the key, but only when the value fitted (else nothing changes).
 int64_t GetDel(Slice key, uint8_t* out, size_t cap);
 // 0 stored; kMissing (XX, no key); kExists (NX, key present); kFull; kInvalid.

@@ -571,6 +571,16 @@ local function write(val, flags, ttl)
   if bit.band(flags, 4) ~= 0 then a[#a + 1] = 'KEEPTTL' end
   return redis.call(unpack(a))
 end
+-- The key's version (it exists): its companion's, or a new one from the counter.
+local function version()
+  local ver = redis.call('GET', c)
+  if not ver then
+    ver = redis.call('INCR', '\255tcpmod:seq')
+    local t = redis.call('PTTL', k)
+    if t > 0 then redis.call('SET', c, ver, 'PX', t) else redis.call('SET', c, ver) end
+  end
+  return tonumber(ver)
+end
 if op == 'set' then
   local flags = tonumber(ARGV[3])
   if not write(ARGV[2], flags, ARGV[4]) then
@@ -588,13 +598,14 @@ elseif op == 'cas' then
 elseif op == 'getver' then
   local v = redis.call('GET', k)
   if not v then return false end
-  local ver = redis.call('GET', c)
-  if not ver then
-    ver = redis.call('INCR', '\255tcpmod:seq')
-    local t = redis.call('PTTL', k)
-    if t > 0 then redis.call('SET', c, ver, 'PX', t) else redis.call('SET', c, ver) end
-  end
-  return {tonumber(ver), v}
+  return {version(), v}
+elseif op == 'getrange' then
+  local n = redis.call('STRLEN', k)
+  if n == 0 and redis.call('EXISTS', k) == 0 then return false end
+  local from, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local part = ''
+  if cap > 0 and from < n then part = redis.call('GETRANGE', k, from, from + cap - 1) end
+  return {version(), n, part}
 elseif op == 'getdel' then
   local v = redis.call('GET', k)
   if v and #v <= tonumber(ARGV[2]) then redis.call('DEL', k, c) end
@@ -976,6 +987,20 @@ int64_t RedisGetVer(const std::string& key, uint8_t* out, size_t cap, uint64_t* 
   if (ScriptCall(Arg(key), {{"getver", 6}}, &r, &value, &elems)) return kKvUnavailable;
   if (r.type != '*') return ValueResult(r);  // nil: missing
   if (elems.size() != 2 || elems[0].type != ':' || elems[1].type != '$' || elems[1].nil) return Unexpected();
+  Consumed();
+  *version = static_cast<uint64_t>(elems[0].integer);
+  return elems[1].integer;
+}
+
+int64_t RedisGetRange(const std::string& key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version) {
+  if (offset < 0) return kv::kInvalid;
+  std::string o = std::to_string(offset), c = std::to_string(cap);
+  RedisReply r;
+  BulkSink part{out, cap};
+  std::vector<Elem> elems;
+  if (ScriptCall(Arg(key), {{"getrange", 8}, Arg(o), Arg(c)}, &r, &part, &elems)) return kKvUnavailable;
+  if (r.type != '*') return ValueResult(r);  // nil: missing
+  if (elems.size() != 3 || elems[0].type != ':' || elems[1].type != ':' || elems[2].type != '$' || elems[2].nil) return Unexpected();
   Consumed();
   *version = static_cast<uint64_t>(elems[0].integer);
   return elems[1].integer;
