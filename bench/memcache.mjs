@@ -5,12 +5,12 @@
 // (its process group's user + system time) beside the throughput. Report only:
 // nothing is asserted. Cases (--only):
 //   multiget  one `get` of 30 keys of 1 MiB each (issue 21's large-value case)
-//   mixed     memcslap (libmemcached-tools), get:set 9:1, small values
+//   memcslap  memcslap (libmemcached-tools) --test=set, then --test=get (it has no get:set mix)
 //   incr      N clients x M `incr` of one counter: the final count, exact or not
 //   eviction  resp.wasm --kv-max-bytes B --kv-eviction allkeys-lru against
 //             redis-server maxmemory B allkeys-lru: RSS after a SET EX flood
 //
-//   node bench/memcache.mjs [--only multiget,mixed,incr,eviction] [--rounds 3] [--threads 2]
+//   node bench/memcache.mjs [--only multiget,memcslap,incr,eviction] [--rounds 3] [--threads 2]
 //        [--gets 20] [--ops 20000] [--clients 4] [--incrs 5000] [--evict-mb 64] [--evict-keys 1000000]
 //
 // Needs build/memcache.wasm and build/resp.wasm, memcached, memcslap
@@ -25,9 +25,8 @@ import { groupCpuSeconds, groupRssKiB } from './lib/procfs.mjs';
 import { median } from './lib/stats.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { values: opt } = parseArgs({
-  options: {
-    only: { type: 'string', default: 'multiget,mixed,incr,eviction' },
+export const DEFAULTS = {
+    only: { type: 'string', default: 'multiget,memcslap,incr,eviction' },
     rounds: { type: 'string', default: '3' },
     threads: { type: 'string', default: '2' },
     gets: { type: 'string', default: '20' },
@@ -37,11 +36,9 @@ const { values: opt } = parseArgs({
     'evict-mb': { type: 'string', default: '64' },
     'evict-keys': { type: 'string', default: '1000000' },
     wasm: { type: 'string', default: 'build/memcache.wasm' },
-  },
-});
-const only = new Set(opt.only.split(','));
-const rounds = Number(opt.rounds);
-installCleanup();
+};
+/** The options of the run under way (measure() sets them). */
+let opt = {};
 
 async function memcached() {
   const port = await freePort();
@@ -97,13 +94,19 @@ async function multiget(port) {
   return { ops: n, msPerGet: median(times) };
 }
 
-// ---- mixed: memcslap get:set 9:1 ---------------------------------------------
-async function mixed(port) {
-  const args = [`--servers=127.0.0.1:${port}`, `--concurrency=${opt.clients}`, `--execute-number=${opt.ops}`, '--test=get'];
-  // memcslap --test=get first sets the keys it will get (about 1 in 10 of its requests), as its own output says.
+// ---- memcslap: set, then get (libmemcached-tools) -----------------------------
+// memcslap has no get:set mix: --test=set times `clients` threads x `ops` sets;
+// --test=get first sets `ops` keys from one connection, then times the threads'
+// gets of them. Throughput is from memcslap's own timed line; server CPU per
+// operation counts every request of the run (the load included).
+async function memcslap(port, test) {
+  const args = [`--servers=127.0.0.1:${port}`, `--concurrency=${opt.clients}`, `--execute-number=${opt.ops}`, `--test=${test}`];
   const r = await runClient('memcslap', args, { timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`memcslap failed: ${r.stderr || r.stdout}`);
-  return { ops: Number(opt.ops) * Number(opt.clients), slapSeconds: Number(/Took\s+([\d.]+) seconds/.exec(r.stdout)?.[1] ?? NaN) };
+  const m = /Time to (?:get|set)\s+(\d+) keys by\s+\d+ threads:\s+([\d.]+) seconds/.exec(r.stdout);
+  if (!m) throw new Error(`memcslap: no timing line in ${r.stdout}`);
+  const timed = Number(m[1]);
+  return { ops: timed + (test === 'get' ? Number(opt.ops) : 0), timedOps: timed, timedSeconds: Number(m[2]) };
 }
 
 // ---- incr: N clients x M incr, exact? ---------------------------------------
@@ -130,74 +133,96 @@ async function evictionRound(server) {
   return { rss0MiB: rss0 / 1024, rssMiB: groupRssKiB(server.pgid) / 1024 };
 }
 
-const rows = [];
-const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+/**
+ * Runs the selected cases (o: DEFAULTS' names, values as strings); returns one
+ * row per case and server: { case, server, opsPerSec, cpuUsPerOp, note }.
+ */
+export async function measure(o) {
+  opt = o;
+  const only = new Set(opt.only.split(','));
+  const rounds = Number(opt.rounds);
+  const rows = [];
+  const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
-if (only.has('multiget') || only.has('mixed') || only.has('incr')) {
-  const servers = [
-    { name: 'memcached', start: memcached },
-    // A multi-get of 30 MiB is answered whole: past the default 8 MiB output bound the connection would close.
-    { name: 'tcpmod memcache.wasm', start: () => tcpmod(opt.wasm, ['--max-output-buffer', '64MiB']) },
-  ];
-  const results = {};
-  for (let round = 0; round < rounds; round++) {
-    for (const s of servers) {
-      // A fresh server each round: the same starting state for every case.
-      const srv = await s.start();
-      try {
-        if (only.has('multiget')) {
-          await loadBig(srv.port);
-          (results[`multiget|${s.name}`] ??= []).push(await measured(srv, () => multiget(srv.port)));
+  if (only.has('multiget') || only.has('memcslap') || only.has('incr')) {
+    const servers = [
+      { name: 'memcached', start: memcached },
+      // A multi-get of 30 MiB is answered whole: past the default 8 MiB output bound the connection would close.
+      { name: 'tcpmod memcache.wasm', start: () => tcpmod(opt.wasm, ['--max-output-buffer', '64MiB']) },
+    ];
+    const results = {};
+    for (let round = 0; round < rounds; round++) {
+      for (const s of servers) {
+        // A fresh server each round: the same starting state for every case.
+        const srv = await s.start();
+        try {
+          if (only.has('multiget')) {
+            await loadBig(srv.port);
+            (results[`multiget|${s.name}`] ??= []).push(await measured(srv, () => multiget(srv.port)));
+          }
+          if (only.has('memcslap')) {
+            (results[`memcslap set|${s.name}`] ??= []).push(await measured(srv, () => memcslap(srv.port, 'set')));
+            (results[`memcslap get|${s.name}`] ??= []).push(await measured(srv, () => memcslap(srv.port, 'get')));
+          }
+          if (only.has('incr')) (results[`incr|${s.name}`] ??= []).push(await measured(srv, () => incr(srv.port)));
+        } finally {
+          await srv.stop();
         }
-        if (only.has('mixed')) (results[`mixed|${s.name}`] ??= []).push(await measured(srv, () => mixed(srv.port)));
-        if (only.has('incr')) (results[`incr|${s.name}`] ??= []).push(await measured(srv, () => incr(srv.port)));
-      } finally {
-        await srv.stop();
+        process.stderr.write(`[memcache] round ${round + 1}/${rounds} ${s.name} done\n`);
       }
-      process.stderr.write(`round ${round + 1}/${rounds} ${s.name} done\n`);
+    }
+    for (const [key, runs] of Object.entries(results)) {
+      const [kase, name] = key.split('|');
+      const ops = runs[0].ops;
+      const row = { case: kase, server: name, opsPerSec: median(runs.map((r) => (r.timedOps ? r.timedOps / r.timedSeconds : r.ops / r.wall))), cpuUsPerOp: median(runs.map((r) => (r.cpu / r.ops) * 1e6)) };
+      if (kase === 'multiget') row.note = `median ${fmt(median(runs.map((r) => r.msPerGet)))} ms per get of 30 x 1 MiB`;
+      if (kase === 'incr') row.note = `final ${runs.map((r) => r.final).join(', ')} of ${runs[0].expected}`;
+      if (kase.startsWith('memcslap')) row.note = `${runs[0].timedOps} timed requests, ${opt.clients} connections`;
+      rows.push(row);
     }
   }
-  for (const [key, runs] of Object.entries(results)) {
-    const [kase, name] = key.split('|');
-    const ops = runs[0].ops;
-    const row = { case: kase, server: name, opsPerSec: median(runs.map((r) => r.ops / r.wall)), cpuUsPerOp: median(runs.map((r) => (r.cpu / r.ops) * 1e6)) };
-    if (kase === 'multiget') row.note = `median ${fmt(median(runs.map((r) => r.msPerGet)))} ms per get of 30 x 1 MiB`;
-    if (kase === 'incr') row.note = `final ${runs.map((r) => r.final).join(', ')} of ${runs[0].expected}`;
-    if (kase === 'mixed') row.note = `${ops} requests, ${opt.clients} connections`;
-    rows.push(row);
-  }
-}
 
-if (only.has('eviction')) {
-  const mb = Number(opt['evict-mb']);
-  const bytes = mb * 1024 * 1024;
-  const starts = [
-    { name: `redis-server maxmemory ${mb}mb allkeys-lru`, start: async () => {
-      const port = await freePort();
-      return startServer({ name: 'redis-server', cmd: 'redis-server', port,
-        args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory', `${mb}mb`, '--maxmemory-policy', 'allkeys-lru'] });
-    } },
-    { name: `tcpmod resp.wasm --kv-max-bytes ${mb}MiB --kv-eviction allkeys-lru`, start: () => tcpmod('build/resp.wasm', ['--kv-max-bytes', String(bytes), '--kv-eviction', 'allkeys-lru']) },
-  ];
-  const res = {};
-  for (let round = 0; round < rounds; round++) {
-    for (const s of starts) {
-      const srv = await s.start();
-      try {
-        const r = await measured(srv, () => evictionRound(srv));
-        (res[s.name] ??= []).push({ ...r, ops: Number(opt['evict-keys']) });
-      } finally {
-        await srv.stop();
+  if (only.has('eviction')) {
+    const mb = Number(opt['evict-mb']);
+    const bytes = mb * 1024 * 1024;
+    const starts = [
+      { name: `redis-server maxmemory ${mb}mb allkeys-lru`, start: async () => {
+        const port = await freePort();
+        return startServer({ name: 'redis-server', cmd: 'redis-server', port,
+          args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory', `${mb}mb`, '--maxmemory-policy', 'allkeys-lru'] });
+      } },
+      { name: `tcpmod resp.wasm --kv-max-bytes ${mb}MiB --kv-eviction allkeys-lru`, start: () => tcpmod('build/resp.wasm', ['--kv-max-bytes', String(bytes), '--kv-eviction', 'allkeys-lru']) },
+    ];
+    const res = {};
+    for (let round = 0; round < rounds; round++) {
+      for (const s of starts) {
+        const srv = await s.start();
+        try {
+          const r = await measured(srv, () => evictionRound(srv));
+          (res[s.name] ??= []).push({ ...r, ops: Number(opt['evict-keys']) });
+        } finally {
+          await srv.stop();
+        }
+        process.stderr.write(`[memcache] eviction round ${round + 1}/${rounds} ${s.name} done\n`);
       }
-      process.stderr.write(`eviction round ${round + 1}/${rounds} ${s.name} done\n`);
+    }
+    for (const [name, runs] of Object.entries(res)) {
+      rows.push({ case: 'eviction', server: name, opsPerSec: median(runs.map((r) => r.ops / r.wall)), cpuUsPerOp: median(runs.map((r) => (r.cpu / r.ops) * 1e6)),
+        note: `RSS ${fmt(median(runs.map((r) => r.rss0MiB)))} MiB idle, ${fmt(median(runs.map((r) => r.rssMiB)))} MiB after ${opt['evict-keys']} SET EX of 100 B (bound ${mb} MiB)` });
     }
   }
-  for (const [name, runs] of Object.entries(res)) {
-    rows.push({ case: 'eviction', server: name, opsPerSec: median(runs.map((r) => r.ops / r.wall)), cpuUsPerOp: median(runs.map((r) => (r.cpu / r.ops) * 1e6)),
-      note: `RSS ${fmt(median(runs.map((r) => r.rss0MiB)))} MiB idle, ${fmt(median(runs.map((r) => r.rssMiB)))} MiB after ${opt['evict-keys']} SET EX of 100 B (bound ${mb} MiB)` });
-  }
+  return rows;
 }
 
-console.log(`| case | server | ops/s (median of ${rounds}) | server CPU µs/op | note |`);
-console.log('| --- | --- | ---: | ---: | --- |');
-for (const r of rows) console.log(`| ${r.case} | ${r.server} | ${fmt(r.opsPerSec, 0)} | ${fmt(r.cpuUsPerOp)} | ${r.note ?? ''} |`);
+/** The rows as a Markdown table. */
+export function markdown(rows, rounds) {
+  const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  return [`| case | server | ops/s (median of ${rounds}) | server CPU µs/op (median) | note |`, '| --- | --- | ---: | ---: | --- |',
+    ...rows.map((r) => `| ${r.case} | ${r.server} | ${fmt(r.opsPerSec, 0)} | ${fmt(r.cpuUsPerOp)} | ${r.note ?? ''} |`)].join('\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({ options: DEFAULTS });
+  installCleanup();
+  console.log(markdown(await measure(values), Number(values.rounds)));
+}

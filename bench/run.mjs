@@ -20,6 +20,7 @@ import { serverDefs } from './lib/servers.mjs';
 import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs';
 import * as echo from './lib/workloads/echo.mjs';
 import * as hostile from './lib/workloads/hostile.mjs';
+import * as memcache from './lib/workloads/memcache.mjs';
 import * as http from './lib/workloads/http.mjs';
 import * as https from './lib/workloads/https.mjs';
 import * as resp from './lib/workloads/resp.mjs';
@@ -29,7 +30,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, memcache };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -72,7 +73,11 @@ function prepareTools(only) {
     if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
-  if (only.includes('resp') || only.includes('hostile')) {
+  if (only.includes('memcache')) {
+    ensureCommand('memcached', 'memcached', log);
+    ensureCommand('memcslap', 'libmemcached-tools', log);
+  }
+  if (only.includes('resp') || only.includes('hostile') || only.includes('memcache')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }

@@ -16,6 +16,7 @@ export const WORKLOAD_TITLES = {
   scale: 'Scale: idle connections',
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
+  memcache: 'memcache.wasm vs memcached; the store under eviction vs redis-server',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */
@@ -126,6 +127,7 @@ export function resultTables(results, { headingLevel = 2 } = {}) {
     if (name === 'scale') out.push(scaleTable(w));
     else if (name === 'startup') out.push(startupTable(w));
     else if (name === 'hostile') out.push(hostileTable(w));
+    else if (name === 'memcache') out.push(w.table);
     else out.push(compareTable(w, name === 'workers' ? null : 'tcpmod'));
     if (w.client) out.push('', `Client: \`${w.client}\`.`);
     for (const note of w.notes ?? []) out.push('', note);
