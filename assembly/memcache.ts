@@ -23,7 +23,7 @@
 import { Conn, Action, configure, setOnTimer, nowMs } from "tcpmod/assembly/sdk";
 import {
   kv_get_ver, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_append, kv_del_prefix,
-  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS,
+  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS, KV_TTL_MAX,
 } from "tcpmod/assembly/sdk";
 import { kv_del, kv_get_range, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
 import { parseU64 as decimalU64, formatU64 } from "tcpmod/assembly/sdk";
@@ -105,23 +105,27 @@ function wholeU64(p: usize, n: i32): bool {
 }
 
 /**
- * Token i as a signed decimal into parsedI64; false when it is not one. Not the
- * SDK's parseI64: this one takes up to 20 characters and wraps past the i64 range
- * where the SDK's refuses, so using it would change which requests are accepted.
+ * Token i as a signed decimal into parsedI64; false when it is not one, or
+ * when it lies outside the i64 range (refused, never wrapped). Not the SDK's
+ * parseI64: this one takes a run of up to 20 digits (leading zeros included),
+ * as memcache.wasm always has.
  */
 function parseI64(i: i32): bool {
   const p = tokAt(i);
   const n = tokLen(i);
   if (n == 0) return false;
   const neg = load<u8>(p) == 45;
-  let v: i64 = 0;
+  // The magnitude's limit: 2^63 for a negative number, 2^63 - 1 otherwise.
+  const limit: u64 = neg ? <u64>0x8000000000000000 : <u64>0x7FFFFFFFFFFFFFFF;
+  let v: u64 = 0;
   for (let j = neg ? 1 : 0; j < n; j++) {
     const d = <i32>load<u8>(p + j) - 48;
     if (d < 0 || d > 9 || j > 19) return false;
-    v = v * 10 + <i64>d;
+    if (v > (limit - <u64>d) / 10) return false;
+    v = v * 10 + <u64>d;
   }
   if (neg && n == 1) return false;
-  parsedI64 = neg ? -v : v;
+  parsedI64 = neg ? <i64>(0 - v) : <i64>v;
   return true;
 }
 
@@ -133,11 +137,17 @@ function keyOf(i: i32): i32 {
   return PREFIX_LEN + n;
 }
 
-/** An exptime as a store TTL in ms: 0 none, -1 already expired. */
+/**
+ * An exptime as a store TTL in ms: 0 none, -1 already expired. A time further
+ * away than the store's longest TTL (about 2,200 years) gets that TTL: any
+ * i64 is accepted, and exptime * 1000 is never computed where it would wrap.
+ */
 function ttlOf(exptime: i64): i64 {
   if (exptime == 0) return 0;
   if (exptime < 0) return -1;
   if (exptime <= THIRTY_DAYS) return exptime * 1000;
+  const nowSec = <i64>(nowMs() / 1000);
+  if (exptime - nowSec > KV_TTL_MAX / 1000) return KV_TTL_MAX;
   const ms = exptime * 1000 - <i64>nowMs();
   return ms > 0 ? ms : -1;
 }
@@ -391,7 +401,8 @@ function onData(c: Conn): Action {
         parseI64(3) && ((parsedExptime = parsedI64), true) && parseI64(4) && (kind != CAS || parseU64(5));
       if (kind == CAS) parsedCas = parsedU64;
       const bytes = parsedI64;
-      if (!okNums || bytes < 0 || tokLen(1) > KEY_MAX) {
+      // A length past memcached's own (a signed 32-bit count, less the \r\n) is a bad line, as there.
+      if (!okNums || bytes < 0 || bytes > <i64>0x7FFFFFFD || tokLen(1) > KEY_MAX) {
         c.consume(nl + 1 - pos);
         c.writeString("CLIENT_ERROR bad command line format\r\n");
         continue;
