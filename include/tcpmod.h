@@ -205,6 +205,13 @@ TCPMOD_IMPORT(kv_get_range) int32_t tcpmod_kv_get_range(const void *key, int32_t
  * tcpmod_send; the value never passes through module memory. version 0: any;
  * else only that version (-5, nothing sent). The value bytes sent; -1 missing;
  * -3; -4 offset or len < 0; -8 not the connection being handled, or the send failed. */
+/* tcpmod.kv_expire_ex (i32, i32, i64, i32) -> i32. kv_expire with Redis 7's
+ * conditions (flags): TCPMOD_KV_NX the key has no TTL, TCPMOD_KV_XX it has one,
+ * TCPMOD_KV_GT / TCPMOD_KV_LT the new expiry is later / earlier (no TTL counts
+ * as infinite). 1 set (ttl_ms 0: the key deleted); 0 the condition did not
+ * hold; -1 missing; -4 a bad TTL or flags (NX with XX, GT or LT; GT with LT). */
+TCPMOD_IMPORT(kv_expire_ex) int32_t tcpmod_kv_expire_ex(const void *key, int32_t key_len, int64_t ttl_ms, int32_t flags);
+
 TCPMOD_IMPORT(kv_send) int32_t tcpmod_kv_send(int32_t conn, const void *key, int32_t key_len, int32_t offset, int32_t len, uint64_t version, const void *head, int32_t head_len);
 
 /* ---------------------------------------------------------------- exports */
@@ -357,6 +364,8 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_XX 2
 #define TCPMOD_KV_KEEPTTL 4
 #define TCPMOD_KV_PREPEND 1
+#define TCPMOD_KV_GT 8  /* kv_expire_ex: only a later expiry */
+#define TCPMOD_KV_LT 16 /* kv_expire_ex: only an earlier expiry */
 #define TCPMOD_KV_TTL_MAX 70368744177664LL /* 2^46 ms */
 
 /* Log levels (tcpmod_log). */

@@ -21,7 +21,7 @@ export function i64(n: bigint): Buffer {
   return b;
 }
 
-export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1;
+export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1, KV_GT = 8, KV_LT = 16;
 export const TTL_MAX = 2n ** 46n;
 
 export function i32(n: number): Buffer {
@@ -110,6 +110,9 @@ export class Kv12 {
   }
   delPrefix(prefix: string): number {
     return this.call('D', prefix).rc;
+  }
+  expireEx(key: string, ttl: bigint, flags: number): number {
+    return this.call('e', key, i64(ttl), i32(flags)).rc;
   }
   getRange(key: string, offset: number, cap: number): { rc: number; version: bigint; part: string | null } {
     const { rc, rest } = this.call('R', key, i32(offset), u32(cap));
@@ -375,6 +378,49 @@ export function kv12Table(store: StoreKind): void {
     expect(kv.get('b').rc).toBe(-1);
     expect(kv.getDel('a', 2048).rc).toBe(900);
     expect(kv.setEx('b', big)).toBe(0);
+  });
+
+  it('kv_expire_ex: Redis 7 EXPIRE NX/XX/GT/LT: 1 set, 0 the condition did not hold (nothing changed); -1 missing; -4 bad flags or TTL', () => {
+    expect(kv.expireEx('x', 100n, 0)).toBe(-1);
+    expect(kv.expireEx('x', 100n, KV_NX)).toBe(-1);
+    kv.set('x', 'v');
+    for (const [ttl, flags] of [[100n, KV_NX | KV_XX], [100n, KV_NX | KV_GT], [100n, KV_NX | KV_LT], [100n, KV_GT | KV_LT], [100n, 4], [100n, 32], [-1n, 0], [TTL_MAX + 1n, KV_XX]] as const)
+      expect(kv.expireEx('x', ttl, flags), `ttl ${ttl} flags ${flags}`).toBe(-4);
+    // No TTL: XX and GT do nothing (none counts as infinite); NX sets one.
+    expect(kv.expireEx('x', 1000n, KV_XX)).toBe(0);
+    expect(kv.expireEx('x', 1000n, KV_GT)).toBe(0);
+    expect(kv.ttl('x').rc).toBe(0);
+    expect(kv.expireEx('x', 1000n, KV_NX)).toBe(1);
+    ttlIs(kv.ttl('x'), 1000);
+    // A TTL now: NX does nothing; GT only later, LT only earlier; XX with either.
+    expect(kv.expireEx('x', 5000n, KV_NX)).toBe(0);
+    expect(kv.expireEx('x', 500n, KV_GT)).toBe(0);
+    expect(kv.expireEx('x', 2000n, KV_LT)).toBe(0);
+    ttlIs(kv.ttl('x'), 1000);
+    expect(kv.expireEx('x', 2000n, KV_GT | KV_XX)).toBe(1);
+    ttlIs(kv.ttl('x'), 2000);
+    expect(kv.expireEx('x', 300n, KV_LT)).toBe(1);
+    ttlIs(kv.ttl('x'), 300);
+    expect(kv.expireEx('x', 400n, KV_XX)).toBe(1);
+    ttlIs(kv.ttl('x'), 400);
+    // Without a TTL, LT always holds (an infinite one is later than any).
+    kv.set('y', 'v');
+    expect(kv.expireEx('y', 700n, KV_LT)).toBe(1);
+    ttlIs(kv.ttl('y'), 700);
+    // A TTL of 0 deletes the key when the condition holds, and only then.
+    expect(kv.expireEx('y', 0n, KV_GT)).toBe(0);
+    expect(kv.get('y').value).toBe('v');
+    expect(kv.expireEx('y', 0n, KV_LT)).toBe(1);
+    expect(kv.get('y').rc).toBe(-1);
+    // The version is not touched; with no flags it is kv_expire with 1 for set.
+    const ver = kv.version('x');
+    expect(kv.expireEx('x', 9000n, 0)).toBe(1);
+    ttlIs(kv.ttl('x'), 9000);
+    expect(kv.version('x')).toBe(ver);
+    // An expired key is missing.
+    kv.setEx('e', 'x', 0, 5n);
+    advance(6);
+    expect(kv.expireEx('e', 100n, KV_LT)).toBe(-1);
   });
 
   it('kv_get_range: the length, the bytes of the range that exist, the version; -1 missing; -4 offset < 0', () => {

@@ -148,7 +148,14 @@ const corpus: Case[] = [
     input: 'SET k v\r\nEXPIRE k 100\r\nTTL k\r\nPEXPIRE k 5000\r\nPTTL k\r\nPERSIST k\r\nPERSIST k\r\nTTL k\r\nEXPIRE nope 10\r\nPERSIST nope\r\n' +
       'EXPIRE k x\r\nEXPIRE k 1 NX\r\nEXPIRE k 0\r\nEXISTS k\r\nSET k v\r\nPEXPIRE k -5\r\nEXISTS k\r\n',
     output: OK + int(1) + int(100) + int(1) + int(5000) + int(1) + int(0) + int(-1) + int(0) + int(0) +
-      NOT_INT + SYNTAX + int(1) + int(0) + OK + int(1) + int(0) },
+      NOT_INT + int(1) + int(1) + int(0) + OK + int(1) + int(0) },
+  { name: 'EXPIRE / PEXPIRE with NX, XX, GT, LT (Redis 7; its answers, taken from redis-server 7.0)',
+    input: 'SET k v\r\nEXPIRE k 100 XX\r\nEXPIRE k 100 GT\r\nEXPIRE k 100 LT\r\nTTL k\r\nEXPIRE k 50 NX\r\nEXPIRE k 200 GT\r\nTTL k\r\n' +
+      'EXPIRE k 300 lt\r\nEXPIRE k 150 LT XX\r\nTTL k\r\nEXPIRE k 10 NX XX\r\nEXPIRE k 10 GT LT\r\nEXPIRE k 10 FOO\r\nEXPIRE k x NX\r\n' +
+      'EXPIRE k x FOO\r\nEXPIRE nope 10 NX\r\nPEXPIRE k 0 GT\r\nEXISTS k\r\nPEXPIRE k -5 LT\r\nEXISTS k\r\n',
+    output: OK + int(0) + int(0) + int(1) + int(100) + int(0) + int(1) + int(200) + int(0) + int(1) + int(150) +
+      err('ERR NX and XX, GT or LT options at the same time are not compatible') + err('ERR GT and LT options at the same time are not compatible') +
+      err('ERR Unsupported option FOO') + NOT_INT + err('ERR Unsupported option FOO') + int(0) + int(0) + int(1) + int(1) + int(0) },
   { name: 'KEYS and SCAN with MATCH (case-sensitive, escapes), COUNT and TYPE',
     input: 'MSET ab 1 ac 2 b 3 a* 4 B 5\r\nKEYS a\\*\r\nKEYS b\r\nKEYS z*\r\nKEYS [b]\r\nSCAN 0 MATCH b COUNT 100\r\nSCAN 0 MATCH ?c COUNT 100\r\n' +
       'SCAN 0 MATCH b TYPE hash COUNT 100\r\nSCAN x\r\nSCAN -1\r\nSCAN 0 COUNT 0\r\nSCAN 0 MATCH\r\nSCAN 0 FOO 1\r\nDBSIZE\r\n',
@@ -490,6 +497,7 @@ describe('resp.wasm specifics', () => {
       kv_cas: (k: number, kl: number, v: number, vl: number, f: number, t: bigint, ver: bigint) =>
         native.kvCas(mem.buffer, k, kl, mem.buffer, v, vl, f, t, ver),
       kv_expire: (k: number, kl: number, t: bigint) => native.kvExpire(mem.buffer, k, kl, t),
+      kv_expire_ex: (k: number, kl: number, t: bigint, f: number) => native.kvExpireIf(mem.buffer, k, kl, t, f),
       kv_persist: (k: number, kl: number) => native.kvPersist(mem.buffer, k, kl),
       kv_ttl: (k: number, kl: number, o: number) => native.kvTtl(mem.buffer, k, kl, mem.buffer, o),
       kv_append: (k: number, kl: number, v: number, vl: number, f: number) => native.kvAppend(mem.buffer, k, kl, mem.buffer, v, vl, f),

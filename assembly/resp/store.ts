@@ -20,7 +20,7 @@
 // rule lives in one place rather than in every handler.
 
 import {
-  kv_get, kv_set, kv_del, kv_get_ver, kv_getdel, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_ttl,
+  kv_get, kv_set, kv_del, kv_get_ver, kv_getdel, kv_set_ex, kv_cas, kv_expire, kv_expire_ex, kv_persist, kv_ttl,
   kv_append, kv_incr_ex, kv_scan, kv_del_prefix, nowMs, KV_UNAVAILABLE,
 } from "tcpmod/assembly/sdk";
 import { VAL, VAL_CAP, ENC } from "./limits";
@@ -73,6 +73,9 @@ export function kvCas(key: usize, keyLen: i32, val: usize, valLen: i32, flags: i
 }
 export function kvExpire(key: usize, keyLen: i32, ttl: i64): i32 {
   return unavailable ? KV_UNAVAILABLE : noted(kv_expire(key, keyLen, ttl));
+}
+export function kvExpireEx(key: usize, keyLen: i32, ttl: i64, flags: i32): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_expire_ex(key, keyLen, ttl, flags));
 }
 export function kvPersist(key: usize, keyLen: i32): i32 {
   return unavailable ? KV_UNAVAILABLE : noted(kv_persist(key, keyLen));

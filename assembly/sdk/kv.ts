@@ -22,6 +22,10 @@ export const KV_XX: i32 = 2;
 export const KV_KEEPTTL: i32 = 4;
 /** kv_append: put the bytes in front. */
 export const KV_PREPEND: i32 = 1;
+/** kv_expire_ex: only when the new expiry is later than the key's (a key without a TTL: never). */
+export const KV_GT: i32 = 8;
+/** kv_expire_ex: only when the new expiry is earlier than the key's (a key without a TTL: always). */
+export const KV_LT: i32 = 16;
 /** The longest TTL, in ms (2^46). */
 export const KV_TTL_MAX: i64 = 70368744177664;
 
@@ -99,3 +103,10 @@ export declare function kv_get_range(key: usize, key_len: i32, offset: i32, out:
 // @ts-ignore: decorator
 @external("tcpmod", "kv_send")
 export declare function kv_send(conn: i32, key: usize, key_len: i32, offset: i32, len: i32, version: u64, head: usize, head_len: i32): i32;
+
+/** EXPIRE with Redis 7's options: KV_NX (the key has no TTL), KV_XX (it has one), KV_GT / KV_LT
+ *  (the new expiry is later / earlier; no TTL counts as infinite). 1 set (ttl_ms 0 deletes the key),
+ *  0 the condition did not hold (nothing changed), KV_MISSING, KV_INVALID, KV_UNAVAILABLE. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_expire_ex")
+export declare function kv_expire_ex(key: usize, key_len: i32, ttl_ms: i64, flags: i32): i32;

@@ -32,6 +32,7 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
   kv_del_prefix: { c: 'int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len)', as: 'kv_del_prefix(prefix: usize, prefix_len: i32): i32' },
   kv_get_range: { c: 'int32_t tcpmod_kv_get_range(const void *key, int32_t key_len, int32_t offset, void *out, int32_t out_cap, uint64_t *version)', as: 'kv_get_range(key: usize, key_len: i32, offset: i32, out: usize, out_cap: i32, version: usize): i32' },
   kv_send: { c: 'int32_t tcpmod_kv_send(int32_t conn, const void *key, int32_t key_len, int32_t offset, int32_t len, uint64_t version, const void *head, int32_t head_len)', as: 'kv_send(conn: i32, key: usize, key_len: i32, offset: i32, len: i32, version: u64, head: usize, head_len: i32): i32' },
+  kv_expire_ex: { c: 'int32_t tcpmod_kv_expire_ex(const void *key, int32_t key_len, int64_t ttl_ms, int32_t flags)', as: 'kv_expire_ex(key: usize, key_len: i32, ttl_ms: i64, flags: i32): i32' },
   subscribe: { c: 'int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void *text, int32_t len)', as: 'subscribe(conn: i32, kind: i32, text: usize, len: i32): i32' },
   unsubscribe: { c: 'int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void *text, int32_t len)', as: 'unsubscribe(conn: i32, kind: i32, text: usize, len: i32): i32' },
   publish: { c: 'int32_t tcpmod_publish(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len)', as: 'publish(topic: usize, topic_len: i32, msg: usize, msg_len: i32): i32' },

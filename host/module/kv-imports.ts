@@ -16,6 +16,8 @@ export interface KvBackendV12 {
   setEx(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint): number;
   cas(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint, version: bigint): number;
   expire(key: Uint8Array, ttlMs: bigint): number;
+  /** kv_expire_ex: 1 set, 0 the NX/XX/GT/LT condition did not hold, KV.MISSING, KV.INVALID, KV_UNAVAILABLE. */
+  expireEx(key: Uint8Array, ttlMs: bigint, flags: number): number;
   persist(key: Uint8Array): number;
   /** The ms left (a bigint) when the key has a TTL; else 0 (none), -1 (missing) or KV_UNAVAILABLE. */
   ttl(key: Uint8Array): bigint | number;
@@ -172,6 +174,12 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
       const kv = a.kv();
       if (!kv) return native.kvExpire(a.buffer(), key >>> 0, keyLen >>> 0, ttl);
       return kv.expire(a.bytes(key, keyLen), ttl);
+    },
+    kv_expire_ex: (key: number, keyLen: number, ttl: bigint, flags: number): number => {
+      a.region('kv_expire_ex key', key, keyLen);
+      const kv = a.kv();
+      if (!kv) return native.kvExpireIf(a.buffer(), key >>> 0, keyLen >>> 0, ttl, flags);
+      return kv.expireEx(a.bytes(key, keyLen), ttl, flags);
     },
     kv_persist: (key: number, keyLen: number): number => {
       a.region('kv_persist key', key, keyLen);

@@ -277,6 +277,8 @@ export interface NativeBinding {
   kvSetEx(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number): number;
   kvCas(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number, version: bigint): number;
   kvExpire(key: Buf, keyOff: number, keyLen: number, ttlMs: bigint | number): number;
+  /** kv_expire_ex: 1 set, 0 the NX/XX/GT/LT condition did not hold, -1, -4. */
+  kvExpireIf(key: Buf, keyOff: number, keyLen: number, ttlMs: bigint | number, flags: number): number;
   kvPersist(key: Buf, keyOff: number, keyLen: number): number;
   /** 1 with the ms left (i64 LE) at out; 0 no TTL; -1 missing. */
   kvTtl(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number): number;

@@ -574,6 +574,31 @@ int64_t Expire(Slice key, int64_t ttl_ms) {
   });
 }
 
+bool ValidExpireArgs(int flags, int64_t ttl_ms) {
+  if (ttl_ms < 0 || ttl_ms > kTtlMax || (flags & ~(kNX | kXX | kGT | kLT)) != 0) return false;
+  if ((flags & kNX) && (flags & (kXX | kGT | kLT))) return false;
+  return !((flags & kGT) && (flags & kLT));
+}
+
+int64_t ExpireIf(Slice key, int64_t ttl_ms, int flags) {
+  if (!ValidExpireArgs(flags, ttl_ms)) return kInvalid;
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    int64_t at = Now() + ttl_ms;
+    int64_t cur = n->expire_at;  // 0: none, an infinite TTL to GT and LT
+    if ((flags & kNX) && cur != 0) return 0;
+    if ((flags & kXX) && cur == 0) return 0;
+    if ((flags & kGT) && (cur == 0 || at <= cur)) return 0;
+    if ((flags & kLT) && cur != 0 && at >= cur) return 0;
+    if (ttl_ms == 0) {
+      Unlink(s, slot);
+      return 1;
+    }
+    EnsureCycleThread();
+    SetExpiry(s, n, at);
+    return 1;
+  });
+}
+
 int64_t Persist(Slice key) {
   return WithTtl(key, [](Shard& s, Node* n) { SetExpiry(s, n, 0); });
 }

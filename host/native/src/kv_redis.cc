@@ -614,15 +614,23 @@ elseif op == 'del' then
   local n = redis.call('DEL', k)
   redis.call('DEL', c)
   return n
-elseif op == 'expire' then
+elseif op == 'expire' or op == 'expireif' then
   if redis.call('EXISTS', k) == 0 then return -1 end
+  if op == 'expireif' then
+    -- Redis 7's NX/XX/GT/LT, on the TTLs (time stands still inside a script): -1 none, an infinite one to GT and LT.
+    local f, ttl, cur = tonumber(ARGV[3]), tonumber(ARGV[2]), redis.call('PTTL', k)
+    if bit.band(f, 1) ~= 0 and cur >= 0 then return 0 end
+    if bit.band(f, 2) ~= 0 and cur < 0 then return 0 end
+    if bit.band(f, 8) ~= 0 and (cur < 0 or ttl <= cur) then return 0 end
+    if bit.band(f, 16) ~= 0 and cur >= 0 and ttl >= cur then return 0 end
+  end
   if ARGV[2] == '0' then
     redis.call('DEL', k, c)
   else
     redis.call('PEXPIRE', k, ARGV[2])
     redis.call('PEXPIRE', c, ARGV[2])
   end
-  return 0
+  return op == 'expireif' and 1 or 0
 elseif op == 'persist' then
   if redis.call('EXISTS', k) == 0 then return -1 end
   redis.call('PERSIST', c)
@@ -1019,6 +1027,14 @@ int64_t RedisExpire(const std::string& key, int64_t ttl_ms) {
   std::string t = std::to_string(ttl_ms);
   RedisReply r;
   if (ScriptCall(Arg(key), {{"expire", 6}, Arg(t)}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisExpireIf(const std::string& key, int64_t ttl_ms, int flags) {
+  if (!kv::ValidExpireArgs(flags, ttl_ms)) return kv::kInvalid;
+  std::string t = std::to_string(ttl_ms), f = std::to_string(flags);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"expireif", 8}, Arg(t), Arg(f)}, &r)) return kKvUnavailable;
   return IntResult(r);
 }
 

@@ -146,6 +146,15 @@ Napi::Value KvExpire(const Napi::CallbackInfo& info) {
   return Result(info, kv::Expire(key, ttl));
 }
 
+// kvExpireIf(key×3, ttlMs, flags) -> 1 set | 0 the condition did not hold | -1 | -4.
+Napi::Value KvExpireIf(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t ttl, flags;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl) || !ArgInt(info, 4, &flags)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, RedisExpireIf(KeyString(key), ttl, static_cast<int>(flags)));
+  return Result(info, kv::ExpireIf(key, ttl, static_cast<int>(flags)));
+}
+
 // kvPersist(key×3) -> 1 | 0 | -1.
 Napi::Value KvPersist(const Napi::CallbackInfo& info) {
   kv::Slice key;
@@ -268,7 +277,7 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
   } const fns[] = {
       {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
       {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
-      {"kvExpire", KvExpire},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
+      {"kvExpire", KvExpire}, {"kvExpireIf", KvExpireIf},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
       {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
