@@ -498,6 +498,9 @@ describe('resp.wasm specifics', () => {
         native.kvCas(mem.buffer, k, kl, mem.buffer, v, vl, f, t, ver),
       kv_expire: (k: number, kl: number, t: bigint) => native.kvExpire(mem.buffer, k, kl, t),
       kv_expire_ex: (k: number, kl: number, t: bigint, f: number) => native.kvExpireIf(mem.buffer, k, kl, t, f),
+      kv_get_range: (k: number, kl: number, off: number, o: number, oc: number, v: number) => native.kvGetRange(mem.buffer, k, kl, off, mem.buffer, o, oc, mem.buffer, v),
+      // No connection here: nothing this test sends is large enough to be sent from the store.
+      kv_send: () => -8,
       kv_persist: (k: number, kl: number) => native.kvPersist(mem.buffer, k, kl),
       kv_ttl: (k: number, kl: number, o: number) => native.kvTtl(mem.buffer, k, kl, mem.buffer, o),
       kv_append: (k: number, kl: number, v: number, vl: number, f: number) => native.kvAppend(mem.buffer, k, kl, mem.buffer, v, vl, f),
@@ -540,3 +543,21 @@ describe('resp.wasm specifics', () => {
     expect(probe2 - probe1).toBeLessThan(64);
   }, 120_000);
 });
+
+describe('resp.wasm GET of large values (kv_send)', () => {
+  it('values over 16 KiB, and over the largest value it reads itself, go from the store to the client, in order with pipelined replies', async () => {
+    const m = await loadModule('build/resp.wasm');
+    const c = m.connect();
+    const big = 'b'.repeat(20_000);
+    expect(c.send(mb('SET', 'big', big) + mb('SET', 's', 'small')).text).toBe(OK + OK);
+    expect(c.send(mb('GET', 's') + mb('GET', 'big') + mb('GET', 'nope') + mb('GET', 's') + mb('GET', 'big')).text)
+      .toBe(bulk('small') + bulk(big) + NIL + bulk('small') + bulk(big));
+    // Larger than any value resp.wasm reads into its own memory (its input region): written by another client of the store.
+    const huge = 'h'.repeat(3 * 1024 * 1024);
+    m.kv.set('huge', huge);
+    expect(c.send(mb('GET', 'huge') + mb('STRLEN', 's')).text).toBe(bulk(huge) + int(5));
+    m.kv.unavailable = true;
+    expect(c.send(mb('GET', 'big')).text).toMatch(/^-/);
+  });
+});
+

@@ -18,7 +18,7 @@ import {
 } from "./reply";
 import {
   read, now, kvGet, kvSet, kvDel, kvGetVer, kvGetDel, kvSetEx, kvCas, kvExpire, kvExpireEx, kvPersist, kvTtl, kvAppend, kvIncrEx,
-  valPtr, valLen, MISSING, UNREADABLE,
+  valPtr, valLen, MISSING, UNREADABLE, SEND_DIRECT_OVER, sendValue,
 } from "./store";
 
 /** Number of arguments of the command being executed (set by the dispatcher). */
@@ -30,10 +30,13 @@ const I64_OUT: usize = NUM;
 const VERSION: usize = NUM + 8;
 
 export function cmdGet(c: Conn): i32 {
-  const n = read(argPtr(1), argLen(1));
-  if (n >= 0) replyBulkInPlace(c, valPtr, valLen);
-  else if (n == MISSING) out(c, R_NIL);
-  else out(c, E_TOO_LARGE_READ);
+  // Small values are read here and answered with the other replies; larger ones (any size) go from the store to the client.
+  let n = kvGet(argPtr(1), argLen(1), VAL, SEND_DIRECT_OVER);
+  if (n < 0) n = MISSING; // unavailable too: noted, the command has failed (as read())
+  else if (n <= SEND_DIRECT_OVER) replyBulkInPlace(c, VAL, n);
+  else n = sendValue(c, argPtr(1), argLen(1));
+  if (n == MISSING) out(c, R_NIL);
+  else if (n == UNREADABLE) out(c, E_TOO_LARGE_READ);
   return 0;
 }
 
