@@ -23,9 +23,9 @@
 import { Conn, Action, configure, setOnTimer, nowMs } from "tcpmod/assembly/sdk";
 import {
   kv_get_ver, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_append, kv_del_prefix,
-  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS,
+  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS, KV_TTL_MAX,
 } from "tcpmod/assembly/sdk";
-import { kv_del, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
+import { kv_del, kv_get_range, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
 import { parseU64 as decimalU64, formatU64 } from "tcpmod/assembly/sdk";
 export * from "tcpmod/assembly/sdk/exports";
 
@@ -105,23 +105,27 @@ function wholeU64(p: usize, n: i32): bool {
 }
 
 /**
- * Token i as a signed decimal into parsedI64; false when it is not one. Not the
- * SDK's parseI64: this one takes up to 20 characters and wraps past the i64 range
- * where the SDK's refuses, so using it would change which requests are accepted.
+ * Token i as a signed decimal into parsedI64; false when it is not one, or
+ * when it lies outside the i64 range (refused, never wrapped). Not the SDK's
+ * parseI64: this one takes a run of up to 20 digits (leading zeros included),
+ * as memcache.wasm always has.
  */
 function parseI64(i: i32): bool {
   const p = tokAt(i);
   const n = tokLen(i);
   if (n == 0) return false;
   const neg = load<u8>(p) == 45;
-  let v: i64 = 0;
+  // The magnitude's limit: 2^63 for a negative number, 2^63 - 1 otherwise.
+  const limit: u64 = neg ? <u64>0x8000000000000000 : <u64>0x7FFFFFFFFFFFFFFF;
+  let v: u64 = 0;
   for (let j = neg ? 1 : 0; j < n; j++) {
     const d = <i32>load<u8>(p + j) - 48;
     if (d < 0 || d > 9 || j > 19) return false;
-    v = v * 10 + <i64>d;
+    if (v > (limit - <u64>d) / 10) return false;
+    v = v * 10 + <u64>d;
   }
   if (neg && n == 1) return false;
-  parsedI64 = neg ? -v : v;
+  parsedI64 = neg ? <i64>(0 - v) : <i64>v;
   return true;
 }
 
@@ -133,11 +137,17 @@ function keyOf(i: i32): i32 {
   return PREFIX_LEN + n;
 }
 
-/** An exptime as a store TTL in ms: 0 none, -1 already expired. */
+/**
+ * An exptime as a store TTL in ms: 0 none, -1 already expired. A time further
+ * away than the store's longest TTL (about 2,200 years) gets that TTL: any
+ * i64 is accepted, and exptime * 1000 is never computed where it would wrap.
+ */
 function ttlOf(exptime: i64): i64 {
   if (exptime == 0) return 0;
   if (exptime < 0) return -1;
   if (exptime <= THIRTY_DAYS) return exptime * 1000;
+  const nowSec = <i64>(nowMs() / 1000);
+  if (exptime - nowSec > KV_TTL_MAX / 1000) return KV_TTL_MAX;
   const ms = exptime * 1000 - <i64>nowMs();
   return ms > 0 ? ms : -1;
 }
@@ -211,9 +221,55 @@ function storage(c: Conn, kind: i32, data: usize, bytes: i32, noreply: bool): vo
   reply(c, "SERVER_ERROR too much contention\r\n", noreply);
 }
 
+/**
+ * Values up to this many bytes are copied into this memory and written with the
+ * reply (one store call); larger ones go from the store straight to the
+ * connection (kv_send), which saves copying them through here twice.
+ */
+const SEND_DIRECT_OVER: i32 = 16 * 1024;
+/** "VALUE <key> <flags> <bytes> <cas>\r\n" of a value sent with kv_send. */
+const HEAD = heap.alloc(<usize>(KEY_MAX + 64));
+
+/** Writes s at p; its length. */
+function putString(p: usize, s: string): i32 {
+  for (let j = 0; j < s.length; j++) store<u8>(p + j, <u8>s.charCodeAt(j));
+  return s.length;
+}
+
+/**
+ * Sends item i (its key at KEY, klen bytes) straight from the store: its header
+ * from a read of the 4 flag bytes, then the data, both of one version (a write
+ * in between makes kv_send refuse and the item is read again). False when it is
+ * gone (or no item of ours) by then.
+ */
+function sendItem(c: Conn, i: i32, klen: i32, withCas: bool): bool {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const n = kv_get_range(KEY, klen, 0, VAL, 4, VER);
+    if (n < 4) return false;
+    let h = putString(HEAD, "VALUE ");
+    memory.copy(HEAD + <usize>h, tokAt(i), <usize>tokLen(i));
+    h += tokLen(i);
+    h += putString(HEAD + <usize>h, " ");
+    h += formatU64(HEAD + <usize>h, <u64>load<u32>(VAL));
+    h += putString(HEAD + <usize>h, " ");
+    h += formatU64(HEAD + <usize>h, <u64>(n - 4));
+    if (withCas) {
+      h += putString(HEAD + <usize>h, " ");
+      h += formatU64(HEAD + <usize>h, load<u64>(VER));
+    }
+    h += putString(HEAD + <usize>h, "\r\n");
+    const rc = c.sendStored(KEY, klen, 4, n - 4, load<u64>(VER), HEAD, h);
+    if (rc == KV_EXISTS) continue;
+    if (rc < 0) return false;
+    c.writeString("\r\n");
+    return true;
+  }
+  return false;
+}
+
 /** get/gets/gat/gats: keys from token `first`; with versions for gets/gats. */
 function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): void {
-  for (let i = first; i < ntok; i++) {
+  for (let i = first; i < ntok && !c.failed; i++) {
     const klen = keyOf(i);
     if (klen < 0) {
       c.writeString("CLIENT_ERROR bad command line format\r\n");
@@ -223,8 +279,12 @@ function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): vo
       const t = ttl < 0 ? kv_del(KEY, klen) - 1 : ttl == 0 ? kv_persist(KEY, klen) : kv_expire(KEY, klen, ttl);
       if (t == KV_MISSING || ttl < 0) continue;
     }
-    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
+    const n = kv_get_ver(KEY, klen, VAL, SEND_DIRECT_OVER + 4, VER);
     if (n < 4) continue; // missing (or not an item of ours)
+    if (n > SEND_DIRECT_OVER + 4) {
+      sendItem(c, i, klen, withCas);
+      continue;
+    }
     c.writeString("VALUE ");
     c.write(tokAt(i), tokLen(i));
     c.writeByte(32);
@@ -341,7 +401,8 @@ function onData(c: Conn): Action {
         parseI64(3) && ((parsedExptime = parsedI64), true) && parseI64(4) && (kind != CAS || parseU64(5));
       if (kind == CAS) parsedCas = parsedU64;
       const bytes = parsedI64;
-      if (!okNums || bytes < 0 || tokLen(1) > KEY_MAX) {
+      // A length past memcached's own (a signed 32-bit count, less the \r\n) is a bad line, as there.
+      if (!okNums || bytes < 0 || bytes > <i64>0x7FFFFFFD || tokLen(1) > KEY_MAX) {
         c.consume(nl + 1 - pos);
         c.writeString("CLIENT_ERROR bad command line format\r\n");
         continue;

@@ -21,6 +21,7 @@ import { buildC, ensureCommand, hasCommand, machineInfo } from './lib/tools.mjs'
 import * as echo from './lib/workloads/echo.mjs';
 import * as fanout from './lib/workloads/fanout.mjs';
 import * as hostile from './lib/workloads/hostile.mjs';
+import * as memcache from './lib/workloads/memcache.mjs';
 import * as http from './lib/workloads/http.mjs';
 import * as mqtt from './lib/workloads/mqtt.mjs';
 import * as https from './lib/workloads/https.mjs';
@@ -33,7 +34,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore, 'redis-proxy': redisProxy };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore, 'redis-proxy': redisProxy, memcache };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -77,7 +78,11 @@ function prepareTools(only) {
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
   if (only.includes('mqtt')) ensureCommand('mosquitto', 'mosquitto', log);
-  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout') || only.includes('percore')) {
+  if (only.includes('memcache')) {
+    ensureCommand('memcached', 'memcached', log);
+    ensureCommand('memcslap', 'libmemcached-tools', log);
+  }
+  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout') || only.includes('percore') || only.includes('memcache')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }

@@ -207,6 +207,27 @@ TCPMOD_IMPORT(kv_scan) int32_t tcpmod_kv_scan(const void *prefix, int32_t prefix
  * `prefix` (empty: all); returns how many. Each key atomically, not all at once. */
 TCPMOD_IMPORT(kv_del_prefix) int32_t tcpmod_kv_del_prefix(const void *prefix, int32_t prefix_len);
 
+/* v1.2, stored values to the output (docs/abi.md §17).
+ * tcpmod.kv_get_range (i32, i32, i32, i32, i32, i32) -> i32. The value's
+ * length; copies bytes [offset, offset + out_cap) of it (as many as there are)
+ * to out and its version to *version. -1 missing; -4 offset < 0. */
+TCPMOD_IMPORT(kv_get_range) int32_t tcpmod_kv_get_range(const void *key, int32_t key_len, int32_t offset, void *out, int32_t out_cap, uint64_t *version);
+
+/* tcpmod.kv_send (i32, i32, i32, i32, i32, i64, i32, i32) -> i32. Sends
+ * head_len bytes at head, then bytes [offset, offset + len) of the value (as
+ * many as there are), to the connection being handled, in output order as
+ * tcpmod_send; the value never passes through module memory. version 0: any;
+ * else only that version (-5, nothing sent). The value bytes sent; -1 missing;
+ * -3; -4 offset or len < 0; -8 not the connection being handled, or the send failed. */
+/* tcpmod.kv_expire_ex (i32, i32, i64, i32) -> i32. kv_expire with Redis 7's
+ * conditions (flags): TCPMOD_KV_NX the key has no TTL, TCPMOD_KV_XX it has one,
+ * TCPMOD_KV_GT / TCPMOD_KV_LT the new expiry is later / earlier (no TTL counts
+ * as infinite). 1 set (ttl_ms 0: the key deleted); 0 the condition did not
+ * hold; -1 missing; -4 a bad TTL or flags (NX with XX, GT or LT; GT with LT). */
+TCPMOD_IMPORT(kv_expire_ex) int32_t tcpmod_kv_expire_ex(const void *key, int32_t key_len, int64_t ttl_ms, int32_t flags);
+
+TCPMOD_IMPORT(kv_send) int32_t tcpmod_kv_send(int32_t conn, const void *key, int32_t key_len, int32_t offset, int32_t len, uint64_t version, const void *head, int32_t head_len);
+
 /* ---------------------------------------------------------------- exports */
 
 /* Put TCPMOD_EXPORT(name) on each function the host should call; the names
@@ -350,12 +371,15 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_EXISTS (-5)      /* v1.2: NX found the key; kv_cas found another version */
 #define TCPMOD_KV_NOT_INTEGER (-6) /* v1.2: kv_incr_ex on a value that is not an integer, or overflow */
 #define TCPMOD_KV_TOO_SMALL (-7)   /* v1.2: kv_scan's out cannot hold the next keys */
+#define TCPMOD_KV_NOT_SENT (-8)    /* v1.2: kv_send for another connection, or the send failed */
 
 /* v1.2 flags: kv_set_ex (NX, XX, KEEPTTL), kv_cas (KEEPTTL), kv_append (PREPEND, XX), kv_incr_ex (XX). */
 #define TCPMOD_KV_NX 1
 #define TCPMOD_KV_XX 2
 #define TCPMOD_KV_KEEPTTL 4
 #define TCPMOD_KV_PREPEND 1
+#define TCPMOD_KV_GT 8  /* kv_expire_ex: only a later expiry */
+#define TCPMOD_KV_LT 16 /* kv_expire_ex: only an earlier expiry */
 #define TCPMOD_KV_TTL_MAX 70368744177664LL /* 2^46 ms */
 
 /* Log levels (tcpmod_log). */

@@ -56,6 +56,8 @@ export function limitEntries({ options, abi, limits }) {
     ['kKvXx', 'int', abi.KV_XX, 'abi.ts KV_XX', 'kv flag: only when present'],
     ['kKvKeepTtl', 'int', abi.KV_KEEPTTL, 'abi.ts KV_KEEPTTL', 'kv flag: keep the key\'s TTL'],
     ['kKvPrepend', 'int', abi.KV_PREPEND, 'abi.ts KV_PREPEND', 'kv_append flag: prepend'],
+    ['kKvGt', 'int', abi.KV_GT, 'abi.ts KV_GT', 'kv_expire_ex flag: only a later expiry'],
+    ['kKvLt', 'int', abi.KV_LT, 'abi.ts KV_LT', 'kv_expire_ex flag: only an earlier expiry'],
     ['kKvTtlMax', 'int64_t', abi.KV_TTL_MAX, 'abi.ts KV_TTL_MAX', 'the longest TTL a kv call accepts, ms'],
   ].map(([name, type, value, from, doc]) => {
     if (!Number.isSafeInteger(value)) throw new Error(`gen-limits: ${from} is not an integer (${value})`);

@@ -21,7 +21,7 @@ export function i64(n: bigint): Buffer {
   return b;
 }
 
-export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1;
+export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1, KV_GT = 8, KV_LT = 16;
 export const TTL_MAX = 2n ** 46n;
 
 export function i32(n: number): Buffer {
@@ -110,6 +110,21 @@ export class Kv12 {
   }
   delPrefix(prefix: string): number {
     return this.call('D', prefix).rc;
+  }
+  expireEx(key: string, ttl: bigint, flags: number): number {
+    return this.call('e', key, i64(ttl), i32(flags)).rc;
+  }
+  getRange(key: string, offset: number, cap: number): { rc: number; version: bigint; part: string | null } {
+    const { rc, rest } = this.call('R', key, i32(offset), u32(cap));
+    const n = rc >= 0 ? Math.max(0, Math.min(cap, rc - offset)) : 0;
+    return { rc, version: rest.readBigUInt64LE(0), part: rc >= 0 ? rest.subarray(8, 8 + n).toString('latin1') : null };
+  }
+  /** kv_send (op X; `otherConn`: x, for a connection that is not the one being handled): the result and what reached the client before it. */
+  send(key: string, offset: number, len: number, version = 0n, head = '', otherConn = false): { rc: number; sent: string } {
+    const r = this.conn.send(request(otherConn ? 'x' : 'X', key, Buffer.concat([i32(offset), i32(len), i64(BigInt.asIntN(64, version)), Buffer.from(head)])));
+    if (r.fault) throw r.fault;
+    const out = Buffer.from(r.output);
+    return { rc: out.readInt32LE(out.length - 4), sent: out.subarray(0, out.length - 4).toString('latin1') };
   }
 }
 
@@ -363,6 +378,91 @@ export function kv12Table(store: StoreKind): void {
     expect(kv.get('b').rc).toBe(-1);
     expect(kv.getDel('a', 2048).rc).toBe(900);
     expect(kv.setEx('b', big)).toBe(0);
+  });
+
+  it('kv_expire_ex: Redis 7 EXPIRE NX/XX/GT/LT: 1 set, 0 the condition did not hold (nothing changed); -1 missing; -4 bad flags or TTL', () => {
+    expect(kv.expireEx('x', 100n, 0)).toBe(-1);
+    expect(kv.expireEx('x', 100n, KV_NX)).toBe(-1);
+    kv.set('x', 'v');
+    for (const [ttl, flags] of [[100n, KV_NX | KV_XX], [100n, KV_NX | KV_GT], [100n, KV_NX | KV_LT], [100n, KV_GT | KV_LT], [100n, 4], [100n, 32], [-1n, 0], [TTL_MAX + 1n, KV_XX]] as const)
+      expect(kv.expireEx('x', ttl, flags), `ttl ${ttl} flags ${flags}`).toBe(-4);
+    // No TTL: XX and GT do nothing (none counts as infinite); NX sets one.
+    expect(kv.expireEx('x', 1000n, KV_XX)).toBe(0);
+    expect(kv.expireEx('x', 1000n, KV_GT)).toBe(0);
+    expect(kv.ttl('x').rc).toBe(0);
+    expect(kv.expireEx('x', 1000n, KV_NX)).toBe(1);
+    ttlIs(kv.ttl('x'), 1000);
+    // A TTL now: NX does nothing; GT only later, LT only earlier; XX with either.
+    expect(kv.expireEx('x', 5000n, KV_NX)).toBe(0);
+    expect(kv.expireEx('x', 500n, KV_GT)).toBe(0);
+    expect(kv.expireEx('x', 2000n, KV_LT)).toBe(0);
+    ttlIs(kv.ttl('x'), 1000);
+    expect(kv.expireEx('x', 2000n, KV_GT | KV_XX)).toBe(1);
+    ttlIs(kv.ttl('x'), 2000);
+    expect(kv.expireEx('x', 300n, KV_LT)).toBe(1);
+    ttlIs(kv.ttl('x'), 300);
+    expect(kv.expireEx('x', 400n, KV_XX)).toBe(1);
+    ttlIs(kv.ttl('x'), 400);
+    // Without a TTL, LT always holds (an infinite one is later than any).
+    kv.set('y', 'v');
+    expect(kv.expireEx('y', 700n, KV_LT)).toBe(1);
+    ttlIs(kv.ttl('y'), 700);
+    // A TTL of 0 deletes the key when the condition holds, and only then.
+    expect(kv.expireEx('y', 0n, KV_GT)).toBe(0);
+    expect(kv.get('y').value).toBe('v');
+    expect(kv.expireEx('y', 0n, KV_LT)).toBe(1);
+    expect(kv.get('y').rc).toBe(-1);
+    // The version is not touched; with no flags it is kv_expire with 1 for set.
+    const ver = kv.version('x');
+    expect(kv.expireEx('x', 9000n, 0)).toBe(1);
+    ttlIs(kv.ttl('x'), 9000);
+    expect(kv.version('x')).toBe(ver);
+    // An expired key is missing.
+    kv.setEx('e', 'x', 0, 5n);
+    advance(6);
+    expect(kv.expireEx('e', 100n, KV_LT)).toBe(-1);
+  });
+
+  it('kv_get_range: the length, the bytes of the range that exist, the version; -1 missing; -4 offset < 0', () => {
+    expect(kv.getRange('r', 0, 4)).toEqual({ rc: -1, version: 0n, part: null });
+    kv.set('r', 'hello world');
+    const v = kv.version('r');
+    expect(kv.getRange('r', 0, 5)).toEqual({ rc: 11, version: v, part: 'hello' });
+    expect(kv.getRange('r', 6, 100)).toEqual({ rc: 11, version: v, part: 'world' });
+    expect(kv.getRange('r', 0, 0)).toEqual({ rc: 11, version: v, part: '' });
+    expect(kv.getRange('r', 11, 4)).toEqual({ rc: 11, version: v, part: '' });
+    expect(kv.getRange('r', 50, 4)).toEqual({ rc: 11, version: v, part: '' });
+    expect(kv.getRange('r', -1, 4).rc).toBe(-4);
+    kv.setEx('e', 'x', 0, 5n);
+    advance(6);
+    expect(kv.getRange('e', 0, 4).rc).toBe(-1);
+  });
+
+  it('kv_send: the head then the range, in output order before the out region; -1, -5, -4 and -8 send nothing', () => {
+    expect(kv.send('s', 0, 10, 0n, 'HEAD')).toEqual({ rc: -1, sent: '' });
+    kv.set('s', 'hello world');
+    const v = kv.version('s');
+    expect(kv.send('s', 0, 11, 0n, 'VALUE ')).toEqual({ rc: 11, sent: 'VALUE hello world' });
+    expect(kv.send('s', 6, 1000, v)).toEqual({ rc: 5, sent: 'world' });
+    expect(kv.send('s', 2, 3)).toEqual({ rc: 3, sent: 'llo' });
+    expect(kv.send('s', 11, 3, 0n, 'h')).toEqual({ rc: 0, sent: 'h' });
+    expect(kv.send('s', 0, 0)).toEqual({ rc: 0, sent: '' });
+    expect(kv.send('s', 0, 11, v + 1n, 'HEAD')).toEqual({ rc: -5, sent: '' });
+    expect(kv.send('s', -1, 3, 0n, 'HEAD')).toEqual({ rc: -4, sent: '' });
+    expect(kv.send('s', 0, -3, 0n, 'HEAD')).toEqual({ rc: -4, sent: '' });
+    expect(kv.send('s', 0, 11, 0n, 'HEAD', true)).toEqual({ rc: -8, sent: '' });
+    kv.append('s', '!');
+    expect(kv.send('s', 0, 100, v)).toEqual({ rc: -5, sent: '' });
+    expect(kv.send('s', 0, 100, kv.version('s'))).toEqual({ rc: 12, sent: 'hello world!' });
+  });
+
+  it('kv_send of a value larger than its staging buffer and the module\'s memory: every byte, in order', () => {
+    const chunk = Array.from({ length: 4000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    for (let i = 0; i < 50; i++) expect(kv.append('big', chunk)).toBe((i + 1) * 4000);
+    const r = kv.send('big', 0, 1 << 30, kv.version('big'), 'H');
+    expect(r.rc).toBe(200_000);
+    expect(r.sent).toBe('H' + chunk.repeat(50));
+    expect(kv.send('big', 199_990, 100)).toEqual({ rc: 10, sent: chunk.slice(3990) });
   });
 
   it('a pointer outside memory is a module fault', () => {

@@ -77,8 +77,8 @@ describe('tcpmod_limits.h', () => {
     expect(files.length).toBeGreaterThan(10);
     const found: string[] = [];
     for (const e of limitEntries(tables) as Entry[]) {
-      // Result codes and flag bits (-7..4) are small numbers written everywhere for other things.
-      if (Math.abs(e.value) < 16) continue;
+      // Result codes and flag bits (-8..16) are small numbers written everywhere for other things.
+      if (Math.abs(e.value) <= 16) continue;
       // The tag width is a shift count: look for the mask and shift it makes.
       const patterns = e.name === 'kEpollTagBits'
         ? [new RegExp(`<<\\s*${e.value}\\b`), new RegExp(`(?:<<|=)\\s*${64 - e.value}\\b`)]

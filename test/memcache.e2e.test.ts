@@ -78,6 +78,53 @@ describe('memcache.wasm against memcached\'s clients', () => {
   }, 60_000);
 });
 
+describe('memcache.wasm items sent from the store (kv_send) over sockets', () => {
+  it('big and small values in one pipelined multi-get arrive whole and in order', async () => {
+    const big = 'B'.repeat(300_000);
+    expect(await lines(`set e2e:big 9 0 ${big.length}\r\n${big}\r\nset e2e:s 1 0 2\r\nhi\r\n`, 2)).toEqual(['STORED', 'STORED']);
+    const c = await textConn(srv.port);
+    try {
+      c.write('get e2e:s e2e:big e2e:s\r\nget e2e:big\r\n');
+      const want = `VALUE e2e:s 1 2\r\nhi\r\nVALUE e2e:big 9 300000\r\n${big}\r\nVALUE e2e:s 1 2\r\nhi\r\nEND\r\nVALUE e2e:big 9 300000\r\n${big}\r\nEND\r\n`;
+      await c.until((t) => t.length >= want.length);
+      expect(c.text === want).toBe(true);
+    } finally {
+      c.destroy();
+    }
+  }, 60_000);
+
+  it('a big item rewritten while 4 clients get it: every reply\'s header matches its data (one version each)', async () => {
+    const versions = [['a', 1, 40_000], ['b', 2, 50_000]] as const;
+    const setOf = (i: number) => {
+      const [ch, flags, n] = versions[i % 2];
+      return `set e2e:race ${flags} 0 ${n}\r\n${ch.repeat(n)}\r\n`;
+    };
+    expect(await lines(setOf(0), 1)).toEqual(['STORED']);
+    const writer = async () => {
+      for (let i = 1; i <= 40; i++) expect(await lines(setOf(i), 1)).toEqual(['STORED']);
+    };
+    const reader = async () => {
+      const c = await textConn(srv.port);
+      try {
+        for (let i = 0; i < 25; i++) {
+          const before = c.text.length;
+          c.write('get e2e:race\r\n');
+          await c.until((t) => t.endsWith('END\r\n') && t.length > before + 5);
+          const reply = c.text.slice(before);
+          const m = /^VALUE e2e:race (\d) (\d+)\r\n([ab]+)\r\nEND\r\n$/.exec(reply);
+          expect(m, reply.slice(0, 60)).not.toBeNull();
+          // The flags name the version: the length and bytes must be that version's.
+          const [ch, , n] = versions[Number(m![1]) - 1];
+          expect([Number(m![2]), m![3].length, m![3] === ch.repeat(n)]).toEqual([n, n, true]);
+        }
+      } finally {
+        c.destroy();
+      }
+    };
+    await Promise.all([writer(), writer(), reader(), reader(), reader(), reader()]);
+  }, 120_000);
+});
+
 /** Sends `input` on a new connection and returns the first `want` reply lines. */
 async function lines(input: string, want: number): Promise<string[]> {
   const s = await textConn(srv.port);

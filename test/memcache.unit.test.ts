@@ -108,4 +108,68 @@ describe('memcache.wasm', () => {
     expect(new TextDecoder().decode(out)).toMatch(/^STORED\r\nVALUE a 1 3\r\nabc\r\nEND\r\nSTORED\r\nSTORED\r\nNOT_FOUND\r\nSTORED\r\n12\r\n9\r\nVALUE a 1 6 \d+\r\n<abcde\r\nEND\r\nTOUCHED\r\nDELETED\r\nERROR\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nVERSION 1\.6\.21-tcpmod\r\nOK\r\nEND\r\n$/);
     expect(ask('get a\r\n')).toBe('END\r\n');
   });
+
+  it('items over 16 KiB go out through kv_send: exact replies, in order with small ones, pipelined, and for gets/gat/gats', () => {
+    const c = m.connect();
+    const big = (n: number, ch: string) => ch.repeat(n);
+    const b1 = big(20_000, 'b'), b2 = big(300_000, 'c'), small = 'tiny';
+    expect(c.send(`set b1 3 0 ${b1.length}\r\n${b1}\r\nset b2 4 0 ${b2.length}\r\n${b2}\r\nset s 5 0 4\r\n${small}\r\n`).text).toBe('STORED\r\nSTORED\r\nSTORED\r\n');
+    // Two requests in one input: the big values sent by the host and the small ones written by the module stay in order.
+    const r = c.send('get s b1 nope b2 s\r\nget b1\r\n');
+    expect(r.text).toBe(`VALUE s 5 4\r\n${small}\r\nVALUE b1 3 20000\r\n${b1}\r\nVALUE b2 4 300000\r\n${b2}\r\nVALUE s 5 4\r\n${small}\r\nEND\r\n`
+      + `VALUE b1 3 20000\r\n${b1}\r\nEND\r\n`);
+    const gets = c.send('gets b2\r\n').text;
+    const cas = /^VALUE b2 4 300000 (\d+)\r\n/.exec(gets)![1];
+    expect(gets).toBe(`VALUE b2 4 300000 ${cas}\r\n${b2}\r\nEND\r\n`);
+    expect(c.send(`gats 100 b2\r\n`).text).toBe(`VALUE b2 4 300000 ${cas}\r\n${b2}\r\nEND\r\n`);
+    expect(c.send(`gat 0 b1\r\n`).text).toBe(`VALUE b1 3 20000\r\n${b1}\r\nEND\r\n`);
+  });
+
+  it('a big item rewritten between the header read and kv_send: the header and data sent are of one version', () => {
+    const c = m.connect();
+    const v1 = 'a'.repeat(40_000), v2 = 'z'.repeat(50_000);
+    expect(c.send(`set k 1 0 ${v1.length}\r\n${v1}\r\n`).text).toBe('STORED\r\n');
+    let rewrites = 0;
+    // The harness asks this before each store call: rewrite the item once, right after the module read its header.
+    m.kv.unavailable = (op, key) => {
+      if (op === 'get_range' && key === 'mc:k' && rewrites++ === 1) {
+        const item = new Uint8Array(4 + v2.length);
+        new DataView(item.buffer).setUint32(0, 2, true);
+        item.set(new TextEncoder().encode(v2), 4);
+        m.kv.set('mc:k', item);
+      }
+      return false;
+    };
+    expect(c.send('get k\r\n').text).toBe(`VALUE k 2 50000\r\n${v2}\r\nEND\r\n`);
+    expect(rewrites).toBeGreaterThan(2);
+  });
+
+  it('a number past i64 (or past its field: flags over 32 bits, a length over 2^31 - 3) is refused with memcached\'s error, never wrapped, at every split', () => {
+    const script: [string, string][] = [
+      ['set n 0 0 1\r\n5\r\n', 'STORED\r\n'],
+      ['set k 0 0 18446744073709551619\r\nabc\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['set k 0 0 9223372036854775808\r\n', 'CLIENT_ERROR bad command line format\r\n'],
+      ['set k 0 0 4294967298\r\n', 'CLIENT_ERROR bad command line format\r\n'],
+      ['set k 0 9223372036854775808 1\r\nx\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['set k 0 -9223372036854775809 1\r\nx\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['set k 4294967296 0 1\r\nx\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['set k 18446744073709551616 0 1\r\nx\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['cas n 0 0 1 18446744073709551616\r\nx\r\n', 'CLIENT_ERROR bad command line format\r\nERROR\r\n'],
+      ['touch n 99999999999999999999\r\n', 'CLIENT_ERROR invalid exptime argument\r\n'],
+      ['gat 9223372036854775808 n\r\n', 'CLIENT_ERROR invalid exptime argument\r\n'],
+      ['incr n 18446744073709551616\r\n', 'CLIENT_ERROR invalid numeric delta argument\r\n'],
+      ['decr n 99999999999999999999\r\n', 'CLIENT_ERROR invalid numeric delta argument\r\n'],
+      ['flush_all 9223372036854775808\r\n', 'CLIENT_ERROR bad command line format\r\n'],
+      // The largest exptime is a time ~292 billion years away: kept (the store's longest TTL), not wrapped into the past.
+      ['set far 1 9223372036854775807 2\r\nok\r\n', 'STORED\r\n'],
+      ['set neg 1 -9223372036854775808 2\r\nno\r\n', 'STORED\r\n'],
+      ['get far neg n\r\n', 'VALUE far 1 2\r\nok\r\nVALUE n 0 1\r\n5\r\nEND\r\n'],
+    ];
+    const input = script.map(([i]) => i).join('');
+    const want = script.map(([, o]) => o).join('');
+    expect(m.connect().send(input).text).toBe(want);
+    m.kv.clear();
+    expect(new TextDecoder().decode(m.connect().sendInPieces(input))).toBe(want);
+    expect(m.kv.ttl('mc:far')).toBe(2 ** 46);
+  });
 });

@@ -35,6 +35,22 @@ export async function newCommandsWithCli(cli: Cli, ns: string): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
   expect(await out('GET', k('e'))).toBe('\n');
   expect(await out('TTL', k('e'))).toBe('-2\n');
+  // EXPIRE with Redis 7's NX/XX/GT/LT (answers as redis-server 7.0 gives them)
+  expect(await out('SET', k('x'), 'v')).toBe('OK\n');
+  for (const [args, want] of [
+    [['EXPIRE', k('x'), '100', 'XX'], '0'], [['EXPIRE', k('x'), '100', 'GT'], '0'], [['EXPIRE', k('x'), '100', 'LT'], '1'],
+    [['EXPIRE', k('x'), '50', 'NX'], '0'], [['EXPIRE', k('x'), '200', 'gt'], '1'], [['EXPIRE', k('x'), '300', 'LT'], '0'],
+    [['EXPIRE', k('x'), '150', 'LT', 'XX'], '1'], [['EXPIRE', k('none'), '10', 'NX'], '0'], [['PEXPIRE', k('x'), '0', 'GT'], '0'],
+    [['EXPIRE', k('x'), '10', 'NX', 'XX'], 'ERR NX and XX, GT or LT options at the same time are not compatible'],
+    [['EXPIRE', k('x'), '10', 'GT', 'LT'], 'ERR GT and LT options at the same time are not compatible'],
+    [['EXPIRE', k('x'), '10', 'FOO'], 'ERR Unsupported option FOO'],
+  ] as const) {
+    const r = await cli(...args);
+    expect((r.stdout + r.stderr).trim(), args.join(' ')).toBe(want);
+  }
+  expect(Number(await out('TTL', k('x')))).toSatisfy((t: number) => t > 145 && t <= 150);
+  expect(await out('PEXPIRE', k('x'), '-5', 'LT')).toBe('1\n');
+  expect(await out('EXISTS', k('x'))).toBe('0\n');
   // SCAN (redis-cli --scan walks the cursor) and KEYS, with patterns
   for (let i = 0; i < 30; i++) expect(await out('SET', k(`user:${i}`), 'v')).toBe('OK\n');
   const scanned = (await out('--scan', '--pattern', `${ns}:user:*`)).trim().split('\n');

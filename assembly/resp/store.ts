@@ -20,8 +20,9 @@
 // rule lives in one place rather than in every handler.
 
 import {
-  kv_get, kv_set, kv_del, kv_get_ver, kv_getdel, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_ttl,
+  kv_get, kv_set, kv_del, kv_get_ver, kv_getdel, kv_set_ex, kv_cas, kv_expire, kv_expire_ex, kv_persist, kv_ttl,
   kv_append, kv_incr_ex, kv_scan, kv_del_prefix, nowMs, KV_UNAVAILABLE,
+  Conn, kv_get_range, formatI64, KV_EXISTS, KV_MISSING,
 } from "tcpmod/assembly/sdk";
 import { VAL, VAL_CAP, ENC } from "./limits";
 
@@ -74,6 +75,9 @@ export function kvCas(key: usize, keyLen: i32, val: usize, valLen: i32, flags: i
 export function kvExpire(key: usize, keyLen: i32, ttl: i64): i32 {
   return unavailable ? KV_UNAVAILABLE : noted(kv_expire(key, keyLen, ttl));
 }
+export function kvExpireEx(key: usize, keyLen: i32, ttl: i64, flags: i32): i32 {
+  return unavailable ? KV_UNAVAILABLE : noted(kv_expire_ex(key, keyLen, ttl, flags));
+}
 export function kvPersist(key: usize, keyLen: i32): i32 {
   return unavailable ? KV_UNAVAILABLE : noted(kv_persist(key, keyLen));
 }
@@ -110,6 +114,35 @@ export function read(key: usize, keyLen: i32): i32 {
   if (n < 0) return MISSING;
   if (n > VAL_CAP) return UNREADABLE;
   return n;
+}
+
+/** GET answers a value longer than this from the store straight to the client (kv_send). */
+export const SEND_DIRECT_OVER: i32 = 16 * 1024;
+const BULK_HEAD = memory.data(32);
+const RANGE_VER = memory.data(8, 8);
+
+/**
+ * A bulk reply of the key's value sent by the host from the store (kv_send):
+ * "$<length>\r\n" of one version and that version's bytes (a write in
+ * between is seen by kv_send and the value read again), then CRLF. What was
+ * written before goes first (Conn.sendStored flushes it), so pipelined replies
+ * keep their order. The length; MISSING (gone meanwhile, or unavailable: noted
+ * as read() does); UNREADABLE when it kept changing.
+ */
+export function sendValue(c: Conn, key: usize, keyLen: i32): i32 {
+  for (let attempt = 0; attempt < 100 && !unavailable; attempt++) {
+    const n = noted(kv_get_range(key, keyLen, 0, VAL, 0, RANGE_VER));
+    if (n < 0) return MISSING;
+    store<u8>(BULK_HEAD, 0x24);
+    const k = formatI64(BULK_HEAD + 1, n);
+    store<u16>(BULK_HEAD + 1 + <usize>k, 0x0A0D);
+    const rc = noted(c.sendStored(key, keyLen, 0, n, load<u64>(RANGE_VER), BULK_HEAD, k + 3));
+    if (rc == KV_EXISTS) continue;
+    if (rc < 0) return MISSING;
+    c.writeString("\r\n");
+    return n;
+  }
+  return unavailable ? MISSING : UNREADABLE;
 }
 
 // ---- listing -------------------------------------------------------------------

@@ -8,7 +8,7 @@
 // (kvGet...), which notes a store that is unavailable; the handlers need not
 // check: dispatch answers such a command with an error.
 
-import { Conn, KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS, KV_NOT_INTEGER, KV_TTL_MAX } from "tcpmod/assembly/sdk";
+import { Conn, KV_NX, KV_XX, KV_GT, KV_LT, KV_KEEPTTL, KV_EXISTS, KV_NOT_INTEGER, KV_TTL_MAX } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, MAX_VALUE, NUM, VAL, VAL_CAP } from "./limits";
 import { parseI64, parsed } from "./num";
 import { argIs } from "./args";
@@ -17,8 +17,8 @@ import {
   R_OK, R_NIL, R_ZERO, R_ONE, E_NOT_INT, E_OVERFLOW, E_SYNTAX, E_OOM, E_TOO_LARGE_READ,
 } from "./reply";
 import {
-  read, now, kvGet, kvSet, kvDel, kvGetVer, kvGetDel, kvSetEx, kvCas, kvExpire, kvPersist, kvTtl, kvAppend, kvIncrEx,
-  valPtr, valLen, MISSING, UNREADABLE,
+  read, now, kvGet, kvSet, kvDel, kvGetVer, kvGetDel, kvSetEx, kvCas, kvExpire, kvExpireEx, kvPersist, kvTtl, kvAppend, kvIncrEx,
+  valPtr, valLen, MISSING, UNREADABLE, SEND_DIRECT_OVER, sendValue,
 } from "./store";
 
 /** Number of arguments of the command being executed (set by the dispatcher). */
@@ -30,10 +30,13 @@ const I64_OUT: usize = NUM;
 const VERSION: usize = NUM + 8;
 
 export function cmdGet(c: Conn): i32 {
-  const n = read(argPtr(1), argLen(1));
-  if (n >= 0) replyBulkInPlace(c, valPtr, valLen);
-  else if (n == MISSING) out(c, R_NIL);
-  else out(c, E_TOO_LARGE_READ);
+  // Small values are read here and answered with the other replies; larger ones (any size) go from the store to the client.
+  let n = kvGet(argPtr(1), argLen(1), VAL, SEND_DIRECT_OVER);
+  if (n < 0) n = MISSING; // unavailable too: noted, the command has failed (as read())
+  else if (n <= SEND_DIRECT_OVER) replyBulkInPlace(c, VAL, n);
+  else n = sendValue(c, argPtr(1), argLen(1));
+  if (n == MISSING) out(c, R_NIL);
+  else if (n == UNREADABLE) out(c, E_TOO_LARGE_READ);
   return 0;
 }
 
@@ -307,11 +310,29 @@ function ttl(c: Conn, ms: bool): void {
 export function cmdTtl(c: Conn): i32 { ttl(c, false); return 0; }
 export function cmdPttl(c: Conn): i32 { ttl(c, true); return 0; }
 
-/** EXPIRE / PEXPIRE key time: 1 the TTL is set (a time <= 0 deletes the key,
- *  as Redis does), 0 the key is absent. The NX/XX/GT/LT options are refused. */
+/** EXPIRE / PEXPIRE key time [NX|XX|GT|LT ...]: 1 the TTL is set (a time <= 0
+ *  deletes the key, as Redis does), 0 the key is absent or the condition did not
+ *  hold (Redis 7: kv_expire_ex). The options are checked first, worded as Redis' errors. */
 function expire(c: Conn, seconds: bool): void {
-  if (argCount > 3) {
-    out(c, E_SYNTAX);
+  let flags = 0;
+  for (let j = 3; j < argCount; j++) {
+    if (argIs(j, "nx")) flags |= KV_NX;
+    else if (argIs(j, "xx")) flags |= KV_XX;
+    else if (argIs(j, "gt")) flags |= KV_GT;
+    else if (argIs(j, "lt")) flags |= KV_LT;
+    else {
+      c.writeString("-ERR Unsupported option ");
+      c.write(argPtr(j), argLen(j));
+      c.writeString("\r\n");
+      return;
+    }
+  }
+  if ((flags & KV_NX) && (flags & (KV_XX | KV_GT | KV_LT))) {
+    replyError(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
+    return;
+  }
+  if ((flags & KV_GT) && (flags & KV_LT)) {
+    replyError(c, "ERR GT and LT options at the same time are not compatible");
     return;
   }
   if (!parseI64(argPtr(2), argLen(2))) {
@@ -325,9 +346,10 @@ function expire(c: Conn, seconds: bool): void {
   }
   if (seconds) t *= 1000;
   if (t > KV_TTL_MAX) t = KV_TTL_MAX;  // about 2,200 years: as good as never
-  const rc = kvExpire(argPtr(1), argLen(1), t < 0 ? 0 : t);
-  if (rc == 0) out(c, R_ONE);
-  else if (rc == MISSING) out(c, R_ZERO);
+  // Without options kv_expire, which a store that predates kv_expire_ex has: 0 is "set" there.
+  const rc = flags == 0 ? kvExpire(argPtr(1), argLen(1), t < 0 ? 0 : t) : kvExpireEx(argPtr(1), argLen(1), t < 0 ? 0 : t, flags);
+  if (flags == 0 ? rc == 0 : rc == 1) out(c, R_ONE);
+  else if (rc == MISSING || rc == 0) out(c, R_ZERO);
   else out(c, E_OOM);
 }
 

@@ -12,6 +12,7 @@ import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
 import { decimalLengthU64, formatU64 } from "./decimal";
+import { kv_send, KV_NOT_SENT } from "./kv";
 
 /** What the host does after a callback. */
 export enum Action {
@@ -269,6 +270,24 @@ export class Conn {
   /** Sends everything buffered so far now instead of at the end of the call. */
   flush(): void {
     if (writable) flushOut();
+  }
+
+  /** Sends `headLen` bytes at `head`, then bytes [offset, offset + len) of the stored value of `key`
+   *  (kv_send, docs/abi.md §17): the value goes from the store to the connection without passing
+   *  through this memory. What was written before goes first (the out region is flushed).
+   *  `version` 0: any; else only that version (KV_EXISTS: nothing was sent, read it again).
+   *  The value bytes sent, or kv_send's result code; KV_NOT_SENT ends the call as a failed send. */
+  sendStored(key: usize, keyLen: i32, offset: i32, len: i32, version: u64, head: usize, headLen: i32): i32 {
+    if (!writable) return KV_NOT_SENT;
+    flushOut();
+    if (!writable) return KV_NOT_SENT;
+    const rc = kv_send(curId, key, keyLen, offset, len, version, head, headLen);
+    if (rc >= 0) spilled += headLen + rc;
+    else if (rc == KV_NOT_SENT) {
+      sendFailed = true;
+      writable = false;
+    }
+    return rc;
   }
 }
 

@@ -11,6 +11,8 @@ export const KV_EXISTS: i32 = -5;
 export const KV_NOT_INTEGER: i32 = -6;
 /** v1.2: kv_scan's out region cannot hold the next keys (nothing written; give more room). */
 export const KV_TOO_SMALL: i32 = -7;
+/** v1.2: kv_send for a connection other than the one being handled, or the send failed (the connection closes). */
+export const KV_NOT_SENT: i32 = -8;
 
 /** Store only when the key is absent (kv_set_ex). */
 export const KV_NX: i32 = 1;
@@ -20,6 +22,10 @@ export const KV_XX: i32 = 2;
 export const KV_KEEPTTL: i32 = 4;
 /** kv_append: put the bytes in front. */
 export const KV_PREPEND: i32 = 1;
+/** kv_expire_ex: only when the new expiry is later than the key's (a key without a TTL: never). */
+export const KV_GT: i32 = 8;
+/** kv_expire_ex: only when the new expiry is earlier than the key's (a key without a TTL: always). */
+export const KV_LT: i32 = 16;
 /** The longest TTL, in ms (2^46). */
 export const KV_TTL_MAX: i64 = 70368744177664;
 
@@ -83,3 +89,24 @@ export declare function kv_scan(prefix: usize, prefix_len: i32, cursor: i64, cou
 // @ts-ignore: decorator
 @external("tcpmod", "kv_del_prefix")
 export declare function kv_del_prefix(prefix: usize, prefix_len: i32): i32;
+
+/** The value's length; copies bytes [offset, offset + out_cap) of it (as many as there are) to `out`
+ *  and its version (u64) to `version`. KV_MISSING, KV_INVALID (offset < 0), KV_UNAVAILABLE. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_get_range")
+export declare function kv_get_range(key: usize, key_len: i32, offset: i32, out: usize, out_cap: i32, version: usize): i32;
+
+/** Sends `head_len` bytes at `head`, then bytes [offset, offset + len) of the value (as many as there
+ *  are) to the connection, in output order as tcpmod.send, without copying the value into this memory.
+ *  `version` 0: any; else only that version (KV_EXISTS, nothing sent). The value bytes sent;
+ *  KV_MISSING, KV_INVALID, KV_UNAVAILABLE, KV_NOT_SENT. Conn.sendStored flushes the out region first. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_send")
+export declare function kv_send(conn: i32, key: usize, key_len: i32, offset: i32, len: i32, version: u64, head: usize, head_len: i32): i32;
+
+/** EXPIRE with Redis 7's options: KV_NX (the key has no TTL), KV_XX (it has one), KV_GT / KV_LT
+ *  (the new expiry is later / earlier; no TTL counts as infinite). 1 set (ttl_ms 0 deletes the key),
+ *  0 the condition did not hold (nothing changed), KV_MISSING, KV_INVALID, KV_UNAVAILABLE. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_expire_ex")
+export declare function kv_expire_ex(key: usize, key_len: i32, ttl_ms: i64, flags: i32): i32;

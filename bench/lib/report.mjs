@@ -18,6 +18,7 @@ export const WORKLOAD_TITLES = {
   workers: 'Workers (tcpmod echo, by worker threads)',
   mqtt: 'MQTT fan-out (bench/lib/mqtt-fanout.mjs on the npm mqtt client; delivered messages/s)',
   percore: 'One core each: server CPU per request (server on CPU 0, client on CPU 1)',
+  memcache: 'memcache.wasm vs memcached; the store under eviction vs redis-server',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */
@@ -128,6 +129,7 @@ export function resultTables(results, { headingLevel = 2 } = {}) {
     if (name === 'scale') out.push(scaleTable(w));
     else if (name === 'startup') out.push(startupTable(w));
     else if (name === 'hostile') out.push(hostileTable(w));
+    else if (name === 'memcache') out.push(w.table);
     else out.push(compareTable(w, name === 'workers' ? null : 'tcpmod'));
     if (w.client) out.push('', `Client: \`${w.client}\`.`);
     for (const note of w.notes ?? []) out.push('', note);

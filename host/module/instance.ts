@@ -550,7 +550,11 @@ export class ModuleInstance {
         // ABI v1 gives kv_incr only 0 and -1: a full store is a failed increment (-3 is v1.1's, kept).
         return rc === -2 ? -1 : rc;
       },
-      ...kvV12Imports({ buffer: () => this.buffer, region: (w, p, l) => this.region(w, p, l), bytes: (p, l) => this.bytes(p, l), kv: () => this.hooks.kv }),
+      ...kvV12Imports({
+        buffer: () => this.buffer, region: (w, p, l) => this.region(w, p, l), bytes: (p, l) => this.bytes(p, l), kv: () => this.hooks.kv,
+        current: (conn) => conn === this.conn && conn !== 0,
+        send: (conn, mem, ptr, len) => this.hooks.send(conn, mem, ptr, len),
+      }),
     };
   }
 

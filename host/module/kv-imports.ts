@@ -11,9 +11,13 @@ export interface KvBackendV12 {
   getVer(key: Uint8Array): { value: Uint8Array; version: bigint } | null | number;
   /** The value, null when missing, or KV_UNAVAILABLE; the key is deleted only when the value is at most `cap` bytes. */
   getDel(key: Uint8Array, cap: number): Uint8Array | null | number;
+  /** The value's length and version with bytes [offset, offset + cap) of it (those there are), null when missing, or KV_UNAVAILABLE. */
+  getRange(key: Uint8Array, offset: number, cap: number): { length: number; part: Uint8Array; version: bigint } | null | number;
   setEx(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint): number;
   cas(key: Uint8Array, value: Uint8Array, flags: number, ttlMs: bigint, version: bigint): number;
   expire(key: Uint8Array, ttlMs: bigint): number;
+  /** kv_expire_ex: 1 set, 0 the NX/XX/GT/LT condition did not hold, KV.MISSING, KV.INVALID, KV_UNAVAILABLE. */
+  expireEx(key: Uint8Array, ttlMs: bigint, flags: number): number;
   persist(key: Uint8Array): number;
   /** The ms left (a bigint) when the key has a TTL; else 0 (none), -1 (missing) or KV_UNAVAILABLE. */
   ttl(key: Uint8Array): bigint | number;
@@ -35,6 +39,67 @@ export interface KvAccess {
   bytes(ptr: number, len: number): Uint8Array;
   /** The instance's own backend, or undefined for the process store. */
   kv(): KvBackendV12 | undefined;
+  /** Whether `conn` is the connection being handled (the only one tcpmod.send accepts). */
+  current(conn: number): boolean;
+  /** tcpmod.send's way out for the connection being handled: 0, or negative (the send failed). */
+  send(conn: number, mem: ArrayBuffer, ptr: number, len: number): number;
+}
+
+/** Past this, kv_send's staging buffer is dropped after the send instead of kept for the next. */
+const STAGE_KEEP = 4 * 1024 * 1024;
+
+/**
+ * kv_send (docs/abi.md §17): the head bytes from module memory and the value's
+ * range from the store meet in one host-owned buffer, sent in one write. The
+ * store copies the range there under its lock, so length, version and bytes
+ * are one snapshot; nothing of the value passes through module memory.
+ */
+class StoredSender {
+  private stage = new Uint8Array(64 * 1024);
+  private readonly ver = new BigUint64Array(1);
+
+  /** The range's bytes at stage[head..], for the version check and the send: [length sent, version] or a result code. */
+  private fetch(a: KvAccess, key: number, keyLen: number, offset: number, len: number, head: number): number {
+    const kv = a.kv();
+    for (;;) {
+      const room = Math.min(len, this.stage.length - head);
+      let total: number;
+      if (!kv) {
+        const b = a.buffer();
+        total = native.kvGetRange(b, key >>> 0, keyLen >>> 0, offset, this.stage.buffer, head, room, this.ver.buffer, 0);
+      } else {
+        const r = kv.getRange(a.bytes(key, keyLen), offset, room);
+        if (r === null) return KV.MISSING;
+        if (typeof r === 'number') return r;
+        this.stage.set(r.part, head);
+        this.ver[0] = r.version;
+        total = r.length;
+      }
+      if (total < 0) return total;
+      const need = Math.min(len, Math.max(0, total - offset));
+      if (need <= room) return need;
+      // Larger than the buffer: grow it and read again (the value may have changed meanwhile; the last read is what counts).
+      const next = new Uint8Array(head + need);
+      next.set(this.stage.subarray(0, head));
+      this.stage = next;
+    }
+  }
+
+  send(a: KvAccess, conn: number, key: number, keyLen: number, offset: number, len: number, version: bigint, head: number, headLen: number): number {
+    a.region('kv_send key', key, keyLen);
+    a.region('kv_send head', head, headLen);
+    if (!a.current(conn)) return KV.NOT_SENT;
+    if (offset < 0 || len < 0) return KV.INVALID;
+    const hl = headLen >>> 0;
+    if (this.stage.length < hl) this.stage = new Uint8Array(hl);
+    this.stage.set(new Uint8Array(a.buffer(), head >>> 0, hl), 0);
+    const n = this.fetch(a, key, keyLen, offset, len, hl);
+    if (n < 0) return n;
+    if (version !== 0n && this.ver[0] !== BigInt.asUintN(64, version)) return KV.EXISTS;
+    const rc = hl + n > 0 ? a.send(conn, this.stage.buffer, 0, hl + n) : 0;
+    if (this.stage.length > STAGE_KEEP) this.stage = new Uint8Array(64 * 1024);
+    return rc < 0 ? KV.NOT_SENT : n;
+  }
 }
 
 /** The v1.2 kv imports of one instance. */
@@ -43,6 +108,7 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
   const copyOut = (out: number, cap: number, v: Uint8Array): void => {
     if (v.length <= (cap >>> 0)) new Uint8Array(a.buffer(), out >>> 0, v.length).set(v);
   };
+  const sender = new StoredSender();
   return {
     kv_get_ver: (key: number, keyLen: number, out: number, cap: number, ver: number): number => {
       a.region('kv_get_ver key', key, keyLen);
@@ -58,6 +124,23 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
       i64At(ver, r.version);
       return r.value.length;
     },
+    kv_get_range: (key: number, keyLen: number, offset: number, out: number, cap: number, ver: number): number => {
+      a.region('kv_get_range key', key, keyLen);
+      a.region('kv_get_range out', out, cap);
+      a.region('kv_get_range version', ver, 8);
+      if (offset < 0) return KV.INVALID;
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvGetRange(b, key >>> 0, keyLen >>> 0, offset, b, out >>> 0, cap >>> 0, b, ver >>> 0);
+      const r = kv.getRange(a.bytes(key, keyLen), offset, cap >>> 0);
+      if (r === null) return KV.MISSING;
+      if (typeof r === 'number') return r;
+      new Uint8Array(a.buffer(), out >>> 0, r.part.length).set(r.part);
+      i64At(ver, r.version);
+      return r.length;
+    },
+    kv_send: (conn: number, key: number, keyLen: number, offset: number, len: number, version: bigint, head: number, headLen: number): number =>
+      sender.send(a, conn, key, keyLen, offset, len, version, head, headLen),
     kv_getdel: (key: number, keyLen: number, out: number, cap: number): number => {
       a.region('kv_getdel key', key, keyLen);
       a.region('kv_getdel out', out, cap);
@@ -91,6 +174,12 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
       const kv = a.kv();
       if (!kv) return native.kvExpire(a.buffer(), key >>> 0, keyLen >>> 0, ttl);
       return kv.expire(a.bytes(key, keyLen), ttl);
+    },
+    kv_expire_ex: (key: number, keyLen: number, ttl: bigint, flags: number): number => {
+      a.region('kv_expire_ex key', key, keyLen);
+      const kv = a.kv();
+      if (!kv) return native.kvExpireIf(a.buffer(), key >>> 0, keyLen >>> 0, ttl, flags);
+      return kv.expireEx(a.bytes(key, keyLen), ttl, flags);
     },
     kv_persist: (key: number, keyLen: number): number => {
       a.region('kv_persist key', key, keyLen);

@@ -289,11 +289,15 @@ export interface NativeBinding {
   // v1.2 (docs/abi.md §14): results as the imports of the same name; -3 on a Redis-backed thread
   /** As kvGet; the value's version (u64 LE) at ver when found. */
   kvGetVer(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number, ver: Buf, verOff: number): number;
+  /** The value's length; bytes [offset, offset + outCap) of it (those there are) at out; its version (u64 LE) at ver. -1; -4 offset < 0. */
+  kvGetRange(key: Buf, keyOff: number, keyLen: number, offset: bigint | number, out: Buf, outOff: number, outCap: number, ver: Buf, verOff: number): number;
   /** As kvGet, deleting the key when the value fitted. */
   kvGetDel(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number): number;
   kvSetEx(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number): number;
   kvCas(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number, version: bigint): number;
   kvExpire(key: Buf, keyOff: number, keyLen: number, ttlMs: bigint | number): number;
+  /** kv_expire_ex: 1 set, 0 the NX/XX/GT/LT condition did not hold, -1, -4. */
+  kvExpireIf(key: Buf, keyOff: number, keyLen: number, ttlMs: bigint | number, flags: number): number;
   kvPersist(key: Buf, keyOff: number, keyLen: number): number;
   /** 1 with the ms left (i64 LE) at out; 0 no TTL; -1 missing. */
   kvTtl(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number): number;

@@ -3,7 +3,7 @@
 // by the rules of docs/abi.md §10 (the native process store's rules: the same
 // budget accounting, canonical decimal integers for kv_incr), and lets a test
 // read, preload and clear it, or make it unavailable (ABI v1.1's -3).
-import { KV, KV_KEEPTTL, KV_NX, KV_PREPEND, KV_TTL_MAX, KV_XX } from '../module/abi.js';
+import { KV, KV_GT, KV_KEEPTTL, KV_LT, KV_NX, KV_PREPEND, KV_TTL_MAX, KV_XX } from '../module/abi.js';
 import { KV_UNAVAILABLE, type KvBackend } from '../module/instance.js';
 
 /** What each entry costs against the budget beyond its key and value bytes (as the process store counts). */
@@ -24,7 +24,7 @@ export type KvBytes = string | Uint8Array;
  * kv_del, kv_incr, or one of v1.2's (docs/abi.md §14) by its import name without
  * the `kv_` (`set_ex`, `cas`, `scan`, …; a scan or del_prefix passes its prefix as the key).
  */
-export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix';
+export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix' | 'get_range' | 'expire_ex';
 
 /** One stored key: its bytes, value, version (changes on each write), expiry (fake-clock ms, 0 none), and listing order. */
 interface Entry {
@@ -174,6 +174,12 @@ export class ModuleKv {
       const e = this.live(key);
       return e ? { value: e.value, version: e.version } : null;
     },
+    getRange: (key, offset, cap) => {
+      if (this.down('get_range', key)) return KV_UNAVAILABLE;
+      const e = this.live(key);
+      if (!e) return null;
+      return { length: e.value.length, part: e.value.subarray(Math.min(offset, e.value.length), offset + cap), version: e.version };
+    },
     getDel: (key, cap) => {
       if (this.down('getdel', key)) return KV_UNAVAILABLE;
       const e = this.live(key);
@@ -190,6 +196,22 @@ export class ModuleKv {
       if (ttl === 0n) this.remove(key);
       else this.retime(key, e, this.now() + Number(ttl));
       return 0;
+    },
+    expireEx: (key, ttl, flags) => {
+      if (this.down('expire_ex', key)) return KV_UNAVAILABLE;
+      // Redis 7's EXPIRE options: NX and XX need no TTL / a TTL, GT and LT a later / an earlier expiry (none counts as infinite).
+      const known = KV_NX | KV_XX | KV_GT | KV_LT;
+      if (ttl < 0n || ttl > BigInt(KV_TTL_MAX) || (flags & ~known) !== 0 || ((flags & KV_NX) && (flags & (KV_XX | KV_GT | KV_LT))) || ((flags & KV_GT) && (flags & KV_LT)))
+        return KV.INVALID;
+      const e = this.live(key);
+      if (!e) return KV.MISSING;
+      const at = this.now() + Number(ttl);
+      const cur = e.expireAt;
+      if ((flags & KV_NX && cur !== 0) || (flags & KV_XX && cur === 0) || (flags & KV_GT && (cur === 0 || at <= cur)) || (flags & KV_LT && cur !== 0 && at >= cur))
+        return 0;
+      if (ttl === 0n) this.remove(key);
+      else this.retime(key, e, at);
+      return 1;
     },
     persist: (key) => {
       if (this.down('persist', key)) return KV_UNAVAILABLE;

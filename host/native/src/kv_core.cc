@@ -456,6 +456,22 @@ int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version) {
   return n->vlen;
 }
 
+int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version) {
+  if (offset < 0) return kInvalid;
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  Node* n = Find(s, h, key);
+  if (n == nullptr) return kMissing;
+  Touch(n);
+  if (static_cast<uint64_t>(offset) < n->vlen) {
+    size_t take = std::min<size_t>(cap, n->vlen - static_cast<size_t>(offset));
+    if (take) std::memcpy(out, n->val() + offset, take);
+  }
+  if (version) *version = n->version;
+  return n->vlen;
+}
+
 int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
   return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
     int64_t len = n->vlen;
@@ -555,6 +571,31 @@ int64_t Expire(Slice key, int64_t ttl_ms) {
     EnsureCycleThread();
     SetExpiry(s, n, Now() + ttl_ms);
     return 0;
+  });
+}
+
+bool ValidExpireArgs(int flags, int64_t ttl_ms) {
+  if (ttl_ms < 0 || ttl_ms > kTtlMax || (flags & ~(kNX | kXX | kGT | kLT)) != 0) return false;
+  if ((flags & kNX) && (flags & (kXX | kGT | kLT))) return false;
+  return !((flags & kGT) && (flags & kLT));
+}
+
+int64_t ExpireIf(Slice key, int64_t ttl_ms, int flags) {
+  if (!ValidExpireArgs(flags, ttl_ms)) return kInvalid;
+  return WithKey(key, kMissing, [&](Shard& s, Node** slot, Node* n) -> int64_t {
+    int64_t at = Now() + ttl_ms;
+    int64_t cur = n->expire_at;  // 0: none, an infinite TTL to GT and LT
+    if ((flags & kNX) && cur != 0) return 0;
+    if ((flags & kXX) && cur == 0) return 0;
+    if ((flags & kGT) && (cur == 0 || at <= cur)) return 0;
+    if ((flags & kLT) && cur != 0 && at >= cur) return 0;
+    if (ttl_ms == 0) {
+      Unlink(s, slot);
+      return 1;
+    }
+    EnsureCycleThread();
+    SetExpiry(s, n, at);
+    return 1;
   });
 }
 

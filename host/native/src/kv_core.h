@@ -27,6 +27,8 @@ constexpr int64_t kTooSmall = limits::kKvTooSmall;  // scan: out cannot hold the
 constexpr int kNX = limits::kKvNx, kXX = limits::kKvXx, kKeepTtl = limits::kKvKeepTtl;
 // kv_append flags (kXX as above: only when present).
 constexpr int kPrepend = limits::kKvPrepend;
+// kv_expire_ex flags beside kNX (no TTL yet) and kXX (a TTL already): only a later / an earlier expiry.
+constexpr int kGT = limits::kKvGt, kLT = limits::kKvLt;
 // kv_incr_ex flags (kXX: a missing key is -1, nothing is created).
 
 // The longest TTL accepted, in ms (about 2,200 years).
@@ -36,6 +38,8 @@ constexpr int64_t kTtlMax = limits::kKvTtlMax;
 // this store (kv_redis.cc) to refuse exactly what this store refuses.
 bool ValidSetArgs(int flags, int64_t ttl_ms);
 bool ValidCasArgs(int flags, int64_t ttl_ms);
+// kv_expire_ex's arguments: a TTL in range and NX, XX, GT, LT combined as Redis 7's EXPIRE allows.
+bool ValidExpireArgs(int flags, int64_t ttl_ms);
 
 // A signed decimal as Redis writes it (optional '-', digits only, fits in i64;
 // leading zeros allowed). Shared with kv_redis.cc's reply parser.
@@ -55,6 +59,10 @@ struct Stats {
 // Value length (copied to out only when it fits cap); kMissing. *version (when
 // not null) gets the value's version whenever the key is found.
 int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version);
+// The value's length; copies bytes [offset, offset + cap) of it (as many as
+// there are past offset: none when offset >= length) to out, and its version
+// to *version (when not null). kMissing; kInvalid (offset < 0).
+int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version);
 // As Get, and deletes the key, but only when the value fitted (else nothing changes).
 int64_t GetDel(Slice key, uint8_t* out, size_t cap);
 // 0 stored; kMissing (XX, no key); kExists (NX, key present); kFull; kInvalid.
@@ -70,6 +78,11 @@ int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out);
 int64_t Append(Slice key, Slice val, int flags);
 // 0; kMissing; kInvalid (ttl < 0 or > kTtlMax). ttl_ms 0 deletes the key at once.
 int64_t Expire(Slice key, int64_t ttl_ms);
+// Expire with Redis 7's conditions: kNX only when the key has no TTL, kXX only
+// when it has one, kGT only when the new expiry is later, kLT only when it is
+// earlier (no TTL counts as an infinite one). 1 set (ttl_ms 0: deleted); 0 the
+// condition did not hold (nothing changed); kMissing; kInvalid.
+int64_t ExpireIf(Slice key, int64_t ttl_ms, int flags);
 // 1 removed a TTL; 0 there was none; kMissing.
 int64_t Persist(Slice key);
 // 1 (*ms = time left, >= 0); 0 no TTL; kMissing.

@@ -571,6 +571,16 @@ local function write(val, flags, ttl)
   if bit.band(flags, 4) ~= 0 then a[#a + 1] = 'KEEPTTL' end
   return redis.call(unpack(a))
 end
+-- The key's version (it exists): its companion's, or a new one from the counter.
+local function version()
+  local ver = redis.call('GET', c)
+  if not ver then
+    ver = redis.call('INCR', '\255tcpmod:seq')
+    local t = redis.call('PTTL', k)
+    if t > 0 then redis.call('SET', c, ver, 'PX', t) else redis.call('SET', c, ver) end
+  end
+  return tonumber(ver)
+end
 if op == 'set' then
   local flags = tonumber(ARGV[3])
   if not write(ARGV[2], flags, ARGV[4]) then
@@ -588,13 +598,14 @@ elseif op == 'cas' then
 elseif op == 'getver' then
   local v = redis.call('GET', k)
   if not v then return false end
-  local ver = redis.call('GET', c)
-  if not ver then
-    ver = redis.call('INCR', '\255tcpmod:seq')
-    local t = redis.call('PTTL', k)
-    if t > 0 then redis.call('SET', c, ver, 'PX', t) else redis.call('SET', c, ver) end
-  end
-  return {tonumber(ver), v}
+  return {version(), v}
+elseif op == 'getrange' then
+  local n = redis.call('STRLEN', k)
+  if n == 0 and redis.call('EXISTS', k) == 0 then return false end
+  local from, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local part = ''
+  if cap > 0 and from < n then part = redis.call('GETRANGE', k, from, from + cap - 1) end
+  return {version(), n, part}
 elseif op == 'getdel' then
   local v = redis.call('GET', k)
   if v and #v <= tonumber(ARGV[2]) then redis.call('DEL', k, c) end
@@ -603,15 +614,23 @@ elseif op == 'del' then
   local n = redis.call('DEL', k)
   redis.call('DEL', c)
   return n
-elseif op == 'expire' then
+elseif op == 'expire' or op == 'expireif' then
   if redis.call('EXISTS', k) == 0 then return -1 end
+  if op == 'expireif' then
+    -- Redis 7's NX/XX/GT/LT, on the TTLs (time stands still inside a script): -1 none, an infinite one to GT and LT.
+    local f, ttl, cur = tonumber(ARGV[3]), tonumber(ARGV[2]), redis.call('PTTL', k)
+    if bit.band(f, 1) ~= 0 and cur >= 0 then return 0 end
+    if bit.band(f, 2) ~= 0 and cur < 0 then return 0 end
+    if bit.band(f, 8) ~= 0 and (cur < 0 or ttl <= cur) then return 0 end
+    if bit.band(f, 16) ~= 0 and cur >= 0 and ttl >= cur then return 0 end
+  end
   if ARGV[2] == '0' then
     redis.call('DEL', k, c)
   else
     redis.call('PEXPIRE', k, ARGV[2])
     redis.call('PEXPIRE', c, ARGV[2])
   end
-  return 0
+  return op == 'expireif' and 1 or 0
 elseif op == 'persist' then
   if redis.call('EXISTS', k) == 0 then return -1 end
   redis.call('PERSIST', c)
@@ -981,6 +1000,20 @@ int64_t RedisGetVer(const std::string& key, uint8_t* out, size_t cap, uint64_t* 
   return elems[1].integer;
 }
 
+int64_t RedisGetRange(const std::string& key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version) {
+  if (offset < 0) return kv::kInvalid;
+  std::string o = std::to_string(offset), c = std::to_string(cap);
+  RedisReply r;
+  BulkSink part{out, cap};
+  std::vector<Elem> elems;
+  if (ScriptCall(Arg(key), {{"getrange", 8}, Arg(o), Arg(c)}, &r, &part, &elems)) return kKvUnavailable;
+  if (r.type != '*') return ValueResult(r);  // nil: missing
+  if (elems.size() != 3 || elems[0].type != ':' || elems[1].type != ':' || elems[2].type != '$' || elems[2].nil) return Unexpected();
+  Consumed();
+  *version = static_cast<uint64_t>(elems[0].integer);
+  return elems[1].integer;
+}
+
 int64_t RedisGetDel(const std::string& key, uint8_t* out, size_t cap) {
   std::string c = std::to_string(cap);
   RedisReply r;
@@ -994,6 +1027,14 @@ int64_t RedisExpire(const std::string& key, int64_t ttl_ms) {
   std::string t = std::to_string(ttl_ms);
   RedisReply r;
   if (ScriptCall(Arg(key), {{"expire", 6}, Arg(t)}, &r)) return kKvUnavailable;
+  return IntResult(r);
+}
+
+int64_t RedisExpireIf(const std::string& key, int64_t ttl_ms, int flags) {
+  if (!kv::ValidExpireArgs(flags, ttl_ms)) return kv::kInvalid;
+  std::string t = std::to_string(ttl_ms), f = std::to_string(flags);
+  RedisReply r;
+  if (ScriptCall(Arg(key), {{"expireif", 8}, Arg(t), Arg(f)}, &r)) return kKvUnavailable;
   return IntResult(r);
 }
 

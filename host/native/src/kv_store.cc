@@ -93,6 +93,21 @@ Napi::Value KvGetVer(const Napi::CallbackInfo& info) {
   return Result(info, rc);
 }
 
+// kvGetRange(key×3, offset, out×3, verBuf, verOff) -> the value's length | -1 | -4 (offset < 0);
+// bytes [offset, offset + cap) of the value (those there are) at out, the version (u64 LE) at ver when found.
+Napi::Value KvGetRange(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t offset;
+  uint8_t *out, *ver;
+  size_t cap;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &offset) || !ArgRegion(info, 4, &out, &cap) || !ArgFixedRegion(info, 7, 8, &ver))
+    return info.Env().Undefined();
+  uint64_t v = 0;
+  int64_t rc = RedisActive() ? RedisGetRange(KeyString(key), offset, out, cap, &v) : kv::GetRange(key, offset, out, cap, &v);
+  if (rc >= 0) std::memcpy(ver, &v, 8);
+  return Result(info, rc);
+}
+
 // kvGetDel(key×3, out×3) -> value length (deleted only when it fitted) | -1.
 Napi::Value KvGetDel(const Napi::CallbackInfo& info) {
   kv::Slice key;
@@ -131,6 +146,15 @@ Napi::Value KvExpire(const Napi::CallbackInfo& info) {
   if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisExpire(KeyString(key), ttl));
   return Result(info, kv::Expire(key, ttl));
+}
+
+// kvExpireIf(key×3, ttlMs, flags) -> 1 set | 0 the condition did not hold | -1 | -4.
+Napi::Value KvExpireIf(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t ttl, flags;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl) || !ArgInt(info, 4, &flags)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, RedisExpireIf(KeyString(key), ttl, static_cast<int>(flags)));
+  return Result(info, kv::ExpireIf(key, ttl, static_cast<int>(flags)));
 }
 
 // kvPersist(key×3) -> 1 | 0 | -1.
@@ -330,8 +354,8 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
     Napi::Value (*fn)(const Napi::CallbackInfo&);
   } const fns[] = {
       {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
-      {"kvGetVer", KvGetVer},   {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
-      {"kvExpire", KvExpire},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
+      {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
+      {"kvExpire", KvExpire}, {"kvExpireIf", KvExpireIf},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
       {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},

@@ -53,6 +53,8 @@ constexpr int64_t kKvExists = -5;
 constexpr int64_t kKvNotInteger = -6;
 // a kv call's result code (abi.ts KV.TOO_SMALL)
 constexpr int64_t kKvTooSmall = -7;
+// a kv call's result code (abi.ts KV.NOT_SENT)
+constexpr int64_t kKvNotSent = -8;
 // kv_set_ex / kv_cas flag: only when absent (abi.ts KV_NX)
 constexpr int kKvNx = 1;
 // kv flag: only when present (abi.ts KV_XX)
@@ -61,6 +63,10 @@ constexpr int kKvXx = 2;
 constexpr int kKvKeepTtl = 4;
 // kv_append flag: prepend (abi.ts KV_PREPEND)
 constexpr int kKvPrepend = 1;
+// kv_expire_ex flag: only a later expiry (abi.ts KV_GT)
+constexpr int kKvGt = 8;
+// kv_expire_ex flag: only an earlier expiry (abi.ts KV_LT)
+constexpr int kKvLt = 16;
 // the longest TTL a kv call accepts, ms (abi.ts KV_TTL_MAX)
 constexpr int64_t kKvTtlMax = 70368744177664;
 
