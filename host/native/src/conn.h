@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <ctime>
 #include <deque>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -188,6 +189,14 @@ inline int64_t NowMs() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
+
+// --- What the table calls in other concerns (pubsub.cc, upstream.cc; declared
+// here since their headers carry N-API): a closing connection's subscriptions
+// and mailbox end (under the lock), its upstreams close with it, and an
+// upstream event left unreported marks it due at its re-arm.
+void TopicsForgetLocked(int fd, uint64_t id, ConnTopics* t);
+void UpstreamsDrop(uint64_t conn_id);
+bool UpstreamsPending(uint64_t conn_id);
 
 // --- registry.cc: ids, the fd index, open and close
 Server* ServerOf(int group);  // caller holds the lock

@@ -61,6 +61,7 @@ enum Due : uint32_t {
   kDueProxy = 256,       // not a due time: the PROXY protocol header has not been read yet
   kDueLinger = 512,      // a closed connection has lingered its time (close_phase.h): close the socket
   kDueMessage = 1024,    // its mailbox holds a message: call tcpmod_on_message (pubsub.h)
+  kDueUpstreamEvent = 1u << 20,  // upstream.h's kDueUpstream (napi_conn.cc asserts they agree)
 };
 
 // Pub/sub (pubsub.cc) reaches connections only through these.

@@ -13,7 +13,6 @@
 
 #include "conn.h"
 #include "mailbox.h"
-#include "upstream.h"
 
 namespace tcpmod {
 

@@ -10,8 +10,12 @@
 #include "conn_table.h"
 #include "proxy_protocol.h"
 #include "tcpmod_limits.h"
+#include "upstream.h"
 
 namespace tcpmod {
+
+static_assert(kDueUpstreamEvent == kDueUpstream, "the table and upstream.h must agree on the upstream due bit");
+
 namespace {
 
 Napi::Value Throw(const Napi::CallbackInfo& info, const std::string& message) {

@@ -12,7 +12,6 @@
 #include "conn.h"
 #include "mailbox.h"
 #include "tls.h"
-#include "upstream.h"
 
 namespace tcpmod {
 
@@ -47,7 +46,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
     const bool closing = InClosePhase(c->life);
     if (Server* s = ServerOf(c->group)) Schedule(c, *s);
     // An upstream event that came while it was held, or one its holder left unreported (upstream.h).
-    if (!closing && UpstreamsPending(c->id)) c->due |= kDueUpstream;
+    if (!closing && UpstreamsPending(c->id)) c->due |= kDueUpstreamEvent;
     if (c->due && c->srv) MarkDue(*c->srv, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->out.size();
     if (queued) {

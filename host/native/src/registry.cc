@@ -9,9 +9,7 @@
 
 #include "conn.h"
 #include "mailbox.h"
-#include "pubsub.h"
 #include "tls.h"
-#include "upstream.h"
 
 namespace tcpmod {
 
