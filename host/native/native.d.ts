@@ -104,6 +104,14 @@ export interface NativeBinding {
   generationCounts(group: number): number[];
   /** Marks every opened connection of that generation due for a close with reason 5; returns how many. */
   connDrainGeneration(group: number, generation: number): number;
+  /** The compatibility verdict for connections of `from` continuing on `to` (generations.ts compatibility()), told
+   *  once per pair when a generation is added, with what `to` needs of a connection that moves. 0 | -EBADF. */
+  generationVerdict(group: number, from: number, to: number, moves: number, toStateSize: number, toInCap: number): number;
+  /** The generation is gone: every verdict naming it is dropped. Returns how many. */
+  generationForget(group: number, generation: number): number;
+  /** Holder only, at an event: moves the connection to `to` when its pair's verdict allows and its carry-over fits
+   *  `to`'s in_cap, else leaves it pinned. Returns the generation it is on now, or -EBADF. */
+  connMoveTo(fd: number, id: number, to: number): number;
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */

@@ -147,9 +147,14 @@ struct Server {
   int64_t steal_at = 0;
   int64_t batch_budget = 0;
   uint32_t conn_events = 0, listen_events = 0;
-  // Generations (generations.cc): pairs (from, to) whose verdict lets a
-  // connection move from `from` to `to` (live reload).
-  std::unordered_set<uint64_t> moves;
+  // Generations (generations.cc): the pairs (from << 32 | to) whose
+  // compatibility verdict lets a connection of `from` continue on `to`, with
+  // what `to` needs of it (state size, in_cap). A pair absent pins.
+  struct Move {
+    int state_size;
+    int64_t in_cap;
+  };
+  std::unordered_map<uint64_t, Move> moves;
 };
 
 // The table lock: held for short bookkeeping (the re-arm's epoll_ctl runs outside

@@ -210,5 +210,8 @@ int ConnGeneration(int fd, uint64_t id);
 int ConnMigrate(int fd, uint64_t id, int generation, int state_size, int64_t in_cap);
 std::vector<std::pair<int, int>> GenerationCounts(int group);
 int ConnDrainGeneration(int group, int generation);
+int GenerationVerdict(int group, int from, int to, bool moves, int to_state_size, int64_t to_in_cap);
+int GenerationForget(int group, int generation);
+int ConnMoveTo(int fd, uint64_t id, int to);
 
 }  // namespace tcpmod

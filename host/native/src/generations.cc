@@ -37,6 +37,65 @@ int ConnMigrate(int fd, uint64_t id, int generation, int state_size, int64_t in_
   return 0;
 }
 
+namespace {
+uint64_t PairKey(int from, int to) { return static_cast<uint64_t>(static_cast<uint32_t>(from)) << 32 | static_cast<uint32_t>(to); }
+}  // namespace
+
+// generationVerdict: the compatibility verdict for connections of `from`
+// continuing on `to` (host/worker/generations.ts compatibility(), decided once
+// per pair when a generation is installed), and what `to` needs of a
+// connection that moves (its state size and in_cap). Idempotent: every worker
+// that knows both tells the same. 0 | -EBADF (no such server).
+int GenerationVerdict(int group, int from, int to, bool moves, int to_state_size, int64_t to_in_cap) {
+  TableLock lock(table().mu);
+  Server* s = ServerOf(group);
+  if (s == nullptr) return -EBADF;
+  if (moves && from != to) s->moves[PairKey(from, to)] = {to_state_size, to_in_cap};
+  else s->moves.erase(PairKey(from, to));
+  return 0;
+}
+
+// generationForget: the generation is gone (no connection left anywhere):
+// every verdict naming it goes. Returns how many.
+int GenerationForget(int group, int generation) {
+  TableLock lock(table().mu);
+  Server* s = ServerOf(group);
+  if (s == nullptr) return -EBADF;
+  int n = 0;
+  for (auto it = s->moves.begin(); it != s->moves.end();) {
+    const int from = static_cast<int>(it->first >> 32), to = static_cast<int>(it->first & 0xffffffffu);
+    if (from == generation || to == generation) {
+      it = s->moves.erase(it);
+      n++;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
+
+// connMoveTo: holder only, at an event: the generation whose instance handles
+// the connection now. It moves to `to` when it is not there yet and the
+// verdict for its pair lets it (generationVerdict) and its carry-over fits
+// `to`'s in_cap (ConnMigrate's rules); otherwise it stays where it is (pinned).
+// One native call per event decides it: the generation it is on after | -EBADF.
+int ConnMoveTo(int fd, uint64_t id, int to) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr) return -EBADF;
+  const int from = c->generation.load();
+  if (from == to) return from;
+  Server::Move m;
+  {
+    TableLock lock(table().mu);
+    Server* s = c->srv;
+    if (s == nullptr) return from;
+    auto it = s->moves.find(PairKey(from, to));
+    if (it == s->moves.end()) return from;
+    m = it->second;
+  }
+  return ConnMigrate(fd, id, to, m.state_size, m.in_cap) == 0 ? to : from;
+}
+
 // generationCounts: how many of the group's connections each generation has
 // now (generations with none are absent).
 std::vector<std::pair<int, int>> GenerationCounts(int group) {

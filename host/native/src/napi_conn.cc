@@ -218,6 +218,9 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   // Exports whose arguments and result are all numbers: the core call itself.
   Fn(env, exports, "connGeneration", Ints<ConnGeneration>);
   Fn(env, exports, "connDrainGeneration", Ints<ConnDrainGeneration>);
+  Fn(env, exports, "generationVerdict", Ints<GenerationVerdict>);
+  Fn(env, exports, "generationForget", Ints<GenerationForget>);
+  Fn(env, exports, "connMoveTo", Ints<ConnMoveTo>);
   Fn(env, exports, "connAdd", Ints<ConnAdd>);
   Fn(env, exports, "connRearm", Ints<ConnRearm>);
   Fn(env, exports, "testClaimPause", Ints<SetClaimPause>);

@@ -1,4 +1,4 @@
-// sources: registry.cc conn_state.cc ownership.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
+// sources: registry.cc conn_state.cc ownership.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc generations.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
 // The connection table's core without Node, on real sockets and a real epoll
 // set: the registry (ids, the fd index, listings), a connection's states as a
 // claimer sees them (PROXY header, open, close phase, lingering), timers that
@@ -316,8 +316,43 @@ static void Races() {
   close(epfd);
 }
 
+// Migration in one call: a pair's verdict told once, then each connection's move decided natively.
+static void Generations() {
+  int timerfd;
+  int epfd = NewServer(&timerfd);
+  Pair a = Accept(epfd), b = Accept(epfd), u = Accept(epfd, false);
+  // No verdict for 0 -> 1: pinned.
+  CHECK(ConnMoveTo(a.server, a.id, 1) == 0);
+  CHECK(GenerationVerdict(epfd, 0, 1, true, 8, 16) == 0);
+  CHECK(GenerationVerdict(epfd, 0, 2, false, 8, 16) == 0);
+  CHECK(GenerationVerdict(epfd, 0, 3, true, 4, 1024) == 0);
+  // Allowed: it moves, once; a forbidden pair pins.
+  CHECK(ConnMoveTo(a.server, a.id, 1) == 1);
+  CHECK(ConnGeneration(a.server, a.id) == 1);
+  CHECK(ConnMoveTo(a.server, a.id, 1) == 1);
+  CHECK(ConnMoveTo(b.server, b.id, 2) == 0);
+  // A carry-over larger than the new in_cap stays where it is.
+  uint8_t mem[64] = {};
+  CHECK(ConnSave(b.server, b.id, mem, 32, mem, sizeof(mem), 40, -1, 0, 0, 0) == 0);
+  CHECK(ConnMoveTo(b.server, b.id, 1) == 0);
+  // A state size that differs: the module has met it, so it stays; one it has not met takes the new size.
+  CHECK(ConnMoveTo(b.server, b.id, 3) == 0);
+  CHECK(ConnMoveTo(u.server, u.id, 3) == 3);
+  // Verdicts naming a generation go with it.
+  CHECK(GenerationForget(epfd, 1) == 1);
+  CHECK(ConnMoveTo(b.server, b.id, 1) == 0);
+  CHECK(GenerationVerdict(epfd + 1000, 0, 1, true, 8, 16) == -EBADF);
+  for (Pair* p : {&a, &b, &u}) {
+    ConnClose(p->server, p->id, 0);
+    close(p->client);
+  }
+  CHECK(TimersForget(epfd) == 0);
+  close(epfd);
+}
+
 int main() {
   Registry();
+  Generations();
   States();
   Races();
   return tcpmod_test::Summary();
