@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <ctime>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -113,12 +114,29 @@ struct Loan {
   int64_t at;
 };
 
+// The syscalls on a server's own descriptors -- setting its timerfd, re-arming
+// the timer item, waking a waiter through the due eventfd -- are decided under
+// the table lock but made after it is released (TableLock's destructor), under
+// this small lock of their own, which also guards closing the descriptors
+// (TimersForget): never on a closed, or reused, descriptor. Shared, so that a
+// call deferred by one thread outlives the server being forgotten by another.
+struct ServerIo {
+  std::mutex mu;
+  int epfd = -1, timerfd = -1, duefd = -1;
+  bool closed = false;                // under mu
+  std::atomic<int64_t> want_at{0};    // what the timerfd must be set to (decided under the table lock)
+  int64_t set_at = 0;                 // what it was last set to (under mu)
+};
+// What a thread has deferred while it held the table lock (bits).
+enum DeferredIo : uint8_t { kIoArm = 1, kIoPoke = 2, kIoTimerItem = 4 };
+
 // One server's state (keyed by its epoll fd, `group`): its timer heap and
 // timerfd, the due list, the timeouts and bounds that apply to every one of
 // its connections, its memory totals and its batch loans. Under the table lock
 // unless marked atomic.
 struct Server {
   int epfd = -1;
+  std::shared_ptr<ServerIo> io;  // its descriptors' syscalls, made outside the table lock
   ServerTimers heap;  // one item per connection with a deadline; its timerfd is in the epoll set
   ServerDeadlines deadlines;
   int timers = 0;               // connections with a module timer armed
@@ -187,7 +205,28 @@ struct Table {
   uint64_t next_id = 1;
 };
 Table& table();
-using TableLock = std::lock_guard<TableMutex>;
+
+// Queues a syscall on s's descriptors for when this thread releases the table
+// lock. Caller holds the lock.
+void DeferIo(Server& s, uint8_t what);
+// Makes the syscalls this thread deferred (DeferIo). Caller does not hold the lock.
+void RunDeferredIo();
+
+// The table lock, held for a scope; on release it makes the syscalls deferred
+// under it (DeferIo), so that none of them runs under the lock.
+class TableLock {
+ public:
+  explicit TableLock(TableMutex& m) : m_(m) { m_.lock(); }
+  ~TableLock() {
+    m_.unlock();
+    RunDeferredIo();
+  }
+  TableLock(const TableLock&) = delete;
+  TableLock& operator=(const TableLock&) = delete;
+
+ private:
+  TableMutex& m_;
+};
 
 inline int64_t NowMs() {
   timespec ts;

@@ -19,25 +19,66 @@ namespace tcpmod {
 namespace {
 
 // Wakes one waiter for the due list: the eventfd is written and its one-shot
-// item re-armed. Under the lock (see the README's design notes: the write and
-// the epoll_ctl on the server's own eventfd, at most one per due mark taken).
+// item re-armed, once the lock is released (DeferIo).
 void PokeDue(Server& s) {
-  if (s.duefd < 0) return;
-  uint64_t one = 1;
-  ssize_t n;
-  do n = write(s.duefd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = EpollPack(kKindDue, s.duefd, 0);
-  epoll_ctl(s.epfd, EPOLL_CTL_MOD, s.duefd, &ev);
+  if (s.duefd >= 0) DeferIo(s, kIoPoke);
 }
 
+// What this thread deferred, by server (a lock scope touches one or two).
+thread_local std::vector<std::pair<std::shared_ptr<ServerIo>, uint8_t>> deferred;
+
 }  // namespace
+
+void DeferIo(Server& s, uint8_t what) {
+  assert(s.io != nullptr);
+  for (auto& [io, bits] : deferred)
+    if (io == s.io) {
+      bits |= what;
+      return;
+    }
+  deferred.emplace_back(s.io, what);
+}
+
+void RunDeferredIo() {
+  if (deferred.empty()) return;
+  auto todo = std::move(deferred);
+  deferred.clear();
+  for (auto& [io, what] : todo) {
+    std::lock_guard<std::mutex> lock(io->mu);
+    if (io->closed) continue;
+    if (what & kIoArm) {
+      // The latest decision, whoever made it: each decision is followed by its
+      // maker's call here, so the last call sets the last decision.
+      const int64_t at = io->want_at.load();
+      if (at != io->set_at) {
+        ServerTimers::Set(io->timerfd, at);
+        io->set_at = at;
+      }
+    }
+    if (what & kIoTimerItem) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT;
+      ev.data.u64 = EpollPack(kKindTimer, io->timerfd, 0);
+      epoll_ctl(io->epfd, EPOLL_CTL_MOD, io->timerfd, &ev);
+    }
+    if (what & kIoPoke) {
+      uint64_t one = 1;
+      ssize_t n;
+      do n = write(io->duefd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT;
+      ev.data.u64 = EpollPack(kKindDue, io->duefd, 0);
+      epoll_ctl(io->epfd, EPOLL_CTL_MOD, io->duefd, &ev);
+    }
+  }
+}
 
 void ArmTimerfd(Server& s) {
   int64_t also = s.trim_at;
   if (s.steal_at && (also == 0 || s.steal_at < also)) also = s.steal_at;
-  s.heap.Arm(also);
+  if (!s.heap.Decide(also)) return;
+  s.io->want_at = s.heap.armed_at();
+  DeferIo(s, kIoArm);
 }
 
 void Schedule(Conn* c, Server& s) {
@@ -90,10 +131,25 @@ bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
 
 int RunTimers(int group) {
   Table& t = table();
+  std::shared_ptr<ServerIo> io;
+  {
+    TableLock lock(t.mu);
+    if (Server* s = ServerOf(group)) io = s->io;
+  }
+  if (io == nullptr) return 0;
+  {
+    // The timerfd fired: its count is read (resetting it) outside the table lock.
+    std::lock_guard<std::mutex> lock(io->mu);
+    if (io->closed) return 0;
+    uint64_t expirations;
+    while (read(io->timerfd, &expirations, sizeof(expirations)) < 0 && errno == EINTR) {
+    }
+    io->set_at = 0;  // a fired timerfd is disarmed
+  }
   TableLock lock(t.mu);
   Server* s = ServerOf(group);
-  if (s == nullptr) return 0;
-  s->heap.BeginWake();
+  if (s == nullptr || s->io != io) return 0;
+  s->heap.BeginWakeRead();
   int64_t now = NowMs();
   int marked = 0;
   // At most ServerTimers::kMaxPerWake items: the rest are left for the next
@@ -129,10 +185,7 @@ int RunTimers(int group) {
     s->steal_at = NextSteal(*s);
   }
   ArmTimerfd(*s);
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = EpollPack(kKindTimer, s->heap.fd(), 0);
-  epoll_ctl(group, EPOLL_CTL_MOD, s->heap.fd(), &ev);
+  DeferIo(*s, kIoTimerItem);  // the timer item is one-shot: re-armed once the lock is released
   return marked;
 }
 
@@ -157,6 +210,10 @@ int TimersConfigure(int group, int64_t read_ms, int64_t frame_ms) {
       t.servers.erase(group);
       return err;
     }
+    s.io = std::make_shared<ServerIo>();
+    s.io->epfd = s.epfd;
+    s.io->timerfd = s.heap.fd();
+    s.io->duefd = s.duefd;
   }
   s.deadlines.read_timeout = read_ms;
   s.deadlines.frame_timeout = frame_ms;
@@ -169,8 +226,14 @@ int TimersForget(int group) {
   TableLock lock(t.mu);
   auto it = t.servers.find(group);
   if (it == t.servers.end()) return -EBADF;
-  it->second.heap.Close();  // its connections' slots are unqueued: they may outlive it
-  close(it->second.duefd);
+  {
+    // Closed under the descriptors' own lock: a syscall deferred by another
+    // thread finds them closed and is dropped, never made on a reused number.
+    std::lock_guard<std::mutex> io_lock(it->second.io->mu);
+    it->second.io->closed = true;
+    it->second.heap.Close();  // its connections' slots are unqueued: they may outlive it
+    close(it->second.duefd);
+  }
   t.servers.erase(it);
   return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -106,6 +107,9 @@ static void Registry() {
   }
   // A timer leaves with its connection: nothing stays in the heap.
   CHECK(TimerSet(b.server, b.id, 60000) == 0);
+  // The timerfd was set (after the lock was released, before the call returned): it fires within the minute.
+  itimerspec its{};
+  CHECK(timerfd_gettime(timerfd, &its) == 0 && its.it_value.tv_sec > 50 && its.it_value.tv_sec <= 60);
   CHECK(TimersArmed(epfd) == 1);
   CHECK(TimerHeapSize(epfd) == 1);
   CHECK(ConnClose(b.server, b.id, 0) == 0);
@@ -221,15 +225,24 @@ static void Races() {
   std::atomic<uint64_t> events{0}, ticks{0}, sets{0};
   std::atomic<bool> stop{false};
 
+  // The table must say this worker holds what it was handed, from the claim to the re-arm.
+  auto mine = [&](int fd, uint64_t id, int holder) {
+    Conn* c = Find(fd, static_cast<int64_t>(id));
+    return c != nullptr && c->holder.load() == holder;
+  };
   auto handle = [&](int holder, int fd, uint64_t id, uint32_t due, std::mt19937& rng) {
     if (inside[fd].exchange(1) != 0) overlaps++;
+    if (!mine(fd, id, holder)) overlaps++;
     events++;
+    // Now and then a slow callback: its timers and due marks come while it is held.
+    if (rng() % 64 == 0) usleep(2000);
     if (due & kDueTimer) ticks++;
     uint8_t mem[4096];
     int64_t received = 0;
     int64_t rc = ConnLoad(fd, id, mem, 2048, mem, sizeof(mem), 4000, false, &received);
     if (rc < 0 && rc != -EAGAIN) bad++;
     if (rng() % 4 == 0 && TimerSet(fd, id, 1 + rng() % 3) == 0) sets++;
+    if (!mine(fd, id, holder)) overlaps++;
     inside[fd].store(0);
     // Saved and re-armed in one call, as the server ends an event.
     if (ConnSave(fd, id, mem, 0, mem, sizeof(mem), 4000, epfd, kEvents, 0, 0) != 0) bad++;
