@@ -1,5 +1,5 @@
 // The re-arm at the end of an event runs its epoll_ctl outside the table lock
-// (conn_table.cc, RearmHeld). A connection with input always pending reports
+// (ownership.cc, RearmHeld). A connection with input always pending reports
 // again the moment it is re-armed, so another worker's claim often lands while
 // the re-arm is still in flight: it must be turned away and the re-arm done
 // again -- never two holders at once, and never a connection left disarmed with

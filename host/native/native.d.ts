@@ -89,7 +89,7 @@ export interface NativeBinding {
   eventfdCreate(): number;
   eventfdWrite(fd: number): number;
 
-  // connection table (conn_table.cc): the host-owned per-connection state of ABI v1, and who holds each
+  // connection table (conn_table.h; registry.cc, ownership.cc, conn_input.cc, ... napi_conn.cc): the host-owned per-connection state of ABI v1, and who holds each
   // entry. Every call names an entry by (fd, id); a stale pair finds nothing (-EBADF). Ids are below 2^53
   // and never repeat; a module sees id mod 2^31 (never 0, never that of another open connection).
   /** Registers a socket held by `holder` (worker slot + 1); kind KIND_CONN (default) or KIND_LISTEN; with
@@ -104,6 +104,14 @@ export interface NativeBinding {
   generationCounts(group: number): number[];
   /** Marks every opened connection of that generation due for a close with reason 5; returns how many. */
   connDrainGeneration(group: number, generation: number): number;
+  /** The compatibility verdict for connections of `from` continuing on `to` (generations.ts compatibility()), told
+   *  once per pair when a generation is added, with what `to` needs of a connection that moves. 0 | -EBADF. */
+  generationVerdict(group: number, from: number, to: number, moves: number, toStateSize: number, toInCap: number): number;
+  /** The generation is gone: every verdict naming it is dropped. Returns how many. */
+  generationForget(group: number, generation: number): number;
+  /** Holder only, at an event: moves the connection to `to` when its pair's verdict allows and its carry-over fits
+   *  `to`'s in_cap, else leaves it pinned. Returns the generation it is on now, or -EBADF. */
+  connMoveTo(fd: number, id: number, to: number): number;
   /** Writes carried-over input at inPtr, receives after it up to inCap, copies the state slot to statePtr.
    *  Returns the input length, with LOAD_EOF set when the peer closed its side, or -errno;
    *  received[0] = bytes newly received by this call. */
@@ -190,7 +198,7 @@ export interface NativeBinding {
   readonly DUE_UPSTREAM: number;
   readonly KIND_UPSTREAM: number;
 
-  // timers (conn_table.cc, timers.cc): one timerfd per server in its epoll set, a heap of wake times per server.
+  // timers (due.cc, timers.cc): one timerfd per server in its epoll set, a heap of wake times per server.
   /** Creates the server's timerfd (add it with KIND_TIMER, EPOLLIN | EPOLLONESHOT) and sets its timeouts (0: off). */
   timersConfigure(group: number, readTimeoutMs: number, frameTimeoutMs: number): number;
   /** Closes the timerfd and drops the heap. */
@@ -204,7 +212,7 @@ export interface NativeBinding {
   /** Items in the server's timer heap: at most one per open connection with a deadline (read, frame, send, drain,
    *  module timer), whatever set_timer calls its module makes; a closed connection's item leaves with it. */
   timerHeapSize(group: number): number;
-  // queued output and memory bounds (conn_table.cc)
+  // queued output and memory bounds (conn_output.cc)
   /** Queued send mode, plain or TLS: sends what the socket takes now, queues the rest in order; never waits.
    *  Bytes queued after it, -ENOBUFS past the per-connection bound, -ENOMEM, or -errno. */
   connWrite(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number): number;

@@ -90,12 +90,16 @@ export class WorkerGenerations {
   /**
    * @param make an instance of a compiled module (tcpmod_init run), checked against its generation's spec
    * @param live tells the main thread how many instances of `gen` this worker has now (0 or 1)
+   * @param tell hands the verdict for a pair to the native table once, when the second of the two is added
+   *   (connMoveTo then decides a connection's move in one native call); `forget` when a generation goes
    */
   constructor(
     private readonly ctr: Counters,
     private readonly memoryCap: number,
     private readonly make: (compiled: CompiledModule, spec: GenerationSpec) => ModuleInstance,
     private readonly live: (gen: number, n: number) => void,
+    private readonly tell: (from: number, to: number, move: boolean, toSpec: GenerationSpec) => void = () => {},
+    private readonly forget: (gen: number) => void = () => {},
   ) {}
 
   /** Adds a generation (the worker's start-up list, or a message); one it knows already is left alone. */
@@ -104,6 +108,11 @@ export class WorkerGenerations {
     compiled ??= adoptModuleSync(spec.file, spec.bytes, spec.module, { memoryCap: this.memoryCap, config: spec.config });
     this.known.set(spec.gen, { spec, compiled, inst: null });
     this.changed();
+    for (const [gen, k] of this.known) {
+      if (gen === spec.gen) continue;
+      this.tell(gen, spec.gen, this.moves(gen, spec.gen), spec);
+      this.tell(spec.gen, gen, this.moves(spec.gen, gen), k.spec);
+    }
   }
 
   /** Reads the port when the epoch moved: call before reading GENERATION's value to use it. Cheap when nothing changed. */
@@ -206,6 +215,7 @@ export class WorkerGenerations {
     if (!k) return;
     this.known.delete(gen);
     for (const key of this.verdicts.keys()) if (key.startsWith(`${gen}>`) || key.endsWith(`>${gen}`)) this.verdicts.delete(key);
+    this.forget(gen);
     this.changed();
     if (k.inst) {
       k.inst.dispose();

@@ -123,7 +123,9 @@ export class EventLoop implements Transport {
       notify: (conn, reason) => ctr.get(G.WANT_EVENTS) && hooks.notify('close', conn, reason),
     };
     this.driver = new AbiDriver(this);
-    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled, spec) => this.newInstance(compiled, spec), (gen, n) => hooks.instances(gen, n));
+    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled, spec) => this.newInstance(compiled, spec), (gen, n) => hooks.instances(gen, n),
+      (from, to, move, spec) => native.generationVerdict(cfg.epfd, from, to, move ? 1 : 0, spec.stateSize, spec.inCap),
+      (gen) => native.generationForget(cfg.epfd, gen));
   }
 
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
@@ -750,13 +752,9 @@ export class EventLoop implements Transport {
     // and the event costs no extra native call.
     const only = gens.only();
     if (only === cur) return this.use(cur);
-    let gen = native.connGeneration(fd, id);
-    const own = gens.spec(gen);
-    if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
-    else if (move && gen !== cur) {
-      const to = gens.spec(cur);
-      if (to && gens.moves(gen, cur) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
-    }
+    // Moving is decided natively in the same call, by the pair's verdict handed over when the generation was added.
+    let gen = move ? native.connMoveTo(fd, id, cur) : native.connGeneration(fd, id);
+    if (!gens.spec(gen)) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
     return this.use(gen);
   }
 

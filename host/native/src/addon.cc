@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "conn_table.h"
+#include "napi_conn.h"
 #include "kv_redis.h"
 #include "kv_store.h"
 #include "poller.h"

@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace tcpmod {
 
@@ -30,6 +31,71 @@ void SetOutInt(const Napi::CallbackInfo& info, size_t i, int64_t value);
 
 inline Napi::Value Num(const Napi::CallbackInfo& info, double v) {
   return Napi::Number::New(info.Env(), v);
+}
+
+// The one argument reader of an export: each call reads the next argument(s)
+// in order; the first bad one leaves a pending exception and makes every later
+// call a no-op, so a preamble is one chain and one test:
+//   int64_t fd, id, n = 0;
+//   if (!Args(info).Int(&fd, &id).Opt(&n)) return info.Env().Undefined();
+class Args {
+ public:
+  explicit Args(const Napi::CallbackInfo& info) : info_(info) {}
+  // Required numbers.
+  template <typename... T>
+  Args& Int(int64_t* first, T*... rest) {
+    if (ok_) ok_ = ArgInt(info_, i_++, first);
+    if constexpr (sizeof...(rest) > 0) Int(rest...);
+    return *this;
+  }
+  // Optional numbers, all or none: read when the caller passed the last of
+  // them (the outputs keep their defaults otherwise), then they must be numbers.
+  template <typename... T>
+  Args& Opt(T*... outs) {
+    if (ok_ && info_.Length() > i_ + sizeof...(outs) - 1) return Int(outs...);
+    i_ += sizeof...(outs);
+    return *this;
+  }
+  // A (buffer, offset, length) region: 3 arguments. base and size: the whole
+  // buffer, for a second region in the same memory (the state slot).
+  Args& Region(uint8_t** p, size_t* len, uint8_t** base = nullptr, size_t* size = nullptr) {
+    uint8_t* b;
+    size_t n;
+    if (ok_) ok_ = ArgRegion(info_, i_, p, len, base ? base : &b, size ? size : &n);
+    i_ += 3;
+    return *this;
+  }
+  // Skips an argument read another way (an out-parameter such as "received").
+  Args& Skip() {
+    i_++;
+    return *this;
+  }
+  explicit operator bool() const { return ok_; }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  size_t i_ = 0;
+  bool ok_ = true;
+};
+
+// An export whose arguments are all numbers and whose result is a number: fn
+// called with the arguments in order (converted to its parameter types).
+// `Ints<Fn>` is the whole export.
+template <typename R, typename... P, size_t... I>
+Napi::Value CallIntsAt(const Napi::CallbackInfo& info, R (*fn)(P...), std::index_sequence<I...>) {
+  int64_t v[sizeof...(P) + 1] = {};
+  Args a(info);
+  (a.Int(&v[I]), ...);
+  if (!a) return info.Env().Undefined();
+  return Num(info, static_cast<double>(fn(static_cast<P>(v[I])...)));
+}
+template <typename R, typename... P>
+Napi::Value CallInts(const Napi::CallbackInfo& info, R (*fn)(P...)) {
+  return CallIntsAt(info, fn, std::index_sequence_for<P...>{});
+}
+template <auto Fn>
+Napi::Value Ints(const Napi::CallbackInfo& info) {
+  return CallInts(info, Fn);
 }
 
 }  // namespace tcpmod

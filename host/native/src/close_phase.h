@@ -18,7 +18,7 @@
 // no module timer (nginx's ngx_close_connection deletes the timers): only its
 // send deadline while output is queued, then its linger deadline.
 //
-// Plain C++ (no N-API): conn_table.cc keeps a ClosePhase in each entry and
+// Plain C++ (no N-API): conn_close.cc keeps a ClosePhase in each entry and
 // calls these under its ownership rule (only the holder acts on a socket).
 #pragma once
 #include <cstdint>

@@ -1,8 +1,28 @@
+// The connection table, plain C++ (no N-API; napi_conn.cc is its JavaScript
+// face): per socket, the state the ABI says the host owns (input the module
+// has not consumed yet, and the opaque state slot), kept in native memory so
+// that whichever worker takes a connection's next event finds it. The
+// listening socket has an entry too, so that it is handed over the same way.
+// Its files, one concern each (conn.h lists what they share):
+//   registry.cc     ids, the fd index, open, listings, shutdown
+//   conn_state.cc   the connection state machine and each state's deadlines
+//   ownership.cc    claim and re-arm (who holds an entry)
+//   loans.cc        batches: events claimed and lent to a worker's next calls
+//   due.cc          the timer heap glue, the due list, the timer event
+//   conn_input.cc   loading input and the state slot, saving them (connLoad/connSave)
+//   conn_output.cc  the output queue, the memory bounds and shedding
+//   conn_close.cc   the close phase (close_phase.h) and closing the socket
+//   conn_tls.cc     TLS glue (tls.h does the TLS)
+//   conn_proxy.cc   the PROXY protocol phase and the peer's address
+//   generations.cc  module generations: migration and drain
+// Every function taking (fd, id) returns -EBADF when that entry is not open.
 #pragma once
-#include <napi.h>
-
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "tcpmod_limits.h"
 
@@ -41,6 +61,7 @@ enum Due : uint32_t {
   kDueProxy = 256,       // not a due time: the PROXY protocol header has not been read yet
   kDueLinger = 512,      // a closed connection has lingered its time (close_phase.h): close the socket
   kDueMessage = 1024,    // its mailbox holds a message: call tcpmod_on_message (pubsub.h)
+  kDueUpstreamEvent = 1u << 20,  // upstream.h's kDueUpstream (napi_conn.cc asserts they agree)
 };
 
 // Pub/sub (pubsub.cc) reaches connections only through these.
@@ -54,7 +75,7 @@ ConnTopics* ConnTopicsLocked(int fd, uint64_t id, bool create);
 // Caller holds the table lock: marks the connection due (kDue* bits) for the next waiter.
 void MarkConnDueLocked(int fd, uint64_t id, uint32_t bits);
 
-// Ownership rule of the table (see conn_table.cc): an entry is handed from epoll
+// Ownership rule of the table (see conn.h): an entry is handed from epoll
 // to exactly one worker by ClaimEvent, and only its holder loads, saves, re-arms
 // or closes it. Returns false when the event must be dropped: no entry for fd in
 // this group, or the entry is already held (an ERR/HUP reported for a connection
@@ -103,6 +124,94 @@ bool LoadClaimed(int fd, double id, int generation, uint8_t* in, size_t cap, uin
 // has come and makes its epoll item report at once; re-arms the timerfd.
 int RunTimers(int group);
 
-void InitConnTable(Napi::Env env, Napi::Object exports);
+// ---- The core's calls, one per export of napi_conn.cc (the export's
+// contract is documented in native.d.ts and at each definition).
+
+// connLoad/connSave's result when the state slot lies outside the memory given:
+// a programming error of the caller (the N-API layer throws a RangeError).
+constexpr int64_t kStateOutside = -(1ll << 40);
+// connLoad's EOF bit; lengths stay below 4 MiB.
+constexpr int64_t kLoadEof = 1 << 30;
+
+// registry.cc
+int64_t ConnOpen(int fd, int group, int state_size, int holder, int kind, int tls_ctx, int generation);
+int ConnOpened(int fd, uint64_t id);
+struct EntryRef {
+  int fd;
+  uint64_t id;
+  int kind;  // kKindUnopened for a connection the module has not met
+};
+// The group's connections (not the listener); with only_held, every entry `holder` holds.
+std::vector<EntryRef> ConnListing(int group, bool only_held, int holder);
+int ConnCount(int group);
+uint64_t ConnSetNextId(int64_t id);
+int ConnShutdown(int fd, uint64_t id, int how);
+int ConnShutdownGroup(int group, int how);
+
+// ownership.cc
+int ConnAdd(int epfd, int fd, uint64_t id, uint32_t events);
+int ConnRearm(int epfd, int fd, uint64_t id, uint32_t events);
+std::pair<uint64_t, uint64_t> RearmStats();
+int SetClaimPause(int64_t us);
+
+// loans.cc
+int BatchConfigure(int group, uint32_t conn_events, uint32_t listen_events, int64_t budget_ms);
+int BatchRelease(int group, int holder);
+
+// due.cc
+int TimersConfigure(int group, int64_t read_ms, int64_t frame_ms);
+int TimersForget(int group);
+int TimerSet(int fd, uint64_t id, int64_t ms);
+int TimersDrain(int group, int64_t grace_ms);
+int64_t TimerHeapSize(int group);
+int TimersArmed(int group);
+
+// conn_input.cc
+int64_t ConnLoad(int fd, uint64_t id, uint8_t* in, size_t cap, uint8_t* base, size_t mem_size, int64_t state_ptr,
+                 bool no_recv, int64_t* received);
+int64_t ConnSave(int fd, uint64_t id, const uint8_t* rest, size_t len, uint8_t* base, size_t mem_size,
+                 int64_t state_ptr, int epfd, uint32_t events, int64_t out_ptr, int64_t out_len);
+int ConnWant(int fd, uint64_t id, int64_t n);
+
+// conn_output.cc
+int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len);
+int64_t ConnSend(int fd, uint64_t id, const uint8_t* p, size_t len, int64_t timeout_ms, int64_t* waited);
+int64_t ConnFlush(int fd, uint64_t id);
+int QueueConfigure(int group, bool queued, int64_t send_timeout, int64_t high, int64_t per_conn, int64_t out_total,
+                   int64_t in_total);
+struct MemoryTotals {
+  int64_t output = 0, input = 0, output_allocated = 0, input_allocated = 0;
+};
+MemoryTotals GroupMemory(int group);
+
+// conn_close.cc
+int ConnClose(int fd, uint64_t id, int64_t drain_bytes);
+int ConnLinger(int fd, uint64_t id);
+int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due);
+int LingerConfigure(int group, int64_t time_ms, int64_t timeout_ms);
+
+// conn_tls.cc
+int ConnHandshake(int fd, uint64_t id, int64_t timeout_ms);
+struct ConnTlsFacts {
+  bool tls = false, handshaken = false, peer_cert = false;
+  std::string alpn, failure, detail;
+  double micros = 0;
+};
+int ConnTlsInfo(int fd, uint64_t id, ConnTlsFacts* out);
+
+// conn_proxy.cc
+int ConnProxy(int fd, uint64_t id);
+int ProxyConfigure(int group, int64_t versions);
+// The client's address as text; -errno (or -EBADF) when there is none.
+int ConnPeer(int fd, uint64_t id, std::string* out);
+
+// generations.cc
+int ConnGeneration(int fd, uint64_t id);
+int ConnMigrate(int fd, uint64_t id, int generation, int state_size, int64_t in_cap);
+std::vector<std::pair<int, int>> GenerationCounts(int group);
+int ConnDrainGeneration(int group, int generation);
+int GenerationVerdict(int group, int from, int to, bool moves, int to_state_size, int64_t to_in_cap);
+int GenerationForget(int group, int generation);
+int ConnMoveTo(int fd, uint64_t id, int to);
 
 }  // namespace tcpmod

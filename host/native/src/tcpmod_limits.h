@@ -72,7 +72,7 @@ constexpr int64_t kKvTtlMax = 70368744177664;
 
 // Relations the native code relies on; a table change that breaks one stops the build here.
 static_assert(kStateMax > 0 && kIoMin > 0 && kIoMin <= kIoMax, "IoDesc bounds out of order");
-// connLoad reports EOF as bit 30 of its result (conn_table.cc kLoadEof), beside a length of at most kIoMax.
+// connLoad reports EOF as bit 30 of its result (conn_table.h kLoadEof), beside a length of at most kIoMax.
 static_assert(kIoMax < (int64_t{1} << 30), "an input length must stay below connLoad's EOF bit");
 // A module's conn is a positive i32: the host id modulo a power of two no larger than 2^31.
 static_assert(kModuleIdSpace <= (uint64_t{1} << 31) && (kModuleIdSpace & (kModuleIdSpace - 1)) == 0,

@@ -142,9 +142,32 @@ void ServerTimers::BeginWake() {
   uint64_t expirations;
   while (fd_ >= 0 && read(fd_, &expirations, sizeof(expirations)) < 0 && errno == EINTR) {
   }
+  BeginWakeRead();
+}
+
+void ServerTimers::BeginWakeRead() {
   armed_at_ = 0;  // a fired timerfd is disarmed
   budget_ = kMaxPerWake;
   waking_ = true;
+}
+
+bool ServerTimers::Decide(int64_t also) {
+  waking_ = false;
+  int64_t at = heap_.empty() ? 0 : heap_.top()->at;
+  if (also && (at == 0 || also < at)) at = also;
+  if (at == armed_at_ || fd_ < 0) return false;
+  armed_at_ = at;
+  return true;
+}
+
+void ServerTimers::Set(int fd, int64_t at) {
+  itimerspec its{};
+  if (at) {
+    // A deadline already past (items left over by a spent budget) fires at once.
+    its.it_value.tv_sec = at / 1000;
+    its.it_value.tv_nsec = (at % 1000) * 1000000;
+  }
+  timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
 TimerSlot* ServerTimers::PopDue(int64_t now) {
@@ -156,18 +179,7 @@ TimerSlot* ServerTimers::PopDue(int64_t now) {
 }
 
 void ServerTimers::Arm(int64_t also) {
-  waking_ = false;
-  int64_t at = heap_.empty() ? 0 : heap_.top()->at;
-  if (also && (at == 0 || also < at)) at = also;
-  if (at == armed_at_ || fd_ < 0) return;
-  itimerspec its{};
-  if (at) {
-    // A deadline already past (items left over by a spent budget) fires at once.
-    its.it_value.tv_sec = at / 1000;
-    its.it_value.tv_nsec = (at % 1000) * 1000000;
-  }
-  timerfd_settime(fd_, TFD_TIMER_ABSTIME, &its, nullptr);
-  armed_at_ = at;
+  if (Decide(also)) Set(fd_, armed_at_);
 }
 
 }  // namespace tcpmod

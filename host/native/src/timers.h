@@ -109,6 +109,14 @@ class ServerTimers {
   // What the timerfd is set to (0: disarmed).
   int64_t armed_at() const { return armed_at_; }
 
+  // Arm and BeginWake in two halves, for a caller that makes the syscalls
+  // outside its lock (due.cc): Decide is Arm's bookkeeping (true when the
+  // timerfd must be set to armed_at()), Set the timerfd_settime; BeginWakeRead
+  // is BeginWake once the caller has read the timerfd itself.
+  bool Decide(int64_t also);
+  static void Set(int fd, int64_t at);
+  void BeginWakeRead();
+
   size_t size() const { return heap_.size(); }
   const TimerHeap& heap() const { return heap_; }
 

@@ -9,7 +9,7 @@
 // its own: UpstreamWake only flags the upstream and marks the CLIENT due
 // (kDueUpstream), so the work is done by whoever claims the client next, under
 // the client's one-shot ownership. A client that is held when the event comes
-// keeps the mark (its holder's re-arm queues it, conn_table.cc RearmEvent,
+// keeps the mark (its holder's re-arm queues it, ownership.cc RearmEvent,
 // which also asks UpstreamsPending), so a module never runs two callbacks for
 // one connection at once. Closing the client (its entry unlinked) closes its
 // upstreams (UpstreamsDrop).
@@ -39,7 +39,7 @@ bool UpstreamsPending(uint64_t conn_id);
 // The client's entry is gone: its upstreams are closed (no event is reported).
 void UpstreamsDrop(uint64_t conn_id);
 
-// What conn_table.cc provides for this file.
+// What the connection table (registry.cc, due.cc) provides for this file.
 // Marks the client (fd, id) due with `bits` unless it is closing or already marked.
 void MarkConnDue(int fd, uint64_t id, uint32_t bits);
 // The holder's client has queued output above its high-water mark: its upstreams wait (backpressure).

@@ -1,0 +1,177 @@
+// Output and the memory budget: queued output (output_queue.h) sent through
+// the one sender (sender.h), backpressure's pause, blocking sends, and the
+// server-wide bounds on what input and output buffers hold, which shed the
+// connections that cost most, never the server.
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <functional>
+#include <mutex>
+
+#include "conn.h"
+#include "sender.h"
+
+namespace tcpmod {
+
+namespace {
+
+// Where c's bytes go (sender.h).
+Sink SinkOf(const Conn* c, int fd) { return Sink{fd, c->tls}; }
+
+}  // namespace
+
+// At most one scan per 50 ms; a bound passed during the pause is looked at
+// again when it ends (the timerfd wakes for it).
+void Trim(Server& s, int group, bool input, int64_t max) {
+  Table& t = table();
+  int64_t now = NowMs();
+  if (now - s.last_trim < 50) {
+    if (s.trim_at == 0) {
+      s.trim_at = s.last_trim + 50;
+      ArmTimerfd(s);
+    }
+    return;
+  }
+  s.last_trim = now;
+  std::vector<std::pair<int64_t, int>> sizes;
+  int64_t total = 0;
+  for (size_t fd = 0; fd < t.by_fd.size(); fd++) {
+    Conn* c = t.by_fd[fd];
+    if (c == nullptr || c->group != group || c->kind != kKindConn) continue;
+    if (c->due & kDueOverflow) continue;  // already on its way out
+    int64_t n = input ? c->in_held.load() : c->out_held.load();
+    total += n;
+    if (n > 0) sizes.push_back({n, static_cast<int>(fd)});
+  }
+  std::sort(sizes.begin(), sizes.end(), std::greater<std::pair<int64_t, int>>());
+  for (auto& [n, fd] : sizes) {
+    if (total <= max) break;
+    MarkDue(s, t.by_fd[fd], fd, kDueOverflow);
+    total -= n;
+  }
+}
+
+// Bytes in use (the gauges) and bytes allocated (what --max-input-memory and
+// --max-output-memory bound, since that is what the process holds).
+void AccountBuffers(Conn* c) {
+  Server* s = c->srv;
+  if (s == nullptr) return;
+  const int64_t in_alloc = static_cast<int64_t>(c->pending.allocated());
+  const int64_t out_alloc = static_cast<int64_t>(c->out.allocated());
+  const int64_t d_in = in_alloc - c->in_held.exchange(in_alloc);
+  const int64_t d_out = out_alloc - c->out_held.exchange(out_alloc);
+  s->in_bytes += static_cast<int64_t>(c->pending.size()) - c->in_used;
+  s->out_bytes += static_cast<int64_t>(c->out.size()) - c->out_used;
+  c->in_used = static_cast<int64_t>(c->pending.size());
+  c->out_used = static_cast<int64_t>(c->out.size());
+  const int64_t in_total = (s->in_alloc += d_in);
+  const int64_t out_total = (s->out_alloc += d_out);
+  assert(in_total >= 0 && out_total >= 0);
+  const bool over_in = d_in > 0 && s->in_total_max && in_total > s->in_total_max;
+  const bool over_out = d_out > 0 && s->out_total_max && out_total > s->out_total_max;
+  if (!over_in && !over_out) return;
+  TableLock lock(table().mu);
+  if (over_in) Trim(*s, c->group, true, s->in_total_max);
+  if (over_out) Trim(*s, c->group, false, s->out_total_max);
+}
+
+int64_t Flush(Conn* c, int fd) {
+  const size_t before = c->out.size();
+  const int64_t left = Drain(SinkOf(c, fd), c->out);
+  AccountBuffers(c);
+  if (left < 0) return left;
+  if (static_cast<size_t>(left) != before || left == 0) {
+    TableLock lock(table().mu);
+    c->send_since = left ? NowMs() : 0;  // the send timeout counts from the last progress
+  }
+  return left;
+}
+
+// The event's last output sent without waiting (connSave's out region): bytes taken, or -errno.
+int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len) { return WriteSome(SinkOf(c, fd), p, len); }
+
+// connWrite: queued send mode, plain or TLS alike: sends what the socket takes
+// now and queues the rest, in order behind anything queued before; never
+// waits. Bytes queued after it (>= 0); -ENOBUFS when the rest would pass the
+// per-connection bound (nothing of it is queued), -ENOMEM when memory for it
+// cannot be had.
+int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr || c->srv == nullptr) return -EBADF;
+  Server& s = *c->srv;
+  size_t sent = 0;
+  if (c->out.empty()) {
+    int64_t n = WriteSome(SinkOf(c, fd), p, len);
+    if (n < 0) return n;
+    sent = static_cast<size_t>(n);
+  }
+  size_t rest = len - sent;
+  size_t queued = c->out.size();
+  if (rest == 0) return static_cast<int64_t>(queued);
+  if (s.out_max && static_cast<int64_t>(queued + rest) > s.out_max) return -ENOBUFS;
+  if (!c->out.Append(p + sent, rest)) return -ENOMEM;
+  AccountBuffers(c);
+  {
+    TableLock lock(table().mu);
+    if (c->send_since == 0) {
+      c->send_since = NowMs();
+      Schedule(c, s);
+    }
+  }
+  return static_cast<int64_t>(queued + rest);
+}
+
+// connSend: sends in full like send(), through TLS when the connection has it,
+// waiting up to timeout_ms for progress: len | -ETIMEDOUT | -errno | -EPROTO.
+int64_t ConnSend(int fd, uint64_t id, const uint8_t* p, size_t len, int64_t timeout_ms, int64_t* waited) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr) return -EBADF;
+  return SendAll(SinkOf(c, fd), p, len, static_cast<int>(timeout_ms), waited);
+}
+
+// connFlush: sends queued output now: bytes still queued | -errno.
+int64_t ConnFlush(int fd, uint64_t id) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr) return -EBADF;
+  return Flush(c, fd);
+}
+
+// queueConfigure: call after timersConfigure. Bounds are bytes, 0 for none.
+int QueueConfigure(int group, bool queued, int64_t send_timeout, int64_t high, int64_t per_conn, int64_t out_total,
+                   int64_t in_total) {
+  TableLock lock(table().mu);
+  Server* s = ServerOf(group);
+  if (s == nullptr) return -EBADF;
+  s->queued = queued;
+  s->deadlines.send_timeout = queued ? send_timeout : 0;  // blocking mode times sends itself
+  s->out_high = high;
+  s->out_max = per_conn;
+  s->out_total_max = out_total;
+  s->in_total_max = in_total;
+  return 0;
+}
+
+// groupMemory: bytes queued for sending and held as unconsumed input, and the
+// memory their buffers hold (what the bounds count).
+MemoryTotals GroupMemory(int group) {
+  TableLock lock(table().mu);
+  MemoryTotals m;
+  if (Server* s = ServerOf(group)) {
+    m.output = s->out_bytes.load();
+    m.input = s->in_bytes.load();
+    m.output_allocated = s->out_alloc.load();
+    m.input_allocated = s->in_alloc.load();
+  }
+  return m;
+}
+
+bool ConnOutputOver(const Conn* c) {
+  return c->paused || (c->srv && static_cast<int64_t>(c->out.size()) > c->srv->out_high);
+}
+
+bool ConnOutputOver(int fd, uint64_t id) {
+  const Conn* c = Find(fd, static_cast<int64_t>(id));
+  return c != nullptr && ConnOutputOver(c);
+}
+
+}  // namespace tcpmod
