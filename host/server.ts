@@ -18,10 +18,11 @@ import type { KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
 import { prepareTrialThread } from './startup.js';
 import { createTlsContext } from './tls.js';
-import { finishConnection, moduleConnId, type CloseCount } from './worker/close.js';
+import { finishConnection, moduleConnId } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
 import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 import type { ServerCore, ServerState } from './server/core.js';
+import { WorkerRecovery } from './server/recovery.js';
 import { ReloadController, RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResult } from './server/reload.js';
 
 export type { ServerState };
@@ -173,6 +174,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   /** What the server's parts see of it (server/core.ts). */
   private readonly core: ServerCore = this.coreView();
   private readonly reloads = new ReloadController(this.core);
+  private readonly recovery = new WorkerRecovery(this.core);
 
   /** `logger` (a pino logger) is the same as options.logger. */
   constructor(options: ServerOptions, logger?: pino.Logger) {
@@ -282,16 +284,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         kv: this.kvTarget,
         storeCallCapMs: this.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
       }),
-      onStuck: (slot, gen) => {
-        // A stop counts toward a reload's rollback like any other fault of the watched generation.
-        if (Math.abs(gen) === pool.counters.get(G.WATCH_GEN)) pool.counters.add(G.GEN_FAULTS, 1);
-        // Tell its client at once; the fd stays open until the frozen thread is gone. What it
-        // took in its batch and never touched goes back to epoll first, for the other workers.
-        native.batchRelease(this.epfd, slot + 1);
-        const held = native.connHeld(this.epfd, slot + 1);
-        for (let i = 0; i < held.length; i += 3) if (held[i + 2] === C.KIND_CONN) native.connShutdown(held[i], held[i + 1], C.SHUT_RDWR);
-      },
-      onWorkerGone: (slot) => this.finishHeld(slot),
+      onStuck: (slot, gen) => this.recovery.stuck(slot, gen),
+      onWorkerGone: (slot) => this.recovery.finishHeld(slot),
     });
     pool.on('connection', (conn: number) => this.emit('connection', conn));
     pool.on('close', (conn: number, reason: number) => this.emit('close', conn, CLOSE_REASONS[reason]));
@@ -304,39 +298,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     // A worker's instances die with its thread.
     pool.on('workerExit', (slot: number) => this.instancesBySlot.delete(slot));
     return pool;
-  }
-
-  /** How the main thread counts the connections it closes itself. */
-  private mainCloses(): CloseCount {
-    const pool = this.pool!;
-    return { totals: pool.retired, base: 0, notify: pool.counters.get(G.WANT_EVENTS) ? (conn, reason) => this.emit('close', conn, CLOSE_REASONS[reason]) : null };
-  }
-
-  /**
-   * A worker's thread has exited (stopped by the watchdog, a host error, a
-   * crash): it can no longer finish what it held, so the main thread does. The
-   * entries of its last batch it had not started on go back into the epoll set
-   * untouched (ready sockets report again at once); the
-   * listener goes back into the epoll set; a connection it had accepted but not
-   * opened yet goes back too, for another worker to open; a connection the
-   * module had met is closed (reason 6, no on_close: the instance died with the
-   * thread).
-   */
-  private finishHeld(slot: number): void {
-    if (this.epfd < 0) return;
-    native.batchRelease(this.epfd, slot + 1);
-    const held = native.connHeld(this.epfd, slot + 1);
-    for (let i = 0; i < held.length; i += 3) {
-      const [fd, id, kind] = [held[i], held[i + 1], held[i + 2]];
-      if (kind === C.KIND_LISTEN) {
-        const rc = native.connRearm(this.epfd, fd, id, LISTEN_EVENTS);
-        if (rc < 0 && this.state === 'running') this.log.error({ errno: rc }, 'could not re-arm the listener a dead worker held');
-      } else if (kind === C.KIND_UNOPENED && native.connRearm(this.epfd, fd, id, CONN_EVENTS | C.EPOLLOUT) === 0) {
-        // Accepted but never opened: another worker opens it (reporting at once: writable).
-      } else {
-        finishConnection(fd, id, CloseReason.FAULT, this.mainCloses());
-      }
-    }
   }
 
   /** The Redis server of a redis:// kv option: its host resolved once here (never on a worker), its password file read. */
@@ -448,6 +409,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       get trials() { return server.trials; },
       get compiled() { return server.compiled; },
       set compiled(c) { server.compiled = c; },
+      emit: (event, conn, reason) => server.emit(event, conn, reason),
     };
   }
 
@@ -583,7 +545,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     await pool.stop(() => native.eventfdWrite(this.wakeFd));
     // Anything still in the table now had no worker to close it.
     const left = native.connList(this.epfd);
-    for (let i = 0; i < left.length; i += 3) finishConnection(left[i], left[i + 1], CloseReason.SHUTDOWN, this.mainCloses());
+    for (let i = 0; i < left.length; i += 3) finishConnection(left[i], left[i + 1], CloseReason.SHUTDOWN, this.recovery.mainCloses());
     await this.release();
     this.state = 'stopped';
     this.log.info('stopped');

@@ -3,6 +3,7 @@
 // server owns these and hands its parts this narrow view, never itself, so
 // each part depends only on what it uses and none imports server.ts.
 import type pino from 'pino';
+import type { CloseReasonName } from '../module/abi.js';
 import type { CompiledModule } from '../module/load.js';
 import type { ResolvedOptions } from '../options.js';
 import type { Pool } from '../pool/pool.js';
@@ -22,4 +23,6 @@ export interface ServerCore {
   readonly trials: AbortController;
   /** The module the current generation was made from. */
   compiled: CompiledModule | null;
+  /** The server's 'close' event (opt-in: see ServerEvents). */
+  readonly emit: (event: 'close', conn: number, reason: CloseReasonName) => void;
 }
