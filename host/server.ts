@@ -3,18 +3,15 @@
 // stopping → stopped and the graceful shutdown.
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { createSecureContext, rootCertificates } from 'node:tls';
 import type pino from 'pino';
 import { CLOSE_REASONS, CloseReason, type CloseReasonName } from './module/abi.js';
 import { chooseLogger } from './logger.js';
 import { FAULT_KINDS } from './module/errors.js';
 import { compileModule, type CompiledModule } from './module/load.js';
-import { duration, OptionError, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Counters, G, KV_ERROR_KINDS, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
+import { duration, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
+import { Counters, G, REFUSED_REASONS, T, TOTALS, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
-import type { KvTarget } from './native/native.js';
 import { C, check, native, SysError } from './sys.js';
 import { prepareTrialThread } from './startup.js';
 import { createTlsContext } from './tls.js';
@@ -23,6 +20,7 @@ import type { WorkerConfig } from './worker/config.js';
 import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 import type { ServerCore, ServerState } from './server/core.js';
 import { WorkerRecovery } from './server/recovery.js';
+import { KvStore } from './server/kv-store.js';
 import { ReloadController, RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResult } from './server/reload.js';
 
 export type { ServerState };
@@ -164,10 +162,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private closing: Promise<void> | null = null;
   /** Aborted by close(): a trial instance still running (listen, reload) is given up at once. */
   private readonly trials = new AbortController();
-  /** The Redis server workers use (host resolved, password read), and the once-a-second check of its errors. */
-  private kvTarget: KvTarget | null = null;
-  private kvWatch: NodeJS.Timeout | null = null;
-  private kvErrorsSeen = 0;
   private readonly log: pino.Logger;
   /** For tests only: hooks into the pool's timing-dependent paths (see PoolOptions.testHooks). */
   testHooks: PoolOptions['testHooks'] = undefined;
@@ -175,6 +169,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private readonly core: ServerCore = this.coreView();
   private readonly reloads = new ReloadController(this.core);
   private readonly recovery = new WorkerRecovery(this.core);
+  private readonly store = new KvStore(this.core);
 
   /** `logger` (a pino logger) is the same as options.logger. */
   constructor(options: ServerOptions, logger?: pino.Logger) {
@@ -201,7 +196,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       this.reloads.currentGen = this.reloads.lastGen;
       this.reloads.workersHaveWasi = this.compiled.verdict.importsWasi;
       native.kvConfigure(o.kvMaxBytes, o.kvEviction);
-      this.kvTarget = await this.redisTarget();
+      this.store.kvTarget = await this.store.redisTarget();
       if (o.tls) this.useTlsContext(this.makeTlsContext());
       const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
       // Use every descriptor allowed; keep a reserve for the server's own files, workers and clients it makes.
@@ -237,7 +232,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       this.pool.counters.set(G.GENERATION, this.reloads.currentGen);
       if (this.listenerCount('connection') || this.listenerCount('close')) this.pool.counters.set(G.WANT_EVENTS, 1);
       await this.pool.start();
-      if (this.kvTarget) this.kvWatch = setInterval(() => this.warnKv(), 1000).unref();
+      this.store.watch();
       check(native.connAdd(this.epfd, this.listenFd, this.listenId, LISTEN_EVENTS), 'epoll_ctl');
     } catch (e) {
       await this.release();
@@ -248,7 +243,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     this.log.info({
       module: this.compiled.name, address: this.addr, workers: this.options.minThreads,
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
-      kv: this.kvTarget ? `${this.kvTarget.tls ? 'rediss' : 'redis'} ${this.kvTarget.host}:${this.kvTarget.port}/${this.kvTarget.db}` : 'memory',
+      kv: this.store.kvTarget ? `${this.store.kvTarget.tls ? 'rediss' : 'redis'} ${this.store.kvTarget.host}:${this.store.kvTarget.port}/${this.store.kvTarget.db}` : 'memory',
     }, 'listening');
     return this.addr;
   }
@@ -281,8 +276,8 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         maxConnections: this.maxConnections,
         sendMode: o.sendMode,
         highWater: highWater(o.maxOutputBuffer),
-        kv: this.kvTarget,
-        storeCallCapMs: this.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
+        kv: this.store.kvTarget,
+        storeCallCapMs: this.store.kvTarget ? o.handlerTimeoutMs * STORE_TIMEOUT_MULTIPLE : 0,
       }),
       onStuck: (slot, gen) => this.recovery.stuck(slot, gen),
       onWorkerGone: (slot) => this.recovery.finishHeld(slot),
@@ -298,61 +293,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     // A worker's instances die with its thread.
     pool.on('workerExit', (slot: number) => this.instancesBySlot.delete(slot));
     return pool;
-  }
-
-  /** The Redis server of a redis:// kv option: its host resolved once here (never on a worker), its password file read. */
-  private async redisTarget(): Promise<KvTarget | null> {
-    const kv = this.options.kv;
-    if (kv.type !== 'redis') return null;
-    let password = kv.password ?? '';
-    const file = this.options.kvPasswordFile;
-    if (file !== null) {
-      try {
-        password = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-      } catch (e) {
-        throw new OptionError('kvPasswordFile', `could not be read: ${(e as Error).message}`);
-      }
-      if (password === '') throw new OptionError('kvPasswordFile', `is empty: ${file}`);
-    }
-    const host = isIP(kv.host) ? kv.host : (await lookup(kv.host)).address;
-    const target: KvTarget = { host, port: kv.port, db: kv.db, username: kv.username, password, timeoutMs: this.options.kvTimeoutMs };
-    if (kv.tls) target.tls = { ca: this.redisCa(), servername: kv.host };
-    return target;
-  }
-
-  /** The CAs a rediss:// server is verified against: --kv-tls-ca (read and checked here), or Node's bundled roots. */
-  private redisCa(): string {
-    const file = this.options.kvTlsCa;
-    if (file === null) return rootCertificates.join('\n');
-    let pem: string;
-    try {
-      pem = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new OptionError('kvTlsCa', `could not be read: ${(e as Error).message}`);
-    }
-    try {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate found');
-      createSecureContext({ ca: pem });
-    } catch (e) {
-      throw new OptionError('kvTlsCa', `is not a PEM CA certificate file (${(e as Error).message}): ${file}`);
-    }
-    return pem;
-  }
-
-  /** Once a second at most: a warning when calls to the Redis store failed since the last check, with the last reason. */
-  private warnKv(): void {
-    const errors = this.kvErrors(this.pool!.totals());
-    const total = Object.values(errors).reduce((a, b) => a + b, 0);
-    if (total <= this.kvErrorsSeen) return;
-    this.kvErrorsSeen = total;
-    const t = this.kvTarget!;
-    this.log.warn({ store: `${isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`, errors }, `key-value store unavailable (calls return -3): ${native.kvLastError() || 'refused while reconnecting'}`);
-  }
-
-  private kvErrors(t: Float64Array): Record<string, number> {
-    const errors: Record<string, number> = {};
-    KV_ERROR_KINDS.forEach((k, i) => (errors[k] = t[T.KV_ERRORS + i]));
-    return errors;
   }
 
   /** Reads and checks the TLS files (throws an OptionError naming the option); logs certificate warnings. */
@@ -483,7 +423,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     const local = <T>(v: T): T | null => (this.options.kv.type === 'redis' ? null : v);
     return {
       backend: this.options.kv.type, keys: local(keys), bytes: local(bytes), maxBytes, eviction: this.options.kvEviction,
-      expired: local(expired), evicted: local(evicted), errors: this.kvErrors(t),
+      expired: local(expired), evicted: local(evicted), errors: this.store.kvErrors(t),
     };
   }
 
@@ -568,8 +508,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     if (this.epfd >= 0) native.upstreamsForget(this.epfd);
     for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
-    if (this.kvWatch) clearInterval(this.kvWatch);
-    this.kvWatch = null;
+    this.store.stopWatch();
     this.reloads.stopTick();
     this.tlsContext = 0;
     this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
