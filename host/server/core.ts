@@ -19,6 +19,9 @@ export interface ServerCore {
   readonly epfd: number;
   readonly listenFd: number;
   readonly wakeFd: number;
+  /** The connection limit in force, and certificate reloads so far (for stats). */
+  readonly maxConnections: number;
+  readonly tlsReloads: number;
   /** Aborted by close(): a trial instance still running (listen, reload) is given up at once. */
   readonly trials: AbortController;
   /** The module the current generation was made from. */
