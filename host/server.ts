@@ -5,34 +5,30 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type pino from 'pino';
-import { CLOSE_REASONS, CloseReason, type CloseReasonName } from './module/abi.js';
+import { CLOSE_REASONS, type CloseReasonName } from './module/abi.js';
 import { chooseLogger } from './logger.js';
 import { compileModule, type CompiledModule } from './module/load.js';
-import { duration, resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
+import { resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { G } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
 import { C, check, native, SysError } from './sys.js';
 import { prepareTrialThread } from './startup.js';
 import { createTlsContext } from './tls.js';
-import { finishConnection, moduleConnId } from './worker/close.js';
+import { moduleConnId } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
 import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
 import type { ServerCore, ServerState } from './server/core.js';
 import { WorkerRecovery } from './server/recovery.js';
 import { KvStore } from './server/kv-store.js';
+import { Shutdown, type CloseOptions } from './server/shutdown.js';
 import { StatsAggregator, type ServerStats } from './server/stats.js';
 import { ReloadController, RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResult } from './server/reload.js';
 
-export type { ServerState, ServerStats };
+export type { CloseOptions, ServerState, ServerStats };
 export { RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResult };
 
 export interface AddressInfo { address: string; port: number; family: 'IPv4' | 'IPv6' }
 
-
-export interface CloseOptions {
-  /** How long open connections may go on after accepting stops (default: the server's drainTimeout). */
-  drainTimeout?: number | string;
-}
 
 export { CLOSE_REASONS };
 
@@ -95,7 +91,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private wakeFd = -1;
   private addr: AddressInfo | null = null;
   private compiled: CompiledModule | null = null;
-  private closing: Promise<void> | null = null;
   /** Aborted by close(): a trial instance still running (listen, reload) is given up at once. */
   private readonly trials = new AbortController();
   private readonly log: pino.Logger;
@@ -107,6 +102,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private readonly recovery = new WorkerRecovery(this.core);
   private readonly store = new KvStore(this.core);
   private readonly aggregate = new StatsAggregator(this.core, this.reloads, this.store);
+  private readonly shutdown = new Shutdown(this.core, this.recovery);
 
   /** `logger` (a pino logger) is the same as options.logger. */
   constructor(options: ServerOptions, logger?: pino.Logger) {
@@ -284,6 +280,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       get compiled() { return server.compiled; },
       set compiled(c) { server.compiled = c; },
       emit: (event, conn, reason) => server.emit(event, conn, reason),
+      release: () => server.release(),
     };
   }
 
@@ -310,58 +307,16 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   }
 
   /**
-   * Graceful shutdown: stop accepting now; let open connections go on until they
-   * close or the drain timeout passes; then shut the rest down (close reason 5),
-   * stop every worker and close every fd. Calling it again returns the same promise.
+   * Graceful shutdown: see Shutdown.close() (server/shutdown.ts). Calling it
+   * again returns the same promise.
    */
   close(opts: CloseOptions = {}): Promise<void> {
-    this.closing ??= this.shutdown(opts);
-    return this.closing;
-  }
-
-  private async shutdown(opts: CloseOptions): Promise<void> {
-    if (this.state === 'created' || this.state === 'stopped') {
-      this.state = 'stopped';
-      return;
-    }
-    // A trial instance still running (a start-up that hangs) is given up: listen() then rejects.
-    this.trials.abort(new Error('the server was closed while a module was being tried'));
-    while (this.state === 'starting') await new Promise((r) => setTimeout(r, 10));
-    if ((this.state as ServerState) === 'stopped') return;
-    this.state = 'stopping';
-    const drainMs = duration('drainTimeout', opts.drainTimeout, this.options.drainTimeoutMs);
-    const pool = this.pool!;
-    const c = pool.counters;
-    // Stop accepting at once: out of the epoll set, and no longer listening.
-    native.epollCtl(this.epfd, C.EPOLL_CTL_DEL, this.listenFd, 0, 0);
-    native.shutdown(this.listenFd, C.SHUT_RDWR);
-    // Tell modules (tcpmod.draining), and close connections that stay idle through the grace.
-    c.set(G.DRAINING, 1);
-    native.timersDrain(this.epfd, this.options.drainIdleMs);
-    const open = () => native.connCount(this.epfd);
-    await waitFor(() => open() === 0, drainMs);
-    if (open() > 0) {
-      c.set(G.FORCED, 1);
-      const n = native.connShutdownGroup(this.epfd, C.SHUT_RDWR);
-      this.log.info({ connections: n }, 'drain timeout: shutting down the remaining connections');
-      await waitFor(() => open() === 0, Math.max(1000, this.options.handlerTimeoutMs * 2));
-    }
-    await pool.stop(() => native.eventfdWrite(this.wakeFd));
-    // Anything still in the table now had no worker to close it.
-    const left = native.connList(this.epfd);
-    for (let i = 0; i < left.length; i += 3) finishConnection(left[i], left[i + 1], CloseReason.SHUTDOWN, this.recovery.mainCloses());
-    await this.release();
-    this.state = 'stopped';
-    this.log.info('stopped');
+    return this.shutdown.close(opts);
   }
 
   /** Stops at once (a second signal): wakes every worker and sender; the caller then exits. */
   abort(): void {
-    if (!this.pool || this.epfd < 0) return;
-    this.pool.counters.set(G.FORCED, 1);
-    this.pool.counters.set(G.STOP, 1);
-    native.connShutdownGroup(this.epfd, C.SHUT_RDWR);
-    native.eventfdWrite(this.wakeFd);
+    this.shutdown.abort();
   }
 
   private async release(): Promise<void> {
@@ -377,12 +332,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     this.tlsContext = 0;
     this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
   }
-}
-
-
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, end - Date.now()))));
 }
 
 export function createServer(options: ServerOptions): TcpmodServer {

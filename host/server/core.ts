@@ -28,4 +28,6 @@ export interface ServerCore {
   compiled: CompiledModule | null;
   /** The server's 'close' event (opt-in: see ServerEvents). */
   readonly emit: (event: 'close', conn: number, reason: CloseReasonName) => void;
+  /** Frees what listen() made (the listener, the epoll set and its fds, the TLS context, the timers). */
+  release(): Promise<void>;
 }
