@@ -16,7 +16,7 @@ import { prepareTrialThread } from './startup.js';
 import { createTlsContext } from './tls.js';
 import { moduleConnId } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
-import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/loop.js';
+import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/events.js';
 import type { ServerCore, ServerState } from './server/core.js';
 import { WorkerRecovery } from './server/recovery.js';
 import { KvStore } from './server/kv-store.js';

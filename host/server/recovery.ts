@@ -6,7 +6,7 @@ import { CLOSE_REASONS, CloseReason } from '../module/abi.js';
 import { G } from '../pool/counters.js';
 import { C, native } from '../sys.js';
 import { finishConnection, type CloseCount } from '../worker/close.js';
-import { CONN_EVENTS, LISTEN_EVENTS } from '../worker/loop.js';
+import { CONN_EVENTS, LISTEN_EVENTS } from '../worker/events.js';
 import type { ServerCore } from './core.js';
 
 export class WorkerRecovery {

@@ -8,122 +8,19 @@
 // The ABI itself (carry-over, progress loop, output order, faults) is the
 // driver's (module/driver.ts); this file only moves bytes and connections.
 import { CloseReason } from '../module/abi.js';
-import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
-import { FAULT_KINDS, ModuleConfigRefused, ModuleFault } from '../module/errors.js';
-import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
-import type { CompiledModule } from '../module/load.js';
-import { CALL_KILLED, clockMs, Counters, G, REFUSED_REASONS, S, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
+import { FAULTED, KEEP } from '../module/driver.js';
+import { FAULT_KINDS, ModuleFault } from '../module/errors.js';
+import type { ModuleInstance } from '../module/instance.js';
+import { clockMs, G, REFUSED_REASONS, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
 import { C, EAGAIN, ECANCELED, EINVAL, EMFILE, ENFILE, ENOBUFS, ENOTCONN, EPROTO, ETIMEDOUT, native } from '../sys.js';
-import { countClose, finishConnection, moduleConnId, type CloseCount } from './close.js';
-import type { WorkerConfig } from './config.js';
-import { WorkerGenerations, type GenerationSpec } from './generations.js';
+import { countClose, finishConnection, moduleConnId } from './close.js';
+import { CONN_EVENTS, IDLE_CHECK_MS, LISTEN_EVENTS, MAX_ACCEPTS_PER_WAKE, MESSAGES_PER_EVENT, OPENING_EVENTS, REFUSED_PROXY, SEND_TIMEOUT_WARNING, STALE_CHECK_MS, UPSTREAM_EVENTS_PER_WAKE } from './events.js';
+import { LoopInstances } from './instances.js';
 
-/** Connections wait for input, edge-triggered, one thread at a time. */
-export const CONN_EVENTS = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
-/** A new connection is in epoll before on_open, but reports only errors until its first re-arm. */
-const OPENING_EVENTS = C.EPOLLET | C.EPOLLONESHOT;
-export const LISTEN_EVENTS = C.EPOLLIN | C.EPOLLONESHOT;
-const REFUSED_PROXY = REFUSED_REASONS.indexOf('proxy');
-/**
- * How long the rest of a batch may wait behind the event being handled before
- * the server's timer gives it back to epoll for another worker. Handling an
- * event costs microseconds, so a batch of 8 is done in well under this and is
- * never split; only a slow callback (a module doing real work, a blocking send)
- * runs past it, and then the connections behind it wait at most this long (plus
- * a timer tick and another worker's wake-up) — the latency a client of the
- * seed's one-event loop could already see from scheduling alone.
- */
-export const BATCH_BUDGET_MS = 2;
-/** How often an idle worker reads its port (live reload): holding an older generation's instance, and otherwise. */
-const STALE_CHECK_MS = 250;
-/** Connections one listener event accepts at most (see accept()). */
-import { MAX_ACCEPTS_PER_WAKE } from '../limits.js';
-/** Upstream events one claim of a connection delivers at most: a chatty upstream never keeps its connection from its client's input. */
-const UPSTREAM_EVENTS_PER_WAKE = 16;
-const SEND_TIMEOUT_WARNING = 'send timeout: closing connections whose clients stopped reading';
-const IDLE_CHECK_MS = 1000;
+export { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS, MESSAGES_PER_EVENT } from './events.js';
+export type { LoopHooks } from './instances.js';
 
-export interface LoopHooks {
-  /** Makes an instance of a module (a generation's) whose imports call these hooks. */
-  instantiate(compiled: CompiledModule, hooks: InstanceHooks): ModuleInstance;
-  /** A module fault on `conn` (module-visible id); the loop has counted it. `module`: the module's name. */
-  faulted(fault: ModuleFault, conn: number, module: string): void;
-  log(level: number, message: string, conn: number, module: string): void;
-  /** This worker now has `n` instances (0 or 1) of generation `gen`. */
-  instances(gen: number, n: number): void;
-  /** A warning of the host's own (accept failures). */
-  warn(message: string, detail?: object): void;
-  /** Asks the main thread for one more worker (every worker is busy). */
-  grow(): void;
-  /** Posts connection events when the main thread listens for them. */
-  notify(type: 'connection' | 'close', conn: number, reason: number): void;
-}
-
-/** Messages one claim of a subscriber delivers at most (one on_message call each) before it re-arms. */
-export const MESSAGES_PER_EVENT = 32;
-
-/** A topic call's native result as the ABI gives it: -EBADF (no such connection) is -1. */
-function topicResult(r: number): number {
-  return r < -4 ? -1 : r;
-}
-
-export class EventLoop implements Transport {
-  /** The instance of the connection being handled (instFor), and its generation. */
-  private inst!: ModuleInstance;
-  private instGen = 0;
-  readonly gens: WorkerGenerations;
-  private readonly driver: AbiDriver;
-  private readonly cells: Int32Array;
-  /** epollWait's out: [fd, kind, events, id, due, loaded, load result, received]. */
-  private readonly ev = new Float64Array(8);
-  private readonly received = new Int32Array(1);
-  /** connMessage's topic, pattern and message lengths. */
-  private readonly lens = new Int32Array(3);
-  /** upstreamNext's out: [handle, in_len]. */
-  private readonly upOut = new Int32Array(2);
-  private readonly waited = new Int32Array(1);
-  private readonly accepted: number[] = [];
-  private readonly holder: number;
-  private readonly t: number;
-  private readonly closeCount: CloseCount;
-  /** The connection being handled, for sends from the module. */
-  private fd = -1;
-  private id = 0;
-  private readonly tls: boolean;
-  /** The last write of a kept event goes with its save and re-arm (after()); TLS output takes OpenSSL's own path. */
-  readonly deferFinal: boolean;
-  private readonly queued: boolean;
-  /** Output queued on the connection being handled, as of its last write (queued mode). */
-  private backlog = 0;
-  private readonly highWater: number;
-  /** When this worker last warned (warnThrottled: an instance that could not be made, an escaped error), in ms. */
-  private instanceWarnedAt = 0;
-  /** The odd CALL_SEQ value of the callback running now, or 0; and its CALL_GEN (below 0: a start-up). */
-  private callSeq = 0;
-  private callGen = 0;
-  private readonly cell: { seq: number; start: number; excluded: number; gen: number; sendSeq: number; sendStart: number; busy: number };
-
-  constructor(private readonly cfg: WorkerConfig, private readonly ctr: Counters, private readonly hooks: LoopHooks) {
-    this.cells = ctr.i32;
-    this.tls = cfg.tls;
-    this.deferFinal = !cfg.tls;
-    this.queued = cfg.sendMode === 'queued';
-    this.highWater = cfg.highWater;
-    this.holder = cfg.slot + 1;
-    this.t = ctr.totalsBase(cfg.slot);
-    const at = (f: number) => ctr.slotCell(cfg.slot, f);
-    this.cell = {
-      seq: at(S.CALL_SEQ), start: at(S.CALL_START), excluded: at(S.CALL_EXCLUDED), gen: at(S.CALL_GEN),
-      sendSeq: at(S.SEND_SEQ), sendStart: at(S.SEND_START), busy: at(S.BUSY),
-    };
-    this.closeCount = {
-      totals: ctr.f64, base: this.t,
-      notify: (conn, reason) => ctr.get(G.WANT_EVENTS) && hooks.notify('close', conn, reason),
-    };
-    this.driver = new AbiDriver(this);
-    this.gens = new WorkerGenerations(ctr, cfg.memoryCap, (compiled, spec) => this.newInstance(compiled, spec), (gen, n) => hooks.instances(gen, n));
-  }
-
+export class EventLoop extends LoopInstances {
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
   run(): boolean {
     const { epfd, idleTimeoutMs, batch } = this.cfg;
@@ -198,14 +95,6 @@ export class EventLoop implements Transport {
   private listenerFailed(fd: number, id: number, e: unknown): void {
     this.warnThrottled(`an error while accepting: ${(e as Error)?.message ?? e}`);
     native.connRearm(this.cfg.epfd, fd, id, LISTEN_EVENTS);
-  }
-
-  /** A warning of this worker's, at most once a second. */
-  private warnThrottled(message: string, detail?: object): void {
-    const now = Date.now();
-    if (now - this.instanceWarnedAt < 1000) return;
-    this.instanceWarnedAt = now;
-    this.hooks.warn(message, detail);
   }
 
   /** A worker whose wait timed out leaves when nobody is busy and more than min remain. */
@@ -487,13 +376,6 @@ export class EventLoop implements Transport {
     this.warnOnce(warnCell, message, { reason: REFUSED_REASONS[reason] });
   }
 
-  /** A warning logged at most once a second server-wide: `cell` holds the second of the last one. */
-  private warnOnce(cell: number, message: string, detail?: object): void {
-    const now = (Date.now() / 1000) | 0;
-    const last = Atomics.load(this.cells, cell);
-    if (last !== now && Atomics.compareExchange(this.cells, cell, last, now) === last) this.hooks.warn(message, detail);
-  }
-
   /** --keepalive's SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, and TCP_NODELAY, on an accepted socket. */
   private socketOptions(fd: number): void {
     const ka = this.cfg.keepalive;
@@ -679,161 +561,6 @@ export class EventLoop implements Transport {
     else this.gens.discard(gen);
   }
 
-  /**
-   * This worker's instance of `gen`, made if it has none; null when it cannot
-   * be made now (tcpmod_init refused or trapped: e.g. the store it reads at
-   * start is unavailable), warned about at most once a second per worker.
-   * The next use tries again.
-   */
-  private make(gen: number): ModuleInstance | null {
-    try {
-      return this.gens.instance(gen);
-    } catch (e) {
-      if (!(e instanceof ModuleFault || e instanceof ModuleConfigRefused || e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) throw e;
-      this.gens.discard(gen);
-      // A watched generation whose instances cannot be made is rolled back like one that faults.
-      if (gen === this.ctr.get(G.WATCH_GEN)) this.ctr.add(G.GEN_FAULTS, 1);
-      this.warnThrottled(`cannot make an instance of ${this.gens.name(gen) || 'the module'}: ${(e as Error).message}; closing the connections that need it (reason fault) until it can`, { generation: gen });
-      return null;
-    }
-  }
-
-  /**
-   * A connection whose module instance cannot be made now: closed with reason
-   * 6 (fault) without on_close (there is no instance to call), counted as a
-   * close, not as a module fault.
-   */
-  private unavailable(fd: number, id: number): void {
-    finishConnection(fd, id, CloseReason.FAULT, this.closeCount);
-  }
-
-  /** Makes the current generation's instance before the first event, if it can be made now (else at first use). */
-  prepare(): void {
-    this.make(this.gens.current);
-  }
-
-  /**
-   * The instance that handles connection (fd, id): that of its generation.
-   * With `move`, a connection whose generation is not the current one moves to
-   * it first where docs/abi.md §11 allows (the pair's verdict, compatibility()
-   * in generations.ts, and its carry-over fitting in_cap): its carry-over and
-   * state slot continue there.
-   * A rollback makes an older generation current, so the same rule moves
-   * connections back. Otherwise it stays pinned to its own generation.
-   */
-  private instFor(fd: number, id: number, move: boolean): ModuleInstance | null {
-    const gens = this.gens;
-    const cur = gens.current;
-    // With one generation known (no reload in flight: the usual case) every open connection is on it,
-    // and the event costs no extra native call.
-    const only = gens.only();
-    if (only === cur) return this.use(cur);
-    let gen = native.connGeneration(fd, id);
-    const own = gens.spec(gen);
-    if (!own) gen = cur; // closed meanwhile (the load that follows fails), never a live connection's
-    else if (move && gen !== cur) {
-      const to = gens.spec(cur);
-      if (to && gens.moves(gen, cur) && native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) gen = cur;
-    }
-    return this.use(gen);
-  }
-
-  /** The instance of `gen` becomes the one in use (this.inst), or null when it cannot be made. */
-  private use(gen: number): ModuleInstance | null {
-    const inst = this.make(gen);
-    if (inst) {
-      this.instGen = gen;
-      this.inst = inst;
-    }
-    return inst;
-  }
-
-  /** A connection the module meets now starts on the current generation, whatever it was accepted on (its slot is empty). */
-  private openOn(fd: number, id: number): ModuleInstance | null {
-    const gens = this.gens;
-    const cur = gens.current;
-    // One generation known: the connection is on it already (no native call, as in instFor).
-    if (gens.only() === cur) return this.use(cur);
-    const to = gens.spec(cur)!;
-    if (native.connMigrate(fd, id, cur, to.stateSize, to.inCap) === 0) return this.use(cur);
-    return this.instFor(fd, id, false);
-  }
-
-  /**
-   * A new instance of a generation (a worker's first, or a fresh one after a
-   * fault), checked like the trial instance was: its IoDesc passed the same
-   * rules (readIoDesc), and it must describe what the connection table holds
-   * for the generation's connections — the state slot's size and in_cap. One
-   * that does not is a load fault of that instance (counted as a fault of kind
-   * result, logged); make() then closes the connection that needed it with
-   * reason 6 and the worker goes on. Its start-up (_initialize, the start
-   * function, tcpmod_io_desc, tcpmod_init) is watched like a callback, under the
-   * start-up timeout: a module that hangs there has its worker stopped and
-   * replaced, counted as a timeout fault of its generation.
-   */
-  private newInstance(compiled: CompiledModule, spec: GenerationSpec): ModuleInstance {
-    let inst: ModuleInstance;
-    this.startCall(-spec.gen);
-    try {
-      inst = this.instantiate(compiled);
-    } finally {
-      this.leave();
-    }
-    const d = inst.desc;
-    if (d.stateSize !== spec.stateSize || d.inCap !== spec.inCap) {
-      inst.dispose();
-      const fault = new ModuleFault('result', `tcpmod_io_desc of a new instance describes state_size ${d.stateSize} and in_cap ${d.inCap}, ` +
-        `where the module's connections have state_size ${spec.stateSize} and in_cap ${spec.inCap} (an IoDesc must not change between instances)`);
-      this.ctr.f64[this.t + T.FAULTS + FAULT_KINDS.indexOf('result')]++;
-      this.hooks.faulted(fault, 0, compiled.name); // toward a reload's rollback: make() counts every instance it cannot make
-      throw fault;
-    }
-    return inst;
-  }
-
-  private instantiate(compiled: CompiledModule): ModuleInstance {
-    const name = compiled.name;
-    const inst = this.hooks.instantiate(compiled, {
-      send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
-      log: (level, message, conn) => this.hooks.log(level, message, conn, name),
-      connInfo: (key) => this.connInfo(key),
-      setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),
-      draining: () => this.ctr.get(G.DRAINING),
-      // -EBADF (no such connection) is the ABI's -1, as for every call about the connection being handled.
-      subscribe: (kind, mem, ptr, len) => topicResult(native.topicSubscribe(this.fd, this.id, kind, mem, ptr, len)),
-      unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
-      publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
-      want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
-      upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
-      upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
-      upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
-      peerAddr: () => {
-        const p = native.connPeer(this.fd, this.id);
-        return typeof p === 'string' ? p : '';
-      },
-      logDropped: (bytes) => {
-        this.ctr.f64[this.t + T.LOG_DROPPED] += bytes;
-      },
-      storeCall: this.cfg.storeCallCapMs > 0 ? () => this.storeCall() : undefined,
-    });
-    this.ctr.f64[this.t + T.INSTANCES]++;
-    return inst;
-  }
-
-  /**
-   * Before a kv call with a Redis-backed store: the watchdog leaves out the
-   * time spent waiting on the store, so a callback looping over kv calls
-   * would never be stopped by it; past the cap on its whole time the call
-   * faults the callback instead (timeout).
-   */
-  private storeCall(): void {
-    if (this.callSeq === 0 || this.callGen < 0) return; // start-up (tcpmod_init): not a callback (the start-up timeout bounds it)
-    const spent = (clockMs() - Atomics.load(this.cells, this.cell.start)) | 0;
-    if (spent > this.cfg.storeCallCapMs) {
-      throw new ModuleFault('timeout', `callback ran ${spent} ms, store waits included (capped at ${this.cfg.storeCallCapMs} ms, a multiple of --handler-timeout)`);
-    }
-  }
-
   // ---- Transport (for the driver) ----
 
   /**
@@ -881,7 +608,7 @@ export class EventLoop implements Transport {
   }
 
   /** tcpmod.conn_info for the connection being handled: 0 transport, 1 ALPN protocol, 2 client certificate. */
-  private connInfo(key: number): number | string | null {
+  protected connInfo(key: number): number | string | null {
     if (key === 0) return this.tls ? 1 : 0;
     if (key !== 1 && key !== 2) return null;
     const info = this.tls ? native.connTlsInfo(this.fd, this.id) : null;
@@ -895,30 +622,4 @@ export class EventLoop implements Transport {
   }
 
 
-  /** A module callback starts: the watchdog's clock runs from here (CALL_SEQ odd). */
-  enter(_conn: number): void {
-    this.startCall(this.instGen);
-  }
-
-  /** A call into the module starts: `gen` is its generation, negated for a start-up (the watchdog's limit and fault count). */
-  private startCall(gen: number): void {
-    const cells = this.cells;
-    this.callGen = gen;
-    Atomics.store(cells, this.cell.gen, gen);
-    Atomics.store(cells, this.cell.start, clockMs());
-    Atomics.store(cells, this.cell.excluded, 0);
-    this.callSeq = Atomics.add(cells, this.cell.seq, 1) + 1;
-  }
-
-  /**
-   * The callback is over, unless the watchdog stopped it first: then the main
-   * thread finishes what this worker holds, and this thread must touch nothing
-   * more — it waits to be terminated.
-   */
-  leave(): void {
-    const seq = this.callSeq;
-    this.callSeq = 0;
-    if (Atomics.compareExchange(this.cells, this.cell.seq, seq, seq + 1) === seq) return;
-    for (;;) Atomics.wait(this.cells, this.cell.seq, CALL_KILLED);
-  }
 }
