@@ -7,6 +7,10 @@
 // batch entries it had not started on).
 // The ABI itself (carry-over, progress loop, output order, faults) is the
 // driver's (module/driver.ts); this file only moves bytes and connections.
+// What an event leads to lives one concern a file, a class chain read bottom
+// up: instances.ts (state, instances, call marks) <- transport.ts (the sender)
+// <- results.ts (keep/fault/close) <- phases.ts (PROXY, TLS, open; timer,
+// messages, upstreams) <- accept.ts <- this file (wait and dispatch).
 import { CloseReason } from '../module/abi.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { G, T } from '../pool/counters.js';
