@@ -11,13 +11,14 @@ import { compileModule, type CompiledModule } from './module/load.js';
 import { resolveOptions, STORE_TIMEOUT_MULTIPLE, type ResolvedOptions, type ServerOptions } from './options.js';
 import { G } from './pool/counters.js';
 import { Pool, type PoolOptions } from './pool/pool.js';
-import { C, check, native, SysError } from './sys.js';
+import { check, native } from './sys.js';
 import { prepareTrialThread } from './startup.js';
 import { createTlsContext } from './tls.js';
 import { moduleConnId } from './worker/close.js';
 import type { WorkerConfig } from './worker/config.js';
-import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from './worker/events.js';
+import { LISTEN_EVENTS } from './worker/events.js';
 import type { ServerCore, ServerState } from './server/core.js';
+import { highWater, Listener, type AddressInfo } from './server/listener.js';
 import { WorkerRecovery } from './server/recovery.js';
 import { KvStore } from './server/kv-store.js';
 import { Shutdown, type CloseOptions } from './server/shutdown.js';
@@ -27,22 +28,10 @@ import { ReloadController, RELOAD_RESULTS, type ReloadOptions, type ReloadReport
 export type { CloseOptions, ServerState, ServerStats };
 export { RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResult };
 
-export interface AddressInfo { address: string; port: number; family: 'IPv4' | 'IPv6' }
+export type { AddressInfo };
 
 
 export { CLOSE_REASONS };
-
-/** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
-const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
-
-/**
- * Queued output above this stops reading a connection's input and calling its
- * module until the queue is down to half of it: a quarter of the per-connection
- * bound, at most 1 MiB (enough to keep a fast reader's socket full).
- */
-function highWater(maxOutputBuffer: number): number {
-  return Math.min(1 << 20, Math.floor(maxOutputBuffer / 4));
-}
 
 /**
  * Descriptors kept back from client connections for the server's own use: the
@@ -80,16 +69,12 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   state: ServerState = 'created';
   readonly options: ResolvedOptions;
   private pool: Pool | null = null;
-  private epfd = -1;
-  private listenFd = -1;
-  private listenId = -1;
-  private timerFd = -1;
+  /** The listener and the epoll set (server/listener.ts); its fds read through the getters below. */
+  private readonly listener = new Listener();
   private maxConnections = 0;
   private nofile = { soft: 0, hard: 0 };
   private tlsContext = 0;
   private tlsReloads = 0;
-  private wakeFd = -1;
-  private addr: AddressInfo | null = null;
   private compiled: CompiledModule | null = null;
   /** Aborted by close(): a trial instance still running (listen, reload) is given up at once. */
   private readonly trials = new AbortController();
@@ -103,6 +88,12 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
   private readonly store = new KvStore(this.core);
   private readonly aggregate = new StatsAggregator(this.core, this.reloads, this.store);
   private readonly shutdown = new Shutdown(this.core, this.recovery);
+
+  private get epfd() { return this.listener.epfd; }
+  private get listenFd() { return this.listener.listenFd; }
+  private get listenId() { return this.listener.listenId; }
+  private get wakeFd() { return this.listener.wakeFd; }
+  private get addr() { return this.listener.addr; }
 
   /** `logger` (a pino logger) is the same as options.logger. */
   constructor(options: ServerOptions, logger?: pino.Logger) {
@@ -139,27 +130,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
         this.log.warn({ maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft },
           `--max-connections ${o.maxConnections} is more than the descriptor limit (${this.nofile.soft}) allows with the server's reserve: limited to ${this.maxConnections}`);
       }
-      native.spareInit();
-      this.epfd = check(native.epollCreate(), 'epoll_create1');
-      this.timerFd = check(native.timersConfigure(this.epfd, o.readTimeoutMs ?? 0, o.frameTimeoutMs ?? 0), 'timerfd_create');
-      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.timerFd, C.EPOLLIN | C.EPOLLONESHOT, C.KIND_TIMER), 'epoll_ctl');
-      check(native.queueConfigure(this.epfd, o.sendMode === 'queued' ? 1 : 0, o.sendTimeoutMs, highWater(o.maxOutputBuffer),
-        o.maxOutputBuffer, o.maxOutputMemory, o.maxInputMemory), 'queueConfigure');
-      check(native.lingerConfigure(this.epfd, o.lingeringTimeMs ?? 0, o.lingeringTimeoutMs), 'lingerConfigure');
-      check(native.proxyConfigure(this.epfd, PROXY_VERSIONS[o.proxyProtocol]), 'proxyConfigure');
-      check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
-      check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
-      // Named upstreams (--upstream): what modules of this server may open; queued bytes per upstream bounded as a client's.
-      check(native.upstreamsConfigure(this.epfd, o.upstreams, o.upstreamConnectTimeoutMs, o.maxOutputBuffer), 'upstreamsConfigure');
-      this.wakeFd = check(native.eventfdCreate(), 'eventfd');
-      // Level-triggered and never read: once written, it wakes every waiter in turn.
-      check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');
-      this.listenFd = check(native.listenTcp(host, o.port, o.backlog, o.reusePort ? 1 : 0), 'listen', `${o.host}:${o.port}`);
-      const name = native.sockName(this.listenFd);
-      if (typeof name === 'number') throw new SysError(name, 'getsockname');
-      this.addr = name;
-      // The listener is an entry of the connection table, handed from worker to worker like a connection.
-      this.listenId = check(native.connOpen(this.listenFd, this.epfd, 0, 0, C.KIND_LISTEN), 'connOpen');
+      this.listener.open(o, host);
       this.pool = this.makePool();
       this.pool.counters.set(G.TLS_CTX, this.tlsContext);
       this.pool.counters.set(G.GENERATION, this.reloads.currentGen);
@@ -178,7 +149,7 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
       maxConnections: this.maxConnections, fileDescriptors: this.nofile.soft,
       kv: this.store.kvTarget ? `${this.store.kvTarget.tls ? 'rediss' : 'redis'} ${this.store.kvTarget.host}:${this.store.kvTarget.port}/${this.store.kvTarget.db}` : 'memory',
     }, 'listening');
-    return this.addr;
+    return this.addr!;
   }
 
   private makePool(): Pool {
@@ -321,16 +292,11 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
 
   private async release(): Promise<void> {
     if (this.pool && this.state === 'starting') await this.pool.stop(() => native.eventfdWrite(this.wakeFd)).catch(() => undefined);
-    if (this.listenId >= 0) native.connClose(this.listenFd, this.listenId);
-    else if (this.listenFd >= 0) native.close(this.listenFd);
-    if (this.timerFd >= 0) native.timersForget(this.epfd);
-    if (this.epfd >= 0) native.upstreamsForget(this.epfd);
-    for (const fd of [this.wakeFd, this.epfd]) if (fd >= 0) native.close(fd);
+    this.listener.close();
     if (this.tlsContext) native.tlsContextFree(this.tlsContext);
     this.store.stopWatch();
     this.reloads.stopTick();
     this.tlsContext = 0;
-    this.listenFd = this.wakeFd = this.epfd = this.listenId = this.timerFd = -1;
   }
 }
 
