@@ -30,7 +30,6 @@ export { RELOAD_RESULTS, type ReloadOptions, type ReloadReport, type ReloadResul
 
 export type { AddressInfo };
 
-
 export { CLOSE_REASONS };
 
 /**
@@ -222,7 +221,6 @@ export class TcpmodServer extends EventEmitter<ServerEvents> {
     this.tlsReloads++;
     this.log.info({ cert: this.options.tls.cert }, 'TLS certificate reloaded');
   }
-
 
   /**
    * Replaces the module without dropping a connection (docs/abi.md §11): see

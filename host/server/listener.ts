@@ -9,7 +9,6 @@ import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from '../worker/events.js
 
 export interface AddressInfo { address: string; port: number; family: 'IPv4' | 'IPv6' }
 
-
 /** --proxy-protocol as the native bit set of versions (proxy_protocol.h). */
 const PROXY_VERSIONS = { off: 0, v1: 1, v2: 2, any: 3 } as const;
 
