@@ -128,7 +128,11 @@ void Bus::Wake() {
 
 void Bus::Publish(const std::string& topic, const uint8_t* msg, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!pub_up_ || queued_.size() + topic.size() + len + 64 > kMaxQueued) {
+  // The first use starts the connections: that publish waits for them (dropped if they fail), as
+  // one made while the publisher connection is up would.
+  const bool first = !used_;
+  used_ = true;
+  if ((!pub_up_ && !first) || queued_.size() + topic.size() + len + 64 > kMaxQueued) {
     stats_.dropped++;
     return;
   }
@@ -142,7 +146,7 @@ void Bus::Publish(const std::string& topic, const uint8_t* msg, size_t len) {
   queued_.append(reinterpret_cast<const char*>(msg), len);
   queued_ += "\r\n";
   queued_count_++;
-  if (was_empty) Wake();
+  if (was_empty || first) Wake();
 }
 
 void Bus::Want(bool pattern, const std::string& name, int delta) {
@@ -150,6 +154,10 @@ void Bus::Want(bool pattern, const std::string& name, int delta) {
   auto& m = pattern ? want_patterns_ : want_channels_;
   int& n = m[name];
   n += delta;
+  if (!used_) {
+    used_ = true;
+    Wake();
+  }
   if (n <= 0) m.erase(name);
   // Only a change of the set of names needs the thread.
   if ((delta > 0 && n == delta) || n <= 0) {
@@ -332,8 +340,13 @@ void Bus::Run() {
   std::vector<Elem> elems;
   while (!stop_) {
     int64_t now = MonoMs();
+    bool in_use;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use = used_;
+    }
     for (Link* l : {&pub, &sub})
-      if (!l->up() && now >= l->retry_at) open(*l);
+      if (in_use && !l->up() && now >= l->retry_at) open(*l);
     if (sub.up()) sync();
     if (pub.up() && pub.wbuf.size() - pub.wpos < kMaxQueued) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -355,7 +368,7 @@ void Bus::Run() {
     // The next thing to do without I/O: a retry, a ping, a reply deadline.
     int64_t next = now + kPingIdleMs;
     for (Link* l : {&pub, &sub}) {
-      if (!l->up()) next = std::min(next, l->retry_at);
+      if (!l->up()) next = in_use ? std::min(next, l->retry_at) : next;
       else if (l->owed) next = std::min(next, l->owed_since + kReplyTimeoutMs);
     }
     if (sub.up() && !sub.owed) next = std::min(next, sub.last_rx + kPingIdleMs);

@@ -110,6 +110,9 @@ class Bus {
   std::string queued_;      // PUBLISH commands not yet taken by the thread
   size_t queued_count_ = 0;
   bool pub_up_ = false;
+  // The bus connects on first use (a publish or a subscription), so a server whose module never uses
+  // topics opens no connection to Redis; set once, never cleared.
+  bool used_ = false;
   std::map<std::string, int> want_channels_, want_patterns_;  // name -> local subscriptions
   bool want_changed_ = false;
   BusStats stats_;
