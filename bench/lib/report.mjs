@@ -19,6 +19,8 @@ export const WORKLOAD_TITLES = {
   mqtt: 'MQTT fan-out (bench/lib/mqtt-fanout.mjs on the npm mqtt client; delivered messages/s)',
   percore: 'One core each: server CPU per request (server on CPU 0, client on CPU 1)',
   memcache: 'memcache.wasm vs memcached; the store under eviction vs redis-server',
+  fanout: 'Pub/sub fan-out: resp.wasm PUBLISH/SUBSCRIBE vs redis-server (delivered messages/s)',
+  'redis-proxy': 'Sharding proxy: redis-proxy.wasm vs nutcracker (twemproxy) over the same shards',
 };
 
 /** Rows "skipped: …" for a workload that did not run, one per planned case. */
