@@ -13,7 +13,7 @@ export async function run(ctx) {
   const o = Object.fromEntries(Object.entries(DEFAULTS).map(([k, v]) => [k, v.default]));
   o.rounds = String(ctx.rounds);
   o.threads = String(ctx.threads);
-  if (ctx.quick) Object.assign(o, { gets: '3', ops: '2000', incrs: '500', 'evict-keys': '200000', 'evict-mb': '16' });
+  if (ctx.quick) Object.assign(o, { gets: '3', ops: '2000', incrs: '500', 'mix-seconds': '1', 'evict-keys': '200000', 'evict-mb': '16' });
   const rows = await measure(o);
   for (const r of rows) ctx.log(`[memcache] ${r.case} · ${r.server}: ${Math.round(r.opsPerSec)} ops/s, ${r.cpuUsPerOp.toFixed(1)} µs CPU/op ${r.note ?? ''}`);
   return {
