@@ -554,6 +554,7 @@ export class ModuleInstance {
         buffer: () => this.buffer, region: (w, p, l) => this.region(w, p, l), bytes: (p, l) => this.bytes(p, l), kv: () => this.hooks.kv,
         current: (conn) => conn === this.conn && conn !== 0,
         send: (conn, mem, ptr, len) => this.hooks.send(conn, mem, ptr, len),
+        storeCall: this.hooks.storeCall ? () => this.hooks.storeCall!() : undefined,
       }),
     };
   }

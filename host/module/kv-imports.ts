@@ -43,6 +43,8 @@ export interface KvAccess {
   current(conn: number): boolean;
   /** tcpmod.send's way out for the connection being handled: 0, or negative (the send failed). */
   send(conn: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** Called before every call, as before the v1 kv calls (InstanceHooks.storeCall): may throw a ModuleFault. */
+  storeCall?(): void;
 }
 
 /** Past this, kv_send's staging buffer is dropped after the send instead of kept for the next. */
@@ -109,7 +111,7 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
     if (v.length <= (cap >>> 0)) new Uint8Array(a.buffer(), out >>> 0, v.length).set(v);
   };
   const sender = new StoredSender();
-  return {
+  const imports: Record<string, Function> = {
     kv_get_ver: (key: number, keyLen: number, out: number, cap: number, ver: number): number => {
       a.region('kv_get_ver key', key, keyLen);
       a.region('kv_get_ver out', out, cap);
@@ -243,4 +245,14 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
       return kv.delPrefix(a.bytes(prefix, prefixLen));
     },
   };
+  // A callback looping over v1.2 calls on a store that stopped answering is capped as one looping over v1's.
+  const check = a.storeCall;
+  if (!check) return imports;
+  for (const [name, f] of Object.entries(imports)) {
+    imports[name] = (...args: unknown[]) => {
+      check();
+      return f(...args);
+    };
+  }
+  return imports;
 }
