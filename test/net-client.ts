@@ -124,3 +124,16 @@ export async function textConn(port: number, host = '127.0.0.1'): Promise<TextCo
     destroy: () => void s.destroy(),
   };
 }
+
+/** Lines as they arrive on s (latin1), complete ones only: the array grows as data comes. */
+export function lines(s: Socket): string[] {
+  const got: string[] = [];
+  let rest = '';
+  s.setEncoding('latin1');
+  s.on('data', (d: string) => {
+    const parts = (rest + d).split('\n');
+    rest = parts.pop()!;
+    got.push(...parts);
+  });
+  return got;
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { FIXTURES, scratchFile, watToWasm } from './fixtures.js';
-import { open } from './net-client.js';
+import { lines, open } from './net-client.js';
 import { until } from './wait.js';
 
 const servers: TcpmodServer[] = [];
@@ -45,17 +45,6 @@ async function chat(tag: string, onMessage = true): Promise<string> {
   return scratchFile(`chat-${tag}-${seq++}.wasm`, await watToWasm('chat.wat', text));
 }
 
-function lines(s: Socket): string[] {
-  const got: string[] = [];
-  let rest = '';
-  s.setEncoding('latin1');
-  s.on('data', (d: string) => {
-    const parts = (rest + d).split('\n');
-    rest = parts.pop()!;
-    got.push(...parts);
-  });
-  return got;
-}
 
 async function start(module: string): Promise<{ srv: TcpmodServer; port: number }> {
   const srv = createServer({ logLevel: 'silent', port: 0, module, threads: 2 });

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
-import { open, readBytes } from './net-client.js';
+import { lines, open, readBytes } from './net-client.js';
 
 const servers: TcpmodServer[] = [];
 const sockets: Socket[] = [];
@@ -24,18 +24,6 @@ async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise
   return { server, port };
 }
 
-/** Lines as they arrive on s, complete ones only. */
-function lines(s: Socket): string[] {
-  const got: string[] = [];
-  let rest = '';
-  s.setEncoding('latin1');
-  s.on('data', (d: string) => {
-    const parts = (rest + d).split('\n');
-    rest = parts.pop()!;
-    got.push(...parts);
-  });
-  return got;
-}
 
 async function until(cond: () => boolean, what: () => string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
