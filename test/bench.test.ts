@@ -105,7 +105,9 @@ describe('npm run bench -- --quick --only echo', () => {
       }
     }
     expect(r.goals.map((g: { id: string }) => g.id)).toEqual([
-      'echo-vs-node', 'echo-vs-c', 'echo-cpu-vs-c', 'http-vs-node', 'http-vs-nginx', 'https-vs-nginx', 'https-vs-node', 'resp-vs-redis', 'resp-p16-vs-redis', 'mqtt-vs-mosquitto', 'mqtt-vs-aedes', 'idle-memory', 'ready',
+      'echo-vs-node', 'echo-vs-c', 'echo-cpu-vs-c', 'http-vs-node', 'http-vs-nginx', 'http-cpu-vs-nginx', 'https-vs-nginx', 'https-cpu-vs-nginx', 'https-vs-node',
+      'resp-vs-redis', 'resp-cpu-vs-redis', 'resp-p16-vs-redis', 'mqtt-vs-mosquitto', 'mqtt-vs-aedes', 'mqtt-p99-vs-mosquitto', 'fanout-vs-redis',
+      'proxy-vs-twemproxy', 'proxy-cpu-vs-twemproxy', 'proxy-p16-vs-twemproxy', 'memcache-vs-memcached', 'memcache-cpu-vs-memcached', 'idle-memory', 'ready',
     ]);
     for (const g of r.goals) expect(g).toMatchObject({ goal: expect.any(String), seen: expect.any(String) });
     expect(r.goals.slice(0, 3).every((g: { met: unknown }) => typeof g.met === 'boolean')).toBe(true);
