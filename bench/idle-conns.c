@@ -12,6 +12,11 @@
  * socket is bound with IP_BIND_ADDRESS_NO_PORT, so the port is still chosen
  * at connect time. Without SRC the kernel picks the source address.
  *
+ * With IDLE_CONNS_SEND in the environment, each connection sends that text
+ * once after connecting, "{i}" replaced by the connection's index (e.g.
+ * "SUBSCRIBE ch:{i}\r\n": N idle subscribers of N channels); what the server
+ * answers is never read (it stays in the socket's receive buffer).
+ *
  * Raises its own RLIMIT_NOFILE as far as needed (and allowed).
  */
 #include <arpa/inet.h>
@@ -35,6 +40,23 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The greeting of connection i: tmpl with each "{i}" replaced by i; its length, or -1 when it does not fit. */
+static int greeting(const char* tmpl, int i, char* out, size_t cap) {
+  size_t n = 0;
+  for (const char* p = tmpl; *p;) {
+    if (strncmp(p, "{i}", 3) == 0) {
+      int w = snprintf(out + n, cap - n, "%d", i);
+      if (w < 0 || (size_t)w >= cap - n) return -1;
+      n += (size_t)w;
+      p += 3;
+    } else {
+      if (n + 1 >= cap) return -1;
+      out[n++] = *p++;
+    }
+  }
+  return (int)n;
 }
 
 static void raise_nofile(rlim_t want) {
@@ -80,6 +102,8 @@ int main(int argc, char** argv) {
   }
   raise_nofile((rlim_t)n + 64);
   int* fds = calloc((size_t)n, sizeof(int));
+  const char* tmpl = getenv("IDLE_CONNS_SEND");
+  char msg[512];
   int opened = 0, errors = 0;
   const char* first_error = "";
   double start = now_s();
@@ -105,6 +129,19 @@ int main(int argc, char** argv) {
       errors++;
       close(fd);
       continue;
+    }
+    if (tmpl && *tmpl) {
+      int len = greeting(tmpl, i, msg, sizeof(msg));
+      if (len < 0) {
+        fprintf(stderr, "idle-conns: IDLE_CONNS_SEND is longer than %zu bytes\n", sizeof(msg) - 1);
+        return 2;
+      }
+      if (write(fd, msg, (size_t)len) != len) {
+        if (!errors) first_error = strerror(errno);
+        errors++;
+        close(fd);
+        continue;
+      }
     }
     fds[opened++] = fd;
   }

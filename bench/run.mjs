@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout,percore,redis-proxy,memcache] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout,pubsub,percore,redis-proxy,memcache] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -26,6 +26,7 @@ import * as http from './lib/workloads/http.mjs';
 import * as mqtt from './lib/workloads/mqtt.mjs';
 import * as https from './lib/workloads/https.mjs';
 import * as percore from './lib/workloads/percore.mjs';
+import * as pubsub from './lib/workloads/pubsub.mjs';
 import * as resp from './lib/workloads/resp.mjs';
 import * as redisProxy from './lib/workloads/redis-proxy.mjs';
 import * as scale from './lib/workloads/scale.mjs';
@@ -34,7 +35,7 @@ import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, percore, 'redis-proxy': redisProxy, memcache };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, pubsub, percore, 'redis-proxy': redisProxy, memcache };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -82,7 +83,7 @@ function prepareTools(only) {
     ensureCommand('memcached', 'memcached', log);
     ensureCommand('memcslap', 'libmemcached-tools', log);
   }
-  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout') || only.includes('percore') || only.includes('memcache')) {
+  if (only.includes('resp') || only.includes('hostile') || only.includes('fanout') || only.includes('pubsub') || only.includes('percore') || only.includes('memcache')) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }

@@ -67,10 +67,15 @@ export async function wrk(benchDir, { port, connections, threads, seconds, pipel
   };
 }
 
-/** redis-benchmark for one test (ping_inline, ping_mbulk, set, get): N requests from CLIENTS clients. */
-export async function redisBenchmark({ port, test, clients, pipeline, requests }) {
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-c', String(clients), '-n', String(requests), '-t', test, '--csv'];
+/**
+ * redis-benchmark for one test (ping_inline, ping_mbulk, set, get), or one
+ * command given as its words (`command`, e.g. ['PUBLISH', 'ch', 'x']): N
+ * requests from CLIENTS clients.
+ */
+export async function redisBenchmark({ port, test, command, clients, pipeline, requests }) {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-c', String(clients), '-n', String(requests), '--csv', ...(command ? [] : ['-t', test])];
   if (pipeline > 1) args.push('-P', String(pipeline));
+  if (command) args.push(...command);
   const r = await runClient('redis-benchmark', args, { timeoutMs: 300_000 });
   const rows = r.stdout
     .split('\n')

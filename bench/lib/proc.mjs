@@ -184,7 +184,8 @@ export function runClient(cmd0, args0, opts = {}) {
   const [cmd, args] = withNofile(cmd0, args0, opts.nofile);
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: opts.cwd, detached: true, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const env = opts.env ? { ...process.env, ...opts.env } : undefined; // opts.env: variables added to this process's
+    const child = spawn(cmd, args, { cwd: opts.cwd, env, detached: true, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     const pgid = child.pid;
     if (pgid === undefined) return reject(new Error(`could not spawn ${cmd0}`));
     live.set(pgid, cmd0);

@@ -192,13 +192,14 @@ function slabKiB() {
  *               the server exits or ms pass first (`what` names the line)
  *   finish()    ends its stdin and resolves runClient's result; again: the same
  */
-function holdingClient(name, server, cmd, args, nofile) {
+function holdingClient(name, server, cmd, args, nofile, env) {
   const lines = [];
   let child = null;
   let ended = false;
   const done = runClient(cmd, args, {
     stdin: true,
     nofile,
+    env,
     timeoutMs: 300_000,
     started: (c) => (child = c),
     onStdout: (all) => {
@@ -241,7 +242,7 @@ function assertAlive(server) {
  * /proc/PID/fd poll; listing 100,000 descriptors takes a while), settleMs
  * (idle time before the second RSS reading), kernelMemory (also /proc/meminfo Slab).
  */
-async function holdConnections(ctx, def, n, opts = {}) {
+export async function holdConnections(ctx, def, n, opts = {}) {
   const server = await launch(def, ctx);
   let client = null;
   try {
@@ -254,7 +255,7 @@ async function holdConnections(ctx, def, n, opts = {}) {
     const [cmd, args, nofile] = opts.clientNofile
       ? ['prlimit', [`--nofile=${opts.clientNofile}:${opts.clientNofile}`, ctx.bins['idle-conns'], ...clientArgs], undefined]
       : [ctx.bins['idle-conns'], clientArgs, n + 1024];
-    client = holdingClient('idle-conns', server, cmd, args, nofile);
+    client = holdingClient('idle-conns', server, cmd, args, nofile, opts.env);
     // All accepted once the server holds n more descriptors (or all the client managed to open).
     let acceptSeconds = null;
     const deadline = Date.now() + 120_000;
