@@ -109,6 +109,36 @@ int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due) {
   return CloseStep(c, fd);
 }
 
+// connEnd: the module closed the connection (on_close ran; the caller counts
+// the close by the result). With epfd >= 0 (its reply may still be on its way:
+// the caller asks for a lingering close) it enters its close phase (ConnLinger)
+// and, when that keeps it, is re-armed with `events` in the same call: 2 it
+// stays (its close counts now). Otherwise, or when nothing keeps it or the
+// re-arm fails, it is closed now as connClose(drain_bytes) closes it: 0, 1 (its
+// close was counted already), -EBADF.
+int ConnEnd(int fd, uint64_t id, int epfd, uint32_t events, int64_t drain_bytes) {
+  if (epfd >= 0 && ConnLinger(fd, id) > 0) {
+    Conn* c = Find(fd, static_cast<int64_t>(id));
+    if (c != nullptr && RearmHeld(c, fd, epfd, events) == 0) return kCloseKept;
+    if (c != nullptr) c->close_counted = false;  // closed below, counted by the caller now
+  }
+  return ConnClose(fd, id, drain_bytes);
+}
+
+// connClosing: an event of a connection in its close phase, decided in one
+// call: its step (ConnCloseStep with the due bits it came with), then the
+// re-arm with `events` when the step keeps it (2), else the close (connClose
+// with drain_bytes when the step ended it cleanly, else none): 0, 1 (counted
+// already: the usual case), -EBADF. *step: the step's result (connCloseStep's).
+int ConnClosing(int fd, uint64_t id, uint32_t due, int epfd, uint32_t events, int64_t drain_bytes, int64_t* step) {
+  *step = ConnCloseStep(fd, id, due);
+  if (*step > 0) {
+    Conn* c = Find(fd, static_cast<int64_t>(id));
+    if (c != nullptr && RearmHeld(c, fd, epfd, events) == 0) return kCloseKept;
+  }
+  return ConnClose(fd, id, *step == 0 ? drain_bytes : 0);
+}
+
 // lingerConfigure: the linger bounds (close_phase.h; time 0: no lingering).
 // Call after timersConfigure.
 int LingerConfigure(int group, int64_t time_ms, int64_t timeout_ms) {
