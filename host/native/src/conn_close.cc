@@ -55,8 +55,8 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
   if (c->tls != nullptr) {
     TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
     TlsSessionFree(c->tls);
+    c->tls = nullptr;
   }
-  delete c;
   if (drain_bytes > 0) {
     // Closing with unread input makes the kernel answer with a reset, which can
     // destroy a reply the peer has not read yet (a 413 to a client still
@@ -70,9 +70,20 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
       left -= n;
     }
   }
-  // The fd is ours alone until this close: after it the number may be reused.
-  close(fd);
+  CloseUnlinked(c);
   return counted ? 1 : 0;
+}
+
+void CloseUnlinked(Conn* c) {
+  {
+    TableLock lock(table().mu);
+    // A syscall on it is in flight outside the lock (connShutdown): its caller finishes the close.
+    if (c->pins > 0) {
+      c->close_deferred = true;
+      return;
+    }
+  }
+  FinishClose(c);
 }
 
 // connLinger: the module closed the connection after its reply (its close is

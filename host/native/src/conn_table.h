@@ -147,6 +147,8 @@ int ConnCount(int group);
 uint64_t ConnSetNextId(int64_t id);
 int ConnShutdown(int fd, uint64_t id, int how);
 int ConnShutdownGroup(int group, int how);
+// Test hook: connShutdown waits `us` µs between pinning the entry and its shutdown().
+int SetShutdownPause(int64_t us);
 
 // ownership.cc
 int ConnAdd(int epfd, int fd, uint64_t id, uint32_t events);
