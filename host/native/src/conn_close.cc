@@ -86,8 +86,8 @@ void CloseUnlinked(Conn* c) {
   FinishClose(c);
 }
 
-// connLinger: the module closed the connection after its reply (its close is
-// counted by the caller): the entry enters its close phase -- no deadline but
+// ConnLinger, connEnd's first step: the module closed the connection after its
+// reply (its close is counted by the caller): the entry enters its close phase -- no deadline but
 // its send and linger deadlines, no module timer -- and stays while its queued
 // output goes out and then while it lingers (CloseStep). 1 it stays, 0 nothing
 // keeps it (lingering is off, or the client has closed already: the caller
@@ -107,10 +107,11 @@ int ConnLinger(int fd, uint64_t id) {
   return 1;
 }
 
-// connCloseStep: an event of a connection in its close phase (kDueClosing),
-// with the due bits it came with. 1 the entry stays (re-arm) | 0 close now (all
-// sent, and the client closed or the linger time passed) | -ETIMEDOUT the send
-// timeout passed with output queued | -ENOBUFS a memory bound chose it | -errno.
+// ConnCloseStep, connClosing's step: an event of a connection in its close
+// phase (kDueClosing), with the due bits it came with. 1 the entry stays
+// (re-arm) | 0 close now (all sent, and the client closed or the linger time
+// passed) | -ETIMEDOUT the send timeout passed with output queued | -ENOBUFS a
+// memory bound chose it | -errno.
 int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due) {
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr) return -EBADF;
