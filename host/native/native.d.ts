@@ -161,16 +161,19 @@ export interface NativeBinding {
   connCount(group: number): number;
   /** The connection's peer as text, IP:PORT or [IPv6]:PORT, or -errno. */
   connPeer(fd: number, id: number): string | number;
-  /** TLS connections: one handshake step. 2 nothing to do (plain TCP, or handshaken before), 1 completed in this
-   *  call, 0 needs more input (re-arm), negative failed (-EPROTO a TLS failure, -ETIMEDOUT, -errno): close. */
-  connHandshake(fd: number, id: number, timeoutMs: number): number;
+  /** Holder only: the event of a connection the module has not met, in one call: its PROXY header step
+   *  (--proxy-protocol; never reads past the header, never waits), once read its TLS handshake step (writes wait up
+   *  to timeoutMs), then with `open` = 1 the move to open (on_open must follow; with 0 the caller calls connOpened).
+   *  1 ready for on_open; 0 a step needs more input and the entry was re-armed with `events`; negative: close it
+   *  without on_close (-ENOTCONN the peer closed before its first byte; out[1] < 0: the PROXY phase failed, -EPROTO
+   *  not a valid header; out[1] >= 0: the handshake failed, out[1] its TLS_FAILURE_LABELS index).
+   *  out[0]: the handshake's µs when it completed in this call, else -1. */
+  connPhase(fd: number, id: number, epfd: number, events: number, timeoutMs: number, open: number, out: Float64Array): number;
+  /** The labels a failed handshake is counted under (connPhase's out[1] indexes it). */
+  readonly TLS_FAILURE_LABELS: readonly string[];
   /** Sends a region in full like send(), through TLS when the connection has it; waited[0] = ms spent waiting. */
   connSend(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number, timeoutMs: number, waited?: Int32Array): number;
   connTlsInfo(fd: number, id: number): ConnTlsInfo | number;
-  /** --proxy-protocol: reads the connection's PROXY header, never past it, never waiting. 2 nothing to do (none
-   *  expected, or read before), 1 read in this call (connPeer reports the client it names from now on), 0 incomplete
-   *  (re-arm), -EPROTO not a valid header or cut short, -ENOTCONN closed before its first byte, -errno. */
-  connProxy(fd: number, id: number): number;
   /** Connections accepted from now on must start with a PROXY header of `versions` (1 v1, 2 v2, 3 either, 0 none). */
   proxyConfigure(group: number, versions: number): number;
   /** The PROXY header parser alone (tests): src and dst as IP:PORT, '' when the header names no client (UNKNOWN, LOCAL). */
@@ -218,12 +221,18 @@ export interface NativeBinding {
   connWrite(fd: number, id: number, mem: ArrayBuffer, ptr: number, len: number): number;
   /** Do not call the module before n bytes are pending (or in_cap, or EOF); connLoad returns -EAGAIN meanwhile. */
   connWant(fd: number, id: number, n: number): number;
-  /** The module closed after its reply: the close phase begins (no deadline but send/linger, no module timer);
-   *  > 0 keeps the entry while queued output drains and then while it lingers (its close counts now), 0: close now. */
-  connLinger(fd: number, id: number): number;
-  /** An event of a connection in its close phase (DUE_CLOSING) with its due bits: 1 keep it (re-arm), 0 close now,
-   *  -ETIMEDOUT its send timeout passed, -ENOBUFS a memory bound chose it, -errno. */
-  connCloseStep(fd: number, id: number, due: number): number;
+  /** Holder only, after on_close: with lingerEpfd >= 0 (the module closed after its reply) the close phase begins (no
+   *  deadline but send/linger, no module timer) and, when it keeps the entry (queued output to drain, then lingering),
+   *  the entry is re-armed with `events`: CLOSE_KEPT (its close counts now). Otherwise it is closed now as
+   *  connClose(fd, id, drainBytes): 0, 1 (counted already), -EBADF. */
+  connEnd(fd: number, id: number, lingerEpfd: number, events: number, drainBytes: number): number;
+  /** Holder only: an event of a connection in its close phase (DUE_CLOSING) with its due bits: its step, then the
+   *  re-arm with `events` (CLOSE_KEPT) or the close (connClose with drainBytes once all is done, else none): 0, 1
+   *  (counted already, the usual case), -EBADF. step[0]: 1 kept, 0 done, -ETIMEDOUT its send timeout passed, -ENOBUFS
+   *  a memory bound chose it, -errno. */
+  connClosing(fd: number, id: number, due: number, epfd: number, events: number, drainBytes: number, step: Int32Array): number;
+  /** connEnd/connClosing: the entry stays in its close phase (re-armed). */
+  readonly CLOSE_KEPT: number;
   /** Linger bounds in ms (timeMs 0: no lingering): after its reply a closed connection reads and discards its client's input. */
   lingerConfigure(group: number, timeMs: number, timeoutMs: number): number;
   /** Sends queued output now: bytes still queued, or -errno. */

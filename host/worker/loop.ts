@@ -105,10 +105,8 @@ export class EventLoop extends LoopAccept {
         if (due & native.DUE_PROXY && reason === CloseReason.TIMEOUT) this.refusedProxy();
         return unopened ? this.drop(fd, id, reason) : this.close(fd, id, reason);
       }
-      if (due & native.DUE_PROXY) return this.proxied(fd, id, native.connProxy(fd, id));
-      // A connection whose acceptor died before opening it: open it here.
-      if (due & native.DUE_OPEN) return this.open(fd, id);
-      if (unopened) return this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
+      // Its PROXY header, its handshake (connPhase), or, for one whose acceptor died before opening it, on_open here.
+      if (unopened) return due & native.DUE_OPEN ? this.open(fd, id, false) : this.phase(fd, id);
       if (due & native.DUE_TIMER) return this.timer(fd, id);
       if (due & native.DUE_MESSAGE) return this.message(fd, id);
       if (due & native.DUE_UPSTREAM) return this.upstreams(fd, id); // a mark left waiting is queued again at the re-arm

@@ -6,11 +6,14 @@
 import { CloseReason } from '../module/abi.js';
 import { FAULTED, KEEP } from '../module/driver.js';
 import type { ModuleInstance } from '../module/instance.js';
-import { G, REFUSED_REASONS, T, TLS_FAILURES, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
+import { G, REFUSED_REASONS, T, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
 import { ENOTCONN, EPROTO, native } from '../sys.js';
 import { moduleConnId } from './close.js';
 import { CONN_EVENTS, MESSAGES_PER_EVENT, REFUSED_PROXY, UPSTREAM_EVENTS_PER_WAKE } from './events.js';
 import { LoopResults } from './results.js';
+
+/** connPhase's out cells (one per worker thread: each has its own copy of this module). */
+const phaseOut = new Float64Array(2);
 
 export abstract class LoopPhases extends LoopResults {
   /**
@@ -145,30 +148,48 @@ export abstract class LoopPhases extends LoopResults {
   /** A new connection (its socket options set at accept): the PROXY header and the TLS handshake where there are ones, then on_open. */
   protected begin(fd: number, id: number): void {
     if (this.ctr.get(G.WANT_EVENTS)) this.hooks.notify('connection', moduleConnId(id), 0);
-    if (this.cfg.proxy) this.proxied(fd, id, native.connProxy(fd, id));
-    else this.afterProxy(fd, id);
-  }
-
-  /** Where a connection goes once its PROXY header, if any, is read: the TLS handshake where there is one, then on_open. */
-  protected afterProxy(fd: number, id: number): void {
-    if (this.tls) this.handshaken(fd, id, native.connHandshake(fd, id, this.cfg.sendTimeoutMs));
-    else this.open(fd, id);
+    if (this.cfg.proxy || this.tls) this.phase(fd, id);
+    else this.open(fd, id, false);
   }
 
   /**
-   * After a PROXY header step (connProxy's result): once it is read the
-   * connection goes on as if just accepted; while it is incomplete the
-   * connection waits (the frame timeout bounds it, no worker does); a
-   * connection that is not the balancer's (no valid header) is closed without
-   * the module ever seeing it, and counted as refused (reason proxy).
+   * An event of a connection the module has not met: its PROXY header step,
+   * then its TLS handshake step, then on_open, decided natively in one call
+   * (connPhase), which also re-arms a connection that must wait (the frame
+   * timeout bounds it, no worker does) and moves a ready one on to open when
+   * nothing can fail before on_open (this worker has the instance it needs).
+   * Here only what to count: a completed handshake's time, or why it was
+   * closed without the module ever seeing it -- a connection that is not the
+   * balancer's (no valid header) as refused (reason proxy), a failed handshake
+   * with reason 8 under its failure's label.
    */
-  protected proxied(fd: number, id: number, rc: number): void {
-    const stopping = this.ctr.get(G.FORCED);
-    if (rc >= 1 && !stopping) return this.afterProxy(fd, id);
-    if (rc === 0 && !stopping && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
-    if (stopping) return this.drop(fd, id, CloseReason.SHUTDOWN);
-    // Closed before its first byte (a TCP health check): the peer closed, nothing was refused.
+  protected phase(fd: number, id: number): void {
+    if (this.ctr.get(G.FORCED)) return this.drop(fd, id, CloseReason.SHUTDOWN);
+    const out = phaseOut;
+    const gens = this.gens;
+    const cur = gens.current;
+    // As open() finds it: one generation known and its instance made already, so on_open follows at once.
+    const ready = gens.only() === cur && gens.ready(cur) !== null;
+    const rc = native.connPhase(fd, id, this.cfg.epfd, CONN_EVENTS, this.cfg.sendTimeoutMs, ready ? 1 : 0, out);
+    if (rc === 0) return;
+    const f = this.ctr.f64;
+    if (rc > 0) {
+      if (out[0] >= 0) {
+        const s = out[0] / 1e6;
+        f[this.t + T.TLS_HANDSHAKES]++;
+        f[this.t + T.TLS_HANDSHAKE_SECONDS] += s;
+        let b = 0;
+        while (b < TLS_HANDSHAKE_BUCKETS.length && s > TLS_HANDSHAKE_BUCKETS[b]) b++;
+        f[this.t + T.TLS_BUCKETS + b]++;
+      }
+      return this.open(fd, id, ready);
+    }
+    // Closed before its first byte (a TCP health check): the peer closed, nothing was refused, no TLS failure.
     if (rc === ENOTCONN) return this.drop(fd, id, CloseReason.PEER);
+    if (out[1] >= 0) {
+      f[this.t + T.TLS_FAILURES + out[1]]++;
+      return this.drop(fd, id, CloseReason.TLS);
+    }
     if (rc === EPROTO) this.refusedProxy();
     this.drop(fd, id, CloseReason.SOCKET_ERROR);
   }
@@ -177,40 +198,8 @@ export abstract class LoopPhases extends LoopResults {
     this.refused(REFUSED_PROXY, G.WARNED_PROXY, 'a connection did not start with a valid PROXY protocol header in time: closing it (--proxy-protocol)');
   }
 
-  /**
-   * After a handshake step (connHandshake's result): on completion the module
-   * meets the connection (on_open); while it needs input the connection waits;
-   * on failure it is closed with reason 8 without the module ever seeing it.
-   */
-  protected handshaken(fd: number, id: number, rc: number): void {
-    const stopping = this.ctr.get(G.FORCED);
-    if (rc === 1 && !stopping) {
-      const info = native.connTlsInfo(fd, id);
-      const s = typeof info === 'number' ? 0 : info.micros / 1e6;
-      const f = this.ctr.f64;
-      f[this.t + T.TLS_HANDSHAKES]++;
-      f[this.t + T.TLS_HANDSHAKE_SECONDS] += s;
-      let b = 0;
-      while (b < TLS_HANDSHAKE_BUCKETS.length && s > TLS_HANDSHAKE_BUCKETS[b]) b++;
-      f[this.t + T.TLS_BUCKETS + b]++;
-      return this.open(fd, id);
-    }
-    if (rc === 0 && !stopping && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
-    let reason: number = CloseReason.SHUTDOWN;
-    // Closed before its first byte (a TCP health check): the peer closed, no TLS failure.
-    if (rc === ENOTCONN && !stopping) return this.drop(fd, id, CloseReason.PEER);
-    if (!stopping) {
-      reason = CloseReason.TLS;
-      const info = native.connTlsInfo(fd, id);
-      const label = typeof info === 'number' || !info.failure ? 'other' : info.failure;
-      const k = TLS_FAILURES.indexOf(label as (typeof TLS_FAILURES)[number]);
-      this.ctr.f64[this.t + T.TLS_FAILURES + (k < 0 ? TLS_FAILURES.indexOf('other') : k)]++;
-    }
-    this.drop(fd, id, reason);
-  }
-
-  /** The module meets a connection: on_open with a zeroed state slot. */
-  protected open(fd: number, id: number): void {
+  /** The module meets a connection: on_open with a zeroed state slot (`opened`: connPhase moved it to open already). */
+  protected open(fd: number, id: number, opened: boolean): void {
     const conn = moduleConnId(id);
     const inst = this.openOn(fd, id);
     if (!inst) return this.unavailable(fd, id);
@@ -218,7 +207,7 @@ export abstract class LoopPhases extends LoopResults {
     if (d.stateSize) new Uint8Array(inst.buffer, d.statePtr, d.stateSize).fill(0);
     this.fd = fd;
     this.id = id;
-    native.connOpened(fd, id);
+    if (!opened) native.connOpened(fd, id);
     this.after(fd, id, this.driver.open(inst, conn));
   }
 }

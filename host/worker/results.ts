@@ -7,8 +7,8 @@ import { CloseReason } from '../module/abi.js';
 import { FAULTED, KEEP } from '../module/driver.js';
 import { FAULT_KINDS, ModuleFault } from '../module/errors.js';
 import { G, T } from '../pool/counters.js';
-import { C, ECANCELED, ETIMEDOUT, native } from '../sys.js';
-import { countClose, finishConnection, moduleConnId } from './close.js';
+import { C, ETIMEDOUT, native } from '../sys.js';
+import { closingStep, endConnection, finishConnection, moduleConnId } from './close.js';
 import { CONN_EVENTS, LISTEN_EVENTS, SEND_TIMEOUT_WARNING } from './events.js';
 import { LoopTransport } from './transport.js';
 
@@ -98,12 +98,11 @@ export abstract class LoopResults extends LoopTransport {
     const fault = inst ? this.driver.close(inst, moduleConnId(id), reason) : null;
     if (fault) return this.faulted(fd, id, fault);
     const keep = linger && !this.ctr.get(G.FORCED) && reason !== CloseReason.SEND_TIMEOUT;
-    if (keep && native.connLinger(fd, id) > 0) {
-      countClose(id, reason, this.closeCount);
-      if (native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
+    // Lingers (re-armed, counted now) or closed now, decided in one native call; counted with the close, so that a
+    // reader of the stats never sees the one without the other.
+    if (endConnection(fd, id, reason, this.closeCount, linger, keep ? this.cfg.epfd : -1, CONN_EVENTS) && reason === CloseReason.SEND_TIMEOUT) {
+      this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
     }
-    // Counted with the close, so that a reader of the stats never sees the one without the other.
-    if (finishConnection(fd, id, reason, this.closeCount, linger) && reason === CloseReason.SEND_TIMEOUT) this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
   }
 
   /**
@@ -112,10 +111,14 @@ export abstract class LoopResults extends LoopTransport {
    * or on an error, its send timeout (counted as one), a memory bound, or a forced shutdown.
    */
   protected closing(fd: number, id: number, due: number): void {
-    const rc = this.ctr.get(G.FORCED) ? ECANCELED : native.connCloseStep(fd, id, due);
-    if (rc > 0 && native.connRearm(this.cfg.epfd, fd, id, CONN_EVENTS) === 0) return;
-    if (rc === ETIMEDOUT) this.warnOnce(G.WARNED_SEND_TIMEOUT, SEND_TIMEOUT_WARNING);
-    if (finishConnection(fd, id, CloseReason.MODULE, this.closeCount, rc === 0) && rc === ETIMEDOUT) this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
+    if (this.ctr.get(G.FORCED)) {
+      finishConnection(fd, id, CloseReason.MODULE, this.closeCount);
+      return;
+    }
+    const rc = closingStep(fd, id, due, this.closeCount, this.cfg.epfd, CONN_EVENTS);
+    if (rc !== ETIMEDOUT) return;
+    this.warnOnce(G.WARNED_SEND_TIMEOUT, SEND_TIMEOUT_WARNING);
+    this.ctr.f64[this.t + T.SEND_TIMEOUTS]++;
   }
 
   /** The module faulted on this connection: close it (reason 6, no on_close) and renew the instance. */

@@ -63,6 +63,13 @@ struct Conn {
   // The close phase was entered and kept the entry: its close has been counted
   // (connClose reports it, so the caller does not count it again).
   bool close_counted = false;
+  // Threads naming its fd in a syscall outside the table lock without holding
+  // it (connShutdown: registry.cc's Pin); under the lock. A close meanwhile
+  // unlinks the entry but leaves the fd open and the entry allocated
+  // (close_deferred) until the last of them unpins and finishes it, so the fd
+  // number cannot be reused mid-call.
+  int pins = 0;
+  bool close_deferred = false;
   int state_size = 0;
   // TLS terminated here (nullptr: plain TCP); the module sees plaintext only,
   // and is first called once the handshake has completed.
@@ -292,5 +299,14 @@ int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len);
 // --- ownership.cc
 // Gives the entry back to epoll, the epoll_ctl outside the lock (see there). Holder, without the lock.
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events);
+// registry.cc: pins (Conn::pins). Unpin returns true when the caller must
+// finish a close deferred meanwhile (FinishClose, after releasing the lock).
+void Pin(Conn* c);    // caller holds the lock
+bool Unpin(Conn* c);  // caller holds the lock
+void FinishClose(Conn* c);
+// conn_close.cc's close of an unlinked entry: its fd closed and the entry
+// freed now, or, while it is pinned, by the last Unpin's caller. Caller does
+// not hold the lock.
+void CloseUnlinked(Conn* c);
 
 }  // namespace tcpmod

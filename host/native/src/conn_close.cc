@@ -55,8 +55,8 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
   if (c->tls != nullptr) {
     TlsCloseNotify(c->tls);  // only after a completed handshake, and never blocking
     TlsSessionFree(c->tls);
+    c->tls = nullptr;
   }
-  delete c;
   if (drain_bytes > 0) {
     // Closing with unread input makes the kernel answer with a reset, which can
     // destroy a reply the peer has not read yet (a 413 to a client still
@@ -70,13 +70,24 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
       left -= n;
     }
   }
-  // The fd is ours alone until this close: after it the number may be reused.
-  close(fd);
+  CloseUnlinked(c);
   return counted ? 1 : 0;
 }
 
-// connLinger: the module closed the connection after its reply (its close is
-// counted by the caller): the entry enters its close phase -- no deadline but
+void CloseUnlinked(Conn* c) {
+  {
+    TableLock lock(table().mu);
+    // A syscall on it is in flight outside the lock (connShutdown): its caller finishes the close.
+    if (c->pins > 0) {
+      c->close_deferred = true;
+      return;
+    }
+  }
+  FinishClose(c);
+}
+
+// ConnLinger, connEnd's first step: the module closed the connection after its
+// reply (its close is counted by the caller): the entry enters its close phase -- no deadline but
 // its send and linger deadlines, no module timer -- and stays while its queued
 // output goes out and then while it lingers (CloseStep). 1 it stays, 0 nothing
 // keeps it (lingering is off, or the client has closed already: the caller
@@ -96,10 +107,11 @@ int ConnLinger(int fd, uint64_t id) {
   return 1;
 }
 
-// connCloseStep: an event of a connection in its close phase (kDueClosing),
-// with the due bits it came with. 1 the entry stays (re-arm) | 0 close now (all
-// sent, and the client closed or the linger time passed) | -ETIMEDOUT the send
-// timeout passed with output queued | -ENOBUFS a memory bound chose it | -errno.
+// ConnCloseStep, connClosing's step: an event of a connection in its close
+// phase (kDueClosing), with the due bits it came with. 1 the entry stays
+// (re-arm) | 0 close now (all sent, and the client closed or the linger time
+// passed) | -ETIMEDOUT the send timeout passed with output queued | -ENOBUFS a
+// memory bound chose it | -errno.
 int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due) {
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr) return -EBADF;
@@ -107,6 +119,36 @@ int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due) {
   if (due & kDueOverflow) return -ENOBUFS;
   if (due & kDueLinger) return 0;
   return CloseStep(c, fd);
+}
+
+// connEnd: the module closed the connection (on_close ran; the caller counts
+// the close by the result). With epfd >= 0 (its reply may still be on its way:
+// the caller asks for a lingering close) it enters its close phase (ConnLinger)
+// and, when that keeps it, is re-armed with `events` in the same call: 2 it
+// stays (its close counts now). Otherwise, or when nothing keeps it or the
+// re-arm fails, it is closed now as connClose(drain_bytes) closes it: 0, 1 (its
+// close was counted already), -EBADF.
+int ConnEnd(int fd, uint64_t id, int epfd, uint32_t events, int64_t drain_bytes) {
+  if (epfd >= 0 && ConnLinger(fd, id) > 0) {
+    Conn* c = Find(fd, static_cast<int64_t>(id));
+    if (c != nullptr && RearmHeld(c, fd, epfd, events) == 0) return kCloseKept;
+    if (c != nullptr) c->close_counted = false;  // closed below, counted by the caller now
+  }
+  return ConnClose(fd, id, drain_bytes);
+}
+
+// connClosing: an event of a connection in its close phase, decided in one
+// call: its step (ConnCloseStep with the due bits it came with), then the
+// re-arm with `events` when the step keeps it (2), else the close (connClose
+// with drain_bytes when the step ended it cleanly, else none): 0, 1 (counted
+// already: the usual case), -EBADF. *step: the step's result (connCloseStep's).
+int ConnClosing(int fd, uint64_t id, uint32_t due, int epfd, uint32_t events, int64_t drain_bytes, int64_t* step) {
+  *step = ConnCloseStep(fd, id, due);
+  if (*step > 0) {
+    Conn* c = Find(fd, static_cast<int64_t>(id));
+    if (c != nullptr && RearmHeld(c, fd, epfd, events) == 0) return kCloseKept;
+  }
+  return ConnClose(fd, id, *step == 0 ? drain_bytes : 0);
 }
 
 // lingerConfigure: the linger bounds (close_phase.h; time 0: no lingering).

@@ -12,10 +12,11 @@
 
 namespace tcpmod {
 
-// connProxy: 2 nothing to do (no header expected, or read before) | 1 the
-// PROXY header was read in this call | 0 it is not complete (re-arm) | -EPROTO
-// not a valid header (or cut short by the peer's close) | -ENOTCONN the peer
-// closed before sending a byte | -errno. Never waits.
+// ConnProxy, connPhase's PROXY step (conn_tls.cc): 2 nothing to do (no header
+// expected, or read before) | 1 the PROXY header was read in this call | 0 it
+// is not complete (re-arm) | -EPROTO not a valid header (or cut short by the
+// peer's close) | -ENOTCONN the peer closed before sending a byte | -errno.
+// Never waits.
 //
 // Never reads past the header: what follows belongs to the module, or to the
 // TLS handshake, which reads the socket itself. So the socket is peeked, and

@@ -147,6 +147,8 @@ int ConnCount(int group);
 uint64_t ConnSetNextId(int64_t id);
 int ConnShutdown(int fd, uint64_t id, int how);
 int ConnShutdownGroup(int group, int how);
+// Test hook: connShutdown waits `us` µs between pinning the entry and its shutdown().
+int SetShutdownPause(int64_t us);
 
 // ownership.cc
 int ConnAdd(int epfd, int fd, uint64_t id, uint32_t events);
@@ -189,15 +191,29 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes);
 int ConnLinger(int fd, uint64_t id);
 int64_t ConnCloseStep(int fd, uint64_t id, uint32_t due);
 int LingerConfigure(int group, int64_t time_ms, int64_t timeout_ms);
+// connEnd/connClosing's result when the entry stays in its close phase (re-armed).
+constexpr int kCloseKept = 2;
+int ConnEnd(int fd, uint64_t id, int epfd, uint32_t events, int64_t drain_bytes);
+int ConnClosing(int fd, uint64_t id, uint32_t due, int epfd, uint32_t events, int64_t drain_bytes, int64_t* step);
 
 // conn_tls.cc
-int ConnHandshake(int fd, uint64_t id, int64_t timeout_ms);
 struct ConnTlsFacts {
   bool tls = false, handshaken = false, peer_cert = false;
   std::string alpn, failure, detail;
   double micros = 0;
 };
 int ConnTlsInfo(int fd, uint64_t id, ConnTlsFacts* out);
+// The TLS failure labels, in the metrics' order; TlsFailureIndex maps a
+// session's label to its index ('' and unknown ones: the last, "other").
+constexpr int kTlsFailureCount = 7;
+extern const char* const kTlsFailureLabels[kTlsFailureCount];
+int TlsFailureIndex(const char* label);
+// What connPhase tells besides its result.
+struct PhaseResult {
+  double micros = -1;    // the handshake's time when it completed in this call, else -1
+  int tls_failure = -1;  // a failed handshake's label index (kTlsFailureLabels), else -1
+};
+int ConnPhase(int fd, uint64_t id, int epfd, uint32_t events, int64_t timeout_ms, bool open, PhaseResult* r);
 
 // conn_proxy.cc
 int ConnProxy(int fd, uint64_t id);

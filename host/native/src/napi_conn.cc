@@ -81,6 +81,40 @@ Napi::Value JsConnClose(const Napi::CallbackInfo& info) {
   return Num(info, ConnClose(static_cast<int>(fd), static_cast<uint64_t>(id), drain));
 }
 
+// Sets element k of argument i when the caller passed a Float64Array or an
+// Int32Array there with room for it (an out-parameter); otherwise nothing.
+void SetOut(const Napi::CallbackInfo& info, size_t i, size_t k, double value) {
+  if (i >= info.Length() || !info[i].IsTypedArray()) return;
+  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
+  if (ta.ElementLength() <= k) return;
+  if (ta.TypedArrayType() == napi_float64_array) ta.As<Napi::Float64Array>()[k] = value;
+  else if (ta.TypedArrayType() == napi_int32_array) ta.As<Napi::Int32Array>()[k] = static_cast<int32_t>(value);
+}
+
+// connPhase(fd, id, epfd, events, timeoutMs, open, out) -> 1 ready | 0 waits (re-armed) | -errno;
+// out[0] the handshake's micros (-1: none completed), out[1] a failed handshake's label index (-1: none).
+Napi::Value JsConnPhase(const Napi::CallbackInfo& info) {
+  int64_t fd, id, epfd, events, timeout, open;
+  if (!Args(info).Int(&fd, &id, &epfd, &events, &timeout, &open)) return info.Env().Undefined();
+  PhaseResult r;
+  int rc = ConnPhase(static_cast<int>(fd), static_cast<uint64_t>(id), static_cast<int>(epfd),
+                     static_cast<uint32_t>(events), timeout, open != 0, &r);
+  SetOut(info, 6, 0, r.micros);
+  SetOut(info, 6, 1, r.tls_failure);
+  return Num(info, rc);
+}
+
+// connClosing(fd, id, due, epfd, events, drainBytes, step) -> 2 kept (re-armed) | 0 | 1 | -EBADF; step[0] the step's result.
+Napi::Value JsConnClosing(const Napi::CallbackInfo& info) {
+  int64_t fd, id, due, epfd, events, drain;
+  if (!Args(info).Int(&fd, &id, &due, &epfd, &events, &drain)) return info.Env().Undefined();
+  int64_t step = 0;
+  int rc = ConnClosing(static_cast<int>(fd), static_cast<uint64_t>(id), static_cast<uint32_t>(due),
+                       static_cast<int>(epfd), static_cast<uint32_t>(events), drain, &step);
+  SetOut(info, 6, 0, static_cast<double>(step));
+  return Num(info, rc);
+}
+
 // connSend(fd, id, mem, ptr, len, timeoutMs, waited?) -> len | -ETIMEDOUT | -errno | -EPROTO.
 Napi::Value JsConnSend(const Napi::CallbackInfo& info) {
   int64_t fd, id, timeout;
@@ -228,8 +262,6 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   Fn(env, exports, "batchRelease", Ints<BatchRelease>);
   Fn(env, exports, "connShutdown", Ints<ConnShutdown>);
   Fn(env, exports, "connShutdownGroup", Ints<ConnShutdownGroup>);
-  Fn(env, exports, "connHandshake", Ints<ConnHandshake>);
-  Fn(env, exports, "connProxy", Ints<ConnProxy>);
   Fn(env, exports, "proxyConfigure", Ints<ProxyConfigure>);
   Fn(env, exports, "connCount", Ints<ConnCount>);
   Fn(env, exports, "connSetNextId", Ints<ConnSetNextId>);
@@ -240,8 +272,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   Fn(env, exports, "timersArmed", Ints<TimersArmed>);
   Fn(env, exports, "timerHeapSize", Ints<TimerHeapSize>);
   Fn(env, exports, "connWant", Ints<ConnWant>);
-  Fn(env, exports, "connLinger", Ints<ConnLinger>);
-  Fn(env, exports, "connCloseStep", Ints<ConnCloseStep>);
+  Fn(env, exports, "connEnd", Ints<ConnEnd>);
   Fn(env, exports, "lingerConfigure", Ints<LingerConfigure>);
   Fn(env, exports, "connFlush", Ints<ConnFlush>);
   Fn(env, exports, "connOpened", Ints<ConnOpened>);
@@ -251,6 +282,8 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   Fn(env, exports, "connLoad", JsConnLoad);
   Fn(env, exports, "connSave", JsConnSave);
   Fn(env, exports, "connClose", JsConnClose);
+  Fn(env, exports, "connPhase", JsConnPhase);
+  Fn(env, exports, "connClosing", JsConnClosing);
   Fn(env, exports, "connSend", JsConnSend);
   Fn(env, exports, "connWrite", JsConnWrite);
   Fn(env, exports, "connMigrate", JsConnMigrate);
@@ -266,9 +299,12 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
       {"DUE_PROXY", kDueProxy},         {"DUE_OPEN", kDueOpen},         {"DUE_CLOSING", kDueClosing},
       {"DUE_SEND_TIMEOUT", kDueSendTimeout}, {"DUE_OVERFLOW", kDueOverflow}, {"DUE_TIMER", kDueTimer},
       {"DUE_MESSAGE", kDueMessage},     {"DUE_TIMEOUT", kDueTimeout},   {"DUE_DRAIN_IDLE", kDueDrainIdle},
-      {"DUE_HANDSHAKE", kDueHandshake}, {"LOAD_EOF", kLoadEof},
+      {"DUE_HANDSHAKE", kDueHandshake}, {"LOAD_EOF", kLoadEof},       {"CLOSE_KEPT", kCloseKept},
   };
   for (const auto& [name, value] : constants) exports.Set(name, Napi::Number::New(env, static_cast<double>(value)));
+  Napi::Array labels = Napi::Array::New(env, kTlsFailureCount);
+  for (int i = 0; i < kTlsFailureCount; i++) labels.Set(i, Napi::String::New(env, kTlsFailureLabels[i]));
+  exports.Set("TLS_FAILURE_LABELS", labels);
 }
 
 }  // namespace tcpmod

@@ -1,6 +1,10 @@
 // The registry: the table's fd index and id space, opening an entry, looking
 // one up, unlinking it, listings, and shutting sockets down from any thread.
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 
 #include <cassert>
 #include <cerrno>
@@ -167,28 +171,78 @@ uint64_t ConnSetNextId(int64_t id) {
   return t.next_id;
 }
 
-// connShutdown: safe from any thread. The lookup and the shutdown happen under
-// the lock, and the holder closes an fd only after unlinking it (under the
-// lock), so the fd cannot be another connection's: this syscall is under the
-// lock on purpose (the one way to name an fd from outside its holder).
+void Pin(Conn* c) { c->pins++; }
+
+bool Unpin(Conn* c) {
+  assert(c->pins > 0);
+  return --c->pins == 0 && c->close_deferred;
+}
+
+void FinishClose(Conn* c) {
+  const int fd = c->fd;
+  delete c;
+  // The fd is ours alone until this close: after it the number may be reused.
+  close(fd);
+}
+
+namespace {
+// Test hook (SetShutdownPause): µs connShutdown waits between pinning an entry
+// and its syscall, so that a test can close the entry and open others meanwhile.
+std::atomic<int> shutdown_pause_us{0};
+}  // namespace
+
+int SetShutdownPause(int64_t us) {
+  shutdown_pause_us = static_cast<int>(std::clamp<int64_t>(us, 0, 100000));
+  return 0;
+}
+
+// connShutdown: safe from any thread, the syscall outside the table lock. The
+// entry is looked up and pinned under the lock; a close by its holder in
+// between unlinks it but leaves the fd open until the unpin (Conn::pins), so
+// the fd cannot be another connection's when shutdown() runs.
 int ConnShutdown(int fd, uint64_t id, int how) {
-  TableLock lock(table().mu);
-  if (FindLocked(fd, id) == nullptr) return -EBADF;
-  return shutdown(fd, how) < 0 ? -errno : 0;
+  Conn* c;
+  {
+    TableLock lock(table().mu);
+    if ((c = FindLocked(fd, id)) == nullptr) return -EBADF;
+    Pin(c);
+  }
+  if (int us = shutdown_pause_us.load(std::memory_order_relaxed)) usleep(static_cast<useconds_t>(us));
+  const int rc = shutdown(fd, how) < 0 ? -errno : 0;
+  bool finish;
+  {
+    TableLock lock(table().mu);
+    finish = Unpin(c);
+  }
+  if (finish) FinishClose(c);
+  return rc;
 }
 
 // connShutdownGroup: the fds stay open (their holders close them), so this is
 // safe while workers run: a shut down socket reports EOF or an error to
-// whoever holds or next takes it. Under the lock for the reason ConnShutdown
-// is; it runs once per server stop, not per event.
+// whoever holds or next takes it. Pinned as connShutdown's are, and shut down
+// outside the lock; it runs once per server stop, not per event.
 int ConnShutdownGroup(int group, int how) {
   Table& t = table();
-  int count = 0;
-  TableLock lock(t.mu);
-  for (size_t fd = 0; fd < t.by_fd.size(); fd++) {
-    Conn* c = t.by_fd[fd];
-    if (c && c->group == group && c->kind == kKindConn && shutdown(static_cast<int>(fd), how) == 0) count++;
+  std::vector<Conn*> pinned;
+  {
+    TableLock lock(t.mu);
+    for (Conn* c : t.by_fd)
+      if (c && c->group == group && c->kind == kKindConn) {
+        Pin(c);
+        pinned.push_back(c);
+      }
   }
+  int count = 0;
+  for (Conn* c : pinned)
+    if (shutdown(c->fd, how) == 0) count++;
+  std::vector<Conn*> finish;
+  {
+    TableLock lock(t.mu);
+    for (Conn* c : pinned)
+      if (Unpin(c)) finish.push_back(c);
+  }
+  for (Conn* c : finish) FinishClose(c);
   return count;
 }
 

@@ -48,7 +48,7 @@ bool ArgAddr(const Napi::CallbackInfo& info, sockaddr_storage* ss, socklen_t* le
     Napi::TypeError::New(info.Env(), "host must be a string").ThrowAsJavaScriptException();
     return false;
   }
-  if (!ArgInt(info, 1, &port)) return false;
+  if (!Args(info).Skip().Int(&port)) return false;
   if (port < 0 || port > 65535 || !ParseAddr(info[0].As<Napi::String>(), static_cast<int>(port), ss, len)) {
     Napi::TypeError::New(info.Env(), "host must be a numeric IPv4 or IPv6 address and port 0..65535")
         .ThrowAsJavaScriptException();
@@ -63,8 +63,8 @@ Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
   sockaddr_storage ss;
   socklen_t len;
   int64_t backlog, reuse_port = 0;
-  if (!ArgAddr(info, &ss, &len) || !ArgInt(info, 2, &backlog) || (info.Length() > 3 && !ArgInt(info, 3, &reuse_port)))
-    return info.Env().Undefined();
+  // The host and port (ArgAddr), then the numbers after them.
+  if (!ArgAddr(info, &ss, &len) || !Args(info).Skip().Skip().Int(&backlog).Opt(&reuse_port)) return info.Env().Undefined();
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Num(info, -errno);
   int one = 1;
@@ -100,7 +100,7 @@ Napi::Value ConnectTcp(const Napi::CallbackInfo& info) {
 // sockName(fd) -> { address, port, family } | -errno
 Napi::Value SockName(const Napi::CallbackInfo& info) {
   int64_t fd;
-  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+  if (!Args(info).Int(&fd)) return info.Env().Undefined();
   sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) < 0) return Num(info, -errno);
@@ -125,56 +125,40 @@ Napi::Value SockName(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The exports whose arguments and result are all numbers (args.h's Ints<Fn>).
+
 // accept(listenFd) -> fd | -errno (-EAGAIN when the backlog is empty).
-Napi::Value Accept(const Napi::CallbackInfo& info) {
-  int64_t fd;
-  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+int Accept(int fd) {
   int c;
-  do c = accept4(static_cast<int>(fd), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  do c = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
-  return Num(info, c < 0 ? -errno : c);
+  return c < 0 ? -errno : c;
 }
 
 // setsockoptInt(fd, level, name, value) -> 0 | -errno
-Napi::Value SetSockOptInt(const Napi::CallbackInfo& info) {
-  int64_t fd, level, name, value;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &level) || !ArgInt(info, 2, &name) || !ArgInt(info, 3, &value))
-    return info.Env().Undefined();
-  int v = static_cast<int>(value);
-  int rc = setsockopt(static_cast<int>(fd), static_cast<int>(level), static_cast<int>(name), &v, sizeof(v));
-  return Num(info, rc < 0 ? -errno : 0);
+int SetSockOptInt(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
 }
 
 // getsockoptInt(fd, level, name) -> value | -errno
-Napi::Value GetSockOptInt(const Napi::CallbackInfo& info) {
-  int64_t fd, level, name;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &level) || !ArgInt(info, 2, &name)) return info.Env().Undefined();
+int GetSockOptInt(int fd, int level, int name) {
   int v = 0;
   socklen_t len = sizeof(v);
-  int rc = getsockopt(static_cast<int>(fd), static_cast<int>(level), static_cast<int>(name), &v, &len);
-  return Num(info, rc < 0 ? -errno : v);
+  return getsockopt(fd, level, name, &v, &len) < 0 ? -errno : v;
 }
 
 // shutdown(fd, how) -> 0 | -errno
-Napi::Value Shutdown(const Napi::CallbackInfo& info) {
-  int64_t fd, how;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &how)) return info.Env().Undefined();
-  return Num(info, shutdown(static_cast<int>(fd), static_cast<int>(how)) < 0 ? -errno : 0);
-}
+int Shutdown(int fd, int how) { return shutdown(fd, how) < 0 ? -errno : 0; }
 
 // close(fd) -> 0 | -errno. Not retried on EINTR: on Linux the fd is gone either way.
-Napi::Value Close(const Napi::CallbackInfo& info) {
-  int64_t fd;
-  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
-  return Num(info, close(static_cast<int>(fd)) < 0 ? -errno : 0);
-}
+int Close(int fd) { return close(fd) < 0 ? -errno : 0; }
 
 // recv(fd, buffer, offset, length) -> bytes | 0 at EOF | -errno; straight into the buffer.
 Napi::Value Recv(const Napi::CallbackInfo& info) {
   int64_t fd;
   uint8_t* p;
   size_t len;
-  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len)) return info.Env().Undefined();
+  if (!Args(info).Int(&fd).Region(&p, &len)) return info.Env().Undefined();
   ssize_t n;
   do n = recv(static_cast<int>(fd), p, len, 0); while (n < 0 && errno == EINTR);
   return Num(info, n < 0 ? -errno : static_cast<double>(n));
@@ -186,8 +170,7 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
   int64_t fd, timeout;
   uint8_t* p;
   size_t len;
-  if (!ArgInt(info, 0, &fd) || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout))
-    return info.Env().Undefined();
+  if (!Args(info).Int(&fd).Region(&p, &len).Int(&timeout)) return info.Env().Undefined();
   int64_t waited = 0;
   int64_t rc = SendAll(Sink{static_cast<int>(fd), nullptr}, p, len, static_cast<int>(timeout), &waited);
   SetOutInt(info, 5, waited);
@@ -229,35 +212,30 @@ Napi::Value SpareInit(const Napi::CallbackInfo& info) {
 // acceptRefuse(listenFd) -> 1 a waiting connection was accepted and closed |
 // 0 none was waiting | -EMFILE no reserve to spend (or another thread took the
 // freed slot first). Releases the reserve, accepts, closes, retakes the reserve.
-Napi::Value AcceptRefuse(const Napi::CallbackInfo& info) {
-  int64_t lfd;
-  if (!ArgInt(info, 0, &lfd)) return info.Env().Undefined();
+int AcceptRefuse(int lfd) {
   std::lock_guard<std::mutex> lock(spare_mu);
   if (spare_fd < 0) spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (spare_fd < 0) return Num(info, -EMFILE);
+  if (spare_fd < 0) return -EMFILE;
   close(spare_fd);
-  int c;
-  do c = accept4(static_cast<int>(lfd), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
-  int err = errno;
+  int c = Accept(lfd);
   if (c >= 0) close(c);
   spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (c >= 0) return Num(info, 1);
-  return Num(info, err == EAGAIN ? 0 : -err);
+  if (c >= 0) return 1;
+  return c == -EAGAIN ? 0 : c;
 }
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
   exports.Set("raiseNofile", Napi::Function::New(env, RaiseNofile, "raiseNofile"));
   exports.Set("spareInit", Napi::Function::New(env, SpareInit, "spareInit"));
-  exports.Set("acceptRefuse", Napi::Function::New(env, AcceptRefuse, "acceptRefuse"));
+  exports.Set("acceptRefuse", Napi::Function::New(env, Ints<AcceptRefuse>, "acceptRefuse"));
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp, "listenTcp"));
   exports.Set("connectTcp", Napi::Function::New(env, ConnectTcp, "connectTcp"));
   exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
-  exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
-  exports.Set("setsockoptInt", Napi::Function::New(env, SetSockOptInt, "setsockoptInt"));
-  exports.Set("getsockoptInt", Napi::Function::New(env, GetSockOptInt, "getsockoptInt"));
-  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
-  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("accept", Napi::Function::New(env, Ints<Accept>, "accept"));
+  exports.Set("setsockoptInt", Napi::Function::New(env, Ints<SetSockOptInt>, "setsockoptInt"));
+  exports.Set("getsockoptInt", Napi::Function::New(env, Ints<GetSockOptInt>, "getsockoptInt"));
+  exports.Set("shutdown", Napi::Function::New(env, Ints<Shutdown>, "shutdown"));
+  exports.Set("close", Napi::Function::New(env, Ints<Close>, "close"));
   exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
   exports.Set("send", Napi::Function::New(env, Send, "send"));
 }

@@ -777,18 +777,16 @@ Napi::Value TlsContextCreate(const Napi::CallbackInfo& info) {
 }
 
 // tlsContextFree(id) -> 0 | -EBADF. Open sessions keep the context alive.
-Napi::Value TlsContextFree(const Napi::CallbackInfo& info) {
-  int64_t id;
-  if (!ArgInt(info, 0, &id)) return info.Env().Undefined();
+int TlsContextFree(int id) {
   std::shared_ptr<const TlsContext> gone;  // released after the lock
   {
     std::lock_guard<std::mutex> lock(ctx_mu);
-    auto it = contexts.find(static_cast<int>(id));
-    if (it == contexts.end()) return Num(info, -EBADF);
+    auto it = contexts.find(id);
+    if (it == contexts.end()) return -EBADF;
     gone = std::move(it->second);
     contexts.erase(it);
   }
-  return Num(info, 0);
+  return 0;
 }
 
 // An ASN1_TIME as milliseconds since the epoch (NaN if unreadable).
@@ -841,44 +839,36 @@ std::mutex test_mu;
 std::unordered_map<int, TlsSession*> test_sessions;  // under test_mu
 int next_test_handle = 1;                            // under test_mu
 
-TlsSession* TestSession(const Napi::CallbackInfo& info, bool* ok) {
-  int64_t h;
-  *ok = ArgInt(info, 0, &h);
-  if (!*ok) return nullptr;
+// The test session of handle h, or nullptr.
+TlsSession* TestSession(int64_t h) {
   std::lock_guard<std::mutex> lock(test_mu);
   auto it = test_sessions.find(static_cast<int>(h));
   return it == test_sessions.end() ? nullptr : it->second;
 }
 
 // tlsTestAttach(ctxId, fd) -> handle > 0 | -EBADF (unknown context).
-Napi::Value TlsTestAttach(const Napi::CallbackInfo& info) {
-  int64_t ctx_id, fd;
-  if (!ArgInt(info, 0, &ctx_id) || !ArgInt(info, 1, &fd)) return info.Env().Undefined();
-  TlsSession* s = TlsSessionNew(static_cast<int>(ctx_id), static_cast<int>(fd));
-  if (s == nullptr) return Num(info, -EBADF);
+int TlsTestAttach(int ctx_id, int fd) {
+  TlsSession* s = TlsSessionNew(ctx_id, fd);
+  if (s == nullptr) return -EBADF;
   std::lock_guard<std::mutex> lock(test_mu);
   int h = next_test_handle++;
   test_sessions[h] = s;
-  return Num(info, h);
+  return h;
 }
 
 // tlsTestHandshake(handle, timeoutMs) -> 1 | 0 | negative.
-Napi::Value TlsTestHandshake(const Napi::CallbackInfo& info) {
-  bool ok;
-  TlsSession* s = TestSession(info, &ok);
-  int64_t timeout;
-  if (!ok || !ArgInt(info, 1, &timeout)) return info.Env().Undefined();
-  if (s == nullptr) return Num(info, -EBADF);
-  return Num(info, TlsHandshake(s, static_cast<int>(timeout)));
+int TlsTestHandshake(int h, int timeout_ms) {
+  TlsSession* s = TestSession(h);
+  return s == nullptr ? -EBADF : TlsHandshake(s, timeout_ms);
 }
 
 // tlsTestRead(handle, buffer, offset, cap) -> {n, eof}.
 Napi::Value TlsTestRead(const Napi::CallbackInfo& info) {
-  bool ok;
-  TlsSession* s = TestSession(info, &ok);
+  int64_t h;
   uint8_t* p;
   size_t cap;
-  if (!ok || !ArgRegion(info, 1, &p, &cap)) return info.Env().Undefined();
+  if (!Args(info).Int(&h).Region(&p, &cap)) return info.Env().Undefined();
+  TlsSession* s = TestSession(h);
   bool eof = false;
   int64_t n = s == nullptr ? -EBADF : TlsRead(s, p, cap, &eof);
   Napi::Object out = Napi::Object::New(info.Env());
@@ -889,21 +879,20 @@ Napi::Value TlsTestRead(const Napi::CallbackInfo& info) {
 
 // tlsTestSend(handle, buffer, offset, length, timeoutMs) -> length | negative.
 Napi::Value TlsTestSend(const Napi::CallbackInfo& info) {
-  bool ok;
-  TlsSession* s = TestSession(info, &ok);
+  int64_t h, timeout;
   uint8_t* p;
   size_t len;
-  int64_t timeout;
-  if (!ok || !ArgRegion(info, 1, &p, &len) || !ArgInt(info, 4, &timeout)) return info.Env().Undefined();
+  if (!Args(info).Int(&h).Region(&p, &len).Int(&timeout)) return info.Env().Undefined();
+  TlsSession* s = TestSession(h);
   if (s == nullptr) return Num(info, -EBADF);
   return Num(info, static_cast<double>(SendAll(Sink{s->sock.fd, s}, p, len, static_cast<int>(timeout))));
 }
 
 // tlsTestInfo(handle) -> {done, alpn, peerCert, failure, detail, micros, pending, recvs, emptyRecvs} | -EBADF.
 Napi::Value TlsTestInfo(const Napi::CallbackInfo& info) {
-  bool ok;
-  TlsSession* s = TestSession(info, &ok);
-  if (!ok) return info.Env().Undefined();
+  int64_t h;
+  if (!Args(info).Int(&h)) return info.Env().Undefined();
+  TlsSession* s = TestSession(h);
   if (s == nullptr) return Num(info, -EBADF);
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("done", TlsHandshakeDone(s));
@@ -923,7 +912,7 @@ Napi::Value TlsTestInfo(const Napi::CallbackInfo& info) {
 // the session; the fd stays open (the caller closes it).
 Napi::Value TlsTestClose(const Napi::CallbackInfo& info) {
   int64_t h;
-  if (!ArgInt(info, 0, &h)) return info.Env().Undefined();
+  if (!Args(info).Int(&h)) return info.Env().Undefined();
   bool notify = info.Length() > 1 && info[1].ToBoolean().Value();
   TlsSession* s = nullptr;
   {
@@ -943,10 +932,10 @@ Napi::Value TlsTestClose(const Napi::CallbackInfo& info) {
 void InitTls(Napi::Env env, Napi::Object exports) {
   std::call_once(init_once, GlobalInit);
   exports.Set("tlsContextCreate", Napi::Function::New(env, TlsContextCreate, "tlsContextCreate"));
-  exports.Set("tlsContextFree", Napi::Function::New(env, TlsContextFree, "tlsContextFree"));
+  exports.Set("tlsContextFree", Napi::Function::New(env, Ints<TlsContextFree>, "tlsContextFree"));
   exports.Set("tlsCertInfo", Napi::Function::New(env, TlsCertInfo, "tlsCertInfo"));
-  exports.Set("tlsTestAttach", Napi::Function::New(env, TlsTestAttach, "tlsTestAttach"));
-  exports.Set("tlsTestHandshake", Napi::Function::New(env, TlsTestHandshake, "tlsTestHandshake"));
+  exports.Set("tlsTestAttach", Napi::Function::New(env, Ints<TlsTestAttach>, "tlsTestAttach"));
+  exports.Set("tlsTestHandshake", Napi::Function::New(env, Ints<TlsTestHandshake>, "tlsTestHandshake"));
   exports.Set("tlsTestRead", Napi::Function::New(env, TlsTestRead, "tlsTestRead"));
   exports.Set("tlsTestSend", Napi::Function::New(env, TlsTestSend, "tlsTestSend"));
   exports.Set("tlsTestInfo", Napi::Function::New(env, TlsTestInfo, "tlsTestInfo"));
