@@ -267,8 +267,12 @@ export const OPTIONS = {
     help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
   },
   bus: {
-    flag: '--bus', arg: '<redis://…|off>', kind: { type: 'string', what: 'off or a redis:// URL' }, defaultNote: 'the --kv Redis when it is a redis:// one, else off',
-    help: 'topics across processes: publishes also go through this Redis/Valkey server (PUBLISH/SUBSCRIBE, one subscriber connection per process), at most once; redis://[[USER]:PASSWORD@]HOST[:PORT] (rediss:// not yet)',
+    flag: '--bus', arg: '<redis://…|off>', kind: { type: 'string', what: 'off or a redis:// URL' }, defaultNote: 'the --kv Redis when it is a redis:// or rediss:// one, else off',
+    help: 'topics across processes: publishes also go through this Redis/Valkey server (PUBLISH/SUBSCRIBE, one subscriber connection per process), at most once; redis[s]://[[USER]:PASSWORD@]HOST[:PORT] (rediss:// for TLS)',
+  },
+  busTlsCa: {
+    flag: '--bus-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates (with a bus that follows a rediss:// --kv: --kv-tls-ca)",
+    help: 'PEM CA certificates that a rediss:// bus server\'s certificate is checked against',
   },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
   kvEviction: {
@@ -416,6 +420,8 @@ export interface ResolvedOptions {
   kvTlsCa: string | null;
   /** The Redis topics also travel through (--bus); null: off. fromKv: the --kv default (its password file applies). */
   bus: (RedisTarget & { fromKv: boolean }) | null;
+  /** A rediss:// bus only: a CA file read at start; null: the --kv-tls-ca of a bus that follows --kv, else Node's bundled roots. */
+  busTlsCa: string | null;
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
@@ -541,11 +547,11 @@ export function parseKv(name: string, v: string): KvBackend {
   }
 }
 
-/** --bus: off, a redis:// URL, or (not given) the --kv Redis when it is a plain redis:// one. */
+/** --bus: off, a redis:// or rediss:// URL, or (not given) the --kv Redis when it is one. */
 function parseBus(v: string | undefined, kv: KvBackend): ResolvedOptions['bus'] {
   if (v === 'off') return null;
-  if (v === undefined) return kv.type === 'redis' && !kv.tls ? { ...kv, fromKv: true } : null;
-  const bad = () => new OptionError('bus', `must be "off" or redis://[[USER]:PASSWORD@]HOST[:PORT] (PORT 1 to 65535, default 6379), got ${JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'))}`);
+  if (v === undefined) return kv.type === 'redis' ? { ...kv, fromKv: true } : null;
+  const bad = () => new OptionError('bus', `must be "off" or redis[s]://[[USER]:PASSWORD@]HOST[:PORT] (PORT 1 to 65535, default 6379), got ${JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'))}`);
   let bus: KvBackend;
   try {
     bus = parseKv('bus', v);
@@ -553,7 +559,6 @@ function parseBus(v: string | undefined, kv: KvBackend): ResolvedOptions['bus'] 
     throw bad();
   }
   if (bus.type !== 'redis') throw bad();
-  if (bus.tls) throw new OptionError('bus', 'does not speak TLS yet: rediss:// is refused (use redis:// on a trusted network)');
   if (bus.username !== '' && bus.password === null) throw new OptionError('bus', `names user ${JSON.stringify(bus.username)} but no password`);
   return { ...bus, fromKv: false };
 }
@@ -567,6 +572,13 @@ function upstreamsWithTls(ups: Upstream[], tls: UpstreamTls[], ca: string | unde
     const t = tls.find((x) => x.name === u.name);
     return t ? { ...u, tls: t } : u;
   });
+}
+
+/** --bus-tls-ca: only with a bus that speaks TLS. */
+function busTlsCa(bus: ResolvedOptions['bus'], file: string | undefined): string | null {
+  if (file === undefined) return null;
+  if (!bus?.tls) throw new OptionError('busTlsCa', (n) => `only applies with a rediss:// ${n('bus')} (or a rediss:// ${n('kv')} it follows)`);
+  return file;
 }
 
 const TLS_EXTRAS = ['tlsCa', 'tlsClientAuth', 'tlsMinVersion', 'alpn'] as const;
@@ -632,6 +644,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     throw new OptionError('kv', (n) => `names user ${JSON.stringify(kv.username)} but no password (in the URL or ${n('kvPasswordFile')})`);
   }
 
+  const bus = parseBus(set.bus, kv);
   return {
     module: o.module,
     host: pick('host'),
@@ -670,7 +683,8 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     kvTimeoutMs: pick('kvTimeout'),
     kvPasswordFile: set.kvPasswordFile ?? null,
     kvTlsCa: set.kvTlsCa ?? null,
-    bus: parseBus(set.bus, kv),
+    bus,
+    busTlsCa: busTlsCa(bus, set.busTlsCa),
     logLevel: pick('logLevel'),
     tls,
     upstreams: upstreamsWithTls(set.upstream ?? [], set.upstreamTls ?? [], set.upstreamCa),

@@ -72,6 +72,7 @@ describe('defaults', () => {
       kvPasswordFile: null,
       kvTlsCa: null,
       bus: null,
+      busTlsCa: null,
       logLevel: DEFAULTS.logLevel,
       tls: null,
       upstreams: [],

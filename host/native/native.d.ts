@@ -339,7 +339,8 @@ export interface NativeBinding {
 }
 
 /** The Redis server of busStart: host is a numeric address. */
-export interface BusTarget { host: string; port: number; username: string; password: string; connectTimeoutMs?: number }
+/** tls: rediss:// (the certificate verified against `ca`, PEM, and naming `servername`). */
+export interface BusTarget { host: string; port: number; username: string; password: string; connectTimeoutMs?: number; tls?: { ca: string; servername: string } }
 /** What the bus did (bus.h BusStats): publishes acknowledged by Redis, messages received from other processes,
  *  own echoes dropped, publishes never sent (Redis down or 16 MiB waiting), sent but unacknowledged when the
  *  connection was lost, connections lost or refused, Redis subscriptions held. */
