@@ -160,6 +160,9 @@ export class TestConn {
   readonly ups: ConnUpstreams;
   /** @internal The upstream whose FAILED call runs (conn_info keys 3 and 4). */
   failing: TestUpstream | null = null;
+  /** @internal Client bytes the host would not have read yet (a held full region), and whether EOF follows them. */
+  unread: Uint8Array = new Uint8Array(0);
+  unreadEof = false;
   private reason: number | null = null;
   private sent = false;
   private out: Uint8Array[] = [];
@@ -207,7 +210,9 @@ export class TestConn {
         this.ups.clientResume = -1;
       }
       if (fault || this.reason !== null || !resumeClient) return fault;
-      return this.settle(this.module.driver.data(this.module.instance, this.id, this.load(new Uint8Array(0)), false));
+      fault = this.settle(this.module.driver.data(this.module.instance, this.id, this.load(new Uint8Array(0)), false));
+      // Then what the host had left unread comes in, now that there may be room.
+      return fault || this.reason !== null || (this.unread.length === 0 && !this.unreadEof) ? fault : this.feed();
     });
   }
 
@@ -276,21 +281,39 @@ export class TestConn {
     const data = asBytes(input, 'input');
     if (this.reason !== null) throw new Error(`connection ${this.id} is closed (${this.closed})`);
     this.sent = true;
-    const eofAll = opts.eof === true;
-    return this.module.run(this, () => {
-      let offset = 0;
-      do {
-        const room = this.module.instance.desc.inCap - this.pending.length;
-        const chunk = data.subarray(offset, offset + room);
-        offset += chunk.length;
-        const len = this.load(chunk);
-        const eof = eofAll && offset >= data.length;
-        if (len === 0 && !eof) return null;
-        const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
-        if (fault || this.reason !== null) return fault;
-      } while (offset < data.length);
-      return null;
-    });
+    this.unread = this.unread.length ? concat([this.unread, data]) : data;
+    this.unreadEof ||= opts.eof === true;
+    return this.module.run(this, () => this.feed());
+  }
+
+  /**
+   * @internal Hands the client's unread bytes to on_data, at most in_cap at a
+   * time after the carry-over. A module that imports upstream_resume may hold
+   * a full region: then, as the host stops reading that socket, the rest stays
+   * unread until the module takes some (after upstream_resume(conn, 0)).
+   */
+  feed(): ModuleFault | null {
+    const data = this.unread;
+    const eofAll = this.unreadEof;
+    this.unread = new Uint8Array(0);
+    this.unreadEof = false;
+    let offset = 0;
+    do {
+      const room = this.module.instance.desc.inCap - this.pending.length;
+      if (room === 0 && this.module.instance.holdsInput && (offset < data.length || eofAll)) {
+        this.unread = data.subarray(offset);
+        this.unreadEof = eofAll;
+        return null;
+      }
+      const chunk = data.subarray(offset, offset + room);
+      offset += chunk.length;
+      const len = this.load(chunk);
+      const eof = eofAll && offset >= data.length;
+      if (len === 0 && !eof) return null;
+      const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
+      if (fault || this.reason !== null) return fault;
+    } while (offset < data.length);
+    return null;
   }
 
   /**
