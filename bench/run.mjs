@@ -3,7 +3,7 @@
 // instead, on loopback, interleaved in one run. Writes bench/results/latest.*
 // (.json raw figures, .md tables, .svg chart); with --quick, quick.* instead.
 //
-//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout,pubsub,percore,redis-proxy,memcache] [--rounds N]
+//   npm run bench -- [--only echo,http,https,resp,hostile,scale,startup,workers,mqtt,fanout,pubsub,percore,redis-proxy,memcache,tcp-forward] [--rounds N]
 //                    [--duration 3s] [--threads N] [--quick]
 //
 // Progress goes to stderr. Every server and client it starts runs in a process
@@ -29,13 +29,14 @@ import * as percore from './lib/workloads/percore.mjs';
 import * as pubsub from './lib/workloads/pubsub.mjs';
 import * as resp from './lib/workloads/resp.mjs';
 import * as redisProxy from './lib/workloads/redis-proxy.mjs';
+import * as tcpForward from './lib/workloads/tcp-forward.mjs';
 import * as scale from './lib/workloads/scale.mjs';
 import * as startup from './lib/workloads/startup.mjs';
 import * as workers from './lib/workloads/workers.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
-const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, pubsub, percore, 'redis-proxy': redisProxy, memcache };
+const WORKLOADS = { echo, http, https, resp, hostile, scale, startup, workers, mqtt, fanout, pubsub, percore, 'redis-proxy': redisProxy, memcache, 'tcp-forward': tcpForward };
 
 const USAGE = `usage: npm run bench -- [options]
   --only LIST       workloads to run, comma-separated: ${Object.keys(WORKLOADS).join(',')} (default: all)
@@ -73,11 +74,12 @@ function parseArgs(argv) {
 /** Tools the selected workloads need; apt-installs what is missing. */
 function prepareTools(only) {
   ensureCommand('gcc', 'gcc', log);
-  if (only.includes('http') || only.includes('https') || only.includes('hostile') || only.includes('percore')) {
+  if (only.includes('http') || only.includes('https') || only.includes('hostile') || only.includes('percore') || only.includes('tcp-forward')) {
     ensureCommand('wrk', 'wrk', log);
     if (!hasCommand('nginx') && !hasCommand('/usr/sbin/nginx')) ensureCommand('/usr/sbin/nginx', 'nginx', log);
   }
   if (only.includes('https')) ensureCommand('openssl', 'openssl', log);
+  if (only.includes('tcp-forward')) ensureCommand('haproxy', 'haproxy', log);
   if (only.includes('mqtt')) ensureCommand('mosquitto', 'mosquitto', log);
   if (only.includes('memcache')) {
     ensureCommand('memcached', 'memcached', log);

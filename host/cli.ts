@@ -38,7 +38,7 @@ function addTableOption(cmd: Command, name: OptionName, help: string = OPTIONS[n
   const option = new Option(spec.arg ? `${spec.flag} ${spec.arg}` : spec.flag, [help, hint, note].filter(Boolean).join(' '));
   if (spec.kind.type === 'choice') option.choices(spec.kind.choices);
   // Repeatable: every occurrence is kept, in order.
-  if (spec.kind.type === 'upstreams') option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+  if (spec.kind.type === 'upstreams' || spec.kind.type === 'upstreamTls') option.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
   if (spec.default !== undefined) option.default(spec.default);
   cmd.addOption(option);
   return { name, spec, key: option.attributeName() };

@@ -8,6 +8,7 @@
 // one line with the option's flag in place of its API name.
 import type { LoggerOption } from './logger.js';
 import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
 import { MAX_WORKERS } from './pool/counters.js';
 import { parseDuration } from './duration.js';
 import { parseSize } from './size.js';
@@ -57,7 +58,9 @@ export type Kind =
   /** HOST:PORT. */
   | { readonly type: 'address' }
   /** NAME=IP:PORT[,IP:PORT…], repeatable: the upstreams a module may open (by name). */
-  | { readonly type: 'upstreams' };
+  | { readonly type: 'upstreams' }
+  /** NAME[=SERVERNAME], repeatable: upstreams spoken to over TLS, and the name their certificates must have. */
+  | { readonly type: 'upstreamTls' };
 
 export interface OptionSpec {
   readonly flag: `--${string}`;
@@ -91,8 +94,31 @@ export type KvEviction = (typeof KV_EVICTION_POLICIES)[number];
 export const MAX_UPSTREAM_NAMES = 64;
 export const MAX_UPSTREAM_ADDRESSES = 16;
 const UPSTREAM_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/;
-/** One named upstream: the addresses tried in order. */
-export interface Upstream { name: string; addresses: { host: string; port: number }[] }
+/** One named upstream: the addresses tried in order; `tls` when --upstream-tls names it. */
+export interface Upstream { name: string; addresses: { host: string; port: number }[]; tls?: UpstreamTls }
+/** --upstream-tls NAME[=SERVERNAME]: servername null means each address's certificate must name that address. */
+export interface UpstreamTls { name: string; servername: string | null }
+/** A DNS name (labels of letters, digits and -) or a numeric address: what a certificate can name. */
+const SERVERNAME = /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** --upstream-tls values (a string or a list), each NAME or NAME=SERVERNAME; names unique (checked against --upstream later). */
+export function parseUpstreamTls(name: string, v: unknown): UpstreamTls[] {
+  const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : null;
+  if (!list || list.some((e) => typeof e !== 'string'))
+    throw new OptionError(name, `must be NAME or NAME=SERVERNAME (an --upstream name) or a list of them, got ${JSON.stringify(v)}`);
+  const out: UpstreamTls[] = [];
+  for (const entry of list as string[]) {
+    const eq = entry.indexOf('=');
+    const n = eq < 0 ? entry : entry.slice(0, eq);
+    const servername = eq < 0 ? null : entry.slice(eq + 1);
+    if (!UPSTREAM_NAME.test(n)) throw new OptionError(name, `must start with an upstream NAME (1 to 32 of A-Z a-z 0-9 _ . -, starting with a letter); ${JSON.stringify(entry)} does not`);
+    if (servername !== null && !SERVERNAME.test(servername) && isIP(servername.replace(/^\[|\]$/g, '')) === 0)
+      throw new OptionError(name, `must give SERVERNAME as a DNS name or an IP address; ${JSON.stringify(servername)} in ${JSON.stringify(entry)} is not one`);
+    if (out.some((u) => u.name === n)) throw new OptionError(name, `must name each upstream once; ${JSON.stringify(n)} is given twice`);
+    out.push({ name: n, servername: servername === null ? null : servername.replace(/^\[|\]$/g, '') });
+  }
+  return out;
+}
 
 /** `ip:port` (IPv4, or [IPv6]): a numeric address, so that opening never waits on a resolver in a worker. */
 function upstreamAddress(name: string, entry: string, a: string): { host: string; port: number } {
@@ -241,8 +267,12 @@ export const OPTIONS = {
     help: 'PEM CA certificates that a rediss:// server\'s certificate is checked against',
   },
   bus: {
-    flag: '--bus', arg: '<redis://…|off>', kind: { type: 'string', what: 'off or a redis:// URL' }, defaultNote: 'the --kv Redis when it is a redis:// one, else off',
-    help: 'topics across processes: publishes also go through this Redis/Valkey server (PUBLISH/SUBSCRIBE, one subscriber connection per process), at most once; redis://[[USER]:PASSWORD@]HOST[:PORT] (rediss:// not yet)',
+    flag: '--bus', arg: '<redis://…|off>', kind: { type: 'string', what: 'off or a redis:// URL' }, defaultNote: 'the --kv Redis when it is a redis:// or rediss:// one, else off',
+    help: 'topics across processes: publishes also go through this Redis/Valkey server (PUBLISH/SUBSCRIBE, one subscriber connection per process), at most once; redis[s]://[[USER]:PASSWORD@]HOST[:PORT] (rediss:// for TLS)',
+  },
+  busTlsCa: {
+    flag: '--bus-tls-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates (with a bus that follows a rediss:// --kv: --kv-tls-ca)",
+    help: 'PEM CA certificates that a rediss:// bus server\'s certificate is checked against',
   },
   kvMaxBytes: { flag: '--kv-max-bytes', arg: '<size>', kind: { type: 'size', min: 0, max: Number.MAX_SAFE_INTEGER }, default: '64MiB', help: 'byte budget of the shared key-value store' },
   kvEviction: {
@@ -270,6 +300,14 @@ export const OPTIONS = {
     flag: '--upstream-connect-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 60_000 }, default: '2s',
     help: 'an upstream address that has not connected after this is given up (the next one is tried, or the module gets a failed event)',
   },
+  upstreamTls: {
+    flag: '--upstream-tls', arg: '<name[=servername]>', kind: { type: 'upstreamTls' },
+    help: 'speak TLS to the --upstream NAME (repeatable); its certificate must verify against --upstream-ca and name SERVERNAME (sent as SNI), or without one the address connected to',
+  },
+  upstreamCa: {
+    flag: '--upstream-ca', arg: '<file>', kind: { type: 'string', what: 'a file path' }, defaultNote: "Node's bundled root certificates",
+    help: 'PEM CA certificates that --upstream-tls upstreams\' certificates are checked against',
+  },
   logLevel: { flag: '--log-level', arg: '<level>', kind: { type: 'choice', choices: ['debug', 'info', 'warn', 'error', 'silent'] }, default: 'info', help: 'log level on stderr' },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -291,6 +329,7 @@ export type Value<K extends Kind> =
   K extends { type: 'protocols' } ? string[] :
   K extends { type: 'address' } ? { host: string; port: number } :
   K extends { type: 'upstreams' } ? Upstream[] :
+  K extends { type: 'upstreamTls' } ? UpstreamTls[] :
   never;
 
 /** What createServer accepts for this kind. */
@@ -307,6 +346,7 @@ type Input<K extends Kind> =
   K extends { type: 'protocols' } ? string | readonly string[] :
   K extends { type: 'address' } ? string :
   K extends { type: 'upstreams' } ? string | readonly string[] :
+  K extends { type: 'upstreamTls' } ? string | readonly string[] :
   never;
 
 /**
@@ -380,11 +420,15 @@ export interface ResolvedOptions {
   kvTlsCa: string | null;
   /** The Redis topics also travel through (--bus); null: off. fromKv: the --kv default (its password file applies). */
   bus: (RedisTarget & { fromKv: boolean }) | null;
+  /** A rediss:// bus only: a CA file read at start; null: the --kv-tls-ca of a bus that follows --kv, else Node's bundled roots. */
+  busTlsCa: string | null;
   logLevel: string;
   /** File paths only: the server reads (and reports on) the files when it starts. */
   tls: TlsOptions | null;
-  /** The backends modules may open, by name (--upstream), and the connect timeout of one address. */
+  /** The backends modules may open, by name (--upstream, with --upstream-tls), and the connect timeout of one address. */
   upstreams: Upstream[];
+  /** --upstream-tls only: a CA file read at listen; null: Node's bundled roots. */
+  upstreamCa: string | null;
   upstreamConnectTimeoutMs: number;
 }
 
@@ -447,6 +491,8 @@ export function parseOptionValue(name: string, kind: Kind, v: unknown): unknown 
     }
     case 'upstreams':
       return parseUpstreams(name, v);
+    case 'upstreamTls':
+      return parseUpstreamTls(name, v);
   }
 }
 
@@ -501,11 +547,11 @@ export function parseKv(name: string, v: string): KvBackend {
   }
 }
 
-/** --bus: off, a redis:// URL, or (not given) the --kv Redis when it is a plain redis:// one. */
+/** --bus: off, a redis:// or rediss:// URL, or (not given) the --kv Redis when it is one. */
 function parseBus(v: string | undefined, kv: KvBackend): ResolvedOptions['bus'] {
   if (v === 'off') return null;
-  if (v === undefined) return kv.type === 'redis' && !kv.tls ? { ...kv, fromKv: true } : null;
-  const bad = () => new OptionError('bus', `must be "off" or redis://[[USER]:PASSWORD@]HOST[:PORT] (PORT 1 to 65535, default 6379), got ${JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'))}`);
+  if (v === undefined) return kv.type === 'redis' ? { ...kv, fromKv: true } : null;
+  const bad = () => new OptionError('bus', `must be "off" or redis[s]://[[USER]:PASSWORD@]HOST[:PORT] (PORT 1 to 65535, default 6379), got ${JSON.stringify(v.replace(/\/\/[^/]*@/, '//***@'))}`);
   let bus: KvBackend;
   try {
     bus = parseKv('bus', v);
@@ -513,9 +559,26 @@ function parseBus(v: string | undefined, kv: KvBackend): ResolvedOptions['bus'] 
     throw bad();
   }
   if (bus.type !== 'redis') throw bad();
-  if (bus.tls) throw new OptionError('bus', 'does not speak TLS yet: rediss:// is refused (use redis:// on a trusted network)');
   if (bus.username !== '' && bus.password === null) throw new OptionError('bus', `names user ${JSON.stringify(bus.username)} but no password`);
   return { ...bus, fromKv: false };
+}
+
+/** --upstream with --upstream-tls applied: each TLS name must be an --upstream name; --upstream-ca only with some. */
+function upstreamsWithTls(ups: Upstream[], tls: UpstreamTls[], ca: string | undefined): Upstream[] {
+  for (const t of tls)
+    if (!ups.some((u) => u.name === t.name)) throw new OptionError('upstreamTls', (n) => `names ${JSON.stringify(t.name)}, which no ${n('upstream')} defines`);
+  if (ca !== undefined && tls.length === 0) throw new OptionError('upstreamCa', (n) => `only applies with ${n('upstreamTls')}`);
+  return ups.map((u) => {
+    const t = tls.find((x) => x.name === u.name);
+    return t ? { ...u, tls: t } : u;
+  });
+}
+
+/** --bus-tls-ca: only with a bus that speaks TLS. */
+function busTlsCa(bus: ResolvedOptions['bus'], file: string | undefined): string | null {
+  if (file === undefined) return null;
+  if (!bus?.tls) throw new OptionError('busTlsCa', (n) => `only applies with a rediss:// ${n('bus')} (or a rediss:// ${n('kv')} it follows)`);
+  return file;
 }
 
 const TLS_EXTRAS = ['tlsCa', 'tlsClientAuth', 'tlsMinVersion', 'alpn'] as const;
@@ -581,6 +644,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     throw new OptionError('kv', (n) => `names user ${JSON.stringify(kv.username)} but no password (in the URL or ${n('kvPasswordFile')})`);
   }
 
+  const bus = parseBus(set.bus, kv);
   return {
     module: o.module,
     host: pick('host'),
@@ -619,10 +683,12 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     kvTimeoutMs: pick('kvTimeout'),
     kvPasswordFile: set.kvPasswordFile ?? null,
     kvTlsCa: set.kvTlsCa ?? null,
-    bus: parseBus(set.bus, kv),
+    bus,
+    busTlsCa: busTlsCa(bus, set.busTlsCa),
     logLevel: pick('logLevel'),
     tls,
-    upstreams: set.upstream ?? [],
+    upstreams: upstreamsWithTls(set.upstream ?? [], set.upstreamTls ?? [], set.upstreamCa),
+    upstreamCa: set.upstreamCa ?? null,
     upstreamConnectTimeoutMs: pick('upstreamConnectTimeout'),
   };
 }

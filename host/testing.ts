@@ -10,6 +10,7 @@ export {
   type LoadOptions, type SendOptions, type PiecesOptions, type SendResult, type TimerFiring, type MessageDelivery, type LogLine, type LogLevelName, type CloseReasonName,
 } from './testing/module.js';
 export { ModuleKv, type KvBytes, type KvOp } from './testing/kv.js';
+export { TestUpstream, type UpstreamFailure, type UpstreamState } from './testing/upstream.js';
 export { SplitMismatchError, splitPlans, randomPlans, type PieceRun } from './testing/split.js';
 export { ModuleFault, ModuleLoadError, ModuleConfigRefused, type FaultKind } from './module/errors.js';
 export { OptionError } from './options.js';

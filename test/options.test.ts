@@ -72,9 +72,11 @@ describe('defaults', () => {
       kvPasswordFile: null,
       kvTlsCa: null,
       bus: null,
+      busTlsCa: null,
       logLevel: DEFAULTS.logLevel,
       tls: null,
       upstreams: [],
+      upstreamCa: null,
       upstreamConnectTimeoutMs: 2000,
     });
   });
@@ -116,6 +118,7 @@ describe('every kind refuses a bad value, naming the option', () => {
     address: ['nowhere', 'host:99999', 5],
     upstreams: ['redis', 'redis=', '=127.0.0.1:1', '9x=127.0.0.1:1', 'r=localhost:6379', 'r=127.0.0.1:0', 'r=256.0.0.1:1', 'r=::1:6379',
       'r=127.0.0.1:1,', ['a=127.0.0.1:1', 'a=127.0.0.1:2'], [5], 7, {}],
+    upstreamTls: ['', '=x', '9x', 'a=', 'a=bad name', ['a', 'a'], 3, [1]],
   };
   for (const [name, spec] of specs.filter(([, s]) => !s.cliOnly)) {
     it(`${name} (${spec.kind.type})`, () => {
@@ -184,6 +187,23 @@ describe('upstreams', () => {
     const many = Array.from({ length: 17 }, (_, i) => `127.0.0.1:${i + 1}`).join(',');
     expect(refusal(() => resolveOptions({ module, upstream: `r=${many}` })).message).toBe('upstream must give at most 16 addresses per name; "r" has 17');
     expect(refusal(() => resolveOptions({ module, upstreamConnectTimeout: '2m' })).message).toBe('upstreamConnectTimeout must be at most 60000 ms, got "2m"');
+  });
+  it('--upstream-tls NAME[=SERVERNAME] marks upstreams for TLS; --upstream-ca only with it; one line per mistake', () => {
+    const ups = ['a=127.0.0.1:1', 'b=127.0.0.1:2', 'c=127.0.0.1:3'];
+    const r = resolveOptions({ module, upstream: ups, upstreamTls: ['a', 'b=redis.internal'], upstreamCa: '/ca.pem' });
+    expect(r.upstreams.map((u) => u.tls ?? null)).toEqual([{ name: 'a', servername: null }, { name: 'b', servername: 'redis.internal' }, null]);
+    expect(r.upstreamCa).toBe('/ca.pem');
+    expect(resolveOptions({ module, upstream: ups, upstreamTls: 'c=[::1]' }).upstreams[2].tls).toEqual({ name: 'c', servername: '::1' });
+    expect(resolveOptions({ module, upstream: ups, upstreamTls: 'a' }).upstreamCa).toBeNull();
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamTls: 'd' })).message).toBe('upstreamTls names "d", which no upstream defines');
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamTls: ['a', 'a=x'] })).message).toBe('upstreamTls must name each upstream once; "a" is given twice');
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamTls: 'a=bad_name!' })).message)
+      .toBe('upstreamTls must give SERVERNAME as a DNS name or an IP address; "bad_name!" in "a=bad_name!" is not one');
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamTls: '=x' })).message)
+      .toBe('upstreamTls must start with an upstream NAME (1 to 32 of A-Z a-z 0-9 _ . -, starting with a letter); "=x" does not');
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamCa: '/ca.pem' })).message).toBe('upstreamCa only applies with upstreamTls');
+    expect(refusal(() => resolveOptions({ module, upstream: ups, upstreamTls: 3 as never })).message)
+      .toBe('upstreamTls must be NAME or NAME=SERVERNAME (an --upstream name) or a list of them, got 3');
   });
 });
 

@@ -133,7 +133,8 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     const { server, port } = await proxy(`redis=127.0.0.1:${dead}`);
     const c = await open(port);
     c.write('PING\r\n');
-    expect((await untilClosed(c)).toString()).toBe('-ERR upstream failed\r\n');
+    // The module heard why (conn_info key 4).
+    expect((await untilClosed(c)).toString()).toBe(`-ERR upstream failed: refused: Connection refused (127.0.0.1)\r\n`);
     const after = native.upstreamStats();
     expect(after.refused - before.refused).toBe(1);
     expect(after.failed - before.failed).toBe(1);
@@ -179,7 +180,7 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
       const c = await open(p.port);
       c.write('PING\r\n');
       const t0 = Date.now();
-      expect((await untilClosed(c)).toString()).toBe('-ERR upstream failed\r\n');
+      expect((await untilClosed(c)).toString()).toBe('-ERR upstream failed: timeout: no connection within the connect timeout (127.0.0.1)\r\n');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(200); // not refused: it waited for the timeout
       expect(native.upstreamStats().timeouts - before.timeouts).toBe(1);
       for (const f of fillers) f.destroy();

@@ -34,7 +34,8 @@
         "src/pubsub.cc",
         "src/bus.cc",
         "src/bus_names.cc",
-        "src/upstream.cc"
+        "src/upstream.cc",
+        "src/tls_client.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

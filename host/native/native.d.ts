@@ -184,7 +184,8 @@ export interface NativeBinding {
 
   // upstreams (upstream.cc, docs/abi.md "Upstreams (v1.2)"): named backends a module opens for the client it handles.
   /** The server's named upstreams (numeric addresses) and limits. 0 | -EINVAL (an address that is not numeric). */
-  upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[] }[], connectTimeoutMs: number, maxQueued: number): number;
+  /** tls: the upstream speaks TLS; its certificate must verify against `ca` (PEM) and name `servername`, or each address. -EINVAL: a non-numeric address or no usable CA. */
+  upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[]; tls?: { ca: string; servername?: string } }[], connectTimeoutMs: number, maxQueued: number): number;
   upstreamsForget(group: number): number;
   /** For the held client (fd, id): a handle > 0, or -1 unknown name, -2 too many, -3 no socket. The result comes as an event. */
   upstreamOpen(fd: number, id: number, group: number, mem: ArrayBuffer, namePtr: number, nameLen: number): number;
@@ -197,7 +198,10 @@ export interface NativeBinding {
   upstreamNext(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, out: Int32Array): number;
   /** Saves the upstream's unconsumed bytes (if it is still open) and the client's state slot. 0 | -EBADF. */
   upstreamKeep(fd: number, id: number, handle: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
-  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number };
+  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number; tlsVerify: number; tlsHandshake: number };
+  /** conn_info keys 3 and 4 (docs/abi.md §16): why the last FAILED this thread delivered to connection `id` failed (a code, or its text). */
+  upstreamFailure(id: number, key: 3): number;
+  upstreamFailure(id: number, key: 4): string;
   readonly DUE_UPSTREAM: number;
   readonly KIND_UPSTREAM: number;
 
@@ -344,7 +348,8 @@ export interface NativeBinding {
 }
 
 /** The Redis server of busStart: host is a numeric address. */
-export interface BusTarget { host: string; port: number; username: string; password: string; connectTimeoutMs?: number }
+/** tls: rediss:// (the certificate verified against `ca`, PEM, and naming `servername`). */
+export interface BusTarget { host: string; port: number; username: string; password: string; connectTimeoutMs?: number; tls?: { ca: string; servername: string } }
 /** What the bus did (bus.h BusStats): publishes acknowledged by Redis, messages received from other processes,
  *  own echoes dropped, publishes never sent (Redis down or 16 MiB waiting), sent but unacknowledged when the
  *  connection was lost, connections lost or refused, Redis subscriptions held. */

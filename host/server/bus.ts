@@ -7,6 +7,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { BusStats, BusTarget, KvTarget } from '../native/native.js';
 import { check, native } from '../sys.js';
+import { caPem } from './ca.js';
 import type { ServerCore } from './core.js';
 
 export class Bus {
@@ -44,15 +45,17 @@ export class Bus {
   /** For the 'listening' log line. */
   describe(): string {
     const b = this.core.options.bus;
-    return b ? `redis ${b.host}:${b.port}` : 'off';
+    return b ? `${b.tls ? 'rediss' : 'redis'} ${b.host}:${b.port}` : 'off';
   }
 
   /** The Redis of --bus: the store's own target when it defaults to --kv, else its URL's host resolved here. */
   private async target(kv: KvTarget | null): Promise<BusTarget | null> {
     const b = this.core.options.bus;
     if (!b) return null;
-    if (b.fromKv && kv) return { host: kv.host, port: b.port, username: b.username, password: kv.password };
-    return { host: isIP(b.host) ? b.host : (await lookup(b.host)).address, port: b.port, username: b.username, password: b.password ?? '' };
+    // rediss://: the certificate must name the URL's host; the CAs are --bus-tls-ca's, or the --kv-tls-ca of the store it follows.
+    const tls = b.tls ? { tls: { ca: caPem(this.core.options.busTlsCa !== null || !b.fromKv ? 'busTlsCa' : 'kvTlsCa', this.core.options.busTlsCa ?? (b.fromKv ? this.core.options.kvTlsCa : null)), servername: b.host } } : {};
+    if (b.fromKv && kv) return { host: kv.host, port: b.port, username: b.username, password: kv.password, ...tls };
+    return { host: isIP(b.host) ? b.host : (await lookup(b.host)).address, port: b.port, username: b.username, password: b.password ?? '', ...tls };
   }
 
   private warn(): void {

@@ -5,11 +5,11 @@
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { createSecureContext, rootCertificates } from 'node:tls';
 import type { KvTarget } from '../native/native.js';
 import { OptionError } from '../options.js';
 import { KV_ERROR_KINDS, T } from '../pool/counters.js';
 import { native } from '../sys.js';
+import { caPem } from './ca.js';
 import type { ServerCore } from './core.js';
 
 export class KvStore {
@@ -51,27 +51,8 @@ export class KvStore {
     }
     const host = isIP(kv.host) ? kv.host : (await lookup(kv.host)).address;
     const target: KvTarget = { host, port: kv.port, db: kv.db, username: kv.username, password, timeoutMs: this.options.kvTimeoutMs };
-    if (kv.tls) target.tls = { ca: this.redisCa(), servername: kv.host };
+    if (kv.tls) target.tls = { ca: caPem('kvTlsCa', this.options.kvTlsCa), servername: kv.host };
     return target;
-  }
-
-  /** The CAs a rediss:// server is verified against: --kv-tls-ca (read and checked here), or Node's bundled roots. */
-  private redisCa(): string {
-    const file = this.options.kvTlsCa;
-    if (file === null) return rootCertificates.join('\n');
-    let pem: string;
-    try {
-      pem = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new OptionError('kvTlsCa', `could not be read: ${(e as Error).message}`);
-    }
-    try {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate found');
-      createSecureContext({ ca: pem });
-    } catch (e) {
-      throw new OptionError('kvTlsCa', `is not a PEM CA certificate file (${(e as Error).message}): ${file}`);
-    }
-    return pem;
   }
 
   /** Once a second at most: a warning when calls to the Redis store failed since the last check, with the last reason. */

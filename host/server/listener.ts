@@ -5,6 +5,7 @@
 // and its entry in the connection table -- and closes again in release().
 import type { ResolvedOptions } from '../options.js';
 import { C, check, native, SysError } from '../sys.js';
+import { nativeUpstreams } from './ca.js';
 import { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS } from '../worker/events.js';
 
 export interface AddressInfo { address: string; port: number; family: 'IPv4' | 'IPv6' }
@@ -42,7 +43,7 @@ export class Listener {
     check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
     check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
     // Named upstreams (--upstream): what modules of this server may open; queued bytes per upstream bounded as a client's.
-    check(native.upstreamsConfigure(this.epfd, o.upstreams, o.upstreamConnectTimeoutMs, o.maxOutputBuffer), 'upstreamsConfigure');
+    check(native.upstreamsConfigure(this.epfd, nativeUpstreams(o), o.upstreamConnectTimeoutMs, o.maxOutputBuffer), 'upstreamsConfigure');
     this.wakeFd = check(native.eventfdCreate(), 'eventfd');
     // Level-triggered and never read: once written, it wakes every waiter in turn.
     check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');

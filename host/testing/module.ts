@@ -4,7 +4,7 @@
 // order (tcpmod.send bytes, then the out region), ABORT, overflow, EOF and
 // faults behave exactly as over a socket; bytes go in through send() and come
 // out as arrays. Time is a fake clock that moves only when the test moves it.
-import { CLOSE_REASONS, CloseReason, LOG_LEVELS, SUBSCRIPTIONS_MAX, TIMER_MAX_MS, TOPIC_MAX, type CloseReasonName } from '../module/abi.js';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, SUBSCRIPTIONS_MAX, TIMER_MAX_MS, TOPIC_MAX, UPSTREAM, type CloseReasonName } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
@@ -13,6 +13,7 @@ import { DEFAULTS, OPTIONS, OptionError, parseOptionValue } from '../options.js'
 import { native } from '../sys.js';
 import { ModuleKv } from './kv.js';
 import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
+import { ConnUpstreams, UPSTREAM_FAILURES, type TestUpstream } from './upstream.js';
 
 export type { CloseReasonName };
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -67,6 +68,11 @@ export interface LoadOptions {
   config?: Uint8Array | string;
   /** Largest memory the module may have, in bytes or a size such as "32MiB" (as `serve --module-memory`; default 32 MiB). */
   memoryCap?: number | string;
+  /**
+   * The upstream names the module may open (docs/abi.md §16), as `serve --upstream NAME=…` lists
+   * them; the test plays each upstream it opens (`c.upstream(name)`). Default: none (upstream_open -1).
+   */
+  upstreams?: readonly string[];
   /** Where the fake clock starts, in ms since the epoch (what tcpmod.now_ms first returns); default: Date.now() at load. */
   now?: number;
   /** The byte budget of the module's key-value store, as `serve --kv-max-bytes` (default 64 MiB). */
@@ -100,7 +106,9 @@ export interface PiecesOptions extends SendOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store']);
+const LOAD_KEYS = new Set(['config', 'memoryCap', 'now', 'kvMaxBytes', 'store', 'upstreams']);
+/** Events one claim of a connection delivers at most (host/worker/events.ts UPSTREAM_EVENTS_PER_WAKE): resumes past it wait for the next script step. */
+const UPSTREAM_EVENTS_PER_CLAIM = 16;
 /** What messages call a module loaded from bytes (where `serve` would name its file). */
 const BYTES_NAME = '<bytes>';
 const PIECES_KEYS = new Set(['at', 'seed', 'count', 'eof']);
@@ -148,6 +156,13 @@ export class TestConn {
   timerAt: number | null = null;
   /** @internal Its topic subscriptions (docs/abi.md §15), in subscription order. */
   subs: { kind: number; text: Uint8Array }[] = [];
+  /** @internal Its upstreams (docs/abi.md §16), as the host keeps them. */
+  readonly ups: ConnUpstreams;
+  /** @internal The upstream whose FAILED call runs (conn_info keys 3 and 4). */
+  failing: TestUpstream | null = null;
+  /** @internal Client bytes the host would not have read yet (a held full region), and whether EOF follows them. */
+  unread: Uint8Array = new Uint8Array(0);
+  unreadEof = false;
   private reason: number | null = null;
   private sent = false;
   private out: Uint8Array[] = [];
@@ -155,7 +170,95 @@ export class TestConn {
   /** @internal `m.connect()` makes it. */
   constructor(readonly module: LoadedModule, readonly id: number) {
     this.state = new Uint8Array(module.instance.desc.stateSize);
+    this.ups = new ConnUpstreams(this, module.upstreamNames, () => module.nextUpstreamHandle());
     this.opened = module.run(this, () => this.settle(module.driver.open(module.instance, id)));
+  }
+
+  /** Every upstream this connection's module opened, in order (closed and failed ones included). */
+  get upstreams(): readonly TestUpstream[] {
+    return this.ups.all;
+  }
+
+  /** The upstream of `name` the module opened last (the test plays it); throws when it opened none. */
+  upstream(name: string): TestUpstream {
+    const u = this.ups.all.filter((x) => x.name === name).pop();
+    if (!u) throw new Error(`connection ${this.id} opened no upstream ${JSON.stringify(name)} (it opened ${this.ups.all.map((x) => x.name).join(', ') || 'none'})`);
+    return u;
+  }
+
+  /**
+   * @internal One scripted upstream event, then what it leads to in the same
+   * claim, as the host does: DATA calls for upstreams the module resumed (at
+   * most 16 events in all), then on_data with the client's held input when
+   * the module called upstream_resume(conn, 0).
+   */
+  upstreamEvent(u: TestUpstream, event: number, data: Uint8Array): SendResult {
+    return this.module.run(this, () => {
+      this.ups.clientResume = 0;
+      let fault: ModuleFault | null = null;
+      let resumeClient = false;
+      try {
+        if (event === UPSTREAM.DATA) u.unread = concat([u.unread, data]);
+        let n = 0;
+        fault = this.upstreamCall(u, event, () => n++);
+        for (let next = this.resumed(); next && !fault && this.reason === null && n < UPSTREAM_EVENTS_PER_CLAIM; next = this.resumed()) {
+          next.reoffer = false;
+          fault = this.upstreamCall(next, UPSTREAM.DATA, () => n++, true);
+        }
+        resumeClient = this.ups.clientResume === 1;
+      } finally {
+        this.ups.clientResume = -1;
+      }
+      if (fault || this.reason !== null || !resumeClient) return fault;
+      fault = this.settle(this.module.driver.data(this.module.instance, this.id, this.load(new Uint8Array(0)), false));
+      // Then what the host had left unread comes in, now that there may be room.
+      return fault || this.reason !== null || (this.unread.length === 0 && !this.unreadEof) ? fault : this.feed();
+    });
+  }
+
+  /** The first live upstream the module asked to resume. */
+  private resumed(): TestUpstream | null {
+    return this.ups.live().find((x) => x.reoffer) ?? null;
+  }
+
+  /**
+   * on_upstream calls for one event of `u`: DATA as many times as its unread
+   * bytes need (each with the carry-over first; a `reoffer` gives one even
+   * with nothing new), else the event once. The module's leftover is kept for
+   * the upstream, never mixed with the client's carry-over.
+   */
+  private upstreamCall(u: TestUpstream, event: number, count: () => void, reoffer = false): ModuleFault | null {
+    const m = this.module;
+    const d = m.instance.desc;
+    const final = event === UPSTREAM.CLOSED || event === UPSTREAM.FAILED;
+    for (let first = true; ; first = false) {
+      const room = d.inCap - u.pending.length;
+      const chunk = event === UPSTREAM.DATA ? u.unread.subarray(0, room) : new Uint8Array(0);
+      // The host reads no more of an upstream while its held bytes fill the region; with nothing new, DATA comes only when resumed.
+      if (event === UPSTREAM.DATA && chunk.length === 0 && !(first && reoffer && u.pending.length > 0)) return null;
+      u.unread = u.unread.subarray(chunk.length);
+      const inst = m.instance;
+      const mem = new Uint8Array(inst.buffer);
+      mem.set(u.pending, d.inPtr);
+      mem.set(chunk, d.inPtr + u.pending.length);
+      if (d.stateSize) mem.set(this.state, d.statePtr);
+      const len = u.pending.length + chunk.length;
+      count();
+      this.failing = event === UPSTREAM.FAILED ? u : null;
+      let r: number;
+      try {
+        r = m.driver.upstream(inst, this.id, u.handle, event, len);
+      } finally {
+        this.failing = null;
+      }
+      if (r !== KEEP) return this.settle(r);
+      // As for client input: a full region taken nothing of is an overflow, unless the module can resume held input.
+      if (m.driver.restLen === d.inCap && !inst.holdsInput) return this.settle(CloseReason.OVERFLOW);
+      const after = new Uint8Array(inst.buffer);
+      u.pending = final ? new Uint8Array(0) : after.slice(m.driver.restPtr, m.driver.restPtr + m.driver.restLen);
+      if (d.stateSize) this.state = after.slice(d.statePtr, d.statePtr + d.stateSize);
+      if (final || event !== UPSTREAM.DATA || u.state !== 'open' || u.unread.length === 0) return null;
+    }
   }
 
   /** The close reason once the connection is closed; null while open. */
@@ -178,21 +281,39 @@ export class TestConn {
     const data = asBytes(input, 'input');
     if (this.reason !== null) throw new Error(`connection ${this.id} is closed (${this.closed})`);
     this.sent = true;
-    const eofAll = opts.eof === true;
-    return this.module.run(this, () => {
-      let offset = 0;
-      do {
-        const room = this.module.instance.desc.inCap - this.pending.length;
-        const chunk = data.subarray(offset, offset + room);
-        offset += chunk.length;
-        const len = this.load(chunk);
-        const eof = eofAll && offset >= data.length;
-        if (len === 0 && !eof) return null;
-        const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
-        if (fault || this.reason !== null) return fault;
-      } while (offset < data.length);
-      return null;
-    });
+    this.unread = this.unread.length ? concat([this.unread, data]) : data;
+    this.unreadEof ||= opts.eof === true;
+    return this.module.run(this, () => this.feed());
+  }
+
+  /**
+   * @internal Hands the client's unread bytes to on_data, at most in_cap at a
+   * time after the carry-over. A module that imports upstream_resume may hold
+   * a full region: then, as the host stops reading that socket, the rest stays
+   * unread until the module takes some (after upstream_resume(conn, 0)).
+   */
+  feed(): ModuleFault | null {
+    const data = this.unread;
+    const eofAll = this.unreadEof;
+    this.unread = new Uint8Array(0);
+    this.unreadEof = false;
+    let offset = 0;
+    do {
+      const room = this.module.instance.desc.inCap - this.pending.length;
+      if (room === 0 && this.module.instance.holdsInput && (offset < data.length || eofAll)) {
+        this.unread = data.subarray(offset);
+        this.unreadEof = eofAll;
+        return null;
+      }
+      const chunk = data.subarray(offset, offset + room);
+      offset += chunk.length;
+      const len = this.load(chunk);
+      const eof = eofAll && offset >= data.length;
+      if (len === 0 && !eof) return null;
+      const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
+      if (fault || this.reason !== null) return fault;
+    } while (offset < data.length);
+    return null;
   }
 
   /**
@@ -314,6 +435,8 @@ export class TestConn {
       if (d.stateSize) this.state = mem.slice(d.statePtr, d.statePtr + d.stateSize);
       return null;
     }
+    // Closing the client closes its upstreams, without events (before on_close, as the host unlinks the entry first).
+    this.ups.drop();
     if (r === FAULTED) {
       this.reason = CloseReason.FAULT;
       return m.renew(m.driver.fault!);
@@ -383,6 +506,9 @@ export class LoadedModule implements Transport {
   private readonly conns = new Set<TestConn>();
   private current: TestConn | null = null;
   private nextId = 1;
+  /** @internal The upstream names the module may open (loadModule's `upstreams`). */
+  upstreamNames: ReadonlySet<string> = new Set();
+  private nextHandle = 1;
   /** Published messages not yet delivered, in publish order (m.deliver()). */
   private mail: { conn: TestConn; topic: Uint8Array; pattern: Uint8Array; message: Uint8Array }[] = [];
 
@@ -407,6 +533,11 @@ export class LoadedModule implements Transport {
   /** The module's memory now (it grows; a fault replaces it). */
   get memory(): WebAssembly.Memory {
     return this.inst.memory;
+  }
+
+  /** @internal Upstream handles, unique in the module as the host's are in a process. */
+  nextUpstreamHandle(): number {
+    return this.nextHandle++;
   }
 
   /** Opens a connection: runs tcpmod_on_open with a zeroed state slot; its result is `c.opened`. */
@@ -520,6 +651,17 @@ export class LoadedModule implements Transport {
       topicCount: (kind, mem, ptr, len) => this.topicCount(kind, new Uint8Array(mem, ptr, len).slice()),
       topicsList: (mem, gp, gl, skip, op, cap) => this.topicsList(new Uint8Array(mem, gp, gl).slice(), skip, new Uint8Array(mem, op, cap)),
       kv: this.ownKv?.backend,
+      upstreamOpen: (mem, ptr, len) => this.current?.ups.open(decoder.decode(new Uint8Array(mem, ptr, len))) ?? -1,
+      upstreamSend: (up, mem, ptr, len) => this.current?.ups.send(up, new Uint8Array(mem, ptr, len).slice()) ?? -1,
+      upstreamClose: (up) => this.current?.ups.close(up) ?? -1,
+      upstreamResume: (up) => this.current?.ups.resume(up) ?? -1,
+      // Plain TCP (keys 0-2); keys 3 and 4 in a FAILED call: why the upstream failed (docs/abi.md §16).
+      connInfo: (key) => {
+        const failing = this.current?.failing;
+        if (key === 3) return failing?.failure ? UPSTREAM_FAILURES.indexOf(failing.failure) + 1 : 0;
+        if (key === 4) return failing?.failure ? `${failing.failure}: scripted by the test (${failing.name})` : '';
+        return key === 0 || key === 2 ? 0 : key === 1 ? '' : null;
+      },
     };
   }
 
@@ -632,6 +774,14 @@ export class LoadedModule implements Transport {
   }
 }
 
+/** loadModule's `upstreams`: names as --upstream takes them (1-32 of A-Z a-z 0-9 _ . -, a letter first), each once. */
+function upstreamNames(v: unknown): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((n) => typeof n === 'string' && /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/.test(n)) || new Set(v).size !== v.length)
+    throw new OptionError('upstreams', `must be a list of distinct upstream names (1 to 32 of A-Z a-z 0-9 _ . -, starting with a letter), got ${JSON.stringify(v)}`);
+  return v as string[];
+}
+
 /** Cut offsets a test gave: integers, ascending, strictly inside an input of `length` bytes. */
 function isCutList(cuts: unknown[], length: number): boolean {
   return cuts.every((c, i) => Number.isInteger(c) && (c as number) > (i ? (cuts[i - 1] as number) : 0) && (c as number) < length);
@@ -671,5 +821,6 @@ export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOpt
   let loaded: LoadedModule | undefined;
   const kv = store === 'own' ? new ModuleKv(kvMaxBytes, () => loaded?.clock.now ?? now) : null;
   loaded = new LoadedModule(compiled, now, kv, (hooks) => probeModule(compiled, hooks));
+  loaded.upstreamNames = new Set(upstreamNames(opts.upstreams));
   return loaded;
 }

@@ -56,6 +56,8 @@ export abstract class LoopTransport extends LoopInstances {
   /** tcpmod.conn_info for the connection being handled: 0 transport, 1 ALPN protocol, 2 client certificate. */
   protected connInfo(key: number): number | string | null {
     if (key === 0) return this.tls ? 1 : 0;
+    // Why the upstream of a FAILED event failed (docs/abi.md §16): a code, or its text.
+    if (key === 3 || key === 4) return key === 3 ? native.upstreamFailure(this.id, 3) : native.upstreamFailure(this.id, 4);
     if (key !== 1 && key !== 2) return null;
     const info = this.tls ? native.connTlsInfo(this.fd, this.id) : null;
     const ok = info !== null && typeof info !== 'number';

@@ -17,6 +17,7 @@
 
 #include "kv_core.h"
 #include "kv_redis.h"
+#include "tls_client.h"
 
 namespace tcpmod {
 namespace {
@@ -89,6 +90,7 @@ int64_t ParseMessage(const uint8_t* p, size_t n, char* top, std::vector<Elem>* o
 
 struct Bus::Link {
   int fd = -1;
+  SSL* ssl = nullptr;  // rediss://
   std::string rbuf, wbuf;
   size_t rpos = 0, wpos = 0;
   int64_t backoff = 0, retry_at = 0;
@@ -97,6 +99,8 @@ struct Bus::Link {
   int64_t last_rx = 0;
   bool up() const { return fd >= 0; }
   void Close() {
+    TlsClientFree(ssl);  // no close_notify: the socket goes at once
+    ssl = nullptr;
     if (fd >= 0) close(fd);
     fd = -1;
     rbuf.clear();
@@ -204,8 +208,46 @@ int Connect(const BusTarget& t, std::string* why) {
   return fd;
 }
 
+// One transfer on a connection, plain or TLS: bytes moved (> 0), 0 the server
+// closed, -1 it would block (*want: what to poll for), -2 failed (*why).
+ssize_t Io(int fd, SSL* ssl, bool out, char* p, size_t n, short* want, std::string* why) {
+  if (ssl) return TlsClientIo(ssl, out, p, n, want, why);
+  ssize_t r = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+  if (r >= 0) return r;
+  *want = out ? POLLOUT : POLLIN;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return -1;
+  *why = std::string(out ? "send: " : "recv: ") + std::strerror(errno);
+  return -2;
+}
+
+// The TLS handshake on a connected socket within the timeout: the session, or null (*why).
+SSL* Handshake(int fd, const BusTarget& t, std::string* why) {
+  SSL* ssl = TlsClientSession(t.tls.get(), fd, t.servername, why);
+  if (!ssl) {
+    *why = "TLS: " + *why;
+    return nullptr;
+  }
+  int64_t deadline = MonoMs() + t.connect_timeout_ms;
+  for (;;) {
+    short want = 0;
+    TlsClientFailure kind;
+    int r = TlsClientHandshake(ssl, &want, why, &kind);
+    if (r == 1) return ssl;
+    if (r < 0) *why = "TLS handshake: " + *why;
+    pollfd p{fd, want, 0};
+    if (r == 0 && (MonoMs() >= deadline || poll(&p, 1, static_cast<int>(std::max<int64_t>(1, deadline - MonoMs()))) == 0)) {
+      *why = "TLS handshake timed out";
+      r = -1;
+    }
+    if (r < 0) {
+      TlsClientFree(ssl);
+      return nullptr;
+    }
+  }
+}
+
 // AUTH on a fresh connection, waiting for its reply within the timeout: true when accepted.
-bool Auth(int fd, const BusTarget& t, std::string* why) {
+bool Auth(int fd, SSL* ssl, const BusTarget& t, std::string* why) {
   std::string w;
   std::vector<std::string> args{"AUTH"};
   if (!t.username.empty()) args.push_back(t.username);
@@ -214,19 +256,22 @@ bool Auth(int fd, const BusTarget& t, std::string* why) {
   int64_t deadline = MonoMs() + t.connect_timeout_ms;
   size_t done = 0;
   std::string r;
+  short want = POLLOUT;
   while (MonoMs() < deadline) {
-    pollfd p{fd, static_cast<short>(done < w.size() ? POLLOUT : POLLIN), 0};
+    pollfd p{fd, want, 0};
     if (poll(&p, 1, static_cast<int>(std::max<int64_t>(1, deadline - MonoMs()))) != 1) continue;
     if (done < w.size()) {
-      ssize_t n = send(fd, w.data() + done, w.size() - done, MSG_NOSIGNAL);
-      if (n <= 0 && errno != EAGAIN) break;
+      ssize_t n = Io(fd, ssl, true, &w[done], w.size() - done, &want, why);
+      if (n == 0 || n == -2) break;
       if (n > 0) done += static_cast<size_t>(n);
+      if (done == w.size()) want = POLLIN;
       continue;
     }
     char buf[512];
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0 && errno != EAGAIN) break;
+    ssize_t n = Io(fd, ssl, false, buf, sizeof(buf), &want, why);
+    if (n == 0 || n == -2) break;
     if (n > 0) r.append(buf, static_cast<size_t>(n));
+    if (n > 0) want = POLLIN;
     size_t eol = r.find("\r\n");
     if (eol == std::string::npos) continue;
     if (r[0] == '+') return true;
@@ -267,7 +312,13 @@ void Bus::Run() {
   auto open = [&](Link& l) {
     std::string why;
     int fd = Connect(target_, &why);
-    if (fd >= 0 && !target_.password.empty() && !Auth(fd, target_, &why)) {
+    SSL* ssl = nullptr;
+    if (fd >= 0 && target_.tls && !(ssl = Handshake(fd, target_, &why))) {
+      close(fd);
+      fd = -1;
+    }
+    if (fd >= 0 && !target_.password.empty() && !Auth(fd, ssl, target_, &why)) {
+      TlsClientFree(ssl);
       close(fd);
       fd = -1;
     }
@@ -276,6 +327,7 @@ void Bus::Run() {
       return;
     }
     l.fd = fd;
+    l.ssl = ssl;
     l.backoff = 0;
     l.last_rx = MonoMs();
     std::lock_guard<std::mutex> lock(mu_);
@@ -388,10 +440,13 @@ void Bus::Run() {
       Link& l = *links[i];
       short rev = p[i + 1].revents;
       if (!l.up() || !rev) continue;
-      if (rev & POLLOUT) {
-        ssize_t n = send(l.fd, l.wbuf.data() + l.wpos, l.wbuf.size() - l.wpos, MSG_NOSIGNAL);
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-          fail(l, std::string("send: ") + std::strerror(errno));
+      short want = 0;
+      std::string why;
+      // Over TLS a read may need the socket writable, or a write readable (rare): either event retries both.
+      if ((rev & POLLOUT) || (l.ssl && l.wpos < l.wbuf.size())) {
+        ssize_t n = Io(l.fd, l.ssl, true, &l.wbuf[l.wpos], l.wbuf.size() - l.wpos, &want, &why);
+        if (n == 0 || n == -2) {
+          fail(l, n == 0 ? "the server closed the connection" : why);
           continue;
         }
         if (n > 0) l.wpos += static_cast<size_t>(n);
@@ -399,14 +454,19 @@ void Bus::Run() {
       }
       if (rev & (POLLIN | POLLHUP | POLLERR)) {
         if (l.rpos > 0) l.rbuf.erase(0, l.rpos), l.rpos = 0;
-        size_t have = l.rbuf.size();
-        l.rbuf.resize(have + kReadChunk);
-        ssize_t n = recv(l.fd, &l.rbuf[have], kReadChunk, 0);
-        l.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-          fail(l, n == 0 ? "the server closed the connection" : std::string("recv: ") + std::strerror(errno));
+        ssize_t n;
+        // Over TLS, read until OpenSSL holds nothing more: poll() cannot see its buffered bytes.
+        do {
+          size_t have = l.rbuf.size();
+          l.rbuf.resize(have + kReadChunk);
+          n = Io(l.fd, l.ssl, false, &l.rbuf[have], kReadChunk, &want, &why);
+          l.rbuf.resize(have + (n > 0 ? static_cast<size_t>(n) : 0));
+        } while (n > 0 && l.ssl && SSL_pending(l.ssl) > 0);
+        if (n == 0 || n == -2) {
+          fail(l, n == 0 ? "the server closed the connection" : why);
           continue;
         }
+        if (n < 0 && l.rbuf.size() == l.rpos) continue;  // nothing new (over TLS: a record without data)
         l.last_rx = MonoMs();
         for (;;) {
           char top;

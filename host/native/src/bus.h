@@ -28,6 +28,8 @@
 // does (kv_redis.cc); a connection that leaves a command unanswered for
 // kReplyTimeoutMs is taken as dead (a stopped server), and the subscriber
 // connection sends a PING after kPingIdleMs without traffic to find that out.
+// With rediss:// both connections speak TLS, the handshake within the connect
+// timeout, with the host's one client-side TLS code (tls_client.h).
 #pragma once
 
 #include <sys/socket.h>
@@ -38,9 +40,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX (tls_client.h)
 
 namespace tcpmod {
 
@@ -50,6 +55,10 @@ struct BusTarget {
   std::string where;  // HOST:PORT, for errors
   std::string username, password;
   int64_t connect_timeout_ms = 2000;
+  // rediss://: both connections speak TLS (tls_client.h); the certificate must
+  // verify against the context's CAs and name `servername` (the URL's host).
+  std::shared_ptr<ssl_ctx_st> tls;
+  std::string servername;
 };
 
 struct BusStats {

@@ -20,12 +20,10 @@
 // there, or is read and dropped through a small fixed buffer when it does not,
 // so a call costs the same memory whatever the value's size (up to kMaxBulk).
 //
-// rediss:// speaks TLS through the OpenSSL inside the node binary, as tls.cc
-// does for the server side (see there for how it binds): the server's
-// certificate is verified against the CAs given (or Node's bundled roots) and
-// must name the host of the URL. Each thread has its own SSL_CTX and session.
-// The OpenSSL error queue is cleared before and after each use, as tls.cc does,
-// so Node never mistakes our errors for its own.
+// rediss:// speaks TLS with the host's one client-side TLS code (tls_client.h):
+// the server's certificate is verified against the CAs given (or Node's
+// bundled roots) and must name the host of the URL. Each thread has its own
+// SSL_CTX and session.
 #include "kv_redis.h"
 
 #include <algorithm>
@@ -37,10 +35,7 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -49,6 +44,7 @@
 
 #include "args.h"
 #include "kv_core.h"
+#include "tls_client.h"
 
 namespace tcpmod {
 namespace {
@@ -97,7 +93,7 @@ struct Conn {
   Conn() = default;
   ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
   void Close() {
-    if (ssl) SSL_free(ssl);  // no close_notify: the socket goes at once
+    TlsClientFree(ssl);  // no close_notify: the socket goes at once
     ssl = nullptr;
     if (fd >= 0) close(fd);
     fd = -1;
@@ -192,17 +188,6 @@ int WaitFor(short events, int64_t deadline) {
   }
 }
 
-// The OpenSSL error queue's reason (and the verify result), emptied; for messages.
-std::string TlsReason() {
-  std::string why;
-  if (conn.ssl && SSL_get_verify_result(conn.ssl) != X509_V_OK)
-    why = X509_verify_cert_error_string(SSL_get_verify_result(conn.ssl));
-  unsigned long e = ERR_peek_last_error();
-  if (why.empty() && e) why = ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "TLS error";
-  ERR_clear_error();
-  return why.empty() ? std::string(std::strerror(errno ? errno : ECONNRESET)) : why;
-}
-
 // One transfer on the connection, plain or TLS: bytes moved (> 0), 0 the peer
 // closed, -1 it would block (*want: what to poll for), -2 failed (*why).
 ssize_t Transfer(bool out, char* p, size_t n, short* want, std::string* why) {
@@ -217,18 +202,7 @@ ssize_t Transfer(bool out, char* p, size_t n, short* want, std::string* why) {
       return -2;
     }
   }
-  ERR_clear_error();
-  int len = static_cast<int>(std::min<size_t>(n, 1 << 30));
-  int r = out ? SSL_write(conn.ssl, p, len) : SSL_read(conn.ssl, p, len);
-  if (r > 0) return r;
-  int e = SSL_get_error(conn.ssl, r);
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-    *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-    return -1;
-  }
-  if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)) return 0;
-  *why = "TLS: " + TlsReason();
-  return -2;
+  return TlsClientIo(conn.ssl, out, p, n, want, why);
 }
 
 // 0, or -3 after Fail.
@@ -375,28 +349,17 @@ std::string ReplyText(const RedisReply& r) { return conn.rbuf.substr(r.off, std:
 // server's certificate must verify and name the URL's host. 0, or -3 after Fail.
 int64_t Handshake(int64_t deadline) {
   const Target& t = *target;
-  ERR_clear_error();
-  conn.ssl = SSL_new(t.tls);
-  if (!conn.ssl || SSL_set_fd(conn.ssl, conn.fd) != 1) return Fail(kConnect, "TLS: " + TlsReason());
-  unsigned char ip[16];
-  bool is_ip = inet_pton(AF_INET, t.servername.c_str(), ip) == 1 || inet_pton(AF_INET6, t.servername.c_str(), ip) == 1;
-  X509_VERIFY_PARAM* param = SSL_get0_param(conn.ssl);
-  if (is_ip) {
-    X509_VERIFY_PARAM_set1_ip_asc(param, t.servername.c_str());
-  } else {
-    SSL_set_tlsext_host_name(conn.ssl, t.servername.c_str());
-    X509_VERIFY_PARAM_set1_host(param, t.servername.c_str(), 0);
-  }
+  std::string why;
+  conn.ssl = TlsClientSession(t.tls, conn.fd, t.servername, &why);
+  if (!conn.ssl) return Fail(kConnect, "TLS: " + why);
   for (;;) {
-    ERR_clear_error();
-    int r = SSL_connect(conn.ssl);
-    if (r == 1) break;
-    int e = SSL_get_error(conn.ssl, r);
-    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return Fail(kConnect, "TLS handshake: " + TlsReason());
-    if (!WaitFor(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return Fail(kConnect, "TLS handshake timed out");
+    short want = 0;
+    TlsClientFailure kind;
+    int r = TlsClientHandshake(conn.ssl, &want, &why, &kind);
+    if (r == 1) return 0;
+    if (r < 0) return Fail(kConnect, "TLS handshake: " + why);
+    if (!WaitFor(want, deadline)) return Fail(kConnect, "TLS handshake timed out");
   }
-  ERR_clear_error();
-  return 0;
 }
 
 // Non-blocking connect bounded by the deadline, TCP_NODELAY, then AUTH and
@@ -777,29 +740,6 @@ bool ParseAddr(const std::string& host, int64_t port, Target* t) {
   return false;
 }
 
-// A client context that verifies the server against the PEM CAs in `ca`
-// (TLS 1.2 at least). Null, with *err, when no certificate could be used.
-SSL_CTX* ClientContext(const std::string& ca, std::string* err) {
-  ERR_clear_error();
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  BIO* bio = ca.size() < (1u << 30) ? BIO_new_mem_buf(ca.data(), static_cast<int>(ca.size())) : nullptr;
-  int added = 0;
-  if (ctx && bio) {
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
-    while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-      added += X509_STORE_add_cert(store, x) == 1;
-      X509_free(x);
-    }
-  }
-  if (bio) BIO_free(bio);
-  ERR_clear_error();
-  if (ctx && added > 0) return ctx;
-  if (ctx) SSL_CTX_free(ctx);
-  *err = "kvBackend: no usable PEM CA certificate for rediss://";
-  return nullptr;
-}
 
 std::string Str(const Napi::Object& o, const char* name) {
   Napi::Value v = o.Get(name);
@@ -853,9 +793,9 @@ Napi::Value KvBackend(const Napi::CallbackInfo& info) {
   if (tls.IsObject()) {
     std::string err;
     t->servername = Str(tls.As<Napi::Object>(), "servername");
-    t->tls = ClientContext(Str(tls.As<Napi::Object>(), "ca"), &err);
+    t->tls = TlsClientContext(Str(tls.As<Napi::Object>(), "ca"), &err);
     if (!t->tls) {
-      Napi::Error::New(env, err).ThrowAsJavaScriptException();
+      Napi::Error::New(env, "kvBackend: " + err + " for rediss://").ThrowAsJavaScriptException();
       return env.Undefined();
     }
   }

@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "conn_table.h"
 #include "mailbox.h"
+#include "tls_client.h"
 #include "topics.h"
 
 namespace tcpmod {
@@ -192,7 +193,7 @@ Napi::Value TopicsList(const Napi::CallbackInfo& info) {
   return Num(info, written);
 }
 
-// busStart(group, { host (numeric), port, username, password, connectTimeoutMs }) -> 0. Starts the
+// busStart(group, { host (numeric), port, username, password, connectTimeoutMs, tls?: { ca, servername } }) -> 0. Starts the
 // server's bus thread; its Redis subscriptions follow the topic table from now on.
 Napi::Value BusStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -226,6 +227,18 @@ Napi::Value BusStart(const Napi::CallbackInfo& info) {
   t.username = str("username");
   t.password = str("password");
   if (num("connectTimeoutMs") > 0) t.connect_timeout_ms = num("connectTimeoutMs");
+  // rediss:// (tls: { ca, servername }): one client context for both connections (tls_client.h).
+  if (o.Get("tls").IsObject()) {
+    Napi::Object tls = o.Get("tls").As<Napi::Object>();
+    std::string err;
+    SSL_CTX* ctx = TlsClientContext(tls.Get("ca").IsString() ? tls.Get("ca").As<Napi::String>().Utf8Value() : std::string(), &err);
+    if (!ctx) {
+      Napi::Error::New(env, "busStart: " + err + " for rediss://").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    t.tls.reset(ctx, SSL_CTX_free);
+    t.servername = tls.Get("servername").IsString() ? tls.Get("servername").As<Napi::String>().Utf8Value() : host;
+  }
   int g_id = static_cast<int>(group);
   // A message from Redis reaches the local subscriptions of the channel or pattern it came
   // through only: each gets it once, however many of its Redis subscriptions matched.

@@ -10,6 +10,14 @@
 // then CLOSED (with the carry-over left) when it shuts down or resets, after
 // which it is gone. The module's own upstream_close closes it at once,
 // dropping what was queued for it, and reports nothing.
+//
+// TLS (--upstream-tls NAME[=SERVERNAME]): once TCP has connected, the handshake
+// runs step by step at each look (tls_client.h), within the same connect
+// timeout; the certificate must verify against the CAs given (--upstream-ca)
+// and name SERVERNAME, or, without one, the address being tried. A handshake
+// that fails moves on to the next address as a refusal does; CONNECTED comes
+// after the handshake. The module can ask why its FAILED came (conn_info key
+// 3, UpstreamFailure).
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -25,6 +33,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -34,6 +43,7 @@
 #include "conn_table.h"
 #include "output_queue.h"
 #include "sender.h"
+#include "tls_client.h"
 
 namespace tcpmod {
 namespace {
@@ -44,11 +54,20 @@ enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4 };
 constexpr int kOpenUnknown = -1, kOpenTooMany = -2, kOpenUnavailable = -3;
 // upstream_send's results besides 0.
 constexpr int kSendNoSuch = -1, kSendFull = -2;
+// Why an address did not connect (conn_info key 3 in a FAILED call; metrics labels in Why()).
+enum Why : int { kWhyNone = 0, kWhyRefused = 1, kWhyTimeout = 2, kWhyTlsVerify = 3, kWhyTls = 4 };
+const char* WhyName(int why) {
+  static const char* const names[] = {"", "refused", "timeout", "tls_verify", "tls_handshake"};
+  return why >= 0 && why <= kWhyTls ? names[why] : "";
+}
 
 struct Named {
   std::string name;
   std::vector<sockaddr_storage> addrs;
   std::vector<socklen_t> lens;
+  std::vector<std::string> hosts;   // the addresses as text: the name a certificate must have without `servername`
+  std::shared_ptr<SSL_CTX> tls;     // --upstream-tls; sessions hold their own reference
+  std::string servername;           // empty: the address being tried
 };
 struct Config {
   std::vector<Named> names;
@@ -70,6 +89,9 @@ struct Upstream {
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
   bool reoffer = false; // upstream_resume: DATA with the carry-over at the next look, even with no new byte
+  SSL* ssl = nullptr;   // TLS upstreams, from the TCP connect on; open once its handshake is done
+  int why = kWhyNone;   // the last address's failure, reported with FAILED
+  std::string why_text;
   std::atomic<bool> wake{true};
   std::vector<uint8_t> carry;
   OutputQueue out;
@@ -84,6 +106,11 @@ uint64_t next_uid = 1;
 int next_handle = 1;
 // Counters for metrics and tests (upstreamStats).
 std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_closed{0}, bytes_in{0}, bytes_out{0};
+std::atomic<int64_t> n_tls_verify{0}, n_tls{0};
+// The last FAILED this thread delivered, for conn_info key 3/4 (UpstreamFailure) in that call.
+thread_local uint64_t last_fail_conn = 0;
+thread_local int last_fail_why = kWhyNone;
+thread_local std::string last_fail_text;
 
 uint64_t Tag(uint64_t uid) { return uid & kEpollTagMask; }
 
@@ -96,6 +123,8 @@ void Watch(Upstream* u, int fd, uint32_t events) {
 
 // Closes the socket and timerfd (forgotten first, so that a wake for them finds nothing). Caller holds up_mu.
 void CloseFds(Upstream* u) {
+  TlsClientFree(u->ssl);
+  u->ssl = nullptr;
   if (u->fd >= 0) {
     by_fd.erase(u->fd);
     close(u->fd);
@@ -106,6 +135,13 @@ void CloseFds(Upstream* u) {
     close(u->tfd);
     u->tfd = -1;
   }
+}
+
+// Counts an address that did not connect, and remembers why for FAILED.
+void Missed(Upstream* u, int why, const std::string& text) {
+  (why == kWhyRefused ? n_refused : why == kWhyTimeout ? n_timeouts : why == kWhyTlsVerify ? n_tls_verify : n_tls)++;
+  u->why = why;
+  u->why_text = std::string(WhyName(why)) + ": " + text + " (" + u->named->hosts[u->addr] + ")";
 }
 
 // Starts connecting to u->addr (or the next address that can be started). Caller holds up_mu.
@@ -120,7 +156,7 @@ bool StartConnect(Upstream* u) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     n_connects++;
     if (connect(fd, reinterpret_cast<const sockaddr*>(&sa), u->named->lens[u->addr]) < 0 && errno != EINPROGRESS) {
-      n_refused++;
+      Missed(u, kWhyRefused, std::strerror(errno));
       close(fd);
       continue;
     }
@@ -171,16 +207,88 @@ Upstream* FindHandle(uint64_t cid, int handle) {
   return nullptr;
 }
 
+bool TimedOut(Upstream* u) {
+  uint64_t expirations;
+  return read(u->tfd, &expirations, sizeof(expirations)) == sizeof(expirations);
+}
+
 // Where a connect stands: 1 connected, 0 still going, -errno refused or timed out.
 int ConnectResult(Upstream* u) {
-  uint64_t expirations;
-  if (read(u->tfd, &expirations, sizeof(expirations)) == sizeof(expirations)) return -ETIMEDOUT;
+  if (TimedOut(u)) return -ETIMEDOUT;
   pollfd p{u->fd, POLLOUT, 0};
   if (poll(&p, 1, 0) <= 0 || p.revents == 0) return 0;
   int err = 0;
   socklen_t len = sizeof(err);
   if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
   return err == 0 ? 1 : -err;
+}
+
+// Takes the connect (and, for TLS, the handshake) one step: 1 done, 0 still
+// going, -1 this address failed (counted, u->why set). Caller holds up_mu.
+int Connecting(Upstream* u) {
+  if (!u->ssl) {
+    int r = ConnectResult(u);
+    if (r < 0) Missed(u, r == -ETIMEDOUT ? kWhyTimeout : kWhyRefused, r == -ETIMEDOUT ? "no connection within the connect timeout" : std::strerror(-r));
+    if (r <= 0 || !u->named->tls) return r < 0 ? -1 : r;
+    std::string err;
+    const std::string& name = u->named->servername.empty() ? u->named->hosts[u->addr] : u->named->servername;
+    u->ssl = TlsClientSession(u->named->tls.get(), u->fd, name, &err);
+    if (!u->ssl) {
+      Missed(u, kWhyTls, err);
+      return -1;
+    }
+  } else if (TimedOut(u)) {
+    Missed(u, kWhyTimeout, "no TLS handshake within the connect timeout");
+    return -1;
+  }
+  short want = 0;
+  std::string why;
+  TlsClientFailure kind = TlsClientFailure::kNone;
+  int h = TlsClientHandshake(u->ssl, &want, &why, &kind);
+  if (h < 0) Missed(u, kind == TlsClientFailure::kVerify ? kWhyTlsVerify : kWhyTls, why);
+  return h;  // 0: the next edge (EPOLLIN or EPOLLOUT, both watched) looks again
+}
+
+// What the upstream's socket takes now, through TLS for a TLS upstream: bytes
+// taken (>= 0), or -errno. A TLS write that took nothing must be retried with
+// the same leading bytes: the queue's front, which holds them (output_queue.h).
+int64_t UpWrite(Upstream* u, const uint8_t* p, size_t len) {
+  if (!u->ssl) return WriteSome(Sink{u->fd, nullptr}, p, len);
+  short want = 0;
+  std::string why;
+  ssize_t n = TlsClientIo(u->ssl, true, const_cast<uint8_t*>(p), len, &want, &why);
+  return n > 0 ? n : n == -1 ? 0 : n == 0 ? -EPIPE : -EPROTO;
+}
+
+// Sends the queue's front until the socket is full: the bytes left, or -errno.
+int64_t UpDrain(Upstream* u) {
+  while (!u->out.empty()) {
+    size_t len;
+    const uint8_t* p = u->out.Front(&len);
+    int64_t n = UpWrite(u, p, len);
+    if (n < 0) return n;
+    u->out.Consume(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < len) break;
+  }
+  return static_cast<int64_t>(u->out.size());
+}
+
+// Reads as recv does (errno set when < 0; EAGAIN: nothing now), through TLS for a TLS upstream.
+ssize_t UpRead(Upstream* u, uint8_t* p, size_t cap) {
+  ssize_t n;
+  if (!u->ssl) {
+    do n = recv(u->fd, p, cap, 0); while (n < 0 && errno == EINTR);
+    return n;
+  }
+  short want = 0;
+  std::string why;
+  n = TlsClientIo(u->ssl, false, p, cap, &want, &why);
+  if (n == -1) errno = EAGAIN;
+  if (n == -2) {
+    errno = EPROTO;
+    n = -1;
+  }
+  return n;
 }
 
 // The holder looks at one upstream: the event to report (0: none), with *len
@@ -193,15 +301,16 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   u->reoffer = false;
   if (u->failed) {
     n_failed++;
+    last_fail_conn = u->cid;
+    last_fail_why = u->why;
+    last_fail_text = u->why_text;
     *gone = true;
     return kFailed;
   }
   if (!u->open) {
-    int r = ConnectResult(u);
+    int r = Connecting(u);
     if (r == 0) return 0;
     if (r < 0) {
-      if (r == -ETIMEDOUT) n_timeouts++;
-      else n_refused++;
       u->addr++;
       StartConnect(u);
       return u->failed ? Look(u, in, cap, len, gone) : 0;
@@ -215,7 +324,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   }
   if (!u->out.empty()) {
     int64_t before = static_cast<int64_t>(u->out.size());
-    int64_t left = Drain(Sink{u->fd, nullptr}, u->out);
+    int64_t left = UpDrain(u);
     if (left >= 0) bytes_out += before - left;
     // A send error shows again on the read below (reset) or as EOF.
   }
@@ -224,7 +333,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   std::memcpy(in, u->carry.data(), have);
   ssize_t n = 0;
   if (have < cap) {
-    do n = recv(u->fd, in + have, cap - have, 0); while (n < 0 && errno == EINTR);
+    n = UpRead(u, in + have, cap - have);
   } else {
     n = -1;
     errno = EAGAIN;  // full: the module must consume first (the caller closes the client on overflow)
@@ -270,11 +379,15 @@ bool ParseAddr(const std::string& host, int port, sockaddr_storage* sa, socklen_
   return false;
 }
 
-// upstreamsConfigure(epfd, [{name, addresses: [{host, port}]}], connectTimeoutMs, maxQueued) -> 0 | -EINVAL.
+// upstreamsConfigure(epfd, [{name, addresses: [{host, port}], tls?: {ca, servername}}], connectTimeoutMs, maxQueued)
+// -> 0 | -EINVAL (an address that is not numeric, or no usable CA certificate in tls.ca).
 Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   int64_t epfd, timeout, max_queued;
-  if (!ArgInt(info, 0, &epfd) || !info[1].IsArray() || !ArgInt(info, 2, &timeout) || !ArgInt(info, 3, &max_queued))
+  if (!Args(info).Int(&epfd).Skip().Int(&timeout, &max_queued)) return info.Env().Undefined();
+  if (!info[1].IsArray()) {
+    Napi::TypeError::New(info.Env(), "upstreamsConfigure: the list must be an array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
+  }
   Config cfg;
   cfg.connect_timeout_ms = timeout;
   cfg.max_queued = max_queued;
@@ -288,10 +401,20 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
       Napi::Object a = addrs.Get(j).As<Napi::Object>();
       sockaddr_storage sa;
       socklen_t len;
-      if (!ParseAddr(a.Get("host").As<Napi::String>().Utf8Value(), a.Get("port").As<Napi::Number>().Int32Value(), &sa, &len))
-        return Num(info, -EINVAL);
+      std::string host = a.Get("host").As<Napi::String>().Utf8Value();
+      if (!ParseAddr(host, a.Get("port").As<Napi::Number>().Int32Value(), &sa, &len)) return Num(info, -EINVAL);
       n.addrs.push_back(sa);
       n.lens.push_back(len);
+      n.hosts.push_back(host);
+    }
+    Napi::Value tls = o.Get("tls");
+    if (tls.IsObject()) {
+      Napi::Object t = tls.As<Napi::Object>();
+      std::string err;
+      SSL_CTX* ctx = TlsClientContext(t.Get("ca").As<Napi::String>().Utf8Value(), &err);
+      if (!ctx) return Num(info, -EINVAL);
+      n.tls.reset(ctx, SSL_CTX_free);
+      if (t.Get("servername").IsString()) n.servername = t.Get("servername").As<Napi::String>().Utf8Value();
     }
     cfg.names.push_back(std::move(n));
   }
@@ -301,12 +424,10 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
 }
 
 // upstreamsForget(epfd) -> 0. The server is gone (its connections, and so their upstreams, closed first).
-Napi::Value UpstreamsForget(const Napi::CallbackInfo& info) {
-  int64_t epfd;
-  if (!ArgInt(info, 0, &epfd)) return info.Env().Undefined();
+int64_t Forget(int64_t epfd) {
   std::lock_guard<std::mutex> lock(up_mu);
   configs.erase(static_cast<int>(epfd));
-  return Num(info, 0);
+  return 0;
 }
 
 // upstreamOpen(fd, id, epfd, mem, namePtr, nameLen) -> handle (> 0) | -1 unknown name | -2 too many | -3 unavailable.
@@ -315,8 +436,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   int64_t fd, id, epfd;
   uint8_t* name;
   size_t name_len;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &epfd) || !ArgRegion(info, 3, &name, &name_len))
-    return info.Env().Undefined();
+  if (!Args(info).Int(&fd, &id, &epfd).Region(&name, &name_len)) return info.Env().Undefined();
   std::lock_guard<std::mutex> lock(up_mu);
   auto cit = configs.find(static_cast<int>(epfd));
   if (cit == configs.end()) return Num(info, kOpenUnknown);
@@ -352,8 +472,7 @@ Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
   int64_t fd, id, handle;
   uint8_t* p;
   size_t len;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle) || !ArgRegion(info, 3, &p, &len))
-    return info.Env().Undefined();
+  if (!Args(info).Int(&fd, &id, &handle).Region(&p, &len)) return info.Env().Undefined();
   std::lock_guard<std::mutex> lock(up_mu);
   Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
   if (u == nullptr || u->failed) return Num(info, kSendNoSuch);
@@ -362,7 +481,7 @@ Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
   if (static_cast<int64_t>(u->out.size() + len) > max) return Num(info, kSendFull);
   size_t sent = 0;
   if (u->open && u->out.empty()) {
-    int64_t n = WriteSome(Sink{u->fd, nullptr}, p, len);
+    int64_t n = UpWrite(u, p, len);
     if (n > 0) {
       sent = static_cast<size_t>(n);
       bytes_out += n;
@@ -375,29 +494,27 @@ Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
 }
 
 // upstreamClose(fd, id, handle) -> 0 | -1 no such upstream. At once; what was queued for it is dropped.
-Napi::Value UpstreamClose(const Napi::CallbackInfo& info) {
-  int64_t fd, id, handle;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle)) return info.Env().Undefined();
+int64_t Close(int64_t fd, int64_t id, int64_t handle) {
+  (void)fd;
   std::lock_guard<std::mutex> lock(up_mu);
   Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
-  if (u == nullptr) return Num(info, kSendNoSuch);
+  if (u == nullptr) return kSendNoSuch;
   Remove(u);
-  return Num(info, 0);
+  return 0;
 }
 
 // upstreamResume(fd, id, handle) -> 0 | -1 no such upstream. The module is waiting no
 // more: the bytes it left unconsumed of this upstream are offered again (DATA) at
 // the client's next claim, or later in this one, even when nothing new arrives.
 // The wake mark makes the client's re-arm (UpstreamsPending) queue it due.
-Napi::Value UpstreamResume(const Napi::CallbackInfo& info) {
-  int64_t fd, id, handle;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle)) return info.Env().Undefined();
+int64_t Resume(int64_t fd, int64_t id, int64_t handle) {
+  (void)fd;
   std::lock_guard<std::mutex> lock(up_mu);
   Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
-  if (u == nullptr) return Num(info, kSendNoSuch);
+  if (u == nullptr) return kSendNoSuch;
   u->reoffer = true;
   u->wake = true;
-  return Num(info, 0);
+  return 0;
 }
 
 // upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now).
@@ -407,9 +524,11 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
   int64_t fd, id, state_ptr;
   uint8_t *in, *base;
   size_t cap, mem_size;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &in, &cap, &base, &mem_size) ||
-      !ArgInt(info, 5, &state_ptr) || info.Length() < 7 || !info[6].IsTypedArray())
+  if (!Args(info).Int(&fd, &id).Region(&in, &cap, &base, &mem_size).Int(&state_ptr)) return info.Env().Undefined();
+  if (info.Length() < 7 || !info[6].IsTypedArray()) {
+    Napi::TypeError::New(info.Env(), "upstreamNext: argument 7 must be an Int32Array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
+  }
   if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
   Napi::Int32Array out = info[6].As<Napi::Int32Array>();
   // A client that is not reading its output: its upstreams are left unread (their kernel buffers
@@ -448,8 +567,7 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
   int64_t fd, id, handle, state_ptr;
   uint8_t *rest, *base;
   size_t rest_len, mem_size;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &handle) ||
-      !ArgRegion(info, 3, &rest, &rest_len, &base, &mem_size) || !ArgInt(info, 6, &state_ptr))
+  if (!Args(info).Int(&fd, &id, &handle).Region(&rest, &rest_len, &base, &mem_size).Int(&state_ptr))
     return info.Env().Undefined();
   if (state_ptr < 0 || static_cast<uint64_t>(state_ptr) > mem_size) return Num(info, -EINVAL);
   {
@@ -475,7 +593,20 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("closed", static_cast<double>(n_closed.load()));
   o.Set("bytesIn", static_cast<double>(bytes_in.load()));
   o.Set("bytesOut", static_cast<double>(bytes_out.load()));
+  o.Set("tlsVerify", static_cast<double>(n_tls_verify.load()));
+  o.Set("tlsHandshake", static_cast<double>(n_tls.load()));
   return o;
+}
+
+// upstreamFailure(id, key) -> key 3: why the last FAILED this thread delivered to connection `id`
+// failed (1 refused, 2 timeout, 3 tls_verify, 4 tls_handshake; 0 none); key 4: that reason as text
+// ('' none). conn_info keys 3 and 4 (docs/abi.md §16), meaningful in the FAILED call.
+Napi::Value UpstreamFailure(const Napi::CallbackInfo& info) {
+  int64_t id, key;
+  if (!Args(info).Int(&id, &key)) return info.Env().Undefined();
+  bool mine = last_fail_conn == static_cast<uint64_t>(id);
+  if (key == 4) return Napi::String::New(info.Env(), mine ? last_fail_text : std::string());
+  return Num(info, mine ? last_fail_why : kWhyNone);
 }
 
 }  // namespace
@@ -517,11 +648,12 @@ void UpstreamsDrop(uint64_t conn_id) {
 
 void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamsConfigure", Napi::Function::New(env, UpstreamsConfigure, "upstreamsConfigure"));
-  exports.Set("upstreamsForget", Napi::Function::New(env, UpstreamsForget, "upstreamsForget"));
+  exports.Set("upstreamsForget", Napi::Function::New(env, Ints<Forget>, "upstreamsForget"));
   exports.Set("upstreamOpen", Napi::Function::New(env, UpstreamOpen, "upstreamOpen"));
   exports.Set("upstreamSend", Napi::Function::New(env, UpstreamSend, "upstreamSend"));
-  exports.Set("upstreamClose", Napi::Function::New(env, UpstreamClose, "upstreamClose"));
-  exports.Set("upstreamResume", Napi::Function::New(env, UpstreamResume, "upstreamResume"));
+  exports.Set("upstreamClose", Napi::Function::New(env, Ints<Close>, "upstreamClose"));
+  exports.Set("upstreamResume", Napi::Function::New(env, Ints<Resume>, "upstreamResume"));
+  exports.Set("upstreamFailure", Napi::Function::New(env, UpstreamFailure, "upstreamFailure"));
   exports.Set("upstreamNext", Napi::Function::New(env, UpstreamNext, "upstreamNext"));
   exports.Set("upstreamKeep", Napi::Function::New(env, UpstreamKeep, "upstreamKeep"));
   exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));

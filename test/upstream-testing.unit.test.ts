@@ -1,0 +1,123 @@
+// tcpmod/testing scripting upstreams (docs/testing.md, "Upstreams"): the test
+// plays the backends a module opens, without sockets. redis-proxy.wasm's
+// routing, its reply order when a later shard answers first, a reply cut at
+// every byte, a shard that fails (with the reason the module can read) and
+// MGET split over two shards; the byte proxy fixture's carry-over across
+// calls and its error text with conn_info key 4; the harness's own rules.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadModule, OptionError, type LoadedModule } from '../dist/testing.js';
+import { fixture } from './fixtures.js';
+
+const cmd = (...args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+const bulk = (v: string) => `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
+
+let proxy: LoadedModule;
+beforeAll(async () => {
+  proxy = await loadModule('build/redis-proxy.wasm', { upstreams: ['s0', 's1'], config: 'servers=s0,s1' });
+});
+
+describe('redis-proxy.wasm with scripted shards', () => {
+  it('routes each key to the shard its hash names, passing the command on unchanged, and answers with the shard\'s reply', () => {
+    // ketama over fnv1a_64 of the names s0, s1 (as nutcracker places them; test/redis-proxy.e2e.test.ts compares with nutcracker itself).
+    const placed: Record<string, string> = {};
+    for (const key of ['a', 'b', 'foo', 'user', 'key:1']) {
+      const c = proxy.connect();
+      expect(c.send(cmd('GET', key)).text).toBe(''); // nothing until the shard answers
+      expect(c.upstreams).toHaveLength(1);
+      const u = c.upstreams[0];
+      placed[key] = u.name;
+      expect(u.state).toBe('connecting');
+      expect(u.takeText()).toBe(cmd('GET', key)); // queued while it connects, as the host queues it
+      expect(u.accept().text).toBe('');
+      expect(u.reply(bulk(`value of ${key}`)).text).toBe(bulk(`value of ${key}`));
+      c.close();
+      expect(u.state).toBe('dropped'); // closing the client closes its upstreams, with no event
+    }
+    expect(placed).toEqual({ a: 's0', b: 's0', foo: 's1', user: 's1', 'key:1': 's1' });
+  });
+
+  it('pipelined replies come back in request order when the later shard answers first (upstream_resume)', () => {
+    const c = proxy.connect();
+    c.send(cmd('GET', 'a') + cmd('GET', 'foo') + cmd('SET', 'b', 'x'));
+    const s0 = c.upstream('s0');
+    const s1 = c.upstream('s1');
+    expect(s0.takeText()).toBe(cmd('GET', 'a') + cmd('SET', 'b', 'x'));
+    expect(s1.takeText()).toBe(cmd('GET', 'foo'));
+    s0.accept();
+    s1.accept();
+    expect(s1.reply(bulk('F')).text).toBe(''); // held: GET a is owed first
+    const r = s0.reply(bulk('A') + '+OK\r\n');
+    expect(r.text).toBe(bulk('A') + bulk('F') + '+OK\r\n');
+    expect(r.closed).toBeNull();
+  });
+
+  it('a shard\'s reply cut at every byte reaches the client whole', () => {
+    const reply = bulk('a value in many pieces');
+    const c = proxy.connect();
+    c.send(cmd('GET', 'a'));
+    const u = c.upstream('s0');
+    u.accept();
+    let out = '';
+    for (const ch of reply) out += u.reply(ch).text;
+    expect(out).toBe(reply);
+  });
+
+  it('MGET over two shards is split and joined in key order; a shard that fails answers its part with an error', () => {
+    const c = proxy.connect();
+    let out = c.send(cmd('MGET', 'a', 'foo', 'b')).text;
+    const s0 = c.upstream('s0');
+    const s1 = c.upstream('s1');
+    expect(s0.takeText()).toBe(cmd('GET', 'a') + cmd('GET', 'b'));
+    expect(s1.takeText()).toBe(cmd('GET', 'foo'));
+    out += s0.accept().text;
+    out += s0.reply(bulk('1') + '$-1\r\n').text;
+    expect(out).toBe(`*3\r\n${bulk('1')}`); // streamed as far as the order allows
+    out += s1.refuse('tls_verify').text;
+    expect(out).toBe(`*3\r\n${bulk('1')}-ERR proxy: shard s1 unavailable\r\n$-1\r\n`);
+    expect(s1.state).toBe('failed');
+    // The next request for the shard opens it again.
+    c.send(cmd('GET', 'foo'));
+    expect(c.upstreams.filter((u) => u.name === 's1')).toHaveLength(2);
+    expect(c.upstream('s1').state).toBe('connecting');
+  });
+
+  it('a name the test did not list: upstream_open says -1, the module answers its error', async () => {
+    const m = await loadModule('build/redis-proxy.wasm', { upstreams: ['s0'], config: 'servers=s0,s1' });
+    const c = m.connect();
+    expect(c.send(cmd('GET', 'foo')).text).toBe('-ERR proxy: shard s1 unavailable\r\n');
+    expect(c.upstreams).toHaveLength(0);
+  });
+});
+
+describe('the byte proxy fixture with a scripted upstream', () => {
+  it('FAILED carries the reason (conn_info key 4); CLOSED carries the last bytes; a reply larger than the regions comes through whole', async () => {
+    const m = await loadModule(await fixture('upstream-proxy'), { upstreams: ['redis'] });
+    const failed = m.connect();
+    expect(failed.send('PING\r\n').text).toBe('');
+    expect(failed.upstream('redis').refuse('timeout').text).toBe('-ERR upstream failed: timeout: scripted by the test (redis)\r\n');
+    expect(failed.closed).toBe('module');
+
+    const c = m.connect();
+    const u = c.upstream('redis');
+    c.send('GET big\r\n');
+    expect(u.takeText()).toBe('GET big\r\n');
+    u.accept();
+    const big = 'x'.repeat(40_000); // more than the fixture's 16 KiB input and output regions
+    expect(u.reply(big).text).toBe(big);
+    expect(u.reply('tail').text).toBe('tail');
+    const end = u.close();
+    expect(end.closed).toBe('module');
+    expect(() => u.reply('more')).toThrow(/connection \d+ is closed/);
+  });
+
+  it('refuses what a host would not do: an event in the wrong state, a bad reason, a bad upstreams option', async () => {
+    const m = await loadModule(await fixture('upstream-proxy'), { upstreams: ['redis'] });
+    const u = m.connect().upstream('redis');
+    expect(() => u.reply('x')).toThrow('reply(): upstream redis (handle 1) is connecting, not open');
+    expect(() => u.refuse('nope' as never)).toThrow(/why must be one of refused, timeout, tls_verify, tls_handshake/);
+    u.accept();
+    expect(() => u.accept()).toThrow(/is open, not connecting/);
+    await expect(loadModule(await fixture('upstream-proxy'), { upstreams: ['9x'] })).rejects.toThrow(OptionError);
+    await expect(loadModule(await fixture('upstream-proxy'), { upstreams: ['a', 'a'] })).rejects.toThrow(/^upstreams must be a list of distinct upstream names/);
+  });
+});
