@@ -197,6 +197,22 @@ Napi::Value KvIncrEx(const Napi::CallbackInfo& info) {
   return Result(info, rc);
 }
 
+// kvIncrAt(key×3, offset, delta, flags, outBuf, outOff) -> 0 (the new value, u64 LE at out) | -1 | -2 | -4 | -6.
+Napi::Value KvIncrAt(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t offset, delta, flags;
+  uint64_t next = 0;
+  uint8_t* out;
+  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &offset) || !ArgI64(info, 4, &delta) || !ArgInt(info, 5, &flags) ||
+      !ArgFixedRegion(info, 6, 8, &out))
+    return info.Env().Undefined();
+  const uint64_t d = static_cast<uint64_t>(delta);
+  int64_t rc = RedisActive() ? RedisIncrAt(KeyString(key), offset, d, static_cast<int>(flags), &next)
+                             : kv::IncrAt(key, offset, d, static_cast<int>(flags), &next);
+  if (rc == 0) std::memcpy(out, &next, 8);
+  return Result(info, rc);
+}
+
 // kvScan(prefix×3, cursor, count, out×3, nextBuf, nextOff) -> keys written | -4 | -7.
 Napi::Value KvScan(const Napi::CallbackInfo& info) {
   kv::Slice prefix;
@@ -356,7 +372,7 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
       {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
       {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
       {"kvExpire", KvExpire}, {"kvExpireIf", KvExpireIf},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
-      {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
+      {"kvIncrEx", KvIncrEx},   {"kvIncrAt", KvIncrAt},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
       {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
       {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound}, {"kvSetBound", KvSetBound},
