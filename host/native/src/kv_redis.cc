@@ -517,6 +517,9 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
   Block();
   int64_t rc = conn.fd < 0 ? Connect(deadline) : 0;
   if (rc == 0) rc = WriteAll(cmd, deadline);
+  // A plain connection with nothing buffered cannot have the reply yet: wait for it before the first
+  // recv, which would end in EAGAIN (poll, recv instead of recv, poll, recv: one syscall less per call).
+  if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) WaitFor(POLLIN, deadline);
   if (rc == 0) rc = ReadReply(r, deadline);
   if (rc == 0 && bulk && r->type == '$' && !r->nil) rc = ReadBulk(r->len, *bulk, deadline);
   if (rc == 0 && elems && r->type == '*' && !r->nil) rc = ReadElems(r->integer, elems, bulk, deadline);
