@@ -5,8 +5,9 @@
 // uniques, so every command is one or two atomic store calls and correct
 // across connections and workers:
 // - set/add/replace: kv_set_ex (add NX, replace XX); cas: kv_cas on the version;
-// - append: kv_append XX (after the header); prepend, incr, decr: a
-//   get-version / compare-and-set loop (the data sits after the header);
+// - append: kv_append XX (after the header); incr, decr: kv_incr_at on the
+//   number after the header; prepend: a get-version / compare-and-set loop
+//   (the data sits after the header);
 // - touch, gat: kv_expire (or kv_persist for exptime 0); flush_all: kv_del_prefix.
 //
 // Decisions:
@@ -23,7 +24,7 @@
 import { Conn, Action, configure, setOnTimer, nowMs } from "tcpmod/assembly/sdk";
 import {
   kv_get_ver, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_append, kv_del_prefix,
-  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS, KV_TTL_MAX,
+  KV_NX, KV_XX, KV_KEEPTTL, KV_EXISTS, KV_TTL_MAX, kv_incr_at, KV_DECR, KV_NOT_INTEGER,
 } from "tcpmod/assembly/sdk";
 import { kv_del, kv_get_range, KV_MISSING, KV_FULL } from "tcpmod/assembly/sdk";
 import { parseU64 as decimalU64, formatU64 } from "tcpmod/assembly/sdk";
@@ -302,36 +303,20 @@ function retrieve(c: Conn, first: i32, withCas: bool, touch: bool, ttl: i64): vo
   c.writeString("END\r\n");
 }
 
-/** incr/decr by parsedU64 with memcached's rules: u64, incr wraps, decr stops at 0. */
+/**
+ * incr/decr by parsedU64 with memcached's rules (u64, incr wraps, decr stops at 0):
+ * one kv_incr_at on the number after the item's 4-byte flags header.
+ */
 function arith(c: Conn, incr: bool, noreply: bool): void {
   const klen = keyOf(1);
-  const delta = parsedU64;
-  for (let attempt = 0; attempt < 100000; attempt++) {
-    const n = kv_get_ver(KEY, klen, VAL, ITEM_MAX + 4, VER);
-    if (n == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
-    if (n < 0) return storeFailed(c, n, noreply);
-    // The data must be a decimal number (memcached ignores trailing spaces it padded with).
-    let end = n;
-    while (end > 4 && load<u8>(VAL + <usize>(end - 1)) == 32) end--;
-    if (!wholeU64(VAL + 4, end - 4)) {
-      if (!noreply) c.writeString("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
-      return;
-    }
-    let v = load<u64>(NUM);
-    v = incr ? v + delta : v < delta ? 0 : v - delta;
-    const tl = formatU64(VAL + 4, v);
-    const rc = kv_cas(KEY, klen, VAL, 4 + tl, KV_KEEPTTL, 0, load<u64>(VER));
-    if (rc == 0) {
-      if (!noreply) {
-        c.write(VAL + 4, tl);
-        c.writeString("\r\n");
-      }
-      return;
-    }
-    if (rc == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
-    if (rc != KV_EXISTS) return storeFailed(c, rc, noreply);
+  const rc = kv_incr_at(KEY, klen, 4, parsedU64, incr ? 0 : KV_DECR, NUM);
+  if (rc == KV_MISSING) return reply(c, "NOT_FOUND\r\n", noreply);
+  if (rc == KV_NOT_INTEGER) return reply(c, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", noreply);
+  if (rc < 0) return storeFailed(c, rc, noreply);
+  if (!noreply) {
+    c.writeU64(load<u64>(NUM));
+    c.writeString("\r\n");
   }
-  reply(c, "SERVER_ERROR too much contention\r\n", noreply);
 }
 
 function flushAll(): void {

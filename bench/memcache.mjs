@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { McClient, getReplyBytes } from './lib/mc-client.mjs';
 import { freePort, installCleanup, runClient, startServer } from './lib/proc.mjs';
-import { groupCpuSeconds, groupRssKiB } from './lib/procfs.mjs';
+import { groupCpuSeconds, groupPids, groupRssKiB } from './lib/procfs.mjs';
+import { readFileSync } from 'node:fs';
 import { median } from './lib/stats.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,12 +62,26 @@ async function tcpmod(wasm, extra = []) {
   });
 }
 
-/** Runs fn() against the server and returns its result with the server's CPU seconds and wall seconds. */
+/** Page faults (minor + major, every thread) of the server's processes so far: what fresh output memory costs. */
+function groupFaults(pgid) {
+  let n = 0;
+  for (const pid of groupPids(pgid)) {
+    try {
+      const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      n += Number(f[7]) + Number(f[9]); // minflt, majflt (proc(5) fields 10 and 12)
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
+/** Runs fn() against the server and returns its result with the server's CPU seconds, wall seconds and page faults. */
 async function measured(server, fn) {
   const cpu0 = groupCpuSeconds(server.pgid);
+  const f0 = groupFaults(server.pgid);
   const t0 = performance.now();
   const r = await fn();
-  return { ...r, wall: (performance.now() - t0) / 1000, cpu: groupCpuSeconds(server.pgid) - cpu0 };
+  return { ...r, wall: (performance.now() - t0) / 1000, cpu: groupCpuSeconds(server.pgid) - cpu0, faults: groupFaults(server.pgid) - f0 };
 }
 
 // ---- multiget: one get of 30 x 1 MiB ----------------------------------------
@@ -270,6 +285,7 @@ export async function measure(o) {
       if (kase === 'cas') row.note = `final ${runs.map((r) => r.final).join(', ')} of ${runs[0].expected}; retries on EXISTS ${runs.map((r) => r.retries).join(', ')}; an op is one gets or cas`;
       if (SHAPES[kase]) row.note = `${SHAPES[kase].what}; ${opt.clients} closed-loop connections, ${opt['mix-seconds']} s`;
       if (kase.startsWith('memcslap')) row.note = `${runs[0].timedOps} timed requests, ${opt.clients} connections`;
+      if (kase === 'multiget' || kase === 'mixbig') row.note = `${row.note ? `${row.note}; ` : ''}${fmt(median(runs.map((r) => r.faults / r.ops)))} page faults per op`;
       rows.push(row);
     }
   }

@@ -228,6 +228,16 @@ TCPMOD_IMPORT(kv_expire_ex) int32_t tcpmod_kv_expire_ex(const void *key, int32_t
 
 TCPMOD_IMPORT(kv_send) int32_t tcpmod_kv_send(int32_t conn, const void *key, int32_t key_len, int32_t offset, int32_t len, uint64_t version, const void *head, int32_t head_len);
 
+/* v1.2, counters inside a value (docs/abi.md §18).
+ * tcpmod.kv_incr_at (i32, i32, i32, i64, i32, i32) -> i32. memcached's
+ * incr/decr on the unsigned decimal at bytes [offset, end) of the value
+ * (1 to 20 digits, at most 2^64 - 1, then only spaces): adds delta modulo 2^64,
+ * or with TCPMOD_KV_DECR subtracts it, stopping at 0; the bytes before offset
+ * stay, the number is rewritten without padding, the TTL is kept, the version
+ * changes. OK with the new value at *out; MISSING; NOT_INTEGER (no such number
+ * there); FULL; INVALID (offset < 0, unknown flag). */
+TCPMOD_IMPORT(kv_incr_at) int32_t tcpmod_kv_incr_at(const void *key, int32_t key_len, int32_t offset, uint64_t delta, int32_t flags, uint64_t *out);
+
 /* ---------------------------------------------------------------- exports */
 
 /* Put TCPMOD_EXPORT(name) on each function the host should call; the names
@@ -380,6 +390,7 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_KV_PREPEND 1
 #define TCPMOD_KV_GT 8  /* kv_expire_ex: only a later expiry */
 #define TCPMOD_KV_LT 16 /* kv_expire_ex: only an earlier expiry */
+#define TCPMOD_KV_DECR 32 /* kv_incr_at: subtract, stopping at 0 */
 #define TCPMOD_KV_TTL_MAX 70368744177664LL /* 2^46 ms */
 
 /* Log levels (tcpmod_log). */

@@ -58,6 +58,7 @@ export function limitEntries({ options, abi, limits }) {
     ['kKvPrepend', 'int', abi.KV_PREPEND, 'abi.ts KV_PREPEND', 'kv_append flag: prepend'],
     ['kKvGt', 'int', abi.KV_GT, 'abi.ts KV_GT', 'kv_expire_ex flag: only a later expiry'],
     ['kKvLt', 'int', abi.KV_LT, 'abi.ts KV_LT', 'kv_expire_ex flag: only an earlier expiry'],
+    ['kKvDecr', 'int', abi.KV_DECR, 'abi.ts KV_DECR', 'kv_incr_at flag: subtract, stopping at 0'],
     ['kKvTtlMax', 'int64_t', abi.KV_TTL_MAX, 'abi.ts KV_TTL_MAX', 'the longest TTL a kv call accepts, ms'],
   ].map(([name, type, value, from, doc]) => {
     if (!Number.isSafeInteger(value)) throw new Error(`gen-limits: ${from} is not an integer (${value})`);

@@ -72,6 +72,7 @@ TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t c, int32_t n, int32
   n += tcpmod_kv_ttl(buf, 1, &w) + tcpmod_kv_append(buf, 1, buf, 1, TCPMOD_KV_PREPEND) + tcpmod_kv_incr_ex(buf, 1, 1, TCPMOD_KV_XX, &w);
   n += tcpmod_kv_scan(buf, 1, w, 10, buf, 64, &w) + tcpmod_kv_del_prefix(buf, 1);
   n += tcpmod_kv_get_range(buf, 1, 0, buf, 8, &ver) + tcpmod_kv_send(c, buf, 1, 0, 8, ver, buf, 1) + tcpmod_kv_expire_ex(buf, 1, 5, TCPMOD_KV_XX | TCPMOD_KV_GT | TCPMOD_KV_LT);
+  n += tcpmod_kv_incr_at(buf, 1, 0, 1, TCPMOD_KV_DECR, &ver);
   res.consumed = (uint32_t)n + (uint32_t)tcpmod_now_ms() + (uint32_t)f + (uint32_t)v + (uint32_t)w;
   return TCPMOD_CONTINUE;
 }

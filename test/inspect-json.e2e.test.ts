@@ -70,7 +70,7 @@ describe('a module that passes: the description as JSON', () => {
   it('the v1.2 store imports a module uses, in JSON and in the text output', async () => {
     const file = await fixture('kv12');
     const m = await inspectJson<ModuleDescription>([file], 0);
-    expect(m.v1_2).toEqual(['get_ver', 'getdel', 'set_ex', 'cas', 'expire', 'persist', 'ttl', 'append', 'incr_ex', 'scan', 'del_prefix', 'get_range', 'expire_ex', 'send'].map((n) => `tcpmod.kv_${n}`));
+    expect(m.v1_2).toEqual(['get_ver', 'getdel', 'set_ex', 'cas', 'expire', 'persist', 'ttl', 'append', 'incr_ex', 'scan', 'del_prefix', 'get_range', 'expire_ex', 'incr_at', 'send'].map((n) => `tcpmod.kv_${n}`));
     expect(m.v1_1).toEqual([]);
     const text = await tcpmod(['inspect', file]);
     expect(text.stdout).toMatch(/^v1\.2: +tcpmod\.kv_get_ver\n +tcpmod\.kv_getdel\n(?: +tcpmod\.kv_\w+\n)* +tcpmod\.kv_send\nconfig:/m);

@@ -21,7 +21,7 @@ export function i64(n: bigint): Buffer {
   return b;
 }
 
-export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1, KV_GT = 8, KV_LT = 16;
+export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1, KV_GT = 8, KV_LT = 16, KV_DECR = 32;
 export const TTL_MAX = 2n ** 46n;
 
 export function i32(n: number): Buffer {
@@ -110,6 +110,10 @@ export class Kv12 {
   }
   delPrefix(prefix: string): number {
     return this.call('D', prefix).rc;
+  }
+  incrAt(key: string, offset: number, delta: bigint, flags = 0): { rc: number; value: bigint } {
+    const { rc, rest } = this.call('N', key, i32(offset), i64(BigInt.asIntN(64, delta)), i32(flags));
+    return { rc, value: rest.readBigUInt64LE(0) };
   }
   expireEx(key: string, ttl: bigint, flags: number): number {
     return this.call('e', key, i64(ttl), i32(flags)).rc;
@@ -319,6 +323,42 @@ export function kv12Table(store: StoreKind): void {
     kv.expire('n', 300n);
     expect(kv.incrEx('n', 1n).rc).toBe(0);
     ttlIs(kv.ttl('n'), 300);
+  });
+
+  it("kv_incr_at: memcached's incr/decr on the u64 after a header; incr wraps, decr stops at 0; -6 not a number there; -1; -4; the TTL kept", () => {
+    const max = 2n ** 64n - 1n;
+    expect(kv.incrAt('c', 4, 1n)).toEqual({ rc: -1, value: 0n });
+    expect(kv.get('c').rc).toBe(-1);
+    kv.set('c', 'HEAD41');
+    expect(kv.incrAt('c', 4, 1n)).toEqual({ rc: 0, value: 42n });
+    expect(kv.get('c').value).toBe('HEAD42');
+    const v0 = kv.version('c');
+    expect(kv.incrAt('c', 4, 100n, KV_DECR)).toEqual({ rc: 0, value: 0n }); // floors at 0
+    expect(kv.get('c').value).toBe('HEAD0');
+    expect(kv.version('c')).not.toBe(v0);
+    expect(kv.incrAt('c', 4, max)).toEqual({ rc: 0, value: max });
+    expect(kv.get('c').value).toBe('HEAD18446744073709551615');
+    expect(kv.incrAt('c', 4, 2n)).toEqual({ rc: 0, value: 1n }); // wraps modulo 2^64
+    expect(kv.get('c').value).toBe('HEAD1');
+    // Trailing spaces (memcached pads a shrunk number with them) are read and dropped; leading zeros are read.
+    kv.set('p', 'xx0099  ');
+    expect(kv.incrAt('p', 2, 1n)).toEqual({ rc: 0, value: 100n });
+    expect(kv.get('p').value).toBe('xx100');
+    expect(kv.incrAt('p', 0, 1n, KV_DECR).rc).toBe(-6); // "xx100" is not a number
+    kv.set('n', '7');
+    expect(kv.incrAt('n', 0, 3n, KV_DECR)).toEqual({ rc: 0, value: 4n });
+    for (const bad of ['HEAD', 'HEAD-1', 'HEAD1x', 'HEAD 1', 'HEAD18446744073709551616', 'HEAD000000000000000000001', 'HEAD1.5']) {
+      kv.set('b', bad);
+      expect(kv.incrAt('b', 4, 1n).rc, bad).toBe(-6);
+      expect(kv.get('b').value, bad).toBe(bad); // nothing written
+    }
+    expect(kv.incrAt('b', 99, 1n).rc).toBe(-6); // past the end
+    expect(kv.incrAt('b', -1, 1n).rc).toBe(-4);
+    expect(kv.incrAt('b', 0, 1n, KV_XX).rc).toBe(-4);
+    kv.set('t', 'HEAD5');
+    kv.expire('t', 300n);
+    expect(kv.incrAt('t', 4, 1n).rc).toBe(0);
+    ttlIs(kv.ttl('t'), 300);
   });
 
   it('kv_scan: every key with the prefix once, in bounded steps; -4 bad cursor or count; -7 when out cannot hold a key', () => {

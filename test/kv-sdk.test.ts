@@ -16,7 +16,7 @@ import { scratchFile } from './fixtures.js';
 // other v1.2 function once (so each becomes an import) and answers their sum.
 const SOURCE = `
 import { Conn, Action, configure, kv_get_ver, kv_cas, kv_set_ex, kv_getdel, kv_expire, kv_persist, kv_ttl,
-  kv_append, kv_incr_ex, kv_scan, kv_del_prefix, kv_get_range, kv_send, kv_expire_ex, KV_NX, KV_EXISTS, KV_MISSING, KV_KEEPTTL, KV_XX, KV_GT } from "./sdk";
+  kv_append, kv_incr_ex, kv_scan, kv_del_prefix, kv_get_range, kv_send, kv_expire_ex, kv_incr_at, KV_DECR, KV_NX, KV_EXISTS, KV_MISSING, KV_KEEPTTL, KV_XX, KV_GT } from "./sdk";
 export * from "./sdk/exports";
 
 const KEY = memory.data<u8>([110]);
@@ -61,6 +61,7 @@ function onData(c: Conn): Action {
       let sum: i64 = kv_getdel(KEY, 1, BUF, 8) + kv_expire(KEY, 1, 5) + kv_persist(KEY, 1) + kv_ttl(KEY, 1, VER);
       sum += kv_append(KEY, 1, BUF, 1, 0) + kv_incr_ex(KEY, 1, 1, KV_XX, VER) + kv_scan(KEY, 0, 0, 10, BUF, 64, VER) + kv_del_prefix(KEY, 1);
       sum += kv_get_range(KEY, 1, 0, BUF, 8, VER) + kv_send(c.id, KEY, 1, 0, 8, 0, BUF, 0) + kv_expire_ex(KEY, 1, 5, KV_XX | KV_GT);
+      sum += kv_incr_at(KEY, 1, 0, 1, KV_DECR, VER);
       c.writeInt(sum);
     }
     c.writeByte(10);

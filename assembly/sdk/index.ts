@@ -54,6 +54,6 @@ export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } 
 export { decimalLength, decimalLengthU64, formatI64, formatU64, parseI64, parseU64, PARSE_NONE, PARSE_OVERFLOW } from "./decimal";
 export {
   kv_get_ver, kv_getdel, kv_set_ex, kv_cas, kv_expire, kv_persist, kv_ttl, kv_append, kv_incr_ex, kv_scan, kv_del_prefix,
-  kv_get_range, kv_send, KV_NOT_SENT, kv_expire_ex, KV_GT, KV_LT,
+  kv_get_range, kv_send, KV_NOT_SENT, kv_expire_ex, KV_GT, KV_LT, kv_incr_at, KV_DECR,
   KV_INVALID, KV_EXISTS, KV_NOT_INTEGER, KV_TOO_SMALL, KV_NX, KV_XX, KV_KEEPTTL, KV_PREPEND, KV_TTL_MAX,
 } from "./kv";

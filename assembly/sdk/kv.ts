@@ -26,6 +26,8 @@ export const KV_PREPEND: i32 = 1;
 export const KV_GT: i32 = 8;
 /** kv_expire_ex: only when the new expiry is earlier than the key's (a key without a TTL: always). */
 export const KV_LT: i32 = 16;
+/** kv_incr_at: subtract, stopping at 0 (else add, wrapping modulo 2^64). */
+export const KV_DECR: i32 = 32;
 /** The longest TTL, in ms (2^46). */
 export const KV_TTL_MAX: i64 = 70368744177664;
 
@@ -110,3 +112,12 @@ export declare function kv_send(conn: i32, key: usize, key_len: i32, offset: i32
 // @ts-ignore: decorator
 @external("tcpmod", "kv_expire_ex")
 export declare function kv_expire_ex(key: usize, key_len: i32, ttl_ms: i64, flags: i32): i32;
+
+/** memcached's incr/decr on the unsigned decimal at bytes [offset, end) of the value (1 to 20 digits,
+ *  at most 2^64 - 1, then only spaces), in one atomic step: adds `delta` modulo 2^64, or with KV_DECR
+ *  subtracts it, stopping at 0. The bytes before `offset` stay; the number is rewritten without
+ *  padding; the TTL is kept. 0 with the new value (u64) at `out`; KV_MISSING; KV_NOT_INTEGER (no such
+ *  number there); KV_FULL; KV_INVALID (offset < 0, unknown flag); KV_UNAVAILABLE. docs/abi.md §18. */
+// @ts-ignore: decorator
+@external("tcpmod", "kv_incr_at")
+export declare function kv_incr_at(key: usize, key_len: i32, offset: i32, delta: u64, flags: i32, out: usize): i32;

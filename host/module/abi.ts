@@ -59,6 +59,8 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   kv_send: '(i32, i32, i32, i32, i32, i64, i32, i32) -> i32',
   // v1.2 conditional expiry (docs/abi.md §17): kv_expire with Redis 7's NX/XX/GT/LT.
   kv_expire_ex: '(i32, i32, i64, i32) -> i32',
+  // v1.2 counters inside a value (docs/abi.md §18): memcached's incr/decr at an offset.
+  kv_incr_at: '(i32, i32, i32, i64, i32, i32) -> i32',
   // v1.2 topics (docs/abi.md §15): (conn, kind, ptr, len) for the connection being handled; publish from any callback.
   subscribe: '(i32, i32, i32, i32) -> i32',
   unsubscribe: '(i32, i32, i32, i32) -> i32',
@@ -80,7 +82,7 @@ export const V1_1_IMPORTS = ['conn_info', 'set_timer', 'draining', 'want', 'peer
 /** Host functions of the v1.2 additions, by part (docs/abi.md §14 store, §15 topics, §16 upstreams). */
 export const V1_2_STORE_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
-  'kv_get_range', 'kv_send', 'kv_expire_ex',
+  'kv_get_range', 'kv_send', 'kv_expire_ex', 'kv_incr_at',
 ] as const;
 export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list'] as const;
 export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume'] as const;
@@ -103,6 +105,8 @@ export const KV = { MISSING: -1, FULL: -2, UNAVAILABLE: -3, INVALID: -4, EXISTS:
 export const KV_NX = 1, KV_XX = 2, KV_KEEPTTL = 4, KV_PREPEND = 1;
 /** kv_expire_ex flags beside NX and XX (docs/abi.md §17): only a later / an earlier expiry than the key's. */
 export const KV_GT = 8, KV_LT = 16;
+/** kv_incr_at flag (docs/abi.md §18): subtract, stopping at 0, instead of adding. */
+export const KV_DECR = 32;
 /** The longest TTL a kv call accepts, in ms (2^46, about 2,200 years). */
 export const KV_TTL_MAX = 2 ** 46;
 

@@ -24,6 +24,8 @@ export interface KvBackendV12 {
   append(key: Uint8Array, value: Uint8Array, flags: number): number;
   /** The new value (a bigint), or a result code. */
   incrEx(key: Uint8Array, delta: bigint, flags: number): bigint | number;
+  /** kv_incr_at (docs/abi.md §18): the new value (a bigint, as u64), or a result code. */
+  incrAt(key: Uint8Array, offset: number, delta: bigint, flags: number): bigint | number;
   /** The keys of one bounded step (their records must fit `cap` bytes) and the next cursor, or a result code. */
   scan(prefix: Uint8Array, cursor: bigint, count: number, cap: number): { keys: Uint8Array[]; next: bigint } | number;
   delPrefix(prefix: Uint8Array): number;
@@ -217,6 +219,17 @@ export function kvV12Imports(a: KvAccess): Record<string, Function> {
       const r = kv.incrEx(a.bytes(key, keyLen), delta, flags);
       if (typeof r === 'number') return r;
       i64At(out, r);
+      return 0;
+    },
+    kv_incr_at: (key: number, keyLen: number, offset: number, delta: bigint, flags: number, out: number): number => {
+      a.region('kv_incr_at key', key, keyLen);
+      a.region('kv_incr_at out', out, 8);
+      const kv = a.kv();
+      const b = a.buffer();
+      if (!kv) return native.kvIncrAt(b, key >>> 0, keyLen >>> 0, offset, delta, flags, b, out >>> 0);
+      const r = kv.incrAt(a.bytes(key, keyLen), offset, delta, flags);
+      if (typeof r === 'number') return r;
+      i64At(out, BigInt.asIntN(64, r));
       return 0;
     },
     kv_scan: (prefix: number, prefixLen: number, cursor: bigint, count: number, out: number, cap: number, next: number): number => {

@@ -324,6 +324,7 @@ export interface NativeBinding {
   kvTtl(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number): number;
   kvAppend(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number): number;
   kvIncrEx(key: Buf, keyOff: number, keyLen: number, delta: bigint, flags: number, out: Buf, outOff: number): number;
+  kvIncrAt(key: Buf, keyOff: number, keyLen: number, offset: number, delta: bigint, flags: number, out: Buf, outOff: number): number;
   /** Keys as [u32 LE len][bytes] records at out; the next cursor (i64 LE) at next. */
   kvScan(prefix: Buf, prefixOff: number, prefixLen: number, cursor: bigint | number, count: number, out: Buf, outOff: number, outCap: number, next: Buf, nextOff: number): number;
   kvDelPrefix(prefix: Buf, prefixOff: number, prefixLen: number): number;

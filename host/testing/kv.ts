@@ -3,13 +3,14 @@
 // by the rules of docs/abi.md §10 (the native process store's rules: the same
 // budget accounting, canonical decimal integers for kv_incr), and lets a test
 // read, preload and clear it, or make it unavailable (ABI v1.1's -3).
-import { KV, KV_GT, KV_KEEPTTL, KV_LT, KV_NX, KV_PREPEND, KV_TTL_MAX, KV_XX } from '../module/abi.js';
+import { KV, KV_DECR, KV_GT, KV_KEEPTTL, KV_LT, KV_NX, KV_PREPEND, KV_TTL_MAX, KV_XX } from '../module/abi.js';
 import { KV_UNAVAILABLE, type KvBackend } from '../module/instance.js';
 
 /** What each entry costs against the budget beyond its key and value bytes (as the process store counts). */
 const ENTRY_COST = 64;
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
 /** A decimal integer as kv_incr accepts it: optional '-', no '+', no spaces, no leading zeros, no "-0". */
 const CANONICAL_INT = /^(0|-?[1-9][0-9]*)$/;
 
@@ -24,7 +25,7 @@ export type KvBytes = string | Uint8Array;
  * kv_del, kv_incr, or one of v1.2's (docs/abi.md §14) by its import name without
  * the `kv_` (`set_ex`, `cas`, `scan`, …; a scan or del_prefix passes its prefix as the key).
  */
-export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix' | 'get_range' | 'expire_ex';
+export type KvOp = 'get' | 'set' | 'del' | 'incr' | 'get_ver' | 'getdel' | 'set_ex' | 'cas' | 'expire' | 'persist' | 'ttl' | 'append' | 'incr_ex' | 'scan' | 'del_prefix' | 'get_range' | 'expire_ex' | 'incr_at';
 
 /** One stored key: its bytes, value, version (changes on each write), expiry (fake-clock ms, 0 none), and listing order. */
 interface Entry {
@@ -245,6 +246,23 @@ export class ModuleKv {
       if (flags & KV_XX && !this.live(key)) return KV.MISSING;
       const r = this.incr(key, delta, KV.NOT_INTEGER);
       return r;
+    },
+    incrAt: (key, offset, delta, flags) => {
+      if (this.down('incr_at', key)) return KV_UNAVAILABLE;
+      if (offset < 0 || flags & ~KV_DECR) return KV.INVALID;
+      const e = this.live(key);
+      if (!e) return KV.MISSING;
+      if (offset > e.value.length) return KV.NOT_INTEGER;
+      const m = /^(\d{1,20}) *$/.exec(Buffer.from(e.value.buffer, e.value.byteOffset + offset, e.value.length - offset).toString('latin1'));
+      if (!m || BigInt(m[1]) > U64_MAX) return KV.NOT_INTEGER;
+      const cur = BigInt(m[1]);
+      const d = BigInt.asUintN(64, delta);
+      const next = flags & KV_DECR ? (cur < d ? 0n : cur - d) : BigInt.asUintN(64, cur + d);
+      const text = encoder.encode(next.toString());
+      const value = new Uint8Array(offset + text.length);
+      value.set(e.value.subarray(0, offset), 0);
+      value.set(text, offset);
+      return this.store(key, value, e.expireAt) === 0 ? next : KV.FULL;
     },
     scan: (prefix, cursor, count, cap) => (this.down('scan', prefix) ? KV_UNAVAILABLE : this.scan(prefix, cursor, count, cap)),
     delPrefix: (prefix) => {

@@ -12,6 +12,17 @@ bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
   return true;
 }
 
+bool ArgI64(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+  if (i < info.Length() && info[i].IsBigInt()) {
+    bool lossless;
+    *out = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+    if (lossless) return true;
+    Napi::RangeError::New(info.Env(), "argument " + std::to_string(i) + " must fit in i64").ThrowAsJavaScriptException();
+    return false;
+  }
+  return ArgInt(info, i, out);
+}
+
 // The common part: a buffer at i, an offset at i+1, and a length at i+2 unless
 // fixed_len >= 0 gives it.
 static bool ArgRegionOf(const Napi::CallbackInfo& info, size_t i, int64_t fixed_len, uint8_t** out,

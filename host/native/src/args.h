@@ -22,6 +22,9 @@ bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* 
 bool ArgRegion(const Napi::CallbackInfo& info, size_t i, uint8_t** out, size_t* len, uint8_t** base,
                size_t* size);
 
+// Reads argument i as an i64: a wasm i64 reaches JS as a bigint; a number is taken too.
+bool ArgI64(const Napi::CallbackInfo& info, size_t i, int64_t* out);
+
 // Resolves (buffer, offset) arguments at index i to a pointer with `need` bytes available.
 bool ArgFixedRegion(const Napi::CallbackInfo& info, size_t i, size_t need, uint8_t** out);
 
@@ -63,6 +66,18 @@ class Args {
     size_t n;
     if (ok_) ok_ = ArgRegion(info_, i_, p, len, base ? base : &b, size ? size : &n);
     i_ += 3;
+    return *this;
+  }
+  // An i64 (a bigint, or a number).
+  Args& I64(int64_t* out) {
+    if (ok_) ok_ = ArgI64(info_, i_, out);
+    i_++;
+    return *this;
+  }
+  // A (buffer, offset) pair with `need` bytes from offset: 2 arguments.
+  Args& Fixed(size_t need, uint8_t** p) {
+    if (ok_) ok_ = ArgFixedRegion(info_, i_, need, p);
+    i_ += 2;
     return *this;
   }
   // Skips an argument read another way (an out-parameter such as "received").

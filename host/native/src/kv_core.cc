@@ -548,6 +548,38 @@ int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out) {
   });
 }
 
+bool ParseCounter(const uint8_t* p, size_t n, uint64_t* out) {
+  while (n > 0 && p[n - 1] == ' ') n--;
+  if (n == 0 || n > 20) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    if (__builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, static_cast<uint64_t>(p[i] - '0'), &v)) return false;
+  }
+  *out = v;
+  return true;
+}
+
+static uint64_t CounterStep(uint64_t cur, uint64_t delta, int flags) {
+  if (flags & kDecr) return cur < delta ? 0 : cur - delta;
+  return cur + delta;  // wraps modulo 2^64, as memcached's incr
+}
+
+int64_t IncrAt(Slice key, int64_t offset, uint64_t delta, int flags, uint64_t* out) {
+  if (offset < 0 || (flags & ~kDecr)) return kInvalid;
+  return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {
+    if (slot == nullptr || n == nullptr) return kMissing;
+    uint64_t cur;
+    if (static_cast<uint64_t>(offset) > n->vlen || !ParseCounter(n->val() + offset, n->vlen - offset, &cur)) return kNotInteger;
+    const uint64_t next = CounterStep(cur, delta, flags);
+    std::string text = std::to_string(next);
+    int64_t rc = Install(s, slot, h, key, {n->val(), static_cast<size_t>(offset)},
+                         {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, n->expire_at);
+    if (rc == 0) *out = next;
+    return rc;
+  });
+}
+
 int64_t Append(Slice key, Slice val, int flags) {
   if (flags & ~(kPrepend | kXX)) return kInvalid;
   return WriteKey(key, [&](Shard& s, uint64_t h, Node** slot, Node* n) -> int64_t {

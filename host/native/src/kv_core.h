@@ -30,6 +30,8 @@ constexpr int kPrepend = limits::kKvPrepend;
 // kv_expire_ex flags beside kNX (no TTL yet) and kXX (a TTL already): only a later / an earlier expiry.
 constexpr int kGT = limits::kKvGt, kLT = limits::kKvLt;
 // kv_incr_ex flags (kXX: a missing key is -1, nothing is created).
+// kv_incr_at flag: subtract, stopping at 0 (else add, wrapping modulo 2^64).
+constexpr int kDecr = limits::kKvDecr;
 
 // The longest TTL accepted, in ms (about 2,200 years).
 constexpr int64_t kTtlMax = limits::kKvTtlMax;
@@ -74,6 +76,15 @@ int64_t Cas(Slice key, Slice val, int flags, int64_t ttl_ms, uint64_t version);
 int64_t Del(Slice key);
 // 0 (*out = new value); kMissing (kXX and no key); kNotInteger; kFull; kInvalid. Keeps the TTL.
 int64_t Incr(Slice key, int64_t delta, int flags, int64_t* out);
+// memcached's incr/decr on the unsigned decimal at value[offset..] (docs/abi.md
+// §18): digits (1 to 20, at most 2^64 - 1) then only spaces. Adds delta
+// (wrapping modulo 2^64), or with kDecr subtracts it (stopping at 0); the bytes
+// before offset are kept, the number is rewritten without padding, the TTL is
+// kept. 0 (*out = the new value); kMissing; kNotInteger (no such number there,
+// offset past the end included); kFull; kInvalid (offset < 0, unknown flag).
+int64_t IncrAt(Slice key, int64_t offset, uint64_t delta, int flags, uint64_t* out);
+// The counter kv_incr_at reads (digits, then only spaces), shared with kv_redis.cc's reply check.
+bool ParseCounter(const uint8_t* p, size_t n, uint64_t* out);
 // New value length; kMissing (kXX and no key); kFull; kInvalid. Keeps the TTL.
 int64_t Append(Slice key, Slice val, int flags);
 // 0; kMissing; kInvalid (ttl < 0 or > kTtlMax). ttl_ms 0 deletes the key at once.

@@ -45,6 +45,7 @@ int64_t RedisGet(const std::string& key, uint8_t* out, size_t cap);
 int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len, int flags, int64_t ttl_ms);
 int64_t RedisDel(const std::string& key);
 int64_t RedisIncr(const std::string& key, int64_t delta, int flags, int64_t* out);
+int64_t RedisIncrAt(const std::string& key, int64_t offset, uint64_t delta, int flags, uint64_t* out);
 int64_t RedisGetVer(const std::string& key, uint8_t* out, size_t cap, uint64_t* version);
 int64_t RedisGetRange(const std::string& key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version);
 int64_t RedisGetDel(const std::string& key, uint8_t* out, size_t cap);

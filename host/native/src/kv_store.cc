@@ -16,26 +16,19 @@
 namespace tcpmod {
 namespace {
 
-// A (buffer, offset, length) argument triple at i, as a slice of that memory.
-bool ArgSlice(const Napi::CallbackInfo& info, size_t i, kv::Slice* s) {
-  uint8_t* p;
-  size_t len;
-  if (!ArgRegion(info, i, &p, &len)) return false;
-  *s = {p, len};
-  return true;
-}
-
-// An i64 argument: a wasm i64 reaches JS as a bigint; a safe-integer number is taken too.
-bool ArgI64(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
-  if (i < info.Length() && info[i].IsBigInt()) {
-    bool lossless;
-    *out = info[i].As<Napi::BigInt>().Int64Value(&lossless);
-    if (lossless) return true;
-    Napi::RangeError::New(info.Env(), "argument " + std::to_string(i) + " must fit in i64").ThrowAsJavaScriptException();
-    return false;
+// args.h's reader with the store's slices: Key reads a (buffer, offset, length)
+// triple as a kv::Slice of that memory (a key, a value or a prefix).
+class KvArgs : public Args {
+ public:
+  using Args::Args;
+  KvArgs& Key(kv::Slice* s) {
+    uint8_t* p = nullptr;
+    size_t n = 0;
+    Region(&p, &n);
+    *s = {p, n};
+    return *this;
   }
-  return ArgInt(info, i, out);
-}
+};
 
 std::string KeyString(kv::Slice k) { return std::string(reinterpret_cast<const char*>(k.p), k.n); }
 
@@ -46,7 +39,7 @@ Napi::Value KvGet(const Napi::CallbackInfo& info) {
   kv::Slice key;
   uint8_t* out;
   size_t cap;
-  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Region(&out, &cap)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisGet(KeyString(key), out, cap));
   return Result(info, kv::Get(key, out, cap, nullptr));
 }
@@ -54,7 +47,7 @@ Napi::Value KvGet(const Napi::CallbackInfo& info) {
 // kvSet(key×3, val×3) -> 0 | -2 full. Clears any TTL (as Redis' SET).
 Napi::Value KvSet(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
-  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Key(&val)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n, 0, 0));
   return Result(info, kv::Set(key, val, 0, 0));
 }
@@ -62,7 +55,7 @@ Napi::Value KvSet(const Napi::CallbackInfo& info) {
 // kvDel(key×3) -> 1 deleted | 0 missing
 Napi::Value KvDel(const Napi::CallbackInfo& info) {
   kv::Slice key;
-  if (!ArgSlice(info, 0, &key)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisDel(KeyString(key)));
   return Result(info, kv::Del(key));
 }
@@ -73,7 +66,7 @@ Napi::Value KvIncr(const Napi::CallbackInfo& info) {
   kv::Slice key;
   int64_t delta, next = 0;
   uint8_t* out;
-  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgFixedRegion(info, 4, 8, &out)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).I64(&delta).Fixed(8, &out)) return info.Env().Undefined();
   int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, 0, &next) : kv::Incr(key, delta, 0, &next);
   if (rc == 0) std::memcpy(out, &next, 8);  // x86-64 and aarch64 are little-endian, as the ABI is
   return Result(info, rc == kv::kNotInteger ? kv::kMissing : rc);
@@ -86,7 +79,7 @@ Napi::Value KvGetVer(const Napi::CallbackInfo& info) {
   kv::Slice key;
   uint8_t *out, *ver;
   size_t cap;
-  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap) || !ArgFixedRegion(info, 6, 8, &ver)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Region(&out, &cap).Fixed(8, &ver)) return info.Env().Undefined();
   uint64_t v = 0;
   int64_t rc = RedisActive() ? RedisGetVer(KeyString(key), out, cap, &v) : kv::Get(key, out, cap, &v);
   if (rc >= 0) std::memcpy(ver, &v, 8);
@@ -100,8 +93,7 @@ Napi::Value KvGetRange(const Napi::CallbackInfo& info) {
   int64_t offset;
   uint8_t *out, *ver;
   size_t cap;
-  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &offset) || !ArgRegion(info, 4, &out, &cap) || !ArgFixedRegion(info, 7, 8, &ver))
-    return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).I64(&offset).Region(&out, &cap).Fixed(8, &ver)) return info.Env().Undefined();
   uint64_t v = 0;
   int64_t rc = RedisActive() ? RedisGetRange(KeyString(key), offset, out, cap, &v) : kv::GetRange(key, offset, out, cap, &v);
   if (rc >= 0) std::memcpy(ver, &v, 8);
@@ -113,7 +105,7 @@ Napi::Value KvGetDel(const Napi::CallbackInfo& info) {
   kv::Slice key;
   uint8_t* out;
   size_t cap;
-  if (!ArgSlice(info, 0, &key) || !ArgRegion(info, 3, &out, &cap)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Region(&out, &cap)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisGetDel(KeyString(key), out, cap));
   return Result(info, kv::GetDel(key, out, cap));
 }
@@ -122,7 +114,7 @@ Napi::Value KvGetDel(const Napi::CallbackInfo& info) {
 Napi::Value KvSetEx(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   int64_t flags, ttl;
-  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Key(&val).Int(&flags).I64(&ttl)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisSet(KeyString(key), val.p, val.n, static_cast<int>(flags), ttl));
   return Result(info, kv::Set(key, val, static_cast<int>(flags), ttl));
 }
@@ -131,9 +123,7 @@ Napi::Value KvSetEx(const Napi::CallbackInfo& info) {
 Napi::Value KvCas(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   int64_t flags, ttl, version;
-  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags) || !ArgI64(info, 7, &ttl) ||
-      !ArgI64(info, 8, &version))
-    return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Key(&val).Int(&flags).I64(&ttl).I64(&version)) return info.Env().Undefined();
   if (RedisActive())
     return Result(info, RedisCas(KeyString(key), val.p, val.n, static_cast<int>(flags), ttl, static_cast<uint64_t>(version)));
   return Result(info, kv::Cas(key, val, static_cast<int>(flags), ttl, static_cast<uint64_t>(version)));
@@ -143,7 +133,7 @@ Napi::Value KvCas(const Napi::CallbackInfo& info) {
 Napi::Value KvExpire(const Napi::CallbackInfo& info) {
   kv::Slice key;
   int64_t ttl;
-  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).I64(&ttl)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisExpire(KeyString(key), ttl));
   return Result(info, kv::Expire(key, ttl));
 }
@@ -152,7 +142,7 @@ Napi::Value KvExpire(const Napi::CallbackInfo& info) {
 Napi::Value KvExpireIf(const Napi::CallbackInfo& info) {
   kv::Slice key;
   int64_t ttl, flags;
-  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &ttl) || !ArgInt(info, 4, &flags)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).I64(&ttl).Int(&flags)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisExpireIf(KeyString(key), ttl, static_cast<int>(flags)));
   return Result(info, kv::ExpireIf(key, ttl, static_cast<int>(flags)));
 }
@@ -160,7 +150,7 @@ Napi::Value KvExpireIf(const Napi::CallbackInfo& info) {
 // kvPersist(key×3) -> 1 | 0 | -1.
 Napi::Value KvPersist(const Napi::CallbackInfo& info) {
   kv::Slice key;
-  if (!ArgSlice(info, 0, &key)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisPersist(KeyString(key)));
   return Result(info, kv::Persist(key));
 }
@@ -169,7 +159,7 @@ Napi::Value KvPersist(const Napi::CallbackInfo& info) {
 Napi::Value KvTtl(const Napi::CallbackInfo& info) {
   kv::Slice key;
   uint8_t* out;
-  if (!ArgSlice(info, 0, &key) || !ArgFixedRegion(info, 3, 8, &out)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Fixed(8, &out)) return info.Env().Undefined();
   int64_t ms = 0;
   int64_t rc = RedisActive() ? RedisTtl(KeyString(key), &ms) : kv::Ttl(key, &ms);
   if (rc == 1) std::memcpy(out, &ms, 8);
@@ -180,7 +170,7 @@ Napi::Value KvTtl(const Napi::CallbackInfo& info) {
 Napi::Value KvAppend(const Napi::CallbackInfo& info) {
   kv::Slice key, val;
   int64_t flags;
-  if (!ArgSlice(info, 0, &key) || !ArgSlice(info, 3, &val) || !ArgInt(info, 6, &flags)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).Key(&val).Int(&flags)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisAppend(KeyString(key), val.p, val.n, static_cast<int>(flags)));
   return Result(info, kv::Append(key, val, static_cast<int>(flags)));
 }
@@ -190,9 +180,22 @@ Napi::Value KvIncrEx(const Napi::CallbackInfo& info) {
   kv::Slice key;
   int64_t delta, flags, next = 0;
   uint8_t* out;
-  if (!ArgSlice(info, 0, &key) || !ArgI64(info, 3, &delta) || !ArgInt(info, 4, &flags) || !ArgFixedRegion(info, 5, 8, &out))
-    return info.Env().Undefined();
+  if (!KvArgs(info).Key(&key).I64(&delta).Int(&flags).Fixed(8, &out)) return info.Env().Undefined();
   int64_t rc = RedisActive() ? RedisIncr(KeyString(key), delta, static_cast<int>(flags), &next) : kv::Incr(key, delta, static_cast<int>(flags), &next);
+  if (rc == 0) std::memcpy(out, &next, 8);
+  return Result(info, rc);
+}
+
+// kvIncrAt(key×3, offset, delta, flags, outBuf, outOff) -> 0 (the new value, u64 LE at out) | -1 | -2 | -4 | -6.
+Napi::Value KvIncrAt(const Napi::CallbackInfo& info) {
+  kv::Slice key;
+  int64_t offset, delta, flags;
+  uint64_t next = 0;
+  uint8_t* out;
+  if (!KvArgs(info).Key(&key).I64(&offset).I64(&delta).Int(&flags).Fixed(8, &out)) return info.Env().Undefined();
+  const uint64_t d = static_cast<uint64_t>(delta);
+  int64_t rc = RedisActive() ? RedisIncrAt(KeyString(key), offset, d, static_cast<int>(flags), &next)
+                             : kv::IncrAt(key, offset, d, static_cast<int>(flags), &next);
   if (rc == 0) std::memcpy(out, &next, 8);
   return Result(info, rc);
 }
@@ -203,9 +206,7 @@ Napi::Value KvScan(const Napi::CallbackInfo& info) {
   int64_t cursor, count, next = 0;
   uint8_t *out, *next_out;
   size_t cap;
-  if (!ArgSlice(info, 0, &prefix) || !ArgI64(info, 3, &cursor) || !ArgInt(info, 4, &count) || !ArgRegion(info, 5, &out, &cap) ||
-      !ArgFixedRegion(info, 8, 8, &next_out))
-    return info.Env().Undefined();
+  if (!KvArgs(info).Key(&prefix).I64(&cursor).Int(&count).Region(&out, &cap).Fixed(8, &next_out)) return info.Env().Undefined();
   if (count > INT32_MAX) count = INT32_MAX;
   int64_t rc = RedisActive() ? RedisScan(KeyString(prefix), cursor, static_cast<int32_t>(count), out, cap, &next)
                              : kv::Scan(prefix, cursor, static_cast<int32_t>(count), out, cap, &next);
@@ -216,7 +217,7 @@ Napi::Value KvScan(const Napi::CallbackInfo& info) {
 // kvDelPrefix(prefix×3) -> keys deleted.
 Napi::Value KvDelPrefix(const Napi::CallbackInfo& info) {
   kv::Slice prefix;
-  if (!ArgSlice(info, 0, &prefix)) return info.Env().Undefined();
+  if (!KvArgs(info).Key(&prefix)) return info.Env().Undefined();
   if (RedisActive()) return Result(info, RedisDelPrefix(KeyString(prefix)));
   return Result(info, kv::DelPrefix(prefix));
 }
@@ -225,7 +226,7 @@ Napi::Value KvDelPrefix(const Napi::CallbackInfo& info) {
 // allkeys-lru, volatile-lru, allkeys-lfu (host/options.ts checked it).
 Napi::Value KvConfigure(const Napi::CallbackInfo& info) {
   int64_t max;
-  if (!ArgInt(info, 0, &max)) return info.Env().Undefined();
+  if (!Args(info).Int(&max)) return info.Env().Undefined();
   kv::Policy p = kv::Policy::kNoEviction;
   if (info.Length() > 1 && info[1].IsString()) {
     std::string name = info[1].As<Napi::String>();
@@ -240,8 +241,6 @@ Napi::Value KvConfigure(const Napi::CallbackInfo& info) {
   return Result(info, kv::Configure(max, p));
 }
 
-Napi::Value KvClear(const Napi::CallbackInfo& info) { return Result(info, kv::Clear()); }
-
 // kvStats() -> { keys, bytes, maxBytes, expired, evicted, withTtl }
 Napi::Value KvStats(const Napi::CallbackInfo& info) {
   kv::Stats st = kv::GetStats();
@@ -255,17 +254,10 @@ Napi::Value KvStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// kvExpireCycle(budgetUs) -> keys deleted (the background cycle runs every 100 ms anyway).
-Napi::Value KvExpireCycle(const Napi::CallbackInfo& info) {
-  int64_t us;
-  if (!ArgInt(info, 0, &us)) return info.Env().Undefined();
-  return Result(info, kv::ActiveExpireCycle(us));
-}
-
 // kvClock(ms): test hook; ms >= 0 fixes the store's clock, -1 goes back to the real one.
 Napi::Value KvClock(const Napi::CallbackInfo& info) {
   int64_t ms;
-  if (!ArgInt(info, 0, &ms)) return info.Env().Undefined();
+  if (!Args(info).Int(&ms)) return info.Env().Undefined();
   kv::SetClock(ms);
   return info.Env().Undefined();
 }
@@ -284,7 +276,7 @@ thread_local size_t bound_size = 0;
 Napi::Value KvBindMemory(const Napi::CallbackInfo& info) {
   uint8_t* p;
   size_t len;
-  if (!ArgRegion(info, 0, &p, &len)) return info.Env().Undefined();
+  if (!Args(info).Region(&p, &len)) return info.Env().Undefined();
   bound_base = p;
   bound_size = len;
   return info.Env().Undefined();
@@ -353,12 +345,13 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
     const char* name;
     Napi::Value (*fn)(const Napi::CallbackInfo&);
   } const fns[] = {
+      // kvClear() -> keys deleted; kvExpireCycle(budgetUs) -> keys deleted (the background cycle runs every 100 ms anyway).
       {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
       {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
       {"kvExpire", KvExpire}, {"kvExpireIf", KvExpireIf},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
-      {"kvIncrEx", KvIncrEx},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
-      {"kvConfigure", KvConfigure}, {"kvClear", KvClear},   {"kvStats", KvStats},
-      {"kvExpireCycle", KvExpireCycle}, {"kvClock", KvClock},
+      {"kvIncrEx", KvIncrEx},   {"kvIncrAt", KvIncrAt},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
+      {"kvConfigure", KvConfigure}, {"kvClear", Ints<kv::Clear>},   {"kvStats", KvStats},
+      {"kvExpireCycle", Ints<kv::ActiveExpireCycle>}, {"kvClock", KvClock},
       {"kvBindMemory", KvBindMemory}, {"kvGetBound", KvGetBound}, {"kvSetBound", KvSetBound},
       {"kvDelBound", KvDelBound},     {"kvIncrBound", KvIncrBound},
   };

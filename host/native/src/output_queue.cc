@@ -1,11 +1,14 @@
 #include "output_queue.h"
 
 #include <sys/mman.h>
+#include <time.h>
 
 #include <atomic>
 #include <cassert>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 namespace tcpmod {
 
@@ -14,6 +17,7 @@ struct Chunk {
   uint32_t size;   // the mapping's size, header included
   uint32_t begin;  // first queued byte in data
   uint32_t end;    // one past the last
+  int64_t freed_ms;  // in the pool: when it was put there
   uint8_t data[1];
 };
 
@@ -22,13 +26,35 @@ namespace {
 constexpr size_t kHeader = offsetof(Chunk, data);
 static_assert(kChunkSize - kHeader >= 16 * 1024 + 64, "a chunk must hold a whole TLS record's plaintext");
 static_assert(kChunkMax < (1ull << 32), "chunk offsets are 32-bit");
+// One free list per power-of-two size from kChunkSize to kChunkMax.
+constexpr int kClasses = 5;
+static_assert((kChunkSize << (kClasses - 1)) == kChunkMax, "one class per chunk size");
 
 size_t Capacity(const Chunk* c) { return c->size - kHeader; }
 
+int ClassOf(size_t size) {
+  int i = 0;
+  while ((kChunkSize << i) < size) i++;
+  return i;
+}
+
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 std::mutex pool_mu;
-Chunk* pool_head = nullptr;  // under pool_mu; chunks of kChunkSize only
-size_t pool_free = 0;        // under pool_mu
+Chunk* pool_head[kClasses] = {};  // under pool_mu; most recently freed first
+size_t pool_bytes = 0;             // under pool_mu
 std::atomic<size_t> mapped_bytes{0};
+std::once_flag trimmer_once;
+
+void Unmap(Chunk* c) {
+  size_t size = c->size;
+  munmap(c, size);
+  mapped_bytes -= size;
+}
 
 // The size of the chunk to add to a queue holding `queued` bytes: about as
 // much again (a power of two), within [kChunkSize, kChunkMax].
@@ -42,18 +68,20 @@ size_t NextChunkSize(size_t queued) {
 
 Chunk* ChunkGet(size_t size) {
   assert(size >= kChunkSize && size <= kChunkMax && (size & (size - 1)) == 0);
-  if (size == kChunkSize) {
+  {
     std::lock_guard<std::mutex> lock(pool_mu);
-    if (pool_head != nullptr) {
-      Chunk* c = pool_head;
-      pool_head = c->next;
-      pool_free--;
+    Chunk*& head = pool_head[ClassOf(size)];
+    if (head != nullptr) {
+      Chunk* c = head;
+      head = c->next;
+      pool_bytes -= size;
       c->next = nullptr;
       c->begin = c->end = 0;
       return c;
     }
   }
-  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // MAP_POPULATE: the pages are faulted in here, in one call, instead of by one trap each as they are written.
+  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (m == MAP_FAILED) return nullptr;
   mapped_bytes += size;
   Chunk* c = static_cast<Chunk*>(m);
@@ -65,23 +93,65 @@ Chunk* ChunkGet(size_t size) {
 
 void ChunkPut(Chunk* c) {
   if (c == nullptr) return;
-  if (c->size == kChunkSize) {
+  bool kept = false;
+  {
     std::lock_guard<std::mutex> lock(pool_mu);
-    if (pool_free < kChunkPoolMax) {
-      c->next = pool_head;
-      pool_head = c;
-      pool_free++;
-      return;
+    if (pool_bytes + c->size <= kChunkPoolMaxBytes) {
+      kept = true;
+      Chunk*& head = pool_head[ClassOf(c->size)];
+      c->freed_ms = MonoMs();
+      c->next = head;
+      head = c;
+      pool_bytes += c->size;
     }
   }
-  size_t size = c->size;
-  munmap(c, size);
-  mapped_bytes -= size;
+  if (!kept) {
+    Unmap(c);
+    return;
+  }
+  // The idle release runs on a thread of its own, so that a server gone quiet gives the pool back too.
+  std::call_once(trimmer_once, [] {
+    std::thread([] {
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(kChunkIdleMs / 2));
+        ChunkPoolTrim(kChunkIdleMs);
+      }
+    }).detach();
+  });
+}
+
+size_t ChunkPoolTrim(int64_t idle_ms) {
+  Chunk* gone = nullptr;
+  size_t bytes = 0;
+  {
+    const int64_t before = MonoMs() - idle_ms;
+    std::lock_guard<std::mutex> lock(pool_mu);
+    for (Chunk*& head : pool_head) {
+      // Most recently freed first: everything past the first chunk old enough is older still.
+      Chunk** at = &head;
+      while (*at != nullptr && (*at)->freed_ms > before) at = &(*at)->next;
+      for (Chunk* c = *at; c != nullptr;) {
+        Chunk* next = c->next;
+        bytes += c->size;
+        c->next = gone;
+        gone = c;
+        c = next;
+      }
+      *at = nullptr;
+    }
+    pool_bytes -= bytes;
+  }
+  while (gone != nullptr) {
+    Chunk* next = gone->next;
+    Unmap(gone);
+    gone = next;
+  }
+  return bytes;
 }
 
 size_t ChunkPoolFree() {
   std::lock_guard<std::mutex> lock(pool_mu);
-  return pool_free;
+  return pool_bytes;
 }
 
 size_t ChunkMappedBytes() { return mapped_bytes.load(); }

@@ -8,8 +8,14 @@
 // chunks grow with it, from kChunkSize to kChunkMax: a small queue costs
 // 64 KiB, a 12 MiB burst about sixteen mappings rather than two hundred (each
 // unmapping costs the other cores a TLB flush, dear on a virtual machine).
-// Chunks of the smallest size come from a process-wide pool that keeps at most
-// kChunkPoolMax of them for reuse, which bounds what is kept beyond the queues.
+// Released chunks of every size go to a process-wide pool that keeps at most
+// kChunkPoolMaxBytes of them for reuse, and gives back (unmaps) any that stay
+// unused for kChunkIdleMs, as Redis shrinks an idle client's output buffer: a
+// connection that answers a large reply again and again (a multi-get of 1 MiB
+// items) reuses pages already faulted in instead of mapping, faulting and
+// unmapping 256 pages per MiB each time, and a server gone quiet holds no more
+// than its queues. Fresh chunks are mapped with MAP_POPULATE (one syscall
+// faults every page in, rather than one trap per page).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -22,8 +28,10 @@ namespace tcpmod {
 constexpr size_t kChunkSize = 64 * 1024;
 // The largest chunk: what one unsent byte at most keeps allocated beside it.
 constexpr size_t kChunkMax = 1024 * 1024;
-// Free chunks of kChunkSize the pool keeps (4 MiB): past it, released chunks are unmapped.
-constexpr size_t kChunkPoolMax = 64;
+// Bytes of free chunks the pool keeps: past it, released chunks are unmapped.
+constexpr size_t kChunkPoolMaxBytes = 32 * 1024 * 1024;
+// A free chunk unused for this long is unmapped (checked every kChunkIdleMs / 2).
+constexpr int64_t kChunkIdleMs = 1000;
 
 struct Chunk;
 
@@ -32,7 +40,10 @@ struct Chunk;
 // to the pool or the kernel.
 Chunk* ChunkGet(size_t size);
 void ChunkPut(Chunk* c);
-size_t ChunkPoolFree();      // chunks the pool keeps now
+size_t ChunkPoolFree();      // bytes of free chunks the pool keeps now
+// Unmaps the free chunks unused for at least idle_ms (0: all); the bytes unmapped.
+// A background thread calls it with kChunkIdleMs; tests call it directly.
+size_t ChunkPoolTrim(int64_t idle_ms);
 size_t ChunkMappedBytes();   // bytes mapped as chunks now, in queues or in the pool (tests)
 
 // Owned by one holder at a time (the connection's), so not locked.

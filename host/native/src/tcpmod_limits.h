@@ -67,6 +67,8 @@ constexpr int kKvPrepend = 1;
 constexpr int kKvGt = 8;
 // kv_expire_ex flag: only an earlier expiry (abi.ts KV_LT)
 constexpr int kKvLt = 16;
+// kv_incr_at flag: subtract, stopping at 0 (abi.ts KV_DECR)
+constexpr int kKvDecr = 32;
 // the longest TTL a kv call accepts, ms (abi.ts KV_TTL_MAX)
 constexpr int64_t kKvTtlMax = 70368744177664;
 

@@ -2,7 +2,8 @@
 // Unit tests of the connection buffers (no Node): OutputQueue keeps bytes in
 // order across chunks, its Front run never shrinks until consumed (what a TLS
 // write retry needs), and a drained queue holds no chunk; the chunk pool keeps
-// at most kChunkPoolMax free chunks and unmaps the rest; InputBuffer's storage
+// at most kChunkPoolMaxBytes of free chunks, unmaps the rest, reuses what it keeps
+// (a second burst maps nothing) and unmaps what stays idle; InputBuffer's storage
 // follows its content (released when emptied, shrunk when much larger, grown
 // no further than a frame's size when told). Plus threads sharing the pool.
 #include <cstdio>
@@ -102,8 +103,8 @@ static void TestRelease() {
     }
     CHECK(q.allocated() == 0);
   }
-  CHECK(ChunkPoolFree() <= kChunkPoolMax);
-  CHECK(ChunkMappedBytes() <= kChunkPoolMax * kChunkSize);
+  CHECK(ChunkPoolFree() <= kChunkPoolMaxBytes);
+  CHECK(ChunkMappedBytes() <= kChunkPoolMaxBytes);
   // A partially consumed chunk stays; an emptied one goes; a destroyed queue gives back what it held.
   {
     OutputQueue q;
@@ -118,7 +119,7 @@ static void TestRelease() {
     q.Consume(len - len / 2);
     CHECK(q.allocated() == before - kChunkSize);  // the first chunk is the smallest
   }
-  CHECK(ChunkMappedBytes() <= kChunkPoolMax * kChunkSize);
+  CHECK(ChunkMappedBytes() <= kChunkPoolMaxBytes);
   // A small queue costs one small chunk, whatever the queues before it held.
   {
     OutputQueue q;
@@ -126,6 +127,34 @@ static void TestRelease() {
     CHECK(q.Append(v.data(), v.size()));
     CHECK(q.allocated() == kChunkSize);
   }
+}
+
+// A burst's chunks of every size are kept for the next burst (which maps
+// nothing new and so faults no page in), up to the pool's bound; a trim gives
+// back what stayed unused.
+static void TestReuse() {
+  ChunkPoolTrim(0);
+  CHECK(ChunkPoolFree() == 0);
+  auto v = Stream(0, 1 << 20);
+  auto burst = [&v] {
+    OutputQueue q;
+    for (int i = 0; i < 8; i++) CHECK(q.Append(v.data(), v.size()));  // 8 MiB: chunks of 64 KiB up to 1 MiB
+    size_t len;
+    while (!q.empty()) {
+      q.Front(&len);
+      q.Consume(len);
+    }
+  };
+  burst();
+  const size_t kept = ChunkPoolFree();
+  CHECK(kept >= (8u << 20) && kept <= kChunkPoolMaxBytes);
+  const size_t mapped = ChunkMappedBytes();
+  burst();
+  CHECK(ChunkMappedBytes() == mapped);  // the same chunks again
+  CHECK(ChunkPoolFree() == kept);
+  CHECK(ChunkPoolTrim(60 * 1000) == 0);  // none has been idle a minute
+  CHECK(ChunkPoolTrim(0) == kept);
+  CHECK(ChunkPoolFree() == 0 && ChunkMappedBytes() == mapped - kept);
 }
 
 // Many threads, each with its queues, sharing the pool: no byte is lost or
@@ -159,8 +188,8 @@ static void TestThreads() {
   }
   for (auto& th : ts) th.join();
   for (int t = 0; t < 8; t++) CHECK(ok[t] == 1);
-  CHECK(ChunkPoolFree() <= kChunkPoolMax);
-  CHECK(ChunkMappedBytes() <= kChunkPoolMax * kChunkSize);
+  CHECK(ChunkPoolFree() <= kChunkPoolMaxBytes);
+  CHECK(ChunkMappedBytes() <= kChunkPoolMaxBytes);
 }
 
 static void TestInput() {
@@ -214,6 +243,7 @@ int main() {
   TestOrder();
   TestFrontStable();
   TestRelease();
+  TestReuse();
   TestThreads();
   TestInput();
   return tcpmod_test::Summary();

@@ -120,6 +120,28 @@ int main() {
   int64_t n = Get(S("c"), buf, sizeof buf, nullptr);
   CHECK(std::string(reinterpret_cast<char*>(buf), n) == "8000");
 
+  // IncrAt from 4 threads (3 adding 1 3000 times, 1 subtracting 1 1000 times from a start of 1000,
+  // so never reaching 0), on the number after a 4-byte header: exact, the header kept; a decr past 0
+  // stops there, an incr past 2^64 - 1 wraps.
+  Clear();
+  Set(S("m"), S("HEAD1000"), 0, 0);
+  std::vector<std::thread> adders;
+  for (int t = 0; t < 4; t++)
+    adders.emplace_back([t] {
+      uint64_t v;
+      for (int i = 0; i < (t == 3 ? 1000 : 3000); i++) IncrAt(S("m"), 4, 1, t == 3 ? kDecr : 0, &v);
+    });
+  for (auto& t : adders) t.join();
+  n = Get(S("m"), buf, sizeof buf, nullptr);
+  CHECK(std::string(reinterpret_cast<char*>(buf), n) == "HEAD9000");
+  uint64_t v = 7;
+  CHECK(IncrAt(S("m"), 4, 1ull << 63, kDecr, &v) == 0 && v == 0);
+  CHECK(IncrAt(S("m"), 4, ~0ull, 0, &v) == 0 && v == ~0ull);
+  CHECK(IncrAt(S("m"), 4, 5, 0, &v) == 0 && v == 4);
+  CHECK(IncrAt(S("m"), 0, 1, 0, &v) == kNotInteger);
+  CHECK(IncrAt(S("nope"), 0, 1, 0, &v) == kMissing);
+  CHECK(IncrAt(S("m"), -1, 1, 0, &v) == kInvalid && IncrAt(S("m"), 4, 1, kXX, &v) == kInvalid);
+
   // Deleting every key gives every table and TTL index back: nothing stays counted.
   Clear();
   for (int i = 0; i < 5000; i++) Set(S("z" + std::to_string(i)), S("v"), 0, i % 2 ? 100000 : 0);
