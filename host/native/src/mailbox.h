@@ -17,6 +17,9 @@ struct Message {
   std::string topic;
   std::string pattern;  // the pattern subscription that matched (empty: an exact one)
   std::string body;
+  // A direct subscription's pre-formatted frame (body), waiting because it could not be written at
+  // publish: the owner appends it to the output in mailbox order, calling no module (pubsub.cc).
+  bool frame = false;
   // What the message counts toward the mailbox bound: its bytes and a fixed overhead.
   size_t cost() const { return topic.size() + pattern.size() + body.size() + kOverhead; }
   static constexpr size_t kOverhead = 64;

@@ -134,6 +134,28 @@ bool Claim(Conn* c, int holder) {
   }
 }
 
+// A direct delivery (direct.cc) lends an entry nobody holds to the publishing thread for one write:
+// to claimers it looks like a re-arm in flight (they mark it and turn away), so its callbacks and
+// its holder's own output never meet the write. Caller holds the lock.
+bool LendForWrite(Conn* c) {
+  int v = 0;
+  return c->holder.compare_exchange_strong(v, kRearming);
+}
+
+// The lent entry back: at once when no claim was turned away and nothing is queued; else the locked
+// re-arm (the missed event reported again, EPOLLOUT for what is queued, due marks queued). Without the lock.
+int ReturnAfterWrite(Conn* c, int fd, int epfd, uint32_t events) {
+  if (c->out.empty()) {
+    int expect = kRearming;
+    if (c->holder.compare_exchange_strong(expect, 0)) return 0;
+  }
+  TableLock lock(table().mu);
+  if (!c->out.empty() && c->send_since == 0) c->send_since = NowMs();  // the send timeout counts from now
+  int rc = RearmLocked(c, fd, epfd, events);
+  if (rc < 0) c->holder.store(0);  // never left lent: its next event (or close) finds it free
+  return rc;
+}
+
 bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due) {
   Table& t = table();
   TableLock lock(t.mu);
