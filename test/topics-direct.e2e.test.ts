@@ -29,7 +29,7 @@ async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise
   return { server, port };
 }
 
-async function until(cond: () => boolean, what: () => string, ms = 60_000): Promise<void> {
+async function until(cond: () => boolean, what: () => string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out: ${what()}`);
@@ -176,7 +176,7 @@ describe('direct delivery (resp.wasm SUBSCRIBE / PUBLISH)', () => {
   }
 
   it('a subscriber that does not read is closed at --max-mailbox; the others get everything', async () => {
-    const { server, port } = await start({ maxMailbox: 256 * 1024, maxOutputBuffer: 256 * 1024 });
+    const { server, port } = await start({ maxMailbox: 1024 * 1024, maxOutputBuffer: 256 * 1024 });
     const slow = await open(port);
     sockets.push(slow);
     slow.write(cmd('SUBSCRIBE', 'ch'));
@@ -189,8 +189,8 @@ describe('direct delivery (resp.wasm SUBSCRIBE / PUBLISH)', () => {
     const streams = await Promise.all(subs.map((s) => subscriber(s, 'ch')));
     const pub = await open(port);
     sockets.push(pub);
-    const M = 3000;
-    await publisher(pub, 0, 'ch', M, 2000); // 6 MB to each subscriber
+    const M = 6000;
+    await publisher(pub, 0, 'ch', M, 2000); // 12 MB to each subscriber: more than loopback socket buffers take
     await until(() => streams.every((r) => r.error !== null || r.items.length >= M), () => streams.map((r) => r.items.length).join(' '));
     for (const r of streams) check(r, 1, M, 'ch');
     await until(() => server.stats().topics.overflows >= 1, () => JSON.stringify(server.stats().topics));

@@ -279,8 +279,8 @@ bool Claim(Conn* c, int holder);
 int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
 
 // Lends an entry nobody holds for one write by another thread, and gives it back (direct.cc).
-bool LendForWrite(Conn* c);                                      // caller holds the lock
-int ReturnAfterWrite(Conn* c, int fd, int epfd, uint32_t events);  // without the lock
+bool LendForWrite(Conn* c);                // caller holds the lock
+void ReturnLentLocked(Conn* c, int fd);    // caller holds the lock
 
 // --- conn_output.cc: buffers and the memory bounds
 // Brings c's part of its server's memory totals up to date with its buffers;

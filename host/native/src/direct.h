@@ -1,31 +1,32 @@
-// Direct delivery (docs/abi.md, Direct delivery): a publish that carries a
-// pre-formatted frame is written by the publishing thread straight to each
-// direct subscriber that can take it now -- plain TCP, open, nobody holding
-// it, nothing queued, nothing due, its mailbox empty -- with no module call and
-// no hand-over to another worker. Everything else goes through the mailbox, in
-// order (pubsub.cc). Plain C++.
+// Direct delivery (docs/abi.md §18): a publish that carries a pre-formatted
+// frame puts it in each direct subscriber's mailbox as a frame and lists the
+// subscriber as pending instead of handing it to a worker; at the end of the
+// publishing event (its re-arm) the frames waiting at the head of each pending
+// subscriber's mailbox leave in one write by that thread -- with no module call
+// and no hand-over -- when the subscriber can take them now: plain TCP, open,
+// nobody holding it, nothing queued, nothing due. Otherwise it is marked due
+// and its owner appends them in mailbox order (phases.ts message()). Plain C++.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace tcpmod {
 
-struct Conn;
+struct ConnTopics;
 
-// A subscriber lent for one write (LendForWrite), and its fd.
-struct DirectTarget {
-  Conn* c;
-  int fd;
-};
+// At a publish, under the table lock: lists (fd, id), whose mailbox just took a frame, for the next
+// flush, when the connection is one a flush can write to (plain TCP, open, queued send mode); false
+// when it is not (the caller marks it due). Listed once until flushed.
+bool DirectListLocked(int fd, uint64_t id, ConnTopics* t);
 
-// Under the table lock: lends (fd, id) for a direct write when it can take one now; nullptr when
-// the frame must wait in its mailbox instead.
-Conn* DirectTakeLocked(int fd, uint64_t id);
+// Writes the frames of every listed subscriber (see above). Without the table lock; one atomic load
+// when nothing is listed. Called at the end of every event (RearmHeld) and at a close, so that frames
+// listed by a thread that stopped are written by the next event of any.
+void DirectFlush();
 
-// Without the lock: writes the frame to each target, queues what a socket did not take (in order:
-// the owner's next output goes behind it), and gives each back. How many got the whole frame at once.
-size_t DirectWrite(const std::vector<DirectTarget>& targets, const uint8_t* frame, size_t len);
+// Frames a flush wrote for the server `group` (stats().topics.direct); reset when a server starts
+// on that group. Under the table lock.
+double DirectFramesLocked(int group);
+void DirectResetLocked(int group);
 
 }  // namespace tcpmod

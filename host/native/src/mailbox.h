@@ -30,6 +30,8 @@ class Mailbox {
   // Appends m when the mailbox stays within `limit` bytes; false (and nothing
   // kept) otherwise. An empty mailbox takes one message of any size up to the limit.
   bool Push(Message&& m, size_t limit);
+  // Puts back, as the oldest, a message taken from it (its bound is not checked: it was within it).
+  void PushFront(Message&& m);
   // Takes the oldest message; false when empty.
   bool Pop(Message* out);
   // The oldest message's sizes, without taking it; false when empty.
@@ -50,6 +52,7 @@ struct ConnTopics {
   Mailbox mail;
   bool overflowed = false;
   int group = -1;  // the server whose topic table holds its subscriptions
+  bool direct_listed = false;  // listed for the next flush of direct frames (direct.h)
 };
 
 }  // namespace tcpmod

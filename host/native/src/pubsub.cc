@@ -25,7 +25,6 @@ struct GroupTopics {
   TopicTable table;
   size_t max_mailbox = 1 << 20;
   double published = 0, delivered = 0, overflows = 0, too_big = 0;
-  double direct = 0;  // of delivered: frames written at the publish (direct.h)
   std::unique_ptr<Bus> bus;  // --bus: publishes also go through Redis (bus.h)
 };
 // Never destroyed: a bus thread may still deliver while the process exits.
@@ -62,7 +61,10 @@ Napi::Value TopicsConfigure(const Napi::CallbackInfo& info) {
   WithTableLock([&] {
     GroupTopics& g = GroupAt(static_cast<int>(group));
     // A server starting on an epoll fd number an earlier one had starts its counters afresh.
-    if (g.table.empty()) g = GroupTopics();
+    if (g.table.empty()) {
+      g = GroupTopics();
+      DirectResetLocked(static_cast<int>(group));
+    }
     g.max_mailbox = static_cast<size_t>(max);
   });
   return Num(info, 0);
@@ -106,30 +108,20 @@ Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
 struct Frame {
   const uint8_t* p = nullptr;
   size_t n = 0;
-  // Subscribers lent to the publishing thread, to write it to once the table lock is released.
-  std::vector<DirectTarget> now;
 };
 
 // Puts the message in the mailbox of every subscription matching `topic` (that `only` accepts,
 // when given), marking each subscriber due; how many it reached. With a frame, a direct
-// subscription takes the frame instead: lent for writing it at once (frame->now) when it can take
-// it now, else in its mailbox in order with the rest. Under the table lock.
+// subscription takes the frame instead, and its subscriber is listed for the flush at the end of
+// the publishing event (direct.h) rather than marked due, when a flush can write to it. Under the
+// table lock.
 int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only,
-                  Frame* frame = nullptr) {
+                  const Frame* frame = nullptr) {
   int reached = 0;
   g.table.Match(topic, [&](SubKey k, const std::string& pattern, bool direct) {
     ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
     if (t == nullptr || t->overflowed) return;  // closing: it takes no more
     const bool as_frame = direct && frame != nullptr;
-    if (as_frame) {
-      if (Conn* c = DirectTakeLocked(k.fd, k.id)) {
-        frame->now.push_back({c, k.fd});
-        reached++;
-        g.delivered++;
-        g.direct++;
-        return;
-      }
-    }
     bool was_empty = t->mail.empty();
     Message m = as_frame ? Message{topic, std::string(), Text(const_cast<uint8_t*>(frame->p), frame->n), true}
                          : Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)};
@@ -143,6 +135,7 @@ int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, s
     }
     reached++;
     g.delivered++;
+    if (as_frame && DirectListLocked(k.fd, k.id, t)) return;  // the flush writes it, or marks it due
     if (was_empty) MarkConnDueLocked(k.fd, k.id, kDueMessage);
   }, only);
   return reached;
@@ -154,7 +147,7 @@ bool FitsMailbox(const GroupTopics& g, size_t tn, size_t mn) { return mn + tn + 
 // topicPublish(group, mem, topicPtr, topicLen, mem, msgPtr, msgLen[, mem, framePtr, frameLen]) ->
 // subscriptions reached | -3 invalid topic | -4 message (or frame) larger than the mailbox bound
 // (no subscriber could take it). With a frame (publish_frame), direct subscriptions take the frame
-// (DeliverLocked); those that can take it now get it written here, after the table lock.
+// (DeliverLocked), written at the end of the publishing event (direct.h).
 // With a bus the message also goes to Redis; the result stays this server's count.
 Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
   int64_t group;
@@ -180,7 +173,6 @@ Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
     // Under the table lock, so the bus sends publishes in the order they were made here.
     if (g.bus) g.bus->Publish(topic, mp, mn);
   });
-  if (!frame.now.empty()) DirectWrite(frame.now, frame.p, frame.n);
   return Num(info, too_big ? -4 : reached);
 }
 
@@ -391,7 +383,7 @@ Napi::Value TopicsStats(const Napi::CallbackInfo& info) {
     o.Set("delivered", g.delivered);
     o.Set("overflows", g.overflows);
     o.Set("tooBig", g.too_big);
-    o.Set("direct", g.direct);
+    o.Set("direct", DirectFramesLocked(static_cast<int>(group)));
   });
   return o;
 }
