@@ -71,7 +71,7 @@ void DirectFlush() {
       Message m;
       while (j.bytes.size() < kFlushBytes && (f = t->mail.Front()) != nullptr && f->frame) {
         t->mail.Pop(&m);
-        j.bytes += m.body;
+        j.bytes += *m.shared;
         j.frames.push_back(std::move(m));
       }
       jobs.push_back(std::move(j));
@@ -93,9 +93,9 @@ void DirectFlush() {
     if (n < 0) continue;  // an error: its owner's next read finds it; the frames go back (it closes)
     const size_t sent = static_cast<size_t>(n);
     size_t at = 0;
-    while (d.whole < j.frames.size() && at + j.frames[d.whole].body.size() <= sent) at += j.frames[d.whole++].body.size();
+    while (d.whole < j.frames.size() && at + j.frames[d.whole].shared->size() <= sent) at += j.frames[d.whole++].shared->size();
     if (d.whole == j.frames.size() || sent == at) continue;
-    const std::string& b = j.frames[d.whole].body;
+    const std::string& b = *j.frames[d.whole].shared;
     const size_t rest = b.size() - (sent - at);
     Conn* c = j.c;
     d.begun = true;

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 
 namespace tcpmod {
@@ -17,11 +18,15 @@ struct Message {
   std::string topic;
   std::string pattern;  // the pattern subscription that matched (empty: an exact one)
   std::string body;
-  // A direct subscription's pre-formatted frame (body), waiting because it could not be written at
-  // publish: the owner appends it to the output in mailbox order, calling no module (pubsub.cc).
+  // A direct subscription's pre-formatted frame (docs/abi.md §18) instead of a message: one copy
+  // per publish, shared by every subscriber's mailbox; appended to the output as it is, in mailbox
+  // order, by a flush (direct.h) or by the owner, calling no module. Its topic is the publish's.
   bool frame = false;
+  std::shared_ptr<const std::string> shared;
+  // The bytes a delivery writes: the frame's, or the message's.
+  const std::string& bytes() const { return frame ? *shared : body; }
   // What the message counts toward the mailbox bound: its bytes and a fixed overhead.
-  size_t cost() const { return topic.size() + pattern.size() + body.size() + kOverhead; }
+  size_t cost() const { return topic.size() + pattern.size() + bytes().size() + kOverhead; }
   static constexpr size_t kOverhead = 64;
 };
 

@@ -108,6 +108,7 @@ Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
 struct Frame {
   const uint8_t* p = nullptr;
   size_t n = 0;
+  std::shared_ptr<const std::string> shared;  // made at the first direct subscription it reaches
 };
 
 // Puts the message in the mailbox of every subscription matching `topic` (that `only` accepts,
@@ -116,15 +117,22 @@ struct Frame {
 // the publishing event (direct.h) rather than marked due, when a flush can write to it. Under the
 // table lock.
 int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only,
-                  const Frame* frame = nullptr) {
+                  Frame* frame = nullptr) {
   int reached = 0;
   g.table.Match(topic, [&](SubKey k, const std::string& pattern, bool direct) {
     ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
     if (t == nullptr || t->overflowed) return;  // closing: it takes no more
     const bool as_frame = direct && frame != nullptr;
     bool was_empty = t->mail.empty();
-    Message m = as_frame ? Message{topic, std::string(), Text(const_cast<uint8_t*>(frame->p), frame->n), true}
-                         : Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)};
+    Message m;
+    if (as_frame) {
+      if (!frame->shared) frame->shared = std::make_shared<const std::string>(Text(const_cast<uint8_t*>(frame->p), frame->n));
+      m.topic = topic;
+      m.frame = true;
+      m.shared = frame->shared;
+    } else {
+      m = Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)};
+    }
     if (!t->mail.Push(std::move(m), g.max_mailbox)) {
       // A subscriber that does not keep up is closed (reason 3), not waited for.
       t->overflowed = true;
@@ -349,7 +357,11 @@ Napi::Value ConnMessage(const Napi::CallbackInfo& info) {
   WithTableLock([&] {
     ConnTopics* t = ConnTopicsLocked(static_cast<int>(fd), static_cast<uint64_t>(id), false);
     if (t == nullptr || !t->mail.Pop(&m)) return;  // never subscribed, or closing: nothing to deliver
-    if (m.frame) m.topic.clear();  // a frame is its own bytes only
+    if (m.frame) {
+      // A frame is its own bytes only: handed over in `body`.
+      m.topic.clear();
+      m.body = *m.shared;
+    }
     if (m.topic.size() + m.pattern.size() + m.body.size() > cap) {
       GroupAt(t->group).too_big++;
       rc = -EMSGSIZE;

@@ -3,6 +3,7 @@
 // subscribe/unsubscribe bookkeeping, the table emptying as connections go, and
 // the mailbox bound.
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "mailbox.h"
@@ -105,8 +106,24 @@ int main() {
 
   // The mailbox bound.
   Mailbox box;
-  Message m{"t", "", std::string(100, 'x')};
+  Message m;
+  m.topic = "t";
+  m.body = std::string(100, 'x');
   size_t cost = m.cost();
+  // A frame (docs/abi.md §18) counts its shared bytes; one put back heads the mailbox, counted again.
+  {
+    Mailbox fb;
+    Message f;
+    f.topic = "t";
+    f.frame = true;
+    f.shared = std::make_shared<const std::string>(100, 'x');
+    CHECK(f.cost() == cost && f.bytes().size() == 100);
+    CHECK(fb.Push(Message(f), cost * 2) && fb.Push(Message(m), cost * 2));
+    Message got;
+    CHECK(fb.Pop(&got) && got.frame && fb.bytes() == cost);
+    fb.PushFront(std::move(got));
+    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.Front()->frame);
+  }
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(!box.Push(Message(m), cost * 2));
