@@ -25,7 +25,7 @@
 //   unsupported level or a refused client id gets its CONNACK code first.
 // - No authentication: user names and passwords are accepted and ignored.
 
-import { Conn, Action, configure, setOnMessage, setOnTimer, setOnClose, Message, subscribe, unsubscribe, TOPIC_MQTT } from "tcpmod/assembly/sdk";
+import { Conn, Action, configure, setOnMessage, setOnTimer, setOnClose, Message, unsubscribe, TOPIC_MQTT } from "tcpmod/assembly/sdk";
 export * from "tcpmod/assembly/sdk/exports";
 import {
   CONNECT, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT,
@@ -33,7 +33,7 @@ import {
 } from "./mqtt/codec";
 import {
   MAX_PACKET, TOPIC_MAX, CID_MAX, STATE_SIZE, Connect, accept, refuse, connected, keepAlive,
-  publishMessage, grant, ungrant, sendRetained, onMessage as deliverMessage, acked, firstQos2, released, dropWill, closed,
+  publishMessage, subscribeFilter, grant, ungrant, sendRetained, onMessage as deliverMessage, acked, firstQos2, released, dropWill, closed,
 } from "./mqtt/session";
 
 /** Input: two largest packets and room for a message beside a partial packet (docs/abi.md §15). */
@@ -267,7 +267,7 @@ function onSubscribe(c: Conn, p: usize, n: i32): Action {
     at += fl;
     const req = <i32>load<u8>(p + <usize>(at++));
     const g = req > 1 ? 1 : req;
-    if (fl > TOPIC_MAX || !validFilter(f, fl) || subscribe(c, TOPIC_MQTT, f, fl) < 0) {
+    if (fl > TOPIC_MAX || !validFilter(f, fl) || subscribeFilter(c, f, fl) < 0) {
       c.writeByte(0x80);
       continue;
     }

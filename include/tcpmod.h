@@ -111,6 +111,16 @@ TCPMOD_IMPORT(set_timer) int32_t tcpmod_set_timer(int32_t conn, int32_t ms);
 TCPMOD_IMPORT(subscribe) int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
 TCPMOD_IMPORT(unsubscribe) int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void *text, int32_t len);
 TCPMOD_IMPORT(publish) int32_t tcpmod_publish(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len);
+/* v1.2 direct delivery (docs/abi.md §19). A subscription made with kind |
+ * TCPMOD_TOPIC_DIRECT takes the frame of a publish_frame (the bytes its client
+ * must receive, the same for every such subscriber) appended to its output as
+ * it is, without a tcpmod_on_message call; publish_frame is publish for every
+ * other subscription (they get msg). Same results as publish (-4 also when the
+ * frame is larger than any mailbox). A host without it refuses the flag
+ * (subscribe returns -3): subscribe again without it. */
+#define TCPMOD_TOPIC_DIRECT 0x100
+TCPMOD_IMPORT(publish_frame) int32_t tcpmod_publish_frame(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len,
+                                                          const void *frame, int32_t frame_len);
 /* This server's subscriptions (PUBSUB), from any callback. topic_count: with
  * len > 0 how many subscriptions of (kind, text) there are; with len 0 how
  * many distinct texts of that kind have one; -3 unknown kind or too long.

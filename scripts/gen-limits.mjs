@@ -44,6 +44,7 @@ export function limitEntries({ options, abi, limits }) {
     ['kModuleIdSpace', 'uint64_t', abi.MODULE_ID_SPACE, 'abi.ts MODULE_ID_SPACE', "a module's conn is the host id modulo this"],
     ['kTimerMaxMs', 'int64_t', abi.TIMER_MAX_MS, 'abi.ts TIMER_MAX_MS', 'the longest tcpmod.set_timer, ms'],
     ['kTopicMax', 'size_t', abi.TOPIC_MAX, 'abi.ts TOPIC_MAX', 'the longest topic or pattern, bytes'],
+    ['kTopicDirectFlag', 'int', abi.TOPIC_DIRECT, 'abi.ts TOPIC_DIRECT', "subscribe's kind flag: a direct subscription (publish_frame's frame)"],
     ['kSubscriptionsMax', 'size_t', abi.SUBSCRIPTIONS_MAX, 'abi.ts SUBSCRIPTIONS_MAX', 'the subscriptions one connection may hold'],
     ['kBatchMax', 'int64_t', OPTIONS.batch.kind.max, 'options.ts OPTIONS.batch max', 'the most events one epoll_wait takes (--batch)'],
     ['kMaxConnectionsMax', 'int64_t', OPTIONS.maxConnections.kind.max, 'options.ts OPTIONS.maxConnections max', 'the largest --max-connections'],

@@ -57,7 +57,8 @@ TCPMOD_EXPORT(tcpmod_on_upstream) int32_t tcpmod_on_upstream(int32_t c, int32_t 
 }
 TCPMOD_EXPORT(tcpmod_on_message) int32_t tcpmod_on_message(int32_t c, int32_t n, int32_t t, int32_t p, int32_t m) {
   return tcpmod_publish(buf, t, buf + n, m) + tcpmod_unsubscribe(c, TCPMOD_TOPIC_GLOB, buf, p) + tcpmod_subscribe(c, TCPMOD_TOPIC_MQTT, buf, t) +
-    tcpmod_topic_count(TCPMOD_TOPIC_EXACT, buf, t) + tcpmod_topics_list(buf, p, 0, buf + n, m);
+    tcpmod_topic_count(TCPMOD_TOPIC_EXACT, buf, t) + tcpmod_topics_list(buf, p, 0, buf + n, m) +
+    tcpmod_publish_frame(buf, t, buf, m, buf + n, p) + tcpmod_subscribe(c, TCPMOD_TOPIC_EXACT | TCPMOD_TOPIC_DIRECT, buf, t);
 }
 TCPMOD_EXPORT(tcpmod_on_close) void tcpmod_on_close(int32_t c, int32_t r) { if (r == TCPMOD_REASON_TLS) tcpmod_abort(0, 0, c, r); }
 TCPMOD_EXPORT(tcpmod_on_data) int32_t tcpmod_on_data(int32_t c, int32_t n, int32_t f) {

@@ -37,4 +37,22 @@ describe('tcpmod/testing: publish and subscribe between connections', () => {
     expect(text(a.send('/n\n').output)).toBe('2\n');
     m.deliver();
   });
+
+  it("direct subscriptions (§19): resp.wasm's SUBSCRIBE takes PUBLISH's frame with no on_message call, PSUBSCRIBE its pmessage", async () => {
+    const m = await loadModule('build/resp.wasm');
+    const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join('')}`;
+    const [a, b, p] = [m.connect(), m.connect(), m.connect()];
+    a.send(cmd('SUBSCRIBE', 'news'));
+    b.send(cmd('PSUBSCRIBE', 'n*'));
+    expect(text(p.send(cmd('PUBLISH', 'news', 'hi\r\nthere')).output)).toBe(':2\r\n');
+    const got = m.deliver();
+    expect(got.map((d) => [d.conn, d.frame, text(d.output)])).toEqual([
+      [a.id, true, '*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$9\r\nhi\r\nthere\r\n'],
+      [b.id, false, '*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$9\r\nhi\r\nthere\r\n'],
+    ]);
+    // The frame is what on_message writes for the same message: a long message (a 3-digit length) too.
+    const long = 'x'.repeat(300);
+    p.send(cmd('PUBLISH', 'news', long));
+    expect(m.deliver().map((d) => text(d.output))[0]).toBe(`*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$300\r\n${long}\r\n`);
+  });
 });

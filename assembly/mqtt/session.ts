@@ -26,7 +26,7 @@
 // another process, even when they share a Redis store.
 
 import {
-  Conn, Action, subscribe, publish, TOPIC_MQTT, TOPIC_EXACT,
+  Conn, Action, subscribe, publish, publishFrame, TOPIC_MQTT, TOPIC_EXACT, TOPIC_DIRECT, TOPIC_INVALID,
   kv_get, kv_set, kv_del, kv_getdel, kv_scan, kv_del_prefix, kv_set_ex, KV_NX,
 } from "tcpmod/assembly/sdk";
 import { filterMatches, literalPrefix, writePublish, CONNACK } from "./codec";
@@ -63,6 +63,8 @@ const SCAN_CAP: i32 = 128 * 1024;
 const KEY = heap.alloc(<usize>KEY_CAP);
 const VAL = heap.alloc(<usize>VAL_CAP);
 const BODY = heap.alloc(<usize>VAL_CAP);
+/** A QoS 0 PUBLISH packet, the same for every subscriber (publishMessage). */
+const FRAME = heap.alloc(<usize>VAL_CAP + 16);
 const SCAN = heap.alloc(<usize>SCAN_CAP);
 const NEXT = heap.alloc(8);
 let keyLen: i32 = 0;
@@ -116,7 +118,37 @@ export function publishMessage(topic: usize, topicLen: i32, payload: usize, payl
     if (payloadLen == 0) kv_del(KEY, keyLen);
     else kv_set(KEY, keyLen, BODY, payloadLen + 1);
   }
-  publish(topic, topicLen, BODY, payloadLen + 1);
+  if (qos == 0) {
+    // Every subscriber gets it at QoS 0 (min of 0 and what it was granted), retain 0: one packet for all,
+    // which direct subscriptions take as output with no on_message call (docs/abi.md §19).
+    publishFrame(topic, topicLen, BODY, payloadLen + 1, FRAME, qos0Packet(topic, topicLen, payload, payloadLen));
+  } else {
+    publish(topic, topicLen, BODY, payloadLen + 1);
+  }
+}
+
+/** Writes PUBLISH QoS 0 (no packet id, DUP 0, RETAIN 0) at FRAME: its length. writePublish's bytes for qos 0. */
+function qos0Packet(topic: usize, tl: i32, payload: usize, pl: i32): i32 {
+  store<u8>(FRAME, 0x30);
+  let at = FRAME + 1;
+  let n = 2 + tl + pl;
+  do {
+    let b = <u8>(n & 0x7F);
+    n >>>= 7;
+    if (n > 0) b |= 0x80;
+    store<u8>(at++, b);
+  } while (n > 0);
+  store<u8>(at, <u8>(tl >> 8));
+  store<u8>(at, <u8>tl, 1);
+  memory.copy(at + 2, topic, <usize>tl);
+  memory.copy(at + 2 + <usize>tl, payload, <usize>pl);
+  return <i32>(at + 2 + <usize>tl + <usize>pl - FRAME);
+}
+
+/** Subscribes c to an MQTT filter, direct (QoS 0 packets as output, no on_message call: §19) where the host has it. */
+export function subscribeFilter(c: Conn, f: usize, fl: i32): i32 {
+  const r = subscribe(c, TOPIC_MQTT | TOPIC_DIRECT, f, fl);
+  return r == TOPIC_INVALID ? subscribe(c, TOPIC_MQTT, f, fl) : r;
 }
 
 /** The CONNECT's outcome the parser hands over. */
@@ -255,7 +287,7 @@ function resume(c: Conn): void {
     let p = SCAN;
     for (let i = 0; i < got; i++) {
       const kl = load<i32>(p);
-      subscribe(c, TOPIC_MQTT, p + 4 + <usize>prefix, kl - prefix);
+      subscribeFilter(c, p + 4 + <usize>prefix, kl - prefix);
       base = F_ANYSUB;
       p += 4 + <usize>kl;
     }

@@ -19,7 +19,7 @@
 // also goes to the other processes, which are not counted); RESP3 (HELLO 3) is
 // not offered, so there are no RESP3 push frames.
 
-import { Action, Conn, Message, subscribe, unsubscribe, publish, topicCount, topicsList, TOPIC_EXACT, TOPIC_GLOB, TOPIC_TOO_MANY } from "tcpmod/assembly/sdk";
+import { Action, Conn, Message, subscribe, unsubscribe, publishFrame, topicCount, topicsList, TOPIC_EXACT, TOPIC_GLOB, TOPIC_DIRECT, TOPIC_INVALID, TOPIC_TOO_MANY } from "tcpmod/assembly/sdk";
 import { argPtr, argLen, STATE_SIZE } from "./limits";
 import { argCount } from "./strings";
 import { replyArray, replyBulk, replyBulkStr, replyInt, replyError, writeErrorText, out, R_NIL } from "./reply";
@@ -75,7 +75,10 @@ function confirm(c: Conn, kind: string, p: usize, len: i32, count: i32): void {
 function subscribeAll(c: Conn, kind: i32, word: string): i32 {
   let ch = channels(c), pa = patterns(c);
   for (let i = 1; i < argCount; i++) {
-    const r = subscribe(c, kind, argPtr(i), argLen(i));
+    // A channel's pushes are the same bytes for every subscriber: a direct subscription takes PUBLISH's
+    // frame as output, with no on_message call (docs/abi.md §19); a host without it refuses the flag.
+    let r = kind == TOPIC_EXACT ? subscribe(c, TOPIC_EXACT | TOPIC_DIRECT, argPtr(i), argLen(i)) : TOPIC_INVALID;
+    if (r == TOPIC_INVALID) r = subscribe(c, kind, argPtr(i), argLen(i));
     if (r == TOPIC_TOO_MANY) {
       replyError(c, "ERR too many subscriptions on this connection (1024)");
       continue;
@@ -121,8 +124,48 @@ export function cmdPsubscribe(c: Conn): i32 { return subscribeAll(c, TOPIC_GLOB,
 export function cmdUnsubscribe(c: Conn): i32 { return unsubscribeAll(c, TOPIC_EXACT, "unsubscribe"); }
 export function cmdPunsubscribe(c: Conn): i32 { return unsubscribeAll(c, TOPIC_GLOB, "punsubscribe"); }
 
+/** PUBLISH's "message" push, built once for every direct subscriber (onMessage writes the same bytes). */
+let frame: usize = 0;
+let frameCap: usize = 0;
+/** "*3\r\n$7\r\nmessage\r\n" */
+const MESSAGE_HEAD = memory.data<u8>([42, 51, 13, 10, 36, 55, 13, 10, 109, 101, 115, 115, 97, 103, 101, 13, 10]);
+
+function putDecimal(at: usize, n: i32): usize {
+  let digits = 1;
+  for (let v = n; v >= 10; v /= 10) digits++;
+  for (let i = digits - 1, v = n; i >= 0; i--, v /= 10) store<u8>(at + <usize>i, <u8>(48 + v % 10));
+  return at + <usize>digits;
+}
+
+function putBulk(at: usize, p: usize, len: i32): usize {
+  store<u8>(at, 36); // $
+  at = putDecimal(at + 1, len);
+  store<u16>(at, 0x0a0d);
+  memory.copy(at + 2, p, <usize>len);
+  store<u16>(at + 2 + <usize>len, 0x0a0d);
+  return at + 4 + <usize>len;
+}
+
+/** *3 $7 message $topic $message: its length, written at `frame` (grown as needed). */
+function buildMessageFrame(tp: usize, tl: i32, mp: usize, ml: i32): i32 {
+  const need = <usize>(tl + ml + 64);
+  if (need > frameCap) {
+    if (frame != 0) heap.free(frame);
+    frameCap = need < 256 ? 256 : need;
+    frame = heap.alloc(frameCap);
+  }
+  memory.copy(frame, MESSAGE_HEAD, 17);
+  let at = putBulk(frame + 17, tp, tl);
+  at = putBulk(at, mp, ml);
+  return <i32>(at - frame);
+}
+
 export function cmdPublish(c: Conn): i32 {
-  const n = argLen(1) > 0 ? publish(argPtr(1), argLen(1), argPtr(2), argLen(2)) : 0;
+  let n = 0;
+  if (argLen(1) > 0) {
+    const fl = buildMessageFrame(argPtr(1), argLen(1), argPtr(2), argLen(2));
+    n = publishFrame(argPtr(1), argLen(1), argPtr(2), argLen(2), frame, fl);
+  }
   if (n < 0) replyError(c, n == -4 ? "ERR message larger than a subscriber's mailbox (--max-mailbox)" : "ERR invalid channel (longer than 1024 bytes)");
   else replyInt(c, n);
   return 0;

@@ -47,8 +47,8 @@ export {
 export { UPSTREAM_CONNECTED, UPSTREAM_DATA, UPSTREAM_CLOSED, UPSTREAM_FAILED, UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE, UPSTREAM_FULL } from "./upstream";
 export { LogLevel, log, logString, nowMs } from "./host";
 export {
-  subscribe, unsubscribe, unsubscribeAll, publish, topicCount, topicsList, setOnMessage, Message, MessageHandler,
-  TOPIC_EXACT, TOPIC_GLOB, TOPIC_MQTT, TOPIC_NOT_HANDLED, TOPIC_TOO_MANY, TOPIC_INVALID, TOPIC_TOO_BIG,
+  subscribe, unsubscribe, unsubscribeAll, publish, publishFrame, topicCount, topicsList, setOnMessage, Message, MessageHandler,
+  TOPIC_EXACT, TOPIC_GLOB, TOPIC_MQTT, TOPIC_DIRECT, TOPIC_NOT_HANDLED, TOPIC_TOO_MANY, TOPIC_INVALID, TOPIC_TOO_BIG,
 } from "./topics";
 export { kv_get, kv_set, kv_del, kv_incr, KV_MISSING, KV_FULL, KV_UNAVAILABLE } from "./abi";
 export { decimalLength, decimalLengthU64, formatI64, formatU64, parseI64, parseU64, PARSE_NONE, PARSE_OVERFLOW } from "./decimal";

@@ -14,6 +14,8 @@ declare function host_subscribe(conn: i32, kind: i32, ptr: usize, len: i32): i32
 declare function host_unsubscribe(conn: i32, kind: i32, ptr: usize, len: i32): i32;
 @external("tcpmod", "publish")
 declare function host_publish(topic: usize, topicLen: i32, msg: usize, msgLen: i32): i32;
+@external("tcpmod", "publish_frame")
+declare function host_publish_frame(topic: usize, topicLen: i32, msg: usize, msgLen: i32, frame: usize, frameLen: i32): i32;
 @external("tcpmod", "topic_count")
 declare function host_topic_count(kind: i32, ptr: usize, len: i32): i32;
 @external("tcpmod", "topics_list")
@@ -23,6 +25,8 @@ declare function host_topics_list(glob: usize, globLen: i32, skip: i32, out: usi
 export const TOPIC_EXACT: i32 = 0;
 export const TOPIC_GLOB: i32 = 1;
 export const TOPIC_MQTT: i32 = 2;
+/** Added to a kind: a direct subscription, which takes publishFrame's frame as output with no message hook call (docs/abi.md §19). */
+export const TOPIC_DIRECT: i32 = 0x100;
 /** Results: not the connection being handled, too many subscriptions (1,024), invalid text, message too large. */
 export const TOPIC_NOT_HANDLED: i32 = -1;
 export const TOPIC_TOO_MANY: i32 = -2;
@@ -37,6 +41,11 @@ export function unsubscribe(c: Conn, kind: i32, ptr: usize, len: i32): i32 { ret
 export function unsubscribeAll(c: Conn): i32 { return host_unsubscribe(c.id, -1, 0, 0); }
 /** Publishes `msgLen` bytes at `msg` to the topic: the number of subscriptions reached, or negative. */
 export function publish(topic: usize, topicLen: i32, msg: usize, msgLen: i32): i32 { return host_publish(topic, topicLen, msg, msgLen); }
+/** publish, except that direct subscriptions (TOPIC_DIRECT) get the `frameLen` bytes at `frame` appended to their
+ *  output as they are, with no message hook call (docs/abi.md §19): the bytes every such client must receive. */
+export function publishFrame(topic: usize, topicLen: i32, msg: usize, msgLen: i32, frame: usize, frameLen: i32): i32 {
+  return host_publish_frame(topic, topicLen, msg, msgLen, frame, frameLen);
+}
 
 /** This server's subscriptions of (kind, `len` bytes at `ptr`); with len 0, the distinct texts of that kind
  *  that have one (Redis PUBSUB NUMSUB, NUMPAT). Negative: TOPIC_INVALID. */

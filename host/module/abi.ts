@@ -68,6 +68,8 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   // PUBSUB NUMSUB / NUMPAT and CHANNELS of this server (docs/abi.md §15): counts and the exact topics subscribed.
   topic_count: '(i32, i32, i32) -> i32',
   topics_list: '(i32, i32, i32, i32, i32) -> i32',
+  // v1.2 direct delivery (docs/abi.md §19): a publish with a pre-formatted frame that direct subscriptions take instead of the message.
+  publish_frame: '(i32, i32, i32, i32, i32, i32) -> i32',
   // v1.2 upstreams (docs/abi.md, Upstreams): open a named backend for the connection, send to it, close it.
   upstream_open: '(i32, i32, i32) -> i32',
   upstream_send: '(i32, i32, i32, i32) -> i32',
@@ -84,13 +86,15 @@ export const V1_2_STORE_IMPORTS = [
   'kv_get_ver', 'kv_getdel', 'kv_set_ex', 'kv_cas', 'kv_expire', 'kv_persist', 'kv_ttl', 'kv_append', 'kv_incr_ex', 'kv_scan', 'kv_del_prefix',
   'kv_get_range', 'kv_send', 'kv_expire_ex', 'kv_incr_at',
 ] as const;
-export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list'] as const;
+export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list', 'publish_frame'] as const;
 export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume'] as const;
 /** Every v1.2 host function: a module using one of them is listed as v1.2. */
 export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS] as const;
 
 /** Topic subscription kinds (docs/abi.md §15) and topic result codes. */
 export const TOPIC_EXACT = 0, TOPIC_GLOB = 1, TOPIC_MQTT = 2;
+/** A flag added to subscribe's kind: the subscription takes publish_frame's frame, written to the output with no module call (§19). */
+export const TOPIC_DIRECT = 0x100;
 export const TOPIC = { NOT_HANDLED: -1, TOO_MANY: -2, INVALID: -3, TOO_BIG: -4 } as const;
 
 /** tcpmod_on_upstream's events, and upstream_open / upstream_send results (docs/abi.md, Upstreams). */

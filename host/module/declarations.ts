@@ -37,6 +37,7 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
   subscribe: { c: 'int32_t tcpmod_subscribe(int32_t conn, int32_t kind, const void *text, int32_t len)', as: 'subscribe(conn: i32, kind: i32, text: usize, len: i32): i32' },
   unsubscribe: { c: 'int32_t tcpmod_unsubscribe(int32_t conn, int32_t kind, const void *text, int32_t len)', as: 'unsubscribe(conn: i32, kind: i32, text: usize, len: i32): i32' },
   publish: { c: 'int32_t tcpmod_publish(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len)', as: 'publish(topic: usize, topic_len: i32, msg: usize, msg_len: i32): i32' },
+  publish_frame: { c: 'int32_t tcpmod_publish_frame(const void *topic, int32_t topic_len, const void *msg, int32_t msg_len, const void *frame, int32_t frame_len)', as: 'publish_frame(topic: usize, topic_len: i32, msg: usize, msg_len: i32, frame: usize, frame_len: i32): i32' },
   topic_count: { c: 'int32_t tcpmod_topic_count(int32_t kind, const void *text, int32_t len)', as: 'topic_count(kind: i32, text: usize, len: i32): i32' },
   topics_list: { c: 'int32_t tcpmod_topics_list(const void *glob, int32_t glob_len, int32_t skip, void *out, int32_t out_cap)', as: 'topics_list(glob: usize, glob_len: i32, skip: i32, out: usize, out_cap: i32): i32' },
   upstream_open: { c: 'int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len)', as: 'upstream_open(conn: i32, name: usize, name_len: i32): i32' },

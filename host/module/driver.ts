@@ -107,6 +107,11 @@ export class AbiDriver {
     return this.write(this.stage.buffer, this.stage.byteOffset, n);
   }
 
+  /** While holding: a direct subscription's frame (docs/abi.md §19), staged behind the claim's earlier output, no module call. */
+  stageFrame(mem: ArrayBuffer, ptr: number, len: number): void {
+    this.stageOut(mem, ptr, len);
+  }
+
   /** Appends an out region to the staged output (the buffer grows; it is reused across events). */
   private stageOut(mem: ArrayBuffer, ptr: number, len: number): void {
     const need = this.staged + len;

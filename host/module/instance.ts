@@ -39,6 +39,8 @@ export interface InstanceHooks {
   subscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   unsubscribe?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   publish?(mem: ArrayBuffer, topicPtr: number, topicLen: number, msgPtr: number, msgLen: number): number;
+  /** publish_frame (docs/abi.md §19): publish, and direct subscriptions take the frame [framePtr, +frameLen) instead. */
+  publishFrame?(mem: ArrayBuffer, topicPtr: number, topicLen: number, msgPtr: number, msgLen: number, framePtr: number, frameLen: number): number;
   /** topic_count and topics_list (PUBSUB): this server's subscriptions, from any call. */
   topicCount?(kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   topicsList?(mem: ArrayBuffer, globPtr: number, globLen: number, skip: number, outPtr: number, outCap: number): number;
@@ -448,6 +450,14 @@ export class ModuleInstance {
         this.region('tcpmod.publish topic', topic, topicLen);
         this.region('tcpmod.publish message', msg, msgLen);
         return this.hooks.publish ? this.hooks.publish(this.buffer, topic >>> 0, topicLen >>> 0, msg >>> 0, msgLen >>> 0) : 0;
+      },
+      publish_frame: (topic: number, topicLen: number, msg: number, msgLen: number, frame: number, frameLen: number): number => {
+        this.region('tcpmod.publish_frame topic', topic, topicLen);
+        this.region('tcpmod.publish_frame message', msg, msgLen);
+        this.region('tcpmod.publish_frame frame', frame, frameLen);
+        return this.hooks.publishFrame
+          ? this.hooks.publishFrame(this.buffer, topic >>> 0, topicLen >>> 0, msg >>> 0, msgLen >>> 0, frame >>> 0, frameLen >>> 0)
+          : 0;
       },
       topic_count: (kind: number, ptr: number, len: number): number => {
         this.region('tcpmod.topic_count text', ptr, len);

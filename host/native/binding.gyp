@@ -32,6 +32,7 @@
         "src/topics.cc",
         "src/mailbox.cc",
         "src/pubsub.cc",
+        "src/direct.cc",
         "src/bus.cc",
         "src/bus_names.cc",
         "src/upstream.cc",

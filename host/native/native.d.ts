@@ -261,10 +261,11 @@ export interface NativeBinding {
   /** 1 removed, 0 not subscribed, -3 invalid kind; kind -1: all, the result how many. Holder only. */
   topicUnsubscribe(fd: number, id: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;
   /** Subscriptions reached, -3 invalid topic, -4 message larger than any mailbox can take. */
-  topicPublish(group: number, mem: ArrayBuffer, topicPtr: number, topicLen: number, msgMem: ArrayBuffer, msgPtr: number, msgLen: number): number;
-  /** Takes the oldest message into [ptr, ptr+cap): 1 (lens: topic, pattern, body lengths), 0 none, -EMSGSIZE dropped (too big). */
+  topicPublish(group: number, mem: ArrayBuffer, topicPtr: number, topicLen: number, msgMem: ArrayBuffer, msgPtr: number, msgLen: number,
+    frameMem?: ArrayBuffer, framePtr?: number, frameLen?: number): number;
+  /** Takes the oldest message into [ptr, ptr+cap): 1 (lens: topic, pattern, body lengths), 2 a direct frame (lens[2] its length), 0 none, -EMSGSIZE dropped (too big). */
   connMessage(fd: number, id: number, mem: ArrayBuffer, ptr: number, cap: number, lens: Int32Array): number;
-  topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
+  topicsStats(group: number): { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number; direct: number };
   readonly DUE_MESSAGE: number;
   /** PUBSUB NUMSUB / NUMPAT: subscriptions of (kind, text); with len 0 the distinct texts of that kind subscribed; -3 invalid. */
   topicCount(group: number, kind: number, mem: ArrayBuffer, ptr: number, len: number): number;

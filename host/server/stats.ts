@@ -41,7 +41,7 @@ export interface ServerStats {
   /** Pub/sub (docs/abi.md §15): distinct exact topics and pattern subscriptions in the table, all
    *  subscriptions, publishes, messages put in mailboxes, subscribers closed over --max-mailbox, messages
    *  dropped for not fitting a subscriber's input region. */
-  topics: { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number };
+  topics: { topics: number; patterns: number; subscriptions: number; published: number; delivered: number; overflows: number; tooBig: number; direct: number };
   /** --bus (docs/abi.md §15): null when off; else what went through Redis and what was lost (BusStats). */
   bus: BusStats | null;
   /** Bytes of module log messages dropped by the log limit. */

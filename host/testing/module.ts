@@ -4,7 +4,7 @@
 // order (tcpmod.send bytes, then the out region), ABORT, overflow, EOF and
 // faults behave exactly as over a socket; bytes go in through send() and come
 // out as arrays. Time is a fake clock that moves only when the test moves it.
-import { CLOSE_REASONS, CloseReason, LOG_LEVELS, SUBSCRIPTIONS_MAX, TIMER_MAX_MS, TOPIC_MAX, UPSTREAM, type CloseReasonName } from '../module/abi.js';
+import { CLOSE_REASONS, CloseReason, LOG_LEVELS, SUBSCRIPTIONS_MAX, TIMER_MAX_MS, TOPIC_DIRECT, TOPIC_MAX, UPSTREAM, type CloseReasonName } from '../module/abi.js';
 import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
@@ -47,6 +47,9 @@ export interface MessageDelivery extends SendResult {
   /** The pattern of the subscription that matched (empty for an exact one). */
   pattern: Uint8Array;
   message: Uint8Array;
+  /** True when it was a publish_frame's frame taken by a direct subscription (docs/abi.md §19): `output` is the
+   *  frame, appended with no tcpmod_on_message call. */
+  frame: boolean;
 }
 
 /** A timer that fired during `m.clock.advance`: `conn` is the id of the connection whose timer it was. */
@@ -155,7 +158,7 @@ export class TestConn {
   /** @internal When the timer fires on the fake clock; null when not armed. */
   timerAt: number | null = null;
   /** @internal Its topic subscriptions (docs/abi.md §15), in subscription order. */
-  subs: { kind: number; text: Uint8Array }[] = [];
+  subs: { kind: number; text: Uint8Array; direct: boolean }[] = [];
   /** @internal Its upstreams (docs/abi.md §16), as the host keeps them. */
   readonly ups: ConnUpstreams;
   /** @internal The upstream whose FAILED call runs (conn_info keys 3 and 4). */
@@ -510,7 +513,7 @@ export class LoadedModule implements Transport {
   upstreamNames: ReadonlySet<string> = new Set();
   private nextHandle = 1;
   /** Published messages not yet delivered, in publish order (m.deliver()). */
-  private mail: { conn: TestConn; topic: Uint8Array; pattern: Uint8Array; message: Uint8Array }[] = [];
+  private mail: { conn: TestConn; topic: Uint8Array; pattern: Uint8Array; message: Uint8Array; frame: Uint8Array | null }[] = [];
 
   /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
   constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
@@ -648,6 +651,8 @@ export class LoadedModule implements Transport {
       subscribe: (kind, mem, ptr, len) => this.subscribe(kind, new Uint8Array(mem, ptr, len).slice()),
       unsubscribe: (kind, mem, ptr, len) => this.unsubscribe(kind, new Uint8Array(mem, ptr, len).slice()),
       publish: (mem, tp, tl, mp, ml) => this.publish(new Uint8Array(mem, tp, tl).slice(), new Uint8Array(mem, mp, ml).slice()),
+      publishFrame: (mem, tp, tl, mp, ml, fp, fl) =>
+        this.publish(new Uint8Array(mem, tp, tl).slice(), new Uint8Array(mem, mp, ml).slice(), new Uint8Array(mem, fp, fl).slice()),
       topicCount: (kind, mem, ptr, len) => this.topicCount(kind, new Uint8Array(mem, ptr, len).slice()),
       topicsList: (mem, gp, gl, skip, op, cap) => this.topicsList(new Uint8Array(mem, gp, gl).slice(), skip, new Uint8Array(mem, op, cap)),
       kv: this.ownKv?.backend,
@@ -678,8 +683,13 @@ export class LoadedModule implements Transport {
     for (let n = 0; this.mail.length > 0; n++) {
       if (n >= 100_000) throw new Error('deliver(): more than 100,000 messages in one call (do the modules publish to each other without end?)');
       const m = this.mail.shift()!;
+      if (m.frame) {
+        // A direct subscription's frame (§19): the connection's output as it is, no module call.
+        done.push({ ...result(m.conn.id, m.frame, 1, null, null), topic: m.topic, pattern: m.pattern, message: m.message, frame: true });
+        continue;
+      }
       const r = m.conn.deliverMessage(m.topic, m.pattern, m.message);
-      if (r) done.push({ ...r, topic: m.topic, pattern: m.pattern, message: m.message });
+      if (r) done.push({ ...r, topic: m.topic, pattern: m.pattern, message: m.message, frame: false });
     }
     return done;
   }
@@ -692,11 +702,17 @@ export class LoadedModule implements Transport {
   private subscribe(kind: number, text: Uint8Array): number {
     const c = this.current;
     if (!c) return -1;
+    const direct = (kind & TOPIC_DIRECT) !== 0;
+    kind &= ~TOPIC_DIRECT;
     const r = native.topicCheck(kind, text);
     if (r < 0) return r;
-    if (c.subs.some((s) => s.kind === kind && Buffer.compare(s.text, text) === 0)) return 0;
+    const had = c.subs.find((s) => s.kind === kind && Buffer.compare(s.text, text) === 0);
+    if (had) {
+      had.direct = direct; // the same subscription again: direct as the last call said, as a server does
+      return 0;
+    }
     if (c.subs.length >= SUBSCRIPTIONS_MAX) return -2;
-    c.subs.push({ kind, text });
+    c.subs.push({ kind, text, direct });
     return 1;
   }
 
@@ -711,14 +727,15 @@ export class LoadedModule implements Transport {
   }
 
   /** Every open connection's matching subscriptions, by connection (in opening order), then subscription order. */
-  private publish(topic: Uint8Array, message: Uint8Array): number {
+  private publish(topic: Uint8Array, message: Uint8Array, frame: Uint8Array | null = null): number {
     if (topic.length === 0 || topic.length > TOPIC_MAX) return -3;
     let n = 0;
     for (const conn of this.conns) {
       if (conn.closedCode !== null) continue;
       for (const s of conn.subs) {
         if (native.topicCheck(s.kind, s.text, topic) !== 1) continue;
-        this.mail.push({ conn, topic, pattern: s.kind === 0 ? new Uint8Array(0) : s.text, message });
+        const asFrame = s.direct && frame !== null;
+        this.mail.push({ conn, topic, pattern: s.kind === 0 || asFrame ? new Uint8Array(0) : s.text, message, frame: asFrame ? frame : null });
         n++;
       }
     }

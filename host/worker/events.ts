@@ -30,3 +30,5 @@ export const IDLE_CHECK_MS = 1000;
 
 /** Messages one claim of a subscriber delivers at most (one on_message call each) before it re-arms. */
 export const MESSAGES_PER_EVENT = 32;
+/** Mailbox entries (direct frames, which call no module, and messages) one claim takes at most (docs/abi.md §19). */
+export const FRAMES_PER_EVENT = 256;

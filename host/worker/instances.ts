@@ -237,6 +237,7 @@ export abstract class LoopInstances implements Transport {
       subscribe: (kind, mem, ptr, len) => topicResult(native.topicSubscribe(this.fd, this.id, kind, mem, ptr, len)),
       unsubscribe: (kind, mem, ptr, len) => topicResult(native.topicUnsubscribe(this.fd, this.id, kind, mem, ptr, len)),
       publish: (mem, tp, tl, mp, ml) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml),
+      publishFrame: (mem, tp, tl, mp, ml, fp, fl) => native.topicPublish(this.cfg.epfd, mem, tp, tl, mem, mp, ml, mem, fp, fl),
       topicCount: (kind, mem, ptr, len) => native.topicCount(this.cfg.epfd, kind, mem, ptr, len),
       topicsList: (mem, gp, gl, skip, op, cap) => native.topicsList(this.cfg.epfd, mem, gp, gl, skip, mem, op, cap),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),

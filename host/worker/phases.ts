@@ -9,7 +9,7 @@ import type { ModuleInstance } from '../module/instance.js';
 import { G, REFUSED_REASONS, T, TLS_HANDSHAKE_BUCKETS } from '../pool/counters.js';
 import { ENOTCONN, EPROTO, native } from '../sys.js';
 import { moduleConnId } from './close.js';
-import { CONN_EVENTS, MESSAGES_PER_EVENT, REFUSED_PROXY, UPSTREAM_EVENTS_PER_WAKE } from './events.js';
+import { CONN_EVENTS, FRAMES_PER_EVENT, MESSAGES_PER_EVENT, REFUSED_PROXY, UPSTREAM_EVENTS_PER_WAKE } from './events.js';
 import { LoopResults } from './results.js';
 
 /** connPhase's out cells (one per worker thread: each has its own copy of this module). */
@@ -59,7 +59,9 @@ export abstract class LoopPhases extends LoopResults {
    * before the next call reuses the out region); the re-arm marks the
    * connection due again while its mailbox is not empty, so a subscriber's
    * messages interleave fairly with other work. Stops early when the client
-   * is not reading (queued output above its mark).
+   * is not reading (queued output above its mark). Frames of direct
+   * subscriptions (§19) in the mailbox are staged in order with no module
+   * call, up to FRAMES_PER_EVENT entries in all.
    */
   protected message(fd: number, id: number): void {
     const inst = this.claim(fd, id);
@@ -77,11 +79,18 @@ export abstract class LoopPhases extends LoopResults {
       if (w >= 0) return this.close(fd, id, w);
       if (native.connSave(fd, id, inst.buffer, d.inPtr, inLen, d.statePtr, this.cfg.epfd, CONN_EVENTS) < 0) this.close(fd, id, CloseReason.SOCKET_ERROR);
     };
-    for (let k = 0; ; k++) {
+    for (let n = 0, calls = 0; ; n++) {
       const got = inst.hasOnMessage ? native.connMessage(fd, id, inst.buffer, d.inPtr + inLen, d.inCap - inLen, this.lens) : 0;
+      if (got === 2) {
+        // A direct subscription's frame that could not be written at publish (docs/abi.md §19): it goes
+        // out behind this claim's earlier output, in mailbox order, with no module call.
+        drv.stageFrame(inst.buffer, d.inPtr + inLen, this.lens[2]);
+        if (n + 1 >= FRAMES_PER_EVENT || this.congested(0)) return save();
+        continue;
+      }
       // None left (or one too big for the room left: dropped, counted): keep the carry-over and state, re-arm.
       if (got !== 1) {
-        if (k === 0) {
+        if (n === 0) {
           drv.holding = false;
           return this.rearm(fd, id);
         }
@@ -89,7 +98,7 @@ export abstract class LoopPhases extends LoopResults {
       }
       const l = this.lens;
       const r = drv.message(inst, moduleConnId(id), inLen, l[0], l[1], l[2]);
-      if (r !== KEEP || k + 1 >= MESSAGES_PER_EVENT) {
+      if (r !== KEEP || ++calls >= MESSAGES_PER_EVENT || n + 1 >= FRAMES_PER_EVENT) {
         const w = drv.release();
         return this.after(fd, id, r === KEEP && w >= 0 ? w : r);
       }

@@ -285,6 +285,10 @@ bool Claim(Conn* c, int holder);
 // Gives the entry back to epoll; caller holds the lock.
 int RearmLocked(Conn* c, int fd, int epfd, uint32_t events);
 
+// Lends an entry nobody holds for one write by another thread, and gives it back (direct.cc).
+bool LendForWrite(Conn* c);                // caller holds the lock
+void ReturnLentLocked(Conn* c, int fd);    // caller holds the lock
+
 // --- conn_output.cc: buffers and the memory bounds
 // Brings c's part of its server's memory totals up to date with its buffers;
 // past a bound, sheds. Caller is the holder, without the lock.

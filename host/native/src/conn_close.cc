@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "conn.h"
+#include "direct.h"
 #include "tls.h"
 
 namespace tcpmod {
@@ -47,6 +48,7 @@ int64_t CloseStep(Conn* c, int fd) {
 // input. 1 when its close phase had kept it (its close was counted already),
 // 0, or -EBADF (closed already).
 int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
+  DirectFlush();  // frames its last event published (direct.h), as a re-arm would have
   Conn* c = Unlink(fd, id);
   if (c == nullptr) return -EBADF;
   const bool counted = c->close_counted;

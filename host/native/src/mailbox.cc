@@ -12,6 +12,11 @@ bool Mailbox::Push(Message&& m, size_t limit) {
   return true;
 }
 
+void Mailbox::PushFront(Message&& m) {
+  bytes_ += m.cost();
+  q_.push_front(std::move(m));
+}
+
 bool Mailbox::Pop(Message* out) {
   if (q_.empty()) return false;
   *out = std::move(q_.front());

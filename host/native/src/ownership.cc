@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "conn.h"
+#include "direct.h"
 #include "mailbox.h"
 #include "tls.h"
 
@@ -76,6 +77,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
 }  // namespace
 
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
+  DirectFlush();  // the frames this event published (direct.h): before the lock below, never under it
   Table& t = table();
   epoll_event ev;
   int prev;
@@ -132,6 +134,31 @@ bool Claim(Conn* c, int holder) {
     // v changed meanwhile: freed (claim again), or marked by another claimer (nothing to do).
     if (v == 0) claim_rescues++;
   }
+}
+
+// A direct delivery (direct.cc) lends an entry nobody holds to the publishing thread for one write:
+// to claimers it looks like a re-arm in flight (they mark it and turn away), so its callbacks and
+// its holder's own output never meet the write. Caller holds the lock.
+bool LendForWrite(Conn* c) {
+  int v = 0;
+  return c->holder.compare_exchange_strong(v, kRearming);
+}
+
+// The lent entry back, under the lock: free again when no claim was turned away and nothing is
+// queued (marked due if its mailbox holds more); else the locked re-arm (the missed event reported
+// again, EPOLLOUT for what is queued, due marks queued).
+void ReturnLentLocked(Conn* c, int fd) {
+  Server& s = *c->srv;
+  if (c->out.empty()) {
+    int expect = kRearming;
+    if (c->holder.compare_exchange_strong(expect, 0)) {
+      if (c->topics && !c->topics->mail.empty()) MarkConnDueLocked(fd, c->id, kDueMessage);
+      return;
+    }
+  } else if (c->send_since == 0) {
+    c->send_since = NowMs();  // the send timeout counts from now
+  }
+  if (RearmLocked(c, fd, s.epfd, s.conn_events) < 0) c->holder.store(0);  // never left lent
 }
 
 bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_t* due) {

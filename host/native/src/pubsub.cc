@@ -13,6 +13,7 @@
 #include "args.h"
 #include "bus.h"
 #include "conn_table.h"
+#include "direct.h"
 #include "mailbox.h"
 #include "tls_client.h"
 #include "topics.h"
@@ -47,8 +48,7 @@ bool ReadTopicArgs(const Napi::CallbackInfo& info, TopicArgs* a) {
   int64_t fd, id;
   uint8_t* p;
   size_t n;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgInt(info, 2, &a->kind) || !ArgRegion(info, 3, &p, &n))
-    return false;
+  if (!Args(info).Int(&fd, &id, &a->kind).Region(&p, &n)) return false;
   a->fd = static_cast<int>(fd);
   a->id = static_cast<uint64_t>(id);
   a->text = Text(p, n);
@@ -58,17 +58,21 @@ bool ReadTopicArgs(const Napi::CallbackInfo& info, TopicArgs* a) {
 // topicsConfigure(group, maxMailbox) -> 0. The mailbox bound, bytes (a message costs its bytes + 64).
 Napi::Value TopicsConfigure(const Napi::CallbackInfo& info) {
   int64_t group, max;
-  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &max)) return info.Env().Undefined();
+  if (!Args(info).Int(&group, &max)) return info.Env().Undefined();
   WithTableLock([&] {
     GroupTopics& g = GroupAt(static_cast<int>(group));
     // A server starting on an epoll fd number an earlier one had starts its counters afresh.
-    if (g.table.empty()) g = GroupTopics();
+    if (g.table.empty()) {
+      g = GroupTopics();
+      DirectResetLocked(static_cast<int>(group));
+    }
     g.max_mailbox = static_cast<size_t>(max);
   });
   return Num(info, 0);
 }
 
 // topicSubscribe(fd, id, kind, mem, ptr, len) -> 1 | 0 already | -2 too many | -3 invalid | -EBADF.
+// kind | kTopicDirect: the subscription takes publishes' frames (docs/abi.md, Direct delivery).
 // Holder only (the connection being handled).
 Napi::Value TopicSubscribe(const Napi::CallbackInfo& info) {
   TopicArgs a;
@@ -77,7 +81,8 @@ Napi::Value TopicSubscribe(const Napi::CallbackInfo& info) {
   WithTableLock([&] {
     ConnTopics* t = ConnTopicsLocked(a.fd, a.id, true);
     if (t == nullptr) return;
-    rc = GroupAt(t->group).table.Subscribe({a.fd, a.id}, static_cast<int>(a.kind), a.text);
+    const bool direct = (a.kind & kTopicDirect) != 0;
+    rc = GroupAt(t->group).table.Subscribe({a.fd, a.id}, static_cast<int>(a.kind & ~kTopicDirect), a.text, direct);
   });
   return Num(info, rc);
 }
@@ -100,15 +105,36 @@ Napi::Value TopicUnsubscribe(const Napi::CallbackInfo& info) {
   return Num(info, rc);
 }
 
+// A publish's pre-formatted frame for direct subscriptions (none: every subscription takes the message).
+struct Frame {
+  const uint8_t* p = nullptr;
+  size_t n = 0;
+  std::shared_ptr<const std::string> shared;  // made at the first direct subscription it reaches
+};
+
 // Puts the message in the mailbox of every subscription matching `topic` (that `only` accepts,
-// when given), marking each subscriber due; how many it reached. Under the table lock.
-int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only) {
+// when given), marking each subscriber due; how many it reached. With a frame, a direct
+// subscription takes the frame instead, and its subscriber is listed for the flush at the end of
+// the publishing event (direct.h) rather than marked due, when a flush can write to it. Under the
+// table lock.
+int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only,
+                  Frame* frame = nullptr) {
   int reached = 0;
-  g.table.Match(topic, [&](SubKey k, const std::string& pattern) {
+  g.table.Match(topic, [&](SubKey k, const std::string& pattern, bool direct) {
     ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
     if (t == nullptr || t->overflowed) return;  // closing: it takes no more
+    const bool as_frame = direct && frame != nullptr;
     bool was_empty = t->mail.empty();
-    if (!t->mail.Push(Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)}, g.max_mailbox)) {
+    Message m;
+    if (as_frame) {
+      if (!frame->shared) frame->shared = std::make_shared<const std::string>(Text(const_cast<uint8_t*>(frame->p), frame->n));
+      m.topic = topic;
+      m.frame = true;
+      m.shared = frame->shared;
+    } else {
+      m = Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)};
+    }
+    if (!t->mail.Push(std::move(m), g.max_mailbox)) {
       // A subscriber that does not keep up is closed (reason 3), not waited for.
       t->overflowed = true;
       t->mail.Clear();
@@ -118,6 +144,7 @@ int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, s
     }
     reached++;
     g.delivered++;
+    if (as_frame && DirectListLocked(k.fd, k.id, t)) return;  // the flush writes it, or marks it due
     if (was_empty) MarkConnDueLocked(k.fd, k.id, kDueMessage);
   }, only);
   return reached;
@@ -126,27 +153,32 @@ int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, s
 // Whether a message of mn bytes to a topic of tn bytes can fit any mailbox of g.
 bool FitsMailbox(const GroupTopics& g, size_t tn, size_t mn) { return mn + tn + kMaxTopic + Message::kOverhead <= g.max_mailbox; }
 
-// topicPublish(group, mem, topicPtr, topicLen, mem, msgPtr, msgLen) -> subscriptions reached | -3
-// invalid topic | -4 message larger than the mailbox bound (no subscriber could take it).
+// topicPublish(group, mem, topicPtr, topicLen, mem, msgPtr, msgLen[, mem, framePtr, frameLen]) ->
+// subscriptions reached | -3 invalid topic | -4 message (or frame) larger than the mailbox bound
+// (no subscriber could take it). With a frame (publish_frame), direct subscriptions take the frame
+// (DeliverLocked), written at the end of the publishing event (direct.h).
 // With a bus the message also goes to Redis; the result stays this server's count.
 Napi::Value TopicPublish(const Napi::CallbackInfo& info) {
   int64_t group;
   uint8_t *tp, *mp;
   size_t tn, mn;
-  if (!ArgInt(info, 0, &group) || !ArgRegion(info, 1, &tp, &tn) || !ArgRegion(info, 4, &mp, &mn))
-    return info.Env().Undefined();
+  Frame frame;
+  const bool framed = info.Length() > 7;
+  Args a(info);
+  if (!a.Int(&group).Region(&tp, &tn).Region(&mp, &mn)) return info.Env().Undefined();
+  if (framed && !a.Region(const_cast<uint8_t**>(&frame.p), &frame.n)) return info.Env().Undefined();
   if (tn == 0 || tn > kMaxTopic) return Num(info, kTopicInvalid);
   std::string topic = Text(tp, tn);
   int reached = 0;
   bool too_big = false;
   WithTableLock([&] {
     GroupTopics& g = GroupAt(static_cast<int>(group));
-    if (!FitsMailbox(g, tn, mn)) {
+    if (!FitsMailbox(g, tn, mn) || (framed && !FitsMailbox(g, tn, frame.n))) {
       too_big = true;
       return;
     }
     g.published++;
-    reached = DeliverLocked(g, topic, mp, mn, nullptr);
+    reached = DeliverLocked(g, topic, mp, mn, nullptr, framed ? &frame : nullptr);
     // Under the table lock, so the bus sends publishes in the order they were made here.
     if (g.bus) g.bus->Publish(topic, mp, mn);
   });
@@ -159,7 +191,7 @@ Napi::Value TopicCount(const Napi::CallbackInfo& info) {
   int64_t group, kind;
   uint8_t* p;
   size_t n;
-  if (!ArgInt(info, 0, &group) || !ArgInt(info, 1, &kind) || !ArgRegion(info, 2, &p, &n)) return info.Env().Undefined();
+  if (!Args(info).Int(&group, &kind).Region(&p, &n)) return info.Env().Undefined();
   if (kind < kTopicExact || kind > kTopicMqtt || n > kMaxTopic) return Num(info, kTopicInvalid);
   size_t count = 0;
   WithTableLock([&] { count = GroupAt(static_cast<int>(group)).table.Count(static_cast<int>(kind), Text(p, n)); });
@@ -173,8 +205,7 @@ Napi::Value TopicsList(const Napi::CallbackInfo& info) {
   int64_t group, skip;
   uint8_t *gp, *out;
   size_t gn, cap;
-  if (!ArgInt(info, 0, &group) || !ArgRegion(info, 1, &gp, &gn) || !ArgInt(info, 4, &skip) || !ArgRegion(info, 5, &out, &cap))
-    return info.Env().Undefined();
+  if (!Args(info).Int(&group).Region(&gp, &gn).Int(&skip).Region(&out, &cap)) return info.Env().Undefined();
   if (gn > kMaxTopic || skip < 0) return Num(info, kTopicInvalid);
   std::vector<std::string> topics;
   WithTableLock([&] { topics = GroupAt(static_cast<int>(group)).table.Topics(Text(gp, gn)); });
@@ -198,7 +229,7 @@ Napi::Value TopicsList(const Napi::CallbackInfo& info) {
 Napi::Value BusStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t group;
-  if (!ArgInt(info, 0, &group)) return env.Undefined();
+  if (!Args(info).Int(&group)) return env.Undefined();
   if (info.Length() < 2 || !info[1].IsObject()) {
     Napi::TypeError::New(env, "busStart(group, target)").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -275,7 +306,7 @@ Napi::Value BusStart(const Napi::CallbackInfo& info) {
 // busStop(group) -> 0. Stops the bus thread (waits for it) and closes its connections.
 Napi::Value BusStop(const Napi::CallbackInfo& info) {
   int64_t group;
-  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  if (!Args(info).Int(&group)) return info.Env().Undefined();
   std::unique_ptr<Bus> bus;
   WithTableLock([&] {
     auto it = groups.find(static_cast<int>(group));
@@ -291,7 +322,7 @@ Napi::Value BusStop(const Napi::CallbackInfo& info) {
 // unconfirmed, failures, channels, patterns, lastError }.
 Napi::Value BusStatsOf(const Napi::CallbackInfo& info) {
   int64_t group;
-  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  if (!Args(info).Int(&group)) return info.Env().Undefined();
   BusStats s;
   bool any = false;
   WithTableLock([&] {
@@ -316,13 +347,15 @@ Napi::Value BusStatsOf(const Napi::CallbackInfo& info) {
 }
 
 // connMessage(fd, id, mem, ptr, cap, lens) -> 1 a message was taken: topic, pattern and
-// body written at ptr, their lengths in lens[0..2] | 0 the mailbox is empty | -EMSGSIZE
+// body written at ptr, their lengths in lens[0..2] | 2 a direct subscription's frame was taken:
+// written at ptr, its length in lens[2] (lens[0], lens[1] 0), for the caller to append to the
+// output without calling the module | 0 the mailbox is empty | -EMSGSIZE
 // the oldest did not fit `cap` bytes and was dropped (counted) | -EBADF. Holder only.
 Napi::Value ConnMessage(const Napi::CallbackInfo& info) {
   int64_t fd, id;
   uint8_t* p;
   size_t cap;
-  if (!ArgInt(info, 0, &fd) || !ArgInt(info, 1, &id) || !ArgRegion(info, 2, &p, &cap)) return info.Env().Undefined();
+  if (!Args(info).Int(&fd, &id).Region(&p, &cap)) return info.Env().Undefined();
   if (info.Length() < 6 || !info[5].IsTypedArray()) {
     Napi::TypeError::New(info.Env(), "connMessage: lens must be an Int32Array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
@@ -337,27 +370,32 @@ Napi::Value ConnMessage(const Napi::CallbackInfo& info) {
   WithTableLock([&] {
     ConnTopics* t = ConnTopicsLocked(static_cast<int>(fd), static_cast<uint64_t>(id), false);
     if (t == nullptr || !t->mail.Pop(&m)) return;  // never subscribed, or closing: nothing to deliver
+    if (m.frame) {
+      // A frame is its own bytes only: handed over in `body`.
+      m.topic.clear();
+      m.body = *m.shared;
+    }
     if (m.topic.size() + m.pattern.size() + m.body.size() > cap) {
       GroupAt(t->group).too_big++;
       rc = -EMSGSIZE;
       return;
     }
-    rc = 1;
+    rc = m.frame ? 2 : 1;
   });
-  if (rc != 1) return Num(info, rc);
+  if (rc < 1) return Num(info, rc);
   std::memcpy(p, m.topic.data(), m.topic.size());
   std::memcpy(p + m.topic.size(), m.pattern.data(), m.pattern.size());
   std::memcpy(p + m.topic.size() + m.pattern.size(), m.body.data(), m.body.size());
   lens[0] = static_cast<int32_t>(m.topic.size());
   lens[1] = static_cast<int32_t>(m.pattern.size());
   lens[2] = static_cast<int32_t>(m.body.size());
-  return Num(info, 1);
+  return Num(info, rc);
 }
 
-// topicsStats(group) -> { topics, patterns, subscriptions, published, delivered, overflows, tooBig }.
+// topicsStats(group) -> { topics, patterns, subscriptions, published, delivered, overflows, tooBig, direct }.
 Napi::Value TopicsStats(const Napi::CallbackInfo& info) {
   int64_t group;
-  if (!ArgInt(info, 0, &group)) return info.Env().Undefined();
+  if (!Args(info).Int(&group)) return info.Env().Undefined();
   Napi::Object o = Napi::Object::New(info.Env());
   WithTableLock([&] {
     auto it = groups.find(static_cast<int>(group));
@@ -370,6 +408,7 @@ Napi::Value TopicsStats(const Napi::CallbackInfo& info) {
     o.Set("delivered", g.delivered);
     o.Set("overflows", g.overflows);
     o.Set("tooBig", g.too_big);
+    o.Set("direct", DirectFramesLocked(static_cast<int>(group)));
   });
   return o;
 }
@@ -379,7 +418,7 @@ Napi::Value TopicsStats(const Napi::CallbackInfo& info) {
 // (tcpmod/testing), which keeps its own table but must match as a server does.
 Napi::Value TopicCheck(const Napi::CallbackInfo& info) {
   int64_t kind;
-  if (!ArgInt(info, 0, &kind)) return info.Env().Undefined();
+  if (!Args(info).Int(&kind)) return info.Env().Undefined();
   auto bytes = [&](size_t i) {
     Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
     return std::string(reinterpret_cast<const char*>(a.Data()), a.ByteLength());

@@ -27,6 +27,8 @@ constexpr uint64_t kModuleIdSpace = 2147483648;
 constexpr int64_t kTimerMaxMs = 86400000;
 // the longest topic or pattern, bytes (abi.ts TOPIC_MAX)
 constexpr size_t kTopicMax = 1024;
+// subscribe's kind flag: a direct subscription (publish_frame's frame) (abi.ts TOPIC_DIRECT)
+constexpr int kTopicDirectFlag = 256;
 // the subscriptions one connection may hold (abi.ts SUBSCRIPTIONS_MAX)
 constexpr size_t kSubscriptionsMax = 1024;
 // the most events one epoll_wait takes (--batch) (options.ts OPTIONS.batch max)

@@ -116,18 +116,28 @@ bool TopicMatches(int kind, const std::string& text, const std::string& topic) {
   return MqttMatch(text, topic.data(), topic.size());
 }
 
-int TopicTable::Subscribe(SubKey k, int kind, const std::string& text) {
+int TopicTable::Subscribe(SubKey k, int kind, const std::string& text, bool direct) {
   if (!TopicValid(kind, text)) return kTopicInvalid;
   auto& mine = by_conn_[k];
-  for (auto& s : mine)
-    if (s.first == kind && s.second == text) return 0;
+  for (auto& s : mine) {
+    if (s.first != kind || s.second != text) continue;
+    // The same subscription again: it now takes frames, or no longer does, as the last call said.
+    if (kind == kTopicExact) {
+      for (ExactSub& e : exact_[text])
+        if (e.who == k) e.direct = direct;
+    } else {
+      for (Pattern& p : patterns_)
+        if (p.who == k && p.kind == kind && p.text == text) p.direct = direct;
+    }
+    return 0;
+  }
   if (mine.size() >= kMaxSubscriptions) {
     if (mine.empty()) by_conn_.erase(k);
     return kTopicTooMany;
   }
   mine.emplace_back(kind, text);
-  if (kind == kTopicExact) exact_[text].push_back(k);
-  else patterns_.push_back({kind, text, k});
+  if (kind == kTopicExact) exact_[text].push_back({k, direct});
+  else patterns_.push_back({kind, text, k, direct});
   total_++;
   if (observer_) observer_(kind, text, 1);
   return 1;
@@ -180,23 +190,23 @@ int TopicTable::UnsubscribeKind(SubKey k, int kind) {
   return n;
 }
 
-int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const {
+int TopicTable::Match(const std::string& topic, const MatchFn& fn) const {
   return Match(topic, fn, nullptr);
 }
 
-int TopicTable::Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn, const Filter& only) const {
+int TopicTable::Match(const std::string& topic, const MatchFn& fn, const Filter& only) const {
   int n = 0;
   static const std::string kNone;
   auto e = exact_.find(topic);
   if (e != exact_.end() && (!only || only(kTopicExact, topic))) {
-    for (const SubKey& k : e->second) {
-      fn(k, kNone);
+    for (const ExactSub& s : e->second) {
+      fn(s.who, kNone, s.direct);
       n++;
     }
   }
   for (const Pattern& p : patterns_) {
     if (!TopicMatches(p.kind, p.text, topic) || (only && !only(p.kind, p.text))) continue;
-    fn(p.who, p.text);
+    fn(p.who, p.text, p.direct);
     n++;
   }
   return n;

@@ -31,6 +31,8 @@ enum TopicKind : int {
 // Result codes of the topic calls (also the ABI's, docs/abi.md §15).
 constexpr int kTopicInvalid = -3;   // empty, longer than kMaxTopic, unknown kind, or a malformed MQTT filter
 constexpr int kTopicTooMany = -2;   // the connection holds kMaxSubscriptions already
+// Added to subscribe's kind: a direct subscription (docs/abi.md §19).
+constexpr int kTopicDirect = limits::kTopicDirectFlag;
 
 constexpr size_t kMaxTopic = limits::kTopicMax;                  // bytes of a topic or pattern
 constexpr size_t kMaxSubscriptions = limits::kSubscriptionsMax;  // per connection
@@ -56,21 +58,24 @@ bool TopicMatches(int kind, const std::string& text, const std::string& topic);
 
 class TopicTable {
  public:
-  // 1 subscribed, 0 it was already, kTopicInvalid, kTopicTooMany.
-  int Subscribe(SubKey k, int kind, const std::string& text);
+  // 1 subscribed, 0 it was already (its `direct` is then set to this one's), kTopicInvalid,
+  // kTopicTooMany. A direct subscription takes a publish's pre-formatted frame, when it carries
+  // one, instead of the message (docs/abi.md, Direct delivery).
+  int Subscribe(SubKey k, int kind, const std::string& text, bool direct = false);
   // 1 removed, 0 it was not subscribed, kTopicInvalid (unknown kind).
   int Unsubscribe(SubKey k, int kind, const std::string& text);
   // Every subscription of k (its connection closed, or unsubscribe-all): how many there were.
   int UnsubscribeAll(SubKey k);
   // Every subscription of k of one kind (Redis UNSUBSCRIBE / PUNSUBSCRIBE without arguments): how many.
   int UnsubscribeKind(SubKey k, int kind);
-  // Calls fn(subscriber, pattern) once per subscription that matches `topic`
+  // Calls fn(subscriber, pattern, direct) once per subscription that matches `topic`
   // (pattern empty for an exact one); returns how many. fn must not change the table.
-  int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn) const;
+  using MatchFn = std::function<void(SubKey, const std::string&, bool direct)>;
+  int Match(const std::string& topic, const MatchFn& fn) const;
   // The same for the subscriptions `only(kind, text)` accepts (a message from the bus, which
   // reaches the subscriptions of one Redis channel or pattern: bus.h).
   using Filter = std::function<bool(int kind, const std::string& text)>;
-  int Match(const std::string& topic, const std::function<void(SubKey, const std::string&)>& fn, const Filter& only) const;
+  int Match(const std::string& topic, const MatchFn& fn, const Filter& only) const;
 
   // Told of every subscription added (+1) or removed (-1), whichever call did it (the bus keeps
   // its Redis subscriptions to what the table holds). Called inside the table's calls.
@@ -96,12 +101,18 @@ class TopicTable {
     int kind;
     std::string text;
     SubKey who;
+    bool direct;
+  };
+  struct ExactSub {
+    SubKey who;
+    bool direct;
+    bool operator==(const SubKey& k) const { return who == k; }
   };
   struct KeyHash {
     size_t operator()(const SubKey& k) const { return std::hash<uint64_t>()(k.id) ^ static_cast<size_t>(k.fd); }
   };
   // Exact topic -> its subscribers, in subscription order.
-  std::unordered_map<std::string, std::vector<SubKey>> exact_;
+  std::unordered_map<std::string, std::vector<ExactSub>> exact_;
   std::vector<Pattern> patterns_;
   // Per connection: its (kind, text) subscriptions, to drop them all at close.
   std::unordered_map<SubKey, std::vector<std::pair<int, std::string>>, KeyHash> by_conn_;

@@ -1,4 +1,4 @@
-// sources: registry.cc conn_state.cc ownership.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc generations.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
+// sources: registry.cc conn_state.cc ownership.cc direct.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc generations.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
 // The connection table's core without Node, on real sockets and a real epoll
 // set: the registry (ids, the fd index, listings), a connection's states as a
 // claimer sees them (PROXY header, open, close phase, lingering), timers that

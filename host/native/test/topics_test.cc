@@ -3,6 +3,7 @@
 // subscribe/unsubscribe bookkeeping, the table emptying as connections go, and
 // the mailbox bound.
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "mailbox.h"
@@ -67,21 +68,35 @@ int main() {
   CHECK(t.Subscribe(a, kTopicExact, "") == kTopicInvalid);
   CHECK(t.Subscribe(a, kTopicExact, std::string(kMaxTopic + 1, 'x')) == kTopicInvalid);
   int hits = 0, patterned = 0;
-  int n = t.Match("chat", [&](SubKey, const std::string& p) {
+  int n = t.Match("chat", [&](SubKey, const std::string& p, bool) {
     hits++;
     if (!p.empty()) patterned++;
   });
   CHECK(n == 3 && hits == 3 && patterned == 1);
-  CHECK(t.Match("other", [](SubKey, const std::string&) {}) == 0);
+  CHECK(t.Match("other", [](SubKey, const std::string&, bool) {}) == 0);
   CHECK(t.Unsubscribe(a, kTopicExact, "chat") == 1);
   CHECK(t.Unsubscribe(a, kTopicExact, "chat") == 0);
-  CHECK(t.Match("chat", [](SubKey, const std::string&) {}) == 2);
+  CHECK(t.Match("chat", [](SubKey, const std::string&, bool) {}) == 2);
   CHECK(t.UnsubscribeAll(b) == 2);
   CHECK(t.empty());
   for (size_t i = 0; i < kMaxSubscriptions; i++) t.Subscribe(a, kTopicExact, "t" + std::to_string(i));
   CHECK(t.Subscribe(a, kTopicExact, "one-more") == kTopicTooMany);
   CHECK(t.UnsubscribeAll(a) == static_cast<int>(kMaxSubscriptions));
   CHECK(t.empty() && t.topics() == 0 && t.subscriptions() == 0);
+
+  // Direct subscriptions (docs/abi.md, Direct delivery): Match says which; the same subscription
+  // again sets the flag as the last call said, and stays one subscription.
+  {
+    CHECK(t.Subscribe(a, kTopicExact, "d", true) == 1 && t.Subscribe(b, kTopicExact, "d") == 1 && t.Subscribe(b, kTopicMqtt, "+", true) == 1);
+    int direct = 0, all = 0;
+    t.Match("d", [&](SubKey k, const std::string&, bool d) { all++; direct += d; if (d) CHECK(k == a || k == b); });
+    CHECK(all == 3 && direct == 2);
+    CHECK(t.Subscribe(a, kTopicExact, "d", false) == 0 && t.Subscribe(b, kTopicMqtt, "+", false) == 0);
+    direct = 0;
+    t.Match("d", [&](SubKey, const std::string&, bool d) { direct += d; });
+    CHECK(direct == 0 && t.subscriptions() == 3);
+    CHECK(t.UnsubscribeAll(a) == 1 && t.UnsubscribeAll(b) == 2 && t.empty());
+  }
 
   // Per kind (UNSUBSCRIBE without arguments leaves the patterns).
   CHECK(t.Subscribe(a, kTopicExact, "x") == 1 && t.Subscribe(a, kTopicExact, "y") == 1 && t.Subscribe(a, kTopicGlob, "x*") == 1);
@@ -91,8 +106,24 @@ int main() {
 
   // The mailbox bound.
   Mailbox box;
-  Message m{"t", "", std::string(100, 'x')};
+  Message m;
+  m.topic = "t";
+  m.body = std::string(100, 'x');
   size_t cost = m.cost();
+  // A frame (docs/abi.md §19) counts its shared bytes; one put back heads the mailbox, counted again.
+  {
+    Mailbox fb;
+    Message f;
+    f.topic = "t";
+    f.frame = true;
+    f.shared = std::make_shared<const std::string>(100, 'x');
+    CHECK(f.cost() == cost && f.bytes().size() == 100);
+    CHECK(fb.Push(Message(f), cost * 2) && fb.Push(Message(m), cost * 2));
+    Message got;
+    CHECK(fb.Pop(&got) && got.frame && fb.bytes() == cost);
+    fb.PushFront(std::move(got));
+    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.Front()->frame);
+  }
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(!box.Push(Message(m), cost * 2));

@@ -1,0 +1,223 @@
+// Direct delivery (docs/abi.md §19) over real sockets, with resp.wasm, whose
+// SUBSCRIBE is a direct subscription and whose PUBLISH carries the "message"
+// push as its frame: every subscriber gets every message once, in order per
+// publisher, at --batch 1 and 8, whether the frame is written by the
+// publishing thread or waits in the mailbox (a subscriber sending PINGs while
+// messages arrive is often held); its replies and the pushes never cut into
+// each other (each stream parses as whole RESP frames); a subscriber that does
+// not read is closed at --max-mailbox (reason 3) while the others get
+// everything; TLS subscribers get everything through the mailbox.
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createServer, type TcpmodServer } from '../dist/index.js';
+import { open } from './net-client.js';
+import { makeTestCerts } from './tls-certs.js';
+
+const servers: TcpmodServer[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  while (servers.length) await servers.pop()!.close({ drainTimeout: 0 });
+});
+
+async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise<{ server: TcpmodServer; port: number }> {
+  const server = createServer({ logLevel: 'silent', port: 0, module: 'build/resp.wasm', threads: 2, ...opts });
+  servers.push(server);
+  const { port } = await server.listen();
+  return { server, port };
+}
+
+async function until(cond: () => boolean, what: () => string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const bulk = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+const cmd = (...a: string[]) => `*${a.length}\r\n${a.map(bulk).join('')}`;
+
+/**
+ * A strict RESP2 reader of a subscriber's stream: each item is a whole array of bulk strings or a
+ * simple/integer reply; anything else (a frame cut by another) throws at once.
+ */
+class RespStream {
+  items: (string[] | string)[] = [];
+  error: Error | null = null;
+  private buf = Buffer.alloc(0);
+  constructor(s: Socket) {
+    s.on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      try {
+        this.parse();
+      } catch (e) {
+        this.error ??= e as Error;
+      }
+    });
+  }
+  private line(at: number): [string, number] | null {
+    const end = this.buf.indexOf('\r\n', at, 'latin1');
+    return end < 0 ? null : [this.buf.toString('latin1', at, end), end + 2];
+  }
+  private parse(): void {
+    let at = 0;
+    for (;;) {
+      const head = this.line(at);
+      if (!head) break;
+      const [h, next] = head;
+      if (h[0] === ':' || h[0] === '+') {
+        this.items.push(h);
+        at = next;
+        continue;
+      }
+      if (h[0] !== '*') throw new Error(`not a RESP frame at ${JSON.stringify(this.buf.toString('latin1', at, at + 40))}`);
+      const n = Number(h.slice(1));
+      const parts: string[] = [];
+      let p = next;
+      let whole = true;
+      for (let i = 0; i < n; i++) {
+        const l = this.line(p);
+        if (!l) { whole = false; break; }
+        if (l[0][0] === ':') { parts.push(l[0]); p = l[1]; continue; }
+        if (l[0][0] !== '$') throw new Error(`bulk expected, got ${JSON.stringify(l[0])}`);
+        const len = Number(l[0].slice(1));
+        if (this.buf.length < l[1] + len + 2) { whole = false; break; }
+        if (this.buf.toString('latin1', l[1] + len, l[1] + len + 2) !== '\r\n') throw new Error('bulk not ended by CRLF');
+        parts.push(this.buf.toString('latin1', l[1], l[1] + len));
+        p = l[1] + len + 2;
+      }
+      if (!whole) break;
+      this.items.push(parts);
+      at = p;
+    }
+    this.buf = this.buf.subarray(at);
+  }
+}
+
+/** A subscriber of `channel`, its SUBSCRIBE confirmed. */
+async function subscriber(s: Socket, channel: string): Promise<RespStream> {
+  const r = new RespStream(s);
+  s.write(cmd('SUBSCRIBE', channel));
+  await until(() => r.items.length >= 1, () => 'subscribe confirmation');
+  expect(r.items.shift()).toEqual(['subscribe', channel, ':1']);
+  return r;
+}
+
+/** Publishes m messages "p<who>:<i>" to the channel, pipelined in chunks, and waits for every reply. */
+async function publisher(s: Socket, who: number, channel: string, m: number, size = 0): Promise<void> {
+  let replies = 0;
+  s.on('data', (d: Buffer) => (replies += d.toString('latin1').split('\r\n').length - 1));
+  const pad = 'x'.repeat(size);
+  for (let i = 0; i < m; i += 100) {
+    let chunk = '';
+    for (let j = i; j < Math.min(m, i + 100); j++) chunk += cmd('PUBLISH', channel, `p${who}:${j}${pad}`);
+    s.write(chunk);
+    await until(() => replies >= Math.min(m, i + 100) - 200, () => `publisher ${who}: ${replies} replies`);
+  }
+  await until(() => replies >= m, () => `publisher ${who}: ${replies} of ${m} replies`);
+}
+
+/** Every message of every publisher, once, in order per publisher; the PINGs' replies (pongs) counted. */
+function check(r: RespStream, publishers: number, m: number, channel: string): number {
+  expect(r.error).toBeNull();
+  const next = new Array(publishers).fill(0);
+  let pongs = 0;
+  for (const it of r.items) {
+    if (Array.isArray(it) && it[0] === 'pong') {
+      pongs++;
+      continue;
+    }
+    expect(Array.isArray(it) && it.length === 3 && it[0] === 'message' && it[1] === channel).toBe(true);
+    const [who, i] = (it[2] as string).slice(1).split(':').map((x) => parseInt(x, 10));
+    expect(i).toBe(next[who]);
+    next[who]++;
+  }
+  expect(next).toEqual(new Array(publishers).fill(m));
+  return pongs;
+}
+
+describe('direct delivery (resp.wasm SUBSCRIBE / PUBLISH)', () => {
+  for (const batch of [1, 8]) {
+    it(`every message once and in order per publisher, replies and pushes whole, with --batch ${batch}`, async () => {
+      const { server, port } = await start({ batch });
+      const M = 1500;
+      const subs = await Promise.all(Array.from({ length: 6 }, () => open(port)));
+      sockets.push(...subs);
+      const streams = await Promise.all(subs.map((s) => subscriber(s, 'ch')));
+      // Three subscribers send PINGs while messages arrive: held by a worker for their own
+      // commands, their frames wait in the mailbox; the others mostly get them at the publish.
+      let pinging = true;
+      const pings = [0, 0, 0];
+      const pinger = (async () => {
+        while (pinging) {
+          for (let k = 0; k < 3; k++) {
+            subs[k].write(cmd('PING'));
+            pings[k]++;
+          }
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      })();
+      const pubs = await Promise.all([open(port), open(port)]);
+      sockets.push(...pubs);
+      await Promise.all(pubs.map((p, who) => publisher(p, who, 'ch', M)));
+      pinging = false;
+      await pinger;
+      await until(() => streams.every((r, k) => r.error !== null || r.items.length >= 2 * M + (k < 3 ? pings[k] : 0)),
+        () => streams.map((r) => r.items.length).join(' '));
+      streams.forEach((r, k) => expect(check(r, 2, M, 'ch')).toBe(k < 3 ? pings[k] : 0));
+      const t = server.stats().topics;
+      expect(t.delivered).toBe(6 * 2 * M);
+      expect(t.direct).toBeGreaterThan(0);
+      expect(t.direct).toBeLessThanOrEqual(t.delivered);
+    });
+  }
+
+  it('a subscriber that does not read is closed at --max-mailbox; the others get everything', async () => {
+    const { server, port } = await start({ maxMailbox: 1024 * 1024, maxOutputBuffer: 256 * 1024 });
+    const slow = await open(port);
+    sockets.push(slow);
+    slow.write(cmd('SUBSCRIBE', 'ch'));
+    await new Promise((r) => setTimeout(r, 100));
+    slow.pause(); // reads nothing more: its socket, then its output queue, then its mailbox fill
+    let closed = false;
+    slow.on('close', () => (closed = true));
+    const subs = await Promise.all(Array.from({ length: 3 }, () => open(port)));
+    sockets.push(...subs);
+    const streams = await Promise.all(subs.map((s) => subscriber(s, 'ch')));
+    const pub = await open(port);
+    sockets.push(pub);
+    const M = 6000;
+    await publisher(pub, 0, 'ch', M, 2000); // 12 MB to each subscriber: more than loopback socket buffers take
+    await until(() => streams.every((r) => r.error !== null || r.items.length >= M), () => streams.map((r) => r.items.length).join(' '));
+    for (const r of streams) check(r, 1, M, 'ch');
+    await until(() => server.stats().topics.overflows >= 1, () => JSON.stringify(server.stats().topics));
+    slow.resume();
+    await until(() => closed, () => 'the slow subscriber closed');
+    expect(server.stats().connectionsClosed.overflow).toBeGreaterThanOrEqual(1);
+  });
+
+  it('TLS subscribers get every message in order, through the mailbox', async () => {
+    const certs = makeTestCerts();
+    const { server, port } = await start({ tlsCert: certs.serverChain, tlsKey: certs.serverKey });
+    const ca = readFileSync(certs.caCert);
+    const subs = await Promise.all(Array.from({ length: 3 }, () => new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve(s));
+      s.once('error', reject);
+    })));
+    sockets.push(...subs);
+    const streams = await Promise.all(subs.map((s) => subscriber(s, 'ch')));
+    const pub = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve(s));
+      s.once('error', reject);
+    });
+    sockets.push(pub);
+    const M = 1000;
+    await publisher(pub, 0, 'ch', M);
+    await until(() => streams.every((r) => r.error !== null || r.items.length >= M), () => streams.map((r) => r.items.length).join(' '));
+    for (const r of streams) check(r, 1, M, 'ch');
+    expect(server.stats().topics.direct).toBe(0); // a TLS record is the owner's to make
+  });
+});
