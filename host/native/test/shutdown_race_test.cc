@@ -1,4 +1,4 @@
-// sources: registry.cc conn_state.cc ownership.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc generations.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
+// sources: registry.cc conn_state.cc ownership.cc direct.cc loans.cc due.cc conn_input.cc conn_output.cc conn_close.cc conn_proxy.cc generations.cc close_phase.cc timers.cc input_buffer.cc output_queue.cc sender.cc mailbox.cc proxy_protocol.cc
 // connShutdown and connShutdownGroup make their shutdown() outside the table
 // lock (registry.cc): the entry is pinned under the lock, and a close by its
 // holder meanwhile leaves the fd open until the unpin, so the number is never
