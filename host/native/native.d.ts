@@ -87,10 +87,10 @@ export interface NativeBinding {
     busyGlobal: number, busySlot: number, maxEvents?: number,
     mem?: ArrayBuffer, inPtr?: number, inCap?: number, statePtr?: number, generation?: number): number;
   /** epollWait's arguments bound once for this thread (the worker loop): the epoll set, holder, the busy cells,
-   *  maxEvents, out (a Float64Array(8)), the pending save record `save` (a Float64Array(9): [fd, id, restPtr,
+   *  cells[workersCell] (the pool's workers: a batch arms its steal timer only while another worker is not busy), maxEvents, out (a Float64Array(8)), the pending save record `save` (a Float64Array(9): [fd, id, restPtr,
    *  restLen, statePtr, events, outPtr, outLen, pending]) and totals[bytesOutCell], the output byte counter the
    *  pending save adds to. No load target and nothing pending after it. The caller keeps the arrays alive. */
-  waitBind(epfd: number, holder: number, busyGlobal: number, busySlot: number, maxEvents: number, bytesOutCell: number,
+  waitBind(epfd: number, holder: number, workersCell: number, busyGlobal: number, busySlot: number, maxEvents: number, bytesOutCell: number,
     out: Float64Array, cells: Int32Array, save: Float64Array, totals: Float64Array): number;
   /** The load target of waitNext (as epollWait's), or none (mem undefined); rebind whenever the instance or its
    *  memory.buffer changes (the binding holds a pointer into that memory: the caller keeps the buffer). A save still

@@ -30,7 +30,7 @@ export class EventLoop extends LoopAccept {
     const ctr = this.ctr;
     const ev = this.ev;
     // The wait's per-worker arguments, bound once (one native call per event: waitNext).
-    native.waitBind(epfd, this.holder, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, ev, this.cells, this.pending, ctr.f64);
+    native.waitBind(epfd, this.holder, G.WORKERS, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, ev, this.cells, this.pending, ctr.f64);
     this.bind(null, -1);
     let idle = 0; // ms waited without an event, in short waits (below)
     for (;;) {

@@ -67,6 +67,7 @@ struct Waiter {
   int32_t* cells = nullptr;  // cells[busy_slot]: this worker busy; cells[busy_global]: busy workers
   int busy_global = 0;
   int busy_slot = 0;
+  int workers_cell = -1;  // cells[workers_cell]: the pool's workers (-1: unknown, a batch always arms its steal timer)
   int max_events = 1;
   double* out = nullptr;  // 5 elements, or 8 with a load target
   // The load target: module memory [base, base + mem_size), its in region and
@@ -124,6 +125,8 @@ int Wait(Waiter& w, int64_t timeout) {
       e.events = 0;
       return give(e);
     }
+    // Another worker's batch lent while this one was busy may need the steal timer now.
+    if (max_events > 1 && w.workers_cell >= 0) StealCheck(epfd);
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
     int n = epoll_wait(epfd, evs, max_events, wait_ms);
     if (n < 0 && errno == EINTR) continue;
@@ -177,7 +180,9 @@ int Wait(Waiter& w, int64_t timeout) {
     }
     if (wake_fd >= 0) got[m++] = Lent{wake_fd, kKindWake, EPOLLIN, 0, 0};
     if (m == 0) continue;
-    if (m > 1) LendBatch(epfd, holder, got + 1, m - 1);
+    if (m > 1)
+      LendBatch(epfd, holder, got + 1, m - 1, w.workers_cell >= 0 ? cells + w.busy_global : nullptr,
+                w.workers_cell >= 0 ? cells + w.workers_cell : nullptr);
     return give(got[0]);
   }
 }
@@ -296,19 +301,26 @@ int64_t RunPendingSave() {
   return rc;
 }
 
-// waitBind(epfd, holder, busyGlobal, busySlot, maxEvents, bytesOutCell, out: Float64Array(8), cells: Int32Array,
-//          save: Float64Array(9), totals: Float64Array) -> 0. The worker's arguments of every wait, for this
-// thread; no load target and no save pending. The caller keeps the arrays (their memory must outlive the binding).
+// waitBind(epfd, holder, workersCell, busyGlobal, busySlot, maxEvents, bytesOutCell, out: Float64Array(8),
+//          cells: Int32Array, save: Float64Array(9), totals: Float64Array) -> 0. The worker's arguments of
+// every wait, for this thread (cells[workersCell]: the pool's workers, which tells a batch whether another
+// worker waits); no load target and no save pending. The caller keeps the arrays (their memory must outlive
+// the binding).
 Napi::Value WaitBind(const Napi::CallbackInfo& info) {
-  int64_t epfd, holder, busy_global, busy_slot, max_events, bytes_out;
-  if (!Args(info).Int(&epfd, &holder, &busy_global, &busy_slot, &max_events, &bytes_out)) return info.Env().Undefined();
+  int64_t epfd, holder, workers, busy_global, busy_slot, max_events, bytes_out;
+  if (!Args(info).Int(&epfd, &holder, &workers, &busy_global, &busy_slot, &max_events, &bytes_out))
+    return info.Env().Undefined();
   Waiter w;
-  w.out = static_cast<double*>(TypedArg(info, 6, napi_float64_array, 8, "out must be a Float64Array(8)"));
-  if (w.out == nullptr || !CheckWorker(info, 7, w, busy_global, busy_slot, max_events)) return info.Env().Undefined();
-  double* save = static_cast<double*>(TypedArg(info, 8, napi_float64_array, kSaveFields, "save must be a Float64Array(9)"));
+  w.out = static_cast<double*>(TypedArg(info, 7, napi_float64_array, 8, "out must be a Float64Array(8)"));
+  // The workers cell is checked as the busy ones are (an index into cells).
+  if (w.out == nullptr || !CheckWorker(info, 8, w, workers, busy_slot, max_events) ||
+      !CheckWorker(info, 8, w, busy_global, busy_slot, max_events))
+    return info.Env().Undefined();
+  w.workers_cell = static_cast<int>(workers);
+  double* save = static_cast<double*>(TypedArg(info, 9, napi_float64_array, kSaveFields, "save must be a Float64Array(9)"));
   if (save == nullptr) return info.Env().Undefined();
-  const size_t totals = info[9].IsTypedArray() ? info[9].As<Napi::TypedArray>().ElementLength() : 0;
-  double* t = static_cast<double*>(TypedArg(info, 9, napi_float64_array, 0, "totals must be a Float64Array holding bytesOutCell"));
+  const size_t totals = info[10].IsTypedArray() ? info[10].As<Napi::TypedArray>().ElementLength() : 0;
+  double* t = static_cast<double*>(TypedArg(info, 10, napi_float64_array, 0, "totals must be a Float64Array holding bytesOutCell"));
   if (t == nullptr) return info.Env().Undefined();
   if (bytes_out < 0 || static_cast<size_t>(bytes_out) >= totals) {
     Napi::RangeError::New(info.Env(), "bytesOutCell outside totals").ThrowAsJavaScriptException();
