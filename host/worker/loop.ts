@@ -1,4 +1,6 @@
-// The hot path: wait → recv → call the module → send → re-arm. A wait takes up
+// The hot path: wait → recv → call the module → send → re-arm, where the
+// send, save and re-arm of one event are made by the wait for the next
+// (waitNext: one native call per event in the steady state). A wait takes up
 // to cfg.batch ready items (maxevents) and hands them to this loop one at a
 // time; every connection is EPOLLONESHOT, and the native table records which
 // worker holds it from the moment epoll_wait hands it over until the re-arm, so
