@@ -86,6 +86,25 @@ export interface NativeBinding {
   epollWait(epfd: number, timeoutMs: number, out: Float64Array, holder: number, cells: Int32Array,
     busyGlobal: number, busySlot: number, maxEvents?: number,
     mem?: ArrayBuffer, inPtr?: number, inCap?: number, statePtr?: number, generation?: number): number;
+  /** epollWait's arguments bound once for this thread (the worker loop): the epoll set, holder, the busy cells,
+   *  cells[workersCell] (the pool's workers: a batch arms its steal timer only while another worker is not busy), maxEvents, out (a Float64Array(8)), the pending save record `save` (a Float64Array(9): [fd, id, restPtr,
+   *  restLen, statePtr, events, outPtr, outLen, pending]) and totals[bytesOutCell], the output byte counter the
+   *  pending save adds to. No load target and nothing pending after it. The caller keeps the arrays alive. */
+  waitBind(epfd: number, holder: number, workersCell: number, busyGlobal: number, busySlot: number, maxEvents: number, bytesOutCell: number,
+    out: Float64Array, cells: Int32Array, save: Float64Array, totals: Float64Array): number;
+  /** The load target of waitNext (as epollWait's), or none (mem undefined); rebind whenever the instance or its
+   *  memory.buffer changes (the binding holds a pointer into that memory: the caller keeps the buffer). A save still
+   *  pending is made first, with the memory bound so far: returns 0, or its result when it did not complete (as
+   *  waitNext's KIND_SAVE event). */
+  waitTarget(mem?: ArrayBuffer, inPtr?: number, inCap?: number, statePtr?: number, generation?: number): number;
+  /** epollWait with the bound arguments, after the pending save (save[8] = 1: connSave of that record with the bound
+   *  memory, out region included, re-arming on the bound set; the bytes it sends are added to the bound counter).
+   *  A save that does not complete ends the call at once: 1 with out = [fd, KIND_SAVE, 0, id, 0, 0, result, 0],
+   *  result = the out region's bytes left unsent (nothing saved), -errno, or SAVE_OUTSIDE (the state slot or a
+   *  region outside the bound memory); the connection is still the caller's. */
+  waitNext(timeoutMs: number): number;
+  readonly KIND_SAVE: number;
+  readonly SAVE_OUTSIDE: number;
   eventfdCreate(): number;
   eventfdWrite(fd: number): number;
 

@@ -1,4 +1,6 @@
-// The hot path: wait → recv → call the module → send → re-arm. A wait takes up
+// The hot path: wait → recv → call the module → send → re-arm, where the
+// send, save and re-arm of one event are made by the wait for the next
+// (waitNext: one native call per event in the steady state). A wait takes up
 // to cfg.batch ready items (maxevents) and hands them to this loop one at a
 // time; every connection is EPOLLONESHOT, and the native table records which
 // worker holds it from the moment epoll_wait hands it over until the re-arm, so
@@ -12,6 +14,7 @@
 // <- results.ts (keep/fault/close) <- phases.ts (PROXY, TLS, open; timer,
 // messages, upstreams) <- accept.ts <- this file (wait and dispatch).
 import { CloseReason } from '../module/abi.js';
+import { KEEP } from '../module/driver.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { G, T } from '../pool/counters.js';
 import { C, EAGAIN, EPROTO, native } from '../sys.js';
@@ -28,6 +31,9 @@ export class EventLoop extends LoopAccept {
     const { epfd, idleTimeoutMs, batch } = this.cfg;
     const ctr = this.ctr;
     const ev = this.ev;
+    // The wait's per-worker arguments, bound once (one native call per event: waitNext).
+    native.waitBind(epfd, this.holder, G.WORKERS, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, ev, this.cells, this.pending, ctr.f64);
+    this.bind(null, -1);
     let idle = 0; // ms waited without an event, in short waits (below)
     for (;;) {
       // An idle worker looks at its port at least every IDLE_CHECK_MS (a reload may happen while it
@@ -35,43 +41,88 @@ export class EventLoop extends LoopAccept {
       // the instance goes soon after the generation's last connection.
       const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
       // With one generation, current, and its instance made: the wait also loads a plain input event's
-      // bytes into that instance (one native call instead of two per event).
+      // bytes into that instance (one native call instead of two per event). Bound again only when the
+      // instance or its memory changed (a call into it may have grown the memory, detaching the old buffer).
       const only = this.gens.only();
       const pre = only !== -1 && only === this.gens.current ? this.gens.ready(only) : null;
-      const n = pre
-        ? native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch,
-          pre.buffer, pre.desc.inPtr, pre.desc.inCap, pre.desc.statePtr, only)
-        : native.epollWait(epfd, wait, ev, this.holder, this.cells, G.BUSY, this.cell.busy, batch);
+      if (pre !== this.target || (pre !== null && (pre.buffer !== this.targetBuf || only !== this.targetGen))) {
+        const rc = this.bind(pre, only);
+        // The save still pending (made with the memory bound before) did not complete: finished as after() does.
+        if (rc !== 0) {
+          this.unsaved(this.pending[0], this.pending[1], rc);
+          continue;
+        }
+      }
+      const n = native.waitNext(wait);
       if (n === 0) {
-        if (ctr.get(G.STOP)) return false;
+        if (ctr.get(G.STOP)) return this.unbind(false);
         this.gens.sync();
         // A module that flooded the log and went quiet still gets its summary line.
         if (this.inst && !this.inst.isDisposed) this.inst.flushLogSummary();
         idle += wait;
         if (idle < idleTimeoutMs) continue;
         idle = 0;
-        if (this.retire()) return true;
+        if (this.retire()) return this.unbind(true);
         continue;
       }
       idle = 0;
       if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
       const kind = ev[1];
       if (kind === C.KIND_WAKE) {
-        if (ctr.get(G.STOP)) return false;
+        if (ctr.get(G.STOP)) return this.unbind(false);
+        continue;
+      }
+      const fd = ev[0];
+      const id = ev[3];
+      if (kind === native.KIND_SAVE) {
+        this.unsaved(fd, id, ev[6]);
         continue;
       }
       if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
-      const fd = ev[0];
-      const id = ev[3];
       try {
         if (kind === C.KIND_LISTEN) this.accept(fd, id);
-        else if (pre && ev[5] === 1) this.loaded(fd, id, pre, only, ev[6], ev[7]);
-        else this.handle(fd, id, ev[4]);
+        else {
+          // The event's save may be left to the next wait (results.ts after()): nothing else runs before it.
+          this.fusable = true;
+          if (pre && ev[5] === 1) this.loaded(fd, id, pre, only, ev[6], ev[7]);
+          else this.handle(fd, id, ev[4]);
+        }
       } catch (e) {
         if (kind === C.KIND_LISTEN) this.listenerFailed(fd, id, e);
         else this.escaped(fd, id, e);
       }
+      this.fusable = false;
+    }
+  }
+
+  /**
+   * Binds the wait's load target (`inst`, of generation `gen`, or none) after
+   * making a save still pending; 0, or that save's result when it did not complete.
+   */
+  private bind(inst: ModuleInstance | null, gen: number): number {
+    const buf = inst ? inst.buffer : null;
+    const d = inst?.desc;
+    const rc = buf && d ? native.waitTarget(buf, d.inPtr, d.inCap, d.statePtr, gen) : native.waitTarget();
+    // Held here while bound: native code has a pointer into it.
+    this.target = inst;
+    this.targetBuf = buf;
+    this.targetGen = inst ? gen : -1;
+    return rc;
+  }
+
+  /** Leaving run() (with its result): the memory is no longer bound. Nothing is pending: the wait just made it. */
+  private unbind(result: boolean): boolean {
+    this.bind(null, -1);
+    return result;
+  }
+
+  /** The save of (fd, id) that the wait was to make did not complete (`rc`): finished as after() would have. */
+  private unsaved(fd: number, id: number, rc: number): void {
+    try {
+      this.after(fd, id, KEEP, rc);
+    } catch (e) {
+      this.escaped(fd, id, e);
     }
   }
 

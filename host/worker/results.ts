@@ -42,14 +42,23 @@ export abstract class LoopResults extends LoopTransport {
     finishConnection(fd, id, reason, this.closeCount);
   }
 
-  /** What the driver's result leads to: keep (save and re-arm), a fault, or a close. */
-  protected after(fd: number, id: number, r: number): void {
+  /**
+   * What the driver's result leads to: keep (save and re-arm), a fault, or a
+   * close. `saved`: the result of this event's save when the wait made it and
+   * it did not complete (waitNext's KIND_SAVE event, loop.ts); it is then
+   * finished here as connSave's own result would have been.
+   */
+  protected after(fd: number, id: number, r: number, saved = NaN): void {
     if (r === KEEP) {
       const inst = this.inst;
       const d = this.driver;
       const { epfd } = this.cfg;
       // A full region held (upstream_resume, docs/abi.md §16): no input is read until the module resumes it or an upstream event comes.
       const events = d.restLen === inst.desc.inCap && inst.holdsInput ? CONN_EVENTS & ~C.EPOLLIN : CONN_EVENTS;
+      const fused = saved === saved;
+      // Sent, saved and re-armed by the next wait, in the same native call (transport.ts deferSave).
+      if (!fused && this.deferSave(fd, id, inst, events)) return;
+      if (saved === native.SAVE_OUTSIDE) throw new RangeError('state region outside memory');
       let out = d.outLen;
       if (out > 0) {
         // The event's last output (deferred by the driver), sent, saved and re-armed in one native call
@@ -57,7 +66,7 @@ export abstract class LoopResults extends LoopTransport {
         let ptr = d.outPtr;
         const mem = d.outMem;
         if (mem === inst.buffer) {
-          const left = native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events, ptr, out);
+          const left = fused ? saved : native.connSave(fd, id, mem, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events, ptr, out);
           if (left < 0) return this.close(fd, id, this.failure(left));
           this.ctr.f64[this.t + T.BYTES_OUT] += out - left;
           if (left === 0) return;
@@ -67,6 +76,9 @@ export abstract class LoopResults extends LoopTransport {
         // The rest the blocking or queued way, then saved without it.
         const reason = this.send(mem, ptr, out);
         if (reason >= 0) return this.close(fd, id, reason);
+      } else if (fused) {
+        // Nothing to send: the deferred save itself failed.
+        return this.close(fd, id, CloseReason.SOCKET_ERROR);
       }
       // Saved and re-armed in one native call.
       if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events) < 0) {

@@ -4,11 +4,50 @@
 // wait out), the close reason of a failed send, the output high-water mark,
 // and tcpmod.conn_info for the connection being handled.
 import { CloseReason } from '../module/abi.js';
+import type { ModuleInstance } from '../module/instance.js';
 import { clockMs, G, T } from '../pool/counters.js';
 import { ENOBUFS, EPROTO, ETIMEDOUT, native } from '../sys.js';
 import { LoopInstances } from './instances.js';
 
 export abstract class LoopTransport extends LoopInstances {
+  /**
+   * The load target bound for the worker's wait (native.waitTarget, loop.ts):
+   * the instance, the memory.buffer bound, and its generation; null when none.
+   */
+  protected target: ModuleInstance | null = null;
+  protected targetBuf: ArrayBuffer | null = null;
+  protected targetGen = -1;
+  /** The save the next wait makes (native.waitBind's record): [fd, id, restPtr, restLen, statePtr, events, outPtr, outLen, pending]. */
+  protected readonly pending = new Float64Array(9);
+  /** Whether the event being handled may leave its save to the next wait: set by the loop for a connection event, spent by the first save. */
+  protected fusable = false;
+
+  /**
+   * A kept event's save (and its last output, if any, in module memory) left
+   * to the next wait, which makes it before it waits (one native call per
+   * event): only for the connection event the loop dispatched (nothing calls
+   * into a module between this and the wait, which would overwrite the state
+   * slot and in region) and only in the memory bound as the load target. False
+   * when the caller must save now.
+   */
+  protected deferSave(fd: number, id: number, inst: ModuleInstance, events: number): boolean {
+    const d = this.driver;
+    if (!this.fusable || inst !== this.target || inst.buffer !== this.targetBuf) return false;
+    if (d.outLen > 0 && d.outMem !== this.targetBuf) return false;
+    this.fusable = false;
+    const p = this.pending;
+    p[0] = fd;
+    p[1] = id;
+    p[2] = d.restPtr;
+    p[3] = d.restLen;
+    p[4] = inst.desc.statePtr;
+    p[5] = events;
+    p[6] = d.outPtr;
+    p[7] = d.outLen;
+    p[8] = 1;
+    return true;
+  }
+
   /**
    * Sends in order, plain or TLS alike (the native sender, sender.h): queued
    * mode hands the bytes to the connection's queue (the socket takes what it

@@ -101,7 +101,15 @@ struct Lent {
 // Keeps events[0..n) claimed by `holder` for its next epollWait calls, oldest
 // first; the group's timer hands back (re-arms) any left untouched past the
 // batch budget, so a slow callback never holds them up longer than that.
-void LendBatch(int group, int holder, const Lent* events, int n);
+// With busy/workers (the pool's counts of busy workers and of workers, the
+// lender not busy), the timer is armed only when another worker is not busy:
+// when all are, the next of them to wait arms it (StealCheck) if still needed.
+void LendBatch(int group, int holder, const Lent* events, int n, const int32_t* busy = nullptr,
+               const int32_t* workers = nullptr);
+
+// Before a worker blocks in epoll_wait: hands back loans past the budget and
+// makes sure the timer fires by the steal deadline of those still lent.
+void StealCheck(int group);
 
 // Whether the group can lend (LendBatch): its timer exists and batchConfigure
 // told it what to re-arm a loan with. epollWait takes one event at a time otherwise.

@@ -46,6 +46,8 @@ int ReturnLoans(Server& s, int holder, int64_t before) {
   return n;
 }
 
+static void ArmSteal(Server& s);
+
 int64_t NextSteal(const Server& s) {
   int64_t at = 0;
   for (const std::deque<Loan>& q : s.loans)
@@ -75,7 +77,7 @@ int BatchRelease(int group, int holder) {
   return ReturnLoans(*s, holder, INT64_MAX);
 }
 
-void LendBatch(int group, int holder, const Lent* events, int n) {
+void LendBatch(int group, int holder, const Lent* events, int n, const int32_t* busy, const int32_t* workers) {
   TableLock lock(table().mu);
   // epollWait lends only to a worker (holder > 0) of a group configured for
   // batches (BatchConfigured), so the server is there, unless it has just
@@ -85,10 +87,36 @@ void LendBatch(int group, int holder, const Lent* events, int n) {
   if (s->loans.size() <= static_cast<size_t>(holder)) s->loans.resize(static_cast<size_t>(holder) + 1);
   int64_t now = NowMs();
   for (int i = 0; i < n; i++) s->loans[holder].push_back({events[i], now});
-  if (s->steal_at == 0) {
-    s->steal_at = now + s->batch_budget;
-    ArmTimerfd(*s);
+  if (s->steal_at == 0) s->steal_at = now + s->batch_budget;
+  // Usually the batch is taken within microseconds and nothing needs the
+  // timer. It must fire by the steal deadline only for a worker waiting now
+  // (a handed-back loan is for a waiting worker): one that is busy comes back
+  // to wait and arms it then if still needed (StealCheck). Read after steal_at
+  // is set, under the lock, against a worker's clearing of its busy flag
+  // before the lock of its StealCheck: one of the two sees the other.
+  if (busy == nullptr || workers == nullptr ||
+      __atomic_load_n(busy, __ATOMIC_SEQ_CST) < __atomic_load_n(workers, __ATOMIC_SEQ_CST) - 1)
+    ArmSteal(*s);
+}
+
+// The timerfd set to fire by the steal deadline. No timerfd_settime when it
+// fires by then anyway: set for an earlier steal deadline whose loans were all
+// taken (PopLent clears steal_at, not the timerfd), or for the heap's next
+// item; when it fires, RunTimers hands back what is past the budget and arms for the rest.
+static void ArmSteal(Server& s) {
+  const int64_t armed = s.heap.armed_at();
+  if (s.steal_at != 0 && (armed == 0 || armed > s.steal_at)) ArmTimerfd(s);
+}
+
+void StealCheck(int group) {
+  TableLock lock(table().mu);
+  Server* s = ServerOf(group);
+  if (s == nullptr || s->steal_at == 0) return;
+  if (s->steal_at <= NowMs()) {
+    ReturnLoans(*s, 0, NowMs() - s->batch_budget);
+    s->steal_at = NextSteal(*s);
   }
+  ArmSteal(*s);
 }
 
 bool BatchConfigured(int group) {
@@ -105,6 +133,10 @@ bool PopLent(int group, int holder, Lent* out) {
   while (!q.empty()) {
     *out = q.front().event;
     q.pop_front();
+    // The last loan taken: nothing needs the steal deadline now (the timerfd is left as it is: a batch lent
+    // before it fires needs no syscall, LendBatch). Otherwise it stayed set, and every batch after the
+    // timer's next firing armed the timerfd again for loans long taken.
+    if (q.empty() && s->steal_at != 0) s->steal_at = NextSteal(*s);
     if (out->kind == kKindWake) return true;
     Conn* c = FindLocked(out->fd, static_cast<uint64_t>(out->id));
     if (c == nullptr) continue;  // not possible while held; never hand out a stale entry

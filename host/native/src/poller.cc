@@ -27,22 +27,17 @@ int64_t NowMs() {
 }
 
 // epollCreate() -> fd | -errno
-Napi::Value EpollCreate(const Napi::CallbackInfo& info) {
+int EpollCreateCore() {
   int fd = epoll_create1(EPOLL_CLOEXEC);
-  return Num(info, fd < 0 ? -errno : fd);
+  return fd < 0 ? -errno : fd;
 }
 
 // epollCtl(epfd, op, fd, events, kind) -> 0 | -errno; for items outside the table (the wake eventfd)
-Napi::Value EpollCtl(const Napi::CallbackInfo& info) {
-  int64_t epfd, op, fd, events, tag;
-  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &op) || !ArgInt(info, 2, &fd) || !ArgInt(info, 3, &events) ||
-      !ArgInt(info, 4, &tag))
-    return info.Env().Undefined();
+int EpollCtlCore(int epfd, int op, int fd, uint32_t events, int kind) {
   epoll_event ev{};
-  ev.events = static_cast<uint32_t>(events);
-  ev.data.u64 = EpollPack(static_cast<int>(tag), static_cast<int>(fd), 0);
-  int rc = epoll_ctl(static_cast<int>(epfd), static_cast<int>(op), static_cast<int>(fd), &ev);
-  return Num(info, rc < 0 ? -errno : 0);
+  ev.events = events;
+  ev.data.u64 = EpollPack(kind, fd, 0);
+  return epoll_ctl(epfd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
 // Test hook (testWaitPause): µs epollWait sleeps between epoll_wait's return
@@ -52,15 +47,179 @@ std::atomic<int> wait_pause_us{0};
 std::atomic<int> wait_pauses{0};
 
 // testWaitPause(us) -> pauses begun so far. us >= 0 sets the pause (0: off); < 0 only reads.
-Napi::Value TestWaitPause(const Napi::CallbackInfo& info) {
-  int64_t us;
-  if (!ArgInt(info, 0, &us)) return info.Env().Undefined();
+int TestWaitPauseCore(int64_t us) {
   if (us >= 0) wait_pause_us = static_cast<int>(std::min<int64_t>(us, 5000000));
-  return Num(info, wait_pauses.load());
+  return wait_pauses.load();
 }
 
 // The most events one epoll_wait takes (--batch is checked against it in options.ts).
 constexpr int64_t kMaxBatch = limits::kBatchMax;
+
+// The kind of waitNext's event for a save that did not complete (never an epoll item's).
+constexpr int kKindSave = 6;
+static_assert(kKindSave > kKindDue, "KIND_SAVE is no epoll item's kind");
+
+// What one wait works with: the worker's arguments (epollWait passes them per
+// call, waitNext binds them once per thread) and the optional load target.
+struct Waiter {
+  int epfd = -1;
+  int holder = 0;
+  int32_t* cells = nullptr;  // cells[busy_slot]: this worker busy; cells[busy_global]: busy workers
+  int busy_global = 0;
+  int busy_slot = 0;
+  int workers_cell = -1;  // cells[workers_cell]: the pool's workers (-1: unknown, a batch always arms its steal timer)
+  int max_events = 1;
+  double* out = nullptr;  // 5 elements, or 8 with a load target
+  // The load target: module memory [base, base + mem_size), its in region and
+  // state slot, and the generation whose instance that memory is (base null: none).
+  uint8_t* base = nullptr;
+  size_t mem_size = 0;
+  uint8_t* in = nullptr;
+  size_t cap = 0;
+  int64_t state_ptr = 0;
+  int generation = 0;
+};
+
+// One event for w.holder: 1 (w.out filled) | 0 on timeout | -errno. epollWait's body (below).
+int Wait(Waiter& w, int64_t timeout) {
+  const int epfd = w.epfd, holder = w.holder;
+  int32_t* cells = w.cells;
+  int32_t* mine = cells + w.busy_slot;
+  double* out = w.out;
+  auto give = [&](const Lent& e) {
+    // Busy from the event returned on; the wake alone (last of a batch) holds nothing.
+    if (e.kind != kKindWake && __atomic_exchange_n(mine, 1, __ATOMIC_SEQ_CST) == 0)
+      __atomic_fetch_add(cells + w.busy_global, 1, __ATOMIC_SEQ_CST);
+    out[0] = e.fd;
+    out[1] = e.kind;
+    out[2] = e.events;
+    out[3] = e.id;
+    out[4] = e.due;
+    if (w.base != nullptr) {
+      int64_t result = 0, received = 0;
+      bool loaded = e.kind == kKindConn && e.due == 0 &&
+                    LoadClaimed(e.fd, e.id, w.generation, w.in, w.cap, w.base, w.mem_size, w.state_ptr, &result, &received);
+      out[5] = loaded ? 1 : 0;
+      out[6] = static_cast<double>(result);
+      out[7] = static_cast<double>(received);
+    }
+    return 1;
+  };
+  Lent e;
+  // The rest of this worker's last batch first: it holds those already.
+  if (PopLent(epfd, holder, &e)) {
+    if (e.kind == kKindWake && __atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1)
+      __atomic_fetch_sub(cells + w.busy_global, 1, __ATOMIC_SEQ_CST);
+    return give(e);
+  }
+  if (__atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1) __atomic_fetch_sub(cells + w.busy_global, 1, __ATOMIC_SEQ_CST);
+  int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
+  epoll_event evs[kMaxBatch];
+  Lent got[kMaxBatch];
+  // Loans are kept per worker (holder > 0) of a group configured for them; any other caller takes one event at a time.
+  int max_events = w.max_events;
+  if (max_events > 1 && (holder <= 0 || !BatchConfigured(epfd))) max_events = 1;
+  for (;;) {
+    if (TakeDue(epfd, holder, &e.fd, &e.id, &e.due)) {
+      e.kind = kKindConn;
+      e.events = 0;
+      return give(e);
+    }
+    // Another worker's batch lent while this one was busy may need the steal timer now.
+    if (max_events > 1 && w.workers_cell >= 0) StealCheck(epfd);
+    int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+    int n = epoll_wait(epfd, evs, max_events, wait_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return 0;
+    if (int us = wait_pause_us.load(std::memory_order_relaxed)) {
+      wait_pauses++;
+      usleep(static_cast<useconds_t>(us));
+    }
+    int m = 0;
+    int wake_fd = -1;
+    bool due_woken = false;
+    for (int i = 0; i < n; i++) {
+      int fd = EpollFd(evs[i].data.u64);
+      int kind = EpollKind(evs[i].data.u64);
+      if (kind == kKindDue) {
+        // Woken for the due list: reset the eventfd; one of the list is taken below.
+        uint64_t v;
+        while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+        }
+        due_woken = true;
+        continue;
+      }
+      if (kind == kKindTimer) {
+        // The timer event is bookkeeping, done here: mark what is due, re-arm.
+        RunTimers(epfd);
+        continue;
+      }
+      if (kind == kKindUpstream) {
+        // Bookkeeping only: the work is the client's holder's (upstream.h).
+        UpstreamWake(epfd, fd, EpollTag(evs[i].data.u64));
+        continue;
+      }
+      if (kind == kKindWake) {
+        wake_fd = fd;  // handed out last, after everything this batch claims
+        continue;
+      }
+      Lent& g = got[m];
+      if (!ClaimEvent(fd, EpollTag(evs[i].data.u64), epfd, holder, &g.id, &g.due)) continue;
+      g.fd = fd;
+      g.kind = kind;
+      g.events = evs[i].events;
+      m++;
+    }
+    // The due eventfd and the wake each took a slot, so both fit. Taken even when nothing else was:
+    // the eventfd was read, and the next poke comes only when the list is found empty.
+    if (due_woken && TakeDue(epfd, holder, &got[m].fd, &got[m].id, &got[m].due)) {
+      got[m].kind = kKindConn;
+      got[m].events = 0;
+      m++;
+    }
+    if (wake_fd >= 0) got[m++] = Lent{wake_fd, kKindWake, EPOLLIN, 0, 0};
+    if (m == 0) continue;
+    if (m > 1)
+      LendBatch(epfd, holder, got + 1, m - 1, w.workers_cell >= 0 ? cells + w.busy_global : nullptr,
+                w.workers_cell >= 0 ? cells + w.workers_cell : nullptr);
+    return give(got[0]);
+  }
+}
+
+// A typed array argument of `type` with at least `need` elements: its data, or
+// nullptr with a pending TypeError naming `what`.
+void* TypedArg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type, size_t need, const char* what) {
+  napi_typedarray_type t;
+  size_t length;
+  void* data;
+  if (info[i].IsTypedArray() &&
+      napi_get_typedarray_info(info.Env(), info[i], &t, &length, &data, nullptr, nullptr) == napi_ok && t == type &&
+      length >= need)
+    return data;
+  Napi::TypeError::New(info.Env(), what).ThrowAsJavaScriptException();
+  return nullptr;
+}
+
+// The worker's cells and busy indices, and maxEvents, checked (epollWait and waitBind): false with a pending exception.
+bool CheckWorker(const Napi::CallbackInfo& info, size_t cells_arg, Waiter& w, int64_t busy_global, int64_t busy_slot,
+                 int64_t max_events) {
+  const size_t cells = info[cells_arg].IsTypedArray() ? info[cells_arg].As<Napi::TypedArray>().ElementLength() : 0;
+  if (busy_global < 0 || busy_slot < 0 || static_cast<size_t>(std::max(busy_global, busy_slot)) >= cells) {
+    Napi::TypeError::New(info.Env(), "cells must be an Int32Array holding both busy cells").ThrowAsJavaScriptException();
+    return false;
+  }
+  w.cells = static_cast<int32_t*>(TypedArg(info, cells_arg, napi_int32_array, 0, "cells must be an Int32Array holding both busy cells"));
+  if (w.cells == nullptr) return false;
+  if (max_events < 1 || max_events > kMaxBatch) {
+    Napi::RangeError::New(info.Env(), "maxEvents must be 1.." + std::to_string(kMaxBatch)).ThrowAsJavaScriptException();
+    return false;
+  }
+  w.busy_global = static_cast<int>(busy_global);
+  w.busy_slot = static_cast<int>(busy_slot);
+  w.max_events = static_cast<int>(max_events);
+  return true;
+}
 
 // epollWait(epfd, timeoutMs, out: Float64Array(5 or 8), holder, cells: Int32Array, busyGlobal, busySlot,
 //           maxEvents = 1, mem?, inPtr?, inCap?, statePtr?, generation?)
@@ -85,157 +244,178 @@ constexpr int64_t kMaxBatch = limits::kBatchMax;
 // anything: from the event it returns until a call that finds nothing lent) and
 // cells[busyGlobal] the number of busy workers. EINTR resumes the wait with
 // what is left of the timeout.
+// The worker loop binds these arguments once instead (waitBind, waitNext).
 Napi::Value EpollWait(const Napi::CallbackInfo& info) {
-  int64_t epfd, timeout, holder, busy_global, busy_slot, max_events = 1;
-  int64_t state_ptr = 0, generation = 0;
-  uint8_t *in = nullptr, *base = nullptr;
-  size_t cap = 0, mem_size = 0;
-  if (!ArgInt(info, 0, &epfd) || !ArgInt(info, 1, &timeout) || !ArgInt(info, 3, &holder) ||
-      !ArgInt(info, 5, &busy_global) || !ArgInt(info, 6, &busy_slot) ||
-      (info.Length() > 7 && !ArgInt(info, 7, &max_events)))
-    return info.Env().Undefined();
+  Waiter w;
+  int64_t epfd, timeout, holder, busy_global, busy_slot, max_events = 1, state_ptr = 0, generation = 0;
   const bool load = info.Length() > 8 && !info[8].IsUndefined();
-  if (load && (!ArgRegion(info, 8, &in, &cap, &base, &mem_size) || !ArgInt(info, 11, &state_ptr) ||
-               !ArgInt(info, 12, &generation)))
+  Args a(info);
+  a.Int(&epfd, &timeout).Skip().Int(&holder).Skip().Int(&busy_global, &busy_slot).Opt(&max_events);
+  if (load) a.Region(&w.in, &w.cap, &w.base, &w.mem_size).Int(&state_ptr, &generation);
+  if (!a) return info.Env().Undefined();
+  w.out = static_cast<double*>(TypedArg(info, 2, napi_float64_array, load ? 8 : 5,
+                                        "out must be a Float64Array(5), or (8) with a load target"));
+  if (w.out == nullptr || !CheckWorker(info, 4, w, busy_global, busy_slot, max_events)) return info.Env().Undefined();
+  w.epfd = static_cast<int>(epfd);
+  w.holder = static_cast<int>(holder);
+  w.state_ptr = state_ptr;
+  w.generation = static_cast<int>(generation);
+  return Num(info, Wait(w, timeout));
+}
+
+// The worker loop's wait, bound once per thread (waitBind) with its load
+// target bound again only when it changes (waitTarget): one native call per
+// event in the steady state, as it also makes the save that ended the
+// connection handled before (the pending save, recorded by the loop in `save`).
+struct Bound {
+  Waiter w;
+  // The pending save: [fd, id, restPtr, restLen, statePtr, events, outPtr, outLen, pending] (offsets in the bound memory).
+  double* save = nullptr;
+  double* bytes_out = nullptr;  // the worker's output byte counter, for the bytes the pending save sends
+};
+constexpr size_t kSaveFields = 9;
+thread_local Bound bound;
+
+bool Within(double ptr, double len, size_t size) {
+  return ptr >= 0 && len >= 0 && ptr + len <= static_cast<double>(size);
+}
+
+// The pending save, if any, with the bound memory, as connSave(fd, id, mem,
+// restPtr, restLen, statePtr, epfd, events, outPtr, outLen): 0 (done, or none
+// pending) or connSave's result when it did not complete (bytes of the out
+// region left unsent and nothing saved, -errno, or kStateOutside: the state
+// slot or a region outside the bound memory). Either way it is no longer
+// pending; on failure the connection is still this worker's.
+int64_t RunPendingSave() {
+  double* s = bound.save;
+  if (s[8] == 0) return 0;
+  s[8] = 0;
+  const Waiter& w = bound.w;
+  const int64_t rest_ptr = static_cast<int64_t>(s[2]), rest_len = static_cast<int64_t>(s[3]);
+  const int64_t out_ptr = static_cast<int64_t>(s[6]), out_len = static_cast<int64_t>(s[7]);
+  if (w.base == nullptr || !Within(s[2], s[3], w.mem_size) || (out_len > 0 && !Within(s[6], s[7], w.mem_size)))
+    return kStateOutside;
+  int64_t rc = ConnSave(static_cast<int>(s[0]), static_cast<uint64_t>(s[1]), w.base + rest_ptr, static_cast<size_t>(rest_len),
+                        w.base, w.mem_size, static_cast<int64_t>(s[4]), w.epfd, static_cast<uint32_t>(s[5]), out_ptr, out_len);
+  if (rc == 0) *bound.bytes_out += static_cast<double>(std::max<int64_t>(out_len, 0));
+  return rc;
+}
+
+// waitBind(epfd, holder, workersCell, busyGlobal, busySlot, maxEvents, bytesOutCell, out: Float64Array(8),
+//          cells: Int32Array, save: Float64Array(9), totals: Float64Array) -> 0. The worker's arguments of
+// every wait, for this thread (cells[workersCell]: the pool's workers, which tells a batch whether another
+// worker waits); no load target and no save pending. The caller keeps the arrays (their memory must outlive
+// the binding).
+Napi::Value WaitBind(const Napi::CallbackInfo& info) {
+  int64_t epfd, holder, workers, busy_global, busy_slot, max_events, bytes_out;
+  if (!Args(info).Int(&epfd, &holder, &workers, &busy_global, &busy_slot, &max_events, &bytes_out))
     return info.Env().Undefined();
-  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[2].As<Napi::TypedArray>().ElementLength() < (load ? 8u : 5u) || !info[4].IsTypedArray() ||
-      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      busy_global < 0 || busy_slot < 0 ||
-      static_cast<size_t>(std::max(busy_global, busy_slot)) >= info[4].As<Napi::TypedArray>().ElementLength()) {
-    Napi::TypeError::New(info.Env(), "out must be a Float64Array(5), or (8) with a load target, and cells an Int32Array holding both busy cells")
-        .ThrowAsJavaScriptException();
+  Waiter w;
+  w.out = static_cast<double*>(TypedArg(info, 7, napi_float64_array, 8, "out must be a Float64Array(8)"));
+  // The workers cell is checked as the busy ones are (an index into cells).
+  if (w.out == nullptr || !CheckWorker(info, 8, w, workers, busy_slot, max_events) ||
+      !CheckWorker(info, 8, w, busy_global, busy_slot, max_events))
+    return info.Env().Undefined();
+  w.workers_cell = static_cast<int>(workers);
+  double* save = static_cast<double*>(TypedArg(info, 9, napi_float64_array, kSaveFields, "save must be a Float64Array(9)"));
+  if (save == nullptr) return info.Env().Undefined();
+  const size_t totals = info[10].IsTypedArray() ? info[10].As<Napi::TypedArray>().ElementLength() : 0;
+  double* t = static_cast<double*>(TypedArg(info, 10, napi_float64_array, 0, "totals must be a Float64Array holding bytesOutCell"));
+  if (t == nullptr) return info.Env().Undefined();
+  if (bytes_out < 0 || static_cast<size_t>(bytes_out) >= totals) {
+    Napi::RangeError::New(info.Env(), "bytesOutCell outside totals").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  if (max_events < 1 || max_events > kMaxBatch) {
-    Napi::RangeError::New(info.Env(), "maxEvents must be 1.." + std::to_string(kMaxBatch)).ThrowAsJavaScriptException();
+  w.epfd = static_cast<int>(epfd);
+  w.holder = static_cast<int>(holder);
+  save[8] = 0;
+  bound = Bound{w, save, t + bytes_out};
+  return Num(info, 0);
+}
+
+bool IsBound(const Napi::CallbackInfo& info) {
+  if (bound.save != nullptr) return true;
+  Napi::Error::New(info.Env(), "waitBind first").ThrowAsJavaScriptException();
+  return false;
+}
+
+// waitTarget(mem?, inPtr?, inCap?, statePtr?, generation?) -> 0 | the pending save's failure (as waitNext's
+// KIND_SAVE result). Makes a save still pending with the memory bound so far first, then binds the load
+// target (mem undefined: none). The caller binds again whenever the instance or its memory.buffer changes.
+Napi::Value WaitTarget(const Napi::CallbackInfo& info) {
+  if (!IsBound(info)) return info.Env().Undefined();
+  Waiter& w = bound.w;
+  Waiter t;
+  int64_t state_ptr = 0, generation = 0;
+  if (!info[0].IsUndefined() && !Args(info).Region(&t.in, &t.cap, &t.base, &t.mem_size).Int(&state_ptr, &generation))
     return info.Env().Undefined();
-  }
-  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
-  int32_t* cells = info[4].As<Napi::Int32Array>().Data();
-  int32_t* mine = cells + busy_slot;
-  auto give = [&](const Lent& e) {
-    // Busy from the event returned on; the wake alone (last of a batch) holds nothing.
-    if (e.kind != kKindWake && __atomic_exchange_n(mine, 1, __ATOMIC_SEQ_CST) == 0)
-      __atomic_fetch_add(cells + busy_global, 1, __ATOMIC_SEQ_CST);
-    out[0] = e.fd;
-    out[1] = e.kind;
-    out[2] = e.events;
-    out[3] = e.id;
-    out[4] = e.due;
-    if (load) {
-      int64_t result = 0, received = 0;
-      bool loaded = e.kind == kKindConn && e.due == 0 &&
-                    LoadClaimed(e.fd, e.id, static_cast<int>(generation), in, cap, base, mem_size, state_ptr, &result, &received);
-      out[5] = loaded ? 1 : 0;
-      out[6] = static_cast<double>(result);
-      out[7] = static_cast<double>(received);
-    }
+  const int64_t rc = RunPendingSave();
+  w.base = t.base;
+  w.mem_size = t.mem_size;
+  w.in = t.in;
+  w.cap = t.cap;
+  w.state_ptr = state_ptr;
+  w.generation = static_cast<int>(generation);
+  return Num(info, static_cast<double>(rc));
+}
+
+// waitNext(timeoutMs) -> as epollWait with the bound arguments. First the
+// pending save: when it does not complete, returns 1 at once with out = [fd,
+// KIND_SAVE, 0, id, 0, 0, result, 0] (result as waitTarget's), the connection
+// still held, nothing else done; otherwise it waits.
+Napi::Value WaitNext(const Napi::CallbackInfo& info) {
+  int64_t timeout;
+  if (!IsBound(info) || !Args(info).Int(&timeout)) return info.Env().Undefined();
+  if (const int64_t rc = RunPendingSave()) {
+    double* out = bound.w.out;
+    out[0] = bound.save[0];
+    out[1] = kKindSave;
+    out[2] = 0;
+    out[3] = bound.save[1];
+    out[4] = 0;
+    out[5] = 0;
+    out[6] = static_cast<double>(rc);
+    out[7] = 0;
     return Num(info, 1);
-  };
-  Lent e;
-  // The rest of this worker's last batch first: it holds those already.
-  if (PopLent(static_cast<int>(epfd), static_cast<int>(holder), &e)) {
-    if (e.kind == kKindWake && __atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1)
-      __atomic_fetch_sub(cells + busy_global, 1, __ATOMIC_SEQ_CST);
-    return give(e);
   }
-  if (__atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1) __atomic_fetch_sub(cells + busy_global, 1, __ATOMIC_SEQ_CST);
-  int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
-  epoll_event evs[kMaxBatch];
-  Lent got[kMaxBatch];
-  for (;;) {
-    if (TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &e.fd, &e.id, &e.due)) {
-      e.kind = kKindConn;
-      e.events = 0;
-      return give(e);
-    }
-    int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
-    // Loans are kept per worker (holder > 0) of a group configured for them; any other caller takes one event at a time.
-    if (max_events > 1 && (holder <= 0 || !BatchConfigured(static_cast<int>(epfd)))) max_events = 1;
-    int n = epoll_wait(static_cast<int>(epfd), evs, static_cast<int>(max_events), wait_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Num(info, -errno);
-    if (n == 0) return Num(info, 0);
-    if (int us = wait_pause_us.load(std::memory_order_relaxed)) {
-      wait_pauses++;
-      usleep(static_cast<useconds_t>(us));
-    }
-    int m = 0;
-    int wake_fd = -1;
-    bool due_woken = false;
-    for (int i = 0; i < n; i++) {
-      int fd = EpollFd(evs[i].data.u64);
-      int kind = EpollKind(evs[i].data.u64);
-      if (kind == kKindDue) {
-        // Woken for the due list: reset the eventfd; one of the list is taken below.
-        uint64_t v;
-        while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
-        }
-        due_woken = true;
-        continue;
-      }
-      if (kind == kKindTimer) {
-        // The timer event is bookkeeping, done here: mark what is due, re-arm.
-        RunTimers(static_cast<int>(epfd));
-        continue;
-      }
-      if (kind == kKindUpstream) {
-        // Bookkeeping only: the work is the client's holder's (upstream.h).
-        UpstreamWake(static_cast<int>(epfd), fd, EpollTag(evs[i].data.u64));
-        continue;
-      }
-      if (kind == kKindWake) {
-        wake_fd = fd;  // handed out last, after everything this batch claims
-        continue;
-      }
-      Lent& g = got[m];
-      if (!ClaimEvent(fd, EpollTag(evs[i].data.u64), static_cast<int>(epfd), static_cast<int>(holder), &g.id, &g.due)) continue;
-      g.fd = fd;
-      g.kind = kind;
-      g.events = evs[i].events;
-      m++;
-    }
-    // The due eventfd and the wake each took a slot, so both fit. Taken even when nothing else was:
-    // the eventfd was read, and the next poke comes only when the list is found empty.
-    if (due_woken && TakeDue(static_cast<int>(epfd), static_cast<int>(holder), &got[m].fd, &got[m].id, &got[m].due)) {
-      got[m].kind = kKindConn;
-      got[m].events = 0;
-      m++;
-    }
-    if (wake_fd >= 0) got[m++] = Lent{wake_fd, kKindWake, EPOLLIN, 0, 0};
-    if (m == 0) continue;
-    if (m > 1) LendBatch(static_cast<int>(epfd), static_cast<int>(holder), got + 1, m - 1);
-    return give(got[0]);
-  }
+  return Num(info, Wait(bound.w, timeout));
+}
+
+// An export without arguments whose result is a number.
+template <int (*Fn)()>
+Napi::Value NoArgs(const Napi::CallbackInfo& info) {
+  return Num(info, Fn());
 }
 
 // eventfdCreate() -> fd | -errno (non-blocking, close-on-exec)
-Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+int EventfdCreateCore() {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  return Num(info, fd < 0 ? -errno : fd);
+  return fd < 0 ? -errno : fd;
 }
 
 // eventfdWrite(fd) -> 0 | -errno. Makes the eventfd readable; registered
 // level-triggered, it then wakes every waiter of the epoll set in turn.
-Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
-  int64_t fd;
-  if (!ArgInt(info, 0, &fd)) return info.Env().Undefined();
+int EventfdWriteCore(int fd) {
   uint64_t one = 1;
   ssize_t n;
-  do n = write(static_cast<int>(fd), &one, sizeof(one)); while (n < 0 && errno == EINTR);
-  return Num(info, n < 0 ? -errno : 0);
+  do n = write(fd, &one, sizeof(one)); while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
 }
 
 }  // namespace
 
 void InitPoller(Napi::Env env, Napi::Object exports) {
-  exports.Set("epollCreate", Napi::Function::New(env, EpollCreate, "epollCreate"));
-  exports.Set("epollCtl", Napi::Function::New(env, EpollCtl, "epollCtl"));
+  exports.Set("epollCreate", Napi::Function::New(env, NoArgs<EpollCreateCore>, "epollCreate"));
+  exports.Set("epollCtl", Napi::Function::New(env, Ints<EpollCtlCore>, "epollCtl"));
   exports.Set("epollWait", Napi::Function::New(env, EpollWait, "epollWait"));
-  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
-  exports.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite, "eventfdWrite"));
-  exports.Set("testWaitPause", Napi::Function::New(env, TestWaitPause, "testWaitPause"));
+  exports.Set("waitBind", Napi::Function::New(env, WaitBind, "waitBind"));
+  exports.Set("waitTarget", Napi::Function::New(env, WaitTarget, "waitTarget"));
+  exports.Set("waitNext", Napi::Function::New(env, WaitNext, "waitNext"));
+  exports.Set("eventfdCreate", Napi::Function::New(env, NoArgs<EventfdCreateCore>, "eventfdCreate"));
+  exports.Set("eventfdWrite", Napi::Function::New(env, Ints<EventfdWriteCore>, "eventfdWrite"));
+  exports.Set("testWaitPause", Napi::Function::New(env, Ints<TestWaitPauseCore>, "testWaitPause"));
+  exports.Set("KIND_SAVE", Napi::Number::New(env, kKindSave));
+  exports.Set("SAVE_OUTSIDE", Napi::Number::New(env, static_cast<double>(kStateOutside)));
 }
 
 }  // namespace tcpmod

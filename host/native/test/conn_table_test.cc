@@ -363,10 +363,63 @@ static void Generations() {
   close(epfd);
 }
 
+// A batch's steal deadline: the timerfd is armed for it only while another
+// worker is not busy; a worker about to block (StealCheck) arms it or hands back
+// what is past the budget; the last loan taken clears it.
+static void Loans() {
+  int timerfd;
+  int epfd = NewServer(&timerfd);
+  CHECK(BatchConfigure(epfd, kEvents, kEvents, 1) == 0);
+  Pair a = Accept(epfd), b = Accept(epfd);
+  Lent lent[2] = {{a.server, kKindConn, EPOLLIN, static_cast<double>(a.id), 0},
+                  {b.server, kKindConn, EPOLLIN, static_cast<double>(b.id), 0}};
+  auto armed = [&] {
+    itimerspec its{};
+    timerfd_gettime(timerfd, &its);
+    return its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0;
+  };
+  auto steal_at = [&] {
+    TableLock lock(table().mu);
+    return ServerOf(epfd)->steal_at;
+  };
+  int32_t busy = 1, workers = 2;  // the lender and one other worker, busy
+  LendBatch(epfd, kAcceptor, lent, 2, &busy, &workers);
+  CHECK(steal_at() != 0);
+  CHECK(!armed());
+  Lent e;
+  CHECK(PopLent(epfd, kAcceptor, &e) && e.fd == a.server);
+  CHECK(steal_at() != 0);
+  CHECK(PopLent(epfd, kAcceptor, &e) && e.fd == b.server);
+  CHECK(steal_at() == 0);  // nothing lent: nothing for the timer to do
+  CHECK(!PopLent(epfd, kAcceptor, &e));
+  // The other worker waits: the timer must fire by the deadline.
+  busy = 0;
+  LendBatch(epfd, kAcceptor, lent, 2, &busy, &workers);
+  CHECK(armed());
+  CHECK(PopLent(epfd, kAcceptor, &e) && PopLent(epfd, kAcceptor, &e));
+  CHECK(steal_at() == 0);
+  // Lent while the other was busy, then left past the budget: the other, about to block, hands them back.
+  busy = 1;
+  LendBatch(epfd, kAcceptor, lent, 2, &busy, &workers);
+  usleep(3000);
+  StealCheck(epfd);
+  CHECK(steal_at() == 0);
+  CHECK(!PopLent(epfd, kAcceptor, &e));
+  CHECK(Find(a.server, static_cast<int64_t>(a.id))->holder.load() == 0);  // re-armed: nobody holds it
+  CHECK(Find(b.server, static_cast<int64_t>(b.id))->holder.load() == 0);
+  for (Pair* p : {&a, &b}) {
+    ConnClose(p->server, p->id, 0);
+    close(p->client);
+  }
+  CHECK(TimersForget(epfd) == 0);
+  close(epfd);
+}
+
 int main() {
   Registry();
   Generations();
   States();
   Races();
+  Loans();
   return tcpmod_test::Summary();
 }
