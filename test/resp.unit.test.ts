@@ -515,6 +515,7 @@ describe('resp.wasm specifics', () => {
       publish: () => 0,
       topic_count: () => 0, // PUBSUB (not sent in this test)
       topics_list: () => 0,
+      publish_frame: () => 0,
     };
     const ex = new WebAssembly.Instance(mod, { tcpmod }).exports as Record<string, any>;
     mem = ex.memory;
