@@ -4,6 +4,14 @@
 
 namespace tcpmod {
 
+namespace {
+// Slots an empty mailbox keeps for the next burst (a pipelined publisher's frames per event):
+// beyond that, the memory of a burst to a slow reader is given back once it is read.
+constexpr size_t kKeepSlots = 64;
+// Taken slots moved out of the front at once, at least (amortized: never per pop).
+constexpr size_t kCompactAt = 64;
+}  // namespace
+
 bool Mailbox::Push(Message&& m, size_t limit) {
   size_t c = m.cost();
   if (bytes_ + c > limit) return false;
@@ -14,21 +22,28 @@ bool Mailbox::Push(Message&& m, size_t limit) {
 
 void Mailbox::PushFront(Message&& m) {
   bytes_ += m.cost();
-  q_.push_front(std::move(m));
+  if (head_ > 0) q_[--head_] = std::move(m);
+  else q_.insert(q_.begin(), std::move(m));
 }
 
 bool Mailbox::Pop(Message* out) {
-  if (q_.empty()) return false;
-  *out = std::move(q_.front());
-  q_.pop_front();
+  if (empty()) return false;
+  *out = std::move(q_[head_++]);
   bytes_ -= out->cost();
-  // A deque keeps a block after draining; a burst to a slow reader gives it back once read.
-  if (q_.empty()) std::deque<Message>().swap(q_);
+  if (head_ == q_.size()) {
+    if (q_.capacity() > kKeepSlots) std::vector<Message>().swap(q_);
+    else q_.clear();
+    head_ = 0;
+  } else if (head_ >= kCompactAt && head_ * 2 >= q_.size()) {
+    q_.erase(q_.begin(), q_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
   return true;
 }
 
 void Mailbox::Clear() {
-  std::deque<Message>().swap(q_);
+  std::vector<Message>().swap(q_);
+  head_ = 0;
   bytes_ = 0;
 }
 

@@ -8,9 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tcpmod {
 
@@ -20,13 +20,15 @@ struct Message {
   std::string body;
   // A direct subscription's pre-formatted frame (docs/abi.md §19) instead of a message: one copy
   // per publish, shared by every subscriber's mailbox; appended to the output as it is, in mailbox
-  // order, by a flush (direct.h) or by the owner, calling no module. Its topic is the publish's.
+  // order, by a flush (direct.h) or by the owner, calling no module. A frame keeps no copy of its
+  // topic (nothing reads it): only its length, which it counts toward the bound as a message would.
   bool frame = false;
   std::shared_ptr<const std::string> shared;
+  size_t topic_len = 0;  // a frame's topic length (a message's topic is `topic`)
   // The bytes a delivery writes: the frame's, or the message's.
   const std::string& bytes() const { return frame ? *shared : body; }
   // What the message counts toward the mailbox bound: its bytes and a fixed overhead.
-  size_t cost() const { return topic.size() + pattern.size() + bytes().size() + kOverhead; }
+  size_t cost() const { return topic.size() + topic_len + pattern.size() + bytes().size() + kOverhead; }
   static constexpr size_t kOverhead = 64;
 };
 
@@ -40,14 +42,20 @@ class Mailbox {
   // Takes the oldest message; false when empty.
   bool Pop(Message* out);
   // The oldest message's sizes, without taking it; false when empty.
-  const Message* Front() const { return q_.empty() ? nullptr : &q_.front(); }
+  const Message* Front() const { return empty() ? nullptr : &q_[head_]; }
   void Clear();
-  bool empty() const { return q_.empty(); }
-  size_t size() const { return q_.size(); }
+  bool empty() const { return head_ == q_.size(); }
+  size_t size() const { return q_.size() - head_; }
   size_t bytes() const { return bytes_; }
 
  private:
-  std::deque<Message> q_;
+  // A queue in a vector: q_[head_..] waits, the slots before head_ were taken (moved out, holding
+  // nothing). A push and a pop allocate nothing once the vector has grown to the mailbox's usual
+  // depth (the deque it replaces allocated a block every few messages and a fresh one each time it
+  // emptied: a third of a fan-out's CPU went to malloc). The taken slots are reclaimed when the
+  // queue empties, or moved out once they are half of it, so it never grows past twice what waits.
+  std::vector<Message> q_;
+  size_t head_ = 0;
   size_t bytes_ = 0;
 };
 
