@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -45,11 +46,17 @@ struct Done {
   bool begun = false, overflow = false;
 };
 
+// A frame taken from a mailbox for a write.
+struct Taken {
+  std::shared_ptr<const std::string> bytes;
+  size_t topic_len;
+};
+
 struct Scratch {
   std::vector<std::pair<int, uint64_t>> list;
   std::vector<Done> done;
   std::vector<Job> jobs;
-  std::vector<Message> frames;  // taken from the mailboxes, to put back what the socket did not take
+  std::vector<Taken> frames;  // taken from the mailboxes, to put back what the socket did not take
   std::string buf;              // every job's frames, one after another
   bool busy = false;
 };
@@ -67,10 +74,10 @@ void WriteJobs(Scratch& sc) {
     if (n < 0) continue;  // an error: its owner's next read finds it; the frames go back (it closes)
     const size_t sent = static_cast<size_t>(n);
     size_t at = 0;
-    while (d.whole < j.count && at + sc.frames[j.first + d.whole].shared->size() <= sent)
-      at += sc.frames[j.first + d.whole++].shared->size();
+    while (d.whole < j.count && at + sc.frames[j.first + d.whole].bytes->size() <= sent)
+      at += sc.frames[j.first + d.whole++].bytes->size();
     if (d.whole == j.count || sent == at) continue;
-    const std::string& b = *sc.frames[j.first + d.whole].shared;
+    const std::string& b = *sc.frames[j.first + d.whole].bytes;
     const size_t rest = b.size() - (sent - at);
     Conn* c = j.c;
     d.begun = true;
@@ -90,7 +97,13 @@ void WriteJobs(Scratch& sc) {
     // The frames not begun go back to the head of its mailbox, in order, for its owner or the next flush.
     // (Unless it overflowed meanwhile: then its mailbox is dropped and it closes.)
     if (!c->topics->overflowed)
-      for (size_t k = j.count; k-- > d.whole + (d.begun ? 1 : 0);) c->topics->mail.PushFront(std::move(sc.frames[j.first + k]));
+      for (size_t k = j.count; k-- > d.whole + (d.begun ? 1 : 0);) {
+        Message m;
+        m.frame = true;
+        m.shared = std::move(sc.frames[j.first + k].bytes);
+        m.topic_len = sc.frames[j.first + k].topic_len;
+        c->topics->mail.PushFront(std::move(m));
+      }
     frames_by_group[c->group] += static_cast<double>(d.whole);
     ReturnLentLocked(c, j.fd);
   }
@@ -138,10 +151,10 @@ void DirectFlush() {
         continue;
       }
       Job j{c, fd, sc.frames.size(), 0, sc.buf.size(), 0};
-      while (j.len < kFlushBytes && (f = t->mail.Front()) != nullptr && f->frame) {
-        sc.frames.emplace_back();
-        t->mail.Pop(&sc.frames.back());
-        const std::string& b = *sc.frames.back().shared;
+      Taken k;
+      while (j.len < kFlushBytes && t->mail.PopFrame(&k.bytes, &k.topic_len)) {
+        sc.frames.push_back(std::move(k));
+        const std::string& b = *sc.frames.back().bytes;
         sc.buf.append(b);
         j.len += b.size();
         j.count++;
@@ -153,7 +166,7 @@ void DirectFlush() {
   sc.frames.clear();  // what was written (the rest went back): the last reference to a frame may be here
   sc.busy = false;
   if (sc.buf.capacity() > kKeepScratch) std::string().swap(sc.buf);
-  if (sc.frames.capacity() * sizeof(Message) > kKeepScratch) std::vector<Message>().swap(sc.frames);
+  if (sc.frames.capacity() * sizeof(Taken) > kKeepScratch) std::vector<Taken>().swap(sc.frames);
 }
 
 double DirectFramesLocked(int group) {

@@ -20,6 +20,27 @@ bool Mailbox::Push(Message&& m, size_t limit) {
   return true;
 }
 
+bool Mailbox::PushFrame(const std::shared_ptr<const std::string>& frame, size_t topic_len, size_t limit) {
+  const size_t c = topic_len + frame->size() + Message::kOverhead;
+  if (bytes_ + c > limit) return false;
+  bytes_ += c;
+  Message& m = q_.emplace_back();
+  m.frame = true;
+  m.shared = frame;
+  m.topic_len = topic_len;
+  return true;
+}
+
+bool Mailbox::PopFrame(std::shared_ptr<const std::string>* frame, size_t* topic_len) {
+  if (empty() || !q_[head_].frame) return false;
+  Message& m = q_[head_];
+  bytes_ -= m.cost();
+  *topic_len = m.topic_len;
+  *frame = std::move(m.shared);
+  Taken();
+  return true;
+}
+
 void Mailbox::PushFront(Message&& m) {
   bytes_ += m.cost();
   if (head_ > 0) q_[--head_] = std::move(m);
@@ -28,8 +49,14 @@ void Mailbox::PushFront(Message&& m) {
 
 bool Mailbox::Pop(Message* out) {
   if (empty()) return false;
-  *out = std::move(q_[head_++]);
+  *out = std::move(q_[head_]);
   bytes_ -= out->cost();
+  Taken();
+  return true;
+}
+
+void Mailbox::Taken() {
+  head_++;
   if (head_ == q_.size()) {
     if (q_.capacity() > kKeepSlots) std::vector<Message>().swap(q_);
     else q_.clear();
@@ -38,7 +65,6 @@ bool Mailbox::Pop(Message* out) {
     q_.erase(q_.begin(), q_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;
   }
-  return true;
 }
 
 void Mailbox::Clear() {

@@ -37,6 +37,11 @@ class Mailbox {
   // Appends m when the mailbox stays within `limit` bytes; false (and nothing
   // kept) otherwise. An empty mailbox takes one message of any size up to the limit.
   bool Push(Message&& m, size_t limit);
+  // Push of a frame (shares `frame`, counts topic_len as its topic), built in place: the publish
+  // path's, per direct subscriber.
+  bool PushFrame(const std::shared_ptr<const std::string>& frame, size_t topic_len, size_t limit);
+  // Takes the oldest entry when it is a frame: its bytes, and its topic's length for a put-back.
+  bool PopFrame(std::shared_ptr<const std::string>* frame, size_t* topic_len);
   // Puts back, as the oldest, a message taken from it (its bound is not checked: it was within it).
   void PushFront(Message&& m);
   // Takes the oldest message; false when empty.
@@ -54,6 +59,7 @@ class Mailbox {
   // depth (the deque it replaces allocated a block every few messages and a fresh one each time it
   // emptied: a third of a fan-out's CPU went to malloc). The taken slots are reclaimed when the
   // queue empties, or moved out once they are half of it, so it never grows past twice what waits.
+  void Taken();  // after q_[head_] was taken: advances, reclaims the taken slots
   std::vector<Message> q_;
   size_t head_ = 0;
   size_t bytes_ = 0;

@@ -126,18 +126,18 @@ int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, s
     if (t == nullptr || t->overflowed) return;  // closing: it takes no more
     const bool as_frame = direct && frame != nullptr;
     bool was_empty = t->mail.empty();
-    Message m;
+    bool kept;
     if (as_frame) {
       if (!frame->shared) frame->shared = std::make_shared<const std::string>(Text(const_cast<uint8_t*>(frame->p), frame->n));
-      m.frame = true;
-      m.shared = frame->shared;
-      m.topic_len = topic.size();
+      kept = t->mail.PushFrame(frame->shared, topic.size(), g.max_mailbox);
     } else {
+      Message m;
       m.topic = topic;
       m.pattern = pattern;
       m.body.assign(reinterpret_cast<const char*>(mp), mn);
+      kept = t->mail.Push(std::move(m), g.max_mailbox);
     }
-    if (!t->mail.Push(std::move(m), g.max_mailbox)) {
+    if (!kept) {
       // A subscriber that does not keep up is closed (reason 3), not waited for.
       t->overflowed = true;
       t->mail.Clear();

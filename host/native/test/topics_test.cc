@@ -123,6 +123,14 @@ int main() {
     CHECK(fb.Pop(&got) && got.frame && fb.bytes() == cost);
     fb.PushFront(std::move(got));
     CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.Front()->frame);
+    // The publish path's in-place frame push counts as the same frame; PopFrame takes frames only.
+    Mailbox pf;
+    CHECK(pf.PushFrame(f.shared, 1, cost * 2) && pf.bytes() == cost && pf.Front()->frame && pf.Front()->cost() == cost);
+    CHECK(pf.Push(Message(m), cost * 2) && !pf.PushFrame(f.shared, 1, cost * 2));
+    std::shared_ptr<const std::string> bytes;
+    size_t topic_len = 0;
+    CHECK(pf.PopFrame(&bytes, &topic_len) && bytes == f.shared && topic_len == 1 && pf.bytes() == cost);
+    CHECK(!pf.PopFrame(&bytes, &topic_len) && pf.size() == 1 && !pf.Front()->frame);
   }
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(box.Push(Message(m), cost * 2));
