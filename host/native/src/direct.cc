@@ -142,11 +142,10 @@ void DirectFlush() {
       if (c == nullptr || c->topics == nullptr) continue;  // closed since
       ConnTopics* t = c->topics;
       t->direct_listed = false;
-      const Message* f = t->mail.Front();
-      if (f == nullptr || t->overflowed) continue;
+      if (t->mail.empty() || t->overflowed) continue;
       // Only a connection nothing of whose could come first: no output queued (its owner's own sends
       // ended whole or wait there), nothing due, not paused, and nobody holding it (LendForWrite).
-      if (!f->frame || !c->out.empty() || c->due != 0 || c->paused || c->life != ConnState::kOpen || !LendForWrite(c)) {
+      if (!t->mail.FrontIsFrame() || !c->out.empty() || c->due != 0 || c->paused || c->life != ConnState::kOpen || !LendForWrite(c)) {
         MarkConnDueLocked(fd, id, kDueMessage);  // its owner delivers them (a holder's re-arm queues the mark)
         continue;
       }

@@ -13,10 +13,11 @@ constexpr size_t kCompactAt = 64;
 }  // namespace
 
 bool Mailbox::Push(Message&& m, size_t limit) {
+  if (m.frame) return PushFrame(m.shared, m.topic_len, limit);
   size_t c = m.cost();
   if (bytes_ + c > limit) return false;
   bytes_ += c;
-  q_.push_back(std::move(m));
+  q_.emplace_back().msg = std::make_unique<Message>(std::move(m));
   return true;
 }
 
@@ -24,33 +25,52 @@ bool Mailbox::PushFrame(const std::shared_ptr<const std::string>& frame, size_t 
   const size_t c = topic_len + frame->size() + Message::kOverhead;
   if (bytes_ + c > limit) return false;
   bytes_ += c;
-  Message& m = q_.emplace_back();
-  m.frame = true;
-  m.shared = frame;
-  m.topic_len = topic_len;
+  Entry& e = q_.emplace_back();
+  e.frame = frame;
+  e.topic_len = topic_len;
   return true;
 }
 
 bool Mailbox::PopFrame(std::shared_ptr<const std::string>* frame, size_t* topic_len) {
-  if (empty() || !q_[head_].frame) return false;
-  Message& m = q_[head_];
-  bytes_ -= m.cost();
-  *topic_len = m.topic_len;
-  *frame = std::move(m.shared);
+  if (!FrontIsFrame()) return false;
+  Entry& e = q_[head_];
+  bytes_ -= e.cost();
+  *topic_len = e.topic_len;
+  *frame = std::move(e.frame);
   Taken();
   return true;
 }
 
+void Mailbox::PutFront(Entry&& e) {
+  bytes_ += e.cost();
+  if (head_ > 0) q_[--head_] = std::move(e);
+  else q_.insert(q_.begin(), std::move(e));
+}
+
 void Mailbox::PushFront(Message&& m) {
-  bytes_ += m.cost();
-  if (head_ > 0) q_[--head_] = std::move(m);
-  else q_.insert(q_.begin(), std::move(m));
+  Entry e;
+  if (m.frame) {
+    e.frame = std::move(m.shared);
+    e.topic_len = m.topic_len;
+  } else {
+    e.msg = std::make_unique<Message>(std::move(m));
+  }
+  PutFront(std::move(e));
 }
 
 bool Mailbox::Pop(Message* out) {
   if (empty()) return false;
-  *out = std::move(q_[head_]);
-  bytes_ -= out->cost();
+  Entry& e = q_[head_];
+  bytes_ -= e.cost();
+  if (e.frame) {
+    *out = Message();
+    out->frame = true;
+    out->shared = std::move(e.frame);
+    out->topic_len = e.topic_len;
+  } else {
+    *out = std::move(*e.msg);
+    e.msg.reset();
+  }
   Taken();
   return true;
 }
@@ -58,7 +78,7 @@ bool Mailbox::Pop(Message* out) {
 void Mailbox::Taken() {
   head_++;
   if (head_ == q_.size()) {
-    if (q_.capacity() > kKeepSlots) std::vector<Message>().swap(q_);
+    if (q_.capacity() > kKeepSlots) std::vector<Entry>().swap(q_);
     else q_.clear();
     head_ = 0;
   } else if (head_ >= kCompactAt && head_ * 2 >= q_.size()) {
@@ -68,7 +88,7 @@ void Mailbox::Taken() {
 }
 
 void Mailbox::Clear() {
-  std::vector<Message>().swap(q_);
+  std::vector<Entry>().swap(q_);
   head_ = 0;
   bytes_ = 0;
 }

@@ -122,15 +122,15 @@ int main() {
     Message got;
     CHECK(fb.Pop(&got) && got.frame && fb.bytes() == cost);
     fb.PushFront(std::move(got));
-    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.Front()->frame);
+    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.FrontIsFrame());
     // The publish path's in-place frame push counts as the same frame; PopFrame takes frames only.
     Mailbox pf;
-    CHECK(pf.PushFrame(f.shared, 1, cost * 2) && pf.bytes() == cost && pf.Front()->frame && pf.Front()->cost() == cost);
+    CHECK(pf.PushFrame(f.shared, 1, cost * 2) && pf.bytes() == cost && pf.FrontIsFrame());
     CHECK(pf.Push(Message(m), cost * 2) && !pf.PushFrame(f.shared, 1, cost * 2));
     std::shared_ptr<const std::string> bytes;
     size_t topic_len = 0;
     CHECK(pf.PopFrame(&bytes, &topic_len) && bytes == f.shared && topic_len == 1 && pf.bytes() == cost);
-    CHECK(!pf.PopFrame(&bytes, &topic_len) && pf.size() == 1 && !pf.Front()->frame);
+    CHECK(!pf.PopFrame(&bytes, &topic_len) && pf.size() == 1 && !pf.FrontIsFrame());
   }
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(box.Push(Message(m), cost * 2));
@@ -167,7 +167,8 @@ int main() {
         if (round % 4 == 1 && k == 3) {  // taken and put back: still the oldest
           expect_bytes += got.cost();
           q.PushFront(std::move(got));
-          CHECK(q.Front()->body == std::to_string(next_out));
+          CHECK(q.Pop(&got) && got.body == std::to_string(next_out));  // taken again, the oldest still
+          q.PushFront(std::move(got));
           continue;
         }
         order = order && got.body == std::to_string(next_out++);
@@ -176,7 +177,7 @@ int main() {
     CHECK(order && q.bytes() == expect_bytes && q.size() == static_cast<size_t>(next_in - next_out));
     Message got;
     while (q.Pop(&got)) order = order && got.body == std::to_string(next_out++);
-    CHECK(order && next_out == next_in && q.empty() && q.bytes() == 0 && q.Front() == nullptr);
+    CHECK(order && next_out == next_in && q.empty() && q.bytes() == 0 && !q.FrontIsFrame());
     // A put-back into an emptied mailbox (no taken slot before it) heads it.
     CHECK(q.Push(msg(1), 1 << 30));
     q.PushFront(msg(0));
