@@ -116,25 +116,28 @@ struct Frame {
 // when given), marking each subscriber due; how many it reached. With a frame, a direct
 // subscription takes the frame instead, and its subscriber is listed for the flush at the end of
 // the publishing event (direct.h) rather than marked due, when a flush can write to it. Under the
-// table lock.
-int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter& only,
+// table lock, once for the whole fan-out; per delivery it allocates nothing (the frame is one
+// shared copy, a mailbox slot is reused) and calls through no std::function.
+int DeliverLocked(GroupTopics& g, const std::string& topic, const uint8_t* mp, size_t mn, const TopicTable::Filter* only,
                   Frame* frame = nullptr) {
   int reached = 0;
-  g.table.Match(topic, [&](SubKey k, const std::string& pattern, bool direct) {
+  g.table.ForEachMatch(topic, [&](SubKey k, const std::string& pattern, bool direct) {
     ConnTopics* t = ConnTopicsLocked(k.fd, k.id, false);
     if (t == nullptr || t->overflowed) return;  // closing: it takes no more
     const bool as_frame = direct && frame != nullptr;
     bool was_empty = t->mail.empty();
-    Message m;
+    bool kept;
     if (as_frame) {
       if (!frame->shared) frame->shared = std::make_shared<const std::string>(Text(const_cast<uint8_t*>(frame->p), frame->n));
-      m.topic = topic;
-      m.frame = true;
-      m.shared = frame->shared;
+      kept = t->mail.PushFrame(frame->shared, topic.size(), g.max_mailbox);
     } else {
-      m = Message{topic, pattern, Text(const_cast<uint8_t*>(mp), mn)};
+      Message m;
+      m.topic = topic;
+      m.pattern = pattern;
+      m.body.assign(reinterpret_cast<const char*>(mp), mn);
+      kept = t->mail.Push(std::move(m), g.max_mailbox);
     }
-    if (!t->mail.Push(std::move(m), g.max_mailbox)) {
+    if (!kept) {
       // A subscriber that does not keep up is closed (reason 3), not waited for.
       t->overflowed = true;
       t->mail.Clear();
@@ -286,7 +289,7 @@ Napi::Value BusStart(const Napi::CallbackInfo& info) {
         it->second.too_big++;
         return;
       }
-      DeliverLocked(it->second, topic, reinterpret_cast<const uint8_t*>(body.data()), body.size(), only);
+      DeliverLocked(it->second, topic, reinterpret_cast<const uint8_t*>(body.data()), body.size(), &only);
     });
   };
   auto bus = std::make_unique<Bus>(std::move(t), deliver);
@@ -370,12 +373,8 @@ Napi::Value ConnMessage(const Napi::CallbackInfo& info) {
   WithTableLock([&] {
     ConnTopics* t = ConnTopicsLocked(static_cast<int>(fd), static_cast<uint64_t>(id), false);
     if (t == nullptr || !t->mail.Pop(&m)) return;  // never subscribed, or closing: nothing to deliver
-    if (m.frame) {
-      // A frame is its own bytes only: handed over in `body`.
-      m.topic.clear();
-      m.body = *m.shared;
-    }
-    if (m.topic.size() + m.pattern.size() + m.body.size() > cap) {
+    // A frame is its own bytes only (topic and pattern empty), handed over as the body.
+    if (m.topic.size() + m.pattern.size() + m.bytes().size() > cap) {
       GroupAt(t->group).too_big++;
       rc = -EMSGSIZE;
       return;
@@ -383,12 +382,13 @@ Napi::Value ConnMessage(const Napi::CallbackInfo& info) {
     rc = m.frame ? 2 : 1;
   });
   if (rc < 1) return Num(info, rc);
+  const std::string& body = m.bytes();
   std::memcpy(p, m.topic.data(), m.topic.size());
   std::memcpy(p + m.topic.size(), m.pattern.data(), m.pattern.size());
-  std::memcpy(p + m.topic.size() + m.pattern.size(), m.body.data(), m.body.size());
+  std::memcpy(p + m.topic.size() + m.pattern.size(), body.data(), body.size());
   lens[0] = static_cast<int32_t>(m.topic.size());
   lens[1] = static_cast<int32_t>(m.pattern.size());
-  lens[2] = static_cast<int32_t>(m.body.size());
+  lens[2] = static_cast<int32_t>(body.size());
   return Num(info, rc);
 }
 

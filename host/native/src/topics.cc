@@ -195,21 +195,7 @@ int TopicTable::Match(const std::string& topic, const MatchFn& fn) const {
 }
 
 int TopicTable::Match(const std::string& topic, const MatchFn& fn, const Filter& only) const {
-  int n = 0;
-  static const std::string kNone;
-  auto e = exact_.find(topic);
-  if (e != exact_.end() && (!only || only(kTopicExact, topic))) {
-    for (const ExactSub& s : e->second) {
-      fn(s.who, kNone, s.direct);
-      n++;
-    }
-  }
-  for (const Pattern& p : patterns_) {
-    if (!TopicMatches(p.kind, p.text, topic) || (only && !only(p.kind, p.text))) continue;
-    fn(p.who, p.text, p.direct);
-    n++;
-  }
-  return n;
+  return ForEachMatch(topic, fn, &only);
 }
 
 size_t TopicTable::Count(int kind, const std::string& text) const {

@@ -76,6 +76,10 @@ class TopicTable {
   // reaches the subscriptions of one Redis channel or pattern: bus.h).
   using Filter = std::function<bool(int kind, const std::string& text)>;
   int Match(const std::string& topic, const MatchFn& fn, const Filter& only) const;
+  // Match for the publish path: fn(subscriber, pattern, direct) is called directly, with no
+  // std::function between (one indirect call per delivery otherwise); `only` may be null.
+  template <class Fn>
+  int ForEachMatch(const std::string& topic, Fn&& fn, const Filter* only) const;
 
   // Told of every subscription added (+1) or removed (-1), whichever call did it (the bus keeps
   // its Redis subscriptions to what the table holds). Called inside the table's calls.
@@ -119,5 +123,23 @@ class TopicTable {
   size_t total_ = 0;
   Observer observer_;
 };
+
+template <class Fn>
+int TopicTable::ForEachMatch(const std::string& topic, Fn&& fn, const Filter* only) const {
+  if (only != nullptr && !*only) only = nullptr;
+  int n = 0;
+  static const std::string kNone;
+  auto e = exact_.find(topic);
+  if (e != exact_.end() && (only == nullptr || (*only)(kTopicExact, topic))) {
+    for (const ExactSub& s : e->second) fn(s.who, kNone, s.direct);
+    n += static_cast<int>(e->second.size());
+  }
+  for (const Pattern& p : patterns_) {
+    if (!TopicMatches(p.kind, p.text, topic) || (only != nullptr && !(*only)(p.kind, p.text))) continue;
+    fn(p.who, p.text, p.direct);
+    n++;
+  }
+  return n;
+}
 
 }  // namespace tcpmod

@@ -114,7 +114,7 @@ int main() {
   {
     Mailbox fb;
     Message f;
-    f.topic = "t";
+    f.topic_len = 1;  // a frame keeps its topic's length only
     f.frame = true;
     f.shared = std::make_shared<const std::string>(100, 'x');
     CHECK(f.cost() == cost && f.bytes().size() == 100);
@@ -122,7 +122,15 @@ int main() {
     Message got;
     CHECK(fb.Pop(&got) && got.frame && fb.bytes() == cost);
     fb.PushFront(std::move(got));
-    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.Front()->frame);
+    CHECK(fb.size() == 2 && fb.bytes() == cost * 2 && fb.FrontIsFrame());
+    // The publish path's in-place frame push counts as the same frame; PopFrame takes frames only.
+    Mailbox pf;
+    CHECK(pf.PushFrame(f.shared, 1, cost * 2) && pf.bytes() == cost && pf.FrontIsFrame());
+    CHECK(pf.Push(Message(m), cost * 2) && !pf.PushFrame(f.shared, 1, cost * 2));
+    std::shared_ptr<const std::string> bytes;
+    size_t topic_len = 0;
+    CHECK(pf.PopFrame(&bytes, &topic_len) && bytes == f.shared && topic_len == 1 && pf.bytes() == cost);
+    CHECK(!pf.PopFrame(&bytes, &topic_len) && pf.size() == 1 && !pf.FrontIsFrame());
   }
   CHECK(box.Push(Message(m), cost * 2));
   CHECK(box.Push(Message(m), cost * 2));
@@ -132,6 +140,49 @@ int main() {
   CHECK(box.Pop(&out) && out.body.size() == 100);
   CHECK(box.Pop(&out) && box.empty() && box.bytes() == 0);
   CHECK(!box.Pop(&out));
+
+  // The mailbox is a queue in a reused vector: FIFO order and the byte count hold across its
+  // compaction (taken slots moved out once they are half of it), put-backs and emptying.
+  {
+    Mailbox q;
+    auto msg = [](int i) {
+      Message x;
+      x.topic = "t";
+      x.body = std::to_string(i);
+      return x;
+    };
+    int next_in = 0, next_out = 0;
+    bool order = true;
+    size_t expect_bytes = 0;
+    for (int round = 0; round < 50; round++) {
+      for (int k = 0; k < 37; k++) {
+        Message x = msg(next_in++);
+        expect_bytes += x.cost();
+        CHECK(q.Push(std::move(x), 1 << 30));
+      }
+      for (int k = 0; k < 30 + (round % 3) * 5 && !q.empty(); k++) {
+        Message got;
+        CHECK(q.Pop(&got));
+        expect_bytes -= got.cost();
+        if (round % 4 == 1 && k == 3) {  // taken and put back: still the oldest
+          expect_bytes += got.cost();
+          q.PushFront(std::move(got));
+          CHECK(q.Pop(&got) && got.body == std::to_string(next_out));  // taken again, the oldest still
+          q.PushFront(std::move(got));
+          continue;
+        }
+        order = order && got.body == std::to_string(next_out++);
+      }
+    }
+    CHECK(order && q.bytes() == expect_bytes && q.size() == static_cast<size_t>(next_in - next_out));
+    Message got;
+    while (q.Pop(&got)) order = order && got.body == std::to_string(next_out++);
+    CHECK(order && next_out == next_in && q.empty() && q.bytes() == 0 && !q.FrontIsFrame());
+    // A put-back into an emptied mailbox (no taken slot before it) heads it.
+    CHECK(q.Push(msg(1), 1 << 30));
+    q.PushFront(msg(0));
+    CHECK(q.Pop(&got) && got.body == "0" && q.Pop(&got) && got.body == "1" && q.empty());
+  }
 
   return tcpmod_test::Summary();
 }
