@@ -65,7 +65,7 @@ export async function mqttLoad(bins, { port, subscribers, seconds, window, laten
     loadedP99Ms: ms(j.p99Us),
     published: j.published,
     lost: j.lost,
-    errors: j.errors + j.lost,
+    errors: j.errors + Math.abs(j.lost), // a negative loss is deliveries repeated
     window: j.window,
     connectSeconds: j.connectSeconds,
     clientCpuSeconds: j.clientCpuSeconds,
