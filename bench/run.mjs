@@ -89,7 +89,7 @@ function prepareTools(only) {
     ensureCommand('redis-benchmark', 'redis-tools', log);
     ensureCommand('redis-server', 'redis-server', log);
   }
-  return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns', 'fanout-load'].map((n) => [n, buildC(benchDir, n, log)]));
+  return Object.fromEntries(['echo-load', 'c-echo-server', 'idle-conns', 'fanout-load', 'mqtt-load'].map((n) => [n, buildC(benchDir, n, log)]));
 }
 
 /** The run; resolves the exit status: 1 when a workload failed. */

@@ -35,6 +35,44 @@ export async function fanoutLoad(bins, { port, subscribers, seconds, window }) {
   return { requests: j.delivered, published: j.published, seconds: j.seconds, rps: j.rps, p50Us: j.p50Us, p99Us: j.p99Us, errors: j.errors, command: r.command };
 }
 
+/**
+ * bench/mqtt-load.c: `subscribers` MQTT 3.1.1 connections SUBSCRIBE to one topic (QoS 0), one more
+ * PUBLISHes 16-byte messages with at most `window` not yet received by the slowest subscriber for
+ * `seconds`, then `latencySeconds` one message at a time. requests = every delivery of the run (all
+ * phases: the server's CPU over the run is spent on all of them), rps = deliveries per second while
+ * the window was full; p50Ms/p99Ms one message at a time (every subscriber), loadedP50Ms/loadedP99Ms
+ * under load (8 sampled subscribers). lost and out-of-order deliveries count as errors.
+ */
+export async function mqttLoad(bins, { port, subscribers, seconds, window, latencySeconds = 1 }) {
+  const args = ['127.0.0.1', String(port), String(subscribers), String(seconds), String(window), String(latencySeconds)];
+  const r = await runClient(bins['mqtt-load'], args, { timeoutMs: (seconds + latencySeconds + 90) * 1000, nofile: 65536 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch {
+    throw new Error(`mqtt-load failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  const ms = (us) => (us >= 0 ? us / 1000 : null);
+  return {
+    requests: j.total,
+    delivered: j.delivered,
+    seconds: j.seconds,
+    rps: j.rps,
+    p50Ms: ms(j.idleP50Us),
+    p99Ms: ms(j.idleP99Us),
+    loadedP50Ms: ms(j.p50Us),
+    loadedP99Ms: ms(j.p99Us),
+    published: j.published,
+    lost: j.lost,
+    errors: j.errors + Math.abs(j.lost), // a negative loss is deliveries repeated
+    window: j.window,
+    connectSeconds: j.connectSeconds,
+    clientCpuSeconds: j.clientCpuSeconds,
+    command: r.command,
+  };
+}
+
 const UNIT_S = { us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 
 /**

@@ -16,7 +16,7 @@ export const WORKLOAD_TITLES = {
   scale: 'Scale: idle connections',
   startup: 'Start-up',
   workers: 'Workers (tcpmod echo, by worker threads)',
-  mqtt: 'MQTT fan-out (bench/lib/mqtt-fanout.mjs on the npm mqtt client; delivered messages/s)',
+  mqtt: 'MQTT fan-out (bench/mqtt-load.c, native client; delivered messages/s)',
   percore: 'One core each: server CPU per request (server on CPU 0, client on CPU 1)',
   memcache: 'memcache.wasm vs memcached; the store under eviction vs redis-server',
   fanout: 'Pub/sub fan-out: resp.wasm PUBLISH/SUBSCRIBE vs redis-server (delivered messages/s)',
