@@ -17,6 +17,10 @@
  * "SUBSCRIBE ch:{i}\r\n": N idle subscribers of N channels); what the server
  * answers is never read (it stays in the socket's receive buffer).
  *
+ * With IDLE_CONNS_RCVBUF=BYTES each socket's SO_RCVBUF is set before it
+ * connects: a small receive window, so that a server sending to these
+ * connections fills their kernel buffers soon (slow readers, cheaply).
+ *
  * Raises its own RLIMIT_NOFILE as far as needed (and allowed).
  */
 #include <arpa/inet.h>
@@ -103,6 +107,8 @@ int main(int argc, char** argv) {
   raise_nofile((rlim_t)n + 64);
   int* fds = calloc((size_t)n, sizeof(int));
   const char* tmpl = getenv("IDLE_CONNS_SEND");
+  const char* rcvbuf_env = getenv("IDLE_CONNS_RCVBUF");
+  int rcvbuf = rcvbuf_env ? atoi(rcvbuf_env) : 0;
   char msg[512];
   int opened = 0, errors = 0;
   const char* first_error = "";
@@ -114,6 +120,7 @@ int main(int argc, char** argv) {
       first_error = strerror(errno);
       break; /* out of descriptors: no point going on */
     }
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if (nsrc) {
       int one = 1;
       setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
