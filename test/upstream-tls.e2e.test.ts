@@ -12,7 +12,7 @@ import { createServer, type TcpmodServer } from '../dist/index.js';
 import { metricsRegistry } from '../dist/metrics.js';
 import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
-import { open, untilClosed } from './net-client.js';
+import { open, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run } from './server-process.js';
 import { freePort, RedisServer } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
@@ -70,6 +70,27 @@ describe('TLS to an upstream (redis-server --tls-port)', () => {
     expect((await run('redis-cli', ['-p', String(port), 'GET', 'tbig'], { timeoutMs: 10_000 })).stdout.trim()).toBe(big);
     expect(Object.values(server.stats().moduleFaults).reduce((a, b) => a + b, 0)).toBe(0);
   }, 30_000);
+
+  // Regression: a client's bytes that arrived before the upstream's handshake ended were all queued, and
+  // one look then sent one TLS record of them (a partial SSL_write) and waited for an EPOLLOUT edge that
+  // never came, the socket not being full: the SET hung. A client that writes its whole command at once,
+  // on a fresh connection each time, makes that order (input first, handshake after) the usual one.
+  it('a 300 kB SET written at once on connect, 20 times, each on a new upstream: every one answered +OK', async () => {
+    const { server, port } = await proxy(`redis=127.0.0.1:${tlsPort}`, { upstreamTls: 'redis', upstreamCa: certs.caCert });
+    const value = 'z'.repeat(300_000);
+    const command = Buffer.from(`*3\r\n$3\r\nSET\r\n$6\r\ntqueue\r\n$${value.length}\r\n${value}\r\n`);
+    for (let i = 0; i < 20; i++) {
+      const c = await open(port);
+      c.write(command);
+      try {
+        expect((await readBytes(c, 5, 5_000).catch((e: Error) => Buffer.from(`SET ${i}: ${e.message}`))).toString()).toBe('+OK\r\n');
+      } finally {
+        c.destroy();
+      }
+    }
+    expect((await tlsCli('STRLEN', 'tqueue')).stdout.trim()).toBe(String(value.length));
+    expect(Object.values(server.stats().moduleFaults).reduce((a, b) => a + b, 0)).toBe(0);
+  }, 60_000);
 
   it('a SERVERNAME is sent as SNI and checked against the certificate\'s DNS names', async () => {
     const { port } = await proxy(`redis=127.0.0.1:${tlsPort}`, { upstreamTls: 'redis=localhost', upstreamCa: certs.caCert });

@@ -250,14 +250,27 @@ int Connecting(Upstream* u) {
 }
 
 // What the upstream's socket takes now, through TLS for a TLS upstream: bytes
-// taken (>= 0), or -errno. A TLS write that took nothing must be retried with
-// the same leading bytes: the queue's front, which holds them (output_queue.h).
+// taken (>= 0), or -errno; fewer than len only when the socket is full, so that
+// the caller can wait for the next EPOLLOUT edge. A TLS write takes one record
+// at a time (partial writes): it is repeated until the socket stops taking
+// them, since an edge comes only after a write met a full socket. A TLS write
+// that took nothing must be retried with the same leading bytes: the queue's
+// front, which holds them (output_queue.h).
 int64_t UpWrite(Upstream* u, const uint8_t* p, size_t len) {
   if (!u->ssl) return WriteSome(Sink{u->fd, nullptr}, p, len);
-  short want = 0;
-  std::string why;
-  ssize_t n = TlsClientIo(u->ssl, true, const_cast<uint8_t*>(p), len, &want, &why);
-  return n > 0 ? n : n == -1 ? 0 : n == 0 ? -EPIPE : -EPROTO;
+  size_t done = 0;
+  while (done < len) {
+    short want = 0;
+    std::string why;
+    ssize_t n = TlsClientIo(u->ssl, true, const_cast<uint8_t*>(p + done), len - done, &want, &why);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == -1 || done > 0) break;  // an error after some bytes shows at the next write
+    return n == 0 ? -EPIPE : -EPROTO;
+  }
+  return static_cast<int64_t>(done);
 }
 
 // Sends the queue's front until the socket is full: the bytes left, or -errno.
