@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { metricsPort, scrape } from './metrics.js';
 import { open } from './net-client.js';
 import { serve, stopChild, type ServedProcess } from './server-process.js';
@@ -57,6 +57,8 @@ describe('a publish flood to 2,000 subscribers that read nothing', () => {
     const bin = join(dir, 'idle-conns');
     const cc = spawnSync('cc', ['-O2', '-o', bin, 'bench/idle-conns.c'], { encoding: 'utf8' });
     expect(cc.status, cc.stderr).toBe(0);
+    let line = '';
+    onTestFailed(() => console.error(`server stderr:\n${srv?.stderr().slice(-3000)}\nidle-conns: ${line}`));
     srv = await serve('build/resp.wasm', ['--threads', '2', '--max-mailbox', '64KiB', '--max-output-buffer', '64KiB', '--metrics', '127.0.0.1:0']);
     const mport = await metricsPort(srv, 5000);
     const port = srv.port;
@@ -68,7 +70,6 @@ describe('a publish flood to 2,000 subscribers that read nothing', () => {
       env: { ...process.env, IDLE_CONNS_SEND: cmd('SUBSCRIBE', 'flood'), IDLE_CONNS_RCVBUF: '4096' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    let line = '';
     holder.stdout!.on('data', (d) => (line += d));
     await until(() => line.includes('\n'), 60_000, 'idle-conns connected');
     expect(JSON.parse(line).connected).toBe(SUBSCRIBERS);
