@@ -89,6 +89,9 @@ struct Upstream {
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
   bool reoffer = false; // upstream_resume: DATA with the carry-over at the next look, even with no new byte
+  // The socket reported its peer's end (or an error): no edge follows, so the look reads on to EOF
+  // even after a short read. Set by UpstreamWake, both under up_mu.
+  bool ended = false;
   SSL* ssl = nullptr;   // TLS upstreams, from the TCP connect on; open once its handshake is done
   int why = kWhyNone;   // the last address's failure, reported with FAILED
   std::string why_text;
@@ -148,6 +151,7 @@ void Missed(Upstream* u, int why, const std::string& text) {
 // False when no address is left: u->failed.
 bool StartConnect(Upstream* u) {
   CloseFds(u);
+  u->ended = false;  // a new socket
   for (; u->addr < u->named->addrs.size(); u->addr++) {
     const sockaddr_storage& sa = u->named->addrs[u->addr];
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -341,7 +345,12 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   if (n > 0) {
     bytes_in += n;
     u->carry.clear();
-    u->wake = true;  // look again: more may be there (edge-triggered)
+    // Look again only when more may be there: a plain socket that filled less
+    // than the room had nothing more (as client input is read, conn_input.cc),
+    // and what arrives after this read raises a new edge (UpstreamWake). A TLS
+    // session may hold decrypted bytes epoll cannot see: read it to EAGAIN.
+    // A peer's end reported with the bytes raises no further edge either: read on to EOF then.
+    if (u->ssl != nullptr || u->ended || static_cast<size_t>(n) == cap - have) u->wake = true;
     *len = have + static_cast<size_t>(n);
     return kData;
   }
@@ -611,7 +620,7 @@ Napi::Value UpstreamFailure(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void UpstreamWake(int epfd, int fd, uint64_t tag) {
+void UpstreamWake(int epfd, int fd, uint64_t tag, uint32_t events, bool poke) {
   (void)epfd;
   int cfd;
   uint64_t cid;
@@ -620,11 +629,12 @@ void UpstreamWake(int epfd, int fd, uint64_t tag) {
     auto it = by_fd.find(fd);
     if (it == by_fd.end() || Tag(it->second->uid) != tag) return;  // closed since (its fd number may be reused)
     Upstream* u = it->second;
+    if (fd == u->fd && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) u->ended = true;
     u->wake = true;
     cfd = u->cfd;
     cid = u->cid;
   }
-  MarkConnDue(cfd, cid, kDueUpstream);
+  MarkConnDue(cfd, cid, kDueUpstream, poke);
 }
 
 bool UpstreamsPending(uint64_t conn_id) {
