@@ -110,6 +110,8 @@ int next_handle = 1;
 // Counters for metrics and tests (upstreamStats).
 std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_closed{0}, bytes_in{0}, bytes_out{0};
 std::atomic<int64_t> n_tls_verify{0}, n_tls{0};
+// Reads of upstream sockets (each recv or TLS read, EAGAIN included): what a look costs (tests check it).
+std::atomic<int64_t> n_reads{0};
 // The last FAILED this thread delivered, for conn_info key 3/4 (UpstreamFailure) in that call.
 thread_local uint64_t last_fail_conn = 0;
 thread_local int last_fail_why = kWhyNone;
@@ -280,6 +282,7 @@ int64_t UpDrain(Upstream* u) {
 // Reads as recv does (errno set when < 0; EAGAIN: nothing now), through TLS for a TLS upstream.
 ssize_t UpRead(Upstream* u, uint8_t* p, size_t cap) {
   ssize_t n;
+  n_reads++;
   if (!u->ssl) {
     do n = recv(u->fd, p, cap, 0); while (n < 0 && errno == EINTR);
     return n;
@@ -591,7 +594,7 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
   return Num(info, ok ? 0 : -EBADF);
 }
 
-// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut }.
+// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads }.
 Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("open", static_cast<double>(live.load()));
@@ -604,6 +607,7 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("bytesOut", static_cast<double>(bytes_out.load()));
   o.Set("tlsVerify", static_cast<double>(n_tls_verify.load()));
   o.Set("tlsHandshake", static_cast<double>(n_tls.load()));
+  o.Set("reads", static_cast<double>(n_reads.load()));
   return o;
 }
 
