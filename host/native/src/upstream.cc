@@ -52,6 +52,8 @@ namespace {
 enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4 };
 // upstream_open's results besides a handle.
 constexpr int kOpenUnknown = -1, kOpenTooMany = -2, kOpenUnavailable = -3;
+// Added to upstreamNext's event when nothing else is flagged (exported as UPSTREAM_LAST).
+constexpr int kNextLast = 0x100;
 // upstream_send's results besides 0.
 constexpr int kSendNoSuch = -1, kSendFull = -2;
 // Why an address did not connect (conn_info key 3 in a FAILED call; metrics labels in Why()).
@@ -529,7 +531,10 @@ int64_t Resume(int64_t fd, int64_t id, int64_t handle) {
   return 0;
 }
 
-// upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now).
+// upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now),
+// with UPSTREAM_LAST added when no upstream of the client was left flagged: a next call now would
+// find nothing (one flagged later, by an epoll event or by the module's own calls during this
+// event, marks the client due again at its re-arm, UpstreamsPending).
 // The holder of the client (fd, id) takes its upstreams' next event: out[0] the
 // handle, out[1] in_len (its bytes at inPtr); the state slot is loaded at statePtr.
 Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
@@ -549,6 +554,7 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
   if (ConnOutputOver(static_cast<int>(fd), static_cast<uint64_t>(id))) return Num(info, 0);
   int event = 0, handle = 0;
   size_t len = 0;
+  bool more = false;
   {
     std::lock_guard<std::mutex> lock(up_mu);
     auto it = by_conn.find(static_cast<uint64_t>(id));
@@ -563,13 +569,19 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
       if (gone) Remove(u);
       if (event != 0) break;
     }
+    // Whether a next call could find anything: otherwise the caller makes none (kNextLast).
+    if (event != 0) {
+      auto again = by_conn.find(static_cast<uint64_t>(id));
+      if (again != by_conn.end())
+        for (Upstream* u : again->second) more = more || u->wake.load();
+    }
   }
   if (event == 0) return Num(info, 0);
   if (!ConnStateCopy(static_cast<int>(fd), static_cast<uint64_t>(id), base + state_ptr, mem_size - state_ptr, false))
     return Num(info, -EBADF);
   out[0] = handle;
   out[1] = static_cast<int32_t>(len);
-  return Num(info, event);
+  return Num(info, more ? event : event | kNextLast);
 }
 
 // upstreamKeep(fd, id, handle, mem, restPtr, restLen, statePtr) -> 0 | -EBADF. After a
@@ -673,6 +685,7 @@ void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));
   exports.Set("DUE_UPSTREAM", Napi::Number::New(env, kDueUpstream));
   exports.Set("KIND_UPSTREAM", Napi::Number::New(env, kKindUpstream));
+  exports.Set("UPSTREAM_LAST", Napi::Number::New(env, kNextLast));
 }
 
 }  // namespace tcpmod
