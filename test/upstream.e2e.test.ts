@@ -189,6 +189,34 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     }
   }, 20_000);
 
+  it('a short reply is read with one recv: no second read to EAGAIN, and a reply with its FIN still ends in CLOSED', async () => {
+    const { server, port } = await proxy(`redis=127.0.0.1:${redis.port}`);
+    const c = await open(port);
+    c.write('PING\r\n');
+    expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');  // connected: later replies are plain DATA
+    const rounds = 200;
+    const before = native.upstreamStats().reads;
+    for (let i = 0; i < rounds; i++) {
+      c.write('PING\r\n');
+      expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');
+    }
+    const reads = native.upstreamStats().reads - before;
+    // One recv per 7-byte reply (reading on to EAGAIN took two); the slack is for a wake that finds nothing.
+    expect(reads).toBeGreaterThanOrEqual(rounds);
+    expect(reads).toBeLessThan(rounds * 1.5);
+    c.destroy();
+    // A reply and the upstream's FIN that come together: the short read is not the end of that look (EPOLLRDHUP).
+    const up = await scripted((s) => s.on('data', () => s.end('+bye\r\n')));
+    const { port: p2 } = await proxy(`redis=127.0.0.1:${up.port}`);
+    for (let i = 0; i < 50; i++) {
+      const d = await open(p2);
+      d.write('PING\r\n');
+      expect((await untilClosed(d)).toString()).toBe('+bye\r\n');
+    }
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 30_000);
+
   it('an upstream that closes mid-stream: its last bytes, then CLOSED, and the module closes the client', async () => {
     const up = await scripted((s) => s.once('data', () => s.end('partial repl')));
     const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`);

@@ -215,9 +215,11 @@ export interface NativeBinding {
   upstreamResume(fd: number, id: number, handle: number): number;
   /** The held client's next upstream event (0: none now): out[0] handle, out[1] in_len at inPtr; state loaded at statePtr. */
   upstreamNext(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, out: Int32Array): number;
+  /** Added to upstreamNext's event when no other upstream of the client is flagged: a next call would find nothing. */
+  readonly UPSTREAM_LAST: number;
   /** Saves the upstream's unconsumed bytes (if it is still open) and the client's state slot. 0 | -EBADF. */
   upstreamKeep(fd: number, id: number, handle: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
-  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number; tlsVerify: number; tlsHandshake: number };
+  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number; tlsVerify: number; tlsHandshake: number; reads: number };
   /** conn_info keys 3 and 4 (docs/abi.md §16): why the last FAILED this thread delivered to connection `id` failed (a code, or its text). */
   upstreamFailure(id: number, key: 3): number;
   upstreamFailure(id: number, key: 4): string;

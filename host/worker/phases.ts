@@ -122,9 +122,12 @@ export abstract class LoopPhases extends LoopResults {
     this.clientResume = 0;
     try {
       for (let n = 0; n < UPSTREAM_EVENTS_PER_WAKE; n++) {
-        const event = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
-        if (event < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
-        if (event === 0) break;
+        const got = native.upstreamNext(fd, id, inst.buffer, d.inPtr, d.inCap, d.statePtr, this.upOut);
+        if (got < 0) return this.close(fd, id, CloseReason.SOCKET_ERROR);
+        if (got === 0) break;
+        // UPSTREAM_LAST: nothing else was flagged, so no further call (what is flagged meanwhile marks it due at the re-arm).
+        const last = (got & native.UPSTREAM_LAST) !== 0;
+        const event = got & ~native.UPSTREAM_LAST;
         const up = this.upOut[0];
         const len = this.upOut[1];
         const r = this.driver.upstream(inst, moduleConnId(id), up, event, len);
@@ -135,6 +138,7 @@ export abstract class LoopPhases extends LoopResults {
         if (this.driver.restLen === d.inCap && !inst.holdsInput) return this.close(fd, id, CloseReason.OVERFLOW);
         if (native.upstreamKeep(fd, id, up, inst.buffer, this.driver.restPtr, this.driver.restLen, d.statePtr) < 0)
           return this.close(fd, id, CloseReason.SOCKET_ERROR);
+        if (last) break;
       }
       resumed = this.clientResume === 1;
     } finally {

@@ -87,6 +87,10 @@ bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_
 // one holds, claimed for `holder`: epollWait hands these out before waiting,
 // since such a socket may report nothing to epoll.
 bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due);
+// The pool's busy-worker and worker-count cells for this thread's due-list pokes until the next call
+// (nullptr, nullptr: none, every poke wakes a waiter): while every other worker is busy, a mark made
+// by this thread's wait wakes no one, as each checks the list before it sleeps (due.cc OthersIdle).
+void DueShareCells(const int32_t* busy, const int32_t* workers);
 
 // An event a worker has claimed (by ClaimEvent or TakeDue) and not yet handed
 // to its JavaScript: the rest of a batch (epollWait with maxevents > 1).

@@ -86,11 +86,34 @@ void Schedule(Conn* c, Server& s) {
   if (s.heap.Schedule(&c->wake, NextDeadline(c->life, c->phase, c->Times(), s.deadlines))) ArmTimerfd(s);
 }
 
-void MarkDue(Server& s, Conn* c, int fd, uint32_t bits) {
+namespace {
+
+// The pool's cells for this thread's wait (DueShareCells), or nullptr.
+thread_local const int32_t* share_busy = nullptr;
+thread_local const int32_t* share_workers = nullptr;
+
+// Whether a poke may find a worker asleep: false when every worker but this
+// one is busy, since each takes the due list before it sleeps again (poller.cc
+// Wait). Read under the table lock after the mark is queued, against a
+// worker's clearing of its busy flag before the lock of its TakeDue: one of the
+// two sees the other (as LendBatch's steal timer, loans.cc). This thread comes
+// back to TakeDue itself in any case: it is a worker in its wait.
+bool OthersIdle() {
+  return share_busy == nullptr ||
+         __atomic_load_n(share_busy, __ATOMIC_SEQ_CST) < __atomic_load_n(share_workers, __ATOMIC_SEQ_CST) - 1;
+}
+
+// Queues c on the due list with `bits`; the first in an empty list wakes a waiter unless `poke`
+// is false: the caller then takes the list itself next (TakeDue), which pokes for any it leaves.
+void QueueDue(Server& s, Conn* c, int fd, uint32_t bits, bool poke) {
   c->due |= bits;
   s.due_list.push_back({fd, c->id});
-  if (s.due_count++ == 0) PokeDue(s);
+  if (s.due_count++ == 0 && poke) PokeDue(s);
 }
+
+}  // namespace
+
+void MarkDue(Server& s, Conn* c, int fd, uint32_t bits) { QueueDue(s, c, fd, bits, true); }
 
 void MarkConnDueLocked(int fd, uint64_t id, uint32_t bits) {
   Conn* c = FindLocked(fd, id);
@@ -99,12 +122,17 @@ void MarkConnDueLocked(int fd, uint64_t id, uint32_t bits) {
   MarkDue(*c->srv, c, fd, bits);
 }
 
-void MarkConnDue(int fd, uint64_t id, uint32_t bits) {
+void MarkConnDue(int fd, uint64_t id, uint32_t bits, bool poke) {
   TableLock lock(table().mu);
   Conn* c = FindLocked(fd, id);
   if (c == nullptr || c->kind != kKindConn || InClosePhase(c->life) || c->srv == nullptr || (c->due & bits) == bits)
     return;
-  MarkDue(*c->srv, c, fd, bits);
+  QueueDue(*c->srv, c, fd, bits, poke && OthersIdle());
+}
+
+void DueShareCells(const int32_t* busy, const int32_t* workers) {
+  share_busy = busy != nullptr && workers != nullptr ? busy : nullptr;
+  share_workers = share_busy != nullptr ? workers : nullptr;
 }
 
 bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
@@ -123,7 +151,8 @@ bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
     c->due = 0;
     *fd = f;
     *id = static_cast<double>(c->id);
-    if (s->due_count.load() > 0) PokeDue(*s);  // more waiting: wake another worker to share them
+    // More waiting: wake another worker to share them, if one may be asleep.
+    if (s->due_count.load() > 0 && OthersIdle()) PokeDue(*s);
     return true;
   }
   return false;

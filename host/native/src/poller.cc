@@ -118,6 +118,13 @@ int Wait(Waiter& w, int64_t timeout) {
   Lent got[kMaxBatch];
   // Loans are kept per worker (holder > 0) of a group configured for them; any other caller takes one event at a time.
   int max_events = w.max_events;
+  // The due list's pokes made in this wait skip a pool whose other workers are all busy (due.cc).
+  struct Share {
+    explicit Share(const Waiter& w) {
+      if (w.workers_cell >= 0) DueShareCells(w.cells + w.busy_global, w.cells + w.workers_cell);
+    }
+    ~Share() { DueShareCells(nullptr, nullptr); }
+  } share(w);
   if (max_events > 1 && (holder <= 0 || !BatchConfigured(epfd))) max_events = 1;
   for (;;) {
     if (TakeDue(epfd, holder, &e.fd, &e.id, &e.due)) {
@@ -139,6 +146,8 @@ int Wait(Waiter& w, int64_t timeout) {
     int m = 0;
     int wake_fd = -1;
     bool due_woken = false;
+    int ups[kMaxBatch];  // the batch's upstream events (indices into evs)
+    int n_ups = 0;
     for (int i = 0; i < n; i++) {
       int fd = EpollFd(evs[i].data.u64);
       int kind = EpollKind(evs[i].data.u64);
@@ -156,8 +165,7 @@ int Wait(Waiter& w, int64_t timeout) {
         continue;
       }
       if (kind == kKindUpstream) {
-        // Bookkeeping only: the work is the client's holder's (upstream.h).
-        UpstreamWake(epfd, fd, EpollTag(evs[i].data.u64));
+        ups[n_ups++] = i;  // marked below, once this batch's claims are known
         continue;
       }
       if (kind == kKindWake) {
@@ -178,6 +186,13 @@ int Wait(Waiter& w, int64_t timeout) {
       got[m].events = 0;
       m++;
     }
+    // Upstream events are bookkeeping only: each marks its client due, and the work is done by
+    // whoever claims the client (upstream.h). When this batch claimed nothing else, this worker
+    // goes straight back to TakeDue and takes the client itself, so no other waiter is woken for
+    // it (TakeDue pokes one for whatever it leaves in the list); otherwise one is, to share the work.
+    const bool take_self = m == 0 && wake_fd < 0;
+    for (int k = 0; k < n_ups; k++)
+      UpstreamWake(epfd, EpollFd(evs[ups[k]].data.u64), EpollTag(evs[ups[k]].data.u64), evs[ups[k]].events, !take_self);
     if (wake_fd >= 0) got[m++] = Lent{wake_fd, kKindWake, EPOLLIN, 0, 0};
     if (m == 0) continue;
     if (m > 1)

@@ -52,6 +52,8 @@ namespace {
 enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4 };
 // upstream_open's results besides a handle.
 constexpr int kOpenUnknown = -1, kOpenTooMany = -2, kOpenUnavailable = -3;
+// Added to upstreamNext's event when nothing else is flagged (exported as UPSTREAM_LAST).
+constexpr int kNextLast = 0x100;
 // upstream_send's results besides 0.
 constexpr int kSendNoSuch = -1, kSendFull = -2;
 // Why an address did not connect (conn_info key 3 in a FAILED call; metrics labels in Why()).
@@ -89,6 +91,9 @@ struct Upstream {
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
   bool reoffer = false; // upstream_resume: DATA with the carry-over at the next look, even with no new byte
+  // The socket reported its peer's end (or an error): no edge follows, so the look reads on to EOF
+  // even after a short read. Set by UpstreamWake, both under up_mu.
+  bool ended = false;
   SSL* ssl = nullptr;   // TLS upstreams, from the TCP connect on; open once its handshake is done
   int why = kWhyNone;   // the last address's failure, reported with FAILED
   std::string why_text;
@@ -107,6 +112,8 @@ int next_handle = 1;
 // Counters for metrics and tests (upstreamStats).
 std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_closed{0}, bytes_in{0}, bytes_out{0};
 std::atomic<int64_t> n_tls_verify{0}, n_tls{0};
+// Reads of upstream sockets (each recv or TLS read, EAGAIN included): what a look costs (tests check it).
+std::atomic<int64_t> n_reads{0};
 // The last FAILED this thread delivered, for conn_info key 3/4 (UpstreamFailure) in that call.
 thread_local uint64_t last_fail_conn = 0;
 thread_local int last_fail_why = kWhyNone;
@@ -148,6 +155,7 @@ void Missed(Upstream* u, int why, const std::string& text) {
 // False when no address is left: u->failed.
 bool StartConnect(Upstream* u) {
   CloseFds(u);
+  u->ended = false;  // a new socket
   for (; u->addr < u->named->addrs.size(); u->addr++) {
     const sockaddr_storage& sa = u->named->addrs[u->addr];
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -289,6 +297,7 @@ int64_t UpDrain(Upstream* u) {
 // Reads as recv does (errno set when < 0; EAGAIN: nothing now), through TLS for a TLS upstream.
 ssize_t UpRead(Upstream* u, uint8_t* p, size_t cap) {
   ssize_t n;
+  n_reads++;
   if (!u->ssl) {
     do n = recv(u->fd, p, cap, 0); while (n < 0 && errno == EINTR);
     return n;
@@ -354,7 +363,12 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   if (n > 0) {
     bytes_in += n;
     u->carry.clear();
-    u->wake = true;  // look again: more may be there (edge-triggered)
+    // Look again only when more may be there: a plain socket that filled less
+    // than the room had nothing more (as client input is read, conn_input.cc),
+    // and what arrives after this read raises a new edge (UpstreamWake). A TLS
+    // session may hold decrypted bytes epoll cannot see: read it to EAGAIN.
+    // A peer's end reported with the bytes raises no further edge either: read on to EOF then.
+    if (u->ssl != nullptr || u->ended || static_cast<size_t>(n) == cap - have) u->wake = true;
     *len = have + static_cast<size_t>(n);
     return kData;
   }
@@ -530,7 +544,10 @@ int64_t Resume(int64_t fd, int64_t id, int64_t handle) {
   return 0;
 }
 
-// upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now).
+// upstreamNext(fd, id, mem, inPtr, inCap, statePtr, out: Int32Array(2)) -> event (0: nothing more now),
+// with UPSTREAM_LAST added when no upstream of the client was left flagged: a next call now would
+// find nothing (one flagged later, by an epoll event or by the module's own calls during this
+// event, marks the client due again at its re-arm, UpstreamsPending).
 // The holder of the client (fd, id) takes its upstreams' next event: out[0] the
 // handle, out[1] in_len (its bytes at inPtr); the state slot is loaded at statePtr.
 Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
@@ -550,6 +567,7 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
   if (ConnOutputOver(static_cast<int>(fd), static_cast<uint64_t>(id))) return Num(info, 0);
   int event = 0, handle = 0;
   size_t len = 0;
+  bool more = false;
   {
     std::lock_guard<std::mutex> lock(up_mu);
     auto it = by_conn.find(static_cast<uint64_t>(id));
@@ -564,13 +582,19 @@ Napi::Value UpstreamNext(const Napi::CallbackInfo& info) {
       if (gone) Remove(u);
       if (event != 0) break;
     }
+    // Whether a next call could find anything: otherwise the caller makes none (kNextLast).
+    if (event != 0) {
+      auto again = by_conn.find(static_cast<uint64_t>(id));
+      if (again != by_conn.end())
+        for (Upstream* u : again->second) more = more || u->wake.load();
+    }
   }
   if (event == 0) return Num(info, 0);
   if (!ConnStateCopy(static_cast<int>(fd), static_cast<uint64_t>(id), base + state_ptr, mem_size - state_ptr, false))
     return Num(info, -EBADF);
   out[0] = handle;
   out[1] = static_cast<int32_t>(len);
-  return Num(info, event);
+  return Num(info, more ? event : event | kNextLast);
 }
 
 // upstreamKeep(fd, id, handle, mem, restPtr, restLen, statePtr) -> 0 | -EBADF. After a
@@ -595,7 +619,7 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
   return Num(info, ok ? 0 : -EBADF);
 }
 
-// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut }.
+// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads }.
 Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("open", static_cast<double>(live.load()));
@@ -608,6 +632,7 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("bytesOut", static_cast<double>(bytes_out.load()));
   o.Set("tlsVerify", static_cast<double>(n_tls_verify.load()));
   o.Set("tlsHandshake", static_cast<double>(n_tls.load()));
+  o.Set("reads", static_cast<double>(n_reads.load()));
   return o;
 }
 
@@ -624,7 +649,7 @@ Napi::Value UpstreamFailure(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void UpstreamWake(int epfd, int fd, uint64_t tag) {
+void UpstreamWake(int epfd, int fd, uint64_t tag, uint32_t events, bool poke) {
   (void)epfd;
   int cfd;
   uint64_t cid;
@@ -633,11 +658,12 @@ void UpstreamWake(int epfd, int fd, uint64_t tag) {
     auto it = by_fd.find(fd);
     if (it == by_fd.end() || Tag(it->second->uid) != tag) return;  // closed since (its fd number may be reused)
     Upstream* u = it->second;
+    if (fd == u->fd && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) u->ended = true;
     u->wake = true;
     cfd = u->cfd;
     cid = u->cid;
   }
-  MarkConnDue(cfd, cid, kDueUpstream);
+  MarkConnDue(cfd, cid, kDueUpstream, poke);
 }
 
 bool UpstreamsPending(uint64_t conn_id) {
@@ -672,6 +698,7 @@ void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));
   exports.Set("DUE_UPSTREAM", Napi::Number::New(env, kDueUpstream));
   exports.Set("KIND_UPSTREAM", Napi::Number::New(env, kKindUpstream));
+  exports.Set("UPSTREAM_LAST", Napi::Number::New(env, kNextLast));
 }
 
 }  // namespace tcpmod

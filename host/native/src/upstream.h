@@ -32,16 +32,19 @@ constexpr uint32_t kDueUpstream = 1u << 20;
 // Upstreams one client connection may have open at once (tcpmod.upstream_open returns -2 past it).
 constexpr int kMaxUpstreamsPerConn = 8;
 
-// An epoll event for an upstream item (poller.cc): flags it and marks its client due.
-void UpstreamWake(int epfd, int fd, uint64_t tag);
+// An epoll event (`events`) for an upstream item (poller.cc): flags it and marks its client due.
+// With `poke` false the caller takes the due list itself next (TakeDue) and no other waiter is
+// woken for the mark: the worker that got the upstream's event does the work in the common case,
+// instead of waking a second one to do it while the first finds nothing.
+void UpstreamWake(int epfd, int fd, uint64_t tag, uint32_t events, bool poke);
 // Whether the client `conn_id` has an upstream flagged and not yet looked at. Caller holds the table lock.
 bool UpstreamsPending(uint64_t conn_id);
 // The client's entry is gone: its upstreams are closed (no event is reported).
 void UpstreamsDrop(uint64_t conn_id);
 
 // What the connection table (registry.cc, due.cc) provides for this file.
-// Marks the client (fd, id) due with `bits` unless it is closing or already marked.
-void MarkConnDue(int fd, uint64_t id, uint32_t bits);
+// Marks the client (fd, id) due with `bits` unless it is closing or already marked; `poke` as UpstreamWake's.
+void MarkConnDue(int fd, uint64_t id, uint32_t bits, bool poke);
 // The holder's client has queued output above its high-water mark: its upstreams wait (backpressure).
 bool ConnOutputOver(int fd, uint64_t id);
 // Copies the holder's state slot to `slot` (save false) or from it (save true); false when (fd, id) is gone.

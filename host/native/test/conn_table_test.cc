@@ -39,6 +39,7 @@ void TlsFailWait(TlsSession*, int) {}
 void TopicsForgetLocked(int, uint64_t, ConnTopics*) {}
 void UpstreamsDrop(uint64_t) {}
 bool UpstreamsPending(uint64_t) { return false; }
+void MarkConnDue(int fd, uint64_t id, uint32_t bits, bool poke);  // upstream.h (which needs napi.h)
 }  // namespace tcpmod
 
 constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
@@ -415,7 +416,50 @@ static void Loans() {
   close(epfd);
 }
 
+// An upstream's mark pokes the due eventfd only when someone may need waking: not when the
+// marking worker takes the list itself (poke false), nor while every other worker is busy
+// (DueShareCells): each takes the list before it sleeps again.
+static void DuePokes() {
+  int timerfd;
+  int epfd = NewServer(&timerfd);
+  Pair a = Accept(epfd);
+  int duefd;
+  {
+    TableLock lock(table().mu);
+    duefd = ServerOf(epfd)->duefd;
+  }
+  auto poked = [&] {
+    uint64_t v;
+    bool r = read(duefd, &v, sizeof(v)) == sizeof(v);
+    // Back to an empty list and an unmarked entry for the next case (held by the acceptor: not taken).
+    int fd;
+    double id;
+    uint32_t due;
+    CHECK(!TakeDue(epfd, 7, &fd, &id, &due));
+    TableLock lock(table().mu);
+    FindLocked(a.server, a.id)->due = 0;
+    return r;
+  };
+  int32_t busy = 1, workers = 2;
+  MarkConnDue(a.server, a.id, kDueUpstreamEvent, true);
+  CHECK(poked());
+  MarkConnDue(a.server, a.id, kDueUpstreamEvent, false);
+  CHECK(!poked());
+  DueShareCells(&busy, &workers);  // the other worker is busy
+  MarkConnDue(a.server, a.id, kDueUpstreamEvent, true);
+  CHECK(!poked());
+  busy = 0;  // it may be asleep
+  MarkConnDue(a.server, a.id, kDueUpstreamEvent, true);
+  CHECK(poked());
+  DueShareCells(nullptr, nullptr);
+  ConnClose(a.server, a.id, 0);
+  close(a.client);
+  CHECK(TimersForget(epfd) == 0);
+  close(epfd);
+}
+
 int main() {
+  DuePokes();
   Registry();
   Generations();
   States();
