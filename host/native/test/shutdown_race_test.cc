@@ -28,19 +28,7 @@
 
 using namespace tcpmod;
 
-// What the table calls in TLS, pub/sub and upstreams (none here).
-namespace tcpmod {
-TlsSession* TlsSessionNew(int, int) { return nullptr; }
-void TlsSessionFree(TlsSession*) {}
-bool TlsHasPending(TlsSession*) { return false; }
-void TlsCloseNotify(TlsSession*) {}
-int64_t TlsRead(TlsSession*, uint8_t*, size_t, bool*, int) { return -EINVAL; }
-int64_t TlsWriteSome(TlsSession*, const uint8_t*, size_t) { return -EINVAL; }
-void TlsFailWait(TlsSession*, int) {}
-void TopicsForgetLocked(int, uint64_t, ConnTopics*) {}
-void UpstreamsDrop(uint64_t) {}
-bool UpstreamsPending(uint64_t) { return false; }
-}  // namespace tcpmod
+#include "table_stubs.h"
 
 namespace {
 
