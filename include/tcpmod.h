@@ -148,6 +148,20 @@ TCPMOD_IMPORT(upstream_close) int32_t tcpmod_upstream_close(int32_t conn, int32_
  * both even when nothing new arrives. 0, or -1 no such upstream / not allowed here. */
 TCPMOD_IMPORT(upstream_resume) int32_t tcpmod_upstream_resume(int32_t conn, int32_t up);
 
+/* v1.2 half-close (docs/abi.md §20). A module that imports either of these keeps a
+ * connection open after an EOF call it answers with CONTINUE (its input ended, its
+ * output open); it closes when the module returns CLOSE/ABORT, or, with reason 0,
+ * once both directions ended and no upstream is left.
+ * tcpmod.upstream_shutdown (i32, i32) -> i32: ends the sending side to upstream `up`
+ * once what is queued for it has gone (its FIN); its events go on, and its own end
+ * comes as TCPMOD_UPSTREAM_EOF. 0, or -1 no such upstream; a later upstream_send
+ * returns TCPMOD_UPSTREAM_SHUT. */
+TCPMOD_IMPORT(upstream_shutdown) int32_t tcpmod_upstream_shutdown(int32_t conn, int32_t up);
+/* tcpmod.shutdown_output (i32) -> i32: ends the sending side to the client after this
+ * call's output and everything queued (its FIN); its input goes on. Output given in
+ * later calls is discarded. 0, or -1 not the connection being handled. */
+TCPMOD_IMPORT(shutdown_output) int32_t tcpmod_shutdown_output(int32_t conn);
+
 /* v1.1: tcpmod.draining () -> i32. 1 once the server has begun a graceful stop. */
 TCPMOD_IMPORT(draining) int32_t tcpmod_draining(void);
 
@@ -426,6 +440,10 @@ _Static_assert(__builtin_offsetof(struct tcpmod_result, out_len) == 4, "out_len 
 #define TCPMOD_UPSTREAM_TOO_MANY (-2)
 #define TCPMOD_UPSTREAM_UNAVAILABLE (-3)
 #define TCPMOD_UPSTREAM_FULL (-2)
+/* v1.2 half-close (§20): the upstream ended its sending side, the handle stays for sending;
+ * and upstream_send after upstream_shutdown. */
+#define TCPMOD_UPSTREAM_EOF 5
+#define TCPMOD_UPSTREAM_SHUT (-3)
 
 #ifdef __cplusplus
 }

@@ -87,6 +87,17 @@ export declare function host_upstream_close(conn: i32, up: i32): i32;
 // @ts-ignore: decorator
 @external("tcpmod", "upstream_resume")
 export declare function host_upstream_resume(conn: i32, up: i32): i32;
+/** v1.2 (§20): ends the sending side to upstream `up` once what is queued for it has gone (its
+ *  events go on; later sends give UPSTREAM_SHUT): 0, or -1 no such upstream. Importing it (or
+ *  shutdown_output) keeps a connection open after an EOF call answered with CONTINUE. */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_shutdown")
+export declare function host_upstream_shutdown(conn: i32, up: i32): i32;
+/** v1.2 (§20): ends the sending side to the client after this call's output and everything
+ *  queued (its FIN); its input goes on. 0, or -1 not the connection being handled. */
+// @ts-ignore: decorator
+@external("tcpmod", "shutdown_output")
+export declare function host_shutdown_output(conn: i32): i32;
 
 /** v1.1: 1 once the server has begun a graceful stop, else 0. */
 // @ts-ignore: decorator

@@ -7,7 +7,7 @@
 // must not keep a Conn, pointers into the regions, or state across calls: the
 // host owns everything between calls.
 
-import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_upstream_close, host_upstream_open, host_upstream_resume, host_upstream_send, host_want } from "./abi";
+import { conn_info, host_draining, host_peer_addr, host_send, host_set_timer, host_upstream_close, host_upstream_open, host_upstream_resume, host_upstream_send, host_upstream_shutdown, host_shutdown_output, host_want } from "./abi";
 import { fail } from "./fail";
 import { inPtr, outPtr, outCap, statePtr, stateSize, RESULT } from "./regions";
 import { encodeUtf8 } from "./utf8";
@@ -148,6 +148,13 @@ export class Conn {
    *  earlier one was answered). With up = 0, from the upstream handler only: the client's unconsumed
    *  input comes again to the data handler. True when accepted. */
   resumeUpstream(up: i32): bool { return host_upstream_resume(curId, up) == 0; }
+  /** v1.2 (§20): ends the sending side to upstream `up` once what is queued for it has gone (the
+   *  backend reads EOF); its DATA and end still come. A module using it keeps a connection after the
+   *  client's EOF when it returns Continue. True when accepted. */
+  shutdownUpstream(up: i32): bool { return host_upstream_shutdown(curId, up) == 0; }
+  /** v1.2 (§20): ends the sending side to the client after this call's output and what is queued
+   *  (the client reads EOF); its input still comes. Output given in later calls is discarded. */
+  shutdownOutput(): bool { return host_shutdown_output(curId) == 0; }
 
   /** Cancels this connection's timer (a firing not yet delivered included). */
   cancelTimer(): void { host_set_timer(curId, 0); }

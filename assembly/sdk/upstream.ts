@@ -7,3 +7,7 @@ export const UPSTREAM_UNKNOWN: i32 = -1;
 export const UPSTREAM_TOO_MANY: i32 = -2;
 export const UPSTREAM_UNAVAILABLE: i32 = -3;
 export const UPSTREAM_FULL: i32 = -2;
+// v1.2 half-close (docs/abi.md §20): the upstream ended its sending side (the handle stays), and
+// upstream_send after upstream_shutdown.
+export const UPSTREAM_EOF: i32 = 5;
+export const UPSTREAM_SHUT: i32 = -3;

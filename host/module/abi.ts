@@ -76,6 +76,9 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   upstream_close: '(i32, i32) -> i32',
   // v1.2 (§16): offer the bytes held for an upstream (up > 0) or the client's held input (up = 0) again, with nothing new.
   upstream_resume: '(i32, i32) -> i32',
+  // v1.2 half-close (§20): end the sending side to an upstream, or to the client, after what is queued.
+  upstream_shutdown: '(i32, i32) -> i32',
+  shutdown_output: '(i32) -> i32',
 };
 
 /** Host functions that are compatible additions (v1.1): a module using none of them is a plain v1 module. */
@@ -89,7 +92,9 @@ export const V1_2_STORE_IMPORTS = [
 export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list', 'publish_frame'] as const;
 export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume'] as const;
 /** Every v1.2 host function: a module using one of them is listed as v1.2. */
-export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS] as const;
+/** Half-close (docs/abi.md §20): importing either keeps a client open after an EOF call answered with CONTINUE. */
+export const V1_2_HALF_CLOSE_IMPORTS = ['upstream_shutdown', 'shutdown_output'] as const;
+export const V1_2_IMPORTS = [...V1_2_STORE_IMPORTS, ...V1_2_TOPIC_IMPORTS, ...V1_2_UPSTREAM_IMPORTS, ...V1_2_HALF_CLOSE_IMPORTS] as const;
 
 /** Topic subscription kinds (docs/abi.md §15) and topic result codes. */
 export const TOPIC_EXACT = 0, TOPIC_GLOB = 1, TOPIC_MQTT = 2;
@@ -98,8 +103,10 @@ export const TOPIC_DIRECT = 0x100;
 export const TOPIC = { NOT_HANDLED: -1, TOO_MANY: -2, INVALID: -3, TOO_BIG: -4 } as const;
 
 /** tcpmod_on_upstream's events, and upstream_open / upstream_send results (docs/abi.md, Upstreams). */
-export const UPSTREAM = { CONNECTED: 1, DATA: 2, CLOSED: 3, FAILED: 4 } as const;
+export const UPSTREAM = { CONNECTED: 1, DATA: 2, CLOSED: 3, FAILED: 4, EOF: 5 } as const;
 export const UPSTREAM_UNKNOWN = -1, UPSTREAM_TOO_MANY = -2, UPSTREAM_UNAVAILABLE = -3, UPSTREAM_FULL = -2;
+/** upstream_send after upstream_shutdown (docs/abi.md §20). */
+export const UPSTREAM_SHUT = -3;
 /** Upstreams one connection may have open at once (upstream.h kMaxUpstreamsPerConn). */
 export const MAX_UPSTREAMS_PER_CONN = 8;
 

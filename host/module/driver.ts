@@ -194,7 +194,8 @@ export class AbiDriver {
       // rest waits as carry-over until its queued output drains.)
       // The peer finished and the module wants nothing more: the peer closed it.
       // A module that can resume held input (upstream_resume, docs/abi.md §16) may hold a full region: not an overflow.
-      const closing = eof ? CloseReason.PEER : rest === d.inCap && !inst.holdsInput ? CloseReason.OVERFLOW : KEEP;
+      // A module that half-closes (docs/abi.md §20) keeps the connection after its EOF call: its input ended.
+      const closing = eof && !inst.halfCloses ? CloseReason.PEER : rest === d.inCap && !inst.holdsInput && !eof ? CloseReason.OVERFLOW : KEEP;
       const r = this.finish(inst.buffer, d.outPtr, out, closing === KEEP && this.transport.deferFinal);
       if (r >= 0) return r;
       if (closing !== KEEP) return closing;

@@ -59,6 +59,9 @@ export interface InstanceHooks {
   upstreamClose?(up: number): number;
   /** tcpmod.upstream_resume: up > 0 an upstream's held bytes, 0 the client's held input, offered again (docs/abi.md §16). */
   upstreamResume?(up: number): number;
+  /** tcpmod.upstream_shutdown / shutdown_output (docs/abi.md §20): end the sending side to an upstream / to the client. Without them: -1. */
+  upstreamShutdown?(up: number): number;
+  shutdownOutput?(): number;
   /** tcpmod.want for the connection being handled (a hint): 0. Without it: 0 (ignored). */
   want?(n: number): number;
   /** Bytes of log messages dropped by the log limit (module/log-limit.ts). Without it: not counted. */
@@ -258,6 +261,15 @@ export class ModuleInstance {
     return (this.holdsInputMemo ??= WebAssembly.Module.imports(this.compiled.module).some((i) => i.module === 'tcpmod' && i.name === 'upstream_resume'));
   }
   private holdsInputMemo: boolean | undefined;
+
+  /**
+   * The module imports tcpmod.upstream_shutdown or shutdown_output (docs/abi.md §20): an EOF call it
+   * answers with CONTINUE keeps the connection (its input ended, its output still open).
+   */
+  get halfCloses(): boolean {
+    return (this.halfClosesMemo ??= importsHalfClose(this.compiled.module));
+  }
+  private halfClosesMemo: boolean | undefined;
 
   get hasOnTimer(): boolean {
     return this.onTimerFn !== null;
@@ -495,6 +507,14 @@ export class ModuleInstance {
         if (conn !== this.conn || conn === 0) return -1;
         return this.hooks.upstreamResume ? this.hooks.upstreamResume(up) : -1;
       },
+      upstream_shutdown: (conn: number, up: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.upstreamShutdown ? this.hooks.upstreamShutdown(up) : -1;
+      },
+      shutdown_output: (conn: number): number => {
+        if (conn !== this.conn || conn === 0) return -1;
+        return this.hooks.shutdownOutput ? this.hooks.shutdownOutput() : -1;
+      },
       want: (conn: number, n: number): number => {
         if (conn !== this.conn || conn === 0) return -1;
         return this.hooks.want ? this.hooks.want(n >>> 0) : 0;
@@ -626,4 +646,9 @@ export function readIoDesc(buf: ArrayBuffer, ptr: number): IoDesc {
   }
   if (problems.length) throw new ModuleFault('result', problems.join('; '));
   return d;
+}
+
+/** Whether a compiled module imports a half-close function (docs/abi.md §20). */
+export function importsHalfClose(module: WebAssembly.Module): boolean {
+  return WebAssembly.Module.imports(module).some((i) => i.module === 'tcpmod' && (i.name === 'upstream_shutdown' || i.name === 'shutdown_output'));
 }

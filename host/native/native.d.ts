@@ -207,12 +207,19 @@ export interface NativeBinding {
   upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[]; tls?: { ca: string; servername?: string } }[], connectTimeoutMs: number, maxQueued: number): number;
   upstreamsForget(group: number): number;
   /** For the held client (fd, id): a handle > 0, or -1 unknown name, -2 too many, -3 no socket. The result comes as an event. */
-  upstreamOpen(fd: number, id: number, group: number, mem: ArrayBuffer, namePtr: number, nameLen: number): number;
+  /** half: the module half-closes (docs/abi.md §20): the upstream's EOF is reported as EOF (5) and the handle stays. */
+  upstreamOpen(fd: number, id: number, group: number, mem: ArrayBuffer, namePtr: number, nameLen: number, half?: boolean): number;
+  /** upstream_shutdown (§20): the FIN once its queue has drained; later sends -3. 0 | -1 no such upstream. */
+  upstreamShutdown(fd: number, id: number, handle: number): number;
   /** 0, -1 no such upstream, -2 its queue would pass the bound. */
   upstreamSend(fd: number, id: number, handle: number, mem: ArrayBuffer, ptr: number, len: number): number;
   upstreamClose(fd: number, id: number, handle: number): number;
   /** The upstream's unconsumed bytes are offered again (DATA) at the client's next look, even with nothing new. 0 | -1 no such upstream. */
   upstreamResume(fd: number, id: number, handle: number): number;
+  /** shutdown_output (§20) for the held connection: its output ends after this event's, the FIN after the queue. 0 | -EBADF. */
+  connEndOutput(fd: number, id: number): number;
+  /** A due bit: half-closed both ways with no upstream left (§20): close with reason 0. */
+  readonly DUE_PEER_DONE: number;
   /** The held client's next upstream event (0: none now): out[0] handle, out[1] in_len at inPtr; state loaded at statePtr. */
   upstreamNext(fd: number, id: number, mem: ArrayBuffer, inPtr: number, inCap: number, statePtr: number, out: Int32Array): number;
   /** Added to upstreamNext's event when no other upstream of the client is flagged: a next call would find nothing. */

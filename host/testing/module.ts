@@ -166,6 +166,10 @@ export class TestConn {
   /** @internal Client bytes the host would not have read yet (a held full region), and whether EOF follows them. */
   unread: Uint8Array = new Uint8Array(0);
   unreadEof = false;
+  /** @internal shutdown_output was called during the current run (it takes effect at its end, as at the host's re-arm). */
+  outputAsked = false;
+  private inEnded = false;
+  private outEnded = false;
   private reason: number | null = null;
   private sent = false;
   private out: Uint8Array[] = [];
@@ -264,6 +268,33 @@ export class TestConn {
     }
   }
 
+  /**
+   * The client's EOF was handed to a module that half-closes (docs/abi.md §20) and it kept the
+   * connection: nothing more can be sent (send() throws), its output may go on.
+   */
+  get inputEnded(): boolean {
+    return this.inEnded;
+  }
+
+  /**
+   * The module ended its output (shutdown_output, docs/abi.md §20) in an earlier call: the client
+   * has read EOF after the output returned so far; what the module gives later is discarded.
+   */
+  get outputEnded(): boolean {
+    return this.outEnded;
+  }
+
+  /**
+   * @internal The end of a run (the host's re-arm): a shutdown_output asked takes effect; both
+   * directions ended with no upstream left closes the connection with reason 'peer', as the host does.
+   */
+  endRun(): ModuleFault | null {
+    if (this.outputAsked) this.outEnded = true;
+    this.outputAsked = false;
+    if (this.reason !== null || !this.inEnded || !this.outEnded || this.ups.live().length > 0) return null;
+    return this.settle(CloseReason.PEER);
+  }
+
   /** The close reason once the connection is closed; null while open. */
   get closed(): CloseReasonName | null {
     return this.reason === null ? null : CLOSE_REASONS[this.reason];
@@ -283,6 +314,7 @@ export class TestConn {
   send(input: Uint8Array | string, opts: SendOptions = {}): SendResult {
     const data = asBytes(input, 'input');
     if (this.reason !== null) throw new Error(`connection ${this.id} is closed (${this.closed})`);
+    if (this.inEnded) throw new Error(`connection ${this.id}: the client has ended its sending side (its EOF was sent)`);
     this.sent = true;
     this.unread = this.unread.length ? concat([this.unread, data]) : data;
     this.unreadEof ||= opts.eof === true;
@@ -315,6 +347,8 @@ export class TestConn {
       if (len === 0 && !eof) return null;
       const fault = this.settle(this.module.driver.data(this.module.instance, this.id, len, eof));
       if (fault || this.reason !== null) return fault;
+      // Kept after its EOF (a module that half-closes, docs/abi.md §20): the client's input has ended.
+      if (eof) this.inEnded = true;
     } while (offset < data.length);
     return null;
   }
@@ -562,6 +596,7 @@ export class LoadedModule implements Transport {
     let fault: ModuleFault | null;
     try {
       fault = fn();
+      if (!fault) fault = conn.endRun();
     } finally {
       this.current = null;
     }
@@ -622,6 +657,8 @@ export class LoadedModule implements Transport {
   readonly deferFinal = false;
   /** @internal */
   send(mem: ArrayBuffer, ptr: number, len: number): number {
+    // After the call that ended it (shutdown_output, docs/abi.md §20), output is discarded, as the host does.
+    if (this.current?.outputEnded) return -1;
     this.current?.collect(new Uint8Array(mem, ptr, len));
     return -1;
   }
@@ -660,6 +697,13 @@ export class LoadedModule implements Transport {
       upstreamSend: (up, mem, ptr, len) => this.current?.ups.send(up, new Uint8Array(mem, ptr, len).slice()) ?? -1,
       upstreamClose: (up) => this.current?.ups.close(up) ?? -1,
       upstreamResume: (up) => this.current?.ups.resume(up) ?? -1,
+      upstreamShutdown: (up) => this.current?.ups.shutdown(up) ?? -1,
+      shutdownOutput: () => {
+        const c = this.current;
+        if (!c) return -1;
+        if (!c.outputEnded) c.outputAsked = true;
+        return 0;
+      },
       // Plain TCP (keys 0-2); keys 3 and 4 in a FAILED call: why the upstream failed (docs/abi.md §16).
       connInfo: (key) => {
         const failing = this.current?.failing;

@@ -12,7 +12,13 @@
 // client (overflow) unless the module imports upstream_resume, and then the
 // rest of what the test answered waits until the module takes some. Closing
 // the client drops its upstreams without events, as the host does.
-import { MAX_UPSTREAMS_PER_CONN, UPSTREAM, UPSTREAM_FULL, UPSTREAM_TOO_MANY, UPSTREAM_UNKNOWN } from '../module/abi.js';
+// Half-close (docs/abi.md §20): `u.shutdown` tells that the module ended its
+// sending side (upstream_shutdown: the backend reads EOF after what take()
+// gives); `u.end()` is the backend ending its own: EOF for a module that
+// half-closes while its side is open (the handle stays), else CLOSED. When
+// both sides have ended the host reports CLOSED once the socket closes: the
+// test plays that with `u.close()`.
+import { MAX_UPSTREAMS_PER_CONN, UPSTREAM, UPSTREAM_FULL, UPSTREAM_SHUT, UPSTREAM_TOO_MANY, UPSTREAM_UNKNOWN } from '../module/abi.js';
 import { DEFAULTS } from '../options.js';
 import type { SendResult, TestConn } from './module.js';
 
@@ -39,6 +45,10 @@ export class TestUpstream {
   failure: UpstreamFailure | null = null;
   /** @internal Bytes queued to it: upstream_send answers -2 past --max-output-buffer's default, as the host does. */
   queued = 0;
+  /** The module ended its sending side to it (upstream_shutdown, docs/abi.md §20): after what take() gives, the backend reads EOF. */
+  shutdown = false;
+  /** The backend ended its sending side (end() gave EOF): it sends nothing more, and still reads. */
+  ended = false;
 
   /** @internal The connection's upstream_open makes it. */
   constructor(readonly conn: TestConn, readonly name: string, readonly handle: number) {}
@@ -75,6 +85,7 @@ export class TestUpstream {
   /** The upstream sends `bytes`: DATA with the carry-over first, as many calls as the input region needs. */
   reply(bytes: Uint8Array | string): SendResult {
     this.expect('open', 'reply');
+    if (this.ended) throw new Error(`reply(): upstream ${this.name} (handle ${this.handle}) ended its sending side (end())`);
     const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
     if (!(data instanceof Uint8Array)) throw new TypeError(`reply(bytes): bytes must be a string or a Uint8Array, got ${typeof bytes}`);
     return this.conn.upstreamEvent(this, UPSTREAM.DATA, data);
@@ -85,6 +96,19 @@ export class TestUpstream {
     this.expect('open', 'close');
     this.state = 'closed';
     return this.conn.upstreamEvent(this, UPSTREAM.CLOSED, new Uint8Array(0));
+  }
+
+  /**
+   * The backend ends its sending side (its FIN): for a module that half-closes (docs/abi.md §20)
+   * whose own side to it is still open, EOF with what the module still holds, and the handle stays
+   * (it can still be sent to); otherwise as close().
+   */
+  end(): SendResult {
+    this.expect('open', 'end');
+    if (this.ended) throw new Error(`end(): upstream ${this.name} (handle ${this.handle}) has ended already`);
+    if (this.shutdown || !this.conn.module.instance.halfCloses) return this.close();
+    this.ended = true;
+    return this.conn.upstreamEvent(this, UPSTREAM.EOF, new Uint8Array(0));
   }
 
   private expect(state: UpstreamState, what: string): void {
@@ -122,6 +146,7 @@ export class ConnUpstreams {
   send(handle: number, bytes: Uint8Array): number {
     const u = this.find(handle);
     if (!u) return UPSTREAM_UNKNOWN;
+    if (u.shutdown) return UPSTREAM_SHUT;
     if (u.queued + bytes.length > DEFAULTS.maxOutputBuffer) return UPSTREAM_FULL;
     u.sent.push(bytes);
     u.queued += bytes.length;
@@ -132,6 +157,14 @@ export class ConnUpstreams {
     const u = this.find(handle);
     if (!u) return UPSTREAM_UNKNOWN;
     u.state = 'dropped';
+    return 0;
+  }
+
+  /** upstream_shutdown: the module's sending side to it ends after what it sent (docs/abi.md §20). */
+  shutdown(handle: number): number {
+    const u = this.find(handle);
+    if (!u || u.state !== 'open' && u.state !== 'connecting') return UPSTREAM_UNKNOWN;
+    u.shutdown = true;
     return 0;
   }
 

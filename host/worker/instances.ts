@@ -7,7 +7,7 @@
 import { CloseReason } from '../module/abi.js';
 import { AbiDriver, type Transport } from '../module/driver.js';
 import { FAULT_KINDS, ModuleConfigRefused, ModuleFault } from '../module/errors.js';
-import type { InstanceHooks, ModuleInstance } from '../module/instance.js';
+import { importsHalfClose, type InstanceHooks, type ModuleInstance } from '../module/instance.js';
 import type { CompiledModule } from '../module/load.js';
 import { CALL_KILLED, clockMs, Counters, G, S, T } from '../pool/counters.js';
 import { native } from '../sys.js';
@@ -227,6 +227,7 @@ export abstract class LoopInstances implements Transport {
 
   protected instantiate(compiled: CompiledModule): ModuleInstance {
     const name = compiled.name;
+    const half = importsHalfClose(compiled.module); // its upstreams report their EOF apart (docs/abi.md §20)
     const inst = this.hooks.instantiate(compiled, {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
       log: (level, message, conn) => this.hooks.log(level, message, conn, name),
@@ -241,9 +242,11 @@ export abstract class LoopInstances implements Transport {
       topicCount: (kind, mem, ptr, len) => native.topicCount(this.cfg.epfd, kind, mem, ptr, len),
       topicsList: (mem, gp, gl, skip, op, cap) => native.topicsList(this.cfg.epfd, mem, gp, gl, skip, mem, op, cap),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
-      upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len),
+      upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len, half),
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
       upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
+      upstreamShutdown: (up) => native.upstreamShutdown(this.fd, this.id, up),
+      shutdownOutput: () => (native.connEndOutput(this.fd, this.id) === 0 ? 0 : -1),
       upstreamResume: (up) => {
         if (up !== 0) return native.upstreamResume(this.fd, this.id, up);
         if (this.clientResume < 0) return -1;

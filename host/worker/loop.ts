@@ -158,6 +158,8 @@ export class EventLoop extends LoopAccept {
       }
       // Its PROXY header, its handshake (connPhase), or, for one whose acceptor died before opening it, on_open here.
       if (unopened) return due & native.DUE_OPEN ? this.open(fd, id, false) : this.phase(fd, id);
+      // Its input and output both ended (half-close, docs/abi.md §20) and no upstream is left: the peer is done.
+      if (due & native.DUE_PEER_DONE) return this.close(fd, id, CloseReason.PEER);
       if (due & native.DUE_TIMER) return this.timer(fd, id);
       if (due & native.DUE_MESSAGE) return this.message(fd, id);
       if (due & native.DUE_UPSTREAM) return this.upstreams(fd, id); // a mark left waiting is queued again at the re-arm

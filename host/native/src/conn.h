@@ -101,6 +101,7 @@ struct Conn {
   // when it drains to the low-water mark (half of it); no input is read meanwhile.
   bool paused = false;
   ClosePhase phase;  // kLingering: since when
+  HalfClose half;    // its input and output ended apart (conn_state.h); the holder's
   // The client a PROXY header named (family 0: none; the socket's own peer stands).
   ProxyHeader proxied;
   Server* srv = nullptr;  // its server's state (nullptr: none configured when it opened)
@@ -248,6 +249,7 @@ inline int64_t NowMs() {
 void TopicsForgetLocked(int fd, uint64_t id, ConnTopics* t);
 void UpstreamsDrop(uint64_t conn_id);
 bool UpstreamsPending(uint64_t conn_id);
+bool UpstreamsAny(uint64_t conn_id);  // it has an upstream open (half-close waits for them to end)
 // Backpressure toward upstreams: the client's queued output is above its high-water mark (or not yet
 // drained to half of it since it was): its upstreams are not read, their wake marks wait (upstream.cc).
 // Caller holds the lock (or is the holder).
@@ -298,6 +300,9 @@ void AccountBuffers(Conn* c);
 void Trim(Server& s, int group, bool input, int64_t max);
 // Sends queued output until the socket is full: the bytes left, or -errno. Holder, without the lock.
 int64_t Flush(Conn* c, int fd);
+// Half-close at the end of the holder's event (conn_state.h HalfClose): the
+// FIN once the output is ending and drained. Holder, without the lock.
+void HalfCloseStep(Conn* c, int fd);
 // Sends what the socket takes now, nothing queued: bytes taken, or -errno. Holder.
 int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len);
 // --- ownership.cc

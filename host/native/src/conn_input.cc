@@ -63,6 +63,14 @@ int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool 
     if (c->paused && c->srv && left > c->srv->out_high / 2) return -EAGAIN;
     c->paused = false;
   }
+  if (!no_recv && c->half.input_ended) {
+    // Its EOF was the module's already (half-close, conn_state.h): nothing is read any more; this
+    // wake was for queued output (flushed above) or an error (a reset), which ends it.
+    int err = 0;
+    socklen_t elen = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err != 0) return -err;
+    return -EAGAIN;
+  }
   bool want_eof = false;
   size_t appended = 0;  // received by the want path, before the usual one
   if (c->want && !no_recv && c->tls == nullptr) {
@@ -96,6 +104,7 @@ int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool 
     else if (errno != EAGAIN) return -errno;
   }
   if (have > before || eof) c->last_input = NowMs();
+  if (eof) c->half.eof_loaded = true;  // kept by the module, it ends the input at this event's re-arm
   *received = static_cast<int64_t>(have - before + appended);
   return static_cast<int64_t>(have) | eof;
 }
@@ -142,7 +151,7 @@ int64_t ConnSave(int fd, uint64_t id, const uint8_t* rest, size_t len, uint8_t* 
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr) return -EBADF;
   if (c->state_size > 0 && !StateFits(state_ptr, c->state_size, mem_size)) return kStateOutside;
-  if (out_len > 0) {
+  if (out_len > 0 && !OutputDiscards(c->half)) {
     // Output queued before this must stay ahead of it: the caller's way.
     if (!c->out.empty()) return out_len;
     int64_t n = WriteNow(c, fd, base + out_ptr, static_cast<size_t>(out_len));

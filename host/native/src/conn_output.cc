@@ -2,6 +2,8 @@
 // the one sender (sender.h), backpressure's pause, blocking sends, and the
 // server-wide bounds on what input and output buffers hold, which shed the
 // connections that cost most, never the server.
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
@@ -10,6 +12,7 @@
 
 #include "conn.h"
 #include "sender.h"
+#include "tls.h"
 
 namespace tcpmod {
 
@@ -87,6 +90,15 @@ int64_t Flush(Conn* c, int fd) {
   return left;
 }
 
+void HalfCloseStep(Conn* c, int fd) {
+  HalfCloseEventEnd(c->half);
+  if (!FinDue(c->half, c->out.empty())) return;
+  // The holder's fd (named by its id through the caller's lookup): never another connection's.
+  if (c->tls != nullptr) TlsCloseNotify(c->tls);  // a TLS peer sees the end of the stream first
+  shutdown(fd, SHUT_WR);  // an error (the peer reset) shows at the next send or claim
+  c->half.output = OutputEnd::kEnded;
+}
+
 // The event's last output sent without waiting (connSave's out region): bytes taken, or -errno.
 int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len) { return WriteSome(SinkOf(c, fd), p, len); }
 
@@ -99,6 +111,7 @@ int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len) {
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr || c->srv == nullptr) return -EBADF;
   Server& s = *c->srv;
+  if (OutputDiscards(c->half)) return static_cast<int64_t>(c->out.size());  // shut by the module (§20): discarded
   size_t sent = 0;
   if (c->out.empty()) {
     int64_t n = WriteSome(SinkOf(c, fd), p, len);
@@ -126,7 +139,17 @@ int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len) {
 int64_t ConnSend(int fd, uint64_t id, const uint8_t* p, size_t len, int64_t timeout_ms, int64_t* waited) {
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr) return -EBADF;
+  if (OutputDiscards(c->half)) return static_cast<int64_t>(len);  // shut by the module (§20): discarded
   return SendAll(SinkOf(c, fd), p, len, static_cast<int>(timeout_ms), waited);
+}
+
+// connEndOutput: the module ends its output to the client (shutdown_output, §20). What this event
+// gives still goes; its end (HalfCloseStep) closes the output to more, and the FIN follows the queue.
+int ConnEndOutput(int fd, uint64_t id) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  if (c == nullptr) return -EBADF;
+  if (c->half.output == OutputEnd::kOpen) c->half.output = OutputEnd::kAsked;
+  return 0;
 }
 
 // connFlush: sends queued output now: bytes still queued | -errno.

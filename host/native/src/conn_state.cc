@@ -54,6 +54,12 @@ ConnState LingerBegun(ConnState s) {
   return ConnState::kLingering;
 }
 
+void HalfCloseEventEnd(HalfClose& h) {
+  if (h.eof_loaded) h.input_ended = true;
+  h.eof_loaded = false;
+  if (h.output == OutputEnd::kAsked) h.output = OutputEnd::kEnding;
+}
+
 uint32_t PhaseBits(ConnState s) {
   switch (s) {
     case ConnState::kProxy: return kDueProxy;  // on the wire before any TLS: nothing else applies yet

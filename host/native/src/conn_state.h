@@ -54,6 +54,32 @@ inline bool MetModule(ConnState s) { return s >= ConnState::kOpen; }
 // Whether the module closed it (its close phase: no deadline but send and linger).
 inline bool InClosePhase(ConnState s) { return s >= ConnState::kClosing; }
 
+// Half-close (docs/abi.md §20), for a module that imports upstream_shutdown:
+// the client's two directions end separately. Input: the load that returned
+// EOF marks it (eof_loaded); the event's end (the holder's re-arm) makes it
+// ended when the module kept the connection, and from then on nothing is read
+// and the socket is re-armed without EPOLLIN (it would report at once, for
+// ever). Output: the module asks (shutdown_output) during a call; that event's
+// own output still goes, then its end closes the output to new bytes
+// (kEnding: what later calls give is discarded) and the FIN follows once the
+// queue has drained (kEnded). Both ended, and no upstream left: the
+// connection closes with reason 0 (kDuePeerDone). Only the holder changes it.
+enum class OutputEnd : uint8_t { kOpen, kAsked, kEnding, kEnded };
+struct HalfClose {
+  bool eof_loaded = false;   // this event's load handed the module EOF
+  bool input_ended = false;  // the module kept the connection after its EOF: nothing more is read
+  OutputEnd output = OutputEnd::kOpen;
+};
+// The end of an event (the holder's re-arm): EOF handed and kept -> input
+// ended; output asked -> ending.
+void HalfCloseEventEnd(HalfClose& h);
+// Output given after the event that shut it is discarded.
+inline bool OutputDiscards(const HalfClose& h) { return h.output >= OutputEnd::kEnding; }
+// The FIN is due: the output is ending and nothing is queued.
+inline bool FinDue(const HalfClose& h, bool queue_empty) { return h.output == OutputEnd::kEnding && queue_empty; }
+// Both directions are over: the connection has nothing more to do (reason 0) once it has no upstream.
+inline bool BothEnded(const HalfClose& h) { return h.input_ended && h.output == OutputEnd::kEnded; }
+
 // The phase bits a claimer is handed (conn_table.h's kDue* values that are not
 // times): what the connection's state says to do next.
 uint32_t PhaseBits(ConnState s);

@@ -61,6 +61,7 @@ enum Due : uint32_t {
   kDueProxy = 256,       // not a due time: the PROXY protocol header has not been read yet
   kDueLinger = 512,      // a closed connection has lingered its time (close_phase.h): close the socket
   kDueMessage = 1024,    // its mailbox holds a message: call tcpmod_on_message (pubsub.h)
+  kDuePeerDone = 2048,   // half-closed both ways (conn_state.h HalfClose), no upstream left: close with reason 0
   kDueUpstreamEvent = 1u << 20,  // upstream.h's kDueUpstream (napi_conn.cc asserts they agree)
 };
 
@@ -186,6 +187,8 @@ int64_t ConnLoad(int fd, uint64_t id, uint8_t* in, size_t cap, uint8_t* base, si
 int64_t ConnSave(int fd, uint64_t id, const uint8_t* rest, size_t len, uint8_t* base, size_t mem_size,
                  int64_t state_ptr, int epfd, uint32_t events, int64_t out_ptr, int64_t out_len);
 int ConnWant(int fd, uint64_t id, int64_t n);
+// connEndOutput: tcpmod.shutdown_output (docs/abi.md §20) for the connection the caller holds. 0 | -EBADF.
+int ConnEndOutput(int fd, uint64_t id);
 
 // conn_output.cc
 int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len);

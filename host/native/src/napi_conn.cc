@@ -272,6 +272,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
   Fn(env, exports, "timersArmed", Ints<TimersArmed>);
   Fn(env, exports, "timerHeapSize", Ints<TimerHeapSize>);
   Fn(env, exports, "connWant", Ints<ConnWant>);
+  Fn(env, exports, "connEndOutput", Ints<ConnEndOutput>);
   Fn(env, exports, "connEnd", Ints<ConnEnd>);
   Fn(env, exports, "lingerConfigure", Ints<LingerConfigure>);
   Fn(env, exports, "connFlush", Ints<ConnFlush>);
@@ -300,6 +301,7 @@ void InitConnTable(Napi::Env env, Napi::Object exports) {
       {"DUE_SEND_TIMEOUT", kDueSendTimeout}, {"DUE_OVERFLOW", kDueOverflow}, {"DUE_TIMER", kDueTimer},
       {"DUE_MESSAGE", kDueMessage},     {"DUE_TIMEOUT", kDueTimeout},   {"DUE_DRAIN_IDLE", kDueDrainIdle},
       {"DUE_HANDSHAKE", kDueHandshake}, {"LOAD_EOF", kLoadEof},       {"CLOSE_KEPT", kCloseKept},
+      {"DUE_PEER_DONE", kDuePeerDone},
   };
   for (const auto& [name, value] : constants) exports.Set(name, Napi::Number::New(env, static_cast<double>(value)));
   Napi::Array labels = Napi::Array::New(env, kTlsFailureCount);

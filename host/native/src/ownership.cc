@@ -38,6 +38,9 @@ uint64_t EpollData(const Conn* c, int fd) { return EpollPack(c->kind, fd, c->id)
 // Caller holds the lock.
 epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   epoll_event ev{};
+  // Its input ended (half-close, conn_state.h): a socket at EOF is readable for ever, so asking for input
+  // would report at once, in a loop; only what its output needs (below) and errors are reported.
+  if (c->kind == kKindConn && c->half.input_ended) events &= ~static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP);
   ev.events = events;
   // Input OpenSSL holds already is invisible to epoll; asking for writability
   // as well makes a (writable) socket report at once, so it is not stranded.
@@ -48,6 +51,8 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
     if (Server* s = ServerOf(c->group)) Schedule(c, *s);
     // An upstream event that came while it was held, or one its holder left unreported (upstream.h).
     if (!closing && !ConnOutputOver(c) && UpstreamsPending(c->id)) c->due |= kDueUpstreamEvent;
+    // Half-closed both ways with no upstream left: nothing more can happen; the next claimer closes it (reason 0).
+    if (!closing && BothEnded(c->half) && !UpstreamsAny(c->id)) c->due |= kDuePeerDone;
     if (c->due && c->srv) MarkDue(*c->srv, c, fd, 0);  // a time came while it was held: the next waiter takes it
     size_t queued = c->out.size();
     if (queued) {
@@ -78,6 +83,7 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
 
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
   DirectFlush();  // the frames this event published (direct.h): before the lock below, never under it
+  if (c->kind == kKindConn && c->life == ConnState::kOpen) HalfCloseStep(c, fd);  // the event's end
   Table& t = table();
   epoll_event ev;
   int prev;

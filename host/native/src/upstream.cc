@@ -49,13 +49,17 @@ namespace tcpmod {
 namespace {
 
 // Events a module's tcpmod_on_upstream gets (docs/abi.md, Upstreams).
-enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4 };
+// kEof only for a module that half-closes (docs/abi.md §20): the upstream ended its sending side, the handle stays.
+enum Event : int { kConnected = 1, kData = 2, kClosed = 3, kFailed = 4, kEof = 5 };
 // upstream_open's results besides a handle.
 constexpr int kOpenUnknown = -1, kOpenTooMany = -2, kOpenUnavailable = -3;
 // Added to upstreamNext's event when nothing else is flagged (exported as UPSTREAM_LAST).
 constexpr int kNextLast = 0x100;
 // upstream_send's results besides 0.
-constexpr int kSendNoSuch = -1, kSendFull = -2;
+constexpr int kSendNoSuch = -1, kSendFull = -2, kSendShut = -3;
+// Half-close of the sending side to an upstream (upstream_shutdown, §20): not asked, asked (the FIN
+// goes once its queue has drained, at the next look), FIN sent.
+enum Shut : uint8_t { kShutNo, kShutAsked, kShutDone };
 // Why an address did not connect (conn_info key 3 in a FAILED call; metrics labels in Why()).
 enum Why : int { kWhyNone = 0, kWhyRefused = 1, kWhyTimeout = 2, kWhyTlsVerify = 3, kWhyTls = 4 };
 const char* WhyName(int why) {
@@ -94,6 +98,11 @@ struct Upstream {
   // The socket reported its peer's end (or an error): no edge follows, so the look reads on to EOF
   // even after a short read. Set by UpstreamWake, both under up_mu.
   bool ended = false;
+  // Half-close (§20): the module imports upstream_shutdown, so the peer's EOF is reported as EOF and
+  // the handle stays for sending (in_done: reported, nothing more is read); its sending side's end.
+  bool half = false;
+  bool in_done = false;
+  Shut shut = kShutNo;
   SSL* ssl = nullptr;   // TLS upstreams, from the TCP connect on; open once its handshake is done
   int why = kWhyNone;   // the last address's failure, reported with FAILED
   std::string why_text;
@@ -350,11 +359,30 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     if (left >= 0) bytes_out += before - left;
     // A send error shows again on the read below (reset) or as EOF.
   }
+  if (u->shut == kShutAsked && u->out.empty()) {
+    // Everything queued went: the FIN follows it (a TLS upstream gets its close_notify first).
+    if (u->ssl != nullptr) SSL_shutdown(u->ssl);
+    shutdown(u->fd, SHUT_WR);
+    u->shut = kShutDone;
+  }
   size_t have = u->carry.size();
   if (have > cap) have = cap;  // in_cap never shrinks for a connection's generation; kept defensive
   std::memcpy(in, u->carry.data(), have);
   ssize_t n = 0;
-  if (have < cap) {
+  if (u->in_done) {
+    // Its EOF was reported: nothing more is read. Both sides ended, or a reset (a send that
+    // failed): CLOSED; else only held bytes the module asked for again.
+    int err = 0;
+    socklen_t elen = sizeof(err);
+    getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+    if (u->shut != kShutDone && err == 0) {
+      if (!reoffer || have == 0) return 0;
+      u->carry.clear();
+      *len = have;
+      return kData;
+    }
+    n = 0;
+  } else if (have < cap) {
     n = UpRead(u, in + have, cap - have);
   } else {
     n = -1;
@@ -379,9 +407,14 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     *len = have;
     return kData;
   }
-  // EOF or a reset: the last of the carry-over goes with CLOSED.
+  // EOF or a reset: the last of the carry-over goes with CLOSED. For a module that half-closes,
+  // an EOF while its own sending side is open is EOF: the handle stays, for sending.
   u->carry.clear();
   *len = have;
+  if (n == 0 && u->half && !u->in_done && u->shut != kShutDone) {
+    u->in_done = true;
+    return kEof;
+  }
   n_closed++;
   *gone = true;
   return kClosed;
@@ -483,6 +516,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   u->cid = static_cast<uint64_t>(id);
   u->named = named;
   u->timeout_ms = cit->second.connect_timeout_ms;
+  u->half = info.Length() > 6 && info[6].ToBoolean().Value();
   mine.push_back(u);
   live++;
   if (!StartConnect(u) && u->addr == 0) {
@@ -503,6 +537,7 @@ Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(up_mu);
   Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
   if (u == nullptr || u->failed) return Num(info, kSendNoSuch);
+  if (u->shut != kShutNo) return Num(info, kSendShut);
   auto cit = configs.find(u->epfd);
   int64_t max = cit == configs.end() ? 0 : cit->second.max_queued;
   if (static_cast<int64_t>(u->out.size() + len) > max) return Num(info, kSendFull);
@@ -527,6 +562,21 @@ int64_t Close(int64_t fd, int64_t id, int64_t handle) {
   Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
   if (u == nullptr) return kSendNoSuch;
   Remove(u);
+  return 0;
+}
+
+// upstreamShutdown(fd, id, handle) -> 0 | -1 no such upstream (or one that failed). Ends the
+// sending side to it once what is queued has gone (the FIN at its next look, which the wake mark
+// brings about); its events go on. Asking again is 0 and changes nothing.
+int64_t Shutdown(int64_t fd, int64_t id, int64_t handle) {
+  (void)fd;
+  std::lock_guard<std::mutex> lock(up_mu);
+  Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle));
+  if (u == nullptr || u->failed) return kSendNoSuch;
+  if (u->shut == kShutNo) {
+    u->shut = kShutAsked;
+    u->wake = true;
+  }
   return 0;
 }
 
@@ -676,6 +726,12 @@ bool UpstreamsPending(uint64_t conn_id) {
   return false;
 }
 
+bool UpstreamsAny(uint64_t conn_id) {
+  if (live.load() == 0) return false;
+  std::lock_guard<std::mutex> lock(up_mu);
+  return by_conn.count(conn_id) != 0;
+}
+
 void UpstreamsDrop(uint64_t conn_id) {
   if (live.load() == 0) return;
   std::lock_guard<std::mutex> lock(up_mu);
@@ -692,6 +748,7 @@ void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamSend", Napi::Function::New(env, UpstreamSend, "upstreamSend"));
   exports.Set("upstreamClose", Napi::Function::New(env, Ints<Close>, "upstreamClose"));
   exports.Set("upstreamResume", Napi::Function::New(env, Ints<Resume>, "upstreamResume"));
+  exports.Set("upstreamShutdown", Napi::Function::New(env, Ints<Shutdown>, "upstreamShutdown"));
   exports.Set("upstreamFailure", Napi::Function::New(env, UpstreamFailure, "upstreamFailure"));
   exports.Set("upstreamNext", Napi::Function::New(env, UpstreamNext, "upstreamNext"));
   exports.Set("upstreamKeep", Napi::Function::New(env, UpstreamKeep, "upstreamKeep"));

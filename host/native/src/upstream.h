@@ -39,6 +39,8 @@ constexpr int kMaxUpstreamsPerConn = 8;
 void UpstreamWake(int epfd, int fd, uint64_t tag, uint32_t events, bool poke);
 // Whether the client `conn_id` has an upstream flagged and not yet looked at. Caller holds the table lock.
 bool UpstreamsPending(uint64_t conn_id);
+// Whether the client `conn_id` has an upstream (open or connecting). Caller holds the table lock.
+bool UpstreamsAny(uint64_t conn_id);
 // The client's entry is gone: its upstreams are closed (no event is reported).
 void UpstreamsDrop(uint64_t conn_id);
 

@@ -1,0 +1,249 @@
+// Half-close (docs/abi.md §20) through examples/tcp-forward: each direction of
+// a forwarded connection ends on its own.
+// - tcpmod/testing: the client's EOF ends the sending side to the backend
+//   (u.shutdown) and keeps the client; the backend's answer then reaches it;
+//   the backend's EOF ends the client's output while the client goes on
+//   sending; every split of the request before the EOF.
+// - Real sockets: a client that writes a request and half-closes gets the
+//   whole answer of a backend that answers only after reading EOF; the
+//   reverse (the backend answers and ends its side, the client sends on, then
+//   reads everything); a half-closed client with an idle backend does not
+//   make the server spin (events counted over a second); afterwards no
+//   connection, upstream or descriptor is left.
+// - A module without the new imports still closes at the client's EOF.
+import { readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer as netServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModule } from '../dist/build.js';
+import { createServer, type TcpmodServer } from '../dist/index.js';
+import { loadModule } from '../dist/testing.js';
+import { native } from '../host/sys.js';
+import { sleep, until } from './wait.js';
+
+let wasm: string;
+const dir = mkdtempSync(join(tmpdir(), 'tcpmod-halfclose-'));
+beforeAll(async () => {
+  wasm = (await buildModule({ baseDir: 'examples/tcp-forward', outFile: join(dir, 'forward.wasm') })).file;
+}, 120_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const fds = () => readdirSync('/proc/self/fd').length;
+
+describe('half-close through tcp-forward on tcpmod/testing', () => {
+  it('the client\'s EOF ends the side to the backend and keeps the client; the answer then comes, and both ends close it (peer)', async () => {
+    const m = await loadModule(wasm, { upstreams: ['backend'] });
+    const c = m.connect();
+    const u = c.upstream('backend');
+    u.accept();
+    const sent = c.send('GET / HTTP/1.0\r\n\r\n', { eof: true });
+    expect(sent.closed).toBeNull();
+    expect(c.inputEnded).toBe(true);
+    expect(u.takeText()).toBe('GET / HTTP/1.0\r\n\r\n');
+    expect(u.shutdown).toBe(true);
+    expect(() => c.send('more')).toThrow(/ended its sending side/);
+    const answer = 'HTTP/1.0 200 OK\r\n\r\nthe whole answer';
+    let got = '';
+    for (const ch of answer) got += u.reply(ch).text; // the answer cut at every byte
+    expect(got).toBe(answer);
+    expect(c.closed).toBeNull();
+    const last = u.close(); // the backend read EOF, answered, and closed: both ways are done
+    expect(last.closed).toBe('peer');
+    expect(c.outputEnded).toBe(true);
+  });
+
+  it('every split of the request before the EOF reaches the backend whole, then its end', async () => {
+    const m = await loadModule(wasm, { upstreams: ['backend'] });
+    const request = 'POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc';
+    for (let cut = 0; cut <= request.length; cut++) {
+      const c = m.connect();
+      const u = c.upstream('backend');
+      if (cut % 2) u.accept(); // queued while it connects, or sent to an open one
+      c.send(request.slice(0, cut));
+      expect(u.shutdown).toBe(false);
+      expect(c.send(request.slice(cut), { eof: true }).closed).toBeNull();
+      if (u.state === 'connecting') u.accept();
+      expect(u.takeText()).toBe(request);
+      expect(u.shutdown).toBe(true);
+      expect(u.reply('ok').text).toBe('ok');
+      expect(u.close().closed).toBe('peer');
+    }
+  });
+
+  it('the backend\'s EOF ends the client\'s output; the client sends on; its EOF then ends the rest', async () => {
+    const m = await loadModule(wasm, { upstreams: ['backend'] });
+    const c = m.connect();
+    const u = c.upstream('backend');
+    u.accept();
+    expect(u.reply('greeting').text).toBe('greeting');
+    const ended = u.end();
+    expect(ended.closed).toBeNull();
+    expect(u.state).toBe('open');
+    expect(c.outputEnded).toBe(true);
+    for (const ch of 'after the backend ended') expect(c.send(ch).closed).toBeNull();
+    expect(u.takeText()).toBe('after the backend ended');
+    expect(u.shutdown).toBe(false);
+    expect(c.send('', { eof: true }).closed).toBeNull();
+    expect(u.shutdown).toBe(true);
+    expect(u.close().closed).toBe('peer');
+  });
+
+  it('a module without the half-close imports still closes at the client\'s EOF (v1 echo, v1.2 redis-proxy)', async () => {
+    const echo = await loadModule('build/echo.wasm');
+    const e = echo.connect();
+    expect(e.send('hi', { eof: true }).closed).toBe('peer');
+    const proxy = await loadModule('build/redis-proxy.wasm', { upstreams: ['redis'] });
+    const p = proxy.connect();
+    expect(p.send('', { eof: true }).closed).toBe('peer');
+  });
+});
+
+/** A backend (allowHalfOpen) whose connections are handled by `onConn`. */
+async function backend(onConn: (s: Socket) => void): Promise<{ server: Server; port: number }> {
+  const server = netServer({ allowHalfOpen: true }, onConn);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** Collects a socket's bytes until its 'end' (the peer's FIN). */
+function readToEnd(s: Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  s.on('data', (b) => parts.push(b));
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve(Buffer.concat(parts)));
+    s.once('error', reject);
+  });
+}
+
+function connectTo(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection({ host: '127.0.0.1', port, allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Bytes that tell their offset (a lost, duplicated or reordered piece shows). */
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 131 + (i >> 9) + seed) & 0xff;
+  return b;
+}
+
+describe('half-close through tcp-forward over sockets', () => {
+  let server: TcpmodServer;
+  let port = 0;
+  let backends: Server[] = [];
+  let baseline = 0;
+  const name = (p: number) => `backend=127.0.0.1:${p}`;
+
+  afterAll(async () => {
+    await server?.close({ drainTimeout: 0 });
+    for (const b of backends) b.close();
+  });
+
+  async function serve(backendPort: number): Promise<void> {
+    if (server) await server.close({ drainTimeout: 0 });
+    server = createServer({ module: wasm, port: 0, threads: 2, logLevel: 'silent', upstream: name(backendPort) });
+    port = (await server.listen()).port;
+  }
+
+  it('a client that writes a request and half-closes gets the whole answer of a backend that answers after EOF', async () => {
+    // The backend reads to EOF, then answers with 256 KiB derived from what it read, then ends.
+    const b = await backend((s) => {
+      readToEnd(s).then((req) => {
+        s.end(Buffer.concat([Buffer.from(`got ${req.length}\n`), pattern(256 * 1024, req.length & 0xff)]));
+      }, () => s.destroy());
+    });
+    backends.push(b.server);
+    await serve(b.port);
+    baseline = fds();
+    for (const size of [1, 1000, 300_000]) {
+      const c = await connectTo(port);
+      const answer = readToEnd(c);
+      c.end(pattern(size, 7)); // the request, then the FIN
+      const got = await answer;
+      expect(got.equals(Buffer.concat([Buffer.from(`got ${size}\n`), pattern(256 * 1024, size & 0xff)]))).toBe(true);
+      c.destroy();
+    }
+    await until(() => server.stats().connections === 0, 10_000, `connections closed (${server.stats().connections})`);
+    expect(server.stats().connectionsClosed.peer).toBe(3);
+    expect(Object.values(server.stats().moduleFaults).reduce((a, n) => a + n, 0)).toBe(0);
+  }, 60_000);
+
+  it('a backend that answers and ends its side while the client sends on: the client reads it all, the backend gets everything', async () => {
+    const received: Promise<Buffer>[] = [];
+    const greeting = pattern(100_000, 3);
+    const b = await backend((s) => {
+      received.push(readToEnd(s).then((all) => {
+        s.destroy();
+        return all;
+      }));
+      s.end(greeting); // answers at once and ends its sending side; it still reads
+    });
+    backends.push(b.server);
+    await serve(b.port);
+    const c = await connectTo(port);
+    const first = pattern(50_000, 11);
+    c.write(first);
+    const got = await readToEnd(c); // the greeting, then the FIN the forwarder passed on
+    expect(got.equals(greeting)).toBe(true);
+    // The client keeps sending after it read the end, then ends too.
+    const second = pattern(200_000, 13);
+    c.end(second);
+    await until(() => received.length === 1, 10_000, 'the backend connection');
+    const all = await received[0];
+    expect(all.equals(Buffer.concat([first, second]))).toBe(true);
+    await new Promise<void>((r) => (c.destroyed ? r() : c.once('close', () => r())));
+    await until(() => server.stats().connections === 0, 10_000, `connections closed (${server.stats().connections})`);
+    expect(server.stats().connectionsClosed.peer).toBe(1);
+  }, 60_000);
+
+  it('a half-closed client with an idle backend does not wake the server in a loop; then nothing is left', async () => {
+    let held: Socket | null = null;
+    const b = await backend((s) => {
+      held = s; // reads, answers nothing, never ends
+      s.on('data', () => undefined);
+      s.on('end', () => undefined);
+    });
+    backends.push(b.server);
+    await serve(b.port);
+    const before = fds();
+    const c = await connectTo(port);
+    const answer = readToEnd(c);
+    c.end('request then FIN');
+    await until(() => held !== null, 10_000, 'the backend connection');
+    await sleep(200); // the EOF has been taken and the client re-armed
+    const events0 = server.stats().events;
+    await sleep(1000);
+    const events = server.stats().events - events0;
+    // Idle: a handful at most (a timer tick). A socket at EOF re-armed for input reports at once, for ever: millions.
+    expect(events).toBeLessThan(50);
+    expect(server.stats().connections).toBe(1);
+    // The backend answers and ends: the client gets it and the connection goes.
+    held!.end('late answer');
+    expect((await answer).toString()).toBe('late answer');
+    c.destroy();
+    await until(() => server.stats().connections === 0, 10_000, 'connection closed');
+    await until(() => native.upstreamStats().open === 0, 10_000, `upstreams closed (${JSON.stringify(native.upstreamStats())})`);
+    await until(() => fds() <= before, 10_000, `descriptors back to ${before} (now ${fds()})`);
+    expect(server.stats().outputQueuedBytes).toBe(0);
+    expect(server.stats().inputBufferedBytes).toBe(0);
+  }, 60_000);
+
+  it('a v1 module (echo) still closes the connection at the client\'s EOF', async () => {
+    const echo = createServer({ module: 'build/echo.wasm', port: 0, threads: 1, logLevel: 'silent' });
+    const p = (await echo.listen()).port;
+    try {
+      const c = await connectTo(p);
+      const got = readToEnd(c);
+      c.end('ping');
+      expect((await got).toString()).toBe('ping');
+      await until(() => echo.stats().connections === 0, 10_000, 'closed at EOF');
+      expect(echo.stats().connectionsClosed.peer).toBe(1);
+      c.destroy();
+    } finally {
+      await echo.close({ drainTimeout: 0 });
+    }
+  }, 30_000);
+});
