@@ -16,4 +16,5 @@ void TlsFailWait(TlsSession*, int) {}
 void TopicsForgetLocked(int, uint64_t, ConnTopics*) {}
 void UpstreamsDrop(uint64_t) {}
 bool UpstreamsPending(uint64_t) { return false; }
+bool UpstreamsAny(uint64_t) { return false; }
 }  // namespace tcpmod
