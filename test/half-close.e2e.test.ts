@@ -231,6 +231,50 @@ describe('half-close through tcp-forward over sockets', () => {
     expect(server.stats().inputBufferedBytes).toBe(0);
   }, 60_000);
 
+  it('stress: 300 clients half-close at once in both orders; every answer whole, every connection closed as peer, nothing left', async () => {
+    // Odd connections: the backend answers after the client's EOF. Even: it answers and ends first, then reads the
+    // client's rest. The close of a connection whose two ends are done races its own hang-up in epoll.
+    const b = await backend((s) => {
+      let n = 0;
+      s.on('data', (d) => (n += d.length));
+      s.once('data', (d) => {
+        const tag = d[0];
+        if (tag % 2 === 0) s.end(pattern(20_000 + tag * 7, tag));
+        s.once('end', () => {
+          if (tag % 2 === 1) s.end(Buffer.concat([Buffer.from(`${n}\n`), pattern(20_000 + tag * 7, tag)]));
+          else s.destroy();
+        });
+      });
+    });
+    backends.push(b.server);
+    await serve(b.port);
+    const before = fds();
+    const N = 300;
+    const runs = Array.from({ length: N }, async (_, i) => {
+      const tag = i % 251;
+      const c = await connectTo(port);
+      const answer = readToEnd(c);
+      const body = Buffer.concat([Buffer.from([tag]), pattern(1000 + i, 5)]);
+      if (tag % 2 === 1) {
+        c.end(body);
+        const got = await answer;
+        expect(got.equals(Buffer.concat([Buffer.from(`${body.length}\n`), pattern(20_000 + tag * 7, tag)]))).toBe(true);
+      } else {
+        c.write(body);
+        const got = await answer;
+        expect(got.equals(pattern(20_000 + tag * 7, tag))).toBe(true);
+        c.end('rest');
+      }
+      await new Promise<void>((r) => (c.destroyed ? r() : c.once('close', () => r())));
+    });
+    await Promise.all(runs);
+    await until(() => server.stats().connections === 0, 20_000, `connections closed (${server.stats().connections})`);
+    expect(server.stats().connectionsClosed.peer).toBe(N);
+    expect(Object.values(server.stats().moduleFaults).reduce((a, n) => a + n, 0)).toBe(0);
+    await until(() => native.upstreamStats().open === 0, 10_000, 'upstreams closed');
+    await until(() => fds() <= before, 10_000, `descriptors back to ${before} (now ${fds()})`);
+  }, 120_000);
+
   it('a v1 module (echo) still closes the connection at the client\'s EOF', async () => {
     const echo = createServer({ module: 'build/echo.wasm', port: 0, threads: 1, logLevel: 'silent' });
     const p = (await echo.listen()).port;
