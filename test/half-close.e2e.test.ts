@@ -20,6 +20,8 @@ import { buildModule } from '../dist/build.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { loadModule } from '../dist/testing.js';
 import { native } from '../host/sys.js';
+import { compileAs } from './asc-source.js';
+import { scratchFile } from './fixtures.js';
 import { sleep, until } from './wait.js';
 
 let wasm: string;
@@ -291,3 +293,85 @@ describe('half-close through tcp-forward over sockets', () => {
     }
   }, 30_000);
 });
+
+describe('half-close result codes and events over sockets (an SDK module)', () => {
+  // One letter a command: w send the letter to the upstream, u upstream_shutdown of a handle that does not exist,
+  // s upstream_shutdown, o "bye" then shutdown_output, l "late" (after o: discarded). Events are told as lines.
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_EOF, UPSTREAM_CLOSED } from "./sdk";
+import { host_upstream_send, host_upstream_shutdown, host_shutdown_output } from "./sdk/abi";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  const up = load<i32>(c.state);
+  for (let i = 0; i < c.inputLen; i++) {
+    const k = load<u8>(c.input + i);
+    if (k == 0x77) { c.writeString("send "); c.writeInt(host_upstream_send(c.id, up, c.input + i, 1)); c.writeString("\\n"); }
+    if (k == 0x75) { c.writeString("bad "); c.writeInt(host_upstream_shutdown(c.id, up + 1000)); c.writeString("\\n"); }
+    if (k == 0x73) { c.writeString("shut "); c.writeInt(host_upstream_shutdown(c.id, up)); c.writeString("\\n"); }
+    if (k == 0x6f) { c.writeString("bye\\n"); c.writeString("out "); c.writeInt(host_shutdown_output(c.id)); c.writeString("\\n"); }
+    if (k == 0x6c) c.writeString("late\\n");
+  }
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 8, onData);
+setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("backend")); return Action.Continue; });
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_DATA) { c.writeString("data "); c.writeInt(c.inputLen); c.writeString("\\n"); }
+  if (event == UPSTREAM_EOF) c.writeString("eof\\n");
+  if (event == UPSTREAM_CLOSED) c.writeString("closed\\n");
+  c.consume(c.inputLen);
+  return Action.Continue;
+});
+`;
+
+  it('upstream_send 0, then -3 after upstream_shutdown, -1 once gone; -1 for no such handle; EOF (5) keeps the handle; shutdown_output after the call\'s output; later output discarded; closed as peer', async () => {
+    const file = scratchFile('half-codes.wasm', await compileAs('half-codes', source));
+    let got = '';
+    let up: Socket | null = null;
+    const b = await backend((s) => {
+      up = s;
+      s.on('data', (d) => (got += d.toString()));
+      s.on('end', () => (got += '<end>'));
+    });
+    const srv = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `backend=127.0.0.1:${b.port}` });
+    try {
+      const c = await connectTo((await srv.listen()).port);
+      let text = '';
+      let ended = false;
+      c.on('data', (d) => (text += d.toString()));
+      c.on('end', () => (ended = true));
+      const step = async (cmd: string, expected: string) => {
+        const before = text.length;
+        if (cmd) c.write(cmd);
+        await until(() => text.length - before >= expected.length, 10_000, `${JSON.stringify(expected)} after ${JSON.stringify(cmd)} (got ${JSON.stringify(text)})`);
+        expect(text.slice(before)).toBe(expected);
+      };
+      await until(() => up !== null, 10_000, 'the backend connection');
+      await step('w', 'send 0\n');
+      await step('u', 'bad -1\n');
+      up!.write('hi');
+      await step('', 'data 2\n');
+      up!.end(); // the backend ends its side: EOF, the handle stays
+      await step('', 'eof\n');
+      await step('w', 'send 0\n');
+      await until(() => got === 'ww', 10_000, `the backend got both sends (${got})`);
+      // In one call: the send after the shutdown is refused; then, both sides of the upstream ended, CLOSED.
+      await step('sw', 'shut 0\nsend -3\nclosed\n');
+      expect(got).toBe('ww<end>');
+      await step('w', 'send -1\n'); // the handle is gone
+      await step('o', 'bye\nout 0\n');
+      await until(() => ended, 10_000, 'the client read the FIN after "out 0"');
+      c.write('l'); // discarded: the output has ended
+      c.end(); // both directions over, no upstream left: closed as peer
+      await until(() => srv.stats().connections === 0, 10_000, 'closed');
+      expect(srv.stats().connectionsClosed.peer).toBe(1);
+      expect(text).not.toContain('late');
+      c.destroy();
+    } finally {
+      await srv.close({ drainTimeout: 0 });
+      b.server.close();
+    }
+  }, 60_000);
+});
+
