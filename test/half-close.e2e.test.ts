@@ -277,6 +277,23 @@ describe('half-close through tcp-forward over sockets', () => {
     await until(() => fds() <= before, 10_000, `descriptors back to ${before} (now ${fds()})`);
   }, 120_000);
 
+  it('a half-closed client whose backend never answers is bounded by --read-timeout from its EOF (reason timeout)', async () => {
+    const b = await backend((s) => s.on('data', () => undefined)); // reads, never answers, never ends
+    backends.push(b.server);
+    const srv = createServer({ module: wasm, port: 0, threads: 1, logLevel: 'silent', upstream: name(b.port), readTimeout: '1s' });
+    try {
+      const c = await connectTo((await srv.listen()).port);
+      const answer = readToEnd(c);
+      c.end('request then FIN');
+      await until(() => srv.stats().connectionsClosed.timeout === 1, 15_000, `closed by the read timeout (${JSON.stringify(srv.stats().connectionsClosed)})`);
+      expect((await answer).length).toBe(0);
+      expect(srv.stats().connections).toBe(0);
+      c.destroy();
+    } finally {
+      await srv.close({ drainTimeout: 0 });
+    }
+  }, 30_000);
+
   it('a v1 module (echo) still closes the connection at the client\'s EOF', async () => {
     const echo = createServer({ module: 'build/echo.wasm', port: 0, threads: 1, logLevel: 'silent' });
     const p = (await echo.listen()).port;

@@ -115,6 +115,27 @@ static bool Aborts(Fn fn) {
   return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 }
 
+// Half-close (docs/abi.md §20): what an event's end makes of what happened during it.
+static void HalfCloseSteps() {
+  HalfClose h;
+  HalfCloseEventEnd(h);  // an ordinary event: nothing changes
+  CHECK(!h.input_ended && h.output == OutputEnd::kOpen && !OutputDiscards(h) && !FinDue(h, true));
+  h.output = OutputEnd::kAsked;  // shutdown_output during an event: that event's output still goes
+  CHECK(!OutputDiscards(h) && !FinDue(h, true));
+  HalfCloseEventEnd(h);  // its end: later output discarded; the FIN once the queue is empty
+  CHECK(h.output == OutputEnd::kEnding && OutputDiscards(h));
+  CHECK(!FinDue(h, false) && FinDue(h, true));
+  h.output = OutputEnd::kEnded;  // the holder sent it
+  CHECK(!FinDue(h, true) && OutputDiscards(h) && !BothEnded(h));
+  h.eof_loaded = true;  // the load handed the module EOF, and the connection was kept (the event ended)
+  HalfCloseEventEnd(h);
+  CHECK(h.input_ended && !h.eof_loaded && BothEnded(h));
+  HalfClose g;  // an event that ended without a load handing EOF leaves the input open
+  g.output = OutputEnd::kEnded;
+  HalfCloseEventEnd(g);
+  CHECK(!g.input_ended && !BothEnded(g));
+}
+
 static void Illegal() {
 #ifdef NDEBUG
   std::printf("asserts are off (NDEBUG): illegal transitions not checked\n");
@@ -134,6 +155,7 @@ int main() {
   Paths();
   Bits();
   Deadlines();
+  HalfCloseSteps();
   Illegal();
   return tcpmod_test::Summary();
 }
