@@ -28,6 +28,56 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** A server started in a process group of its own (detached), with every process it forks. */
+export interface Group {
+  proc: ChildProcess;
+  /** Its stdout and stderr so far. */
+  output(): string;
+  /** Stops the whole group: `signal` (the server's own orderly stop), then SIGKILL to the group after graceMs; resolves once no member is left. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Spawns a server that forks (nginx's master and its workers) as the leader of a new process
+ * group, so that stop() reaches the workers too: a SIGKILL to nginx's master alone leaves its
+ * workers running with PPID 1 (test/global-strays.ts fails the run on such a process).
+ */
+export function spawnGroup(cmd: string, args: string[]): Group {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const pgid = proc.pid!;
+  const signalGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      // the group is empty
+    }
+  };
+  return {
+    proc,
+    output: () => out,
+    async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5_000) {
+      signalGroup(signal);
+      const end = Date.now() + graceMs;
+      while (groupAlive(pgid) && Date.now() < end) await sleep(20);
+      if (!groupAlive(pgid)) return;
+      signalGroup('SIGKILL');
+      await until(() => !groupAlive(pgid), 5_000, `process group ${pgid} (${cmd}) to be gone after SIGKILL`);
+    },
+  };
+}
+
 /** A redis-server of the test's own (no persistence). start() again after kill() reuses the port. */
 export class RedisServer {
   port = 0;
