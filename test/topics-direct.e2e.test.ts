@@ -10,26 +10,14 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type TcpmodServer } from '../dist/index.js';
+import { describe, expect, it } from 'vitest';
 import { open } from './net-client.js';
 import { cmd, RespStream } from './resp-client.js';
+import { serversPerTest } from './servers-per-test.js';
 import { makeTestCerts } from './tls-certs.js';
 import { waitFor as until } from './wait.js';
 
-const servers: TcpmodServer[] = [];
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  while (servers.length) await servers.pop()!.close({ drainTimeout: 0 });
-});
-
-async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise<{ server: TcpmodServer; port: number }> {
-  const server = createServer({ logLevel: 'silent', port: 0, module: 'build/resp.wasm', threads: 2, ...opts });
-  servers.push(server);
-  const { port } = await server.listen();
-  return { server, port };
-}
+const { start, sockets } = serversPerTest(() => ({ logLevel: 'silent', port: 0, module: 'build/resp.wasm', threads: 2 }));
 
 /** A subscriber of `channel`, its SUBSCRIBE confirmed. */
 async function subscriber(s: Socket, channel: string): Promise<RespStream> {

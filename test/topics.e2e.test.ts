@@ -5,26 +5,14 @@
 // its mailbox bound (reason 3) while the others keep receiving; subscriptions
 // and mailboxes go with their connections.
 import type { Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type TcpmodServer } from '../dist/index.js';
+import { describe, expect, it } from 'vitest';
+import { createServer } from '../dist/index.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
 import { lines, open } from './net-client.js';
+import { serversPerTest } from './servers-per-test.js';
 import { waitFor as until } from './wait.js';
 
-const servers: TcpmodServer[] = [];
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  while (servers.length) await servers.pop()!.close({ drainTimeout: 0 });
-});
-
-async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise<{ server: TcpmodServer; port: number }> {
-  const server = createServer({ logLevel: 'silent', port: 0, module: await fixture('chat'), ...opts });
-  servers.push(server);
-  const { port } = await server.listen();
-  return { server, port };
-}
-
+const { start, sockets } = serversPerTest(async () => ({ logLevel: 'silent', port: 0, module: await fixture('chat') }));
 
 /** n chat clients, each subscribed (its on_open ran: "/n" answers after it). */
 async function clients(port: number, n: number): Promise<{ s: Socket; got: string[] }[]> {
