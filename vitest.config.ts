@@ -8,5 +8,7 @@ export default defineConfig({
     // End-to-end suites start servers and real clients; on a 2-core box run files one at a time.
     fileParallelism: false,
     reporters: ['default', './test/summary-reporter.ts'],
+    // Fails the run when a test leaves a server (or a server's worker) running.
+    globalSetup: ['./test/global-strays.ts'],
   },
 });

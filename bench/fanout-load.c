@@ -13,17 +13,9 @@
  * With PUBLISH_PORT the publisher connects there (another process: the
  * messages then cross between two servers, e.g. through tcpmod's --bus).
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "load-common.h"
 
 #define DIGITS 20
 static const char kChannel[] = "fan";
@@ -36,28 +28,6 @@ struct sub {
   int have;
 };
 
-static long long now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int dial(const char* host, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((unsigned short)port);
-  inet_pton(AF_INET, host, &a.sin_addr);
-  if (fd < 0 || connect(fd, (struct sockaddr*)&a, sizeof(a)) < 0) {
-    perror("connect");
-    exit(2);
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
-}
-
 /* Reads exactly n bytes (blocking). */
 static void read_exact(int fd, char* p, size_t n) {
   size_t got = 0;
@@ -69,11 +39,6 @@ static void read_exact(int fd, char* p, size_t n) {
     }
     got += (size_t)r;
   }
-}
-
-static int cmp_ll(const void* a, const void* b) {
-  long long x = *(const long long*)a, y = *(const long long*)b;
-  return x < y ? -1 : x > y;
 }
 
 int main(int argc, char** argv) {
@@ -94,7 +59,7 @@ int main(int argc, char** argv) {
   struct sub* subs = calloc((size_t)n, sizeof(struct sub));
   int ep = epoll_create1(0);
   for (int i = 0; i < n; i++) {
-    subs[i].fd = dial(host, port);
+    subs[i].fd = dial("fanout-load", host, port);
     char cmd[64];
     int len = snprintf(cmd, sizeof(cmd), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(kChannel), kChannel);
     if (write(subs[i].fd, cmd, (size_t)len) != len) return 2;
@@ -108,7 +73,7 @@ int main(int argc, char** argv) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     epoll_ctl(ep, EPOLL_CTL_ADD, subs[i].fd, &ev);
   }
-  int pub = dial(host, argc == 7 ? atoi(argv[6]) : port);
+  int pub = dial("fanout-load", host, argc == 7 ? atoi(argv[6]) : port);
   struct epoll_event pev = {.events = EPOLLIN, .data.u32 = (uint32_t)n};
   epoll_ctl(ep, EPOLL_CTL_ADD, pub, &pev);
 

@@ -31,18 +31,11 @@
  * (this process's CPU over the SECONDS phase: near `seconds` means the client
  * was the limit).
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "load-common.h"
 
 static const char kTopic[] = "bench/fan";
 #define TOPIC_LEN ((int)sizeof(kTopic) - 1)
@@ -74,12 +67,6 @@ static struct conn g_pub;
 static long long g_published;
 static long long g_now;      /* time of the read being parsed */
 
-static long long now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static double cpu_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -89,22 +76,6 @@ static double cpu_seconds(void) {
 static void die(const char* what) {
   fprintf(stderr, "mqtt-load: %s\n", what);
   exit(2);
-}
-
-static int dial(const char* host, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((unsigned short)port);
-  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) die("HOST must be an IPv4 address");
-  if (fd < 0 || connect(fd, (struct sockaddr*)&a, sizeof(a)) < 0) {
-    perror("mqtt-load: connect");
-    exit(2);
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
 }
 
 static void write_all(int fd, const uint8_t* p, size_t n) {
@@ -332,11 +303,6 @@ static long long phase(long long window, double seconds, double* secs, double* c
   }
 }
 
-static int cmp_ll(const void* a, const void* b) {
-  long long x = *(const long long*)a, y = *(const long long*)b;
-  return x < y ? -1 : x > y;
-}
-
 /* The q-quantile of the samples in µs (sorts them); -1 when there are none. */
 static double pct(struct samples* s, double q) {
   if (s->n == 0) return -1;
@@ -368,7 +334,7 @@ int main(int argc, char** argv) {
   int every = n > SAMPLED ? n / SAMPLED : 1;
   for (int i = 0; i < n; i++) {
     struct conn* c = &subs[i];
-    c->fd = dial(host, port);
+    c->fd = dial("mqtt-load", host, port);
     char id[64];
     snprintf(id, sizeof(id), "mqtt-load-%d-%d", (int)getpid(), i);
     size_t len = connect_packet(pkt, id);
@@ -382,7 +348,7 @@ int main(int argc, char** argv) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev);
   }
-  g_pub.fd = dial(host, port);
+  g_pub.fd = dial("mqtt-load", host, port);
   {
     char id[64];
     snprintf(id, sizeof(id), "mqtt-load-%d-pub", (int)getpid());

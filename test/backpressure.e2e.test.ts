@@ -393,10 +393,12 @@ describe('a slow reader', () => {
     }, 20);
     try {
       s.write(data);
-      await sleep(1000); // not reading at all
-      // Then ~128 KiB every 50 ms (2.5 MiB/s): ~3.2 s for 8 MiB.
+      // Not reading at all until the state this test is about was seen (output queued, no worker
+      // busy); bounded, since blocking mode never gets there (its output waits in a worker).
+      await until(() => idleWhileQueued >= 1, 10_000, `output queued with no worker busy (${samples} samples, max queued ${maxQueued})`);
+      // Then ~256 KiB every 50 ms (5 MiB/s): the queue drains over ~1.5 s of partial writes.
       const reader = setInterval(() => {
-        quota = 128 * 1024;
+        quota = 256 * 1024;
         s.resume();
       }, 50);
       try {

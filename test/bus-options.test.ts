@@ -2,20 +2,11 @@
 // --kv Redis; --bus-tls-ca only with TLS; each refusal one line naming the
 // option, the CLI's too.
 import { describe, expect, it } from 'vitest';
-import { OptionError, resolveOptions, type ServerOptions } from '../dist/options.js';
+import { resolveOptions } from '../dist/options.js';
+import { refusal } from './option-refusal.js';
 import { run } from './server-process.js';
 
 const module = 'build/echo.wasm';
-
-function refusal(o: Partial<ServerOptions>): OptionError {
-  try {
-    resolveOptions({ module, ...o });
-  } catch (e) {
-    expect(e).toBeInstanceOf(OptionError);
-    return e as OptionError;
-  }
-  throw new Error('no OptionError thrown');
-}
 
 describe('--bus', () => {
   it('is off without a Redis store, and follows a redis:// or rediss:// --kv by default', () => {

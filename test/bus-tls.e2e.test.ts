@@ -5,25 +5,23 @@
 // store (--kv-tls-ca). Messages cross both ways, a 200 kB one whole (many TLS
 // records); a plain redis-cli --tls PUBLISH reaches both; a process that does
 // not trust the server's CA counts failures and says why.
-import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricsPort, scrape } from './metrics.js';
 import { open } from './net-client.js';
-import { requireTool, run, serve, type ServedProcess } from './server-process.js';
-import { freePort } from './services.js';
+import { requireTool, serve, type ServedProcess } from './server-process.js';
+import { startTlsRedis, type TlsRedis } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
 let certs: TestCerts;
-let tlsRedis: ChildProcess | null = null;
+let tlsRedis: TlsRedis | null = null;
 let tlsPort = 0;
 let a: ServedProcess;
 let b: ServedProcess;
 const metrics: Record<number, number> = {};
 const sockets: Socket[] = [];
-const tlsCli = (...args: string[]) =>
-  run('redis-cli', ['--tls', '--cacert', certs.caCert, '-a', 's3cret', '--no-auth-warning', '-p', String(tlsPort), ...args], { timeoutMs: 10_000 });
+const tlsCli = (...args: string[]) => tlsRedis!.cli(...args);
 
 /** A command as RESP. */
 const resp = (...args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -62,11 +60,8 @@ async function client(port: number): Promise<{ s: Socket; send: (...args: string
 beforeAll(async () => {
   await requireTool('redis-server');
   certs = makeTestCerts();
-  tlsPort = await freePort();
-  tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1', '--requirepass', 's3cret',
-    '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
-    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG', 20_000, 'PONG over TLS', 100);
+  tlsRedis = await startTlsRedis(certs, { password: 's3cret' });
+  tlsPort = tlsRedis.tlsPort;
   const common = ['--threads', '2', '--metrics', '127.0.0.1:0'];
   [a, b] = await Promise.all([
     serve('build/resp.wasm', ['--bus', `rediss://:s3cret@127.0.0.1:${tlsPort}`, '--bus-tls-ca', certs.caCert, ...common]),
@@ -78,7 +73,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of sockets) s.destroy();
   await Promise.all([a?.stop(), b?.stop()]);
-  tlsRedis?.kill('SIGKILL');
+  await tlsRedis?.kill();
   certs?.remove();
 });
 

@@ -85,8 +85,10 @@ describe('options are validated at the door', () => {
     [['--tls-min-version', '1.1'], /^error: option '--tls-min-version <version>' argument '1\.1' is invalid\. Allowed choices are 1\.2, 1\.3\.$/],
     [['--tls-client-auth', 'maybe'], /^error: option '--tls-client-auth <mode>' argument 'maybe' is invalid\. Allowed choices are none, request, require\.$/],
   ];
+  // Each case is a process of its own that only starts and refuses (a Node start-up's CPU, no
+  // socket, no shared state): they run side by side, as many as vitest's maxConcurrency.
   for (const [args, message] of cases) {
-    it(args.join(' '), async () => {
+    it.concurrent(args.join(' '), async ({ expect }) => {
       const r = await tcpmod('serve', 'build/echo.wasm', ...args);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe('');

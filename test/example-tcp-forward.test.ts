@@ -4,7 +4,6 @@
 // bytes, a refused backend, and backpressure: a backend whose queue is full
 // holds the client's input until it moves); then curl through a real server
 // to a real nginx: a page, a 3 MB file byte for byte, a POST body, keep-alive.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,7 @@ import { buildModule } from '../dist/build.js';
 import { createServer, type TcpmodServer } from '../dist/index.js';
 import { loadModule } from '../dist/testing.js';
 import { requireTool, run } from './server-process.js';
-import { freePort } from './services.js';
+import { freePort, spawnGroup, type Group } from './services.js';
 import { until } from './wait.js';
 
 let wasm: string;
@@ -88,7 +87,7 @@ describe('examples/tcp-forward on tcpmod/testing', () => {
 });
 
 describe('examples/tcp-forward in front of nginx', () => {
-  let nginx: ChildProcess | null = null;
+  let nginx: Group | null = null;
   let nginxPort = 0;
   let server: TcpmodServer;
   let port = 0;
@@ -111,14 +110,15 @@ describe('examples/tcp-forward in front of nginx', () => {
       '  uwsgi_temp_path ' + dir + '; scgi_temp_path ' + dir + ';',
       `  server { listen 127.0.0.1:${nginxPort}; root ${root}; location /echo { return 200 "posted $content_length\\n"; } } }`,
     ].join('\n'));
-    nginx = spawn(nginxBin, ['-c', conf, '-p', dir], { stdio: 'ignore' });
+    nginx = spawnGroup(nginxBin, ['-c', conf, '-p', dir]);
     await until(async () => (await run('curl', ['-s', `http://127.0.0.1:${nginxPort}/`], { timeoutMs: 5_000 })).stdout.includes('hello'), 20_000, 'nginx up', 100);
     server = createServer({ module: wasm, port: 0, threads: 2, logLevel: 'silent', upstream: `backend=127.0.0.1:${nginxPort}` });
     port = (await server.listen()).port;
   }, 60_000);
   afterAll(async () => {
     await server?.close({ drainTimeout: 0 });
-    nginx?.kill('SIGKILL');
+    // SIGQUIT: nginx's graceful stop, which its workers get from the master; the group is gone before the next file.
+    await nginx?.stop('SIGQUIT');
   });
 
   it('curl gets the page, a 3 MB file byte for byte, a POST answered, several requests on one connection', async () => {

@@ -5,22 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULTS, OPTIONS, OptionError, parseKv, resolveOptions, type OptionSpec, type ServerOptions } from '../dist/options.js';
+import { DEFAULTS, OPTIONS, OptionError, parseKv, resolveOptions, type OptionSpec } from '../dist/options.js';
 import { createServer } from '../dist/server.js';
+import { refusal } from './option-refusal.js';
 import { run } from './server-process.js';
 
 const module = 'build/echo.wasm';
 const flag = (n: string) => (OPTIONS as Record<string, OptionSpec>)[n]?.flag ?? n;
-
-function refusal(o: Partial<ServerOptions>): OptionError {
-  try {
-    resolveOptions({ module, ...o });
-  } catch (e) {
-    expect(e).toBeInstanceOf(OptionError);
-    return e as OptionError;
-  }
-  throw new Error('no OptionError thrown');
-}
 
 const URL_FORM = 'must be "memory" or redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] (PORT 1 to 65535, default 6379; DB a number, default 0), got';
 

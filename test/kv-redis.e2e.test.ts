@@ -5,7 +5,6 @@
 // call's exact result code. Also the native RESP2 reply parser, fed at every
 // split point. A missing redis-server or redis-cli fails the suite (.ci/run
 // installs them).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,7 +18,7 @@ import { Kv12, kv12Table, KV_PREPEND, KV_XX, type StoreKind } from './kv-calls.j
 import { metricsPort, scrape } from './metrics.js';
 import { open, readBytes } from './net-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
-import { freePort, RedisServer } from './services.js';
+import { freePort, RedisServer, startTlsRedis, type TlsRedis } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
@@ -573,22 +572,18 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
 
 describe('rediss:// (TLS to Redis)', () => {
   let certs: TestCerts;
-  let tlsRedis: ChildProcess | null = null;
+  let tlsRedis: TlsRedis | null = null;
   let tlsPort = 0;
-  const tlsCli = (...args: string[]) =>
-    run('redis-cli', ['--tls', '--cacert', certs.caCert, '-p', String(tlsPort), ...args], { timeoutMs: 10_000 });
+  const tlsCli = (...args: string[]) => tlsRedis!.cli(...args);
 
   beforeAll(async () => {
     certs = makeTestCerts();
-    tlsPort = await freePort(); // the same small race as for the plain server
     // Bound to two addresses: the certificate names 127.0.0.1, not 127.0.0.2.
-    tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1 127.0.0.2',
-      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
-      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG', 20_000, 'PONG over TLS', 100);
+    tlsRedis = await startTlsRedis(certs, { bind: '127.0.0.1 127.0.0.2' });
+    tlsPort = tlsRedis.tlsPort;
   }, 60_000);
-  afterAll(() => {
-    tlsRedis?.kill('SIGKILL');
+  afterAll(async () => {
+    await tlsRedis?.kill();
     certs?.remove();
   });
 
@@ -772,7 +767,7 @@ describe('a server that stops halfway through a large value (a scripted server)'
 
 describe('large values over rediss:// (kv-big.wat): TLS records read straight into the buffer or dropped', () => {
   let certs: TestCerts;
-  let tlsRedis: ChildProcess | null = null;
+  let tlsRedis: TlsRedis | null = null;
   let srv: ServedProcess | null = null;
   let plainPort = 0;
   const MiB = 1 << 20;
@@ -781,17 +776,13 @@ describe('large values over rediss:// (kv-big.wat): TLS records read straight in
     certs = makeTestCerts();
     // A plain port beside the TLS one, for the test's own raw-socket SET.
     plainPort = await freePort();
-    const tlsPort = await freePort();
-    tlsRedis = spawn('redis-server', ['--port', String(plainPort), '--tls-port', String(tlsPort), '--bind', '127.0.0.1',
-      '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
-      '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    const ping = () => run('redis-cli', ['-p', String(plainPort), 'PING'], { timeoutMs: 10_000 });
-    await until(async () => (await ping()).stdout.trim() === 'PONG', 20_000, 'PONG on the plain port', 100);
+    tlsRedis = await startTlsRedis(certs, { plainPort });
+    const tlsPort = tlsRedis.tlsPort;
     srv = await serve(await fixture('kv-big'), ['--kv', `rediss://127.0.0.1:${tlsPort}`, '--kv-tls-ca', certs.caCert, '--kv-timeout', '30s', '--threads', '1']);
   }, 60_000);
   afterAll(async () => {
     await srv?.stop();
-    tlsRedis?.kill('SIGKILL');
+    await tlsRedis?.kill();
     certs?.remove();
   });
 

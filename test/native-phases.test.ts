@@ -11,28 +11,25 @@ import tls from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { TLS_FAILURES } from '../host/pool/counters.js';
 import { C, check, native } from '../host/sys.js';
+import { nativeFixture } from './native-fixture.js';
 import { makeTestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
 const E = os.errno;
 const EV = C.EPOLLIN | C.EPOLLET | C.EPOLLONESHOT;
-const T = native as any; // tlsContextCreate/Free are not in native.d.ts
 const certs = makeTestCerts();
 afterAll(() => certs.remove());
 
-const fds: number[] = [];
+const fx = nativeFixture(certs);
+const { fds, sockets, listener } = fx;
 const groups: number[] = [];
-const contexts: number[] = [];
-const sockets: net.Socket[] = [];
 afterEach(() => {
-  while (sockets.length) sockets.pop()!.destroy();
   for (const g of groups.splice(0)) {
     const l = native.connList(g);
     for (let i = 0; i < l.length; i += 3) native.connClose(l[i], l[i + 1]);
     native.timersForget(g);
   }
-  while (fds.length) native.close(fds.pop()!);
-  while (contexts.length) T.tlsContextFree(contexts.pop());
+  fx.release();
 });
 
 /** A server group: its epoll set (the group key), timers, and optional PROXY and linger settings. */
@@ -46,20 +43,9 @@ function group(opts: { proxy?: number; lingerMs?: number } = {}): number {
   return ep;
 }
 
-function listener(): { fd: number; port: number } {
-  const fd = check(native.listenTcp('127.0.0.1', 0, 16), 'listen');
-  fds.push(fd);
-  const name = native.sockName(fd);
-  if (typeof name === 'number') throw new Error('sockName failed');
-  return { fd, port: name.port };
-}
-
 /** Accepts one connection into the table of `ep`, held by worker 1, in the epoll set. */
 async function accepted(ep: number, lfd: number, tlsCtx = 0): Promise<{ fd: number; id: number }> {
-  const { fd } = await until(() => {
-    const c = native.accept(lfd);
-    return c >= 0 ? { fd: c } : null;
-  }, 5000, 'accept', 1);
+  const fd = await fx.acceptOne(lfd, true); // the connection table owns it
   const id = native.connOpen(fd, ep, 0, 1, C.KIND_CONN, tlsCtx);
   expect(id).toBeGreaterThan(0);
   expect(native.connAdd(ep, fd, id, EV)).toBe(0);
@@ -156,14 +142,7 @@ describe('connPhase: the phases before the module, one call per event', () => {
   });
 
   describe('TLS', () => {
-    const ctx = (): number => {
-      const c = T.tlsContextCreate({
-        cert: readFileSync(certs.serverChain, 'utf8'), key: readFileSync(certs.serverKey, 'utf8'), clientAuth: 'none', minVersion: '1.2', alpn: [],
-      });
-      expect(typeof c).toBe('number');
-      contexts.push(c);
-      return c;
-    };
+    const ctx = (): number => fx.context();
 
     it('completes a handshake over several events, reports its time, opens it; a PROXY header first, then the handshake, in one call', async () => {
       for (const proxy of [0, 3]) {

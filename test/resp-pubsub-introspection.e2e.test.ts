@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open } from './net-client.js';
+import { bulk, cmd } from './resp-client.js';
 import { requireTool, serve, type ServedProcess } from './server-process.js';
 import { RedisServer } from './services.js';
 import { sleep, until } from './wait.js';
@@ -26,9 +27,6 @@ afterAll(async () => {
   await srv?.stop();
   await redis.kill();
 });
-
-const bulk = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-const cmd = (...a: string[]) => `*${a.length}\r\n${a.map(bulk).join('')}`;
 
 /** The length of the one RESP2 value at buf[at..], or -1 when it is not all there. */
 function valueEnd(buf: Buffer, at: number): number {

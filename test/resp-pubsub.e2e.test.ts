@@ -8,7 +8,9 @@ import type { Socket } from 'node:net';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { open, readBytes } from './net-client.js';
+import { bulk, cmd } from './resp-client.js';
 import { requireTool, run, serve, type ServedProcess } from './server-process.js';
+import { waitFor as until } from './wait.js';
 
 let srv: ServedProcess;
 const children: ChildProcess[] = [];
@@ -36,17 +38,6 @@ function listener(...args: string[]): { out: () => string } {
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (text += d));
   return { out: () => text };
 }
-
-async function until(cond: () => boolean, what: () => string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const bulk = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-const cmd = (...a: string[]) => `*${a.length}\r\n${a.map(bulk).join('')}`;
 
 /** Sends the commands and reads exactly the bytes of the expected reply. */
 async function exchange(s: Socket, send: string, expected: string): Promise<void> {

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { C, check, native } from '../host/sys.js';
+import { C, native } from '../host/sys.js';
+import { nativeFixture } from './native-fixture.js';
 import { makeTestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
@@ -28,43 +29,13 @@ afterAll(() => certs.remove());
 const pem = (path: string) => readFileSync(path, 'utf8');
 const CA = pem(certs.caCert);
 
-const fds: number[] = [];
-const contexts: number[] = [];
+const fx = nativeFixture(certs);
+const { sockets, contexts, listener, acceptOne, context } = fx;
 const handles: number[] = [];
-const sockets: net.Socket[] = [];
 afterEach(() => {
   while (handles.length) T.tlsTestClose(handles.pop(), false);
-  while (fds.length) native.close(fds.pop()!);
-  while (contexts.length) T.tlsContextFree(contexts.pop());
-  while (sockets.length) sockets.pop()!.destroy();
+  fx.release();
 });
-
-function context(opts: Record<string, unknown> = {}): number {
-  const id = T.tlsContextCreate({
-    cert: pem(certs.serverChain), key: pem(certs.serverKey), clientAuth: 'none', minVersion: '1.2', alpn: [], ...opts,
-  });
-  expect(typeof id, String(id)).toBe('number');
-  contexts.push(id);
-  return id;
-}
-
-function listener(): { fd: number; port: number } {
-  const fd = check(native.listenTcp('127.0.0.1', 0, 16), 'listen');
-  fds.push(fd);
-  const name = native.sockName(fd);
-  if (typeof name === 'number') throw new Error('sockName failed');
-  return { fd, port: name.port };
-}
-
-async function acceptOne(lfd: number): Promise<number> {
-  // Boxed: until waits for a truthy result, and descriptor 0 is a descriptor.
-  const { fd } = await until(() => {
-    const c = native.accept(lfd);
-    return c >= 0 ? { fd: c } : null;
-  }, 5000, 'accept', 1);
-  fds.push(fd);
-  return fd;
-}
 
 function attach(ctx: number, fd: number): number {
   const h = T.tlsTestAttach(ctx, fd);

@@ -10,92 +10,14 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type TcpmodServer } from '../dist/index.js';
+import { describe, expect, it } from 'vitest';
 import { open } from './net-client.js';
+import { cmd, RespStream } from './resp-client.js';
+import { serversPerTest } from './servers-per-test.js';
 import { makeTestCerts } from './tls-certs.js';
+import { waitFor as until } from './wait.js';
 
-const servers: TcpmodServer[] = [];
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  while (servers.length) await servers.pop()!.close({ drainTimeout: 0 });
-});
-
-async function start(opts: Partial<Parameters<typeof createServer>[0]>): Promise<{ server: TcpmodServer; port: number }> {
-  const server = createServer({ logLevel: 'silent', port: 0, module: 'build/resp.wasm', threads: 2, ...opts });
-  servers.push(server);
-  const { port } = await server.listen();
-  return { server, port };
-}
-
-async function until(cond: () => boolean, what: () => string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const bulk = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-const cmd = (...a: string[]) => `*${a.length}\r\n${a.map(bulk).join('')}`;
-
-/**
- * A strict RESP2 reader of a subscriber's stream: each item is a whole array of bulk strings or a
- * simple/integer reply; anything else (a frame cut by another) throws at once.
- */
-class RespStream {
-  items: (string[] | string)[] = [];
-  error: Error | null = null;
-  private buf = Buffer.alloc(0);
-  constructor(s: Socket) {
-    s.on('data', (d: Buffer) => {
-      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-      try {
-        this.parse();
-      } catch (e) {
-        this.error ??= e as Error;
-      }
-    });
-  }
-  private line(at: number): [string, number] | null {
-    const end = this.buf.indexOf('\r\n', at, 'latin1');
-    return end < 0 ? null : [this.buf.toString('latin1', at, end), end + 2];
-  }
-  private parse(): void {
-    let at = 0;
-    for (;;) {
-      const head = this.line(at);
-      if (!head) break;
-      const [h, next] = head;
-      if (h[0] === ':' || h[0] === '+') {
-        this.items.push(h);
-        at = next;
-        continue;
-      }
-      if (h[0] !== '*') throw new Error(`not a RESP frame at ${JSON.stringify(this.buf.toString('latin1', at, at + 40))}`);
-      const n = Number(h.slice(1));
-      const parts: string[] = [];
-      let p = next;
-      let whole = true;
-      for (let i = 0; i < n; i++) {
-        const l = this.line(p);
-        if (!l) { whole = false; break; }
-        if (l[0][0] === ':') { parts.push(l[0]); p = l[1]; continue; }
-        if (l[0][0] !== '$') throw new Error(`bulk expected, got ${JSON.stringify(l[0])}`);
-        const len = Number(l[0].slice(1));
-        if (this.buf.length < l[1] + len + 2) { whole = false; break; }
-        if (this.buf.toString('latin1', l[1] + len, l[1] + len + 2) !== '\r\n') throw new Error('bulk not ended by CRLF');
-        parts.push(this.buf.toString('latin1', l[1], l[1] + len));
-        p = l[1] + len + 2;
-      }
-      if (!whole) break;
-      this.items.push(parts);
-      at = p;
-    }
-    this.buf = this.buf.subarray(at);
-  }
-}
+const { start, sockets } = serversPerTest(() => ({ logLevel: 'silent', port: 0, module: 'build/resp.wasm', threads: 2 }));
 
 /** A subscriber of `channel`, its SUBSCRIBE confirmed. */
 async function subscriber(s: Socket, channel: string): Promise<RespStream> {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { metricsPort, scrape } from './metrics.js';
 import { open } from './net-client.js';
+import { cmd } from './resp-client.js';
 import { serve, stopChild, type ServedProcess } from './server-process.js';
 import { sleep, until } from './wait.js';
 
@@ -28,7 +29,6 @@ afterAll(async () => {
 });
 
 const rssBytes = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-const cmd = (...words: string[]): string => `*${words.length}\r\n${words.map((w) => `$${Buffer.byteLength(w)}\r\n${w}\r\n`).join('')}`;
 
 /** One PING on a fresh connection: ms until +PONG, or null when none came within 5 s. */
 async function ping(port: number): Promise<number | null> {

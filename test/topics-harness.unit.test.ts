@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadModule } from '../dist/testing.js';
 import { fixture } from './fixtures.js';
+import { cmd } from './resp-client.js';
 
 const text = (b: Uint8Array) => Buffer.from(b).toString('latin1');
 
@@ -40,7 +41,6 @@ describe('tcpmod/testing: publish and subscribe between connections', () => {
 
   it("direct subscriptions (§19): resp.wasm's SUBSCRIBE takes PUBLISH's frame with no on_message call, PSUBSCRIBE its pmessage", async () => {
     const m = await loadModule('build/resp.wasm');
-    const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join('')}`;
     const [a, b, p] = [m.connect(), m.connect(), m.connect()];
     a.send(cmd('SUBSCRIBE', 'news'));
     b.send(cmd('PSUBSCRIBE', 'n*'));

@@ -7,9 +7,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModule, OptionError, type LoadedModule } from '../dist/testing.js';
 import { fixture } from './fixtures.js';
+import { bulk, cmd } from './resp-client.js';
 
-const cmd = (...args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
-const bulk = (v: string) => `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
 
 let proxy: LoadedModule;
 beforeAll(async () => {

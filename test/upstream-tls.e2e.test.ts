@@ -3,7 +3,6 @@
 // port. A good CA and name serve redis-cli, a large value both ways; a wrong
 // CA, a wrong name and a peer that does not speak TLS each end in FAILED with
 // the reason the module reads (conn_info key 4), counted by reason in metrics.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer as netServer } from 'node:net';
 import { join } from 'node:path';
@@ -14,33 +13,30 @@ import { native } from '../host/sys.js';
 import { fixture } from './fixtures.js';
 import { open, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run } from './server-process.js';
-import { freePort, RedisServer } from './services.js';
+import { RedisServer, startTlsRedis, type TlsRedis } from './services.js';
 import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { until } from './wait.js';
 
 let certs: TestCerts;
-let tlsRedis: ChildProcess | null = null;
+let tlsRedis: TlsRedis | null = null;
 let tlsPort = 0;
 const plain = new RedisServer();
 const servers: TcpmodServer[] = [];
 let proxyPath: string;
-const tlsCli = (...args: string[]) => run('redis-cli', ['--tls', '--cacert', certs.caCert, '-p', String(tlsPort), ...args], { timeoutMs: 10_000 });
+const tlsCli = (...args: string[]) => tlsRedis!.cli(...args);
 
 beforeAll(async () => {
   await requireTool('redis-server');
   certs = makeTestCerts();
   proxyPath = await fixture('upstream-proxy');
   await plain.start();
-  tlsPort = await freePort();
   // Bound to two addresses: the certificate names 127.0.0.1 (and localhost), not 127.0.0.2.
-  tlsRedis = spawn('redis-server', ['--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1 127.0.0.2',
-    '--tls-cert-file', certs.serverChain, '--tls-key-file', certs.serverKey, '--tls-auth-clients', 'no',
-    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await until(async () => (await tlsCli('PING')).stdout.trim() === 'PONG', 20_000, 'PONG over TLS', 100);
+  tlsRedis = await startTlsRedis(certs, { bind: '127.0.0.1 127.0.0.2' });
+  tlsPort = tlsRedis.tlsPort;
 }, 60_000);
 afterAll(async () => {
   for (const s of servers) await s.close({ drainTimeout: 0 }).catch(() => undefined);
-  tlsRedis?.kill('SIGKILL');
+  await tlsRedis?.kill();
   await plain.kill();
   certs?.remove();
 });

@@ -19,3 +19,15 @@ export async function until<T>(f: () => T | Promise<T>, ms: number, what: string
     await sleep(every);
   }
 }
+
+/**
+ * Waits (every 10 ms) until `cond()` holds; after `ms` rejects with `what()`, made at that
+ * moment so that it can show the state the condition was waiting on.
+ */
+export async function waitFor(cond: () => boolean, what: () => string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what()}`);
+    await sleep(10);
+  }
+}

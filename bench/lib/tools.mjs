@@ -2,7 +2,7 @@
 // missing, saying so on stderr), the C programs (compiled with gcc into
 // bench/bin/) and a description of the machine for the results.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 
@@ -33,13 +33,18 @@ export function ensureCommand(cmd, pkg, log) {
   return true;
 }
 
-/** Compiles bench/<name>.c to bench/bin/<name> with gcc when the binary is missing or older. */
+/**
+ * Compiles bench/<name>.c to bench/bin/<name> with gcc when the binary is missing or older than
+ * the source or than any bench/*.h (the headers the clients share, e.g. load-common.h).
+ */
 export function buildC(benchDir, name, log) {
   const src = join(benchDir, `${name}.c`);
   const binDir = join(benchDir, 'bin');
   const out = join(binDir, name);
   mkdirSync(binDir, { recursive: true });
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
+  const inputs = [src, ...readdirSync(benchDir).filter((f) => f.endsWith('.h')).map((f) => join(benchDir, f))];
+  const newest = Math.max(...inputs.map((f) => statSync(f).mtimeMs));
+  if (existsSync(out) && statSync(out).mtimeMs >= newest) return out;
   log(`bench: compiling ${name}.c → bench/bin/${name}`);
   execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', out, src], { stdio: ['ignore', 'inherit', 'inherit'] });
   return out;
