@@ -150,8 +150,9 @@ export interface NativeBinding {
   connRearm(epfd: number, fd: number, id: number, events: number): number;
   /** Since the process started (for tests): [re-arms done over -- a claim met an entry whose re-arm was in flight
    *  outside the table lock and was turned away, so the holder re-armed it again under the lock; claims that met a
-   *  re-arm in flight which finished before they could mark it, and so took the entry]. */
-  rearmStats(): [number, number];
+   *  re-arm in flight which finished before they could mark it, and so took the entry; re-arms that made no epoll_ctl
+   *  because the entry, taken from the due list, was still armed with the same events]. */
+  rearmStats(): [number, number, number];
   /** Test hook: a claim that meets a re-arm in flight waits `us` µs (0: off) before it marks it, so that the
    *  re-arming thread finishes in between (the claim must then take the entry, not lose the event). */
   testClaimPause(us: number): number;

@@ -3,14 +3,18 @@
 // distribution (ketama, fnv1a_64, servers named s0/s1 in both), measured with
 // redis-benchmark -c 50 -t set / get, unpipelined and -P 16, interleaved
 // rounds. The shards are started once for the whole workload; the CPU per
-// request is the proxy's process group only (the shards' is the same work for
-// both).
+// request compared is the proxy's process group. The shards' CPU per request is
+// recorded beside it (backendCpuPerRequestUs in each run): it is NOT the same
+// work for both, since nutcracker multiplexes every client onto one connection
+// per shard (a shard's read returns many requests) while the proxy module opens
+// an upstream per client connection (a read and a write per request at the shard).
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { redisBenchmark } from '../clients.mjs';
 import { compareServers } from '../compare.mjs';
 import { freePort, startServer } from '../proc.mjs';
+import { groupCpuSeconds } from '../procfs.mjs';
 import { moduleExists } from '../servers.mjs';
 import { hasCommand } from '../tools.mjs';
 
@@ -70,9 +74,11 @@ export async function run(ctx) {
         const key = `${server.id}|${p.test}|${p.pipeline}`;
         const known = rate.get(key);
         const requests = known ? Math.max(1000, Math.round(known * seconds)) : p.pipeline > 1 ? 50_000 : 5_000;
+        const shardCpu = () => shards.reduce((t, s) => t + groupCpuSeconds(s.pgid), 0);
+        const cpu0 = shardCpu();
         const r = await redisBenchmark({ port: server.port, test: p.test, clients: p.clients, pipeline: p.pipeline, requests });
         rate.set(key, r.rps);
-        return r;
+        return { ...r, backendCpuPerRequestUs: r.requests > 0 ? ((shardCpu() - cpu0) * 1e6) / r.requests : null };
       },
     });
     return { status: 'ok', module: MODULE, client: `redis-benchmark -c ${CLIENTS} -n N -t TEST --csv [-P 16]`, ...res };

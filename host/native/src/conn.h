@@ -57,6 +57,11 @@ struct Conn {
   int kind = kKindConn;
   int fd = -1;  // the socket, fixed at open (the timer heap hands back slots, not fds)
   std::atomic<int> holder{0};
+  // The events its one-shot item is armed with in epoll (0: not armed, or not known to be). Set by
+  // the re-arm, cleared by every claim of an epoll event for it (ClaimEvent, which is how a fired
+  // one-shot item is always met), so an entry taken from the due list while still armed is given
+  // back without an epoll_ctl when the events are the same (ownership.cc RearmHeld).
+  std::atomic<uint32_t> armed{0};
   // Where it is in its life (conn_state.h). Changed by the holder under the
   // table lock; read by listings, the timer event and a drain under it.
   ConnState life = ConnState::kAccepted;

@@ -176,10 +176,11 @@ Napi::Value Listing(const Napi::CallbackInfo& info, bool held) {
 Napi::Value JsConnList(const Napi::CallbackInfo& info) { return Listing(info, false); }
 Napi::Value JsConnHeld(const Napi::CallbackInfo& info) { return Listing(info, true); }
 
-// rearmStats() -> [re-arms done over, claims that took an entry whose re-arm finished as they looked].
+// rearmStats() -> [re-arms done over, claims that took an entry whose re-arm finished as they looked,
+// re-arms that needed no epoll_ctl (the entry was still armed with the same events)].
 Napi::Value JsRearmStats(const Napi::CallbackInfo& info) {
   auto [retries, rescues] = RearmStats();
-  return Flat(info, {static_cast<double>(retries), static_cast<double>(rescues)});
+  return Flat(info, {static_cast<double>(retries), static_cast<double>(rescues), static_cast<double>(RearmSkips())});
 }
 
 // connTlsInfo(fd, id) -> { tls, handshaken, alpn, peerCert, failure, detail, micros } | -EBADF.

@@ -27,6 +27,8 @@ constexpr int kRearmingMissed = -2;
 // How many re-arms were done over because a claim was turned away, and how many
 // claims took an entry whose re-arm finished while they looked (rearmStats(), for tests).
 std::atomic<uint64_t> rearm_retries{0}, claim_rescues{0};
+// Re-arms that found the item still armed with the same events and made no epoll_ctl (RearmSkips()).
+std::atomic<uint64_t> rearm_skips{0};
 // Test hook (testClaimPause): µs a claim waits between seeing kRearming and
 // marking it, so that the re-arming thread's swap to 0 lands in between.
 std::atomic<int> claim_pause_us{0};
@@ -71,6 +73,21 @@ epoll_event RearmEvent(Conn* c, int fd, uint32_t events) {
   return ev;
 }
 
+// Whether the holder can give the entry back without an epoll_ctl: its one-shot item is
+// still armed with exactly these events (`armed`, conn.h). That is so when it was taken from
+// the due list (an upstream's reply, a timer, a message) and no event of its own fired since:
+// a fired one-shot event always reaches ClaimEvent, which clears `armed`, and one still on its
+// way there finds the entry free and takes it. Nothing is lost by skipping the MOD: at the last
+// MOD the socket reported nothing for these events (else the item would have fired), and what
+// came since would have fired it too. Then the holder is cleared (the item may fire any time).
+// Caller holds the lock.
+bool StillArmed(Conn* c, const epoll_event& ev) {
+  if (c->armed.load(std::memory_order_relaxed) != ev.events) return false;
+  c->holder.store(0);
+  rearm_skips++;
+  return true;
+}
+
 // RearmLocked for the holder, with the epoll_ctl outside the table lock: the
 // end of nearly every event, and a syscall that wakes a waiter is too long to
 // hold the one lock every worker needs (measured: futex wake/wait were a fifth
@@ -91,10 +108,14 @@ int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
     TableLock lock(t.mu);
     if (c->due || (c->topics && !c->topics->mail.empty())) return RearmLocked(c, fd, epfd, events);
     ev = RearmEvent(c, fd, events);
+    if (StillArmed(c, ev)) return 0;
+    // Set before the call: an event it makes epoll report at once clears it again (ClaimEvent).
+    c->armed.store(ev.events, std::memory_order_relaxed);
     prev = c->holder.exchange(kRearming);
   }
   if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
     int err = errno;
+    c->armed.store(0);
     c->holder.store(prev);
     return -err;
   }
@@ -115,9 +136,12 @@ int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
 // (RearmHeld), or a loan is handed back by the timer event (loans.cc).
 int RearmLocked(Conn* c, int fd, int epfd, uint32_t events) {
   epoll_event ev = RearmEvent(c, fd, events);
+  if (StillArmed(c, ev)) return 0;
   int prev = c->holder.exchange(0);
+  c->armed.store(ev.events, std::memory_order_relaxed);
   if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
     int err = errno;
+    c->armed.store(0);
     c->holder.store(prev);
     return -err;
   }
@@ -175,6 +199,7 @@ bool ClaimEvent(int fd, uint64_t tag, int group, int holder, double* id, uint32_
   if (c == nullptr || c->group != group) return false;
   // Reported for an earlier connection on this fd number, closed since: not this one's event.
   if ((c->id & kEpollTagMask) != tag) return false;
+  c->armed.store(0, std::memory_order_relaxed);  // the one-shot item fired: the next re-arm must MOD, claimed here or not
   if (!Claim(c, holder)) return false;
   *id = static_cast<double>(c->id);
   *due = c->due | (c->kind == kKindConn ? PhaseBits(c->life) : 0u);
@@ -201,6 +226,7 @@ int ConnRearm(int epfd, int fd, uint64_t id, uint32_t events) {
 }
 
 std::pair<uint64_t, uint64_t> RearmStats() { return {rearm_retries.load(), claim_rescues.load()}; }
+uint64_t RearmSkips() { return rearm_skips.load(); }
 
 int SetClaimPause(int64_t us) {
   claim_pause_us = static_cast<int>(std::clamp<int64_t>(us, 0, 100000));

@@ -14,10 +14,14 @@
 // one connection at once. Closing the client (its entry unlinked) closes its
 // upstreams (UpstreamsDrop).
 //
-// Locking: up_mu guards the maps; an Upstream's fields other than `wake` are
-// touched only by the client's holder (or by UpstreamsDrop, which runs when the
-// client entry is unlinked, i.e. by its holder too). Lock order: the table lock,
-// then up_mu; UpstreamWake takes up_mu and releases it before marking the client.
+// Locking: up_mu (a shared mutex) guards the maps: held exclusively to change
+// them (open, connect steps, removal, configuration), shared by everything else
+// -- the steady state's send, look, keep, wake and pending check -- so those
+// never wait on one another. An Upstream's fields other than the atomics `wake`
+// and `ended` are touched only by the client's holder (or by UpstreamsDrop,
+// which runs when the client entry is unlinked, i.e. by its holder too), and only
+// the holder removes its client's upstreams. Lock order: the table lock, then
+// up_mu; UpstreamWake takes up_mu and releases it before marking the client.
 #pragma once
 #include <napi.h>
 
