@@ -8,7 +8,12 @@
 //
 //   node bench/per-request.mjs echo|http|https|resp [--root DIR] [--requests N]
 //        [--connections C] [--threads T] [--tool strace|callgrind] [--args "..."] [--keep DIR]
+//        [--rate R]
 //
+// --rate R paces the counted requests at R per second in all (each connection
+// sends its next request at its own fixed interval, or at once when the answer
+// came later than that): the cost per request at a low, fixed rate, where what
+// happens per unit of time (timer wake-ups) shows, unlike at full speed.
 // --keep DIR keeps callgrind's output there (for callgrind_annotate --inclusive=yes).
 // --root DIR runs another built checkout (e.g. a `git worktree add` of main):
 // its bin/tcpmod.js and build/*.wasm. The client (this process) is not counted.
@@ -35,7 +40,7 @@ const WORKLOADS = {
 };
 
 function parse(argv) {
-  const o = { workload: argv[0], root: root0, requests: 20000, connections: 10, threads: 1, tool: 'strace', args: [], keep: null };
+  const o = { workload: argv[0], root: root0, requests: 20000, connections: 10, threads: 1, tool: 'strace', args: [], keep: null, rate: 0 };
   if (!WORKLOADS[o.workload]) throw new Error(`the first argument is one of ${Object.keys(WORKLOADS).join(', ')}`);
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
@@ -50,9 +55,11 @@ function parse(argv) {
     else if (a === '--tool') o.tool = next();
     else if (a === '--args') o.args = next().split(/\s+/).filter(Boolean);
     else if (a === '--keep') o.keep = resolve(next());
+    else if (a === '--rate') o.rate = Number(next());
     else throw new Error(`unknown argument ${a}`);
   }
   if (!['strace', 'callgrind'].includes(o.tool)) throw new Error('--tool is strace or callgrind');
+  if (!(o.rate >= 0)) throw new Error('--rate must be a number of requests per second (0: as fast as answered)');
   for (const k of ['requests', 'connections', 'threads']) if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`--${k} must be a positive integer`);
   return o;
 }
@@ -73,8 +80,12 @@ async function connection(port, w) {
     got = Buffer.concat([got, d]);
     if (w.done(got)) wake?.();
   });
-  const requests = async (count) => {
+  /** `count` requests, the i-th sent no earlier than `intervalMs` × i after the first (0: each when the last is answered). */
+  const requests = async (count, intervalMs = 0) => {
+    const t0 = performance.now();
     for (let i = 0; i < count; i++) {
+      const wait = t0 + i * intervalMs - performance.now();
+      if (wait > 0) await sleep(wait);
       got = Buffer.alloc(0);
       const answered = new Promise((res) => (wake = res));
       s.write(w.request);
@@ -94,10 +105,15 @@ async function load(port, w, o, before) {
   await Promise.all(conns.map((c) => c.requests(WARMUP)));
   await before();
   const t0 = performance.now();
-  await Promise.all(conns.map((c) => c.requests(per)));
+  const interval = o.rate > 0 ? (1000 * o.connections) / o.rate : 0;
+  // Paced connections start spread over one interval, so the requests come evenly, not in bursts.
+  await Promise.all(conns.map(async (c, k) => {
+    if (interval) await sleep((interval * k) / o.connections);
+    await c.requests(per, interval);
+  }));
   const ms = performance.now() - t0;
   for (const c of conns) c.close();
-  return { requests: per * o.connections, ms };
+  return { requests: per * o.connections, ms, rate: o.rate || undefined };
 }
 
 async function main() {

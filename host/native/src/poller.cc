@@ -132,8 +132,8 @@ int Wait(Waiter& w, int64_t timeout) {
       e.events = 0;
       return give(e);
     }
-    // Another worker's batch lent while this one was busy may need the steal timer now.
-    if (max_events > 1 && w.workers_cell >= 0) StealCheck(epfd);
+    // Another worker's batch it has not started on is this one's before it sleeps: no timer needed.
+    if (max_events > 1 && w.workers_cell >= 0 && StealLent(epfd, holder, &e)) return give(e);
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
     int n = epoll_wait(epfd, evs, max_events, wait_ms);
     if (n < 0 && errno == EINTR) continue;
@@ -428,6 +428,7 @@ void InitPoller(Napi::Env env, Napi::Object exports) {
   exports.Set("waitNext", Napi::Function::New(env, WaitNext, "waitNext"));
   exports.Set("eventfdCreate", Napi::Function::New(env, NoArgs<EventfdCreateCore>, "eventfdCreate"));
   exports.Set("eventfdWrite", Napi::Function::New(env, Ints<EventfdWriteCore>, "eventfdWrite"));
+  exports.Set("timerWakes", Napi::Function::New(env, Ints<TimerWakes>, "timerWakes"));
   exports.Set("testWaitPause", Napi::Function::New(env, Ints<TestWaitPauseCore>, "testWaitPause"));
   exports.Set("KIND_SAVE", Napi::Number::New(env, kKindSave));
   exports.Set("SAVE_OUTSIDE", Napi::Number::New(env, static_cast<double>(kStateOutside)));
