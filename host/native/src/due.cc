@@ -30,8 +30,11 @@ thread_local std::vector<std::pair<std::shared_ptr<ServerIo>, uint8_t>> deferred
 
 }  // namespace
 
+bool io_deferred = false;
+
 void DeferIo(Server& s, uint8_t what) {
   assert(s.io != nullptr);
+  io_deferred = true;
   for (auto& [io, bits] : deferred)
     if (io == s.io) {
       bits |= what;
