@@ -159,6 +159,10 @@ export interface NativeBinding {
   /** Test hook: epollWait sleeps `us` µs (0: off; < 0 only reads) between epoll_wait's return and its claims, so a
    *  test can close the connection an event was for and reuse its fd meanwhile. Returns the pauses begun so far. */
   testWaitPause(us: number): number;
+  /** Timer events handled by this process so far (empty 0), or those that found nothing to do (empty 1: no item
+   *  due, no memory scan, no batch loan past its budget): with no deadlines configured, a steal timer set for
+   *  nothing. */
+  timerWakes(empty: 0 | 1): number;
   /** Batches: what an entry given back is re-armed with (a connection, the listener), and how long (ms) the rest
    *  of a batch may wait untouched before the timer gives it back. Call after timersConfigure. 0 | -EBADF. */
   batchConfigure(group: number, connEvents: number, listenEvents: number, budgetMs: number): number;

@@ -30,6 +30,7 @@ export class EventLoop extends LoopAccept {
   run(): boolean {
     const { epfd, idleTimeoutMs, batch } = this.cfg;
     const ctr = this.ctr;
+    const flags = ctr.i32;
     const ev = this.ev;
     // The wait's per-worker arguments, bound once (one native call per event: waitNext).
     native.waitBind(epfd, this.holder, G.WORKERS, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, ev, this.cells, this.pending, ctr.f64);
@@ -78,7 +79,9 @@ export class EventLoop extends LoopAccept {
         this.unsaved(fd, id, ev[6]);
         continue;
       }
-      if (ctr.get(G.BUSY) >= ctr.get(G.WORKERS)) this.hooks.grow();
+      // Plain reads of the shared cells (tear-free for an Int32Array): a heuristic needs no ordering, and each
+      // Atomics.load is a call into a V8 builtin of ~100 instructions (bench/results/ceiling-profile.md).
+      if (flags[G.BUSY] >= flags[G.WORKERS]) this.hooks.grow();
       ctr.f64[this.t + T.EVENTS]++;
       try {
         if (kind === C.KIND_LISTEN) this.accept(fd, id);
@@ -164,8 +167,8 @@ export class EventLoop extends LoopAccept {
       if (due & native.DUE_MESSAGE) return this.message(fd, id);
       if (due & native.DUE_UPSTREAM) return this.upstreams(fd, id); // a mark left waiting is queued again at the re-arm
     }
-    // Past the drain timeout every connection the server still has is shut down.
-    if (this.ctr.get(G.FORCED)) return this.close(fd, id, CloseReason.SHUTDOWN);
+    // Past the drain timeout every connection the server still has is shut down (set once: a plain read sees it soon enough).
+    if (this.ctr.i32[G.FORCED]) return this.close(fd, id, CloseReason.SHUTDOWN);
     const inst = this.instFor(fd, id, true);
     if (!inst) return this.unavailable(fd, id);
     const d = inst.desc;
@@ -189,7 +192,7 @@ export class EventLoop extends LoopAccept {
     }
     this.inst = inst;
     this.instGen = gen;
-    if (this.ctr.get(G.FORCED)) {
+    if (this.ctr.i32[G.FORCED]) {
       this.ctr.f64[this.t + T.BYTES_IN] += received; // read by the wait all the same
       return this.close(fd, id, CloseReason.SHUTDOWN);
     }

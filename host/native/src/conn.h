@@ -224,6 +224,9 @@ Table& table();
 void DeferIo(Server& s, uint8_t what);
 // Makes the syscalls this thread deferred (DeferIo). Caller does not hold the lock.
 void RunDeferredIo();
+// Whether the lock's holder deferred any (set by DeferIo, cleared at release): under the table lock, so
+// the release of a scope that deferred nothing -- nearly every one -- costs no call and no thread_local lookup.
+extern bool io_deferred;
 
 // The table lock, held for a scope; on release it makes the syscalls deferred
 // under it (DeferIo), so that none of them runs under the lock.
@@ -231,8 +234,10 @@ class TableLock {
  public:
   explicit TableLock(TableMutex& m) : m_(m) { m_.lock(); }
   ~TableLock() {
+    const bool io = io_deferred;
+    io_deferred = false;
     m_.unlock();
-    RunDeferredIo();
+    if (io) RunDeferredIo();
   }
   TableLock(const TableLock&) = delete;
   TableLock& operator=(const TableLock&) = delete;

@@ -104,17 +104,24 @@ struct Lent {
 };
 
 // Keeps events[0..n) claimed by `holder` for its next epollWait calls, oldest
-// first; the group's timer hands back (re-arms) any left untouched past the
-// batch budget, so a slow callback never holds them up longer than that.
-// With busy/workers (the pool's counts of busy workers and of workers, the
-// lender not busy), the timer is armed only when another worker is not busy:
-// when all are, the next of them to wait arms it (StealCheck) if still needed.
+// first. A worker about to wait takes over what another has lent and not
+// started on (StealLent); the group's timer hands back (re-arms) any left
+// untouched past the batch budget, so a slow callback never holds them up
+// longer than that. With busy/workers (the pool's counts of busy workers and
+// of workers, the lender not busy), the timer is armed only when another
+// worker is not busy (it may be asleep in its wait): when all are, the next of
+// them to wait takes what is still lent. The last loan taken disarms it.
 void LendBatch(int group, int holder, const Lent* events, int n, const int32_t* busy = nullptr,
                const int32_t* workers = nullptr);
 
-// Before a worker blocks in epoll_wait: hands back loans past the budget and
-// makes sure the timer fires by the steal deadline of those still lent.
-void StealCheck(int group);
+// Before `holder` blocks in epoll_wait: the oldest event another worker was
+// lent and has not started on, now held by `holder` (its due bits updated), or
+// false when there is none. No syscall.
+bool StealLent(int group, int holder, Lent* out);
+
+// Timer events handled by this process so far (empty 0), or those of them that
+// found nothing to do (empty 1): no item due, no scan, no loan past its budget.
+int64_t TimerWakes(int64_t empty);
 
 // Whether the group can lend (LendBatch): its timer exists and batchConfigure
 // told it what to re-arm a loan with. epollWait takes one event at a time otherwise.

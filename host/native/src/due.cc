@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <mutex>
@@ -29,8 +30,11 @@ thread_local std::vector<std::pair<std::shared_ptr<ServerIo>, uint8_t>> deferred
 
 }  // namespace
 
+bool io_deferred = false;
+
 void DeferIo(Server& s, uint8_t what) {
   assert(s.io != nullptr);
+  io_deferred = true;
   for (auto& [io, bits] : deferred)
     if (io == s.io) {
       bits |= what;
@@ -158,6 +162,13 @@ bool TakeDue(int group, int holder, int* fd, double* id, uint32_t* due) {
   return false;
 }
 
+namespace {
+// Timer events handled, and those of them that found nothing to do (timerWakes(), for tests).
+std::atomic<uint64_t> timer_wakes{0}, timer_wakes_empty{0};
+}  // namespace
+
+int64_t TimerWakes(int64_t empty) { return static_cast<int64_t>(empty ? timer_wakes_empty.load() : timer_wakes.load()); }
+
 int RunTimers(int group) {
   Table& t = table();
   std::shared_ptr<ServerIo> io;
@@ -202,7 +213,9 @@ int RunTimers(int group) {
     MarkDue(*s, c, c->fd, due);
     marked++;
   }
+  bool worked = marked > 0;
   if (s->trim_at && s->trim_at <= now) {
+    worked = true;
     s->trim_at = 0;
     s->last_trim = 0;
     if (s->in_total_max && s->in_alloc > s->in_total_max) Trim(*s, group, true, s->in_total_max);
@@ -210,9 +223,13 @@ int RunTimers(int group) {
   }
   if (s->steal_at && s->steal_at <= now) {
     // Loans left untouched past the budget (their worker is in a slow callback) go back to epoll.
-    ReturnLoans(*s, 0, now - s->batch_budget);
+    if (ReturnLoans(*s, 0, now - s->batch_budget) > 0) worked = true;
     s->steal_at = NextSteal(*s);
   }
+  // Empty: nothing came due, nothing to scan, no loan past its budget (an item
+  // that came early and was scheduled again counts as nothing: a lazy deadline's cost).
+  timer_wakes++;
+  if (!worked) timer_wakes_empty++;
   ArmTimerfd(*s);
   DeferIo(*s, kIoTimerItem);  // the timer item is one-shot: re-armed once the lock is released
   return marked;

@@ -89,34 +89,76 @@ void LendBatch(int group, int holder, const Lent* events, int n, const int32_t* 
   for (int i = 0; i < n; i++) s->loans[holder].push_back({events[i], now});
   if (s->steal_at == 0) s->steal_at = now + s->batch_budget;
   // Usually the batch is taken within microseconds and nothing needs the
-  // timer. It must fire by the steal deadline only for a worker waiting now
-  // (a handed-back loan is for a waiting worker): one that is busy comes back
-  // to wait and arms it then if still needed (StealCheck). Read after steal_at
-  // is set, under the lock, against a worker's clearing of its busy flag
-  // before the lock of its StealCheck: one of the two sees the other.
+  // timer. It must fire by the steal deadline only for a worker asleep in its
+  // wait now, which nothing else would wake: a worker that is busy takes what
+  // is still lent when it comes back to wait (StealLent), with no timer. Read
+  // after steal_at is set, under the lock, against a worker's clearing of its
+  // busy flag before the lock of its StealLent: one of the two sees the other.
+  // The last loan taken disarms it again (LoanTaken), so an armed timer that
+  // fires finds a loan past the budget to hand back.
   if (busy == nullptr || workers == nullptr ||
       __atomic_load_n(busy, __ATOMIC_SEQ_CST) < __atomic_load_n(workers, __ATOMIC_SEQ_CST) - 1)
     ArmSteal(*s);
 }
 
 // The timerfd set to fire by the steal deadline. No timerfd_settime when it
-// fires by then anyway: set for an earlier steal deadline whose loans were all
-// taken (PopLent clears steal_at, not the timerfd), or for the heap's next
-// item; when it fires, RunTimers hands back what is past the budget and arms for the rest.
+// fires by then anyway (set for the heap's next item, or for an earlier steal
+// deadline); when it fires, RunTimers hands back what is past the budget and arms for the rest.
 static void ArmSteal(Server& s) {
   const int64_t armed = s.heap.armed_at();
   if (s.steal_at != 0 && (armed == 0 || armed > s.steal_at)) ArmTimerfd(s);
 }
 
-void StealCheck(int group) {
+// A loan was just taken from `q`: when it was the queue's last, the steal
+// deadline moves to the next queue's (0: none), and a timerfd set for the old
+// deadline alone is set for what still needs it (the heap's next item, or
+// nothing): one timerfd_settime now instead of, when it fires, a waiting
+// worker's wake-up, a read, a re-arm of the timer item and a timerfd_settime.
+static void LoanTaken(Server& s, const std::deque<Loan>& q) {
+  if (!q.empty() || s.steal_at == 0) return;
+  const int64_t was = s.steal_at;
+  s.steal_at = NextSteal(s);
+  if (s.heap.armed_at() == was && s.steal_at != was) ArmTimerfd(s);
+}
+
+// The entry a loan names, if it is still the lender's (never hand out a stale
+// entry), with the times marked while it waited merged into the event (the
+// claim is now).
+static Conn* LoanEntry(Lent* e, int lender) {
+  Conn* c = FindLocked(e->fd, static_cast<uint64_t>(e->id));
+  if (c == nullptr || c->holder.load() != lender) return nullptr;
+  e->due |= c->due;
+  c->due = 0;
+  return c;
+}
+
+bool StealLent(int group, int holder, Lent* out) {
   TableLock lock(table().mu);
   Server* s = ServerOf(group);
-  if (s == nullptr || s->steal_at == 0) return;
-  if (s->steal_at <= NowMs()) {
-    ReturnLoans(*s, 0, NowMs() - s->batch_budget);
-    s->steal_at = NextSteal(*s);
+  if (s == nullptr || s->steal_at == 0 || holder <= 0) return false;
+  for (;;) {
+    // The oldest loan of another worker: it has waited longest.
+    std::deque<Loan>* from = nullptr;
+    int lender = 0;
+    for (size_t h = 1; h < s->loans.size(); h++) {
+      std::deque<Loan>& q = s->loans[h];
+      // A wake is the last of its batch, and level-triggered: left to its lender (or the next wait).
+      if (h == static_cast<size_t>(holder) || q.empty() || q.front().event.kind == kKindWake) continue;
+      if (from == nullptr || q.front().at < from->front().at) {
+        from = &q;
+        lender = static_cast<int>(h);
+      }
+    }
+    if (from == nullptr) return false;
+    *out = from->front().event;
+    from->pop_front();
+    LoanTaken(*s, *from);
+    Conn* c = LoanEntry(out, lender);
+    if (c == nullptr) continue;
+    // Never started by its lender, whose JavaScript has not seen it: it changes hands under the lock.
+    c->holder.store(holder);
+    return true;
   }
-  ArmSteal(*s);
 }
 
 bool BatchConfigured(int group) {
@@ -133,17 +175,9 @@ bool PopLent(int group, int holder, Lent* out) {
   while (!q.empty()) {
     *out = q.front().event;
     q.pop_front();
-    // The last loan taken: nothing needs the steal deadline now (the timerfd is left as it is: a batch lent
-    // before it fires needs no syscall, LendBatch). Otherwise it stayed set, and every batch after the
-    // timer's next firing armed the timerfd again for loans long taken.
-    if (q.empty() && s->steal_at != 0) s->steal_at = NextSteal(*s);
+    LoanTaken(*s, q);
     if (out->kind == kKindWake) return true;
-    Conn* c = FindLocked(out->fd, static_cast<uint64_t>(out->id));
-    if (c == nullptr) continue;  // not possible while held; never hand out a stale entry
-    // Times marked while it waited here: the claim is now.
-    out->due |= c->due;
-    c->due = 0;
-    return true;
+    if (LoanEntry(out, holder) != nullptr) return true;  // not possible while held; never hand out a stale entry
   }
   return false;
 }

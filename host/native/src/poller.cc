@@ -132,8 +132,8 @@ int Wait(Waiter& w, int64_t timeout) {
       e.events = 0;
       return give(e);
     }
-    // Another worker's batch lent while this one was busy may need the steal timer now.
-    if (max_events > 1 && w.workers_cell >= 0) StealCheck(epfd);
+    // Another worker's batch it has not started on is this one's before it sleeps: no timer needed.
+    if (max_events > 1 && w.workers_cell >= 0 && StealLent(epfd, holder, &e)) return give(e);
     int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
     int n = epoll_wait(epfd, evs, max_events, wait_ms);
     if (n < 0 && errno == EINTR) continue;
@@ -289,7 +289,10 @@ struct Bound {
   double* bytes_out = nullptr;  // the worker's output byte counter, for the bytes the pending save sends
 };
 constexpr size_t kSaveFields = 9;
+// Reached through BoundHere() once per call: each access to a thread_local of
+// a dlopen'ed addon is a call to __tls_get_addr.
 thread_local Bound bound;
+Bound& BoundHere() { return bound; }
 
 bool Within(double ptr, double len, size_t size) {
   return ptr >= 0 && len >= 0 && ptr + len <= static_cast<double>(size);
@@ -301,18 +304,18 @@ bool Within(double ptr, double len, size_t size) {
 // region left unsent and nothing saved, -errno, or kStateOutside: the state
 // slot or a region outside the bound memory). Either way it is no longer
 // pending; on failure the connection is still this worker's.
-int64_t RunPendingSave() {
-  double* s = bound.save;
+int64_t RunPendingSave(Bound& b) {
+  double* s = b.save;
   if (s[8] == 0) return 0;
   s[8] = 0;
-  const Waiter& w = bound.w;
+  const Waiter& w = b.w;
   const int64_t rest_ptr = static_cast<int64_t>(s[2]), rest_len = static_cast<int64_t>(s[3]);
   const int64_t out_ptr = static_cast<int64_t>(s[6]), out_len = static_cast<int64_t>(s[7]);
   if (w.base == nullptr || !Within(s[2], s[3], w.mem_size) || (out_len > 0 && !Within(s[6], s[7], w.mem_size)))
     return kStateOutside;
   int64_t rc = ConnSave(static_cast<int>(s[0]), static_cast<uint64_t>(s[1]), w.base + rest_ptr, static_cast<size_t>(rest_len),
                         w.base, w.mem_size, static_cast<int64_t>(s[4]), w.epfd, static_cast<uint32_t>(s[5]), out_ptr, out_len);
-  if (rc == 0) *bound.bytes_out += static_cast<double>(std::max<int64_t>(out_len, 0));
+  if (rc == 0) *b.bytes_out += static_cast<double>(std::max<int64_t>(out_len, 0));
   return rc;
 }
 
@@ -344,12 +347,12 @@ Napi::Value WaitBind(const Napi::CallbackInfo& info) {
   w.epfd = static_cast<int>(epfd);
   w.holder = static_cast<int>(holder);
   save[8] = 0;
-  bound = Bound{w, save, t + bytes_out};
+  BoundHere() = Bound{w, save, t + bytes_out};
   return Num(info, 0);
 }
 
-bool IsBound(const Napi::CallbackInfo& info) {
-  if (bound.save != nullptr) return true;
+bool IsBound(const Napi::CallbackInfo& info, const Bound& b) {
+  if (b.save != nullptr) return true;
   Napi::Error::New(info.Env(), "waitBind first").ThrowAsJavaScriptException();
   return false;
 }
@@ -358,13 +361,14 @@ bool IsBound(const Napi::CallbackInfo& info) {
 // KIND_SAVE result). Makes a save still pending with the memory bound so far first, then binds the load
 // target (mem undefined: none). The caller binds again whenever the instance or its memory.buffer changes.
 Napi::Value WaitTarget(const Napi::CallbackInfo& info) {
-  if (!IsBound(info)) return info.Env().Undefined();
-  Waiter& w = bound.w;
+  Bound& b = BoundHere();
+  if (!IsBound(info, b)) return info.Env().Undefined();
+  Waiter& w = b.w;
   Waiter t;
   int64_t state_ptr = 0, generation = 0;
   if (!info[0].IsUndefined() && !Args(info).Region(&t.in, &t.cap, &t.base, &t.mem_size).Int(&state_ptr, &generation))
     return info.Env().Undefined();
-  const int64_t rc = RunPendingSave();
+  const int64_t rc = RunPendingSave(b);
   w.base = t.base;
   w.mem_size = t.mem_size;
   w.in = t.in;
@@ -380,20 +384,21 @@ Napi::Value WaitTarget(const Napi::CallbackInfo& info) {
 // still held, nothing else done; otherwise it waits.
 Napi::Value WaitNext(const Napi::CallbackInfo& info) {
   int64_t timeout;
-  if (!IsBound(info) || !Args(info).Int(&timeout)) return info.Env().Undefined();
-  if (const int64_t rc = RunPendingSave()) {
-    double* out = bound.w.out;
-    out[0] = bound.save[0];
+  Bound& b = BoundHere();
+  if (!IsBound(info, b) || !Args(info).Int(&timeout)) return info.Env().Undefined();
+  if (const int64_t rc = RunPendingSave(b)) {
+    double* out = b.w.out;
+    out[0] = b.save[0];
     out[1] = kKindSave;
     out[2] = 0;
-    out[3] = bound.save[1];
+    out[3] = b.save[1];
     out[4] = 0;
     out[5] = 0;
     out[6] = static_cast<double>(rc);
     out[7] = 0;
     return Num(info, 1);
   }
-  return Num(info, Wait(bound.w, timeout));
+  return Num(info, Wait(b.w, timeout));
 }
 
 // An export without arguments whose result is a number.
@@ -428,6 +433,7 @@ void InitPoller(Napi::Env env, Napi::Object exports) {
   exports.Set("waitNext", Napi::Function::New(env, WaitNext, "waitNext"));
   exports.Set("eventfdCreate", Napi::Function::New(env, NoArgs<EventfdCreateCore>, "eventfdCreate"));
   exports.Set("eventfdWrite", Napi::Function::New(env, Ints<EventfdWriteCore>, "eventfdWrite"));
+  exports.Set("timerWakes", Napi::Function::New(env, Ints<TimerWakes>, "timerWakes"));
   exports.Set("testWaitPause", Napi::Function::New(env, Ints<TestWaitPauseCore>, "testWaitPause"));
   exports.Set("KIND_SAVE", Napi::Number::New(env, kKindSave));
   exports.Set("SAVE_OUTSIDE", Napi::Number::New(env, static_cast<double>(kStateOutside)));

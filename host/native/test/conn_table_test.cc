@@ -356,8 +356,9 @@ static void Generations() {
 }
 
 // A batch's steal deadline: the timerfd is armed for it only while another
-// worker is not busy; a worker about to block (StealCheck) arms it or hands back
-// what is past the budget; the last loan taken clears it.
+// worker is not busy, and disarmed when the last loan is taken (it never fires
+// for nothing); a worker about to block takes over what another has lent
+// (StealLent), with no timer.
 static void Loans() {
   int timerfd;
   int epfd = NewServer(&timerfd);
@@ -390,15 +391,19 @@ static void Loans() {
   CHECK(armed());
   CHECK(PopLent(epfd, kAcceptor, &e) && PopLent(epfd, kAcceptor, &e));
   CHECK(steal_at() == 0);
-  // Lent while the other was busy, then left past the budget: the other, about to block, hands them back.
+  CHECK(!armed());  // all taken: the timer would have fired for nothing
+  // Lent while the other was busy: the other, about to block, takes them over, oldest first, no timer.
   busy = 1;
   LendBatch(epfd, kAcceptor, lent, 2, &busy, &workers);
-  usleep(3000);
-  StealCheck(epfd);
+  CHECK(!armed());
+  constexpr int kOther = kAcceptor + 1;
+  CHECK(!StealLent(epfd, kAcceptor, &e));  // its own loans are not stolen
+  CHECK(StealLent(epfd, kOther, &e) && e.fd == a.server);
+  CHECK(Find(a.server, static_cast<int64_t>(a.id))->holder.load() == kOther);
+  CHECK(PopLent(epfd, kAcceptor, &e) && e.fd == b.server);  // the lender goes on with the rest
   CHECK(steal_at() == 0);
-  CHECK(!PopLent(epfd, kAcceptor, &e));
-  CHECK(Find(a.server, static_cast<int64_t>(a.id))->holder.load() == 0);  // re-armed: nobody holds it
-  CHECK(Find(b.server, static_cast<int64_t>(b.id))->holder.load() == 0);
+  CHECK(!StealLent(epfd, kOther, &e));
+  CHECK(!armed());
   for (Pair* p : {&a, &b}) {
     ConnClose(p->server, p->id, 0);
     close(p->client);
