@@ -508,6 +508,14 @@ export const DEFAULTS = Object.fromEntries(
   Object.entries(OPTIONS).flatMap(([name, spec]) => ('default' in spec ? [[name, check(name as Name, spec.default)]] : [])),
 ) as { readonly [N in Defaulted]: Value<Table[N]['kind']> };
 
+// `npm run test:batch1` runs the whole suite with every server's --batch defaulting to 1 (one event
+// per wait, the seed's loop), so behaviour is checked under both; a --batch that is given stays as
+// given. Read where the default is applied, so servers made by createServer and by the CLI follow it.
+function batchDefault(): number {
+  const v = process.env.TCPMOD_TEST_BATCH;
+  return v === undefined || v === '' ? DEFAULTS.batch : check('batch', Number(v));
+}
+
 export function duration(name: string, v: Duration | undefined, dflt: number, min = 0): number {
   return v === undefined ? dflt : (parseOptionValue(name, { type: 'duration', min, max: MAX_DURATION_MS }, v) as number);
 }
@@ -655,7 +663,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     minThreads: min,
     maxThreads: max,
     workerIdleTimeoutMs: pick('workerIdleTimeout'),
-    batch: pick('batch'),
+    batch: 'batch' in set ? pick('batch') : batchDefault(),
     sendTimeoutMs: pick('sendTimeout'),
     sendMode: pick('sendMode'),
     maxOutputBuffer: pick('maxOutputBuffer'),
