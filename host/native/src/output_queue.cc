@@ -156,7 +156,24 @@ size_t ChunkPoolFree() {
 
 size_t ChunkMappedBytes() { return mapped_bytes.load(); }
 
-bool OutputQueue::Append(const uint8_t* p, size_t len) {
+namespace {
+
+// Copies n bytes from offset `at` of the concatenation a (alen bytes) ++ b to dst.
+void CopyJoined(uint8_t* dst, const uint8_t* a, size_t alen, const uint8_t* b, size_t at, size_t n) {
+  if (at < alen) {
+    size_t k = n < alen - at ? n : alen - at;
+    std::memcpy(dst, a + at, k);
+    dst += k;
+    n -= k;
+    at = alen;
+  }
+  if (n > 0) std::memcpy(dst, b + (at - alen), n);
+}
+
+}  // namespace
+
+bool OutputQueue::Append(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  const size_t len = alen + blen;
   // Chunks first, bytes second: a failed mapping leaves the queue as it was.
   const size_t room = tail_ != nullptr ? Capacity(tail_) - tail_->end : 0;
   Chunk* fresh = nullptr;
@@ -182,12 +199,12 @@ bool OutputQueue::Append(const uint8_t* p, size_t len) {
   }
   size_t n = len < room ? len : room;
   if (n > 0) {
-    std::memcpy(tail_->data + tail_->end, p, n);
+    CopyJoined(tail_->data + tail_->end, a, alen, b, 0, n);
     tail_->end += static_cast<uint32_t>(n);
   }
   for (Chunk* c = fresh; c != nullptr; c = c->next) {
     size_t take = len - n < Capacity(c) ? len - n : Capacity(c);
-    std::memcpy(c->data, p + n, take);
+    CopyJoined(c->data, a, alen, b, n, take);
     c->end = static_cast<uint32_t>(take);
     n += take;
   }

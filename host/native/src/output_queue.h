@@ -62,7 +62,9 @@ class OutputQueue {
 
   // Appends [p, p+len) behind what is queued; false (nothing appended) when a
   // chunk cannot be mapped.
-  bool Append(const uint8_t* p, size_t len);
+  bool Append(const uint8_t* p, size_t len) { return Append(p, len, nullptr, 0); }
+  // Appends a then b (one write's two runs), as Append of their concatenation.
+  bool Append(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
   // The first contiguous run of queued bytes ({nullptr, 0} when empty). It
   // starts where the previous Front did until Consume moves it, and is never
   // shorter than before (appends only lengthen the last chunk): what a TLS

@@ -239,7 +239,36 @@ static void TestInput() {
   CHECK(b.allocated() == 0 && b.size() == 0);
 }
 
+// Append of two runs (kv_send's head and value) queues their concatenation, at
+// every split of a stream across the two and whatever the queue held before.
+static void TestAppendTwo() {
+  const std::vector<uint8_t> all = Stream(0, 300000);
+  bool ok = true;
+  for (size_t before : {size_t{0}, size_t{100}, size_t{65000}}) {
+    for (size_t split : {size_t{0}, size_t{1}, size_t{70}, size_t{65536}, size_t{299999}, size_t{300000}}) {
+      OutputQueue q;
+      std::vector<uint8_t> first(before, 7);
+      if (before) q.Append(first.data(), before);
+      const size_t total = all.size() - before;
+      ok &= q.Append(all.data() + before, split > total ? total : split, all.data() + before + (split > total ? total : split),
+                     split > total ? 0 : total - split);
+      ok &= q.size() == all.size();
+      size_t at = 0;
+      while (!q.empty()) {
+        size_t len;
+        const uint8_t* p = q.Front(&len);
+        for (size_t i = 0; i < len; i++) ok &= p[i] == (at + i < before ? 7 : all[at + i]);
+        at += len;
+        q.Consume(len);
+      }
+      ok &= at == all.size();
+    }
+  }
+  CHECK(ok);
+}
+
 int main() {
+  TestAppendTwo();
   TestOrder();
   TestFrontStable();
   TestRelease();
