@@ -161,6 +161,7 @@ int QueueConfigure(int group, bool queued, int64_t send_timeout, int64_t high, i
   s->out_high = high;
   s->out_max = per_conn;
   s->out_total_max = out_total;
+  ChunkPoolBound(static_cast<size_t>(out_total));  // free pooled chunks count toward it too
   s->in_total_max = in_total;
   return 0;
 }

@@ -48,6 +48,7 @@ std::mutex pool_mu;
 Chunk* pool_head[kClasses] = {};  // under pool_mu; most recently freed first
 size_t pool_bytes = 0;             // under pool_mu
 std::atomic<size_t> mapped_bytes{0};
+std::atomic<size_t> pool_bound{SIZE_MAX};  // ChunkPoolBound
 std::once_flag trimmer_once;
 
 void Unmap(Chunk* c) {
@@ -96,7 +97,8 @@ void ChunkPut(Chunk* c) {
   bool kept = false;
   {
     std::lock_guard<std::mutex> lock(pool_mu);
-    if (pool_bytes + c->size <= kChunkPoolMaxBytes) {
+    // mapped_bytes counts c already: kept, it stays mapped; the queues' chunks and the free ones fit the bound.
+    if (pool_bytes + c->size <= kChunkPoolMaxBytes && mapped_bytes.load() <= pool_bound.load()) {
       kept = true;
       Chunk*& head = pool_head[ClassOf(c->size)];
       c->freed_ms = MonoMs();
@@ -147,6 +149,34 @@ size_t ChunkPoolTrim(int64_t idle_ms) {
     gone = next;
   }
   return bytes;
+}
+
+void ChunkPoolBound(size_t bytes) {
+  if (bytes == 0) return;
+  size_t cur = pool_bound.load();
+  while (bytes < cur && !pool_bound.compare_exchange_weak(cur, bytes)) {
+  }
+  // What the pool keeps beyond the new bound goes now, not at the next release.
+  Chunk* gone = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    size_t going = 0;
+    for (Chunk*& head : pool_head) {
+      while (head != nullptr && mapped_bytes.load() - going > pool_bound.load()) {
+        Chunk* c = head;
+        head = c->next;
+        pool_bytes -= c->size;
+        going += c->size;
+        c->next = gone;
+        gone = c;
+      }
+    }
+  }
+  while (gone != nullptr) {
+    Chunk* next = gone->next;
+    Unmap(gone);
+    gone = next;
+  }
 }
 
 size_t ChunkPoolFree() {

@@ -267,6 +267,43 @@ static void TestAppendTwo() {
   CHECK(ok);
 }
 
+// Free pooled chunks count toward --max-output-memory (ChunkPoolBound): a bound
+// given drops what the pool keeps past it at once, and a released chunk is kept
+// only while every chunk mapped, queued or free, fits in it. Last: the bound is process-wide.
+static void TestPoolBound() {
+  const size_t bound = 4u << 20;
+  ChunkPoolTrim(0);
+  {
+    OutputQueue a, b;
+    const std::vector<uint8_t> big = Stream(0, 3u << 20);
+    a.Append(big.data(), big.size());
+    b.Append(big.data(), big.size());
+  }  // released: 6 MiB and more of free chunks, within kChunkPoolMaxBytes
+  CHECK(ChunkPoolFree() >= (6u << 20));
+  ChunkPoolBound(bound);
+  CHECK(ChunkMappedBytes() <= bound);
+  ChunkPoolTrim(0);
+  {
+    OutputQueue a, b;
+    const std::vector<uint8_t> big = Stream(0, 3u << 20);
+    a.Append(big.data(), big.size());
+    b.Append(big.data(), big.size());
+    const size_t held_a = a.allocated();
+    b.Clear();  // a still holds its 3 MiB: the pool keeps only what fits beside it
+    CHECK(ChunkMappedBytes() <= (held_a > bound ? held_a : bound));
+    CHECK(ChunkPoolFree() + held_a <= bound);
+  }
+  CHECK(ChunkMappedBytes() <= bound);
+  ChunkPoolBound(0);  // 0 changes nothing
+  ChunkPoolBound(64u << 20);  // a larger one neither: the smallest holds
+  {
+    OutputQueue a;
+    const std::vector<uint8_t> big = Stream(0, 6u << 20);
+    a.Append(big.data(), big.size());
+  }
+  CHECK(ChunkMappedBytes() <= bound);
+}
+
 int main() {
   TestAppendTwo();
   TestOrder();
@@ -275,5 +312,6 @@ int main() {
   TestReuse();
   TestThreads();
   TestInput();
+  TestPoolBound();
   return tcpmod_test::Summary();
 }
