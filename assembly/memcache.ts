@@ -180,20 +180,23 @@ function storage(c: Conn, kind: i32, data: usize, bytes: i32, noreply: bool): vo
   const klen = keyOf(1);
   const flags = <u32>parsedFlags;
   const ttl = ttlOf(parsedExptime);
-  store<u32>(VAL, flags);
-  memory.copy(VAL + 4, data, <usize>bytes);
+  // The item [u32 flags][data] is built in place: the flags overwrite the last
+  // 4 bytes of the command line (tokenized and read by now; a storage line is
+  // longer than that), so a large value is not copied once more in here.
+  const item = data - 4;
+  store<u32>(item, flags);
   const vlen = bytes + 4;
   let rc: i32 = 0;
   if (kind == SET || kind == ADD || kind == REPLACE) {
     const mode = kind == ADD ? KV_NX : kind == REPLACE ? KV_XX : 0;
-    rc = kv_set_ex(KEY, klen, VAL, vlen, mode, ttl < 0 ? 0 : ttl);
+    rc = kv_set_ex(KEY, klen, item, vlen, mode, ttl < 0 ? 0 : ttl);
     if (rc == 0 && ttl < 0) kv_del(KEY, klen); // stored already expired: as memcached, gone at once
     if (rc == 0) return reply(c, "STORED\r\n", noreply);
     if (rc == KV_EXISTS || rc == KV_MISSING) return reply(c, "NOT_STORED\r\n", noreply);
     return storeFailed(c, rc, noreply);
   }
   if (kind == CAS) {
-    rc = kv_cas(KEY, klen, VAL, vlen, 0, ttl < 0 ? 0 : ttl, parsedCas);
+    rc = kv_cas(KEY, klen, item, vlen, 0, ttl < 0 ? 0 : ttl, parsedCas);
     if (rc == 0 && ttl < 0) kv_del(KEY, klen);
     if (rc == 0) return reply(c, "STORED\r\n", noreply);
     if (rc == KV_EXISTS) return reply(c, "EXISTS\r\n", noreply);

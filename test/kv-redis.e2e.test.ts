@@ -529,7 +529,8 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
     // Each command the worker sends gets the next scripted reply, written one byte per write.
     // Writes go through the store script: SCRIPT LOAD once (its SHA1 back), then EVALSHA; incr answers an array.
     const sha = '0123456789abcdef0123456789abcdef01234567';
-    const script = ['$5\r\nhello\r\n', `$40\r\n${sha}\r\n`, '*2\r\n:0\r\n:-7\r\n', ':0\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
+    // A SET without conditions is no script run: MULTI, SET, DEL of its version companion, EXEC, in one write.
+    const script = ['$5\r\nhello\r\n', `$40\r\n${sha}\r\n`, '*2\r\n:0\r\n:-7\r\n', '+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:0\r\n', ':1\r\n', '%1\r\n', '$-1\r\n'];
     const commands: string[] = [];
     const fake = createServer((sock) => {
       sock.setNoDelay(true);
@@ -557,7 +558,9 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
       expect(commands.length).toBe(5);
       expect(commands[0]).toBe('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n');
       expect(commands[1]).toMatch(/^\*3\r\n\$6\r\nSCRIPT\r\n\$4\r\nLOAD\r\n\$\d+\r\n/);
-      expect(commands.slice(2)).toEqual([evalsha('n', 'incr', '-7', '0'), evalsha('k', 'set', 'v', '0', '0'), evalsha('k', 'del')]);
+      const cmd = (...args: string[]) => `*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join('')}`;
+      const setK = cmd('MULTI') + cmd('SET', 'k', 'v') + cmd('DEL', '\xfftcpmod:ver:k') + cmd('EXEC');
+      expect(commands.slice(2)).toEqual([evalsha('n', 'incr', '-7', '0'), setK, evalsha('k', 'del')]);
       expect(await conn.get('k')).toEqual({ rc: -3, value: null }); // '%': not a RESP2 reply
       await until(() => /"protocol":1/.test(srv.stderr()), 20_000, 'a counted protocol error', 100);
       // After the backoff, a new connection, in step again.

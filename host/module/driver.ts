@@ -27,9 +27,20 @@ export const FAULTED = -2;
 /** Staged output past this many bytes is written before the next call (a bound on the buffer, not a tuning knob). */
 export const STAGE_FLUSH = 64 * 1024;
 
+/** A native write of a stored value to connection (fd, id): as native.kvSendStored, queued bytes after it at out[0]. */
+export type StoredWrite = (fd: number, id: number, out: Int32Array) => number;
+/** Transport.sendStored / kvSendStored: not written here, the caller's own path must send it. */
+export const KV_SEND_FALLBACK = -100;
+
 export interface Transport {
   /** Sends len bytes at ptr of mem, in full and in order; returns -1, or the close reason when the connection cannot take them. */
   send(mem: ArrayBuffer, ptr: number, len: number): number;
+  /**
+   * kv_send's write straight from the store (optional): calls write(fd, id, queuedOut) for the connection
+   * being handled and returns its result (value bytes sent, or a kv result code); a failed write (-8) passes
+   * its close reason to fail(). KV_SEND_FALLBACK when the transport cannot (blocking mode): nothing was written.
+   */
+  sendStored?(write: StoredWrite, fail: (reason: number) => void): number;
   /** A call into the module starts (the handler clock runs) / ends. */
   enter(conn: number): void;
   leave(): void;
@@ -91,6 +102,25 @@ export class AbiDriver {
     if (r < 0) return 0;
     this.failure = r;
     return -1;
+  }
+
+  /**
+   * The instance's kv_send hook (docs/abi.md §17.1): earlier replies of this event first, then the
+   * transport writes the stored value. The value bytes sent, a kv result code, or KV_SEND_FALLBACK.
+   */
+  moduleSendStored(write: StoredWrite): number {
+    if (!this.transport.sendStored) return KV_SEND_FALLBACK;
+    if (this.failure >= 0) return -8;
+    const r = this.flush();
+    if (r >= 0) {
+      this.failure = r;
+      return -8;
+    }
+    const rc = this.transport.sendStored(write, (reason) => {
+      this.failure = reason;
+    });
+    if (rc >= 0) this.writes++;
+    return rc;
   }
 
   /** One write through the transport: -1, or the close reason. */

@@ -8,6 +8,7 @@ import { native } from '../sys.js';
 import {
   Action, IO_MAX, IO_MIN, IODESC_SIZE, PAGE, RESULT_SIZE, STATE_MAX,
 } from './abi.js';
+import type { StoredWrite } from './driver.js';
 import { ModuleFault } from './errors.js';
 import { kvV12Imports, type KvBackendV12 } from './kv-imports.js';
 import type { CompiledModule } from './load.js';
@@ -22,6 +23,8 @@ export interface IoDesc {
 export interface InstanceHooks {
   /** Sends len bytes at ptr of mem for `conn` (the connection being handled); 0 or negative. */
   send(conn: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /** kv_send's write from the store for `conn` (driver.ts moduleSendStored); without it kv_send copies and send()s. */
+  sendStored?(conn: number, write: StoredWrite): number;
   /** A log line from the module: tcpmod.log, WASI stdout/stderr, or an abort message. */
   log(level: number, message: string, conn: number): void;
   /**
@@ -584,6 +587,7 @@ export class ModuleInstance {
         buffer: () => this.buffer, region: (w, p, l) => this.region(w, p, l), bytes: (p, l) => this.bytes(p, l), kv: () => this.hooks.kv,
         current: (conn) => conn === this.conn && conn !== 0,
         send: (conn, mem, ptr, len) => this.hooks.send(conn, mem, ptr, len),
+        sendStored: this.hooks.sendStored ? (conn, write) => this.hooks.sendStored!(conn, write) : undefined,
         storeCall: this.hooks.storeCall ? () => this.hooks.storeCall!() : undefined,
       }),
     };

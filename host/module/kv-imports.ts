@@ -4,6 +4,7 @@
 // backend when it has one (tcpmod/testing), and writes any out-values.
 import { native } from '../sys.js';
 import { KV } from './abi.js';
+import { KV_SEND_FALLBACK, type StoredWrite } from './driver.js';
 
 /** A key-value store's v1.2 calls, for a backend other than the process store. Results as docs/abi.md §14. */
 export interface KvBackendV12 {
@@ -45,6 +46,11 @@ export interface KvAccess {
   current(conn: number): boolean;
   /** tcpmod.send's way out for the connection being handled: 0, or negative (the send failed). */
   send(conn: number, mem: ArrayBuffer, ptr: number, len: number): number;
+  /**
+   * kv_send's write from the process store (driver.ts moduleSendStored): the value bytes sent, a result
+   * code, or KV_SEND_FALLBACK; absent (or falling back) where the value is read and send() is used.
+   */
+  sendStored?(conn: number, write: StoredWrite): number;
   /** Called before every call, as before the v1 kv calls (InstanceHooks.storeCall): may throw a ModuleFault. */
   storeCall?(): void;
 }
@@ -94,6 +100,13 @@ class StoredSender {
     a.region('kv_send head', head, headLen);
     if (!a.current(conn)) return KV.NOT_SENT;
     if (offset < 0 || len < 0) return KV.INVALID;
+    if (!a.kv() && a.sendStored) {
+      // The process store: the value goes from the store entry to the socket, not through this buffer.
+      const b = a.buffer();
+      const rc = a.sendStored(conn, (fd, id, out) =>
+        native.kvSendStored(fd, id, b, key >>> 0, keyLen >>> 0, offset, len, BigInt.asUintN(64, version), b, head >>> 0, headLen >>> 0, out));
+      if (rc !== KV_SEND_FALLBACK) return rc;
+    }
     const hl = headLen >>> 0;
     if (this.stage.length < hl) this.stage = new Uint8Array(hl);
     this.stage.set(new Uint8Array(a.buffer(), head >>> 0, hl), 0);

@@ -346,6 +346,13 @@ export interface NativeBinding {
   kvGetVer(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number, ver: Buf, verOff: number): number;
   /** The value's length; bytes [offset, offset + outCap) of it (those there are) at out; its version (u64 LE) at ver. -1; -4 offset < 0. */
   kvGetRange(key: Buf, keyOff: number, keyLen: number, offset: bigint | number, out: Buf, outOff: number, outCap: number, ver: Buf, verOff: number): number;
+  /**
+   * kv_send on the process store, queued send mode (docs/abi.md §17.1): head then value bytes [offset, offset + len)
+   * written from the store entry (pinned, not copied) in one sendmsg; what the socket does not take is queued.
+   * The value bytes sent; -1, -4, -5; -8 the write failed (-errno at out[0]); -100 the store is Redis (send it yourself).
+   * out[0]: bytes queued after it.
+   */
+  kvSendStored(fd: number, id: number, key: Buf, keyOff: number, keyLen: number, offset: number, len: number, version: bigint, head: Buf, headOff: number, headLen: number, out: Int32Array): number;
   /** As kvGet, deleting the key when the value fitted. */
   kvGetDel(key: Buf, keyOff: number, keyLen: number, out: Buf, outOff: number, outCap: number): number;
   kvSetEx(key: Buf, keyOff: number, keyLen: number, val: Buf, valOff: number, valLen: number, flags: number, ttlMs: bigint | number): number;

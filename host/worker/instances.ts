@@ -230,6 +230,7 @@ export abstract class LoopInstances implements Transport {
     const half = importsHalfClose(compiled.module); // its upstreams report their EOF apart (docs/abi.md §20)
     const inst = this.hooks.instantiate(compiled, {
       send: (_conn, mem, ptr, len) => this.driver.moduleSend(mem, ptr, len),
+      sendStored: (_conn, write) => this.driver.moduleSendStored(write),
       log: (level, message, conn) => this.hooks.log(level, message, conn, name),
       connInfo: (key) => this.connInfo(key),
       setTimer: (ms) => (native.timerSet(this.fd, this.id, ms) === 0 ? 0 : -2),

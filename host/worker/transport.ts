@@ -3,7 +3,8 @@
 // the one way to wait inside a callback (blocking(): the watchdog leaves the
 // wait out), the close reason of a failed send, the output high-water mark,
 // and tcpmod.conn_info for the connection being handled.
-import { CloseReason } from '../module/abi.js';
+import { CloseReason, KV } from '../module/abi.js';
+import { KV_SEND_FALLBACK, type StoredWrite } from '../module/driver.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { clockMs, G, T } from '../pool/counters.js';
 import { ENOBUFS, EPROTO, ETIMEDOUT, native } from '../sys.js';
@@ -65,6 +66,19 @@ export abstract class LoopTransport extends LoopInstances {
     }
     if (rc === ENOBUFS) return CloseReason.OVERFLOW;
     return this.failure(rc);
+  }
+
+  private readonly storedOut = new Int32Array(1);
+
+  /** driver.ts Transport.sendStored: queued mode only (blocking mode sends through send()). */
+  sendStored(write: StoredWrite, fail: (reason: number) => void): number {
+    if (!this.queued) return KV_SEND_FALLBACK;
+    const rc = write(this.fd, this.id, this.storedOut);
+    if (rc === KV.NOT_SENT) fail(this.storedOut[0] === ENOBUFS ? CloseReason.OVERFLOW : this.failure(this.storedOut[0]));
+    else if (rc >= 0) this.backlog = this.storedOut[0];
+    // BYTES_OUT counts the value bytes (the head's are few, and not known here).
+    if (rc >= 0) this.ctr.f64[this.t + T.BYTES_OUT] += rc;
+    return rc;
   }
 
   /**

@@ -107,22 +107,36 @@ int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len) { return WriteSo
 // waits. Bytes queued after it (>= 0); -ENOBUFS when the rest would pass the
 // per-connection bound (nothing of it is queued), -ENOMEM when memory for it
 // cannot be had.
-int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len) {
+int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len) { return ConnWrite2(fd, id, p, len, nullptr, 0); }
+
+// ConnWrite of a then b, as one write (kv_send's head and stored value): plain
+// TCP sends both in one sendmsg; TLS writes them as two.
+int64_t ConnWrite2(int fd, uint64_t id, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr || c->srv == nullptr) return -EBADF;
   Server& s = *c->srv;
   if (OutputDiscards(c->half)) return static_cast<int64_t>(c->out.size());  // shut by the module (§20): discarded
+  const size_t len = alen + blen;
   size_t sent = 0;
   if (c->out.empty()) {
-    int64_t n = WriteSome(SinkOf(c, fd), p, len);
+    int64_t n = blen == 0 ? WriteSome(SinkOf(c, fd), a, alen)
+                : c->tls == nullptr ? WriteSome2(SinkOf(c, fd), a, alen, b, blen)
+                : WriteSome(SinkOf(c, fd), a, alen);
     if (n < 0) return n;
     sent = static_cast<size_t>(n);
+    if (c->tls != nullptr && blen > 0 && sent == alen) {
+      n = WriteSome(SinkOf(c, fd), b, blen);
+      if (n < 0) return n;
+      sent += static_cast<size_t>(n);
+    }
   }
   size_t rest = len - sent;
   size_t queued = c->out.size();
   if (rest == 0) return static_cast<int64_t>(queued);
   if (s.out_max && static_cast<int64_t>(queued + rest) > s.out_max) return -ENOBUFS;
-  if (!c->out.Append(p + sent, rest)) return -ENOMEM;
+  const size_t a_rest = sent < alen ? alen - sent : 0;
+  const size_t b_off = sent > alen ? sent - alen : 0;
+  if (!c->out.Append(a + sent, a_rest, b + b_off, blen - b_off)) return -ENOMEM;
   AccountBuffers(c);
   {
     TableLock lock(table().mu);
@@ -170,6 +184,7 @@ int QueueConfigure(int group, bool queued, int64_t send_timeout, int64_t high, i
   s->out_high = high;
   s->out_max = per_conn;
   s->out_total_max = out_total;
+  ChunkPoolBound(static_cast<size_t>(out_total));  // free pooled chunks count toward it too
   s->in_total_max = in_total;
   return 0;
 }

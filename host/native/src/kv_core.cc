@@ -40,6 +40,10 @@ struct Node {
   uint32_t klen;
   uint32_t vlen;
   uint32_t lru;  // LRU: clock ms (wrapping); LFU: minutes << 8 | log counter
+  // Senders reading the value outside the shard lock (Pin); under the lock. A
+  // node unlinked or replaced while pinned is `doomed`: the last Unpin frees it.
+  uint32_t pins;
+  uint32_t doomed;
   uint8_t* key() { return reinterpret_cast<uint8_t*>(this + 1); }
   uint8_t* val() { return key() + klen; }
 };
@@ -91,6 +95,17 @@ bool Reserve(int64_t delta) {
 }
 void Account(int64_t delta) { used_bytes.fetch_add(delta); }
 int64_t NodeCost(Node* n) { return static_cast<int64_t>(malloc_usable_size(n)); }
+
+// Frees a node taken out of its table (under its shard's lock), or leaves it to
+// the last Unpin when a sender still reads it; the budget no longer counts it either way.
+void Drop(Node* n) {
+  if (n->pins == 0) {
+    free(n);
+    return;
+  }
+  n->doomed = 1;
+  n->next = nullptr;
+}
 
 uint32_t LfuTouch(uint32_t lru, bool decay_only) {
   uint32_t minutes = static_cast<uint32_t>(Now() / 60000) & 0xffff;
@@ -195,7 +210,7 @@ void Unlink(Shard& s, Node** slot) {
   *slot = n->next;
   if (n->ttl_idx != kNoTtl) TtlRemove(s, n);
   Account(-NodeCost(n));
-  free(n);
+  Drop(n);
   size_t size = s.size.fetch_sub(1, std::memory_order_relaxed) - 1;
   if (size == 0) {  // an empty shard gives its table back (Slot makes a new one when needed)
     Account(-static_cast<int64_t>(s.nb * sizeof(Node*)));
@@ -249,6 +264,7 @@ int64_t Install(Shard& s, Node** slot, uint64_t h, Slice key, Slice a, Slice b, 
   n->version = ++last_version;
   n->expire_at = 0;
   n->ttl_idx = kNoTtl;
+  n->pins = n->doomed = 0;
   n->klen = static_cast<uint32_t>(key.n);
   n->vlen = static_cast<uint32_t>(vlen);
   if (key.n) std::memcpy(n->key(), key.p, key.n);
@@ -264,7 +280,7 @@ int64_t Install(Shard& s, Node** slot, uint64_t h, Slice key, Slice a, Slice b, 
       s.ttl[n->ttl_idx] = n;
     }
     *slot = n;
-    free(old);
+    Drop(old);
   } else {
     n->next = nullptr;
     n->lru = FreshLru();
@@ -470,6 +486,27 @@ int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* 
   }
   if (version) *version = n->version;
   return n->vlen;
+}
+
+int64_t Pin(Slice key, uint64_t version, Pinned* out) {
+  uint64_t h = Hash(key);
+  Shard& s = ShardOf(h);
+  std::lock_guard<std::mutex> lock(s.mu);
+  Node* n = Find(s, h, key);
+  if (n == nullptr) return kMissing;
+  if (version != 0 && n->version != version) return kExists;
+  Touch(n);
+  n->pins++;
+  *out = Pinned{n->val(), n->vlen, n->version, n, h};
+  return n->vlen;
+}
+
+void Unpin(const Pinned& p) {
+  Node* n = static_cast<Node*>(p.node);
+  Shard& s = ShardOf(p.hash);
+  std::lock_guard<std::mutex> lock(s.mu);
+  assert(n->pins > 0);
+  if (--n->pins == 0 && n->doomed) free(n);
 }
 
 int64_t GetDel(Slice key, uint8_t* out, size_t cap) {
@@ -725,7 +762,7 @@ int64_t Clear() {
       for (Node* node = s.buckets[b]; node;) {
         Node* next = node->next;
         Account(-NodeCost(node));
-        free(node);
+        Drop(node);
         node = next;
         n++;
       }

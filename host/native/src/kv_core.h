@@ -21,7 +21,8 @@ constexpr int64_t kUnavailable = limits::kKvUnavailable;
 constexpr int64_t kInvalid = limits::kKvInvalid;
 constexpr int64_t kExists = limits::kKvExists;  // NX found the key; compare-and-set found another version
 constexpr int64_t kNotInteger = limits::kKvNotInteger;  // incr on a value that is not a canonical i64, or overflow
-constexpr int64_t kTooSmall = limits::kKvTooSmall;  // scan: out cannot hold the next bucket's keys
+constexpr int64_t kTooSmall = limits::kKvTooSmall;
+constexpr int64_t kNotSent = limits::kKvNotSent;  // kv_send: the write failed  // scan: out cannot hold the next bucket's keys
 
 // kv_set_ex / kv_cas flags.
 constexpr int kNX = limits::kKvNx, kXX = limits::kKvXx, kKeepTtl = limits::kKvKeepTtl;
@@ -65,6 +66,23 @@ int64_t Get(Slice key, uint8_t* out, size_t cap, uint64_t* version);
 // there are past offset: none when offset >= length) to out, and its version
 // to *version (when not null). kMissing; kInvalid (offset < 0).
 int64_t GetRange(Slice key, int64_t offset, uint8_t* out, size_t cap, uint64_t* version);
+// A value read in place, outside the store's lock (kv_send, docs/abi.md §17.1):
+// stored values are never changed in place (a write installs a new entry), so
+// the bytes a pin holds are the version's until Unpin, even when the key is
+// overwritten or deleted meanwhile (the entry is freed by the last Unpin; the
+// budget stops counting it when it leaves the table). Pin for as short as a
+// send: a pinned entry outlives its key.
+struct Pinned {
+  const uint8_t* p;
+  size_t len;
+  uint64_t version;
+  void* node;
+  uint64_t hash;
+};
+// The value's length (p, len and version in *out, pinned); kMissing; kExists
+// (version is not 0 and the value's is another: nothing pinned).
+int64_t Pin(Slice key, uint64_t version, Pinned* out);
+void Unpin(const Pinned& p);
 // As Get, and deletes the key, but only when the value fitted (else nothing changes).
 int64_t GetDel(Slice key, uint8_t* out, size_t cap);
 // 0 stored; kMissing (XX, no key); kExists (NX, key present); kFull; kInvalid.

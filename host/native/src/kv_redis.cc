@@ -467,7 +467,16 @@ int64_t ReadElems(int64_t count, std::vector<Elem>* out, const BulkSink* bulk, i
   return 0;
 }
 
-int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* elems = nullptr) {
+// An error reply the command does not expect (defined below).
+int64_t Refused(const RedisReply& r);
+void Consumed();
+
+// Sends the commands buffered and reads the reply of the last one into *r. With
+// `leading` > 0 the commands were a pipeline (MULTI and what it queues): that
+// many status replies come first, each read and consumed here; the first error
+// among them goes to *refused (OOM: -2, any other: -3 as Refused), else it stays 0.
+int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* elems = nullptr, int leading = 0,
+             int64_t* refused = nullptr) {
   std::string cmd;
   cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
   if (conn.fd >= 0) DropIfClosed();
@@ -483,6 +492,14 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
   // A plain connection with nothing buffered cannot have the reply yet: wait for it before the first
   // recv, which would end in EAGAIN (poll, recv instead of recv, poll, recv: one syscall less per call).
   if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) WaitFor(POLLIN, deadline);
+  for (int i = 0; rc == 0 && i < leading; i++) {
+    RedisReply lead;
+    rc = ReadReply(&lead, deadline);
+    if (rc != 0) break;
+    if (lead.type == '-' && *refused == 0) *refused = ReplyIs(lead, "OOM") ? kv::kFull : Refused(lead);
+    else if (lead.type != '+' && lead.type != '-') rc = Fail(kProtocol, "a reply of an unexpected type");
+    if (rc == 0) Consumed();
+  }
   if (rc == 0) rc = ReadReply(r, deadline);
   if (rc == 0 && bulk && r->type == '$' && !r->nil) rc = ReadBulk(r->len, *bulk, deadline);
   if (rc == 0 && elems && r->type == '*' && !r->nil) rc = ReadElems(r->integer, elems, bulk, deadline);
@@ -954,6 +971,34 @@ int64_t RedisSet(const std::string& key, const uint8_t* val, size_t len, int fla
   if (!kv::ValidSetArgs(flags, ttl_ms)) return kv::kInvalid;
   std::string f = std::to_string(flags), t = std::to_string(ttl_ms);
   RedisReply r;
+  if (flags == 0) {
+    // A SET without conditions needs no script: the value and the deletion of its version companion in one
+    // MULTI/EXEC, written at once (one round trip, as the script's) and as atomic, at a fraction of a
+    // script run's cost on the server (EVALSHA of this op: 13 us of Redis' time, against 1.5 us for a SET).
+    const std::string c = kVerPrefix + key;
+    Command({{"MULTI", 5}});
+    if (ttl_ms != 0) Command({{"SET", 3}, Arg(key), Bytes(val, len), {"PX", 2}, Arg(t)});
+    else Command({{"SET", 3}, Arg(key), Bytes(val, len)});
+    Command({{"DEL", 3}, Arg(c)});
+    Command({{"EXEC", 4}});
+    std::vector<Elem> elems;
+    int64_t refused = 0;
+    if (Call(&r, nullptr, &elems, 3, &refused)) return kKvUnavailable;
+    if (r.type == '-') {  // EXECABORT: a command was refused as it was queued (its error is in refused)
+      int64_t rc = refused != 0 ? refused : ReplyIs(r, "OOM") ? kv::kFull : Refused(r);
+      Consumed();
+      return rc;
+    }
+    if (r.type != '*' || r.nil || elems.size() != 2 || elems[0].type != '+') {
+      if (elems.size() == 2 && elems[0].type == '-') {  // refused when it ran (OOM past maxmemory)
+        Consumed();
+        return elems[0].str.compare(0, 3, "OOM") == 0 ? kv::kFull : kKvUnavailable;
+      }
+      return Unexpected();
+    }
+    Consumed();
+    return 0;
+  }
   if (ScriptCall(Arg(key), {{"set", 3}, Bytes(val, len), Arg(f), Arg(t)}, &r)) return kKvUnavailable;
   return IntResult(r);
 }

@@ -6,11 +6,14 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <string>
 
 #include "args.h"
 #include "kv_core.h"
+#include "conn_table.h"
 #include "kv_redis.h"
 
 namespace tcpmod {
@@ -29,6 +32,9 @@ class KvArgs : public Args {
     return *this;
   }
 };
+
+// kvSendStored: not done here (the caller's own path sends it).
+constexpr int64_t kKvSendFallback = -100;
 
 std::string KeyString(kv::Slice k) { return std::string(reinterpret_cast<const char*>(k.p), k.n); }
 
@@ -98,6 +104,33 @@ Napi::Value KvGetRange(const Napi::CallbackInfo& info) {
   int64_t rc = RedisActive() ? RedisGetRange(KeyString(key), offset, out, cap, &v) : kv::GetRange(key, offset, out, cap, &v);
   if (rc >= 0) std::memcpy(ver, &v, 8);
   return Result(info, rc);
+}
+
+// kvSendStored(fd, id, key×3, offset, len, version, head×3, out) -> value bytes
+// sent | -1 | -4 | -5 | -8 (the write failed: -errno at out[0]) | -100 (the
+// store is Redis: the caller reads the value and sends it itself). kv_send on
+// the process store in queued send mode (docs/abi.md §17.1): the value's bytes
+// go from the store entry, pinned, not copied, to the socket in one sendmsg
+// with the head; only what the socket does not take is copied, into the
+// connection's output queue. out[0] (an Int32Array) gets the bytes queued after it.
+Napi::Value KvSendStored(const Napi::CallbackInfo& info) {
+  int64_t fd, id, offset, len, version;
+  kv::Slice key, head;
+  KvArgs args(info);
+  args.Int(&fd, &id);
+  args.Key(&key).Int(&offset, &len).I64(&version);
+  if (!args.Key(&head)) return info.Env().Undefined();
+  if (RedisActive()) return Result(info, kKvSendFallback);
+  if (offset < 0 || len < 0) return Result(info, kv::kInvalid);
+  kv::Pinned pin;
+  int64_t rc = kv::Pin(key, static_cast<uint64_t>(version), &pin);
+  if (rc < 0) return Result(info, rc);
+  const size_t from = std::min<size_t>(static_cast<size_t>(offset), pin.len);
+  const size_t n = std::min<size_t>(static_cast<size_t>(len), pin.len - from);
+  int64_t w = head.n + n > 0 ? ConnWrite2(static_cast<int>(fd), static_cast<uint64_t>(id), head.p, head.n, pin.p + from, n) : 0;
+  kv::Unpin(pin);
+  SetOutInt(info, 10, std::min<int64_t>(w, INT32_MAX));
+  return Result(info, w < 0 ? kv::kNotSent : static_cast<int64_t>(n));
 }
 
 // kvGetDel(key×3, out×3) -> value length (deleted only when it fitted) | -1.
@@ -347,7 +380,7 @@ void InitKvStore(Napi::Env env, Napi::Object exports) {
   } const fns[] = {
       // kvClear() -> keys deleted; kvExpireCycle(budgetUs) -> keys deleted (the background cycle runs every 100 ms anyway).
       {"kvGet", KvGet},         {"kvSet", KvSet},           {"kvDel", KvDel},       {"kvIncr", KvIncr},
-      {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
+      {"kvGetVer", KvGetVer},   {"kvGetRange", KvGetRange}, {"kvSendStored", KvSendStored}, {"kvGetDel", KvGetDel},     {"kvSetEx", KvSetEx},   {"kvCas", KvCas},
       {"kvExpire", KvExpire}, {"kvExpireIf", KvExpireIf},   {"kvPersist", KvPersist},   {"kvTtl", KvTtl},       {"kvAppend", KvAppend},
       {"kvIncrEx", KvIncrEx},   {"kvIncrAt", KvIncrAt},   {"kvScan", KvScan},         {"kvDelPrefix", KvDelPrefix},
       {"kvConfigure", KvConfigure}, {"kvClear", Ints<kv::Clear>},   {"kvStats", KvStats},

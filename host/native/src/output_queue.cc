@@ -48,6 +48,7 @@ std::mutex pool_mu;
 Chunk* pool_head[kClasses] = {};  // under pool_mu; most recently freed first
 size_t pool_bytes = 0;             // under pool_mu
 std::atomic<size_t> mapped_bytes{0};
+std::atomic<size_t> pool_bound{SIZE_MAX};  // ChunkPoolBound
 std::once_flag trimmer_once;
 
 void Unmap(Chunk* c) {
@@ -96,7 +97,8 @@ void ChunkPut(Chunk* c) {
   bool kept = false;
   {
     std::lock_guard<std::mutex> lock(pool_mu);
-    if (pool_bytes + c->size <= kChunkPoolMaxBytes) {
+    // mapped_bytes counts c already: kept, it stays mapped; the queues' chunks and the free ones fit the bound.
+    if (pool_bytes + c->size <= kChunkPoolMaxBytes && mapped_bytes.load() <= pool_bound.load()) {
       kept = true;
       Chunk*& head = pool_head[ClassOf(c->size)];
       c->freed_ms = MonoMs();
@@ -149,6 +151,34 @@ size_t ChunkPoolTrim(int64_t idle_ms) {
   return bytes;
 }
 
+void ChunkPoolBound(size_t bytes) {
+  if (bytes == 0) return;
+  size_t cur = pool_bound.load();
+  while (bytes < cur && !pool_bound.compare_exchange_weak(cur, bytes)) {
+  }
+  // What the pool keeps beyond the new bound goes now, not at the next release.
+  Chunk* gone = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    size_t going = 0;
+    for (Chunk*& head : pool_head) {
+      while (head != nullptr && mapped_bytes.load() - going > pool_bound.load()) {
+        Chunk* c = head;
+        head = c->next;
+        pool_bytes -= c->size;
+        going += c->size;
+        c->next = gone;
+        gone = c;
+      }
+    }
+  }
+  while (gone != nullptr) {
+    Chunk* next = gone->next;
+    Unmap(gone);
+    gone = next;
+  }
+}
+
 size_t ChunkPoolFree() {
   std::lock_guard<std::mutex> lock(pool_mu);
   return pool_bytes;
@@ -156,7 +186,24 @@ size_t ChunkPoolFree() {
 
 size_t ChunkMappedBytes() { return mapped_bytes.load(); }
 
-bool OutputQueue::Append(const uint8_t* p, size_t len) {
+namespace {
+
+// Copies n bytes from offset `at` of the concatenation a (alen bytes) ++ b to dst.
+void CopyJoined(uint8_t* dst, const uint8_t* a, size_t alen, const uint8_t* b, size_t at, size_t n) {
+  if (at < alen) {
+    size_t k = n < alen - at ? n : alen - at;
+    std::memcpy(dst, a + at, k);
+    dst += k;
+    n -= k;
+    at = alen;
+  }
+  if (n > 0) std::memcpy(dst, b + (at - alen), n);
+}
+
+}  // namespace
+
+bool OutputQueue::Append(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  const size_t len = alen + blen;
   // Chunks first, bytes second: a failed mapping leaves the queue as it was.
   const size_t room = tail_ != nullptr ? Capacity(tail_) - tail_->end : 0;
   Chunk* fresh = nullptr;
@@ -182,12 +229,12 @@ bool OutputQueue::Append(const uint8_t* p, size_t len) {
   }
   size_t n = len < room ? len : room;
   if (n > 0) {
-    std::memcpy(tail_->data + tail_->end, p, n);
+    CopyJoined(tail_->data + tail_->end, a, alen, b, 0, n);
     tail_->end += static_cast<uint32_t>(n);
   }
   for (Chunk* c = fresh; c != nullptr; c = c->next) {
     size_t take = len - n < Capacity(c) ? len - n : Capacity(c);
-    std::memcpy(c->data, p + n, take);
+    CopyJoined(c->data, a, alen, b, n, take);
     c->end = static_cast<uint32_t>(take);
     n += take;
   }

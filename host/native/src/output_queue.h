@@ -9,7 +9,8 @@
 // 64 KiB, a 12 MiB burst about sixteen mappings rather than two hundred (each
 // unmapping costs the other cores a TLB flush, dear on a virtual machine).
 // Released chunks of every size go to a process-wide pool that keeps at most
-// kChunkPoolMaxBytes of them for reuse, and gives back (unmaps) any that stay
+// kChunkPoolMaxBytes of them for reuse (and less when --max-output-memory
+// leaves less: free chunks count toward it, ChunkPoolBound), and gives back (unmaps) any that stay
 // unused for kChunkIdleMs, as Redis shrinks an idle client's output buffer: a
 // connection that answers a large reply again and again (a multi-get of 1 MiB
 // items) reuses pages already faulted in instead of mapping, faulting and
@@ -45,6 +46,12 @@ size_t ChunkPoolFree();      // bytes of free chunks the pool keeps now
 // A background thread calls it with kChunkIdleMs; tests call it directly.
 size_t ChunkPoolTrim(int64_t idle_ms);
 size_t ChunkMappedBytes();   // bytes mapped as chunks now, in queues or in the pool (tests)
+// The pool's free chunks count toward --max-output-memory: a released chunk is
+// kept only while every chunk mapped (in queues and free) stays within `bytes`,
+// so free bytes never take the process past the bound the queues are held to.
+// Process-wide, so the smallest bound given holds (each server's
+// queueConfigure gives its own); 0 leaves it as it is.
+void ChunkPoolBound(size_t bytes);
 
 // Owned by one holder at a time (the connection's), so not locked.
 class OutputQueue {
@@ -62,7 +69,9 @@ class OutputQueue {
 
   // Appends [p, p+len) behind what is queued; false (nothing appended) when a
   // chunk cannot be mapped.
-  bool Append(const uint8_t* p, size_t len);
+  bool Append(const uint8_t* p, size_t len) { return Append(p, len, nullptr, 0); }
+  // Appends a then b (one write's two runs), as Append of their concatenation.
+  bool Append(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
   // The first contiguous run of queued bytes ({nullptr, 0} when empty). It
   // starts where the previous Front did until Consume moves it, and is never
   // shorter than before (appends only lengthen the last chunk): what a TLS

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cassert>
 #include <cerrno>
@@ -17,6 +18,31 @@ int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len) {
   size_t done = 0;
   while (done < len) {
     ssize_t n = send(s.fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return -errno;
+    break;
+  }
+  return static_cast<int64_t>(done);
+}
+
+int64_t WriteSome2(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  assert(s.tls == nullptr);
+  const size_t len = alen + blen;
+  size_t done = 0;
+  while (done < len) {
+    iovec iov[2];
+    int n_iov = 0;
+    if (done < alen) iov[n_iov++] = {const_cast<uint8_t*>(a + done), alen - done};
+    const size_t boff = done > alen ? done - alen : 0;
+    if (blen > boff) iov[n_iov++] = {const_cast<uint8_t*>(b + boff), blen - boff};
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = static_cast<size_t>(n_iov);
+    ssize_t n = sendmsg(s.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;

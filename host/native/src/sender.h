@@ -32,6 +32,10 @@ struct Sink {
 // Front and the callers' "send the rest" both give.
 int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len);
 
+// WriteSome over two runs, in one sendmsg where the socket takes them: bytes
+// taken of a then b (0..alen + blen), or -errno. Plain TCP only (s.tls null).
+int64_t WriteSome2(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
+
 // Waits until fd is writable (or has an error the next send reports): 0, or
 // -ETIMEDOUT after timeout_ms, or -errno. Adds the milliseconds waited to
 // *waited_ms when given.

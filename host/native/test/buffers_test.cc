@@ -239,12 +239,79 @@ static void TestInput() {
   CHECK(b.allocated() == 0 && b.size() == 0);
 }
 
+// Append of two runs (kv_send's head and value) queues their concatenation, at
+// every split of a stream across the two and whatever the queue held before.
+static void TestAppendTwo() {
+  const std::vector<uint8_t> all = Stream(0, 300000);
+  bool ok = true;
+  for (size_t before : {size_t{0}, size_t{100}, size_t{65000}}) {
+    for (size_t split : {size_t{0}, size_t{1}, size_t{70}, size_t{65536}, size_t{299999}, size_t{300000}}) {
+      OutputQueue q;
+      std::vector<uint8_t> first(before, 7);
+      if (before) q.Append(first.data(), before);
+      const size_t total = all.size() - before;
+      ok &= q.Append(all.data() + before, split > total ? total : split, all.data() + before + (split > total ? total : split),
+                     split > total ? 0 : total - split);
+      ok &= q.size() == all.size();
+      size_t at = 0;
+      while (!q.empty()) {
+        size_t len;
+        const uint8_t* p = q.Front(&len);
+        for (size_t i = 0; i < len; i++) ok &= p[i] == (at + i < before ? 7 : all[at + i]);
+        at += len;
+        q.Consume(len);
+      }
+      ok &= at == all.size();
+    }
+  }
+  CHECK(ok);
+}
+
+// Free pooled chunks count toward --max-output-memory (ChunkPoolBound): a bound
+// given drops what the pool keeps past it at once, and a released chunk is kept
+// only while every chunk mapped, queued or free, fits in it. Last: the bound is process-wide.
+static void TestPoolBound() {
+  const size_t bound = 4u << 20;
+  ChunkPoolTrim(0);
+  {
+    OutputQueue a, b;
+    const std::vector<uint8_t> big = Stream(0, 3u << 20);
+    a.Append(big.data(), big.size());
+    b.Append(big.data(), big.size());
+  }  // released: 6 MiB and more of free chunks, within kChunkPoolMaxBytes
+  CHECK(ChunkPoolFree() >= (6u << 20));
+  ChunkPoolBound(bound);
+  CHECK(ChunkMappedBytes() <= bound);
+  ChunkPoolTrim(0);
+  {
+    OutputQueue a, b;
+    const std::vector<uint8_t> big = Stream(0, 3u << 20);
+    a.Append(big.data(), big.size());
+    b.Append(big.data(), big.size());
+    const size_t held_a = a.allocated();
+    b.Clear();  // a still holds its 3 MiB: the pool keeps only what fits beside it
+    CHECK(ChunkMappedBytes() <= (held_a > bound ? held_a : bound));
+    CHECK(ChunkPoolFree() + held_a <= bound);
+  }
+  CHECK(ChunkMappedBytes() <= bound);
+  ChunkPoolBound(0);  // 0 changes nothing
+  ChunkPoolBound(64u << 20);  // a larger one neither: the smallest holds
+  {
+    OutputQueue a;
+    const std::vector<uint8_t> big = Stream(0, 6u << 20);
+    a.Append(big.data(), big.size());
+  }
+  CHECK(ChunkMappedBytes() <= bound);
+}
+
 int main() {
+  TestAppendTwo();
   TestOrder();
   TestFrontStable();
   TestRelease();
   TestReuse();
   TestThreads();
   TestInput();
+  TestPoolBound();
   return tcpmod_test::Summary();
 }
