@@ -38,7 +38,8 @@ describe('defaults', () => {
       host: DEFAULTS.host,
       port: DEFAULTS.port,
       reusePort: false,
-      batch: DEFAULTS.batch,
+      // `npm run test:batch1` moves only the batch default (TCPMOD_TEST_BATCH).
+      batch: process.env.TCPMOD_TEST_BATCH ? Number(process.env.TCPMOD_TEST_BATCH) : DEFAULTS.batch,
       proxyProtocol: 'off',
       backlog: DEFAULTS.backlog,
       minThreads: Math.min(availableParallelism(), 64),
