@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type TcpmodServer } from '../dist/index.js';
+import { metricsRegistry } from '../dist/metrics.js';
 import { native } from '../host/sys.js';
 import { ROOT } from './fixtures.js';
 import { open, readBytes } from './net-client.js';
@@ -151,6 +152,7 @@ describe('proxy.wasm with --upstream redis=A,B: each address a shard', () => {
     await until(() => native.upstreamStats().open === 0, 5_000, 'earlier upstreams closed');
     // Started last: --max-upstreams is per process, set by the server configured last.
     const port = await proxy({ maxUpstreams: 1 });
+    const bounded = servers[servers.length - 1];
     const before = native.upstreamStats();
     const c = await open(port);
     // The first key's shard opens; the other's open is past the bound.
@@ -162,7 +164,12 @@ describe('proxy.wasm with --upstream redis=A,B: each address a shard', () => {
     const during = native.upstreamStats();
     expect(during.tooMany).toBeGreaterThan(before.tooMany);
     expect(during.open).toBe(before.open + 1);
+    let text = await metricsRegistry(bounded).scrape();
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_too_many_total ${during.tooMany}$`, 'm'));
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_open ${before.open + 1}$`, 'm'));
     c.destroy();
     await until(() => native.upstreamStats().open === before.open, 5_000, 'upstreams closed with their client');
+    text = await metricsRegistry(bounded).scrape();
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_open ${before.open}$`, 'm'));
   }, 30_000);
 });
