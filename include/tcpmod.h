@@ -134,7 +134,8 @@ TCPMOD_IMPORT(topics_list) int32_t tcpmod_topics_list(const void *glob, int32_t 
  * tcpmod.upstream_open (i32, i32, i32) -> i32: opens the upstream `name` for the
  * connection being handled; a handle > 0 (the result comes later as
  * TCPMOD_UPSTREAM_CONNECTED or _FAILED), or TCPMOD_UPSTREAM_UNKNOWN,
- * _TOO_MANY (8 per connection), _UNAVAILABLE. A module that imports any upstream
+ * _TOO_MANY (8 per connection, or --max-upstreams in the process), _UNAVAILABLE.
+ * "NAME#I" opens address I of NAME alone (see upstream_addr). A module that imports any upstream
  * function must export tcpmod_on_upstream. */
 TCPMOD_IMPORT(upstream_open) int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len);
 /* tcpmod.upstream_send (i32, i32, i32, i32) -> i32: 0 queued in order; -1 no such
