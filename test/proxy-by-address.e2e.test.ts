@@ -53,8 +53,8 @@ let seed = 11;
 const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
 const keys = Array.from({ length: 300 }, (_, i) => Buffer.from(`${(rnd() % 100000).toString(36)}:${i}`));
 
-/** Sets every key through `port`; then up to 30 keys of each backend (fewer than the proxy's ring
- *  holds, 172 replies outstanding, when pipelined at once while a backend is down). */
+/** Sets every key through `port`; then up to 30 keys of each backend: one MGET takes them all
+ *  (the proxy refuses an MGET of more keys than its reply ring holds, 169). */
 async function fewOfEach(port: number): Promise<Buffer[]> {
   const all = await setAll(port, keys);
   const few = [0, 1].flatMap((b) => keys.filter((_, j) => all[j] === b).slice(0, 30));
