@@ -1,14 +1,24 @@
 // A Redis sharding proxy in the spirit of twemproxy (nutcracker), on upstreams
 // (docs/abi.md §16).
 //
-// Set-up: each shard is an upstream the operator names (--upstream s0=IP:PORT,
-// --upstream s1=…; several addresses under one name are that shard's failover
-// list, tried in order), and --config lists the shards in order:
-//   servers=s0,s1,s2 [distribution=ketama|modula] [hash_tag={}]
-// (default: servers=redis, one shard). A server may carry a weight: s0:2.
-// Keys go where nutcracker with `hash: fnv1a_64`, the same distribution and
-// servers named like the upstreams (`- 127.0.0.1:6380:1 s0`) puts them
-// (proxy/hash.ts). At most 8 shards (8 upstreams per connection).
+// Set-up, two ways:
+// - By address (the default): the upstream `redis` (or the one --config's
+//   upstream=NAME names) and each of its addresses is a shard, in the order
+//   listed: `--upstream redis=127.0.0.1:6380,127.0.0.1:6381` is the whole
+//   set-up. Each shard is opened alone (upstream_open of "redis#I", no
+//   failover) and named for ketama as nutcracker names a server listed with
+//   no name: "HOST:PORT" (tcpmod.upstream_addr gives the text). Keys go where
+//   nutcracker with `hash: fnv1a_64`, the same distribution and the same
+//   servers (`- 127.0.0.1:6380:1`, in the same order) puts them. A name with
+//   one address is one shard.
+// - By name: each shard is an upstream the operator names (--upstream
+//   s0=IP:PORT, --upstream s1=…; several addresses under one name are that
+//   shard's failover list, tried in order), and --config lists them in order:
+//   servers=s0,s1,s2; a server may carry a weight: s0:2. Keys go where
+//   nutcracker puts them with servers named like the upstreams
+//   (`- 127.0.0.1:6380:1 s0`).
+// Both take [distribution=ketama|modula] [hash_tag={}] (proxy/hash.ts). At
+// most 8 shards (8 upstreams per connection).
 //
 // Per client connection: one upstream per shard, opened at its first key. A
 // request is routed by its key and passed on unchanged (a large value streams
@@ -32,7 +42,7 @@
 // middle of a reply already partly sent closes the client (the reply cannot be
 // completed). Keys on other shards are unaffected.
 
-import { Conn, Action, configure, setOnInit, setOnUpstream, UPSTREAM_CONNECTED, UPSTREAM_DATA } from "tcpmod/assembly/sdk";
+import { Conn, Action, configure, setOnInit, setOnUpstream, upstreamAddr, UPSTREAM_CONNECTED, UPSTREAM_DATA } from "tcpmod/assembly/sdk";
 export * from "tcpmod/assembly/sdk/exports";
 import { MAX_SERVERS, KETAMA, MODULA, addServer, buildContinuum, names, nServers, resetServers, serverOf, setDistribution, setHashTag } from "./proxy/hash";
 import { initCommands, classify, SINGLE, MGET, SUM, MSET, PING, QUIT } from "./proxy/commands";
@@ -47,7 +57,8 @@ function onInit(cfg: usize, len: i32): i32 {
   initCommands();
   resetServers();
   const text = String.UTF8.decodeUnsafe(cfg, <usize>len).trim();
-  let servers = "redis";
+  let servers = "";
+  let upstream = "redis";
   setDistribution(KETAMA);
   setHashTag(0, 0);
   if (text.length > 0) {
@@ -59,6 +70,7 @@ function onInit(cfg: usize, len: i32): i32 {
       if (eq < 0) return -1;
       const k = w.substring(0, eq), v = w.substring(eq + 1);
       if (k == "servers") servers = v;
+      else if (k == "upstream") upstream = v;
       else if (k == "distribution") {
         if (v == "ketama") setDistribution(KETAMA);
         else if (v == "modula") setDistribution(MODULA);
@@ -68,6 +80,24 @@ function onInit(cfg: usize, len: i32): i32 {
         setHashTag(<u8>v.charCodeAt(0), <u8>v.charCodeAt(1));
       } else return -1;
     }
+  }
+  if (servers.length == 0) {
+    // By address: each address of the one upstream is a shard (see the top).
+    let n = 0;
+    while (n <= MAX_SERVERS && upstreamAddr(upstream, n) !== null) n++;
+    if (n > MAX_SERVERS) return -1;
+    if (n <= 1) {
+      addServer(upstream, 1);
+      opens[0] = upstream;
+    }
+    for (let i = 0; n > 1 && i < n; i++) {
+      const a = upstreamAddr(upstream, i)!;
+      // nutcracker leaves out the port of the libmemcached default (11211) from the name.
+      addServer(a.endsWith(":11211") ? a.substring(0, a.length - 6) : a, 1);
+      opens[i] = upstream + "#" + i.toString();
+    }
+    buildContinuum();
+    return 0;
   }
   const list = servers.split(",");
   if (list.length > MAX_SERVERS) return -1;
@@ -82,6 +112,7 @@ function onInit(cfg: usize, len: i32): i32 {
       if (weight < 1 || weight > 8) return -1;
     }
     if (name.length == 0) return -1;
+    opens[i] = name;
     addServer(name, weight);
   }
   buildContinuum();
@@ -107,6 +138,9 @@ const FWD: i32 = 0, LOCAL: i32 = 1, HEAD: i32 = 2, PMGET: i32 = 3, PSUM: i32 = 4
 const LAST: i32 = 0x40;
 // A HEAD is followed by two raw bytes: the number of parts (little-endian).
 const L_PONG: i32 = 0, L_QUIT: i32 = 1, L_UNSUPPORTED: i32 = 2, L_ARGS: i32 = 3, L_TOO_MANY: i32 = 4, L_INLINE: i32 = 5;
+
+/** The upstream each shard opens: its name, or "NAME#I" (one address of NAME) when sharding by address. */
+const opens = new StaticArray<string>(MAX_SERVERS);
 
 let st: usize = 0;
 function handle(s: i32): i32 { return load<i32>(st + O_HANDLES + <usize>(s * 4)); }
@@ -137,7 +171,7 @@ function shardOfHandle(h: i32): i32 {
 function ensureOpen(c: Conn, s: i32): i32 {
   let h = handle(s);
   if (h > 0) return h;
-  h = c.openUpstream(names[s]);
+  h = c.openUpstream(opens[s]);
   if (h > 0) setHandle(s, h);
   return h;
 }

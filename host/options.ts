@@ -300,6 +300,10 @@ export const OPTIONS = {
     flag: '--upstream-connect-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 60_000 }, default: '2s',
     help: 'an upstream address that has not connected after this is given up (the next one is tried, or the module gets a failed event)',
   },
+  maxUpstreams: {
+    flag: '--max-upstreams', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 }, default: '10000',
+    help: 'upstream connections open (connecting or connected) in the process at once; past it a module\'s upstream_open returns -2 (too many), as past 8 on one connection',
+  },
   upstreamTls: {
     flag: '--upstream-tls', arg: '<name[=servername]>', kind: { type: 'upstreamTls' },
     help: 'speak TLS to the --upstream NAME (repeatable); its certificate must verify against --upstream-ca and name SERVERNAME (sent as SNI), or without one the address connected to',
@@ -430,6 +434,7 @@ export interface ResolvedOptions {
   /** --upstream-tls only: a CA file read at listen; null: Node's bundled roots. */
   upstreamCa: string | null;
   upstreamConnectTimeoutMs: number;
+  maxUpstreams: number;
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -698,5 +703,6 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     upstreams: upstreamsWithTls(set.upstream ?? [], set.upstreamTls ?? [], set.upstreamCa),
     upstreamCa: set.upstreamCa ?? null,
     upstreamConnectTimeoutMs: pick('upstreamConnectTimeout'),
+    maxUpstreams: pick('maxUpstreams'),
   };
 }

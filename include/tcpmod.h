@@ -134,7 +134,8 @@ TCPMOD_IMPORT(topics_list) int32_t tcpmod_topics_list(const void *glob, int32_t 
  * tcpmod.upstream_open (i32, i32, i32) -> i32: opens the upstream `name` for the
  * connection being handled; a handle > 0 (the result comes later as
  * TCPMOD_UPSTREAM_CONNECTED or _FAILED), or TCPMOD_UPSTREAM_UNKNOWN,
- * _TOO_MANY (8 per connection), _UNAVAILABLE. A module that imports any upstream
+ * _TOO_MANY (8 per connection, or --max-upstreams in the process), _UNAVAILABLE.
+ * "NAME#I" opens address I of NAME alone (see upstream_addr). A module that imports any upstream
  * function must export tcpmod_on_upstream. */
 TCPMOD_IMPORT(upstream_open) int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len);
 /* tcpmod.upstream_send (i32, i32, i32, i32) -> i32: 0 queued in order; -1 no such
@@ -142,6 +143,11 @@ TCPMOD_IMPORT(upstream_open) int32_t tcpmod_upstream_open(int32_t conn, const vo
 TCPMOD_IMPORT(upstream_send) int32_t tcpmod_upstream_send(int32_t conn, int32_t up, const void *data, int32_t len);
 /* tcpmod.upstream_close (i32, i32) -> i32: 0, or -1 no such upstream. No event follows. */
 TCPMOD_IMPORT(upstream_close) int32_t tcpmod_upstream_close(int32_t conn, int32_t up);
+/* tcpmod.upstream_addr (i32, i32, i32, i32, i32) -> i32: address `index` (0-based) of the
+ * upstream `name` as text, HOST:PORT or [V6]:PORT, into out: its length; -1 no such name or
+ * address (count a name's addresses by the first -1); -2 cap too small. From any callback.
+ * upstream_open of "NAME#I" opens address I of NAME alone (no failover); -1 past the last. */
+TCPMOD_IMPORT(upstream_addr) int32_t tcpmod_upstream_addr(const void *name, int32_t name_len, int32_t index, char *out, int32_t cap);
 /* tcpmod.upstream_resume (i32, i32) -> i32: the module waits no more for what it left
  * unconsumed: `up` > 0, that upstream's held bytes come again as a DATA event; `up` 0
  * (from tcpmod_on_upstream only), the client's held input comes again in on_data;

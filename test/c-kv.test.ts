@@ -53,7 +53,7 @@ TCPMOD_EXPORT(tcpmod_init) int32_t tcpmod_init(int32_t n) { return n > 1000 ? 1 
 TCPMOD_EXPORT(tcpmod_on_open) int32_t tcpmod_on_open(int32_t c) { return tcpmod_set_timer(c, 1) + tcpmod_want(c, 2); }
 TCPMOD_EXPORT(tcpmod_on_timer) int32_t tcpmod_on_timer(int32_t c, int32_t n) { return tcpmod_peer_addr(c, (char *)buf, n); }
 TCPMOD_EXPORT(tcpmod_on_upstream) int32_t tcpmod_on_upstream(int32_t c, int32_t u, int32_t e, int32_t n) {
-  return e == TCPMOD_UPSTREAM_FAILED ? tcpmod_upstream_close(c, u) : tcpmod_upstream_send(c, u, buf, n) + tcpmod_upstream_open(c, "r", 1) + tcpmod_upstream_resume(c, u) +
+  return e == TCPMOD_UPSTREAM_FAILED ? tcpmod_upstream_close(c, u) : tcpmod_upstream_send(c, u, buf, n) + tcpmod_upstream_open(c, "r", 1) + tcpmod_upstream_resume(c, u) + tcpmod_upstream_addr("r", 1, 0, (char *)buf, 8) +
     (e == TCPMOD_UPSTREAM_EOF ? tcpmod_shutdown_output(c) : n == TCPMOD_UPSTREAM_SHUT ? tcpmod_upstream_shutdown(c, u) : 0);
 }
 TCPMOD_EXPORT(tcpmod_on_message) int32_t tcpmod_on_message(int32_t c, int32_t n, int32_t t, int32_t p, int32_t m) {

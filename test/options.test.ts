@@ -79,6 +79,7 @@ describe('defaults', () => {
       upstreams: [],
       upstreamCa: null,
       upstreamConnectTimeoutMs: 2000,
+      maxUpstreams: 10000,
     });
   });
 

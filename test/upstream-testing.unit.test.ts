@@ -4,6 +4,7 @@
 // every byte, a shard that fails (with the reason the module can read) and
 // MGET split over two shards; the byte proxy fixture's carry-over across
 // calls and its error text with conn_info key 4; the harness's own rules.
+import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModule, OptionError, type LoadedModule } from '../dist/testing.js';
 import { fixture } from './fixtures.js';
@@ -85,6 +86,59 @@ describe('redis-proxy.wasm with scripted shards', () => {
     const c = m.connect();
     expect(c.send(cmd('GET', 'foo')).text).toBe('-ERR proxy: shard s1 unavailable\r\n');
     expect(c.upstreams).toHaveLength(0);
+  });
+});
+
+describe('proxy.wasm sharding by the addresses of one name (upstreams: [\'redis=A,B\'])', () => {
+  /** ketama over fnv1a_64 as nutcracker does it with two servers of weight 1 named NAMES (an independent reference: node's MD5). */
+  function ketama(names: string[], key: string): number {
+    const points: [number, number][] = [];
+    names.forEach((n, s) => {
+      for (let k = 0; k < 40; k++) {
+        const d = createHash('md5').update(`${n}-${k}`).digest();
+        for (let x = 0; x < 4; x++) points.push([d.readUInt32LE(x * 4), s]);
+      }
+    });
+    points.sort((p, q) => p[0] - q[0]);
+    let h = 0x84222325;
+    for (const b of Buffer.from(key)) h = Math.imul((h ^ ((b << 24) >> 24)) >>> 0, 0x1b3) >>> 0;
+    return (points.find((p) => p[0] >= h) ?? points[0])[1];
+  }
+
+  it('opens NAME#I for the shard of each key, named for ketama by its address', async () => {
+    const addrs = ['127.0.0.1:6380', '127.0.0.1:6381'];
+    const m = await loadModule('build/proxy.wasm', { upstreams: [`redis=${addrs.join(',')}`] });
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const key = `k${i * 7919}`;
+      const c = m.connect();
+      c.send(cmd('GET', key));
+      expect(c.upstreams).toHaveLength(1);
+      const u = c.upstreams[0];
+      expect(u.name).toBe(`redis#${ketama(addrs, key)}`);
+      seen.add(u.name);
+      expect(u.takeText()).toBe(cmd('GET', key));
+      u.refuse();
+      c.close();
+    }
+    expect(seen).toEqual(new Set(['redis#0', 'redis#1']));
+    // A failed shard's error names it by its address.
+    const c = m.connect();
+    const key = [...Array(40).keys()].map((i) => `k${i * 7919}`).find((k) => ketama(addrs, k) === 1)!;
+    c.send(cmd('GET', key));
+    expect(c.upstream('redis#1').refuse().text).toBe('-ERR proxy: shard 127.0.0.1:6381 unavailable\r\n');
+  });
+
+  it('a bare name (no addresses to report) is one shard opened by its name, as before', async () => {
+    const m = await loadModule('build/proxy.wasm', { upstreams: ['redis'] });
+    const c = m.connect();
+    c.send(cmd('GET', 'foo'));
+    expect(c.upstream('redis').takeText()).toBe(cmd('GET', 'foo'));
+  });
+
+  it('upstreams entries with addresses are checked as --upstream checks them', async () => {
+    await expect(loadModule('build/proxy.wasm', { upstreams: ['redis=localhost:1'] })).rejects.toThrow(/^upstreams must give addresses as IPv4:PORT/);
+    await expect(loadModule('build/proxy.wasm', { upstreams: ['redis=127.0.0.1:1', 'redis'] })).rejects.toThrow(/^upstreams must be a list of distinct/);
   });
 });
 

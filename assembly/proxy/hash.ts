@@ -86,7 +86,7 @@ export let distribution: i32 = KETAMA;
 /** hash_tag bytes (0: none). */
 export let tagOpen: u8 = 0;
 export let tagClose: u8 = 0;
-/** Server names (the --upstream names; also the ketama names), weights. */
+/** Server names as ketama hashes them (the --upstream names, or "HOST:PORT" when sharding by address), weights. */
 export const names = new StaticArray<string>(MAX_SERVERS);
 export const weights = new StaticArray<i32>(MAX_SERVERS);
 let totalWeight: i32 = 0;

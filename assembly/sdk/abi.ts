@@ -84,6 +84,11 @@ export declare function host_upstream_send(conn: i32, up: i32, ptr: usize, len: 
 export declare function host_upstream_close(conn: i32, up: i32): i32;
 /** v1.2: offers again what the module left unconsumed: upstream `up`'s bytes (a DATA event), or with
  *  up = 0 (from an upstream event only) the client's input (on_data), even with nothing new: 0, or -1. */
+/** v1.2 (§16): address `index` of upstream `name` as text (HOST:PORT) into out: its length, -1 no such
+ *  name or address, -2 cap too small. No connection needed (tcpmod_init may ask). */
+// @ts-ignore: decorator
+@external("tcpmod", "upstream_addr")
+export declare function host_upstream_addr(name: usize, name_len: i32, index: i32, out: usize, cap: i32): i32;
 // @ts-ignore: decorator
 @external("tcpmod", "upstream_resume")
 export declare function host_upstream_resume(conn: i32, up: i32): i32;

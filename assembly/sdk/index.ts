@@ -44,7 +44,7 @@ export {
   configure, setOnOpen, setOnClose, setOnInit, setOnTimer, setOnUpstream, setStateVersion,
   DataHandler, OpenHandler, CloseHandler, InitHandler, TimerHandler, UpstreamHandler,
 } from "./hooks";
-export { UPSTREAM_CONNECTED, UPSTREAM_DATA, UPSTREAM_CLOSED, UPSTREAM_FAILED, UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE, UPSTREAM_FULL, UPSTREAM_EOF, UPSTREAM_SHUT } from "./upstream";
+export { UPSTREAM_CONNECTED, UPSTREAM_DATA, UPSTREAM_CLOSED, UPSTREAM_FAILED, UPSTREAM_UNKNOWN, UPSTREAM_TOO_MANY, UPSTREAM_UNAVAILABLE, UPSTREAM_FULL, UPSTREAM_EOF, UPSTREAM_SHUT, upstreamAddr } from "./upstream";
 export { LogLevel, log, logString, nowMs } from "./host";
 export {
   subscribe, unsubscribe, unsubscribeAll, publish, publishFrame, topicCount, topicsList, setOnMessage, Message, MessageHandler,

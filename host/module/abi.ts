@@ -76,6 +76,8 @@ export const TCPMOD_IMPORTS: Record<string, string> = {
   upstream_close: '(i32, i32) -> i32',
   // v1.2 (§16): offer the bytes held for an upstream (up > 0) or the client's held input (up = 0) again, with nothing new.
   upstream_resume: '(i32, i32) -> i32',
+  // v1.2 (§16): address `index` of an upstream name as text (how many a name has, and what a sharding module names its shards by).
+  upstream_addr: '(i32, i32, i32, i32, i32) -> i32',
   // v1.2 half-close (§20): end the sending side to an upstream, or to the client, after what is queued.
   upstream_shutdown: '(i32, i32) -> i32',
   shutdown_output: '(i32) -> i32',
@@ -90,7 +92,7 @@ export const V1_2_STORE_IMPORTS = [
   'kv_get_range', 'kv_send', 'kv_expire_ex', 'kv_incr_at',
 ] as const;
 export const V1_2_TOPIC_IMPORTS = ['subscribe', 'unsubscribe', 'publish', 'topic_count', 'topics_list', 'publish_frame'] as const;
-export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume'] as const;
+export const V1_2_UPSTREAM_IMPORTS = ['upstream_open', 'upstream_send', 'upstream_close', 'upstream_resume', 'upstream_addr'] as const;
 /** Every v1.2 host function: a module using one of them is listed as v1.2. */
 /** Half-close (docs/abi.md §20): importing either keeps a client open after an EOF call answered with CONTINUE. */
 export const V1_2_HALF_CLOSE_IMPORTS = ['upstream_shutdown', 'shutdown_output'] as const;

@@ -43,6 +43,7 @@ export const IMPORT_DECLARATIONS: Record<string, { c: string; as: string }> = {
   upstream_open: { c: 'int32_t tcpmod_upstream_open(int32_t conn, const void *name, int32_t name_len)', as: 'upstream_open(conn: i32, name: usize, name_len: i32): i32' },
   upstream_send: { c: 'int32_t tcpmod_upstream_send(int32_t conn, int32_t up, const void *data, int32_t len)', as: 'upstream_send(conn: i32, up: i32, ptr: usize, len: i32): i32' },
   upstream_close: { c: 'int32_t tcpmod_upstream_close(int32_t conn, int32_t up)', as: 'upstream_close(conn: i32, up: i32): i32' },
+  upstream_addr: { c: 'int32_t tcpmod_upstream_addr(const void *name, int32_t name_len, int32_t index, char *out, int32_t cap)', as: 'upstream_addr(name: usize, name_len: i32, index: i32, out: usize, cap: i32): i32' },
   upstream_resume: { c: 'int32_t tcpmod_upstream_resume(int32_t conn, int32_t up)', as: 'upstream_resume(conn: i32, up: i32): i32' },
   upstream_shutdown: { c: 'int32_t tcpmod_upstream_shutdown(int32_t conn, int32_t up)', as: 'upstream_shutdown(conn: i32, up: i32): i32' },
   shutdown_output: { c: 'int32_t tcpmod_shutdown_output(int32_t conn)', as: 'shutdown_output(conn: i32): i32' },

@@ -58,6 +58,8 @@ export interface InstanceHooks {
    * being handled (docs/abi.md, Upstreams). Without them: -1 (no upstream is configured).
    */
   upstreamOpen?(mem: ArrayBuffer, namePtr: number, nameLen: number): number;
+  /** tcpmod.upstream_addr: address `index` of upstream `name` as HOST:PORT, or null (no such name or address). From any callback, tcpmod_init too. */
+  upstreamAddr?(name: string, index: number): string | null;
   upstreamSend?(up: number, mem: ArrayBuffer, ptr: number, len: number): number;
   upstreamClose?(up: number): number;
   /** tcpmod.upstream_resume: up > 0 an upstream's held bytes, 0 the client's held input, offered again (docs/abi.md §16). */
@@ -496,6 +498,17 @@ export class ModuleInstance {
         if (conn !== this.conn || conn === 0) return -1;
         this.region('tcpmod.upstream_open name', ptr, len);
         return this.hooks.upstreamOpen ? this.hooks.upstreamOpen(this.buffer, ptr >>> 0, len >>> 0) : -1;
+      },
+      upstream_addr: (ptr: number, len: number, index: number, out: number, cap: number): number => {
+        this.region('tcpmod.upstream_addr name', ptr, len);
+        const name = new TextDecoder().decode(new Uint8Array(this.buffer, ptr >>> 0, len >>> 0));
+        const addr = this.hooks.upstreamAddr ? this.hooks.upstreamAddr(name, index) : null;
+        if (addr === null) return -1;
+        const bytes = utf8Encoder.encode(addr);
+        if (bytes.length > (cap >>> 0)) return -2;
+        this.region('tcpmod.upstream_addr out', out, bytes.length);
+        new Uint8Array(this.buffer, out >>> 0, bytes.length).set(bytes);
+        return bytes.length;
       },
       upstream_send: (conn: number, up: number, ptr: number, len: number): number => {
         if (conn !== this.conn || conn === 0) return -1;

@@ -9,7 +9,7 @@ import { AbiDriver, FAULTED, KEEP, type Transport } from '../module/driver.js';
 import type { ModuleFault } from '../module/errors.js';
 import type { ModuleInstance } from '../module/instance.js';
 import { compileBytes, compileModule, instantiate, probeModule, type CompiledModule } from '../module/load.js';
-import { DEFAULTS, OPTIONS, OptionError, parseOptionValue } from '../options.js';
+import { DEFAULTS, OPTIONS, OptionError, parseOptionValue, parseUpstreams } from '../options.js';
 import { native } from '../sys.js';
 import { ModuleKv } from './kv.js';
 import { randomPlans, splitPlans, SplitMismatchError, type PieceRun } from './split.js';
@@ -74,6 +74,8 @@ export interface LoadOptions {
   /**
    * The upstream names the module may open (docs/abi.md §16), as `serve --upstream NAME=…` lists
    * them; the test plays each upstream it opens (`c.upstream(name)`). Default: none (upstream_open -1).
+   * An entry NAME=IP:PORT[,IP:PORT…] also gives the name's addresses: tcpmod.upstream_addr reports
+   * them and `NAME#I` opens address I alone (`c.upstream('NAME#I')`); a bare NAME has none to report.
    */
   upstreams?: readonly string[];
   /** Where the fake clock starts, in ms since the epoch (what tcpmod.now_ms first returns); default: Date.now() at load. */
@@ -543,16 +545,18 @@ export class LoadedModule implements Transport {
   private readonly conns = new Set<TestConn>();
   private current: TestConn | null = null;
   private nextId = 1;
-  /** @internal The upstream names the module may open (loadModule's `upstreams`). */
-  upstreamNames: ReadonlySet<string> = new Set();
+  /** @internal The upstream names the module may open (loadModule's `upstreams`), each with its addresses as text (none for a bare name). */
+  upstreamNames: ReadonlyMap<string, readonly string[]> = new Map();
   private nextHandle = 1;
   /** Published messages not yet delivered, in publish order (m.deliver()). */
   private mail: { conn: TestConn; topic: Uint8Array; pattern: Uint8Array; message: Uint8Array; frame: Uint8Array | null }[] = [];
 
   /** @internal `loadModule` makes it from a module that passed `serve`'s checks (`first` is the probe instance). */
-  constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance) {
+  constructor(readonly compiled: CompiledModule, now: number, kv: ModuleKv | null, first: (hooks: Parameters<typeof instantiate>[1]) => ModuleInstance,
+    upstreams: ReadonlyMap<string, readonly string[]> = new Map()) {
     this.clock = new TestClock(now, (until) => this.fireUntil(until));
     this.ownKv = kv;
+    this.upstreamNames = upstreams; // before the first instance: its tcpmod_init may ask upstream_addr
     this.inst = first(this.hooks());
   }
 
@@ -694,6 +698,7 @@ export class LoadedModule implements Transport {
       topicsList: (mem, gp, gl, skip, op, cap) => this.topicsList(new Uint8Array(mem, gp, gl).slice(), skip, new Uint8Array(mem, op, cap)),
       kv: this.ownKv?.backend,
       upstreamOpen: (mem, ptr, len) => this.current?.ups.open(decoder.decode(new Uint8Array(mem, ptr, len))) ?? -1,
+      upstreamAddr: (name, index) => this.upstreamNames.get(name)?.[index] ?? null,
       upstreamSend: (up, mem, ptr, len) => this.current?.ups.send(up, new Uint8Array(mem, ptr, len).slice()) ?? -1,
       upstreamClose: (up) => this.current?.ups.close(up) ?? -1,
       upstreamResume: (up) => this.current?.ups.resume(up) ?? -1,
@@ -835,12 +840,20 @@ export class LoadedModule implements Transport {
   }
 }
 
-/** loadModule's `upstreams`: names as --upstream takes them (1-32 of A-Z a-z 0-9 _ . -, a letter first), each once. */
-function upstreamNames(v: unknown): string[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v) || !v.every((n) => typeof n === 'string' && /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/.test(n)) || new Set(v).size !== v.length)
-    throw new OptionError('upstreams', `must be a list of distinct upstream names (1 to 32 of A-Z a-z 0-9 _ . -, starting with a letter), got ${JSON.stringify(v)}`);
-  return v as string[];
+/** loadModule's `upstreams`: names as --upstream takes them (1-32 of A-Z a-z 0-9 _ . -, a letter first), each once,
+ *  a name alone or NAME=IP:PORT[,IP:PORT…] (checked as --upstream checks it); each name's addresses as upstream_addr gives them. */
+function upstreamNames(v: unknown): Map<string, readonly string[]> {
+  if (v === undefined) return new Map();
+  const bare = (n: string) => /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/.test(n);
+  const refuse = () => new OptionError('upstreams', `must be a list of distinct upstream names (1 to 32 of A-Z a-z 0-9 _ . -, starting with a letter), each alone or as NAME=IP:PORT[,IP:PORT…], got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v) || !v.every((n) => typeof n === 'string' && (bare(n) || n.includes('=')))) throw refuse();
+  const out = new Map<string, readonly string[]>();
+  for (const entry of v as string[]) {
+    const [u] = bare(entry) ? [{ name: entry, addresses: [] }] : parseUpstreams('upstreams', entry);
+    if (out.has(u.name)) throw refuse();
+    out.set(u.name, u.addresses.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+  }
+  return out;
 }
 
 /** Cut offsets a test gave: integers, ascending, strictly inside an input of `length` bytes. */
@@ -881,7 +894,7 @@ export async function loadModule(pathOrBytes: string | Uint8Array, opts: LoadOpt
   // TTLs of the module's own store run on its fake clock (at `now` until the module exists).
   let loaded: LoadedModule | undefined;
   const kv = store === 'own' ? new ModuleKv(kvMaxBytes, () => loaded?.clock.now ?? now) : null;
-  loaded = new LoadedModule(compiled, now, kv, (hooks) => probeModule(compiled, hooks));
-  loaded.upstreamNames = new Set(upstreamNames(opts.upstreams));
+  const upstreams = upstreamNames(opts.upstreams); // checked before the module runs
+  loaded = new LoadedModule(compiled, now, kv, (hooks) => probeModule(compiled, hooks), upstreams);
   return loaded;
 }

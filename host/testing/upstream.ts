@@ -124,7 +124,7 @@ export class ConnUpstreams {
   /** upstream_resume(conn, 0) asked in this claim: -1 outside on_upstream. */
   clientResume = -1;
 
-  constructor(private readonly conn: TestConn, private readonly names: ReadonlySet<string>, private readonly nextHandle: () => number) {}
+  constructor(private readonly conn: TestConn, private readonly names: ReadonlyMap<string, readonly string[]>, private readonly nextHandle: () => number) {}
 
   /** The live ones (connecting or open). */
   live(): TestUpstream[] {
@@ -136,7 +136,11 @@ export class ConnUpstreams {
   }
 
   open(name: string): number {
-    if (!this.names.has(name)) return UPSTREAM_UNKNOWN;
+    // NAME#I: address I of NAME alone (docs/abi.md §16), known when loadModule listed NAME's addresses.
+    const hash = name.indexOf('#');
+    const base = hash < 0 ? name : name.slice(0, hash);
+    const index = hash < 0 ? 0 : /^[0-9]{1,3}$/.test(name.slice(hash + 1)) ? Number(name.slice(hash + 1)) : -1;
+    if (!this.names.has(base) || index < 0 || (hash >= 0 && index >= this.names.get(base)!.length)) return UPSTREAM_UNKNOWN;
     if (this.live().length >= MAX_UPSTREAMS_PER_CONN) return UPSTREAM_TOO_MANY;
     const u = new TestUpstream(this.conn, name, this.nextHandle());
     this.all.push(u);

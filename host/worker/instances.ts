@@ -244,6 +244,10 @@ export abstract class LoopInstances implements Transport {
       topicsList: (mem, gp, gl, skip, op, cap) => native.topicsList(this.cfg.epfd, mem, gp, gl, skip, mem, op, cap),
       want: (n) => (native.connWant(this.fd, this.id, n) === 0 ? 0 : -1),
       upstreamOpen: (mem, ptr, len) => native.upstreamOpen(this.fd, this.id, this.cfg.epfd, mem, ptr, len, half),
+      upstreamAddr: (name, index) => {
+        const a = native.upstreamAddr(this.cfg.epfd, name, index);
+        return typeof a === 'string' ? a : null;
+      },
       upstreamSend: (up, mem, ptr, len) => native.upstreamSend(this.fd, this.id, up, mem, ptr, len),
       upstreamClose: (up) => native.upstreamClose(this.fd, this.id, up),
       upstreamShutdown: (up) => native.upstreamShutdown(this.fd, this.id, up),

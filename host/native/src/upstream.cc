@@ -32,6 +32,7 @@
 #include <atomic>
 #include <cassert>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -91,6 +92,7 @@ struct Upstream {
   const Named* named;
   int64_t timeout_ms;
   size_t addr = 0;  // the address being tried
+  size_t addr_end = 0;  // one past the last address it may try: all of the name's, or one for NAME#I
   int fd = -1;
   int tfd = -1;     // connect timeout; -1 once connected
   bool open = false;
@@ -133,6 +135,10 @@ std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_
 std::atomic<int64_t> n_tls_verify{0}, n_tls{0};
 // Reads of upstream sockets (each recv or TLS read, EAGAIN included): what a look costs (tests check it).
 std::atomic<int64_t> n_reads{0};
+// --max-upstreams: upstreams open (connecting or connected) in the process at once; upstream_open
+// past it returns kOpenTooMany and counts n_too_many (per connection past 8 counts there too).
+std::atomic<int64_t> max_live{INT64_MAX};
+std::atomic<int64_t> n_too_many{0};
 // The last FAILED this thread delivered, for conn_info key 3/4 (UpstreamFailure) in that call.
 thread_local uint64_t last_fail_conn = 0;
 thread_local int last_fail_why = kWhyNone;
@@ -175,7 +181,7 @@ void Missed(Upstream* u, int why, const std::string& text) {
 bool StartConnect(Upstream* u) {
   CloseFds(u);
   u->ended = false;  // a new socket
-  for (; u->addr < u->named->addrs.size(); u->addr++) {
+  for (; u->addr < u->addr_end; u->addr++) {
     const sockaddr_storage& sa = u->named->addrs[u->addr];
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) break;  // out of descriptors: no other address does better
@@ -480,11 +486,12 @@ bool ParseAddr(const std::string& host, int port, sockaddr_storage* sa, socklen_
   return false;
 }
 
-// upstreamsConfigure(epfd, [{name, addresses: [{host, port}], tls?: {ca, servername}}], connectTimeoutMs, maxQueued)
+// upstreamsConfigure(epfd, [{name, addresses: [{host, port}], tls?: {ca, servername}}], connectTimeoutMs, maxQueued[, maxOpen])
 // -> 0 | -EINVAL (an address that is not numeric, or no usable CA certificate in tls.ca).
 Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
-  int64_t epfd, timeout, max_queued;
+  int64_t epfd, timeout, max_queued, max_open = INT64_MAX;
   if (!Args(info).Int(&epfd).Skip().Int(&timeout, &max_queued)) return info.Env().Undefined();
+  if (info.Length() > 4 && info[4].IsNumber()) max_open = info[4].As<Napi::Number>().Int64Value();
   if (!info[1].IsArray()) {
     Napi::TypeError::New(info.Env(), "upstreamsConfigure: the list must be an array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
@@ -521,6 +528,7 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   }
   Exclusive lock(up_mu);
   configs[static_cast<int>(epfd)] = std::move(cfg);
+  max_live = max_open;  // per process: the last server configured sets it (one per process in the CLI)
   return Num(info, 0);
 }
 
@@ -541,12 +549,28 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   Exclusive lock(up_mu);
   auto cit = configs.find(static_cast<int>(epfd));
   if (cit == configs.end()) return Num(info, kOpenUnknown);
+  // "NAME#I" (I decimal, 0-based) is address I of NAME alone, with no failover (names have no '#').
+  size_t base_len = name_len, only = SIZE_MAX;
+  const void* hash = std::memchr(name, '#', name_len);
+  if (hash != nullptr) {
+    base_len = static_cast<size_t>(static_cast<const uint8_t*>(hash) - name);
+    size_t digits = name_len - base_len - 1;
+    if (digits == 0 || digits > 3) return Num(info, kOpenUnknown);
+    only = 0;
+    for (size_t i = base_len + 1; i < name_len; i++) {
+      if (name[i] < '0' || name[i] > '9') return Num(info, kOpenUnknown);
+      only = only * 10 + (name[i] - '0');
+    }
+  }
   const Named* named = nullptr;
   for (const Named& n : cit->second.names)
-    if (n.name.size() == name_len && std::memcmp(n.name.data(), name, name_len) == 0) named = &n;
-  if (named == nullptr) return Num(info, kOpenUnknown);
+    if (n.name.size() == base_len && std::memcmp(n.name.data(), name, base_len) == 0) named = &n;
+  if (named == nullptr || (only != SIZE_MAX && only >= named->addrs.size())) return Num(info, kOpenUnknown);
   auto& mine = by_conn[static_cast<uint64_t>(id)];
-  if (mine.size() >= static_cast<size_t>(kMaxUpstreamsPerConn)) return Num(info, kOpenTooMany);
+  if (mine.size() >= static_cast<size_t>(kMaxUpstreamsPerConn) || live.load() >= max_live.load()) {
+    n_too_many++;
+    return Num(info, kOpenTooMany);
+  }
   auto* u = new Upstream();
   u->uid = next_uid++;
   if (Tag(u->uid) == 0) u->uid = next_uid++;  // tag 0 is for items outside any table
@@ -556,11 +580,14 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   u->cfd = static_cast<int>(fd);
   u->cid = static_cast<uint64_t>(id);
   u->named = named;
+  u->addr = only == SIZE_MAX ? 0 : only;
+  u->addr_end = only == SIZE_MAX ? named->addrs.size() : only + 1;
   u->timeout_ms = cit->second.connect_timeout_ms;
   u->half = info.Length() > 6 && info[6].ToBoolean().Value();
   mine.push_back(u);
   live++;
-  if (!StartConnect(u) && u->addr == 0) {
+  size_t first = u->addr;
+  if (!StartConnect(u) && u->addr == first) {
     // Not a single socket: out of descriptors. No event follows.
     Remove(u);
     return Num(info, kOpenUnavailable);
@@ -698,7 +725,30 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
   return Num(info, ok ? 0 : -EBADF);
 }
 
-// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads }.
+// upstreamAddr(epfd, name, index) -> "HOST:PORT" ("[V6]:PORT") of the name's address `index`, or -1
+// (no such name or address). tcpmod.upstream_addr (docs/abi.md §16): what a module shards by.
+Napi::Value UpstreamAddr(const Napi::CallbackInfo& info) {
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber()) return Num(info, kOpenUnknown);
+  int epfd = info[0].As<Napi::Number>().Int32Value();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  int64_t index = info[2].As<Napi::Number>().Int64Value();
+  Shared lock(up_mu);
+  auto cit = configs.find(epfd);
+  if (cit == configs.end()) return Num(info, kOpenUnknown);
+  for (const Named& n : cit->second.names) {
+    if (n.name != name) continue;
+    if (index < 0 || static_cast<size_t>(index) >= n.addrs.size()) break;
+    const sockaddr_storage& sa = n.addrs[static_cast<size_t>(index)];
+    const std::string& host = n.hosts[static_cast<size_t>(index)];
+    int port = ntohs(sa.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_port
+                                               : reinterpret_cast<const sockaddr_in*>(&sa)->sin_port);
+    std::string text = (sa.ss_family == AF_INET6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    return Napi::String::New(info.Env(), text);
+  }
+  return Num(info, kOpenUnknown);
+}
+
+// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads, tooMany }.
 Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("open", static_cast<double>(live.load()));
@@ -712,6 +762,7 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("tlsVerify", static_cast<double>(n_tls_verify.load()));
   o.Set("tlsHandshake", static_cast<double>(n_tls.load()));
   o.Set("reads", static_cast<double>(n_reads.load()));
+  o.Set("tooMany", static_cast<double>(n_too_many.load()));
   return o;
 }
 
@@ -781,6 +832,7 @@ void InitUpstreams(Napi::Env env, Napi::Object exports) {
   exports.Set("upstreamFailure", Napi::Function::New(env, UpstreamFailure, "upstreamFailure"));
   exports.Set("upstreamNext", Napi::Function::New(env, UpstreamNext, "upstreamNext"));
   exports.Set("upstreamKeep", Napi::Function::New(env, UpstreamKeep, "upstreamKeep"));
+  exports.Set("upstreamAddr", Napi::Function::New(env, UpstreamAddr, "upstreamAddr"));
   exports.Set("upstreamStats", Napi::Function::New(env, UpstreamStats, "upstreamStats"));
   exports.Set("DUE_UPSTREAM", Napi::Number::New(env, kDueUpstream));
   exports.Set("KIND_UPSTREAM", Napi::Number::New(env, kKindUpstream));
