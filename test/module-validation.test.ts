@@ -78,7 +78,7 @@ const refusals: Refusal[] = [
       /^import env\.send is not allowed by ABI v1; fix: a host function declared without its import module: in C use __attribute__\(\(import_module\("tcpmod"\), import_name\("send"\)\)\)/,
       /^import env\.tcpmod_log is not allowed by ABI v1; fix: .*import_name\("log"\).*@external\("tcpmod", "log"\)/,
       /^import env\.helper is not allowed by ABI v1; fix: a function the module declares but never defines/,
-      /^import tcpmod\.frobnicate is not allowed by ABI v1; fix: this host's tcpmod imports are send, log, now_ms, .*peer_addr, kv_get_ver, .*kv_del_prefix, kv_get_range, kv_send, kv_expire_ex, kv_incr_at, subscribe, unsubscribe, publish, topic_count, topics_list, publish_frame, upstream_open, upstream_send, upstream_close, upstream_resume, upstream_shutdown, shutdown_output$/,
+      /^import tcpmod\.frobnicate is not allowed by ABI v1; fix: this host's tcpmod imports are send, log, now_ms, .*peer_addr, kv_get_ver, .*kv_del_prefix, kv_get_range, kv_send, kv_expire_ex, kv_incr_at, subscribe, unsubscribe, publish, topic_count, topics_list, publish_frame, upstream_open, upstream_send, upstream_close, upstream_resume, upstream_addr, upstream_shutdown, shutdown_output$/,
     ],
   },
   {
