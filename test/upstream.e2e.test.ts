@@ -189,6 +189,59 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     }
   }, 20_000);
 
+  it('an upstream that never answers: CLOSED after --upstream-read-timeout (why timeout), the client is closed, the next one served', async () => {
+    // The first connection to it reads and never answers; later ones answer each request.
+    let n = 0;
+    const up = await scripted((s) => { if (n++ > 0) s.on('data', () => s.write('+PONG\r\n')); });
+    const before = native.upstreamStats();
+    const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`, { upstreamReadTimeout: 300 });
+    const c = await open(port);
+    c.write('PING\r\n');
+    const t0 = Date.now();
+    expect((await untilClosed(c, 5_000)).length).toBe(0);  // the fixture closes its client on CLOSED
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);   // it waited for the timeout
+    const after = native.upstreamStats();
+    expect(after.readTimeouts - before.readTimeouts).toBe(1);
+    expect(after.closed - before.closed).toBe(1);
+    await until(() => native.upstreamStats().open === before.open, 5_000, 'the upstream gauge back to its baseline');
+    await until(() => up.closed() === 1, 5_000, 'the socket to the upstream closed');  // the host closed the socket to it
+    const text = await metricsRegistry(server).scrape();  // per process: the counter as upstreamStats has it
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_read_timeouts_total ${after.readTimeouts}$`, 'm'));
+    // The worker goes on: the next client is served by the same backend.
+    const d = await open(port);
+    d.write('PING\r\n');
+    expect((await readBytes(d, 7)).toString()).toBe('+PONG\r\n');
+    d.destroy();
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 20_000);
+
+  it('an upstream that answers slowly but within the read timeout is not cut, nor is an idle one', async () => {
+    // Each answer 100 ms after its request, with a 300 ms timeout, for 1.5 s in all: a timer measured
+    // from the first send rather than from the last answer would cut it.
+    const up = await scripted((s) => s.on('data', () => setTimeout(() => s.write('+PONG\r\n'), 100)));
+    const before = native.upstreamStats();
+    const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`, { upstreamReadTimeout: 300 });
+    const c = await open(port);
+    const t0 = Date.now();
+    for (let i = 0; i < 15 || Date.now() - t0 < 1_200; i++) {
+      c.write('PING\r\n');
+      expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');
+    }
+    // Idle (everything sent was answered): it stays open past the timeout.
+    await sleep(1_000);
+    c.write('PING\r\n');
+    expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');
+    const after = native.upstreamStats();
+    expect(after.readTimeouts - before.readTimeouts).toBe(0);
+    expect(after.closed - before.closed).toBe(0);
+    expect(up.closed()).toBe(0);
+    c.destroy();
+    await until(() => native.upstreamStats().open === before.open, 5_000, 'the upstream gauge back to its baseline');
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 20_000);
+
   it('a short reply is read with one recv: no second read to EAGAIN, and a reply with its FIN still ends in CLOSED', async () => {
     const { server, port } = await proxy(`redis=127.0.0.1:${redis.port}`);
     const c = await open(port);
