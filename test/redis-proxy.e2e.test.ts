@@ -297,7 +297,7 @@ describe('redis-proxy.wasm over three redis-server shards', () => {
     expect(got).toBe(expected);
     expect(native.upstreamStats().readTimeouts - before.readTimeouts).toBeGreaterThanOrEqual(answers.filter((a) => a === err).length);
     c.destroy();
-    await until(() => native.upstreamStats().open === before.open, 5_000, 'the upstream gauge back to its baseline');
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');  // per process: earlier tests' may close meanwhile
     for (const s of mute) s.destroy();
     stall.close();
   }, 30_000);
