@@ -346,6 +346,51 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
   }, 60_000);
 });
 
+describe('the read timeout\'s why', () => {
+  // A proxy that, on CLOSED, answers with conn_info keys 3 and 4 (why the host ended the upstream).
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
+import { conn_info } from "./sdk/abi";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  const up = load<i32>(c.state);
+  if (c.eof) return Action.Close;
+  if (c.sendUpstream(up, c.input, c.inputLen) != 0) return Action.Continue;
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 8, onData);
+setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("redis")); return Action.Continue; });
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_CONNECTED) return Action.Continue;
+  if (event == UPSTREAM_DATA) { c.write(c.input, c.inputLen); c.consume(c.inputLen); return Action.Continue; }
+  const buf = new ArrayBuffer(256);
+  const n = conn_info(c.id, 4, changetype<usize>(buf), 256);
+  c.writeString("-ERR closed " + conn_info(c.id, 3, 0, 0).toString() + " ");
+  if (n > 0) c.write(changetype<usize>(buf), n);
+  c.writeString("\\r\\n");
+  return Action.Close;
+});
+`;
+  it('CLOSED after the read timeout says timeout (keys 3 and 4); a plain close says nothing', async () => {
+    const file = scratchFile('why-proxy.wasm', await compileAs('why-proxy', source));
+    // The first connection reads and never answers; the second answers once and closes.
+    let n = 0;
+    const up = await scripted((s) => { if (n++ > 0) s.on('data', () => s.end('+PONG\r\n')); });
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `redis=127.0.0.1:${up.port}`, upstreamReadTimeout: '300ms' });
+    servers.push(server);
+    const port = (await server.listen()).port;
+    const c = await open(port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c, 5_000)).toString()).toBe('-ERR closed 2 timeout: no reply within the read timeout (127.0.0.1)\r\n');
+    const d = await open(port);
+    d.write('PING\r\n');
+    expect((await untilClosed(d, 5_000)).toString()).toBe('+PONG\r\n-ERR closed 0 \r\n');
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 30_000);
+});
+
 describe('loading', () => {
   it('a module that imports upstream_open without exporting tcpmod_on_upstream is refused, with the fix', async () => {
     const wat = `(module (import "tcpmod" "upstream_open" (func (param i32 i32 i32) (result i32)))
