@@ -300,6 +300,10 @@ export const OPTIONS = {
     flag: '--upstream-connect-timeout', arg: '<duration>', kind: { type: 'duration', min: 1, max: 60_000 }, default: '2s',
     help: 'an upstream address that has not connected after this is given up (the next one is tried, or the module gets a failed event)',
   },
+  upstreamReadTimeout: {
+    flag: '--upstream-read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '30s',
+    help: 'an open upstream sent bytes that has received nothing since for this long is closed (the module gets a closed event, why timeout); one with nothing sent since its last bytes never times out',
+  },
   maxUpstreams: {
     flag: '--max-upstreams', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 }, default: '10000',
     help: 'upstream connections open (connecting or connected) in the process at once; past it a module\'s upstream_open returns -2 (too many), as past 8 on one connection',
@@ -434,6 +438,8 @@ export interface ResolvedOptions {
   /** --upstream-tls only: a CA file read at listen; null: Node's bundled roots. */
   upstreamCa: string | null;
   upstreamConnectTimeoutMs: number;
+  /** --upstream-read-timeout; null: off. */
+  upstreamReadTimeoutMs: number | null;
   maxUpstreams: number;
 }
 
@@ -703,6 +709,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     upstreams: upstreamsWithTls(set.upstream ?? [], set.upstreamTls ?? [], set.upstreamCa),
     upstreamCa: set.upstreamCa ?? null,
     upstreamConnectTimeoutMs: pick('upstreamConnectTimeout'),
+    upstreamReadTimeoutMs: pick('upstreamReadTimeout'),
     maxUpstreams: pick('maxUpstreams'),
   };
 }

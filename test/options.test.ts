@@ -79,6 +79,7 @@ describe('defaults', () => {
       upstreams: [],
       upstreamCa: null,
       upstreamConnectTimeoutMs: 2000,
+      upstreamReadTimeoutMs: 30_000,
       maxUpstreams: 10000,
     });
   });
@@ -188,6 +189,10 @@ describe('upstreams', () => {
     expect(refusal(() => resolveOptions({ module, upstream: 'redis' })).message).toBe('upstream must be NAME=IP:PORT[,IP:PORT…], got "redis"');
     const many = Array.from({ length: 17 }, (_, i) => `127.0.0.1:${i + 1}`).join(',');
     expect(refusal(() => resolveOptions({ module, upstream: `r=${many}` })).message).toBe('upstream must give at most 16 addresses per name; "r" has 17');
+    expect(refusal(() => resolveOptions({ module, upstreamReadTimeout: '0' })).message).toBe('upstreamReadTimeout must be at least 1 ms or "off", got "0"');
+    expect(refusal(() => resolveOptions({ module, upstreamReadTimeout: 'soon' })).message).toBe('upstreamReadTimeout must be a duration (milliseconds, or a number with ms, s, m or h) or "off", got "soon"');
+    expect(resolveOptions({ module, upstreamReadTimeout: 'off' }).upstreamReadTimeoutMs).toBeNull();
+    expect(resolveOptions({ module, upstreamReadTimeout: '300ms' }).upstreamReadTimeoutMs).toBe(300);
     expect(refusal(() => resolveOptions({ module, upstreamConnectTimeout: '2m' })).message).toBe('upstreamConnectTimeout must be at most 60000 ms, got "2m"');
   });
   it('--upstream-tls NAME[=SERVERNAME] marks upstreams for TLS; --upstream-ca only with it; one line per mistake', () => {

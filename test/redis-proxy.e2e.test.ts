@@ -36,12 +36,12 @@ afterAll(async () => {
 });
 
 /** The proxy over `ports` as upstreams s0, s1, … listed in that order in --config. */
-async function proxy(ports: number[], config = '', weights: number[] = []): Promise<{ server: TcpmodServer; port: number }> {
+async function proxy(ports: number[], config = '', weights: number[] = [], extra: Record<string, unknown> = {}): Promise<{ server: TcpmodServer; port: number }> {
   const upstream = ports.map((p, i) => `s${i}=127.0.0.1:${p}`);
   const names = ports.map((_, i) => `s${i}${weights[i] ? `:${weights[i]}` : ''}`).join(',');
   const server = createServer({
     module: WASM, port: 0, threads: 2, logLevel: 'silent', upstream,
-    config: Buffer.from(`servers=${names} ${config}`.trim()),
+    config: Buffer.from(`servers=${names} ${config}`.trim()), ...extra,
   });
   servers.push(server);
   return { server, port: (await server.listen()).port };
@@ -264,6 +264,43 @@ describe('redis-proxy.wasm over three redis-server shards', () => {
     expect(Object.values(server.stats().moduleFaults).reduce((a, b) => a + b, 0)).toBe(0);
     await until(() => native.upstreamStats().open === 0, 10_000, 'every upstream closed with its client');
   }, 240_000);
+
+  it('a shard that accepts and never answers: with --upstream-read-timeout its keys get the error, the other shard serves, nothing stays open', async () => {
+    const mute: Socket[] = [];
+    const stall = netServer((s) => { s.on('error', () => undefined); s.resume(); mute.push(s); });
+    await new Promise<void>((r) => stall.listen(0, '127.0.0.1', r));
+    const before = native.upstreamStats();
+    const { port } = await proxy([(stall.address() as { port: number }).port, shards[1].port], '', [], { upstreamReadTimeout: 300 });
+    const keys = Array.from({ length: 12 }, (_, i) => `rt:absent:${i}`);
+    const err = '-ERR proxy: shard s0 unavailable\r\n';
+    const c = await open(port);
+    let got = '';
+    c.on('data', (d) => { got += d.toString(); });
+    // One request at a time: each answered within a bounded time (the client's own read timeout is minutes).
+    const answers: string[] = [];
+    for (const k of keys) {
+      got = '';
+      const t0 = Date.now();
+      c.write(resp('GET', k));
+      await until(() => got.endsWith('\r\n'), 5_000, `the answer to GET ${k}`);
+      answers.push(got);
+      if (got === err) expect(Date.now() - t0).toBeGreaterThanOrEqual(250);  // after the timeout, not at once
+    }
+    expect(answers.every((a) => a === err || a === '$-1\r\n')).toBe(true);
+    expect(answers).toContain(err);
+    expect(answers).toContain('$-1\r\n');  // the healthy shard served its keys meanwhile
+    // Pipelined: the healthy shard's replies wait for the mute one's error, in request order.
+    got = '';
+    const expected = answers.join('');
+    c.write(Buffer.concat(keys.map((k) => resp('GET', k))));
+    await until(() => got.length >= expected.length, 5_000, 'the pipelined answers');
+    expect(got).toBe(expected);
+    expect(native.upstreamStats().readTimeouts - before.readTimeouts).toBeGreaterThanOrEqual(answers.filter((a) => a === err).length);
+    c.destroy();
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');  // per process: earlier tests' may close meanwhile
+    for (const s of mute) s.destroy();
+    stall.close();
+  }, 30_000);
 
   it('a shard down: its keys get an error, the others are served; back up, served again without a restart', async () => {
     const { port } = await proxy(shards.map((s) => s.port));

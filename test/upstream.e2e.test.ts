@@ -189,6 +189,60 @@ describe('upstream faults are the module\'s events, never the worker\'s', () => 
     }
   }, 20_000);
 
+  it('an upstream that never answers: CLOSED after --upstream-read-timeout (why timeout), the client is closed, the next one served', async () => {
+    // The first connection to it reads and never answers; later ones answer each request.
+    let n = 0;
+    const up = await scripted((s) => { if (n++ > 0) s.on('data', () => s.write('+PONG\r\n')); });
+    const before = native.upstreamStats();
+    const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`, { upstreamReadTimeout: 300 });
+    const c = await open(port);
+    c.write('PING\r\n');
+    const t0 = Date.now();
+    expect((await untilClosed(c, 5_000)).length).toBe(0);  // the fixture closes its client on CLOSED
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);   // it waited for the timeout
+    const after = native.upstreamStats();
+    expect(after.readTimeouts - before.readTimeouts).toBe(1);
+    expect(after.closed - before.closed).toBe(1);
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');  // per process: earlier tests' may close meanwhile
+    await until(() => up.closed() === 1, 5_000, 'the socket to the upstream closed');  // the host closed the socket to it
+    const text = await metricsRegistry(server).scrape();  // per process: the counter as upstreamStats has it
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_read_timeouts_total ${after.readTimeouts}$`, 'm'));
+    // The worker goes on: the next client is served by the same backend.
+    const d = await open(port);
+    d.write('PING\r\n');
+    expect((await readBytes(d, 7)).toString()).toBe('+PONG\r\n');
+    d.destroy();
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 20_000);
+
+  it('an upstream that answers slowly but within the read timeout is not cut, nor is an idle one', async () => {
+    // Each answer 100 ms after its request, with a 300 ms timeout, for 1.5 s in all: a timer measured
+    // from the first send rather than from the last answer would cut it.
+    const up = await scripted((s) => s.on('data', () => setTimeout(() => s.write('+PONG\r\n'), 100)));
+    const before = native.upstreamStats();
+    const { server, port } = await proxy(`redis=127.0.0.1:${up.port}`, { upstreamReadTimeout: 300 });
+    const c = await open(port);
+    const t0 = Date.now();
+    for (let i = 0; i < 15 || Date.now() - t0 < 1_200; i++) {
+      c.write('PING\r\n');
+      expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');
+    }
+    // Idle (everything sent was answered): it stays open past the timeout.
+    await sleep(1_000);
+    c.write('PING\r\n');
+    expect((await readBytes(c, 7)).toString()).toBe('+PONG\r\n');
+    const after = native.upstreamStats();
+    expect(after.readTimeouts - before.readTimeouts).toBe(0);
+    expect(after.closed - before.closed).toBe(0);
+    expect(up.closed()).toBe(0);
+    c.destroy();
+    await until(() => up.closed() === 1, 5_000, 'the upstream closed with its client');
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');  // per process: earlier tests' may close meanwhile
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 20_000);
+
   it('a short reply is read with one recv: no second read to EAGAIN, and a reply with its FIN still ends in CLOSED', async () => {
     const { server, port } = await proxy(`redis=127.0.0.1:${redis.port}`);
     const c = await open(port);
@@ -290,6 +344,51 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
     c.write('PING\r\n');
     expect((await untilClosed(c)).toString()).toBe('-ERR no upstream\r\n');
   }, 60_000);
+});
+
+describe('the read timeout\'s why', () => {
+  // A proxy that, on CLOSED, answers with conn_info keys 3 and 4 (why the host ended the upstream).
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
+import { conn_info } from "./sdk/abi";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  const up = load<i32>(c.state);
+  if (c.eof) return Action.Close;
+  if (c.sendUpstream(up, c.input, c.inputLen) != 0) return Action.Continue;
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 8, onData);
+setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("redis")); return Action.Continue; });
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_CONNECTED) return Action.Continue;
+  if (event == UPSTREAM_DATA) { c.write(c.input, c.inputLen); c.consume(c.inputLen); return Action.Continue; }
+  const buf = new ArrayBuffer(256);
+  const n = conn_info(c.id, 4, changetype<usize>(buf), 256);
+  c.writeString("-ERR closed " + conn_info(c.id, 3, 0, 0).toString() + " ");
+  if (n > 0) c.write(changetype<usize>(buf), n);
+  c.writeString("\\r\\n");
+  return Action.Close;
+});
+`;
+  it('CLOSED after the read timeout says timeout (keys 3 and 4); a plain close says nothing', async () => {
+    const file = scratchFile('why-proxy.wasm', await compileAs('why-proxy', source));
+    // The first connection reads and never answers; the second answers once and closes.
+    let n = 0;
+    const up = await scripted((s) => { if (n++ > 0) s.on('data', () => s.end('+PONG\r\n')); });
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `redis=127.0.0.1:${up.port}`, upstreamReadTimeout: '300ms' });
+    servers.push(server);
+    const port = (await server.listen()).port;
+    const c = await open(port);
+    c.write('PING\r\n');
+    expect((await untilClosed(c, 5_000)).toString()).toBe('-ERR closed 2 timeout: no reply within the read timeout (127.0.0.1)\r\n');
+    const d = await open(port);
+    d.write('PING\r\n');
+    expect((await untilClosed(d, 5_000)).toString()).toBe('+PONG\r\n-ERR closed 0 \r\n');
+    expect(faults(server)).toBe(0);
+    up.server.close();
+  }, 30_000);
 });
 
 describe('loading', () => {

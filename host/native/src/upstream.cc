@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -81,6 +82,7 @@ struct Config {
   std::vector<Named> names;
   int64_t connect_timeout_ms = 2000;
   int64_t max_queued = 8 << 20;  // bytes queued for one upstream before upstream_send says -2
+  int64_t read_timeout_ms = 0;   // --upstream-read-timeout; 0: none
 };
 
 struct Upstream {
@@ -94,7 +96,17 @@ struct Upstream {
   size_t addr = 0;  // the address being tried
   size_t addr_end = 0;  // one past the last address it may try: all of the name's, or one for NAME#I
   int fd = -1;
-  int tfd = -1;     // connect timeout; -1 once connected
+  int tfd = -1;     // connect timeout; once connected, the read timeout's timer (-1 without one)
+  // Read timeout (--upstream-read-timeout), holder-only but `fired`: bytes sent to an open upstream
+  // and nothing received since for read_timeout_ms end it (CLOSED, why timeout). To keep a
+  // proxied request free of timer syscalls, a send only notes when the wait began (waiting_since,
+  // the first send since the last receive; 0: nothing awaited) and arms the timer when it is not
+  // armed; a receive only clears waiting_since. When the timer fires, the wait is over (nothing
+  // awaited: left unarmed), expired, or re-armed for what is left of it.
+  int64_t read_timeout_ms = 0;
+  int64_t waiting_since = 0;    // CLOCK_MONOTONIC ms
+  bool armed = false;
+  std::atomic<bool> fired{false};  // its timerfd's edge came (UpstreamWake)
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
   bool reoffer = false; // upstream_resume: DATA with the carry-over at the next look, even with no new byte
@@ -144,7 +156,44 @@ thread_local uint64_t last_fail_conn = 0;
 thread_local int last_fail_why = kWhyNone;
 thread_local std::string last_fail_text;
 
+std::atomic<int64_t> n_read_timeouts{0};
+
 uint64_t Tag(uint64_t uid) { return uid & kEpollTagMask; }
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Arms u->tfd once, `ms` from now (0 disarms).
+void ArmTimer(Upstream* u, int64_t ms) {
+  itimerspec its{};
+  its.it_value.tv_sec = ms / 1000;
+  its.it_value.tv_nsec = (ms % 1000) * 1000000;
+  timerfd_settime(u->tfd, 0, &its, nullptr);
+  u->armed = ms > 0;
+}
+
+// A send to an open upstream: the wait for its answer starts now unless one is going on. Holder only.
+void NoteSent(Upstream* u) {
+  if (u->read_timeout_ms <= 0 || u->tfd < 0 || u->in_done) return;
+  if (u->waiting_since == 0) u->waiting_since = NowMs();
+  if (!u->armed) ArmTimer(u, u->read_timeout_ms);
+}
+
+// The read timer fired (u->fired): true when the wait has lasted the read timeout; otherwise the
+// timer is re-armed for the rest of the wait, or left unarmed when nothing is awaited. Holder only.
+bool ReadTimerExpired(Upstream* u) {
+  uint64_t expirations;
+  if (read(u->tfd, &expirations, sizeof(expirations)) < 0) {}  // drained; the edge was the news
+  u->armed = false;
+  if (u->waiting_since == 0) return false;
+  int64_t left = u->waiting_since + u->read_timeout_ms - NowMs();
+  if (left <= 0) return true;
+  ArmTimer(u, left);
+  return false;
+}
 
 void Watch(Upstream* u, int fd, uint32_t events) {
   epoll_event ev{};
@@ -198,12 +247,9 @@ bool StartConnect(Upstream* u) {
       close(fd);
       break;
     }
-    itimerspec its{};
-    its.it_value.tv_sec = u->timeout_ms / 1000;
-    its.it_value.tv_nsec = (u->timeout_ms % 1000) * 1000000;
-    timerfd_settime(tfd, 0, &its, nullptr);
     u->fd = fd;
     u->tfd = tfd;
+    ArmTimer(u, u->timeout_ms);
     by_fd[fd] = u;
     by_fd[tfd] = u;
     Watch(u, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
@@ -363,13 +409,23 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
       StartConnect(u);
       return u->failed ? Look(u, in, cap, len, gone) : 0;
     }
-    by_fd.erase(u->tfd);
-    close(u->tfd);
-    u->tfd = -1;
+    if (u->read_timeout_ms > 0) {
+      // The same timer now measures the read timeout: disarmed unless bytes sent while it
+      // connected await their answer (the wait starts now).
+      u->fired = false;
+      u->waiting_since = 0;
+      ArmTimer(u, 0);
+      if (!u->out.empty()) NoteSent(u);
+    } else {
+      by_fd.erase(u->tfd);
+      close(u->tfd);
+      u->tfd = -1;
+    }
     u->open = true;
     u->wake = true;  // it may have sent already, and output may be queued
     return kConnected;
   }
+  bool expired = u->fired.exchange(false) && u->tfd >= 0 && ReadTimerExpired(u);
   if (!u->out.empty()) {
     int64_t before = static_cast<int64_t>(u->out.size());
     int64_t left = UpDrain(u);
@@ -407,6 +463,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
   }
   if (n > 0) {
     bytes_in += n;
+    u->waiting_since = 0;  // an answer came: nothing is awaited until the next send
     u->carry.clear();
     // Look again only when more may be there: a plain socket that filled less
     // than the room had nothing more (as client input is read, conn_input.cc),
@@ -416,6 +473,19 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     if (u->ssl != nullptr || u->ended || static_cast<size_t>(n) == cap - have) u->wake = true;
     *len = have + static_cast<size_t>(n);
     return kData;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && expired) {
+    // The read timeout: nothing came for what was sent. Ended as a close is (CLOSED, with the
+    // carry-over), its why (timeout) readable in that call (conn_info keys 3/4).
+    n_read_timeouts++;
+    n_closed++;
+    last_fail_conn = u->cid;
+    last_fail_why = kWhyTimeout;
+    last_fail_text = "timeout: no reply within the read timeout (" + u->named->hosts[u->addr] + ")";
+    u->carry.clear();
+    *len = have;
+    *gone = true;
+    return kClosed;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     // Nothing new: the held bytes go again only when the module asked (upstream_resume).
@@ -433,6 +503,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     return kEof;
   }
   n_closed++;
+  if (last_fail_conn == u->cid) last_fail_why = kWhyNone, last_fail_text.clear();  // not a timeout
   *gone = true;
   return kClosed;
 }
@@ -486,12 +557,13 @@ bool ParseAddr(const std::string& host, int port, sockaddr_storage* sa, socklen_
   return false;
 }
 
-// upstreamsConfigure(epfd, [{name, addresses: [{host, port}], tls?: {ca, servername}}], connectTimeoutMs, maxQueued[, maxOpen])
+// upstreamsConfigure(epfd, [{name, addresses: [{host, port}], tls?: {ca, servername}}], connectTimeoutMs, maxQueued[, maxOpen[, readTimeoutMs]])
 // -> 0 | -EINVAL (an address that is not numeric, or no usable CA certificate in tls.ca).
 Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   int64_t epfd, timeout, max_queued, max_open = INT64_MAX;
   if (!Args(info).Int(&epfd).Skip().Int(&timeout, &max_queued)) return info.Env().Undefined();
   if (info.Length() > 4 && info[4].IsNumber()) max_open = info[4].As<Napi::Number>().Int64Value();
+  int64_t read_timeout = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().Int64Value() : 0;
   if (!info[1].IsArray()) {
     Napi::TypeError::New(info.Env(), "upstreamsConfigure: the list must be an array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
@@ -499,6 +571,7 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   Config cfg;
   cfg.connect_timeout_ms = timeout;
   cfg.max_queued = max_queued;
+  cfg.read_timeout_ms = read_timeout;
   Napi::Array list = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < list.Length(); i++) {
     Napi::Object o = list.Get(i).As<Napi::Object>();
@@ -583,6 +656,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   u->addr = only == SIZE_MAX ? 0 : only;
   u->addr_end = only == SIZE_MAX ? named->addrs.size() : only + 1;
   u->timeout_ms = cit->second.connect_timeout_ms;
+  u->read_timeout_ms = cit->second.read_timeout_ms;
   u->half = info.Length() > 6 && info[6].ToBoolean().Value();
   mine.push_back(u);
   live++;
@@ -620,6 +694,7 @@ Napi::Value UpstreamSend(const Napi::CallbackInfo& info) {
     if (n < 0) u->wake = true;
   }
   if (sent < len && !u->out.Append(p + sent, len - sent)) return Num(info, kSendFull);
+  if (u->open) NoteSent(u);
   return Num(info, 0);
 }
 
@@ -748,7 +823,7 @@ Napi::Value UpstreamAddr(const Napi::CallbackInfo& info) {
   return Num(info, kOpenUnknown);
 }
 
-// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads, tooMany }.
+// upstreamStats() -> { open, connects, refused, timeouts, failed, closed, bytesIn, bytesOut, tlsVerify, tlsHandshake, reads, tooMany, readTimeouts }.
 Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("open", static_cast<double>(live.load()));
@@ -763,6 +838,7 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("tlsHandshake", static_cast<double>(n_tls.load()));
   o.Set("reads", static_cast<double>(n_reads.load()));
   o.Set("tooMany", static_cast<double>(n_too_many.load()));
+  o.Set("readTimeouts", static_cast<double>(n_read_timeouts.load()));
   return o;
 }
 
@@ -789,6 +865,7 @@ void UpstreamWake(int epfd, int fd, uint64_t tag, uint32_t events, bool poke) {
     if (it == by_fd.end() || Tag(it->second->uid) != tag) return;  // closed since (its fd number may be reused)
     Upstream* u = it->second;
     if (fd == u->fd && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) u->ended = true;
+    if (fd == u->tfd && u->open) u->fired = true;  // the read timer (the connect one is read by the look)
     u->wake = true;
     cfd = u->cfd;
     cid = u->cid;
