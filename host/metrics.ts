@@ -95,6 +95,7 @@ export function metricsRegistry(server: TcpmodServer): { registry: Registry; scr
     labelled('tcpmod_upstream_connect_failures_total', 'Upstream addresses that did not connect, by reason (refused, timeout, tls_verify: certificate or name, tls_handshake)', 'reason', () => ({ refused: u().refused, timeout: u().timeouts, tls_verify: u().tlsVerify, tls_handshake: u().tlsHandshake }));
     counter('tcpmod_upstream_too_many_total', 'upstream_open calls refused as too many (-2): 8 on the connection, or --max-upstreams in the process', () => u().tooMany);
     counter('tcpmod_upstream_read_timeouts_total', 'Open upstreams closed by --upstream-read-timeout: sent bytes, nothing received since (also counted in tcpmod_upstream_closed_total)', () => u().readTimeouts);
+    counter('tcpmod_upstream_frame_timeouts_total', 'Open upstreams closed by --upstream-frame-timeout: a reply left incomplete that long (also counted in tcpmod_upstream_closed_total)', () => u().frameTimeouts);
     counter('tcpmod_upstream_failed_total', 'Upstreams none of whose addresses connected (FAILED events)', () => u().failed);
     counter('tcpmod_upstream_closed_total', 'Upstreams that closed or reset (CLOSED events)', () => u().closed);
     counter('tcpmod_upstream_bytes_received_total', 'Bytes received from upstreams', () => u().bytesIn);

@@ -304,6 +304,10 @@ export const OPTIONS = {
     flag: '--upstream-read-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '30s',
     help: 'an open upstream sent bytes that has received nothing since for this long is closed (the module gets a closed event, why timeout); one with nothing sent since its last bytes never times out',
   },
+  upstreamFrameTimeout: {
+    flag: '--upstream-frame-timeout', arg: '<duration|off>', kind: { type: 'duration', min: 1, max: MAX_DURATION_MS, off: 'off' }, default: '30s',
+    help: 'an open upstream whose reply the module has left incomplete (carry-over, nothing of it consumed) this long is closed (the module gets a closed event, why timeout), measured from when the carry-over began; not while another upstream of the client is still connecting, awaited or within its own frame timeout (held replies)',
+  },
   maxUpstreams: {
     flag: '--max-upstreams', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 }, default: '10000',
     help: 'upstream connections open (connecting or connected) in the process at once; past it a module\'s upstream_open returns -2 (too many), as past 8 on one connection',
@@ -440,6 +444,8 @@ export interface ResolvedOptions {
   upstreamConnectTimeoutMs: number;
   /** --upstream-read-timeout; null: off. */
   upstreamReadTimeoutMs: number | null;
+  /** --upstream-frame-timeout; null: off. */
+  upstreamFrameTimeoutMs: number | null;
   maxUpstreams: number;
 }
 
@@ -710,6 +716,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     upstreamCa: set.upstreamCa ?? null,
     upstreamConnectTimeoutMs: pick('upstreamConnectTimeout'),
     upstreamReadTimeoutMs: pick('upstreamReadTimeout'),
+    upstreamFrameTimeoutMs: pick('upstreamFrameTimeout'),
     maxUpstreams: pick('maxUpstreams'),
   };
 }

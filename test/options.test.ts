@@ -80,6 +80,7 @@ describe('defaults', () => {
       upstreamCa: null,
       upstreamConnectTimeoutMs: 2000,
       upstreamReadTimeoutMs: 30_000,
+      upstreamFrameTimeoutMs: 30_000,
       maxUpstreams: 10000,
     });
   });
@@ -193,6 +194,10 @@ describe('upstreams', () => {
     expect(refusal(() => resolveOptions({ module, upstreamReadTimeout: 'soon' })).message).toBe('upstreamReadTimeout must be a duration (milliseconds, or a number with ms, s, m or h) or "off", got "soon"');
     expect(resolveOptions({ module, upstreamReadTimeout: 'off' }).upstreamReadTimeoutMs).toBeNull();
     expect(resolveOptions({ module, upstreamReadTimeout: '300ms' }).upstreamReadTimeoutMs).toBe(300);
+    expect(refusal(() => resolveOptions({ module, upstreamFrameTimeout: '0' })).message).toBe('upstreamFrameTimeout must be at least 1 ms or "off", got "0"');
+    expect(refusal(() => resolveOptions({ module, upstreamFrameTimeout: 'later' })).message).toBe('upstreamFrameTimeout must be a duration (milliseconds, or a number with ms, s, m or h) or "off", got "later"');
+    expect(resolveOptions({ module, upstreamFrameTimeout: 'off' }).upstreamFrameTimeoutMs).toBeNull();
+    expect(resolveOptions({ module, upstreamFrameTimeout: '500ms' }).upstreamFrameTimeoutMs).toBe(500);
     expect(refusal(() => resolveOptions({ module, upstreamConnectTimeout: '2m' })).message).toBe('upstreamConnectTimeout must be at most 60000 ms, got "2m"');
   });
   it('--upstream-tls NAME[=SERVERNAME] marks upstreams for TLS; --upstream-ca only with it; one line per mistake', () => {

@@ -391,6 +391,128 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
   }, 30_000);
 });
 
+describe('the frame timeout (--upstream-frame-timeout)', () => {
+  // A line proxy: the client's bytes go to upstream "a" (and "b" when the line starts with "2"); an
+  // upstream's complete lines go to the client, an incomplete one is left unconsumed (its
+  // carry-over). A "b" reply is held (nothing consumed) until "a" answered, then resumed: the
+  // held input of a sharding proxy. CLOSED answers with conn_info keys 3 and 4.
+  const source = `
+import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
+import { conn_info } from "./sdk/abi";
+export * from "./sdk/exports";
+function onData(c: Conn): Action {
+  if (c.eof) return Action.Close;
+  const a = load<i32>(c.state);
+  if (c.sendUpstream(a, c.input, c.inputLen) != 0) return Action.Continue;
+  if (load<u8>(c.input) == 50) c.sendUpstream(load<i32>(c.state + 4), c.input, c.inputLen);
+  c.consume(c.inputLen);
+  return Action.Continue;
+}
+configure(4096, 4096, 16, onData);
+setOnOpen((c: Conn): Action => {
+  store<i32>(c.state, c.openUpstream("a"));
+  store<i32>(c.state + 4, c.openUpstream("b"));
+  store<i32>(c.state + 8, 0);
+  return Action.Continue;
+});
+setOnUpstream((c: Conn, up: i32, event: i32): Action => {
+  if (event == UPSTREAM_CONNECTED) return Action.Continue;
+  if (event == UPSTREAM_DATA) {
+    const isB = up == load<i32>(c.state + 4);
+    if (isB && load<i32>(c.state + 8) == 0) return Action.Continue;
+    let end = c.inputLen;
+    while (end > 0 && load<u8>(c.input + end - 1) != 10) end--;
+    c.write(c.input, end);
+    c.consume(end);
+    if (!isB && end > 0) { store<i32>(c.state + 8, 1); c.resumeUpstream(load<i32>(c.state + 4)); }
+    if (isB && end > 0) store<i32>(c.state + 8, 0);
+    return Action.Continue;
+  }
+  const buf = new ArrayBuffer(256);
+  const n = conn_info(c.id, 4, changetype<usize>(buf), 256);
+  c.writeString("-ERR closed " + conn_info(c.id, 3, 0, 0).toString() + " ");
+  if (n > 0) c.write(changetype<usize>(buf), n);
+  c.writeString("\\r\\n");
+  return Action.Close;
+});
+`;
+  let file = '';
+  async function lineProxy(a: number, b: number, frame: string): Promise<{ server: TcpmodServer; port: number }> {
+    if (file === '') file = scratchFile('frame-proxy.wasm', await compileAs('frame-proxy', source));
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: [`a=127.0.0.1:${a}`, `b=127.0.0.1:${b}`], upstreamReadTimeout: '10s', upstreamFrameTimeout: frame });
+    servers.push(server);
+    return { server, port: (await server.listen()).port };
+  }
+  const cut = '-ERR closed 2 timeout: frame incomplete within the frame timeout (127.0.0.1)\r\n';
+
+  it('a reply that stops midway is ended after the frame timeout (why timeout, frame), counted, the gauge back', async () => {
+    const a = await scripted((s) => s.on('data', () => s.write('+PO')));
+    const b = await scripted(() => undefined);
+    const before = native.upstreamStats();
+    const { server, port } = await lineProxy(a.port, b.port, '300ms');
+    const c = await open(port);
+    const t0 = Date.now();
+    c.write('PING\r\n');
+    expect((await untilClosed(c, 5_000)).toString()).toBe(cut);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);  // it waited for the timeout
+    const after = native.upstreamStats();
+    expect(after.frameTimeouts - before.frameTimeouts).toBe(1);
+    expect(after.readTimeouts - before.readTimeouts).toBe(0);
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');
+    await until(() => a.closed() === 1, 5_000, 'the socket to the upstream closed');
+    const text = await metricsRegistry(server).scrape();
+    expect(text).toMatch(new RegExp(`^tcpmod_upstream_frame_timeouts_total ${after.frameTimeouts}$`, 'm'));
+    expect(faults(server)).toBe(0);
+    a.server.close();
+    b.server.close();
+  }, 20_000);
+
+  it('a backend trickling a byte every 100 ms, never ending its line, is cut: the timeout runs from the first byte, not the last', async () => {
+    const timers: NodeJS.Timeout[] = [];
+    const a = await scripted((s) => s.once('data', () => {
+      const t = setInterval(() => { if (!s.destroyed) s.write('x'); }, 100);
+      timers.push(t);
+      s.on('close', () => clearInterval(t));
+    }));
+    const b = await scripted(() => undefined);
+    const before = native.upstreamStats();
+    const { server, port } = await lineProxy(a.port, b.port, '500ms');
+    const c = await open(port);
+    const t0 = Date.now();
+    c.write('PING\r\n');
+    expect((await untilClosed(c, 5_000)).toString()).toBe(cut);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+    expect(native.upstreamStats().frameTimeouts - before.frameTimeouts).toBe(1);
+    timers.forEach(clearInterval);
+    expect(faults(server)).toBe(0);
+    a.server.close();
+    b.server.close();
+  }, 20_000);
+
+  it('a complete reply the module holds while another upstream is awaited is not cut; complete lines are never cut', async () => {
+    // "b" answers at once; "a" 900 ms later (within its read timeout): b's reply is held 900 ms, past
+    // the 300 ms frame timeout, and then goes after a's.
+    const a = await scripted((s) => s.on('data', () => setTimeout(() => s.write('+A\r\n'), 900)));
+    const b = await scripted((s) => s.on('data', () => s.write('+B\r\n')));
+    const before = native.upstreamStats();
+    const { server, port } = await lineProxy(a.port, b.port, '300ms');
+    const c = await open(port);
+    c.write('2PING\r\n');
+    expect((await readBytes(c, 8)).toString()).toBe('+A\r\n+B\r\n');
+    await sleep(600);  // complete replies, consumed: idle past the timeout, nothing cut
+    c.write('2PING\r\n');
+    expect((await readBytes(c, 8)).toString()).toBe('+A\r\n+B\r\n');
+    const after = native.upstreamStats();
+    expect(after.frameTimeouts - before.frameTimeouts).toBe(0);
+    expect(after.closed - before.closed).toBe(0);
+    c.destroy();
+    await until(() => native.upstreamStats().open <= before.open, 5_000, 'the upstream gauge back to its baseline');
+    expect(faults(server)).toBe(0);
+    a.server.close();
+    b.server.close();
+  }, 20_000);
+});
+
 describe('loading', () => {
   it('a module that imports upstream_open without exporting tcpmod_on_upstream is refused, with the fix', async () => {
     const wat = `(module (import "tcpmod" "upstream_open" (func (param i32 i32 i32) (result i32)))

@@ -209,7 +209,7 @@ export interface NativeBinding {
   // upstreams (upstream.cc, docs/abi.md "Upstreams (v1.2)"): named backends a module opens for the client it handles.
   /** The server's named upstreams (numeric addresses) and limits. 0 | -EINVAL (an address that is not numeric). */
   /** tls: the upstream speaks TLS; its certificate must verify against `ca` (PEM) and name `servername`, or each address. -EINVAL: a non-numeric address or no usable CA. */
-  upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[]; tls?: { ca: string; servername?: string } }[], connectTimeoutMs: number, maxQueued: number, maxOpen?: number, readTimeoutMs?: number): number;
+  upstreamsConfigure(group: number, list: { name: string; addresses: { host: string; port: number }[]; tls?: { ca: string; servername?: string } }[], connectTimeoutMs: number, maxQueued: number, maxOpen?: number, readTimeoutMs?: number, frameTimeoutMs?: number): number;
   upstreamsForget(group: number): number;
   /** tcpmod.upstream_addr (§16): address `index` of the upstream `name` as HOST:PORT ([V6]:PORT), or -1 (no such name or address). */
   upstreamAddr(group: number, name: string, index: number): string | -1;
@@ -233,7 +233,7 @@ export interface NativeBinding {
   readonly UPSTREAM_LAST: number;
   /** Saves the upstream's unconsumed bytes (if it is still open) and the client's state slot. 0 | -EBADF. */
   upstreamKeep(fd: number, id: number, handle: number, mem: ArrayBuffer, restPtr: number, restLen: number, statePtr: number): number;
-  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number; tlsVerify: number; tlsHandshake: number; reads: number; tooMany: number; readTimeouts: number };
+  upstreamStats(): { open: number; connects: number; refused: number; timeouts: number; failed: number; closed: number; bytesIn: number; bytesOut: number; tlsVerify: number; tlsHandshake: number; reads: number; tooMany: number; readTimeouts: number; frameTimeouts: number };
   /** conn_info keys 3 and 4 (docs/abi.md §16): why the last FAILED this thread delivered to connection `id` failed (a code, or its text). */
   upstreamFailure(id: number, key: 3): number;
   upstreamFailure(id: number, key: 4): string;

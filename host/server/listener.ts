@@ -43,7 +43,7 @@ export class Listener {
     check(native.topicsConfigure(this.epfd, o.maxMailbox), 'topicsConfigure');
     check(native.batchConfigure(this.epfd, CONN_EVENTS, LISTEN_EVENTS, BATCH_BUDGET_MS), 'batchConfigure');
     // Named upstreams (--upstream): what modules of this server may open; queued bytes per upstream bounded as a client's.
-    check(native.upstreamsConfigure(this.epfd, nativeUpstreams(o), o.upstreamConnectTimeoutMs, o.maxOutputBuffer, o.maxUpstreams, o.upstreamReadTimeoutMs ?? 0), 'upstreamsConfigure');
+    check(native.upstreamsConfigure(this.epfd, nativeUpstreams(o), o.upstreamConnectTimeoutMs, o.maxOutputBuffer, o.maxUpstreams, o.upstreamReadTimeoutMs ?? 0, o.upstreamFrameTimeoutMs ?? 0), 'upstreamsConfigure');
     this.wakeFd = check(native.eventfdCreate(), 'eventfd');
     // Level-triggered and never read: once written, it wakes every waiter in turn.
     check(native.epollCtl(this.epfd, C.EPOLL_CTL_ADD, this.wakeFd, C.EPOLLIN, C.KIND_WAKE), 'epoll_ctl');

@@ -83,6 +83,7 @@ struct Config {
   int64_t connect_timeout_ms = 2000;
   int64_t max_queued = 8 << 20;  // bytes queued for one upstream before upstream_send says -2
   int64_t read_timeout_ms = 0;   // --upstream-read-timeout; 0: none
+  int64_t frame_timeout_ms = 0;  // --upstream-frame-timeout; 0: none
 };
 
 struct Upstream {
@@ -105,7 +106,15 @@ struct Upstream {
   // awaited: left unarmed), expired, or re-armed for what is left of it.
   int64_t read_timeout_ms = 0;
   int64_t waiting_since = 0;    // CLOCK_MONOTONIC ms
+  // Frame timeout (--upstream-frame-timeout), holder-only, on the same timer: the carry-over (bytes
+  // the module left unconsumed) non-empty since frame_since (0: none) with nothing of it consumed
+  // since ends it once frame_timeout_ms passed, unless another upstream of the client is still
+  // within its own timeouts (held input: a reply waiting its turn, FrameHeldFor). Set by the keep.
+  int64_t frame_timeout_ms = 0;
+  int64_t frame_since = 0;
+  size_t offered = 0;  // bytes given with the last DATA (the keep's rest is what was not consumed)
   bool armed = false;
+  int64_t armed_until = 0;  // when the armed timer fires (CLOCK_MONOTONIC ms)
   std::atomic<bool> fired{false};  // its timerfd's edge came (UpstreamWake)
   bool open = false;
   bool failed = false;  // every address refused or timed out: FAILED at the next look
@@ -157,6 +166,7 @@ thread_local int last_fail_why = kWhyNone;
 thread_local std::string last_fail_text;
 
 std::atomic<int64_t> n_read_timeouts{0};
+std::atomic<int64_t> n_frame_timeouts{0};
 
 uint64_t Tag(uint64_t uid) { return uid & kEpollTagMask; }
 
@@ -173,6 +183,7 @@ void ArmTimer(Upstream* u, int64_t ms) {
   its.it_value.tv_nsec = (ms % 1000) * 1000000;
   timerfd_settime(u->tfd, 0, &its, nullptr);
   u->armed = ms > 0;
+  u->armed_until = ms > 0 ? NowMs() + ms : 0;
 }
 
 // A send to an open upstream: the wait for its answer starts now unless one is going on. Holder only.
@@ -182,17 +193,76 @@ void NoteSent(Upstream* u) {
   if (!u->armed) ArmTimer(u, u->read_timeout_ms);
 }
 
-// The read timer fired (u->fired): true when the wait has lasted the read timeout; otherwise the
-// timer is re-armed for the rest of the wait, or left unarmed when nothing is awaited. Holder only.
-bool ReadTimerExpired(Upstream* u) {
+// When u's frame timeout ends (CLOCK_MONOTONIC ms; INT64_MAX: none running). Holder only.
+int64_t FrameDeadline(const Upstream* u) {
+  return u->frame_since == 0 || u->frame_timeout_ms <= 0 ? INT64_MAX : u->frame_since + u->frame_timeout_ms;
+}
+
+// Held input: u's carry-over is not cut while another open upstream of its client is still within
+// its own timeouts -- connecting, awaited (its read timeout runs) or holding an incomplete frame not yet
+// expired -- since the module may be holding u's complete reply until that one answers (a
+// sharding proxy's replies in order). Holder only (the client's upstreams are all its own).
+bool FrameHeld(const Upstream* u, int64_t now) {
+  auto it = by_conn.find(u->cid);
+  if (it == by_conn.end()) return false;
+  for (const Upstream* o : it->second) {
+    if (o == u || o->failed || o->in_done) continue;
+    if (!o->open) return true;  // connecting: its connect timeout runs
+    if (o->waiting_since != 0 && o->read_timeout_ms > 0) return true;
+    if (FrameDeadline(o) > now && o->frame_since != 0) return true;
+  }
+  return false;
+}
+
+enum Expired { kExpiredNone, kExpiredRead, kExpiredFrame };
+
+// The keep after a DATA: the frame timeout starts when the carry-over becomes non-empty, and
+// again whenever the module consumed some of it (a frame completed, the next one began); it stops
+// once nothing is left. A complete reply costs no syscall: the timer is armed only when a
+// carry-over is left and the timer is unarmed. Holder only.
+void NoteKept(Upstream* u, size_t rest_len) {
+  if (u->frame_timeout_ms <= 0 || u->tfd < 0 || !u->open) return;
+  if (rest_len == 0) {
+    u->frame_since = 0;
+    return;
+  }
+  bool began = u->frame_since == 0 || rest_len < u->offered;
+  if (began) u->frame_since = NowMs();
+  // Armed later (the read timeout's wait): brought forward once, when the carry-over begins.
+  if (!u->armed || (began && u->armed_until > FrameDeadline(u))) {
+    int64_t left = FrameDeadline(u) - NowMs();
+    ArmTimer(u, left > 0 ? left : 1);
+  }
+}
+
+// The timer fired (u->fired): which timeout has run out (the read one first); otherwise the timer
+// is re-armed for the nearest deadline left, or left unarmed when nothing runs. A frame timeout
+// held back by FrameHeld starts over (a frame timeout later it is looked at again), so a held reply
+// gets a whole frame timeout once the others answered. Holder only.
+Expired TimerExpired(Upstream* u) {
   uint64_t expirations;
   if (read(u->tfd, &expirations, sizeof(expirations)) < 0) {}  // drained; the edge was the news
   u->armed = false;
-  if (u->waiting_since == 0) return false;
-  int64_t left = u->waiting_since + u->read_timeout_ms - NowMs();
-  if (left <= 0) return true;
-  ArmTimer(u, left);
-  return false;
+  int64_t now = NowMs();
+  int64_t next = INT64_MAX;
+  if (u->waiting_since != 0 && u->read_timeout_ms > 0) {
+    int64_t left = u->waiting_since + u->read_timeout_ms - now;
+    if (left <= 0) return kExpiredRead;
+    next = left;
+  }
+  int64_t frame = FrameDeadline(u);
+  if (frame != INT64_MAX) {
+    int64_t left = frame - now;
+    if (left <= 0 && !FrameHeld(u, now)) return kExpiredFrame;
+    if (left <= 0) {
+      // Held: the time waiting on the others does not count; the frame timeout starts over.
+      u->frame_since = now;
+      left = u->frame_timeout_ms;
+    }
+    if (left < next) next = left;
+  }
+  if (next != INT64_MAX) ArmTimer(u, next);
+  return kExpiredNone;
 }
 
 void Watch(Upstream* u, int fd, uint32_t events) {
@@ -409,9 +479,9 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
       StartConnect(u);
       return u->failed ? Look(u, in, cap, len, gone) : 0;
     }
-    if (u->read_timeout_ms > 0) {
-      // The same timer now measures the read timeout: disarmed unless bytes sent while it
-      // connected await their answer (the wait starts now).
+    if (u->read_timeout_ms > 0 || u->frame_timeout_ms > 0) {
+      // The same timer now measures the read and frame timeouts: disarmed unless bytes sent while
+      // it connected await their answer (the wait starts now).
       u->fired = false;
       u->waiting_since = 0;
       ArmTimer(u, 0);
@@ -425,7 +495,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     u->wake = true;  // it may have sent already, and output may be queued
     return kConnected;
   }
-  bool expired = u->fired.exchange(false) && u->tfd >= 0 && ReadTimerExpired(u);
+  Expired expired = u->fired.exchange(false) && u->tfd >= 0 ? TimerExpired(u) : kExpiredNone;
   if (!u->out.empty()) {
     int64_t before = static_cast<int64_t>(u->out.size());
     int64_t left = UpDrain(u);
@@ -452,6 +522,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
       if (!reoffer || have == 0) return 0;
       u->carry.clear();
       *len = have;
+      u->offered = have;
       return kData;
     }
     n = 0;
@@ -472,16 +543,22 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     // A peer's end reported with the bytes raises no further edge either: read on to EOF then.
     if (u->ssl != nullptr || u->ended || static_cast<size_t>(n) == cap - have) u->wake = true;
     *len = have + static_cast<size_t>(n);
+    u->offered = *len;
     return kData;
   }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && expired) {
-    // The read timeout: nothing came for what was sent. Ended as a close is (CLOSED, with the
-    // carry-over), its why (timeout) readable in that call (conn_info keys 3/4).
-    n_read_timeouts++;
+  // A carry-over the module asked for again (upstream_resume) goes to it rather than being cut.
+  if (expired == kExpiredFrame && reoffer && have > 0) expired = kExpiredNone;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && expired != kExpiredNone) {
+    // The read timeout (nothing came for what was sent) or the frame timeout (a reply stopped
+    // midway). Ended as a close is (CLOSED, with the carry-over), its why (timeout) readable in
+    // that call (conn_info keys 3/4).
+    (expired == kExpiredRead ? n_read_timeouts : n_frame_timeouts)++;
     n_closed++;
     last_fail_conn = u->cid;
     last_fail_why = kWhyTimeout;
-    last_fail_text = "timeout: no reply within the read timeout (" + u->named->hosts[u->addr] + ")";
+    last_fail_text = (expired == kExpiredRead ? "timeout: no reply within the read timeout ("
+                                              : "timeout: frame incomplete within the frame timeout (") +
+                     u->named->hosts[u->addr] + ")";
     u->carry.clear();
     *len = have;
     *gone = true;
@@ -492,6 +569,7 @@ int Look(Upstream* u, uint8_t* in, size_t cap, size_t* len, bool* gone) {
     if (!reoffer || have == 0) return 0;
     u->carry.clear();
     *len = have;
+    u->offered = have;
     return kData;
   }
   // EOF or a reset: the last of the carry-over goes with CLOSED. For a module that half-closes,
@@ -564,6 +642,7 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   if (!Args(info).Int(&epfd).Skip().Int(&timeout, &max_queued)) return info.Env().Undefined();
   if (info.Length() > 4 && info[4].IsNumber()) max_open = info[4].As<Napi::Number>().Int64Value();
   int64_t read_timeout = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().Int64Value() : 0;
+  int64_t frame_timeout = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().Int64Value() : 0;
   if (!info[1].IsArray()) {
     Napi::TypeError::New(info.Env(), "upstreamsConfigure: the list must be an array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
@@ -572,6 +651,7 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   cfg.connect_timeout_ms = timeout;
   cfg.max_queued = max_queued;
   cfg.read_timeout_ms = read_timeout;
+  cfg.frame_timeout_ms = frame_timeout;
   Napi::Array list = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < list.Length(); i++) {
     Napi::Object o = list.Get(i).As<Napi::Object>();
@@ -657,6 +737,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   u->addr_end = only == SIZE_MAX ? named->addrs.size() : only + 1;
   u->timeout_ms = cit->second.connect_timeout_ms;
   u->read_timeout_ms = cit->second.read_timeout_ms;
+  u->frame_timeout_ms = cit->second.frame_timeout_ms;
   u->half = info.Length() > 6 && info[6].ToBoolean().Value();
   mine.push_back(u);
   live++;
@@ -792,6 +873,7 @@ Napi::Value UpstreamKeep(const Napi::CallbackInfo& info) {
     Shared lock(up_mu);
     if (Upstream* u = FindHandle(static_cast<uint64_t>(id), static_cast<int>(handle))) {
       u->carry.assign(rest, rest + rest_len);
+      NoteKept(u, rest_len);
       // What stays unconsumed is offered again with new bytes, as a client's carry-over is, or
       // at once when the module calls upstream_resume (UpstreamResume).
     }
@@ -839,6 +921,7 @@ Napi::Value UpstreamStats(const Napi::CallbackInfo& info) {
   o.Set("reads", static_cast<double>(n_reads.load()));
   o.Set("tooMany", static_cast<double>(n_too_many.load()));
   o.Set("readTimeouts", static_cast<double>(n_read_timeouts.load()));
+  o.Set("frameTimeouts", static_cast<double>(n_frame_timeouts.load()));
   return o;
 }
 
