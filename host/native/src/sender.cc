@@ -13,11 +13,28 @@
 
 namespace tcpmod {
 
-int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len) {
-  if (s.tls != nullptr) return TlsWriteSome(s.tls, p, len);
+namespace {
+
+// Writes a then b (b may be empty) on a plain socket until they are sent or the
+// socket is full: bytes taken, or -errno. One buffer left goes by send() (so a
+// plain reply stays one sendto), two by one sendmsg() of two iovecs.
+int64_t PlainWrite(int fd, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  const size_t len = alen + blen;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = send(s.fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n;
+    if (done >= alen) {
+      const size_t boff = done - alen;
+      n = send(fd, b + boff, blen - boff, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else if (blen == 0) {
+      n = send(fd, a + done, alen - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      iovec iov[2] = {{const_cast<uint8_t*>(a + done), alen - done}, {const_cast<uint8_t*>(b), blen}};
+      msghdr m{};
+      m.msg_iov = iov;
+      m.msg_iovlen = 2;
+      n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -29,29 +46,16 @@ int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len) {
   return static_cast<int64_t>(done);
 }
 
+}  // namespace
+
+int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len) {
+  if (s.tls != nullptr) return TlsWriteSome(s.tls, p, len);
+  return PlainWrite(s.fd, p, len, nullptr, 0);
+}
+
 int64_t WriteSome2(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
   assert(s.tls == nullptr);
-  const size_t len = alen + blen;
-  size_t done = 0;
-  while (done < len) {
-    iovec iov[2];
-    int n_iov = 0;
-    if (done < alen) iov[n_iov++] = {const_cast<uint8_t*>(a + done), alen - done};
-    const size_t boff = done > alen ? done - alen : 0;
-    if (blen > boff) iov[n_iov++] = {const_cast<uint8_t*>(b + boff), blen - boff};
-    msghdr m{};
-    m.msg_iov = iov;
-    m.msg_iovlen = static_cast<size_t>(n_iov);
-    ssize_t n = sendmsg(s.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return -errno;
-    break;
-  }
-  return static_cast<int64_t>(done);
+  return PlainWrite(s.fd, a, alen, b, blen);
 }
 
 int WaitWritable(int fd, int timeout_ms, int64_t* waited_ms) {

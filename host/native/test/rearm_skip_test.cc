@@ -29,10 +29,6 @@ using namespace tcpmod;
 
 #include "table_stubs.h"
 
-namespace tcpmod {
-void MarkConnDue(int fd, uint64_t id, uint32_t bits, bool poke);  // upstream.h (which needs napi.h)
-}  // namespace tcpmod
-
 namespace {
 
 constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
