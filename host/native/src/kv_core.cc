@@ -140,12 +140,21 @@ uint64_t EvictScore(Node* n) {
 bool Expired(Node* n) { return n->expire_at != 0 && Now() > n->expire_at; }
 
 // TTL index bookkeeping; the vector's capacity counts against the budget.
+// What Install already reserved for the TTL index's growth (TtlAdd then accounts only the rest),
+// so a write with a TTL never takes the store past --kv-max-bytes by the index's doubling.
+thread_local int64_t g_ttl_reserved = 0;
+// Bytes the TTL index grows by when one more key gets a TTL (std::vector doubles when full).
+int64_t TtlGrowth(const Shard& s) {
+  size_t cap = s.ttl.capacity();
+  return s.ttl.size() < cap ? 0 : static_cast<int64_t>((cap == 0 ? 1 : cap) * sizeof(Node*));
+}
 void TtlAdd(Shard& s, Node* n) {
   size_t cap = s.ttl.capacity();
   n->ttl_idx = static_cast<uint32_t>(s.ttl.size());
   s.ttl.push_back(n);
   s.ttl_size.store(s.ttl.size(), std::memory_order_relaxed);
-  Account(static_cast<int64_t>((s.ttl.capacity() - cap) * sizeof(Node*)));
+  Account(static_cast<int64_t>((s.ttl.capacity() - cap) * sizeof(Node*)) - g_ttl_reserved);
+  g_ttl_reserved = 0;
 }
 void TtlRemove(Shard& s, Node* n) {
   Node* last = s.ttl.back();
@@ -254,12 +263,14 @@ int64_t Install(Shard& s, Node** slot, uint64_t h, Slice key, Slice a, Slice b, 
   if (vlen > UINT32_MAX || key.n > UINT32_MAX) return kInvalid;
   Node* n = static_cast<Node*>(malloc(sizeof(Node) + key.n + vlen));
   if (n == nullptr) return kFull;
-  int64_t delta = NodeCost(n) - (old ? NodeCost(old) : 0);
+  const int64_t ttl_growth = expire_at != 0 && (old == nullptr || old->ttl_idx == kNoTtl) ? TtlGrowth(s) : 0;
+  int64_t delta = NodeCost(n) - (old ? NodeCost(old) : 0) + ttl_growth;
   if (!Reserve(delta)) {
     g_need = delta;
     free(n);
     return kNeedSpace;
   }
+  g_ttl_reserved = ttl_growth;
   n->hash = h;
   n->version = ++last_version;
   n->expire_at = 0;
