@@ -310,7 +310,7 @@ export const OPTIONS = {
   },
   maxUpstreams: {
     flag: '--max-upstreams', arg: '<n>', kind: { type: 'integer', min: 1, max: 16_777_216 }, default: '10000',
-    help: 'upstream connections open (connecting or connected) in the process at once; past it a module\'s upstream_open returns -2 (too many), as past 8 on one connection',
+    help: 'upstream connections open (connecting or connected) at once by this server; past it a module\'s upstream_open returns -2 (too many), as past 8 on one connection',
   },
   upstreamTls: {
     flag: '--upstream-tls', arg: '<name[=servername]>', kind: { type: 'upstreamTls' },

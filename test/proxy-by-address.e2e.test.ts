@@ -144,15 +144,16 @@ describe('proxy.wasm with --upstream redis=A,B: each address a shard', () => {
     fresh.destroy();
   }, 60_000);
 
-  it('--max-upstreams 1: the second shard\'s open is refused (-2, counted), its keys get the error; the open gauge returns to its baseline', async () => {
+  it('--max-upstreams 1: the second shard\'s open is refused (-2, counted), its keys get the error, while a server of the same process configured after it keeps its own bound; the open gauge returns to its baseline', async () => {
     const few = await fewOfEach(await proxy());
     const where = await placement(few);
     expect(new Set(where).size).toBe(2);
     // No upstream left open in this process (earlier clients closed), so the bound of 1 is one shard.
     await until(() => native.upstreamStats().open === 0, 5_000, 'earlier upstreams closed');
-    // Started last: --max-upstreams is per process, set by the server configured last.
     const port = await proxy({ maxUpstreams: 1 });
     const bounded = servers[servers.length - 1];
+    // Configured after the bounded one, with the default bound: each server keeps its own.
+    const otherPort = await proxy();
     const before = native.upstreamStats();
     const c = await open(port);
     // The first key's shard opens; the other's open is past the bound.
@@ -164,6 +165,16 @@ describe('proxy.wasm with --upstream redis=A,B: each address a shard', () => {
     const during = native.upstreamStats();
     expect(during.tooMany).toBeGreaterThan(before.tooMany);
     expect(during.open).toBe(before.open + 1);
+    // The other server opens both shards while the bounded one holds its one.
+    const o = await open(otherPort);
+    const all = where.map(() => '$1\r\nv\r\n').join('');
+    const gotAll = readBytes(o, Buffer.byteLength(all));
+    o.write(Buffer.concat(few.map((k) => resp('GET', k))));
+    expect((await gotAll).toString()).toBe(all);
+    expect(native.upstreamStats().open).toBe(before.open + 3);
+    expect(native.upstreamStats().tooMany).toBe(during.tooMany);
+    o.destroy();
+    await until(() => native.upstreamStats().open === before.open + 1, 5_000, 'the other server\'s upstreams closed with its client');
     let text = await metricsRegistry(bounded).scrape();
     expect(text).toMatch(new RegExp(`^tcpmod_upstream_too_many_total ${during.tooMany}$`, 'm'));
     expect(text).toMatch(new RegExp(`^tcpmod_upstream_open ${before.open + 1}$`, 'm'));

@@ -84,6 +84,10 @@ struct Config {
   int64_t max_queued = 8 << 20;  // bytes queued for one upstream before upstream_send says -2
   int64_t read_timeout_ms = 0;   // --upstream-read-timeout; 0: none
   int64_t frame_timeout_ms = 0;  // --upstream-frame-timeout; 0: none
+  // --max-upstreams: this server's upstreams open (connecting or connected) at once, and how many
+  // are. Per server, so two servers in one process keep their own bounds; under up_mu exclusively.
+  int64_t max_open = INT64_MAX;
+  int64_t open = 0;
 };
 
 struct Upstream {
@@ -156,9 +160,7 @@ std::atomic<int64_t> n_connects{0}, n_refused{0}, n_timeouts{0}, n_failed{0}, n_
 std::atomic<int64_t> n_tls_verify{0}, n_tls{0};
 // Reads of upstream sockets (each recv or TLS read, EAGAIN included): what a look costs (tests check it).
 std::atomic<int64_t> n_reads{0};
-// --max-upstreams: upstreams open (connecting or connected) in the process at once; upstream_open
-// past it returns kOpenTooMany and counts n_too_many (per connection past 8 counts there too).
-std::atomic<int64_t> max_live{INT64_MAX};
+// upstream_open past a server's --max-upstreams (Config::max_open) or past 8 on one connection.
 std::atomic<int64_t> n_too_many{0};
 // The last FAILED this thread delivered, for conn_info key 3/4 (UpstreamFailure) in that call.
 thread_local uint64_t last_fail_conn = 0;
@@ -344,6 +346,9 @@ void Remove(Upstream* u) {
       }
     if (v.empty()) by_conn.erase(it);
   }
+  auto cit = configs.find(u->epfd);
+  if (cit != configs.end()) cit->second.open--;
+  assert(cit == configs.end() || cit->second.open >= 0);
   live--;
   delete u;
 }
@@ -652,6 +657,7 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
   cfg.max_queued = max_queued;
   cfg.read_timeout_ms = read_timeout;
   cfg.frame_timeout_ms = frame_timeout;
+  cfg.max_open = max_open;
   Napi::Array list = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < list.Length(); i++) {
     Napi::Object o = list.Get(i).As<Napi::Object>();
@@ -680,8 +686,9 @@ Napi::Value UpstreamsConfigure(const Napi::CallbackInfo& info) {
     cfg.names.push_back(std::move(n));
   }
   Exclusive lock(up_mu);
-  configs[static_cast<int>(epfd)] = std::move(cfg);
-  max_live = max_open;  // per process: the last server configured sets it (one per process in the CLI)
+  Config& slot = configs[static_cast<int>(epfd)];
+  cfg.open = slot.open;  // a reconfigured server's open upstreams still count
+  slot = std::move(cfg);
   return Num(info, 0);
 }
 
@@ -720,7 +727,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
     if (n.name.size() == base_len && std::memcmp(n.name.data(), name, base_len) == 0) named = &n;
   if (named == nullptr || (only != SIZE_MAX && only >= named->addrs.size())) return Num(info, kOpenUnknown);
   auto& mine = by_conn[static_cast<uint64_t>(id)];
-  if (mine.size() >= static_cast<size_t>(kMaxUpstreamsPerConn) || live.load() >= max_live.load()) {
+  if (mine.size() >= static_cast<size_t>(kMaxUpstreamsPerConn) || cit->second.open >= cit->second.max_open) {
     n_too_many++;
     return Num(info, kOpenTooMany);
   }
@@ -740,6 +747,7 @@ Napi::Value UpstreamOpen(const Napi::CallbackInfo& info) {
   u->frame_timeout_ms = cit->second.frame_timeout_ms;
   u->half = info.Length() > 6 && info[6].ToBoolean().Value();
   mine.push_back(u);
+  cit->second.open++;
   live++;
   size_t first = u->addr;
   if (!StartConnect(u) && u->addr == first) {
