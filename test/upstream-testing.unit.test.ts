@@ -7,7 +7,9 @@
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModule, OptionError, type LoadedModule } from '../dist/testing.js';
-import { fixture } from './fixtures.js';
+import { compileAs } from './asc-source.js';
+import { FRAME_PROXY_SOURCE } from './frame-proxy.js';
+import { fixture, scratchFile } from './fixtures.js';
 import { bulk, cmd } from './resp-client.js';
 
 
@@ -172,5 +174,65 @@ describe('the byte proxy fixture with a scripted upstream', () => {
     expect(() => u.accept()).toThrow(/is open, not connecting/);
     await expect(loadModule(await fixture('upstream-proxy'), { upstreams: ['9x'] })).rejects.toThrow(OptionError);
     await expect(loadModule(await fixture('upstream-proxy'), { upstreams: ['a', 'a'] })).rejects.toThrow(/^upstreams must be a list of distinct upstream names/);
+  });
+});
+
+describe('the host\'s upstream timeouts, scripted (timeout(\'read\' | \'frame\'))', () => {
+  // The line proxy the host's timeouts are tested with over sockets (upstream.e2e): the same module,
+  // the same answers (conn_info keys 3 and 4 in CLOSED), the same exemptions.
+  let lines: LoadedModule;
+  beforeAll(async () => {
+    const file = scratchFile('frame-proxy.wasm', await compileAs('frame-proxy', FRAME_PROXY_SOURCE));
+    lines = await loadModule(file, { upstreams: ['a=127.0.0.1:6001', 'b=127.0.0.1:6002'] });
+  });
+  const cut = (which: string) => `-ERR closed 2 timeout: ${which} (127.0.0.1)\r\n`;
+
+  it('read: an upstream sent bytes and silent since ends in CLOSED, why timeout, with the host\'s text', () => {
+    const c = lines.connect();
+    const [a, b] = [c.upstream('a'), c.upstream('b')];
+    a.accept();
+    b.accept();
+    expect(() => a.timeout('read')).toThrow(/nothing was sent to upstream a \(handle \d+\) since its last reply/);
+    c.send('PING\r\n');
+    expect(a.takeText()).toBe('PING\r\n');
+    const r = a.timeout('read');
+    expect(r.text).toBe(cut('no reply within the read timeout'));
+    expect(r.closed).toBe('module');
+    expect(a.state).toBe('closed');
+  });
+
+  it('read: bytes received end the wait; frame: a reply that stops midway (a carry-over) is cut instead', () => {
+    const c = lines.connect();
+    const a = c.upstream('a');
+    a.accept();
+    c.upstream('b').accept();
+    c.send('PING\r\n');
+    expect(a.reply('+PO').text).toBe('');  // an incomplete line: left unconsumed
+    expect(() => a.timeout('read')).toThrow(/since its last reply/);
+    const r = a.timeout('frame');
+    expect(r.text).toBe(cut('frame incomplete within the frame timeout'));
+    expect(r.closed).toBe('module');
+  });
+
+  it('frame: a complete reply held while another upstream is awaited is exempt; resumed, it goes, and nothing is left to cut', () => {
+    const c = lines.connect();
+    const [a, b] = [c.upstream('a'), c.upstream('b')];
+    a.accept();
+    b.accept();
+    c.send('2PING\r\n');
+    expect(b.reply('+B\r\n').text).toBe('');  // held until a answers
+    expect(() => b.timeout('frame')).toThrow(/upstream a \(handle \d+\) of the same client is awaited, so what the module holds of b is exempt/);
+    expect(a.reply('+A\r\n').text).toBe('+A\r\n+B\r\n');
+    expect(() => b.timeout('frame')).toThrow(/the module holds nothing of upstream b/);
+    expect(() => a.timeout('frame')).toThrow(/the module holds nothing of upstream a/);
+    expect(c.closed).toBeNull();
+  });
+
+  it('refuses a bad kind and a timeout of an upstream not open', () => {
+    const c = lines.connect();
+    const a = c.upstream('a');
+    expect(() => a.timeout('read')).toThrow('timeout(): upstream a (handle ' + a.handle + ') is connecting, not open');
+    a.accept();
+    expect(() => a.timeout('soon' as never)).toThrow(/kind must be 'read' or 'frame', got "soon"/);
   });
 });

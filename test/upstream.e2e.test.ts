@@ -13,6 +13,7 @@ import { metricsRegistry } from '../dist/metrics.js';
 import { compileModule } from '../dist/module/load.js';
 import { native } from '../host/sys.js';
 import { compileAs } from './asc-source.js';
+import { FRAME_PROXY_SOURCE } from './frame-proxy.js';
 import { fixture, scratchFile, watToWasm } from './fixtures.js';
 import { open, readBytes, untilClosed } from './net-client.js';
 import { requireTool, run } from './server-process.js';
@@ -392,53 +393,10 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
 });
 
 describe('the frame timeout (--upstream-frame-timeout)', () => {
-  // A line proxy: the client's bytes go to upstream "a" (and "b" when the line starts with "2"); an
-  // upstream's complete lines go to the client, an incomplete one is left unconsumed (its
-  // carry-over). A "b" reply is held (nothing consumed) until "a" answered, then resumed: the
-  // held input of a sharding proxy. CLOSED answers with conn_info keys 3 and 4.
-  const source = `
-import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
-import { conn_info } from "./sdk/abi";
-export * from "./sdk/exports";
-function onData(c: Conn): Action {
-  if (c.eof) return Action.Close;
-  const a = load<i32>(c.state);
-  if (c.sendUpstream(a, c.input, c.inputLen) != 0) return Action.Continue;
-  if (load<u8>(c.input) == 50) c.sendUpstream(load<i32>(c.state + 4), c.input, c.inputLen);
-  c.consume(c.inputLen);
-  return Action.Continue;
-}
-configure(4096, 4096, 16, onData);
-setOnOpen((c: Conn): Action => {
-  store<i32>(c.state, c.openUpstream("a"));
-  store<i32>(c.state + 4, c.openUpstream("b"));
-  store<i32>(c.state + 8, 0);
-  return Action.Continue;
-});
-setOnUpstream((c: Conn, up: i32, event: i32): Action => {
-  if (event == UPSTREAM_CONNECTED) return Action.Continue;
-  if (event == UPSTREAM_DATA) {
-    const isB = up == load<i32>(c.state + 4);
-    if (isB && load<i32>(c.state + 8) == 0) return Action.Continue;
-    let end = c.inputLen;
-    while (end > 0 && load<u8>(c.input + end - 1) != 10) end--;
-    c.write(c.input, end);
-    c.consume(end);
-    if (!isB && end > 0) { store<i32>(c.state + 8, 1); c.resumeUpstream(load<i32>(c.state + 4)); }
-    if (isB && end > 0) store<i32>(c.state + 8, 0);
-    return Action.Continue;
-  }
-  const buf = new ArrayBuffer(256);
-  const n = conn_info(c.id, 4, changetype<usize>(buf), 256);
-  c.writeString("-ERR closed " + conn_info(c.id, 3, 0, 0).toString() + " ");
-  if (n > 0) c.write(changetype<usize>(buf), n);
-  c.writeString("\\r\\n");
-  return Action.Close;
-});
-`;
+  // The line proxy of test/frame-proxy.ts (tcpmod/testing scripts the same timeouts: upstream-testing.unit).
   let file = '';
   async function lineProxy(a: number, b: number, frame: string): Promise<{ server: TcpmodServer; port: number }> {
-    if (file === '') file = scratchFile('frame-proxy.wasm', await compileAs('frame-proxy', source));
+    if (file === '') file = scratchFile('frame-proxy.wasm', await compileAs('frame-proxy', FRAME_PROXY_SOURCE));
     const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: [`a=127.0.0.1:${a}`, `b=127.0.0.1:${b}`], upstreamReadTimeout: '10s', upstreamFrameTimeout: frame });
     servers.push(server);
     return { server, port: (await server.listen()).port };

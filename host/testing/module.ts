@@ -253,7 +253,7 @@ export class TestConn {
       if (d.stateSize) mem.set(this.state, d.statePtr);
       const len = u.pending.length + chunk.length;
       count();
-      this.failing = event === UPSTREAM.FAILED ? u : null;
+      this.failing = event === UPSTREAM.FAILED || (event === UPSTREAM.CLOSED && u.failure) ? u : null;
       let r: number;
       try {
         r = m.driver.upstream(inst, this.id, u.handle, event, len);
@@ -709,11 +709,11 @@ export class LoadedModule implements Transport {
         if (!c.outputEnded) c.outputAsked = true;
         return 0;
       },
-      // Plain TCP (keys 0-2); keys 3 and 4 in a FAILED call: why the upstream failed (docs/abi.md §16).
+      // Plain TCP (keys 0-2); keys 3 and 4 in a FAILED call, or a CLOSED the host's timeout made: why (docs/abi.md §16).
       connInfo: (key) => {
         const failing = this.current?.failing;
         if (key === 3) return failing?.failure ? UPSTREAM_FAILURES.indexOf(failing.failure) + 1 : 0;
-        if (key === 4) return failing?.failure ? `${failing.failure}: scripted by the test (${failing.name})` : '';
+        if (key === 4) return failing?.failure ? failing.failureText ?? `${failing.failure}: scripted by the test (${failing.name})` : '';
         return key === 0 || key === 2 ? 0 : key === 1 ? '' : null;
       },
     };

@@ -49,6 +49,12 @@ export class TestUpstream {
   shutdown = false;
   /** The backend ended its sending side (end() gave EOF): it sends nothing more, and still reads. */
   ended = false;
+  /** @internal Bytes were sent to it since its last reply (what --upstream-read-timeout waits on). */
+  awaited = false;
+  /** @internal conn_info key 4's text for the call that ends it, when the test's default does not fit. */
+  failureText: string | null = null;
+  /** The host of the address it connects to, when loadModule's upstreams listed addresses (NAME=IP:PORT): as the host names it in its texts. */
+  host: string | null = null;
 
   /** @internal The connection's upstream_open makes it. */
   constructor(readonly conn: TestConn, readonly name: string, readonly handle: number) {}
@@ -85,6 +91,7 @@ export class TestUpstream {
   /** The upstream sends `bytes`: DATA with the carry-over first, as many calls as the input region needs. */
   reply(bytes: Uint8Array | string): SendResult {
     this.expect('open', 'reply');
+    this.awaited = false;
     if (this.ended) throw new Error(`reply(): upstream ${this.name} (handle ${this.handle}) ended its sending side (end())`);
     const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
     if (!(data instanceof Uint8Array)) throw new TypeError(`reply(bytes): bytes must be a string or a Uint8Array, got ${typeof bytes}`);
@@ -95,6 +102,28 @@ export class TestUpstream {
   close(): SendResult {
     this.expect('open', 'close');
     this.state = 'closed';
+    return this.conn.upstreamEvent(this, UPSTREAM.CLOSED, new Uint8Array(0));
+  }
+
+  /**
+   * The host ends it at one of its timeouts (docs/abi.md §16): CLOSED with what the module still
+   * holds, the last call for this handle, conn_info key 3 = 2 (timeout) and key 4 the host's text.
+   * 'read' (--upstream-read-timeout) only while bytes sent to it are unanswered (sent since its
+   * last reply); 'frame' (--upstream-frame-timeout) only while the module holds a carry-over of it.
+   * The test says when the time has passed; scripting a timeout the host could not have is an error.
+   */
+  timeout(kind: 'read' | 'frame' = 'read'): SendResult {
+    this.expect('open', 'timeout');
+    if (kind !== 'read' && kind !== 'frame') throw new RangeError(`timeout(kind): kind must be 'read' or 'frame', got ${JSON.stringify(kind)}`);
+    if (kind === 'read' && !this.awaited) throw new Error(`timeout('read'): nothing was sent to upstream ${this.name} (handle ${this.handle}) since its last reply, so the read timeout cannot fire`);
+    if (kind === 'frame' && this.pending.length === 0) throw new Error(`timeout('frame'): the module holds nothing of upstream ${this.name} (handle ${this.handle}), so the frame timeout cannot fire`);
+    // Held input is exempt while another upstream of the client is within its own timeouts: connecting, or awaited.
+    const busy = kind === 'frame' ? this.conn.upstreams.find((o) => o !== this && (o.state === 'connecting' || (o.state === 'open' && o.awaited))) : undefined;
+    if (busy) throw new Error(`timeout('frame'): upstream ${busy.name} (handle ${busy.handle}) of the same client is ${busy.state === 'connecting' ? 'connecting' : 'awaited'}, so what the module holds of ${this.name} is exempt (end ${busy.name} first)`);
+    this.state = 'closed';
+    this.failure = 'timeout';
+    const where = this.host ?? this.name;
+    this.failureText = kind === 'read' ? `timeout: no reply within the read timeout (${where})` : `timeout: frame incomplete within the frame timeout (${where})`;
     return this.conn.upstreamEvent(this, UPSTREAM.CLOSED, new Uint8Array(0));
   }
 
@@ -143,6 +172,8 @@ export class ConnUpstreams {
     if (!this.names.has(base) || index < 0 || (hash >= 0 && index >= this.names.get(base)!.length)) return UPSTREAM_UNKNOWN;
     if (this.live().length >= MAX_UPSTREAMS_PER_CONN) return UPSTREAM_TOO_MANY;
     const u = new TestUpstream(this.conn, name, this.nextHandle());
+    const addr = this.names.get(base)![index];
+    if (addr !== undefined) u.host = addr.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
     this.all.push(u);
     return u.handle;
   }
@@ -154,6 +185,7 @@ export class ConnUpstreams {
     if (u.queued + bytes.length > DEFAULTS.maxOutputBuffer) return UPSTREAM_FULL;
     u.sent.push(bytes);
     u.queued += bytes.length;
+    if (bytes.length > 0) u.awaited = true;
     return 0;
   }
 
