@@ -9,10 +9,12 @@
 //   reverse (the backend answers and ends its side, the client sends on, then
 //   reads everything); a half-closed client with an idle backend does not
 //   make the server spin (events counted over a second); afterwards no
-//   connection, upstream or descriptor is left.
+//   connection, upstream or descriptor is left. Both directions again over TLS
+//   (the client's close_notify and FIN end its side; the server's come after its output).
 // - A module without the new imports still closes at the client's EOF.
-import { readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer as netServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +24,7 @@ import { loadModule } from '../dist/testing.js';
 import { native } from '../host/sys.js';
 import { compileAs } from './asc-source.js';
 import { scratchFile } from './fixtures.js';
+import { makeTestCerts, type TestCerts } from './tls-certs.js';
 import { sleep, until } from './wait.js';
 
 let wasm: string;
@@ -392,3 +395,64 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
   }, 60_000);
 });
 
+
+describe('half-close over TLS through tcp-forward (close_notify, then the FIN)', () => {
+  let certs: TestCerts;
+  let server: TcpmodServer | undefined;
+  const backends: Server[] = [];
+  beforeAll(() => { certs = makeTestCerts(); });
+  afterAll(async () => {
+    await server?.close({ drainTimeout: 0 });
+    for (const b of backends) b.close();
+    certs?.remove();
+  });
+
+  async function serveTls(backendPort: number): Promise<number> {
+    if (server) await server.close({ drainTimeout: 0 });
+    server = createServer({ module: wasm, port: 0, threads: 2, logLevel: 'silent', upstream: `backend=127.0.0.1:${backendPort}`, tlsCert: certs.serverChain, tlsKey: certs.serverKey });
+    return (await server.listen()).port;
+  }
+  const connectTls = (port: number) => new Promise<TLSSocket>((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(certs.caCert), allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+
+  it('a TLS client that writes a request and ends its side gets the whole answer of a backend that answers after EOF', async () => {
+    const b = await backend((s) => {
+      readToEnd(s).then((req) => s.end(Buffer.concat([Buffer.from(`got ${req.length}\n`), pattern(256 * 1024, req.length & 0xff)])), () => s.destroy());
+    });
+    backends.push(b.server);
+    const port = await serveTls(b.port);
+    for (const size of [1, 300_000]) {
+      const c = await connectTls(port);
+      const answer = readToEnd(c);
+      c.end(pattern(size, 5)); // the request, close_notify, the FIN
+      expect((await answer).equals(Buffer.concat([Buffer.from(`got ${size}\n`), pattern(256 * 1024, size & 0xff)]))).toBe(true);
+      c.destroy();
+    }
+    await until(() => server!.stats().connections === 0, 10_000, `connections closed (${server!.stats().connections})`);
+    expect(server!.stats().connectionsClosed.peer).toBe(2);
+    expect(Object.values(server!.stats().moduleFaults).reduce((a, n) => a + n, 0)).toBe(0);
+  }, 60_000);
+
+  it('a backend that answers and ends while the TLS client sends on: the client reads it all and its end, then its further bytes reach the backend', async () => {
+    const received: Promise<Buffer>[] = [];
+    const greeting = pattern(100_000, 9);
+    const b = await backend((s) => {
+      received.push(readToEnd(s).then((all) => { s.destroy(); return all; }));
+      s.end(greeting);
+    });
+    backends.push(b.server);
+    const port = await serveTls(b.port);
+    const c = await connectTls(port);
+    const first = pattern(50_000, 17);
+    c.write(first);
+    expect((await readToEnd(c)).equals(greeting)).toBe(true); // then the server's close_notify and FIN
+    const second = pattern(200_000, 19);
+    c.end(second);
+    await until(() => received.length === 1, 10_000, 'the backend connection');
+    expect((await received[0]).equals(Buffer.concat([first, second]))).toBe(true);
+    await until(() => server!.stats().connections === 0, 10_000, `connections closed (${server!.stats().connections})`);
+    expect(server!.stats().connectionsClosed.peer).toBe(1);
+  }, 60_000);
+});
