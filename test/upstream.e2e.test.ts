@@ -347,38 +347,20 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
   }, 60_000);
 });
 
+/** The line proxy of test/frame-proxy.ts, compiled once for the file. */
+let lineProxyBuilt: Promise<string> | undefined;
+const lineProxyFile = () => (lineProxyBuilt ??= compileAs('frame-proxy', FRAME_PROXY_SOURCE).then((wasm) => scratchFile('frame-proxy.wasm', wasm)));
+
 describe('the read timeout\'s why', () => {
-  // A proxy that, on CLOSED, answers with conn_info keys 3 and 4 (why the host ended the upstream).
-  const source = `
-import { Action, Conn, configure, setOnOpen, setOnUpstream, UPSTREAM_DATA, UPSTREAM_CONNECTED } from "./sdk";
-import { conn_info } from "./sdk/abi";
-export * from "./sdk/exports";
-function onData(c: Conn): Action {
-  const up = load<i32>(c.state);
-  if (c.eof) return Action.Close;
-  if (c.sendUpstream(up, c.input, c.inputLen) != 0) return Action.Continue;
-  c.consume(c.inputLen);
-  return Action.Continue;
-}
-configure(4096, 4096, 8, onData);
-setOnOpen((c: Conn): Action => { store<i32>(c.state, c.openUpstream("redis")); return Action.Continue; });
-setOnUpstream((c: Conn, up: i32, event: i32): Action => {
-  if (event == UPSTREAM_CONNECTED) return Action.Continue;
-  if (event == UPSTREAM_DATA) { c.write(c.input, c.inputLen); c.consume(c.inputLen); return Action.Continue; }
-  const buf = new ArrayBuffer(256);
-  const n = conn_info(c.id, 4, changetype<usize>(buf), 256);
-  c.writeString("-ERR closed " + conn_info(c.id, 3, 0, 0).toString() + " ");
-  if (n > 0) c.write(changetype<usize>(buf), n);
-  c.writeString("\\r\\n");
-  return Action.Close;
-});
-`;
+  // The line proxy of test/frame-proxy.ts: on CLOSED it answers with conn_info keys 3 and 4 (why
+  // the host ended the upstream). Lines without a leading "2" go to upstream "a" alone.
   it('CLOSED after the read timeout says timeout (keys 3 and 4); a plain close says nothing', async () => {
-    const file = scratchFile('why-proxy.wasm', await compileAs('why-proxy', source));
-    // The first connection reads and never answers; the second answers once and closes.
+    const file = await lineProxyFile();
+    // The first connection reads and never answers; the second answers once and closes. "b" is never sent to.
     let n = 0;
     const up = await scripted((s) => { if (n++ > 0) s.on('data', () => s.end('+PONG\r\n')); });
-    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: `redis=127.0.0.1:${up.port}`, upstreamReadTimeout: '300ms' });
+    const idle = await scripted(() => undefined);
+    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: [`a=127.0.0.1:${up.port}`, `b=127.0.0.1:${idle.port}`], upstreamReadTimeout: '300ms' });
     servers.push(server);
     const port = (await server.listen()).port;
     const c = await open(port);
@@ -389,15 +371,14 @@ setOnUpstream((c: Conn, up: i32, event: i32): Action => {
     expect((await untilClosed(d, 5_000)).toString()).toBe('+PONG\r\n-ERR closed 0 \r\n');
     expect(faults(server)).toBe(0);
     up.server.close();
+    idle.server.close();
   }, 30_000);
 });
 
 describe('the frame timeout (--upstream-frame-timeout)', () => {
   // The line proxy of test/frame-proxy.ts (tcpmod/testing scripts the same timeouts: upstream-testing.unit).
-  let file = '';
   async function lineProxy(a: number, b: number, frame: string): Promise<{ server: TcpmodServer; port: number }> {
-    if (file === '') file = scratchFile('frame-proxy.wasm', await compileAs('frame-proxy', FRAME_PROXY_SOURCE));
-    const server = createServer({ module: file, port: 0, threads: 2, logLevel: 'silent', upstream: [`a=127.0.0.1:${a}`, `b=127.0.0.1:${b}`], upstreamReadTimeout: '10s', upstreamFrameTimeout: frame });
+    const server = createServer({ module: await lineProxyFile(), port: 0, threads: 2, logLevel: 'silent', upstream: [`a=127.0.0.1:${a}`, `b=127.0.0.1:${b}`], upstreamReadTimeout: '10s', upstreamFrameTimeout: frame });
     servers.push(server);
     return { server, port: (await server.listen()).port };
   }
