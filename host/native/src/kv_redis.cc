@@ -122,13 +122,11 @@ thread_local Conn conn;
 std::mutex last_mu;
 std::string last_error;
 
-int64_t MonoUs() {
+int64_t MonoMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
-
-int64_t MonoMs() { return MonoUs() / 1000; }
 
 // counters.ts clockMs(): Date.now() truncated to int32.
 int32_t ClockMs() {
@@ -446,12 +444,14 @@ void DropIfClosed() {
 // The first read of a reply on a plain connection with nothing buffered: one
 // blocking recv bounded by SO_RCVTIMEO (the target's timeout, set by Connect)
 // instead of poll then recv, one syscall less per call. Taken only while the
-// call's deadline is still a whole timeout away to within 1 ms, so the wait
-// ends at most 1 ms plus the kernel's timer tick after the deadline; otherwise
-// (a slow connect or send), and after EINTR, it waits with poll, exact to the
-// deadline, as every later read does. 0 (bytes in rbuf, or none yet), or -3 after Fail.
-int64_t FirstRead(int64_t started_us, int64_t deadline) {
-  if (MonoUs() - started_us >= 1000) return WaitFor(POLLIN, deadline), 0;
+// call is still in the millisecond it started in (its deadline is that
+// millisecond plus the timeout), so the wait ends at most 1 ms plus the
+// kernel's timer tick after the deadline; otherwise (a slow connect or send,
+// or a call that started late in its millisecond), and after EINTR, it waits
+// with poll, exact to the deadline, as every later read does. 0 (bytes in
+// rbuf, or none yet), or -3 after Fail.
+int64_t FirstRead(int64_t started, int64_t deadline) {
+  if (MonoMs() != started) return WaitFor(POLLIN, deadline), 0;
   conn.rbuf.clear();
   conn.rpos = 0;
   conn.rbuf.resize(kReadChunk);
@@ -523,7 +523,7 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
              int64_t* refused = nullptr) {
   std::string cmd;
   cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
-  int64_t start_us = MonoUs(), now = start_us / 1000;
+  int64_t now = MonoMs();
   bool unchecked = conn.fd >= 0 && now - conn.used_at < kRecentMs;
   if (conn.fd >= 0 && !unchecked) DropIfClosed();
   if (conn.fd < 0 && now < conn.retry_at) {
@@ -536,7 +536,7 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
   if (rc == 0) rc = WriteAll(cmd, deadline);
   // A plain connection with nothing buffered cannot have the reply yet: a recv that waits for it (a
   // non-blocking one would end in EAGAIN, then poll, then recv again).
-  if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) rc = FirstRead(start_us, deadline);
+  if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) rc = FirstRead(now, deadline);
   for (int i = 0; rc == 0 && i < leading; i++) {
     RedisReply lead;
     rc = ReadReply(&lead, deadline);
