@@ -31,6 +31,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
@@ -59,6 +60,13 @@ constexpr int64_t kBackoffMaxMs = 2000;
 constexpr int64_t kMaxTimeoutMs = INT32_MAX;
 // One read from the socket into conn.rbuf, and the most a dropped value costs.
 constexpr size_t kReadChunk = 16384;
+// A connection that answered a reply this recently is not checked for a close
+// before its next command (DropIfClosed): a busy worker's calls are tens of
+// microseconds apart, and the check is a syscall each. Far below Redis' idle
+// `timeout` (whole seconds), so an idle connection a server dropped is still
+// replaced quietly; a close within this window fails one call (-3), as a close
+// during the call would, but without the backoff: the next call connects at once (Call).
+constexpr int64_t kRecentMs = 20;
 
 struct Target {
   sockaddr_storage addr{};
@@ -90,6 +98,8 @@ struct Conn {
   int64_t retry_at = 0;  // monotonic ms before which no connect is attempted
   int64_t backoff = 0;
   std::string sha;  // the store script's SHA1 on this connection's server, once loaded (ScriptCall)
+  int64_t used_at = 0;   // monotonic ms of the last reply read whole (Call): DropIfClosed skips a recent one
+  Kind failed = kConnect;  // the kind of the last Fail
   Conn() = default;
   ~Conn() { Close(); }  // a retiring worker's thread takes its connection with it
   void Close() {
@@ -100,6 +110,7 @@ struct Conn {
     rbuf.clear();
     rpos = 0;
     sha.clear();
+    used_at = 0;  // a new connection is checked before its first reuse
   }
 };
 
@@ -166,6 +177,7 @@ void Count(Kind k) {
 // no new attempt before the backoff has passed.
 int64_t Fail(Kind k, const std::string& why) {
   conn.Close();
+  conn.failed = k;
   conn.backoff = conn.backoff ? std::min(conn.backoff * 2, kBackoffMaxMs) : kBackoffMinMs;
   conn.retry_at = MonoMs() + conn.backoff;
   Count(k);
@@ -193,7 +205,8 @@ int WaitFor(short events, int64_t deadline) {
 ssize_t Transfer(bool out, char* p, size_t n, short* want, std::string* why) {
   if (!conn.ssl) {
     for (;;) {
-      ssize_t r = out ? send(conn.fd, p, n, MSG_NOSIGNAL) : recv(conn.fd, p, n, 0);
+      // MSG_DONTWAIT: a plain socket is blocking once connected (for FirstRead), these transfers are not.
+      ssize_t r = out ? send(conn.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(conn.fd, p, n, MSG_DONTWAIT);
       if (r >= 0) return r;
       if (errno == EINTR) continue;
       *want = out ? POLLOUT : POLLIN;
@@ -378,6 +391,14 @@ int64_t Connect(int64_t deadline) {
     getsockopt(conn.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) return Fail(kConnect, std::string("connect: ") + std::strerror(err));
   }
+  if (!t.tls) {
+    // Blocking from here on, for FirstRead's one recv bounded by SO_RCVTIMEO; every other
+    // transfer passes MSG_DONTWAIT. TLS stays non-blocking: OpenSSL reads and writes the fd itself.
+    timeval tv{static_cast<time_t>(t.timeout_ms / 1000), static_cast<suseconds_t>(t.timeout_ms % 1000 * 1000)};
+    int fl = fcntl(conn.fd, F_GETFL);
+    if (fl < 0 || fcntl(conn.fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+      return Fail(kConnect, std::string("socket options: ") + std::strerror(errno));
+  }
   if (t.tls && Handshake(deadline)) return kKvUnavailable;
   conn.wbuf.clear();
   int n = 0;
@@ -405,7 +426,7 @@ int64_t Connect(int64_t deadline) {
 
 // An idle connection with something to read was closed (or reset) by the
 // server, e.g. a restart: drop it quietly and connect afresh, rather than send
-// a command into it and fail the call.
+// a command into it and fail the call. Call asks only after kRecentMs idle.
 // Over TLS the readable bytes may be a record that carries no data (a TLS 1.3
 // session ticket): the connection stays if reading it yields nothing more.
 void DropIfClosed() {
@@ -418,6 +439,29 @@ void DropIfClosed() {
     if (Transfer(false, &byte, 1, &want, &why) == -1) return;
   }
   conn.Close();
+}
+
+// The first read of a reply on a plain connection with nothing buffered: one
+// blocking recv bounded by SO_RCVTIMEO (the target's timeout, set by Connect)
+// instead of poll then recv, one syscall less per call. Taken only while the
+// call is still in the millisecond it started in (its deadline is that
+// millisecond plus the timeout), so the wait ends at most 1 ms plus the
+// kernel's timer tick after the deadline; otherwise (a slow connect or send,
+// or a call that started late in its millisecond), and after EINTR, it waits
+// with poll, exact to the deadline, as every later read does. 0 (bytes in
+// rbuf, or none yet), or -3 after Fail.
+int64_t FirstRead(int64_t started, int64_t deadline) {
+  if (MonoMs() != started) return WaitFor(POLLIN, deadline), 0;
+  conn.rbuf.clear();
+  conn.rpos = 0;
+  conn.rbuf.resize(kReadChunk);
+  ssize_t n = recv(conn.fd, &conn.rbuf[0], kReadChunk, 0);
+  int err = errno;
+  conn.rbuf.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  if (n > 0 || (n < 0 && err == EINTR)) return 0;
+  if (n == 0) return Fail(kClosed, "the server closed the connection");
+  if (err == EAGAIN || err == EWOULDBLOCK) return Fail(kTimeout, "no reply within the timeout");
+  return Fail(kClosed, std::string("recv: ") + std::strerror(err));
 }
 
 // Sends the command in conn.wbuf and reads its reply: 0, or -3 (the store is
@@ -479,8 +523,9 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
              int64_t* refused = nullptr) {
   std::string cmd;
   cmd.swap(conn.wbuf);  // Connect reuses wbuf for AUTH/SELECT
-  if (conn.fd >= 0) DropIfClosed();
   int64_t now = MonoMs();
+  bool unchecked = conn.fd >= 0 && now - conn.used_at < kRecentMs;
+  if (conn.fd >= 0 && !unchecked) DropIfClosed();
   if (conn.fd < 0 && now < conn.retry_at) {
     Count(kBackoff);
     return kKvUnavailable;
@@ -489,9 +534,9 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
   Block();
   int64_t rc = conn.fd < 0 ? Connect(deadline) : 0;
   if (rc == 0) rc = WriteAll(cmd, deadline);
-  // A plain connection with nothing buffered cannot have the reply yet: wait for it before the first
-  // recv, which would end in EAGAIN (poll, recv instead of recv, poll, recv: one syscall less per call).
-  if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) WaitFor(POLLIN, deadline);
+  // A plain connection with nothing buffered cannot have the reply yet: a recv that waits for it (a
+  // non-blocking one would end in EAGAIN, then poll, then recv again).
+  if (rc == 0 && !conn.ssl && conn.rpos == conn.rbuf.size()) rc = FirstRead(now, deadline);
   for (int i = 0; rc == 0 && i < leading; i++) {
     RedisReply lead;
     rc = ReadReply(&lead, deadline);
@@ -505,7 +550,14 @@ int64_t Call(RedisReply* r, const BulkSink* bulk = nullptr, std::vector<Elem>* e
   if (rc == 0 && elems && r->type == '*' && !r->nil) rc = ReadElems(r->integer, elems, bulk, deadline);
   Unblock(now);
   conn.wbuf.clear();
-  if (rc == 0) conn.backoff = 0;
+  if (rc == 0) {
+    conn.backoff = 0;
+    conn.used_at = now;
+  } else if (unchecked && conn.failed == kClosed) {
+    // Closed before the check DropIfClosed skipped could have caught it: the call fails, but the
+    // next one connects at once, as it would have after the check (a failure there backs off).
+    conn.backoff = conn.retry_at = 0;
+  }
   return rc;
 }
 
