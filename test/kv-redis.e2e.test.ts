@@ -545,14 +545,19 @@ describe('a connection the server closes between two calls', () => {
     const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
     const conn = new KvConn(await open(srv.port));
     try {
-      for (let i = 0; i < 20; i++) {
-        const first = (await conn.get('k')).rc;
-        const second = (await conn.get('k')).rc; // at once: the server closed the connection after `first`
-        expect(first).toBe(1);
-        expect([1, -3]).toContain(second);
-      }
-      expect(accepted).toBeGreaterThanOrEqual(20);
-      expect(accepted).toBeLessThanOrEqual(40);
+      // Back to back: each call may find the connection the last reply closed (-3), unless it came
+      // 20 ms or more after that reply (a slow round trip on a loaded machine): then it is checked
+      // and replaced quietly. Either way the call after a -3 connects at once and succeeds.
+      const rcs: number[] = [];
+      for (let i = 0; i < 40; i++) rcs.push((await conn.get('k')).rc);
+      expect(rcs[0]).toBe(1);
+      rcs.forEach((rc, i) => {
+        expect([1, -3]).toContain(rc);
+        if (rc === -3) expect(rcs[i + 1] ?? 1, `call ${i + 1} after a -3: ${rcs.join(' ')}`).toBe(1);
+      });
+      const ok = rcs.filter((rc) => rc === 1).length;
+      expect(ok).toBeGreaterThanOrEqual(20);
+      expect(accepted).toBe(ok); // one connection per answered call: none left in a backoff
     } finally {
       conn.s.destroy();
       await srv.stop();
