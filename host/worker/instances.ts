@@ -293,11 +293,16 @@ export abstract class LoopInstances implements Transport {
   /** A call into the module starts: `gen` is its generation, negated for a start-up (the watchdog's limit and fault count). */
   protected startCall(gen: number): void {
     const cells = this.cells;
+    const c = this.cell;
     this.callGen = gen;
-    Atomics.store(cells, this.cell.gen, gen);
-    Atomics.store(cells, this.cell.start, clockMs());
-    Atomics.store(cells, this.cell.excluded, 0);
-    this.callSeq = Atomics.add(cells, this.cell.seq, 1) + 1;
+    // Plain stores (an Atomics.store is a call into a V8 builtin, ~110 instructions each): the Atomics.add
+    // below publishes them. The watchdog reads them only after an Atomics.load of CALL_SEQ that saw this
+    // call's odd value, so by the memory model it sees these values or later ones; a later call's values
+    // read while this one ends are discarded by its second read of CALL_SEQ (pool.ts checkStuck).
+    cells[c.gen] = gen;
+    cells[c.start] = clockMs();
+    cells[c.excluded] = 0;
+    this.callSeq = Atomics.add(cells, c.seq, 1) + 1;
   }
 
   /**
