@@ -110,14 +110,17 @@ export class EventLoop extends LoopAccept {
       else {
         // The event's save may be left to the next wait (results.ts after()): nothing else runs before it.
         this.fusable = true;
-        if (pre && ev[5] === 1) this.loaded(fd, id, pre, only, ev[6], ev[7]);
-        else this.handle(fd, id, ev[4]);
+        if (pre && ev[5] === 1) {
+          this.eventMs = ev[8];
+          this.loaded(fd, id, pre, only, ev[6], ev[7]);
+        } else this.handle(fd, id, ev[4]);
       }
     } catch (e) {
       if (kind === C.KIND_LISTEN) this.listenerFailed(fd, id, e);
       else this.escaped(fd, id, e);
     }
     this.fusable = false;
+    this.eventMs = 0; // an event that made no call leaves no stamp for a later one
     return STEP_ON;
   }
 
