@@ -6,7 +6,7 @@
 // dumps after). Sequential requests (each connection waits for its answer), so
 // every request is one event: the figure is per request, not per batch.
 //
-//   node bench/per-request.mjs echo|http|https|resp|resp-get [--peer] [--root DIR] [--requests N]
+//   node bench/per-request.mjs echo|http|https|resp|resp-get|memcache-set|memcache-get [--peer] [--root DIR] [--requests N]
 //        [--connections C] [--threads T] [--tool strace|callgrind] [--args "..."] [--keep DIR]
 //        [--rate R] [--warmup N]
 //
@@ -53,6 +53,9 @@ const WORKLOADS = {
   resp: { module: 'build/resp.wasm', request: Buffer.from('*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n'), done: (got) => got.toString('latin1').endsWith('+OK\r\n') },
   // GET of the key each connection SETs first (in its warm-up).
   'resp-get': { module: 'build/resp.wasm', setup: 'resp', request: Buffer.from('*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n'), done: (got) => got.toString('latin1').endsWith('$5\r\nvalue\r\n') },
+  // memcache.wasm (issue 21): a set of a 100 B value, and a get of the key each connection sets first.
+  'memcache-set': { module: 'build/memcache.wasm', request: Buffer.from(`set key 0 0 100\r\n${'v'.repeat(100)}\r\n`), done: (got) => got.toString('latin1').endsWith('STORED\r\n') },
+  'memcache-get': { module: 'build/memcache.wasm', setup: 'memcache-set', request: Buffer.from('get key\r\n'), done: (got) => got.toString('latin1').endsWith('END\r\n') },
 };
 
 function parse(argv) {

@@ -134,6 +134,8 @@ function bindStoreMemory(b: ArrayBuffer): void {
 export class ModuleInstance {
   readonly memory!: WebAssembly.Memory;
   private buf: ArrayBuffer | null = null;
+  /** A one-byte view of `buf` (empty until it is read): its length turns 0 when a grow detaches `buf`. */
+  private bufView = new Uint8Array(0);
   readonly desc!: IoDesc;
   private readonly exports!: Record<string, unknown>;
   /** The connection being handled: the only one tcpmod.send accepts. 0 outside on_open/on_data. */
@@ -198,6 +200,15 @@ export class ModuleInstance {
       if (verdict.optional.has('_initialize')) this.guard(() => ex._initialize());
       const descPtr = this.guard(() => ex.tcpmod_io_desc()) >>> 0;
       this.desc = readIoDesc(this.memory.buffer, descPtr);
+      if (this.collectFn && typeof ex.__new === 'function' && (ex.__new as () => number).length === 2) {
+        this.guard(() => {
+          try {
+            this.probeHeap(ex.__new);
+          } catch {
+            // Not the runtime probeHeap knows (its __new trapped): collect after every call, as before.
+          }
+        });
+      }
     } catch (e) {
       this.dispose();
       throw e;
@@ -211,9 +222,12 @@ export class ModuleInstance {
    * which is how a stale one is told.
    */
   get buffer(): ArrayBuffer {
-    const b = this.buf;
-    if (b !== null && b.byteLength !== 0) return b;
-    return (this.buf = this.memory.buffer);
+    // A detached buffer's views have length 0: a view's length is read inline, where byteLength is a
+    // call into a V8 builtin (~28 instructions, several times per event).
+    if (this.bufView.length !== 0) return this.buf!;
+    const b = (this.buf = this.memory.buffer);
+    if (b.byteLength > 0) this.bufView = new Uint8Array(b, 0, 1); // (a memory of 0 pages is read again each time)
+    return b;
   }
 
   /** Runs tcpmod_init with the config bytes at in_ptr; returns its status (0 accepts). */
@@ -280,16 +294,100 @@ export class ModuleInstance {
     return this.onTimerFn !== null;
   }
 
+  /**
+   * AssemblyScript's collector after a call (the module exports __collect), unless the call can have
+   * allocated nothing managed since the last collection: with the runtime's two object lists known
+   * (probeHeap), every allocation links its object at the tail of one of them, so the lists' tails
+   * unchanged since the last collection mean no allocation, and a collection now would find only what
+   * the call dropped without allocating: it is freed by the next one, which runs before any memory is
+   * allocated again (memory stays bounded by what the last collection kept plus one call's
+   * allocations, as when every call collects). A collection is ~750 instructions for echo.wasm: 1/10
+   * of its host cost per request (bench/results/ceiling-profile.md).
+   */
+  private collect(): void {
+    const a = this.gcTailA;
+    if (a >= 0) {
+      const u32 = this.words();
+      if (u32[a] === this.gcSeenA && u32[this.gcTailB] === this.gcSeenB) return;
+    }
+    this.collectFn!();
+    this.collections++;
+    if (a >= 0) {
+      const u32 = this.words();
+      this.gcSeenA = u32[a];
+      this.gcSeenB = u32[this.gcTailB];
+    }
+  }
+
+  /** Memory as u32 words, made again when a call grew the memory (detaching the old buffer). */
+  private words(): Uint32Array {
+    // Told by the buffer it was made on, not by u32.buffer: that getter is a call into V8's C++ (~120 instructions).
+    const b = this.buffer;
+    if (b !== this.u32Buf) {
+      this.u32 = new Uint32Array(b);
+      this.u32Buf = b;
+    }
+    return this.u32;
+  }
+  private u32Buf: ArrayBuffer | null = null;
+
+  /** Calls of __collect made (collect()): for tests. */
+  collections = 0;
+  /** The u32 index of the `prev` (tail) field of each of the collector's two list heads, or -1 (not known: collect after every call). */
+  private gcTailA = -1;
+  private gcTailB = -1;
+  /** The tails as the last collection left them. */
+  private gcSeenA = 0;
+  private gcSeenB = 0;
+
+  /**
+   * Finds the two object lists of AssemblyScript's minimal runtime (TCMS, --runtime minimal; its
+   * incremental runtime keeps objects the same way), by what two allocations through its exported
+   * __new(size, id) show: an object's header (mmInfo, next|color, prev, rtId, rtSize, 20 bytes before
+   * the pointer) names the list head it was linked to, whose `prev` is the new object; a collection
+   * frees it (nothing refers to it), leaves that head empty (next and prev itself) and swaps the lists,
+   * so the second allocation goes to the other head. Anything that does not look exactly like that
+   * (another runtime, a module of another language with such exports) leaves the tails unknown, and
+   * every call is followed by __collect as before.
+   */
+  private probeHeap(newFn: unknown): void {
+    const alloc = newFn as (size: number, id: number) => number;
+    const collect = this.collectFn!;
+    const heads: number[] = [];
+    collect();
+    for (let n = 0; n < 2; n++) {
+      const p = alloc(12, 0) >>> 0;
+      let m = new Uint32Array(this.memory.buffer);
+      const word = (addr: number) => (addr % 4 === 0 && addr >= 0 && addr + 4 <= m.byteLength ? m[addr >>> 2] : -1);
+      const obj = p - 20;
+      const head = word(p - 16) & ~3;
+      const prev = word(p - 12);
+      if (p % 4 !== 0 || obj <= 0 || word(p - 8) !== 0 || word(p - 4) !== 12 || head <= 0 || head === obj ||
+          heads.includes(head) || word(head + 8) !== obj || prev < 0 || (word(prev + 4) & ~3) !== obj) {
+        collect();
+        return;
+      }
+      collect();
+      m = new Uint32Array(this.memory.buffer);
+      if (word(head + 4) !== head || word(head + 8) !== head) return;
+      heads.push(head);
+    }
+    const m = new Uint32Array(this.memory.buffer);
+    this.gcTailA = (heads[0] + 8) >>> 2;
+    this.gcTailB = (heads[1] + 8) >>> 2;
+    this.gcSeenA = m[this.gcTailA];
+    this.gcSeenB = m[this.gcTailB];
+  }
+
   private invoke(fn: (c: number, n: number, f: number) => number, name: string, conn: number, inLen: number, flags: number): number {
     if (this.disposed) throw this.calledAfterFault();
     this.conn = this.logConn = conn;
     try {
       const action = fn(conn, inLen, flags);
-      if (this.collectFn) this.collectFn();
+      if (this.collectFn) this.collect();
       const rp = this.desc.resPtr;
       if ((rp & 3) === 0) {
-        let u32 = this.u32;
-        if (u32.buffer !== this.buffer) u32 = this.u32 = new Uint32Array(this.buffer);
+        const u32 = this.words();
         this.consumed = u32[rp >>> 2];
         this.outLen = u32[(rp >>> 2) + 1];
       } else {
@@ -318,7 +416,7 @@ export class ModuleInstance {
     if (!fn) return Action.CONTINUE;
     return this.enter(conn, conn, () => {
       const action = fn(conn);
-      if (this.collectFn) this.collectFn();
+      if (this.collectFn) this.collect();
       const outLen = new DataView(this.buffer).getUint32(this.desc.resPtr + 4, true);
       if ((action !== Action.CONTINUE && action !== Action.CLOSE && action !== Action.ABORT) || outLen > this.desc.outCap)
         throw new ModuleFault('result', `tcpmod_on_open returned action ${action}, out_len ${outLen} of ${this.desc.outCap}`);
@@ -333,7 +431,7 @@ export class ModuleInstance {
     if (!fn) return;
     this.enter(conn, 0, () => {
       fn(conn, reason);
-      if (this.collectFn) this.collectFn();
+      if (this.collectFn) this.collect();
     });
   }
 

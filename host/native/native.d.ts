@@ -87,7 +87,7 @@ export interface NativeBinding {
     busyGlobal: number, busySlot: number, maxEvents?: number,
     mem?: ArrayBuffer, inPtr?: number, inCap?: number, statePtr?: number, generation?: number): number;
   /** epollWait's arguments bound once for this thread (the worker loop): the epoll set, holder, the busy cells,
-   *  cells[workersCell] (the pool's workers: a batch arms its steal timer only while another worker is not busy), maxEvents, out (a Float64Array(8)), the pending save record `save` (a Float64Array(9): [fd, id, restPtr,
+   *  cells[workersCell] (the pool's workers: a batch arms its steal timer only while another worker is not busy), maxEvents, out (a Float64Array(8), or (9): then out[8] is the wall-clock ms (Date.now's clock) when the wait loaded the event), the pending save record `save` (a Float64Array(9): [fd, id, restPtr,
    *  restLen, statePtr, events, outPtr, outLen, pending]) and totals[bytesOutCell], the output byte counter the
    *  pending save adds to. No load target and nothing pending after it. The caller keeps the arrays alive. */
   waitBind(epfd: number, holder: number, workersCell: number, busyGlobal: number, busySlot: number, maxEvents: number, bytesOutCell: number,

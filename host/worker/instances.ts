@@ -43,8 +43,14 @@ export abstract class LoopInstances implements Transport {
   readonly gens: WorkerGenerations;
   protected readonly driver: AbiDriver;
   protected readonly cells: Int32Array;
-  /** epollWait's out: [fd, kind, events, id, due, loaded, load result, received]. */
-  protected readonly ev = new Float64Array(8);
+  /** epollWait's out: [fd, kind, events, id, due, loaded, load result, received, ms when loaded]. */
+  protected readonly ev = new Float64Array(9);
+  /**
+   * When the wait loaded the event being handled (ms on Date.now's clock, taken natively as the wait
+   * returned; 0: none): the start of that event's first callback (startCall), which follows with no
+   * wait in between. Reset by the loop after every event.
+   */
+  protected eventMs = 0;
   protected readonly received = new Int32Array(1);
   /** connMessage's topic, pattern and message lengths. */
   protected readonly lens = new Int32Array(3);
@@ -293,11 +299,19 @@ export abstract class LoopInstances implements Transport {
   /** A call into the module starts: `gen` is its generation, negated for a start-up (the watchdog's limit and fault count). */
   protected startCall(gen: number): void {
     const cells = this.cells;
+    const c = this.cell;
     this.callGen = gen;
-    Atomics.store(cells, this.cell.gen, gen);
-    Atomics.store(cells, this.cell.start, clockMs());
-    Atomics.store(cells, this.cell.excluded, 0);
-    this.callSeq = Atomics.add(cells, this.cell.seq, 1) + 1;
+    // Plain stores (an Atomics.store is a call into a V8 builtin, ~110 instructions each): the Atomics.add
+    // below publishes them. The watchdog reads them only after an Atomics.load of CALL_SEQ that saw this
+    // call's odd value, so by the memory model it sees these values or later ones; a later call's values
+    // read while this one ends are discarded by its second read of CALL_SEQ (pool.ts checkStuck).
+    cells[c.gen] = gen;
+    // A Date.now() is a call into V8's runtime (~250 instructions): the wait's stamp serves the event's first call.
+    const t = this.eventMs;
+    this.eventMs = 0;
+    cells[c.start] = t !== 0 ? t | 0 : clockMs();
+    cells[c.excluded] = 0;
+    this.callSeq = Atomics.add(cells, c.seq, 1) + 1;
   }
 
   /**

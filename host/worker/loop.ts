@@ -25,78 +25,103 @@ import { LoopAccept } from './accept.js';
 export { BATCH_BUDGET_MS, CONN_EVENTS, LISTEN_EVENTS, MESSAGES_PER_EVENT } from './events.js';
 export type { LoopHooks } from './instances.js';
 
+/** step()'s results: the worker goes on, was told to stop, or retires for idleness. */
+const STEP_ON = 0;
+const STEP_STOPPED = 1;
+const STEP_RETIRED = 2;
+
 export class EventLoop extends LoopAccept {
   /** Runs until told to stop (returns false) or retired for idleness (returns true). */
   run(): boolean {
-    const { epfd, idleTimeoutMs, batch } = this.cfg;
+    const { epfd, batch } = this.cfg;
+    // The wait's per-worker arguments, bound once (one native call per event: waitNext).
+    native.waitBind(epfd, this.holder, G.WORKERS, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, this.ev, this.cells, this.pending, this.ctr.f64);
+    this.bind(null, -1);
+    this.idle = 0;
+    // One wait and its event per call of step(): this frame never returns while the worker serves, so V8
+    // would run a loop body written here in its interpreter (a function is optimized when called again,
+    // a running frame only by on-stack replacement, which V8 may give up on): ~1,300 instructions per
+    // event in the steady state (bench/results/ceiling-profile.md). step() is an ordinary hot function.
+    for (;;) {
+      const r = this.step();
+      if (r !== STEP_ON) return r === STEP_RETIRED;
+    }
+  }
+
+  /** ms waited without an event, in short waits (step()). */
+  private idle = 0;
+
+  /** One wait and what it returned: STEP_ON, or that the worker leaves (STEP_STOPPED, STEP_RETIRED). */
+  private step(): number {
+    const { idleTimeoutMs } = this.cfg;
     const ctr = this.ctr;
     const flags = ctr.i32;
     const ev = this.ev;
-    // The wait's per-worker arguments, bound once (one native call per event: waitNext).
-    native.waitBind(epfd, this.holder, G.WORKERS, G.BUSY, this.cell.busy, batch, this.t + T.BYTES_OUT, ev, this.cells, this.pending, ctr.f64);
-    this.bind(null, -1);
-    let idle = 0; // ms waited without an event, in short waits (below)
-    for (;;) {
-      // An idle worker looks at its port at least every IDLE_CHECK_MS (a reload may happen while it
-      // waits), and every STALE_CHECK_MS while it holds an instance of an older generation, so that
-      // the instance goes soon after the generation's last connection.
-      const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
-      // With one generation, current, and its instance made: the wait also loads a plain input event's
-      // bytes into that instance (one native call instead of two per event). Bound again only when the
-      // instance or its memory changed (a call into it may have grown the memory, detaching the old buffer).
-      const only = this.gens.only();
-      const pre = only !== -1 && only === this.gens.current ? this.gens.ready(only) : null;
-      if (pre !== this.target || (pre !== null && (pre.buffer !== this.targetBuf || only !== this.targetGen))) {
-        const rc = this.bind(pre, only);
-        // The save still pending (made with the memory bound before) did not complete: finished as after() does.
-        if (rc !== 0) {
-          this.unsaved(this.pending[0], this.pending[1], rc);
-          continue;
-        }
+    // An idle worker looks at its port at least every IDLE_CHECK_MS (a reload may happen while it
+    // waits), and every STALE_CHECK_MS while it holds an instance of an older generation, so that
+    // the instance goes soon after the generation's last connection.
+    const wait = Math.min(idleTimeoutMs, this.gens.stale() ? STALE_CHECK_MS : IDLE_CHECK_MS);
+    // With one generation, current, and its instance made: the wait also loads a plain input event's
+    // bytes into that instance (one native call instead of two per event). Bound again only when the
+    // instance or its memory changed (a call into it may have grown the memory, detaching the old buffer).
+    // The generation as last read (the previous event's check): a reload since is seen by loaded()'s own read.
+    const only = this.gens.only();
+    const pre = only !== -1 && only === this.gens.lastRead ? this.gens.ready(only) : null;
+    if (pre !== this.target || (pre !== null && (pre.buffer !== this.targetBuf || only !== this.targetGen))) {
+      const rc = this.bind(pre, only);
+      // The save still pending (made with the memory bound before) did not complete: finished as after() does.
+      if (rc !== 0) {
+        this.unsaved(this.pending[0], this.pending[1], rc);
+        return STEP_ON;
       }
-      const n = native.waitNext(wait);
-      if (n === 0) {
-        if (ctr.get(G.STOP)) return this.unbind(false);
-        this.gens.sync();
-        // A module that flooded the log and went quiet still gets its summary line.
-        if (this.inst && !this.inst.isDisposed) this.inst.flushLogSummary();
-        idle += wait;
-        if (idle < idleTimeoutMs) continue;
-        idle = 0;
-        if (this.retire()) return this.unbind(true);
-        continue;
-      }
-      idle = 0;
-      if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
-      const kind = ev[1];
-      if (kind === C.KIND_WAKE) {
-        if (ctr.get(G.STOP)) return this.unbind(false);
-        continue;
-      }
-      const fd = ev[0];
-      const id = ev[3];
-      if (kind === native.KIND_SAVE) {
-        this.unsaved(fd, id, ev[6]);
-        continue;
-      }
-      // Plain reads of the shared cells (tear-free for an Int32Array): a heuristic needs no ordering, and each
-      // Atomics.load is a call into a V8 builtin of ~100 instructions (bench/results/ceiling-profile.md).
-      if (flags[G.BUSY] >= flags[G.WORKERS]) this.hooks.grow();
-      ctr.f64[this.t + T.EVENTS]++;
-      try {
-        if (kind === C.KIND_LISTEN) this.accept(fd, id);
-        else {
-          // The event's save may be left to the next wait (results.ts after()): nothing else runs before it.
-          this.fusable = true;
-          if (pre && ev[5] === 1) this.loaded(fd, id, pre, only, ev[6], ev[7]);
-          else this.handle(fd, id, ev[4]);
-        }
-      } catch (e) {
-        if (kind === C.KIND_LISTEN) this.listenerFailed(fd, id, e);
-        else this.escaped(fd, id, e);
-      }
-      this.fusable = false;
     }
+    const n = native.waitNext(wait);
+    if (n === 0) {
+      if (ctr.get(G.STOP)) return this.unbind(STEP_STOPPED);
+      this.gens.sync();
+      // A module that flooded the log and went quiet still gets its summary line.
+      if (this.inst && !this.inst.isDisposed) this.inst.flushLogSummary();
+      this.idle += wait;
+      if (this.idle < idleTimeoutMs) return STEP_ON;
+      this.idle = 0;
+      if (this.retire()) return this.unbind(STEP_RETIRED);
+      return STEP_ON;
+    }
+    this.idle = 0;
+    if (n < 0) throw new Error(`epoll_wait failed: ${n}`);
+    const kind = ev[1];
+    if (kind === C.KIND_WAKE) {
+      if (ctr.get(G.STOP)) return this.unbind(STEP_STOPPED);
+      return STEP_ON;
+    }
+    const fd = ev[0];
+    const id = ev[3];
+    if (kind === native.KIND_SAVE) {
+      this.unsaved(fd, id, ev[6]);
+      return STEP_ON;
+    }
+    // Plain reads of the shared cells (tear-free for an Int32Array): a heuristic needs no ordering, and each
+    // Atomics.load is a call into a V8 builtin of ~100 instructions (bench/results/ceiling-profile.md).
+    // The pool at its max (a saturated server, one thread) is not asked (grow() reads the cells again, with Atomics).
+    if (flags[G.BUSY] >= flags[G.WORKERS] && flags[G.WORKERS] < flags[G.MAX]) this.hooks.grow();
+    ctr.f64[this.t + T.EVENTS]++;
+    try {
+      if (kind === C.KIND_LISTEN) this.accept(fd, id);
+      else {
+        // The event's save may be left to the next wait (results.ts after()): nothing else runs before it.
+        this.fusable = true;
+        if (pre && ev[5] === 1) {
+          this.eventMs = ev[8];
+          this.loaded(fd, id, pre, only, ev[6], ev[7]);
+        } else this.handle(fd, id, ev[4]);
+      }
+    } catch (e) {
+      if (kind === C.KIND_LISTEN) this.listenerFailed(fd, id, e);
+      else this.escaped(fd, id, e);
+    }
+    this.fusable = false;
+    this.eventMs = 0; // an event that made no call leaves no stamp for a later one
+    return STEP_ON;
   }
 
   /**
@@ -115,7 +140,7 @@ export class EventLoop extends LoopAccept {
   }
 
   /** Leaving run() (with its result): the memory is no longer bound. Nothing is pending: the wait just made it. */
-  private unbind(result: boolean): boolean {
+  private unbind(result: number): number {
     this.bind(null, -1);
     return result;
   }

@@ -3,6 +3,7 @@
 // throws (libuv style: only programming errors cross the boundary as throws);
 // every syscall failure is returned as -errno instead.
 #pragma once
+#include <cmath>
 #include <napi.h>
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +33,15 @@ bool ArgFixedRegion(const Napi::CallbackInfo& info, size_t i, size_t need, uint8
 // there (an optional out-parameter such as "bytes received"); otherwise nothing.
 void SetOutInt(const Napi::CallbackInfo& info, size_t i, int64_t value);
 
+// A result; nearly every one is a small integer, made as such (napi_create_int32: a V8 small integer,
+// cheaper than napi_create_double's conversion and checks).
 inline Napi::Value Num(const Napi::CallbackInfo& info, double v) {
+  if (v >= -2147483648.0 && v <= 2147483647.0) {
+    int32_t i = static_cast<int32_t>(v);
+    napi_value out;
+    if (static_cast<double>(i) == v && (i != 0 || !std::signbit(v)) && napi_create_int32(info.Env(), i, &out) == napi_ok)
+      return Napi::Value(info.Env(), out);
+  }
   return Napi::Number::New(info.Env(), v);
 }
 

@@ -217,7 +217,11 @@ struct Table {
   std::unordered_set<uint32_t> module_ids;    // module-visible ids of open connections
   uint64_t next_id = 1;
 };
-Table& table();
+// The one table, an object at namespace scope (constructed when the addon loads, before any call
+// into it): table() runs ~11 times per request, and a function-local static cost a call and a
+// guard check each (bench/results/ceiling-profile.md). Hidden: a direct address, not a GOT load.
+__attribute__((visibility("hidden"))) extern Table the_table;
+inline Table& table() { return the_table; }
 
 // Queues a syscall on s's descriptors for when this thread releases the table
 // lock. Caller holds the lock.

@@ -322,8 +322,10 @@ bool BoundSlice(uint32_t at, uint32_t len, uint8_t** p) {
 }
 
 // Four numbers at info[0..3] as u32s (what wasm i32 addresses and lengths are).
+// One N-API call each: napi_get_value_uint32 refuses a non-number itself (a napi_typeof first cost ~40 a number).
 void ArgsU32(const Napi::CallbackInfo& info, uint32_t (&a)[4], size_t n) {
-  for (size_t i = 0; i < n; i++) a[i] = info[i].IsNumber() ? info[i].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+  for (size_t i = 0; i < n; i++)
+    if (napi_get_value_uint32(info.Env(), info[i], &a[i]) != napi_ok) a[i] = UINT32_MAX;
 }
 
 // kvGetBound(key, keyLen, out, cap) -> as kvGet | -EFAULT.

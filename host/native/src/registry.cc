@@ -17,10 +17,7 @@
 
 namespace tcpmod {
 
-Table& table() {
-  static Table t;
-  return t;
-}
+Table the_table;
 
 namespace {
 
