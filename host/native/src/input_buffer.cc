@@ -27,9 +27,7 @@ size_t CapFor(size_t need, size_t upto = 0) {
 
 uint8_t* Alloc(size_t cap) {
   if (cap < kInputMapMin) return static_cast<uint8_t*>(std::malloc(cap));
-  // MAP_POPULATE: the bytes are copied in at once; one call faults the pages in instead of a trap
-  // each (a 100 KiB memcached set split by the network cost ~25 traps per carry-over; output_queue.h does the same).
-  void* m = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* m = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return m == MAP_FAILED ? nullptr : static_cast<uint8_t*>(m);
 }
 
