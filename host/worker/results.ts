@@ -7,7 +7,7 @@ import { CloseReason } from '../module/abi.js';
 import { FAULTED, KEEP } from '../module/driver.js';
 import { FAULT_KINDS, ModuleFault } from '../module/errors.js';
 import { G, T } from '../pool/counters.js';
-import { C, ETIMEDOUT, native } from '../sys.js';
+import { C, ENOBUFS, ETIMEDOUT, native } from '../sys.js';
 import { closingStep, endConnection, finishConnection, moduleConnId } from './close.js';
 import { CONN_EVENTS, LISTEN_EVENTS, SEND_TIMEOUT_WARNING } from './events.js';
 import { LoopTransport } from './transport.js';
@@ -77,13 +77,12 @@ export abstract class LoopResults extends LoopTransport {
         const reason = this.send(mem, ptr, out);
         if (reason >= 0) return this.close(fd, id, reason);
       } else if (fused) {
-        // Nothing to send: the deferred save itself failed.
-        return this.close(fd, id, CloseReason.SOCKET_ERROR);
+        // Nothing to send: the deferred save itself failed (or the kv_send it sent, conn_output.cc SendHeld).
+        return this.close(fd, id, saved === ENOBUFS ? CloseReason.OVERFLOW : CloseReason.SOCKET_ERROR);
       }
       // Saved and re-armed in one native call.
-      if (native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events) < 0) {
-        this.close(fd, id, CloseReason.SOCKET_ERROR);
-      }
+      const rc = native.connSave(fd, id, inst.buffer, d.restPtr, d.restLen, inst.desc.statePtr, epfd, events);
+      if (rc < 0) this.close(fd, id, rc === ENOBUFS ? CloseReason.OVERFLOW : CloseReason.SOCKET_ERROR);
       return;
     }
     if (r === FAULTED) return this.faulted(fd, id, this.driver.fault!);

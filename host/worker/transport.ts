@@ -102,6 +102,7 @@ export abstract class LoopTransport extends LoopInstances {
   /** The close reason for a failed send. */
   protected failure(rc: number): number {
     if (rc === ETIMEDOUT) return CloseReason.SEND_TIMEOUT;
+    if (rc === ENOBUFS) return CloseReason.OVERFLOW; // a held kv_send's rest past --max-output-buffer, found at the save
     if (this.ctr.get(G.FORCED)) return CloseReason.SHUTDOWN;
     return rc === EPROTO ? CloseReason.TLS : CloseReason.SOCKET_ERROR;
   }

@@ -42,6 +42,7 @@
 #include "input_buffer.h"
 #include "output_queue.h"
 #include "proxy_protocol.h"
+#include "sender.h"
 #include "tcpmod_limits.h"
 #include "timers.h"
 
@@ -100,6 +101,9 @@ struct Conn {
   // order; send_since is the last progress while non-empty (under the lock).
   OutputQueue out;
   int64_t send_since = 0;
+  // kv_send's head and pinned value, held back to go with the event's next write (sender.h); the
+  // holder's. Never beside queued output: held only when `out` is empty, sent before anything is queued.
+  HeldRun held;
   // tcpmod.want: do not call the module before this many bytes are pending (0: any).
   uint32_t want = 0;
   // Backpressure: set when queued output passed the high-water mark, cleared
@@ -319,6 +323,14 @@ int64_t Flush(Conn* c, int fd);
 void HalfCloseStep(Conn* c, int fd);
 // Sends what the socket takes now, nothing queued: bytes taken, or -errno. Holder.
 int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len);
+// Sends c's held run (Conn::held, not empty; nothing queued) with a then b
+// behind it, in one sendmsg, and gives the run back: the bytes of a and b
+// taken, or -errno (-ENOBUFS: its rest would pass --max-output-buffer). What
+// the socket does not take of the held run is queued (copied); of a and b, it
+// is the caller's to queue or send. Holder, without the lock.
+int64_t SendHeld(Conn* c, int fd, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
+// The longest head a held run copies (kv_send's heads are a protocol header; a longer one is written at once).
+constexpr size_t kHeldHeadMax = 4096;
 // --- ownership.cc
 // Gives the entry back to epoll, the epoll_ctl outside the lock (see there). Holder, without the lock.
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events);

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "direct.h"
+#include "sender.h"
 #include "tls.h"
 
 namespace tcpmod {
@@ -22,7 +23,7 @@ namespace {
 // stays (re-arm), 0 close now, -errno. Caller does not hold the lock.
 int64_t CloseStep(Conn* c, int fd) {
   assert(InClosePhase(c->life));
-  if (!c->out.empty()) {
+  if (!c->out.empty() || !c->held.empty()) {
     int64_t left = Flush(c, fd);
     if (left != 0) return left < 0 ? left : 1;
   }
@@ -51,6 +52,12 @@ int ConnClose(int fd, uint64_t id, int64_t drain_bytes) {
   DirectFlush();  // frames its last event published (direct.h), as a re-arm would have
   Conn* c = Unlink(fd, id);
   if (c == nullptr) return -EBADF;
+  // kv_send's held run was given before the close: it goes as far as the socket takes it now (as
+  // what was queued, the rest is dropped with the entry), then the pin is given back.
+  if (!c->held.empty()) {
+    (void)WriteSome2(Sink{fd, nullptr}, c->held.head(), c->held.head_len(), c->held.run(), c->held.run_len());
+    c->held.Release();
+  }
   const bool counted = c->close_counted;
   // A close phase that lingered has shut down writing and read what came already (close_phase.h).
   if (c->life == ConnState::kLingering) drain_bytes = 0;

@@ -157,6 +157,9 @@ int64_t ConnSave(int fd, uint64_t id, const uint8_t* rest, size_t len, uint8_t* 
     int64_t n = WriteNow(c, fd, base + out_ptr, static_cast<size_t>(out_len));
     if (n < 0) return n;
     if (n < out_len) return out_len - n;
+  } else if (!c->held.empty()) {
+    int64_t rc = Flush(c, fd);  // kv_send's held run: the event ends here
+    if (rc < 0) return rc;
   }
   const bool kept = c->pending.Assign(rest, len);
   AccountBuffers(c);

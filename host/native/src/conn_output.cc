@@ -79,6 +79,10 @@ void AccountBuffers(Conn* c) {
 }
 
 int64_t Flush(Conn* c, int fd) {
+  if (!c->held.empty()) {
+    int64_t rc = SendHeld(c, fd, nullptr, 0, nullptr, 0);
+    if (rc < 0) return rc;
+  }
   const size_t before = c->out.size();
   const int64_t left = Drain(SinkOf(c, fd), c->out);
   AccountBuffers(c);
@@ -100,7 +104,52 @@ void HalfCloseStep(Conn* c, int fd) {
 }
 
 // The event's last output sent without waiting (connSave's out region): bytes taken, or -errno.
-int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len) { return WriteSome(SinkOf(c, fd), p, len); }
+// A held run (kv_send's) goes in front of it, in the same sendmsg.
+int64_t WriteNow(Conn* c, int fd, const uint8_t* p, size_t len) {
+  if (!c->held.empty()) return SendHeld(c, fd, p, len, nullptr, 0);
+  return WriteSome(SinkOf(c, fd), p, len);
+}
+
+namespace {
+
+// Output was queued (the socket is full): the send timeout runs from now if it was not running already.
+void NoteQueued(Conn* c, Server& s) {
+  AccountBuffers(c);
+  TableLock lock(table().mu);
+  if (c->send_since == 0) {
+    c->send_since = NowMs();
+    Schedule(c, s);
+  }
+}
+
+}  // namespace
+
+int64_t SendHeld(Conn* c, int fd, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  HeldRun& h = c->held;
+  assert(!h.empty() && c->out.empty() && c->tls == nullptr);
+  const size_t hh = h.head_len(), hlen = hh + h.run_len();
+  if (OutputDiscards(c->half)) {  // shut by the module (§20) since: discarded, as the rest is
+    h.Release();
+    return static_cast<int64_t>(alen + blen);
+  }
+  const int64_t n = WriteSome4(SinkOf(c, fd), h.head(), hh, h.run(), h.run_len(), a, alen, b, blen);
+  if (n < 0 || static_cast<size_t>(n) >= hlen) {
+    h.Release();
+    return n < 0 ? n : n - static_cast<int64_t>(hlen);
+  }
+  // The socket is full: the held run's rest is copied into the queue (as kv_send's rest always was),
+  // and the borrowed bytes given back; a and b are the caller's to queue behind it.
+  const size_t sent = static_cast<size_t>(n);
+  Server* s = c->srv;
+  int64_t rc = 0;
+  if (s != nullptr && s->out_max && static_cast<int64_t>(hlen - sent) > s->out_max) rc = -ENOBUFS;
+  else if (!(sent < hh ? c->out.Append(h.head() + sent, hh - sent, h.run(), h.run_len())
+                       : c->out.Append(h.run() + (sent - hh), hlen - sent)))
+    rc = -ENOMEM;
+  h.Release();
+  if (rc == 0 && s != nullptr) NoteQueued(c, *s);
+  return rc;
+}
 
 // connWrite: queued send mode, plain or TLS alike: sends what the socket takes
 // now and queues the rest, in order behind anything queued before; never
@@ -118,7 +167,11 @@ int64_t ConnWrite2(int fd, uint64_t id, const uint8_t* a, size_t alen, const uin
   if (OutputDiscards(c->half)) return static_cast<int64_t>(c->out.size());  // shut by the module (§20): discarded
   const size_t len = alen + blen;
   size_t sent = 0;
-  if (c->out.empty()) {
+  if (!c->held.empty()) {
+    int64_t n = SendHeld(c, fd, a, alen, b, blen);
+    if (n < 0) return n;
+    sent = static_cast<size_t>(n);
+  } else if (c->out.empty()) {
     int64_t n = blen == 0 ? WriteSome(SinkOf(c, fd), a, alen)
                 : c->tls == nullptr ? WriteSome2(SinkOf(c, fd), a, alen, b, blen)
                 : WriteSome(SinkOf(c, fd), a, alen);
@@ -137,15 +190,37 @@ int64_t ConnWrite2(int fd, uint64_t id, const uint8_t* a, size_t alen, const uin
   const size_t a_rest = sent < alen ? alen - sent : 0;
   const size_t b_off = sent > alen ? sent - alen : 0;
   if (!c->out.Append(a + sent, a_rest, b + b_off, blen - b_off)) return -ENOMEM;
-  AccountBuffers(c);
-  {
-    TableLock lock(table().mu);
-    if (c->send_since == 0) {
-      c->send_since = NowMs();
-      Schedule(c, s);
-    }
-  }
+  NoteQueued(c, s);
   return static_cast<int64_t>(queued + rest);
+}
+
+// kv_send's write on the process store: the head (copied) and the pinned value
+// are held (HeldRun) when nothing is queued on a plain connection, to go out
+// in front of the event's next write or at its end (one sendmsg for head,
+// value and what follows); else written as ConnWrite2. `release` is called
+// exactly once, here or when the held run is sent. A kv_send while one is held
+// sends the held one with this one's head, and holds this value.
+int64_t ConnWriteStored(int fd, uint64_t id, const uint8_t* head, size_t hlen, const uint8_t* p, size_t n,
+                        HeldRun::ReleaseFn release, void* ra, uint64_t rb) {
+  Conn* c = Find(fd, static_cast<int64_t>(id));
+  const bool can_hold = c != nullptr && c->srv != nullptr && c->srv->queued && c->tls == nullptr &&
+                        !OutputDiscards(c->half) && hlen <= kHeldHeadMax;
+  if (can_hold && !c->held.empty()) {
+    int64_t k = SendHeld(c, fd, head, hlen, nullptr, 0);
+    if (k < 0) {
+      release(ra, rb);
+      return k;
+    }
+    head += k;
+    hlen -= static_cast<size_t>(k);
+  }
+  if (can_hold && c->out.empty() && hlen + n > 0) {
+    c->held.Hold(head, hlen, p, n, release, ra, rb);
+    return 0;
+  }
+  const int64_t w = ConnWrite2(fd, id, head, hlen, p, n);
+  release(ra, rb);
+  return w;
 }
 
 // connSend: sends in full like send(), through TLS when the connection has it,
@@ -154,6 +229,10 @@ int64_t ConnSend(int fd, uint64_t id, const uint8_t* p, size_t len, int64_t time
   Conn* c = Find(fd, static_cast<int64_t>(id));
   if (c == nullptr) return -EBADF;
   if (OutputDiscards(c->half)) return static_cast<int64_t>(len);  // shut by the module (§20): discarded
+  if (!c->held.empty()) {  // not held in blocking mode; sent first should a connection have one
+    int64_t rc = Flush(c, fd);
+    if (rc < 0) return rc;
+  }
   return SendAll(SinkOf(c, fd), p, len, static_cast<int>(timeout_ms), waited);
 }
 

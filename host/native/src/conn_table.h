@@ -202,6 +202,10 @@ int ConnEndOutput(int fd, uint64_t id);
 // conn_output.cc
 int64_t ConnWrite(int fd, uint64_t id, const uint8_t* p, size_t len);
 int64_t ConnWrite2(int fd, uint64_t id, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
+// kv_send's write of a head and a borrowed run (a pinned store entry) that release(ra, rb) gives back:
+// as ConnWrite2, but possibly held to go with the event's next write (conn_output.cc).
+int64_t ConnWriteStored(int fd, uint64_t id, const uint8_t* head, size_t hlen, const uint8_t* p, size_t n,
+                        void (*release)(void*, uint64_t), void* ra, uint64_t rb);
 int64_t ConnSend(int fd, uint64_t id, const uint8_t* p, size_t len, int64_t timeout_ms, int64_t* waited);
 int64_t ConnFlush(int fd, uint64_t id);
 int QueueConfigure(int group, bool queued, int64_t send_timeout, int64_t high, int64_t per_conn, int64_t out_total,

@@ -106,13 +106,17 @@ Napi::Value KvGetRange(const Napi::CallbackInfo& info) {
   return Result(info, rc);
 }
 
+// A pinned entry given back (ConnWriteStored's release): the node and hash Unpin needs.
+void UnpinHeld(void* node, uint64_t hash) { kv::Unpin(kv::Pinned{nullptr, 0, 0, node, hash}); }
+
 // kvSendStored(fd, id, key×3, offset, len, version, head×3, out) -> value bytes
 // sent | -1 | -4 | -5 | -8 (the write failed: -errno at out[0]) | -100 (the
 // store is Redis: the caller reads the value and sends it itself). kv_send on
 // the process store in queued send mode (docs/abi.md §17.1): the value's bytes
 // go from the store entry, pinned, not copied, to the socket in one sendmsg
-// with the head; only what the socket does not take is copied, into the
-// connection's output queue. out[0] (an Int32Array) gets the bytes queued after it.
+// with the head -- and, on a plain connection with nothing queued, with the
+// bytes the event writes next (the pin is held until then, ConnWriteStored);
+// only what the socket does not take is copied, into the connection's output queue. out[0] (an Int32Array) gets the bytes queued after it.
 Napi::Value KvSendStored(const Napi::CallbackInfo& info) {
   int64_t fd, id, offset, len, version;
   kv::Slice key, head;
@@ -127,8 +131,9 @@ Napi::Value KvSendStored(const Napi::CallbackInfo& info) {
   if (rc < 0) return Result(info, rc);
   const size_t from = std::min<size_t>(static_cast<size_t>(offset), pin.len);
   const size_t n = std::min<size_t>(static_cast<size_t>(len), pin.len - from);
-  int64_t w = head.n + n > 0 ? ConnWrite2(static_cast<int>(fd), static_cast<uint64_t>(id), head.p, head.n, pin.p + from, n) : 0;
-  kv::Unpin(pin);
+  // The pin goes with the write: the connection may hold it until its next write (ConnWriteStored).
+  int64_t w = ConnWriteStored(static_cast<int>(fd), static_cast<uint64_t>(id), head.p, head.n, pin.p + from, n,
+                              UnpinHeld, pin.node, pin.hash);
   SetOutInt(info, 10, std::min<int64_t>(w, INT32_MAX));
   return Result(info, w < 0 ? kv::kNotSent : static_cast<int64_t>(n));
 }

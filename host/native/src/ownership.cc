@@ -99,6 +99,7 @@ bool StillArmed(Conn* c, const epoll_event& ev) {
 }  // namespace
 
 int RearmHeld(Conn* c, int fd, int epfd, uint32_t events) {
+  if (!c->held.empty()) (void)Flush(c, fd);  // kv_send's held run (conn_output.cc) ends with the event; a failure shows at the next
   DirectFlush();  // the frames this event published (direct.h): before the lock below, never under it
   if (c->kind == kKindConn && c->life == ConnState::kOpen) HalfCloseStep(c, fd);  // the event's end
   Table& t = table();

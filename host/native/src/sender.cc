@@ -15,28 +15,39 @@ namespace tcpmod {
 
 namespace {
 
-// Writes a then b (b may be empty) on a plain socket until they are sent or the
-// socket is full: bytes taken, or -errno. One buffer left goes by send() (so a
-// plain reply stays one sendto), two by one sendmsg() of two iovecs.
-int64_t PlainWrite(int fd, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
-  const size_t len = alen + blen;
+// Writes the runs in order on a plain socket until they are sent or the socket
+// is full: bytes taken, or -errno. One run left goes by send() (so a plain
+// reply stays one sendto), more by one sendmsg() of their iovecs.
+int64_t PlainWrite(int fd, const iovec* runs, int count) {
+  iovec iov[4];
+  int n_iov = 0;
+  size_t len = 0;
+  for (int i = 0; i < count; i++) {
+    if (runs[i].iov_len == 0) continue;
+    iov[n_iov++] = runs[i];
+    len += runs[i].iov_len;
+  }
   size_t done = 0;
+  int first = 0;  // iov[first..] are what is left, iov[first] advanced by what was taken of it
   while (done < len) {
     ssize_t n;
-    if (done >= alen) {
-      const size_t boff = done - alen;
-      n = send(fd, b + boff, blen - boff, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } else if (blen == 0) {
-      n = send(fd, a + done, alen - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (first == n_iov - 1) {
+      n = send(fd, iov[first].iov_base, iov[first].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
-      iovec iov[2] = {{const_cast<uint8_t*>(a + done), alen - done}, {const_cast<uint8_t*>(b), blen}};
       msghdr m{};
-      m.msg_iov = iov;
-      m.msg_iovlen = 2;
+      m.msg_iov = iov + first;
+      m.msg_iovlen = static_cast<size_t>(n_iov - first);
       n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     if (n > 0) {
       done += static_cast<size_t>(n);
+      for (size_t k = static_cast<size_t>(n); k > 0 && first < n_iov;) {
+        const size_t take = k < iov[first].iov_len ? k : iov[first].iov_len;
+        iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + take;
+        iov[first].iov_len -= take;
+        k -= take;
+        if (iov[first].iov_len == 0) first++;
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -46,16 +57,48 @@ int64_t PlainWrite(int fd, const uint8_t* a, size_t alen, const uint8_t* b, size
   return static_cast<int64_t>(done);
 }
 
+iovec Run(const uint8_t* p, size_t len) { return {const_cast<uint8_t*>(p), len}; }
+
 }  // namespace
 
 int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len) {
   if (s.tls != nullptr) return TlsWriteSome(s.tls, p, len);
-  return PlainWrite(s.fd, p, len, nullptr, 0);
+  const iovec run = Run(p, len);
+  return PlainWrite(s.fd, &run, 1);
 }
 
 int64_t WriteSome2(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
   assert(s.tls == nullptr);
-  return PlainWrite(s.fd, a, alen, b, blen);
+  const iovec runs[2] = {Run(a, alen), Run(b, blen)};
+  return PlainWrite(s.fd, runs, 2);
+}
+
+int64_t WriteSome4(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen, const uint8_t* c,
+                   size_t clen, const uint8_t* d, size_t dlen) {
+  assert(s.tls == nullptr);
+  const iovec runs[4] = {Run(a, alen), Run(b, blen), Run(c, clen), Run(d, dlen)};
+  return PlainWrite(s.fd, runs, 4);
+}
+
+void HeldRun::Hold(const uint8_t* head, size_t head_len, const uint8_t* p, size_t n, ReleaseFn release, void* a,
+                   uint64_t b) {
+  assert(empty() && release != nullptr);
+  head_.assign(reinterpret_cast<const char*>(head), head_len);
+  p_ = p;
+  n_ = n;
+  release_ = release;
+  a_ = a;
+  b_ = b;
+}
+
+void HeldRun::Release() {
+  if (release_ == nullptr) return;
+  ReleaseFn fn = release_;
+  release_ = nullptr;
+  p_ = nullptr;
+  n_ = 0;
+  head_.clear();
+  fn(a_, b_);
 }
 
 int WaitWritable(int fd, int timeout_ms, int64_t* waited_ms) {

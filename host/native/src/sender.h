@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace tcpmod {
 
@@ -35,6 +36,46 @@ int64_t WriteSome(const Sink& s, const uint8_t* p, size_t len);
 // WriteSome over two runs, in one sendmsg where the socket takes them: bytes
 // taken of a then b (0..alen + blen), or -errno. Plain TCP only (s.tls null).
 int64_t WriteSome2(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen);
+
+// WriteSome2 with a third and fourth run (either may be empty): bytes taken of
+// a, b, c, d in that order, in one sendmsg where the socket takes them. Plain TCP only.
+int64_t WriteSome4(const Sink& s, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen, const uint8_t* c,
+                   size_t clen, const uint8_t* d, size_t dlen);
+
+// Output held back to be sent with the next (kv_send, docs/abi.md §17.1): a
+// head (copied) and a run borrowed from its owner (a pinned store entry) that
+// the owner's release function gives back. Not sent when held: the connection
+// sends it in front of its next write, or at the end of the event, in the same
+// sendmsg (conn_output.cc SendHeld), so a reply of head, stored value and
+// trailer costs one write and one TCP segment train, not two. Release is
+// called exactly once per Hold: by SendHeld (sent, queued or failed), or by
+// the destructor when the connection is freed with it still held.
+class HeldRun {
+ public:
+  using ReleaseFn = void (*)(void* a, uint64_t b);
+  HeldRun() = default;
+  HeldRun(const HeldRun&) = delete;
+  HeldRun& operator=(const HeldRun&) = delete;
+  ~HeldRun() { Release(); }
+
+  bool empty() const { return release_ == nullptr; }
+  // Holds head (copied) then [p, p+n), which `release(a, b)` gives back. Must be empty().
+  void Hold(const uint8_t* head, size_t head_len, const uint8_t* p, size_t n, ReleaseFn release, void* a, uint64_t b);
+  const uint8_t* head() const { return reinterpret_cast<const uint8_t*>(head_.data()); }
+  size_t head_len() const { return head_.size(); }
+  const uint8_t* run() const { return p_; }
+  size_t run_len() const { return n_; }
+  // Gives the borrowed run back (nothing when empty).
+  void Release();
+
+ private:
+  std::string head_;  // its capacity is kept across holds
+  const uint8_t* p_ = nullptr;
+  size_t n_ = 0;
+  ReleaseFn release_ = nullptr;
+  void* a_ = nullptr;
+  uint64_t b_ = 0;
+};
 
 // Waits until fd is writable (or has an error the next send reports): 0, or
 // -ETIMEDOUT after timeout_ms, or -errno. Adds the milliseconds waited to
