@@ -1,4 +1,5 @@
 #include "bus.h"
+#include "mono_clock.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,11 +29,6 @@ constexpr size_t kReadChunk = 65536;
 // SUBSCRIBE and PSUBSCRIBE take this many names at most per command.
 constexpr size_t kNamesPerCommand = 512;
 
-int64_t MonoMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 void AppendBulk(std::string* w, const char* p, size_t n) {
   *w += '$';

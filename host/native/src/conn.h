@@ -35,6 +35,8 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "mono_clock.h"
 #include <vector>
 
 #include "conn_state.h"
@@ -254,11 +256,6 @@ class TableLock {
   TableMutex& m_;
 };
 
-inline int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // --- What the table calls in other concerns (pubsub.cc, upstream.cc; declared
 // here since their headers carry N-API): a closing connection's subscriptions

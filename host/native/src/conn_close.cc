@@ -34,11 +34,11 @@ int64_t CloseStep(Conn* c, int fd) {
     TableLock lock(table().mu);  // the deadline rules read the state under it
     c->life = LingerBegun(c->life);
     c->phase.lingering = true;
-    c->phase.since = NowMs();
+    c->phase.since = MonoMs();
   }
   int64_t got = 0;
   int rc = LingerDiscard(fd, &got);
-  if (got > 0) c->last_input = NowMs();
+  if (got > 0) c->last_input = MonoMs();
   return rc > 0 ? 1 : rc;
 }
 

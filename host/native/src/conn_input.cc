@@ -42,7 +42,7 @@ int64_t GatherWant(Conn* c, int fd, size_t target, bool* eof, size_t* got) {
   *got = c->pending.size() - start;
   AccountBuffers(c);
   if (*got || *eof) {
-    c->last_input = NowMs();
+    c->last_input = MonoMs();
     if (c->frame_since == 0 && !c->pending.empty()) c->frame_since = c->last_input.load();
   }
   return c->pending.size() >= target || *eof ? 1 : 0;
@@ -103,7 +103,7 @@ int64_t LoadHeld(Conn* c, int fd, uint8_t* in, size_t cap, uint8_t* state, bool 
     else if (n == 0) eof = kLoadEof;
     else if (errno != EAGAIN) return -errno;
   }
-  if (have > before || eof) c->last_input = NowMs();
+  if (have > before || eof) c->last_input = MonoMs();
   if (eof) c->half.eof_loaded = true;  // kept by the module, it ends the input at this event's re-arm
   *received = static_cast<int64_t>(have - before + appended);
   return static_cast<int64_t>(have) | eof;
@@ -166,7 +166,7 @@ int64_t ConnSave(int fd, uint64_t id, const uint8_t* rest, size_t len, uint8_t* 
   if (!kept) return -ENOMEM;
   // The frame timeout runs from the moment the carry-over became non-empty.
   if (len == 0) c->frame_since = 0;
-  else if (c->frame_since == 0) c->frame_since = NowMs();
+  else if (c->frame_since == 0) c->frame_since = MonoMs();
   if (c->state_size > 0) std::memcpy(c->state, base + state_ptr, c->state_size);
   if (epfd < 0) return 0;
   return RearmHeld(c, fd, epfd, events);

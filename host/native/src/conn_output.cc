@@ -27,7 +27,7 @@ Sink SinkOf(const Conn* c, int fd) { return Sink{fd, c->tls}; }
 // again when it ends (the timerfd wakes for it).
 void Trim(Server& s, int group, bool input, int64_t max) {
   Table& t = table();
-  int64_t now = NowMs();
+  int64_t now = MonoMs();
   if (now - s.last_trim < 50) {
     if (s.trim_at == 0) {
       s.trim_at = s.last_trim + 50;
@@ -89,7 +89,7 @@ int64_t Flush(Conn* c, int fd) {
   if (left < 0) return left;
   if (static_cast<size_t>(left) != before || left == 0) {
     TableLock lock(table().mu);
-    c->send_since = left ? NowMs() : 0;  // the send timeout counts from the last progress
+    c->send_since = left ? MonoMs() : 0;  // the send timeout counts from the last progress
   }
   return left;
 }
@@ -117,7 +117,7 @@ void NoteQueued(Conn* c, Server& s) {
   AccountBuffers(c);
   TableLock lock(table().mu);
   if (c->send_since == 0) {
-    c->send_since = NowMs();
+    c->send_since = MonoMs();
     Schedule(c, s);
   }
 }

@@ -38,7 +38,7 @@ int ConnProxy(int fd, uint64_t id) {
   do n = recv(fd, buf + have, sizeof(buf) - have, MSG_PEEK); while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN ? 0 : -errno;
   if (n == 0) return have ? -EPROTO : -ENOTCONN;
-  c->last_input = NowMs();
+  c->last_input = MonoMs();
   ProxyHeader h;
   int rc = ProxyParse(buf, have + static_cast<size_t>(n), c->srv->proxy_versions, &h);
   if (rc == kProxyBad) return -EPROTO;

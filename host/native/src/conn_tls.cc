@@ -29,7 +29,7 @@ namespace {
 int HandshakeStep(Conn* c, int64_t timeout_ms) {
   int rc = TlsHandshake(c->tls, static_cast<int>(timeout_ms));
   TableLock lock(table().mu);
-  c->last_input = NowMs();
+  c->last_input = MonoMs();
   if (rc == 1) {
     c->life = Handshaken(c->life);
     c->frame_since = 0;

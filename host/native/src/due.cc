@@ -190,7 +190,7 @@ int RunTimers(int group) {
   Server* s = ServerOf(group);
   if (s == nullptr || s->io != io) return 0;
   s->heap.BeginWakeRead();
-  int64_t now = NowMs();
+  int64_t now = MonoMs();
   int marked = 0;
   // At most ServerTimers::kMaxPerWake items: the rest are left for the next
   // wake, which the timerfd (set to their past deadline below) brings at once,
@@ -294,7 +294,7 @@ int TimerSet(int fd, uint64_t id, int64_t ms) {
   if (c == nullptr || s == nullptr || c->kind != kKindConn) return -EBADF;
   if (c->timer_at) s->timers--;
   c->due &= ~kDueTimer;
-  c->timer_at = ms ? NowMs() + ms : 0;
+  c->timer_at = ms ? MonoMs() + ms : 0;
   if (c->timer_at) s->timers++;
   Schedule(c, *s);
   return 0;
@@ -308,7 +308,7 @@ int TimersDrain(int group, int64_t grace_ms) {
   TableLock lock(t.mu);
   Server* s = ServerOf(group);
   if (s == nullptr) return -EBADF;
-  s->deadlines.drain_start = NowMs();
+  s->deadlines.drain_start = MonoMs();
   s->deadlines.drain_grace = grace_ms;
   int n = 0;
   for (size_t fd = 0; fd < t.by_fd.size(); fd++) {

@@ -25,6 +25,7 @@
 // bundled roots) and must name the host of the URL. Each thread has its own
 // SSL_CTX and session.
 #include "kv_redis.h"
+#include "mono_clock.h"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -122,11 +123,6 @@ thread_local Conn conn;
 std::mutex last_mu;
 std::string last_error;
 
-int64_t MonoMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // counters.ts clockMs(): Date.now() truncated to int32.
 int32_t ClockMs() {

@@ -36,7 +36,7 @@ int ReturnLoans(Server& s, int holder, int64_t before) {
       if (RearmLocked(c, e.fd, s.epfd, events) < 0) {
         // Stays with its holder (the set is being torn down), tried again a budget from now: a
         // loan dated in the past would make the timer fire again at once, round and round.
-        failed.push_back({e, NowMs()});
+        failed.push_back({e, MonoMs()});
         continue;
       }
       n++;
@@ -85,7 +85,7 @@ void LendBatch(int group, int holder, const Lent* events, int n, const int32_t* 
   Server* s = ServerOf(group);
   if (s == nullptr || holder <= 0) return;
   if (s->loans.size() <= static_cast<size_t>(holder)) s->loans.resize(static_cast<size_t>(holder) + 1);
-  int64_t now = NowMs();
+  int64_t now = MonoMs();
   for (int i = 0; i < n; i++) s->loans[holder].push_back({events[i], now});
   if (s->steal_at == 0) s->steal_at = now + s->batch_budget;
   // Usually the batch is taken within microseconds and nothing needs the

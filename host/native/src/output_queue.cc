@@ -1,4 +1,5 @@
 #include "output_queue.h"
+#include "mono_clock.h"
 
 #include <sys/mman.h>
 #include <time.h>
@@ -38,11 +39,6 @@ int ClassOf(size_t size) {
   return i;
 }
 
-int64_t MonoMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 std::mutex pool_mu;
 Chunk* pool_head[kClasses] = {};  // under pool_mu; most recently freed first

@@ -187,7 +187,7 @@ void ReturnLentLocked(Conn* c, int fd) {
       return;
     }
   } else if (c->send_since == 0) {
-    c->send_since = NowMs();  // the send timeout counts from now
+    c->send_since = MonoMs();  // the send timeout counts from now
   }
   if (RearmLocked(c, fd, s.epfd, s.conn_events) < 0) c->holder.store(0);  // never left lent
 }

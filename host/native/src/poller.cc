@@ -2,6 +2,7 @@
 // tag of its table entry (EpollPack, conn_table.h); the waiter claims
 // connections in the table before returning.
 #include "poller.h"
+#include "mono_clock.h"
 
 #include <cerrno>
 #include <algorithm>
@@ -20,11 +21,6 @@
 namespace tcpmod {
 namespace {
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // epollCreate() -> fd | -errno
 int EpollCreateCore() {
@@ -121,7 +117,7 @@ int Wait(Waiter& w, int64_t timeout) {
     return give(e);
   }
   if (__atomic_exchange_n(mine, 0, __ATOMIC_SEQ_CST) == 1) __atomic_fetch_sub(cells + w.busy_global, 1, __ATOMIC_SEQ_CST);
-  int64_t deadline = timeout >= 0 ? NowMs() + timeout : -1;
+  int64_t deadline = timeout >= 0 ? MonoMs() + timeout : -1;
   epoll_event evs[kMaxBatch];
   Lent got[kMaxBatch];
   // Loans are kept per worker (holder > 0) of a group configured for them; any other caller takes one event at a time.
@@ -142,7 +138,7 @@ int Wait(Waiter& w, int64_t timeout) {
     }
     // Another worker's batch it has not started on is this one's before it sleeps: no timer needed.
     if (max_events > 1 && w.workers_cell >= 0 && StealLent(epfd, holder, &e)) return give(e);
-    int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs()));
+    int wait_ms = deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - MonoMs()));
     int n = epoll_wait(epfd, evs, max_events, wait_ms);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;

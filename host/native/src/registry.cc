@@ -121,7 +121,7 @@ int64_t ConnOpen(int fd, int group, int state_size, int holder, int kind, int tl
   }
   t.group_conns[group]++;
   c->srv = ServerOf(group);
-  c->last_input = NowMs();
+  c->last_input = MonoMs();
   const bool proxy = c->srv && c->srv->proxy_versions;
   c->life = InitialState(proxy, c->tls != nullptr);
   // A PROXY header, and a handshake, are frames in progress: the frame timeout bounds them.

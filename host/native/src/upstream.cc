@@ -19,6 +19,7 @@
 // after the handshake. The module can ask why its FAILED came (conn_info key
 // 3, UpstreamFailure).
 #include "upstream.h"
+#include "mono_clock.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -172,11 +173,6 @@ std::atomic<int64_t> n_frame_timeouts{0};
 
 uint64_t Tag(uint64_t uid) { return uid & kEpollTagMask; }
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // Arms u->tfd once, `ms` from now (0 disarms).
 void ArmTimer(Upstream* u, int64_t ms) {
@@ -185,13 +181,13 @@ void ArmTimer(Upstream* u, int64_t ms) {
   its.it_value.tv_nsec = (ms % 1000) * 1000000;
   timerfd_settime(u->tfd, 0, &its, nullptr);
   u->armed = ms > 0;
-  u->armed_until = ms > 0 ? NowMs() + ms : 0;
+  u->armed_until = ms > 0 ? MonoMs() + ms : 0;
 }
 
 // A send to an open upstream: the wait for its answer starts now unless one is going on. Holder only.
 void NoteSent(Upstream* u) {
   if (u->read_timeout_ms <= 0 || u->tfd < 0 || u->in_done) return;
-  if (u->waiting_since == 0) u->waiting_since = NowMs();
+  if (u->waiting_since == 0) u->waiting_since = MonoMs();
   if (!u->armed) ArmTimer(u, u->read_timeout_ms);
 }
 
@@ -229,10 +225,10 @@ void NoteKept(Upstream* u, size_t rest_len) {
     return;
   }
   bool began = u->frame_since == 0 || rest_len < u->offered;
-  if (began) u->frame_since = NowMs();
+  if (began) u->frame_since = MonoMs();
   // Armed later (the read timeout's wait): brought forward once, when the carry-over begins.
   if (!u->armed || (began && u->armed_until > FrameDeadline(u))) {
-    int64_t left = FrameDeadline(u) - NowMs();
+    int64_t left = FrameDeadline(u) - MonoMs();
     ArmTimer(u, left > 0 ? left : 1);
   }
 }
@@ -245,7 +241,7 @@ Expired TimerExpired(Upstream* u) {
   uint64_t expirations;
   if (read(u->tfd, &expirations, sizeof(expirations)) < 0) {}  // drained; the edge was the news
   u->armed = false;
-  int64_t now = NowMs();
+  int64_t now = MonoMs();
   int64_t next = INT64_MAX;
   if (u->waiting_since != 0 && u->read_timeout_ms > 0) {
     int64_t left = u->waiting_since + u->read_timeout_ms - now;

@@ -36,7 +36,7 @@ namespace {
     }                                                                                     \
   } while (0)
 
-int64_t NowMs() {
+int64_t MonoMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
@@ -143,7 +143,7 @@ void TestScheduleRules() {
 void TestBoundedWake() {
   ServerTimers t;
   CHECK(t.Open() >= 0);
-  const int64_t now = NowMs();
+  const int64_t now = MonoMs();
   const int n = ServerTimers::kMaxPerWake * 3 + 5;
   std::vector<TimerSlot> slots(static_cast<size_t>(n));
   for (int i = 0; i < n; i++) t.Schedule(&slots[static_cast<size_t>(i)], now - 1000 + i % 7);  // all past
@@ -224,7 +224,7 @@ void TestThreads() {
       std::lock_guard<std::mutex> lock(mu);
       t.BeginWake();
       int n = 0;
-      int64_t now = NowMs();
+      int64_t now = MonoMs();
       while (TimerSlot* s = t.PopDue(now)) {
         static_cast<Owner*>(s->owner)->due = true;
         n++;
@@ -238,15 +238,15 @@ void TestThreads() {
   for (int h = 0; h < kHolders; h++) {
     holders.emplace_back([&, h] {
       std::mt19937_64 rng(static_cast<uint64_t>(h) + 1);
-      const int64_t end = NowMs() + 600;
-      while (NowMs() < end) {
+      const int64_t end = MonoMs() + 600;
+      while (MonoMs() < end) {
         Owner& o = owners[static_cast<size_t>(h * kPerHolder) + rng() % kPerHolder];
         std::lock_guard<std::mutex> lock(mu);
         if (o.due) {
           o.due = false;
           marks_taken++;
         }
-        int64_t now = NowMs();
+        int64_t now = MonoMs();
         bool arm = false;
         switch (rng() % 3) {
           case 0: arm = t.Schedule(&o.slot, now + static_cast<int64_t>(rng() % 20)); break;   // soon: the timer thread pops
