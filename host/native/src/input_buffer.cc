@@ -25,26 +25,67 @@ size_t CapFor(size_t need, size_t upto = 0) {
   return cap;
 }
 
-uint8_t* Alloc(size_t cap) {
-  if (cap < kInputMapMin) return static_cast<uint8_t*>(std::malloc(cap));
-  void* m = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+// Mapped storage given back is kept for the next carry-over of the same size, a few blocks per
+// thread: a large request the network splits (a 100 KiB memcached set arriving as 64 KiB + the
+// rest) would otherwise map fresh pages, fault each one in, and unmap them (a TLB shootdown) at
+// every split. Bounded (kSpareBlocks of at most kSpareMax each, per worker thread), released when
+// the thread ends; what a thread keeps is not connection memory, so --max-input-memory does not count it.
+constexpr size_t kSpareBlocks = 2;
+constexpr size_t kSpareMax = 1 << 20;
+
+struct Spares {
+  uint8_t* p[kSpareBlocks] = {};
+  size_t cap[kSpareBlocks] = {};
+  ~Spares() {
+    for (size_t i = 0; i < kSpareBlocks; i++)
+      if (p[i] != nullptr) munmap(p[i], cap[i]);
+  }
+};
+thread_local Spares spares;
+
+// Storage of at least `cap` bytes; *cap becomes what was had. A kept block of up to twice the
+// size asked is taken first (a growing carry-over asks 64 KiB, then more: one block of the size a
+// like request reached last time serves it whole, with its pages already in).
+uint8_t* Alloc(size_t* cap) {
+  if (*cap < kInputMapMin) return static_cast<uint8_t*>(std::malloc(*cap));
+  for (size_t i = 0; i < kSpareBlocks; i++)
+    if (spares.p[i] != nullptr && spares.cap[i] >= *cap && spares.cap[i] <= 2 * *cap) {
+      uint8_t* m = spares.p[i];
+      spares.p[i] = nullptr;
+      *cap = spares.cap[i];
+      return m;
+    }
+  void* m = mmap(nullptr, *cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return m == MAP_FAILED ? nullptr : static_cast<uint8_t*>(m);
+}
+
+bool HasSpareFor(size_t cap) {
+  for (size_t i = 0; i < kSpareBlocks; i++)
+    if (spares.p[i] != nullptr && spares.cap[i] >= cap && spares.cap[i] <= 2 * cap) return true;
+  return false;
 }
 
 void Free(uint8_t* p, size_t cap) {
   if (p == nullptr) return;
-  if (cap < kInputMapMin) std::free(p);
-  else munmap(p, cap);
+  if (cap < kInputMapMin) return std::free(p);
+  if (cap <= kSpareMax)
+    for (size_t i = 0; i < kSpareBlocks; i++)
+      if (spares.p[i] == nullptr) {
+        spares.p[i] = p;
+        spares.cap[i] = cap;
+        return;
+      }
+  munmap(p, cap);
 }
 
 }  // namespace
 
-// Moves to storage of exactly `cap` bytes, keeping the content when `keep`.
-// Mapped storage is resized in place or moved by the kernel (mremap): no copy,
-// and one call instead of a map, a copy and an unmap.
+// Moves to storage of `cap` bytes (or a kept block of up to twice that), keeping the content when
+// `keep`. Mapped storage with no kept block to move to is resized in place or moved by the kernel
+// (mremap): no copy, and one call instead of a map, a copy and an unmap.
 bool InputBuffer::Reserve(size_t cap, bool keep) {
   assert(!keep || cap >= size_);
-  if (cap_ >= kInputMapMin && cap >= kInputMapMin) {
+  if (cap_ >= kInputMapMin && cap >= kInputMapMin && !HasSpareFor(cap)) {
     void* m = mremap(data_, cap_, cap, MREMAP_MAYMOVE);
     if (m == MAP_FAILED) return false;
     data_ = static_cast<uint8_t*>(m);
@@ -52,7 +93,7 @@ bool InputBuffer::Reserve(size_t cap, bool keep) {
     if (!keep) size_ = 0;
     return true;
   }
-  uint8_t* p = Alloc(cap);
+  uint8_t* p = Alloc(&cap);
   if (p == nullptr) return false;
   if (keep && size_ > 0) std::memcpy(p, data_, size_);
   Free(data_, cap_);
@@ -95,6 +136,13 @@ void InputBuffer::Clear() {
   data_ = nullptr;
   size_ = 0;
   cap_ = 0;
+}
+
+size_t InputSpareBytes() {
+  size_t n = 0;
+  for (size_t i = 0; i < kSpareBlocks; i++)
+    if (spares.p[i] != nullptr) n += spares.cap[i];
+  return n;
 }
 
 }  // namespace tcpmod

@@ -6,7 +6,9 @@
 // Its storage follows its content, as Redis trims an idle client's query
 // buffer: emptied, it is released; replaced by much less than it holds, it is
 // reallocated to fit. Large storage (kInputMapMin and up) is mapped pages, so
-// that releasing it returns it to the kernel, not to malloc's heap.
+// that releasing it returns it to the kernel, not to malloc's heap -- except a
+// few blocks each thread keeps for its next carry-over of the same size
+// (InputSpareBytes; input_buffer.cc says why).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +17,9 @@ namespace tcpmod {
 
 // Storage of at least this many bytes is mapped (mmap) rather than malloc'd.
 constexpr size_t kInputMapMin = 64 * 1024;
+
+// Bytes of mapped storage this thread keeps for reuse (at most 2 blocks of at most 1 MiB).
+size_t InputSpareBytes();
 
 // Owned by one holder at a time (the connection's), so not locked.
 class InputBuffer {

@@ -5,7 +5,8 @@
 // at most kChunkPoolMaxBytes of free chunks, unmaps the rest, reuses what it keeps
 // (a second burst maps nothing) and unmaps what stays idle; InputBuffer's storage
 // follows its content (released when emptied, shrunk when much larger, grown
-// no further than a frame's size when told). Plus threads sharing the pool.
+// no further than a frame's size when told; a thread keeps two mapped blocks for reuse).
+// Plus threads sharing the pool.
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -304,6 +305,47 @@ static void TestPoolBound() {
   CHECK(ChunkMappedBytes() <= bound);
 }
 
+// A mapped carry-over given back is kept for the next one of the same size (no fresh pages to
+// fault in at every split request), at most two blocks of at most 1 MiB per thread; its content
+// is always what was appended, never a former occupant's.
+static void TestInputSpares() {
+  const size_t base = InputSpareBytes();
+  CHECK(base == 0);
+  auto v = Stream(7, 3 << 20);
+  InputBuffer a;
+  CHECK(a.Append(v.data(), 100 * 1024));
+  const uint8_t* first = a.data();
+  const size_t cap = a.allocated();
+  CHECK(cap >= kInputMapMin);
+  a.Clear();
+  CHECK(InputSpareBytes() == base + cap);
+  InputBuffer b;
+  CHECK(b.Append(v.data() + 1, 100 * 1024));
+  CHECK(b.data() == first);  // the same block, reused
+  CHECK(std::memcmp(b.data(), v.data() + 1, 100 * 1024) == 0);
+  CHECK(InputSpareBytes() == base);
+  // Bounded: three given back, two kept; larger than 1 MiB, never kept.
+  InputBuffer c[3];
+  for (auto& x : c) CHECK(x.Append(v.data(), 100 * 1024));
+  for (auto& x : c) x.Clear();
+  CHECK(InputSpareBytes() == 2 * cap);
+  InputBuffer d;
+  CHECK(d.Append(v.data(), 2u << 20));
+  d.Clear();
+  CHECK(InputSpareBytes() == 2 * cap);
+  // Another thread keeps its own, and gives them back when it ends.
+  size_t other = 1;
+  std::thread([&] {
+    InputBuffer e;
+    e.Append(v.data(), 100 * 1024);
+    e.Clear();
+    other = InputSpareBytes();
+  }).join();
+  CHECK(other == cap);
+  CHECK(InputSpareBytes() == 2 * cap);
+  b.Clear();
+}
+
 int main() {
   TestAppendTwo();
   TestOrder();
@@ -311,6 +353,7 @@ int main() {
   TestRelease();
   TestReuse();
   TestThreads();
+  TestInputSpares();  // first: this thread keeps no block yet
   TestInput();
   TestPoolBound();
   return tcpmod_test::Summary();
