@@ -36,7 +36,7 @@ void SetOutInt(const Napi::CallbackInfo& info, size_t i, int64_t value);
 // A result; nearly every one is a small integer, made as such (napi_create_int32: a V8 small integer,
 // cheaper than napi_create_double's conversion and checks).
 inline Napi::Value Num(const Napi::CallbackInfo& info, double v) {
-  if (v >= -2147483648.0 && v <= 2147483647.0) {
+  if (v >= static_cast<double>(INT32_MIN) && v <= static_cast<double>(INT32_MAX)) {
     int32_t i = static_cast<int32_t>(v);
     napi_value out;
     if (static_cast<double>(i) == v && (i != 0 || !std::signbit(v)) && napi_create_int32(info.Env(), i, &out) == napi_ok)
