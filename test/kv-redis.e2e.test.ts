@@ -6,7 +6,7 @@
 // split point. A missing redis-server or redis-cli fails the suite (.ci/run
 // installs them).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -529,6 +529,14 @@ describe('AUTH and SELECT on connect', () => {
   }, 60_000);
 });
 
+/** The kv fixture on one worker, its store the scripted Redis `fake` (listening on a free port once this returns). */
+async function serveOnScripted(fake: Server): Promise<{ srv: Awaited<ReturnType<typeof serve>>; conn: KvConn }> {
+  await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+  const port = (fake.address() as { port: number }).port;
+  const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
+  return { srv, conn: new KvConn(await open(srv.port)) };
+}
+
 describe('a connection the server closes between two calls', () => {
   it('right after a reply, reused at once: at most that call says -3, and the next one connects again without a backoff', async () => {
     // A scripted server that answers one GET per connection, then closes it. A call right after the
@@ -540,10 +548,7 @@ describe('a connection the server closes between two calls', () => {
       sock.on('data', () => sock.end('$1\r\nx\r\n'));
       sock.on('error', () => undefined);
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
-    const port = (fake.address() as { port: number }).port;
-    const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
-    const conn = new KvConn(await open(srv.port));
+    const { srv, conn } = await serveOnScripted(fake);
     try {
       // Back to back: each call may find the connection the last reply closed (-3), unless it came
       // 20 ms or more after that reply (a slow round trip on a loaded machine): then it is checked
@@ -604,10 +609,7 @@ describe('replies that arrive a byte at a time, and bytes that are no reply (a s
       });
       sock.on('error', () => undefined);
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
-    const port = (fake.address() as { port: number }).port;
-    const srv = await serve(await fixture('kv'), ['--kv', `redis://127.0.0.1:${port}`, '--kv-timeout', '2s', '--threads', '1']);
-    const conn = new KvConn(await open(srv.port));
+    const { srv, conn } = await serveOnScripted(fake);
     try {
       expect(await conn.get('k')).toEqual({ rc: 5, value: 'hello' });
       expect(await conn.incr('n', -7n)).toEqual({ rc: 0, value: -7n });

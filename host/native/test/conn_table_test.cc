@@ -28,14 +28,9 @@
 using namespace tcpmod;
 
 #include "table_stubs.h"
+#include "conn_pair.h"
 
-constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
 constexpr int kAcceptor = 1000;  // the holder a connection is opened by
-
-struct Pair {
-  int server, client;
-  uint64_t id;
-};
 
 // A connection as the server makes one: opened held by the acceptor, added to epoll, re-armed.
 static Pair Accept(int epfd, bool met = true) {

@@ -21,27 +21,9 @@
 using namespace tcpmod;
 
 #include "table_stubs.h"
+#include "conn_pair.h"
 
 namespace {
-
-constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
-constexpr int kHolder = 1000;
-
-struct Pair {
-  int server, client;
-  uint64_t id;
-};
-
-Pair Accept(int epfd) {
-  int sv[2];
-  tcpmod_test::NonBlockingPair(sv);
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  int64_t id = ConnOpen(sv[0], epfd, 8, kHolder, kKindConn, 0, 0);
-  CHECK(id > 0);
-  CHECK(ConnOpened(sv[0], id) == 0);
-  CHECK(ConnAdd(epfd, sv[0], id, kEvents) == 0);
-  return {sv[0], sv[1], static_cast<uint64_t>(id)};
-}
 
 int NewServer() {
   int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -97,7 +79,7 @@ std::string ReadAll(int fd) {
 // The client's EOF kept: no wake-up loop; the answer, then FIN, then the due close.
 void InputThenOutput() {
   int epfd = NewServer();
-  Pair p = Accept(epfd);
+  Pair p = OpenPair(epfd);
   CHECK(send(p.client, "req", 3, 0) == 3);
   CHECK(shutdown(p.client, SHUT_WR) == 0);
   CHECK(Load(p) == 3);  // one receive: the bytes; the EOF at the next
@@ -135,7 +117,7 @@ void InputThenOutput() {
 // the client's reset is seen (epoll reports errors without EPOLLIN) and ends it.
 void OutputThenReset() {
   int epfd = NewServer();
-  Pair p = Accept(epfd);
+  Pair p = OpenPair(epfd);
   CHECK(ConnEndOutput(p.server, p.id) == 0);
   CHECK(Save(epfd, p, "bye") == 0);
   CHECK(ReadAll(p.client) == "bye");
@@ -159,7 +141,7 @@ void OutputThenReset() {
   CHECK(ConnClose(p.server, p.id, 0) == 0);
   close(p.client);
   // A half-closed client that goes away: reported though EPOLLIN is not asked for.
-  Pair q = Accept(epfd);
+  Pair q = OpenPair(epfd);
   CHECK(shutdown(q.client, SHUT_WR) == 0);
   CHECK(Load(q) == kLoadEof);
   CHECK(Save(epfd, q, "") == 0);

@@ -24,33 +24,15 @@
 using namespace tcpmod;
 
 #include "table_stubs.h"
+#include "conn_pair.h"
 
 namespace {
-
-constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
-constexpr int kHolder = 1000;
-
-struct Pair {
-  int server, client;
-  uint64_t id;
-};
 
 int NewServer(int64_t per_conn = 0) {
   int epfd = epoll_create1(EPOLL_CLOEXEC);
   CHECK(TimersConfigure(epfd, 0, 0) >= 0);
   CHECK(QueueConfigure(epfd, true, 0, 1 << 20, per_conn, 0, 0) == 0);
   return epfd;
-}
-
-Pair Accept(int epfd) {
-  int sv[2];
-  tcpmod_test::NonBlockingPair(sv);
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  int64_t id = ConnOpen(sv[0], epfd, 8, kHolder, kKindConn, 0, 0);
-  CHECK(id > 0);
-  CHECK(ConnOpened(sv[0], id) == 0);
-  CHECK(ConnAdd(epfd, sv[0], id, kEvents) == 0);
-  return {sv[0], sv[1], static_cast<uint64_t>(id)};
 }
 
 uint8_t mem[4096];
@@ -106,7 +88,7 @@ void Reset() { std::memset(released, 0, sizeof(released)); }
 void HeldUntilNextWrite() {
   Reset();
   int epfd = NewServer();
-  Pair p = Accept(epfd);
+  Pair p = OpenPair(epfd);
   const std::string v = Value(100 * 1024, 1), w = Value(3000, 2);
   CHECK(Stored(p, "VALUE k 0 102400\r\n", v, 0) == 0);
   CHECK(Readable(p.client) == 0);  // nothing written yet: it waits for what follows
@@ -139,7 +121,7 @@ void HeldUntilNextWrite() {
 void ClosedOrGone() {
   Reset();
   int epfd = NewServer();
-  Pair p = Accept(epfd);
+  Pair p = OpenPair(epfd);
   const std::string v = Value(5000, 3);
   CHECK(Stored(p, "VALUE\r\n", v, 0) == 0);
   CHECK(ConnClose(p.server, p.id, 0) == 0);
@@ -149,7 +131,7 @@ void ClosedOrGone() {
   CHECK(recv(p.client, b, sizeof(b), MSG_DONTWAIT) == 0);
   close(p.client);
 
-  Pair q = Accept(epfd);
+  Pair q = OpenPair(epfd);
   CHECK(Stored(q, "VALUE\r\n", v, 1) == 0);
   close(q.client);  // the client is gone before the event ends
   const int64_t rc = Save(epfd, q, "\r\nEND\r\n");
@@ -159,7 +141,7 @@ void ClosedOrGone() {
   CHECK(released[1] == 1);
 
   // The output shut by the module (§20) before kv_send: nothing is held, nothing sent, given back at once.
-  Pair r = Accept(epfd);
+  Pair r = OpenPair(epfd);
   CHECK(Save(epfd, r, "") == 0);
   CHECK(ConnEndOutput(r.server, r.id) == 0);
   CHECK(Save(epfd, r, "") == 0);  // the event ends: the output is ended
@@ -178,7 +160,7 @@ void ClosedOrGone() {
 void SocketFull() {
   Reset();
   int epfd = NewServer();
-  Pair p = Accept(epfd);
+  Pair p = OpenPair(epfd);
   int small = 4096;
   CHECK(setsockopt(p.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
   const std::string v = Value(2 * 1024 * 1024, 4);
@@ -200,7 +182,7 @@ void SocketFull() {
 
   // --max-output-buffer passed by the rest: -ENOBUFS, given back, nothing queued.
   epfd = NewServer(64 * 1024);
-  Pair q = Accept(epfd);
+  Pair q = OpenPair(epfd);
   CHECK(setsockopt(q.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
   CHECK(Stored(q, "BIG\r\n", v, 1) == 0);
   CHECK(Save(epfd, q, "\r\nEND\r\n") == -ENOBUFS);

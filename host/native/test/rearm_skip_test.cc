@@ -28,10 +28,10 @@
 using namespace tcpmod;
 
 #include "table_stubs.h"
+#include "conn_pair.h"
 
 namespace {
 
-constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET | EPOLLONESHOT;
 constexpr int kAcceptor = 1000;
 
 struct Conn2 {
