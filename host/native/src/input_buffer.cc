@@ -43,11 +43,11 @@ struct Spares {
 };
 thread_local Spares spares;
 
-// Storage of at least `cap` bytes; *cap becomes what was had. A kept block of up to twice the
-// size asked is taken first (a growing carry-over asks 64 KiB, then more: one block of the size a
-// like request reached last time serves it whole, with its pages already in).
-uint8_t* Alloc(size_t* cap) {
-  if (*cap < kInputMapMin) return static_cast<uint8_t*>(std::malloc(*cap));
+// A kept block of at least `*cap` bytes and at most twice that, taken (*cap becomes its size), or
+// null. A growing carry-over asks 64 KiB, then more: one block of the size a like request reached
+// last time serves it whole, with its pages already in.
+uint8_t* TakeSpare(size_t* cap) {
+  if (*cap < kInputMapMin) return nullptr;
   for (size_t i = 0; i < kSpareBlocks; i++)
     if (spares.p[i] != nullptr && spares.cap[i] >= *cap && spares.cap[i] <= 2 * *cap) {
       uint8_t* m = spares.p[i];
@@ -55,14 +55,13 @@ uint8_t* Alloc(size_t* cap) {
       *cap = spares.cap[i];
       return m;
     }
-  void* m = mmap(nullptr, *cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return m == MAP_FAILED ? nullptr : static_cast<uint8_t*>(m);
+  return nullptr;
 }
 
-bool HasSpareFor(size_t cap) {
-  for (size_t i = 0; i < kSpareBlocks; i++)
-    if (spares.p[i] != nullptr && spares.cap[i] >= cap && spares.cap[i] <= 2 * cap) return true;
-  return false;
+uint8_t* Alloc(size_t cap) {
+  if (cap < kInputMapMin) return static_cast<uint8_t*>(std::malloc(cap));
+  void* m = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return m == MAP_FAILED ? nullptr : static_cast<uint8_t*>(m);
 }
 
 void Free(uint8_t* p, size_t cap) {
@@ -85,7 +84,8 @@ void Free(uint8_t* p, size_t cap) {
 // (mremap): no copy, and one call instead of a map, a copy and an unmap.
 bool InputBuffer::Reserve(size_t cap, bool keep) {
   assert(!keep || cap >= size_);
-  if (cap_ >= kInputMapMin && cap >= kInputMapMin && !HasSpareFor(cap)) {
+  uint8_t* p = TakeSpare(&cap);
+  if (p == nullptr && cap_ >= kInputMapMin && cap >= kInputMapMin) {
     void* m = mremap(data_, cap_, cap, MREMAP_MAYMOVE);
     if (m == MAP_FAILED) return false;
     data_ = static_cast<uint8_t*>(m);
@@ -93,7 +93,7 @@ bool InputBuffer::Reserve(size_t cap, bool keep) {
     if (!keep) size_ = 0;
     return true;
   }
-  uint8_t* p = Alloc(&cap);
+  if (p == nullptr) p = Alloc(cap);
   if (p == nullptr) return false;
   if (keep && size_ > 0) std::memcpy(p, data_, size_);
   Free(data_, cap_);
